@@ -1,0 +1,647 @@
+//! The message content codec: what travels inside an MLS application message.
+//!
+//! Layout (version 1), all integers big-endian:
+//!
+//! ```text
+//! u8  version = 1
+//! [16] message id (chosen by the sender)
+//! u64 sent_at, milliseconds since the Unix epoch (sender's clock)
+//! u16 kind
+//! fields until the end: u16 tag | u32 length | value
+//! ```
+//!
+//! Fields appear in strictly ascending tag order, each at most once, so every
+//! content has exactly one encoding (franking commits to these bytes). A tag
+//! with the high bit set (`0x8000`) is optional: a decoder that does not know
+//! it skips it. Any other unknown tag is mandatory and the content is rejected.
+//! An unknown *kind* decodes to [`Body::Unsupported`] so that newer clients can
+//! add kinds without older ones failing.
+
+use std::fmt;
+
+use rand_core::{CryptoRng, RngCore};
+
+use crate::codec::{DecodeError, Reader, Writer};
+
+/// The encoding version this build writes and reads.
+pub const CONTENT_VERSION: u8 = 1;
+/// Largest encoded content accepted.
+pub const MAX_CONTENT_LEN: usize = 256 * 1024;
+/// Longest text of a message or edit, in bytes.
+pub const MAX_TEXT_LEN: usize = 64 * 1024;
+/// Longest attachment file name, in bytes.
+pub const MAX_FILE_NAME_LEN: usize = 255;
+/// Longest media type, in bytes.
+pub const MAX_MEDIA_TYPE_LEN: usize = 127;
+/// Longest attachment blob id, in bytes.
+pub const MAX_BLOB_ID_LEN: usize = 128;
+/// Most message ids in one receipt.
+pub const MAX_RECEIPT_IDS: usize = 1000;
+/// Fields after the header, at most.
+const MAX_FIELDS: usize = 64;
+
+/// Fields with this bit set may be skipped by decoders that do not know them.
+pub const OPTIONAL_FIELD: u16 = 0x8000;
+/// The disappearing-message timer in force when the message was sent (u32 seconds).
+const FIELD_EXPIRE_TIMER: u16 = OPTIONAL_FIELD | 1;
+
+/// A message id: 16 random bytes chosen by the sender.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub [u8; 16]);
+
+impl MessageId {
+    /// A fresh random id.
+    pub fn generate(rng: &mut (impl RngCore + CryptoRng)) -> Self {
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
+        Self(id)
+    }
+
+    /// Lowercase hex, 32 characters.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses [`MessageId::to_hex`].
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 32 || !s.is_ascii() {
+            return None;
+        }
+        let mut id = [0u8; 16];
+        for (i, byte) in id.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(id))
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageId({})", self.to_hex())
+    }
+}
+
+/// One message's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content {
+    /// Sender-chosen id, unique per message; receipts, edits, replies and
+    /// deletes refer to it.
+    pub id: MessageId,
+    /// When the sender sent it, in milliseconds since the Unix epoch.
+    pub sent_at_ms: u64,
+    /// The disappearing-message timer in force for this message, in seconds.
+    pub expire_timer_secs: Option<u32>,
+    /// What the message says or does.
+    pub body: Body,
+}
+
+/// The kinds of content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Body {
+    /// A text message, possibly a reply.
+    Text {
+        /// The text.
+        text: String,
+        /// The message this one answers.
+        reply_to: Option<MessageId>,
+    },
+    /// A file or picture stored encrypted on the server.
+    Attachment {
+        /// Where and how to fetch and open it.
+        pointer: AttachmentPointer,
+        /// Text shown with it.
+        caption: Option<String>,
+        /// The message this one answers.
+        reply_to: Option<MessageId>,
+    },
+    /// Delivery or read receipts for earlier messages.
+    Receipt {
+        /// Delivered or read.
+        kind: ReceiptKind,
+        /// The messages this receipt covers.
+        ids: Vec<MessageId>,
+    },
+    /// The sender started or stopped typing.
+    Typing {
+        /// True when typing started.
+        started: bool,
+    },
+    /// The sender's presence.
+    Presence {
+        /// Online or not.
+        online: bool,
+        /// When the sender was last active, if shared.
+        last_seen_ms: Option<u64>,
+    },
+    /// The conversation's disappearing-message timer changed.
+    DisappearingTimer {
+        /// The new timer in seconds; `None` turns it off.
+        seconds: Option<u32>,
+    },
+    /// Replace the text of an earlier message.
+    Edit {
+        /// The message being edited.
+        target: MessageId,
+        /// Its new text.
+        text: String,
+    },
+    /// Delete an earlier message for everyone.
+    Delete {
+        /// The message being deleted.
+        target: MessageId,
+    },
+    /// The sender's profile key, so the recipient can open its profile.
+    ProfileKey {
+        /// The key.
+        key: [u8; 32],
+    },
+    /// A kind this build does not know; shown as "unsupported message".
+    Unsupported {
+        /// The unknown kind number.
+        kind: u16,
+    },
+}
+
+/// Which receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptKind {
+    /// The recipient's device has the message.
+    Delivered,
+    /// The recipient has seen the message.
+    Read,
+}
+
+/// How to fetch and open an attachment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AttachmentPointer {
+    /// The server's id of the encrypted blob.
+    pub blob_id: String,
+    /// The key the blob is encrypted under.
+    pub key: [u8; 32],
+    /// SHA-256 of the encrypted blob.
+    pub digest: [u8; 32],
+    /// Size of the plaintext in bytes.
+    pub size: u64,
+    /// Media type, such as `image/png`.
+    pub media_type: String,
+    /// The original file name.
+    pub file_name: String,
+}
+
+impl fmt::Debug for AttachmentPointer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttachmentPointer")
+            .field("blob_id", &self.blob_id)
+            .field("key", &"<redacted>")
+            .field("size", &self.size)
+            .field("media_type", &self.media_type)
+            .field("file_name", &self.file_name)
+            .finish()
+    }
+}
+
+mod kind {
+    pub const TEXT: u16 = 1;
+    pub const ATTACHMENT: u16 = 2;
+    pub const RECEIPT: u16 = 3;
+    pub const TYPING: u16 = 4;
+    pub const PRESENCE: u16 = 5;
+    pub const DISAPPEARING_TIMER: u16 = 6;
+    pub const EDIT: u16 = 7;
+    pub const DELETE: u16 = 8;
+    pub const PROFILE_KEY: u16 = 9;
+}
+
+impl Content {
+    /// The canonical encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut f = FieldWriter::default();
+        let kind = match &self.body {
+            Body::Text { text, reply_to } => {
+                f.field(1, |w| w.raw(text.as_bytes()));
+                f.opt_id(2, reply_to.as_ref());
+                kind::TEXT
+            }
+            Body::Attachment {
+                pointer,
+                caption,
+                reply_to,
+            } => {
+                f.field(1, |w| w.raw(pointer.blob_id.as_bytes()));
+                f.field(2, |w| w.raw(&pointer.key));
+                f.field(3, |w| w.raw(&pointer.digest));
+                f.field(4, |w| w.u64(pointer.size));
+                f.field(5, |w| w.raw(pointer.media_type.as_bytes()));
+                f.field(6, |w| w.raw(pointer.file_name.as_bytes()));
+                if let Some(c) = caption {
+                    f.field(7, |w| w.raw(c.as_bytes()));
+                }
+                f.opt_id(8, reply_to.as_ref());
+                kind::ATTACHMENT
+            }
+            Body::Receipt { kind: k, ids } => {
+                let k = match k {
+                    ReceiptKind::Delivered => 1,
+                    ReceiptKind::Read => 2,
+                };
+                f.field(1, |w| w.u8(k));
+                f.field(2, |w| {
+                    for id in ids {
+                        w.raw(&id.0);
+                    }
+                    w
+                });
+                kind::RECEIPT
+            }
+            Body::Typing { started } => {
+                f.field(1, |w| w.bool(*started));
+                kind::TYPING
+            }
+            Body::Presence {
+                online,
+                last_seen_ms,
+            } => {
+                f.field(1, |w| w.bool(*online));
+                if let Some(t) = last_seen_ms {
+                    f.field(2, |w| w.u64(*t));
+                }
+                kind::PRESENCE
+            }
+            Body::DisappearingTimer { seconds } => {
+                f.field(1, |w| w.u32(seconds.unwrap_or(0)));
+                kind::DISAPPEARING_TIMER
+            }
+            Body::Edit { target, text } => {
+                f.field(1, |w| w.raw(&target.0));
+                f.field(2, |w| w.raw(text.as_bytes()));
+                kind::EDIT
+            }
+            Body::Delete { target } => {
+                f.field(1, |w| w.raw(&target.0));
+                kind::DELETE
+            }
+            Body::ProfileKey { key } => {
+                f.field(1, |w| w.raw(key));
+                kind::PROFILE_KEY
+            }
+            Body::Unsupported { kind } => *kind,
+        };
+        if let Some(t) = self.expire_timer_secs {
+            f.field(FIELD_EXPIRE_TIMER, |w| w.u32(t));
+        }
+        let mut w = Writer::new();
+        w.u8(CONTENT_VERSION)
+            .raw(&self.id.0)
+            .u64(self.sent_at_ms)
+            .u16(kind)
+            .raw(&f.finish());
+        w.into_bytes()
+    }
+
+    /// Decodes and validates content; never panics on any input.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_CONTENT_LEN {
+            return Err(DecodeError::TooLong {
+                field: "content",
+                len: bytes.len(),
+                max: MAX_CONTENT_LEN,
+            });
+        }
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != CONTENT_VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        let id = MessageId(r.array()?);
+        let sent_at_ms = r.u64()?;
+        let kind = r.u16()?;
+        let mut fields = Fields::parse(r)?;
+        let expire_timer_secs = fields.opt(FIELD_EXPIRE_TIMER, |r| r.u32())?;
+        let body = match kind {
+            kind::TEXT => Body::Text {
+                text: fields.req("text", 1, |r| text(r, "text", MAX_TEXT_LEN))?,
+                reply_to: fields.opt(2, message_id)?,
+            },
+            kind::ATTACHMENT => Body::Attachment {
+                pointer: AttachmentPointer {
+                    blob_id: fields.req("blob id", 1, |r| text(r, "blob id", MAX_BLOB_ID_LEN))?,
+                    key: fields.req("key", 2, |r| r.array())?,
+                    digest: fields.req("digest", 3, |r| r.array())?,
+                    size: fields.req("size", 4, |r| r.u64())?,
+                    media_type: fields.req("media type", 5, |r| {
+                        text(r, "media type", MAX_MEDIA_TYPE_LEN)
+                    })?,
+                    file_name: fields.req("file name", 6, |r| {
+                        text(r, "file name", MAX_FILE_NAME_LEN)
+                    })?,
+                },
+                caption: fields.opt(7, |r| text(r, "caption", MAX_TEXT_LEN))?,
+                reply_to: fields.opt(8, message_id)?,
+            },
+            kind::RECEIPT => Body::Receipt {
+                kind: fields.req("receipt kind", 1, |r| match r.u8()? {
+                    1 => Ok(ReceiptKind::Delivered),
+                    2 => Ok(ReceiptKind::Read),
+                    _ => Err(DecodeError::Invalid {
+                        field: "receipt kind",
+                        reason: "neither delivered nor read",
+                    }),
+                })?,
+                ids: fields.req("receipt ids", 2, receipt_ids)?,
+            },
+            kind::TYPING => Body::Typing {
+                started: fields.req("typing", 1, |r| r.bool("typing"))?,
+            },
+            kind::PRESENCE => Body::Presence {
+                online: fields.req("online", 1, |r| r.bool("online"))?,
+                last_seen_ms: fields.opt(2, |r| r.u64())?,
+            },
+            kind::DISAPPEARING_TIMER => Body::DisappearingTimer {
+                seconds: Some(fields.req("timer", 1, |r| r.u32())?).filter(|s| *s != 0),
+            },
+            kind::EDIT => Body::Edit {
+                target: fields.req("edit target", 1, message_id)?,
+                text: fields.req("text", 2, |r| text(r, "text", MAX_TEXT_LEN))?,
+            },
+            kind::DELETE => Body::Delete {
+                target: fields.req("delete target", 1, message_id)?,
+            },
+            kind::PROFILE_KEY => Body::ProfileKey {
+                key: fields.req("profile key", 1, |r| r.array())?,
+            },
+            other => {
+                // Newer kinds: the structure was checked, the meaning is unknown.
+                fields.skip_all();
+                Body::Unsupported { kind: other }
+            }
+        };
+        fields.finish(kind_name(kind))?;
+        Ok(Content {
+            id,
+            sent_at_ms,
+            expire_timer_secs,
+            body,
+        })
+    }
+}
+
+fn kind_name(kind: u16) -> &'static str {
+    match kind {
+        kind::TEXT => "text",
+        kind::ATTACHMENT => "attachment",
+        kind::RECEIPT => "receipt",
+        kind::TYPING => "typing",
+        kind::PRESENCE => "presence",
+        kind::DISAPPEARING_TIMER => "disappearing timer",
+        kind::EDIT => "edit",
+        kind::DELETE => "delete",
+        kind::PROFILE_KEY => "profile key",
+        _ => "unsupported kind",
+    }
+}
+
+fn text(r: &mut Reader<'_>, field: &'static str, max: usize) -> Result<String, DecodeError> {
+    let raw = r.take(r.remaining())?;
+    if raw.len() > max {
+        return Err(DecodeError::TooLong {
+            field,
+            len: raw.len(),
+            max,
+        });
+    }
+    String::from_utf8(raw.to_vec()).map_err(|_| DecodeError::Invalid {
+        field,
+        reason: "not UTF-8",
+    })
+}
+
+fn message_id(r: &mut Reader<'_>) -> Result<MessageId, DecodeError> {
+    Ok(MessageId(r.array()?))
+}
+
+fn receipt_ids(r: &mut Reader<'_>) -> Result<Vec<MessageId>, DecodeError> {
+    let n = r.remaining();
+    if n % 16 != 0 {
+        return Err(DecodeError::Invalid {
+            field: "receipt ids",
+            reason: "not a whole number of ids",
+        });
+    }
+    if n / 16 > MAX_RECEIPT_IDS {
+        return Err(DecodeError::TooLong {
+            field: "receipt ids",
+            len: n / 16,
+            max: MAX_RECEIPT_IDS,
+        });
+    }
+    (0..n / 16).map(|_| message_id(r)).collect()
+}
+
+/// Writes fields, which callers emit in ascending tag order.
+#[derive(Default)]
+struct FieldWriter {
+    fields: Vec<(u16, Vec<u8>)>,
+}
+
+impl FieldWriter {
+    fn field(&mut self, tag: u16, write: impl FnOnce(&mut Writer) -> &mut Writer) {
+        let mut w = Writer::new();
+        write(&mut w);
+        self.fields.push((tag, w.into_bytes()));
+    }
+
+    fn opt_id(&mut self, tag: u16, id: Option<&MessageId>) {
+        if let Some(id) = id {
+            self.field(tag, |w| w.raw(&id.0));
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.fields.sort_by_key(|(tag, _)| *tag);
+        let mut w = Writer::new();
+        for (tag, value) in &self.fields {
+            w.u16(*tag).bytes(value);
+        }
+        w.into_bytes()
+    }
+}
+
+/// The fields of one content, consumed as the decoder recognises them.
+struct Fields<'a> {
+    fields: Vec<(u16, &'a [u8])>,
+}
+
+impl<'a> Fields<'a> {
+    fn parse(mut r: Reader<'a>) -> Result<Self, DecodeError> {
+        let mut fields: Vec<(u16, &'a [u8])> = Vec::new();
+        while r.remaining() > 0 {
+            if fields.len() == MAX_FIELDS {
+                return Err(DecodeError::TooLong {
+                    field: "field count",
+                    len: MAX_FIELDS + 1,
+                    max: MAX_FIELDS,
+                });
+            }
+            let tag = r.u16()?;
+            let value = r.bytes("field", MAX_CONTENT_LEN)?;
+            if fields.last().is_some_and(|(prev, _)| *prev >= tag) {
+                return Err(DecodeError::Invalid {
+                    field: "field order",
+                    reason: "tags must be strictly ascending",
+                });
+            }
+            fields.push((tag, value));
+        }
+        r.finish()?;
+        Ok(Self { fields })
+    }
+
+    fn take(&mut self, tag: u16) -> Option<&'a [u8]> {
+        let pos = self.fields.iter().position(|(t, _)| *t == tag)?;
+        Some(self.fields.remove(pos).1)
+    }
+
+    fn opt<T>(
+        &mut self,
+        tag: u16,
+        decode: impl FnOnce(&mut Reader<'a>) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
+        let Some(raw) = self.take(tag) else {
+            return Ok(None);
+        };
+        let mut r = Reader::new(raw);
+        let value = decode(&mut r)?;
+        r.finish()?;
+        Ok(Some(value))
+    }
+
+    fn req<T>(
+        &mut self,
+        field: &'static str,
+        tag: u16,
+        decode: impl FnOnce(&mut Reader<'a>) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        self.opt(tag, decode)?.ok_or(DecodeError::Invalid {
+            field,
+            reason: "missing",
+        })
+    }
+
+    fn skip_all(&mut self) {
+        self.fields.clear();
+    }
+
+    /// Unknown optional fields are ignored; an unknown mandatory one is an error.
+    fn finish(self, kind: &'static str) -> Result<(), DecodeError> {
+        match self.fields.iter().find(|(t, _)| t & OPTIONAL_FIELD == 0) {
+            Some((tag, _)) => Err(DecodeError::UnknownMandatoryField { kind, tag: *tag }),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_content(text: &str) -> Content {
+        Content {
+            id: MessageId([7; 16]),
+            sent_at_ms: 1_700_000_000_000,
+            expire_timer_secs: None,
+            body: Body::Text {
+                text: text.into(),
+                reply_to: None,
+            },
+        }
+    }
+
+    #[test]
+    fn text_round_trips() {
+        let c = text_content("hello");
+        assert_eq!(Content::decode(&c.encode()).unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_kind_is_unsupported_not_an_error() {
+        let mut c = text_content("x");
+        c.body = Body::Unsupported { kind: 999 };
+        let mut bytes = c.encode();
+        // a field of the unknown kind, mandatory or not, is not ours to judge
+        bytes.extend_from_slice(&[0, 1, 0, 0, 0, 1, 42]);
+        assert_eq!(
+            Content::decode(&bytes).unwrap().body,
+            Body::Unsupported { kind: 999 }
+        );
+    }
+
+    #[test]
+    fn unknown_optional_field_is_skipped_and_mandatory_rejected() {
+        let mut bytes = text_content("x").encode();
+        bytes.extend_from_slice(&[0x90, 0x00, 0, 0, 0, 1, 5]);
+        assert!(Content::decode(&bytes).is_ok());
+        let mut bytes = text_content("x").encode();
+        bytes.extend_from_slice(&[0x10, 0x00, 0, 0, 0, 0]);
+        assert_eq!(
+            Content::decode(&bytes),
+            Err(DecodeError::UnknownMandatoryField {
+                kind: "text",
+                tag: 0x1000
+            })
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_inside_a_field_are_rejected() {
+        let c = Content {
+            body: Body::Typing { started: true },
+            ..text_content("")
+        };
+        let mut bytes = c.encode();
+        // typing field: tag 1, length 1, value 1 -> make the length 2
+        let n = bytes.len();
+        bytes[n - 2] = 2;
+        bytes.push(0);
+        assert_eq!(
+            Content::decode(&bytes),
+            Err(DecodeError::TrailingBytes(1))
+        );
+    }
+
+    #[test]
+    fn out_of_order_and_duplicate_fields_are_rejected() {
+        let mut bytes = text_content("x").encode();
+        bytes.extend_from_slice(&[0, 1, 0, 0, 0, 1, b'y']);
+        assert!(matches!(
+            Content::decode(&bytes),
+            Err(DecodeError::Invalid {
+                field: "field order",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn truncated_input_is_incomplete() {
+        let bytes = text_content("hello").encode();
+        assert!(matches!(
+            Content::decode(&bytes[..bytes.len() - 1]),
+            Err(DecodeError::Incomplete { .. })
+        ));
+    }
+
+    #[test]
+    fn message_id_hex_round_trips() {
+        let id = MessageId([0xab; 16]);
+        assert_eq!(MessageId::from_hex(&id.to_hex()), Some(id));
+        assert_eq!(MessageId::from_hex("zz"), None);
+        assert_eq!(MessageId::from_hex(&"é".repeat(16)), None);
+    }
+}

@@ -1,0 +1,567 @@
+//! A conversation is one MLS group whose leaves are every device of every
+//! member account. A 1:1 chat is a group of two accounts.
+//!
+//! Every call that changes state persists it into the device's store before it
+//! returns (see [`crate::storage`]): encrypting advances the sender ratchet and
+//! decrypting deletes the used key, so both are state changes. Commits follow a
+//! two-step flow because the server orders them: build one (state unchanged,
+//! commit pending), send it, then [`Conversation::confirm_commit`] when the
+//! server accepted it or [`Conversation::discard_commit`] when another commit
+//! won the epoch.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use mls_rs::group::{CommitEffect, Group, ReceivedMessage};
+use mls_rs::{Extension, ExtensionList, MlsMessage};
+use mls_rs_core::extension::ExtensionType;
+use rand_core::{CryptoRng, RngCore};
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::content::Content;
+use crate::device::{HushConfig, Suite};
+use crate::error::ProtoError;
+use crate::franking::{Commitment, FrankingKey, FrankingOpening, verify_opening};
+use crate::identity::{DeviceCertificate, Username};
+use crate::storage::MemoryStore;
+use crate::Timestamp;
+
+/// The group context extension that carries [`ConversationInfo`].
+pub const INFO_EXTENSION: ExtensionType = ExtensionType::new(0xF0A6);
+/// Longest conversation name, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+
+const SEALED_VERSION: u8 = 1;
+const AAD_LEN: usize = 1 + 32;
+
+/// A 1:1 chat or a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationKind {
+    /// Two accounts.
+    Direct,
+    /// A named group of any size.
+    Group,
+}
+
+/// What the members agree the conversation is, carried encrypted in the MLS
+/// group context; only members see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationInfo {
+    /// Direct or group.
+    pub kind: ConversationKind,
+    /// The group's name; `None` for a 1:1 chat.
+    pub name: Option<String>,
+}
+
+impl ConversationInfo {
+    /// A 1:1 chat.
+    pub fn direct() -> Self {
+        Self {
+            kind: ConversationKind::Direct,
+            name: None,
+        }
+    }
+
+    /// A group called `name`.
+    pub fn group(name: &str) -> Self {
+        Self {
+            kind: ConversationKind::Group,
+            name: Some(name.to_owned()),
+        }
+    }
+
+    pub(crate) fn to_extension(&self) -> Extension {
+        let mut w = Writer::new();
+        w.u8(match self.kind {
+            ConversationKind::Direct => 1,
+            ConversationKind::Group => 2,
+        });
+        w.bytes(self.name.as_deref().unwrap_or("").as_bytes());
+        Extension::new(INFO_EXTENSION, w.into_bytes())
+    }
+
+    fn from_extensions(list: &ExtensionList) -> Result<Self, DecodeError> {
+        let ext = list.get(INFO_EXTENSION).ok_or(DecodeError::Invalid {
+            field: "conversation info",
+            reason: "missing",
+        })?;
+        let mut r = Reader::new(&ext.extension_data);
+        let kind = match r.u8()? {
+            1 => ConversationKind::Direct,
+            2 => ConversationKind::Group,
+            _ => {
+                return Err(DecodeError::Invalid {
+                    field: "conversation kind",
+                    reason: "unknown",
+                });
+            }
+        };
+        let name = r.string("conversation name", MAX_NAME_LEN)?;
+        r.finish()?;
+        Ok(Self {
+            kind,
+            name: (!name.is_empty()).then(|| name.to_owned()),
+        })
+    }
+}
+
+/// A commit waiting for the server to order it.
+#[derive(Debug, Clone)]
+pub struct PendingCommit {
+    /// The epoch the commit applies to: the server accepts only the first
+    /// commit for each epoch of a group.
+    pub epoch: u64,
+    /// The MLS commit for the current members.
+    pub commit: Vec<u8>,
+    /// The Welcome for added devices, if any.
+    pub welcome: Option<Vec<u8>>,
+}
+
+/// An encrypted message ready to send.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The MLS `PrivateMessage`.
+    pub message: Vec<u8>,
+    /// The franking commitment, also inside `message`'s authenticated data.
+    pub commitment: Commitment,
+}
+
+/// A decrypted message.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The sending device.
+    pub sender: DeviceCertificate,
+    /// What it said.
+    pub content: Content,
+    /// What the recipient would reveal to report it.
+    pub opening: FrankingOpening,
+}
+
+/// What a commit changed.
+#[derive(Debug, Clone)]
+pub struct MembershipChange {
+    /// The new epoch.
+    pub epoch: u64,
+    /// The device that made the commit.
+    pub committer: Option<DeviceCertificate>,
+    /// Devices that joined.
+    pub added: Vec<DeviceCertificate>,
+    /// Devices that left or were removed.
+    pub removed: Vec<DeviceCertificate>,
+    /// The new conversation info, when it changed.
+    pub info: Option<ConversationInfo>,
+    /// This device was removed: the conversation is over for it.
+    pub removed_self: bool,
+}
+
+/// What processing an incoming MLS message produced.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Incoming {
+    /// An application message.
+    Message(Received),
+    /// A commit moved the group to a new epoch.
+    Commit(MembershipChange),
+    /// A proposal (such as a member leaving) waits for someone's commit.
+    Proposal {
+        /// The proposing device.
+        sender: Option<DeviceCertificate>,
+    },
+}
+
+/// One MLS group, as seen by this device.
+pub struct Conversation {
+    group: Group<HushConfig>,
+    store: MemoryStore,
+    me: DeviceCertificate,
+    tree_epoch: Option<u64>,
+}
+
+impl fmt::Debug for Conversation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conversation")
+            .field("epoch", &self.group.current_epoch())
+            .field("members", &self.group.roster().members_iter().count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conversation {
+    pub(crate) fn new(group: Group<HushConfig>, store: MemoryStore, me: DeviceCertificate) -> Self {
+        Self {
+            group,
+            store,
+            me,
+            tree_epoch: None,
+        }
+    }
+
+    /// The opaque group id (what the server orders commits by).
+    pub fn id(&self) -> &[u8] {
+        self.group.group_id()
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.group.current_epoch()
+    }
+
+    /// The ciphersuite chosen when the conversation was created.
+    pub fn suite(&self) -> Option<Suite> {
+        Suite::from_cipher_suite(self.group.cipher_suite())
+    }
+
+    /// Direct or group, and the name.
+    pub fn info(&self) -> Result<ConversationInfo, ProtoError> {
+        Ok(ConversationInfo::from_extensions(
+            &self.group.context().extensions,
+        )?)
+    }
+
+    /// Every device in the conversation, this one included.
+    pub fn members(&self) -> Vec<DeviceCertificate> {
+        self.group
+            .roster()
+            .members_iter()
+            .filter_map(|m| DeviceCertificate::from_credential(&m.signing_identity.credential).ok())
+            .collect()
+    }
+
+    /// The member accounts.
+    pub fn accounts(&self) -> BTreeSet<Username> {
+        self.members()
+            .into_iter()
+            .map(|c| c.username().clone())
+            .collect()
+    }
+
+    /// Whether a commit is waiting for confirmation.
+    pub fn has_pending_commit(&self) -> bool {
+        self.group.has_pending_commit()
+    }
+
+    /// Encrypts `content` with a fresh franking key.
+    pub fn encrypt(
+        &mut self,
+        content: &Content,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Outgoing, ProtoError> {
+        let encoded = content.encode();
+        let key = FrankingKey::generate(rng);
+        let commitment = key.commit(&encoded);
+        let mut plaintext = Writer::new();
+        plaintext.u8(SEALED_VERSION).raw(key.as_bytes()).raw(&encoded);
+        let mut aad = Writer::new();
+        aad.u8(SEALED_VERSION).raw(&commitment.0);
+        let message = self
+            .group
+            .encrypt_application_message(&plaintext.into_bytes(), aad.into_bytes())?;
+        self.persist()?;
+        Ok(Outgoing {
+            message: message.to_bytes()?,
+            commitment,
+        })
+    }
+
+    /// Adds devices by their KeyPackages (RFC 9420 `MLSMessage` bytes).
+    pub fn add_devices(
+        &mut self,
+        key_packages: &[Vec<u8>],
+        now: Timestamp,
+    ) -> Result<PendingCommit, ProtoError> {
+        if key_packages.is_empty() {
+            return Err(ProtoError::InvalidRequest("no devices to add"));
+        }
+        let epoch = self.epoch();
+        let mut builder = self.group.commit_builder().commit_time(now.mls());
+        for kp in key_packages {
+            builder = builder.add_member(MlsMessage::from_bytes(kp)?)?;
+        }
+        let out = builder.build()?;
+        self.pending(epoch, out)
+    }
+
+    /// Removes every device of `account`.
+    pub fn remove_account(
+        &mut self,
+        account: &Username,
+        now: Timestamp,
+    ) -> Result<PendingCommit, ProtoError> {
+        let leaves = self.leaves_of(|c| c.username() == account);
+        if leaves.is_empty() {
+            return Err(ProtoError::NotAMember(account.to_string()));
+        }
+        if leaves.contains(&self.group.current_member_index()) {
+            return Err(ProtoError::InvalidRequest(
+                "a device cannot commit its own removal; use leave",
+            ));
+        }
+        let epoch = self.epoch();
+        let mut builder = self.group.commit_builder().commit_time(now.mls());
+        for leaf in leaves {
+            builder = builder.remove_member(leaf)?;
+        }
+        let out = builder.build()?;
+        self.pending(epoch, out)
+    }
+
+    /// Removes the devices for which `which` is true (another device of a
+    /// member that was unlinked, say). This device cannot be among them.
+    pub fn remove_devices(
+        &mut self,
+        which: impl Fn(&DeviceCertificate) -> bool,
+        now: Timestamp,
+    ) -> Result<PendingCommit, ProtoError> {
+        let leaves = self.leaves_of(which);
+        if leaves.is_empty() {
+            return Err(ProtoError::InvalidRequest("no such device"));
+        }
+        let epoch = self.epoch();
+        let mut builder = self.group.commit_builder().commit_time(now.mls());
+        for leaf in leaves {
+            builder = builder.remove_member(leaf)?;
+        }
+        let out = builder.build()?;
+        self.pending(epoch, out)
+    }
+
+    /// Refreshes this device's leaf and path keys (post-compromise security),
+    /// and commits any proposals received so far (such as members leaving).
+    pub fn self_update(&mut self, now: Timestamp) -> Result<PendingCommit, ProtoError> {
+        let epoch = self.epoch();
+        let out = self.group.commit_builder().commit_time(now.mls()).build()?;
+        self.pending(epoch, out)
+    }
+
+    /// Renames a group.
+    pub fn rename(&mut self, name: &str, now: Timestamp) -> Result<PendingCommit, ProtoError> {
+        if name.is_empty() || name.len() > MAX_NAME_LEN {
+            return Err(ProtoError::InvalidRequest(
+                "a group name is 1 to 128 bytes",
+            ));
+        }
+        let mut info = self.info()?;
+        if info.kind != ConversationKind::Group {
+            return Err(ProtoError::InvalidRequest("a 1:1 chat has no name"));
+        }
+        info.name = Some(name.to_owned());
+        let mut extensions = self.group.context().extensions.clone();
+        extensions.set(info.to_extension());
+        let epoch = self.epoch();
+        let out = self
+            .group
+            .commit_builder()
+            .commit_time(now.mls())
+            .set_group_context_ext(extensions)?
+            .build()?;
+        self.pending(epoch, out)
+    }
+
+    /// Proposes removing every device of this account. A member cannot commit
+    /// its own removal, so the remaining members commit these proposals (any
+    /// commit includes them). Returns one proposal message per device; the
+    /// caller sends them and then forgets the conversation.
+    pub fn leave(&mut self) -> Result<Vec<Vec<u8>>, ProtoError> {
+        let me = self.me.username().clone();
+        let mut leaves = self.leaves_of(|c| c.username() == &me);
+        // Propose the siblings first and this device last, so a partial send
+        // never leaves this device out of a conversation its siblings are in.
+        let own = self.group.current_member_index();
+        leaves.sort_by_key(|l| *l == own);
+        let mut out = Vec::with_capacity(leaves.len());
+        for leaf in leaves {
+            out.push(self.group.propose_remove(leaf, Vec::new())?.to_bytes()?);
+        }
+        self.persist()?;
+        Ok(out)
+    }
+
+    /// Applies the pending commit after the server accepted it.
+    pub fn confirm_commit(&mut self) -> Result<MembershipChange, ProtoError> {
+        let before = self.members();
+        let info_before = self.info().ok();
+        self.group.apply_pending_commit()?;
+        self.persist()?;
+        Ok(self.change(before, info_before, Some(self.me.clone()), false))
+    }
+
+    /// Drops the pending commit after the server refused it (another commit
+    /// won the epoch); process that commit, then try again.
+    pub fn discard_commit(&mut self) -> Result<(), ProtoError> {
+        self.group.clear_pending_commit();
+        self.persist()
+    }
+
+    /// Processes an MLS message from the server: an application message, a
+    /// commit or a proposal. State is persisted before it returns.
+    pub fn process(&mut self, message: &[u8], now: Timestamp) -> Result<Incoming, ProtoError> {
+        let message = MlsMessage::from_bytes(message)?;
+        if let Some(epoch) = message.epoch() {
+            let current = self.epoch();
+            if epoch > current {
+                return Err(ProtoError::WrongEpoch {
+                    message_epoch: epoch,
+                    current_epoch: current,
+                });
+            }
+        }
+        let before = self.members();
+        let info_before = self.info().ok();
+        let result = self
+            .group
+            .process_incoming_message_with_time(message, now.mls());
+        // Even a failed decryption may have consumed ratchet state.
+        self.persist()?;
+        match result? {
+            ReceivedMessage::ApplicationMessage(app) => {
+                let sender = self
+                    .member_at(app.sender_index)
+                    .ok_or(ProtoError::Tampered)?;
+                let (content, opening) = open(app.data(), &app.authenticated_data)?;
+                Ok(Incoming::Message(Received {
+                    sender,
+                    content,
+                    opening,
+                }))
+            }
+            ReceivedMessage::Commit(commit) => {
+                let removed_self = matches!(commit.effect, CommitEffect::Removed { .. });
+                // Members that stay keep their leaf index, and a committer
+                // always stays (it cannot commit its own removal).
+                let committer = self.member_at(commit.committer);
+                Ok(Incoming::Commit(self.change(
+                    before,
+                    info_before,
+                    committer,
+                    removed_self,
+                )))
+            }
+            ReceivedMessage::Proposal(p) => Ok(Incoming::Proposal {
+                sender: match p.sender {
+                    mls_rs::group::ProposalSender::Member(i) => self.member_at(i),
+                    _ => None,
+                },
+            }),
+            _ => Err(ProtoError::InvalidRequest(
+                "not a message for an established conversation",
+            )),
+        }
+    }
+
+    fn pending(
+        &mut self,
+        epoch: u64,
+        out: mls_rs::group::CommitOutput,
+    ) -> Result<PendingCommit, ProtoError> {
+        self.persist()?;
+        Ok(PendingCommit {
+            epoch,
+            commit: out.commit_message().to_bytes()?,
+            welcome: out
+                .welcome_messages()
+                .first()
+                .map(|w| w.to_bytes())
+                .transpose()?,
+        })
+    }
+
+    fn member_at(&self, index: u32) -> Option<DeviceCertificate> {
+        let member = self.group.member_at_index(index)?;
+        DeviceCertificate::from_credential(&member.signing_identity.credential).ok()
+    }
+
+    fn leaves_of(&self, which: impl Fn(&DeviceCertificate) -> bool) -> Vec<u32> {
+        self.group
+            .roster()
+            .members_iter()
+            .filter(|m| {
+                DeviceCertificate::from_credential(&m.signing_identity.credential)
+                    .is_ok_and(|c| which(&c))
+            })
+            .map(|m| m.index)
+            .collect()
+    }
+
+    fn change(
+        &self,
+        before: Vec<DeviceCertificate>,
+        info_before: Option<ConversationInfo>,
+        committer: Option<DeviceCertificate>,
+        removed_self: bool,
+    ) -> MembershipChange {
+        let after = self.members();
+        let key = |c: &DeviceCertificate| (c.username().clone(), c.device_id(), *c.signature_key());
+        let before_keys: BTreeSet<_> = before.iter().map(key).collect();
+        let after_keys: BTreeSet<_> = after.iter().map(key).collect();
+        let info = self.info().ok();
+        MembershipChange {
+            epoch: self.epoch(),
+            committer,
+            added: after
+                .iter()
+                .filter(|c| !before_keys.contains(&key(c)))
+                .cloned()
+                .collect(),
+            removed: before
+                .iter()
+                .filter(|c| !after_keys.contains(&key(c)))
+                .cloned()
+                .collect(),
+            info: if info != info_before { info } else { None },
+            removed_self,
+        }
+    }
+
+    pub(crate) fn mark_tree_persisted(&mut self) {
+        self.tree_epoch = Some(self.epoch());
+    }
+
+    /// Writes the group state, and the ratchet tree when the epoch moved. The
+    /// tree is large (a hybrid-suite leaf carries a 1216-byte key) and changes
+    /// only with the epoch, so per-message writes leave it out.
+    pub(crate) fn persist(&mut self) -> Result<(), ProtoError> {
+        self.group.write_to_storage_without_ratchet_tree()?;
+        let epoch = self.epoch();
+        if self.tree_epoch != Some(epoch) {
+            let tree = self.group.export_tree().to_bytes()?;
+            self.store.put_tree(self.group.group_id(), tree);
+            self.tree_epoch = Some(epoch);
+        }
+        Ok(())
+    }
+}
+
+/// Opens a sealed application message: checks the franking commitment in the
+/// authenticated data against the key and content inside, then decodes.
+fn open(plaintext: &[u8], aad: &[u8]) -> Result<(Content, FrankingOpening), ProtoError> {
+    if aad.len() != AAD_LEN {
+        return Err(DecodeError::Invalid {
+            field: "authenticated data",
+            reason: "not a franking commitment",
+        }
+        .into());
+    }
+    let mut a = Reader::new(aad);
+    let version = a.u8()?;
+    if version != SEALED_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version).into());
+    }
+    let commitment = Commitment(a.array()?);
+    a.finish()?;
+
+    let mut r = Reader::new(plaintext);
+    let version = r.u8()?;
+    if version != SEALED_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version).into());
+    }
+    let key = FrankingKey::from_bytes(r.array()?);
+    let encoded = r.take(r.remaining())?.to_vec();
+    let opening = FrankingOpening {
+        content: encoded,
+        key,
+        commitment,
+    };
+    verify_opening(&opening)?;
+    let content = Content::decode(&opening.content)?;
+    Ok((content, opening))
+}

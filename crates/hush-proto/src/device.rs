@@ -1,0 +1,306 @@
+//! One device of one account: its MLS clients, KeyPackages and conversations.
+
+use std::time::Duration;
+
+use mls_rs::client_builder::{
+    BaseConfig, WithCryptoProvider, WithGroupStateStorage, WithIdentityProvider,
+    WithKeyPackageRepo, WithMlsRules,
+};
+use mls_rs::extension::recommended::LastResortKeyPackageExt;
+use mls_rs::group::ExportedTree;
+use mls_rs::mls_rules::{CommitOptions, DefaultMlsRules, EncryptionOptions};
+use mls_rs::{CipherSuite, Client, ExtensionList, MlsMessage};
+use mls_rs_core::extension::MlsExtension;
+use mls_rs_crypto_awslc::AwsLcCryptoProvider;
+
+use crate::conversation::{Conversation, ConversationInfo, ConversationKind, PendingCommit};
+use crate::error::ProtoError;
+use crate::identity::{DeviceCertificate, DeviceSigningKey, HushIdentityProvider, IdentityError};
+use crate::storage::{MemoryStore, StateChange, StateKey};
+use crate::{Timestamp, conversation};
+
+/// The MLS configuration every Hush device uses.
+pub(crate) type HushConfig = WithIdentityProvider<
+    HushIdentityProvider,
+    WithCryptoProvider<
+        AwsLcCryptoProvider,
+        WithMlsRules<
+            DefaultMlsRules,
+            WithGroupStateStorage<MemoryStore, WithKeyPackageRepo<MemoryStore, BaseConfig>>,
+        >,
+    >,
+>;
+
+/// How long a published KeyPackage stays valid.
+pub const KEY_PACKAGE_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// The two ciphersuites every Hush device supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Suite {
+    /// `MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519` (0x0001), interoperable
+    /// with any RFC 9420 implementation.
+    Classical,
+    /// X-Wing (ML-KEM-768 + X25519) hybrid KEM with AES-128-GCM, SHA-256 and
+    /// Ed25519 (mls-rs suite 65100). The default for new conversations.
+    Hybrid,
+}
+
+impl Suite {
+    /// Both suites, hybrid first.
+    pub const ALL: [Suite; 2] = [Suite::Hybrid, Suite::Classical];
+
+    /// The MLS ciphersuite number.
+    pub fn cipher_suite(self) -> CipherSuite {
+        match self {
+            Suite::Classical => CipherSuite::CURVE25519_AES128,
+            Suite::Hybrid => CipherSuite::ML_KEM_768_X25519,
+        }
+    }
+
+    /// The suite for an MLS ciphersuite number, if Hush uses it.
+    pub fn from_cipher_suite(cs: CipherSuite) -> Option<Suite> {
+        match cs {
+            CipherSuite::CURVE25519_AES128 => Some(Suite::Classical),
+            CipherSuite::ML_KEM_768_X25519 => Some(Suite::Hybrid),
+            _ => None,
+        }
+    }
+
+    /// The name used in CLIs and APIs: `classical` or `pq`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Classical => "classical",
+            Suite::Hybrid => "pq",
+        }
+    }
+
+    /// Parses [`Suite::name`].
+    pub fn from_name(name: &str) -> Option<Suite> {
+        match name {
+            "classical" => Some(Suite::Classical),
+            "pq" | "hybrid" => Some(Suite::Hybrid),
+            _ => None,
+        }
+    }
+}
+
+impl Default for Suite {
+    fn default() -> Self {
+        Suite::Hybrid
+    }
+}
+
+/// A KeyPackage ready to upload.
+#[derive(Debug, Clone)]
+pub struct KeyPackage {
+    /// Which suite it is for.
+    pub suite: Suite,
+    /// RFC 9420 `MLSMessage` bytes (wire format `mls_key_package`).
+    pub message: Vec<u8>,
+    /// Never deleted after use (RFC 9420 `last_resort` extension).
+    pub last_resort: bool,
+}
+
+/// One device: its certificate, signing key and MLS state.
+#[derive(Debug)]
+pub struct Device {
+    cert: DeviceCertificate,
+    store: MemoryStore,
+    classical: Client<HushConfig>,
+    hybrid: Client<HushConfig>,
+}
+
+impl Device {
+    /// A device from its certificate and signing key, with an empty state.
+    pub fn new(cert: DeviceCertificate, key: &DeviceSigningKey) -> Result<Self, ProtoError> {
+        Self::with_store(cert, key, MemoryStore::new())
+    }
+
+    /// A device whose state is restored from entries the caller persisted (see
+    /// [`Device::take_changes`]).
+    pub fn restore(
+        cert: DeviceCertificate,
+        key: &DeviceSigningKey,
+        entries: impl IntoIterator<Item = (StateKey, zeroize::Zeroizing<Vec<u8>>)>,
+    ) -> Result<Self, ProtoError> {
+        let store = MemoryStore::new();
+        store.restore(entries)?;
+        // Restoring is not a change: nothing needs to be written back.
+        store.take_changes();
+        Self::with_store(cert, key, store)
+    }
+
+    fn with_store(
+        cert: DeviceCertificate,
+        key: &DeviceSigningKey,
+        store: MemoryStore,
+    ) -> Result<Self, ProtoError> {
+        cert.verify()?;
+        if cert.signature_key() != &key.public() {
+            return Err(IdentityError::SignatureKeyMismatch.into());
+        }
+        let client = |suite: Suite| {
+            Client::builder()
+                .key_package_repo(store.clone())
+                .group_state_storage(store.clone())
+                .mls_rules(mls_rules())
+                .crypto_provider(AwsLcCryptoProvider::with_enabled_cipher_suites(vec![
+                    Suite::Classical.cipher_suite(),
+                    Suite::Hybrid.cipher_suite(),
+                ]))
+                .identity_provider(HushIdentityProvider)
+                .extension_type(conversation::INFO_EXTENSION)
+                .key_package_lifetime(KEY_PACKAGE_LIFETIME)
+                .signing_identity(
+                    cert.signing_identity(),
+                    key.mls_secret(),
+                    suite.cipher_suite(),
+                )
+                .build()
+        };
+        Ok(Self {
+            classical: client(Suite::Classical),
+            hybrid: client(Suite::Hybrid),
+            cert,
+            store,
+        })
+    }
+
+    /// This device's certificate.
+    pub fn certificate(&self) -> &DeviceCertificate {
+        &self.cert
+    }
+
+    /// The state writes since the last call, for the caller to persist before
+    /// it acknowledges anything that caused them.
+    pub fn take_changes(&self) -> Vec<StateChange> {
+        self.store.take_changes()
+    }
+
+    /// Ids of the conversations in this device's state.
+    pub fn conversation_ids(&self) -> Vec<Vec<u8>> {
+        self.store.group_ids()
+    }
+
+    /// The number of unused KeyPackage secrets this device holds.
+    pub fn key_package_secrets(&self) -> usize {
+        self.store.key_package_count()
+    }
+
+    fn client(&self, suite: Suite) -> &Client<HushConfig> {
+        match suite {
+            Suite::Classical => &self.classical,
+            Suite::Hybrid => &self.hybrid,
+        }
+    }
+
+    /// A fresh KeyPackage for `suite`. Its secrets go to the state store; the
+    /// message is for the server.
+    pub fn generate_key_package(
+        &self,
+        suite: Suite,
+        last_resort: bool,
+        now: Timestamp,
+    ) -> Result<KeyPackage, ProtoError> {
+        let mut extensions = ExtensionList::new();
+        if last_resort {
+            extensions.set(
+                LastResortKeyPackageExt
+                    .into_extension()
+                    .map_err(|_| ProtoError::InvalidRequest("last-resort extension"))?,
+            );
+        }
+        let message = self.client(suite).generate_key_package_message(
+            extensions,
+            ExtensionList::new(),
+            Some(now.mls()),
+        )?;
+        Ok(KeyPackage {
+            suite,
+            message: message.to_bytes()?,
+            last_resort,
+        })
+    }
+
+    /// Starts a conversation of `kind` in `suite` with the devices whose
+    /// KeyPackages are given (every device of every other member, and this
+    /// account's other devices). Returns the conversation, already at the new
+    /// epoch, and the Welcome for the invited devices.
+    pub fn create_conversation(
+        &self,
+        suite: Suite,
+        info: &ConversationInfo,
+        key_packages: &[Vec<u8>],
+        now: Timestamp,
+    ) -> Result<(Conversation, Option<PendingCommit>), ProtoError> {
+        if info.kind == ConversationKind::Direct && key_packages.is_empty() {
+            return Err(ProtoError::InvalidRequest(
+                "a 1:1 conversation needs the other account's devices",
+            ));
+        }
+        let mut context = ExtensionList::new();
+        context.set(info.to_extension());
+        let group = self
+            .client(suite)
+            .create_group(context, ExtensionList::new(), Some(now.mls()))?;
+        let mut conv = Conversation::new(group, self.store.clone(), self.cert.clone());
+        conv.persist()?;
+        if key_packages.is_empty() {
+            return Ok((conv, None));
+        }
+        let pending = conv.add_devices(key_packages, now)?;
+        // Nobody else is in the group yet, so no other commit can race this one.
+        conv.confirm_commit()?;
+        Ok((conv, Some(pending)))
+    }
+
+    /// Joins a conversation from a Welcome addressed to one of this device's
+    /// KeyPackages.
+    pub fn join(&self, welcome: &[u8], now: Timestamp) -> Result<Conversation, ProtoError> {
+        let message = MlsMessage::from_bytes(welcome)?;
+        let (group, _info) = self
+            .hybrid
+            .join_group(None, &message, Some(now.mls()))?;
+        let mut conv = Conversation::new(group, self.store.clone(), self.cert.clone());
+        conv.persist()?;
+        Ok(conv)
+    }
+
+    /// Loads a conversation from the state store.
+    pub fn load(&self, group_id: &[u8]) -> Result<Conversation, ProtoError> {
+        let tree = self
+            .store
+            .tree(group_id)
+            .ok_or(ProtoError::UnknownConversation)?;
+        let tree = ExportedTree::from_bytes(&tree)?;
+        let group = self
+            .hybrid
+            .load_group_with_ratchet_tree(group_id, tree)?;
+        let mut conv = Conversation::new(group, self.store.clone(), self.cert.clone());
+        conv.mark_tree_persisted();
+        Ok(conv)
+    }
+
+    /// Forgets a conversation (after leaving it or being removed).
+    pub fn forget(&self, group_id: &[u8]) {
+        self.store.delete_group(group_id);
+    }
+}
+
+fn mls_rules() -> DefaultMlsRules {
+    DefaultMlsRules::new()
+        .with_commit_options(
+            CommitOptions::new()
+                // Every commit refreshes the committer's path: this keeps the
+                // tree populated and gives post-compromise security.
+                .with_path_required(true)
+                .with_ratchet_tree_extension(true)
+                .with_single_welcome_message(true),
+        )
+        // Commits and proposals are encrypted too, so the server learns only
+        // group id, epoch and content type; everything is padded.
+        .with_encryption_options(EncryptionOptions::new(
+            true,
+            mls_rs::client_builder::PaddingMode::StepFunction,
+        ))
+}
