@@ -210,10 +210,7 @@ mod tests {
     #[test]
     fn incomplete_is_not_invalid() {
         let mut r = Reader::new(&[0, 0, 0, 5, 1, 2]);
-        assert_eq!(
-            r.bytes("f", 10),
-            Err(DecodeError::Incomplete { needed: 3 })
-        );
+        assert_eq!(r.bytes("f", 10), Err(DecodeError::Incomplete { needed: 3 }));
     }
 
     #[test]
@@ -221,7 +218,10 @@ mod tests {
         let mut r = Reader::new(&[0xff, 0xff, 0xff, 0xff]);
         assert!(matches!(
             r.bytes("f", 16),
-            Err(DecodeError::TooLong { len: 0xffff_ffff, .. })
+            Err(DecodeError::TooLong {
+                len: 0xffff_ffff,
+                ..
+            })
         ));
     }
 

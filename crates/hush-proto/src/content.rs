@@ -338,9 +338,8 @@ impl Content {
                     media_type: fields.req("media type", 5, |r| {
                         text(r, "media type", MAX_MEDIA_TYPE_LEN)
                     })?,
-                    file_name: fields.req("file name", 6, |r| {
-                        text(r, "file name", MAX_FILE_NAME_LEN)
-                    })?,
+                    file_name: fields
+                        .req("file name", 6, |r| text(r, "file name", MAX_FILE_NAME_LEN))?,
                 },
                 caption: fields.opt(7, |r| text(r, "caption", MAX_TEXT_LEN))?,
                 reply_to: fields.opt(8, message_id)?,
@@ -428,7 +427,7 @@ fn message_id(r: &mut Reader<'_>) -> Result<MessageId, DecodeError> {
 
 fn receipt_ids(r: &mut Reader<'_>) -> Result<Vec<MessageId>, DecodeError> {
     let n = r.remaining();
-    if n % 16 != 0 {
+    if !n.is_multiple_of(16) {
         return Err(DecodeError::Invalid {
             field: "receipt ids",
             reason: "not a whole number of ids",
@@ -609,10 +608,7 @@ mod tests {
         let n = bytes.len();
         bytes[n - 2] = 2;
         bytes.push(0);
-        assert_eq!(
-            Content::decode(&bytes),
-            Err(DecodeError::TrailingBytes(1))
-        );
+        assert_eq!(Content::decode(&bytes), Err(DecodeError::TrailingBytes(1)));
     }
 
     #[test]

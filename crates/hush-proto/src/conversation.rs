@@ -17,6 +17,7 @@ use mls_rs::{Extension, ExtensionList, MlsMessage};
 use mls_rs_core::extension::ExtensionType;
 use rand_core::{CryptoRng, RngCore};
 
+use crate::Timestamp;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::content::Content;
 use crate::device::{HushConfig, Suite};
@@ -24,7 +25,6 @@ use crate::error::ProtoError;
 use crate::franking::{Commitment, FrankingKey, FrankingOpening, verify_opening};
 use crate::identity::{DeviceCertificate, Username};
 use crate::storage::MemoryStore;
-use crate::Timestamp;
 
 /// The group context extension that carries [`ConversationInfo`].
 pub const INFO_EXTENSION: ExtensionType = ExtensionType::new(0xF0A6);
@@ -159,7 +159,7 @@ pub struct MembershipChange {
 #[non_exhaustive]
 pub enum Incoming {
     /// An application message.
-    Message(Received),
+    Message(Box<Received>),
     /// A commit moved the group to a new epoch.
     Commit(MembershipChange),
     /// A proposal (such as a member leaving) waits for someone's commit.
@@ -250,7 +250,10 @@ impl Conversation {
         let key = FrankingKey::generate(rng);
         let commitment = key.commit(&encoded);
         let mut plaintext = Writer::new();
-        plaintext.u8(SEALED_VERSION).raw(key.as_bytes()).raw(&encoded);
+        plaintext
+            .u8(SEALED_VERSION)
+            .raw(key.as_bytes())
+            .raw(&encoded);
         let mut aad = Writer::new();
         aad.u8(SEALED_VERSION).raw(&commitment.0);
         let message = self
@@ -336,9 +339,7 @@ impl Conversation {
     /// Renames a group.
     pub fn rename(&mut self, name: &str, now: Timestamp) -> Result<PendingCommit, ProtoError> {
         if name.is_empty() || name.len() > MAX_NAME_LEN {
-            return Err(ProtoError::InvalidRequest(
-                "a group name is 1 to 128 bytes",
-            ));
+            return Err(ProtoError::InvalidRequest("a group name is 1 to 128 bytes"));
         }
         let mut info = self.info()?;
         if info.kind != ConversationKind::Group {
@@ -418,11 +419,11 @@ impl Conversation {
                     .member_at(app.sender_index)
                     .ok_or(ProtoError::Tampered)?;
                 let (content, opening) = open(app.data(), &app.authenticated_data)?;
-                Ok(Incoming::Message(Received {
+                Ok(Incoming::Message(Box::new(Received {
                     sender,
                     content,
                     opening,
-                }))
+                })))
             }
             ReceivedMessage::Commit(commit) => {
                 let removed_self = matches!(commit.effect, CommitEffect::Removed { .. });

@@ -35,13 +35,14 @@ pub(crate) type HushConfig = WithIdentityProvider<
 pub const KEY_PACKAGE_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// The two ciphersuites every Hush device supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Suite {
     /// `MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519` (0x0001), interoperable
     /// with any RFC 9420 implementation.
     Classical,
     /// X-Wing (ML-KEM-768 + X25519) hybrid KEM with AES-128-GCM, SHA-256 and
     /// Ed25519 (mls-rs suite 65100). The default for new conversations.
+    #[default]
     Hybrid,
 }
 
@@ -81,12 +82,6 @@ impl Suite {
             "pq" | "hybrid" => Some(Suite::Hybrid),
             _ => None,
         }
-    }
-}
-
-impl Default for Suite {
-    fn default() -> Self {
-        Suite::Hybrid
     }
 }
 
@@ -240,9 +235,9 @@ impl Device {
         }
         let mut context = ExtensionList::new();
         context.set(info.to_extension());
-        let group = self
-            .client(suite)
-            .create_group(context, ExtensionList::new(), Some(now.mls()))?;
+        let group =
+            self.client(suite)
+                .create_group(context, ExtensionList::new(), Some(now.mls()))?;
         let mut conv = Conversation::new(group, self.store.clone(), self.cert.clone());
         conv.persist()?;
         if key_packages.is_empty() {
@@ -258,9 +253,7 @@ impl Device {
     /// KeyPackages.
     pub fn join(&self, welcome: &[u8], now: Timestamp) -> Result<Conversation, ProtoError> {
         let message = MlsMessage::from_bytes(welcome)?;
-        let (group, _info) = self
-            .hybrid
-            .join_group(None, &message, Some(now.mls()))?;
+        let (group, _info) = self.hybrid.join_group(None, &message, Some(now.mls()))?;
         let mut conv = Conversation::new(group, self.store.clone(), self.cert.clone());
         conv.persist()?;
         Ok(conv)
@@ -273,9 +266,7 @@ impl Device {
             .tree(group_id)
             .ok_or(ProtoError::UnknownConversation)?;
         let tree = ExportedTree::from_bytes(&tree)?;
-        let group = self
-            .hybrid
-            .load_group_with_ratchet_tree(group_id, tree)?;
+        let group = self.hybrid.load_group_with_ratchet_tree(group_id, tree)?;
         let mut conv = Conversation::new(group, self.store.clone(), self.cert.clone());
         conv.mark_tree_persisted();
         Ok(conv)

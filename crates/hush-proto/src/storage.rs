@@ -197,7 +197,10 @@ impl MemoryStore {
     }
 
     pub(crate) fn tree(&self, group_id: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-        self.lock().groups.get(group_id).and_then(|g| g.tree.clone())
+        self.lock()
+            .groups
+            .get(group_id)
+            .and_then(|g| g.tree.clone())
     }
 
     pub(crate) fn put_tree(&self, group_id: &[u8], tree: Vec<u8>) {
@@ -213,8 +216,12 @@ impl MemoryStore {
         let mut inner = self.lock();
         if let Some(entry) = inner.groups.remove(group_id) {
             let id = group_id.to_vec();
-            inner.changes.push(StateChange::Delete(StateKey::Group(id.clone())));
-            inner.changes.push(StateChange::Delete(StateKey::Tree(id.clone())));
+            inner
+                .changes
+                .push(StateChange::Delete(StateKey::Group(id.clone())));
+            inner
+                .changes
+                .push(StateChange::Delete(StateKey::Tree(id.clone())));
             for epoch in entry.epochs.keys() {
                 inner
                     .changes
@@ -233,7 +240,11 @@ impl GroupStateStorage for MemoryStore {
     type Error = StoreError;
 
     fn state(&self, group_id: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, Self::Error> {
-        Ok(self.lock().groups.get(group_id).and_then(|g| g.state.clone()))
+        Ok(self
+            .lock()
+            .groups
+            .get(group_id)
+            .and_then(|g| g.state.clone()))
     }
 
     fn epoch(

@@ -114,7 +114,12 @@ fn group_life(suite: Suite, n: usize) {
     // A member leaves: it proposes its removal, another member commits.
     if n > 2 {
         let leaver = 1;
-        let proposals = sim.devs[leaver].convs.get_mut(&id).unwrap().leave().unwrap();
+        let proposals = sim.devs[leaver]
+            .convs
+            .get_mut(&id)
+            .unwrap()
+            .leave()
+            .unwrap();
         assert_eq!(proposals.len(), 1);
         sim.devs[leaver].convs.remove(&id);
         sim.devs[leaver].device.forget(&id);
@@ -345,7 +350,7 @@ fn last_resort_key_package_survives_use() {
             .create_conversation(
                 Suite::Hybrid,
                 &ConversationInfo::direct(),
-                &[kp.message.clone()],
+                std::slice::from_ref(&kp.message),
                 sim.now,
             )
             .unwrap();
@@ -369,7 +374,7 @@ fn ordinary_key_package_is_used_once() {
             .create_conversation(
                 Suite::Hybrid,
                 &ConversationInfo::direct(),
-                &[kp.clone()],
+                std::slice::from_ref(&kp),
                 sim.now,
             )
             .unwrap();
@@ -401,7 +406,12 @@ fn a_late_commit_is_discarded_and_retried_after_catching_up() {
         .self_update(now)
         .unwrap();
     assert_eq!(winner.epoch, loser.epoch);
-    sim.devs[a].convs.get_mut(&id).unwrap().confirm_commit().unwrap();
+    sim.devs[a]
+        .convs
+        .get_mut(&id)
+        .unwrap()
+        .confirm_commit()
+        .unwrap();
     let conv_b = sim.devs[b].convs.get_mut(&id).unwrap();
     conv_b.discard_commit().unwrap();
     assert!(matches!(
@@ -427,7 +437,12 @@ fn message_from_a_future_epoch_is_a_typed_error() {
         .unwrap()
         .self_update(now)
         .unwrap();
-    sim.devs[a].convs.get_mut(&id).unwrap().confirm_commit().unwrap();
+    sim.devs[a]
+        .convs
+        .get_mut(&id)
+        .unwrap()
+        .confirm_commit()
+        .unwrap();
     let msg = sim.encrypt(&id, a, "from the future");
     let res = sim.devs[b].convs.get_mut(&id).unwrap().process(&msg, now);
     assert!(matches!(res, Err(ProtoError::WrongEpoch { .. })), "{res:?}");

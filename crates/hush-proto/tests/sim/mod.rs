@@ -181,7 +181,8 @@ impl Sim {
             match &res {
                 Ok(Incoming::Message(m)) => {
                     if let Body::Text { text, .. } = &m.content.body {
-                        dev.inbox.push((m.sender.username().to_string(), text.clone()));
+                        dev.inbox
+                            .push((m.sender.username().to_string(), text.clone()));
                     }
                 }
                 Ok(Incoming::Commit(c)) if c.removed_self => {
@@ -273,7 +274,11 @@ impl Sim {
         for &d in &holders[1..] {
             let c = &self.devs[d].convs[id];
             assert_eq!(c.epoch(), first.epoch(), "device {d} epoch");
-            assert_eq!(c.members().len(), first.members().len(), "device {d} roster");
+            assert_eq!(
+                c.members().len(),
+                first.members().len(),
+                "device {d} roster"
+            );
         }
         assert_eq!(first.members().len(), holders.len());
     }
