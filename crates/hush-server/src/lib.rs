@@ -1,0 +1,15 @@
+//! `hush-server` is the Hush delivery service: it registers accounts and
+//! devices, hands out KeyPackages, stores each message durably in every
+//! recipient device's queue before acknowledging the sender, and delivers
+//! queues over one WebSocket per device. It stores ciphertext it cannot read
+//! and no group membership.
+//!
+//! This crate is a library first (the `hush-server` binary is a thin wrapper),
+//! so tests start a real server on `127.0.0.1:0`.
+//!
+//! Storage sits behind the [`store::Store`] trait; [`store::sqlite`] is the
+//! embedded default.
+
+#![forbid(unsafe_code)]
+
+pub mod store;

@@ -1,0 +1,269 @@
+//! Storage: one async trait, [`Store`], with a backend per database.
+//!
+//! What is stored is listed, column by column, in `docs/what-the-server-knows.md`.
+//! Envelopes carry no sender. Groups are known only as (opaque id -> epoch).
+//! Every backend passes the same conformance suite (`tests/store_conformance.rs`).
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+/// A device: (username, device id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceKey {
+    /// The account.
+    pub username: String,
+    /// The device within the account.
+    pub device_id: u32,
+}
+
+impl DeviceKey {
+    /// Shorthand constructor.
+    pub fn new(username: &str, device_id: u32) -> Self {
+        Self {
+            username: username.to_owned(),
+            device_id,
+        }
+    }
+}
+
+/// Whether an account may use the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountState {
+    /// Normal.
+    Active,
+    /// Suspended by the operator: cannot authenticate.
+    Suspended,
+}
+
+/// A new account with its first device.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    /// Unique username.
+    pub username: String,
+    /// The Ed25519 account key.
+    pub account_key: Vec<u8>,
+    /// The first device.
+    pub device: NewDevice,
+    /// Registration time, ms since the Unix epoch.
+    pub now_ms: u64,
+}
+
+/// A new device.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    /// Its id within the account (chosen by the client, unique per account).
+    pub device_id: u32,
+    /// The device certificate signed by the account key.
+    pub certificate: Vec<u8>,
+    /// SHA-256 of the device's bearer token; the token itself is never stored.
+    pub token_hash: [u8; 32],
+}
+
+/// An account as the directory shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    /// Username.
+    pub username: String,
+    /// The Ed25519 account key.
+    pub account_key: Vec<u8>,
+    /// Active or suspended.
+    pub state: AccountState,
+    /// When it registered, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Its devices, by id.
+    pub devices: Vec<DeviceRecord>,
+}
+
+/// A device as the directory shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// Id within the account.
+    pub device_id: u32,
+    /// The device certificate.
+    pub certificate: Vec<u8>,
+}
+
+/// Who an authenticated request comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The device.
+    pub device: DeviceKey,
+    /// The account's state.
+    pub state: AccountState,
+}
+
+/// A message bound for devices' queues.
+#[derive(Debug, Clone)]
+pub struct NewEnvelope {
+    /// The MLS message.
+    pub payload: Vec<u8>,
+    /// The server's franking tag, if the message carried a commitment.
+    pub relay_tag: Option<[u8; 32]>,
+    /// When the server accepted it, ms since the Unix epoch.
+    pub received_at_ms: u64,
+    /// When it expires undelivered, ms since the Unix epoch.
+    pub expires_at_ms: u64,
+}
+
+/// A queued message as delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEnvelope {
+    /// Position in the device's queue (increasing).
+    pub seq: u64,
+    /// The MLS message.
+    pub payload: Vec<u8>,
+    /// The server's franking tag.
+    pub relay_tag: Option<[u8; 32]>,
+    /// When the server accepted it.
+    pub received_at_ms: u64,
+}
+
+/// A commit's claim on an epoch: accepted only if the group is at `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochClaim {
+    /// Opaque MLS group id.
+    pub group_id: Vec<u8>,
+    /// The epoch the commit applies to.
+    pub epoch: u64,
+}
+
+/// Counters for `hush-server admin stats` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Registered accounts.
+    pub accounts: u64,
+    /// Registered devices.
+    pub devices: u64,
+    /// Envelopes waiting in queues.
+    pub queued_envelopes: u64,
+    /// Unclaimed KeyPackages.
+    pub key_packages: u64,
+    /// Groups with a known epoch.
+    pub groups: u64,
+}
+
+/// Why a storage call failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The username is registered already.
+    #[error("username is taken")]
+    UsernameTaken,
+    /// The device id is registered already for the account.
+    #[error("device id is taken")]
+    DeviceExists,
+    /// No such account or device.
+    #[error("not found")]
+    NotFound,
+    /// The account has its maximum number of devices.
+    #[error("too many devices")]
+    TooManyDevices,
+    /// Another commit already took the epoch; the group is at `current`.
+    #[error("epoch conflict: the group is at epoch {current}")]
+    EpochConflict {
+        /// The group's epoch now.
+        current: u64,
+    },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+/// Result of storage calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The server's storage. Every method is atomic: it either happens completely
+/// or not at all, and a method that returns `Ok` has made its writes durable.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Registers an account and its first device.
+    async fn create_account(&self, account: NewAccount) -> StoreResult<()>;
+
+    /// The account and its devices.
+    async fn account(&self, username: &str) -> StoreResult<Option<AccountRecord>>;
+
+    /// All accounts, for the operator.
+    async fn list_accounts(&self) -> StoreResult<Vec<AccountRecord>>;
+
+    /// Suspends or reactivates an account.
+    async fn set_account_state(&self, username: &str, state: AccountState) -> StoreResult<()>;
+
+    /// Deletes an account with its devices, queues, KeyPackages and profile.
+    async fn delete_account(&self, username: &str) -> StoreResult<()>;
+
+    /// Adds a device to an account (at most `max_devices`).
+    async fn add_device(
+        &self,
+        username: &str,
+        device: NewDevice,
+        max_devices: usize,
+    ) -> StoreResult<()>;
+
+    /// Removes a device with its queue and KeyPackages.
+    async fn remove_device(&self, device: &DeviceKey) -> StoreResult<()>;
+
+    /// The device a bearer token (by hash) belongs to.
+    async fn authenticate(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Authenticated>>;
+
+    /// Stores KeyPackages of one device for one suite. `last_resort`, if
+    /// given, replaces the device's last-resort KeyPackage for that suite.
+    async fn put_key_packages(
+        &self,
+        device: &DeviceKey,
+        suite: u16,
+        key_packages: Vec<Vec<u8>>,
+        last_resort: Option<Vec<u8>>,
+    ) -> StoreResult<()>;
+
+    /// Claims one KeyPackage for `suite` from every device of the account:
+    /// an ordinary one (deleted as it is handed out) or else the last-resort
+    /// one (kept). Devices with neither are left out.
+    async fn claim_key_packages(
+        &self,
+        username: &str,
+        suite: u16,
+    ) -> StoreResult<Vec<(u32, Vec<u8>)>>;
+
+    /// How many ordinary KeyPackages a device has left, per suite.
+    async fn key_package_counts(&self, device: &DeviceKey) -> StoreResult<Vec<(u16, u64)>>;
+
+    /// Appends `envelope` to every recipient's queue and returns each
+    /// recipient's sequence number, in the order given. With a `claim`, the
+    /// group's epoch advances from `claim.epoch` in the same transaction, or
+    /// nothing is written and [`StoreError::EpochConflict`] is returned.
+    /// Recipients that do not exist are an error ([`StoreError::NotFound`]).
+    async fn enqueue(
+        &self,
+        recipients: &[DeviceKey],
+        envelope: NewEnvelope,
+        claim: Option<EpochClaim>,
+    ) -> StoreResult<Vec<u64>>;
+
+    /// Up to `limit` envelopes of a device with `seq > after`, in order.
+    async fn fetch(
+        &self,
+        device: &DeviceKey,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEnvelope>>;
+
+    /// Deletes acknowledged envelopes of this device only; returns how many.
+    async fn ack(&self, device: &DeviceKey, seqs: &[u64]) -> StoreResult<u64>;
+
+    /// Deletes envelopes that expired before `now_ms`; returns how many.
+    async fn expire(&self, now_ms: u64) -> StoreResult<u64>;
+
+    /// The group's current epoch, if the server has seen a commit for it.
+    async fn group_epoch(&self, group_id: &[u8]) -> StoreResult<Option<u64>>;
+
+    /// Replaces an account's encrypted profile.
+    async fn put_profile(&self, username: &str, blob: Vec<u8>) -> StoreResult<()>;
+
+    /// An account's encrypted profile.
+    async fn profile(&self, username: &str) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Counts for operators.
+    async fn stats(&self) -> StoreResult<Stats>;
+}

@@ -1,0 +1,806 @@
+//! The embedded SQLite backend.
+//!
+//! WAL mode with `synchronous = FULL`: a committed transaction is on disk.
+//! All writes go through one writer thread that batches whatever writes are
+//! waiting into a single transaction (group commit), so concurrent sends share
+//! one fsync instead of paying one each. Each write runs inside its own
+//! savepoint: one failing write rolls back alone and the rest of the batch
+//! commits. A write's caller hears back only after the batch has committed.
+//! Reads use a small pool of read-only connections.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, NewAccount,
+    NewDevice, NewEnvelope, Stats, Store, StoreError, StoreResult, StoredEnvelope,
+};
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 512;
+/// Read connections kept open.
+const READERS: usize = 4;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS accounts (
+    username      TEXT PRIMARY KEY,
+    account_key   BLOB NOT NULL,
+    state         INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    username    TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+    device_id   INTEGER NOT NULL,
+    certificate BLOB NOT NULL,
+    token_hash  BLOB NOT NULL UNIQUE,
+    next_seq    INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (username, device_id)
+);
+CREATE TABLE IF NOT EXISTS key_packages (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    username    TEXT NOT NULL,
+    device_id   INTEGER NOT NULL,
+    suite       INTEGER NOT NULL,
+    last_resort INTEGER NOT NULL,
+    data        BLOB NOT NULL,
+    FOREIGN KEY (username, device_id) REFERENCES devices(username, device_id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS key_packages_by_device
+    ON key_packages(username, device_id, suite, last_resort, id);
+CREATE TABLE IF NOT EXISTS envelopes (
+    username       TEXT NOT NULL,
+    device_id      INTEGER NOT NULL,
+    seq            INTEGER NOT NULL,
+    payload        BLOB NOT NULL,
+    relay_tag      BLOB,
+    received_at_ms INTEGER NOT NULL,
+    expires_at_ms  INTEGER NOT NULL,
+    PRIMARY KEY (username, device_id, seq),
+    FOREIGN KEY (username, device_id) REFERENCES devices(username, device_id) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS envelopes_by_expiry ON envelopes(expires_at_ms);
+CREATE TABLE IF NOT EXISTS groups (
+    group_id BLOB PRIMARY KEY,
+    epoch    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS profiles (
+    username TEXT PRIMARY KEY REFERENCES accounts(username) ON DELETE CASCADE,
+    blob     BLOB NOT NULL
+);
+"#;
+
+/// The SQLite store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: mpsc::UnboundedSender<Box<dyn WriteJob>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn open_connection(path: &Path, flags: OpenFlags) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(path, flags).map_err(backend)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(backend)?;
+    conn.pragma_update(None, "busy_timeout", 5000)
+        .map_err(backend)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and starts the writer.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let writer_conn = open_connection(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        writer_conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        writer_conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        writer_conn.execute_batch(SCHEMA).map_err(backend)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            readers.push(open_connection(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("hush-sqlite-writer".into())
+            .spawn(move || writer_loop(writer_conn, rx))
+            .map_err(backend)?;
+        Ok(Self {
+            writer: tx,
+            readers: Arc::new(Mutex::new(readers)),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Runs `f` in its own savepoint inside the next group-committed batch.
+    async fn write<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Box<dyn WriteJob> = Box::new(Job {
+            f: Some(f),
+            result: None,
+            reply,
+        });
+        self.writer
+            .send(job)
+            .map_err(|_| backend("the database writer has stopped"))?;
+        rx.await
+            .map_err(|_| backend("the database writer has stopped"))?
+    }
+
+    /// Runs `f` on a read connection, off the async runtime.
+    async fn read<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => open_connection(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?,
+            };
+            let result = f(&conn);
+            let mut pool = readers.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < READERS {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+/// One write waiting for the writer thread.
+trait WriteJob: Send {
+    /// Runs the write inside the open transaction.
+    fn run(&mut self, conn: &Connection);
+    /// Reports the outcome once the transaction committed (or failed).
+    fn complete(self: Box<Self>, committed: Result<(), String>);
+}
+
+struct Job<R, F> {
+    f: Option<F>,
+    result: Option<StoreResult<R>>,
+    reply: oneshot::Sender<StoreResult<R>>,
+}
+
+impl<R, F> WriteJob for Job<R, F>
+where
+    R: Send + 'static,
+    F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection) {
+        let Some(f) = self.f.take() else { return };
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            self.result = Some(Err(backend(e)));
+            return;
+        }
+        let result = f(conn);
+        let end = if result.is_ok() {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        self.result = Some(match conn.execute_batch(end) {
+            Ok(()) => result,
+            Err(e) => Err(backend(e)),
+        });
+    }
+
+    fn complete(self: Box<Self>, committed: Result<(), String>) {
+        let result = match (committed, self.result) {
+            (Err(e), _) => Err(StoreError::Backend(e)),
+            (Ok(()), Some(r)) => r,
+            (Ok(()), None) => Err(backend("write was not run")),
+        };
+        // The caller may have gone away; the write stands either way.
+        let _ = self.reply.send(result);
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Box<dyn WriteJob>>) {
+    let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let committed = match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => {
+                for job in batch.iter_mut() {
+                    job.run(&conn);
+                }
+                conn.execute_batch("COMMIT").map_err(|e| {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    e.to_string()
+                })
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "database batch failed");
+        }
+        for job in batch.drain(..) {
+            job.complete(committed.clone());
+        }
+    }
+}
+
+fn state_to_int(state: AccountState) -> i64 {
+    match state {
+        AccountState::Active => 0,
+        AccountState::Suspended => 1,
+    }
+}
+
+fn state_from_int(v: i64) -> AccountState {
+    if v == 0 {
+        AccountState::Active
+    } else {
+        AccountState::Suspended
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(err, _)
+            if err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                || err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}
+
+fn insert_device(conn: &Connection, username: &str, d: &NewDevice) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO devices (username, device_id, certificate, token_hash) VALUES (?1, ?2, ?3, ?4)",
+        params![username, d.device_id, d.certificate, d.token_hash.as_slice()],
+    )
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::DeviceExists
+        } else {
+            backend(e)
+        }
+    })?;
+    Ok(())
+}
+
+fn load_account(conn: &Connection, username: &str) -> StoreResult<Option<AccountRecord>> {
+    let row = conn
+        .query_row(
+            "SELECT account_key, state, created_at_ms FROM accounts WHERE username = ?1",
+            params![username],
+            |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(backend)?;
+    let Some((account_key, state, created)) = row else {
+        return Ok(None);
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT device_id, certificate FROM devices WHERE username = ?1 ORDER BY device_id",
+        )
+        .map_err(backend)?;
+    let devices = stmt
+        .query_map(params![username], |r| {
+            Ok(DeviceRecord {
+                device_id: r.get(0)?,
+                certificate: r.get(1)?,
+            })
+        })
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    Ok(Some(AccountRecord {
+        username: username.to_owned(),
+        account_key,
+        state: state_from_int(state),
+        created_at_ms: created as u64,
+        devices,
+    }))
+}
+
+fn require_changed(n: usize) -> StoreResult<()> {
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_account(&self, account: NewAccount) -> StoreResult<()> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO accounts (username, account_key, state, created_at_ms) VALUES (?1, ?2, 0, ?3)",
+                params![account.username, account.account_key, account.now_ms as i64],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::UsernameTaken
+                } else {
+                    backend(e)
+                }
+            })?;
+            insert_device(conn, &account.username, &account.device)
+        })
+        .await
+    }
+
+    async fn account(&self, username: &str) -> StoreResult<Option<AccountRecord>> {
+        let username = username.to_owned();
+        self.read(move |conn| load_account(conn, &username)).await
+    }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<AccountRecord>> {
+        self.read(|conn| {
+            let names: Vec<String> = conn
+                .prepare("SELECT username FROM accounts ORDER BY username")
+                .map_err(backend)?
+                .query_map([], |r| r.get(0))
+                .map_err(backend)?
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            let mut out = Vec::with_capacity(names.len());
+            for name in names {
+                if let Some(a) = load_account(conn, &name)? {
+                    out.push(a);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn set_account_state(&self, username: &str, state: AccountState) -> StoreResult<()> {
+        let username = username.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE accounts SET state = ?2 WHERE username = ?1",
+                    params![username, state_to_int(state)],
+                )
+                .map_err(backend)?;
+            require_changed(n)
+        })
+        .await
+    }
+
+    async fn delete_account(&self, username: &str) -> StoreResult<()> {
+        let username = username.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM accounts WHERE username = ?1",
+                    params![username],
+                )
+                .map_err(backend)?;
+            require_changed(n)
+        })
+        .await
+    }
+
+    async fn add_device(
+        &self,
+        username: &str,
+        device: NewDevice,
+        max_devices: usize,
+    ) -> StoreResult<()> {
+        let username = username.to_owned();
+        self.write(move |conn| {
+            let exists: Option<i64> = conn
+                .query_row(
+                    "SELECT 1 FROM accounts WHERE username = ?1",
+                    params![username],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            let count: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM devices WHERE username = ?1",
+                    params![username],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if count as usize >= max_devices {
+                return Err(StoreError::TooManyDevices);
+            }
+            insert_device(conn, &username, &device)
+        })
+        .await
+    }
+
+    async fn remove_device(&self, device: &DeviceKey) -> StoreResult<()> {
+        let device = device.clone();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM devices WHERE username = ?1 AND device_id = ?2",
+                    params![device.username, device.device_id],
+                )
+                .map_err(backend)?;
+            require_changed(n)
+        })
+        .await
+    }
+
+    async fn authenticate(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Authenticated>> {
+        let hash = *token_hash;
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT d.username, d.device_id, a.state FROM devices d \
+                 JOIN accounts a ON a.username = d.username WHERE d.token_hash = ?1",
+                params![hash.as_slice()],
+                |r| {
+                    Ok(Authenticated {
+                        device: DeviceKey {
+                            username: r.get(0)?,
+                            device_id: r.get(1)?,
+                        },
+                        state: state_from_int(r.get(2)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_key_packages(
+        &self,
+        device: &DeviceKey,
+        suite: u16,
+        key_packages: Vec<Vec<u8>>,
+        last_resort: Option<Vec<u8>>,
+    ) -> StoreResult<()> {
+        let device = device.clone();
+        self.write(move |conn| {
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO key_packages (username, device_id, suite, last_resort, data) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(backend)?;
+            for kp in &key_packages {
+                insert
+                    .execute(params![device.username, device.device_id, suite, 0, kp])
+                    .map_err(|e| match e {
+                        rusqlite::Error::SqliteFailure(err, _)
+                            if err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                        {
+                            StoreError::NotFound
+                        }
+                        e => backend(e),
+                    })?;
+            }
+            if let Some(lr) = last_resort {
+                conn.execute(
+                    "DELETE FROM key_packages WHERE username = ?1 AND device_id = ?2 \
+                     AND suite = ?3 AND last_resort = 1",
+                    params![device.username, device.device_id, suite],
+                )
+                .map_err(backend)?;
+                insert
+                    .execute(params![device.username, device.device_id, suite, 1, lr])
+                    .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim_key_packages(
+        &self,
+        username: &str,
+        suite: u16,
+    ) -> StoreResult<Vec<(u32, Vec<u8>)>> {
+        let username = username.to_owned();
+        self.write(move |conn| {
+            let devices: Vec<u32> = conn
+                .prepare_cached(
+                    "SELECT device_id FROM devices WHERE username = ?1 ORDER BY device_id",
+                )
+                .map_err(backend)?
+                .query_map(params![username], |r| r.get(0))
+                .map_err(backend)?
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            let mut out = Vec::with_capacity(devices.len());
+            for device_id in devices {
+                // Ordinary KeyPackages first (oldest first), the last resort after.
+                let row: Option<(i64, bool, Vec<u8>)> = conn
+                    .query_row(
+                        "SELECT id, last_resort, data FROM key_packages \
+                         WHERE username = ?1 AND device_id = ?2 AND suite = ?3 \
+                         ORDER BY last_resort, id LIMIT 1",
+                        params![username, device_id, suite],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                if let Some((id, last_resort, data)) = row {
+                    if !last_resort {
+                        conn.execute("DELETE FROM key_packages WHERE id = ?1", params![id])
+                            .map_err(backend)?;
+                    }
+                    out.push((device_id, data));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn key_package_counts(&self, device: &DeviceKey) -> StoreResult<Vec<(u16, u64)>> {
+        let device = device.clone();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT suite, COUNT(*) FROM key_packages WHERE username = ?1 AND device_id = ?2 \
+                 AND last_resort = 0 GROUP BY suite ORDER BY suite",
+            )
+            .map_err(backend)?
+            .query_map(params![device.username, device.device_id], |r| {
+                Ok((r.get::<_, u16>(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn enqueue(
+        &self,
+        recipients: &[DeviceKey],
+        envelope: NewEnvelope,
+        claim: Option<EpochClaim>,
+    ) -> StoreResult<Vec<u64>> {
+        let recipients = recipients.to_vec();
+        self.write(move |conn| {
+            if let Some(claim) = &claim {
+                let current: Option<i64> = conn
+                    .query_row(
+                        "SELECT epoch FROM groups WHERE group_id = ?1",
+                        params![claim.group_id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                match current {
+                    Some(e) if e as u64 != claim.epoch => {
+                        return Err(StoreError::EpochConflict { current: e as u64 });
+                    }
+                    _ => {}
+                }
+                conn.execute(
+                    "INSERT INTO groups (group_id, epoch) VALUES (?1, ?2) \
+                     ON CONFLICT (group_id) DO UPDATE SET epoch = excluded.epoch",
+                    params![claim.group_id, (claim.epoch + 1) as i64],
+                )
+                .map_err(backend)?;
+            }
+            let mut next = conn
+                .prepare_cached(
+                    "UPDATE devices SET next_seq = next_seq + 1 \
+                     WHERE username = ?1 AND device_id = ?2 RETURNING next_seq - 1",
+                )
+                .map_err(backend)?;
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO envelopes (username, device_id, seq, payload, relay_tag, \
+                     received_at_ms, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(backend)?;
+            let mut seqs = Vec::with_capacity(recipients.len());
+            for r in &recipients {
+                let seq: i64 = next
+                    .query_row(params![r.username, r.device_id], |row| row.get(0))
+                    .optional()
+                    .map_err(backend)?
+                    .ok_or(StoreError::NotFound)?;
+                insert
+                    .execute(params![
+                        r.username,
+                        r.device_id,
+                        seq,
+                        envelope.payload,
+                        envelope.relay_tag.as_ref().map(|t| t.as_slice()),
+                        envelope.received_at_ms as i64,
+                        envelope.expires_at_ms as i64,
+                    ])
+                    .map_err(backend)?;
+                seqs.push(seq as u64);
+            }
+            Ok(seqs)
+        })
+        .await
+    }
+
+    async fn fetch(
+        &self,
+        device: &DeviceKey,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEnvelope>> {
+        let device = device.clone();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT seq, payload, relay_tag, received_at_ms FROM envelopes \
+                 WHERE username = ?1 AND device_id = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+            )
+            .map_err(backend)?
+            .query_map(
+                params![
+                    device.username,
+                    device.device_id,
+                    after as i64,
+                    limit as i64
+                ],
+                |r| {
+                    let tag: Option<Vec<u8>> = r.get(2)?;
+                    Ok(StoredEnvelope {
+                        seq: r.get::<_, i64>(0)? as u64,
+                        payload: r.get(1)?,
+                        relay_tag: tag.and_then(|t| <[u8; 32]>::try_from(t.as_slice()).ok()),
+                        received_at_ms: r.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn ack(&self, device: &DeviceKey, seqs: &[u64]) -> StoreResult<u64> {
+        let device = device.clone();
+        let seqs = seqs.to_vec();
+        self.write(move |conn| {
+            let mut del = conn
+                .prepare_cached(
+                    "DELETE FROM envelopes WHERE username = ?1 AND device_id = ?2 AND seq = ?3",
+                )
+                .map_err(backend)?;
+            let mut n = 0u64;
+            for s in seqs {
+                n += del
+                    .execute(params![device.username, device.device_id, s as i64])
+                    .map_err(backend)? as u64;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn expire(&self, now_ms: u64) -> StoreResult<u64> {
+        self.write(move |conn| {
+            conn.execute(
+                "DELETE FROM envelopes WHERE expires_at_ms < ?1",
+                params![now_ms as i64],
+            )
+            .map(|n| n as u64)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn group_epoch(&self, group_id: &[u8]) -> StoreResult<Option<u64>> {
+        let group_id = group_id.to_vec();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT epoch FROM groups WHERE group_id = ?1",
+                params![group_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|e| e.map(|e| e as u64))
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_profile(&self, username: &str, blob: Vec<u8>) -> StoreResult<()> {
+        let username = username.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO profiles (username, blob) VALUES (?1, ?2) \
+                 ON CONFLICT (username) DO UPDATE SET blob = excluded.blob",
+                params![username, blob],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(err, _)
+                    if err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                {
+                    StoreError::NotFound
+                }
+                e => backend(e),
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn profile(&self, username: &str) -> StoreResult<Option<Vec<u8>>> {
+        let username = username.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT blob FROM profiles WHERE username = ?1",
+                params![username],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> StoreResult<Stats> {
+        self.read(|conn| {
+            let count = |sql: &str| -> StoreResult<u64> {
+                conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+                    .map(|n| n as u64)
+                    .map_err(backend)
+            };
+            Ok(Stats {
+                accounts: count("SELECT COUNT(*) FROM accounts")?,
+                devices: count("SELECT COUNT(*) FROM devices")?,
+                queued_envelopes: count("SELECT COUNT(*) FROM envelopes")?,
+                key_packages: count("SELECT COUNT(*) FROM key_packages WHERE last_resort = 0")?,
+                groups: count("SELECT COUNT(*) FROM groups")?,
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,358 @@
+//! The storage conformance suite: written once, run against every backend.
+//! SQLite always; PostgreSQL when `HUSH_TEST_POSTGRES_URL` is set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use hush_server::store::sqlite::SqliteStore;
+use hush_server::store::*;
+
+fn device(id: u32, token: u8) -> NewDevice {
+    NewDevice {
+        device_id: id,
+        certificate: vec![id as u8; 8],
+        token_hash: [token; 32],
+    }
+}
+
+async fn register(store: &dyn Store, name: &str, token: u8) {
+    store
+        .create_account(NewAccount {
+            username: name.into(),
+            account_key: vec![token; 32],
+            device: device(1, token),
+            now_ms: 1000,
+        })
+        .await
+        .unwrap();
+}
+
+fn envelope(payload: &[u8]) -> NewEnvelope {
+    NewEnvelope {
+        payload: payload.to_vec(),
+        relay_tag: Some([7; 32]),
+        received_at_ms: 5000,
+        expires_at_ms: 10_000,
+    }
+}
+
+async fn accounts_and_devices(store: &dyn Store) {
+    register(store, "alice", 1).await;
+    assert!(matches!(
+        store
+            .create_account(NewAccount {
+                username: "alice".into(),
+                account_key: vec![9; 32],
+                device: device(1, 99),
+                now_ms: 0,
+            })
+            .await,
+        Err(StoreError::UsernameTaken)
+    ));
+    // The failed registration changed nothing.
+    let a = store.account("alice").await.unwrap().unwrap();
+    assert_eq!(a.account_key, vec![1; 32]);
+    assert_eq!(a.devices.len(), 1);
+    assert!(store.authenticate(&[99; 32]).await.unwrap().is_none());
+
+    store.add_device("alice", device(2, 2), 2).await.unwrap();
+    assert!(matches!(
+        store.add_device("alice", device(2, 3), 5).await,
+        Err(StoreError::DeviceExists)
+    ));
+    assert!(matches!(
+        store.add_device("alice", device(3, 4), 2).await,
+        Err(StoreError::TooManyDevices)
+    ));
+    assert!(matches!(
+        store.add_device("nobody", device(1, 5), 2).await,
+        Err(StoreError::NotFound)
+    ));
+    let auth = store.authenticate(&[2; 32]).await.unwrap().unwrap();
+    assert_eq!(auth.device, DeviceKey::new("alice", 2));
+    assert_eq!(auth.state, AccountState::Active);
+
+    store
+        .set_account_state("alice", AccountState::Suspended)
+        .await
+        .unwrap();
+    let auth = store.authenticate(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(auth.state, AccountState::Suspended);
+
+    store
+        .remove_device(&DeviceKey::new("alice", 2))
+        .await
+        .unwrap();
+    assert!(store.authenticate(&[2; 32]).await.unwrap().is_none());
+    assert!(matches!(
+        store.remove_device(&DeviceKey::new("alice", 2)).await,
+        Err(StoreError::NotFound)
+    ));
+
+    register(store, "bob", 3).await;
+    let names: Vec<String> = store
+        .list_accounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.username)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    store.delete_account("alice").await.unwrap();
+    assert!(store.account("alice").await.unwrap().is_none());
+    assert!(store.authenticate(&[1; 32]).await.unwrap().is_none());
+}
+
+async fn key_packages(store: &dyn Store) {
+    register(store, "alice", 1).await;
+    store.add_device("alice", device(2, 2), 5).await.unwrap();
+    let d1 = DeviceKey::new("alice", 1);
+    let d2 = DeviceKey::new("alice", 2);
+    store
+        .put_key_packages(
+            &d1,
+            1,
+            vec![b"a1".to_vec(), b"a2".to_vec()],
+            Some(b"alr".to_vec()),
+        )
+        .await
+        .unwrap();
+    store
+        .put_key_packages(&d2, 1, vec![], Some(b"blr".to_vec()))
+        .await
+        .unwrap();
+    store
+        .put_key_packages(&d1, 65100, vec![b"pq".to_vec()], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.key_package_counts(&d1).await.unwrap(),
+        vec![(1, 2), (65100, 1)]
+    );
+    // One per device: ordinary ones first, then the last resort, which stays.
+    let claim = |s| async move { store.claim_key_packages("alice", s).await.unwrap() };
+    assert_eq!(
+        claim(1).await,
+        vec![(1, b"a1".to_vec()), (2, b"blr".to_vec())]
+    );
+    assert_eq!(
+        claim(1).await,
+        vec![(1, b"a2".to_vec()), (2, b"blr".to_vec())]
+    );
+    assert_eq!(
+        claim(1).await,
+        vec![(1, b"alr".to_vec()), (2, b"blr".to_vec())]
+    );
+    assert_eq!(
+        claim(1).await,
+        vec![(1, b"alr".to_vec()), (2, b"blr".to_vec())]
+    );
+    assert_eq!(claim(65100).await, vec![(1, b"pq".to_vec())]);
+    assert_eq!(claim(65100).await, vec![]);
+    assert_eq!(store.key_package_counts(&d1).await.unwrap(), vec![]);
+    assert!(matches!(
+        store
+            .put_key_packages(&DeviceKey::new("alice", 9), 1, vec![b"x".to_vec()], None)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn queues(store: &dyn Store) {
+    register(store, "alice", 1).await;
+    register(store, "bob", 2).await;
+    store.add_device("bob", device(2, 3), 5).await.unwrap();
+    let a = DeviceKey::new("alice", 1);
+    let b1 = DeviceKey::new("bob", 1);
+    let b2 = DeviceKey::new("bob", 2);
+
+    let seqs = store
+        .enqueue(&[b1.clone(), b2.clone()], envelope(b"m1"), None)
+        .await
+        .unwrap();
+    assert_eq!(seqs, vec![1, 1]);
+    let seqs = store
+        .enqueue(&[b1.clone(), a.clone()], envelope(b"m2"), None)
+        .await
+        .unwrap();
+    assert_eq!(seqs, vec![2, 1]);
+
+    let got = store.fetch(&b1, 0, 100).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].payload, b"m1");
+    assert_eq!(got[0].relay_tag, Some([7; 32]));
+    assert_eq!(got[1].seq, 2);
+    assert_eq!(store.fetch(&b1, 1, 100).await.unwrap().len(), 1);
+    assert_eq!(store.fetch(&b1, 0, 1).await.unwrap().len(), 1);
+
+    // A recipient that does not exist fails the whole send.
+    assert!(matches!(
+        store
+            .enqueue(
+                &[b1.clone(), DeviceKey::new("carol", 1)],
+                envelope(b"x"),
+                None
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.fetch(&b1, 0, 100).await.unwrap().len(), 2);
+
+    // A device acks only its own queue.
+    assert_eq!(store.ack(&a, &[1, 2]).await.unwrap(), 1);
+    assert_eq!(store.fetch(&b1, 0, 100).await.unwrap().len(), 2);
+    assert_eq!(store.ack(&b1, &[1]).await.unwrap(), 1);
+    assert_eq!(store.ack(&b1, &[1]).await.unwrap(), 0);
+    assert_eq!(store.fetch(&b1, 0, 100).await.unwrap()[0].payload, b"m2");
+
+    // Sequence numbers keep growing after acks.
+    let seqs = store
+        .enqueue(&[b1.clone()], envelope(b"m3"), None)
+        .await
+        .unwrap();
+    assert_eq!(seqs, vec![3]);
+
+    // Expiry.
+    assert_eq!(store.expire(9_999).await.unwrap(), 0);
+    let expired = store.expire(10_001).await.unwrap();
+    assert_eq!(expired, 3);
+    assert!(store.fetch(&b1, 0, 100).await.unwrap().is_empty());
+    assert_eq!(store.stats().await.unwrap().queued_envelopes, 0);
+}
+
+async fn epochs(store: &dyn Store) {
+    register(store, "alice", 1).await;
+    let a = DeviceKey::new("alice", 1);
+    let claim = |e| {
+        Some(EpochClaim {
+            group_id: b"group".to_vec(),
+            epoch: e,
+        })
+    };
+    assert_eq!(store.group_epoch(b"group").await.unwrap(), None);
+    store
+        .enqueue(&[a.clone()], envelope(b"c1"), claim(1))
+        .await
+        .unwrap();
+    assert_eq!(store.group_epoch(b"group").await.unwrap(), Some(2));
+    // A second commit for epoch 1 loses and writes nothing.
+    let res = store
+        .enqueue(&[a.clone()], envelope(b"late"), claim(1))
+        .await;
+    assert!(matches!(res, Err(StoreError::EpochConflict { current: 2 })));
+    assert_eq!(store.fetch(&a, 0, 10).await.unwrap().len(), 1);
+    store
+        .enqueue(&[a.clone()], envelope(b"c2"), claim(2))
+        .await
+        .unwrap();
+    assert_eq!(store.group_epoch(b"group").await.unwrap(), Some(3));
+    assert_eq!(store.stats().await.unwrap().groups, 1);
+}
+
+async fn concurrent_sends_all_land(store: Arc<dyn Store>) {
+    register(&*store, "alice", 1).await;
+    let a = DeviceKey::new("alice", 1);
+    let mut tasks = Vec::new();
+    for i in 0..200u32 {
+        let store = store.clone();
+        let a = a.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .enqueue(&[a], envelope(&i.to_be_bytes()), None)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut seqs: Vec<u64> = Vec::new();
+    for t in tasks {
+        seqs.extend(t.await.unwrap());
+    }
+    seqs.sort();
+    assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
+    assert_eq!(store.fetch(&a, 0, 1000).await.unwrap().len(), 200);
+}
+
+async fn profiles(store: &dyn Store) {
+    register(store, "alice", 1).await;
+    assert_eq!(store.profile("alice").await.unwrap(), None);
+    store.put_profile("alice", b"v1".to_vec()).await.unwrap();
+    store.put_profile("alice", b"v2".to_vec()).await.unwrap();
+    assert_eq!(store.profile("alice").await.unwrap(), Some(b"v2".to_vec()));
+    assert!(matches!(
+        store.put_profile("nobody", b"x".to_vec()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+macro_rules! conformance {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn accounts_and_devices() {
+                let (_guard, store) = $make.await;
+                super::accounts_and_devices(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn key_packages() {
+                let (_guard, store) = $make.await;
+                super::key_packages(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn queues() {
+                let (_guard, store) = $make.await;
+                super::queues(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn epochs() {
+                let (_guard, store) = $make.await;
+                super::epochs(&*store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_sends_all_land() {
+                let (_guard, store) = $make.await;
+                super::concurrent_sends_all_land(store).await;
+            }
+
+            #[tokio::test]
+            async fn profiles() {
+                let (_guard, store) = $make.await;
+                super::profiles(&*store).await;
+            }
+        }
+    };
+}
+
+async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("hush.db")).unwrap();
+    (dir, Arc::new(store))
+}
+
+conformance!(on_sqlite, sqlite());
+
+#[tokio::test]
+async fn sqlite_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hush.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        register(&store, "alice", 1).await;
+        store
+            .enqueue(&[DeviceKey::new("alice", 1)], envelope(b"kept"), None)
+            .await
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let got = store
+        .fetch(&DeviceKey::new("alice", 1), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(got[0].payload, b"kept");
+}
