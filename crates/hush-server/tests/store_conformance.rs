@@ -208,7 +208,7 @@ async fn queues(store: &dyn Store) {
 
     // Sequence numbers keep growing after acks.
     let seqs = store
-        .enqueue(&[b1.clone()], envelope(b"m3"), None)
+        .enqueue(std::slice::from_ref(&b1), envelope(b"m3"), None)
         .await
         .unwrap();
     assert_eq!(seqs, vec![3]);
@@ -232,18 +232,18 @@ async fn epochs(store: &dyn Store) {
     };
     assert_eq!(store.group_epoch(b"group").await.unwrap(), None);
     store
-        .enqueue(&[a.clone()], envelope(b"c1"), claim(1))
+        .enqueue(std::slice::from_ref(&a), envelope(b"c1"), claim(1))
         .await
         .unwrap();
     assert_eq!(store.group_epoch(b"group").await.unwrap(), Some(2));
     // A second commit for epoch 1 loses and writes nothing.
     let res = store
-        .enqueue(&[a.clone()], envelope(b"late"), claim(1))
+        .enqueue(std::slice::from_ref(&a), envelope(b"late"), claim(1))
         .await;
     assert!(matches!(res, Err(StoreError::EpochConflict { current: 2 })));
     assert_eq!(store.fetch(&a, 0, 10).await.unwrap().len(), 1);
     store
-        .enqueue(&[a.clone()], envelope(b"c2"), claim(2))
+        .enqueue(std::slice::from_ref(&a), envelope(b"c2"), claim(2))
         .await
         .unwrap();
     assert_eq!(store.group_epoch(b"group").await.unwrap(), Some(3));
