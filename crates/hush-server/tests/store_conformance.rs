@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use hush_server::store::postgres::PostgresStore;
 use hush_server::store::sqlite::SqliteStore;
 use hush_server::store::*;
 
@@ -336,6 +337,77 @@ async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
 }
 
 conformance!(on_sqlite, sqlite());
+
+/// A PostgreSQL schema of its own for one test, dropped afterwards.
+struct PgSchema {
+    url: String,
+    name: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// `None` when `HUSH_TEST_POSTGRES_URL` is unset. When it is set, PostgreSQL
+/// must answer: a test never passes because the database was down.
+async fn postgres() -> Option<(PgSchema, Arc<dyn Store>)> {
+    use sqlx::Connection;
+    let url = std::env::var("HUSH_TEST_POSTGRES_URL").ok()?;
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "hush_test_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
+        panic!("HUSH_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}")
+    });
+    sqlx::query(&format!("CREATE SCHEMA {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let options = options.options([("search_path", name.as_str())]);
+    let store = PostgresStore::connect_with(options).await.unwrap();
+    Some((PgSchema { url, name }, Arc::new(store)))
+}
+
+async fn postgres_or_skip() -> (Option<PgSchema>, Arc<dyn Store>) {
+    match postgres().await {
+        Some((guard, store)) => (Some(guard), store),
+        None => {
+            eprintln!("HUSH_TEST_POSTGRES_URL is not set: running against SQLite instead");
+            let (dir, store) = sqlite().await;
+            std::mem::forget(dir);
+            (None, store)
+        }
+    }
+}
+
+conformance!(on_postgres, postgres_or_skip());
 
 #[tokio::test]
 async fn sqlite_survives_reopen() {

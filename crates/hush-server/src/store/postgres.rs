@@ -1,0 +1,587 @@
+//! The PostgreSQL backend, for clusters of server nodes sharing one database.
+//!
+//! Each trait method is one transaction. Sequence numbers come from a
+//! per-device counter row updated in the same transaction as the insert, so
+//! they are gap-free per device and ordered by commit. A commit's epoch claim
+//! locks the group's row (`FOR UPDATE`), so of two concurrent commits for one
+//! epoch exactly one wins on any number of nodes.
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Executor, Row};
+
+use super::{
+    AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, NewAccount,
+    NewDevice, NewEnvelope, Stats, Store, StoreError, StoreResult, StoredEnvelope,
+};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS accounts (
+    username      TEXT PRIMARY KEY,
+    account_key   BYTEA NOT NULL,
+    state         SMALLINT NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    username    TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+    device_id   BIGINT NOT NULL,
+    certificate BYTEA NOT NULL,
+    token_hash  BYTEA NOT NULL UNIQUE,
+    next_seq    BIGINT NOT NULL DEFAULT 1,
+    PRIMARY KEY (username, device_id)
+);
+CREATE TABLE IF NOT EXISTS key_packages (
+    id          BIGSERIAL PRIMARY KEY,
+    username    TEXT NOT NULL,
+    device_id   BIGINT NOT NULL,
+    suite       INTEGER NOT NULL,
+    last_resort BOOLEAN NOT NULL,
+    data        BYTEA NOT NULL,
+    FOREIGN KEY (username, device_id) REFERENCES devices(username, device_id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS key_packages_by_device
+    ON key_packages(username, device_id, suite, last_resort, id);
+CREATE TABLE IF NOT EXISTS envelopes (
+    username       TEXT NOT NULL,
+    device_id      BIGINT NOT NULL,
+    seq            BIGINT NOT NULL,
+    payload        BYTEA NOT NULL,
+    relay_tag      BYTEA,
+    received_at_ms BIGINT NOT NULL,
+    expires_at_ms  BIGINT NOT NULL,
+    PRIMARY KEY (username, device_id, seq),
+    FOREIGN KEY (username, device_id) REFERENCES devices(username, device_id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS envelopes_by_expiry ON envelopes(expires_at_ms);
+CREATE TABLE IF NOT EXISTS groups (
+    group_id BYTEA PRIMARY KEY,
+    epoch    BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    username TEXT PRIMARY KEY REFERENCES accounts(username) ON DELETE CASCADE,
+    blob     BYTEA NOT NULL
+);
+"#;
+
+/// The PostgreSQL store. Cheap to clone (a connection pool).
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn code_of(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+/// SQLSTATE 23505 unique_violation, 23503 foreign_key_violation.
+fn map_insert(e: sqlx::Error, on_unique: StoreError) -> StoreError {
+    match code_of(&e).as_deref() {
+        Some("23505") => on_unique,
+        Some("23503") => StoreError::NotFound,
+        _ => backend(e),
+    }
+}
+
+fn state_from_i16(v: i16) -> AccountState {
+    if v == 0 {
+        AccountState::Active
+    } else {
+        AccountState::Suspended
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` and creates the schema if needed.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options: PgConnectOptions = url.parse().map_err(backend)?;
+        Self::connect_with(options).await
+    }
+
+    /// Connects with explicit options (tests use a schema per test).
+    pub async fn connect_with(options: PgConnectOptions) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        // Concurrent first starts of several nodes: serialise schema creation.
+        let mut tx = pool.begin().await.map_err(backend)?;
+        tx.execute("SELECT pg_advisory_xact_lock(7780)")
+            .await
+            .map_err(backend)?;
+        tx.execute(SCHEMA).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Self { pool })
+    }
+
+    /// Whether the database answers (for readiness checks).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+}
+
+async fn load_account<'e, E>(ex: E, username: &str) -> StoreResult<Option<AccountRecord>>
+where
+    E: sqlx::PgExecutor<'e> + Copy,
+{
+    let Some(row) =
+        sqlx::query("SELECT account_key, state, created_at_ms FROM accounts WHERE username = $1")
+            .bind(username)
+            .fetch_optional(ex)
+            .await
+            .map_err(backend)?
+    else {
+        return Ok(None);
+    };
+    let devices = sqlx::query(
+        "SELECT device_id, certificate FROM devices WHERE username = $1 ORDER BY device_id",
+    )
+    .bind(username)
+    .fetch_all(ex)
+    .await
+    .map_err(backend)?
+    .into_iter()
+    .map(|r| DeviceRecord {
+        device_id: r.get::<i64, _>(0) as u32,
+        certificate: r.get(1),
+    })
+    .collect();
+    Ok(Some(AccountRecord {
+        username: username.to_owned(),
+        account_key: row.get(0),
+        state: state_from_i16(row.get(1)),
+        created_at_ms: row.get::<i64, _>(2) as u64,
+        devices,
+    }))
+}
+
+async fn insert_device(
+    tx: &mut sqlx::PgConnection,
+    username: &str,
+    d: &NewDevice,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO devices (username, device_id, certificate, token_hash) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(username)
+    .bind(i64::from(d.device_id))
+    .bind(&d.certificate)
+    .bind(d.token_hash.as_slice())
+    .execute(tx)
+    .await
+    .map_err(|e| map_insert(e, StoreError::DeviceExists))?;
+    Ok(())
+}
+
+fn require_changed(n: u64) -> StoreResult<()> {
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_account(&self, account: NewAccount) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO accounts (username, account_key, state, created_at_ms) VALUES ($1, $2, 0, $3)",
+        )
+        .bind(&account.username)
+        .bind(&account.account_key)
+        .bind(account.now_ms as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_insert(e, StoreError::UsernameTaken))?;
+        insert_device(&mut tx, &account.username, &account.device).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn account(&self, username: &str) -> StoreResult<Option<AccountRecord>> {
+        load_account(&self.pool, username).await
+    }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<AccountRecord>> {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT username FROM accounts ORDER BY username")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(a) = load_account(&self.pool, &name).await? {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn set_account_state(&self, username: &str, state: AccountState) -> StoreResult<()> {
+        let v: i16 = match state {
+            AccountState::Active => 0,
+            AccountState::Suspended => 1,
+        };
+        let n = sqlx::query("UPDATE accounts SET state = $2 WHERE username = $1")
+            .bind(username)
+            .bind(v)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        require_changed(n)
+    }
+
+    async fn delete_account(&self, username: &str) -> StoreResult<()> {
+        let n = sqlx::query("DELETE FROM accounts WHERE username = $1")
+            .bind(username)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        require_changed(n)
+    }
+
+    async fn add_device(
+        &self,
+        username: &str,
+        device: NewDevice,
+        max_devices: usize,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Lock the account row so concurrent adds respect the device limit.
+        let exists = sqlx::query("SELECT 1 FROM accounts WHERE username = $1 FOR UPDATE")
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE username = $1")
+            .bind(username)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if count as usize >= max_devices {
+            return Err(StoreError::TooManyDevices);
+        }
+        insert_device(&mut tx, username, &device).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn remove_device(&self, device: &DeviceKey) -> StoreResult<()> {
+        let n = sqlx::query("DELETE FROM devices WHERE username = $1 AND device_id = $2")
+            .bind(&device.username)
+            .bind(i64::from(device.device_id))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        require_changed(n)
+    }
+
+    async fn authenticate(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Authenticated>> {
+        let row = sqlx::query(
+            "SELECT d.username, d.device_id, a.state FROM devices d \
+             JOIN accounts a ON a.username = d.username WHERE d.token_hash = $1",
+        )
+        .bind(token_hash.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(|r| Authenticated {
+            device: DeviceKey {
+                username: r.get(0),
+                device_id: r.get::<i64, _>(1) as u32,
+            },
+            state: state_from_i16(r.get(2)),
+        }))
+    }
+
+    async fn put_key_packages(
+        &self,
+        device: &DeviceKey,
+        suite: u16,
+        key_packages: Vec<Vec<u8>>,
+        last_resort: Option<Vec<u8>>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let insert = "INSERT INTO key_packages (username, device_id, suite, last_resort, data) \
+                      VALUES ($1, $2, $3, $4, $5)";
+        for kp in &key_packages {
+            sqlx::query(insert)
+                .bind(&device.username)
+                .bind(i64::from(device.device_id))
+                .bind(i32::from(suite))
+                .bind(false)
+                .bind(kp)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_insert(e, StoreError::NotFound))?;
+        }
+        if let Some(lr) = last_resort {
+            sqlx::query(
+                "DELETE FROM key_packages WHERE username = $1 AND device_id = $2 \
+                 AND suite = $3 AND last_resort",
+            )
+            .bind(&device.username)
+            .bind(i64::from(device.device_id))
+            .bind(i32::from(suite))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            sqlx::query(insert)
+                .bind(&device.username)
+                .bind(i64::from(device.device_id))
+                .bind(i32::from(suite))
+                .bind(true)
+                .bind(lr)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_insert(e, StoreError::NotFound))?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn claim_key_packages(
+        &self,
+        username: &str,
+        suite: u16,
+    ) -> StoreResult<Vec<(u32, Vec<u8>)>> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let devices: Vec<i64> = sqlx::query_scalar(
+            "SELECT device_id FROM devices WHERE username = $1 ORDER BY device_id",
+        )
+        .bind(username)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut out = Vec::with_capacity(devices.len());
+        for device_id in devices {
+            // SKIP LOCKED: two concurrent claims never get the same KeyPackage.
+            let row = sqlx::query(
+                "SELECT id, last_resort, data FROM key_packages \
+                 WHERE username = $1 AND device_id = $2 AND suite = $3 \
+                 ORDER BY last_resort, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            )
+            .bind(username)
+            .bind(device_id)
+            .bind(i32::from(suite))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if let Some(r) = row {
+                let id: i64 = r.get(0);
+                let last_resort: bool = r.get(1);
+                if !last_resort {
+                    sqlx::query("DELETE FROM key_packages WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend)?;
+                }
+                out.push((device_id as u32, r.get(2)));
+            }
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(out)
+    }
+
+    async fn key_package_counts(&self, device: &DeviceKey) -> StoreResult<Vec<(u16, u64)>> {
+        let rows = sqlx::query(
+            "SELECT suite, COUNT(*) FROM key_packages WHERE username = $1 AND device_id = $2 \
+             AND NOT last_resort GROUP BY suite ORDER BY suite",
+        )
+        .bind(&device.username)
+        .bind(i64::from(device.device_id))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get::<i32, _>(0) as u16, r.get::<i64, _>(1) as u64))
+            .collect())
+    }
+
+    async fn enqueue(
+        &self,
+        recipients: &[DeviceKey],
+        envelope: NewEnvelope,
+        claim: Option<EpochClaim>,
+    ) -> StoreResult<Vec<u64>> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        if let Some(claim) = &claim {
+            // Make sure a row exists to lock, then lock it.
+            sqlx::query(
+                "INSERT INTO groups (group_id, epoch) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(&claim.group_id)
+            .bind(claim.epoch as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let current: i64 =
+                sqlx::query_scalar("SELECT epoch FROM groups WHERE group_id = $1 FOR UPDATE")
+                    .bind(&claim.group_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            if current as u64 != claim.epoch {
+                return Err(StoreError::EpochConflict {
+                    current: current as u64,
+                });
+            }
+            sqlx::query("UPDATE groups SET epoch = $2 WHERE group_id = $1")
+                .bind(&claim.group_id)
+                .bind((claim.epoch + 1) as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        let mut seqs = Vec::with_capacity(recipients.len());
+        for r in recipients {
+            let seq: Option<i64> = sqlx::query_scalar(
+                "UPDATE devices SET next_seq = next_seq + 1 \
+                 WHERE username = $1 AND device_id = $2 RETURNING next_seq - 1",
+            )
+            .bind(&r.username)
+            .bind(i64::from(r.device_id))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let seq = seq.ok_or(StoreError::NotFound)?;
+            sqlx::query(
+                "INSERT INTO envelopes (username, device_id, seq, payload, relay_tag, \
+                 received_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&r.username)
+            .bind(i64::from(r.device_id))
+            .bind(seq)
+            .bind(&envelope.payload)
+            .bind(envelope.relay_tag.as_ref().map(|t| t.as_slice()))
+            .bind(envelope.received_at_ms as i64)
+            .bind(envelope.expires_at_ms as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            seqs.push(seq as u64);
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(seqs)
+    }
+
+    async fn fetch(
+        &self,
+        device: &DeviceKey,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEnvelope>> {
+        let rows = sqlx::query(
+            "SELECT seq, payload, relay_tag, received_at_ms FROM envelopes \
+             WHERE username = $1 AND device_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+        )
+        .bind(&device.username)
+        .bind(i64::from(device.device_id))
+        .bind(after as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let tag: Option<Vec<u8>> = r.get(2);
+                StoredEnvelope {
+                    seq: r.get::<i64, _>(0) as u64,
+                    payload: r.get(1),
+                    relay_tag: tag.and_then(|t| <[u8; 32]>::try_from(t.as_slice()).ok()),
+                    received_at_ms: r.get::<i64, _>(3) as u64,
+                }
+            })
+            .collect())
+    }
+
+    async fn ack(&self, device: &DeviceKey, seqs: &[u64]) -> StoreResult<u64> {
+        let seqs: Vec<i64> = seqs.iter().map(|s| *s as i64).collect();
+        let n = sqlx::query(
+            "DELETE FROM envelopes WHERE username = $1 AND device_id = $2 AND seq = ANY($3)",
+        )
+        .bind(&device.username)
+        .bind(i64::from(device.device_id))
+        .bind(&seqs)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        Ok(n)
+    }
+
+    async fn expire(&self, now_ms: u64) -> StoreResult<u64> {
+        Ok(
+            sqlx::query("DELETE FROM envelopes WHERE expires_at_ms < $1")
+                .bind(now_ms as i64)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?
+                .rows_affected(),
+        )
+    }
+
+    async fn group_epoch(&self, group_id: &[u8]) -> StoreResult<Option<u64>> {
+        let e: Option<i64> = sqlx::query_scalar("SELECT epoch FROM groups WHERE group_id = $1")
+            .bind(group_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(e.map(|e| e as u64))
+    }
+
+    async fn put_profile(&self, username: &str, blob: Vec<u8>) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO profiles (username, blob) VALUES ($1, $2) \
+             ON CONFLICT (username) DO UPDATE SET blob = excluded.blob",
+        )
+        .bind(username)
+        .bind(blob)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_insert(e, StoreError::NotFound))?;
+        Ok(())
+    }
+
+    async fn profile(&self, username: &str) -> StoreResult<Option<Vec<u8>>> {
+        sqlx::query_scalar("SELECT blob FROM profiles WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn stats(&self) -> StoreResult<Stats> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM devices), \
+             (SELECT COUNT(*) FROM envelopes), \
+             (SELECT COUNT(*) FROM key_packages WHERE NOT last_resort), \
+             (SELECT COUNT(*) FROM groups)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(Stats {
+            accounts: row.get::<i64, _>(0) as u64,
+            devices: row.get::<i64, _>(1) as u64,
+            queued_envelopes: row.get::<i64, _>(2) as u64,
+            key_packages: row.get::<i64, _>(3) as u64,
+            groups: row.get::<i64, _>(4) as u64,
+        })
+    }
+}
