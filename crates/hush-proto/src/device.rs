@@ -295,3 +295,41 @@ fn mls_rules() -> DefaultMlsRules {
             mls_rs::client_builder::PaddingMode::StepFunction,
         ))
 }
+
+/// What a server can check of an uploaded KeyPackage without any secret.
+#[derive(Debug, Clone)]
+pub struct KeyPackageInfo {
+    /// Its suite.
+    pub suite: Suite,
+    /// The device certificate in its credential, already verified.
+    pub certificate: DeviceCertificate,
+    /// Whether it carries the last-resort extension.
+    pub last_resort: bool,
+    /// When it expires, in milliseconds since the Unix epoch.
+    pub expires_at_ms: u64,
+}
+
+/// Parses an RFC 9420 KeyPackage message and checks its credential chain.
+/// Used by the server to refuse garbage and KeyPackages for another device;
+/// members still validate fully (signatures, lifetime) when they add it.
+pub fn inspect_key_package(bytes: &[u8]) -> Result<KeyPackageInfo, ProtoError> {
+    let kp = MlsMessage::from_bytes(bytes)?
+        .into_key_package()
+        .ok_or(ProtoError::InvalidRequest("not a KeyPackage message"))?;
+    let suite = Suite::from_cipher_suite(kp.cipher_suite)
+        .ok_or(ProtoError::InvalidRequest("ciphersuite not used by Hush"))?;
+    let certificate = HushIdentityProvider::check(kp.signing_identity())?;
+    let last_resort = kp
+        .extensions
+        .has_extension(mls_rs_core::extension::ExtensionType::LAST_RESORT_KEY_PACKAGE);
+    let expires_at_ms = kp
+        .expiration()
+        .map(|t| t.seconds_since_epoch().saturating_mul(1000))
+        .map_err(ProtoError::from)?;
+    Ok(KeyPackageInfo {
+        suite,
+        certificate,
+        last_resort,
+        expires_at_ms,
+    })
+}

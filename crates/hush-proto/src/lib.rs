@@ -72,7 +72,7 @@ pub use conversation::{
     Conversation, ConversationInfo, ConversationKind, Incoming, MembershipChange, Outgoing,
     PendingCommit, Received,
 };
-pub use device::{Device, KeyPackage, Suite};
+pub use device::{Device, KeyPackage, KeyPackageInfo, Suite, inspect_key_package};
 pub use error::ProtoError;
 pub use franking::{Commitment, FrankingError, FrankingKey, FrankingOpening, verify_opening};
 pub use identity::{

@@ -451,3 +451,25 @@ fn message_from_a_future_epoch_is_a_typed_error() {
     conv.process(&pending.commit, now).unwrap();
     assert!(matches!(conv.process(&msg, now), Ok(Incoming::Message(_))));
 }
+
+#[test]
+fn servers_can_inspect_key_packages() {
+    let mut sim = Sim::new(Suite::Hybrid);
+    let a = sim.account("alice", 2)[1];
+    for (suite, last_resort) in [(Suite::Hybrid, false), (Suite::Classical, true)] {
+        let kp = sim.devs[a]
+            .device
+            .generate_key_package(suite, last_resort, sim.now)
+            .unwrap();
+        let info = inspect_key_package(&kp.message).unwrap();
+        assert_eq!(info.suite, suite);
+        assert_eq!(info.last_resort, last_resort);
+        assert_eq!(info.certificate.username().as_str(), "alice");
+        assert_eq!(info.certificate.device_id(), DeviceId(2));
+        assert!(info.expires_at_ms > sim.now.as_millis());
+    }
+    assert!(inspect_key_package(b"garbage").is_err());
+    let id = sim.create(a, ConversationInfo::group("g"), &[]);
+    let msg = sim.encrypt(&id, a, "not a key package");
+    assert!(inspect_key_package(&msg).is_err());
+}

@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod error;
 pub mod limits;
 pub mod ws;

@@ -1,0 +1,223 @@
+//! JSON bodies of the HTTP API (`/v1/...`). `docs/protocol.md` describes the
+//! endpoints; `/openapi.json` on a running server is the machine-readable form.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Bytes, DeviceAddress};
+
+/// Header carrying a device's bearer token: `Authorization: Bearer <token>`.
+pub const AUTHORIZATION: &str = "authorization";
+
+/// `POST /v1/accounts`: register a username with its account key and first device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// The username to register.
+    pub username: String,
+    /// The Ed25519 account public key (32 bytes).
+    pub account_key: Bytes,
+    /// The first device.
+    pub device: NewDeviceBody,
+}
+
+/// A device being registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDeviceBody {
+    /// The device id, unique within the account (the first device is usually 1).
+    pub device_id: u32,
+    /// The device certificate, signed by the account key, naming this
+    /// username and device id.
+    pub certificate: Bytes,
+}
+
+/// The answer to a registration: the device's bearer token. The server keeps
+/// only its hash; a lost token cannot be recovered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    /// The bearer token for `Authorization: Bearer`.
+    pub token: String,
+}
+
+/// `POST /v1/accounts/{username}/devices`: add a device, authorised by the
+/// account key (a fresh signature, so an old certificate cannot be replayed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddDeviceRequest {
+    /// The new device.
+    pub device: NewDeviceBody,
+    /// Milliseconds since the Unix epoch; must be within five minutes of the
+    /// server's clock.
+    pub timestamp_ms: u64,
+    /// Account-key signature over [`device_request_message`] for action `add`.
+    pub signature: Bytes,
+}
+
+/// `DELETE /v1/accounts/{username}/devices/{id}` body: remove a device,
+/// authorised by the account key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveDeviceRequest {
+    /// Milliseconds since the Unix epoch; within five minutes of the server.
+    pub timestamp_ms: u64,
+    /// Account-key signature over [`device_request_message`] for action `remove`.
+    pub signature: Bytes,
+}
+
+/// The bytes an account key signs to add or remove a device.
+pub fn device_request_message(
+    action: &str,
+    username: &str,
+    device_id: u32,
+    timestamp_ms: u64,
+) -> Vec<u8> {
+    format!("hush device request v1\n{action}\n{username}\n{device_id}\n{timestamp_ms}")
+        .into_bytes()
+}
+
+/// A device in the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceEntry {
+    /// Its id within the account.
+    pub device_id: u32,
+    /// Its certificate.
+    pub certificate: Bytes,
+}
+
+/// `GET /v1/accounts/{username}`: the directory entry of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountResponse {
+    /// The username.
+    pub username: String,
+    /// The Ed25519 account key.
+    pub account_key: Bytes,
+    /// Every device.
+    pub devices: Vec<DeviceEntry>,
+}
+
+/// `PUT /v1/key-packages`: upload KeyPackages of the calling device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadKeyPackagesRequest {
+    /// The MLS ciphersuite number (1 or 65100).
+    pub suite: u16,
+    /// One-time KeyPackages (RFC 9420 `MLSMessage`).
+    #[serde(default)]
+    pub key_packages: Vec<Bytes>,
+    /// A last-resort KeyPackage, replacing the previous one for this suite.
+    #[serde(default)]
+    pub last_resort: Option<Bytes>,
+}
+
+/// `GET /v1/key-packages/count`: how many one-time KeyPackages remain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPackageCountResponse {
+    /// Per suite.
+    pub counts: Vec<SuiteCount>,
+}
+
+/// A count for one suite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuiteCount {
+    /// The MLS ciphersuite number.
+    pub suite: u16,
+    /// One-time KeyPackages left.
+    pub count: u64,
+}
+
+/// `POST /v1/accounts/{username}/key-packages/claim?suite=N`: one KeyPackage
+/// per device of the account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimResponse {
+    /// One per device that had one.
+    pub key_packages: Vec<ClaimedKeyPackage>,
+}
+
+/// A claimed KeyPackage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedKeyPackage {
+    /// The device it belongs to.
+    pub device_id: u32,
+    /// The KeyPackage.
+    pub key_package: Bytes,
+}
+
+/// `POST /v1/messages`: one ciphertext for a list of devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// Every recipient device.
+    pub recipients: Vec<DeviceAddress>,
+    /// The MLS message.
+    pub payload: Bytes,
+    /// Typing or presence: delivered to connected devices only, never stored.
+    #[serde(default)]
+    pub ephemeral: bool,
+    /// For a commit: the group and the epoch it applies to. The first commit
+    /// for an epoch wins; a later one gets `epoch_conflict`.
+    #[serde(default)]
+    pub commit: Option<CommitClaim>,
+    /// The franking commitment of an application message (32 bytes), which
+    /// the server binds to sender, recipient and time.
+    #[serde(default)]
+    pub franking_commitment: Option<Bytes>,
+}
+
+/// The group and epoch of a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitClaim {
+    /// The opaque MLS group id.
+    pub group_id: Bytes,
+    /// The epoch the commit applies to.
+    pub epoch: u64,
+}
+
+/// The answer to a send: everything is durable in every recipient's queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendResponse {
+    /// When the server accepted it, ms since the Unix epoch.
+    pub received_at_ms: u64,
+    /// How many devices it was queued for (or, for ephemeral sends, delivered to).
+    pub delivered_to: usize,
+}
+
+/// `GET /v1/groups/{group_id}`: the epoch the server orders commits by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupEpochResponse {
+    /// The epoch the next commit must claim, if the server has seen the group.
+    pub epoch: Option<u64>,
+}
+
+/// `POST /v1/attachments`: start an upload of an encrypted blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAttachmentRequest {
+    /// The blob's full size in bytes.
+    pub size: u64,
+}
+
+/// The new blob's id; upload with `PATCH /v1/attachments/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateAttachmentResponse {
+    /// The blob id.
+    pub id: String,
+}
+
+/// `HEAD`/`GET /v1/attachments/{id}/status`: upload progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentStatus {
+    /// Bytes received so far.
+    pub offset: u64,
+    /// The announced size.
+    pub size: u64,
+    /// Whether the upload is complete and the blob downloadable.
+    pub complete: bool,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok` when the server can serve.
+    pub status: String,
+}
