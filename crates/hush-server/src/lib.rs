@@ -12,4 +12,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod blobs;
+pub mod error;
+pub mod extract;
+pub mod hub;
+pub mod metrics;
+pub mod ratelimit;
+pub mod server;
 pub mod store;

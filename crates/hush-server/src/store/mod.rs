@@ -267,4 +267,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts for operators.
     async fn stats(&self) -> StoreResult<Stats>;
+
+    /// Whether the database answers.
+    async fn ping(&self) -> bool;
 }

@@ -121,11 +121,6 @@ impl PostgresStore {
         tx.commit().await.map_err(backend)?;
         Ok(Self { pool })
     }
-
-    /// Whether the database answers (for readiness checks).
-    pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
-    }
 }
 
 async fn load_account<'e, E>(ex: E, username: &str) -> StoreResult<Option<AccountRecord>>
@@ -583,5 +578,9 @@ impl Store for PostgresStore {
             key_packages: row.get::<i64, _>(3) as u64,
             groups: row.get::<i64, _>(4) as u64,
         })
+    }
+
+    async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 }

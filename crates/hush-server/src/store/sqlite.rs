@@ -803,4 +803,13 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn ping(&self) -> bool {
+        self.read(|conn| {
+            conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map_err(backend)
+        })
+        .await
+        .is_ok()
+    }
 }

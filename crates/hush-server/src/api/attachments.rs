@@ -1,0 +1,197 @@
+//! Attachments: create, resumable upload, status, ranged download.
+//!
+//! `PATCH /v1/attachments/{id}` carries `Upload-Offset: N` and the bytes from
+//! N; the answer's `Upload-Offset` says where the next request continues. A
+//! client that lost its connection asks `GET .../status` and resumes there.
+
+use axum::body::Bytes as BodyBytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hush_wire::ErrorCode;
+use hush_wire::api::{AttachmentStatus, CreateAttachmentRequest, CreateAttachmentResponse};
+
+use super::now_ms;
+use crate::app::AppState;
+use crate::auth::AuthDevice;
+use crate::blobs::{BlobError, valid_id};
+use crate::error::{ApiResult, Failure};
+use crate::extract::{Body, PathParams};
+
+/// The header of resumable uploads.
+pub const UPLOAD_OFFSET: &str = "upload-offset";
+
+impl From<BlobError> for Failure {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::NotFound => Failure::not_found("no such attachment"),
+            e @ BlobError::OffsetMismatch { .. } => Failure::new(
+                ErrorCode::OffsetMismatch,
+                format!("{e}; ask for the status and resume"),
+            ),
+            BlobError::PastEnd => Failure::new(
+                ErrorCode::TooLarge,
+                "the upload goes past the size announced at creation",
+            ),
+            BlobError::Incomplete => Failure::new(
+                ErrorCode::NotFound,
+                "the attachment is not completely uploaded yet",
+            ),
+            BlobError::BadRange => Failure::new(
+                ErrorCode::RangeNotSatisfiable,
+                "the requested range is outside the attachment",
+            ),
+            BlobError::Backend(e) => {
+                tracing::error!(error = %e, "blob storage failure");
+                Failure::new(ErrorCode::Internal, "blob storage failure; retry later")
+            }
+        }
+    }
+}
+
+fn checked_id(id: &str) -> ApiResult<()> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(Failure::not_found("no such attachment"))
+    }
+}
+
+/// `POST /v1/attachments`
+pub async fn create(
+    State(state): State<AppState>,
+    _auth: AuthDevice,
+    Body(req): Body<CreateAttachmentRequest>,
+) -> ApiResult<impl IntoResponse> {
+    if req.size == 0 || req.size > state.settings.max_attachment_size {
+        return Err(Failure::new(
+            ErrorCode::TooLarge,
+            format!(
+                "an attachment is 1 to {} bytes",
+                state.settings.max_attachment_size
+            ),
+        ));
+    }
+    let id = state.blobs.create(req.size, now_ms()).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreateAttachmentResponse { id }),
+    ))
+}
+
+/// `PATCH /v1/attachments/{id}` with `Upload-Offset`.
+pub async fn upload(
+    State(state): State<AppState>,
+    _auth: AuthDevice,
+    PathParams(id): PathParams<String>,
+    headers: HeaderMap,
+    body: BodyBytes,
+) -> ApiResult<Response> {
+    checked_id(&id)?;
+    let offset = headers
+        .get(UPLOAD_OFFSET)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| {
+            Failure::bad_request("Upload-Offset header with a byte offset is required")
+        })?;
+    let status = state.blobs.append(&id, offset, body.to_vec()).await?;
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut()
+        .insert(UPLOAD_OFFSET, HeaderValue::from(status.offset));
+    Ok(r)
+}
+
+/// `GET /v1/attachments/{id}/status`
+pub async fn status(
+    State(state): State<AppState>,
+    _auth: AuthDevice,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<axum::Json<AttachmentStatus>> {
+    checked_id(&id)?;
+    let s = state.blobs.status(&id).await?;
+    Ok(axum::Json(AttachmentStatus {
+        offset: s.offset,
+        size: s.size,
+        complete: s.offset == s.size,
+    }))
+}
+
+/// Parses `bytes=A-B`, `bytes=A-` or `bytes=-N` against `size`.
+fn parse_range(value: &str, size: u64) -> Option<std::ops::Range<u64>> {
+    let spec = value.strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        return Some(size.saturating_sub(n)..size);
+    }
+    let start: u64 = a.parse().ok()?;
+    let end = if b.is_empty() {
+        size
+    } else {
+        b.parse::<u64>().ok()?.checked_add(1)?.min(size)
+    };
+    (start < end).then_some(start..end)
+}
+
+/// `GET /v1/attachments/{id}`, honouring `Range: bytes=...`.
+pub async fn download(
+    State(state): State<AppState>,
+    _auth: AuthDevice,
+    PathParams(id): PathParams<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    checked_id(&id)?;
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let Some(range_header) = range_header else {
+        let (bytes, _) = state.blobs.read(&id, None).await?;
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::ACCEPT_RANGES, "bytes"),
+            ],
+            bytes,
+        )
+            .into_response());
+    };
+    let size = state.blobs.status(&id).await?.size;
+    let range = parse_range(range_header, size).ok_or_else(|| {
+        Failure::new(
+            ErrorCode::RangeNotSatisfiable,
+            "the Range header is malformed or outside the attachment",
+        )
+    })?;
+    let (bytes, total) = state.blobs.read(&id, Some(range.clone())).await?;
+    let mut r = (StatusCode::PARTIAL_CONTENT, bytes).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "bytes {}-{}/{}",
+        range.start,
+        range.end.saturating_sub(1),
+        total
+    )) {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some(0..10));
+        assert_eq!(parse_range("bytes=90-", 100), Some(90..100));
+        assert_eq!(parse_range("bytes=-5", 100), Some(95..100));
+        assert_eq!(parse_range("bytes=50-500", 100), Some(50..100));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=9-3", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("bytes=x-1", 100), None);
+    }
+}

@@ -1,0 +1,113 @@
+//! Sending: durable in every recipient's queue before the sender hears back.
+
+use std::collections::HashSet;
+
+use axum::extract::State;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hush_wire::api::{GroupEpochResponse, SendRequest, SendResponse};
+use hush_wire::limits::{MAX_MESSAGE_LEN, MAX_RECIPIENTS};
+
+use super::now_ms;
+use crate::app::AppState;
+use crate::auth::AuthDevice;
+use crate::error::{ApiResult, Failure};
+use crate::extract::{Body, PathParams};
+use crate::metrics::METRICS;
+use crate::store::{DeviceKey, EpochClaim, NewEnvelope};
+
+/// Longest MLS group id accepted.
+const MAX_GROUP_ID_LEN: usize = 256;
+
+/// `POST /v1/messages`
+pub async fn send(
+    State(state): State<AppState>,
+    AuthDevice(me): AuthDevice,
+    Body(req): Body<SendRequest>,
+) -> ApiResult<axum::Json<SendResponse>> {
+    if req.recipients.is_empty() {
+        return Err(Failure::bad_request("no recipients"));
+    }
+    if req.recipients.len() > MAX_RECIPIENTS {
+        return Err(Failure::bad_request(format!(
+            "at most {MAX_RECIPIENTS} recipients"
+        )));
+    }
+    if req.payload.0.is_empty() || req.payload.0.len() > MAX_MESSAGE_LEN {
+        return Err(Failure::bad_request(format!(
+            "payload must be 1 to {MAX_MESSAGE_LEN} bytes"
+        )));
+    }
+    let mut seen = HashSet::with_capacity(req.recipients.len());
+    let mut recipients = Vec::with_capacity(req.recipients.len());
+    for r in &req.recipients {
+        let key = DeviceKey::new(&r.username, r.device_id);
+        if key == me {
+            return Err(Failure::bad_request(
+                "the sending device cannot be a recipient",
+            ));
+        }
+        if !seen.insert(key.clone()) {
+            return Err(Failure::bad_request("a recipient is listed twice"));
+        }
+        recipients.push(key);
+    }
+    let received_at_ms = now_ms();
+    if req.ephemeral {
+        if req.commit.is_some() {
+            return Err(Failure::bad_request("a commit cannot be ephemeral"));
+        }
+        let delivered = recipients
+            .iter()
+            .filter(|r| state.hub.send_ephemeral(r, req.payload.0.clone()))
+            .count();
+        METRICS.send(delivered, true);
+        return Ok(axum::Json(SendResponse {
+            received_at_ms,
+            delivered_to: delivered,
+        }));
+    }
+    let claim = match req.commit {
+        Some(c) if c.group_id.0.is_empty() || c.group_id.0.len() > MAX_GROUP_ID_LEN => {
+            return Err(Failure::bad_request("group_id must be 1 to 256 bytes"));
+        }
+        Some(c) => Some(EpochClaim {
+            group_id: c.group_id.0,
+            epoch: c.epoch,
+        }),
+        None => None,
+    };
+    let retention_ms = u64::try_from(state.settings.retention.as_millis()).unwrap_or(u64::MAX);
+    let envelope = NewEnvelope {
+        payload: req.payload.0,
+        relay_tag: None,
+        received_at_ms,
+        expires_at_ms: received_at_ms.saturating_add(retention_ms),
+    };
+    state.store.enqueue(&recipients, envelope, claim).await?;
+    for r in &recipients {
+        state.hub.wake(r);
+    }
+    METRICS.send(recipients.len(), false);
+    Ok(axum::Json(SendResponse {
+        received_at_ms,
+        delivered_to: recipients.len(),
+    }))
+}
+
+/// `GET /v1/groups/{group_id}` (group id in base64url without padding)
+pub async fn group_epoch(
+    State(state): State<AppState>,
+    _auth: AuthDevice,
+    PathParams(group_id): PathParams<String>,
+) -> ApiResult<axum::Json<GroupEpochResponse>> {
+    let id = URL_SAFE_NO_PAD
+        .decode(group_id.as_bytes())
+        .map_err(|_| Failure::bad_request("group id must be base64url without padding"))?;
+    if id.is_empty() || id.len() > MAX_GROUP_ID_LEN {
+        return Err(Failure::bad_request("group id must be 1 to 256 bytes"));
+    }
+    Ok(axum::Json(GroupEpochResponse {
+        epoch: state.store.group_epoch(&id).await?,
+    }))
+}

@@ -1,0 +1,107 @@
+//! The per-device WebSocket: drain the stored queue in order, then push new
+//! envelopes as they arrive; delete each only when the device acknowledges it.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use hush_wire::limits::MAX_FRAME_LEN;
+use hush_wire::ws::{ClientFrame, Envelope, ServerFrame};
+
+use super::now_ms;
+use crate::app::AppState;
+use crate::auth::AuthDevice;
+use crate::metrics::METRICS;
+use crate::store::DeviceKey;
+
+/// Envelopes fetched from the store per read.
+const FETCH_BATCH: usize = 256;
+/// Envelopes sent but not yet acknowledged before the server waits for acks:
+/// flow control for slow devices.
+const MAX_IN_FLIGHT: usize = 2048;
+
+/// `GET /v1/ws`
+pub async fn connect(
+    State(state): State<AppState>,
+    AuthDevice(me): AuthDevice,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.max_message_size(MAX_FRAME_LEN)
+        .max_frame_size(MAX_FRAME_LEN)
+        .on_upgrade(move |socket| async move {
+            METRICS.connection(1);
+            if let Err(e) = session(&state, &me, socket).await {
+                tracing::debug!(device = ?me, error = %e, "connection ended");
+            }
+            METRICS.connection(-1);
+        })
+}
+
+async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow::Result<()> {
+    let mut reg = state.hub.register(me);
+    let (mut sink, mut stream) = socket.split();
+    let mut last_sent = 0u64;
+    // seq -> when the server accepted it, for the delivery latency metric.
+    let mut in_flight: HashMap<u64, u64> = HashMap::new();
+    let mut drained = false;
+    let result: anyhow::Result<()> = async {
+        loop {
+            // Everything stored that this connection has not sent yet.
+            while in_flight.len() < MAX_IN_FLIGHT {
+                let batch = state.store.fetch(me, last_sent, FETCH_BATCH).await?;
+                let done = batch.len() < FETCH_BATCH;
+                for env in batch {
+                    last_sent = env.seq;
+                    in_flight.insert(env.seq, env.received_at_ms);
+                    let frame = ServerFrame::Envelope(Envelope {
+                        seq: env.seq,
+                        received_at_ms: env.received_at_ms,
+                        relay_tag: env.relay_tag,
+                        payload: env.payload,
+                    });
+                    sink.feed(Message::Binary(frame.encode().into())).await?;
+                }
+                if done {
+                    break;
+                }
+            }
+            if !drained && in_flight.len() < MAX_IN_FLIGHT {
+                drained = true;
+                sink.feed(Message::Binary(ServerFrame::Drained.encode().into()))
+                    .await?;
+            }
+            sink.flush().await?;
+            tokio::select! {
+                _ = reg.wake.notified() => {}
+                _ = reg.kick.notified() => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    return Ok(());
+                }
+                Some(payload) = reg.ephemeral.recv() => {
+                    sink.feed(Message::Binary(ServerFrame::Ephemeral(payload).encode().into())).await?;
+                }
+                msg = stream.next() => match msg {
+                    Some(Ok(Message::Binary(bytes))) => {
+                        let ClientFrame::Ack(seqs) = ClientFrame::decode(&bytes)?;
+                        state.store.ack(me, &seqs).await?;
+                        let now = now_ms();
+                        for s in seqs {
+                            if let Some(at) = in_flight.remove(&s) {
+                                METRICS.delivered(now.saturating_sub(at));
+                            }
+                        }
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Text(_))) => anyhow::bail!("text frames are not part of the protocol"),
+                    Some(Ok(Message::Close(_))) | None => return Ok(()),
+                    Some(Err(e)) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    .await;
+    state.hub.unregister(me, reg.id);
+    result
+}

@@ -1,0 +1,162 @@
+//! The HTTP and WebSocket application: shared state and the route table.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use hush_wire::limits::MAX_JSON_BODY;
+
+use crate::api;
+use crate::error::Failure;
+use crate::hub::Hub;
+use crate::ratelimit::{Limits, Rate};
+use crate::store::Store;
+
+/// Behaviour an operator can tune.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long undelivered envelopes and attachments are kept.
+    pub retention: Duration,
+    /// Largest attachment accepted, in bytes.
+    pub max_attachment_size: u64,
+    /// Most devices per account.
+    pub max_devices: usize,
+    /// Requests per client IP.
+    pub per_ip: Rate,
+    /// Authenticated requests per account.
+    pub per_account: Rate,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * 24 * 3600),
+            max_attachment_size: 100 * 1024 * 1024,
+            max_devices: hush_wire::limits::MAX_DEVICES_PER_ACCOUNT,
+            per_ip: Rate {
+                per_second: 200.0,
+                burst: 1000.0,
+            },
+            per_account: Rate {
+                per_second: 200.0,
+                burst: 1000.0,
+            },
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Devices connected to this node.
+    pub hub: Arc<Hub>,
+    /// Tunables.
+    pub settings: Arc<Settings>,
+    /// Rate limits.
+    pub limits: Arc<Limits>,
+    /// Encrypted attachments.
+    pub blobs: Arc<crate::blobs::Blobs>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State over `store` and `blobs` with `settings`.
+    pub fn new(store: Arc<dyn Store>, blobs: crate::blobs::Blobs, settings: Settings) -> Self {
+        Self {
+            limits: Arc::new(Limits::new(settings.per_ip, settings.per_account)),
+            store,
+            hub: Arc::new(Hub::default()),
+            settings: Arc::new(settings),
+            blobs: Arc::new(blobs),
+        }
+    }
+}
+
+/// The route table.
+pub fn router(state: AppState) -> Router {
+    let attachments = Router::new()
+        .route("/v1/attachments", post(api::attachments::create))
+        .route(
+            "/v1/attachments/{id}",
+            get(api::attachments::download).patch(api::attachments::upload),
+        )
+        .route("/v1/attachments/{id}/status", get(api::attachments::status))
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(state.settings.max_attachment_size).unwrap_or(usize::MAX),
+        ));
+    let profile = Router::new()
+        .route("/v1/profile", put(api::accounts::put_profile))
+        .layer(DefaultBodyLimit::max(hush_wire::limits::MAX_PROFILE_LEN));
+    Router::new()
+        .route("/v1/accounts", post(api::accounts::register))
+        .route("/v1/accounts/{username}", get(api::accounts::directory))
+        .route(
+            "/v1/accounts/{username}/devices",
+            post(api::accounts::add_device),
+        )
+        .route(
+            "/v1/accounts/{username}/devices/{device_id}",
+            delete(api::accounts::remove_device),
+        )
+        .route(
+            "/v1/accounts/{username}/key-packages/claim",
+            post(api::keys::claim),
+        )
+        .route(
+            "/v1/accounts/{username}/profile",
+            get(api::accounts::profile),
+        )
+        .route("/v1/key-packages", put(api::keys::upload))
+        .route("/v1/key-packages/count", get(api::keys::count))
+        .route("/v1/messages", post(api::messages::send))
+        .route("/v1/groups/{group_id}", get(api::messages::group_epoch))
+        .route("/v1/ws", get(api::ws::connect))
+        .route("/healthz", get(api::ops::healthz))
+        .route("/metrics", get(api::ops::metrics))
+        .route("/openapi.json", get(api::ops::openapi))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .merge(attachments)
+        .merge(profile)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), per_ip_limit))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> Failure {
+    Failure::not_found("no such endpoint; see /openapi.json")
+}
+
+async fn method_not_allowed() -> Response {
+    let mut r = Failure::new(
+        hush_wire::ErrorCode::BadRequest,
+        "method not allowed on this endpoint; see /openapi.json",
+    )
+    .into_response();
+    *r.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+async fn per_ip_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>()
+        && let Err(f) = state.limits.check_ip(addr.ip())
+    {
+        return f.into_response();
+    }
+    next.run(req).await
+}

@@ -1,0 +1,269 @@
+//! Encrypted attachments as opaque blobs in an `object_store` (a local
+//! directory by default; any S3-compatible bucket in a cluster).
+//!
+//! Layout per blob id (128 random bits, base64url):
+//!
+//! ```text
+//! blobs/<id>/meta                  {"size": N, "created_at_ms": T}
+//! blobs/<id>/part-<offset:020>     the bytes from <offset>, one object per upload request
+//! ```
+//!
+//! Uploads are resumable: the offset is the sum of the parts, and a request
+//! continues at that offset. No assembly step is needed, so the layout works
+//! the same on a local disk and on S3. Downloads honour HTTP ranges.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutPayload};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+/// Why a blob operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlobError {
+    /// No such blob.
+    #[error("no such attachment")]
+    NotFound,
+    /// The upload does not continue where the blob ends.
+    #[error("upload offset {given} does not match the stored {stored}")]
+    OffsetMismatch {
+        /// What the client sent.
+        given: u64,
+        /// What the server holds.
+        stored: u64,
+    },
+    /// The upload would exceed the announced size.
+    #[error("upload goes past the announced size")]
+    PastEnd,
+    /// The blob is not completely uploaded yet.
+    #[error("attachment upload is incomplete")]
+    Incomplete,
+    /// The range is outside the blob.
+    #[error("range outside the attachment")]
+    BadRange,
+    /// The object store failed.
+    #[error("blob storage error: {0}")]
+    Backend(String),
+}
+
+fn backend(e: impl std::fmt::Display) -> BlobError {
+    BlobError::Backend(e.to_string())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Meta {
+    size: u64,
+    created_at_ms: u64,
+}
+
+/// A blob's upload state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobStatus {
+    /// Announced size.
+    pub size: u64,
+    /// Bytes received.
+    pub offset: u64,
+}
+
+/// The blob store.
+#[derive(Clone)]
+pub struct Blobs {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Debug for Blobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Blobs({})", self.store)
+    }
+}
+
+/// Whether `id` looks like an id this server issued (and is safe in a path).
+pub fn valid_id(id: &str) -> bool {
+    id.len() == 22
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Blobs {
+    /// Blobs in a local directory.
+    pub fn local(dir: &std::path::Path) -> Result<Self, BlobError> {
+        std::fs::create_dir_all(dir).map_err(backend)?;
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(backend)?;
+        Ok(Self {
+            store: Arc::new(fs),
+        })
+    }
+
+    /// Blobs in any object store.
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    fn meta_path(id: &str) -> Path {
+        Path::from(format!("blobs/{id}/meta"))
+    }
+
+    fn part_path(id: &str, offset: u64) -> Path {
+        Path::from(format!("blobs/{id}/part-{offset:020}"))
+    }
+
+    /// Starts a blob of `size` bytes; returns its id.
+    pub async fn create(&self, size: u64, now_ms: u64) -> Result<String, BlobError> {
+        let mut raw = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let id = URL_SAFE_NO_PAD.encode(raw);
+        let meta = serde_json::to_vec(&Meta {
+            size,
+            created_at_ms: now_ms,
+        })
+        .map_err(backend)?;
+        self.store
+            .put(&Self::meta_path(&id), PutPayload::from(meta))
+            .await
+            .map_err(backend)?;
+        Ok(id)
+    }
+
+    async fn meta(&self, id: &str) -> Result<Meta, BlobError> {
+        let bytes = match self.store.get(&Self::meta_path(id)).await {
+            Ok(r) => r.bytes().await.map_err(backend)?,
+            Err(object_store::Error::NotFound { .. }) => return Err(BlobError::NotFound),
+            Err(e) => return Err(backend(e)),
+        };
+        serde_json::from_slice(&bytes).map_err(backend)
+    }
+
+    /// The parts as (offset, length), in order.
+    async fn parts(&self, id: &str) -> Result<Vec<(u64, u64)>, BlobError> {
+        let prefix = Path::from(format!("blobs/{id}"));
+        let mut listing = self.store.list(Some(&prefix));
+        let mut parts = Vec::new();
+        while let Some(item) = listing.next().await {
+            let meta = item.map_err(backend)?;
+            let name = meta.location.filename().unwrap_or_default();
+            if let Some(offset) = name
+                .strip_prefix("part-")
+                .and_then(|o| o.parse::<u64>().ok())
+            {
+                parts.push((offset, meta.size));
+            }
+        }
+        parts.sort_unstable();
+        Ok(parts)
+    }
+
+    /// Upload progress.
+    pub async fn status(&self, id: &str) -> Result<BlobStatus, BlobError> {
+        let meta = self.meta(id).await?;
+        let offset = self.parts(id).await?.iter().map(|(_, len)| len).sum();
+        Ok(BlobStatus {
+            size: meta.size,
+            offset,
+        })
+    }
+
+    /// Appends `data` at `offset`, which must be where the blob ends.
+    pub async fn append(
+        &self,
+        id: &str,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<BlobStatus, BlobError> {
+        let status = self.status(id).await?;
+        if offset != status.offset {
+            return Err(BlobError::OffsetMismatch {
+                given: offset,
+                stored: status.offset,
+            });
+        }
+        let len = data.len() as u64;
+        if offset.saturating_add(len) > status.size {
+            return Err(BlobError::PastEnd);
+        }
+        if len > 0 {
+            self.store
+                .put(&Self::part_path(id, offset), PutPayload::from(data))
+                .await
+                .map_err(backend)?;
+        }
+        Ok(BlobStatus {
+            size: status.size,
+            offset: offset + len,
+        })
+    }
+
+    /// The bytes of `range` (or all) of a complete blob, and its total size.
+    pub async fn read(
+        &self,
+        id: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<(Vec<u8>, u64), BlobError> {
+        let meta = self.meta(id).await?;
+        let parts = self.parts(id).await?;
+        let have: u64 = parts.iter().map(|(_, l)| l).sum();
+        if have != meta.size {
+            return Err(BlobError::Incomplete);
+        }
+        let range = range.unwrap_or(0..meta.size);
+        if range.start > range.end || range.end > meta.size {
+            return Err(BlobError::BadRange);
+        }
+        let mut out = Vec::with_capacity((range.end - range.start) as usize);
+        for (offset, len) in parts {
+            let part_end = offset + len;
+            if part_end <= range.start || offset >= range.end {
+                continue;
+            }
+            let from = range.start.max(offset) - offset;
+            let to = range.end.min(part_end) - offset;
+            let bytes = self
+                .store
+                .get_range(&Self::part_path(id, offset), from..to)
+                .await
+                .map_err(backend)?;
+            out.extend_from_slice(&bytes);
+        }
+        Ok((out, meta.size))
+    }
+
+    /// Deletes blobs created before `cutoff_ms`; returns how many.
+    pub async fn expire(&self, cutoff_ms: u64) -> Result<u64, BlobError> {
+        let mut listing = self.store.list(Some(&Path::from("blobs")));
+        let mut expired_ids = Vec::new();
+        while let Some(item) = listing.next().await {
+            let meta = item.map_err(backend)?;
+            if meta.location.filename() != Some("meta") {
+                continue;
+            }
+            let Some(id) = meta.location.parts().nth(1).map(|p| p.as_ref().to_owned()) else {
+                continue;
+            };
+            if let Ok(m) = self.meta(&id).await
+                && m.created_at_ms < cutoff_ms
+            {
+                expired_ids.push(id);
+            }
+        }
+        drop(listing);
+        for id in &expired_ids {
+            let prefix = Path::from(format!("blobs/{id}"));
+            let objects: Vec<_> = self
+                .store
+                .list(Some(&prefix))
+                .filter_map(|m| async move { m.ok().map(|m| m.location) })
+                .collect()
+                .await;
+            for location in objects {
+                self.store.delete(&location).await.map_err(backend)?;
+            }
+        }
+        Ok(expired_ids.len() as u64)
+    }
+}

@@ -1,0 +1,83 @@
+//! Refusals as HTTP responses: a status and `{"code", "message"}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hush_wire::{ApiError, ErrorCode};
+
+use crate::store::StoreError;
+
+/// A request that failed. Every variant maps to one [`ErrorCode`].
+#[derive(Debug)]
+pub struct Failure(pub ApiError);
+
+impl Failure {
+    /// A failure with `code` and a message saying what to do.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self(ApiError::new(code, message))
+    }
+
+    /// 400 with a reason.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    /// 401.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            ErrorCode::Unauthorized,
+            "missing or unknown bearer token; register or use the device's token",
+        )
+    }
+
+    /// 403 with a reason.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    /// 404 with a reason.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UsernameTaken => Failure::new(
+                ErrorCode::UsernameTaken,
+                "that username is taken; pick another",
+            ),
+            StoreError::DeviceExists => Failure::new(
+                ErrorCode::DeviceExists,
+                "that device id is registered already; pick another",
+            ),
+            StoreError::NotFound => Failure::not_found("no such account or device"),
+            StoreError::TooManyDevices => Failure::forbidden(
+                "the account has its maximum number of devices; remove one first",
+            ),
+            StoreError::EpochConflict { current } => Failure::new(
+                ErrorCode::EpochConflict,
+                format!(
+                    "another commit took this epoch; the group is at epoch {current}: process it and retry"
+                ),
+            ),
+            StoreError::Backend(e) => {
+                tracing::error!(error = %e, "storage failure");
+                Failure::new(ErrorCode::Internal, "storage failure; retry later")
+            }
+        }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        crate::metrics::METRICS.error(status.as_u16());
+        (status, Json(self.0)).into_response()
+    }
+}
+
+/// Result of handlers.
+pub type ApiResult<T> = Result<T, Failure>;

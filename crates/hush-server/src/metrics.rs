@@ -1,0 +1,173 @@
+//! Prometheus metrics, kept in atomics and rendered as text at `/metrics`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::store::Stats;
+
+/// Upper bounds (ms) of the delivery latency histogram buckets.
+const LATENCY_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 5000, 30000];
+
+/// The server's counters.
+#[derive(Debug)]
+pub struct Metrics {
+    connections: AtomicI64,
+    sends: AtomicU64,
+    ephemeral_sends: AtomicU64,
+    envelopes_queued: AtomicU64,
+    envelopes_delivered: AtomicU64,
+    errors_4xx: AtomicU64,
+    errors_5xx: AtomicU64,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
+    latency_count: AtomicU64,
+    latency_sum_ms: AtomicU64,
+}
+
+/// The process-wide metrics.
+pub static METRICS: Metrics = Metrics::new();
+
+impl Metrics {
+    const fn new() -> Self {
+        #[allow(clippy::declare_interior_mutable_const)] // used only to build the array
+        const ZERO: AtomicU64 = AtomicU64::new(0);
+        Self {
+            connections: AtomicI64::new(0),
+            sends: AtomicU64::new(0),
+            ephemeral_sends: AtomicU64::new(0),
+            envelopes_queued: AtomicU64::new(0),
+            envelopes_delivered: AtomicU64::new(0),
+            errors_4xx: AtomicU64::new(0),
+            errors_5xx: AtomicU64::new(0),
+            latency_buckets: [ZERO; LATENCY_BUCKETS_MS.len()],
+            latency_count: AtomicU64::new(0),
+            latency_sum_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// A WebSocket opened (+1) or closed (-1).
+    pub fn connection(&self, delta: i64) {
+        self.connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// A send was accepted for `recipients` queues.
+    pub fn send(&self, recipients: usize, ephemeral: bool) {
+        if ephemeral {
+            self.ephemeral_sends.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.sends.fetch_add(1, Ordering::Relaxed);
+            self.envelopes_queued
+                .fetch_add(recipients as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// An envelope was acknowledged `latency_ms` after the server accepted it.
+    pub fn delivered(&self, latency_ms: u64) {
+        self.envelopes_delivered.fetch_add(1, Ordering::Relaxed);
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_ms.fetch_add(latency_ms, Ordering::Relaxed);
+        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS_MS) {
+            if latency_ms <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A response with an error status was sent.
+    pub fn error(&self, status: u16) {
+        match status {
+            400..=499 => self.errors_4xx.fetch_add(1, Ordering::Relaxed),
+            _ => self.errors_5xx.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    /// The Prometheus text exposition, with storage counts from `stats`.
+    pub fn render(&self, stats: &Stats) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        metric(
+            "hush_connections",
+            "gauge",
+            "Open device WebSockets.",
+            self.connections.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "hush_sends_total",
+            "counter",
+            "Stored sends accepted.",
+            get(&self.sends),
+        );
+        metric(
+            "hush_ephemeral_sends_total",
+            "counter",
+            "Ephemeral sends relayed.",
+            get(&self.ephemeral_sends),
+        );
+        metric(
+            "hush_envelopes_queued_total",
+            "counter",
+            "Envelopes written to device queues.",
+            get(&self.envelopes_queued),
+        );
+        metric(
+            "hush_envelopes_delivered_total",
+            "counter",
+            "Envelopes acknowledged by devices.",
+            get(&self.envelopes_delivered),
+        );
+        metric(
+            "hush_queue_depth",
+            "gauge",
+            "Envelopes waiting in all device queues.",
+            stats.queued_envelopes.to_string(),
+        );
+        metric(
+            "hush_accounts",
+            "gauge",
+            "Registered accounts.",
+            stats.accounts.to_string(),
+        );
+        metric(
+            "hush_devices",
+            "gauge",
+            "Registered devices.",
+            stats.devices.to_string(),
+        );
+        metric(
+            "hush_key_packages",
+            "gauge",
+            "Unclaimed one-time KeyPackages.",
+            stats.key_packages.to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hush_http_errors_total Error responses by class.\n# TYPE hush_http_errors_total counter\nhush_http_errors_total{{class=\"4xx\"}} {}\nhush_http_errors_total{{class=\"5xx\"}} {}",
+            get(&self.errors_4xx),
+            get(&self.errors_5xx)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hush_delivery_latency_ms Time from acceptance to acknowledgement by the device.\n# TYPE hush_delivery_latency_ms histogram"
+        );
+        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS_MS) {
+            let _ = writeln!(
+                out,
+                "hush_delivery_latency_ms_bucket{{le=\"{bound}\"}} {}",
+                get(bucket)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "hush_delivery_latency_ms_bucket{{le=\"+Inf\"}} {}\nhush_delivery_latency_ms_sum {}\nhush_delivery_latency_ms_count {}",
+            get(&self.latency_count),
+            get(&self.latency_sum_ms),
+            get(&self.latency_count)
+        );
+        out
+    }
+}

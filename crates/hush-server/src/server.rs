@@ -1,0 +1,92 @@
+//! Running the service: open storage, bind, serve until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::api::now_ms;
+use crate::app::{AppState, router};
+
+/// How often expired envelopes and attachments are deleted.
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Serves plain HTTP on `listener` until `shutdown` resolves, then stops
+/// accepting, closes device connections (so they reconnect elsewhere) and
+/// returns once in-flight requests have finished.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let expiry = tokio::spawn(expire_loop(state.clone()));
+    let hub = state.hub.clone();
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            hub.kick_all();
+        })
+        .await;
+    expiry.abort();
+    result
+}
+
+async fn expire_loop(state: AppState) {
+    let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
+    loop {
+        tick.tick().await;
+        run_expiry(&state).await;
+    }
+}
+
+/// Deletes what outlived the retention period.
+pub async fn run_expiry(state: &AppState) {
+    match state.store.expire(now_ms()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(envelopes = n, "expired undelivered envelopes"),
+        Err(e) => tracing::warn!(error = %e, "envelope expiry failed"),
+    }
+    let retention_ms = u64::try_from(state.settings.retention.as_millis()).unwrap_or(u64::MAX);
+    match state
+        .blobs
+        .expire(now_ms().saturating_sub(retention_ms))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(attachments = n, "expired attachments"),
+        Err(e) => tracing::warn!(error = %e, "attachment expiry failed"),
+    }
+}
+
+/// A server on `127.0.0.1:0` for tests and embedding: returns its address and
+/// a handle that stops it when dropped or triggered.
+pub async fn spawn_local(state: AppState) -> std::io::Result<(SocketAddr, ServerHandle)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stop2 = stop.clone();
+    let task = tokio::spawn(serve(
+        listener,
+        state,
+        async move { stop2.notified().await },
+    ));
+    Ok((addr, ServerHandle { stop, task }))
+}
+
+/// Stops a server started by [`spawn_local`].
+#[derive(Debug)]
+pub struct ServerHandle {
+    stop: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl ServerHandle {
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(self) {
+        self.stop.notify_one();
+        let _ = self.task.await;
+    }
+}

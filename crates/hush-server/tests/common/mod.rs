@@ -1,0 +1,270 @@
+//! A real server on a loopback port, and users with real keys.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use hush_proto::{AccountKey, DeviceCertificate, DeviceId, DeviceSigningKey, Suite, Username};
+use hush_server::app::{AppState, Settings};
+use hush_server::blobs::Blobs;
+use hush_server::server::{ServerHandle, spawn_local};
+use hush_server::store::sqlite::SqliteStore;
+use hush_wire::api::*;
+use hush_wire::ws::{ClientFrame, ServerFrame};
+use hush_wire::{ApiError, Bytes, DeviceAddress};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    handle: Option<ServerHandle>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with_settings(Settings::default()).await
+    }
+
+    pub async fn with_settings(settings: Settings) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("hush.db")).unwrap();
+        let blobs = Blobs::local(&dir.path().join("blobs")).unwrap();
+        let state = AppState::new(Arc::new(store), blobs, settings);
+        let (addr, handle) = spawn_local(state.clone()).await.unwrap();
+        Self {
+            addr,
+            state,
+            http: reqwest::Client::new(),
+            handle: Some(handle),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.stop().await;
+        }
+    }
+}
+
+pub struct User {
+    pub name: String,
+    pub account: AccountKey,
+    pub devices: Vec<UserDevice>,
+}
+
+pub struct UserDevice {
+    pub id: u32,
+    pub key: DeviceSigningKey,
+    pub cert: DeviceCertificate,
+    pub token: String,
+}
+
+pub fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+pub fn new_device(
+    account: &AccountKey,
+    name: &str,
+    id: u32,
+    seed: u64,
+) -> (DeviceSigningKey, DeviceCertificate) {
+    let key = DeviceSigningKey::generate(&mut rng(seed)).unwrap();
+    let cert = DeviceCertificate::issue(
+        account,
+        &Username::new(name).unwrap(),
+        DeviceId(id),
+        &key,
+        now_ms(),
+    )
+    .unwrap();
+    (key, cert)
+}
+
+pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    let body: serde_json::Value = resp.json().await.expect("a JSON error body");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    // The body is exactly the documented shape.
+    let _: ApiError = serde_json::from_value(body).unwrap();
+}
+
+impl TestServer {
+    pub async fn register(&self, name: &str, seed: u64) -> User {
+        let account = AccountKey::generate(&mut rng(seed)).unwrap();
+        let (key, cert) = new_device(&account, name, 1, seed + 1000);
+        let resp = self
+            .http
+            .post(self.url("/v1/accounts"))
+            .json(&RegisterRequest {
+                username: name.into(),
+                account_key: Bytes(account.public().as_bytes().to_vec()),
+                device: NewDeviceBody {
+                    device_id: 1,
+                    certificate: Bytes(cert.encode()),
+                },
+            })
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        let token = resp.json::<RegisterResponse>().await.unwrap().token;
+        User {
+            name: name.into(),
+            account,
+            devices: vec![UserDevice {
+                id: 1,
+                key,
+                cert,
+                token,
+            }],
+        }
+    }
+
+    pub async fn add_device(&self, user: &mut User, id: u32, seed: u64) {
+        let (key, cert) = new_device(&user.account, &user.name, id, seed);
+        let ts = now_ms();
+        let sig = user
+            .account
+            .sign(&device_request_message("add", &user.name, id, ts))
+            .unwrap();
+        let resp = self
+            .http
+            .post(self.url(&format!("/v1/accounts/{}/devices", user.name)))
+            .json(&AddDeviceRequest {
+                device: NewDeviceBody {
+                    device_id: id,
+                    certificate: Bytes(cert.encode()),
+                },
+                timestamp_ms: ts,
+                signature: Bytes(sig.to_vec()),
+            })
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        let token = resp.json::<RegisterResponse>().await.unwrap().token;
+        user.devices.push(UserDevice {
+            id,
+            key,
+            cert,
+            token,
+        });
+    }
+
+    pub async fn send(&self, token: &str, to: &[(&str, u32)], payload: &[u8]) -> reqwest::Response {
+        self.send_req(
+            token,
+            SendRequest {
+                recipients: to
+                    .iter()
+                    .map(|(u, d)| DeviceAddress {
+                        username: (*u).into(),
+                        device_id: *d,
+                    })
+                    .collect(),
+                payload: Bytes(payload.to_vec()),
+                ephemeral: false,
+                commit: None,
+                franking_commitment: None,
+            },
+        )
+        .await
+    }
+
+    pub async fn send_req(&self, token: &str, req: SendRequest) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/messages"))
+            .bearer_auth(token)
+            .json(&req)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn connect(&self, token: &str) -> Ws {
+        let mut req = format!("ws://{}/v1/ws", self.addr)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        Ws { ws }
+    }
+
+    pub fn key_package(&self, device: &UserDevice, suite: Suite, last_resort: bool) -> Vec<u8> {
+        let d = hush_proto::Device::new(device.cert.clone(), &device.key).unwrap();
+        d.generate_key_package(
+            suite,
+            last_resort,
+            hush_proto::Timestamp::from_millis(now_ms()),
+        )
+        .unwrap()
+        .message
+    }
+}
+
+pub struct Ws {
+    pub ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Ws {
+    /// The next frame, or None after `ms` milliseconds of silence.
+    pub async fn next_frame(&mut self, ms: u64) -> Option<ServerFrame> {
+        loop {
+            let msg = tokio::time::timeout(std::time::Duration::from_millis(ms), self.ws.next())
+                .await
+                .ok()??
+                .ok()?;
+            match msg {
+                Message::Binary(b) => return Some(ServerFrame::decode(&b).unwrap()),
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Envelopes until `Drained` (or silence).
+    pub async fn drain(&mut self) -> Vec<hush_wire::ws::Envelope> {
+        let mut out = Vec::new();
+        while let Some(f) = self.next_frame(3000).await {
+            match f {
+                ServerFrame::Envelope(e) => out.push(e),
+                ServerFrame::Drained => break,
+                ServerFrame::Ephemeral(_) => {}
+            }
+        }
+        out
+    }
+
+    pub async fn ack(&mut self, seqs: &[u64]) {
+        self.ws
+            .send(Message::Binary(
+                ClientFrame::Ack(seqs.to_vec()).encode().into(),
+            ))
+            .await
+            .unwrap();
+    }
+}
