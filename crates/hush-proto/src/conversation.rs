@@ -172,6 +172,8 @@ pub enum Incoming {
 /// One MLS group, as seen by this device.
 pub struct Conversation {
     group: Group<HushConfig>,
+    /// Reloads the group from the store to undo a failed operation.
+    client: mls_rs::Client<HushConfig>,
     store: MemoryStore,
     me: DeviceCertificate,
     tree_epoch: Option<u64>,
@@ -187,9 +189,15 @@ impl fmt::Debug for Conversation {
 }
 
 impl Conversation {
-    pub(crate) fn new(group: Group<HushConfig>, store: MemoryStore, me: DeviceCertificate) -> Self {
+    pub(crate) fn new(
+        group: Group<HushConfig>,
+        client: mls_rs::Client<HushConfig>,
+        store: MemoryStore,
+        me: DeviceCertificate,
+    ) -> Self {
         Self {
             group,
+            client,
             store,
             me,
             tree_epoch: None,
@@ -408,12 +416,25 @@ impl Conversation {
         }
         let before = self.members();
         let info_before = self.info().ok();
-        let result = self
+        let result = match self
             .group
-            .process_incoming_message_with_time(message, now.mls());
-        // Even a failed decryption may have consumed ratchet state.
-        self.persist()?;
-        match result? {
+            .process_incoming_message_with_time(message, now.mls())
+        {
+            Ok(r) => {
+                self.persist()?;
+                r
+            }
+            Err(e) => {
+                // A refused message changes nothing. mls-rs may already have
+                // consumed state (a ciphertext that fails authentication after
+                // its sender data decrypted has used up the message key), so
+                // go back to the state persisted before this call: the genuine
+                // message, if it comes, still opens.
+                self.rollback()?;
+                return Err(e.into());
+            }
+        };
+        match result {
             ReceivedMessage::ApplicationMessage(app) => {
                 let sender = self
                     .member_at(app.sender_index)
@@ -511,6 +532,18 @@ impl Conversation {
             info: if info != info_before { info } else { None },
             removed_self,
         }
+    }
+
+    /// Replaces the in-memory group with the last persisted state.
+    fn rollback(&mut self) -> Result<(), ProtoError> {
+        let id = self.group.group_id().to_vec();
+        let tree = self
+            .store
+            .tree(&id)
+            .ok_or(ProtoError::UnknownConversation)?;
+        let tree = mls_rs::group::ExportedTree::from_bytes(&tree)?;
+        self.group = self.client.load_group_with_ratchet_tree(&id, tree)?;
+        Ok(())
     }
 
     pub(crate) fn mark_tree_persisted(&mut self) {

@@ -238,7 +238,12 @@ impl Device {
         let group =
             self.client(suite)
                 .create_group(context, ExtensionList::new(), Some(now.mls()))?;
-        let mut conv = Conversation::new(group, self.store.clone(), self.cert.clone());
+        let mut conv = Conversation::new(
+            group,
+            self.hybrid.clone(),
+            self.store.clone(),
+            self.cert.clone(),
+        );
         conv.persist()?;
         if key_packages.is_empty() {
             return Ok((conv, None));
@@ -254,7 +259,12 @@ impl Device {
     pub fn join(&self, welcome: &[u8], now: Timestamp) -> Result<Conversation, ProtoError> {
         let message = MlsMessage::from_bytes(welcome)?;
         let (group, _info) = self.hybrid.join_group(None, &message, Some(now.mls()))?;
-        let mut conv = Conversation::new(group, self.store.clone(), self.cert.clone());
+        let mut conv = Conversation::new(
+            group,
+            self.hybrid.clone(),
+            self.store.clone(),
+            self.cert.clone(),
+        );
         conv.persist()?;
         Ok(conv)
     }
@@ -267,7 +277,12 @@ impl Device {
             .ok_or(ProtoError::UnknownConversation)?;
         let tree = ExportedTree::from_bytes(&tree)?;
         let group = self.hybrid.load_group_with_ratchet_tree(group_id, tree)?;
-        let mut conv = Conversation::new(group, self.store.clone(), self.cert.clone());
+        let mut conv = Conversation::new(
+            group,
+            self.hybrid.clone(),
+            self.store.clone(),
+            self.cert.clone(),
+        );
         conv.mark_tree_persisted();
         Ok(conv)
     }

@@ -185,9 +185,20 @@ fn tampered_ciphertext_is_rejected() {
     let last = msg.len() - 20;
     msg[last] ^= 0x01;
     let now = sim.now;
+    let genuine = {
+        let mut g = msg.clone();
+        g[last] ^= 0x01;
+        g
+    };
     let res = sim.devs[b].convs.get_mut(&id).unwrap().process(&msg, now);
     assert!(matches!(res, Err(ProtoError::Tampered)), "{res:?}");
-    // The untampered stream still works.
+    // The refusal changed nothing: the genuine message still opens.
+    let res = sim.devs[b]
+        .convs
+        .get_mut(&id)
+        .unwrap()
+        .process(&genuine, now);
+    assert!(matches!(res, Ok(Incoming::Message(_))), "{res:?}");
     sim.send(&id, a, "next one");
 }
 

@@ -1,0 +1,343 @@
+//! What each fuzz target runs, shared with the corpus replay test.
+//!
+//! How it is shared: this file is the library of the `hush-fuzz` crate, whose
+//! `fuzz_targets/*.rs` binaries each call one function below, and
+//! `crates/hush-proto/tests/fuzz_corpus.rs` compiles the very same file as a
+//! module through `#[path]`. That needs no cargo feature and no change to
+//! hush-proto's library (fuzz-only fixture code stays out of the shipped
+//! crate), at one cost: this file may only use crates both sides depend on,
+//! `hush_proto` and `zeroize`, and no crate-only attributes (`#![no_main]`
+//! and the like stay in the target binaries).
+//!
+//! Each function returns whether the input was *accepted* (decoded, verified,
+//! processed); the fuzz targets ignore that, the replay test checks that the
+//! hand-made `valid-*` seeds still are. A panic is a bug: the decoders must
+//! refuse bad input with an error, and the asserts below check properties every
+//! accepted input must have.
+//!
+//! The two MLS targets run against bob's side of a fixed two-party conversation
+//! (alice and bob, one device each, hybrid suite) restored from
+//! `fuzz/fixture/bob.state`. mls-rs draws group ids and secrets from aws-lc's
+//! own RNG, so a conversation built afresh would differ on every run and no
+//! stored message could ever decrypt in it; a stored snapshot keeps the
+//! `valid-*` seeds (alice's messages and commits) meaningful. The snapshot is
+//! loaded once per process; an input that changed the persisted state (a seed
+//! that really was processed) makes the next input start from the snapshot
+//! again, so every input sees the same conversation. The snapshot is mls-rs's
+//! own state encoding: if an mls-rs upgrade cannot read it, the replay test
+//! fails loudly (as real clients' stored state would), and the fixture and
+//! seeds are regenerated.
+//!
+//! Regenerate the fixture and the seeds with
+//! `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate`.
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use hush_proto::codec::{DecodeError, Reader, Writer};
+use hush_proto::{
+    AccountKey, Content, Conversation, Device, DeviceCertificate, DeviceId, DeviceSigningKey,
+    HushIdentityProvider, Incoming, ProtoError, StateChange, StateKey, Timestamp, Username,
+};
+use zeroize::Zeroizing;
+
+/// Every fuzz target, by the name of its binary and corpus directory.
+pub const TARGETS: [&str; 5] = [
+    "content_decode",
+    "certificate_decode",
+    "state_key",
+    "conversation_process",
+    "key_package_add",
+];
+
+/// Runs `data` through the target called `target`; `None` for an unknown name.
+pub fn run(target: &str, data: &[u8]) -> Option<bool> {
+    Some(match target {
+        "content_decode" => content_decode(data),
+        "certificate_decode" => certificate_decode(data),
+        "state_key" => state_key(data),
+        "conversation_process" => conversation_process(data),
+        "key_package_add" => key_package_add(data),
+        _ => return None,
+    })
+}
+
+/// The `fuzz/` directory, whichever crate compiles this file.
+pub fn fuzz_dir() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if manifest.join("fuzz_targets").is_dir() {
+        manifest.to_path_buf()
+    } else {
+        manifest.join("../../fuzz")
+    }
+}
+
+/// `Content::decode`; what decodes must survive a round trip, and an input
+/// that lost nothing on the way (no unknown field skipped) must have been the
+/// canonical encoding, since franking commits to exact bytes.
+pub fn content_decode(data: &[u8]) -> bool {
+    let Ok(content) = Content::decode(data) else {
+        return false;
+    };
+    let encoded = content.encode();
+    assert_eq!(
+        Content::decode(&encoded).as_ref(),
+        Ok(&content),
+        "re-encoding changed the content"
+    );
+    // Decoding drops only unknown optional fields and the fields of unknown
+    // kinds, each at least 6 bytes; nothing dropped means nothing may differ.
+    assert!(encoded.len() <= data.len(), "re-encoding grew");
+    if encoded.len() == data.len() {
+        assert_eq!(encoded, data, "one content, two encodings");
+    }
+    true
+}
+
+/// `DeviceCertificate::decode` then `verify`; the encoding is canonical, and
+/// the MLS identity check agrees with `verify`.
+pub fn certificate_decode(data: &[u8]) -> bool {
+    let Ok(cert) = DeviceCertificate::decode(data) else {
+        return false;
+    };
+    assert_eq!(cert.encode(), data, "one certificate, two encodings");
+    let verified = cert.verify().is_ok();
+    let checked = HushIdentityProvider::check(&cert.signing_identity());
+    assert_eq!(
+        checked.is_ok(),
+        verified,
+        "identity provider and verify disagree"
+    );
+    verified
+}
+
+/// `StateKey::from_bytes`; the encoding is canonical.
+pub fn state_key(data: &[u8]) -> bool {
+    let Ok(key) = StateKey::from_bytes(data) else {
+        return false;
+    };
+    assert_eq!(key.to_bytes(), data, "one state key, two encodings");
+    true
+}
+
+/// `Conversation::process` on bob's side of the fixed conversation.
+pub fn conversation_process(data: &[u8]) -> bool {
+    fixture().process(data).is_ok()
+}
+
+/// `Conversation::add_devices` with `data` as the KeyPackage, on bob's side of
+/// the fixed conversation; a commit that could be built is discarded.
+pub fn key_package_add(data: &[u8]) -> bool {
+    fixture().add(data).is_ok()
+}
+
+/// The time every fixture and seed uses.
+pub const NOW: Timestamp = Timestamp::from_millis(1_750_000_000_000);
+
+/// A device with fixed keys: the same on every run.
+#[derive(Debug)]
+pub struct Member {
+    /// Its certificate.
+    pub cert: DeviceCertificate,
+    /// Its signing key.
+    pub key: DeviceSigningKey,
+}
+
+impl Member {
+    /// Device 1 of account `name`; `n` picks the keys.
+    pub fn new(name: &str, n: u8) -> Result<Self, ProtoError> {
+        let account = AccountKey::from_seed([n; 32])?;
+        let key = DeviceSigningKey::from_seed([n | 0x80; 32])?;
+        let cert = DeviceCertificate::issue(
+            &account,
+            &Username::new(name)?,
+            DeviceId(1),
+            &key,
+            NOW.as_millis(),
+        )?;
+        Ok(Self { cert, key })
+    }
+
+    /// Alice, who sends the seeds.
+    pub fn alice() -> Result<Self, ProtoError> {
+        Self::new("alice", 1)
+    }
+
+    /// Bob, whose side of the conversation the MLS targets run on.
+    pub fn bob() -> Result<Self, ProtoError> {
+        Self::new("bob", 2)
+    }
+
+    /// Carol, whose KeyPackages are the seeds of `key_package_add`.
+    pub fn carol() -> Result<Self, ProtoError> {
+        Self::new("carol", 3)
+    }
+}
+
+/// Persisted device state: what a client keeps on disk.
+pub type Snapshot = BTreeMap<StateKey, Zeroizing<Vec<u8>>>;
+
+/// Largest value in a snapshot file (a ratchet tree of two hybrid leaves is a
+/// few KiB).
+const MAX_SNAPSHOT_VALUE: usize = 1 << 20;
+
+/// Applies `changes` to `state`, as a client's database would.
+pub fn apply(state: &mut Snapshot, changes: Vec<StateChange>) {
+    for change in changes {
+        match change {
+            StateChange::Put(key, value) => {
+                state.insert(key, value);
+            }
+            StateChange::Delete(key) => {
+                state.remove(&key);
+            }
+            // Not written by this hush-proto: treat as "changed everything".
+            _ => state.clear(),
+        }
+    }
+}
+
+/// The snapshot file format: `u32 count`, then per entry a length-prefixed key
+/// (`StateKey::to_bytes`) and a length-prefixed value.
+pub fn encode_snapshot(state: &Snapshot) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u32(u32::try_from(state.len()).unwrap_or(u32::MAX));
+    for (key, value) in state {
+        w.bytes(&key.to_bytes()).bytes(value);
+    }
+    w.into_bytes()
+}
+
+/// Parses [`encode_snapshot`].
+pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, ProtoError> {
+    let mut r = Reader::new(bytes);
+    let mut state = Snapshot::new();
+    for _ in 0..r.u32()? {
+        let key = StateKey::from_bytes(r.bytes("state key", MAX_SNAPSHOT_VALUE)?)?;
+        let value = r.bytes("state value", MAX_SNAPSHOT_VALUE)?;
+        state.insert(key, Zeroizing::new(value.to_vec()));
+    }
+    r.finish()?;
+    Ok(state)
+}
+
+/// Bob's side of the fixed conversation, restored from a snapshot on demand.
+pub struct Fixture {
+    bob: Member,
+    group_id: Vec<u8>,
+    snapshot: Snapshot,
+    live: Option<(Device, Conversation)>,
+    /// How often the conversation was restored from the snapshot.
+    pub restores: u64,
+}
+
+impl std::fmt::Debug for Fixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fixture")
+            .field("entries", &self.snapshot.len())
+            .field("live", &self.live.is_some())
+            .field("restores", &self.restores)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fixture {
+    /// Bob's state in `snapshot`, which must hold exactly one conversation.
+    pub fn new(snapshot: Snapshot) -> Result<Self, ProtoError> {
+        let mut groups = snapshot.keys().filter_map(|k| match k {
+            StateKey::Group(id) => Some(id.clone()),
+            _ => None,
+        });
+        let (Some(group_id), None) = (groups.next(), groups.next()) else {
+            return Err(DecodeError::Invalid {
+                field: "fixture",
+                reason: "not exactly one conversation",
+            }
+            .into());
+        };
+        Ok(Self {
+            bob: Member::bob()?,
+            group_id,
+            snapshot,
+            live: None,
+            restores: 0,
+        })
+    }
+
+    /// The fixture in `fuzz/fixture/bob.state`.
+    pub fn load() -> Result<Self, String> {
+        let path = fuzz_dir().join("fixture/bob.state");
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        decode_snapshot(&bytes)
+            .and_then(Self::new)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn restore(&mut self) -> Result<(Device, Conversation), ProtoError> {
+        self.restores += 1;
+        let entries = self.snapshot.iter().map(|(k, v)| (k.clone(), v.clone()));
+        let device = Device::restore(self.bob.cert.clone(), &self.bob.key, entries)?;
+        let conv = device.load(&self.group_id)?;
+        Ok((device, conv))
+    }
+
+    /// Runs `op` on the conversation, then drains its state writes. When they
+    /// leave the state other than the snapshot, the conversation is dropped, so
+    /// the next call starts from the snapshot again.
+    fn with<T>(
+        &mut self,
+        op: impl FnOnce(&mut Conversation) -> Result<T, ProtoError>,
+    ) -> Result<T, ProtoError> {
+        let (device, mut conv) = match self.live.take() {
+            Some(live) => live,
+            None => self.restore()?,
+        };
+        let result = op(&mut conv);
+        let mut after = self.snapshot.clone();
+        apply(&mut after, device.take_changes());
+        if after == self.snapshot {
+            self.live = Some((device, conv));
+        }
+        result
+    }
+
+    /// Bob processes `message`.
+    pub fn process(&mut self, message: &[u8]) -> Result<Incoming, ProtoError> {
+        self.with(|conv| conv.process(message, NOW))
+    }
+
+    /// Bob builds a commit adding `key_package`, then discards it.
+    pub fn add(&mut self, key_package: &[u8]) -> Result<(), ProtoError> {
+        self.with(|conv| {
+            let added = conv.add_devices(&[key_package.to_vec()], NOW);
+            if added.is_ok() {
+                conv.discard_commit()?;
+            }
+            assert!(!conv.has_pending_commit(), "a commit was left pending");
+            added.map(|_| ())
+        })
+    }
+}
+
+static FIXTURE: OnceLock<Mutex<Fixture>> = OnceLock::new();
+
+/// The process-wide fixture. A panic while it was held (a finding, or a failed
+/// replay) poisons it; the conversation is then restored afresh.
+fn fixture() -> MutexGuard<'static, Fixture> {
+    let lock = FIXTURE.get_or_init(|| match Fixture::load() {
+        Ok(fixture) => Mutex::new(fixture),
+        Err(e) => panic!("cannot load the fuzz fixture: {e}"),
+    });
+    match lock.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => {
+            let mut guard = poisoned.into_inner();
+            guard.live = None;
+            lock.clear_poison();
+            guard
+        }
+    }
+}
