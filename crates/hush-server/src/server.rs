@@ -90,3 +90,30 @@ impl ServerHandle {
         let _ = self.task.await;
     }
 }
+
+/// Serves HTTPS on `listener` with the certificate in `tls`, until `shutdown`.
+pub async fn serve_tls(
+    listener: std::net::TcpListener,
+    state: AppState,
+    tls: &crate::tls::TlsFiles,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key).await?;
+    let expiry = tokio::spawn(expire_loop(state.clone()));
+    let hub = state.hub.clone();
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        hub.kick_all();
+        stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    listener.set_nonblocking(true)?;
+    let result = axum_server::from_tcp_rustls(listener, config)?
+        .handle(handle)
+        .serve(app)
+        .await;
+    expiry.abort();
+    result
+}

@@ -1,0 +1,139 @@
+//! Configuration: flags, `HUSH_*` environment variables and an optional TOML
+//! file, in that order of precedence, over built-in defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The file form (`--config FILE`); every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `data-dir`
+    #[serde(rename = "data-dir")]
+    pub data_dir: Option<PathBuf>,
+    /// `listen`
+    pub listen: Option<SocketAddr>,
+    /// `database`
+    pub database: Option<String>,
+    /// `tls-cert`
+    #[serde(rename = "tls-cert")]
+    pub tls_cert: Option<PathBuf>,
+    /// `tls-key`
+    #[serde(rename = "tls-key")]
+    pub tls_key: Option<PathBuf>,
+    /// `retention`, such as "30d"
+    pub retention: Option<String>,
+    /// `max-attachment-size`, such as "100MiB"
+    #[serde(rename = "max-attachment-size")]
+    pub max_attachment_size: Option<String>,
+    /// `rate-limit-ip`, requests per second
+    #[serde(rename = "rate-limit-ip")]
+    pub rate_limit_ip: Option<f64>,
+    /// `rate-limit-account`, requests per second
+    #[serde(rename = "rate-limit-account")]
+    pub rate_limit_account: Option<f64>,
+}
+
+impl FileConfig {
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+    }
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL.
+    Postgres(String),
+}
+
+impl Database {
+    /// Parses `sqlite://PATH` (relative paths are relative to the working
+    /// directory) or `postgres://...` / `postgresql://...`.
+    pub fn parse(s: &str) -> anyhow::Result<Self> {
+        if let Some(path) = s.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                anyhow::bail!("sqlite:// needs a file path, such as sqlite://hush-data/hush.db");
+            }
+            Ok(Database::Sqlite(PathBuf::from(path)))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(Database::Postgres(s.to_owned()))
+        } else {
+            anyhow::bail!("--database must be sqlite://PATH or postgres://URL, not {s:?}")
+        }
+    }
+}
+
+/// Parses a duration such as `30d`, `12h`, `90s` or `1h 30m`.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    humantime::parse_duration(s).map_err(|e| anyhow::anyhow!("invalid duration {s:?}: {e}"))
+}
+
+/// Parses a size such as `100MiB`, `512KiB`, `1GiB`, `10MB` or plain bytes.
+pub fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits_end);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid size {s:?}: expected a number and a unit"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => anyhow::bail!("invalid size unit {other:?} (use B, KiB, MiB, GiB, KB, MB or GB)"),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| anyhow::anyhow!("size {s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("100MiB").unwrap(), 100 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("2 KB").unwrap(), 2000);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86400)
+        );
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn databases() {
+        assert_eq!(
+            Database::parse("sqlite://x/y.db").unwrap(),
+            Database::Sqlite("x/y.db".into())
+        );
+        assert!(matches!(
+            Database::parse("postgres://u@h/db").unwrap(),
+            Database::Postgres(_)
+        ));
+        assert!(Database::parse("mysql://x").is_err());
+        assert!(Database::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn file_config_rejects_unknown_keys() {
+        assert!(toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"").is_ok());
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,362 @@
+//! `hush-server`: run the Hush delivery service, or administer its data.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use hush_server::app::{AppState, Settings};
+use hush_server::blobs::Blobs;
+use hush_server::config::{Database, FileConfig, parse_duration, parse_size};
+use hush_server::ratelimit::Rate;
+use hush_server::store::postgres::PostgresStore;
+use hush_server::store::sqlite::SqliteStore;
+use hush_server::store::{AccountState, Store};
+use hush_server::tls;
+
+/// The Hush delivery service. With no arguments it serves on 127.0.0.1:7780
+/// with its data (SQLite, attachments, TLS material) in ./hush-data.
+#[derive(Debug, Parser)]
+#[command(name = "hush-server", version)]
+struct Cli {
+    #[command(flatten)]
+    opts: Opts,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+struct Opts {
+    /// A TOML file with any of the options below (flags and HUSH_* win).
+    #[arg(long, env = "HUSH_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Where the database (by default), attachments and TLS material live.
+    #[arg(long, env = "HUSH_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "HUSH_LISTEN", global = true)]
+    listen: Option<SocketAddr>,
+    /// sqlite://PATH or postgres://URL (default: sqlite://DATA_DIR/hush.db).
+    #[arg(long, env = "HUSH_DATABASE", global = true)]
+    database: Option<String>,
+    /// TLS certificate chain (PEM).
+    #[arg(long, env = "HUSH_TLS_CERT", global = true, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "HUSH_TLS_KEY", global = true, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How long undelivered messages and attachments are kept (e.g. 30d).
+    #[arg(long, env = "HUSH_RETENTION", global = true)]
+    retention: Option<String>,
+    /// Largest attachment accepted (e.g. 100MiB).
+    #[arg(long, env = "HUSH_MAX_ATTACHMENT_SIZE", global = true)]
+    max_attachment_size: Option<String>,
+    /// Requests per second per client IP (0: unlimited).
+    #[arg(long, env = "HUSH_RATE_LIMIT_IP", global = true)]
+    rate_limit_ip: Option<f64>,
+    /// Authenticated requests per second per account (0: unlimited).
+    #[arg(long, env = "HUSH_RATE_LIMIT_ACCOUNT", global = true)]
+    rate_limit_account: Option<f64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the SHA-256 fingerprint of the server's TLS certificate.
+    Fingerprint,
+    /// Operator commands on the server's data.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Accounts.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+    /// Counts of accounts, devices, queued messages, KeyPackages and groups.
+    Stats {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountsCommand {
+    /// List accounts with their devices and state.
+    List {
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suspend an account: its devices can no longer authenticate.
+    Suspend { username: String },
+    /// Lift a suspension.
+    Unsuspend { username: String },
+    /// Delete an account with its devices, queues, KeyPackages and profile.
+    Delete { username: String },
+}
+
+/// Resolved configuration.
+#[derive(Debug)]
+struct Config {
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    database: Database,
+    tls: Option<tls::TlsFiles>,
+    settings: Settings,
+}
+
+fn resolve(opts: Opts) -> anyhow::Result<Config> {
+    let file = match &opts.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let data_dir = opts
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("hush-data"));
+    let listen = opts
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7780)));
+    let database = match opts.database.or(file.database) {
+        Some(url) => Database::parse(&url)?,
+        None => Database::Sqlite(data_dir.join("hush.db")),
+    };
+    let tls = match (
+        opts.tls_cert.or(file.tls_cert),
+        opts.tls_key.or(file.tls_key),
+    ) {
+        (Some(cert), Some(key)) => Some(tls::TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    let mut settings = Settings::default();
+    if let Some(r) = opts.retention.or(file.retention) {
+        settings.retention = parse_duration(&r)?;
+    }
+    if let Some(s) = opts.max_attachment_size.or(file.max_attachment_size) {
+        settings.max_attachment_size = parse_size(&s)?;
+    }
+    if let Some(r) = opts.rate_limit_ip.or(file.rate_limit_ip) {
+        settings.per_ip = Rate {
+            per_second: r,
+            burst: r * 5.0,
+        };
+    }
+    if let Some(r) = opts.rate_limit_account.or(file.rate_limit_account) {
+        settings.per_account = Rate {
+            per_second: r,
+            burst: r * 5.0,
+        };
+    }
+    Ok(Config {
+        data_dir,
+        listen,
+        database,
+        tls,
+        settings,
+    })
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match &config.database {
+        Database::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            Arc::new(
+                SqliteStore::open(path).with_context(|| format!("database {}", path.display()))?,
+            )
+        }
+        Database::Postgres(url) => Arc::new(
+            PostgresStore::connect(url)
+                .await
+                .context("cannot connect to PostgreSQL")?,
+        ),
+    })
+}
+
+/// The TLS files to use, making a self-signed certificate when the address
+/// is not loopback and none was given. `None`: plain HTTP on loopback.
+fn tls_for(config: &Config) -> anyhow::Result<Option<tls::TlsFiles>> {
+    if let Some(files) = &config.tls {
+        return Ok(Some(files.clone()));
+    }
+    if config.listen.ip().is_loopback() {
+        return Ok(None);
+    }
+    let mut names = vec!["localhost".to_owned()];
+    if !config.listen.ip().is_unspecified() {
+        names.push(config.listen.ip().to_string());
+    }
+    Ok(Some(tls::ensure_self_signed(&config.data_dir, names)?))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down: no new connections; devices will reconnect");
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let store = open_store(&config).await?;
+    let blobs = Blobs::local(&config.data_dir.join("blobs"))?;
+    let state = AppState::new(store, blobs, config.settings.clone());
+    let tls = tls_for(&config)?;
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    match tls {
+        Some(files) => {
+            let fp = tls::fingerprint(&files.cert)?;
+            println!("hush-server listening on https://{addr}");
+            println!("TLS certificate SHA-256 fingerprint: {fp}");
+            hush_server::server::serve_tls(listener, state, &files, shutdown_signal()).await?;
+        }
+        None => {
+            println!("hush-server listening on http://{addr} (plain HTTP: loopback only)");
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            hush_server::server::serve(listener, state, shutdown_signal()).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    match command {
+        AdminCommand::Stats { json } => {
+            let s = store.stats().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "accounts": s.accounts, "devices": s.devices,
+                        "queued_envelopes": s.queued_envelopes,
+                        "key_packages": s.key_packages, "groups": s.groups,
+                    })
+                );
+            } else {
+                println!("accounts          {}", s.accounts);
+                println!("devices           {}", s.devices);
+                println!("queued envelopes  {}", s.queued_envelopes);
+                println!("key packages      {}", s.key_packages);
+                println!("groups            {}", s.groups);
+            }
+        }
+        AdminCommand::Accounts { command } => match command {
+            AccountsCommand::List { json } => {
+                for a in store.list_accounts().await? {
+                    let state = match a.state {
+                        AccountState::Active => "active",
+                        AccountState::Suspended => "suspended",
+                    };
+                    let devices: Vec<u32> = a.devices.iter().map(|d| d.device_id).collect();
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({
+                                "username": a.username, "state": state,
+                                "devices": devices, "created_at_ms": a.created_at_ms,
+                            })
+                        );
+                    } else {
+                        println!("{}\t{state}\tdevices {devices:?}", a.username);
+                    }
+                }
+            }
+            AccountsCommand::Suspend { username } => {
+                store
+                    .set_account_state(&username, AccountState::Suspended)
+                    .await
+                    .with_context(|| format!("cannot suspend {username}"))?;
+                println!("suspended {username}");
+            }
+            AccountsCommand::Unsuspend { username } => {
+                store
+                    .set_account_state(&username, AccountState::Active)
+                    .await
+                    .with_context(|| format!("cannot unsuspend {username}"))?;
+                println!("unsuspended {username}");
+            }
+            AccountsCommand::Delete { username } => {
+                store
+                    .delete_account(&username)
+                    .await
+                    .with_context(|| format!("cannot delete {username}"))?;
+                println!("deleted {username}");
+            }
+        },
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "hush_server=info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = (|| -> anyhow::Result<()> {
+        let config = resolve(cli.opts)?;
+        let rt = tokio::runtime::Runtime::new()?;
+        match cli.command {
+            None => rt.block_on(run(config)),
+            Some(Command::Admin { command }) => rt.block_on(admin(config, command)),
+            Some(Command::Fingerprint) => {
+                let files = match &config.tls {
+                    Some(f) => f.clone(),
+                    None => tls::self_signed_paths(&config.data_dir),
+                };
+                if !files.cert.exists() {
+                    anyhow::bail!(
+                        "no certificate at {}: the server makes one on its first start on a non-loopback address",
+                        files.cert.display()
+                    );
+                }
+                println!("{}", tls::fingerprint(&files.cert)?);
+                Ok(())
+            }
+        }
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hush-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

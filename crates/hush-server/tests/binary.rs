@@ -1,0 +1,269 @@
+//! The real `hush-server` binary: durability across `kill -9`, TLS, admin.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use hush_wire::Bytes;
+use hush_wire::api::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hush-server");
+
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+fn start(data: &Path, addr: SocketAddr, extra: &[&str]) -> Child {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_healthy(http: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server at {base} never became healthy");
+}
+
+async fn register(http: &reqwest::Client, base: &str, name: &str, seed: u64) -> String {
+    let account = hush_proto::AccountKey::generate(&mut rng(seed)).unwrap();
+    let (_, cert) = new_device(&account, name, 1, seed + 1);
+    let resp = http
+        .post(format!("{base}/v1/accounts"))
+        .json(&RegisterRequest {
+            username: name.into(),
+            account_key: Bytes(account.public().as_bytes().to_vec()),
+            device: NewDeviceBody {
+                device_id: 1,
+                certificate: Bytes(cert.encode()),
+            },
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    resp.json::<RegisterResponse>().await.unwrap().token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_messages_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let mut child = start(dir.path(), addr, &[]);
+    wait_healthy(&http, &base).await;
+    let alice = register(&http, &base, "alice", 1).await;
+    let bob = register(&http, &base, "bob", 2).await;
+
+    // Concurrent sends, each acknowledged; then the process dies hard.
+    let mut tasks = Vec::new();
+    for i in 0..300u32 {
+        let http = http.clone();
+        let base = base.clone();
+        let alice = alice.clone();
+        tasks.push(tokio::spawn(async move {
+            let resp = http
+                .post(format!("{base}/v1/messages"))
+                .bearer_auth(&alice)
+                .json(&SendRequest {
+                    recipients: vec![hush_wire::DeviceAddress {
+                        username: "bob".into(),
+                        device_id: 1,
+                    }],
+                    payload: Bytes(i.to_be_bytes().to_vec()),
+                    ephemeral: false,
+                    commit: None,
+                    franking_commitment: None,
+                })
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            i
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.push(t.await.unwrap());
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let mut child = start(dir.path(), addr, &[]);
+    wait_healthy(&http, &base).await;
+    let server = TestServerRef { addr };
+    let mut ws = server.connect(&bob).await;
+    let got = ws.drain().await;
+    let mut payloads: Vec<u32> = got
+        .iter()
+        .map(|e| u32::from_be_bytes(e.payload[..4].try_into().unwrap()))
+        .collect();
+    payloads.sort();
+    acked.sort();
+    assert_eq!(payloads, acked, "every acknowledged message is there, once");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Just enough of `TestServer` to open a WebSocket to a child process.
+struct TestServerRef {
+    addr: SocketAddr,
+}
+
+impl TestServerRef {
+    async fn connect(&self, token: &str) -> Ws {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://{}/v1/ws", self.addr)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        Ws { ws }
+    }
+}
+
+#[tokio::test]
+async fn serves_tls_with_a_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let addr = free_addr();
+    let mut child = start(
+        &dir.path().join("data"),
+        addr,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap()])
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", addr.port());
+    wait_healthy(&http, &base).await;
+    // Plain HTTP on the TLS port does not work.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+    // The fingerprint command reads the given certificate.
+    let out = Command::new(BIN)
+        .args(["fingerprint", "--tls-cert", cert.to_str().unwrap()])
+        .args(["--tls-key", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let fp = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        fp.trim(),
+        hush_server::tls::fingerprint_der(certified.cert.der())
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn admin_commands_act_on_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let mut child = start(dir.path(), addr, &[]);
+    wait_healthy(&http, &base).await;
+    let alice = register(&http, &base, "alice", 1).await;
+    register(&http, &base, "bob", 2).await;
+
+    let admin = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("admin")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = admin(&["accounts", "list", "--json"]);
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["username"], "alice");
+    assert_eq!(lines[0]["state"], "active");
+
+    assert!(admin(&["accounts", "suspend", "alice"]).status.success());
+    let resp = http
+        .get(format!("{base}/v1/key-packages/count"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(admin(&["accounts", "unsuspend", "alice"]).status.success());
+    assert!(admin(&["accounts", "delete", "bob"]).status.success());
+    let out = admin(&["accounts", "delete", "bob"]);
+    assert!(!out.status.success());
+    assert!(!out.stderr.is_empty());
+    let out = admin(&["stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["accounts"], 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn bad_configuration_is_a_clear_error() {
+    let out = Command::new(BIN)
+        .args(["--database", "mysql://nope", "admin", "stats"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--database must be"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hush.toml");
+    std::fs::write(&cfg, "lisen = \"127.0.0.1:1\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "admin", "stats"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("unknown field")
+    );
+}
