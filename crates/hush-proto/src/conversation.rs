@@ -599,3 +599,88 @@ fn open(plaintext: &[u8], aad: &[u8]) -> Result<(Content, FrankingOpening), Prot
     let content = Content::decode(&opening.content)?;
     Ok((content, opening))
 }
+
+/// What kind of MLS message some bytes are, read without any key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MessageKind {
+    /// A Welcome: join with [`crate::Device::join`].
+    Welcome,
+    /// A message of an existing group: process it in that conversation.
+    Group {
+        /// The group.
+        group_id: Vec<u8>,
+        /// The epoch in its header.
+        epoch: u64,
+    },
+    /// A KeyPackage.
+    KeyPackage,
+    /// Anything else (group info and the like).
+    Other,
+}
+
+/// Classifies an MLS message so the caller can route it.
+pub fn peek_message(bytes: &[u8]) -> Result<MessageKind, ProtoError> {
+    let message = MlsMessage::from_bytes(bytes)?;
+    Ok(match message.wire_format() {
+        mls_rs::WireFormat::Welcome => MessageKind::Welcome,
+        mls_rs::WireFormat::KeyPackage => MessageKind::KeyPackage,
+        mls_rs::WireFormat::PublicMessage | mls_rs::WireFormat::PrivateMessage => {
+            match (message.group_id(), message.epoch()) {
+                (Some(id), Some(epoch)) => MessageKind::Group {
+                    group_id: id.to_vec(),
+                    epoch,
+                },
+                _ => MessageKind::Other,
+            }
+        }
+        _ => MessageKind::Other,
+    })
+}
+
+impl Conversation {
+    fn ephemeral_key(&self) -> Result<Vec<u8>, ProtoError> {
+        let secret =
+            self.group
+                .export_secret(crate::ephemeral::EXPORTER_LABEL.as_bytes(), b"", 32)?;
+        Ok(secret.as_bytes().to_vec())
+    }
+
+    /// Seals typing or presence for the current members without touching the
+    /// MLS ratchet (see [`crate::ephemeral`]).
+    pub fn seal_ephemeral(
+        &self,
+        content: &Content,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<u8>, ProtoError> {
+        let mut plain = Writer::new();
+        plain
+            .u32(self.group.current_member_index())
+            .raw(&content.encode());
+        crate::ephemeral::seal(
+            &self.ephemeral_key()?,
+            self.id(),
+            self.epoch(),
+            &plain.into_bytes(),
+            rng,
+        )
+        .ok_or(ProtoError::InvalidRequest("sealing failed"))
+    }
+
+    /// Opens an ephemeral message of the current epoch.
+    pub fn open_ephemeral(&self, bytes: &[u8]) -> Result<(DeviceCertificate, Content), ProtoError> {
+        let header = crate::ephemeral::ephemeral_header(bytes)?;
+        if header.group_id != self.id() || header.epoch != self.epoch() {
+            return Err(ProtoError::WrongEpoch {
+                message_epoch: header.epoch,
+                current_epoch: self.epoch(),
+            });
+        }
+        let plain = crate::ephemeral::open(&self.ephemeral_key()?, bytes)?;
+        let mut r = Reader::new(&plain);
+        let sender = r.u32()?;
+        let content = Content::decode(r.take(r.remaining())?)?;
+        let sender = self.member_at(sender).ok_or(ProtoError::Tampered)?;
+        Ok((sender, content))
+    }
+}

@@ -60,6 +60,7 @@ pub mod codec;
 pub mod content;
 pub mod conversation;
 pub mod device;
+pub mod ephemeral;
 pub mod error;
 pub mod franking;
 pub mod identity;
@@ -69,10 +70,11 @@ pub mod storage;
 pub use codec::DecodeError;
 pub use content::{AttachmentPointer, Body, Content, MessageId, ReceiptKind};
 pub use conversation::{
-    Conversation, ConversationInfo, ConversationKind, Incoming, MembershipChange, Outgoing,
-    PendingCommit, Received,
+    Conversation, ConversationInfo, ConversationKind, Incoming, MembershipChange, MessageKind,
+    Outgoing, PendingCommit, Received, peek_message,
 };
 pub use device::{Device, KeyPackage, KeyPackageInfo, Suite, inspect_key_package};
+pub use ephemeral::{EphemeralHeader, ephemeral_header};
 pub use error::ProtoError;
 pub use franking::{Commitment, FrankingError, FrankingKey, FrankingOpening, verify_opening};
 pub use identity::{

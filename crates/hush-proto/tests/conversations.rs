@@ -484,3 +484,72 @@ fn servers_can_inspect_key_packages() {
     let msg = sim.encrypt(&id, a, "not a key package");
     assert!(inspect_key_package(&msg).is_err());
 }
+
+#[test]
+fn ephemeral_messages_leave_the_ratchet_alone() {
+    let mut sim = Sim::new(Suite::Hybrid);
+    let a = sim.account("alice", 1)[0];
+    let b = sim.account("bob", 1)[0];
+    sim.account("carol", 1);
+    let c = sim.devices_of("carol")[0];
+    let id = sim.create(a, ConversationInfo::group("g"), &["bob", "carol"]);
+    let typing = Content {
+        body: Body::Typing { started: true },
+        ..sim.text("")
+    };
+    // Far more typing indicators than MLS lets a member fall behind by.
+    let mut last = Vec::new();
+    for _ in 0..1100 {
+        last = sim.devs[a].convs[&id]
+            .seal_ephemeral(&typing, &mut sim.rng)
+            .unwrap();
+    }
+    let (sender, content) = sim.devs[b].convs[&id].open_ephemeral(&last).unwrap();
+    assert_eq!(sender.username().as_str(), "alice");
+    assert_eq!(content.body, Body::Typing { started: true });
+    assert_eq!(
+        ephemeral_header(&last).unwrap().group_id,
+        id,
+        "routable without keys"
+    );
+    // Carol saw none of them and still opens the next stored message.
+    sim.send(&id, a, "after lots of typing");
+    assert_eq!(sim.devs[c].inbox.len(), 1);
+    // Tampering is refused; so is an ephemeral message from another epoch.
+    let mut bad = last.clone();
+    let n = bad.len() - 1;
+    bad[n] ^= 1;
+    assert!(sim.devs[b].convs[&id].open_ephemeral(&bad).is_err());
+    sim.commit(&id, a, &[], |c, now| c.self_update(now));
+    assert!(matches!(
+        sim.devs[b].convs[&id].open_ephemeral(&last),
+        Err(ProtoError::WrongEpoch { .. })
+    ));
+}
+
+#[test]
+fn messages_can_be_routed_without_keys() {
+    let mut sim = Sim::new(Suite::Hybrid);
+    let a = sim.account("alice", 1)[0];
+    sim.account("bob", 1);
+    let b = sim.devices_of("bob")[0];
+    let kp = sim.key_package(b);
+    assert_eq!(peek_message(&kp).unwrap(), MessageKind::KeyPackage);
+    let (conv, commit) = sim.devs[a]
+        .device
+        .create_conversation(Suite::Hybrid, &ConversationInfo::direct(), &[kp], sim.now)
+        .unwrap();
+    let id = conv.id().to_vec();
+    sim.devs[a].convs.insert(id.clone(), conv);
+    let welcome = commit.unwrap().welcome.unwrap();
+    assert_eq!(peek_message(&welcome).unwrap(), MessageKind::Welcome);
+    let msg = sim.encrypt(&id, a, "hi");
+    assert_eq!(
+        peek_message(&msg).unwrap(),
+        MessageKind::Group {
+            group_id: id,
+            epoch: 1
+        }
+    );
+    assert!(peek_message(b"junk").is_err());
+}
