@@ -1,7 +1,7 @@
 //! Extractors whose rejections are JSON `{"code", "message"}` like every
 //! other refusal, instead of axum's plain-text ones.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -30,6 +30,27 @@ fn json_rejection(rejection: JsonRejection) -> Failure {
         return Failure::new(ErrorCode::TooLarge, "request body is too large");
     }
     Failure::bad_request(format!("invalid JSON body: {}", rejection.body_text()))
+}
+
+/// A raw (binary) body, limited by the route's `DefaultBodyLimit`.
+#[derive(Debug)]
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = Failure;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Failure> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|rejection: BytesRejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Failure::new(ErrorCode::TooLarge, "request body is too large")
+                } else {
+                    Failure::bad_request(format!("cannot read the body: {}", rejection.body_text()))
+                }
+            })
+    }
 }
 
 /// Path parameters.

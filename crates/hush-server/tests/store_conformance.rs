@@ -248,6 +248,19 @@ async fn epochs(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(store.group_epoch(b"group").await.unwrap(), Some(3));
+    // A commit the server never saw (no other device to send it to) makes a
+    // later claim jump ahead; that is accepted, and the race rule holds after.
+    store
+        .enqueue(std::slice::from_ref(&a), envelope(b"c5"), claim(5))
+        .await
+        .unwrap();
+    assert_eq!(store.group_epoch(b"group").await.unwrap(), Some(6));
+    assert!(matches!(
+        store
+            .enqueue(std::slice::from_ref(&a), envelope(b"late5"), claim(5))
+            .await,
+        Err(StoreError::EpochConflict { current: 6 })
+    ));
     assert_eq!(store.stats().await.unwrap().groups, 1);
 }
 

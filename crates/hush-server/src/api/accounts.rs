@@ -1,6 +1,5 @@
 //! Accounts, devices, the directory and encrypted profiles.
 
-use axum::body::Bytes as BodyBytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -15,7 +14,7 @@ use super::now_ms;
 use crate::app::AppState;
 use crate::auth::{AuthDevice, new_token, token_hash};
 use crate::error::{ApiResult, Failure};
-use crate::extract::{Body, PathParams};
+use crate::extract::{Body, PathParams, RawBody};
 use crate::store::{DeviceKey, NewAccount, NewDevice};
 
 /// How far a signed device request's timestamp may be from the server clock.
@@ -190,7 +189,7 @@ pub async fn remove_device(
 pub async fn put_profile(
     State(state): State<AppState>,
     AuthDevice(me): AuthDevice,
-    body: BodyBytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<StatusCode> {
     if body.is_empty() {
         return Err(Failure::bad_request("the profile is empty"));

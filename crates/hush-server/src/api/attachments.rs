@@ -4,7 +4,6 @@
 //! N; the answer's `Upload-Offset` says where the next request continues. A
 //! client that lost its connection asks `GET .../status` and resumes there.
 
-use axum::body::Bytes as BodyBytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +15,7 @@ use crate::app::AppState;
 use crate::auth::AuthDevice;
 use crate::blobs::{BlobError, valid_id};
 use crate::error::{ApiResult, Failure};
-use crate::extract::{Body, PathParams};
+use crate::extract::{Body, PathParams, RawBody};
 
 /// The header of resumable uploads.
 pub const UPLOAD_OFFSET: &str = "upload-offset";
@@ -85,7 +84,7 @@ pub async fn upload(
     _auth: AuthDevice,
     PathParams(id): PathParams<String>,
     headers: HeaderMap,
-    body: BodyBytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     checked_id(&id)?;
     let offset = headers
@@ -122,7 +121,8 @@ fn parse_range(value: &str, size: u64) -> Option<std::ops::Range<u64>> {
     let spec = value.strip_prefix("bytes=")?;
     let (a, b) = spec.split_once('-')?;
     if a.is_empty() {
-        let n: u64 = b.parse().ok()?;
+        // A zero-length suffix selects nothing: unsatisfiable (RFC 9110 14.1.1).
+        let n: u64 = b.parse().ok().filter(|n| *n > 0)?;
         return Some(size.saturating_sub(n)..size);
     }
     let start: u64 = a.parse().ok()?;
@@ -188,6 +188,8 @@ mod tests {
         assert_eq!(parse_range("bytes=0-9", 100), Some(0..10));
         assert_eq!(parse_range("bytes=90-", 100), Some(90..100));
         assert_eq!(parse_range("bytes=-5", 100), Some(95..100));
+        assert_eq!(parse_range("bytes=-500", 100), Some(0..100));
+        assert_eq!(parse_range("bytes=-0", 100), None);
         assert_eq!(parse_range("bytes=50-500", 100), Some(50..100));
         assert_eq!(parse_range("bytes=100-", 100), None);
         assert_eq!(parse_range("bytes=9-3", 100), None);

@@ -18,6 +18,9 @@ use crate::store::{DeviceKey, EpochClaim, NewEnvelope};
 
 /// Longest MLS group id accepted.
 const MAX_GROUP_ID_LEN: usize = 256;
+/// Largest epoch a commit may claim: the stores keep the next epoch
+/// (`epoch + 1`) as a signed 64-bit integer.
+const MAX_EPOCH: u64 = i64::MAX as u64 - 1;
 
 /// `POST /v1/messages`
 pub async fn send(
@@ -70,6 +73,11 @@ pub async fn send(
     let claim = match req.commit {
         Some(c) if c.group_id.0.is_empty() || c.group_id.0.len() > MAX_GROUP_ID_LEN => {
             return Err(Failure::bad_request("group_id must be 1 to 256 bytes"));
+        }
+        Some(c) if c.epoch > MAX_EPOCH => {
+            return Err(Failure::bad_request(format!(
+                "epoch must be at most {MAX_EPOCH}"
+            )));
         }
         Some(c) => Some(EpochClaim {
             group_id: c.group_id.0,

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use hush_wire::limits::MAX_FRAME_LEN;
 use hush_wire::ws::{ClientFrame, Envelope, ServerFrame};
@@ -13,6 +14,7 @@ use hush_wire::ws::{ClientFrame, Envelope, ServerFrame};
 use super::now_ms;
 use crate::app::AppState;
 use crate::auth::AuthDevice;
+use crate::error::Failure;
 use crate::metrics::METRICS;
 use crate::store::DeviceKey;
 
@@ -26,8 +28,20 @@ const MAX_IN_FLIGHT: usize = 2048;
 pub async fn connect(
     State(state): State<AppState>,
     AuthDevice(me): AuthDevice,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // axum refuses a request that is not an upgrade in plain text; answer in
+    // JSON like every other refusal.
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return Failure::bad_request(format!(
+                "not a WebSocket upgrade request: {}",
+                rejection.body_text()
+            ))
+            .into_response();
+        }
+    };
     ws.max_message_size(MAX_FRAME_LEN)
         .max_frame_size(MAX_FRAME_LEN)
         .on_upgrade(move |socket| async move {

@@ -232,7 +232,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends `envelope` to every recipient's queue and returns each
     /// recipient's sequence number, in the order given. With a `claim`, the
-    /// group's epoch advances from `claim.epoch` in the same transaction, or
+    /// group moves to epoch `claim.epoch + 1` in the same transaction, unless
+    /// it is already past `claim.epoch` (another commit won that epoch): then
     /// nothing is written and [`StoreError::EpochConflict`] is returned.
     /// Recipients that do not exist are an error ([`StoreError::NotFound`]).
     async fn enqueue(

@@ -413,14 +413,25 @@ impl Store for PostgresStore {
         envelope: NewEnvelope,
         claim: Option<EpochClaim>,
     ) -> StoreResult<Vec<u64>> {
+        // Epochs are BIGINT: the claimed one and the next must both fit.
+        let epochs = match &claim {
+            Some(c) => Some((
+                i64::try_from(c.epoch).map_err(|_| backend("epoch out of range"))?,
+                c.epoch
+                    .checked_add(1)
+                    .and_then(|e| i64::try_from(e).ok())
+                    .ok_or_else(|| backend("epoch out of range"))?,
+            )),
+            None => None,
+        };
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        if let Some(claim) = &claim {
+        if let (Some(claim), Some((epoch, next))) = (&claim, epochs) {
             // Make sure a row exists to lock, then lock it.
             sqlx::query(
                 "INSERT INTO groups (group_id, epoch) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             )
             .bind(&claim.group_id)
-            .bind(claim.epoch as i64)
+            .bind(epoch)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
@@ -430,14 +441,16 @@ impl Store for PostgresStore {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(backend)?;
-            if current as u64 != claim.epoch {
+            // Below the group's epoch: the race for it is lost. Above it:
+            // accepted (commits with no other recipient never reach us).
+            if claim.epoch < current as u64 {
                 return Err(StoreError::EpochConflict {
                     current: current as u64,
                 });
             }
             sqlx::query("UPDATE groups SET epoch = $2 WHERE group_id = $1")
                 .bind(&claim.group_id)
-                .bind((claim.epoch + 1) as i64)
+                .bind(next)
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;

@@ -210,7 +210,10 @@ where
             self.result = Some(Err(backend(e)));
             return;
         }
-        let result = f(conn);
+        // A panicking write must not take the writer thread (and with it
+        // every later write) down: it fails alone and its savepoint is undone.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+            .unwrap_or_else(|_| Err(backend("a database write panicked")));
         let end = if result.is_ok() {
             "RELEASE job"
         } else {
@@ -617,16 +620,24 @@ impl Store for SqliteStore {
                     )
                     .optional()
                     .map_err(backend)?;
+                // A claim below the group's epoch lost the race for it. A claim
+                // above it is accepted: commits in a group with no other
+                // device to send them to never reach the server.
                 match current {
-                    Some(e) if e as u64 != claim.epoch => {
+                    Some(e) if claim.epoch < e as u64 => {
                         return Err(StoreError::EpochConflict { current: e as u64 });
                     }
                     _ => {}
                 }
+                let next = claim
+                    .epoch
+                    .checked_add(1)
+                    .and_then(|e| i64::try_from(e).ok())
+                    .ok_or_else(|| backend("epoch out of range"))?;
                 conn.execute(
                     "INSERT INTO groups (group_id, epoch) VALUES (?1, ?2) \
                      ON CONFLICT (group_id) DO UPDATE SET epoch = excluded.epoch",
-                    params![claim.group_id, (claim.epoch + 1) as i64],
+                    params![claim.group_id, next],
                 )
                 .map_err(backend)?;
             }
