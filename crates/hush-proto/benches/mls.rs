@@ -14,6 +14,10 @@
 //! (suite, size): a committer, one receiver that joined from the Welcome, and
 //! throwaway members that are only leaves in the tree.
 //!
+//! After each Criterion group, the same entries also run interleaved and print
+//! an `interleaved ...` line with medians and paired ratios (see
+//! [`interleaved`]): on a shared machine these ratios are the ones to quote.
+//!
 //! Run with `cargo bench -p hush-proto --bench mls`.
 
 // A bench is a test harness: a failed step must stop the run loudly.
