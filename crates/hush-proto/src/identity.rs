@@ -496,25 +496,33 @@ impl IdentityProvider for HushIdentityProvider {
     }
 
     /// A device's identity is (username, device id): one leaf per device.
+    ///
+    /// mls-rs asks for identities only of leaves that already passed
+    /// `validate_member` (when they entered the tree, or just before, for an
+    /// update), so this decodes without verifying the signature again: the
+    /// verification costs an Ed25519 check per call and mls-rs calls this
+    /// several times per commit and once per leaf when a group loads.
     fn identity(
         &self,
         signing_identity: &SigningIdentity,
         _extensions: &ExtensionList,
     ) -> Result<Vec<u8>, Self::Error> {
-        let cert = Self::check(signing_identity)?;
+        let cert = DeviceCertificate::from_credential(&signing_identity.credential)?;
         Ok(device_identity(cert.username(), cert.device_id()))
     }
 
     /// A leaf may rotate its signature key but stays the same device of the
-    /// same account.
+    /// same account. Both sides were validated by `validate_member` before
+    /// mls-rs asks (the predecessor when it joined, the successor just
+    /// before), so only the fields are compared here.
     fn valid_successor(
         &self,
         predecessor: &SigningIdentity,
         successor: &SigningIdentity,
         _extensions: &ExtensionList,
     ) -> Result<bool, Self::Error> {
-        let old = Self::check(predecessor)?;
-        let new = Self::check(successor)?;
+        let old = DeviceCertificate::from_credential(&predecessor.credential)?;
+        let new = DeviceCertificate::from_credential(&successor.credential)?;
         Ok(old.username == new.username
             && old.account_key == new.account_key
             && old.device_id == new.device_id)
