@@ -1,0 +1,510 @@
+//! Conversations: 1:1 chats created on first send, groups, and the commit
+//! flow the server orders.
+
+use hush_proto::{ConversationInfo, ConversationKind, PendingCommit, Suite, Username};
+use hush_wire::api::{CommitClaim, SendRequest};
+use hush_wire::{Bytes, DeviceAddress, ErrorCode};
+use reqwest::Method;
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use crate::client::{Client, now, now_ms};
+use crate::error::ClientError;
+use crate::model::{ConversationView, Target};
+
+/// How often a commit is rebuilt after losing its epoch to another member's.
+const COMMIT_ATTEMPTS: usize = 5;
+
+/// A conversation row.
+#[derive(Debug, Clone)]
+pub(crate) struct ConvRow {
+    pub id: i64,
+    pub group_id: Vec<u8>,
+    pub kind: String,
+    pub peer: Option<String>,
+    pub name: Option<String>,
+    pub disappear_secs: Option<u32>,
+}
+
+const CONV_COLUMNS: &str = "id, group_id, kind, peer, name, disappear_secs";
+
+fn conv_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConvRow> {
+    Ok(ConvRow {
+        id: r.get(0)?,
+        group_id: r.get(1)?,
+        kind: r.get(2)?,
+        peer: r.get(3)?,
+        name: r.get(4)?,
+        disappear_secs: r.get::<_, Option<i64>>(5)?.map(|s| s as u32),
+    })
+}
+
+impl Client {
+    pub(crate) fn conv_by_group_id(&self, group_id: &[u8]) -> Result<Option<ConvRow>, ClientError> {
+        Ok(self
+            .store
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {CONV_COLUMNS} FROM conversations WHERE group_id = ?1 AND active = 1"
+                ),
+                params![group_id],
+                conv_row,
+            )
+            .optional()?)
+    }
+
+    pub(crate) fn conv_by_id(&self, id: i64) -> Result<Option<ConvRow>, ClientError> {
+        Ok(self
+            .store
+            .conn
+            .query_row(
+                &format!("SELECT {CONV_COLUMNS} FROM conversations WHERE id = ?1"),
+                params![id],
+                conv_row,
+            )
+            .optional()?)
+    }
+
+    /// The active direct conversations with `peer`; the one with the
+    /// smallest group id is where new messages go, so both sides agree
+    /// when they started chats with each other at the same time.
+    pub(crate) fn direct_convs(&self, peer: &str) -> Result<Vec<ConvRow>, ClientError> {
+        let mut stmt = self.store.conn.prepare(&format!(
+            "SELECT {CONV_COLUMNS} FROM conversations WHERE kind = 'direct' AND peer = ?1 \
+             AND active = 1 ORDER BY group_id"
+        ))?;
+        let rows = stmt
+            .query_map(params![peer], conv_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub(crate) fn group_by_name(&self, name: &str) -> Result<ConvRow, ClientError> {
+        self.store
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {CONV_COLUMNS} FROM conversations WHERE kind = 'group' AND name = ?1 AND active = 1"
+                ),
+                params![name],
+                conv_row,
+            )
+            .optional()?
+            .ok_or_else(|| ClientError::NotFound(format!("no group named {name:?}")))
+    }
+
+    /// The conversation a target names, creating a 1:1 chat if needed.
+    pub(crate) async fn resolve(&mut self, target: &Target) -> Result<ConvRow, ClientError> {
+        match target {
+            Target::Group(name) => self.group_by_name(name),
+            Target::User(user) => {
+                if let Some(c) = self.direct_convs(user)?.into_iter().next() {
+                    return Ok(c);
+                }
+                self.start_direct(user).await
+            }
+        }
+    }
+
+    /// The conversation a target names, if it exists.
+    pub(crate) fn find(&self, target: &Target) -> Result<Vec<ConvRow>, ClientError> {
+        match target {
+            Target::Group(name) => Ok(vec![self.group_by_name(name)?]),
+            Target::User(user) => {
+                let rows = self.direct_convs(user)?;
+                if rows.is_empty() {
+                    return Err(ClientError::NotFound(format!(
+                        "no conversation with {user}"
+                    )));
+                }
+                Ok(rows)
+            }
+        }
+    }
+
+    pub(crate) fn insert_conv(
+        tx: &Transaction<'_>,
+        group_id: &[u8],
+        info: &ConversationInfo,
+        peer: Option<&str>,
+    ) -> Result<i64, ClientError> {
+        let kind = match info.kind {
+            ConversationKind::Direct => "direct",
+            ConversationKind::Group => "group",
+        };
+        tx.execute(
+            "INSERT INTO conversations (group_id, kind, peer, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (group_id) DO UPDATE SET active = 1",
+            params![group_id, kind, peer, info.name, now_ms() as i64],
+        )?;
+        Ok(tx.query_row(
+            "SELECT id FROM conversations WHERE group_id = ?1",
+            params![group_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Devices to invite with `users`: every device of each, and this
+    /// account's other devices.
+    async fn invitations(&mut self, users: &[String]) -> Result<Vec<Vec<u8>>, ClientError> {
+        let mut kps = Vec::new();
+        for user in users {
+            let (entry, _changed) = self.lookup(user).await?;
+            self.check_not_blocked_verified(user)?;
+            let claimed = self.claim(user, Suite::Hybrid).await?;
+            if claimed.is_empty() && !entry.devices.is_empty() {
+                return Err(ClientError::NotFound(format!(
+                    "{user} has no device ready to receive (no KeyPackages on the server)"
+                )));
+            }
+            kps.extend(claimed);
+        }
+        let me = self.username.to_string();
+        kps.extend(self.claim(&me, Suite::Hybrid).await?);
+        Ok(kps)
+    }
+
+    /// Refuses to add a verified contact whose key changed since.
+    pub(crate) fn check_not_blocked_verified(&self, user: &str) -> Result<(), ClientError> {
+        let row: Option<(bool, bool)> = self
+            .store
+            .conn
+            .query_row(
+                "SELECT verified, key_changed FROM contacts WHERE username = ?1",
+                params![user],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((_verified, true)) = row {
+            return Err(ClientError::KeyChanged(user.to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn start_direct(&mut self, peer: &str) -> Result<ConvRow, ClientError> {
+        if peer == self.username.as_str() {
+            return Err(ClientError::InvalidInput(
+                "a 1:1 chat needs another account".into(),
+            ));
+        }
+        Username::new(peer).map_err(|e| ClientError::InvalidInput(e.to_string()))?;
+        let kps = self.invitations(&[peer.to_owned()]).await?;
+        self.create(ConversationInfo::direct(), Some(peer), kps)
+            .await
+    }
+
+    async fn create(
+        &mut self,
+        info: ConversationInfo,
+        peer: Option<&str>,
+        kps: Vec<Vec<u8>>,
+    ) -> Result<ConvRow, ClientError> {
+        let (conv, commit) = self
+            .device
+            .create_conversation(Suite::Hybrid, &info, &kps, now())?;
+        let group_id = conv.id().to_vec();
+        let recipients = self.recipients_for(&conv);
+        self.convs.insert(group_id.clone(), conv);
+        let id = self.persist(|tx| {
+            let id = Self::insert_conv(tx, &group_id, &info, peer)?;
+            if let Some(welcome) = commit.and_then(|c| c.welcome) {
+                Self::queue_send(
+                    tx,
+                    &SendRequest {
+                        recipients,
+                        payload: Bytes(welcome),
+                        ephemeral: false,
+                        commit: None,
+                        franking_commitment: None,
+                    },
+                    None,
+                )?;
+            }
+            Ok(id)
+        })?;
+        self.flush_outbox().await?;
+        self.share_profile_key(&group_id).await?;
+        self.conv_by_id(id)?
+            .ok_or_else(|| ClientError::Store("conversation vanished".into()))
+    }
+
+    fn recipients_for(&self, conv: &hush_proto::Conversation) -> Vec<DeviceAddress> {
+        conv.members()
+            .into_iter()
+            .filter(|c| !(c.username() == &self.username && c.device_id().0 == self.device_id))
+            .map(|c| DeviceAddress {
+                username: c.username().to_string(),
+                device_id: c.device_id().0,
+            })
+            .collect()
+    }
+
+    /// Creates a group called `name` with `members` (and this account's
+    /// other devices).
+    pub async fn create_group(
+        &mut self,
+        name: &str,
+        members: &[String],
+    ) -> Result<ConversationView, ClientError> {
+        if name.is_empty() || name.len() > hush_proto::conversation::MAX_NAME_LEN {
+            return Err(ClientError::InvalidInput(
+                "a group name is 1 to 128 bytes".into(),
+            ));
+        }
+        if self.group_by_name(name).is_ok() {
+            return Err(ClientError::InvalidInput(format!(
+                "you already have a group named {name:?}"
+            )));
+        }
+        let mut users: Vec<String> = members
+            .iter()
+            .map(|m| m.trim().to_owned())
+            .filter(|m| !m.is_empty() && m != self.username.as_str())
+            .collect();
+        users.sort();
+        users.dedup();
+        let kps = self.invitations(&users).await?;
+        let row = self
+            .create(ConversationInfo::group(name), None, kps)
+            .await?;
+        self.view(&row)
+    }
+
+    /// Sends a commit built by `build` to the group's other devices, in the
+    /// epoch the server orders; when another member's commit won the epoch,
+    /// catches up and builds it again. Then sends the Welcome, if any, to the
+    /// devices it adds.
+    pub(crate) async fn commit_with<F>(
+        &mut self,
+        group_id: &[u8],
+        mut build: F,
+    ) -> Result<hush_proto::MembershipChange, ClientError>
+    where
+        F: FnMut(&mut hush_proto::Conversation) -> Result<PendingCommit, hush_proto::ProtoError>,
+    {
+        for _ in 0..COMMIT_ATTEMPTS {
+            let recipients = self.recipients_of(group_id)?;
+            let pending = build(self.conv(group_id)?)?;
+            self.persist(|_| Ok(()))?;
+            if !recipients.is_empty() {
+                let sent = self
+                    .transport
+                    .json::<_, hush_wire::api::SendResponse>(
+                        Method::POST,
+                        "/v1/messages",
+                        Some(&SendRequest {
+                            recipients: recipients.clone(),
+                            payload: Bytes(pending.commit.clone()),
+                            ephemeral: false,
+                            commit: Some(CommitClaim {
+                                group_id: Bytes(group_id.to_vec()),
+                                epoch: pending.epoch,
+                            }),
+                            franking_commitment: None,
+                        }),
+                    )
+                    .await;
+                match sent {
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.conv(group_id)?.discard_commit()?;
+                        self.persist(|_| Ok(()))?;
+                        if e.code() == Some(ErrorCode::EpochConflict) {
+                            // Someone else's commit took this epoch: catch up.
+                            self.sync_quietly().await?;
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            let change = self.conv(group_id)?.confirm_commit()?;
+            let new_devices: Vec<DeviceAddress> = change
+                .added
+                .iter()
+                .map(|c| DeviceAddress {
+                    username: c.username().to_string(),
+                    device_id: c.device_id().0,
+                })
+                .collect();
+            let info = change.info.clone();
+            self.persist(|tx| {
+                if let Some(info) = &info {
+                    tx.execute(
+                        "UPDATE conversations SET name = ?2 WHERE group_id = ?1",
+                        params![group_id, info.name],
+                    )?;
+                }
+                if let Some(welcome) = &pending.welcome
+                    && !new_devices.is_empty()
+                {
+                    Self::queue_send(
+                        tx,
+                        &SendRequest {
+                            recipients: new_devices.clone(),
+                            payload: Bytes(welcome.clone()),
+                            ephemeral: false,
+                            commit: None,
+                            franking_commitment: None,
+                        },
+                        None,
+                    )?;
+                }
+                Ok(())
+            })?;
+            self.flush_outbox().await?;
+            return Ok(change);
+        }
+        Err(ClientError::Network(
+            "the group kept changing under this commit; try again".into(),
+        ))
+    }
+
+    /// Adds every device of `user` to the group `name`.
+    pub async fn group_add(&mut self, name: &str, user: &str) -> Result<(), ClientError> {
+        let row = self.group_by_name(name)?;
+        let already = self.conv(&row.group_id)?.accounts();
+        if already.iter().any(|u| u.as_str() == user) {
+            return Err(ClientError::InvalidInput(format!(
+                "{user} is already in {name:?}"
+            )));
+        }
+        let (_entry, _) = self.lookup(user).await?;
+        self.check_not_blocked_verified(user)?;
+        let kps = self.claim(user, Suite::Hybrid).await?;
+        if kps.is_empty() {
+            return Err(ClientError::NotFound(format!(
+                "{user} has no device ready to receive (no KeyPackages on the server)"
+            )));
+        }
+        let now = now();
+        self.commit_with(&row.group_id, |c| c.add_devices(&kps, now))
+            .await?;
+        Ok(())
+    }
+
+    /// Removes every device of `user` from the group `name`.
+    pub async fn group_remove(&mut self, name: &str, user: &str) -> Result<(), ClientError> {
+        let row = self.group_by_name(name)?;
+        let who = Username::new(user).map_err(|e| ClientError::InvalidInput(e.to_string()))?;
+        if who == self.username {
+            return Err(ClientError::InvalidInput(
+                "to remove yourself, leave the group".into(),
+            ));
+        }
+        let now = now();
+        self.commit_with(&row.group_id, |c| c.remove_account(&who, now))
+            .await?;
+        Ok(())
+    }
+
+    /// Renames the group `name`.
+    pub async fn group_rename(&mut self, name: &str, new_name: &str) -> Result<(), ClientError> {
+        let row = self.group_by_name(name)?;
+        if self.group_by_name(new_name).is_ok() {
+            return Err(ClientError::InvalidInput(format!(
+                "you already have a group named {new_name:?}"
+            )));
+        }
+        let now = now();
+        let new_name = new_name.to_owned();
+        self.commit_with(&row.group_id, |c| c.rename(&new_name, now))
+            .await?;
+        Ok(())
+    }
+
+    /// Leaves the group `name`: proposes the removal of every device of this
+    /// account (the remaining members commit it) and forgets the group here.
+    pub async fn group_leave(&mut self, name: &str) -> Result<(), ClientError> {
+        let row = self.group_by_name(name)?;
+        let recipients = self.recipients_of(&row.group_id)?;
+        let proposals = self.conv(&row.group_id)?.leave()?;
+        let group_id = row.group_id.clone();
+        self.convs.remove(&group_id);
+        self.device.forget(&group_id);
+        self.persist(|tx| {
+            for p in &proposals {
+                if !recipients.is_empty() {
+                    Self::queue_send(
+                        tx,
+                        &SendRequest {
+                            recipients: recipients.clone(),
+                            payload: Bytes(p.clone()),
+                            ephemeral: false,
+                            commit: None,
+                            franking_commitment: None,
+                        },
+                        None,
+                    )?;
+                }
+            }
+            tx.execute(
+                "UPDATE conversations SET active = 0 WHERE group_id = ?1",
+                params![group_id],
+            )?;
+            Ok(())
+        })?;
+        self.flush_outbox().await
+    }
+
+    /// The member accounts of the group `name`.
+    pub fn group_members(&mut self, name: &str) -> Result<Vec<String>, ClientError> {
+        let row = self.group_by_name(name)?;
+        Ok(self
+            .conv(&row.group_id)?
+            .accounts()
+            .into_iter()
+            .map(|u| u.to_string())
+            .collect())
+    }
+
+    /// Every active conversation.
+    pub fn conversations(&mut self) -> Result<Vec<ConversationView>, ClientError> {
+        let rows: Vec<ConvRow> = {
+            let mut stmt = self.store.conn.prepare(&format!(
+                "SELECT {CONV_COLUMNS} FROM conversations WHERE active = 1 ORDER BY id"
+            ))?;
+            stmt.query_map([], conv_row)?
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let mut out = Vec::new();
+        let mut peers_seen = std::collections::HashSet::new();
+        for row in rows {
+            // Chats started by both sides at once show as one.
+            if let Some(peer) = &row.peer
+                && !peers_seen.insert(peer.clone())
+            {
+                continue;
+            }
+            out.push(self.view(&row)?);
+        }
+        Ok(out)
+    }
+
+    /// The groups.
+    pub fn groups(&mut self) -> Result<Vec<ConversationView>, ClientError> {
+        Ok(self
+            .conversations()?
+            .into_iter()
+            .filter(|c| c.kind == "group")
+            .collect())
+    }
+
+    pub(crate) fn view(&mut self, row: &ConvRow) -> Result<ConversationView, ClientError> {
+        let members = match self.conv(&row.group_id) {
+            Ok(c) => c.accounts().into_iter().map(|u| u.to_string()).collect(),
+            Err(_) => Vec::new(),
+        };
+        Ok(ConversationView {
+            id: row.id,
+            kind: row.kind.clone(),
+            name: row
+                .name
+                .clone()
+                .or_else(|| row.peer.clone())
+                .unwrap_or_default(),
+            members,
+            disappear_secs: row.disappear_secs,
+        })
+    }
+}

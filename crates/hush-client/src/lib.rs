@@ -1,0 +1,45 @@
+//! `hush-client` is the library an app embeds to be one Hush account on one
+//! device. Front ends (the `hush` CLI and terminal UI today) call its API:
+//! commands in, [`Event`]s out.
+//!
+//! How data flows:
+//!
+//! - [`Client::register`] makes the account key and device, registers them,
+//!   and creates the encrypted local store ([`local`]: SQLCipher under a key
+//!   wrapped by Argon2id(passphrase)); [`Client::open`] reopens it.
+//! - Sending ([`Client::send_text`], files, edits, receipts) encrypts with
+//!   `hush-proto`, stores the new MLS state, the message and the ciphertext in
+//!   one transaction (the outbox), then posts it; a send that fails on the
+//!   network stays in the outbox and goes out with the next command.
+//! - [`Client::sync`] drains the device's queue over the WebSocket; each
+//!   message is opened, and its effect, the MLS state and the queue position
+//!   are stored in one transaction before the server is told to delete it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), hush_client::ClientError> {
+//! use hush_client::{Client, Target};
+//! let dir = std::path::Path::new("/tmp/alice");
+//! let mut alice = Client::register(dir, "passphrase", "http://127.0.0.1:7780", "alice", None).await?;
+//! alice.send_text(&Target::User("bob".into()), "hi bob").await?;
+//! for event in alice.sync(std::time::Duration::from_secs(2), |_| {}).await? {
+//!     println!("{event:?}");
+//! }
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod attachment;
+pub mod client;
+mod convs;
+pub mod error;
+pub mod local;
+mod messages;
+pub mod model;
+mod sync;
+pub mod transport;
+
+pub use client::Client;
+pub use error::ClientError;
+pub use model::{ContactView, ConversationView, Event, MessageView, PresenceMode, Target};
+pub use transport::probe_fingerprint;

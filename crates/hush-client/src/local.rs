@@ -1,0 +1,410 @@
+//! The encrypted local store: SQLCipher, keyed by a random database key that
+//! is wrapped under Argon2id(passphrase).
+//!
+//! `keyfile.json` holds the Argon2id salt and parameters and the database key
+//! sealed with AES-256-GCM under the derived key. A wrong passphrase fails to
+//! open the seal, which is reported as [`ClientError::WrongPassphrase`] before
+//! the database is touched, so it can never damage the store. Changing the
+//! passphrase rewraps the key; the database is not re-encrypted.
+
+use std::path::{Path, PathBuf};
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use rand::RngCore;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::error::ClientError;
+
+const KEYFILE: &str = "keyfile.json";
+const DATABASE: &str = "hush.db";
+
+/// Argon2id cost: 64 MiB, 3 passes, 1 lane (OWASP's second recommendation).
+const ARGON_M_KIB: u32 = 64 * 1024;
+const ARGON_T: u32 = 3;
+
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    version: u8,
+    kdf: String,
+    m_kib: u32,
+    t: u32,
+    p: u32,
+    salt: String,
+    nonce: String,
+    wrapped_key: String,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mls_state (
+    key   BLOB PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS contacts (
+    username     TEXT PRIMARY KEY,
+    account_key  BLOB NOT NULL,
+    first_seen   INTEGER NOT NULL,
+    verified     INTEGER NOT NULL DEFAULT 0,
+    key_changed  INTEGER NOT NULL DEFAULT 0,
+    blocked      INTEGER NOT NULL DEFAULT 0,
+    profile_key  BLOB,
+    display_name TEXT
+);
+CREATE TABLE IF NOT EXISTS conversations (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id       BLOB NOT NULL UNIQUE,
+    kind           TEXT NOT NULL,
+    peer           TEXT,
+    name           TEXT,
+    disappear_secs INTEGER,
+    active         INTEGER NOT NULL DEFAULT 1,
+    created_at     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_by_peer ON conversations(peer);
+CREATE TABLE IF NOT EXISTS messages (
+    rowid           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    conversation    INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    sender          TEXT NOT NULL,
+    sender_device   INTEGER NOT NULL,
+    outgoing        INTEGER NOT NULL,
+    kind            TEXT NOT NULL,
+    body            TEXT,
+    reply_to        TEXT,
+    attachment      TEXT,
+    sent_at         INTEGER NOT NULL,
+    received_at     INTEGER NOT NULL,
+    expires_at      INTEGER,
+    status          TEXT NOT NULL,
+    edited          INTEGER NOT NULL DEFAULT 0,
+    deleted         INTEGER NOT NULL DEFAULT 0,
+    franking        TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation, rowid);
+CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS outbox (
+    rowid      INTEGER PRIMARY KEY AUTOINCREMENT,
+    request    TEXT NOT NULL,
+    message_id TEXT
+);
+"#;
+
+/// One persisted MLS state entry: key bytes and secret value.
+pub type MlsEntry = (Vec<u8>, Zeroizing<Vec<u8>>);
+
+/// The local database.
+pub struct LocalStore {
+    pub(crate) conn: Connection,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for LocalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalStore")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+fn derive(
+    passphrase: &str,
+    salt: &[u8],
+    m: u32,
+    t: u32,
+    p: u32,
+) -> Result<Zeroizing<[u8; 32]>, ClientError> {
+    let params = Params::new(m, t, p, Some(32)).map_err(|e| ClientError::Store(e.to_string()))?;
+    let mut out = Zeroizing::new([0u8; 32]);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(passphrase.as_bytes(), salt, &mut *out)
+        .map_err(|e| ClientError::Store(e.to_string()))?;
+    Ok(out)
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn unb64(s: &str) -> Result<Vec<u8>, ClientError> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|_| ClientError::Store("keyfile is corrupt".into()))
+}
+
+fn open_db(path: &Path, key: &[u8; 32]) -> Result<Connection, ClientError> {
+    let conn = Connection::open(path)?;
+    // SQLCipher's raw-key form: no second KDF, the key is already random.
+    let hex_key = Zeroizing::new(format!("x'{}'", hex::encode(key)));
+    conn.pragma_update(None, "key", &*hex_key)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+impl LocalStore {
+    /// Whether `dir` holds a store.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(KEYFILE).exists()
+    }
+
+    /// Creates a new store in `dir` under `passphrase`.
+    pub fn create(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
+        if Self::exists(dir) {
+            return Err(ClientError::AlreadyRegistered(dir.display().to_string()));
+        }
+        if passphrase.is_empty() {
+            return Err(ClientError::InvalidInput("the passphrase is empty".into()));
+        }
+        std::fs::create_dir_all(dir)?;
+        let mut db_key = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut *db_key);
+        let keyfile = Self::wrap(&db_key, passphrase)?;
+        let conn = open_db(&dir.join(DATABASE), &db_key)?;
+        // The keyfile is written last: a store without one does not exist.
+        let tmp = dir.join("keyfile.json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(&keyfile).map_err(|e| ClientError::Store(e.to_string()))?,
+        )?;
+        std::fs::rename(&tmp, dir.join(KEYFILE))?;
+        Ok(Self {
+            conn,
+            dir: dir.to_owned(),
+        })
+    }
+
+    fn wrap(db_key: &[u8; 32], passphrase: &str) -> Result<KeyFile, ClientError> {
+        let mut salt = [0u8; 16];
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut salt);
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let kek = derive(passphrase, &salt, ARGON_M_KIB, ARGON_T, 1)?;
+        let key = LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, &*kek).map_err(|_| ClientError::Store("aead".into()))?,
+        );
+        let mut sealed = db_key.to_vec();
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(b"hush keyfile v1"),
+            &mut sealed,
+        )
+        .map_err(|_| ClientError::Store("cannot seal the database key".into()))?;
+        Ok(KeyFile {
+            version: 1,
+            kdf: "argon2id".into(),
+            m_kib: ARGON_M_KIB,
+            t: ARGON_T,
+            p: 1,
+            salt: b64(&salt),
+            nonce: b64(&nonce),
+            wrapped_key: b64(&sealed),
+        })
+    }
+
+    /// Opens the store in `dir`.
+    pub fn open(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
+        let raw = std::fs::read(dir.join(KEYFILE)).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ClientError::NotRegistered(dir.display().to_string())
+            } else {
+                e.into()
+            }
+        })?;
+        let kf: KeyFile = serde_json::from_slice(&raw)
+            .map_err(|_| ClientError::Store("keyfile is corrupt".into()))?;
+        if kf.version != 1 || kf.kdf != "argon2id" {
+            return Err(ClientError::Store(
+                "keyfile version is not supported".into(),
+            ));
+        }
+        let kek = derive(passphrase, &unb64(&kf.salt)?, kf.m_kib, kf.t, kf.p)?;
+        let nonce = <[u8; 12]>::try_from(unb64(&kf.nonce)?.as_slice())
+            .map_err(|_| ClientError::Store("keyfile is corrupt".into()))?;
+        let key = LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, &*kek).map_err(|_| ClientError::Store("aead".into()))?,
+        );
+        let mut sealed = Zeroizing::new(unb64(&kf.wrapped_key)?);
+        let plain = key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(b"hush keyfile v1"),
+                &mut sealed,
+            )
+            .map_err(|_| ClientError::WrongPassphrase)?;
+        let db_key: [u8; 32] = <[u8; 32]>::try_from(&*plain)
+            .map_err(|_| ClientError::Store("keyfile is corrupt".into()))?;
+        let db_key = Zeroizing::new(db_key);
+        let conn = open_db(&dir.join(DATABASE), &db_key)?;
+        Ok(Self {
+            conn,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Rewraps the database key under a new passphrase.
+    pub fn change_passphrase(&self, old: &str, new: &str) -> Result<(), ClientError> {
+        if new.is_empty() {
+            return Err(ClientError::InvalidInput("the passphrase is empty".into()));
+        }
+        // Re-open the seal with the old passphrase to get the key.
+        let raw = std::fs::read(self.dir.join(KEYFILE))?;
+        let kf: KeyFile = serde_json::from_slice(&raw)
+            .map_err(|_| ClientError::Store("keyfile is corrupt".into()))?;
+        let kek = derive(old, &unb64(&kf.salt)?, kf.m_kib, kf.t, kf.p)?;
+        let nonce = <[u8; 12]>::try_from(unb64(&kf.nonce)?.as_slice())
+            .map_err(|_| ClientError::Store("keyfile is corrupt".into()))?;
+        let key = LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, &*kek).map_err(|_| ClientError::Store("aead".into()))?,
+        );
+        let mut sealed = Zeroizing::new(unb64(&kf.wrapped_key)?);
+        let plain = key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(b"hush keyfile v1"),
+                &mut sealed,
+            )
+            .map_err(|_| ClientError::WrongPassphrase)?;
+        let db_key = Zeroizing::new(
+            <[u8; 32]>::try_from(&*plain)
+                .map_err(|_| ClientError::Store("keyfile is corrupt".into()))?,
+        );
+        let keyfile = Self::wrap(&db_key, new)?;
+        let tmp = self.dir.join("keyfile.json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(&keyfile).map_err(|e| ClientError::Store(e.to_string()))?,
+        )?;
+        std::fs::rename(&tmp, self.dir.join(KEYFILE))?;
+        Ok(())
+    }
+
+    /// A value from the `meta` table.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// A UTF-8 value from the `meta` table.
+    pub fn meta_str(&self, key: &str) -> Result<Option<String>, ClientError> {
+        self.meta(key)?
+            .map(|v| {
+                String::from_utf8(v)
+                    .map_err(|_| ClientError::Store(format!("meta {key} is not UTF-8")))
+            })
+            .transpose()
+    }
+
+    /// Sets a `meta` value (inside the caller's transaction if any).
+    pub fn set_meta(conn: &Connection, key: &str, value: &[u8]) -> Result<(), ClientError> {
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Every persisted MLS state entry.
+    pub fn mls_entries(&self) -> Result<Vec<MlsEntry>, ClientError> {
+        let mut stmt = self.conn.prepare("SELECT key, value FROM mls_state")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    Zeroizing::new(r.get::<_, Vec<u8>>(1)?),
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Applies MLS state changes (inside the caller's transaction).
+    pub fn apply_changes(
+        conn: &Connection,
+        changes: Vec<hush_proto::StateChange>,
+    ) -> Result<(), ClientError> {
+        for change in changes {
+            match change {
+                hush_proto::StateChange::Put(k, v) => {
+                    conn.execute(
+                        "INSERT INTO mls_state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        params![k.to_bytes(), v.as_slice()],
+                    )?;
+                }
+                hush_proto::StateChange::Delete(k) => {
+                    conn.execute(
+                        "DELETE FROM mls_state WHERE key = ?1",
+                        params![k.to_bytes()],
+                    )?;
+                }
+                _ => return Err(ClientError::Store("unknown state change".into())),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_passphrase_is_an_error_and_harms_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = LocalStore::create(dir.path(), "correct horse").unwrap();
+            LocalStore::set_meta(&s.conn, "k", b"v").unwrap();
+        }
+        let before = std::fs::read(dir.path().join(DATABASE)).unwrap();
+        assert!(matches!(
+            LocalStore::open(dir.path(), "wrong"),
+            Err(ClientError::WrongPassphrase)
+        ));
+        assert_eq!(std::fs::read(dir.path().join(DATABASE)).unwrap(), before);
+        let s = LocalStore::open(dir.path(), "correct horse").unwrap();
+        assert_eq!(s.meta("k").unwrap(), Some(b"v".to_vec()));
+    }
+
+    #[test]
+    fn the_database_is_encrypted_at_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = LocalStore::create(dir.path(), "pw").unwrap();
+            LocalStore::set_meta(&s.conn, "secret", b"attack at dawn attack at dawn").unwrap();
+            s.conn
+                .pragma_update(None, "wal_checkpoint", "TRUNCATE")
+                .unwrap();
+        }
+        let raw = std::fs::read(dir.path().join(DATABASE)).unwrap();
+        assert!(!raw.windows(13).any(|w| w == b"attack at daw"));
+        assert!(!raw.starts_with(b"SQLite format 3"));
+    }
+
+    #[test]
+    fn passphrase_can_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::create(dir.path(), "old").unwrap();
+        assert!(matches!(
+            s.change_passphrase("bad", "new"),
+            Err(ClientError::WrongPassphrase)
+        ));
+        s.change_passphrase("old", "new").unwrap();
+        drop(s);
+        assert!(LocalStore::open(dir.path(), "old").is_err());
+        LocalStore::open(dir.path(), "new").unwrap();
+    }
+}

@@ -1,0 +1,630 @@
+//! Sending and reading messages: text, replies, edits, deletes, receipts,
+//! typing, presence, disappearing timers, profiles.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use hush_proto::{Body, Content, MessageId, ReceiptKind, SafetyNumber, Username};
+use hush_wire::Bytes;
+use hush_wire::api::SendRequest;
+use rand::RngCore;
+use reqwest::Method;
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+
+use crate::client::{Client, now_ms};
+use crate::error::ClientError;
+use crate::local::LocalStore;
+use crate::model::{ContactView, MessageView, PresenceMode, Target};
+
+/// What a stored attachment message needs to fetch and open the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct AttachmentRecord {
+    pub blob_id: String,
+    pub key: String,
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+    pub file_name: String,
+}
+
+const MESSAGE_COLUMNS: &str = "m.id, m.conversation, c.kind, c.name, m.sender, m.kind, m.body, \
+     m.sent_at, m.outgoing, m.status, m.reply_to, m.edited, m.deleted, m.attachment, m.expires_at";
+
+fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageView> {
+    let kind: String = r.get(2)?;
+    let attachment: Option<String> = r.get(13)?;
+    let attachment: Option<AttachmentRecord> =
+        attachment.and_then(|a| serde_json::from_str(&a).ok());
+    Ok(MessageView {
+        id: r.get(0)?,
+        conversation: r.get(1)?,
+        group: if kind == "group" { r.get(3)? } else { None },
+        from: r.get(4)?,
+        kind: r.get(5)?,
+        text: r.get(6)?,
+        sent_at: r.get::<_, i64>(7)? as u64,
+        outgoing: r.get(8)?,
+        status: r.get(9)?,
+        reply_to: r.get(10)?,
+        edited: r.get(11)?,
+        deleted: r.get(12)?,
+        file_name: attachment.as_ref().map(|a| a.file_name.clone()),
+        size: attachment.as_ref().map(|a| a.size),
+        expires_at: r.get::<_, Option<i64>>(14)?.map(|t| t as u64),
+    })
+}
+
+impl Client {
+    pub(crate) fn message(&self, id: &str) -> Result<Option<MessageView>, ClientError> {
+        Ok(self
+            .store
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation WHERE m.id = ?1"
+                ),
+                params![id],
+                message_view,
+            )
+            .optional()?)
+    }
+
+    /// Stores a displayable message (text or file) inside `tx`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn insert_message(
+        tx: &Transaction<'_>,
+        conversation: i64,
+        content: &Content,
+        sender: &str,
+        sender_device: u32,
+        outgoing: bool,
+        received_at: u64,
+        franking: Option<String>,
+    ) -> Result<bool, ClientError> {
+        let (kind, body, reply_to, attachment) = match &content.body {
+            Body::Text { text, reply_to } => ("text", Some(text.clone()), *reply_to, None),
+            Body::Attachment {
+                pointer,
+                caption,
+                reply_to,
+            } => {
+                use base64::Engine as _;
+                let b64 = base64::engine::general_purpose::STANDARD;
+                let record = AttachmentRecord {
+                    blob_id: pointer.blob_id.clone(),
+                    key: b64.encode(pointer.key),
+                    digest: b64.encode(pointer.digest),
+                    size: pointer.size,
+                    media_type: pointer.media_type.clone(),
+                    file_name: pointer.file_name.clone(),
+                };
+                (
+                    "file",
+                    caption.clone(),
+                    *reply_to,
+                    Some(
+                        serde_json::to_string(&record)
+                            .map_err(|e| ClientError::Store(e.to_string()))?,
+                    ),
+                )
+            }
+            _ => return Ok(false),
+        };
+        let expires_at = content
+            .expire_timer_secs
+            .map(|s| (received_at + u64::from(s) * 1000) as i64);
+        let status = if outgoing { "pending" } else { "received" };
+        let n = tx.execute(
+            "INSERT INTO messages (id, conversation, sender, sender_device, outgoing, kind, body, reply_to, \
+             attachment, sent_at, received_at, expires_at, status, franking) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT (id) DO NOTHING",
+            params![
+                content.id.to_hex(),
+                conversation,
+                sender,
+                sender_device,
+                outgoing,
+                kind,
+                body,
+                reply_to.map(|r| r.to_hex()),
+                attachment,
+                content.sent_at_ms as i64,
+                received_at as i64,
+                expires_at,
+                status,
+                franking,
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub(crate) fn new_content(&self, body: Body, disappear_secs: Option<u32>) -> Content {
+        Content {
+            id: MessageId::generate(&mut rand::rngs::OsRng),
+            sent_at_ms: now_ms(),
+            expire_timer_secs: disappear_secs,
+            body,
+        }
+    }
+
+    /// Sends a content that is shown as a message (text or file) and returns it.
+    pub(crate) async fn send_shown(
+        &mut self,
+        target: &Target,
+        body: Body,
+    ) -> Result<MessageView, ClientError> {
+        let row = self.resolve(target).await?;
+        if let Target::User(user) = target {
+            self.check_not_blocked_verified(user)?;
+        }
+        let content = self.new_content(body, row.disappear_secs);
+        let me = self.username.to_string();
+        let device = self.device_id;
+        let id = content.id.to_hex();
+        let stored = content.clone();
+        self.seal_and_queue(&row.group_id, &content, Some(&id), |tx| {
+            Self::insert_message(tx, row.id, &stored, &me, device, true, now_ms(), None)?;
+            Ok(())
+        })?;
+        self.flush_outbox().await?;
+        self.message(&id)?
+            .ok_or_else(|| ClientError::Store("message vanished".into()))
+    }
+
+    /// Sends `text` to a contact or group; creates a 1:1 chat on first use.
+    pub async fn send_text(
+        &mut self,
+        target: &Target,
+        text: &str,
+    ) -> Result<MessageView, ClientError> {
+        self.send_reply(target, text, None).await
+    }
+
+    /// Sends `text` as a reply to message `reply_to`.
+    pub async fn send_reply(
+        &mut self,
+        target: &Target,
+        text: &str,
+        reply_to: Option<&str>,
+    ) -> Result<MessageView, ClientError> {
+        if text.is_empty() {
+            return Err(ClientError::InvalidInput("the message is empty".into()));
+        }
+        if text.len() > hush_proto::content::MAX_TEXT_LEN {
+            return Err(ClientError::InvalidInput(format!(
+                "a message is at most {} bytes",
+                hush_proto::content::MAX_TEXT_LEN
+            )));
+        }
+        let reply_to = reply_to
+            .map(|r| {
+                MessageId::from_hex(r)
+                    .ok_or_else(|| ClientError::InvalidInput(format!("{r:?} is not a message id")))
+            })
+            .transpose()?;
+        self.send_shown(
+            target,
+            Body::Text {
+                text: text.to_owned(),
+                reply_to,
+            },
+        )
+        .await
+    }
+
+    /// Sends a control content (not shown as a message) to a conversation.
+    pub(crate) async fn send_control(
+        &mut self,
+        group_id: &[u8],
+        body: Body,
+        disappear: Option<u32>,
+    ) -> Result<(), ClientError> {
+        let content = self.new_content(body, disappear);
+        self.seal_and_queue(group_id, &content, None, |_| Ok(()))?;
+        self.flush_outbox().await
+    }
+
+    fn own_message(&self, id: &str) -> Result<(MessageView, Vec<u8>), ClientError> {
+        let m = self
+            .message(id)?
+            .ok_or_else(|| ClientError::NotFound(format!("no message {id}")))?;
+        if !m.outgoing {
+            return Err(ClientError::InvalidInput(
+                "only your own messages can be changed".into(),
+            ));
+        }
+        let row = self
+            .conv_by_id(m.conversation)?
+            .ok_or_else(|| ClientError::NotFound("conversation".into()))?;
+        Ok((m, row.group_id))
+    }
+
+    /// Replaces the text of one of this account's messages, for everyone.
+    pub async fn edit(&mut self, id: &str, text: &str) -> Result<(), ClientError> {
+        let (m, group_id) = self.own_message(id)?;
+        let target =
+            MessageId::from_hex(&m.id).ok_or_else(|| ClientError::Store("bad id".into()))?;
+        self.send_control(
+            &group_id,
+            Body::Edit {
+                target,
+                text: text.to_owned(),
+            },
+            None,
+        )
+        .await?;
+        self.store.conn.execute(
+            "UPDATE messages SET body = ?2, edited = 1 WHERE id = ?1",
+            params![id, text],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes one of this account's messages, for everyone.
+    pub async fn delete(&mut self, id: &str) -> Result<(), ClientError> {
+        let (m, group_id) = self.own_message(id)?;
+        let target =
+            MessageId::from_hex(&m.id).ok_or_else(|| ClientError::Store("bad id".into()))?;
+        self.send_control(&group_id, Body::Delete { target }, None)
+            .await?;
+        self.store.conn.execute(
+            "UPDATE messages SET body = NULL, attachment = NULL, deleted = 1 WHERE id = ?1",
+            params![id],
+        )?;
+        Ok(())
+    }
+
+    /// Sets the disappearing-message timer of a conversation (`None`: off),
+    /// for every member.
+    pub async fn set_disappearing(
+        &mut self,
+        target: &Target,
+        seconds: Option<u32>,
+    ) -> Result<(), ClientError> {
+        let row = self.resolve(target).await?;
+        self.send_control(&row.group_id, Body::DisappearingTimer { seconds }, None)
+            .await?;
+        for r in self.find(target)? {
+            self.store.conn.execute(
+                "UPDATE conversations SET disappear_secs = ?2 WHERE id = ?1",
+                params![r.id, seconds],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The messages of a conversation, oldest first.
+    pub fn history(&mut self, target: &Target) -> Result<Vec<MessageView>, ClientError> {
+        self.expire_messages()?;
+        let ids: Vec<i64> = self.find(target)?.into_iter().map(|r| r.id).collect();
+        let mut out = Vec::new();
+        let mut stmt = self.store.conn.prepare(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation \
+             WHERE m.conversation = ?1 ORDER BY m.rowid"
+        ))?;
+        for id in ids {
+            out.extend(
+                stmt.query_map(params![id], message_view)?
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        }
+        out.sort_by_key(|m| (m.sent_at, m.id.clone()));
+        Ok(out)
+    }
+
+    /// Marks a conversation's received messages as read and tells their
+    /// senders (read receipts).
+    pub async fn mark_read(&mut self, target: &Target) -> Result<usize, ClientError> {
+        let rows = self.find(target)?;
+        let mut total = 0;
+        for row in rows {
+            let ids: Vec<String> = {
+                let mut stmt = self.store.conn.prepare(
+                    "SELECT id FROM messages WHERE conversation = ?1 AND outgoing = 0 AND status = 'received'",
+                )?;
+                stmt.query_map(params![row.id], |r| r.get(0))?
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            if ids.is_empty() {
+                continue;
+            }
+            let parsed: Vec<MessageId> =
+                ids.iter().filter_map(|i| MessageId::from_hex(i)).collect();
+            for chunk in parsed.chunks(hush_proto::content::MAX_RECEIPT_IDS) {
+                self.send_control(
+                    &row.group_id,
+                    Body::Receipt {
+                        kind: ReceiptKind::Read,
+                        ids: chunk.to_vec(),
+                    },
+                    None,
+                )
+                .await?;
+            }
+            for id in &ids {
+                self.store.conn.execute(
+                    "UPDATE messages SET status = 'read' WHERE id = ?1",
+                    params![id],
+                )?;
+            }
+            total += ids.len();
+        }
+        Ok(total)
+    }
+
+    /// Tells a conversation's online members that this account is typing.
+    pub async fn send_typing(&mut self, target: &Target, started: bool) -> Result<(), ClientError> {
+        let row = self
+            .find(target)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::NotFound("conversation".into()))?;
+        let content = self.new_content(Body::Typing { started }, None);
+        self.send_ephemeral(&row.group_id, &content).await
+    }
+
+    pub(crate) async fn send_ephemeral(
+        &mut self,
+        group_id: &[u8],
+        content: &Content,
+    ) -> Result<(), ClientError> {
+        let recipients = self.recipients_of(group_id)?;
+        if recipients.is_empty() {
+            return Ok(());
+        }
+        let sealed = self
+            .conv(group_id)?
+            .seal_ephemeral(content, &mut rand::rngs::OsRng)?;
+        self.transport
+            .call(
+                Method::POST,
+                "/v1/messages",
+                Some(&SendRequest {
+                    recipients,
+                    payload: Bytes(sealed),
+                    ephemeral: true,
+                    commit: None,
+                    franking_commitment: None,
+                }),
+            )
+            .await
+    }
+
+    /// Announces this account online to whoever the presence setting allows.
+    pub async fn announce_presence(&mut self, online: bool) -> Result<(), ClientError> {
+        let mode = self.presence_mode()?;
+        if mode == PresenceMode::Nobody {
+            return Ok(());
+        }
+        let kinds: &[&str] = match mode {
+            PresenceMode::Everyone => &["direct", "group"],
+            _ => &["direct"],
+        };
+        let groups: Vec<Vec<u8>> = {
+            let mut stmt = self
+                .store
+                .conn
+                .prepare("SELECT group_id, kind FROM conversations WHERE active = 1")?;
+            stmt.query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|(_, k)| kinds.contains(&k.as_str()))
+            .map(|(g, _)| g)
+            .collect()
+        };
+        let content = self.new_content(
+            Body::Presence {
+                online,
+                last_seen_ms: Some(now_ms()),
+            },
+            None,
+        );
+        for g in groups {
+            // Presence is best effort: one conversation failing does not stop the rest.
+            if let Err(e) = self.send_ephemeral(&g, &content).await {
+                tracing::debug!(error = %e, "presence not sent");
+            }
+        }
+        Ok(())
+    }
+
+    /// The contacts this account has met.
+    pub fn contacts(&self) -> Result<Vec<ContactView>, ClientError> {
+        let mut stmt = self.store.conn.prepare(
+            "SELECT username, display_name, verified, key_changed, blocked FROM contacts ORDER BY username",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ContactView {
+                    username: r.get(0)?,
+                    display_name: r.get(1)?,
+                    verified: r.get(2)?,
+                    key_changed: r.get(3)?,
+                    blocked: r.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The safety number with `user` (their key as recorded on first contact,
+    /// refreshed from the directory).
+    pub async fn safety_number(&mut self, user: &str) -> Result<SafetyNumber, ClientError> {
+        let (entry, _changed) = self.lookup(user).await?;
+        let them = Username::new(user).map_err(|e| ClientError::InvalidInput(e.to_string()))?;
+        let key = hush_proto::AccountPublicKey::from_slice(entry.account_key.as_slice())?;
+        Ok(SafetyNumber::new(
+            (&self.username, &self.account.public()),
+            (&them, &key),
+        ))
+    }
+
+    /// Records that the user compared safety numbers with `user`.
+    pub fn mark_verified(&mut self, user: &str) -> Result<(), ClientError> {
+        let n = self.store.conn.execute(
+            "UPDATE contacts SET verified = 1, key_changed = 0 WHERE username = ?1",
+            params![user],
+        )?;
+        if n == 0 {
+            return Err(ClientError::NotFound(format!(
+                "{user} is not a contact yet"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Blocks (or unblocks) `user` locally: their messages are dropped.
+    pub fn set_blocked(&mut self, user: &str, blocked: bool) -> Result<(), ClientError> {
+        let n = self.store.conn.execute(
+            "UPDATE contacts SET blocked = ?2 WHERE username = ?1",
+            params![user, blocked],
+        )?;
+        if n == 0 {
+            return Err(ClientError::NotFound(format!("{user} is not a contact")));
+        }
+        Ok(())
+    }
+
+    fn profile_key(&mut self) -> Result<[u8; 32], ClientError> {
+        if let Some(k) = self.store.meta("profile_key")?
+            && let Ok(k) = <[u8; 32]>::try_from(k.as_slice())
+        {
+            return Ok(k);
+        }
+        let mut k = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut k);
+        LocalStore::set_meta(&self.store.conn, "profile_key", &k)?;
+        Ok(k)
+    }
+
+    /// Sets the display name (and avatar), encrypted under the profile key,
+    /// and shares the key with every 1:1 contact.
+    pub async fn set_profile(
+        &mut self,
+        name: &str,
+        avatar: Option<Vec<u8>>,
+    ) -> Result<(), ClientError> {
+        if name.is_empty() || name.len() > 128 {
+            return Err(ClientError::InvalidInput(
+                "a display name is 1 to 128 bytes".into(),
+            ));
+        }
+        let key = self.profile_key()?;
+        let profile = serde_json::json!({
+            "name": name,
+            "avatar": avatar.map(|a| { use base64::Engine as _; base64::engine::general_purpose::STANDARD.encode(a) }),
+        });
+        let plain = serde_json::to_vec(&profile).map_err(|e| ClientError::Store(e.to_string()))?;
+        let sealed = seal_profile(&key, &plain)?;
+        self.transport
+            .raw(Method::PUT, "/v1/profile", &[], Some(sealed))
+            .await?;
+        LocalStore::set_meta(&self.store.conn, "profile_shared", b"1")?;
+        let groups: Vec<Vec<u8>> = {
+            let mut stmt = self.store.conn.prepare(
+                "SELECT group_id FROM conversations WHERE active = 1 AND kind = 'direct'",
+            )?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        for g in groups {
+            self.send_control(&g, Body::ProfileKey { key }, None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Shares the profile key in a new 1:1 chat, when a profile is set.
+    pub(crate) async fn share_profile_key(&mut self, group_id: &[u8]) -> Result<(), ClientError> {
+        if self.store.meta("profile_shared")?.is_none() {
+            return Ok(());
+        }
+        let kind: Option<String> = self.conv_by_group_id(group_id)?.map(|r| r.kind);
+        if kind.as_deref() != Some("direct") {
+            return Ok(());
+        }
+        let key = self.profile_key()?;
+        self.send_control(group_id, Body::ProfileKey { key }, None)
+            .await
+    }
+
+    /// Fetches and opens `user`'s profile with the key they shared; stores
+    /// the display name.
+    pub async fn refresh_profile(&mut self, user: &str) -> Result<Option<String>, ClientError> {
+        let key: Option<Vec<u8>> = self
+            .store
+            .conn
+            .query_row(
+                "SELECT profile_key FROM contacts WHERE username = ?1",
+                params![user],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let Some(key) = key.and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok()) else {
+            return Ok(None);
+        };
+        let resp = match self
+            .transport
+            .raw(
+                Method::GET,
+                &format!("/v1/accounts/{user}/profile"),
+                &[],
+                None,
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if e.code() == Some(hush_wire::ErrorCode::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let sealed = resp.bytes().await?;
+        let plain = open_profile(&key, &sealed)?;
+        let v: serde_json::Value = serde_json::from_slice(&plain)
+            .map_err(|_| ClientError::Store("profile is malformed".into()))?;
+        let name = v["name"].as_str().map(str::to_owned);
+        self.store.conn.execute(
+            "UPDATE contacts SET display_name = ?2 WHERE username = ?1",
+            params![user, name],
+        )?;
+        Ok(name)
+    }
+}
+
+fn seal_profile(key: &[u8; 32], plain: &[u8]) -> Result<Vec<u8>, ClientError> {
+    let mut nonce = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let k = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, key).map_err(|_| ClientError::Store("key".into()))?,
+    );
+    let mut buf = plain.to_vec();
+    k.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(b"hush profile v1"),
+        &mut buf,
+    )
+    .map_err(|_| ClientError::Store("cannot seal the profile".into()))?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&buf);
+    Ok(out)
+}
+
+fn open_profile(key: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>, ClientError> {
+    let (nonce, ct) = sealed
+        .split_at_checked(12)
+        .ok_or_else(|| ClientError::Store("profile is truncated".into()))?;
+    let nonce = <[u8; 12]>::try_from(nonce).map_err(|_| ClientError::Store("profile".into()))?;
+    let k = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, key).map_err(|_| ClientError::Store("key".into()))?,
+    );
+    let mut buf = ct.to_vec();
+    let plain = k
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(b"hush profile v1"),
+            &mut buf,
+        )
+        .map_err(|_| ClientError::Store("the profile does not open with the shared key".into()))?;
+    Ok(plain.to_vec())
+}

@@ -1,0 +1,194 @@
+//! What the client shows: messages, conversations, contacts and events.
+
+use serde::Serialize;
+
+/// Who a command is about: a contact (1:1) or a group by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A 1:1 chat with this username.
+    User(String),
+    /// A group, by its name.
+    Group(String),
+}
+
+/// A stored message as shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageView {
+    /// The message id (hex).
+    pub id: String,
+    /// The local conversation number.
+    pub conversation: i64,
+    /// The group's name, or `None` in a 1:1 chat.
+    pub group: Option<String>,
+    /// The sender's username.
+    pub from: String,
+    /// `text` or `file`.
+    pub kind: String,
+    /// The text (for a file, its caption if any).
+    pub text: Option<String>,
+    /// When the sender sent it, ms since the Unix epoch.
+    pub sent_at: u64,
+    /// Sent by this account.
+    pub outgoing: bool,
+    /// `pending`, `sent`, `delivered`, `read` (outgoing) or `received`.
+    pub status: String,
+    /// The message this one answers.
+    pub reply_to: Option<String>,
+    /// Edited after sending.
+    pub edited: bool,
+    /// Deleted for everyone (the text is gone).
+    pub deleted: bool,
+    /// For a file: its name.
+    pub file_name: Option<String>,
+    /// For a file: its size in bytes.
+    pub size: Option<u64>,
+    /// When it disappears, ms since the Unix epoch.
+    pub expires_at: Option<u64>,
+}
+
+/// A conversation as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConversationView {
+    /// The local number.
+    pub id: i64,
+    /// `direct` or `group`.
+    pub kind: String,
+    /// The group name, or the other person's username.
+    pub name: String,
+    /// Member usernames (for a group).
+    pub members: Vec<String>,
+    /// Disappearing-message timer in seconds.
+    pub disappear_secs: Option<u32>,
+}
+
+/// A contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContactView {
+    /// Username.
+    pub username: String,
+    /// Display name from their profile, if they shared it.
+    pub display_name: Option<String>,
+    /// Marked verified by the user (safety number compared).
+    pub verified: bool,
+    /// Their identity key changed since first contact.
+    pub key_changed: bool,
+    /// Blocked locally.
+    pub blocked: bool,
+}
+
+/// Who receives this account's presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceMode {
+    /// Every member of every conversation.
+    Everyone,
+    /// Only people with a 1:1 chat.
+    Contacts,
+    /// No one.
+    Nobody,
+}
+
+impl PresenceMode {
+    /// Parses `everyone`, `contacts` or `nobody`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "everyone" => Some(Self::Everyone),
+            "contacts" => Some(Self::Contacts),
+            "nobody" => Some(Self::Nobody),
+            _ => None,
+        }
+    }
+
+    /// The name [`PresenceMode::parse`] reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Everyone => "everyone",
+            Self::Contacts => "contacts",
+            Self::Nobody => "nobody",
+        }
+    }
+}
+
+/// Something that happened, for front ends to show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// A new message.
+    Message(MessageView),
+    /// Receipts changed the status of outgoing messages.
+    Receipt {
+        /// The messages.
+        ids: Vec<String>,
+        /// `delivered` or `read`.
+        status: String,
+        /// Who sent the receipt.
+        from: String,
+    },
+    /// Someone started or stopped typing.
+    Typing {
+        /// Conversation number.
+        conversation: i64,
+        /// Who.
+        from: String,
+        /// Started (true) or stopped.
+        started: bool,
+    },
+    /// Someone's presence.
+    Presence {
+        /// Who.
+        from: String,
+        /// Online now.
+        online: bool,
+    },
+    /// A message was edited.
+    Edited {
+        /// The message.
+        id: String,
+        /// Its new text.
+        text: String,
+    },
+    /// A message was deleted for everyone.
+    Deleted {
+        /// The message.
+        id: String,
+    },
+    /// This account was added to a conversation.
+    Joined {
+        /// The conversation.
+        conversation: ConversationView,
+    },
+    /// Members joined or left a group.
+    Members {
+        /// Conversation number.
+        conversation: i64,
+        /// Accounts added.
+        added: Vec<String>,
+        /// Accounts removed.
+        removed: Vec<String>,
+    },
+    /// This account was removed from a conversation.
+    Removed {
+        /// Conversation number.
+        conversation: i64,
+    },
+    /// A group was renamed.
+    Renamed {
+        /// Conversation number.
+        conversation: i64,
+        /// The new name.
+        name: String,
+    },
+    /// The disappearing-message timer changed.
+    Disappearing {
+        /// Conversation number.
+        conversation: i64,
+        /// The new timer in seconds, or off.
+        seconds: Option<u32>,
+    },
+    /// SECURITY: a contact's identity key changed.
+    KeyChanged {
+        /// Whose.
+        username: String,
+    },
+}
