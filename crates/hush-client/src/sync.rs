@@ -37,7 +37,7 @@ impl Client {
     pub async fn sync(
         &mut self,
         wait: Duration,
-        mut on_event: impl FnMut(&Event),
+        mut on_event: impl FnMut(&Event) + Send,
     ) -> Result<Vec<Event>, ClientError> {
         self.flush_outbox().await?;
         let mut follow = FollowUp::default();
@@ -84,7 +84,7 @@ impl Client {
         &mut self,
         wait: Duration,
         follow: &mut FollowUp,
-        on_event: &mut dyn FnMut(&Event),
+        on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Vec<Event>, ClientError> {
         let mut ws = self.transport.websocket().await?;
         let mut events = Vec::new();
