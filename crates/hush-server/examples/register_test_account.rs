@@ -21,7 +21,11 @@ use rand::RngCore as _;
 const USAGE: &str = "usage: register_test_account SERVER_URL USERNAME";
 
 /// Fails with the response's status and body unless it has `expected` status.
-async fn expect(resp: reqwest::Response, expected: u16, what: &str) -> anyhow::Result<reqwest::Response> {
+async fn expect(
+    resp: reqwest::Response,
+    expected: u16,
+    what: &str,
+) -> anyhow::Result<reqwest::Response> {
     let status = resp.status();
     if status.as_u16() != expected {
         let body = resp.text().await.unwrap_or_default();
@@ -49,8 +53,9 @@ async fn main() -> anyhow::Result<()> {
             .as_millis(),
     )
     .context("clock out of range")?;
-    let certificate = DeviceCertificate::issue(&account, &username, DeviceId(1), &device_key, now_ms)
-        .context("device certificate")?;
+    let certificate =
+        DeviceCertificate::issue(&account, &username, DeviceId(1), &device_key, now_ms)
+            .context("device certificate")?;
     let http = reqwest::Client::new();
 
     let resp = http

@@ -781,3 +781,92 @@ async fn a_newer_connection_replaces_the_older() {
         Some(ServerFrame::Envelope(_))
     ));
 }
+
+/// Refusals that used to be axum's plain text (or a dead database writer)
+/// are JSON errors like every other.
+#[tokio::test]
+async fn edge_refusals_are_json_errors() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice", 1).await;
+    let _bob = s.register("bob", 2).await;
+    let token = &alice.devices[0].token;
+
+    // A GET of the WebSocket endpoint that is not an upgrade.
+    let resp = s
+        .http
+        .get(s.url("/v1/ws"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 400, "bad_request").await;
+
+    // A binary body over the route's limit.
+    let resp = s
+        .http
+        .put(s.url("/v1/profile"))
+        .bearer_auth(token)
+        .body(vec![7u8; hush_wire::limits::MAX_PROFILE_LEN + 1])
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 413, "too_large").await;
+
+    // A commit claiming an epoch whose successor does not fit the store is
+    // refused, and the server keeps accepting writes afterwards.
+    for epoch in [u64::MAX, i64::MAX as u64] {
+        let resp = s
+            .send_req(
+                token,
+                SendRequest {
+                    recipients: vec![DeviceAddress {
+                        username: "bob".into(),
+                        device_id: 1,
+                    }],
+                    payload: Bytes(b"commit".to_vec()),
+                    ephemeral: false,
+                    commit: Some(CommitClaim {
+                        group_id: Bytes(b"g".to_vec()),
+                        epoch,
+                    }),
+                    franking_commitment: None,
+                },
+            )
+            .await;
+        expect_error(resp, 400, "bad_request").await;
+    }
+    assert_eq!(s.send(token, &[("bob", 1)], b"x").await.status(), 200);
+
+    // A zero-length suffix range selects nothing.
+    let created: CreateAttachmentResponse = s
+        .http
+        .post(s.url("/v1/attachments"))
+        .bearer_auth(token)
+        .json(&CreateAttachmentRequest { size: 4 })
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = s.url(&format!("/v1/attachments/{}", created.id));
+    let resp = s
+        .http
+        .patch(&url)
+        .bearer_auth(token)
+        .header("upload-offset", "0")
+        .body(b"abcd".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let resp = s
+        .http
+        .get(&url)
+        .bearer_auth(token)
+        .header("range", "bytes=-0")
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 416, "range_not_satisfiable").await;
+}

@@ -262,6 +262,28 @@ async fn epochs(store: &dyn Store) {
         Err(StoreError::EpochConflict { current: 6 })
     ));
     assert_eq!(store.stats().await.unwrap().groups, 1);
+    // An epoch whose successor does not fit is an error, not a panic; it
+    // writes nothing and the store keeps working.
+    for e in [u64::MAX, i64::MAX as u64] {
+        let res = store
+            .enqueue(
+                std::slice::from_ref(&a),
+                envelope(b"huge"),
+                Some(EpochClaim {
+                    group_id: b"other".to_vec(),
+                    epoch: e,
+                }),
+            )
+            .await;
+        assert!(matches!(res, Err(StoreError::Backend(_))), "{res:?}");
+    }
+    assert_eq!(store.group_epoch(b"other").await.unwrap(), None);
+    assert_eq!(store.fetch(&a, 0, 10).await.unwrap().len(), 3);
+    store
+        .enqueue(std::slice::from_ref(&a), envelope(b"c6"), claim(6))
+        .await
+        .unwrap();
+    assert_eq!(store.group_epoch(b"group").await.unwrap(), Some(7));
 }
 
 async fn concurrent_sends_all_land(store: Arc<dyn Store>) {
