@@ -870,3 +870,67 @@ async fn edge_refusals_are_json_errors() {
         .unwrap();
     expect_error(resp, 416, "range_not_satisfiable").await;
 }
+
+#[tokio::test]
+async fn rate_limits_hold_per_ip_and_per_account() {
+    use hush_server::ratelimit::Rate;
+    let s = TestServer::with_settings(Settings {
+        per_ip: Rate {
+            per_second: 0.001,
+            burst: 8.0,
+        },
+        ..Settings::default()
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(
+            s.http
+                .get(s.url("/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        8,
+        "{statuses:?}"
+    );
+    let resp = s.http.get(s.url("/healthz")).send().await.unwrap();
+    expect_error(resp, 429, "rate_limited").await;
+
+    let s = TestServer::with_settings(Settings {
+        per_account: Rate {
+            per_second: 0.001,
+            burst: 3.0,
+        },
+        ..Settings::default()
+    })
+    .await;
+    let alice = s.register("alice", 1).await;
+    let bob = s.register("bob", 2).await;
+    for _ in 0..3 {
+        assert_eq!(
+            s.send(&alice.devices[0].token, &[("bob", 1)], b"x")
+                .await
+                .status(),
+            200
+        );
+    }
+    expect_error(
+        s.send(&alice.devices[0].token, &[("bob", 1)], b"x").await,
+        429,
+        "rate_limited",
+    )
+    .await;
+    // Another account is not affected.
+    assert_eq!(
+        s.send(&bob.devices[0].token, &[("alice", 1)], b"x")
+            .await
+            .status(),
+        200
+    );
+}
