@@ -628,3 +628,71 @@ fn open_profile(key: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>, ClientError> {
         .map_err(|_| ClientError::Store("the profile does not open with the shared key".into()))?;
     Ok(plain.to_vec())
 }
+
+impl Client {
+    /// The report of received message `id`: its content, franking key and
+    /// commitment, and the server's relay tag, as stored when it arrived.
+    pub fn report_request(
+        &self,
+        id: &str,
+        reason: &str,
+    ) -> Result<hush_wire::api::ReportRequest, ClientError> {
+        let row: Option<(String, bool, Option<String>)> = self
+            .store
+            .conn
+            .query_row(
+                "SELECT sender, outgoing, franking FROM messages WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let (sender, outgoing, franking) =
+            row.ok_or_else(|| ClientError::NotFound(format!("no message {id}")))?;
+        if outgoing {
+            return Err(ClientError::InvalidInput(
+                "you cannot report your own message".into(),
+            ));
+        }
+        let f: serde_json::Value = franking
+            .and_then(|f| serde_json::from_str(&f).ok())
+            .ok_or_else(|| {
+                ClientError::InvalidInput("this message carries no franking proof".into())
+            })?;
+        let hexfield = |name: &str| -> Result<Vec<u8>, ClientError> {
+            f[name]
+                .as_str()
+                .and_then(|s| hex::decode(s).ok())
+                .ok_or_else(|| {
+                    ClientError::InvalidInput(format!("this message has no {name} to report with"))
+                })
+        };
+        Ok(hush_wire::api::ReportRequest {
+            sender,
+            content: Bytes(hexfield("content")?),
+            franking_key: Bytes(hexfield("key")?),
+            commitment: Bytes(hexfield("commitment")?),
+            relay_tag: Bytes(hexfield("relay_tag")?),
+            received_at_ms: f["received_at_ms"].as_u64().unwrap_or(0),
+            reason: reason.to_owned(),
+        })
+    }
+
+    /// Sends a report to the server's moderators; returns its number.
+    pub async fn submit_report(
+        &self,
+        req: &hush_wire::api::ReportRequest,
+    ) -> Result<i64, ClientError> {
+        let resp: hush_wire::api::ReportResponse = self
+            .transport
+            .json(Method::POST, "/v1/reports", Some(req))
+            .await?;
+        Ok(resp.id)
+    }
+
+    /// Reports received message `id` with proof of who sent it. Only this
+    /// message is revealed to the server's moderators.
+    pub async fn report(&mut self, id: &str, reason: &str) -> Result<i64, ClientError> {
+        let req = self.report_request(id, reason)?;
+        self.submit_report(&req).await
+    }
+}

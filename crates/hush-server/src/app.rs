@@ -63,6 +63,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Encrypted attachments.
     pub blobs: Arc<crate::blobs::Blobs>,
+    /// The franking key, loaded from the database on first use.
+    pub franking: Arc<tokio::sync::OnceCell<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -82,6 +84,7 @@ impl AppState {
             hub: Arc::new(Hub::default()),
             settings: Arc::new(settings),
             blobs: Arc::new(blobs),
+            franking: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 }
@@ -123,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/key-packages", put(api::keys::upload))
         .route("/v1/key-packages/count", get(api::keys::count))
         .route("/v1/messages", post(api::messages::send))
+        .route("/v1/reports", post(api::reports::file))
         .route("/v1/groups/{group_id}", get(api::messages::group_epoch))
         .route("/v1/ws", get(api::ws::connect))
         .route("/healthz", get(api::ops::healthz))

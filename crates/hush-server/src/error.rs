@@ -62,6 +62,10 @@ impl From<StoreError> for Failure {
                     "another commit took this epoch; the group is at epoch {current}: process it and retry"
                 ),
             ),
+            StoreError::DuplicateReport => Failure::new(
+                ErrorCode::AlreadyReported,
+                "you already reported this message",
+            ),
             StoreError::Backend(e) => {
                 tracing::error!(error = %e, "storage failure");
                 Failure::new(ErrorCode::Internal, "storage failure; retry later")

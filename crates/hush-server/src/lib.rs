@@ -19,6 +19,7 @@ pub mod blobs;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod franking;
 pub mod hub;
 pub mod metrics;
 pub mod ratelimit;

@@ -79,6 +79,11 @@ enum AdminCommand {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    /// Abuse reports filed with franking proof.
+    Reports {
+        #[command(subcommand)]
+        command: ReportsCommand,
+    },
     /// Counts of accounts, devices, queued messages, KeyPackages and groups.
     Stats {
         /// One JSON object instead of text.
@@ -101,6 +106,57 @@ enum AccountsCommand {
     Unsuspend { username: String },
     /// Delete an account with its devices, queues, KeyPackages and profile.
     Delete { username: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportsCommand {
+    /// Open reports (newest first).
+    List {
+        /// Resolved ones too.
+        #[arg(long)]
+        all: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One report with the reported message.
+    Show {
+        id: i64,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resolve a report, acting on the sender's account.
+    Resolve {
+        id: i64,
+        /// dismiss, warn, suspend (the sender) or delete (the sender's account).
+        #[arg(long, value_parser = ["dismiss", "warn", "suspend", "delete"])]
+        action: String,
+    },
+}
+
+fn report_json(r: &hush_server::store::ReportRecord) -> serde_json::Value {
+    let (kind, text) = match hush_proto::Content::decode(&r.report.content) {
+        Ok(c) => match c.body {
+            hush_proto::Body::Text { text, .. } => ("text", Some(text)),
+            hush_proto::Body::Attachment {
+                pointer, caption, ..
+            } => ("file", Some(caption.unwrap_or(pointer.file_name))),
+            _ => ("other", None),
+        },
+        Err(_) => ("undecodable", None),
+    };
+    serde_json::json!({
+        "id": r.id,
+        "reporter": r.report.reporter,
+        "sender": r.report.sender,
+        "kind": kind,
+        "text": text,
+        "reason": r.report.reason,
+        "received_at_ms": r.report.received_at_ms,
+        "filed_at_ms": r.report.filed_at_ms,
+        "status": r.status,
+    })
 }
 
 /// Resolved configuration.
@@ -274,6 +330,71 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 println!("groups            {}", s.groups);
             }
         }
+        AdminCommand::Reports { command } => match command {
+            ReportsCommand::List { all, json } => {
+                for r in store.list_reports(all).await? {
+                    let v = report_json(&r);
+                    if json {
+                        println!("{v}");
+                    } else {
+                        println!(
+                            "#{}\t{}\tfrom {} reported by {}\t{}",
+                            r.id,
+                            r.status,
+                            r.report.sender,
+                            r.report.reporter,
+                            v["text"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+            }
+            ReportsCommand::Show { id, json } => {
+                let r = store
+                    .get_report(id)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no report #{id}"))?;
+                let v = report_json(&r);
+                if json {
+                    println!("{v}");
+                } else {
+                    println!("report #{}  ({})", r.id, r.status);
+                    println!("sender    {} (proven by franking)", r.report.sender);
+                    println!("reporter  {}", r.report.reporter);
+                    println!("reason    {}", r.report.reason);
+                    println!(
+                        "message   [{}] {}",
+                        v["kind"].as_str().unwrap_or(""),
+                        v["text"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            ReportsCommand::Resolve { id, action } => {
+                let r = store
+                    .get_report(id)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no report #{id}"))?;
+                let status = match action.as_str() {
+                    "suspend" => {
+                        store
+                            .set_account_state(&r.report.sender, AccountState::Suspended)
+                            .await
+                            .with_context(|| format!("cannot suspend {}", r.report.sender))?;
+                        "suspended"
+                    }
+                    "delete" => {
+                        store
+                            .delete_account(&r.report.sender)
+                            .await
+                            .with_context(|| format!("cannot delete {}", r.report.sender))?;
+                        "deleted"
+                    }
+                    "warn" => "warned",
+                    _ => "dismissed",
+                };
+                store.resolve_report(id, status).await?;
+                println!("report #{id} {status} ({})", r.report.sender);
+            }
+        },
         AdminCommand::Accounts { command } => match command {
             AccountsCommand::List { json } => {
                 for a in store.list_accounts().await? {

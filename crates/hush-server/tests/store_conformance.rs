@@ -32,7 +32,7 @@ async fn register(store: &dyn Store, name: &str, token: u8) {
 fn envelope(payload: &[u8]) -> NewEnvelope {
     NewEnvelope {
         payload: payload.to_vec(),
-        relay_tag: Some([7; 32]),
+        relay_tags: vec![[7; 32]],
         received_at_ms: 5000,
         expires_at_ms: 10_000,
     }
@@ -321,6 +321,49 @@ async fn profiles(store: &dyn Store) {
     ));
 }
 
+async fn reports_and_secrets(store: &dyn Store) {
+    let k1 = store.server_secret("franking", vec![1; 32]).await.unwrap();
+    let k2 = store.server_secret("franking", vec![2; 32]).await.unwrap();
+    assert_eq!(k1, vec![1; 32]);
+    assert_eq!(k2, k1, "the first value stays");
+    let report = |reporter: &str, c: u8, at: u64| NewReport {
+        reporter: reporter.into(),
+        sender: "mallory".into(),
+        commitment: [c; 32],
+        content: vec![c],
+        reason: "spam".into(),
+        received_at_ms: 10,
+        filed_at_ms: at,
+    };
+    let a = store.file_report(report("bob", 1, 100)).await.unwrap();
+    assert!(matches!(
+        store.file_report(report("bob", 1, 101)).await,
+        Err(StoreError::DuplicateReport)
+    ));
+    // Another recipient may report the same message.
+    let b = store.file_report(report("carol", 1, 102)).await.unwrap();
+    assert_ne!(a, b);
+    assert_eq!(store.reports_since("bob", 0).await.unwrap(), 1);
+    assert_eq!(store.reports_since("bob", 101).await.unwrap(), 0);
+    assert_eq!(store.list_reports(false).await.unwrap().len(), 2);
+    store.resolve_report(a, "warned").await.unwrap();
+    let open = store.list_reports(false).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].id, b);
+    let all = store.list_reports(true).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let got = store.get_report(a).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status.as_str(), got.report.content.as_slice()),
+        ("warned", &[1u8][..])
+    );
+    assert!(store.get_report(9999).await.unwrap().is_none());
+    assert!(matches!(
+        store.resolve_report(9999, "dismissed").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -354,6 +397,12 @@ macro_rules! conformance {
             async fn concurrent_sends_all_land() {
                 let (_guard, store) = $make.await;
                 super::concurrent_sends_all_land(store).await;
+            }
+
+            #[tokio::test]
+            async fn reports_and_secrets() {
+                let (_guard, store) = $make.await;
+                super::reports_and_secrets(&*store).await;
             }
 
             #[tokio::test]

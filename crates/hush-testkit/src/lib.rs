@@ -7,6 +7,8 @@
 
 #![forbid(unsafe_code)]
 
+pub use hush_server;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,11 +21,19 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 /// A running server. Stops when dropped.
-#[derive(Debug)]
 pub struct TestServer {
     addr: SocketAddr,
     dir: tempfile::TempDir,
+    store: Option<Arc<dyn hush_server::store::Store>>,
     stop: Option<(Arc<Notify>, tokio::task::JoinHandle<std::io::Result<()>>)>,
+}
+
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServer")
+            .field("addr", &self.addr)
+            .finish()
+    }
 }
 
 /// Why the server could not start.
@@ -38,6 +48,7 @@ impl TestServer {
         let mut server = Self {
             addr,
             dir,
+            store: None,
             stop: None,
         };
         server.run(listener)?;
@@ -55,7 +66,9 @@ impl TestServer {
             },
             ..Settings::default()
         };
-        let state = AppState::new(Arc::new(store), blobs, settings);
+        let store: Arc<dyn hush_server::store::Store> = Arc::new(store);
+        self.store = Some(store.clone());
+        let state = AppState::new(store, blobs, settings);
         let stop = Arc::new(Notify::new());
         let signal = stop.clone();
         let task = tokio::spawn(serve(
@@ -70,6 +83,11 @@ impl TestServer {
     /// The server's base URL (`http://127.0.0.1:PORT`).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The server's database, for checking what it stored.
+    pub fn store(&self) -> Option<Arc<dyn hush_server::store::Store>> {
+        self.store.clone()
     }
 
     /// Where the server keeps its data (database, `blobs/`).

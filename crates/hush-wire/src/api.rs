@@ -215,6 +215,34 @@ pub struct AttachmentStatus {
     pub complete: bool,
 }
 
+/// `POST /v1/reports`: report a received message with its franking proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRequest {
+    /// The username the message came from.
+    pub sender: String,
+    /// The message content exactly as it was inside the ciphertext.
+    pub content: Bytes,
+    /// The franking key that came with it (32 bytes).
+    pub franking_key: Bytes,
+    /// The franking commitment from the message (32 bytes).
+    pub commitment: Bytes,
+    /// The server's relay tag delivered with the envelope (32 bytes).
+    pub relay_tag: Bytes,
+    /// When the server relayed it (from the envelope).
+    pub received_at_ms: u64,
+    /// Why it is reported (at most 1000 bytes).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// The filed report's number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportResponse {
+    /// The report id.
+    pub id: i64,
+}
+
 /// `GET /healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {

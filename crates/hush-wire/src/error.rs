@@ -32,6 +32,8 @@ pub enum ErrorCode {
     Suspended,
     /// An upload offset does not match what the server holds.
     OffsetMismatch,
+    /// This account already reported this message.
+    AlreadyReported,
     /// A requested range is outside the blob.
     RangeNotSatisfiable,
     /// The server failed; the request may be retried.
@@ -49,7 +51,7 @@ impl ErrorCode {
             ErrorCode::Forbidden | ErrorCode::Suspended => 403,
             ErrorCode::NotFound | ErrorCode::NoKeyPackage => 404,
             ErrorCode::UsernameTaken | ErrorCode::DeviceExists | ErrorCode::EpochConflict => 409,
-            ErrorCode::OffsetMismatch => 409,
+            ErrorCode::OffsetMismatch | ErrorCode::AlreadyReported => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::RangeNotSatisfiable => 416,
             ErrorCode::RateLimited => 429,

@@ -86,9 +86,29 @@ pub async fn send(
         None => None,
     };
     let retention_ms = u64::try_from(state.settings.retention.as_millis()).unwrap_or(u64::MAX);
+    let relay_tags = match &req.franking_commitment {
+        None => Vec::new(),
+        Some(c) => {
+            let commitment = <[u8; 32]>::try_from(c.as_slice())
+                .map_err(|_| Failure::bad_request("franking_commitment must be 32 bytes"))?;
+            let key = crate::franking::franking_key(&state).await?;
+            recipients
+                .iter()
+                .map(|r| {
+                    crate::franking::relay_tag(
+                        &key,
+                        &commitment,
+                        &me.username,
+                        &r.username,
+                        received_at_ms,
+                    )
+                })
+                .collect()
+        }
+    };
     let envelope = NewEnvelope {
         payload: req.payload.0,
-        relay_tag: None,
+        relay_tags,
         received_at_ms,
         expires_at_ms: received_at_ms.saturating_add(retention_ms),
     };

@@ -5,6 +5,7 @@ pub mod attachments;
 pub mod keys;
 pub mod messages;
 pub mod ops;
+pub mod reports;
 pub mod ws;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -100,12 +100,43 @@ pub struct Authenticated {
 pub struct NewEnvelope {
     /// The MLS message.
     pub payload: Vec<u8>,
-    /// The server's franking tag, if the message carried a commitment.
-    pub relay_tag: Option<[u8; 32]>,
+    /// The server's franking tags, one per recipient in the order given to
+    /// [`Store::enqueue`], when the message carried a commitment; else empty.
+    pub relay_tags: Vec<[u8; 32]>,
     /// When the server accepted it, ms since the Unix epoch.
     pub received_at_ms: u64,
     /// When it expires undelivered, ms since the Unix epoch.
     pub expires_at_ms: u64,
+}
+
+/// An abuse report whose franking proof the server verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReport {
+    /// The reporting account.
+    pub reporter: String,
+    /// The sender the proof names.
+    pub sender: String,
+    /// The message's franking commitment.
+    pub commitment: [u8; 32],
+    /// The revealed content (hush-proto content encoding).
+    pub content: Vec<u8>,
+    /// The reporter's reason.
+    pub reason: String,
+    /// When the server relayed the message.
+    pub received_at_ms: u64,
+    /// When the report was filed.
+    pub filed_at_ms: u64,
+}
+
+/// A filed report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRecord {
+    /// Its number.
+    pub id: i64,
+    /// What was filed.
+    pub report: NewReport,
+    /// `open` or the operator's resolution (`dismissed`, `warned`, ...).
+    pub status: String,
 }
 
 /// A queued message as delivered.
@@ -167,6 +198,9 @@ pub enum StoreError {
         /// The group's epoch now.
         current: u64,
     },
+    /// This account already reported this message.
+    #[error("this message was already reported")]
+    DuplicateReport,
     /// The database failed.
     #[error("database error: {0}")]
     Backend(String),
@@ -271,4 +305,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the database answers.
     async fn ping(&self) -> bool;
+
+    /// The server secret called `name`, storing `fresh` as its value if it
+    /// has none yet (so every node of a cluster gets the same one).
+    async fn server_secret(&self, name: &str, fresh: Vec<u8>) -> StoreResult<Vec<u8>>;
+
+    /// Files a verified report; [`StoreError::DuplicateReport`] if the
+    /// reporter already reported this commitment.
+    async fn file_report(&self, report: NewReport) -> StoreResult<i64>;
+
+    /// Reports, newest first; only open ones unless `all`.
+    async fn list_reports(&self, all: bool) -> StoreResult<Vec<ReportRecord>>;
+
+    /// One report.
+    async fn get_report(&self, id: i64) -> StoreResult<Option<ReportRecord>>;
+
+    /// Records the operator's resolution of a report.
+    async fn resolve_report(&self, id: i64, status: &str) -> StoreResult<()>;
+
+    /// How many reports `reporter` filed since `since_ms`.
+    async fn reports_since(&self, reporter: &str, since_ms: u64) -> StoreResult<u64>;
 }

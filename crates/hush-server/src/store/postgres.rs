@@ -12,7 +12,8 @@ use sqlx::{Executor, Row};
 
 use super::{
     AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, NewAccount,
-    NewDevice, NewEnvelope, Stats, Store, StoreError, StoreResult, StoredEnvelope,
+    NewDevice, NewEnvelope, NewReport, ReportRecord, Stats, Store, StoreError, StoreResult,
+    StoredEnvelope,
 };
 
 const SCHEMA: &str = r#"
@@ -61,6 +62,23 @@ CREATE TABLE IF NOT EXISTS profiles (
     username TEXT PRIMARY KEY REFERENCES accounts(username) ON DELETE CASCADE,
     blob     BYTEA NOT NULL
 );
+CREATE TABLE IF NOT EXISTS server_secrets (
+    name  TEXT PRIMARY KEY,
+    value BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reports (
+    id             BIGSERIAL PRIMARY KEY,
+    reporter       TEXT NOT NULL,
+    sender         TEXT NOT NULL,
+    commitment     BYTEA NOT NULL,
+    content        BYTEA NOT NULL,
+    reason         TEXT NOT NULL,
+    received_at_ms BIGINT NOT NULL,
+    filed_at_ms    BIGINT NOT NULL,
+    status         TEXT NOT NULL DEFAULT 'open',
+    UNIQUE (reporter, commitment)
+);
+CREATE INDEX IF NOT EXISTS reports_by_reporter ON reports(reporter, filed_at_ms);
 "#;
 
 /// The PostgreSQL store. Cheap to clone (a connection pool).
@@ -456,7 +474,7 @@ impl Store for PostgresStore {
                 .map_err(backend)?;
         }
         let mut seqs = Vec::with_capacity(recipients.len());
-        for r in recipients {
+        for (i, r) in recipients.iter().enumerate() {
             let seq: Option<i64> = sqlx::query_scalar(
                 "UPDATE devices SET next_seq = next_seq + 1 \
                  WHERE username = $1 AND device_id = $2 RETURNING next_seq - 1",
@@ -475,7 +493,7 @@ impl Store for PostgresStore {
             .bind(i64::from(r.device_id))
             .bind(seq)
             .bind(&envelope.payload)
-            .bind(envelope.relay_tag.as_ref().map(|t| t.as_slice()))
+            .bind(envelope.relay_tags.get(i).map(|t| t.as_slice()))
             .bind(envelope.received_at_ms as i64)
             .bind(envelope.expires_at_ms as i64)
             .execute(&mut *tx)
@@ -595,5 +613,105 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    async fn server_secret(&self, name: &str, fresh: Vec<u8>) -> StoreResult<Vec<u8>> {
+        sqlx::query(
+            "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(fresh)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn file_report(&self, report: NewReport) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO reports (reporter, sender, commitment, content, reason, received_at_ms, filed_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(&report.reporter)
+        .bind(&report.sender)
+        .bind(report.commitment.as_slice())
+        .bind(&report.content)
+        .bind(&report.reason)
+        .bind(report.received_at_ms as i64)
+        .bind(report.filed_at_ms as i64)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| map_insert(e, StoreError::DuplicateReport))
+    }
+
+    async fn list_reports(&self, all: bool) -> StoreResult<Vec<ReportRecord>> {
+        let sql = if all {
+            format!("SELECT {REPORT_COLUMNS} FROM reports ORDER BY id DESC")
+        } else {
+            format!("SELECT {REPORT_COLUMNS} FROM reports WHERE status = 'open' ORDER BY id DESC")
+        };
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(rows.iter().map(report_row).collect())
+    }
+
+    async fn get_report(&self, id: i64) -> StoreResult<Option<ReportRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {REPORT_COLUMNS} FROM reports WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.as_ref().map(report_row))
+    }
+
+    async fn resolve_report(&self, id: i64, status: &str) -> StoreResult<()> {
+        let n = sqlx::query("UPDATE reports SET status = $2 WHERE id = $1")
+            .bind(id)
+            .bind(status)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        require_changed(n)
+    }
+
+    async fn reports_since(&self, reporter: &str, since_ms: u64) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM reports WHERE reporter = $1 AND filed_at_ms >= $2",
+        )
+        .bind(reporter)
+        .bind(since_ms as i64)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(n as u64)
+    }
+}
+
+const REPORT_COLUMNS: &str =
+    "id, reporter, sender, commitment, content, reason, received_at_ms, filed_at_ms, status";
+
+fn report_row(r: &sqlx::postgres::PgRow) -> ReportRecord {
+    let commitment: Vec<u8> = r.get(3);
+    ReportRecord {
+        id: r.get(0),
+        report: NewReport {
+            reporter: r.get(1),
+            sender: r.get(2),
+            commitment: <[u8; 32]>::try_from(commitment.as_slice()).unwrap_or([0; 32]),
+            content: r.get(4),
+            reason: r.get(5),
+            received_at_ms: r.get::<i64, _>(6) as u64,
+            filed_at_ms: r.get::<i64, _>(7) as u64,
+        },
+        status: r.get(8),
     }
 }

@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, NewAccount,
-    NewDevice, NewEnvelope, Stats, Store, StoreError, StoreResult, StoredEnvelope,
+    NewDevice, NewEnvelope, NewReport, ReportRecord, Stats, Store, StoreError, StoreResult,
+    StoredEnvelope,
 };
 
 /// Most writes committed in one transaction.
@@ -71,6 +72,23 @@ CREATE TABLE IF NOT EXISTS profiles (
     username TEXT PRIMARY KEY REFERENCES accounts(username) ON DELETE CASCADE,
     blob     BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS server_secrets (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reports (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    reporter       TEXT NOT NULL,
+    sender         TEXT NOT NULL,
+    commitment     BLOB NOT NULL,
+    content        BLOB NOT NULL,
+    reason         TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    filed_at_ms    INTEGER NOT NULL,
+    status         TEXT NOT NULL DEFAULT 'open',
+    UNIQUE (reporter, commitment)
+);
+CREATE INDEX IF NOT EXISTS reports_by_reporter ON reports(reporter, filed_at_ms);
 "#;
 
 /// The SQLite store. Cheap to clone.
@@ -654,7 +672,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             let mut seqs = Vec::with_capacity(recipients.len());
-            for r in &recipients {
+            for (i, r) in recipients.iter().enumerate() {
                 let seq: i64 = next
                     .query_row(params![r.username, r.device_id], |row| row.get(0))
                     .optional()
@@ -666,7 +684,7 @@ impl Store for SqliteStore {
                         r.device_id,
                         seq,
                         envelope.payload,
-                        envelope.relay_tag.as_ref().map(|t| t.as_slice()),
+                        envelope.relay_tags.get(i).map(|t| t.as_slice()),
                         envelope.received_at_ms as i64,
                         envelope.expires_at_ms as i64,
                     ])
@@ -823,4 +841,129 @@ impl Store for SqliteStore {
         .await
         .is_ok()
     }
+
+    async fn server_secret(&self, name: &str, fresh: Vec<u8>) -> StoreResult<Vec<u8>> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO server_secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, fresh],
+            )
+            .map_err(backend)?;
+            conn.query_row(
+                "SELECT value FROM server_secrets WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn file_report(&self, report: NewReport) -> StoreResult<i64> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO reports (reporter, sender, commitment, content, reason, received_at_ms, filed_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    report.reporter,
+                    report.sender,
+                    report.commitment.as_slice(),
+                    report.content,
+                    report.reason,
+                    report.received_at_ms as i64,
+                    report.filed_at_ms as i64
+                ],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::DuplicateReport
+                } else {
+                    backend(e)
+                }
+            })?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn list_reports(&self, all: bool) -> StoreResult<Vec<ReportRecord>> {
+        self.read(move |conn| {
+            let sql = if all {
+                format!("SELECT {REPORT_COLUMNS} FROM reports ORDER BY id DESC")
+            } else {
+                format!(
+                    "SELECT {REPORT_COLUMNS} FROM reports WHERE status = 'open' ORDER BY id DESC"
+                )
+            };
+            conn.prepare(&sql)
+                .map_err(backend)?
+                .query_map([], report_row)
+                .map_err(backend)?
+                .collect::<Result<_, _>>()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_report(&self, id: i64) -> StoreResult<Option<ReportRecord>> {
+        self.read(move |conn| {
+            conn.query_row(
+                &format!("SELECT {REPORT_COLUMNS} FROM reports WHERE id = ?1"),
+                params![id],
+                report_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn resolve_report(&self, id: i64, status: &str) -> StoreResult<()> {
+        let status = status.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE reports SET status = ?2 WHERE id = ?1",
+                    params![id, status],
+                )
+                .map_err(backend)?;
+            require_changed(n)
+        })
+        .await
+    }
+
+    async fn reports_since(&self, reporter: &str, since_ms: u64) -> StoreResult<u64> {
+        let reporter = reporter.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM reports WHERE reporter = ?1 AND filed_at_ms >= ?2",
+                params![reporter, since_ms as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(backend)
+        })
+        .await
+    }
+}
+
+const REPORT_COLUMNS: &str =
+    "id, reporter, sender, commitment, content, reason, received_at_ms, filed_at_ms, status";
+
+fn report_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReportRecord> {
+    let commitment: Vec<u8> = r.get(3)?;
+    Ok(ReportRecord {
+        id: r.get(0)?,
+        report: NewReport {
+            reporter: r.get(1)?,
+            sender: r.get(2)?,
+            commitment: <[u8; 32]>::try_from(commitment.as_slice()).unwrap_or([0; 32]),
+            content: r.get(4)?,
+            reason: r.get(5)?,
+            received_at_ms: r.get::<_, i64>(6)? as u64,
+            filed_at_ms: r.get::<_, i64>(7)? as u64,
+        },
+        status: r.get(8)?,
+    })
 }
