@@ -139,6 +139,16 @@ fn unb64(s: &str) -> Result<Vec<u8>, ClientError> {
         .map_err(|_| ClientError::Store("keyfile is corrupt".into()))
 }
 
+/// Replaces the keyfile atomically (write, then rename).
+fn write_keyfile(dir: &Path, keyfile: &KeyFile) -> Result<(), ClientError> {
+    let tmp = dir.join("keyfile.json.tmp");
+    let bytes =
+        serde_json::to_vec_pretty(keyfile).map_err(|e| ClientError::Store(e.to_string()))?;
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, dir.join(KEYFILE))?;
+    Ok(())
+}
+
 fn open_db(path: &Path, key: &[u8; 32]) -> Result<Connection, ClientError> {
     let conn = Connection::open(path)?;
     // SQLCipher's raw-key form: no second KDF, the key is already random.
@@ -172,12 +182,7 @@ impl LocalStore {
         let keyfile = Self::wrap(&db_key, passphrase)?;
         let conn = open_db(&dir.join(DATABASE), &db_key)?;
         // The keyfile is written last: a store without one does not exist.
-        let tmp = dir.join("keyfile.json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(&keyfile).map_err(|e| ClientError::Store(e.to_string()))?,
-        )?;
-        std::fs::rename(&tmp, dir.join(KEYFILE))?;
+        write_keyfile(dir, &keyfile)?;
         Ok(Self {
             conn,
             dir: dir.to_owned(),
@@ -228,6 +233,28 @@ impl LocalStore {
                 "keyfile version is not supported".into(),
             ));
         }
+        let db_key = Self::unwrap_key(&kf, passphrase)?;
+        let conn = open_db(&dir.join(DATABASE), &db_key)?;
+        Ok(Self {
+            conn,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Rewraps the database key under a new passphrase.
+    pub fn change_passphrase(&self, old: &str, new: &str) -> Result<(), ClientError> {
+        if new.is_empty() {
+            return Err(ClientError::InvalidInput("the passphrase is empty".into()));
+        }
+        let raw = std::fs::read(self.dir.join(KEYFILE))?;
+        let kf: KeyFile = serde_json::from_slice(&raw)
+            .map_err(|_| ClientError::Store("keyfile is corrupt".into()))?;
+        let db_key = Self::unwrap_key(&kf, old)?;
+        write_keyfile(&self.dir, &Self::wrap(&db_key, new)?)
+    }
+
+    /// Opens the seal of the database key with `passphrase`.
+    fn unwrap_key(kf: &KeyFile, passphrase: &str) -> Result<Zeroizing<[u8; 32]>, ClientError> {
         let kek = derive(passphrase, &unb64(&kf.salt)?, kf.m_kib, kf.t, kf.p)?;
         let nonce = <[u8; 12]>::try_from(unb64(&kf.nonce)?.as_slice())
             .map_err(|_| ClientError::Store("keyfile is corrupt".into()))?;
@@ -242,51 +269,9 @@ impl LocalStore {
                 &mut sealed,
             )
             .map_err(|_| ClientError::WrongPassphrase)?;
-        let db_key: [u8; 32] = <[u8; 32]>::try_from(&*plain)
+        let db_key = <[u8; 32]>::try_from(&*plain)
             .map_err(|_| ClientError::Store("keyfile is corrupt".into()))?;
-        let db_key = Zeroizing::new(db_key);
-        let conn = open_db(&dir.join(DATABASE), &db_key)?;
-        Ok(Self {
-            conn,
-            dir: dir.to_owned(),
-        })
-    }
-
-    /// Rewraps the database key under a new passphrase.
-    pub fn change_passphrase(&self, old: &str, new: &str) -> Result<(), ClientError> {
-        if new.is_empty() {
-            return Err(ClientError::InvalidInput("the passphrase is empty".into()));
-        }
-        // Re-open the seal with the old passphrase to get the key.
-        let raw = std::fs::read(self.dir.join(KEYFILE))?;
-        let kf: KeyFile = serde_json::from_slice(&raw)
-            .map_err(|_| ClientError::Store("keyfile is corrupt".into()))?;
-        let kek = derive(old, &unb64(&kf.salt)?, kf.m_kib, kf.t, kf.p)?;
-        let nonce = <[u8; 12]>::try_from(unb64(&kf.nonce)?.as_slice())
-            .map_err(|_| ClientError::Store("keyfile is corrupt".into()))?;
-        let key = LessSafeKey::new(
-            UnboundKey::new(&AES_256_GCM, &*kek).map_err(|_| ClientError::Store("aead".into()))?,
-        );
-        let mut sealed = Zeroizing::new(unb64(&kf.wrapped_key)?);
-        let plain = key
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(b"hush keyfile v1"),
-                &mut sealed,
-            )
-            .map_err(|_| ClientError::WrongPassphrase)?;
-        let db_key = Zeroizing::new(
-            <[u8; 32]>::try_from(&*plain)
-                .map_err(|_| ClientError::Store("keyfile is corrupt".into()))?,
-        );
-        let keyfile = Self::wrap(&db_key, new)?;
-        let tmp = self.dir.join("keyfile.json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(&keyfile).map_err(|e| ClientError::Store(e.to_string()))?,
-        )?;
-        std::fs::rename(&tmp, self.dir.join(KEYFILE))?;
-        Ok(())
+        Ok(Zeroizing::new(db_key))
     }
 
     /// A value from the `meta` table.

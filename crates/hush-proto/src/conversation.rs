@@ -302,18 +302,7 @@ impl Conversation {
         if leaves.is_empty() {
             return Err(ProtoError::NotAMember(account.to_string()));
         }
-        if leaves.contains(&self.group.current_member_index()) {
-            return Err(ProtoError::InvalidRequest(
-                "a device cannot commit its own removal; use leave",
-            ));
-        }
-        let epoch = self.epoch();
-        let mut builder = self.group.commit_builder().commit_time(now.mls());
-        for leaf in leaves {
-            builder = builder.remove_member(leaf)?;
-        }
-        let out = builder.build()?;
-        self.pending(epoch, out)
+        self.remove_leaves(leaves, now)
     }
 
     /// Removes the devices for which `which` is true (another device of a
@@ -326,6 +315,19 @@ impl Conversation {
         let leaves = self.leaves_of(which);
         if leaves.is_empty() {
             return Err(ProtoError::InvalidRequest("no such device"));
+        }
+        self.remove_leaves(leaves, now)
+    }
+
+    fn remove_leaves(
+        &mut self,
+        leaves: Vec<u32>,
+        now: Timestamp,
+    ) -> Result<PendingCommit, ProtoError> {
+        if leaves.contains(&self.group.current_member_index()) {
+            return Err(ProtoError::InvalidRequest(
+                "a device cannot commit its own removal; use leave",
+            ));
         }
         let epoch = self.epoch();
         let mut builder = self.group.commit_builder().commit_time(now.mls());

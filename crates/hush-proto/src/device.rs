@@ -238,12 +238,7 @@ impl Device {
         let group =
             self.client(suite)
                 .create_group(context, ExtensionList::new(), Some(now.mls()))?;
-        let mut conv = Conversation::new(
-            group,
-            self.hybrid.clone(),
-            self.store.clone(),
-            self.cert.clone(),
-        );
+        let mut conv = self.wrap(group);
         conv.persist()?;
         if key_packages.is_empty() {
             return Ok((conv, None));
@@ -259,12 +254,7 @@ impl Device {
     pub fn join(&self, welcome: &[u8], now: Timestamp) -> Result<Conversation, ProtoError> {
         let message = MlsMessage::from_bytes(welcome)?;
         let (group, _info) = self.hybrid.join_group(None, &message, Some(now.mls()))?;
-        let mut conv = Conversation::new(
-            group,
-            self.hybrid.clone(),
-            self.store.clone(),
-            self.cert.clone(),
-        );
+        let mut conv = self.wrap(group);
         conv.persist()?;
         Ok(conv)
     }
@@ -277,14 +267,18 @@ impl Device {
             .ok_or(ProtoError::UnknownConversation)?;
         let tree = ExportedTree::from_bytes(&tree)?;
         let group = self.hybrid.load_group_with_ratchet_tree(group_id, tree)?;
-        let mut conv = Conversation::new(
+        let mut conv = self.wrap(group);
+        conv.mark_tree_persisted();
+        Ok(conv)
+    }
+
+    fn wrap(&self, group: mls_rs::Group<HushConfig>) -> Conversation {
+        Conversation::new(
             group,
             self.hybrid.clone(),
             self.store.clone(),
             self.cert.clone(),
-        );
-        conv.mark_tree_persisted();
-        Ok(conv)
+        )
     }
 
     /// Forgets a conversation (after leaving it or being removed).
