@@ -1,0 +1,257 @@
+//! The command line as clap parses it: flags and positionals, nothing
+//! resolved yet (ripgrep's "low-level arguments"). [`crate::config`] turns
+//! this into what the commands run on.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// hush: an end-to-end encrypted messenger for the terminal.
+///
+/// The passphrase of the local store is read from HUSH_PASSPHRASE, or asked
+/// for on the terminal.
+#[derive(Debug, Parser)]
+#[command(name = "hush", version, propagate_version = true)]
+pub struct LowArgs {
+    /// Where this account's encrypted store lives [default: the platform
+    /// data directory + /hush].
+    #[arg(long, env = "HUSH_DATA_DIR", global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Print one JSON object per line on stdout, and nothing else there.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: LowCommand,
+}
+
+/// One subcommand.
+#[derive(Debug, Subcommand)]
+pub enum LowCommand {
+    /// Create an account on a server and this device's encrypted store.
+    Register {
+        /// The server, e.g. https://hush.example.org or http://127.0.0.1:7780.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// The SHA-256 fingerprint of a self-signed server's certificate, as
+        /// `hush-server fingerprint` prints it.
+        #[arg(long, value_name = "FP")]
+        trust_fingerprint: Option<String>,
+        /// The username to register.
+        username: String,
+    },
+    /// Send a text message: `hush send USERNAME TEXT` or `hush send --group NAME TEXT`.
+    Send {
+        #[command(flatten)]
+        group: GroupOpt,
+        /// Answer this message (its id).
+        #[arg(long, value_name = "ID")]
+        reply_to: Option<String>,
+        /// USERNAME and TEXT, or only TEXT with --group.
+        #[arg(value_name = "USERNAME|TEXT", num_args = 1..=2, required = true)]
+        args: Vec<String>,
+    },
+    /// Receive what is waiting and print each event as it arrives.
+    Sync {
+        /// Keep listening this many seconds after the queue is drained.
+        #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+        wait: f64,
+    },
+    /// Print a conversation and mark it read.
+    History {
+        #[command(flatten)]
+        group: GroupOpt,
+        /// The contact (omit with --group).
+        username: Option<String>,
+    },
+    /// Manage groups.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+    /// Encrypt, upload and send a file.
+    SendFile {
+        #[command(flatten)]
+        group: GroupOpt,
+        /// USERNAME and PATH, or only PATH with --group.
+        #[arg(value_name = "USERNAME|PATH", num_args = 1..=2, required = true)]
+        args: Vec<String>,
+    },
+    /// Download and decrypt the file of a message.
+    Download {
+        /// The message id.
+        message_id: String,
+        /// Where to write the file.
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+        /// Replace PATH if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Replace the text of one of your messages, for everyone.
+    Edit {
+        /// The message id.
+        message_id: String,
+        /// The new text.
+        text: String,
+    },
+    /// Delete one of your messages, for everyone.
+    Delete {
+        /// The message id.
+        message_id: String,
+    },
+    /// Show the safety number with a contact, as digits and a QR code.
+    Verify {
+        /// The contact.
+        username: String,
+        /// Record that you compared it and it matched.
+        #[arg(long)]
+        mark_verified: bool,
+    },
+    /// List the contacts this account has met.
+    Contacts,
+    /// Choose who sees when you are online.
+    Presence {
+        /// everyone, contacts or nobody.
+        mode: PresenceArg,
+    },
+    /// Set the disappearing-message timer of a conversation.
+    Disappear {
+        #[command(flatten)]
+        group: GroupOpt,
+        /// USERNAME and DURATION, or only DURATION with --group. A duration
+        /// is like 30s, 5m, 1h or 7d; `off` turns the timer off.
+        #[arg(value_name = "USERNAME|DURATION", num_args = 1..=2, required = true)]
+        args: Vec<String>,
+    },
+    /// Your profile, shared with your contacts (encrypted).
+    Profile {
+        #[command(subcommand)]
+        command: ProfileCommand,
+    },
+    /// Drop every message from a contact.
+    Block {
+        /// The contact.
+        username: String,
+    },
+    /// Receive a blocked contact's messages again.
+    Unblock {
+        /// The contact.
+        username: String,
+    },
+    /// This device's keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The terminal UI: conversations, messages, a composer.
+    Chat {
+        #[command(flatten)]
+        group: GroupOpt,
+        /// Open the chat with this contact.
+        username: Option<String>,
+    },
+}
+
+/// `--group NAME`, for commands that take a contact or a group.
+#[derive(Debug, Args)]
+pub struct GroupOpt {
+    /// A group (by name) instead of a contact.
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+}
+
+/// `hush group ...`
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group.
+    Create {
+        /// Its name.
+        name: String,
+        /// Members to invite, comma-separated.
+        #[arg(long, value_delimiter = ',', value_name = "USER,...")]
+        members: Vec<String>,
+    },
+    /// Add someone to a group.
+    Add {
+        /// The group.
+        name: String,
+        /// Who to add.
+        user: String,
+    },
+    /// Remove someone from a group.
+    Remove {
+        /// The group.
+        name: String,
+        /// Who to remove.
+        user: String,
+    },
+    /// Leave a group.
+    Leave {
+        /// The group.
+        name: String,
+    },
+    /// List your groups.
+    List,
+    /// List a group's members.
+    Members {
+        /// The group.
+        name: String,
+    },
+    /// Rename a group.
+    Rename {
+        /// The group.
+        name: String,
+        /// Its new name.
+        new_name: String,
+    },
+}
+
+/// `hush profile ...`
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Set your display name (and avatar).
+    Set {
+        /// The display name.
+        #[arg(long)]
+        name: String,
+        /// An image file for the avatar.
+        #[arg(long, value_name = "FILE")]
+        avatar: Option<PathBuf>,
+    },
+}
+
+/// `hush keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a fresh KeyPackage of this device (RFC 9420 MLSMessage).
+    ExportKeyPackage {
+        /// classical (X25519/Ed25519) or pq (X-Wing hybrid).
+        #[arg(long)]
+        suite: SuiteArg,
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// A presence mode on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PresenceArg {
+    /// Every member of every conversation.
+    Everyone,
+    /// Only people with a 1:1 chat.
+    Contacts,
+    /// No one.
+    Nobody,
+}
+
+/// A ciphersuite on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SuiteArg {
+    /// MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.
+    Classical,
+    /// X-Wing (ML-KEM-768 + X25519) hybrid.
+    Pq,
+}

@@ -1,0 +1,125 @@
+//! `hush register`, and opening the account for every other command.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use hush_client::Client;
+use hush_client::local::LocalStore;
+use serde_json::json;
+
+use crate::config::{PASSPHRASE_ENV, PassphraseSource};
+use crate::output::Out;
+
+/// Creates the account `username` on `server` with its store in `dir`.
+pub async fn register(
+    dir: &Path,
+    passphrase: &PassphraseSource,
+    server: &str,
+    fingerprint: Option<&str>,
+    username: &str,
+    out: &mut Out,
+) -> Result<()> {
+    if LocalStore::exists(dir) {
+        bail!(
+            "an account is already registered in {}: use another --data-dir",
+            dir.display()
+        );
+    }
+    let pinned = match fingerprint {
+        Some(fp) => Some(fp.to_owned()),
+        None if server.starts_with("https://") => Some(confirm_fingerprint(server).await?),
+        None => None,
+    };
+    let pass = match passphrase {
+        PassphraseSource::Env(p) => p.clone(),
+        PassphraseSource::Prompt => new_passphrase()?,
+    };
+    let client = Client::register(dir, &pass, server, username, pinned.as_deref()).await?;
+    out.emit(
+        || {
+            format!(
+                "registered {} on {} (device {}); the store is in {}",
+                client.username(),
+                client.server(),
+                client.device_id(),
+                dir.display()
+            )
+        },
+        json!({
+            "username": client.username(),
+            "device_id": client.device_id(),
+            "server": client.server(),
+            "data_dir": dir.display().to_string(),
+        }),
+    )?;
+    Ok(())
+}
+
+/// Opens the account in `dir` (Argon2id runs off the async threads).
+pub async fn open(dir: &Path, passphrase: &PassphraseSource) -> Result<Client> {
+    if !LocalStore::exists(dir) {
+        bail!(
+            "no account in {}: run `hush register --server URL USERNAME` first, or pass --data-dir",
+            dir.display()
+        );
+    }
+    let pass = match passphrase {
+        PassphraseSource::Env(p) => p.clone(),
+        PassphraseSource::Prompt => prompt(&format!("Passphrase for {}: ", dir.display()))?,
+    };
+    let dir = dir.to_owned();
+    let client = tokio::task::spawn_blocking(move || Client::open(&dir, &pass))
+        .await
+        .context("opening the store was interrupted")??;
+    Ok(client)
+}
+
+fn prompt(text: &str) -> Result<String> {
+    rpassword::prompt_password(text).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot ask for the passphrase ({e}): set {PASSPHRASE_ENV} or run hush in a terminal"
+        )
+    })
+}
+
+fn new_passphrase() -> Result<String> {
+    let first = prompt("New passphrase for the local store: ")?;
+    if first.is_empty() {
+        bail!("the passphrase is empty");
+    }
+    let second = prompt("Repeat the passphrase: ")?;
+    if first != second {
+        bail!("the passphrases do not match; nothing was created");
+    }
+    Ok(first)
+}
+
+/// Shows a new https:// server's certificate fingerprint and asks whether to
+/// trust it; without a terminal to ask on, refuses.
+async fn confirm_fingerprint(server: &str) -> Result<String> {
+    let seen = hush_client::probe_fingerprint(server)
+        .await
+        .with_context(|| format!("cannot reach {server} to read its certificate"))?;
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "cannot confirm the certificate of {server} without a terminal: check its fingerprint \
+             with the operator (`hush-server fingerprint`) and pass --trust-fingerprint FP \
+             (the server presents {seen})"
+        );
+    }
+    let mut err = std::io::stderr();
+    writeln!(
+        err,
+        "The server {server} presents a certificate with SHA-256 fingerprint\n\n    {seen}\n\n\
+         Compare it with what the operator gives you (`hush-server fingerprint`)."
+    )?;
+    write!(err, "Trust this certificate? [y/N] ")?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        bail!("not registered: the certificate of {server} was not trusted");
+    }
+    Ok(seen)
+}

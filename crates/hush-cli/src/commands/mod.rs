@@ -1,0 +1,76 @@
+//! Runs one resolved command against the account's [`hush_client::Client`].
+//!
+//! `register` creates the account; every other command opens it with the
+//! passphrase first. Each command prints through [`crate::output::Out`].
+
+mod account;
+mod files;
+mod groups;
+mod messages;
+mod settings;
+
+use anyhow::Result;
+
+use crate::config::{Command, Config};
+use crate::output::Out;
+
+/// Runs `config.command`.
+pub async fn run(config: Config) -> Result<()> {
+    let mut out = Out::new(config.json);
+    let command = match config.command {
+        Command::Register {
+            server,
+            fingerprint,
+            username,
+        } => {
+            return account::register(
+                &config.data_dir,
+                &config.passphrase,
+                &server,
+                fingerprint.as_deref(),
+                &username,
+                &mut out,
+            )
+            .await;
+        }
+        other => other,
+    };
+    let mut client = account::open(&config.data_dir, &config.passphrase).await?;
+    let c = &mut client;
+    match command {
+        Command::Register { .. } => Ok(()),
+        Command::Send {
+            target,
+            text,
+            reply_to,
+        } => messages::send(c, &target, &text, reply_to.as_deref(), &mut out).await,
+        Command::Sync { wait } => messages::sync(c, wait, &mut out).await,
+        Command::History { target } => messages::history(c, &target, &mut out).await,
+        Command::Edit { id, text } => messages::edit(c, &id, &text, &mut out).await,
+        Command::Delete { id } => messages::delete(c, &id, &mut out).await,
+        Command::Group(g) => groups::run(c, g, &mut out).await,
+        Command::SendFile { target, path } => files::send(c, &target, &path, &mut out).await,
+        Command::Download {
+            id,
+            out: path,
+            force,
+        } => files::download(c, &id, &path, force, &mut out).await,
+        Command::Verify {
+            username,
+            mark_verified,
+        } => settings::verify(c, &username, mark_verified, &mut out).await,
+        Command::Contacts => settings::contacts(c, &mut out).await,
+        Command::Presence(mode) => settings::presence(c, mode, &mut out),
+        Command::Disappear { target, seconds } => {
+            settings::disappear(c, &target, seconds, &mut out).await
+        }
+        Command::ProfileSet { name, avatar } => {
+            settings::profile_set(c, &name, avatar.as_deref(), &mut out).await
+        }
+        Command::Block { username, blocked } => settings::block(c, &username, blocked, &mut out),
+        Command::ExportKeyPackage { suite, out: path } => {
+            settings::export_key_package(c, suite, &path, &mut out)
+        }
+        Command::Chat { target } => crate::tui::run(client, target).await,
+    }
+}

@@ -1,0 +1,196 @@
+//! `hush verify`, `contacts`, `presence`, `disappear`, `profile set`,
+//! `block`/`unblock`, `keys export-key-package`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use hush_client::{Client, PresenceMode, Target};
+use hush_proto::Suite;
+use serde_json::json;
+
+use crate::output::Out;
+
+/// Shows the safety number with `username` (digits and a QR code), and
+/// records the comparison with `mark`.
+pub async fn verify(client: &mut Client, username: &str, mark: bool, out: &mut Out) -> Result<()> {
+    let number = client.safety_number(username).await?;
+    if mark {
+        client.mark_verified(username)?;
+    }
+    let verified = client
+        .contacts()?
+        .into_iter()
+        .any(|c| c.username == username && c.verified);
+    let groups = number.groups();
+    let qr = render_qr(&number.qr_payload())?;
+    out.emit(
+        || {
+            let rows: Vec<String> = groups.chunks(4).map(|row| row.join(" ")).collect();
+            let status = if mark {
+                format!("{username} is now marked verified.")
+            } else if verified {
+                format!("{username} is marked verified.")
+            } else {
+                format!(
+                    "If the digits match {username}'s screen (or their app scans the code), \
+                     run `hush verify {username} --mark-verified`."
+                )
+            };
+            format!(
+                "Safety number with {username}:\n\n    {}\n\n{qr}\n{status}",
+                rows.join("\n    ")
+            )
+        },
+        json!({
+            "username": username,
+            "safety_number": groups.join(" "),
+            "qr_payload": hex_string(&number.qr_payload()),
+            "verified": verified,
+        }),
+    )?;
+    Ok(())
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A QR code drawn with Unicode half blocks, two modules per character
+/// row, light on dark so terminals with dark backgrounds scan well.
+pub fn render_qr(payload: &[u8]) -> Result<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::new(payload).map_err(|e| anyhow!("cannot draw the QR code: {e}"))?;
+    Ok(code
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build())
+}
+
+/// Lists contacts, refreshing display names where a profile was shared.
+pub async fn contacts(client: &mut Client, out: &mut Out) -> Result<()> {
+    for c in client.contacts()? {
+        // Best effort: a profile that cannot be fetched keeps the stored name.
+        let _ = client.refresh_profile(&c.username).await;
+    }
+    for c in client.contacts()? {
+        out.emit(
+            || {
+                let mut line = c.username.clone();
+                if let Some(n) = &c.display_name {
+                    line.push_str(&format!(" ({n})"));
+                }
+                if c.verified {
+                    line.push_str("  verified");
+                }
+                if c.key_changed {
+                    line.push_str("  KEY CHANGED: run `hush verify`");
+                }
+                if c.blocked {
+                    line.push_str("  blocked");
+                }
+                line
+            },
+            serde_json::to_value(&c).unwrap_or_default(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Sets who sees this account's presence.
+pub fn presence(client: &mut Client, mode: PresenceMode, out: &mut Out) -> Result<()> {
+    client.set_presence_mode(mode)?;
+    out.emit(
+        || format!("presence is now shown to: {}", mode.as_str()),
+        json!({"presence": mode.as_str()}),
+    )?;
+    Ok(())
+}
+
+/// Sets a conversation's disappearing-message timer.
+pub async fn disappear(
+    client: &mut Client,
+    target: &Target,
+    seconds: Option<u32>,
+    out: &mut Out,
+) -> Result<()> {
+    client.set_disappearing(target, seconds).await?;
+    let (kind, name) = match target {
+        Target::User(u) => ("direct", u.as_str()),
+        Target::Group(g) => ("group", g.as_str()),
+    };
+    out.emit(
+        || match seconds {
+            Some(s) => format!(
+                "messages with {name} now disappear after {}",
+                humantime::format_duration(Duration::from_secs(u64::from(s)))
+            ),
+            None => format!("disappearing messages with {name} are off"),
+        },
+        json!({"kind": kind, "name": name, "seconds": seconds}),
+    )?;
+    Ok(())
+}
+
+/// Sets the display name and avatar.
+pub async fn profile_set(
+    client: &mut Client,
+    name: &str,
+    avatar: Option<&Path>,
+    out: &mut Out,
+) -> Result<()> {
+    let avatar = avatar
+        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+        .transpose()?;
+    let avatar_bytes = avatar.as_ref().map(Vec::len);
+    client.set_profile(name, avatar).await?;
+    out.emit(
+        || format!("profile set: {name}"),
+        json!({"name": name, "avatar_bytes": avatar_bytes}),
+    )?;
+    Ok(())
+}
+
+/// Blocks or unblocks a contact.
+pub fn block(client: &mut Client, username: &str, blocked: bool, out: &mut Out) -> Result<()> {
+    client.set_blocked(username, blocked)?;
+    out.emit(
+        || {
+            if blocked {
+                format!("blocked {username}")
+            } else {
+                format!("unblocked {username}")
+            }
+        },
+        json!({"username": username, "blocked": blocked}),
+    )?;
+    Ok(())
+}
+
+/// Writes a fresh KeyPackage (RFC 9420 MLSMessage) to `path`.
+pub fn export_key_package(
+    client: &mut Client,
+    suite: Suite,
+    path: &Path,
+    out: &mut Out,
+) -> Result<()> {
+    let bytes = client.export_key_package(suite)?;
+    std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    let name = match suite {
+        Suite::Classical => "classical",
+        Suite::Hybrid => "pq",
+    };
+    out.emit(
+        || {
+            format!(
+                "wrote a {name} KeyPackage ({} bytes) to {}",
+                bytes.len(),
+                path.display()
+            )
+        },
+        json!({"path": path.display().to_string(), "suite": name, "bytes": bytes.len()}),
+    )?;
+    Ok(())
+}

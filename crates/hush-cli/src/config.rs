@@ -1,0 +1,365 @@
+//! Resolves the parsed command line ([`crate::cli::LowArgs`]) into a
+//! [`Config`]: the data directory chosen, targets (contact or group) and
+//! durations checked, the passphrase source decided. Everything here is
+//! pure, so a bad command line fails before anything is opened or sent.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hush_client::{PresenceMode, Target};
+use hush_proto::Suite;
+
+use crate::cli::{
+    GroupCommand, GroupOpt, KeysCommand, LowArgs, LowCommand, PresenceArg, ProfileCommand, SuiteArg,
+};
+
+/// The environment variable the passphrase is read from.
+pub const PASSPHRASE_ENV: &str = "HUSH_PASSPHRASE";
+
+/// What to run, and where.
+#[derive(Debug)]
+pub struct Config {
+    /// The account's data directory.
+    pub data_dir: PathBuf,
+    /// One JSON object per line on stdout.
+    pub json: bool,
+    /// Where the passphrase comes from.
+    pub passphrase: PassphraseSource,
+    /// The command.
+    pub command: Command,
+}
+
+/// Where the passphrase of the local store comes from.
+pub enum PassphraseSource {
+    /// `HUSH_PASSPHRASE`.
+    Env(String),
+    /// Asked for on the terminal.
+    Prompt,
+}
+
+impl std::fmt::Debug for PassphraseSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Env(_) => f.write_str("Env(<redacted>)"),
+            Self::Prompt => f.write_str("Prompt"),
+        }
+    }
+}
+
+/// A command with its arguments resolved.
+#[derive(Debug)]
+pub enum Command {
+    Register {
+        server: String,
+        fingerprint: Option<String>,
+        username: String,
+    },
+    Send {
+        target: Target,
+        text: String,
+        reply_to: Option<String>,
+    },
+    Sync {
+        wait: Duration,
+    },
+    History {
+        target: Target,
+    },
+    Group(GroupCommand),
+    SendFile {
+        target: Target,
+        path: PathBuf,
+    },
+    Download {
+        id: String,
+        out: PathBuf,
+        force: bool,
+    },
+    Edit {
+        id: String,
+        text: String,
+    },
+    Delete {
+        id: String,
+    },
+    Verify {
+        username: String,
+        mark_verified: bool,
+    },
+    Contacts,
+    Presence(PresenceMode),
+    Disappear {
+        target: Target,
+        seconds: Option<u32>,
+    },
+    ProfileSet {
+        name: String,
+        avatar: Option<PathBuf>,
+    },
+    Block {
+        username: String,
+        blocked: bool,
+    },
+    ExportKeyPackage {
+        suite: Suite,
+        out: PathBuf,
+    },
+    Chat {
+        target: Option<Target>,
+    },
+}
+
+/// A command line that parsed but makes no sense.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage(msg: impl Into<String>) -> UsageError {
+    UsageError(msg.into())
+}
+
+impl Config {
+    /// Resolves `args`; `passphrase_env` is the value of `HUSH_PASSPHRASE`.
+    pub fn resolve(args: LowArgs, passphrase_env: Option<String>) -> Result<Self, UsageError> {
+        let data_dir = match args.data_dir {
+            Some(d) => d,
+            None => dirs::data_dir()
+                .map(|d| d.join("hush"))
+                .ok_or_else(|| usage("this platform has no data directory: pass --data-dir"))?,
+        };
+        let passphrase = match passphrase_env {
+            Some(p) if !p.is_empty() => PassphraseSource::Env(p),
+            _ => PassphraseSource::Prompt,
+        };
+        let command = resolve_command(args.command)?;
+        if args.json && matches!(command, Command::Chat { .. }) {
+            return Err(usage("`hush chat` is interactive; --json does not apply"));
+        }
+        Ok(Config {
+            data_dir,
+            json: args.json,
+            passphrase,
+            command,
+        })
+    }
+}
+
+fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
+    Ok(match cmd {
+        LowCommand::Register {
+            server,
+            trust_fingerprint,
+            username,
+        } => Command::Register {
+            server,
+            fingerprint: trust_fingerprint,
+            username,
+        },
+        LowCommand::Send {
+            group,
+            reply_to,
+            args,
+        } => {
+            let (target, text) = target_and_one(group, args, "TEXT")?;
+            Command::Send {
+                target,
+                text,
+                reply_to,
+            }
+        }
+        LowCommand::Sync { wait } => {
+            if !wait.is_finite() || !(0.0..=86_400.0).contains(&wait) {
+                return Err(usage("--wait is a number of seconds from 0 to 86400"));
+            }
+            Command::Sync {
+                wait: Duration::from_secs_f64(wait),
+            }
+        }
+        LowCommand::History { group, username } => Command::History {
+            target: target_only(group, username)?,
+        },
+        LowCommand::Group { command } => Command::Group(command),
+        LowCommand::SendFile { group, args } => {
+            let (target, path) = target_and_one(group, args, "PATH")?;
+            Command::SendFile {
+                target,
+                path: PathBuf::from(path),
+            }
+        }
+        LowCommand::Download {
+            message_id,
+            out,
+            force,
+        } => Command::Download {
+            id: message_id,
+            out,
+            force,
+        },
+        LowCommand::Edit { message_id, text } => Command::Edit {
+            id: message_id,
+            text,
+        },
+        LowCommand::Delete { message_id } => Command::Delete { id: message_id },
+        LowCommand::Verify {
+            username,
+            mark_verified,
+        } => Command::Verify {
+            username,
+            mark_verified,
+        },
+        LowCommand::Contacts => Command::Contacts,
+        LowCommand::Presence { mode } => Command::Presence(match mode {
+            PresenceArg::Everyone => PresenceMode::Everyone,
+            PresenceArg::Contacts => PresenceMode::Contacts,
+            PresenceArg::Nobody => PresenceMode::Nobody,
+        }),
+        LowCommand::Disappear { group, args } => {
+            let (target, duration) = target_and_one(group, args, "DURATION")?;
+            Command::Disappear {
+                target,
+                seconds: parse_timer(&duration)?,
+            }
+        }
+        LowCommand::Profile {
+            command: ProfileCommand::Set { name, avatar },
+        } => Command::ProfileSet { name, avatar },
+        LowCommand::Block { username } => Command::Block {
+            username,
+            blocked: true,
+        },
+        LowCommand::Unblock { username } => Command::Block {
+            username,
+            blocked: false,
+        },
+        LowCommand::Keys {
+            command: KeysCommand::ExportKeyPackage { suite, out },
+        } => Command::ExportKeyPackage {
+            suite: match suite {
+                SuiteArg::Classical => Suite::Classical,
+                SuiteArg::Pq => Suite::Hybrid,
+            },
+            out,
+        },
+        LowCommand::Chat { group, username } => Command::Chat {
+            target: match (group.group, username) {
+                (None, None) => None,
+                (g, u) => Some(target_only(GroupOpt { group: g }, u)?),
+            },
+        },
+    })
+}
+
+/// `USERNAME` or `--group NAME`, exactly one.
+fn target_only(group: GroupOpt, username: Option<String>) -> Result<Target, UsageError> {
+    match (group.group, username) {
+        (Some(g), None) => Ok(Target::Group(g)),
+        (None, Some(u)) => Ok(Target::User(u)),
+        (Some(_), Some(_)) => Err(usage("give a USERNAME or --group NAME, not both")),
+        (None, None) => Err(usage("give a USERNAME or --group NAME")),
+    }
+}
+
+/// `USERNAME X` or `--group NAME X`.
+fn target_and_one(
+    group: GroupOpt,
+    mut args: Vec<String>,
+    what: &str,
+) -> Result<(Target, String), UsageError> {
+    match (group.group, args.len()) {
+        (Some(g), 1) => Ok((Target::Group(g), args.remove(0))),
+        (Some(_), _) => Err(usage(format!(
+            "with --group NAME, give only {what} (not a USERNAME too)"
+        ))),
+        (None, 2) => {
+            let rest = args.remove(1);
+            Ok((Target::User(args.remove(0)), rest))
+        }
+        (None, _) => Err(usage(format!(
+            "give USERNAME {what}, or --group NAME {what}"
+        ))),
+    }
+}
+
+/// `off`, or a duration like `30s`, `5m`, `1h`, `7d`, as whole seconds.
+pub fn parse_timer(s: &str) -> Result<Option<u32>, UsageError> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let d = humantime::parse_duration(s).map_err(|e| {
+        usage(format!(
+            "{s:?} is not a duration like 30s, 5m, 1h, 7d or off: {e}"
+        ))
+    })?;
+    let secs = u32::try_from(d.as_secs())
+        .ok()
+        .filter(|s| *s > 0)
+        .ok_or_else(|| {
+            usage(format!(
+                "{s:?} must be between 1 second and about 136 years"
+            ))
+        })?;
+    Ok(Some(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn resolve(argv: &[&str]) -> Result<Config, UsageError> {
+        let args = LowArgs::try_parse_from(argv).unwrap();
+        Config::resolve(args, Some("pw".into()))
+    }
+
+    #[test]
+    fn targets_resolve() {
+        let c = resolve(&["hush", "--data-dir", "/d", "send", "bob", "hi"]).unwrap();
+        assert!(
+            matches!(c.command, Command::Send { target: Target::User(u), text, .. } if u == "bob" && text == "hi")
+        );
+        let c = resolve(&["hush", "--data-dir", "/d", "send", "--group", "g", "hi"]).unwrap();
+        assert!(
+            matches!(c.command, Command::Send { target: Target::Group(g), text, .. } if g == "g" && text == "hi")
+        );
+        assert!(
+            resolve(&[
+                "hush",
+                "--data-dir",
+                "/d",
+                "send",
+                "--group",
+                "g",
+                "bob",
+                "hi"
+            ])
+            .is_err()
+        );
+        assert!(resolve(&["hush", "--data-dir", "/d", "send", "hi"]).is_err());
+        assert!(resolve(&["hush", "--data-dir", "/d", "history"]).is_err());
+        assert!(resolve(&["hush", "--data-dir", "/d", "--json", "chat"]).is_err());
+    }
+
+    #[test]
+    fn timers_parse() {
+        assert_eq!(parse_timer("off").unwrap(), None);
+        assert_eq!(parse_timer("30s").unwrap(), Some(30));
+        assert_eq!(parse_timer("5m").unwrap(), Some(300));
+        assert_eq!(parse_timer("1h").unwrap(), Some(3600));
+        assert_eq!(parse_timer("7d").unwrap(), Some(604_800));
+        assert!(parse_timer("0s").is_err());
+        assert!(parse_timer("soon").is_err());
+    }
+
+    #[test]
+    fn the_passphrase_never_prints() {
+        let c = resolve(&["hush", "--data-dir", "/d", "contacts"]).unwrap();
+        assert!(!format!("{c:?}").contains("pw"));
+    }
+}

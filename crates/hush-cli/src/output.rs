@@ -1,0 +1,348 @@
+//! What commands print: one line per item for people, or one JSON object per
+//! line with `--json` (and then nothing else on stdout).
+//!
+//! JSON shapes:
+//!
+//! - a message (`send`, `send-file`, `history`, and messages in `sync`) is
+//!   exactly `{"id", "conversation", "group", "from", "kind", "text",
+//!   "sent_at"}`, plus `"file_name"` and `"size"` when `kind` is `"file"`.
+//!   `conversation` is this device's number for the conversation, `group`
+//!   the group's name or `null` in a 1:1 chat, `sent_at` milliseconds since
+//!   the Unix epoch, `text` `null` for a deleted message or a file without
+//!   a caption;
+//! - every other event of `sync` carries an `"event"` field (`receipt`,
+//!   `typing`, `presence`, `edited`, `deleted`, `joined`, `members`,
+//!   `removed`, `renamed`, `disappearing`, `key_changed`): a message never
+//!   has one, so a reader tells them apart by that field;
+//! - the other commands print one object describing what they did, or one
+//!   object per item for lists (`contacts`, `group list`, `group members`).
+
+use std::io::{self, Write};
+use std::time::{Duration, UNIX_EPOCH};
+
+use hush_client::{Event, MessageView};
+use serde_json::{Value, json};
+
+/// stdout, in the chosen mode.
+#[derive(Debug)]
+pub struct Out {
+    json: bool,
+    stdout: io::Stdout,
+}
+
+impl Out {
+    /// Writes to stdout; `json` selects JSON lines.
+    pub fn new(json: bool) -> Self {
+        Self {
+            json,
+            stdout: io::stdout(),
+        }
+    }
+
+    /// Whether output is JSON lines.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints `human` (a line for people) or `value` (with `--json`).
+    pub fn emit(&mut self, human: impl FnOnce() -> String, value: Value) -> io::Result<()> {
+        if self.json {
+            self.write_line(&value.to_string())
+        } else {
+            self.write_line(&human())
+        }
+    }
+
+    /// Prints a line for people; nothing with `--json`.
+    pub fn human(&mut self, line: &str) -> io::Result<()> {
+        if self.json {
+            return Ok(());
+        }
+        self.write_line(line)
+    }
+
+    /// Prints a message in the shape documented above.
+    pub fn message(&mut self, m: &MessageView) -> io::Result<()> {
+        self.emit(|| format_message(m), message_json(m))
+    }
+
+    fn write_line(&mut self, line: &str) -> io::Result<()> {
+        let mut lock = self.stdout.lock();
+        lock.write_all(line.as_bytes())?;
+        lock.write_all(b"\n")?;
+        lock.flush()
+    }
+}
+
+/// A message as the JSON object documented in this module.
+pub fn message_json(m: &MessageView) -> Value {
+    let mut v = json!({
+        "id": m.id,
+        "conversation": m.conversation,
+        "group": m.group,
+        "from": m.from,
+        "kind": m.kind,
+        "text": m.text,
+        "sent_at": m.sent_at,
+    });
+    if m.kind == "file"
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("file_name".into(), json!(m.file_name));
+        obj.insert("size".into(), json!(m.size));
+    }
+    v
+}
+
+/// An event other than a message as JSON (an `"event"` field names it).
+pub fn event_json(ev: &Event) -> Value {
+    match ev {
+        Event::Message(m) => message_json(m),
+        other => serde_json::to_value(other).unwrap_or_else(|_| json!({"event": "unknown"})),
+    }
+}
+
+/// `2025-01-31 12:34:56` (UTC) for a time in ms since the Unix epoch.
+pub fn format_time(ms: u64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .replace('T', " ")
+        .trim_end_matches('Z')
+        .to_owned()
+}
+
+/// The mark for an outgoing message's status.
+pub fn status_mark(status: &str) -> &'static str {
+    match status {
+        "pending" => "…",
+        "sent" => "✓",
+        "delivered" => "✓✓",
+        "read" => "✔✔",
+        "failed" => "✗",
+        _ => "",
+    }
+}
+
+/// A byte count for people: `512 B`, `1.5 KiB`, `3.2 MiB`.
+pub fn format_size(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in UNITS.iter().skip(1) {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
+/// What a message says, without who or when: its text, or the file.
+pub fn message_body(m: &MessageView) -> String {
+    if m.deleted {
+        return "(deleted)".into();
+    }
+    let mut body = if m.kind == "file" {
+        let name = m.file_name.as_deref().unwrap_or("file");
+        let size = m.size.map(format_size).unwrap_or_default();
+        match &m.text {
+            Some(caption) => format!("[file {name}, {size}] {caption}"),
+            None => format!("[file {name}, {size}]"),
+        }
+    } else {
+        m.text.clone().unwrap_or_default()
+    };
+    if m.edited {
+        body.push_str(" (edited)");
+    }
+    body
+}
+
+/// One line for a message: time, where, who, what, status and id.
+pub fn format_message(m: &MessageView) -> String {
+    let place = m
+        .group
+        .as_ref()
+        .map(|g| format!("[{g}] "))
+        .unwrap_or_default();
+    let status = if m.outgoing {
+        format!(" {}", status_mark(&m.status))
+    } else {
+        String::new()
+    };
+    let reply = m
+        .reply_to
+        .as_ref()
+        .map(|r| format!(" (reply to {r})"))
+        .unwrap_or_default();
+    format!(
+        "{}  {place}{}: {}{reply}{status}  id={}",
+        format_time(m.sent_at),
+        m.from,
+        message_body(m),
+        m.id
+    )
+}
+
+/// One line for an event other than a message; `name` finds a
+/// conversation's name by number.
+pub fn format_event(ev: &Event, label: &dyn Fn(i64) -> String) -> Option<String> {
+    Some(match ev {
+        Event::Message(m) => format_message(m),
+        Event::Receipt { ids, status, from } => {
+            let n = ids.len();
+            let s = if n == 1 { "" } else { "s" };
+            format!("{} {from}: {status} ({n} message{s})", status_mark(status))
+        }
+        Event::Typing {
+            conversation,
+            from,
+            started: true,
+        } => {
+            let place = label(*conversation);
+            if place.starts_with('#') {
+                format!("{from} is typing in {place}…")
+            } else {
+                format!("{from} is typing…")
+            }
+        }
+        Event::Typing { .. } => return None,
+        Event::Presence { from, online } => {
+            format!("{from} is {}", if *online { "online" } else { "offline" })
+        }
+        Event::Edited { id, text } => format!("edited {id}: {text}"),
+        Event::Deleted { id } => format!("deleted {id}"),
+        Event::Joined { conversation } => {
+            if conversation.kind == "group" {
+                format!(
+                    "joined the group {:?} with {}",
+                    conversation.name,
+                    conversation.members.join(", ")
+                )
+            } else {
+                format!("new chat with {}", conversation.name)
+            }
+        }
+        Event::Members {
+            conversation,
+            added,
+            removed,
+        } => {
+            let mut parts = Vec::new();
+            if !added.is_empty() {
+                parts.push(format!("{} joined", added.join(", ")));
+            }
+            if !removed.is_empty() {
+                parts.push(format!("{} left", removed.join(", ")));
+            }
+            if parts.is_empty() {
+                return None;
+            }
+            format!("{}: {}", label(*conversation), parts.join("; "))
+        }
+        Event::Removed { conversation } => {
+            format!("you were removed from {}", label(*conversation))
+        }
+        Event::Renamed { conversation, name } => {
+            format!("{} is now called #{name}", label(*conversation))
+        }
+        Event::Disappearing {
+            conversation,
+            seconds,
+        } => match seconds {
+            Some(s) => format!(
+                "{}: messages now disappear after {}",
+                label(*conversation),
+                humantime::format_duration(Duration::from_secs(u64::from(*s)))
+            ),
+            None => format!("{}: disappearing messages off", label(*conversation)),
+        },
+        Event::KeyChanged { username } => format!("the identity key of {username} changed"),
+        _ => return None,
+    })
+}
+
+/// The loud stderr warning for a changed identity key (shown in every mode).
+pub fn key_changed_warning(username: &str) -> String {
+    let bar = "!".repeat(72);
+    format!(
+        "{bar}\n\
+         hush: SECURITY WARNING: the identity key of {username} HAS CHANGED.\n\
+         hush: Someone may be impersonating {username}, or they reinstalled.\n\
+         hush: Compare safety numbers in person: `hush verify {username}`.\n\
+         {bar}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(kind: &str) -> MessageView {
+        MessageView {
+            id: "ab".into(),
+            conversation: 3,
+            group: None,
+            from: "bob".into(),
+            kind: kind.into(),
+            text: Some("hi".into()),
+            sent_at: 1_700_000_000_000,
+            outgoing: false,
+            status: "received".into(),
+            reply_to: None,
+            edited: false,
+            deleted: false,
+            file_name: Some("f.txt".into()),
+            size: Some(4),
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn message_json_has_exactly_the_documented_keys() {
+        let keys = |v: Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        assert_eq!(
+            keys(message_json(&msg("text"))),
+            [
+                "conversation",
+                "from",
+                "group",
+                "id",
+                "kind",
+                "sent_at",
+                "text"
+            ]
+        );
+        assert_eq!(
+            keys(message_json(&msg("file"))),
+            [
+                "conversation",
+                "file_name",
+                "from",
+                "group",
+                "id",
+                "kind",
+                "sent_at",
+                "size",
+                "text"
+            ]
+        );
+    }
+
+    #[test]
+    fn times_and_sizes_read_well() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(format_size(10), "10 B");
+        assert_eq!(format_size(1536), "1.5 KiB");
+        assert_eq!(format_size(3 * 1024 * 1024), "3.0 MiB");
+    }
+}

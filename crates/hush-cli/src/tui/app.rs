@@ -1,0 +1,392 @@
+//! The chat's state and what keys and updates do to it. No terminal, no
+//! network, no clock: time comes in as an argument and requests for the
+//! client go out as [`Action`]s, so all of it runs in unit tests.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use hush_client::{ConversationView, Event, MessageView, Target};
+
+/// Resend "typing" while the user keeps typing, this often.
+pub const TYPING_REFRESH: Duration = Duration::from_secs(3);
+/// Send "stopped typing" after this long without a key.
+pub const TYPING_IDLE: Duration = Duration::from_secs(5);
+/// Show someone as typing this long after their last "typing".
+pub const TYPING_SHOWN: Duration = Duration::from_secs(6);
+
+/// What the UI asks the client task to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Show this conversation (and mark it read).
+    Select(Target),
+    /// Send a text message.
+    Send(Target, String),
+    /// Tell the conversation we started (true) or stopped typing.
+    Typing(Target, bool),
+    /// Stop.
+    Quit,
+}
+
+/// What the client task tells the UI.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// The conversation list.
+    Conversations(Vec<ConversationView>),
+    /// The messages of a conversation, oldest first.
+    History {
+        /// Which conversation.
+        target: Target,
+        /// Its messages.
+        messages: Vec<MessageView>,
+    },
+    /// Something happened (as it happens, during a sync).
+    Event(Event),
+    /// A command failed.
+    Error(String),
+    /// The connection to the server: `None` when it works.
+    Connection(Option<String>),
+}
+
+/// One row of the conversation list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Who or which group.
+    pub target: Target,
+    /// The local conversation number (`None` before the first message).
+    pub conversation: Option<i64>,
+    /// Members (for a group).
+    pub members: Vec<String>,
+    /// New messages arrived since it was last shown.
+    pub unread: bool,
+}
+
+impl Entry {
+    /// `#name` for a group, the username for a 1:1 chat.
+    pub fn label(&self) -> String {
+        match &self.target {
+            Target::User(u) => u.clone(),
+            Target::Group(g) => format!("#{g}"),
+        }
+    }
+}
+
+/// The whole state of the chat screen.
+#[derive(Debug)]
+pub struct App {
+    /// This account's username.
+    pub me: String,
+    /// The conversation list.
+    pub entries: Vec<Entry>,
+    /// Index of the selected entry.
+    pub selected: usize,
+    /// The selected conversation's messages.
+    pub messages: Vec<MessageView>,
+    /// What is being typed.
+    pub composer: String,
+    /// The last error or security notice.
+    pub notice: Option<String>,
+    /// Why the server cannot be reached, while it cannot.
+    pub connection: Option<String>,
+    /// Contacts seen online.
+    pub online: HashSet<String>,
+    /// Set once the user quits.
+    pub quit: bool,
+    /// Who is typing where, until when.
+    typing: HashMap<i64, HashMap<String, Instant>>,
+    /// When we last told the conversation we are typing, and where.
+    typing_sent: Option<(Target, Instant)>,
+    /// The last key typed into the composer.
+    last_input: Option<Instant>,
+}
+
+fn target_of(c: &ConversationView) -> Target {
+    if c.kind == "group" {
+        Target::Group(c.name.clone())
+    } else {
+        Target::User(c.name.clone())
+    }
+}
+
+impl App {
+    /// A new screen for `me`, opened on `initial` when given (a contact
+    /// without a conversation yet shows until the first message creates it).
+    pub fn new(me: impl Into<String>, initial: Option<Target>) -> Self {
+        let entries = initial
+            .map(|target| Entry {
+                target,
+                conversation: None,
+                members: Vec::new(),
+                unread: false,
+            })
+            .into_iter()
+            .collect();
+        App {
+            me: me.into(),
+            entries,
+            selected: 0,
+            messages: Vec::new(),
+            composer: String::new(),
+            notice: None,
+            connection: None,
+            online: HashSet::new(),
+            quit: false,
+            typing: HashMap::new(),
+            typing_sent: None,
+            last_input: None,
+        }
+    }
+
+    /// The selected row.
+    pub fn selected_entry(&self) -> Option<&Entry> {
+        self.entries.get(self.selected)
+    }
+
+    /// The selected conversation.
+    pub fn selected_target(&self) -> Option<&Target> {
+        self.selected_entry().map(|e| &e.target)
+    }
+
+    /// "bob is typing…" for the selected conversation, if anyone is.
+    pub fn typing_line(&self, now: Instant) -> Option<String> {
+        let conv = self.selected_entry()?.conversation?;
+        let mut who: Vec<&str> = self
+            .typing
+            .get(&conv)?
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        who.sort_unstable();
+        match who.as_slice() {
+            [] => None,
+            [one] => Some(format!("{one} is typing…")),
+            [init @ .., last] => Some(format!("{} and {last} are typing…", init.join(", "))),
+        }
+    }
+
+    /// Handles a key press.
+    pub fn on_key(&mut self, key: KeyEvent, now: Instant) -> Vec<Action> {
+        if key.kind == KeyEventKind::Release {
+            return Vec::new();
+        }
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let mut actions = Vec::new();
+        match key.code {
+            KeyCode::Esc => self.quit_into(&mut actions),
+            KeyCode::Char('c' | 'd') if ctrl => self.quit_into(&mut actions),
+            KeyCode::Enter => {
+                let text = self.composer.trim().to_owned();
+                if let Some(target) = self.selected_target().cloned()
+                    && !text.is_empty()
+                {
+                    self.stop_typing_into(&mut actions);
+                    actions.push(Action::Send(target, text));
+                    self.composer.clear();
+                }
+            }
+            KeyCode::Tab | KeyCode::Down => self.move_selection(1, &mut actions),
+            KeyCode::BackTab | KeyCode::Up => self.move_selection(-1, &mut actions),
+            KeyCode::Backspace => {
+                self.composer.pop();
+                if self.composer.is_empty() {
+                    self.stop_typing_into(&mut actions);
+                }
+            }
+            KeyCode::Char(c) if !ctrl && !key.modifiers.contains(KeyModifiers::ALT) => {
+                self.composer.push(c);
+                self.last_input = Some(now);
+                self.start_typing_into(now, &mut actions);
+            }
+            _ => {}
+        }
+        actions
+    }
+
+    /// Time passing: stops the typing indicator after [`TYPING_IDLE`].
+    pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.typing_sent.is_some()
+            && self
+                .last_input
+                .is_none_or(|t| now.saturating_duration_since(t) >= TYPING_IDLE)
+        {
+            self.stop_typing_into(&mut actions);
+        }
+        for who in self.typing.values_mut() {
+            who.retain(|_, until| *until > now);
+        }
+        actions
+    }
+
+    /// Applies an update from the client task.
+    pub fn on_update(&mut self, update: Update, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match update {
+            Update::Conversations(list) => self.set_conversations(list, &mut actions),
+            Update::History { target, messages } => {
+                if self.selected_target() == Some(&target) {
+                    self.messages = messages;
+                }
+            }
+            Update::Event(ev) => self.on_event(ev, now),
+            Update::Error(e) => self.notice = Some(e),
+            Update::Connection(c) => self.connection = c,
+        }
+        actions
+    }
+
+    fn set_conversations(&mut self, list: Vec<ConversationView>, actions: &mut Vec<Action>) {
+        let current = self.selected_target().cloned();
+        let unread: Vec<Target> = self
+            .entries
+            .iter()
+            .filter(|e| e.unread)
+            .map(|e| e.target.clone())
+            .collect();
+        let mut entries: Vec<Entry> = list
+            .iter()
+            .map(|c| {
+                let target = target_of(c);
+                Entry {
+                    unread: unread.contains(&target),
+                    target,
+                    conversation: Some(c.id),
+                    members: c.members.clone(),
+                }
+            })
+            .collect();
+        // A chat opened with someone new stays until its first message.
+        if let Some(t) = &current
+            && !entries.iter().any(|e| &e.target == t)
+            && matches!(t, Target::User(_))
+        {
+            entries.push(Entry {
+                target: t.clone(),
+                conversation: None,
+                members: Vec::new(),
+                unread: false,
+            });
+        }
+        self.entries = entries;
+        match current.and_then(|t| self.entries.iter().position(|e| e.target == t)) {
+            Some(i) => self.selected = i,
+            None => {
+                self.selected = 0;
+                self.messages.clear();
+                if let Some(t) = self.selected_target().cloned() {
+                    actions.push(Action::Select(t));
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: Event, now: Instant) {
+        let selected_conv = self.selected_entry().and_then(|e| e.conversation);
+        match ev {
+            Event::Message(m) => {
+                if let Some(who) = self.typing.get_mut(&m.conversation) {
+                    who.remove(&m.from);
+                }
+                if Some(m.conversation) == selected_conv {
+                    if !self.messages.iter().any(|x| x.id == m.id) {
+                        self.messages.push(m);
+                    }
+                } else if let Some(e) = self
+                    .entries
+                    .iter_mut()
+                    .find(|e| e.conversation == Some(m.conversation))
+                {
+                    e.unread = true;
+                }
+            }
+            Event::Receipt { ids, status, .. } => {
+                for m in self.messages.iter_mut().filter(|m| ids.contains(&m.id)) {
+                    if m.status != "read" {
+                        m.status = status.clone();
+                    }
+                }
+            }
+            Event::Typing {
+                conversation,
+                from,
+                started,
+            } => {
+                let who = self.typing.entry(conversation).or_default();
+                if started {
+                    who.insert(from, now + TYPING_SHOWN);
+                } else {
+                    who.remove(&from);
+                }
+            }
+            Event::Presence { from, online } => {
+                if online {
+                    self.online.insert(from);
+                } else {
+                    self.online.remove(&from);
+                }
+            }
+            Event::Edited { id, text } => {
+                if let Some(m) = self.messages.iter_mut().find(|m| m.id == id) {
+                    m.text = Some(text);
+                    m.edited = true;
+                }
+            }
+            Event::Deleted { id } => {
+                if let Some(m) = self.messages.iter_mut().find(|m| m.id == id) {
+                    m.text = None;
+                    m.deleted = true;
+                }
+            }
+            Event::KeyChanged { username } => {
+                self.notice = Some(format!(
+                    "SECURITY: the identity key of {username} CHANGED. Compare safety numbers: hush verify {username}"
+                ));
+            }
+            Event::Removed { .. } => {
+                self.notice = Some("you were removed from a group".into());
+            }
+            _ => {}
+        }
+    }
+
+    fn quit_into(&mut self, actions: &mut Vec<Action>) {
+        self.stop_typing_into(actions);
+        actions.push(Action::Quit);
+        self.quit = true;
+    }
+
+    fn move_selection(&mut self, step: isize, actions: &mut Vec<Action>) {
+        let n = self.entries.len();
+        if n < 2 {
+            return;
+        }
+        self.stop_typing_into(actions);
+        self.selected = (self.selected as isize + step).rem_euclid(n as isize) as usize;
+        self.messages.clear();
+        if let Some(e) = self.entries.get_mut(self.selected) {
+            e.unread = false;
+            actions.push(Action::Select(e.target.clone()));
+        }
+    }
+
+    fn start_typing_into(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let Some(target) = self.selected_target().cloned() else {
+            return;
+        };
+        let fresh = match &self.typing_sent {
+            Some((t, at)) => *t == target && now.saturating_duration_since(*at) < TYPING_REFRESH,
+            None => false,
+        };
+        if !fresh {
+            self.typing_sent = Some((target.clone(), now));
+            actions.push(Action::Typing(target, true));
+        }
+    }
+
+    fn stop_typing_into(&mut self, actions: &mut Vec<Action>) {
+        if let Some((target, _)) = self.typing_sent.take() {
+            actions.push(Action::Typing(target, false));
+        }
+    }
+}

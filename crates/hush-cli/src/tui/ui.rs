@@ -1,0 +1,173 @@
+//! Draws an [`App`] into a [`Frame`]: the conversation list on the left,
+//! the selected conversation's messages on the right with receipt marks, a
+//! typing line, the composer and a help line at the bottom.
+
+use std::time::Instant;
+
+use hush_client::MessageView;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph, Wrap};
+
+use crate::output::{format_time, message_body, status_mark};
+use crate::tui::app::App;
+
+/// Width of the conversation list.
+const LIST_WIDTH: u16 = 24;
+
+/// Draws the whole screen.
+pub fn render(frame: &mut Frame<'_>, app: &App, now: Instant) {
+    let [main, typing, composer, help] = Layout::vertical([
+        Constraint::Min(3),
+        Constraint::Length(1),
+        Constraint::Length(3),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    let [list, messages] =
+        Layout::horizontal([Constraint::Length(LIST_WIDTH), Constraint::Min(10)]).areas(main);
+    render_list(frame, app, list);
+    render_messages(frame, app, messages);
+    if let Some(line) = app.typing_line(now) {
+        frame.render_widget(
+            Paragraph::new(Span::styled(
+                format!(" {line}"),
+                Style::new().add_modifier(Modifier::ITALIC),
+            )),
+            typing,
+        );
+    }
+    render_composer(frame, app, composer);
+    render_help(frame, app, help);
+}
+
+fn render_list(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let items: Vec<ListItem<'_>> = app
+        .entries
+        .iter()
+        .map(|e| {
+            let mut spans = vec![Span::raw(e.label())];
+            if let hush_client::Target::User(u) = &e.target
+                && app.online.contains(u)
+            {
+                spans.push(Span::styled(" ●", Style::new().fg(Color::Green)));
+            }
+            if e.unread {
+                spans.push(Span::styled(
+                    " (new)",
+                    Style::new().add_modifier(Modifier::BOLD),
+                ));
+            }
+            ListItem::new(Line::from(spans))
+        })
+        .collect();
+    let list = List::new(items)
+        .block(Block::bordered().title(" Conversations "))
+        .highlight_symbol("> ")
+        .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut state = ListState::default().with_selected(app.selected_entry().map(|_| app.selected));
+    frame.render_stateful_widget(list, area, &mut state);
+}
+
+fn render_messages(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let title = match app.selected_entry() {
+        Some(e) if !e.members.is_empty() && matches!(e.target, hush_client::Target::Group(_)) => {
+            format!(" {} ({}) ", e.label(), e.members.join(", "))
+        }
+        Some(e) => format!(" {} ", e.label()),
+        None => " Hush ".to_owned(),
+    };
+    let block = Block::bordered().title(title);
+    let lines: Vec<Line<'_>> = if app.entries.is_empty() {
+        vec![Line::from(
+            "No conversations yet. Start one with `hush chat USERNAME`.",
+        )]
+    } else if app.messages.is_empty() {
+        vec![Line::from(Span::styled(
+            "No messages yet: type below and press Enter.",
+            Style::new().add_modifier(Modifier::DIM),
+        ))]
+    } else {
+        app.messages.iter().map(|m| message_line(app, m)).collect()
+    };
+    let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
+    // Keep the newest message in view: scroll past what does not fit.
+    let inner = block.inner(area);
+    let total = paragraph.line_count(inner.width);
+    let scroll = total.saturating_sub(usize::from(inner.height));
+    let scroll = u16::try_from(scroll).unwrap_or(u16::MAX);
+    frame.render_widget(paragraph.block(block).scroll((scroll, 0)), area);
+}
+
+/// `12:34 bob: hello` for received messages, `12:34 you: hi ✓✓` for sent
+/// ones: ✓ sent, ✓✓ delivered, ✔✔ read (highlighted), … pending, ✗ failed.
+fn message_line<'a>(app: &App, m: &'a MessageView) -> Line<'a> {
+    let time = format_time(m.sent_at);
+    let hhmm = time.get(11..16).unwrap_or("").to_owned();
+    let (who, who_style) = if m.outgoing || m.from == app.me {
+        ("you".to_owned(), Style::new().fg(Color::Green))
+    } else {
+        (m.from.clone(), Style::new().fg(Color::Cyan))
+    };
+    let mut spans = vec![
+        Span::styled(format!("{hhmm} "), Style::new().add_modifier(Modifier::DIM)),
+        Span::styled(who, who_style.add_modifier(Modifier::BOLD)),
+        Span::raw(": "),
+        Span::raw(message_body(m)),
+    ];
+    if m.outgoing {
+        let mark = status_mark(&m.status);
+        let style = match m.status.as_str() {
+            "read" => Style::new().fg(Color::Blue).add_modifier(Modifier::BOLD),
+            "failed" => Style::new().fg(Color::Red),
+            _ => Style::new().add_modifier(Modifier::DIM),
+        };
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(mark, style));
+    }
+    Line::from(spans)
+}
+
+fn render_composer(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let title = match app.selected_entry() {
+        Some(e) => format!(" Message to {} ", e.label()),
+        None => " Message ".to_owned(),
+    };
+    let block = Block::bordered().title(title);
+    let inner = block.inner(area);
+    // Show the end of a long message, where the cursor is.
+    let room = usize::from(inner.width.saturating_sub(1));
+    let count = app.composer.chars().count();
+    let visible: String = app
+        .composer
+        .chars()
+        .skip(count.saturating_sub(room))
+        .collect();
+    let cursor_x = inner.x + u16::try_from(visible.chars().count()).unwrap_or(0);
+    frame.render_widget(Paragraph::new(visible).block(block), area);
+    if !app.quit {
+        frame.set_cursor_position(Position::new(cursor_x, inner.y));
+    }
+}
+
+fn render_help(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let line = if let Some(c) = &app.connection {
+        Line::from(Span::styled(
+            format!(" offline: {c}"),
+            Style::new().fg(Color::Red),
+        ))
+    } else if let Some(n) = &app.notice {
+        Line::from(Span::styled(
+            format!(" {n}"),
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ))
+    } else {
+        Line::from(Span::styled(
+            " Enter send · Tab/↑/↓ switch conversation · Esc quit",
+            Style::new().add_modifier(Modifier::DIM),
+        ))
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
