@@ -101,6 +101,15 @@ pub enum LowCommand {
         /// The message id.
         message_id: String,
     },
+    /// Report a received message to the server's moderators, with proof of
+    /// who sent it. Only this message is revealed.
+    Report {
+        /// The message id (from `hush history` or `hush sync`).
+        message_id: String,
+        /// Why you report it.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// Show the safety number with a contact, as digits and a QR code.
     Verify {
         /// The contact.

@@ -82,6 +82,10 @@ pub enum Command {
     Delete {
         id: String,
     },
+    Report {
+        id: String,
+        reason: String,
+    },
     Verify {
         username: String,
         mark_verified: bool,
@@ -207,6 +211,10 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
             text,
         },
         LowCommand::Delete { message_id } => Command::Delete { id: message_id },
+        LowCommand::Report { message_id, reason } => Command::Report {
+            id: message_id,
+            reason,
+        },
         LowCommand::Verify {
             username,
             mark_verified,

@@ -393,8 +393,18 @@ impl Client {
             Some(k) if k == key => Ok(false),
             Some(_) => {
                 self.store.conn.execute(
-                    "UPDATE contacts SET account_key = ?2, key_changed = 1, verified = 0 WHERE username = ?1",
+                    // 2: changed after the user verified them; sends stop until
+                    // they verify again. 1: changed, never verified; a warning.
+                    "UPDATE contacts SET account_key = ?2, \
+                     key_changed = CASE WHEN verified = 1 THEN 2 ELSE 1 END, verified = 0 \
+                     WHERE username = ?1",
                     params![username, key],
+                )?;
+                // Chats with the old identity cannot reach the new one; the
+                // next message starts a new chat with the current devices.
+                self.store.conn.execute(
+                    "UPDATE conversations SET active = 0 WHERE kind = 'direct' AND peer = ?1",
+                    params![username],
                 )?;
                 tracing::warn!(%username, "identity key changed");
                 Ok(true)
@@ -491,6 +501,9 @@ impl Client {
                         hush_wire::ErrorCode::RateLimited
                             | hush_wire::ErrorCode::Internal
                             | hush_wire::ErrorCode::Unavailable
+                            // The account cannot send at all: keep it queued and say why.
+                            | hush_wire::ErrorCode::Suspended
+                            | hush_wire::ErrorCode::Unauthorized
                     ) =>
                 {
                     tracing::warn!(error = %e, "the server refused a queued send; dropping it");

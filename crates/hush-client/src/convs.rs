@@ -164,18 +164,19 @@ impl Client {
         Ok(kps)
     }
 
-    /// Refuses to add a verified contact whose key changed since.
+    /// Refuses to talk to a contact whose key changed after the user
+    /// verified them, until they verify again.
     pub(crate) fn check_not_blocked_verified(&self, user: &str) -> Result<(), ClientError> {
-        let row: Option<(bool, bool)> = self
+        let changed: Option<i64> = self
             .store
             .conn
             .query_row(
-                "SELECT verified, key_changed FROM contacts WHERE username = ?1",
+                "SELECT key_changed FROM contacts WHERE username = ?1",
                 params![user],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.get(0),
             )
             .optional()?;
-        if let Some((_verified, true)) = row {
+        if changed == Some(2) {
             return Err(ClientError::KeyChanged(user.to_owned()));
         }
         Ok(())

@@ -26,8 +26,8 @@ pub enum ClientError {
     Network(String),
     /// The server's certificate does not match the pinned fingerprint.
     #[error(
-        "the server's TLS certificate changed: expected fingerprint {expected}, got {actual}. \
-         If the operator replaced it, verify the new fingerprint out of band"
+        "the server's TLS certificate does not match the pinned fingerprint {expected} ({actual}). \
+         If the operator replaced it, check the new fingerprint with them out of band"
     )]
     FingerprintMismatch {
         /// The pinned fingerprint.

@@ -440,7 +440,7 @@ impl Client {
                     username: r.get(0)?,
                     display_name: r.get(1)?,
                     verified: r.get(2)?,
-                    key_changed: r.get(3)?,
+                    key_changed: r.get::<_, i64>(3)? != 0,
                     blocked: r.get(4)?,
                 })
             })?

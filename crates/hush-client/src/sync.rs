@@ -59,10 +59,11 @@ impl Client {
             }
             let t = now();
             match self.commit_with(&group_id, |c| c.self_update(t)).await {
-                Ok(change) => {
+                Ok(change) if !change.added.is_empty() || !change.removed.is_empty() => {
                     let ev = self.members_event(&group_id, &change)?;
                     on_event(&ev);
                 }
+                Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "could not commit pending proposals"),
             }
         }
@@ -344,7 +345,10 @@ impl Client {
                             name: n,
                         });
                     }
-                    events.push(ev);
+                    // A plain key update changes no membership: nothing to show.
+                    if !change_is_empty(&ev) {
+                        events.push(ev);
+                    }
                 }
             }
             Incoming::Proposal { .. } => {
@@ -510,4 +514,8 @@ fn apply_content(
         }),
         _ => None,
     })
+}
+
+fn change_is_empty(ev: &Event) -> bool {
+    matches!(ev, Event::Members { added, removed, .. } if added.is_empty() && removed.is_empty())
 }

@@ -204,7 +204,7 @@ impl Transport {
         if text.contains("fingerprint mismatch") {
             ClientError::FingerprintMismatch {
                 expected: self.pinned.clone().unwrap_or_default(),
-                actual: "another certificate".into(),
+                actual: "the server presented another certificate".into(),
             }
         } else {
             ClientError::Network(format!("{}: {e}", self.base))
@@ -319,7 +319,7 @@ impl Transport {
                     if text.contains("fingerprint mismatch") {
                         ClientError::FingerprintMismatch {
                             expected: self.pinned.clone().unwrap_or_default(),
-                            actual: "another certificate".into(),
+                            actual: "the server presented another certificate".into(),
                         }
                     } else if text.contains("401") {
                         ClientError::Network("the server does not know this device's token".into())

@@ -132,3 +132,13 @@ pub async fn delete(client: &mut Client, id: &str, out: &mut Out) -> Result<()> 
     )?;
     Ok(())
 }
+
+/// `hush report MESSAGE_ID [--reason TEXT]`
+pub async fn report(client: &mut Client, id: &str, reason: &str, out: &mut Out) -> Result<()> {
+    let report = client.report(id, reason).await?;
+    out.emit(
+        || format!("reported {id} (report #{report}); `hush block USERNAME` stops their messages"),
+        json!({"id": id, "report": report}),
+    )?;
+    Ok(())
+}

@@ -48,6 +48,7 @@ pub async fn run(config: Config) -> Result<()> {
         Command::History { target } => messages::history(c, &target, &mut out).await,
         Command::Edit { id, text } => messages::edit(c, &id, &text, &mut out).await,
         Command::Delete { id } => messages::delete(c, &id, &mut out).await,
+        Command::Report { id, reason } => messages::report(c, &id, &reason, &mut out).await,
         Command::Group(g) => groups::run(c, g, &mut out).await,
         Command::SendFile { target, path } => files::send(c, &target, &path, &mut out).await,
         Command::Download {
