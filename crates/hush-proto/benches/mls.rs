@@ -512,9 +512,19 @@ fn interleave_enabled(name: &str) -> bool {
     filters.iter().all(|f| name.contains(f))
 }
 
+/// Group sizes to build: `HUSH_BENCH_SIZES=2,100` for a quicker run
+/// (building a group of 1000 takes a while); all of 2, 100, 1000 by default.
+fn sizes() -> Vec<usize> {
+    std::env::var("HUSH_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![2, 100, 1000])
+}
+
 fn groups(c: &mut Criterion) {
     for suite in [Suite::Hybrid, Suite::Classical] {
-        for n in [2, 100, 1000] {
+        for n in sizes() {
             let mut ours = Ours::new(suite, n);
             let mut bare = Bare::new(suite, n);
             let s = suite.name();
