@@ -47,23 +47,9 @@ async fn wait_healthy(http: &reqwest::Client, base: &str) {
 }
 
 async fn register(http: &reqwest::Client, base: &str, name: &str, seed: u64) -> String {
-    let account = hush_proto::AccountKey::generate(&mut rng(seed)).unwrap();
-    let (_, cert) = new_device(&account, name, 1, seed + 1);
-    let resp = http
-        .post(format!("{base}/v1/accounts"))
-        .json(&RegisterRequest {
-            username: name.into(),
-            account_key: Bytes(account.public().as_bytes().to_vec()),
-            device: NewDeviceBody {
-                device_id: 1,
-                certificate: Bytes(cert.encode()),
-            },
-        })
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    resp.json::<RegisterResponse>().await.unwrap().token
+    register_at(http, base, name, seed).await.devices[0]
+        .token
+        .clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

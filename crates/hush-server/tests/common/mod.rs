@@ -109,36 +109,40 @@ pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) {
     let _: ApiError = serde_json::from_value(body).unwrap();
 }
 
+/// Registers `name` with real keys on the server at `base`.
+pub async fn register_at(http: &reqwest::Client, base: &str, name: &str, seed: u64) -> User {
+    let account = AccountKey::generate(&mut rng(seed)).unwrap();
+    let (key, cert) = new_device(&account, name, 1, seed + 1000);
+    let resp = http
+        .post(format!("{base}/v1/accounts"))
+        .json(&RegisterRequest {
+            username: name.into(),
+            account_key: Bytes(account.public().as_bytes().to_vec()),
+            device: NewDeviceBody {
+                device_id: 1,
+                certificate: Bytes(cert.encode()),
+            },
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let token = resp.json::<RegisterResponse>().await.unwrap().token;
+    User {
+        name: name.into(),
+        account,
+        devices: vec![UserDevice {
+            id: 1,
+            key,
+            cert,
+            token,
+        }],
+    }
+}
+
 impl TestServer {
     pub async fn register(&self, name: &str, seed: u64) -> User {
-        let account = AccountKey::generate(&mut rng(seed)).unwrap();
-        let (key, cert) = new_device(&account, name, 1, seed + 1000);
-        let resp = self
-            .http
-            .post(self.url("/v1/accounts"))
-            .json(&RegisterRequest {
-                username: name.into(),
-                account_key: Bytes(account.public().as_bytes().to_vec()),
-                device: NewDeviceBody {
-                    device_id: 1,
-                    certificate: Bytes(cert.encode()),
-                },
-            })
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 201);
-        let token = resp.json::<RegisterResponse>().await.unwrap().token;
-        User {
-            name: name.into(),
-            account,
-            devices: vec![UserDevice {
-                id: 1,
-                key,
-                cert,
-                token,
-            }],
-        }
+        register_at(&self.http, &format!("http://{}", self.addr), name, seed).await
     }
 
     pub async fn add_device(&self, user: &mut User, id: u32, seed: u64) {
