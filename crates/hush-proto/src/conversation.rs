@@ -416,8 +416,24 @@ impl Conversation {
                 });
             }
         }
-        let before = self.members();
-        let info_before = self.info().ok();
+        // Only a commit changes membership; skip the roster for the rest
+        // (decoding every member's certificate per message adds up in large
+        // groups).
+        let is_commit = matches!(
+            message.description(),
+            mls_rs::MlsMessageDescription::PrivateProtocolMessage {
+                content_type: mls_rs::group::ContentType::Commit,
+                ..
+            } | mls_rs::MlsMessageDescription::PublicProtocolMessage {
+                content_type: mls_rs::group::ContentType::Commit,
+                ..
+            }
+        );
+        let (before, info_before) = if is_commit {
+            (self.members(), self.info().ok())
+        } else {
+            (Vec::new(), None)
+        };
         let result = match self
             .group
             .process_incoming_message_with_time(message, now.mls())
