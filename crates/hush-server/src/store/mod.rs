@@ -4,6 +4,7 @@
 //! Envelopes carry no sender. Groups are known only as (opaque id -> epoch).
 //! Every backend passes the same conformance suite (`tests/store_conformance.rs`).
 
+mod group_commit;
 pub mod postgres;
 pub mod sqlite;
 

@@ -15,14 +15,13 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::group_commit::{self, WriteJob};
 use super::{
     AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, NewAccount,
     NewDevice, NewEnvelope, NewReport, ReportRecord, Stats, Store, StoreError, StoreResult,
     StoredEnvelope,
 };
 
-/// Most writes committed in one transaction.
-const MAX_BATCH: usize = 512;
 /// Read connections kept open.
 const READERS: usize = 4;
 
@@ -146,7 +145,7 @@ impl SqliteStore {
         let (tx, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("hush-sqlite-writer".into())
-            .spawn(move || writer_loop(writer_conn, rx))
+            .spawn(move || group_commit::writer_loop(writer_conn, rx))
             .map_err(backend)?;
         Ok(Self {
             writer: tx,
@@ -162,11 +161,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let job: Box<dyn WriteJob> = Box::new(Job {
-            f: Some(f),
-            result: None,
-            reply,
-        });
+        let job = group_commit::job(f, reply);
         self.writer
             .send(job)
             .map_err(|_| backend("the database writer has stopped"))?;
@@ -200,88 +195,6 @@ impl SqliteStore {
         })
         .await
         .map_err(backend)?
-    }
-}
-
-/// One write waiting for the writer thread.
-trait WriteJob: Send {
-    /// Runs the write inside the open transaction.
-    fn run(&mut self, conn: &Connection);
-    /// Reports the outcome once the transaction committed (or failed).
-    fn complete(self: Box<Self>, committed: Result<(), String>);
-}
-
-struct Job<R, F> {
-    f: Option<F>,
-    result: Option<StoreResult<R>>,
-    reply: oneshot::Sender<StoreResult<R>>,
-}
-
-impl<R, F> WriteJob for Job<R, F>
-where
-    R: Send + 'static,
-    F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
-{
-    fn run(&mut self, conn: &Connection) {
-        let Some(f) = self.f.take() else { return };
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-            self.result = Some(Err(backend(e)));
-            return;
-        }
-        // A panicking write must not take the writer thread (and with it
-        // every later write) down: it fails alone and its savepoint is undone.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
-            .unwrap_or_else(|_| Err(backend("a database write panicked")));
-        let end = if result.is_ok() {
-            "RELEASE job"
-        } else {
-            "ROLLBACK TO job; RELEASE job"
-        };
-        self.result = Some(match conn.execute_batch(end) {
-            Ok(()) => result,
-            Err(e) => Err(backend(e)),
-        });
-    }
-
-    fn complete(self: Box<Self>, committed: Result<(), String>) {
-        let result = match (committed, self.result) {
-            (Err(e), _) => Err(StoreError::Backend(e)),
-            (Ok(()), Some(r)) => r,
-            (Ok(()), None) => Err(backend("write was not run")),
-        };
-        // The caller may have gone away; the write stands either way.
-        let _ = self.reply.send(result);
-    }
-}
-
-fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Box<dyn WriteJob>>) {
-    let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let committed = match conn.execute_batch("BEGIN IMMEDIATE") {
-            Ok(()) => {
-                for job in batch.iter_mut() {
-                    job.run(&conn);
-                }
-                conn.execute_batch("COMMIT").map_err(|e| {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    e.to_string()
-                })
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "database batch failed");
-        }
-        for job in batch.drain(..) {
-            job.complete(committed.clone());
-        }
     }
 }
 
