@@ -35,13 +35,7 @@ async fn register_and_look_up() {
     let s = TestServer::start().await;
     let alice = s.register("alice", 1).await;
     let bob = s.register("bob", 2).await;
-    let resp = s
-        .http
-        .get(s.url("/v1/accounts/alice"))
-        .bearer_auth(&bob.devices[0].token)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.get_as("/v1/accounts/alice", &bob.devices[0].token).await;
     assert_eq!(resp.status(), 200);
     let entry: AccountResponse = resp.json().await.unwrap();
     assert_eq!(entry.account_key.0, alice.account.public().as_bytes());
@@ -59,13 +53,7 @@ async fn register_and_look_up() {
         .await
         .unwrap();
     expect_error(resp, 401, "unauthorized").await;
-    let resp = s
-        .http
-        .get(s.url("/v1/accounts/nobody"))
-        .bearer_auth(&bob.devices[0].token)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.get_as("/v1/accounts/nobody", &bob.devices[0].token).await;
     expect_error(resp, 404, "not_found").await;
 }
 
@@ -207,12 +195,8 @@ async fn devices_are_added_and_removed_with_the_account_key() {
     assert_eq!(resp.status(), 204);
     // The removed device's token no longer works.
     let resp = s
-        .http
-        .get(s.url("/v1/key-packages/count"))
-        .bearer_auth(&alice.devices[1].token)
-        .send()
-        .await
-        .unwrap();
+        .get_as("/v1/key-packages/count", &alice.devices[1].token)
+        .await;
     expect_error(resp, 401, "unauthorized").await;
 }
 
@@ -244,12 +228,8 @@ async fn key_packages_upload_count_claim() {
         }
     }
     let counts: KeyPackageCountResponse = s
-        .http
-        .get(s.url("/v1/key-packages/count"))
-        .bearer_auth(&alice.devices[0].token)
-        .send()
+        .get_as("/v1/key-packages/count", &alice.devices[0].token)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -257,12 +237,11 @@ async fn key_packages_upload_count_claim() {
 
     let claim = || async {
         let resp = s
-            .http
-            .post(s.url("/v1/accounts/alice/key-packages/claim?suite=65100"))
-            .bearer_auth(&bob.devices[0].token)
-            .send()
-            .await
-            .unwrap();
+            .post_as(
+                "/v1/accounts/alice/key-packages/claim?suite=65100",
+                &bob.devices[0].token,
+            )
+            .await;
         assert_eq!(resp.status(), 200);
         resp.json::<ClaimResponse>().await.unwrap()
     };
@@ -313,12 +292,11 @@ async fn key_packages_upload_count_claim() {
         .unwrap();
     expect_error(resp, 400, "bad_request").await;
     let resp = s
-        .http
-        .post(s.url("/v1/accounts/alice/key-packages/claim?suite=7"))
-        .bearer_auth(&bob.devices[0].token)
-        .send()
-        .await
-        .unwrap();
+        .post_as(
+            "/v1/accounts/alice/key-packages/claim?suite=7",
+            &bob.devices[0].token,
+        )
+        .await;
     expect_error(resp, 400, "bad_request").await;
 }
 
@@ -693,20 +671,15 @@ async fn attachments_resume_and_serve_ranges() {
         .unwrap();
     expect_error(resp, 413, "too_large").await;
     let resp = s
-        .http
-        .get(s.url("/v1/attachments/AAAAAAAAAAAAAAAAAAAAAA"))
-        .bearer_auth(&bob.devices[0].token)
-        .send()
-        .await
-        .unwrap();
+        .get_as(
+            "/v1/attachments/AAAAAAAAAAAAAAAAAAAAAA",
+            &bob.devices[0].token,
+        )
+        .await;
     expect_error(resp, 404, "not_found").await;
     let resp = s
-        .http
-        .get(s.url("/v1/attachments/..%2F..%2Fetc"))
-        .bearer_auth(&bob.devices[0].token)
-        .send()
-        .await
-        .unwrap();
+        .get_as("/v1/attachments/..%2F..%2Fetc", &bob.devices[0].token)
+        .await;
     expect_error(resp, 404, "not_found").await;
 }
 
@@ -725,20 +698,12 @@ async fn profiles_are_opaque_blobs() {
         .unwrap();
     assert_eq!(resp.status(), 204);
     let got = s
-        .http
-        .get(s.url("/v1/accounts/alice/profile"))
-        .bearer_auth(&bob.devices[0].token)
-        .send()
-        .await
-        .unwrap();
+        .get_as("/v1/accounts/alice/profile", &bob.devices[0].token)
+        .await;
     assert_eq!(got.bytes().await.unwrap().as_ref(), b"ciphertext");
     let resp = s
-        .http
-        .get(s.url("/v1/accounts/bob/profile"))
-        .bearer_auth(&alice.devices[0].token)
-        .send()
-        .await
-        .unwrap();
+        .get_as("/v1/accounts/bob/profile", &alice.devices[0].token)
+        .await;
     expect_error(resp, 404, "not_found").await;
 }
 
@@ -792,13 +757,7 @@ async fn edge_refusals_are_json_errors() {
     let token = &alice.devices[0].token;
 
     // A GET of the WebSocket endpoint that is not an upgrade.
-    let resp = s
-        .http
-        .get(s.url("/v1/ws"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.get_as("/v1/ws", token).await;
     expect_error(resp, 400, "bad_request").await;
 
     // A binary body over the route's limit.

@@ -99,8 +99,7 @@ async fn acknowledged_messages_survive_kill_9() {
 
     let mut child = start(dir.path(), addr, &[]);
     wait_healthy(&http, &base).await;
-    let server = TestServerRef { addr };
-    let mut ws = server.connect(&bob).await;
+    let mut ws = connect_ws(addr, &bob).await;
     let got = ws.drain().await;
     let mut payloads: Vec<u32> = got
         .iter()
@@ -111,24 +110,6 @@ async fn acknowledged_messages_survive_kill_9() {
     assert_eq!(payloads, acked, "every acknowledged message is there, once");
     child.kill().unwrap();
     child.wait().unwrap();
-}
-
-/// Just enough of `TestServer` to open a WebSocket to a child process.
-struct TestServerRef {
-    addr: SocketAddr,
-}
-
-impl TestServerRef {
-    async fn connect(&self, token: &str) -> Ws {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut req = format!("ws://{}/v1/ws", self.addr)
-            .into_client_request()
-            .unwrap();
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-        Ws { ws }
-    }
 }
 
 #[tokio::test]

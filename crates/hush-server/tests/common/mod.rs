@@ -207,13 +207,27 @@ impl TestServer {
     }
 
     pub async fn connect(&self, token: &str) -> Ws {
-        let mut req = format!("ws://{}/v1/ws", self.addr)
-            .into_client_request()
-            .unwrap();
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-        Ws { ws }
+        connect_ws(self.addr, token).await
+    }
+
+    /// `GET path` as the device with `token`.
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST path` without a body as the device with `token`.
+    pub async fn post_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub fn key_package(&self, device: &UserDevice, suite: Suite, last_resort: bool) -> Vec<u8> {
@@ -226,6 +240,15 @@ impl TestServer {
         .unwrap()
         .message
     }
+}
+
+/// Opens the device WebSocket of the server at `addr`.
+pub async fn connect_ws(addr: SocketAddr, token: &str) -> Ws {
+    let mut req = format!("ws://{addr}/v1/ws").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    Ws { ws }
 }
 
 pub struct Ws {
