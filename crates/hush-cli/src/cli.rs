@@ -118,6 +118,20 @@ pub enum LowCommand {
         #[arg(long)]
         mark_verified: bool,
     },
+    /// Audit a server's key directory as an outsider: check that every epoch
+    /// root is signed by its key and that the directory only ever grew.
+    /// Exits non-zero, naming the failing epoch, on any break.
+    Audit {
+        /// The server, e.g. https://hush.example.org.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// The first epoch to check.
+        #[arg(long, value_name = "EPOCH", default_value_t = 0)]
+        from: u64,
+        /// The SHA-256 fingerprint of a self-signed server's certificate.
+        #[arg(long, value_name = "FP")]
+        trust_fingerprint: Option<String>,
+    },
     /// List the contacts this account has met.
     Contacts,
     /// Choose who sees when you are online.

@@ -90,6 +90,11 @@ pub enum Command {
         username: String,
         mark_verified: bool,
     },
+    Audit {
+        server: String,
+        from: u64,
+        fingerprint: Option<String>,
+    },
     Contacts,
     Presence(PresenceMode),
     Disappear {
@@ -221,6 +226,15 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
         } => Command::Verify {
             username,
             mark_verified,
+        },
+        LowCommand::Audit {
+            server,
+            from,
+            trust_fingerprint,
+        } => Command::Audit {
+            server,
+            from,
+            fingerprint: trust_fingerprint,
         },
         LowCommand::Contacts => Command::Contacts,
         LowCommand::Presence { mode } => Command::Presence(match mode {

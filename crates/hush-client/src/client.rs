@@ -43,6 +43,8 @@ pub struct Client {
     pub(crate) username: Username,
     pub(crate) device_id: u32,
     pub(crate) account: AccountKey,
+    /// Directory values verified by key transparency in this session.
+    pub(crate) kt_vouched: HashMap<String, hush_proto::kt::KtValue>,
     dir: PathBuf,
 }
 
@@ -140,8 +142,16 @@ impl Client {
             username: user,
             device_id,
             account,
+            kt_vouched: HashMap::new(),
             dir: dir.to_owned(),
         };
+        // Pin the server's key-transparency keys and check that the
+        // directory holds exactly the keys just registered.
+        client.kt_config().await?;
+        let alarms = client.kt_monitor(true).await?;
+        if let Some(a) = alarms.first() {
+            return Err(ClientError::InvalidInput(a.clone()));
+        }
         client.top_up_key_packages(true).await?;
         Ok(client)
     }
@@ -177,6 +187,7 @@ impl Client {
             username,
             device_id,
             account,
+            kt_vouched: HashMap::new(),
             dir: dir.to_owned(),
         };
         client.expire_messages()?;
@@ -335,8 +346,19 @@ impl Client {
         &mut self,
         username: &str,
     ) -> Result<(AccountResponse, bool), ClientError> {
+        let (entry, changed, _status) = self.lookup_verified(username).await?;
+        Ok((entry, changed))
+    }
+
+    /// [`Client::lookup`], with what key transparency said about the keys.
+    /// The directory answer is checked against a lookup proof before
+    /// anything about it is recorded.
+    pub(crate) async fn lookup_verified(
+        &mut self,
+        username: &str,
+    ) -> Result<(AccountResponse, bool, crate::kt::KtStatus), ClientError> {
         let user = Username::new(username).map_err(|e| ClientError::InvalidInput(e.to_string()))?;
-        let entry: AccountResponse = self
+        let mut entry: AccountResponse = self
             .transport
             .json::<(), _>(Method::GET, &format!("/v1/accounts/{user}"), None)
             .await
@@ -359,8 +381,11 @@ impl Client {
                 )));
             }
         }
+        let (value, status) = self.kt_check_entry(&user, &mut entry).await?;
+        let key = value.account_key.unwrap_or(key);
+        self.kt_vouched.insert(user.to_string(), value);
         let changed = self.note_account_key(user.as_str(), key.as_bytes())?;
-        Ok((entry, changed))
+        Ok((entry, changed, status))
     }
 
     /// Records `key` for `username` (first contact) or compares it with the
@@ -429,12 +454,45 @@ impl Client {
                 None,
             )
             .await?;
-        Ok(resp
-            .key_packages
-            .into_iter()
-            .filter(|kp| !(username == self.username.as_str() && kp.device_id == self.device_id))
-            .map(|kp| kp.key_package.0)
-            .collect())
+        let value = if username == self.username.as_str() {
+            hush_proto::kt::KtValue::from_certificates(
+                self.account.public(),
+                std::slice::from_ref(self.device.certificate()),
+            )
+        } else {
+            match self.kt_vouched.get(username) {
+                Some(v) => v.clone(),
+                None => {
+                    self.lookup(username).await?;
+                    self.kt_vouched.get(username).cloned().ok_or_else(|| {
+                        ClientError::NotFound(format!("{username} is not in the key directory"))
+                    })?
+                }
+            }
+        };
+        let mut out = Vec::new();
+        for kp in resp.key_packages {
+            if username == self.username.as_str() && kp.device_id == self.device_id {
+                continue;
+            }
+            // Each KeyPackage must be signed by a device key the directory
+            // proves, under the account key it proves.
+            let info = hush_proto::inspect_key_package(kp.key_package.as_slice())?;
+            if info.certificate.username().as_str() != username
+                || !value.vouches_for(&info.certificate)
+            {
+                return Err(hush_proto::kt::KtError::KeysNotInDirectory {
+                    username: username.to_owned(),
+                    what: format!(
+                        "a KeyPackage for device {} carries a key the directory does not list",
+                        kp.device_id
+                    ),
+                }
+                .into());
+            }
+            out.push(kp.key_package.0);
+        }
+        Ok(out)
     }
 
     /// Every device of a conversation except this one.

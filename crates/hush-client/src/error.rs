@@ -53,6 +53,12 @@ pub enum ClientError {
          verify it with `hush verify {0}` before trusting new messages"
     )]
     KeyChanged(String),
+    /// Key transparency refused what the server showed: nothing was sent.
+    #[error(
+        "SECURITY (key transparency): {0}. Nothing was sent; the server may be trying to \
+         add a key that is not theirs"
+    )]
+    KeyTransparency(#[from] hush_proto::kt::KtError),
     /// A downloaded attachment does not match its digest.
     #[error("the attachment was altered: its digest does not match; nothing was written")]
     AttachmentTampered,

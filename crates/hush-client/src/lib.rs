@@ -33,6 +33,7 @@ pub mod attachment;
 pub mod client;
 mod convs;
 pub mod error;
+pub mod kt;
 pub mod local;
 mod messages;
 pub mod model;
@@ -41,5 +42,6 @@ pub mod transport;
 
 pub use client::Client;
 pub use error::ClientError;
+pub use kt::{AuditFailure, KtStatus, audit_server};
 pub use model::{ContactView, ConversationView, Event, MessageView, PresenceMode, Target};
 pub use transport::probe_fingerprint;

@@ -42,6 +42,11 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS kt_roots (
+    epoch     INTEGER PRIMARY KEY,
+    root_hash BLOB NOT NULL,
+    signature BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS mls_state (
     key   BLOB PRIMARY KEY,
     value BLOB NOT NULL

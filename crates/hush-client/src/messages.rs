@@ -142,6 +142,7 @@ impl Client {
             id: MessageId::generate(&mut rand::rngs::OsRng),
             sent_at_ms: now_ms(),
             expire_timer_secs: disappear_secs,
+            kt_checkpoint: self.kt_checkpoint(),
             body,
         }
     }

@@ -191,4 +191,10 @@ pub enum Event {
         /// Whose.
         username: String,
     },
+    /// SECURITY: key transparency caught the server: a key this account
+    /// never added, or a directory shown differently to a contact.
+    KeyTransparencyAlarm {
+        /// What was found and what to do.
+        message: String,
+    },
 }

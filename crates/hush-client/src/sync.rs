@@ -26,6 +26,8 @@ struct FollowUp {
     receipts: BTreeMap<Vec<u8>, Vec<MessageId>>,
     /// Conversations with proposals (members leaving) waiting for a commit.
     proposals: Vec<Vec<u8>>,
+    /// Contacts' key-transparency checkpoints to compare with this view.
+    checkpoints: Vec<(String, hush_proto::kt::KtCheckpoint)>,
 }
 
 impl Client {
@@ -41,7 +43,34 @@ impl Client {
     ) -> Result<Vec<Event>, ClientError> {
         self.flush_outbox().await?;
         let mut follow = FollowUp::default();
-        let events = self.receive(wait, &mut follow, &mut on_event).await?;
+        let mut events = self.receive(wait, &mut follow, &mut on_event).await?;
+        let mut alarms = match self.kt_monitor(false).await {
+            Ok(a) => a,
+            Err(ClientError::KeyTransparency(e)) => vec![format!(
+                "SECURITY: the key directory's history of your account does not verify: {e}"
+            )],
+            Err(e) => {
+                tracing::debug!(error = %e, "key-transparency monitor did not run");
+                Vec::new()
+            }
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for (from, cp) in std::mem::take(&mut follow.checkpoints) {
+            if !seen.insert((cp.epoch, cp.root_hash)) {
+                continue;
+            }
+            match self.kt_check_checkpoint(&from, &cp).await {
+                Ok(Some(alarm)) => alarms.push(alarm),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "checkpoint not compared"),
+            }
+        }
+        for message in alarms {
+            self.raise_kt_alarm(&message)?;
+            let ev = Event::KeyTransparencyAlarm { message };
+            on_event(&ev);
+            events.push(ev);
+        }
         for (group_id, ids) in std::mem::take(&mut follow.receipts) {
             for chunk in ids.chunks(hush_proto::content::MAX_RECEIPT_IDS) {
                 let body = Body::Receipt {
@@ -264,6 +293,11 @@ impl Client {
                     .unwrap_or(false);
                 let outgoing = sender == self.username.as_str();
                 let content = received.content.clone();
+                if let Some(cp) = content.kt_checkpoint
+                    && !outgoing
+                {
+                    follow.checkpoints.push((sender.clone(), cp));
+                }
                 let franking = serde_json::json!({
                     "content": hex::encode(&received.opening.content),
                     "key": hex::encode(received.opening.key.as_bytes()),

@@ -114,6 +114,7 @@ impl Ours {
             id: MessageId::generate(&mut rng),
             sent_at_ms: NOW.as_millis(),
             expire_timer_secs: None,
+            kt_checkpoint: None,
             body: Body::Text {
                 text: "x".repeat(MESSAGE_LEN),
                 reply_to: None,

@@ -22,6 +22,7 @@ use std::fmt;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::codec::{DecodeError, Reader, Writer};
+use crate::kt::KtCheckpoint;
 
 /// The encoding version this build writes and reads.
 pub const CONTENT_VERSION: u8 = 1;
@@ -44,6 +45,8 @@ const MAX_FIELDS: usize = 64;
 pub const OPTIONAL_FIELD: u16 = 0x8000;
 /// The disappearing-message timer in force when the message was sent (u32 seconds).
 const FIELD_EXPIRE_TIMER: u16 = OPTIONAL_FIELD | 1;
+/// The key-transparency root the sender last saw ([`crate::kt::KtCheckpoint`]).
+const FIELD_KT_CHECKPOINT: u16 = OPTIONAL_FIELD | 2;
 
 /// A message id: 16 random bytes chosen by the sender.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -99,6 +102,9 @@ pub struct Content {
     pub expire_timer_secs: Option<u32>,
     /// What the message says or does.
     pub body: Body,
+    /// The newest signed key-transparency root the sender has seen, so the
+    /// recipient can check that the server shows both the same directory.
+    pub kt_checkpoint: Option<KtCheckpoint>,
 }
 
 /// The kinds of content.
@@ -296,6 +302,9 @@ impl Content {
         if let Some(t) = self.expire_timer_secs {
             f.field(FIELD_EXPIRE_TIMER, |w| w.u32(t));
         }
+        if let Some(c) = &self.kt_checkpoint {
+            f.field(FIELD_KT_CHECKPOINT, |w| w.raw(&c.encode()));
+        }
         let mut w = Writer::new();
         w.u8(CONTENT_VERSION)
             .raw(&self.id.0)
@@ -324,6 +333,10 @@ impl Content {
         let kind = r.u16()?;
         let mut fields = Fields::parse(r)?;
         let expire_timer_secs = fields.opt(FIELD_EXPIRE_TIMER, |r| r.u32())?;
+        let kt_checkpoint = fields.opt(FIELD_KT_CHECKPOINT, |r| {
+            let raw = r.take(r.remaining())?;
+            KtCheckpoint::decode(raw)
+        })?;
         let body = match kind {
             kind::TEXT => Body::Text {
                 text: fields.req("text", 1, |r| text(r, "text", MAX_TEXT_LEN))?,
@@ -387,6 +400,7 @@ impl Content {
             sent_at_ms,
             expire_timer_secs,
             body,
+            kt_checkpoint,
         })
     }
 }
@@ -555,6 +569,7 @@ mod tests {
             id: MessageId([7; 16]),
             sent_at_ms: 1_700_000_000_000,
             expire_timer_secs: None,
+            kt_checkpoint: None,
             body: Body::Text {
                 text: text.into(),
                 reply_to: None,

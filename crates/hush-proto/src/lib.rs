@@ -44,6 +44,7 @@
 //!     id: MessageId::generate(&mut rng),
 //!     sent_at_ms: now.as_millis(),
 //!     expire_timer_secs: None,
+//!     kt_checkpoint: None,
 //!     body: Body::Text { text: "hi bob".into(), reply_to: None },
 //! };
 //! let out = chat.encrypt(&hello, &mut rng)?;
@@ -64,6 +65,7 @@ pub mod ephemeral;
 pub mod error;
 pub mod franking;
 pub mod identity;
+pub mod kt;
 pub mod safety;
 pub mod storage;
 

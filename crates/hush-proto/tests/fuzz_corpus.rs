@@ -403,6 +403,7 @@ fn contents() -> Vec<(&'static str, Content)> {
         id: id(n),
         sent_at_ms: NOW.as_millis(),
         expire_timer_secs: None,
+        kt_checkpoint: None,
         body,
     };
     let pointer = AttachmentPointer {
@@ -428,6 +429,7 @@ fn contents() -> Vec<(&'static str, Content)> {
             "text-reply-expiring",
             Content {
                 expire_timer_secs: Some(3600),
+                kt_checkpoint: None,
                 ..content(
                     2,
                     Body::Text {

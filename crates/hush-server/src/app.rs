@@ -30,6 +30,9 @@ pub struct Settings {
     pub per_ip: Rate,
     /// Authenticated requests per account.
     pub per_account: Rate,
+    /// How long a key-directory change waits for others before its epoch
+    /// is published.
+    pub kt_batch_window: Duration,
 }
 
 impl Default for Settings {
@@ -46,6 +49,7 @@ impl Default for Settings {
                 per_second: 200.0,
                 burst: 1000.0,
             },
+            kt_batch_window: crate::kt::service::DEFAULT_BATCH_WINDOW,
         }
     }
 }
@@ -65,6 +69,8 @@ pub struct AppState {
     pub blobs: Arc<crate::blobs::Blobs>,
     /// The franking key, loaded from the database on first use.
     pub franking: Arc<tokio::sync::OnceCell<[u8; 32]>>,
+    /// The key-transparency directory.
+    pub kt: Arc<crate::kt::KeyDirectory>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -80,6 +86,10 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>, blobs: crate::blobs::Blobs, settings: Settings) -> Self {
         Self {
             limits: Arc::new(Limits::new(settings.per_ip, settings.per_account)),
+            kt: Arc::new(crate::kt::KeyDirectory::new(
+                store.clone(),
+                settings.kt_batch_window,
+            )),
             store,
             hub: Arc::new(Hub::default()),
             settings: Arc::new(settings),
@@ -129,6 +139,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reports", post(api::reports::file))
         .route("/v1/groups/{group_id}", get(api::messages::group_epoch))
         .route("/v1/ws", get(api::ws::connect))
+        .route("/v1/kt/config", get(api::kt::config))
+        .route("/v1/kt/roots", get(api::kt::roots))
+        .route("/v1/kt/lookup/{username}", get(api::kt::lookup))
+        .route("/v1/kt/history/{username}", get(api::kt::history))
+        .route("/v1/kt/audit", get(api::kt::audit))
         .route("/healthz", get(api::ops::healthz))
         .route("/metrics", get(api::ops::metrics))
         .route("/openapi.json", get(api::ops::openapi))

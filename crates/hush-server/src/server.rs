@@ -22,6 +22,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let expiry = tokio::spawn(expire_loop(state.clone()));
+    let publisher = tokio::spawn(state.kt.clone().run());
     let hub = state.hub.clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
@@ -31,6 +32,7 @@ pub async fn serve(
         })
         .await;
     expiry.abort();
+    publisher.abort();
     result
 }
 
@@ -100,6 +102,7 @@ pub async fn serve_tls(
 ) -> std::io::Result<()> {
     let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key).await?;
     let expiry = tokio::spawn(expire_loop(state.clone()));
+    let publisher = tokio::spawn(state.kt.clone().run());
     let hub = state.hub.clone();
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
@@ -115,5 +118,6 @@ pub async fn serve_tls(
         .serve(app)
         .await;
     expiry.abort();
+    publisher.abort();
     result
 }

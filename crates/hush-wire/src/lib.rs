@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod error;
+pub mod kt;
 pub mod limits;
 pub mod ws;
 

@@ -41,10 +41,16 @@ pub async fn sync(client: &mut Client, wait: Duration, out: &mut Out) -> Result<
         .map(|c| (c.id, conversation_label(&c.kind, &c.name)))
         .collect();
     let mut failed: Option<std::io::Error> = None;
+    let mut alarmed = false;
     client
         .sync(wait, |ev| {
             if let Event::KeyChanged { username } = ev {
                 let _ = writeln!(std::io::stderr(), "{}", key_changed_warning(username));
+            }
+            if let Event::KeyTransparencyAlarm { message } = ev {
+                alarmed = true;
+                let bar = "!".repeat(72);
+                let _ = writeln!(std::io::stderr(), "{bar}\nhush: {message}\n{bar}");
             }
             if failed.is_none() {
                 let label = |id: i64| {
@@ -88,10 +94,15 @@ pub async fn sync(client: &mut Client, wait: Duration, out: &mut Out) -> Result<
             }
         })
         .await?;
-    match failed {
-        Some(e) => Err(e.into()),
-        None => Ok(()),
+    if let Some(e) = failed {
+        return Err(e.into());
     }
+    if alarmed {
+        anyhow::bail!(
+            "key transparency raised an alarm (above); everything received was stored"
+        );
+    }
+    Ok(())
 }
 
 /// `#group` for a group, the username for a 1:1 chat.

@@ -33,12 +33,17 @@ pub async fn run(config: Config) -> Result<()> {
             )
             .await;
         }
+        Command::Audit {
+            server,
+            from,
+            fingerprint,
+        } => return settings::audit(&server, from, fingerprint.as_deref(), &mut out).await,
         other => other,
     };
     let mut client = account::open(&config.data_dir, &config.passphrase).await?;
     let c = &mut client;
     match command {
-        Command::Register { .. } => Ok(()),
+        Command::Register { .. } | Command::Audit { .. } => Ok(()),
         Command::Send {
             target,
             text,

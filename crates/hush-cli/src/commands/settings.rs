@@ -15,6 +15,9 @@ use crate::output::Out;
 /// records the comparison with `mark`.
 pub async fn verify(client: &mut Client, username: &str, mark: bool, out: &mut Out) -> Result<()> {
     let number = client.safety_number(username).await?;
+    // The safety number's lookup already refused keys the directory does
+    // not prove; this says what it proved.
+    let kt = client.kt_status(username).await?;
     if mark {
         client.mark_verified(username)?;
     }
@@ -37,8 +40,21 @@ pub async fn verify(client: &mut Client, username: &str, mark: bool, out: &mut O
                      run `hush verify {username} --mark-verified`."
                 )
             };
+            let kt_line = format!(
+                "Key transparency: the server's directory vouches for these keys \
+                 (version {} of {username}'s keys, published in epoch {}; checked against \
+                 the signed root of epoch {}; devices {}).",
+                kt.version,
+                kt.published_epoch,
+                kt.epoch,
+                kt.devices
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             format!(
-                "Safety number with {username}:\n\n    {}\n\n{qr}\n{status}",
+                "Safety number with {username}:\n\n    {}\n\n{qr}\n{kt_line}\n{status}",
                 rows.join("\n    ")
             )
         },
@@ -47,9 +63,44 @@ pub async fn verify(client: &mut Client, username: &str, mark: bool, out: &mut O
             "safety_number": groups.join(" "),
             "qr_payload": hex_string(&number.qr_payload()),
             "verified": verified,
+            "key_transparency": {
+                "vouched": true,
+                "epoch": kt.epoch,
+                "version": kt.version,
+                "published_epoch": kt.published_epoch,
+                "devices": kt.devices,
+            },
         }),
     )?;
     Ok(())
+}
+
+/// `hush audit`: checks the server's whole chain of epoch roots.
+pub async fn audit(server: &str, from: u64, fingerprint: Option<&str>, out: &mut Out) -> Result<()> {
+    let transport = hush_client::transport::Transport::new(server, fingerprint.map(str::to_owned))?;
+    let mut checked = 0u64;
+    let result = hush_client::audit_server(&transport, from, None, |_| checked += 1).await;
+    match result {
+        Ok(latest) => Ok(out.emit(
+            || {
+                format!(
+                    "ok: epochs {from} to {latest} are signed by the server's key and each \
+                     extends the one before ({checked} append-only proofs checked)"
+                )
+            },
+            json!({"ok": true, "from": from, "latest_epoch": latest, "proofs_checked": checked}),
+        )?),
+        Err(hush_client::AuditFailure::Broken { epoch, error }) => {
+            if out.is_json() {
+                out.emit(
+                    String::new,
+                    json!({"ok": false, "failed_epoch": epoch, "error": error.to_string()}),
+                )?;
+            }
+            anyhow::bail!("audit failed at epoch {epoch}: {error}")
+        }
+        Err(e) => anyhow::bail!("audit could not run: {e}"),
+    }
 }
 
 fn hex_string(bytes: &[u8]) -> String {

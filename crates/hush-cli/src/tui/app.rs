@@ -346,6 +346,9 @@ impl App {
             Event::Removed { .. } => {
                 self.notice = Some("you were removed from a group".into());
             }
+            Event::KeyTransparencyAlarm { message } => {
+                self.notice = Some(message);
+            }
             _ => {}
         }
     }

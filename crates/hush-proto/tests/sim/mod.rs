@@ -202,6 +202,7 @@ impl Sim {
             id: MessageId::generate(&mut self.rng),
             sent_at_ms: self.now.as_millis(),
             expire_timer_secs: None,
+            kt_checkpoint: None,
             body: Body::Text {
                 text: text.into(),
                 reply_to: None,

@@ -77,6 +77,10 @@ pub async fn register(
         })
         .await?;
     tracing::info!(username = %user, "account registered");
+    // Answer once the new keys are in a published epoch, so a contact who
+    // looks this account up right away gets a proof for them.
+    let ticket = state.kt.changed(user.as_str());
+    state.kt.wait_published(ticket).await;
     Ok((StatusCode::CREATED, axum::Json(RegisterResponse { token })))
 }
 
@@ -86,6 +90,17 @@ pub async fn directory(
     _auth: AuthDevice,
     PathParams(name): PathParams<String>,
 ) -> ApiResult<axum::Json<AccountResponse>> {
+    #[cfg(feature = "fault-injection")]
+    if let Some(ghost) = state.kt.faults.ghost(&name) {
+        return Ok(axum::Json(AccountResponse {
+            username: name,
+            account_key: Bytes(ghost.account_key),
+            devices: vec![DeviceEntry {
+                device_id: 1,
+                certificate: Bytes(ghost.certificate),
+            }],
+        }));
+    }
     let account = state
         .store
         .account(&name)
@@ -159,6 +174,8 @@ pub async fn add_device(
         .store
         .add_device(user.as_str(), device, state.settings.max_devices)
         .await?;
+    let ticket = state.kt.changed(user.as_str());
+    state.kt.wait_published(ticket).await;
     Ok((StatusCode::CREATED, axum::Json(RegisterResponse { token })))
 }
 
@@ -182,6 +199,8 @@ pub async fn remove_device(
         .store
         .remove_device(&DeviceKey::new(user.as_str(), device_id))
         .await?;
+    let ticket = state.kt.changed(user.as_str());
+    state.kt.wait_published(ticket).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

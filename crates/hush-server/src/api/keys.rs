@@ -120,6 +120,20 @@ pub async fn claim(
     QueryParams(q): QueryParams<ClaimQuery>,
 ) -> ApiResult<axum::Json<ClaimResponse>> {
     suite(q.suite)?;
+    #[cfg(feature = "fault-injection")]
+    if let Some(ghost) = state.kt.faults.ghost(&name) {
+        return Ok(axum::Json(ClaimResponse {
+            key_packages: ghost
+                .key_packages
+                .get(&q.suite)
+                .map(|kp| ClaimedKeyPackage {
+                    device_id: 1,
+                    key_package: Bytes(kp.clone()),
+                })
+                .into_iter()
+                .collect(),
+        }));
+    }
     if state.store.account(&name).await?.is_none() {
         return Err(Failure::not_found("no such account"));
     }

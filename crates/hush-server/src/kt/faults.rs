@@ -1,0 +1,259 @@
+//! Test-only misbehaviour of a malicious or compelled server, compiled only
+//! with the `fault-injection` cargo feature (which no release build enables).
+//! Tests use it to check that clients catch what key transparency exists to
+//! catch:
+//!
+//! - [`Faults::serve_ghost`]: the directory answer and the KeyPackages of a
+//!   username are swapped for a "ghost" identity the server made (the GCHQ
+//!   proposal), without publishing it: lookup proofs give it away.
+//! - [`Faults::publish_ghost`]: the ghost is also published in the directory,
+//!   so lookups verify; the account's owner sees a version it never made.
+//! - [`Faults::fork`]: one user is shown a copy of the directory in which the
+//!   ghost is published, everyone else the real one; signed roots of the two
+//!   views differ for the same epoch.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+use akd::storage::memory::AsyncInMemoryDatabase;
+use akd::storage::{Database, DbSetState, StorageManager, StorageUtil};
+use akd::{AkdLabel, AkdValue, AzksParallelismConfig, HistoryParams};
+use hush_proto::kt::{KtValue, SignedRoot, akd_value};
+use hush_proto::{
+    AccountKey, Device, DeviceCertificate, DeviceId, DeviceSigningKey, Suite, Timestamp, Username,
+};
+use protobuf::Message;
+
+use super::KtError;
+use super::service::{Akd, KeyDirectory, ServerVrf};
+
+/// A server-made identity for someone else's username.
+#[derive(Debug, Clone)]
+pub struct Ghost {
+    /// The ghost account key.
+    pub account_key: Vec<u8>,
+    /// Its one device certificate (device id 1).
+    pub certificate: Vec<u8>,
+    /// Ready KeyPackages by suite number.
+    pub key_packages: HashMap<u16, Vec<u8>>,
+    /// Its directory value.
+    pub value: KtValue,
+}
+
+struct Fork {
+    victim: String,
+    dir: Akd<AsyncInMemoryDatabase>,
+    roots: Vec<SignedRoot>,
+}
+
+#[derive(Default)]
+struct State {
+    ghosts: HashMap<String, Ghost>,
+    published: HashSet<String>,
+}
+
+/// The faults in force.
+#[derive(Default)]
+pub struct Faults {
+    state: Mutex<State>,
+    fork: tokio::sync::Mutex<Option<Fork>>,
+}
+
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Faults")
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> KtError {
+    KtError::Directory(e.to_string())
+}
+
+fn make_ghost(username: &str) -> Result<Ghost, KtError> {
+    let mut rng = rand::rngs::OsRng;
+    let user = Username::new(username).map_err(err)?;
+    let account = AccountKey::generate(&mut rng).map_err(err)?;
+    let key = DeviceSigningKey::generate(&mut rng).map_err(err)?;
+    let now = Timestamp::from_millis(crate::api::now_ms());
+    let cert = DeviceCertificate::issue(&account, &user, DeviceId(1), &key, now.as_millis())
+        .map_err(err)?;
+    let device = Device::new(cert.clone(), &key).map_err(err)?;
+    let mut key_packages = HashMap::new();
+    for suite in Suite::ALL {
+        // Last resort: kept when claimed, so every claim gets one.
+        let kp = device.generate_key_package(suite, true, now).map_err(err)?;
+        key_packages.insert(suite.cipher_suite().raw_value(), kp.message);
+    }
+    Ok(Ghost {
+        account_key: account.public().as_bytes().to_vec(),
+        certificate: cert.encode(),
+        value: KtValue::from_certificates(account.public(), &[cert]),
+        key_packages,
+    })
+}
+
+impl Faults {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serves a ghost identity for `username` from now on (not published).
+    pub fn serve_ghost(&self, username: &str) -> Result<Ghost, KtError> {
+        let ghost = make_ghost(username)?;
+        self.lock().ghosts.insert(username.to_owned(), ghost.clone());
+        Ok(ghost)
+    }
+
+    /// Also publishes the ghost of `username` in the directory.
+    pub async fn publish_ghost(&self, kt: &KeyDirectory, username: &str) -> Result<(), KtError> {
+        if !self.lock().ghosts.contains_key(username) {
+            self.serve_ghost(username)?;
+        }
+        self.lock().published.insert(username.to_owned());
+        kt.changed(username);
+        kt.publish_pending().await?;
+        Ok(())
+    }
+
+    /// The ghost served for `username`, if any.
+    pub fn ghost(&self, username: &str) -> Option<Ghost> {
+        self.lock().ghosts.get(username).cloned()
+    }
+
+    /// The value to publish for `username` instead of the real one.
+    pub(crate) fn published_value(&self, username: &str) -> Option<KtValue> {
+        let s = self.lock();
+        if !s.published.contains(username) {
+            return None;
+        }
+        s.ghosts.get(username).map(|g| g.value.clone())
+    }
+
+    /// From now on `victim` sees a copy of the directory in which `ghost_of`
+    /// has a ghost identity, published as the next epoch of the copy; the
+    /// real directory goes on without it. Returns the forked root.
+    pub async fn fork(
+        &self,
+        kt: &KeyDirectory,
+        victim: &str,
+        ghost_of: &str,
+    ) -> Result<SignedRoot, KtError> {
+        let ghost = match self.ghost(ghost_of) {
+            Some(g) => g,
+            None => make_ghost(ghost_of)?,
+        };
+        let (db, vrf): (_, ServerVrf) = kt.database().await?;
+        let copy = AsyncInMemoryDatabase::new();
+        let records = db.batch_get_all_direct().await.map_err(err)?;
+        copy.batch_set(records, DbSetState::General)
+            .await
+            .map_err(err)?;
+        let dir = Akd::new(
+            StorageManager::new_no_cache(copy),
+            vrf,
+            AzksParallelismConfig::default(),
+        )
+        .await
+        .map_err(err)?;
+        let latest = kt.latest_root().await?;
+        let mut roots = kt.roots(0, latest.epoch).await?;
+        let update: (AkdLabel, AkdValue) =
+            (AkdLabel::from(ghost_of), akd_value(&ghost.value));
+        let hash = dir.publish(vec![update]).await.map_err(err)?;
+        let root = kt.sign(hash.0, hash.1).await?;
+        roots.push(root);
+        *self.fork.lock().await = Some(Fork {
+            victim: victim.to_owned(),
+            dir,
+            roots,
+        });
+        Ok(root)
+    }
+
+    /// The forked view's roots `from..=to`, when `viewer` is the victim.
+    pub(crate) async fn fork_roots(&self, viewer: &str, from: u64, to: u64) -> Option<Vec<SignedRoot>> {
+        let fork = self.fork.lock().await;
+        let f = fork.as_ref().filter(|f| f.victim == viewer)?;
+        Some(
+            f.roots
+                .iter()
+                .filter(|r| r.epoch >= from && r.epoch <= to)
+                .copied()
+                .collect(),
+        )
+    }
+
+    /// A lookup answered from the forked view, when `viewer` is the victim.
+    pub(crate) async fn fork_lookup(
+        &self,
+        viewer: &str,
+        username: &Username,
+    ) -> Option<Result<(SignedRoot, Vec<u8>), KtError>> {
+        let fork = self.fork.lock().await;
+        let f = fork.as_ref().filter(|f| f.victim == viewer)?;
+        let answer = async {
+            let (proof, hash) = f
+                .dir
+                .lookup(hush_proto::kt::label(username))
+                .await
+                .map_err(err)?;
+            let bytes = akd::proto::specs::types::LookupProof::from(&proof)
+                .write_to_bytes()
+                .map_err(err)?;
+            let root = f
+                .roots
+                .iter()
+                .find(|r| r.epoch == hash.0)
+                .copied()
+                .ok_or(KtError::NoSuchEpoch(hash.0))?;
+            Ok((root, bytes))
+        };
+        Some(answer.await)
+    }
+
+    /// A history proof from the forked view, when `viewer` is the victim.
+    pub(crate) async fn fork_history(
+        &self,
+        viewer: &str,
+        username: &Username,
+    ) -> Option<Result<(SignedRoot, Vec<u8>), KtError>> {
+        let fork = self.fork.lock().await;
+        let f = fork.as_ref().filter(|f| f.victim == viewer)?;
+        let answer = async {
+            let (proof, hash) = f
+                .dir
+                .key_history(&hush_proto::kt::label(username), HistoryParams::Complete)
+                .await
+                .map_err(err)?;
+            let bytes = akd::proto::specs::types::HistoryProof::from(&proof)
+                .write_to_bytes()
+                .map_err(err)?;
+            let root = f
+                .roots
+                .iter()
+                .find(|r| r.epoch == hash.0)
+                .copied()
+                .ok_or(KtError::NoSuchEpoch(hash.0))?;
+            Ok((root, bytes))
+        };
+        Some(answer.await)
+    }
+
+    /// An audit proof from the forked view, when `viewer` is the victim.
+    pub(crate) async fn fork_audit(
+        &self,
+        viewer: &str,
+        from: u64,
+        to: u64,
+    ) -> Option<Result<Vec<u8>, KtError>> {
+        let fork = self.fork.lock().await;
+        let f = fork.as_ref().filter(|f| f.victim == viewer)?;
+        let answer = async {
+            let proof = f.dir.audit(from, to).await.map_err(err)?;
+            akd::proto::specs::types::AppendOnlyProof::from(&proof)
+                .write_to_bytes()
+                .map_err(err)
+        };
+        Some(answer.await)
+    }
+}
