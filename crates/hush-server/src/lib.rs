@@ -21,6 +21,7 @@ pub mod error;
 pub mod extract;
 pub mod franking;
 pub mod hub;
+pub mod kt;
 pub mod metrics;
 pub mod ratelimit;
 pub mod server;
