@@ -66,6 +66,10 @@ impl From<StoreError> for Failure {
                 ErrorCode::AlreadyReported,
                 "you already reported this message",
             ),
+            StoreError::KtRootConflict { epoch } => {
+                tracing::error!(epoch, "a different signed root exists for this epoch");
+                Failure::new(ErrorCode::Internal, "storage failure; retry later")
+            }
             StoreError::Backend(e) => {
                 tracing::error!(error = %e, "storage failure");
                 Failure::new(ErrorCode::Internal, "storage failure; retry later")

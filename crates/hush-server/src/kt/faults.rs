@@ -156,7 +156,14 @@ impl Faults {
         .await
         .map_err(err)?;
         let latest = kt.latest_root().await?;
-        let mut roots = kt.roots(0, latest.epoch).await?;
+        let mut roots = Vec::new();
+        while roots.len() as u64 <= latest.epoch {
+            let more = kt.roots(None, roots.len() as u64, latest.epoch).await?;
+            if more.is_empty() {
+                break;
+            }
+            roots.extend(more);
+        }
         let update: (AkdLabel, AkdValue) =
             (AkdLabel::from(ghost_of), akd_value(&ghost.value));
         let hash = dir.publish(vec![update]).await.map_err(err)?;

@@ -6,7 +6,9 @@
 
 mod group_commit;
 pub mod postgres;
+mod postgres_kt;
 pub mod sqlite;
+mod sqlite_kt;
 
 use async_trait::async_trait;
 use thiserror::Error;
@@ -177,6 +179,66 @@ pub struct Stats {
     pub groups: u64,
 }
 
+/// One record of the key-transparency tree (akd's aZKS header or a tree
+/// node), opaque to the store: `key` is akd's binary id of the record, `data`
+/// its encoding (see `kt::storage`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KtRecord {
+    /// akd's full binary id (type byte first); unique.
+    pub key: Vec<u8>,
+    /// The encoded record.
+    pub data: Vec<u8>,
+}
+
+/// A key-transparency value state: what `username` maps to from `epoch` on.
+/// (`username`, `epoch`) is unique.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KtValueState {
+    /// The directory label (the username's bytes).
+    pub username: Vec<u8>,
+    /// The epoch this state was published in.
+    pub epoch: u64,
+    /// The label's version (1 for its first value, then one more per update).
+    pub version: u64,
+    /// Length in bits of the tree label (the VRF output) of this version.
+    pub node_label_len: u32,
+    /// The tree label (the VRF output) of this version.
+    pub node_label: [u8; 32],
+    /// The value in clear (or akd's tombstone).
+    pub value: Vec<u8>,
+}
+
+/// Which value state of a username to fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KtStateQuery {
+    /// The state with this version.
+    Version(u64),
+    /// The state published in exactly this epoch.
+    Epoch(u64),
+    /// The state of the greatest epoch at or before this one.
+    AtOrBefore(u64),
+    /// The state of the greatest epoch.
+    Latest,
+    /// The state of the smallest epoch.
+    Earliest,
+}
+
+/// A signed key-transparency epoch root. Immutable once stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KtRoot {
+    /// The directory epoch.
+    pub epoch: u64,
+    /// The directory's root hash at that epoch.
+    pub root_hash: [u8; 32],
+    /// The server's signature over the root.
+    pub signature: Vec<u8>,
+    /// When it was published, ms since the Unix epoch.
+    pub published_at_ms: u64,
+}
+
+/// The most roots [`Store::kt_roots`] returns in one call.
+pub const KT_ROOTS_LIMIT: usize = 1000;
+
 /// Why a storage call failed.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -202,6 +264,12 @@ pub enum StoreError {
     /// This account already reported this message.
     #[error("this message was already reported")]
     DuplicateReport,
+    /// A different signed root is stored for this epoch already.
+    #[error("epoch {epoch} already has a different signed root")]
+    KtRootConflict {
+        /// The epoch.
+        epoch: u64,
+    },
     /// The database failed.
     #[error("database error: {0}")]
     Backend(String),
@@ -326,4 +394,49 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many reports `reporter` filed since `since_ms`.
     async fn reports_since(&self, reporter: &str, since_ms: u64) -> StoreResult<u64>;
+
+    // ------------------------------------------------ key transparency
+
+    /// Writes key-transparency records and value states in one transaction:
+    /// a record replaces the one with the same key, a value state the one
+    /// with the same (username, epoch). Within one call the last of equal
+    /// keys wins.
+    async fn kt_write(&self, records: Vec<KtRecord>, states: Vec<KtValueState>) -> StoreResult<()>;
+
+    /// The records with these keys, in no particular order; missing keys
+    /// are left out.
+    async fn kt_records(&self, keys: &[Vec<u8>]) -> StoreResult<Vec<KtRecord>>;
+
+    /// The value states with these (username, epoch) keys, in no particular
+    /// order; missing keys are left out.
+    async fn kt_states(&self, keys: &[(Vec<u8>, u64)]) -> StoreResult<Vec<KtValueState>>;
+
+    /// Every value state of `username`, by ascending epoch.
+    async fn kt_user_states(&self, username: &[u8]) -> StoreResult<Vec<KtValueState>>;
+
+    /// For each username, its one value state matching `query`; usernames
+    /// with none are left out. In no particular order.
+    async fn kt_user_state(
+        &self,
+        usernames: &[Vec<u8>],
+        query: KtStateQuery,
+    ) -> StoreResult<Vec<KtValueState>>;
+
+    /// Every record and every value state (for snapshots and tests).
+    async fn kt_dump(&self) -> StoreResult<(Vec<KtRecord>, Vec<KtValueState>)>;
+
+    /// Stores a signed epoch root. Storing the same root (hash and
+    /// signature) again is `Ok` and changes nothing; a different one for a
+    /// stored epoch is [`StoreError::KtRootConflict`].
+    async fn kt_put_root(&self, root: KtRoot) -> StoreResult<()>;
+
+    /// The signed root of `epoch`.
+    async fn kt_root(&self, epoch: u64) -> StoreResult<Option<KtRoot>>;
+
+    /// Signed roots with `from <= epoch <= to`, ascending, at most
+    /// [`KT_ROOTS_LIMIT`] (the first ones): page on from the last epoch + 1.
+    async fn kt_roots(&self, from: u64, to: u64) -> StoreResult<Vec<KtRoot>>;
+
+    /// The signed root of the greatest epoch.
+    async fn kt_latest_root(&self) -> StoreResult<Option<KtRoot>>;
 }

@@ -10,10 +10,11 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
+use super::postgres_kt;
 use super::{
-    AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, NewAccount,
-    NewDevice, NewEnvelope, NewReport, ReportRecord, Stats, Store, StoreError, StoreResult,
-    StoredEnvelope,
+    AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, KtRecord,
+    KtRoot, KtStateQuery, KtValueState, NewAccount, NewDevice, NewEnvelope, NewReport,
+    ReportRecord, Stats, Store, StoreError, StoreResult, StoredEnvelope,
 };
 
 const SCHEMA: &str = r#"
@@ -136,6 +137,7 @@ impl PostgresStore {
             .await
             .map_err(backend)?;
         tx.execute(SCHEMA).await.map_err(backend)?;
+        tx.execute(postgres_kt::SCHEMA).await.map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(Self { pool })
     }
@@ -693,6 +695,52 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         Ok(n as u64)
+    }
+
+    // Key transparency: the SQL is in `postgres_kt`.
+
+    async fn kt_write(&self, records: Vec<KtRecord>, states: Vec<KtValueState>) -> StoreResult<()> {
+        postgres_kt::write(&self.pool, records, states).await
+    }
+
+    async fn kt_records(&self, keys: &[Vec<u8>]) -> StoreResult<Vec<KtRecord>> {
+        postgres_kt::records(&self.pool, keys).await
+    }
+
+    async fn kt_states(&self, keys: &[(Vec<u8>, u64)]) -> StoreResult<Vec<KtValueState>> {
+        postgres_kt::states(&self.pool, keys).await
+    }
+
+    async fn kt_user_states(&self, username: &[u8]) -> StoreResult<Vec<KtValueState>> {
+        postgres_kt::user_states(&self.pool, username).await
+    }
+
+    async fn kt_user_state(
+        &self,
+        usernames: &[Vec<u8>],
+        query: KtStateQuery,
+    ) -> StoreResult<Vec<KtValueState>> {
+        postgres_kt::user_state(&self.pool, usernames, query).await
+    }
+
+    async fn kt_dump(&self) -> StoreResult<(Vec<KtRecord>, Vec<KtValueState>)> {
+        postgres_kt::dump(&self.pool).await
+    }
+
+    async fn kt_put_root(&self, root: KtRoot) -> StoreResult<()> {
+        postgres_kt::put_root(&self.pool, &root).await
+    }
+
+    async fn kt_root(&self, epoch: u64) -> StoreResult<Option<KtRoot>> {
+        postgres_kt::root_by_epoch(&self.pool, epoch).await
+    }
+
+    async fn kt_roots(&self, from: u64, to: u64) -> StoreResult<Vec<KtRoot>> {
+        postgres_kt::roots(&self.pool, from, to).await
+    }
+
+    async fn kt_latest_root(&self) -> StoreResult<Option<KtRoot>> {
+        postgres_kt::latest_root(&self.pool).await
     }
 }
 

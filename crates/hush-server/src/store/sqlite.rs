@@ -16,10 +16,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::group_commit::{self, WriteJob};
+use super::sqlite_kt;
 use super::{
-    AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, NewAccount,
-    NewDevice, NewEnvelope, NewReport, ReportRecord, Stats, Store, StoreError, StoreResult,
-    StoredEnvelope,
+    AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, KtRecord,
+    KtRoot, KtStateQuery, KtValueState, NewAccount, NewDevice, NewEnvelope, NewReport,
+    ReportRecord, Stats, Store, StoreError, StoreResult, StoredEnvelope,
 };
 
 /// Read connections kept open.
@@ -135,6 +136,9 @@ impl SqliteStore {
             .pragma_update(None, "synchronous", "FULL")
             .map_err(backend)?;
         writer_conn.execute_batch(SCHEMA).map_err(backend)?;
+        writer_conn
+            .execute_batch(sqlite_kt::SCHEMA)
+            .map_err(backend)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             readers.push(open_connection(
@@ -858,6 +862,62 @@ impl Store for SqliteStore {
             .map_err(backend)
         })
         .await
+    }
+
+    // Key transparency: the SQL is in `sqlite_kt`.
+
+    async fn kt_write(&self, records: Vec<KtRecord>, states: Vec<KtValueState>) -> StoreResult<()> {
+        self.write(move |conn| sqlite_kt::write(conn, &records, &states))
+            .await
+    }
+
+    async fn kt_records(&self, keys: &[Vec<u8>]) -> StoreResult<Vec<KtRecord>> {
+        let keys = keys.to_vec();
+        self.read(move |conn| sqlite_kt::records(conn, &keys)).await
+    }
+
+    async fn kt_states(&self, keys: &[(Vec<u8>, u64)]) -> StoreResult<Vec<KtValueState>> {
+        let keys = keys.to_vec();
+        self.read(move |conn| sqlite_kt::states(conn, &keys)).await
+    }
+
+    async fn kt_user_states(&self, username: &[u8]) -> StoreResult<Vec<KtValueState>> {
+        let username = username.to_vec();
+        self.read(move |conn| sqlite_kt::user_states(conn, &username))
+            .await
+    }
+
+    async fn kt_user_state(
+        &self,
+        usernames: &[Vec<u8>],
+        query: KtStateQuery,
+    ) -> StoreResult<Vec<KtValueState>> {
+        let usernames = usernames.to_vec();
+        self.read(move |conn| sqlite_kt::user_state(conn, &usernames, query))
+            .await
+    }
+
+    async fn kt_dump(&self) -> StoreResult<(Vec<KtRecord>, Vec<KtValueState>)> {
+        self.read(sqlite_kt::dump).await
+    }
+
+    async fn kt_put_root(&self, root: KtRoot) -> StoreResult<()> {
+        self.write(move |conn| sqlite_kt::put_root(conn, &root))
+            .await
+    }
+
+    async fn kt_root(&self, epoch: u64) -> StoreResult<Option<KtRoot>> {
+        self.read(move |conn| sqlite_kt::root_by_epoch(conn, epoch))
+            .await
+    }
+
+    async fn kt_roots(&self, from: u64, to: u64) -> StoreResult<Vec<KtRoot>> {
+        self.read(move |conn| sqlite_kt::roots(conn, from, to))
+            .await
+    }
+
+    async fn kt_latest_root(&self) -> StoreResult<Option<KtRoot>> {
+        self.read(sqlite_kt::latest_root).await
     }
 }
 
