@@ -17,12 +17,9 @@ use protobuf::Message as _;
 use reqwest::Method;
 use rusqlite::{OptionalExtension, params};
 
-use crate::client::{Client, now_ms};
+use crate::client::Client;
 use crate::error::ClientError;
 use crate::local::LocalStore;
-
-/// How often `sync` re-checks this account's key history at most.
-const MONITOR_INTERVAL_MS: u64 = 30_000;
 
 /// What key transparency says about a contact's current keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,13 +343,20 @@ impl Client {
     /// ever published for it must be one this device made. Returns an alarm
     /// text for each version that is not (and remembers them).
     pub async fn kt_monitor(&mut self, force: bool) -> Result<Vec<String>, ClientError> {
-        let last: u64 = self
+        // Only when the directory moved since the last check (one cheap
+        // request), unless forced.
+        let monitored: Option<u64> = self
             .store
-            .meta_str("kt_last_monitor")?
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        if !force && now_ms().saturating_sub(last) < MONITOR_INTERVAL_MS {
-            return Ok(Vec::new());
+            .meta_str("kt_monitored_epoch")?
+            .and_then(|s| s.parse().ok());
+        if !force && monitored.is_some() {
+            let latest: KtRootsResponse = self
+                .transport
+                .json::<(), _>(Method::GET, "/v1/kt/roots", None)
+                .await?;
+            if Some(latest.latest_epoch) == monitored {
+                return Ok(Vec::new());
+            }
         }
         let config = self.kt_config().await?;
         let me = self.username.clone();
@@ -393,8 +397,8 @@ impl Client {
         }
         LocalStore::set_meta(
             &self.store.conn,
-            "kt_last_monitor",
-            now_ms().to_string().as_bytes(),
+            "kt_monitored_epoch",
+            root.epoch.to_string().as_bytes(),
         )?;
         if !alarms.is_empty() {
             LocalStore::set_meta(&self.store.conn, "kt_alarm", alarms.join("\n").as_bytes())?;

@@ -25,6 +25,7 @@ pub struct TestServer {
     addr: SocketAddr,
     dir: tempfile::TempDir,
     store: Option<Arc<dyn hush_server::store::Store>>,
+    state: Option<AppState>,
     stop: Option<(Arc<Notify>, tokio::task::JoinHandle<std::io::Result<()>>)>,
 }
 
@@ -49,6 +50,7 @@ impl TestServer {
             addr,
             dir,
             store: None,
+            state: None,
             stop: None,
         };
         server.run(listener)?;
@@ -69,6 +71,7 @@ impl TestServer {
         let store: Arc<dyn hush_server::store::Store> = Arc::new(store);
         self.store = Some(store.clone());
         let state = AppState::new(store, blobs, settings);
+        self.state = Some(state.clone());
         let stop = Arc::new(Notify::new());
         let signal = stop.clone();
         let task = tokio::spawn(serve(
@@ -88,6 +91,11 @@ impl TestServer {
     /// The server's database, for checking what it stored.
     pub fn store(&self) -> Option<Arc<dyn hush_server::store::Store>> {
         self.store.clone()
+    }
+
+    /// The running server's shared state (its key directory, hub, ...).
+    pub fn state(&self) -> Option<AppState> {
+        self.state.clone()
     }
 
     /// Where the server keeps its data (database, `blobs/`).

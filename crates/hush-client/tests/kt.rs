@@ -1,0 +1,151 @@
+//! Key transparency against a malicious server: real clients, a real server
+//! whose test-only fault hooks (`fault-injection`, never in a release build)
+//! make it swap keys or fork its directory, and real MLS.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use hush_client::{Client, ClientError, Event, Target};
+use hush_proto::kt::KtError;
+use hush_testkit::TestServer;
+
+const PASS: &str = "correct horse battery staple";
+
+async fn user(server: &TestServer, root: &Path, name: &str) -> Client {
+    Client::register(&root.join(name), PASS, &server.url(), name, None)
+        .await
+        .unwrap()
+}
+
+async fn sync(c: &mut Client) -> Vec<Event> {
+    c.sync(Duration::ZERO, |_| {}).await.unwrap()
+}
+
+fn alarms(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::KeyTransparencyAlarm { message } => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => m.text.clone(),
+            _ => None,
+        })
+        .collect()
+}
+
+fn dm(name: &str) -> Target {
+    Target::User(name.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ghost_device_the_directory_does_not_prove_stops_the_send() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = user(&server, root.path(), "alice").await;
+    let mut bob = user(&server, root.path(), "bob").await;
+    let state = server.state().unwrap();
+    // The server answers for bob with an identity of its own making.
+    state.kt.faults.serve_ghost("bob").unwrap();
+
+    let err = alice.send_text(&dm("bob"), "for bob only").await.unwrap_err();
+    match &err {
+        ClientError::KeyTransparency(KtError::KeysNotInDirectory { username, .. }) => {
+            assert_eq!(username, "bob")
+        }
+        other => panic!("expected a key-transparency error, got {other:?}"),
+    }
+    assert!(err.to_string().contains("bob"), "the error names the contact: {err}");
+    // Nothing went out, nothing was recorded about the ghost.
+    let stats = server.store().unwrap().stats().await.unwrap();
+    assert_eq!(stats.queued_envelopes, 0);
+    assert!(alice.conversations().unwrap().is_empty());
+    assert!(alice.contacts().unwrap().iter().all(|c| c.username != "bob"));
+    // Bob's own view of his keys is clean.
+    assert!(alarms(&sync(&mut bob).await).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ghost_device_the_server_publishes_raises_the_owners_alarm() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = user(&server, root.path(), "alice").await;
+    let mut bob = user(&server, root.path(), "bob").await;
+    let state = server.state().unwrap();
+    state.kt.faults.publish_ghost(&state.kt, "bob").await.unwrap();
+
+    // The directory now vouches for the ghost, so alice cannot tell...
+    alice.send_text(&dm("bob"), "hello").await.unwrap();
+    // ...but bob's next sync checks his own history and sees a key he never
+    // added.
+    let got = alarms(&sync(&mut bob).await);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("bob"), "{}", got[0]);
+    assert_eq!(bob.kt_alarm().unwrap().as_deref(), Some(got[0].as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_directory_is_caught_by_both_sides() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = user(&server, root.path(), "alice").await;
+    let mut bob = user(&server, root.path(), "bob").await;
+    let state = server.state().unwrap();
+
+    // Alice is shown a directory in which bob has a ghost device; everyone
+    // else the real one, which moves on when carol registers.
+    state.kt.faults.fork(&state.kt, "alice", "bob").await.unwrap();
+    let _carol = user(&server, root.path(), "carol").await;
+
+    // Bob writes first (his view is the real one), so the chat has his real
+    // device; his message carries the root he saw.
+    bob.send_text(&dm("alice"), "hi alice").await.unwrap();
+    let got = sync(&mut alice).await;
+    assert_eq!(texts(&got), vec!["hi alice".to_string()]);
+    let a = alarms(&got);
+    assert_eq!(a.len(), 1, "alice's alarm: {a:?}");
+    assert!(a[0].contains("different key directories"), "{}", a[0]);
+    assert!(a[0].contains("bob"), "{}", a[0]);
+
+    // Alice's answer carries her (forked) root: bob catches it too.
+    alice.send_text(&dm("bob"), "hi bob").await.unwrap();
+    let got = sync(&mut bob).await;
+    assert!(texts(&got).contains(&"hi bob".to_string()));
+    let b = alarms(&got);
+    assert_eq!(b.len(), 1, "bob's alarm: {b:?}");
+    assert!(b[0].contains("alice"), "{}", b[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_server_raises_no_alarm_and_vouches_for_keys() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = user(&server, root.path(), "alice").await;
+    let mut bob = user(&server, root.path(), "bob").await;
+    alice.send_text(&dm("bob"), "one").await.unwrap();
+    let _carol = user(&server, root.path(), "carol").await;
+    let got = sync(&mut bob).await;
+    assert_eq!(texts(&got), vec!["one".to_string()]);
+    assert!(alarms(&got).is_empty());
+    bob.send_text(&dm("alice"), "two").await.unwrap();
+    assert!(alarms(&sync(&mut alice).await).is_empty());
+    let status = alice.kt_status("bob").await.unwrap();
+    assert_eq!(status.devices, vec![1]);
+    assert_eq!(status.version, 1);
+    // Roots only move forward: the newest is the one alice holds.
+    let latest = alice.kt_latest_root().unwrap().unwrap();
+    assert!(latest.epoch >= status.published_epoch);
+    // An independent auditor agrees the whole chain is append-only.
+    let t = hush_client::transport::Transport::new(&server.url(), None).unwrap();
+    let checked = hush_client::audit_server(&t, 0, None, |_| {}).await.unwrap();
+    assert!(checked >= latest.epoch);
+}
