@@ -45,12 +45,13 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 5] = [
+pub const TARGETS: [&str; 6] = [
     "content_decode",
     "certificate_decode",
     "state_key",
     "conversation_process",
     "key_package_add",
+    "kt_decode",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -61,6 +62,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "state_key" => state_key(data),
         "conversation_process" => conversation_process(data),
         "key_package_add" => key_package_add(data),
+        "kt_decode" => kt_decode(data),
         _ => return None,
     })
 }
@@ -112,6 +114,55 @@ pub fn certificate_decode(data: &[u8]) -> bool {
         "identity provider and verify disagree"
     );
     verified
+}
+
+/// Key-transparency decoders, by the first byte: 0 a directory value
+/// (canonical), 1 a signed root (canonical), 2 a lookup proof and 3 a history
+/// proof, each checked against a fixed root and VRF key (random bytes must
+/// be refused with an error, never verify or panic).
+pub fn kt_decode(data: &[u8]) -> bool {
+    use hush_proto::kt::{KtConfig, KtValue, SignedRoot, verify_history, verify_lookup};
+    let Some((&which, rest)) = data.split_first() else {
+        return false;
+    };
+    match which {
+        0 => {
+            let Ok(v) = KtValue::decode(rest) else {
+                return false;
+            };
+            assert_eq!(v.encode(), rest, "one directory value, two encodings");
+            true
+        }
+        1 => {
+            let Ok(r) = SignedRoot::decode(rest) else {
+                return false;
+            };
+            assert_eq!(r.encode(), rest, "one root, two encodings");
+            true
+        }
+        2 | 3 => {
+            let config = KtConfig {
+                signing_key: [7; 32],
+                vrf_public_key: vec![9; 32],
+            };
+            let root = SignedRoot {
+                epoch: 3,
+                root_hash: [1; 32],
+                signature: [2; 64],
+            };
+            let Ok(user) = Username::new("alice") else {
+                return false;
+            };
+            let verified = if which == 2 {
+                verify_lookup(&config, &root, &user, rest).is_ok()
+            } else {
+                verify_history(&config, &root, &user, rest).is_ok()
+            };
+            assert!(!verified, "a proof verified against a made-up root");
+            false
+        }
+        _ => false,
+    }
 }
 
 /// `StateKey::from_bytes`; the encoding is canonical.

@@ -207,11 +207,12 @@ proptest! {
     /// Newer senders may add fields: an unknown optional one (high tag bit) is
     /// skipped; an unknown mandatory one rejects known kinds. Appended after
     /// the last field, the tag is the highest, so the order stays valid unless
-    /// the content already ends with the (optional) expire timer.
+    /// the content already ends with an optional field (the expire timer or
+    /// the key-transparency checkpoint).
     #[test]
     fn unknown_fields_appended(
         c in content(),
-        optional_tag in 0x8002u16..=u16::MAX,
+        optional_tag in 0x8003u16..=u16::MAX,
         mandatory_tag in 0x0100u16..0x8000,
         value in prop::collection::vec(any::<u8>(), 0..32),
     ) {
@@ -228,13 +229,14 @@ proptest! {
         let mut bytes = c.encode();
         bytes.extend_from_slice(&field(mandatory_tag));
         let decoded = Content::decode(&bytes);
-        match (&c.body, c.expire_timer_secs) {
-            (_, Some(_)) => prop_assert!(
+        let ends_optional = c.expire_timer_secs.is_some() || c.kt_checkpoint.is_some();
+        match (&c.body, ends_optional) {
+            (_, true) => prop_assert!(
                 matches!(decoded, Err(DecodeError::Invalid { field: "field order", .. })),
                 "{:?}", decoded
             ),
-            (Body::Unsupported { .. }, None) => prop_assert_eq!(decoded, Ok(c.clone())),
-            (_, None) => prop_assert!(
+            (Body::Unsupported { .. }, false) => prop_assert_eq!(decoded, Ok(c.clone())),
+            (_, false) => prop_assert!(
                 matches!(decoded, Err(DecodeError::UnknownMandatoryField { tag, .. }) if tag == mandatory_tag),
                 "{:?}", decoded
             ),

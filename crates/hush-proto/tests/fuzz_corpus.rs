@@ -121,6 +121,11 @@ fn key_package_add_corpus() {
     replay("key_package_add");
 }
 
+#[test]
+fn kt_decode_corpus() {
+    replay("kt_decode");
+}
+
 fn seed(target: &str, name: &str) -> Vec<u8> {
     let path = corpus_dir(target).join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -235,6 +240,37 @@ fn regenerate_fuzz_seeds() {
     let mut forged = bob.cert.encode();
     *forged.last_mut().unwrap() ^= 1;
     seed("certificate_decode", "seed-bad-signature", forged);
+
+    {
+        use hush_proto::kt::{KtDevice, KtValue, SignedRoot};
+        let tagged = |tag: u8, bytes: Vec<u8>| [vec![tag], bytes].concat();
+        let value = KtValue {
+            account_key: Some(alice.cert.account_key()),
+            devices: vec![
+                KtDevice {
+                    device_id: 1,
+                    signature_key: [3; 32],
+                },
+                KtDevice {
+                    device_id: 2,
+                    signature_key: [4; 32],
+                },
+            ],
+        };
+        seed("kt_decode", "valid-value", tagged(0, value.encode()));
+        seed("kt_decode", "valid-deleted", tagged(0, KtValue::deleted().encode()));
+        let root = SignedRoot {
+            epoch: 7,
+            root_hash: [5; 32],
+            signature: [6; 64],
+        };
+        seed("kt_decode", "valid-root", tagged(1, root.encode()));
+        seed("kt_decode", "seed-lookup-junk", tagged(2, vec![0x0a, 0x03, 1, 2, 3, 0x10, 0x01]));
+        seed("kt_decode", "seed-history-junk", tagged(3, vec![0x0a, 0x00, 0x12, 0x00]));
+        let mut unsorted = value.encode();
+        unsorted.swap(39, 75);
+        seed("kt_decode", "seed-value-unsorted", tagged(0, unsorted));
+    }
 
     for (name, key) in [
         ("group", StateKey::Group(vec![0x11; 32])),
