@@ -371,11 +371,19 @@ impl Client {
             self.account.public(),
             std::slice::from_ref(self.device.certificate()),
         );
+        // Versions already reported are not reported again.
+        let told: u64 = self
+            .store
+            .meta_str("kt_alarmed_version")?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let mut alarms = Vec::new();
+        let mut newest_told = told;
         for v in &versions {
-            if v.value == mine {
+            if v.value == mine || v.version <= told {
                 continue;
             }
+            newest_told = newest_told.max(v.version);
             let what = if v.value.account_key != mine.account_key {
                 "an account key this device never made".to_string()
             } else {
@@ -402,6 +410,11 @@ impl Client {
         )?;
         if !alarms.is_empty() {
             LocalStore::set_meta(&self.store.conn, "kt_alarm", alarms.join("\n").as_bytes())?;
+            LocalStore::set_meta(
+                &self.store.conn,
+                "kt_alarmed_version",
+                newest_told.to_string().as_bytes(),
+            )?;
         }
         Ok(alarms)
     }

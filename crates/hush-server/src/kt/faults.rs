@@ -50,6 +50,7 @@ struct Fork {
 struct State {
     ghosts: HashMap<String, Ghost>,
     published: HashSet<String>,
+    rewritten: HashSet<u64>,
 }
 
 /// The faults in force.
@@ -113,6 +114,17 @@ impl Faults {
         kt.changed(username);
         kt.publish_pending().await?;
         Ok(())
+    }
+
+    /// From now on `GET /v1/kt/roots` shows a different (validly signed)
+    /// root for `epoch` than the one published: a history rewrite that an
+    /// auditor must catch.
+    pub fn rewrite_root(&self, epoch: u64) {
+        self.lock().rewritten.insert(epoch);
+    }
+
+    pub(crate) fn is_rewritten(&self, epoch: u64) -> bool {
+        self.lock().rewritten.contains(&epoch)
     }
 
     /// The ghost served for `username`, if any.

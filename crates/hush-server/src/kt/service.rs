@@ -422,12 +422,29 @@ impl KeyDirectory {
             return Ok(roots);
         }
         let _ = viewer;
-        self.store
+        let roots: Vec<SignedRoot> = self
+            .store
             .kt_roots(from, to)
             .await?
             .into_iter()
             .map(signed)
-            .collect()
+            .collect::<Result<_, _>>()?;
+        #[cfg(feature = "fault-injection")]
+        {
+            let mut out = Vec::with_capacity(roots.len());
+            for r in roots {
+                if self.faults.is_rewritten(r.epoch) {
+                    let mut hash = r.root_hash;
+                    hash[0] ^= 0xff;
+                    out.push(self.sign(r.epoch, hash).await?);
+                } else {
+                    out.push(r);
+                }
+            }
+            return Ok(out);
+        }
+        #[allow(unreachable_code)]
+        Ok(roots)
     }
 
     /// A lookup proof for `username` at the newest epoch, with its root.
