@@ -42,7 +42,11 @@ fn a_swapped_key_stops_the_send_and_a_published_one_alarms_its_owner() {
     assert_eq!(stats.queued_envelopes, 0, "nothing was sent");
     // Bob's keys themselves are clean: no alarm for him.
     let out = bob.run(&["sync"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Now the server also publishes the ghost: bob's next sync sees a key
     // he never added, says so loudly and exits non-zero.
@@ -55,7 +59,11 @@ fn a_swapped_key_stops_the_send_and_a_published_one_alarms_its_owner() {
     assert!(stderr.contains("never"), "{stderr}");
     // Once told, bob is not told again about the same version...
     let out = bob.run(&["sync"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // ...and in --json an alarm is an event object on stdout too.
     rt.block_on(state.kt.faults.publish_ghost(&state.kt, "alice"))
         .unwrap();
@@ -103,8 +111,7 @@ fn verify_shows_what_the_directory_vouches_for_and_audit_checks_the_chain() {
     let out = auditor.run(&["--json", "audit", "--server", &url]);
     assert!(!out.status.success());
     let line: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap())
-            .unwrap();
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
     assert_eq!(line["ok"], false);
     assert_eq!(line["failed_epoch"], 2);
 }

@@ -97,7 +97,11 @@ impl Client {
             ClientError::KeyTransparency(KtError::Malformed("signing key is not 32 bytes".into()))
         })?;
         LocalStore::set_meta(&self.store.conn, "kt_signing_key", &signing_key)?;
-        LocalStore::set_meta(&self.store.conn, "kt_vrf_key", resp.vrf_public_key.as_slice())?;
+        LocalStore::set_meta(
+            &self.store.conn,
+            "kt_vrf_key",
+            resp.vrf_public_key.as_slice(),
+        )?;
         Ok(KtConfig {
             signing_key,
             vrf_public_key: resp.vrf_public_key.0,
@@ -132,10 +136,10 @@ impl Client {
 
     /// The newest signed root this client has accepted.
     pub fn kt_latest_root(&self) -> Result<Option<SignedRoot>, ClientError> {
-        let epoch: Option<i64> = self
-            .store
-            .conn
-            .query_row("SELECT MAX(epoch) FROM kt_roots", [], |r| r.get(0))?;
+        let epoch: Option<i64> =
+            self.store
+                .conn
+                .query_row("SELECT MAX(epoch) FROM kt_roots", [], |r| r.get(0))?;
         match epoch {
             Some(e) => self.stored_root(e as u64),
             None => Ok(None),
@@ -146,7 +150,11 @@ impl Client {
         for r in roots {
             self.store.conn.execute(
                 "INSERT OR IGNORE INTO kt_roots (epoch, root_hash, signature) VALUES (?1, ?2, ?3)",
-                params![r.epoch as i64, r.root_hash.as_slice(), r.signature.as_slice()],
+                params![
+                    r.epoch as i64,
+                    r.root_hash.as_slice(),
+                    r.signature.as_slice()
+                ],
             )?;
         }
         Ok(())
@@ -219,7 +227,8 @@ impl Client {
             latest.check_consistent(root)?;
             return Ok(());
         }
-        self.extend_to(config, &latest, root.epoch, Some(root)).await
+        self.extend_to(config, &latest, root.epoch, Some(root))
+            .await
     }
 
     /// Fetches the roots after `latest` up to `epoch`, checks the audit
@@ -286,11 +295,7 @@ impl Client {
             attempt += 1;
             let resp: KtProofResponse = self
                 .transport
-                .json::<(), _>(
-                    Method::GET,
-                    &format!("/v1/kt/lookup/{username}"),
-                    None,
-                )
+                .json::<(), _>(Method::GET, &format!("/v1/kt/lookup/{username}"), None)
                 .await
                 .map_err(|e| match e.code() {
                     Some(hush_wire::ErrorCode::NotFound) => {
@@ -516,11 +521,9 @@ pub async fn audit_server(
         .json::<(), _>(Method::GET, "/v1/kt/config", None)
         .await
         .map_err(|e| AuditFailure::Network(e.to_string()))?;
-    let key: [u8; 32] = config
-        .signing_key
-        .as_slice()
-        .try_into()
-        .map_err(|_| AuditFailure::at(0, KtError::Malformed("signing key is not 32 bytes".into())))?;
+    let key: [u8; 32] = config.signing_key.as_slice().try_into().map_err(|_| {
+        AuditFailure::at(0, KtError::Malformed("signing key is not 32 bytes".into()))
+    })?;
     if let Some(pinned) = pinned_signing_key
         && pinned != key
     {
@@ -533,11 +536,7 @@ pub async fn audit_server(
     let mut next = from;
     loop {
         let resp: KtRootsResponse = transport
-            .json::<(), _>(
-                Method::GET,
-                &format!("/v1/kt/roots?from={next}"),
-                None,
-            )
+            .json::<(), _>(Method::GET, &format!("/v1/kt/roots?from={next}"), None)
             .await
             .map_err(|e| AuditFailure::Network(e.to_string()))?;
         if resp.roots.is_empty() {
@@ -552,7 +551,8 @@ pub async fn audit_server(
                     KtError::Malformed(format!("the server skipped epoch {next}")),
                 ));
             }
-            root.verify(&key).map_err(|e| AuditFailure::at(root.epoch, e))?;
+            root.verify(&key)
+                .map_err(|e| AuditFailure::at(root.epoch, e))?;
             batch.push(root);
             next += 1;
         }

@@ -57,19 +57,31 @@ async fn a_ghost_device_the_directory_does_not_prove_stops_the_send() {
     // The server answers for bob with an identity of its own making.
     state.kt.faults.serve_ghost("bob").unwrap();
 
-    let err = alice.send_text(&dm("bob"), "for bob only").await.unwrap_err();
+    let err = alice
+        .send_text(&dm("bob"), "for bob only")
+        .await
+        .unwrap_err();
     match &err {
         ClientError::KeyTransparency(KtError::KeysNotInDirectory { username, .. }) => {
             assert_eq!(username, "bob")
         }
         other => panic!("expected a key-transparency error, got {other:?}"),
     }
-    assert!(err.to_string().contains("bob"), "the error names the contact: {err}");
+    assert!(
+        err.to_string().contains("bob"),
+        "the error names the contact: {err}"
+    );
     // Nothing went out, nothing was recorded about the ghost.
     let stats = server.store().unwrap().stats().await.unwrap();
     assert_eq!(stats.queued_envelopes, 0);
     assert!(alice.conversations().unwrap().is_empty());
-    assert!(alice.contacts().unwrap().iter().all(|c| c.username != "bob"));
+    assert!(
+        alice
+            .contacts()
+            .unwrap()
+            .iter()
+            .all(|c| c.username != "bob")
+    );
     // Bob's own view of his keys is clean.
     assert!(alarms(&sync(&mut bob).await).is_empty());
 }
@@ -81,7 +93,12 @@ async fn a_ghost_device_the_server_publishes_raises_the_owners_alarm() {
     let mut alice = user(&server, root.path(), "alice").await;
     let mut bob = user(&server, root.path(), "bob").await;
     let state = server.state().unwrap();
-    state.kt.faults.publish_ghost(&state.kt, "bob").await.unwrap();
+    state
+        .kt
+        .faults
+        .publish_ghost(&state.kt, "bob")
+        .await
+        .unwrap();
 
     // The directory now vouches for the ghost, so alice cannot tell...
     alice.send_text(&dm("bob"), "hello").await.unwrap();
@@ -103,7 +120,12 @@ async fn a_forked_directory_is_caught_by_both_sides() {
 
     // Alice is shown a directory in which bob has a ghost device; everyone
     // else the real one, which moves on when carol registers.
-    state.kt.faults.fork(&state.kt, "alice", "bob").await.unwrap();
+    state
+        .kt
+        .faults
+        .fork(&state.kt, "alice", "bob")
+        .await
+        .unwrap();
     let _carol = user(&server, root.path(), "carol").await;
 
     // Bob writes first (his view is the real one), so the chat has his real
@@ -146,6 +168,8 @@ async fn an_honest_server_raises_no_alarm_and_vouches_for_keys() {
     assert!(latest.epoch >= status.published_epoch);
     // An independent auditor agrees the whole chain is append-only.
     let t = hush_client::transport::Transport::new(&server.url(), None).unwrap();
-    let checked = hush_client::audit_server(&t, 0, None, |_| {}).await.unwrap();
+    let checked = hush_client::audit_server(&t, 0, None, |_| {})
+        .await
+        .unwrap();
     assert!(checked >= latest.epoch);
 }

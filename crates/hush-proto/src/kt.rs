@@ -117,7 +117,9 @@ pub enum KtError {
         reason: String,
     },
     /// The keys the server served differ from what the directory proves.
-    #[error("the keys the server sent for {username} are not the ones its directory proves: {what}")]
+    #[error(
+        "the keys the server sent for {username} are not the ones its directory proves: {what}"
+    )]
     KeysNotInDirectory {
         /// Whose keys.
         username: String,
@@ -157,7 +159,10 @@ impl fmt::Debug for KtValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KtValue")
             .field("account_key", &self.account_key)
-            .field("devices", &self.devices.iter().map(|d| d.device_id).collect::<Vec<_>>())
+            .field(
+                "devices",
+                &self.devices.iter().map(|d| d.device_id).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -481,7 +486,10 @@ mod tests {
         let mut bytes = value(2).encode();
         let first = 1 + 1 + 32 + 2;
         let second = first + 36;
-        let (a, b) = (bytes[first..first + 36].to_vec(), bytes[second..second + 36].to_vec());
+        let (a, b) = (
+            bytes[first..first + 36].to_vec(),
+            bytes[second..second + 36].to_vec(),
+        );
         bytes[first..first + 36].copy_from_slice(&b);
         bytes[second..second + 36].copy_from_slice(&a);
         assert!(KtValue::decode(&bytes).is_err());

@@ -118,23 +118,28 @@ fn content() -> impl Strategy<Value = Content> {
         body(),
         prop::option::of(checkpoint()),
     )
-        .prop_map(|(id, sent_at_ms, expire_timer_secs, body, kt_checkpoint)| Content {
-            id,
-            sent_at_ms,
-            expire_timer_secs,
-            body,
-            kt_checkpoint,
-        })
+        .prop_map(
+            |(id, sent_at_ms, expire_timer_secs, body, kt_checkpoint)| Content {
+                id,
+                sent_at_ms,
+                expire_timer_secs,
+                body,
+                kt_checkpoint,
+            },
+        )
 }
 
 fn checkpoint() -> impl Strategy<Value = hush_proto::kt::KtCheckpoint> {
-    (any::<u64>(), any::<[u8; 32]>(), prop::collection::vec(any::<u8>(), 64)).prop_map(
-        |(epoch, root_hash, sig)| hush_proto::kt::SignedRoot {
+    (
+        any::<u64>(),
+        any::<[u8; 32]>(),
+        prop::collection::vec(any::<u8>(), 64),
+    )
+        .prop_map(|(epoch, root_hash, sig)| hush_proto::kt::SignedRoot {
             epoch,
             root_hash,
             signature: sig.try_into().unwrap(),
-        },
-    )
+        })
 }
 
 /// Some prefix lengths of a `len`-byte encoding: all of them when it is short,

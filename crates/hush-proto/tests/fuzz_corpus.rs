@@ -258,15 +258,27 @@ fn regenerate_fuzz_seeds() {
             ],
         };
         seed("kt_decode", "valid-value", tagged(0, value.encode()));
-        seed("kt_decode", "valid-deleted", tagged(0, KtValue::deleted().encode()));
+        seed(
+            "kt_decode",
+            "valid-deleted",
+            tagged(0, KtValue::deleted().encode()),
+        );
         let root = SignedRoot {
             epoch: 7,
             root_hash: [5; 32],
             signature: [6; 64],
         };
         seed("kt_decode", "valid-root", tagged(1, root.encode()));
-        seed("kt_decode", "seed-lookup-junk", tagged(2, vec![0x0a, 0x03, 1, 2, 3, 0x10, 0x01]));
-        seed("kt_decode", "seed-history-junk", tagged(3, vec![0x0a, 0x00, 0x12, 0x00]));
+        seed(
+            "kt_decode",
+            "seed-lookup-junk",
+            tagged(2, vec![0x0a, 0x03, 1, 2, 3, 0x10, 0x01]),
+        );
+        seed(
+            "kt_decode",
+            "seed-history-junk",
+            tagged(3, vec![0x0a, 0x00, 0x12, 0x00]),
+        );
         let mut unsorted = value.encode();
         unsorted.swap(39, 75);
         seed("kt_decode", "seed-value-unsorted", tagged(0, unsorted));

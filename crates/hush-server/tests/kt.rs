@@ -10,9 +10,9 @@ mod common;
 use common::*;
 use hush_proto::kt::{KtConfig, KtError, KtValue, SignedRoot, verify_history, verify_lookup};
 use hush_proto::{AccountKey, Username};
+use hush_wire::Bytes;
 use hush_wire::api::{RemoveDeviceRequest, device_request_message};
 use hush_wire::kt::{KtAuditResponse, KtConfigResponse, KtProofResponse, KtRoot, KtRootsResponse};
-use hush_wire::Bytes;
 
 fn root(r: &KtRoot) -> SignedRoot {
     SignedRoot {
@@ -115,7 +115,10 @@ async fn add_remove_and_rotate_devices_are_proven() {
     let device_counts: Vec<usize> = versions.iter().map(|v| v.value.devices.len()).collect();
     assert_eq!(device_counts, vec![2, 1, 2, 1]);
     assert_eq!(versions[0].value, expected(&alice));
-    assert_ne!(versions[0].value, versions[2].value, "the rotated key differs");
+    assert_ne!(
+        versions[0].value, versions[2].value,
+        "the rotated key differs"
+    );
 
     // Nobody else may read Alice's history.
     let resp = s.get_as("/v1/kt/history/alice", &viewer).await;
@@ -134,19 +137,28 @@ async fn add_remove_and_rotate_devices_are_proven() {
         root(r).verify(&cfg.signing_key).unwrap();
     }
     let audit: KtAuditResponse = s
-        .get_as(&format!("/v1/kt/audit?from={}&to={}", r1.epoch, r4.epoch), &viewer)
+        .get_as(
+            &format!("/v1/kt/audit?from={}&to={}", r1.epoch, r4.epoch),
+            &viewer,
+        )
         .await
         .json()
         .await
         .unwrap();
     let span: Vec<SignedRoot> = roots.roots[r1.epoch as usize..].iter().map(root).collect();
     let span_refs: Vec<&SignedRoot> = span.iter().collect();
-    hush_client_free_audit(&span_refs, &audit.proof.0).await.unwrap();
+    hush_client_free_audit(&span_refs, &audit.proof.0)
+        .await
+        .unwrap();
     // The same proof does not vouch for a root the server did not publish.
     let mut forged = span.clone();
     forged.last_mut().unwrap().root_hash[0] ^= 1;
     let forged_refs: Vec<&SignedRoot> = forged.iter().collect();
-    assert!(hush_client_free_audit(&forged_refs, &audit.proof.0).await.is_err());
+    assert!(
+        hush_client_free_audit(&forged_refs, &audit.proof.0)
+            .await
+            .is_err()
+    );
     s.stop().await;
 }
 
@@ -182,7 +194,10 @@ async fn tampered_proofs_stale_roots_and_foreign_signatures_are_refused() {
         let mut bad = proof.clone();
         bad[i] ^= 0x01;
         let got = verify_lookup(&cfg, &r, &name, &bad);
-        assert!(got.is_err(), "a proof with byte {i} flipped verified: {got:?}");
+        assert!(
+            got.is_err(),
+            "a proof with byte {i} flipped verified: {got:?}"
+        );
     }
 
     // The proof is for alice, not for bob.
@@ -234,9 +249,24 @@ async fn bad_requests_are_clear_errors() {
         "unauthorized",
     )
     .await;
-    expect_error(s.get_as("/v1/kt/audit?from=3&to=2", &t).await, 400, "bad_request").await;
-    expect_error(s.get_as("/v1/kt/audit?from=0&to=999", &t).await, 400, "bad_request").await;
-    expect_error(s.get_as("/v1/kt/audit?from=x&to=2", &t).await, 400, "bad_request").await;
+    expect_error(
+        s.get_as("/v1/kt/audit?from=3&to=2", &t).await,
+        400,
+        "bad_request",
+    )
+    .await;
+    expect_error(
+        s.get_as("/v1/kt/audit?from=0&to=999", &t).await,
+        400,
+        "bad_request",
+    )
+    .await;
+    expect_error(
+        s.get_as("/v1/kt/audit?from=x&to=2", &t).await,
+        400,
+        "bad_request",
+    )
+    .await;
     let roots: KtRootsResponse = s
         .get_as("/v1/kt/roots?from=1000000", &t)
         .await
@@ -251,7 +281,8 @@ async fn bad_requests_are_clear_errors() {
 async fn a_restarted_directory_goes_on_from_the_stored_epochs() {
     let dir = tempfile::tempdir().unwrap();
     let open = || {
-        let store = hush_server::store::sqlite::SqliteStore::open(&dir.path().join("hush.db")).unwrap();
+        let store =
+            hush_server::store::sqlite::SqliteStore::open(&dir.path().join("hush.db")).unwrap();
         let blobs = hush_server::blobs::Blobs::local(&dir.path().join("blobs")).unwrap();
         hush_server::app::AppState::new(
             std::sync::Arc::new(store),
@@ -316,7 +347,10 @@ async fn a_restarted_directory_goes_on_from_the_stored_epochs() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(found, "an account the directory missed is published after a restart");
+    assert!(
+        found,
+        "an account the directory missed is published after a restart"
+    );
     let roots: KtRootsResponse = http
         .get(format!("{base}/v1/kt/roots?from=0"))
         .send()

@@ -98,9 +98,7 @@ pub async fn sync(client: &mut Client, wait: Duration, out: &mut Out) -> Result<
         return Err(e.into());
     }
     if alarmed {
-        anyhow::bail!(
-            "key transparency raised an alarm (above); everything received was stored"
-        );
+        anyhow::bail!("key transparency raised an alarm (above); everything received was stored");
     }
     Ok(())
 }

@@ -76,7 +76,12 @@ pub async fn verify(client: &mut Client, username: &str, mark: bool, out: &mut O
 }
 
 /// `hush audit`: checks the server's whole chain of epoch roots.
-pub async fn audit(server: &str, from: u64, fingerprint: Option<&str>, out: &mut Out) -> Result<()> {
+pub async fn audit(
+    server: &str,
+    from: u64,
+    fingerprint: Option<&str>,
+    out: &mut Out,
+) -> Result<()> {
     let transport = hush_client::transport::Transport::new(server, fingerprint.map(str::to_owned))?;
     let mut checked = 0u64;
     let result = hush_client::audit_server(&transport, from, None, |_| checked += 1).await;

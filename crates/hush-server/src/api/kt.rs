@@ -99,11 +99,10 @@ pub async fn roots(
     let who = viewer(&state, &headers).await;
     let latest = state.kt.latest_epoch_for(who.as_deref()).await?;
     let from = q.from.unwrap_or(latest);
-    let to = q
-        .to
-        .unwrap_or(from.saturating_add(MAX_ROOTS_PER_REQUEST - 1))
-        .min(latest)
-        .min(from.saturating_add(MAX_ROOTS_PER_REQUEST - 1));
+    let to =
+        q.to.unwrap_or(from.saturating_add(MAX_ROOTS_PER_REQUEST - 1))
+            .min(latest)
+            .min(from.saturating_add(MAX_ROOTS_PER_REQUEST - 1));
     let roots = if from > to {
         Vec::new()
     } else {

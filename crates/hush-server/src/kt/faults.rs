@@ -101,7 +101,9 @@ impl Faults {
     /// Serves a ghost identity for `username` from now on (not published).
     pub fn serve_ghost(&self, username: &str) -> Result<Ghost, KtError> {
         let ghost = make_ghost(username)?;
-        self.lock().ghosts.insert(username.to_owned(), ghost.clone());
+        self.lock()
+            .ghosts
+            .insert(username.to_owned(), ghost.clone());
         Ok(ghost)
     }
 
@@ -176,8 +178,7 @@ impl Faults {
             }
             roots.extend(more);
         }
-        let update: (AkdLabel, AkdValue) =
-            (AkdLabel::from(ghost_of), akd_value(&ghost.value));
+        let update: (AkdLabel, AkdValue) = (AkdLabel::from(ghost_of), akd_value(&ghost.value));
         let hash = dir.publish(vec![update]).await.map_err(err)?;
         let root = kt.sign(hash.0, hash.1).await?;
         roots.push(root);
@@ -190,7 +191,12 @@ impl Faults {
     }
 
     /// The forked view's roots `from..=to`, when `viewer` is the victim.
-    pub(crate) async fn fork_roots(&self, viewer: &str, from: u64, to: u64) -> Option<Vec<SignedRoot>> {
+    pub(crate) async fn fork_roots(
+        &self,
+        viewer: &str,
+        from: u64,
+        to: u64,
+    ) -> Option<Vec<SignedRoot>> {
         let fork = self.fork.lock().await;
         let f = fork.as_ref().filter(|f| f.victim == viewer)?;
         Some(

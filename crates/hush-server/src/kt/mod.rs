@@ -29,7 +29,9 @@ pub enum KtError {
     #[error("epoch {0} has not been published")]
     NoSuchEpoch(u64),
     /// An audit range that is empty or past the newest epoch.
-    #[error("no audit proof from epoch {from} to {to}: the newest epoch is {latest} and from must be below to")]
+    #[error(
+        "no audit proof from epoch {from} to {to}: the newest epoch is {latest} and from must be below to"
+    )]
     BadRange {
         /// Older epoch asked for.
         from: u64,

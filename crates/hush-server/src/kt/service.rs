@@ -135,7 +135,10 @@ impl KeyDirectory {
     }
 
     async fn open(&self) -> Result<Inner, KtError> {
-        let vrf_secret = self.store.server_secret(VRF_SECRET, random_secret()).await?;
+        let vrf_secret = self
+            .store
+            .server_secret(VRF_SECRET, random_secret())
+            .await?;
         let seed = self
             .store
             .server_secret(SIGNING_SECRET, random_secret())
@@ -154,7 +157,12 @@ impl KeyDirectory {
         )
         .await
         .map_err(akd_err)?;
-        let vrf_public_key = dir.get_public_key().await.map_err(akd_err)?.as_bytes().to_vec();
+        let vrf_public_key = dir
+            .get_public_key()
+            .await
+            .map_err(akd_err)?
+            .as_bytes()
+            .to_vec();
         let inner = Inner {
             dir,
             db,
@@ -316,8 +324,8 @@ impl KeyDirectory {
             let value = akd_value(&real);
             let unchanged = current.get(&label).is_some_and(|(_, v)| *v == value);
             // A deleted account that was never published needs no entry.
-            let never_published = !current.contains_key(&label)
-                && value == akd_value(&KtValue::deleted());
+            let never_published =
+                !current.contains_key(&label) && value == akd_value(&KtValue::deleted());
             if !unchanged && !never_published {
                 updates.push((label, value));
             }
@@ -328,7 +336,11 @@ impl KeyDirectory {
         let n = updates.len();
         let hash = inner.dir.publish(updates).await.map_err(akd_err)?;
         let root = self.store_root(inner, hash.0, hash.1).await?;
-        tracing::info!(epoch = root.epoch, accounts = n, "key directory: published an epoch");
+        tracing::info!(
+            epoch = root.epoch,
+            accounts = n,
+            "key directory: published an epoch"
+        );
         Ok(Some(root))
     }
 
@@ -371,7 +383,10 @@ impl KeyDirectory {
             }
         }
         if stale > 0 {
-            tracing::info!(accounts = stale, "key directory: catching up with the store");
+            tracing::info!(
+                accounts = stale,
+                "key directory: catching up with the store"
+            );
         }
         Ok(stale)
     }
@@ -532,7 +547,11 @@ impl KeyDirectory {
 
     /// Signs a root with the directory's key (for test forks).
     #[cfg(feature = "fault-injection")]
-    pub(crate) async fn sign(&self, epoch: u64, root_hash: [u8; 32]) -> Result<SignedRoot, KtError> {
+    pub(crate) async fn sign(
+        &self,
+        epoch: u64,
+        root_hash: [u8; 32],
+    ) -> Result<SignedRoot, KtError> {
         let inner = self.inner().await?;
         let signature = inner
             .signing
