@@ -122,7 +122,17 @@ fn every_command_speaks_json() {
     let v = one(alice.json(&["verify", "bob"]));
     assert_eq!(
         keys(&v),
-        ["qr_payload", "safety_number", "username", "verified"]
+        [
+            "key_transparency",
+            "qr_payload",
+            "safety_number",
+            "username",
+            "verified"
+        ]
+    );
+    assert_eq!(
+        keys(&v["key_transparency"]),
+        ["devices", "epoch", "published_epoch", "version", "vouched"]
     );
     let digits = v["safety_number"].as_str().unwrap();
     assert_eq!(digits.split(' ').count(), 12);

@@ -376,12 +376,38 @@ impl Client {
             self.account.public(),
             std::slice::from_ref(self.device.certificate()),
         );
+        // A username can be registered again after its account was deleted:
+        // versions before this account's first one belonged to an earlier
+        // owner. The first check (at registration) finds where ours begin.
+        let first = match self
+            .store
+            .meta_str("kt_first_version")?
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            Some(f) => Some(f),
+            None => {
+                let f = versions
+                    .iter()
+                    .filter(|v| v.value == mine)
+                    .map(|v| v.version)
+                    .min();
+                if let Some(f) = f {
+                    LocalStore::set_meta(
+                        &self.store.conn,
+                        "kt_first_version",
+                        f.to_string().as_bytes(),
+                    )?;
+                }
+                f
+            }
+        };
         // Versions already reported are not reported again.
         let told: u64 = self
             .store
             .meta_str("kt_alarmed_version")?
             .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .max(first.unwrap_or(0).saturating_sub(1));
         let mut alarms = Vec::new();
         let mut newest_told = told;
         for v in &versions {
