@@ -106,6 +106,39 @@ impl Blobs {
         Self { store }
     }
 
+    /// Blobs where `location` says: `s3://BUCKET[/PREFIX]` for an
+    /// S3-compatible bucket (credentials, region and, for MinIO, Ceph, R2 and
+    /// the like, `AWS_ENDPOINT` come from the usual `AWS_*` environment
+    /// variables), or `file:///PATH` or a plain path for a directory (on a
+    /// shared file system when several nodes serve the same users).
+    pub fn open(location: &str) -> Result<Self, BlobError> {
+        let Some(rest) = location.strip_prefix("s3://") else {
+            let dir = location.strip_prefix("file://").unwrap_or(location);
+            if dir.is_empty() {
+                return Err(BlobError::Backend(
+                    "the attachment location is empty: give s3://BUCKET or a directory".into(),
+                ));
+            }
+            return Self::local(std::path::Path::new(dir));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(BlobError::Backend(format!(
+                "{location:?} names no bucket: use s3://BUCKET or s3://BUCKET/PREFIX"
+            )));
+        }
+        let s3 = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| BlobError::Backend(format!("S3 bucket {bucket:?}: {e}")))?;
+        let prefix = prefix.trim_matches('/');
+        Ok(if prefix.is_empty() {
+            Self::new(Arc::new(s3))
+        } else {
+            Self::new(Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)))
+        })
+    }
+
     fn meta_path(id: &str) -> Path {
         Path::from(format!("blobs/{id}/meta"))
     }
