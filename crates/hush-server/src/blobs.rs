@@ -75,11 +75,13 @@ pub struct BlobStatus {
 #[derive(Clone)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    /// Where, for operators (`s3://bucket/prefix`, a directory, ...).
+    location: String,
 }
 
 impl std::fmt::Debug for Blobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Blobs({})", self.store)
+        write!(f, "Blobs({}: {})", self.location, self.store)
     }
 }
 
@@ -98,12 +100,16 @@ impl Blobs {
         let fs = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(backend)?;
         Ok(Self {
             store: Arc::new(fs),
+            location: dir.display().to_string(),
         })
     }
 
     /// Blobs in any object store.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self {
+            location: store.to_string(),
+            store,
+        }
     }
 
     /// Blobs where `location` says: `s3://BUCKET[/PREFIX]` for an
@@ -132,10 +138,14 @@ impl Blobs {
             .build()
             .map_err(|e| BlobError::Backend(format!("S3 bucket {bucket:?}: {e}")))?;
         let prefix = prefix.trim_matches('/');
-        Ok(if prefix.is_empty() {
-            Self::new(Arc::new(s3))
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
         } else {
-            Self::new(Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)))
+            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+        };
+        Ok(Self {
+            store,
+            location: format!("s3://{bucket}/{prefix}"),
         })
     }
 
@@ -298,5 +308,48 @@ impl Blobs {
             }
         }
         Ok(expired_ids.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().join("shared").display());
+        let blobs = Blobs::open(&url).unwrap();
+        assert!(
+            format!("{blobs:?}").contains("LocalFileSystem"),
+            "{blobs:?}"
+        );
+        assert!(dir.path().join("shared").is_dir());
+        // Without a network the S3 path is checked as far as its
+        // configuration: the bucket and the prefix are taken from the URL.
+        let s3 = Blobs::open("s3://hush-attachments/node-files/").unwrap();
+        let shown = format!("{s3:?}");
+        assert!(shown.contains("hush-attachments"), "{shown}");
+        assert!(shown.contains("node-files"), "{shown}");
+        let plain = format!("{:?}", Blobs::open("s3://hush-attachments").unwrap());
+        assert!(plain.contains("AmazonS3(hush-attachments)"), "{plain}");
+        assert!(!plain.contains("Prefix"), "{plain}");
+        for bad in ["", "file://", "s3://", "s3:///prefix"] {
+            assert!(
+                matches!(Blobs::open(bad), Err(BlobError::Backend(_))),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn two_handles_on_one_directory_see_each_others_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Blobs::open(&dir.path().display().to_string()).unwrap();
+        let b = Blobs::open(&format!("file://{}", dir.path().display())).unwrap();
+        let id = a.create(6, 1).await.unwrap();
+        b.append(&id, 0, b"abc".to_vec()).await.unwrap();
+        a.append(&id, 3, b"def".to_vec()).await.unwrap();
+        assert_eq!(b.read(&id, None).await.unwrap(), (b"abcdef".to_vec(), 6));
     }
 }

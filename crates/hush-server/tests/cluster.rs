@@ -145,7 +145,8 @@ async fn node(pg: &PgSchema, nats: &str, prefix: &str, blobs: &Path, settings: S
     let mut cluster = ClusterConfig::new(nats);
     cluster.subject_prefix = prefix.to_owned();
     cluster.recheck = Duration::from_secs(3600);
-    let state = AppState::new(Arc::new(store), Blobs::local(blobs).unwrap(), settings)
+    let shared = Blobs::open(&format!("file://{}", blobs.display())).unwrap();
+    let state = AppState::new(Arc::new(store), shared, settings)
         .join_cluster(cluster)
         .await
         .unwrap_or_else(|e| panic!("HUSH_TEST_NATS_URL is set but NATS does not answer: {e}"));
@@ -379,6 +380,69 @@ async fn users_on_three_nodes_chat_one_to_one_and_in_a_group() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attachment_uploaded_through_two_nodes_downloads_from_the_third() {
+    use hush_wire::api::{AttachmentStatus, CreateAttachmentRequest, CreateAttachmentResponse};
+    let Some(env) = env() else { return };
+    let _serial = SERIAL.lock().await;
+    let c = three_nodes(&env, &env.nats).await;
+    let [a, b, n3] = [&c.nodes[0], &c.nodes[1], &c.nodes[2]];
+    let alice = register_at(&c.http, &a.url(), "alice", 1).await.devices[0]
+        .token
+        .clone();
+    let bob = register_at(&c.http, &b.url(), "bob", 2).await.devices[0]
+        .token
+        .clone();
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    let created: CreateAttachmentResponse = c
+        .http
+        .post(format!("{}/v1/attachments", a.url()))
+        .bearer_auth(&alice)
+        .json(&CreateAttachmentRequest {
+            size: data.len() as u64,
+        })
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/v1/attachments/{}", created.id);
+    // The first half through node A, the rest (resumed) through node B.
+    for (node, range) in [(a, 0..20_000), (b, 20_000..data.len())] {
+        let r = c
+            .http
+            .patch(format!("{}{path}", node.url()))
+            .bearer_auth(&alice)
+            .header("upload-offset", range.start.to_string())
+            .body(data[range].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    let status: AttachmentStatus = c
+        .http
+        .get(format!("{}{path}/status", n3.url()))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(status.complete);
+    let got = c
+        .http
+        .get(format!("{}{path}", n3.url()))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), data.as_slice());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
