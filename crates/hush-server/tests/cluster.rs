@@ -902,3 +902,37 @@ async fn a_nats_outage_delays_delivery_but_loses_nothing() {
     assert_eq!(envelope(&mut bob_ws).await.payload, b"after");
     drop(nats);
 }
+
+#[tokio::test]
+async fn a_node_refuses_to_start_without_its_cluster_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .args(args)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "started with {args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // A cluster shares PostgreSQL, not a node's own SQLite file.
+    let err = run(&["--nats", "nats://127.0.0.1:4222"]);
+    assert!(err.contains("postgres://"), "{err}");
+    let err = run(&["--nats", "http://127.0.0.1:4222"]);
+    assert!(err.contains("nats://"), "{err}");
+    // NATS that does not answer: the node says so instead of serving alone.
+    if let Some(env) = env() {
+        let pg = PgSchema::create(&env.pg).await;
+        let err = run(&[
+            "--database",
+            &pg.node_url(),
+            "--nats",
+            &format!("nats://127.0.0.1:{}", free_port()),
+        ]);
+        assert!(err.contains("cannot connect to NATS"), "{err}");
+    }
+}
