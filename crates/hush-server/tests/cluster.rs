@@ -5,7 +5,8 @@
 //! they are set and the service does not answer. Every test has its own
 //! PostgreSQL schema and its own NATS subject prefix, so tests share the
 //! machine's services without seeing each other. The NATS outage test runs
-//! its own `nats-server` on a free port and never touches the shared one.
+//! its own `nats-server` on a free port and never touches the shared one;
+//! the S3 test runs its own `moto_server` (an S3 emulator) the same way.
 //!
 //! Nodes re-check their queues only every hour here, so a message that
 //! arrives on an open connection was brought by a NATS wake-up.
@@ -608,6 +609,134 @@ fn start_node(
         .spawn()
         .unwrap();
     (Proc(child), format!("http://127.0.0.1:{port}"))
+}
+
+/// `moto_server` (an S3 emulator, PyPI `moto[server]`) from
+/// `HUSH_TEST_MOTO_SERVER` or the `PATH`; `.ci/run` installs it.
+fn moto_server() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("HUSH_TEST_MOTO_SERVER") {
+        return Some(p.into());
+    }
+    let found = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| Path::new(d).join("moto_server"))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        eprintln!("moto_server is not installed: skipping the S3 attachment test");
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_in_an_s3_bucket_are_served_by_every_node() {
+    use hush_wire::api::{CreateAttachmentRequest, CreateAttachmentResponse};
+    let Some(env) = env() else { return };
+    let Some(moto) = moto_server() else { return };
+    let _serial = SERIAL.lock().await;
+    let s3_port = free_port();
+    let _s3 = Proc(
+        Command::new(moto)
+            .args(["-H", "127.0.0.1", "-p", &s3_port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("HUSH_TEST_MOTO_SERVER is set but moto_server does not start"),
+    );
+    wait_port(s3_port).await;
+    let http = reqwest::Client::new();
+    let s3 = format!("http://127.0.0.1:{s3_port}");
+    let r = http.put(format!("{s3}/hush-att")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "creating the bucket");
+
+    let pg = PgSchema::create(&env.pg).await;
+    let prefix = unique("t");
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    for i in 0..2 {
+        let port = free_port();
+        let child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir.path().join(format!("n{i}")))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--database", &pg.node_url()])
+            .args(["--nats", &env.nats, "--nats-subject-prefix", &prefix])
+            .args(["--attachments", "s3://hush-att/cluster-files"])
+            .args(["--rate-limit-ip", "0", "--rate-limit-account", "0"])
+            .env("AWS_ENDPOINT", &s3)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        nodes.push((Proc(child), base));
+    }
+    for (_, b) in &nodes {
+        wait_health(&http, b, 200).await;
+    }
+    let (a, b) = (&nodes[0].1, &nodes[1].1);
+    let alice = register_at(&http, a, "alice", 1).await.devices[0]
+        .token
+        .clone();
+    let bob = register_at(&http, b, "bob", 2).await.devices[0]
+        .token
+        .clone();
+    let data: Vec<u8> = (0..30_000u32).map(|i| (i % 253) as u8).collect();
+    let created: CreateAttachmentResponse = http
+        .post(format!("{a}/v1/attachments"))
+        .bearer_auth(&alice)
+        .json(&CreateAttachmentRequest {
+            size: data.len() as u64,
+        })
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/v1/attachments/{}", created.id);
+    for (node, range) in [(a, 0..10_000), (b, 10_000..data.len())] {
+        let r = http
+            .patch(format!("{node}{path}"))
+            .bearer_auth(&alice)
+            .header("upload-offset", range.start.to_string())
+            .body(data[range].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    for node in [a, b] {
+        let got = http
+            .get(format!("{node}{path}"))
+            .bearer_auth(&bob)
+            .header("range", "bytes=9000-10999")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 206);
+        assert_eq!(got.bytes().await.unwrap().as_ref(), &data[9000..11000]);
+    }
+    // The parts are objects in the bucket, under the prefix.
+    let listing = http
+        .get(format!(
+            "{s3}/hush-att?list-type=2&prefix=cluster-files/blobs/"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        listing.contains(&format!("cluster-files/blobs/{}/part-", created.id)),
+        "{listing}"
+    );
 }
 
 fn addr_of(base: &str) -> SocketAddr {
