@@ -27,6 +27,8 @@
 //!   bounds the delay of any lost wake-up.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -90,6 +92,20 @@ const SUBSCRIPTION_BUFFER: usize = 256;
 /// The re-check period is walked in this many slices.
 const RECHECK_SLICES: u64 = 16;
 
+/// What the bus did, for `/metrics`.
+#[derive(Debug, Default)]
+struct Counters {
+    published: AtomicU64,
+    dropped: AtomicU64,
+    received: AtomicU64,
+    replaced: AtomicU64,
+    rechecks: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
 const WAKE: u8 = 1;
 const EPHEMERAL: u8 = 2;
 const CLAIM: u8 = 3;
@@ -149,7 +165,9 @@ impl Cluster {
                 reason: e.to_string(),
             })?;
         let (outbox, mut outgoing) = mpsc::channel::<(String, Bytes)>(OUTBOX);
+        let counters = Arc::new(Counters::default());
         let bus = Arc::new(Bus {
+            counters: counters.clone(),
             client: client.clone(),
             node: node.clone(),
             prefix,
@@ -159,10 +177,15 @@ impl Cluster {
         });
         let mut tasks = Vec::new();
         let publisher = client.clone();
+        let sent = counters.clone();
         tasks.push(tokio::spawn(async move {
             while let Some((subject, payload)) = outgoing.recv().await {
-                if let Err(e) = publisher.publish(subject, payload).await {
-                    tracing::debug!(error = %e, "NATS publish failed");
+                match publisher.publish(subject, payload).await {
+                    Ok(()) => bump(&sent.published),
+                    Err(e) => {
+                        bump(&sent.dropped);
+                        tracing::debug!(error = %e, "NATS publish failed");
+                    }
                 }
             }
         }));
@@ -186,6 +209,7 @@ impl Cluster {
         }));
         let weak = Arc::downgrade(hub);
         let period = (config.recheck / RECHECK_SLICES as u32).max(Duration::from_millis(10));
+        let rechecks = counters.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -194,6 +218,7 @@ impl Cluster {
                 tick.tick().await;
                 let Some(hub) = weak.upgrade() else { return };
                 hub.wake_slice(slice, RECHECK_SLICES);
+                bump(&rechecks.rechecks);
                 slice = (slice + 1) % RECHECK_SLICES;
             }
         }));
@@ -216,6 +241,53 @@ impl Cluster {
     pub fn node_id(&self) -> &str {
         &self.node
     }
+
+    /// The bus's counters in the Prometheus text format, for `/metrics`.
+    pub fn render_metrics(&self, out: &mut String) {
+        let c = &self.bus.counters;
+        let mut line = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        };
+        line(
+            "hush_cluster_nats_connected",
+            "gauge",
+            "1 while the node's NATS connection is up.",
+            u64::from(self.is_connected()),
+        );
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        line(
+            "hush_cluster_messages_published_total",
+            "counter",
+            "Wake-ups and ephemeral payloads published for other nodes.",
+            get(&c.published),
+        );
+        line(
+            "hush_cluster_messages_dropped_total",
+            "counter",
+            "Wake-ups and ephemeral payloads not published (outbox full or NATS closed); the re-check delivers what they announced.",
+            get(&c.dropped),
+        );
+        line(
+            "hush_cluster_messages_received_total",
+            "counter",
+            "Messages received from other nodes for devices connected here.",
+            get(&c.received),
+        );
+        line(
+            "hush_cluster_connections_replaced_total",
+            "counter",
+            "Connections closed here because the device connected to another node.",
+            get(&c.replaced),
+        );
+        line(
+            "hush_cluster_rechecks_total",
+            "counter",
+            "Re-check slices run (each wakes a share of the local connections).",
+            get(&c.rechecks),
+        );
+    }
 }
 
 impl Drop for Cluster {
@@ -231,6 +303,7 @@ impl Drop for Cluster {
 
 /// The hub's view of the cluster.
 struct Bus {
+    counters: Arc<Counters>,
     client: Client,
     node: Arc<str>,
     prefix: String,
@@ -248,6 +321,7 @@ impl Bus {
     fn queue(&self, device: &DeviceKey, payload: Bytes) {
         let subject = subject(&self.prefix, device);
         if self.outbox.try_send((subject, payload)).is_err() {
+            bump(&self.counters.dropped);
             tracing::debug!(device = ?device, "NATS outbox full: wake-up left to the re-check");
         }
     }
@@ -256,6 +330,7 @@ impl Bus {
 impl Remote for Bus {
     fn attached(&self, device: &DeviceKey, conn: u64) {
         let task = tokio::spawn(follow(
+            self.counters.clone(),
             self.client.clone(),
             subject(&self.prefix, device),
             self.node.clone(),
@@ -296,6 +371,7 @@ impl Remote for Bus {
 /// connection, then hands wake-ups and ephemeral payloads to the hub and
 /// closes the connection when a newer one claims the device elsewhere.
 async fn follow(
+    counters: Arc<Counters>,
     client: Client,
     subject: String,
     node: Arc<str>,
@@ -325,6 +401,7 @@ async fn follow(
     }
     while let Some(msg) = sub.next().await {
         let Some(hub) = hub.upgrade() else { return };
+        bump(&counters.received);
         match decode(&msg.payload) {
             Some(Frame::Wake) => hub.wake_local(&device),
             Some(Frame::Ephemeral(p)) => {
@@ -335,6 +412,7 @@ async fn follow(
                 node: other,
             }) => {
                 if (at, node.as_bytes()) < (theirs, other) {
+                    bump(&counters.replaced);
                     hub.kick_replaced(&device, conn);
                 }
             }

@@ -488,6 +488,24 @@ async fn a_device_that_moves_to_another_node_closes_its_older_connection() {
     let r = send(&c.http, &a.url(), &alice, message(&[("bob", 1)], b"last")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(envelope(&mut third).await.payload, b"last");
+    // Node B counted the takeover in its metrics.
+    let metrics = c
+        .http
+        .get(format!("{}/metrics", b.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hush_cluster_connections_replaced_total 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hush_cluster_nats_connected 1\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,10 +36,11 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let stats = state.store.stats().await.map_err(Failure::from)?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        METRICS.render(&stats),
-    ))
+    let mut text = METRICS.render(&stats);
+    if let Some(cluster) = &state.cluster {
+        cluster.render_metrics(&mut text);
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
 /// `GET /openapi.json`
