@@ -139,6 +139,13 @@ impl Cluster {
         {
             return Err(ClusterError::BadPrefix(prefix));
         }
+        // Several servers of a NATS cluster: "nats://a:4222,nats://b:4222".
+        let servers: Vec<&str> = config
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
         let mut raw = [0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let node: Arc<str> = hex(&raw).into();
@@ -158,7 +165,7 @@ impl Cluster {
                     let _ = tx.send(event);
                 }
             })
-            .connect(config.url.as_str())
+            .connect(servers.as_slice())
             .await
             .map_err(|e| ClusterError::Connect {
                 url: config.url.clone(),

@@ -241,8 +241,14 @@ fn resolve(opts: Opts) -> anyhow::Result<Config> {
     let cluster = match opts.nats.or(file.nats) {
         None => None,
         Some(url) => {
-            if !url.starts_with("nats://") && !url.starts_with("tls://") {
-                anyhow::bail!("--nats must be nats://HOST:PORT (or tls://...), not {url:?}");
+            if url
+                .split(',')
+                .any(|u| !u.trim().starts_with("nats://") && !u.trim().starts_with("tls://"))
+            {
+                anyhow::bail!(
+                    "--nats must be nats://HOST:PORT (or tls://...), comma-separated for \
+                     several servers, not {url:?}"
+                );
             }
             if matches!(database, Database::Sqlite(_)) {
                 anyhow::bail!(

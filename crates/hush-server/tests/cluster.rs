@@ -1071,6 +1071,8 @@ async fn a_node_refuses_to_start_without_its_cluster_services() {
     assert!(err.contains("postgres://"), "{err}");
     let err = run(&["--nats", "http://127.0.0.1:4222"]);
     assert!(err.contains("nats://"), "{err}");
+    let err = run(&["--nats", "nats://127.0.0.1:4222,127.0.0.1:4223"]);
+    assert!(err.contains("comma-separated"), "{err}");
     // NATS that does not answer: the node says so instead of serving alone.
     if let Some(env) = env() {
         let pg = PgSchema::create(&env.pg).await;
@@ -1078,7 +1080,11 @@ async fn a_node_refuses_to_start_without_its_cluster_services() {
             "--database",
             &pg.node_url(),
             "--nats",
-            &format!("nats://127.0.0.1:{}", free_port()),
+            &format!(
+                "nats://127.0.0.1:{},nats://127.0.0.1:{}",
+                free_port(),
+                free_port()
+            ),
         ]);
         assert!(err.contains("cannot connect to NATS"), "{err}");
     }
