@@ -575,6 +575,68 @@ async fn a_draining_node_fails_health_and_sends_devices_elsewhere() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wake_up_that_never_comes_only_delays_until_the_recheck() {
+    let Some(env) = env() else { return };
+    let _serial = SERIAL.lock().await;
+    let pg = PgSchema::create(&env.pg).await;
+    let blobs = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    // The receiving node re-checks its connections every 800 ms.
+    let receiver = {
+        let store = PostgresStore::connect(&pg.node_url()).await.unwrap();
+        let mut cluster = ClusterConfig::new(&env.nats);
+        cluster.subject_prefix = unique("t");
+        cluster.recheck = Duration::from_millis(800);
+        let state = AppState::new(
+            Arc::new(store),
+            Blobs::local(blobs.path()).unwrap(),
+            settings(),
+        )
+        .join_cluster(cluster)
+        .await
+        .unwrap();
+        let (addr, handle) = spawn_local(state.clone()).await.unwrap();
+        Node {
+            addr,
+            state,
+            handle: Some(handle),
+        }
+    };
+    // The sending node shares the database but is not on NATS: none of its
+    // wake-ups reach the receiving node.
+    let (sender_addr, _sender) = {
+        let store = PostgresStore::connect(&pg.node_url()).await.unwrap();
+        let state = AppState::new(
+            Arc::new(store),
+            Blobs::local(blobs.path()).unwrap(),
+            settings(),
+        );
+        spawn_local(state).await.unwrap()
+    };
+    let sender = format!("http://{sender_addr}");
+    let alice = register_at(&http, &sender, "alice", 1).await.devices[0]
+        .token
+        .clone();
+    let bob = register_at(&http, &receiver.url(), "bob", 2).await.devices[0]
+        .token
+        .clone();
+    let mut bob_ws = connected(receiver.addr, &bob).await;
+    for i in 0..3 {
+        let body = format!("unannounced {i}");
+        let r = send(
+            &http,
+            &sender,
+            &alice,
+            message(&[("bob", 1)], body.as_bytes()),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(envelope(&mut bob_ws).await.payload, body.as_bytes());
+    }
+    drop(receiver.handle);
+}
+
 // --- real processes -------------------------------------------------------
 
 fn free_port() -> u16 {
