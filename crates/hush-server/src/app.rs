@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::Router;
@@ -33,6 +34,10 @@ pub struct Settings {
     /// How long a key-directory change waits for others before its epoch
     /// is published.
     pub kt_batch_window: Duration,
+    /// On shutdown, how long the node keeps answering HTTP (with `/healthz`
+    /// at 503 and device sockets closed) before it stops accepting, so a
+    /// load balancer notices first.
+    pub drain_delay: Duration,
 }
 
 impl Default for Settings {
@@ -50,6 +55,7 @@ impl Default for Settings {
                 burst: 1000.0,
             },
             kt_batch_window: crate::kt::service::DEFAULT_BATCH_WINDOW,
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -71,6 +77,10 @@ pub struct AppState {
     pub franking: Arc<tokio::sync::OnceCell<[u8; 32]>>,
     /// The key-transparency directory.
     pub kt: Arc<crate::kt::KeyDirectory>,
+    /// This node's place in a cluster (NATS), if it is in one.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Set once shutdown began: `/healthz` fails and new WebSockets are refused.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -95,7 +105,34 @@ impl AppState {
             settings: Arc::new(settings),
             blobs: Arc::new(blobs),
             franking: Arc::new(tokio::sync::OnceCell::new()),
+            cluster: None,
+            draining: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Joins the cluster over NATS: wake-ups, ephemeral traffic and
+    /// replaced connections then reach devices on the other nodes.
+    pub async fn join_cluster(
+        mut self,
+        config: crate::cluster::ClusterConfig,
+    ) -> Result<Self, crate::cluster::ClusterError> {
+        let cluster = crate::cluster::Cluster::join(config, &self.hub).await?;
+        self.cluster = Some(Arc::new(cluster));
+        Ok(self)
+    }
+
+    /// Whether shutdown began.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Begins the drain: `/healthz` fails, new WebSockets are refused, and
+    /// every device socket is closed with 1012 so its client reconnects (to
+    /// another node).
+    pub fn begin_drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.hub.kick_all();
     }
 }
 

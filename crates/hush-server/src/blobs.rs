@@ -75,11 +75,13 @@ pub struct BlobStatus {
 #[derive(Clone)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    /// Where, for operators (`s3://bucket/prefix`, a directory, ...).
+    location: String,
 }
 
 impl std::fmt::Debug for Blobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Blobs({})", self.store)
+        write!(f, "Blobs({}: {})", self.location, self.store)
     }
 }
 
@@ -98,12 +100,53 @@ impl Blobs {
         let fs = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(backend)?;
         Ok(Self {
             store: Arc::new(fs),
+            location: dir.display().to_string(),
         })
     }
 
     /// Blobs in any object store.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self {
+            location: store.to_string(),
+            store,
+        }
+    }
+
+    /// Blobs where `location` says: `s3://BUCKET[/PREFIX]` for an
+    /// S3-compatible bucket (credentials, region and, for MinIO, Ceph, R2 and
+    /// the like, `AWS_ENDPOINT` come from the usual `AWS_*` environment
+    /// variables), or `file:///PATH` or a plain path for a directory (on a
+    /// shared file system when several nodes serve the same users).
+    pub fn open(location: &str) -> Result<Self, BlobError> {
+        let Some(rest) = location.strip_prefix("s3://") else {
+            let dir = location.strip_prefix("file://").unwrap_or(location);
+            if dir.is_empty() {
+                return Err(BlobError::Backend(
+                    "the attachment location is empty: give s3://BUCKET or a directory".into(),
+                ));
+            }
+            return Self::local(std::path::Path::new(dir));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(BlobError::Backend(format!(
+                "{location:?} names no bucket: use s3://BUCKET or s3://BUCKET/PREFIX"
+            )));
+        }
+        let s3 = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| BlobError::Backend(format!("S3 bucket {bucket:?}: {e}")))?;
+        let prefix = prefix.trim_matches('/');
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+        };
+        Ok(Self {
+            store,
+            location: format!("s3://{bucket}/{prefix}"),
+        })
     }
 
     fn meta_path(id: &str) -> Path {
@@ -265,5 +308,48 @@ impl Blobs {
             }
         }
         Ok(expired_ids.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().join("shared").display());
+        let blobs = Blobs::open(&url).unwrap();
+        assert!(
+            format!("{blobs:?}").contains("LocalFileSystem"),
+            "{blobs:?}"
+        );
+        assert!(dir.path().join("shared").is_dir());
+        // Without a network the S3 path is checked as far as its
+        // configuration: the bucket and the prefix are taken from the URL.
+        let s3 = Blobs::open("s3://hush-attachments/node-files/").unwrap();
+        let shown = format!("{s3:?}");
+        assert!(shown.contains("hush-attachments"), "{shown}");
+        assert!(shown.contains("node-files"), "{shown}");
+        let plain = format!("{:?}", Blobs::open("s3://hush-attachments").unwrap());
+        assert!(plain.contains("AmazonS3(hush-attachments)"), "{plain}");
+        assert!(!plain.contains("Prefix"), "{plain}");
+        for bad in ["", "file://", "s3://", "s3:///prefix"] {
+            assert!(
+                matches!(Blobs::open(bad), Err(BlobError::Backend(_))),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn two_handles_on_one_directory_see_each_others_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Blobs::open(&dir.path().display().to_string()).unwrap();
+        let b = Blobs::open(&format!("file://{}", dir.path().display())).unwrap();
+        let id = a.create(6, 1).await.unwrap();
+        b.append(&id, 0, b"abc".to_vec()).await.unwrap();
+        a.append(&id, 3, b"def".to_vec()).await.unwrap();
+        assert_eq!(b.read(&id, None).await.unwrap(), (b"abcdef".to_vec(), 6));
     }
 }

@@ -35,6 +35,21 @@ pub struct FileConfig {
     /// `rate-limit-account`, requests per second
     #[serde(rename = "rate-limit-account")]
     pub rate_limit_account: Option<f64>,
+    /// `nats`, such as "nats://10.0.0.5:4222": join a cluster
+    pub nats: Option<String>,
+    /// `nats-subject-prefix`, default "hush"
+    #[serde(rename = "nats-subject-prefix")]
+    pub nats_subject_prefix: Option<String>,
+    /// `recheck-interval`, such as "30s": in a cluster, how often each
+    /// connection re-reads its queue in case a wake-up was lost
+    #[serde(rename = "recheck-interval")]
+    pub recheck_interval: Option<String>,
+    /// `attachments`: "s3://BUCKET[/PREFIX]", "file:///PATH" or a directory
+    pub attachments: Option<String>,
+    /// `drain-delay`, such as "10s": on shutdown, how long to keep answering
+    /// (with /healthz failing) before closing the listener
+    #[serde(rename = "drain-delay")]
+    pub drain_delay: Option<String>,
 }
 
 impl FileConfig {
@@ -129,6 +144,20 @@ mod tests {
         ));
         assert!(Database::parse("mysql://x").is_err());
         assert!(Database::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn file_config_cluster_keys() {
+        let c: FileConfig = toml::from_str(
+            "nats = \"nats://10.0.0.5:4222\"\nattachments = \"s3://hush/att\"\n\
+             drain-delay = \"10s\"\nrecheck-interval = \"20s\"\nnats-subject-prefix = \"prod\"",
+        )
+        .unwrap();
+        assert_eq!(c.nats.as_deref(), Some("nats://10.0.0.5:4222"));
+        assert_eq!(c.attachments.as_deref(), Some("s3://hush/att"));
+        assert_eq!(c.nats_subject_prefix.as_deref(), Some("prod"));
+        assert_eq!(c.drain_delay.as_deref(), Some("10s"));
+        assert_eq!(c.recheck_interval.as_deref(), Some("20s"));
     }
 
     #[test]

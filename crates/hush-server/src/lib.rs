@@ -8,7 +8,8 @@
 //! so tests start a real server on `127.0.0.1:0`.
 //!
 //! Storage sits behind the [`store::Store`] trait; [`store::sqlite`] is the
-//! embedded default.
+//! embedded default; [`store::postgres`] is shared by the nodes of a
+//! cluster, which reach each other through NATS ([`cluster`]).
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod blobs;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod extract;

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use hush_server::app::{AppState, Settings};
 use hush_server::blobs::Blobs;
+use hush_server::cluster::ClusterConfig;
 use hush_server::config::{Database, FileConfig, parse_duration, parse_size};
 use hush_server::ratelimit::Rate;
 use hush_server::store::postgres::PostgresStore;
@@ -59,6 +60,25 @@ struct Opts {
     /// Authenticated requests per second per account (0: unlimited).
     #[arg(long, env = "HUSH_RATE_LIMIT_ACCOUNT", global = true)]
     rate_limit_account: Option<f64>,
+    /// Join a cluster: nats://HOST:PORT of the NATS server the nodes share
+    /// (with --database postgres://...). See docs/cluster.md.
+    #[arg(long, env = "HUSH_NATS", global = true)]
+    nats: Option<String>,
+    /// First token of the NATS subjects (several deployments on one NATS).
+    #[arg(long, env = "HUSH_NATS_SUBJECT_PREFIX", global = true)]
+    nats_subject_prefix: Option<String>,
+    /// In a cluster, how often each connection re-reads its queue in case a
+    /// wake-up was lost (default 30s).
+    #[arg(long, env = "HUSH_RECHECK_INTERVAL", global = true)]
+    recheck_interval: Option<String>,
+    /// Where attachments live: s3://BUCKET[/PREFIX] (AWS_* variables
+    /// configure it), file:///PATH or a directory (default DATA_DIR/blobs).
+    #[arg(long, env = "HUSH_ATTACHMENTS", global = true)]
+    attachments: Option<String>,
+    /// On shutdown, how long to keep answering with /healthz failing before
+    /// closing the listener, so a load balancer notices (default 0s).
+    #[arg(long, env = "HUSH_DRAIN_DELAY", global = true)]
+    drain_delay: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +187,8 @@ struct Config {
     database: Database,
     tls: Option<tls::TlsFiles>,
     settings: Settings,
+    cluster: Option<ClusterConfig>,
+    attachments: Option<String>,
 }
 
 fn resolve(opts: Opts) -> anyhow::Result<Config> {
@@ -213,12 +235,48 @@ fn resolve(opts: Opts) -> anyhow::Result<Config> {
             burst: r * 5.0,
         };
     }
+    if let Some(d) = opts.drain_delay.or(file.drain_delay) {
+        settings.drain_delay = parse_duration(&d)?;
+    }
+    let cluster = match opts.nats.or(file.nats) {
+        None => None,
+        Some(url) => {
+            if url
+                .split(',')
+                .any(|u| !u.trim().starts_with("nats://") && !u.trim().starts_with("tls://"))
+            {
+                anyhow::bail!(
+                    "--nats must be nats://HOST:PORT (or tls://...), comma-separated for \
+                     several servers, not {url:?}"
+                );
+            }
+            if matches!(database, Database::Sqlite(_)) {
+                anyhow::bail!(
+                    "--nats joins a cluster, whose nodes share one PostgreSQL database: \
+                     give --database postgres://..."
+                );
+            }
+            let mut c = ClusterConfig::new(&url);
+            if let Some(p) = opts.nats_subject_prefix.or(file.nats_subject_prefix) {
+                c.subject_prefix = p;
+            }
+            if let Some(r) = opts.recheck_interval.or(file.recheck_interval) {
+                c.recheck = parse_duration(&r)?;
+                if c.recheck.is_zero() {
+                    anyhow::bail!("--recheck-interval must be more than 0");
+                }
+            }
+            Some(c)
+        }
+    };
     Ok(Config {
         data_dir,
         listen,
         database,
         tls,
         settings,
+        cluster,
+        attachments: opts.attachments.or(file.attachments),
     })
 }
 
@@ -285,8 +343,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let store = open_store(&config).await?;
-    let blobs = Blobs::local(&config.data_dir.join("blobs"))?;
-    let state = AppState::new(store, blobs, config.settings.clone());
+    let blobs = match &config.attachments {
+        Some(location) => {
+            Blobs::open(location).with_context(|| format!("attachment store {location}"))?
+        }
+        None => Blobs::local(&config.data_dir.join("blobs"))?,
+    };
+    let mut state = AppState::new(store, blobs, config.settings.clone());
+    if let Some(cluster) = config.cluster.clone() {
+        state = state.join_cluster(cluster).await?;
+    }
     let tls = tls_for(&config)?;
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -13,9 +13,10 @@ use crate::app::{AppState, router};
 /// How often expired envelopes and attachments are deleted.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Serves plain HTTP on `listener` until `shutdown` resolves, then stops
-/// accepting, closes device connections (so they reconnect elsewhere) and
-/// returns once in-flight requests have finished.
+/// Serves plain HTTP on `listener` until `shutdown` resolves, then drains:
+/// `/healthz` answers 503, device connections close with 1012 (so they
+/// reconnect elsewhere), and after [`crate::app::Settings::drain_delay`] the
+/// server stops accepting and returns once in-flight requests have finished.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -23,12 +24,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let expiry = tokio::spawn(expire_loop(state.clone()));
     let publisher = tokio::spawn(state.kt.clone().run());
-    let hub = state.hub.clone();
+    let drain = state.clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
-            hub.kick_all();
+            drain.begin_drain();
+            tokio::time::sleep(drain.settings.drain_delay).await;
         })
         .await;
     expiry.abort();
@@ -100,15 +102,20 @@ pub async fn serve_tls(
     tls: &crate::tls::TlsFiles,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // object_store's S3 client brings rustls' ring provider into the build
+    // too; with two providers rustls needs a process default, and ours is
+    // aws-lc-rs (the same library as MLS). An error means one is set already.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key).await?;
     let expiry = tokio::spawn(expire_loop(state.clone()));
     let publisher = tokio::spawn(state.kt.clone().run());
-    let hub = state.hub.clone();
+    let drain = state.clone();
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
-        hub.kick_all();
+        drain.begin_drain();
+        tokio::time::sleep(drain.settings.drain_delay).await;
         stopper.graceful_shutdown(Some(Duration::from_secs(10)));
     });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();

@@ -644,6 +644,136 @@ async fn kt_roots(store: &dyn Store) {
     );
 }
 
+async fn leases(store: &dyn Store) {
+    let t1 = store
+        .try_lease("kt", "node-a", 1000, 10_000)
+        .await
+        .unwrap()
+        .expect("a lease nobody holds is granted");
+    assert!(
+        store
+            .try_lease("kt", "node-b", 1000, 10_500)
+            .await
+            .unwrap()
+            .is_none(),
+        "a running lease is not granted to another holder"
+    );
+    // A renewal extends the lease and keeps the token.
+    assert_eq!(
+        store.try_lease("kt", "node-a", 1000, 10_900).await.unwrap(),
+        Some(t1)
+    );
+    assert_eq!(
+        store.lease("kt", 11_000).await.unwrap(),
+        Some(LeaseInfo {
+            holder: "node-a".into(),
+            token: t1,
+            expires_at_ms: 11_900
+        })
+    );
+    assert!(
+        store
+            .try_lease("kt", "node-b", 1000, 11_899)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Lapsed: another holder takes it with a larger token; the old holder
+    // cannot renew any more.
+    let t2 = store
+        .try_lease("kt", "node-b", 1000, 11_900)
+        .await
+        .unwrap()
+        .expect("a lapsed lease is granted");
+    assert!(t2 > t1, "the fencing token grows when the holder changes");
+    assert!(
+        store
+            .try_lease("kt", "node-a", 1000, 12_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Leases are independent by name.
+    assert!(
+        store
+            .try_lease("other", "node-a", 1000, 12_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Only the holder releases; then another takes it at once.
+    assert!(!store.release_lease("kt", "node-a").await.unwrap());
+    assert_eq!(
+        store.lease("kt", 12_000).await.unwrap().unwrap().holder,
+        "node-b"
+    );
+    assert!(store.release_lease("kt", "node-b").await.unwrap());
+    assert!(!store.release_lease("kt", "node-b").await.unwrap());
+    assert!(store.lease("kt", 12_000).await.unwrap().is_none());
+    let t3 = store
+        .try_lease("kt", "node-a", 1000, 12_001)
+        .await
+        .unwrap()
+        .expect("a released lease is granted");
+    assert!(t3 > t2);
+    assert!(store.lease("nothing", 0).await.unwrap().is_none());
+    assert!(!store.release_lease("nothing", "node-a").await.unwrap());
+}
+
+/// Two nodes (two handles on one database) and eight holders race for each
+/// lease: exactly one wins, both nodes agree on who, and after it lapses the
+/// next race again has exactly one winner, with a larger token.
+async fn two_nodes_contend_for_a_lease(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    async fn race(
+        a: &Arc<dyn Store>,
+        b: &Arc<dyn Store>,
+        name: &str,
+        now: u64,
+    ) -> Vec<(usize, u64)> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let name = name.to_owned();
+            tasks.spawn(async move {
+                store
+                    .try_lease(&name, &format!("holder-{i}"), 1000, now)
+                    .await
+                    .unwrap()
+                    .map(|t| (i, t))
+            });
+        }
+        let mut winners = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            winners.extend(r.unwrap());
+        }
+        winners
+    }
+    for round in 0..5 {
+        let name = format!("race-{round}");
+        let first = race(&a, &b, &name, 1_000).await;
+        assert_eq!(first.len(), 1, "one winner, not {first:?}");
+        let (winner, token) = first[0];
+        let seen_a = a.lease(&name, 1_000).await.unwrap().unwrap();
+        let seen_b = b.lease(&name, 1_000).await.unwrap().unwrap();
+        assert_eq!(seen_a, seen_b, "both nodes see the same holder");
+        assert_eq!(seen_a.holder, format!("holder-{winner}"));
+        assert_eq!(seen_a.token, token);
+        // While it runs, nobody else gets it, on either node.
+        let during = race(&a, &b, &name, 1_500).await;
+        assert!(
+            during.iter().all(|(i, _)| *i == winner),
+            "only the holder renews: {during:?}"
+        );
+        // After it lapsed: again exactly one, with a larger token.
+        let after = race(&a, &b, &name, 10_000).await;
+        assert_eq!(after.len(), 1, "one winner, not {after:?}");
+        assert!(after[0].1 >= token);
+        if after[0].0 != winner {
+            assert!(after[0].1 > token);
+        }
+    }
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -708,14 +838,48 @@ macro_rules! conformance {
                 let (_guard, store) = $make.await;
                 super::kt_roots(&*store).await;
             }
+
+            #[tokio::test]
+            async fn leases() {
+                let (_guard, store) = $make.await;
+                super::leases(&*store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn two_nodes_contend_for_a_lease() {
+                let (guard, store) = $make.await;
+                let other = guard.another_node().await;
+                super::two_nodes_contend_for_a_lease(store, other).await;
+            }
         }
     };
 }
 
-async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
+/// Keeps a test's database alive, and opens it again as another node.
+enum Guard {
+    Sqlite(tempfile::TempDir),
+    Postgres(PgSchema),
+}
+
+impl Guard {
+    /// A second, independent handle on the same database, as a second
+    /// server node (or, for SQLite, a second process) would hold.
+    async fn another_node(&self) -> Arc<dyn Store> {
+        match self {
+            Guard::Sqlite(dir) => Arc::new(SqliteStore::open(&dir.path().join("hush.db")).unwrap()),
+            Guard::Postgres(schema) => {
+                let options: sqlx::postgres::PgConnectOptions = schema.url.parse().unwrap();
+                let options = options.options([("search_path", schema.name.as_str())]);
+                Arc::new(PostgresStore::connect_with(options).await.unwrap())
+            }
+        }
+    }
+}
+
+async fn sqlite() -> (Guard, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("hush.db")).unwrap();
-    (dir, Arc::new(store))
+    (Guard::Sqlite(dir), Arc::new(store))
 }
 
 conformance!(on_sqlite, sqlite());
@@ -777,14 +941,12 @@ async fn postgres() -> Option<(PgSchema, Arc<dyn Store>)> {
     Some((PgSchema { url, name }, Arc::new(store)))
 }
 
-async fn postgres_or_skip() -> (Option<PgSchema>, Arc<dyn Store>) {
+async fn postgres_or_skip() -> (Guard, Arc<dyn Store>) {
     match postgres().await {
-        Some((guard, store)) => (Some(guard), store),
+        Some((guard, store)) => (Guard::Postgres(guard), store),
         None => {
             eprintln!("HUSH_TEST_POSTGRES_URL is not set: running against SQLite instead");
-            let (dir, store) = sqlite().await;
-            std::mem::forget(dir);
-            (None, store)
+            sqlite().await
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Test support: a real `hush-server` running in-process on `127.0.0.1:0`
 //! over its own SQLite database in a temporary directory, restartable on the
-//! same data and port.
+//! same data and port; and [`TestCluster`], several nodes on one PostgreSQL
+//! and one NATS (from `HUSH_TEST_POSTGRES_URL` and `HUSH_TEST_NATS_URL`).
 //!
 //! Client tests use this instead of a mock: the server they talk to is the
 //! one users run.
@@ -138,5 +139,136 @@ impl Drop for TestServer {
             stop.notify_one();
             task.abort();
         }
+    }
+}
+
+/// Several in-process nodes sharing one PostgreSQL schema (made for it and
+/// dropped afterwards), one NATS server (under a subject prefix of their own)
+/// and one attachment directory: a cluster, on loopback ports.
+pub struct TestCluster {
+    nodes: Vec<(
+        SocketAddr,
+        Arc<Notify>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )>,
+    pg_url: String,
+    schema: String,
+    _blobs: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for TestCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCluster")
+            .field("nodes", &self.urls())
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl TestCluster {
+    /// Starts `n` nodes on PostgreSQL at `HUSH_TEST_POSTGRES_URL` and NATS at
+    /// `HUSH_TEST_NATS_URL`. `Ok(None)` (with a notice on stderr) when either
+    /// variable is unset; an error when they are set and a service does not
+    /// answer.
+    pub async fn start(n: usize) -> Result<Option<Self>, StartError> {
+        let (Ok(pg_url), Ok(nats)) = (
+            std::env::var("HUSH_TEST_POSTGRES_URL"),
+            std::env::var("HUSH_TEST_NATS_URL"),
+        ) else {
+            eprintln!("HUSH_TEST_POSTGRES_URL and HUSH_TEST_NATS_URL are not both set: no cluster");
+            return Ok(None);
+        };
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let tag = format!(
+            "{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .subsec_nanos()
+        );
+        let schema = format!("hush_testkit_{tag}");
+        {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&pg_url).await?;
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                .execute(&mut conn)
+                .await?;
+        }
+        let sep = if pg_url.contains('?') { '&' } else { '?' };
+        let node_url = format!("{pg_url}{sep}options[search_path]={schema}");
+        let blobs = tempfile::tempdir()?;
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            pg_url,
+            schema,
+            _blobs: blobs,
+        };
+        for _ in 0..n {
+            let store = hush_server::store::postgres::PostgresStore::connect(&node_url).await?;
+            let mut config = hush_server::cluster::ClusterConfig::new(&nats);
+            config.subject_prefix = format!("tk{tag}");
+            let settings = Settings {
+                per_ip: hush_server::ratelimit::Rate {
+                    per_second: 0.0,
+                    burst: 0.0,
+                },
+                ..Settings::default()
+            };
+            let state = AppState::new(
+                Arc::new(store),
+                Blobs::local(cluster._blobs.path())?,
+                settings,
+            )
+            .join_cluster(config)
+            .await?;
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let stop = Arc::new(Notify::new());
+            let signal = stop.clone();
+            let task = tokio::spawn(serve(
+                listener,
+                state,
+                async move { signal.notified().await },
+            ));
+            cluster.nodes.push((addr, stop, task));
+        }
+        Ok(Some(cluster))
+    }
+
+    /// Each node's base URL.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|(addr, _, _)| format!("http://{addr}"))
+            .collect()
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for (_, stop, task) in &self.nodes {
+            stop.notify_one();
+            task.abort();
+        }
+        let (url, schema) = (self.pg_url.clone(), self.schema.clone());
+        // Drop may run inside the test's runtime: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
     }
 }

@@ -30,6 +30,13 @@ pub async fn connect(
     AuthDevice(me): AuthDevice,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    if state.is_draining() {
+        return Failure::new(
+            hush_wire::ErrorCode::Unavailable,
+            "this node is shutting down: connect again (to another node)",
+        )
+        .into_response();
+    }
     // axum refuses a request that is not an upgrade in plain text; answer in
     // JSON like every other refusal.
     let ws = match ws {
@@ -90,7 +97,7 @@ async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow:
             tokio::select! {
                 _ = reg.wake.notified() => {}
                 _ = reg.kick.notified() => {
-                    let _ = sink.send(Message::Close(None)).await;
+                    let _ = sink.send(Message::Close(reg.close_frame())).await;
                     return Ok(());
                 }
                 Some(payload) = reg.ephemeral.recv() => {

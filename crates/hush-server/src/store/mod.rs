@@ -239,6 +239,18 @@ pub struct KtRoot {
 /// The most roots [`Store::kt_roots`] returns in one call.
 pub const KT_ROOTS_LIMIT: usize = 1000;
 
+/// Who holds a named lease, as [`Store::lease`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseInfo {
+    /// The holder's name (a node id).
+    pub holder: String,
+    /// The fencing token: it grows every time the lease changes hands, so a
+    /// write stamped with an older token can be refused.
+    pub token: u64,
+    /// When it lapses unless renewed, ms since the Unix epoch.
+    pub expires_at_ms: u64,
+}
+
 /// Why a storage call failed.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -439,4 +451,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// The signed root of the greatest epoch.
     async fn kt_latest_root(&self) -> StoreResult<Option<KtRoot>>;
+    /// Takes or renews the lease `name` for `holder` until `now_ms + ttl_ms`:
+    /// granted when nobody holds it, when the holder's lease lapsed
+    /// (`expires_at_ms <= now_ms`), or when `holder` holds it already
+    /// (a renewal). Returns the fencing token when granted, `None` when
+    /// another holder's lease is still running. Atomic across every node
+    /// sharing the database: of concurrent callers at most one is granted.
+    /// Nodes must keep their clocks in step (NTP) to well under `ttl_ms`.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Option<u64>>;
+
+    /// Gives the lease up if `holder` holds it, so another node can take it
+    /// at once; returns whether it did. The fencing token is kept.
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<bool>;
+
+    /// The lease's current holder, if its lease runs past `now_ms`.
+    async fn lease(&self, name: &str, now_ms: u64) -> StoreResult<Option<LeaseInfo>>;
 }
+
+/// The upsert both backends run for [`Store::try_lease`]: one statement, so
+/// the check and the take are atomic. Parameters: name, holder, expiry, now.
+/// The token moves on only when the holder changes.
+pub(crate) const TRY_LEASE_SQL: &str = "\
+INSERT INTO leases (name, holder, token, expires_at_ms) VALUES ($1, $2, 1, $3) \
+ON CONFLICT (name) DO UPDATE SET \
+    token = CASE WHEN leases.holder = excluded.holder THEN leases.token ELSE leases.token + 1 END, \
+    holder = excluded.holder, \
+    expires_at_ms = excluded.expires_at_ms \
+WHERE leases.holder = excluded.holder OR leases.expires_at_ms <= $4 \
+RETURNING token";

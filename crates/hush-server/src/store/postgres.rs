@@ -13,8 +13,8 @@ use sqlx::{Executor, Row};
 use super::postgres_kt;
 use super::{
     AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, KtRecord,
-    KtRoot, KtStateQuery, KtValueState, NewAccount, NewDevice, NewEnvelope, NewReport,
-    ReportRecord, Stats, Store, StoreError, StoreResult, StoredEnvelope,
+    KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount, NewDevice, NewEnvelope, NewReport,
+    ReportRecord, Stats, Store, StoreError, StoreResult, StoredEnvelope, TRY_LEASE_SQL,
 };
 
 const SCHEMA: &str = r#"
@@ -80,6 +80,12 @@ CREATE TABLE IF NOT EXISTS reports (
     UNIQUE (reporter, commitment)
 );
 CREATE INDEX IF NOT EXISTS reports_by_reporter ON reports(reporter, filed_at_ms);
+CREATE TABLE IF NOT EXISTS leases (
+    name          TEXT PRIMARY KEY,
+    holder        TEXT NOT NULL,
+    token         BIGINT NOT NULL,
+    expires_at_ms BIGINT NOT NULL
+);
 "#;
 
 /// The PostgreSQL store. Cheap to clone (a connection pool).
@@ -742,6 +748,56 @@ impl Store for PostgresStore {
     async fn kt_latest_root(&self) -> StoreResult<Option<KtRoot>> {
         postgres_kt::latest_root(&self.pool).await
     }
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        let token: Option<i64> = sqlx::query_scalar(TRY_LEASE_SQL)
+            .bind(name)
+            .bind(holder)
+            .bind(clamp_i64(now_ms.saturating_add(ttl_ms)))
+            .bind(clamp_i64(now_ms))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(token.map(|t| t as u64))
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE leases SET expires_at_ms = 0 WHERE name = $1 AND holder = $2 AND expires_at_ms > 0",
+        )
+        .bind(name)
+        .bind(holder)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn lease(&self, name: &str, now_ms: u64) -> StoreResult<Option<LeaseInfo>> {
+        let row = sqlx::query(
+            "SELECT holder, token, expires_at_ms FROM leases WHERE name = $1 AND expires_at_ms > $2",
+        )
+        .bind(name)
+        .bind(clamp_i64(now_ms))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(|r| LeaseInfo {
+            holder: r.get(0),
+            token: r.get::<i64, _>(1) as u64,
+            expires_at_ms: r.get::<i64, _>(2) as u64,
+        }))
+    }
+}
+
+/// Times are stored as signed 64-bit integers.
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 const REPORT_COLUMNS: &str =

@@ -19,8 +19,8 @@ use super::group_commit::{self, WriteJob};
 use super::sqlite_kt;
 use super::{
     AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, KtRecord,
-    KtRoot, KtStateQuery, KtValueState, NewAccount, NewDevice, NewEnvelope, NewReport,
-    ReportRecord, Stats, Store, StoreError, StoreResult, StoredEnvelope,
+    KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount, NewDevice, NewEnvelope, NewReport,
+    ReportRecord, Stats, Store, StoreError, StoreResult, StoredEnvelope, TRY_LEASE_SQL,
 };
 
 /// Read connections kept open.
@@ -89,6 +89,12 @@ CREATE TABLE IF NOT EXISTS reports (
     UNIQUE (reporter, commitment)
 );
 CREATE INDEX IF NOT EXISTS reports_by_reporter ON reports(reporter, filed_at_ms);
+CREATE TABLE IF NOT EXISTS leases (
+    name          TEXT PRIMARY KEY,
+    holder        TEXT NOT NULL,
+    token         INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
 "#;
 
 /// The SQLite store. Cheap to clone.
@@ -919,6 +925,65 @@ impl Store for SqliteStore {
     async fn kt_latest_root(&self) -> StoreResult<Option<KtRoot>> {
         self.read(sqlite_kt::latest_root).await
     }
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        let expires = clamp_i64(now_ms.saturating_add(ttl_ms));
+        let now = clamp_i64(now_ms);
+        self.write(move |conn| {
+            conn.query_row(TRY_LEASE_SQL, params![name, holder, expires, now], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+            .map(|t| t.map(|t| t as u64))
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<bool> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE leases SET expires_at_ms = 0 WHERE name = ?1 AND holder = ?2 AND expires_at_ms > 0",
+                params![name, holder],
+            )
+            .map(|n| n > 0)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn lease(&self, name: &str, now_ms: u64) -> StoreResult<Option<LeaseInfo>> {
+        let name = name.to_owned();
+        let now = clamp_i64(now_ms);
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT holder, token, expires_at_ms FROM leases WHERE name = ?1 AND expires_at_ms > ?2",
+                params![name, now],
+                |r| {
+                    Ok(LeaseInfo {
+                        holder: r.get(0)?,
+                        token: r.get::<_, i64>(1)? as u64,
+                        expires_at_ms: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+}
+
+/// Times are stored as signed 64-bit integers.
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 const REPORT_COLUMNS: &str =

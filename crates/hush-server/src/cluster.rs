@@ -1,0 +1,500 @@
+//! Several nodes on one PostgreSQL and one NATS: the bus that carries
+//! wake-ups, ephemeral payloads and "a newer connection of this device
+//! opened" between nodes.
+//!
+//! PostgreSQL stays the source of truth for everything stored. NATS carries
+//! only hints, so losing one never loses a message, it only delays one:
+//!
+//! - A node subscribes to one subject per device connected to it,
+//!   `PREFIX.d.u<hex username>.<device id>`, and drops the subscription when
+//!   the device leaves. NATS routes by interest, so a wake-up goes only to
+//!   the node that holds the device (or nowhere, for an offline device) and
+//!   the cost per message does not grow with the number of nodes. A subject
+//!   per node would need a directory of which device is where, written on
+//!   every connect and stale after every crash.
+//! - A send wakes the recipients on its own node and publishes one small
+//!   wake-up per recipient. The NATS connection is opened with `no_echo`, so
+//!   a node never hears its own publications.
+//! - When a device connects, its node first makes sure NATS has its
+//!   subscription (a flush), then stamps the connection with the time and
+//!   publishes that claim on the device's subject. A node holding an older
+//!   connection of the device (earlier stamp; ties broken by node id) closes
+//!   it. Both nodes compare the same pair, so at most one survives.
+//! - Wake-ups lost while NATS was unreachable are made good in two ways:
+//!   when the node's NATS connection comes back, every local connection
+//!   re-reads its queue; and every [`ClusterConfig::recheck`] each local
+//!   connection re-reads its queue anyway (spread over the period), which
+//!   bounds the delay of any lost wake-up.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::{Client, ConnectOptions, Event};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use rand::RngCore;
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinHandle};
+
+use crate::hub::{Hub, Remote};
+use crate::store::DeviceKey;
+
+/// How the node joins the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `nats://host:port` (several, comma-separated, for a NATS cluster).
+    pub url: String,
+    /// First token of every subject, so that several deployments can share
+    /// one NATS server (NATS accounts separate them more strictly).
+    pub subject_prefix: String,
+    /// Every local connection re-reads its queue at least this often, which
+    /// bounds how long a lost wake-up can delay a message.
+    pub recheck: Duration,
+}
+
+impl ClusterConfig {
+    /// Defaults for `url`: prefix `hush`, re-check every 30 s.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            subject_prefix: "hush".into(),
+            recheck: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the node could not join the cluster.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The subject prefix is not a plain NATS subject token.
+    #[error("NATS subject prefix {0:?} must be letters, digits, '-' or '_'")]
+    BadPrefix(String),
+    /// NATS did not answer.
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect {
+        /// The URL given.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Wake-ups queued for NATS before new ones are dropped (the re-check
+/// delivers what a dropped one would have announced).
+const OUTBOX: usize = 65_536;
+/// Messages buffered per device subscription.
+const SUBSCRIPTION_BUFFER: usize = 256;
+/// The re-check period is walked in this many slices.
+const RECHECK_SLICES: u64 = 16;
+
+/// What the bus did, for `/metrics`.
+#[derive(Debug, Default)]
+struct Counters {
+    published: AtomicU64,
+    dropped: AtomicU64,
+    received: AtomicU64,
+    replaced: AtomicU64,
+    rechecks: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+const WAKE: u8 = 1;
+const EPHEMERAL: u8 = 2;
+const CLAIM: u8 = 3;
+
+/// This node's membership in a cluster. Dropping it stops the bus.
+pub struct Cluster {
+    client: Client,
+    node: Arc<str>,
+    tasks: Vec<JoinHandle<()>>,
+    bus: Arc<Bus>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node", &self.node)
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// Connects to NATS and attaches the bus to `hub`. Fails if NATS does
+    /// not answer now; afterwards the connection is retried forever.
+    pub async fn join(config: ClusterConfig, hub: &Arc<Hub>) -> Result<Self, ClusterError> {
+        let prefix = config.subject_prefix.clone();
+        if prefix.is_empty()
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ClusterError::BadPrefix(prefix));
+        }
+        // Several servers of a NATS cluster: "nats://a:4222,nats://b:4222".
+        let servers: Vec<&str> = config
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut raw = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let node: Arc<str> = hex(&raw).into();
+        let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+        let client = ConnectOptions::new()
+            .no_echo()
+            .name(format!("hush-server {node}"))
+            .subscription_capacity(SUBSCRIPTION_BUFFER)
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(5))
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((attempts as u64).saturating_mul(100).min(2000))
+            })
+            .event_callback(move |event| {
+                let tx = events_tx.clone();
+                async move {
+                    let _ = tx.send(event);
+                }
+            })
+            .connect(servers.as_slice())
+            .await
+            .map_err(|e| ClusterError::Connect {
+                url: config.url.clone(),
+                reason: e.to_string(),
+            })?;
+        let (outbox, mut outgoing) = mpsc::channel::<(String, Bytes)>(OUTBOX);
+        let counters = Arc::new(Counters::default());
+        let bus = Arc::new(Bus {
+            counters: counters.clone(),
+            client: client.clone(),
+            node: node.clone(),
+            prefix,
+            hub: Arc::downgrade(hub),
+            outbox,
+            subs: Mutex::new(HashMap::new()),
+        });
+        let mut tasks = Vec::new();
+        let publisher = client.clone();
+        let sent = counters.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some((subject, payload)) = outgoing.recv().await {
+                match publisher.publish(subject, payload).await {
+                    Ok(()) => bump(&sent.published),
+                    Err(e) => {
+                        bump(&sent.dropped);
+                        tracing::debug!(error = %e, "NATS publish failed");
+                    }
+                }
+            }
+        }));
+        let weak = Arc::downgrade(hub);
+        tasks.push(tokio::spawn(async move {
+            while let Some(event) = events_rx.recv().await {
+                match event {
+                    Event::Connected => {
+                        tracing::info!("NATS connected; local devices re-read their queues");
+                        // Wake-ups may have been lost while disconnected.
+                        if let Some(hub) = weak.upgrade() {
+                            hub.wake_slice(0, 1);
+                        }
+                    }
+                    Event::Disconnected => {
+                        tracing::warn!("NATS disconnected; delivery across nodes is delayed")
+                    }
+                    other => tracing::debug!(event = %other, "NATS event"),
+                }
+            }
+        }));
+        let weak = Arc::downgrade(hub);
+        let period = (config.recheck / RECHECK_SLICES as u32).max(Duration::from_millis(10));
+        let rechecks = counters.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut slice = 0u64;
+            loop {
+                tick.tick().await;
+                let Some(hub) = weak.upgrade() else { return };
+                hub.wake_slice(slice, RECHECK_SLICES);
+                bump(&rechecks.rechecks);
+                slice = (slice + 1) % RECHECK_SLICES;
+            }
+        }));
+        hub.set_remote(bus.clone());
+        tracing::info!(node = %node, url = %config.url, "joined the cluster");
+        Ok(Self {
+            client,
+            node,
+            tasks,
+            bus,
+        })
+    }
+
+    /// Whether NATS answers (for `/healthz`).
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == State::Connected
+    }
+
+    /// This node's random id, unique in the cluster (a lease holder name).
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// The bus's counters in the Prometheus text format, for `/metrics`.
+    pub fn render_metrics(&self, out: &mut String) {
+        let c = &self.bus.counters;
+        let mut line = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        };
+        line(
+            "hush_cluster_nats_connected",
+            "gauge",
+            "1 while the node's NATS connection is up.",
+            u64::from(self.is_connected()),
+        );
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        line(
+            "hush_cluster_messages_published_total",
+            "counter",
+            "Wake-ups and ephemeral payloads published for other nodes.",
+            get(&c.published),
+        );
+        line(
+            "hush_cluster_messages_dropped_total",
+            "counter",
+            "Wake-ups and ephemeral payloads not published (outbox full or NATS closed); the re-check delivers what they announced.",
+            get(&c.dropped),
+        );
+        line(
+            "hush_cluster_messages_received_total",
+            "counter",
+            "Messages received from other nodes for devices connected here.",
+            get(&c.received),
+        );
+        line(
+            "hush_cluster_connections_replaced_total",
+            "counter",
+            "Connections closed here because the device connected to another node.",
+            get(&c.replaced),
+        );
+        line(
+            "hush_cluster_rechecks_total",
+            "counter",
+            "Re-check slices run (each wakes a share of the local connections).",
+            get(&c.rechecks),
+        );
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for (_, (_, task)) in self.bus.lock().drain() {
+            task.abort();
+        }
+    }
+}
+
+/// The hub's view of the cluster.
+struct Bus {
+    counters: Arc<Counters>,
+    client: Client,
+    node: Arc<str>,
+    prefix: String,
+    hub: Weak<Hub>,
+    outbox: mpsc::Sender<(String, Bytes)>,
+    /// Device -> (connection id, its subscription task).
+    subs: Mutex<HashMap<DeviceKey, (u64, AbortHandle)>>,
+}
+
+impl Bus {
+    fn lock(&self) -> MutexGuard<'_, HashMap<DeviceKey, (u64, AbortHandle)>> {
+        self.subs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn queue(&self, device: &DeviceKey, payload: Bytes) {
+        let subject = subject(&self.prefix, device);
+        if self.outbox.try_send((subject, payload)).is_err() {
+            bump(&self.counters.dropped);
+            tracing::debug!(device = ?device, "NATS outbox full: wake-up left to the re-check");
+        }
+    }
+}
+
+impl Remote for Bus {
+    fn attached(&self, device: &DeviceKey, conn: u64) {
+        let task = tokio::spawn(follow(
+            self.counters.clone(),
+            self.client.clone(),
+            subject(&self.prefix, device),
+            self.node.clone(),
+            self.hub.clone(),
+            device.clone(),
+            conn,
+        ));
+        if let Some((_, old)) = self
+            .lock()
+            .insert(device.clone(), (conn, task.abort_handle()))
+        {
+            old.abort();
+        }
+    }
+
+    fn detached(&self, device: &DeviceKey, conn: u64) {
+        let mut subs = self.lock();
+        if subs.get(device).is_some_and(|(c, _)| *c == conn)
+            && let Some((_, task)) = subs.remove(device)
+        {
+            task.abort();
+        }
+    }
+
+    fn wake(&self, device: &DeviceKey) {
+        self.queue(device, Bytes::from_static(&[WAKE]));
+    }
+
+    fn ephemeral(&self, device: &DeviceKey, payload: &[u8]) {
+        let mut frame = Vec::with_capacity(1 + payload.len());
+        frame.push(EPHEMERAL);
+        frame.extend_from_slice(payload);
+        self.queue(device, frame.into());
+    }
+}
+
+/// Follows one local connection's subject: claims the device for this
+/// connection, then hands wake-ups and ephemeral payloads to the hub and
+/// closes the connection when a newer one claims the device elsewhere.
+async fn follow(
+    counters: Arc<Counters>,
+    client: Client,
+    subject: String,
+    node: Arc<str>,
+    hub: Weak<Hub>,
+    device: DeviceKey,
+    conn: u64,
+) {
+    let mut sub = match client.subscribe(subject.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "NATS subscribe failed; the re-check delivers instead");
+            return;
+        }
+    };
+    // The claim is stamped only once NATS has the subscription: a node that
+    // claims later (by the clock) then surely reaches this one.
+    if let Err(e) = client.flush().await {
+        tracing::debug!(error = %e, "NATS flush failed");
+    }
+    let at = crate::api::now_ms();
+    let mut claim = Vec::with_capacity(9 + node.len());
+    claim.push(CLAIM);
+    claim.extend_from_slice(&at.to_be_bytes());
+    claim.extend_from_slice(node.as_bytes());
+    if let Err(e) = client.publish(subject, claim.into()).await {
+        tracing::debug!(error = %e, "NATS publish failed");
+    }
+    while let Some(msg) = sub.next().await {
+        let Some(hub) = hub.upgrade() else { return };
+        bump(&counters.received);
+        match decode(&msg.payload) {
+            Some(Frame::Wake) => hub.wake_local(&device),
+            Some(Frame::Ephemeral(p)) => {
+                hub.send_ephemeral_local(&device, p.to_vec());
+            }
+            Some(Frame::Claim {
+                at: theirs,
+                node: other,
+            }) => {
+                if (at, node.as_bytes()) < (theirs, other) {
+                    bump(&counters.replaced);
+                    hub.kick_replaced(&device, conn);
+                }
+            }
+            None => tracing::debug!("malformed message on a device subject"),
+        }
+    }
+}
+
+enum Frame<'a> {
+    Wake,
+    Ephemeral(&'a [u8]),
+    Claim { at: u64, node: &'a [u8] },
+}
+
+/// Decodes what arrives on a device subject; `None` for anything malformed.
+fn decode(bytes: &[u8]) -> Option<Frame<'_>> {
+    let (&tag, rest) = bytes.split_first()?;
+    match tag {
+        WAKE if rest.is_empty() => Some(Frame::Wake),
+        EPHEMERAL => Some(Frame::Ephemeral(rest)),
+        CLAIM => {
+            let (at, node) = rest.split_at_checked(8)?;
+            let at = u64::from_be_bytes(at.try_into().ok()?);
+            (!node.is_empty()).then_some(Frame::Claim { at, node })
+        }
+        _ => None,
+    }
+}
+
+/// The device's subject. The username is hex-encoded: usernames may hold
+/// `.`, the NATS token separator, and recipients of an ephemeral send are
+/// not checked against the directory.
+fn subject(prefix: &str, device: &DeviceKey) -> String {
+    format!(
+        "{prefix}.d.u{}.{}",
+        hex(device.username.as_bytes()),
+        device.device_id
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_single_tokens_per_part() {
+        let s = subject("hush", &DeviceKey::new("a.b-c", 7));
+        assert_eq!(s, "hush.d.u612e622d63.7");
+        // An empty username still makes a non-empty subject token.
+        assert_eq!(subject("p", &DeviceKey::new("", 1)), "p.d.u.1");
+    }
+
+    #[test]
+    fn malformed_frames_are_refused() {
+        assert!(decode(&[]).is_none());
+        assert!(decode(&[9]).is_none());
+        assert!(decode(&[WAKE, 0]).is_none());
+        assert!(decode(&[CLAIM, 1, 2, 3]).is_none());
+        assert!(decode(&[CLAIM, 0, 0, 0, 0, 0, 0, 0, 1]).is_none());
+        assert!(matches!(decode(&[WAKE]), Some(Frame::Wake)));
+        assert!(matches!(
+            decode(&[EPHEMERAL, 5]),
+            Some(Frame::Ephemeral([5]))
+        ));
+        assert!(matches!(
+            decode(&[CLAIM, 0, 0, 0, 0, 0, 0, 0, 2, b'n']),
+            Some(Frame::Claim { at: 2, node: b"n" })
+        ));
+    }
+}
