@@ -41,6 +41,14 @@ pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_millis(25);
 const PUBLISH_WAIT: Duration = Duration::from_secs(10);
 /// How often the publisher compares the store with the directory.
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(600);
+/// The lease that makes one node at a time the directory's writer.
+const PUBLISH_LEASE: &str = "kt-publisher";
+/// How long a publisher holds the lease at most (a publish takes well under
+/// a second; a node that stalls longer loses it).
+const PUBLISH_LEASE_TTL_MS: u64 = 30_000;
+/// How long a node waits for another node's publish before it gives up for
+/// now (and retries from the publisher loop).
+const PUBLISH_LEASE_WAIT: Duration = Duration::from_secs(10);
 
 /// The VRF key, held as its 32-byte secret.
 #[derive(Clone)]
@@ -86,6 +94,8 @@ pub struct KeyDirectory {
     /// Serialises publishing within this process.
     publish_lock: tokio::sync::Mutex<()>,
     batch_window: Duration,
+    /// This process's name as a lease holder.
+    holder: String,
     /// Test-only faults (never compiled into release builds).
     #[cfg(feature = "fault-injection")]
     pub faults: super::faults::Faults,
@@ -121,6 +131,10 @@ impl KeyDirectory {
             published: watch::channel(0).0,
             publish_lock: tokio::sync::Mutex::new(()),
             batch_window,
+            holder: {
+                use rand::RngCore;
+                format!("kt-{:016x}", rand::rngs::OsRng.next_u64())
+            },
             #[cfg(feature = "fault-injection")]
             faults: super::faults::Faults::default(),
         }
@@ -266,7 +280,20 @@ impl KeyDirectory {
             let mut p = self.lock();
             (std::mem::take(&mut p.usernames), p.queued)
         };
-        let result = self.publish_users(inner, &usernames).await;
+        if usernames.is_empty() {
+            return Ok(None);
+        }
+        // One writer at a time across every node sharing the database.
+        let result = match self.take_lease().await {
+            Ok(()) => {
+                let r = self.publish_users(inner, &usernames).await;
+                if let Err(e) = self.store.release_lease(PUBLISH_LEASE, &self.holder).await {
+                    tracing::warn!(error = %e, "key directory: could not release the publisher lease");
+                }
+                r
+            }
+            Err(e) => Err(e),
+        };
         match &result {
             Ok(_) => {
                 self.published.send_if_modified(|p| {
@@ -281,6 +308,30 @@ impl KeyDirectory {
             }
         }
         result
+    }
+
+    async fn take_lease(&self) -> Result<(), KtError> {
+        let deadline = tokio::time::Instant::now() + PUBLISH_LEASE_WAIT;
+        loop {
+            let granted = self
+                .store
+                .try_lease(
+                    PUBLISH_LEASE,
+                    &self.holder,
+                    PUBLISH_LEASE_TTL_MS,
+                    crate::api::now_ms(),
+                )
+                .await?;
+            if granted.is_some() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(KtError::Directory(
+                    "another node has been publishing for too long; will retry".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The value the directory should hold for `username`, from the store.
