@@ -15,16 +15,24 @@
 //!
 //! # Record encoding (format 1)
 //!
-//! Big-endian integers; a node label is `len: u32 || val: [u8; 32]`.
+//! Big-endian integers. A node label is `len: u16` then, when bit 15 of
+//! `len` is clear, the `ceil(len / 8)` bytes that can be non-zero (akd zeroes
+//! the bits past a label's length), or when it is set, all 32 bytes; the
+//! length itself is `len & 0x7fff`, at most 256. An optional label is a
+//! presence byte (0 or 1) and the label.
 //!
 //! ```text
 //! aZKS:  0x01 (format) 0x01 (aZKS) latest_epoch: u64 num_nodes: u64
 //! node:  0x01 (format) 0x02 (node) label flags: u8 latest [previous]
-//!        flags: bit 0 a previous node follows; bit 1 (2) the latest
-//!        (previous) node's label differs from the record's and is written
-//! node body: [label] last_epoch: u64 min_descendant_epoch: u64 parent
-//!        node_type: u8 (1 leaf, 2 root, 3 interior) children: u8 (bit 0
-//!        left, bit 1 right) [left] [right] hash: [u8; 32]
+//!        flags: bit 0 a previous node follows; bit 1 the latest node's
+//!        label differs from the record's and is written
+//! latest: [label] last_epoch: u64 min_descendant_epoch: u64 parent
+//!        node_type: u8 (1 leaf, 2 root, 3 interior) left: opt right: opt
+//!        hash: [u8; 32]
+//! previous: differs: u8 (bit 0 label, 1 parent, 2 node_type, 3 left,
+//!        4 right: the fields that differ from the latest node's, written;
+//!        the others are the latest node's) [label] last_epoch
+//!        min_descendant_epoch [parent] [node_type] [left] [right] hash
 //! ```
 //!
 //! Decoding reads bytes from disk: it is bounded (fixed-size fields only),
@@ -51,9 +59,13 @@ const TAG_AZKS: u8 = 1;
 const TAG_NODE: u8 = 2;
 const FLAG_PREVIOUS: u8 = 1;
 const FLAG_LATEST_LABEL: u8 = 2;
-const FLAG_PREVIOUS_LABEL: u8 = 4;
-const CHILD_LEFT: u8 = 1;
-const CHILD_RIGHT: u8 = 2;
+const DIFF_LABEL: u8 = 1;
+const DIFF_PARENT: u8 = 2;
+const DIFF_TYPE: u8 = 4;
+const DIFF_LEFT: u8 = 8;
+const DIFF_RIGHT: u8 = 16;
+/// Bit 15 of a label's length: all 32 bytes follow.
+const LABEL_FULL: u16 = 0x8000;
 /// The longest node label akd uses, in bits.
 const MAX_LABEL_BITS: u32 = 256;
 
@@ -97,59 +109,124 @@ fn corrupt(what: &str) -> StorageError {
 // ------------------------------------------------------------------ encoding
 
 fn put_label(out: &mut Vec<u8>, label: &NodeLabel) {
-    out.extend_from_slice(&label.label_len.to_be_bytes());
-    out.extend_from_slice(&label.label_val);
+    // Lengths are at most 256 (akd's labels are 256-bit hashes).
+    let len = u16::try_from(label.label_len.min(MAX_LABEL_BITS)).unwrap_or(256);
+    let used = usize::from(len).div_ceil(8);
+    let (head, tail) = label.label_val.split_at(used.min(32));
+    if label.label_len <= MAX_LABEL_BITS && tail.iter().all(|b| *b == 0) {
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(head);
+    } else {
+        // Not a canonical label: keep every byte.
+        out.extend_from_slice(&(len | LABEL_FULL).to_be_bytes());
+        out.extend_from_slice(&label.label_val);
+    }
 }
 
-fn put_node(out: &mut Vec<u8>, node: &TreeNode, with_label: bool) {
+fn put_opt_label(out: &mut Vec<u8>, label: Option<&NodeLabel>) {
+    match label {
+        Some(l) => {
+            out.push(1);
+            put_label(out, l);
+        }
+        None => out.push(0),
+    }
+}
+
+fn node_type_code(t: TreeNodeType) -> u8 {
+    match t {
+        TreeNodeType::Leaf => 1,
+        TreeNodeType::Root => 2,
+        TreeNodeType::Interior => 3,
+    }
+}
+
+fn put_latest(out: &mut Vec<u8>, node: &TreeNode, with_label: bool) {
     if with_label {
         put_label(out, &node.label);
     }
     out.extend_from_slice(&node.last_epoch.to_be_bytes());
     out.extend_from_slice(&node.min_descendant_epoch.to_be_bytes());
     put_label(out, &node.parent);
-    out.push(match node.node_type {
-        TreeNodeType::Leaf => 1,
-        TreeNodeType::Root => 2,
-        TreeNodeType::Interior => 3,
-    });
-    let mut children = 0;
-    if node.left_child.is_some() {
-        children |= CHILD_LEFT;
+    out.push(node_type_code(node.node_type));
+    put_opt_label(out, node.left_child.as_ref());
+    put_opt_label(out, node.right_child.as_ref());
+    out.extend_from_slice(&node.hash.0);
+}
+
+fn put_previous(out: &mut Vec<u8>, node: &TreeNode, latest: &TreeNode) {
+    let mut differs = 0;
+    if node.label != latest.label {
+        differs |= DIFF_LABEL;
     }
-    if node.right_child.is_some() {
-        children |= CHILD_RIGHT;
+    if node.parent != latest.parent {
+        differs |= DIFF_PARENT;
     }
-    out.push(children);
-    if let Some(l) = &node.left_child {
-        put_label(out, l);
+    if node.node_type != latest.node_type {
+        differs |= DIFF_TYPE;
     }
-    if let Some(r) = &node.right_child {
-        put_label(out, r);
+    if node.left_child != latest.left_child {
+        differs |= DIFF_LEFT;
+    }
+    if node.right_child != latest.right_child {
+        differs |= DIFF_RIGHT;
+    }
+    out.push(differs);
+    if differs & DIFF_LABEL != 0 {
+        put_label(out, &node.label);
+    }
+    out.extend_from_slice(&node.last_epoch.to_be_bytes());
+    out.extend_from_slice(&node.min_descendant_epoch.to_be_bytes());
+    if differs & DIFF_PARENT != 0 {
+        put_label(out, &node.parent);
+    }
+    if differs & DIFF_TYPE != 0 {
+        out.push(node_type_code(node.node_type));
+    }
+    if differs & DIFF_LEFT != 0 {
+        put_opt_label(out, node.left_child.as_ref());
+    }
+    if differs & DIFF_RIGHT != 0 {
+        put_opt_label(out, node.right_child.as_ref());
     }
     out.extend_from_slice(&node.hash.0);
 }
 
-/// Encodes an aZKS header or a tree node (format 1); value states are not
-/// encoded (they are stored column by column).
-pub fn encode_record(record: &DbRecord) -> Option<Vec<u8>> {
+fn labels_of(node: &TreeNode) -> impl Iterator<Item = &NodeLabel> {
+    [Some(&node.label), Some(&node.parent)]
+        .into_iter()
+        .chain([node.left_child.as_ref(), node.right_child.as_ref()])
+        .flatten()
+}
+
+/// Encodes an aZKS header or a tree node (format 1). Value states are not
+/// encoded (they are stored column by column), and a node with a label
+/// longer than 256 bits (akd makes none) would not decode: both are errors.
+pub fn encode_record(record: &DbRecord) -> Result<Vec<u8>, StorageError> {
     match record {
         DbRecord::Azks(azks) => {
             let mut out = Vec::with_capacity(18);
             out.extend_from_slice(&[FORMAT, TAG_AZKS]);
             out.extend_from_slice(&azks.latest_epoch.to_be_bytes());
             out.extend_from_slice(&azks.num_nodes.to_be_bytes());
-            Some(out)
+            Ok(out)
         }
         DbRecord::TreeNode(node) => {
-            let mut out = Vec::with_capacity(256);
+            // A label longer than akd's 256 bits cannot be decoded: refuse
+            // to write it rather than store what cannot be read back.
+            let too_long = std::iter::once(&node.label)
+                .chain(labels_of(&node.latest_node))
+                .chain(node.previous_node.iter().flat_map(labels_of))
+                .any(|l| l.label_len > MAX_LABEL_BITS);
+            if too_long {
+                return Err(StorageError::Other(
+                    "a tree node label is longer than 256 bits".into(),
+                ));
+            }
+            let mut out = Vec::with_capacity(160);
             out.extend_from_slice(&[FORMAT, TAG_NODE]);
             put_label(&mut out, &node.label);
             let latest_label = node.latest_node.label != node.label;
-            let previous_label = node
-                .previous_node
-                .as_ref()
-                .is_some_and(|p| p.label != node.label);
             let mut flags = 0;
             if node.previous_node.is_some() {
                 flags |= FLAG_PREVIOUS;
@@ -157,17 +234,16 @@ pub fn encode_record(record: &DbRecord) -> Option<Vec<u8>> {
             if latest_label {
                 flags |= FLAG_LATEST_LABEL;
             }
-            if previous_label {
-                flags |= FLAG_PREVIOUS_LABEL;
-            }
             out.push(flags);
-            put_node(&mut out, &node.latest_node, latest_label);
+            put_latest(&mut out, &node.latest_node, latest_label);
             if let Some(p) = &node.previous_node {
-                put_node(&mut out, p, previous_label);
+                put_previous(&mut out, p, &node.latest_node);
             }
-            Some(out)
+            Ok(out)
         }
-        DbRecord::ValueState(_) => None,
+        DbRecord::ValueState(_) => Err(StorageError::Other(
+            "value states are stored column by column, not encoded".into(),
+        )),
     }
 }
 
@@ -195,51 +271,96 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
-    fn u32(&mut self) -> Result<u32, StorageError> {
-        Ok(u32::from_be_bytes(self.array()?))
-    }
-
     fn u64(&mut self) -> Result<u64, StorageError> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
     fn label(&mut self) -> Result<NodeLabel, StorageError> {
-        let len = self.u32()?;
-        if len > MAX_LABEL_BITS {
+        let raw = u16::from_be_bytes(self.array()?);
+        let len = raw & !LABEL_FULL;
+        if u32::from(len) > MAX_LABEL_BITS {
             return Err(corrupt("label longer than 256 bits"));
         }
-        Ok(NodeLabel::new(self.array()?, len))
+        let mut val = [0u8; 32];
+        if raw & LABEL_FULL != 0 {
+            val = self.array()?;
+        } else {
+            let used = usize::from(len).div_ceil(8);
+            let bytes = self.take(used)?;
+            let Some(dst) = val.get_mut(..used) else {
+                return Err(corrupt("label longer than 256 bits"));
+            };
+            dst.copy_from_slice(bytes);
+        }
+        Ok(NodeLabel::new(val, u32::from(len)))
     }
 
-    fn node(&mut self, label: Option<NodeLabel>) -> Result<TreeNode, StorageError> {
+    fn opt_label(&mut self) -> Result<Option<NodeLabel>, StorageError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.label()?)),
+            _ => Err(corrupt("bad presence byte")),
+        }
+    }
+
+    fn node_type(&mut self) -> Result<TreeNodeType, StorageError> {
+        match self.u8()? {
+            1 => Ok(TreeNodeType::Leaf),
+            2 => Ok(TreeNodeType::Root),
+            3 => Ok(TreeNodeType::Interior),
+            _ => Err(corrupt("unknown node type")),
+        }
+    }
+
+    fn latest(&mut self, label: Option<NodeLabel>) -> Result<TreeNode, StorageError> {
         let label = match label {
             Some(l) => l,
             None => self.label()?,
         };
+        Ok(TreeNode {
+            label,
+            last_epoch: self.u64()?,
+            min_descendant_epoch: self.u64()?,
+            parent: self.label()?,
+            node_type: self.node_type()?,
+            left_child: self.opt_label()?,
+            right_child: self.opt_label()?,
+            hash: AzksValue(self.array()?),
+        })
+    }
+
+    fn previous(&mut self, latest: &TreeNode) -> Result<TreeNode, StorageError> {
+        let differs = self.u8()?;
+        if differs & !(DIFF_LABEL | DIFF_PARENT | DIFF_TYPE | DIFF_LEFT | DIFF_RIGHT) != 0 {
+            return Err(corrupt("unknown field flags"));
+        }
+        let label = if differs & DIFF_LABEL != 0 {
+            self.label()?
+        } else {
+            latest.label
+        };
         let last_epoch = self.u64()?;
         let min_descendant_epoch = self.u64()?;
-        let parent = self.label()?;
-        let node_type = match self.u8()? {
-            1 => TreeNodeType::Leaf,
-            2 => TreeNodeType::Root,
-            3 => TreeNodeType::Interior,
-            _ => return Err(corrupt("unknown node type")),
-        };
-        let children = self.u8()?;
-        if children & !(CHILD_LEFT | CHILD_RIGHT) != 0 {
-            return Err(corrupt("unknown child flags"));
-        }
-        let left_child = if children & CHILD_LEFT != 0 {
-            Some(self.label()?)
+        let parent = if differs & DIFF_PARENT != 0 {
+            self.label()?
         } else {
-            None
+            latest.parent
         };
-        let right_child = if children & CHILD_RIGHT != 0 {
-            Some(self.label()?)
+        let node_type = if differs & DIFF_TYPE != 0 {
+            self.node_type()?
         } else {
-            None
+            latest.node_type
         };
-        let hash = AzksValue(self.array()?);
+        let left_child = if differs & DIFF_LEFT != 0 {
+            self.opt_label()?
+        } else {
+            latest.left_child
+        };
+        let right_child = if differs & DIFF_RIGHT != 0 {
+            self.opt_label()?
+        } else {
+            latest.right_child
+        };
         Ok(TreeNode {
             label,
             last_epoch,
@@ -248,7 +369,7 @@ impl<'a> Reader<'a> {
             node_type,
             left_child,
             right_child,
-            hash,
+            hash: AzksValue(self.array()?),
         })
     }
 }
@@ -264,14 +385,12 @@ pub fn decode_record(bytes: &[u8]) -> Result<DbRecord, StorageError> {
         TAG_NODE => {
             let label = r.label()?;
             let flags = r.u8()?;
-            if flags & !(FLAG_PREVIOUS | FLAG_LATEST_LABEL | FLAG_PREVIOUS_LABEL) != 0 {
+            if flags & !(FLAG_PREVIOUS | FLAG_LATEST_LABEL) != 0 {
                 return Err(corrupt("unknown node flags"));
             }
-            let latest_node = r.node((flags & FLAG_LATEST_LABEL == 0).then_some(label))?;
+            let latest_node = r.latest((flags & FLAG_LATEST_LABEL == 0).then_some(label))?;
             let previous_node = if flags & FLAG_PREVIOUS != 0 {
-                Some(r.node((flags & FLAG_PREVIOUS_LABEL == 0).then_some(label))?)
-            } else if flags & FLAG_PREVIOUS_LABEL != 0 {
-                return Err(corrupt("label flag without a previous node"));
+                Some(r.previous(&latest_node)?)
             } else {
                 None
             };
@@ -358,12 +477,10 @@ impl Database for KtDatabase {
         for record in records {
             match record {
                 DbRecord::ValueState(s) => states.push(to_row(s)),
-                other => {
-                    let key = other.get_full_binary_id();
-                    if let Some(data) = encode_record(&other) {
-                        rows.push(KtRecord { key, data });
-                    }
-                }
+                other => rows.push(KtRecord {
+                    key: other.get_full_binary_id(),
+                    data: encode_record(&other)?,
+                }),
             }
         }
         if rows.is_empty() && states.is_empty() {
@@ -511,8 +628,16 @@ mod tests {
         }
     }
 
+    fn prefix(first: u8) -> [u8; 32] {
+        let mut v = [0; 32];
+        v[0] = first;
+        v[1] = 0x5a;
+        v
+    }
+
     fn samples() -> Vec<DbRecord> {
         let l = label(1, 256);
+        let short = NodeLabel::new(prefix(0xc0), 14);
         vec![
             DbRecord::Azks(DbRecord::build_azks(12, 345)),
             DbRecord::TreeNode(TreeNodeWithPreviousValue {
@@ -525,11 +650,36 @@ mod tests {
                 latest_node: node(l, (false, true)),
                 previous_node: Some(node(l, (true, false))),
             }),
-            // Labels that differ from the record's are kept.
+            // Labels that differ from the record's are kept, and so are
+            // non-canonical labels (bytes set past the length).
             DbRecord::TreeNode(TreeNodeWithPreviousValue {
                 label: l,
                 latest_node: node(label(2, 8), (false, false)),
                 previous_node: Some(node(label(3, 0), (true, true))),
+            }),
+            // Short canonical labels, and a previous node differing in every field.
+            DbRecord::TreeNode(TreeNodeWithPreviousValue {
+                label: short,
+                latest_node: TreeNode {
+                    label: short,
+                    last_epoch: 9,
+                    min_descendant_epoch: 1,
+                    parent: NodeLabel::new([0; 32], 0),
+                    node_type: TreeNodeType::Interior,
+                    left_child: Some(NodeLabel::new(prefix(0x80), 9)),
+                    right_child: None,
+                    hash: AzksValue([1; 32]),
+                },
+                previous_node: Some(TreeNode {
+                    label: NodeLabel::new(prefix(0x40), 3),
+                    last_epoch: 2,
+                    min_descendant_epoch: 2,
+                    parent: short,
+                    node_type: TreeNodeType::Leaf,
+                    left_child: None,
+                    right_child: Some(l),
+                    hash: AzksValue([2; 32]),
+                }),
             }),
         ]
     }
@@ -540,6 +690,28 @@ mod tests {
             let bytes = encode_record(&record).unwrap();
             assert_eq!(decode_record(&bytes).unwrap(), record);
         }
+    }
+
+    #[test]
+    fn unencodable_records_are_errors() {
+        let mut too_long = label(1, 256);
+        too_long.label_len = 257;
+        let record = DbRecord::TreeNode(TreeNodeWithPreviousValue {
+            label: label(1, 256),
+            latest_node: node(too_long, (false, false)),
+            previous_node: None,
+        });
+        assert!(encode_record(&record).is_err());
+        let state = DbRecord::build_user_state(b"u".to_vec(), b"v".to_vec(), 1, 256, [0; 32], 1);
+        assert!(encode_record(&DbRecord::ValueState(state)).is_err());
+    }
+
+    #[test]
+    fn short_labels_are_short() {
+        // Format, tag, the 14-bit label in 2 + 2 bytes, ...
+        let bytes = encode_record(&samples()[4]).unwrap();
+        assert_eq!(&bytes[2..6], &[0, 14, 0xc0, 0x5a]);
+        assert!(bytes.len() < 200, "{}", bytes.len());
     }
 
     #[test]
@@ -559,14 +731,14 @@ mod tests {
     fn corrupt_bytes_are_errors_not_panics() {
         let bytes = encode_record(&samples()[2]).unwrap();
         // Unknown format, type, flags.
-        for (at, v) in [(0, 2), (1, 9), (38, 0x80)] {
+        for (at, v) in [(0, 2), (1, 9), (36, 0x80)] {
             let mut b = bytes.clone();
             b[at] = v;
             assert!(decode_record(&b).is_err(), "byte {at} = {v}");
         }
         // A label length over 256 bits.
         let mut b = bytes.clone();
-        b[2..6].copy_from_slice(&257u32.to_be_bytes());
+        b[2..4].copy_from_slice(&257u16.to_be_bytes());
         assert!(decode_record(&b).is_err());
         // Every single-byte change decodes or fails, never panics.
         for at in 0..bytes.len() {

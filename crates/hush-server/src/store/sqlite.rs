@@ -145,6 +145,11 @@ impl SqliteStore {
         writer_conn
             .execute_batch(sqlite_kt::SCHEMA)
             .map_err(backend)?;
+        // A key-transparency publish rewrites tens of thousands of tree
+        // nodes spread over the whole table: keep its pages in memory.
+        writer_conn
+            .pragma_update(None, "cache_size", sqlite_kt::WRITER_CACHE_KIB)
+            .map_err(backend)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             readers.push(open_connection(

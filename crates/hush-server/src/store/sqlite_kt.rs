@@ -17,7 +17,7 @@ pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS kt_records (
     key  BLOB PRIMARY KEY,
     data BLOB NOT NULL
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS kt_value_states (
     username       BLOB NOT NULL,
     epoch          INTEGER NOT NULL,
@@ -92,45 +92,64 @@ fn root_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KtRoot> {
     })
 }
 
-/// Upserts records and states; runs inside the writer's transaction.
+/// Rows per multi-row `INSERT`.
+const WRITE_CHUNK: usize = 64;
+
+/// A multi-row upsert statement for `rows` rows of `columns` columns.
+fn upsert_sql(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+    let row = format!("({})", vec!["?"; columns].join(","));
+    format!("{head} VALUES {} {tail}", vec![row; rows].join(","))
+}
+
+const RECORDS_HEAD: &str = "INSERT INTO kt_records (key, data)";
+const RECORDS_TAIL: &str = "ON CONFLICT (key) DO UPDATE SET data = excluded.data";
+const STATES_HEAD: &str = "INSERT INTO kt_value_states \
+    (username, epoch, version, node_label_len, node_label, value)";
+const STATES_TAIL: &str = "ON CONFLICT (username, epoch) DO UPDATE SET version = excluded.version, \
+    node_label_len = excluded.node_label_len, node_label = excluded.node_label, \
+    value = excluded.value";
+
+/// Upserts records and states; runs inside the writer's transaction. Rows
+/// go in key order (B-tree pages are visited once, in order) and
+/// [`WRITE_CHUNK`] to a statement. Within one call the last of equal keys
+/// wins (a stable sort keeps their order, and a multi-row upsert applies
+/// its rows in order).
 pub(super) fn write(
     conn: &Connection,
     records: &[KtRecord],
     states: &[KtValueState],
 ) -> StoreResult<()> {
-    if !records.is_empty() {
-        let mut stmt = conn
-            .prepare_cached(
-                "INSERT INTO kt_records (key, data) VALUES (?1, ?2) \
-                 ON CONFLICT (key) DO UPDATE SET data = excluded.data",
-            )
-            .map_err(backend)?;
-        for r in records {
-            stmt.execute(params![r.key, r.data]).map_err(backend)?;
-        }
+    let mut records: Vec<&KtRecord> = records.iter().collect();
+    records.sort_by(|a, b| a.key.cmp(&b.key));
+    for chunk in records.chunks(WRITE_CHUNK) {
+        let sql = upsert_sql(RECORDS_HEAD, 2, chunk.len(), RECORDS_TAIL);
+        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+        let params: Vec<&dyn rusqlite::ToSql> = chunk
+            .iter()
+            .flat_map(|r| [&r.key as &dyn rusqlite::ToSql, &r.data])
+            .collect();
+        stmt.execute(params.as_slice()).map_err(backend)?;
     }
-    if !states.is_empty() {
-        let mut stmt = conn
-            .prepare_cached(
-                "INSERT INTO kt_value_states \
-                 (username, epoch, version, node_label_len, node_label, value) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                 ON CONFLICT (username, epoch) DO UPDATE SET version = excluded.version, \
-                 node_label_len = excluded.node_label_len, node_label = excluded.node_label, \
-                 value = excluded.value",
-            )
-            .map_err(backend)?;
-        for s in states {
-            stmt.execute(params![
-                s.username,
-                to_i64(s.epoch, "epoch")?,
-                to_i64(s.version, "version")?,
-                s.node_label_len,
-                s.node_label.as_slice(),
-                s.value
-            ])
-            .map_err(backend)?;
-        }
+    let mut rows = Vec::with_capacity(states.len());
+    for s in states {
+        rows.push((
+            s.username.as_slice(),
+            to_i64(s.epoch, "epoch")?,
+            to_i64(s.version, "version")?,
+            s.node_label_len,
+            s.node_label.as_slice(),
+            s.value.as_slice(),
+        ));
+    }
+    rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    for chunk in rows.chunks(WRITE_CHUNK) {
+        let sql = upsert_sql(STATES_HEAD, 6, chunk.len(), STATES_TAIL);
+        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+        let params: Vec<&dyn rusqlite::ToSql> = chunk
+            .iter()
+            .flat_map(|r| [&r.0 as &dyn rusqlite::ToSql, &r.1, &r.2, &r.3, &r.4, &r.5])
+            .collect();
+        stmt.execute(params.as_slice()).map_err(backend)?;
     }
     Ok(())
 }
@@ -341,3 +360,6 @@ pub(super) fn latest_root(conn: &Connection) -> StoreResult<Option<KtRoot>> {
     .optional()
     .map_err(backend)
 }
+
+/// The writer connection's page cache, in KiB (as a negative `cache_size`).
+pub(super) const WRITER_CACHE_KIB: i64 = -65536;
