@@ -1151,3 +1151,138 @@ async fn a_node_refuses_to_start_without_its_cluster_services() {
         assert!(err.contains("cannot connect to NATS"), "{err}");
     }
 }
+
+/// Two nodes publish key-directory epochs at the same time (registrations
+/// on both, and explicit publishes racing): the lease lets one writer in at a
+/// time, so the directory stays one consistent append-only chain that every
+/// node serves alike, with each account published exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_racing_to_publish_keep_one_consistent_directory() {
+    use hush_proto::kt::{KtConfig, SignedRoot, verify_history, verify_lookup};
+    use hush_wire::kt::{
+        KtAuditResponse, KtConfigResponse, KtProofResponse, KtRoot, KtRootsResponse,
+    };
+    use protobuf::Message as _;
+
+    let Some(env) = env() else { return };
+    let _serial = SERIAL.lock().await;
+    let c = three_nodes(&env, &env.nats).await;
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+
+    // 24 registrations, alternating nodes, all at once.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24u64 {
+        let http = c.http.clone();
+        let url = if i % 2 == 0 { a.url() } else { b.url() };
+        tasks.spawn(async move { register_at(&http, &url, &format!("user{i}"), 100 + i).await });
+    }
+    // Meanwhile both directories try to publish as fast as they can.
+    let (ka, kb) = (a.state.kt.clone(), b.state.kt.clone());
+    let racer = |kt: Arc<hush_server::kt::KeyDirectory>| async move {
+        for _ in 0..20 {
+            kt.publish_pending().await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    };
+    let (ra, rb) = tokio::join!(racer(ka), racer(kb));
+    let _ = (ra, rb);
+    let mut users = Vec::new();
+    while let Some(u) = tasks.join_next().await {
+        users.push(u.unwrap());
+    }
+
+    let get = |url: String| {
+        let http = c.http.clone();
+        async move { http.get(url).send().await.unwrap() }
+    };
+    let cfg: KtConfigResponse = get(format!("{}/v1/kt/config", a.url()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cfg_b: KtConfigResponse = get(format!("{}/v1/kt/config", b.url()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cfg, cfg_b, "every node signs with the same key");
+    let cfg = KtConfig {
+        signing_key: cfg.signing_key.as_slice().try_into().unwrap(),
+        vrf_public_key: cfg.vrf_public_key.0,
+    };
+    let root = |r: &KtRoot| SignedRoot {
+        epoch: r.epoch,
+        root_hash: r.root_hash.as_slice().try_into().unwrap(),
+        signature: r.signature.as_slice().try_into().unwrap(),
+    };
+    let ra: KtRootsResponse = get(format!("{}/v1/kt/roots?from=0", a.url()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rb: KtRootsResponse = get(format!("{}/v1/kt/roots?from=0", b.url()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ra, rb, "both nodes serve the same chain");
+    let chain: Vec<SignedRoot> = ra.roots.iter().map(root).collect();
+    assert!(chain.len() >= 2);
+    for (i, r) in chain.iter().enumerate() {
+        assert_eq!(r.epoch, i as u64, "epochs are consecutive");
+        r.verify(&cfg.signing_key).unwrap();
+    }
+    // Every step is append-only.
+    for w in chain.windows(2) {
+        let audit: KtAuditResponse = get(format!(
+            "{}/v1/kt/audit?from={}&to={}",
+            b.url(),
+            w[0].epoch,
+            w[1].epoch
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+        let msg =
+            akd::proto::specs::types::AppendOnlyProof::parse_from_bytes(&audit.proof.0).unwrap();
+        let proof = akd::AppendOnlyProof::try_from(&msg).unwrap();
+        akd::auditor::audit_verify::<hush_proto::kt::KtConfiguration>(
+            vec![w[0].root_hash, w[1].root_hash],
+            proof,
+        )
+        .await
+        .unwrap();
+    }
+    // Every account is in it once, with its own keys, whichever node answers.
+    for (i, u) in users.iter().enumerate() {
+        let node = if i % 2 == 0 { b } else { a };
+        let token = &u.devices[0].token;
+        let name = hush_proto::Username::new(&u.name).unwrap();
+        let p: KtProofResponse = c
+            .http
+            .get(format!("{}/v1/kt/lookup/{}", node.url(), u.name))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let v = verify_lookup(&cfg, &root(&p.root), &name, &p.proof.0).unwrap();
+        assert_eq!(v.version, 1);
+        assert_eq!(v.value.account_key, Some(u.account.public()));
+        let h: KtProofResponse = c
+            .http
+            .get(format!("{}/v1/kt/history/{}", node.url(), u.name))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let versions = verify_history(&cfg, &root(&h.root), &name, &h.proof.0).unwrap();
+        assert_eq!(versions.len(), 1, "{} was published once", u.name);
+    }
+}

@@ -70,6 +70,13 @@ impl VRFKeyStorage for ServerVrf {
 struct Inner {
     dir: Akd<KtDatabase>,
     db: KtDatabase,
+    /// akd's node cache (shared with `dir`). Another node may publish, so
+    /// before each operation the stored epoch is compared with the one the
+    /// cache holds, and the cache is dropped when it moved; operations hold
+    /// the read side of `cached_epoch`, dropping the cache or publishing the
+    /// write side.
+    storage: StorageManager<KtDatabase>,
+    cached_epoch: tokio::sync::RwLock<u64>,
     #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
     vrf: ServerVrf,
     signing: AccountKey,
@@ -164,8 +171,9 @@ impl KeyDirectory {
         let signing = AccountKey::from_seed(seed).map_err(akd_err)?;
         let vrf = ServerVrf(Arc::new(vrf_secret));
         let db = KtDatabase::new(self.store.clone());
+        let storage = StorageManager::new(db.clone(), None, None, None);
         let dir = Akd::new(
-            StorageManager::new_no_cache(db.clone()),
+            storage.clone(),
             vrf.clone(),
             AzksParallelismConfig::default(),
         )
@@ -177,9 +185,12 @@ impl KeyDirectory {
             .map_err(akd_err)?
             .as_bytes()
             .to_vec();
+        let epoch = dir.get_epoch_hash().await.map_err(akd_err)?.0;
         let inner = Inner {
             dir,
             db,
+            storage,
+            cached_epoch: tokio::sync::RwLock::new(epoch),
             vrf,
             config: KtConfig {
                 signing_key: *signing.public().as_bytes(),
@@ -219,6 +230,26 @@ impl KeyDirectory {
             })
             .await?;
         Ok(root)
+    }
+
+    /// The directory, with akd's cache made current: another node may have
+    /// published since this one last looked. Hold the guard for the whole
+    /// operation.
+    async fn current(&self) -> Result<(&Inner, tokio::sync::RwLockReadGuard<'_, u64>), KtError> {
+        let inner = self.inner().await?;
+        let stored = stored_epoch(&inner.db).await?;
+        {
+            let cached = inner.cached_epoch.read().await;
+            if *cached == stored {
+                return Ok((inner, cached));
+            }
+        }
+        let mut cached = inner.cached_epoch.write().await;
+        if *cached != stored {
+            inner.storage.flush_cache().await;
+            *cached = stored;
+        }
+        Ok((inner, cached.downgrade()))
     }
 
     /// What clients pin: the signing key and the VRF public key.
@@ -286,7 +317,25 @@ impl KeyDirectory {
         // One writer at a time across every node sharing the database.
         let result = match self.take_lease().await {
             Ok(()) => {
-                let r = self.publish_users(inner, &usernames).await;
+                // Under the lease nobody else writes: make the cache current
+                // and keep this node's readers out while the tree changes.
+                let mut cached = inner.cached_epoch.write().await;
+                let stored = stored_epoch(&inner.db).await;
+                let r = match stored {
+                    Ok(stored) => {
+                        if *cached != stored {
+                            inner.storage.flush_cache().await;
+                        }
+                        let r = self.publish_users(inner, &usernames).await;
+                        *cached = match &r {
+                            Ok(Some(root)) => root.epoch,
+                            _ => stored,
+                        };
+                        r
+                    }
+                    Err(e) => Err(e),
+                };
+                drop(cached);
                 if let Err(e) = self.store.release_lease(PUBLISH_LEASE, &self.holder).await {
                     tracing::warn!(error = %e, "key directory: could not release the publisher lease");
                 }
@@ -444,7 +493,7 @@ impl KeyDirectory {
 
     /// The signed root of the newest epoch.
     pub async fn latest_root(&self) -> Result<SignedRoot, KtError> {
-        let inner = self.inner().await?;
+        let (inner, _guard) = self.current().await?;
         let hash = inner.dir.get_epoch_hash().await.map_err(akd_err)?;
         self.root(hash.0).await
     }
@@ -520,7 +569,7 @@ impl KeyDirectory {
         viewer: Option<&str>,
         username: &Username,
     ) -> Result<(SignedRoot, Vec<u8>), KtError> {
-        let inner = self.inner().await?;
+        self.inner().await?;
         #[cfg(feature = "fault-injection")]
         if let Some(v) = viewer
             && let Some(answer) = self.faults.fork_lookup(v, username).await
@@ -528,6 +577,7 @@ impl KeyDirectory {
             return answer;
         }
         let _ = viewer;
+        let (inner, _guard) = self.current().await?;
         let (proof, hash) = inner
             .dir
             .lookup(hush_proto::kt::label(username))
@@ -545,7 +595,7 @@ impl KeyDirectory {
         viewer: Option<&str>,
         username: &Username,
     ) -> Result<(SignedRoot, Vec<u8>), KtError> {
-        let inner = self.inner().await?;
+        self.inner().await?;
         #[cfg(feature = "fault-injection")]
         if let Some(v) = viewer
             && let Some(answer) = self.faults.fork_history(v, username).await
@@ -553,6 +603,7 @@ impl KeyDirectory {
             return answer;
         }
         let _ = viewer;
+        let (inner, _guard) = self.current().await?;
         let (proof, hash) = inner
             .dir
             .key_history(&hush_proto::kt::label(username), HistoryParams::Complete)
@@ -571,7 +622,7 @@ impl KeyDirectory {
         from: u64,
         to: u64,
     ) -> Result<Vec<u8>, KtError> {
-        let inner = self.inner().await?;
+        self.inner().await?;
         #[cfg(feature = "fault-injection")]
         if let Some(v) = viewer
             && let Some(answer) = self.faults.fork_audit(v, from, to).await
@@ -579,6 +630,7 @@ impl KeyDirectory {
             return answer;
         }
         let _ = viewer;
+        let (inner, _guard) = self.current().await?;
         let latest = inner.dir.get_epoch_hash().await.map_err(akd_err)?.0;
         if from >= to || to > latest {
             return Err(KtError::BadRange { from, to, latest });
@@ -613,6 +665,19 @@ impl KeyDirectory {
             root_hash,
             signature,
         })
+    }
+}
+
+/// The newest epoch in storage, read past any cache.
+async fn stored_epoch(db: &KtDatabase) -> Result<u64, KtError> {
+    match akd::storage::Database::get::<akd::Azks>(db, &akd::append_only_zks::DEFAULT_AZKS_KEY)
+        .await
+        .map_err(akd_err)?
+    {
+        akd::storage::types::DbRecord::Azks(azks) => Ok(azks.get_latest_epoch()),
+        _ => Err(KtError::Directory(
+            "the stored aZKS record is not an aZKS".into(),
+        )),
     }
 }
 
