@@ -50,6 +50,10 @@ pub struct FileConfig {
     /// (with /healthz failing) before closing the listener
     #[serde(rename = "drain-delay")]
     pub drain_delay: Option<String>,
+    /// `kt-batch-window`, such as "25ms": how long a key-directory change
+    /// waits for others before its epoch is published
+    #[serde(rename = "kt-batch-window")]
+    pub kt_batch_window: Option<String>,
 }
 
 impl FileConfig {

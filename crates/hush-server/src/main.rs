@@ -79,6 +79,11 @@ struct Opts {
     /// closing the listener, so a load balancer notices (default 0s).
     #[arg(long, env = "HUSH_DRAIN_DELAY", global = true)]
     drain_delay: Option<String>,
+    /// How long a key-directory change (registration, device added or
+    /// removed) waits for others before one epoch publishes them all
+    /// (default 25ms; registrations answer once published).
+    #[arg(long, env = "HUSH_KT_BATCH_WINDOW", global = true)]
+    kt_batch_window: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,6 +242,12 @@ fn resolve(opts: Opts) -> anyhow::Result<Config> {
     }
     if let Some(d) = opts.drain_delay.or(file.drain_delay) {
         settings.drain_delay = parse_duration(&d)?;
+    }
+    if let Some(w) = opts.kt_batch_window.or(file.kt_batch_window) {
+        settings.kt_batch_window = parse_duration(&w)?;
+        if settings.kt_batch_window > std::time::Duration::from_secs(5) {
+            anyhow::bail!("--kt-batch-window must be at most 5s (registrations wait for it)");
+        }
     }
     let cluster = match opts.nats.or(file.nats) {
         None => None,

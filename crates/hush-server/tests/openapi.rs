@@ -68,7 +68,12 @@ const ROUTES: &[(&str, &str, Auth, Body)] = &[
     ("get", "/v1/kt/config", Auth::None, Body::Other),
     ("get", "/v1/kt/roots", Auth::None, Body::Other),
     ("get", "/v1/kt/lookup/{username}", Auth::Bearer, Body::Other),
-    ("get", "/v1/kt/history/{username}", Auth::Bearer, Body::Other),
+    (
+        "get",
+        "/v1/kt/history/{username}",
+        Auth::Bearer,
+        Body::Other,
+    ),
     ("get", "/v1/kt/audit", Auth::None, Body::Other),
     ("post", "/v1/attachments", Auth::Bearer, Body::Json),
     ("get", "/v1/attachments/{id}", Auth::Bearer, Body::Other),
