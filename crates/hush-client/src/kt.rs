@@ -497,6 +497,14 @@ impl Client {
         }
     }
 
+    /// Accepts `root` as this client's newest view of the directory (see
+    /// the module docs): signed by the pinned key, never older than a root
+    /// already seen, and proven to extend it.
+    pub async fn kt_accept_root(&mut self, root: &SignedRoot) -> Result<(), ClientError> {
+        let config = self.kt_config().await?;
+        self.accept_root(&config, root).await
+    }
+
     /// The checkpoint to put in outgoing messages.
     pub(crate) fn kt_checkpoint(&self) -> Option<KtCheckpoint> {
         self.kt_latest_root().ok().flatten()

@@ -173,3 +173,59 @@ async fn an_honest_server_raises_no_alarm_and_vouches_for_keys() {
         .unwrap();
     assert!(checked >= latest.epoch);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roots_only_move_forward_and_only_by_proof() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = user(&server, root.path(), "alice").await;
+    let _bob = user(&server, root.path(), "bob").await;
+    let state = server.state().unwrap();
+    // Alice's view moves to the newest epoch.
+    alice.kt_status("bob").await.unwrap();
+    let seen = alice.kt_latest_root().unwrap().unwrap();
+    assert!(seen.epoch >= 2);
+
+    // An older root, even genuinely signed, is refused.
+    let older = state.kt.root(seen.epoch - 1).await.unwrap();
+    match alice.kt_accept_root(&older).await {
+        Err(ClientError::KeyTransparency(KtError::StaleRoot { got, seen: s })) => {
+            assert_eq!((got, s), (seen.epoch - 1, seen.epoch))
+        }
+        other => panic!("expected a stale-root refusal, got {other:?}"),
+    }
+    // A second root for the epoch alice holds is a fork.
+    let twin = state.kt.sign(seen.epoch, [7; 32]).await.unwrap();
+    assert!(matches!(
+        alice.kt_accept_root(&twin).await,
+        Err(ClientError::KeyTransparency(KtError::Fork { .. }))
+    ));
+    // A newer root the server never published does not extend alice's view:
+    // no chain of roots and audit proofs leads to it.
+    let ahead = state.kt.sign(seen.epoch + 1, [8; 32]).await.unwrap();
+    assert!(matches!(
+        alice.kt_accept_root(&ahead).await,
+        Err(ClientError::KeyTransparency(_))
+    ));
+    // After a real publish, a forged root for that epoch is a fork too, and
+    // the real one is accepted.
+    let _carol = user(&server, root.path(), "carol").await;
+    let real = state.kt.latest_root().await.unwrap();
+    assert!(real.epoch > seen.epoch);
+    let forged = state.kt.sign(real.epoch, [9; 32]).await.unwrap();
+    assert!(matches!(
+        alice.kt_accept_root(&forged).await,
+        Err(ClientError::KeyTransparency(KtError::Fork { .. }))
+    ));
+    alice.kt_accept_root(&real).await.unwrap();
+    assert_eq!(alice.kt_latest_root().unwrap(), Some(real));
+    // A root signed by a key other than the pinned one is refused.
+    let mut other = real;
+    other.signature[0] ^= 1;
+    assert!(matches!(
+        alice.kt_accept_root(&other).await,
+        Err(ClientError::KeyTransparency(
+            KtError::BadRootSignature { .. }
+        ))
+    ));
+}

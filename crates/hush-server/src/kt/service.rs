@@ -648,13 +648,10 @@ impl KeyDirectory {
         Ok((inner.db.clone(), inner.vrf.clone()))
     }
 
-    /// Signs a root with the directory's key (for test forks).
+    /// Signs any root with the directory's key, as a compelled server could
+    /// (test builds only: forks and forged roots).
     #[cfg(feature = "fault-injection")]
-    pub(crate) async fn sign(
-        &self,
-        epoch: u64,
-        root_hash: [u8; 32],
-    ) -> Result<SignedRoot, KtError> {
+    pub async fn sign(&self, epoch: u64, root_hash: [u8; 32]) -> Result<SignedRoot, KtError> {
         let inner = self.inner().await?;
         let signature = inner
             .signing
