@@ -40,16 +40,8 @@ use hush_server::kt::storage::KtDatabase;
 use hush_server::store::sqlite::SqliteStore;
 use tokio::runtime::Runtime;
 
-#[derive(Clone)]
-struct HushKtDomain;
-
-impl akd::DomainLabel for HushKtDomain {
-    fn domain_label() -> &'static [u8] {
-        b"hush-kt-v1"
-    }
-}
-
-type Config = akd::ExperimentalConfiguration<HushKtDomain>;
+/// The configuration the server runs (`hush_proto::kt`).
+type Config = hush_proto::kt::KtConfiguration;
 type Dir<S> = Directory<Config, S, HardCodedAkdVRF>;
 
 /// Directory sizes: `HUSH_BENCH_SIZES=10000,100000` adds the large run.

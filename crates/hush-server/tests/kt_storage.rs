@@ -22,18 +22,8 @@ use hush_server::store::Store;
 use hush_server::store::postgres::PostgresStore;
 use hush_server::store::sqlite::SqliteStore;
 
-/// The configuration the server uses: akd's current configuration with
-/// Hush's domain separation label.
-#[derive(Clone)]
-struct HushKtDomain;
-
-impl akd::DomainLabel for HushKtDomain {
-    fn domain_label() -> &'static [u8] {
-        b"hush-kt-v1"
-    }
-}
-
-type Config = akd::ExperimentalConfiguration<HushKtDomain>;
+/// The configuration the server runs (`hush_proto::kt`).
+type Config = hush_proto::kt::KtConfiguration;
 
 async fn directory<S: Database + 'static>(db: S) -> Directory<Config, S, HardCodedAkdVRF> {
     let storage = StorageManager::new(db, None, None, None);
