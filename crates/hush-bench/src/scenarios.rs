@@ -29,8 +29,8 @@ pub struct Ctx {
 }
 
 /// Hush servers for a run: started here (one, pinned) or given with --server.
-struct HushTarget {
-    urls: Vec<String>,
+pub(crate) struct HushTarget {
+    pub(crate) urls: Vec<String>,
     proc: Option<ServerProc>,
 }
 
@@ -41,7 +41,7 @@ impl HushTarget {
 }
 
 impl Ctx {
-    async fn hush(&self, name: &str) -> anyhow::Result<HushTarget> {
+    pub(crate) async fn hush(&self, name: &str) -> anyhow::Result<HushTarget> {
         if !self.opts.server.is_empty() {
             return Ok(HushTarget {
                 urls: self
@@ -61,7 +61,7 @@ impl Ctx {
         })
     }
 
-    fn common(&self, r: &mut Report, target: Option<&HushTarget>) {
+    pub(crate) fn common(&self, r: &mut Report, target: Option<&HushTarget>) {
         r.set("pinning", self.pinning.json());
         r.set("quick", json!(self.opts.quick));
         r.set("machine_shared", json!(true));
@@ -79,7 +79,7 @@ impl Ctx {
         }
     }
 
-    fn prefix(&self, what: &str) -> String {
+    pub(crate) fn prefix(&self, what: &str) -> String {
         // Unique per run so that a shared --server can be reused.
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -87,7 +87,7 @@ impl Ctx {
         format!("b{what}{t}x")
     }
 
-    fn pick<T: Copy>(&self, given: Option<T>, full: T, quick: T) -> T {
+    pub(crate) fn pick<T: Copy>(&self, given: Option<T>, full: T, quick: T) -> T {
         given.unwrap_or(if self.opts.quick { quick } else { full })
     }
 }

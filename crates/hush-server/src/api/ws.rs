@@ -23,6 +23,11 @@ const FETCH_BATCH: usize = 256;
 /// Envelopes sent but not yet acknowledged before the server waits for acks:
 /// flow control for slow devices.
 const MAX_IN_FLIGHT: usize = 2048;
+/// Read and write buffer of each WebSocket. tungstenite's default (128 KiB
+/// each, the read buffer allocated up front) costs ~140 KB of RSS per idle
+/// connection; 4 KiB holds a typical envelope, and larger frames still pass
+/// (the buffers grow for them, up to the frame limit).
+const WS_BUFFER: usize = 4 * 1024;
 
 /// `GET /v1/ws`
 pub async fn connect(
@@ -44,6 +49,8 @@ pub async fn connect(
     };
     ws.max_message_size(MAX_FRAME_LEN)
         .max_frame_size(MAX_FRAME_LEN)
+        .read_buffer_size(WS_BUFFER)
+        .write_buffer_size(WS_BUFFER)
         .on_upgrade(move |socket| async move {
             METRICS.connection(1);
             if let Err(e) = session(&state, &me, socket).await {
