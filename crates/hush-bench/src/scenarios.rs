@@ -168,11 +168,18 @@ impl Receivers {
         })
     }
 
-    /// Waits until `expected` messages reached every recipient, or `timeout`.
-    async fn wait_complete(&self, expected: u64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+    /// Waits until `expected` messages reached every recipient, giving up
+    /// when nothing more arrived for `stall` (or after two minutes).
+    async fn wait_complete(&self, expected: u64, stall: Duration) -> bool {
+        let give_up = Instant::now() + Duration::from_secs(120);
+        let mut last = (self.deliveries.delivered(), Instant::now());
         while self.deliveries.complete() < expected {
-            if Instant::now() > deadline {
+            let now = Instant::now();
+            let delivered = self.deliveries.delivered();
+            if delivered != last.0 {
+                last = (delivered, now);
+            }
+            if now > give_up || now.duration_since(last.1) > stall {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -195,6 +202,8 @@ impl Receivers {
 
 /// One online run: `senders` senders, each message to `group` recipients.
 struct OnlineRun {
+    /// CPU of the server and the generator while sending and delivering.
+    cpu: Value,
     sent: Sent,
     summary: crate::stats::Summary,
     seconds: f64,
@@ -203,6 +212,7 @@ struct OnlineRun {
 
 async fn online(
     ctx: &Ctx,
+    server: Option<&ServerProc>,
     system: &System,
     what: &str,
     senders: usize,
@@ -243,10 +253,12 @@ async fn online(
     };
     let start = Instant::now();
     let start_us = crate::stats::now_us();
+    let meter = CpuMeter::start(server);
     let sent = drive(&snd, targets, load).await?;
     let all_delivered = receivers
         .wait_complete(sent.acked, Duration::from_secs(10))
         .await;
+    let cpu = meter.json(server);
     let summary = receivers.deliveries.summary();
     // From the first send to the last delivery.
     let seconds = if all_delivered {
@@ -256,11 +268,42 @@ async fn online(
     };
     receivers.stop().await?;
     Ok(OnlineRun {
+        cpu,
         sent,
         summary,
         seconds,
         all_delivered,
     })
+}
+
+/// CPU use of the server and of this generator over a stretch of a run, in
+/// percent of one CPU: shows which side was the bottleneck.
+struct CpuMeter {
+    at: Instant,
+    server: Option<f64>,
+    me: Option<f64>,
+}
+
+impl CpuMeter {
+    fn start(server: Option<&ServerProc>) -> Self {
+        Self {
+            at: Instant::now(),
+            server: server.and_then(ServerProc::cpu),
+            me: proc::self_cpu_seconds(),
+        }
+    }
+
+    fn json(&self, server: Option<&ServerProc>) -> Value {
+        let secs = self.at.elapsed().as_secs_f64().max(1e-9);
+        let pct = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(round3((b - a) / secs * 100.0)),
+            _ => None,
+        };
+        json!({
+            "server_cpu_percent": pct(self.server, server.and_then(ServerProc::cpu)),
+            "generator_cpu_percent": pct(self.me, proc::self_cpu_seconds()),
+        })
+    }
 }
 
 fn online_fields(r: &mut Report, run: &OnlineRun) {
@@ -314,6 +357,7 @@ pub async fn relay(ctx: &Ctx) -> anyhow::Result<Value> {
     let target = ctx.hush("relay").await?;
     let run = online(
         ctx,
+        target.proc.as_ref(),
         &System::Hush(target.urls.clone()),
         "r",
         pairs,
@@ -324,9 +368,20 @@ pub async fn relay(ctx: &Ctx) -> anyhow::Result<Value> {
     let mut r = Report::new("relay", run.summary.complete, run.seconds, &run.summary.all);
     ctx.common(&mut r, Some(&target));
     online_fields(&mut r, &run);
+    r.set("cpu", run.cpu.clone());
     drop(target);
     let raw = proc::start_raw_relay(&ctx.pinning, ctx.scratch.path().join("raw.log")).await?;
-    let raw_run = online(ctx, &System::Raw(raw.addr), "r", pairs, 1, &load).await?;
+    let raw_run = online(
+        ctx,
+        Some(&raw),
+        &System::Raw(raw.addr),
+        "r",
+        pairs,
+        1,
+        &load,
+    )
+    .await?;
+    r.set("baseline_cpu", raw_run.cpu.clone());
     r.set("baseline_server_rss_bytes", json!(raw.rss()));
     baseline_fields(&mut r, "raw-relay", &raw_run, false);
     r.set(
@@ -353,6 +408,7 @@ pub async fn fanout(ctx: &Ctx) -> anyhow::Result<Value> {
     let target = ctx.hush("fanout").await?;
     let run = online(
         ctx,
+        target.proc.as_ref(),
         &System::Hush(target.urls.clone()),
         "f",
         1,
@@ -375,9 +431,20 @@ pub async fn fanout(ctx: &Ctx) -> anyhow::Result<Value> {
         json!({"p50_ms": p50, "p99_ms": p99, "p999_ms": p999}),
     );
     r.set("incomplete", json!(run.summary.incomplete));
+    r.set("cpu", run.cpu.clone());
     drop(target);
     let raw = proc::start_raw_relay(&ctx.pinning, ctx.scratch.path().join("raw.log")).await?;
-    let raw_run = online(ctx, &System::Raw(raw.addr), "f", 1, group, &load).await?;
+    let raw_run = online(
+        ctx,
+        Some(&raw),
+        &System::Raw(raw.addr),
+        "f",
+        1,
+        group,
+        &load,
+    )
+    .await?;
+    r.set("baseline_cpu", raw_run.cpu.clone());
     baseline_fields(&mut r, "raw-relay", &raw_run, true);
     r.set(
         "params",
@@ -417,12 +484,14 @@ pub async fn durable(ctx: &Ctx) -> anyhow::Result<Value> {
             .cloned()
             .unwrap_or_else(|| Arc::new(Recipients::new(&[])))
     });
+    let cpu = CpuMeter::start(target.proc.as_ref());
     let sent = drive(&snd, targets, &load).await?;
+    let cpu = cpu.json(target.proc.as_ref());
     let rss_queued = target.rss();
     let drain_start = Instant::now();
     let receivers = Receivers::start(recv_devs, 1, false, None).await?;
     let all_delivered = receivers
-        .wait_complete(sent.acked, Duration::from_secs(60))
+        .wait_complete(sent.acked, Duration::from_secs(10))
         .await;
     let drain_seconds = drain_start.elapsed().as_secs_f64();
     let summary = receivers.deliveries.summary();
@@ -439,6 +508,7 @@ pub async fn durable(ctx: &Ctx) -> anyhow::Result<Value> {
     r.set("duplicated", json!(summary.duplicated));
     r.set("all_delivered", json!(all_delivered));
     r.set("latency", json!("send to durable acknowledgement"));
+    r.set("cpu", cpu);
     r.set("drain_seconds", json!(round3(drain_seconds)));
     r.set(
         "drain_msgs_per_sec",

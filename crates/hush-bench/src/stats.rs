@@ -120,6 +120,11 @@ impl Deliveries {
         self.lock().complete
     }
 
+    /// Deliveries so far (one per recipient).
+    pub fn delivered(&self) -> u64 {
+        self.lock().delivered
+    }
+
     /// How many of `ids` have not reached every recipient yet.
     pub fn missing(&self, ids: &std::collections::HashSet<u64>) -> u64 {
         let g = self.lock();

@@ -67,12 +67,16 @@ async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow:
     // seq -> when the server accepted it, for the delivery latency metric.
     let mut in_flight: HashMap<u64, u64> = HashMap::new();
     let mut drained = false;
+    // The store may hold envelopes this connection has not sent: read it.
+    // Set at the start, by a wake-up, by a handed-over envelope that is not
+    // the next one, and while flow control stopped a read.
+    let mut need_read = true;
     let result: anyhow::Result<()> = async {
         loop {
             // Everything stored that this connection has not sent yet.
-            while in_flight.len() < MAX_IN_FLIGHT {
+            while need_read && in_flight.len() < MAX_IN_FLIGHT {
                 let batch = state.store.fetch(me, last_sent, FETCH_BATCH).await?;
-                let done = batch.len() < FETCH_BATCH;
+                need_read = batch.len() >= FETCH_BATCH;
                 for env in batch {
                     last_sent = env.seq;
                     in_flight.insert(env.seq, env.received_at_ms);
@@ -84,24 +88,46 @@ async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow:
                     });
                     sink.feed(Message::Binary(frame.encode().into())).await?;
                 }
-                if done {
-                    break;
-                }
             }
-            if !drained && in_flight.len() < MAX_IN_FLIGHT {
+            if !drained && !need_read {
                 drained = true;
                 sink.feed(Message::Binary(ServerFrame::Drained.encode().into()))
                     .await?;
             }
             sink.flush().await?;
             tokio::select! {
-                _ = reg.wake.notified() => {}
+                _ = reg.wake.notified() => need_read = true,
                 _ = reg.kick.notified() => {
                     let _ = sink.send(Message::Close(None)).await;
                     return Ok(());
                 }
                 Some(payload) = reg.ephemeral.recv() => {
                     sink.feed(Message::Binary(ServerFrame::Ephemeral(payload).encode().into())).await?;
+                }
+                Some(env) = reg.push.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
+                    // Already durable. Sent as is only when it is the next in
+                    // the queue and nothing before it waits in the store;
+                    // otherwise the store is read, in order. Whatever else
+                    // was handed over goes out before the next flush.
+                    let mut next = Some(env);
+                    while let Some(env) = next.take() {
+                        if !need_read && last_sent.checked_add(1) == Some(env.seq) {
+                            last_sent = env.seq;
+                            in_flight.insert(env.seq, env.received_at_ms);
+                            let frame = ServerFrame::Envelope(Envelope {
+                                seq: env.seq,
+                                received_at_ms: env.received_at_ms,
+                                relay_tag: env.relay_tag,
+                                payload: env.payload.to_vec(),
+                            });
+                            sink.feed(Message::Binary(frame.encode().into())).await?;
+                        } else if env.seq > last_sent {
+                            need_read = true;
+                        }
+                        if in_flight.len() < MAX_IN_FLIGHT {
+                            next = reg.push.try_recv().ok();
+                        }
+                    }
                 }
                 msg = stream.next() => match msg {
                     Some(Ok(Message::Binary(bytes))) => {
