@@ -18,7 +18,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RELAY_RATES = [1000, 2000, 4000, 8000, 12000, 16000]
-FANOUT_RATES = [25, 50, 100, 150, 200]
+FANOUT_RATES = [10, 25, 50, 100]
 SECONDS = 5
 
 

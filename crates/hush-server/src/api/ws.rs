@@ -23,11 +23,16 @@ const FETCH_BATCH: usize = 256;
 /// Envelopes sent but not yet acknowledged before the server waits for acks:
 /// flow control for slow devices.
 const MAX_IN_FLIGHT: usize = 2048;
-/// Read and write buffer of each WebSocket. tungstenite's default (128 KiB
-/// each, the read buffer allocated up front) costs ~140 KB of RSS per idle
-/// connection; 4 KiB holds a typical envelope, and larger frames still pass
-/// (the buffers grow for them, up to the frame limit).
-const WS_BUFFER: usize = 4 * 1024;
+/// Write buffer of each WebSocket. tungstenite's default (128 KiB for each
+/// buffer, the read buffer allocated up front) costs ~140 KB of RSS per idle
+/// connection; 4 KiB holds a typical envelope, and larger frames still pass.
+const WS_WRITE_BUFFER: usize = 4 * 1024;
+/// Read buffer: a device only sends acknowledgements (11 bytes for one);
+/// a larger frame is read in several steps.
+const WS_READ_BUFFER: usize = 1024;
+/// Acknowledgement frames waiting for their deletion before the connection
+/// stops reading more.
+const ACK_QUEUE: usize = 16;
 
 /// `GET /v1/ws`
 pub async fn connect(
@@ -49,8 +54,8 @@ pub async fn connect(
     };
     ws.max_message_size(MAX_FRAME_LEN)
         .max_frame_size(MAX_FRAME_LEN)
-        .read_buffer_size(WS_BUFFER)
-        .write_buffer_size(WS_BUFFER)
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
         .on_upgrade(move |socket| async move {
             METRICS.connection(1);
             if let Err(e) = session(&state, &me, socket).await {
@@ -63,6 +68,21 @@ pub async fn connect(
 async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow::Result<()> {
     let mut reg = state.hub.register(me);
     let (mut sink, mut stream) = socket.split();
+    // Deleting acknowledged envelopes waits for a commit; a task of its own
+    // does it so that delivery goes on meanwhile, and merges acknowledgements
+    // that arrive during a commit into the next one.
+    let (acks, mut ack_rx) = tokio::sync::mpsc::channel::<Vec<u64>>(ACK_QUEUE);
+    let ack_store = state.store.clone();
+    let ack_device = me.clone();
+    let ack_task = tokio::spawn(async move {
+        while let Some(mut seqs) = ack_rx.recv().await {
+            while let Ok(more) = ack_rx.try_recv() {
+                seqs.extend(more);
+            }
+            ack_store.ack(&ack_device, &seqs).await?;
+        }
+        anyhow::Ok(())
+    });
     let mut last_sent = 0u64;
     // seq -> when the server accepted it, for the delivery latency metric.
     let mut in_flight: HashMap<u64, u64> = HashMap::new();
@@ -132,12 +152,15 @@ async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow:
                 msg = stream.next() => match msg {
                     Some(Ok(Message::Binary(bytes))) => {
                         let ClientFrame::Ack(seqs) = ClientFrame::decode(&bytes)?;
-                        state.store.ack(me, &seqs).await?;
                         let now = now_ms();
-                        for s in seqs {
-                            if let Some(at) = in_flight.remove(&s) {
+                        for s in &seqs {
+                            if let Some(at) = in_flight.remove(s) {
                                 METRICS.delivered(now.saturating_sub(at));
                             }
+                        }
+                        if acks.send(seqs).await.is_err() {
+                            // The task ended: its error says why.
+                            return Ok(());
                         }
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
@@ -150,5 +173,11 @@ async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow:
     }
     .await;
     state.hub.unregister(me, reg.id);
-    result
+    // Acknowledgements already received are still deleted.
+    drop(acks);
+    let acked = match ack_task.await {
+        Ok(r) => r,
+        Err(e) => Err(e.into()),
+    };
+    result.and(acked)
 }
