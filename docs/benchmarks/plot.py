@@ -17,8 +17,8 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RELAY_RATES = [1000, 2000, 4000, 8000, 12000, 16000]
-FANOUT_RATES = [10, 25, 50, 100]
+RELAY_RATES = [1000, 2000, 4000, 6000, 8000, 12000]
+FANOUT_RATES = [5, 10, 20, 40, 100]
 SECONDS = 5
 
 

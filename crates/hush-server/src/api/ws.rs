@@ -69,20 +69,9 @@ async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow:
     let mut reg = state.hub.register(me);
     let (mut sink, mut stream) = socket.split();
     // Deleting acknowledged envelopes waits for a commit; a task of its own
-    // does it so that delivery goes on meanwhile, and merges acknowledgements
-    // that arrive during a commit into the next one.
-    let (acks, mut ack_rx) = tokio::sync::mpsc::channel::<Vec<u64>>(ACK_QUEUE);
-    let ack_store = state.store.clone();
-    let ack_device = me.clone();
-    let ack_task = tokio::spawn(async move {
-        while let Some(mut seqs) = ack_rx.recv().await {
-            while let Ok(more) = ack_rx.try_recv() {
-                seqs.extend(more);
-            }
-            ack_store.ack(&ack_device, &seqs).await?;
-        }
-        anyhow::Ok(())
-    });
+    // does it (started at the first acknowledgement, so that an idle
+    // connection costs nothing for it) so that delivery goes on meanwhile.
+    let mut acker: Option<Acker> = None;
     let mut last_sent = 0u64;
     // seq -> when the server accepted it, for the delivery latency metric.
     let mut in_flight: HashMap<u64, u64> = HashMap::new();
@@ -158,7 +147,8 @@ async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow:
                                 METRICS.delivered(now.saturating_sub(at));
                             }
                         }
-                        if acks.send(seqs).await.is_err() {
+                        let acker = acker.get_or_insert_with(|| Acker::start(state, me));
+                        if acker.queue.send(seqs).await.is_err() {
                             // The task ended: its error says why.
                             return Ok(());
                         }
@@ -174,10 +164,43 @@ async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow:
     .await;
     state.hub.unregister(me, reg.id);
     // Acknowledgements already received are still deleted.
-    drop(acks);
-    let acked = match ack_task.await {
-        Ok(r) => r,
-        Err(e) => Err(e.into()),
+    let acked = match acker {
+        Some(a) => a.finish().await,
+        None => Ok(()),
     };
     result.and(acked)
+}
+
+/// Deletes a connection's acknowledged envelopes, merging acknowledgements
+/// that arrive during a commit into the next one.
+struct Acker {
+    queue: tokio::sync::mpsc::Sender<Vec<u64>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Acker {
+    fn start(state: &AppState, me: &DeviceKey) -> Self {
+        let (queue, mut rx) = tokio::sync::mpsc::channel::<Vec<u64>>(ACK_QUEUE);
+        let store = state.store.clone();
+        let device = me.clone();
+        let task = tokio::spawn(async move {
+            while let Some(mut seqs) = rx.recv().await {
+                while let Ok(more) = rx.try_recv() {
+                    seqs.extend(more);
+                }
+                store.ack(&device, &seqs).await?;
+            }
+            anyhow::Ok(())
+        });
+        Self { queue, task }
+    }
+
+    /// Waits until everything queued is deleted.
+    async fn finish(self) -> anyhow::Result<()> {
+        drop(self.queue);
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(e.into()),
+        }
+    }
 }
