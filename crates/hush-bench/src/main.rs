@@ -99,6 +99,12 @@ pub struct Opts {
     /// The hush-server binary to start (default: the one next to hush-bench).
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
+    /// Run the server from the hush-server library built into hush-bench
+    /// (`hush-bench serve`, its own process) even when a hush-server binary
+    /// sits next to it: the smoke test uses this so that it always tests the
+    /// server of the same build.
+    #[arg(long, conflicts_with = "server_bin")]
+    pub embedded_server: bool,
     /// Do not pin the server and the generator to CPUs.
     #[arg(long)]
     pub no_pin: bool,

@@ -260,11 +260,17 @@ impl ServerProc {
 
 /// The hush-server to run: `hush-server` next to this binary (same target
 /// dir), else this binary's embedded copy (`hush-bench serve`).
-pub fn hush_server_program(explicit: Option<&Path>) -> anyhow::Result<(PathBuf, bool)> {
+pub fn hush_server_program(
+    explicit: Option<&Path>,
+    embedded: bool,
+) -> anyhow::Result<(PathBuf, bool)> {
     if let Some(p) = explicit {
         return Ok((p.to_owned(), true));
     }
     let me = std::env::current_exe().context("cannot find this executable")?;
+    if embedded {
+        return Ok((me, false));
+    }
     // Test binaries live in deps/; binaries one level up.
     for dir in me.ancestors().skip(1).take(2) {
         let candidate = dir.join("hush-server");
@@ -278,11 +284,12 @@ pub fn hush_server_program(explicit: Option<&Path>) -> anyhow::Result<(PathBuf, 
 /// Starts a hush-server on a free port over SQLite in `data_dir`.
 pub async fn start_hush(
     explicit: Option<&Path>,
+    embedded: bool,
     data_dir: &Path,
     pinning: &Pinning,
 ) -> anyhow::Result<ServerProc> {
     let addr = free_addr()?;
-    let (program, real) = hush_server_program(explicit)?;
+    let (program, real) = hush_server_program(explicit, embedded)?;
     let mut args = Vec::new();
     if !real {
         args.push("serve".to_owned());
@@ -300,8 +307,7 @@ pub async fn start_hush(
     let kind = if real {
         format!("hush-server binary ({})", program.display())
     } else {
-        "hush-server library inside `hush-bench serve` (no hush-server binary next to hush-bench)"
-            .to_owned()
+        "hush-server library inside `hush-bench serve` (a process of its own)".to_owned()
     };
     ServerProc::start(
         &kind,

@@ -54,7 +54,13 @@ impl Ctx {
             });
         }
         let dir = self.scratch.path().join(name);
-        let p = proc::start_hush(self.opts.server_bin.as_deref(), &dir, &self.pinning).await?;
+        let p = proc::start_hush(
+            self.opts.server_bin.as_deref(),
+            self.opts.embedded_server,
+            &dir,
+            &self.pinning,
+        )
+        .await?;
         Ok(HushTarget {
             urls: vec![format!("http://{}", p.addr)],
             proc: Some(p),

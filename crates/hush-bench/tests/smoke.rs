@@ -16,7 +16,9 @@ fn run(scenario: &str, extra: &[&str]) -> Value {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new(env!("CARGO_BIN_EXE_hush-bench"))
         .arg(scenario)
-        .args(["--quick", "--json"])
+        // The server library of this build, in a process of its own (a
+        // hush-server binary next to hush-bench may be from another build).
+        .args(["--quick", "--json", "--embedded-server"])
         .args(extra)
         .output()
         .expect("run hush-bench");
@@ -44,6 +46,10 @@ fn run(scenario: &str, extra: &[&str]) -> Value {
     assert!(
         v["server_rss_bytes"].as_u64().is_some_and(|b| b > 0),
         "server_rss_bytes in {v}"
+    );
+    assert!(
+        v["server"].as_str().is_some_and(|s| s.contains("library")),
+        "the embedded server ran: {v}"
     );
     assert_eq!(v["lost"], 0, "nothing acknowledged is lost: {v}");
     assert_eq!(v["duplicated"], 0, "nothing is stored twice: {v}");
