@@ -2,7 +2,11 @@
 //!
 //! A stored message reaches a device by a wake-up: the connection's delivery
 //! loop then reads the device's queue from the store, which is the source of
-//! truth, so a lost wake-up only delays. Ephemeral messages go straight into
+//! truth, so a lost wake-up only delays. A message just stored for a device
+//! connected here is also handed to its connection directly
+//! ([`Hub::deliver`]), which sends it without reading it back when it is the
+//! next in the queue; when the hand-over buffer is full it falls back to a
+//! wake-up. Ephemeral messages go straight into
 //! the connection's bounded channel and are dropped when it is full: typing
 //! and presence are worthless late.
 //!
@@ -24,6 +28,21 @@ use crate::store::DeviceKey;
 
 /// Ephemeral frames buffered per connection before new ones are dropped.
 const EPHEMERAL_BUFFER: usize = 64;
+/// Stored envelopes handed to a connection before the rest wait for a read.
+const PUSH_BUFFER: usize = 256;
+
+/// An envelope just stored in a device's queue, handed to its connection.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// Its position in the device's queue.
+    pub seq: u64,
+    /// When the server accepted it.
+    pub received_at_ms: u64,
+    /// The franking tag for this recipient.
+    pub relay_tag: Option<[u8; 32]>,
+    /// The MLS message, shared by every recipient of one send.
+    pub payload: Arc<[u8]>,
+}
 
 /// WebSocket close code when a newer connection of the same device, on this
 /// node or another, replaced this one (private-use range 4000-4999).
@@ -54,6 +73,9 @@ struct Conn {
     kick: Arc<Notify>,
     why: Arc<AtomicU8>,
     ephemeral: mpsc::Sender<Vec<u8>>,
+    // Boxed: a channel allocates its first block of slots up front, and an
+    // idle connection should cost little.
+    push: mpsc::Sender<Box<Pushed>>,
 }
 
 /// The connected devices of this node.
@@ -83,6 +105,8 @@ pub struct Registration {
     pub kick: Arc<Notify>,
     /// Ephemeral payloads for the device.
     pub ephemeral: mpsc::Receiver<Vec<u8>>,
+    /// Envelopes just stored for the device (already durable).
+    pub push: mpsc::Receiver<Box<Pushed>>,
     why: Arc<AtomicU8>,
 }
 
@@ -120,6 +144,7 @@ impl Hub {
     pub fn register(&self, device: &DeviceKey) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(EPHEMERAL_BUFFER);
+        let (push_tx, push_rx) = mpsc::channel(PUSH_BUFFER);
         let wake = Arc::new(Notify::new());
         let kick = Arc::new(Notify::new());
         let why = Arc::new(AtomicU8::new(KICK_REPLACED));
@@ -133,6 +158,7 @@ impl Hub {
                     kick: kick.clone(),
                     why: why.clone(),
                     ephemeral: tx,
+                    push: push_tx,
                 },
             );
             // Under the lock, so the remote sees registrations of one device
@@ -151,6 +177,7 @@ impl Hub {
             kick,
             ephemeral: rx,
             why,
+            push: push_rx,
         }
     }
 
@@ -195,6 +222,29 @@ impl Hub {
         if let Some(c) = self.lock().get(device) {
             c.wake.notify_one();
         }
+    }
+
+    /// Hands an envelope just stored for `device` to its connection on this
+    /// node; wakes the device (which then reads its queue) when the
+    /// connection's buffer is full or the device is not connected here
+    /// (then, in a cluster, the wake-up reaches the node that holds it).
+    pub fn deliver(&self, device: &DeviceKey, envelope: Pushed) {
+        {
+            let conns = self.lock();
+            if let Some(c) = conns.get(device) {
+                if c.push.try_send(Box::new(envelope)).is_err() {
+                    c.wake.notify_one();
+                }
+                drop(conns);
+                // In case it just moved to another node.
+                if let Some(r) = self.remote.get() {
+                    r.wake(device);
+                }
+                return;
+            }
+        }
+        // Not connected here; `wake` is the path to wherever it is.
+        self.wake(device);
     }
 
     /// Hands an ephemeral payload to the device's connection on this node

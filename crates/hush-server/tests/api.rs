@@ -327,6 +327,65 @@ async fn online_delivery_and_ack() {
     assert!(ws.drain().await.is_empty());
 }
 
+/// Envelopes handed straight to a connection and envelopes read back from
+/// the store mix: the device still gets its queue once, in order.
+#[tokio::test]
+async fn online_delivery_keeps_queue_order_under_concurrent_sends() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice", 1).await;
+    let bob = s.register("bob", 2).await;
+    for i in 0..5u16 {
+        let resp = s
+            .send(&alice.devices[0].token, &[("bob", 1)], &i.to_be_bytes())
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+    let mut ws = s.connect(&bob.devices[0].token).await;
+    let mut got: Vec<hush_wire::ws::Envelope> = ws.drain().await;
+    assert_eq!(got.len(), 5);
+    let sends = (5..205u16).map(|i| {
+        let token = alice.devices[0].token.clone();
+        let s = &s;
+        async move {
+            let resp = s.send(&token, &[("bob", 1)], &i.to_be_bytes()).await;
+            assert_eq!(resp.status(), 200);
+        }
+    });
+    futures_util::future::join_all(sends).await;
+    while got.len() < 205 {
+        match ws.next_frame(5000).await {
+            Some(ServerFrame::Envelope(e)) => got.push(e),
+            other => panic!("expected an envelope, got {other:?} after {}", got.len()),
+        }
+    }
+    let seqs: Vec<u64> = got.iter().map(|e| e.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "in queue order: {seqs:?}"
+    );
+    let mut payloads: Vec<Vec<u8>> = got.iter().map(|e| e.payload.clone()).collect();
+    payloads.sort();
+    payloads.dedup();
+    assert_eq!(payloads.len(), 205, "each message once");
+    ws.ack(&seqs).await;
+    wait_for_queue_len(&s, &DeviceKey::new("bob", 1), 0).await;
+    // A new connection on an empty queue whose next envelope is not seq 1.
+    drop(ws);
+    let mut ws = s.connect(&bob.devices[0].token).await;
+    assert!(ws.drain().await.is_empty());
+    let resp = s
+        .send(&alice.devices[0].token, &[("bob", 1)], b"late")
+        .await;
+    assert_eq!(resp.status(), 200);
+    match ws.next_frame(3000).await {
+        Some(ServerFrame::Envelope(e)) => {
+            assert_eq!(e.payload, b"late");
+            assert!(e.seq > *seqs.last().unwrap());
+        }
+        other => panic!("expected an envelope, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn offline_queue_drains_in_order_and_keeps_unacked() {
     let s = TestServer::start().await;

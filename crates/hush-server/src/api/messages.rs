@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::auth::AuthDevice;
 use crate::error::{ApiResult, Failure};
 use crate::extract::{Body, PathParams};
+use crate::hub::Pushed;
 use crate::metrics::METRICS;
 use crate::store::{DeviceKey, EpochClaim, NewEnvelope};
 
@@ -106,15 +107,27 @@ pub async fn send(
                 .collect()
         }
     };
+    let shared: std::sync::Arc<[u8]> = req.payload.0.as_slice().into();
     let envelope = NewEnvelope {
         payload: req.payload.0,
         relay_tags,
         received_at_ms,
         expires_at_ms: received_at_ms.saturating_add(retention_ms),
     };
-    state.store.enqueue(&recipients, envelope, claim).await?;
-    for r in &recipients {
-        state.hub.wake(r);
+    let tags = envelope.relay_tags.clone();
+    let seqs = state.store.enqueue(&recipients, envelope, claim).await?;
+    // Durable now: hand each online recipient its envelope so that its
+    // connection need not read it back.
+    for (i, (r, seq)) in recipients.iter().zip(seqs).enumerate() {
+        state.hub.deliver(
+            r,
+            Pushed {
+                seq,
+                received_at_ms,
+                relay_tag: tags.get(i).copied(),
+                payload: shared.clone(),
+            },
+        );
     }
     METRICS.send(recipients.len(), false);
     Ok(axum::Json(SendResponse {

@@ -23,6 +23,16 @@ const FETCH_BATCH: usize = 256;
 /// Envelopes sent but not yet acknowledged before the server waits for acks:
 /// flow control for slow devices.
 const MAX_IN_FLIGHT: usize = 2048;
+/// Write buffer of each WebSocket. tungstenite's default (128 KiB for each
+/// buffer, the read buffer allocated up front) costs ~140 KB of RSS per idle
+/// connection; 4 KiB holds a typical envelope, and larger frames still pass.
+const WS_WRITE_BUFFER: usize = 4 * 1024;
+/// Read buffer: a device only sends acknowledgements (11 bytes for one);
+/// a larger frame is read in several steps.
+const WS_READ_BUFFER: usize = 1024;
+/// Acknowledgement frames waiting for their deletion before the connection
+/// stops reading more.
+const ACK_QUEUE: usize = 16;
 
 /// `GET /v1/ws`
 pub async fn connect(
@@ -51,6 +61,8 @@ pub async fn connect(
     };
     ws.max_message_size(MAX_FRAME_LEN)
         .max_frame_size(MAX_FRAME_LEN)
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
         .on_upgrade(move |socket| async move {
             METRICS.connection(1);
             if let Err(e) = session(&state, &me, socket).await {
@@ -63,16 +75,24 @@ pub async fn connect(
 async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow::Result<()> {
     let mut reg = state.hub.register(me);
     let (mut sink, mut stream) = socket.split();
+    // Deleting acknowledged envelopes waits for a commit; a task of its own
+    // does it (started at the first acknowledgement, so that an idle
+    // connection costs nothing for it) so that delivery goes on meanwhile.
+    let mut acker: Option<Acker> = None;
     let mut last_sent = 0u64;
     // seq -> when the server accepted it, for the delivery latency metric.
     let mut in_flight: HashMap<u64, u64> = HashMap::new();
     let mut drained = false;
+    // The store may hold envelopes this connection has not sent: read it.
+    // Set at the start, by a wake-up, by a handed-over envelope that is not
+    // the next one, and while flow control stopped a read.
+    let mut need_read = true;
     let result: anyhow::Result<()> = async {
         loop {
             // Everything stored that this connection has not sent yet.
-            while in_flight.len() < MAX_IN_FLIGHT {
+            while need_read && in_flight.len() < MAX_IN_FLIGHT {
                 let batch = state.store.fetch(me, last_sent, FETCH_BATCH).await?;
-                let done = batch.len() < FETCH_BATCH;
+                need_read = batch.len() >= FETCH_BATCH;
                 for env in batch {
                     last_sent = env.seq;
                     in_flight.insert(env.seq, env.received_at_ms);
@@ -84,18 +104,15 @@ async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow:
                     });
                     sink.feed(Message::Binary(frame.encode().into())).await?;
                 }
-                if done {
-                    break;
-                }
             }
-            if !drained && in_flight.len() < MAX_IN_FLIGHT {
+            if !drained && !need_read {
                 drained = true;
                 sink.feed(Message::Binary(ServerFrame::Drained.encode().into()))
                     .await?;
             }
             sink.flush().await?;
             tokio::select! {
-                _ = reg.wake.notified() => {}
+                _ = reg.wake.notified() => need_read = true,
                 _ = reg.kick.notified() => {
                     let _ = sink.send(Message::Close(reg.close_frame())).await;
                     return Ok(());
@@ -103,15 +120,44 @@ async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow:
                 Some(payload) = reg.ephemeral.recv() => {
                     sink.feed(Message::Binary(ServerFrame::Ephemeral(payload).encode().into())).await?;
                 }
+                Some(env) = reg.push.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
+                    // Already durable. Sent as is only when it is the next in
+                    // the queue and nothing before it waits in the store;
+                    // otherwise the store is read, in order. Whatever else
+                    // was handed over goes out before the next flush.
+                    let mut next = Some(env);
+                    while let Some(env) = next.take() {
+                        if !need_read && last_sent.checked_add(1) == Some(env.seq) {
+                            last_sent = env.seq;
+                            in_flight.insert(env.seq, env.received_at_ms);
+                            let frame = ServerFrame::Envelope(Envelope {
+                                seq: env.seq,
+                                received_at_ms: env.received_at_ms,
+                                relay_tag: env.relay_tag,
+                                payload: env.payload.to_vec(),
+                            });
+                            sink.feed(Message::Binary(frame.encode().into())).await?;
+                        } else if env.seq > last_sent {
+                            need_read = true;
+                        }
+                        if in_flight.len() < MAX_IN_FLIGHT {
+                            next = reg.push.try_recv().ok();
+                        }
+                    }
+                }
                 msg = stream.next() => match msg {
                     Some(Ok(Message::Binary(bytes))) => {
                         let ClientFrame::Ack(seqs) = ClientFrame::decode(&bytes)?;
-                        state.store.ack(me, &seqs).await?;
                         let now = now_ms();
-                        for s in seqs {
-                            if let Some(at) = in_flight.remove(&s) {
+                        for s in &seqs {
+                            if let Some(at) = in_flight.remove(s) {
                                 METRICS.delivered(now.saturating_sub(at));
                             }
+                        }
+                        let acker = acker.get_or_insert_with(|| Acker::start(state, me));
+                        if acker.queue.send(seqs).await.is_err() {
+                            // The task ended: its error says why.
+                            return Ok(());
                         }
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
@@ -124,5 +170,44 @@ async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow:
     }
     .await;
     state.hub.unregister(me, reg.id);
-    result
+    // Acknowledgements already received are still deleted.
+    let acked = match acker {
+        Some(a) => a.finish().await,
+        None => Ok(()),
+    };
+    result.and(acked)
+}
+
+/// Deletes a connection's acknowledged envelopes, merging acknowledgements
+/// that arrive during a commit into the next one.
+struct Acker {
+    queue: tokio::sync::mpsc::Sender<Vec<u64>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Acker {
+    fn start(state: &AppState, me: &DeviceKey) -> Self {
+        let (queue, mut rx) = tokio::sync::mpsc::channel::<Vec<u64>>(ACK_QUEUE);
+        let store = state.store.clone();
+        let device = me.clone();
+        let task = tokio::spawn(async move {
+            while let Some(mut seqs) = rx.recv().await {
+                while let Ok(more) = rx.try_recv() {
+                    seqs.extend(more);
+                }
+                store.ack(&device, &seqs).await?;
+            }
+            anyhow::Ok(())
+        });
+        Self { queue, task }
+    }
+
+    /// Waits until everything queued is deleted.
+    async fn finish(self) -> anyhow::Result<()> {
+        drop(self.queue);
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(e.into()),
+        }
+    }
 }

@@ -1,0 +1,223 @@
+//! `e2e`: real clients (`hush-client`: MLS through hush-proto, the encrypted
+//! local store, the real transport) against a real server, 1:1 and in a
+//! group; next to it, in the same run, the bare cost of an mls-rs
+//! encrypt/decrypt round trip with no storage and no network.
+//!
+//! The generator process hosts every client and the server runs in its own
+//! process, so this process's CPU time is the clients' CPU.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use hush_client::{Client, Event, Target};
+use mls_rs::client_builder::{BaseConfig, WithCryptoProvider, WithIdentityProvider, WithMlsRules};
+use mls_rs::group::ReceivedMessage;
+use mls_rs::identity::SigningIdentity;
+use mls_rs::identity::basic::{BasicCredential, BasicIdentityProvider};
+use mls_rs::mls_rules::{CommitOptions, DefaultMlsRules};
+use mls_rs::{CipherSuiteProvider as _, CryptoProvider as _, ExtensionList, MlsMessage};
+use mls_rs_crypto_awslc::AwsLcCryptoProvider;
+use serde_json::{Value, json};
+
+use crate::proc::self_cpu_seconds;
+use crate::scenarios::Ctx;
+use crate::stats::{Report, histogram, percentiles, round3};
+
+const PASSPHRASE: &str = "hush-bench passphrase";
+
+/// Runs the end-to-end scenario.
+pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
+    let messages = ctx.pick(ctx.opts.messages, 200, 20);
+    let group_size = ctx.pick(ctx.opts.devices, 100, 5).max(2);
+    let group_messages: u64 = if ctx.opts.quick { 3 } else { 20 };
+    let target = ctx.hush("e2e").await?;
+    let url = target.urls.first().cloned().context("no server")?;
+    let dir = ctx.scratch.path().join("e2e-clients");
+    let prefix = ctx.prefix("e");
+    let text = "x".repeat(ctx.opts.size.max(1));
+
+    // 1:1. The first message sets up the chat (KeyPackage claim, commit,
+    // welcome) and is not measured.
+    let reg_start = Instant::now();
+    let mut alice = register(&dir, &url, &format!("{prefix}a")).await?;
+    let mut bob = register(&dir, &url, &format!("{prefix}b")).await?;
+    let bob_name = bob.username().to_owned();
+    let to_bob = Target::User(bob_name.clone());
+    alice.send_text(&to_bob, "hello").await?;
+    receive_one(&mut bob).await?;
+    let mut lat = histogram()?;
+    let cpu0 = self_cpu_seconds().unwrap_or(0.0);
+    let start = Instant::now();
+    for _ in 0..messages {
+        let t = Instant::now();
+        alice.send_text(&to_bob, &text).await?;
+        receive_one(&mut bob).await?;
+        let _ = lat.record(
+            u64::try_from(t.elapsed().as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu = self_cpu_seconds().unwrap_or(0.0) - cpu0;
+    let cpu_us_per_msg = cpu / messages.max(1) as f64 * 1e6;
+
+    // Bare mls-rs, same payload size, same process, same run.
+    let bare_us = bare_round_trip_us(ctx.opts.size.max(1), messages.max(200))?;
+
+    let mut r = Report::new("e2e", messages, seconds, &lat);
+    ctx.common(&mut r, Some(&target));
+    r.set("lost", json!(0));
+    r.set("duplicated", json!(0));
+    r.set(
+        "latency",
+        json!("1:1, one message at a time: encrypt, store, send (durable), receive, decrypt, store, ack"),
+    );
+    r.set("client_cpu_us_per_msg", json!(cpu_us_per_msg.round()));
+    r.set("bare_mls_rs_us_per_msg", json!(round3(bare_us)));
+    r.baseline("bare-mls-rs", Some(1e6 / bare_us.max(1e-9)));
+    r.set(
+        "baseline_note",
+        json!("bare mls-rs encrypt + serialize + parse + decrypt of one application message, two members, no storage, no network"),
+    );
+
+    // A group: creator plus members, everyone a real client.
+    let mut members = Vec::new();
+    for i in 1..group_size {
+        members.push(register(&dir, &url, &format!("{prefix}g{i}")).await?);
+    }
+    let register_seconds = reg_start.elapsed().as_secs_f64();
+    let names: Vec<String> = members.iter().map(|m| m.username().to_owned()).collect();
+    let group_start = Instant::now();
+    alice.create_group("bench", &names).await?;
+    futures_util::future::try_join_all(members.iter_mut().map(|m| async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ev = m.sync(Duration::ZERO, |_| {}).await?;
+            if ev.iter().any(|e| matches!(e, Event::Joined { .. })) {
+                return anyhow::Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not join the group within 60 s", m.username());
+            }
+        }
+    }))
+    .await?;
+    let setup_seconds = group_start.elapsed().as_secs_f64();
+    let group = Target::Group("bench".to_owned());
+    let mut last = histogram()?;
+    let mut send = histogram()?;
+    let cpu0 = self_cpu_seconds().unwrap_or(0.0);
+    let gstart = Instant::now();
+    for _ in 0..group_messages {
+        let t = Instant::now();
+        alice.send_text(&group, &text).await?;
+        let _ = send.record(
+            u64::try_from(t.elapsed().as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
+        futures_util::future::try_join_all(members.iter_mut().map(receive_one)).await?;
+        let _ = last.record(
+            u64::try_from(t.elapsed().as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
+    }
+    let gseconds = gstart.elapsed().as_secs_f64();
+    let gcpu = self_cpu_seconds().unwrap_or(0.0) - cpu0;
+    let deliveries = group_messages * (group_size as u64 - 1);
+    let (l50, l99, _) = percentiles(&last);
+    let (s50, s99, _) = percentiles(&send);
+    r.set(
+        "group",
+        json!({
+            "size": group_size,
+            "messages": group_messages,
+            "seconds": round3(gseconds),
+            "msgs_per_sec": round3(group_messages as f64 / gseconds.max(1e-9)),
+            "deliveries_per_sec": (deliveries as f64 / gseconds.max(1e-9)).round(),
+            "send_p50_ms": s50, "send_p99_ms": s99,
+            "last_recipient_p50_ms": l50, "last_recipient_p99_ms": l99,
+            "client_cpu_us_per_delivery": (gcpu / deliveries.max(1) as f64 * 1e6).round(),
+            "setup_seconds": round3(setup_seconds),
+        }),
+    );
+    r.set("register_seconds", json!(round3(register_seconds)));
+    r.set(
+        "params",
+        json!({"messages": messages, "size": ctx.opts.size, "group": group_size}),
+    );
+    Ok(r.into_value())
+}
+
+async fn register(dir: &std::path::Path, url: &str, name: &str) -> anyhow::Result<Client> {
+    Client::register(&dir.join(name), PASSPHRASE, url, name, None)
+        .await
+        .with_context(|| format!("registering {name}"))
+}
+
+/// Syncs until one new message arrives.
+async fn receive_one(c: &mut Client) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ev = c.sync(Duration::ZERO, |_| {}).await?;
+        if ev.iter().any(|e| matches!(e, Event::Message(_))) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{} got no message within 30 s", c.username());
+        }
+    }
+}
+
+type BareConfig = WithIdentityProvider<
+    BasicIdentityProvider,
+    WithCryptoProvider<AwsLcCryptoProvider, WithMlsRules<DefaultMlsRules, BaseConfig>>,
+>;
+
+fn bare_client(name: &str) -> anyhow::Result<mls_rs::Client<BareConfig>> {
+    let suite = hush_proto::Suite::Classical.cipher_suite();
+    let crypto = AwsLcCryptoProvider::with_enabled_cipher_suites(vec![suite]);
+    let (secret, public) = crypto
+        .cipher_suite_provider(suite)
+        .context("cipher suite")?
+        .signature_key_generate()
+        .map_err(|e| anyhow::anyhow!("signature key: {e:?}"))?;
+    let identity = SigningIdentity::new(
+        BasicCredential::new(name.as_bytes().to_vec()).into_credential(),
+        public,
+    );
+    Ok(mls_rs::Client::builder()
+        .mls_rules(
+            DefaultMlsRules::new()
+                .with_commit_options(CommitOptions::new().with_ratchet_tree_extension(true)),
+        )
+        .crypto_provider(crypto)
+        .identity_provider(BasicIdentityProvider::new())
+        .signing_identity(identity, secret, suite)
+        .build())
+}
+
+/// Microseconds per bare mls-rs round trip of a `size`-byte message.
+fn bare_round_trip_us(size: usize, rounds: u64) -> anyhow::Result<f64> {
+    let alice = bare_client("alice")?;
+    let bob = bare_client("bob")?;
+    let kp = bob.generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)?;
+    let mut a = alice.create_group(ExtensionList::new(), ExtensionList::new(), None)?;
+    let out = a.commit_builder().add_member(kp)?.build()?;
+    a.apply_pending_commit()?;
+    let welcome = out.welcome_messages.first().context("no welcome")?;
+    let (mut b, _) = bob.join_group(None, welcome, None)?;
+    let payload = vec![b'x'; size];
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let m = a.encrypt_application_message(&payload, Vec::new())?;
+        let m = MlsMessage::from_bytes(&m.to_bytes()?)?;
+        match b.process_incoming_message(m)? {
+            ReceivedMessage::ApplicationMessage(_) => {}
+            other => bail!("bare mls-rs: expected an application message, got {other:?}"),
+        }
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e6 / rounds.max(1) as f64)
+}
