@@ -17,7 +17,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use akd::storage::memory::AsyncInMemoryDatabase;
 use akd::storage::{Database, DbSetState, StorageManager, StorageUtil};
-use akd::{AkdLabel, AkdValue, AzksParallelismConfig, HistoryParams};
+use akd::{AkdLabel, AkdValue, AzksParallelismConfig};
 use hush_proto::kt::{KtValue, SignedRoot, akd_value};
 use hush_proto::{
     AccountKey, Device, DeviceCertificate, DeviceId, DeviceSigningKey, Suite, Timestamp, Username,
@@ -25,7 +25,7 @@ use hush_proto::{
 use protobuf::Message;
 
 use super::KtError;
-use super::service::{Akd, KeyDirectory, ServerVrf};
+use super::service::{Akd, KeyDirectory, ProofKind, ServerVrf, prove};
 
 /// A server-made identity for someone else's username.
 #[derive(Debug, Clone)]
@@ -208,57 +208,24 @@ impl Faults {
         )
     }
 
-    /// A lookup answered from the forked view, when `viewer` is the victim.
-    pub(crate) async fn fork_lookup(
+    /// A lookup or history proof from the forked view, when `viewer` is the
+    /// victim.
+    pub(crate) async fn fork_proof(
         &self,
         viewer: &str,
+        kind: ProofKind,
         username: &Username,
     ) -> Option<Result<(SignedRoot, Vec<u8>), KtError>> {
         let fork = self.fork.lock().await;
         let f = fork.as_ref().filter(|f| f.victim == viewer)?;
         let answer = async {
-            let (proof, hash) = f
-                .dir
-                .lookup(hush_proto::kt::label(username))
-                .await
-                .map_err(err)?;
-            let bytes = akd::proto::specs::types::LookupProof::from(&proof)
-                .write_to_bytes()
-                .map_err(err)?;
+            let (epoch, bytes) = prove(&f.dir, kind, username).await?;
             let root = f
                 .roots
                 .iter()
-                .find(|r| r.epoch == hash.0)
+                .find(|r| r.epoch == epoch)
                 .copied()
-                .ok_or(KtError::NoSuchEpoch(hash.0))?;
-            Ok((root, bytes))
-        };
-        Some(answer.await)
-    }
-
-    /// A history proof from the forked view, when `viewer` is the victim.
-    pub(crate) async fn fork_history(
-        &self,
-        viewer: &str,
-        username: &Username,
-    ) -> Option<Result<(SignedRoot, Vec<u8>), KtError>> {
-        let fork = self.fork.lock().await;
-        let f = fork.as_ref().filter(|f| f.victim == viewer)?;
-        let answer = async {
-            let (proof, hash) = f
-                .dir
-                .key_history(&hush_proto::kt::label(username), HistoryParams::Complete)
-                .await
-                .map_err(err)?;
-            let bytes = akd::proto::specs::types::HistoryProof::from(&proof)
-                .write_to_bytes()
-                .map_err(err)?;
-            let root = f
-                .roots
-                .iter()
-                .find(|r| r.epoch == hash.0)
-                .copied()
-                .ok_or(KtError::NoSuchEpoch(hash.0))?;
+                .ok_or(KtError::NoSuchEpoch(epoch))?;
             Ok((root, bytes))
         };
         Some(answer.await)

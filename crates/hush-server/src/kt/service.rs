@@ -569,24 +569,7 @@ impl KeyDirectory {
         viewer: Option<&str>,
         username: &Username,
     ) -> Result<(SignedRoot, Vec<u8>), KtError> {
-        self.inner().await?;
-        #[cfg(feature = "fault-injection")]
-        if let Some(v) = viewer
-            && let Some(answer) = self.faults.fork_lookup(v, username).await
-        {
-            return answer;
-        }
-        let _ = viewer;
-        let (inner, _guard) = self.current().await?;
-        let (proof, hash) = inner
-            .dir
-            .lookup(hush_proto::kt::label(username))
-            .await
-            .map_err(not_found_or(username))?;
-        let bytes = akd::proto::specs::types::LookupProof::from(&proof)
-            .write_to_bytes()
-            .map_err(akd_err)?;
-        Ok((self.root(hash.0).await?, bytes))
+        self.proof(viewer, ProofKind::Lookup, username).await
     }
 
     /// The complete key history of `username` at the newest epoch.
@@ -595,24 +578,26 @@ impl KeyDirectory {
         viewer: Option<&str>,
         username: &Username,
     ) -> Result<(SignedRoot, Vec<u8>), KtError> {
+        self.proof(viewer, ProofKind::History, username).await
+    }
+
+    async fn proof(
+        &self,
+        viewer: Option<&str>,
+        kind: ProofKind,
+        username: &Username,
+    ) -> Result<(SignedRoot, Vec<u8>), KtError> {
         self.inner().await?;
         #[cfg(feature = "fault-injection")]
         if let Some(v) = viewer
-            && let Some(answer) = self.faults.fork_history(v, username).await
+            && let Some(answer) = self.faults.fork_proof(v, kind, username).await
         {
             return answer;
         }
         let _ = viewer;
         let (inner, _guard) = self.current().await?;
-        let (proof, hash) = inner
-            .dir
-            .key_history(&hush_proto::kt::label(username), HistoryParams::Complete)
-            .await
-            .map_err(not_found_or(username))?;
-        let bytes = akd::proto::specs::types::HistoryProof::from(&proof)
-            .write_to_bytes()
-            .map_err(akd_err)?;
-        Ok((self.root(hash.0).await?, bytes))
+        let (epoch, bytes) = prove(&inner.dir, kind, username).await?;
+        Ok((self.root(epoch).await?, bytes))
     }
 
     /// An append-only proof from epoch `from` to `to`.
@@ -688,6 +673,46 @@ fn signed(root: KtRoot) -> Result<SignedRoot, KtError> {
             .try_into()
             .map_err(|_| KtError::Directory(format!("stored root {} is corrupt", root.epoch)))?,
     })
+}
+
+/// Which proof a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofKind {
+    /// The current value.
+    Lookup,
+    /// Every value ever held.
+    History,
+}
+
+/// Generates a proof of `kind` for `username` on any akd directory (the
+/// server's, or a test fork's); returns the epoch it is against and the
+/// protobuf bytes.
+pub(crate) async fn prove<D: akd::storage::Database + 'static>(
+    dir: &Akd<D>,
+    kind: ProofKind,
+    username: &Username,
+) -> Result<(u64, Vec<u8>), KtError> {
+    let label = hush_proto::kt::label(username);
+    let (epoch, bytes) = match kind {
+        ProofKind::Lookup => {
+            let (proof, hash) = dir.lookup(label).await.map_err(not_found_or(username))?;
+            (
+                hash.0,
+                akd::proto::specs::types::LookupProof::from(&proof).write_to_bytes(),
+            )
+        }
+        ProofKind::History => {
+            let (proof, hash) = dir
+                .key_history(&label, HistoryParams::Complete)
+                .await
+                .map_err(not_found_or(username))?;
+            (
+                hash.0,
+                akd::proto::specs::types::HistoryProof::from(&proof).write_to_bytes(),
+            )
+        }
+    };
+    Ok((epoch, bytes.map_err(akd_err)?))
 }
 
 fn not_found_or(username: &Username) -> impl FnOnce(akd::errors::AkdError) -> KtError + '_ {
