@@ -66,6 +66,10 @@ impl From<StoreError> for Failure {
                 ErrorCode::AlreadyReported,
                 "you already reported this message",
             ),
+            e @ StoreError::LeaseLost { .. } => {
+                tracing::warn!(error = %e, "fenced write refused");
+                Failure::new(ErrorCode::Unavailable, "another node took over; retry")
+            }
             StoreError::KtRootConflict { epoch } => {
                 tracing::error!(epoch, "a different signed root exists for this epoch");
                 Failure::new(ErrorCode::Internal, "storage failure; retry later")

@@ -720,6 +720,68 @@ async fn leases(store: &dyn Store) {
     assert!(!store.release_lease("nothing", "node-a").await.unwrap());
 }
 
+/// A write fenced by a lease lands only while that lease is held with that
+/// token; once another holder took it over, the old holder's write is
+/// refused and leaves nothing behind.
+async fn fenced_kt_writes(store: &dyn Store) {
+    let t1 = store
+        .try_lease("kt-publisher", "node-a", 1000, 10_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let fence = |holder: &str, token: u64| Fence {
+        lease: "kt-publisher".into(),
+        holder: holder.into(),
+        token,
+    };
+    store
+        .kt_write_fenced(
+            vec![kt_record(b"a", b"1")],
+            vec![kt_state("alice", 1, 1, "v1")],
+            fence("node-a", t1),
+        )
+        .await
+        .unwrap();
+    // A wrong token or holder is refused even while the lease runs.
+    for bad in [fence("node-a", t1 + 1), fence("node-b", t1)] {
+        assert!(matches!(
+            store
+                .kt_write_fenced(vec![kt_record(b"x", b"1")], vec![], bad)
+                .await,
+            Err(StoreError::LeaseLost { .. })
+        ));
+    }
+    // node-a stalls past its lease; node-b takes it over.
+    let t2 = store
+        .try_lease("kt-publisher", "node-b", 1000, 12_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(t2 > t1);
+    let late = store
+        .kt_write_fenced(
+            vec![kt_record(b"a", b"stale"), kt_record(b"y", b"1")],
+            vec![kt_state("bob", 2, 1, "v1")],
+            fence("node-a", t1),
+        )
+        .await;
+    assert!(matches!(late, Err(StoreError::LeaseLost { token, .. }) if token == t1));
+    let got = store
+        .kt_records(&[b"a".to_vec(), b"x".to_vec(), b"y".to_vec()])
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![kt_record(b"a", b"1")],
+        "the refused writes left nothing"
+    );
+    assert!(store.kt_user_states(b"bob").await.unwrap().is_empty());
+    store
+        .kt_write_fenced(vec![kt_record(b"y", b"2")], vec![], fence("node-b", t2))
+        .await
+        .unwrap();
+}
+
 /// Two nodes (two handles on one database) and eight holders race for each
 /// lease: exactly one wins, both nodes agree on who, and after it lapses the
 /// next race again has exactly one winner, with a larger token.
@@ -843,6 +905,12 @@ macro_rules! conformance {
             async fn leases() {
                 let (_guard, store) = $make.await;
                 super::leases(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn fenced_kt_writes() {
+                let (_guard, store) = $make.await;
+                super::fenced_kt_writes(&*store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -316,7 +316,12 @@ impl KeyDirectory {
         }
         // One writer at a time across every node sharing the database.
         let result = match self.take_lease().await {
-            Ok(()) => {
+            Ok(token) => {
+                inner.db.set_fence(Some(crate::store::Fence {
+                    lease: PUBLISH_LEASE.into(),
+                    holder: self.holder.clone(),
+                    token,
+                }));
                 // Under the lease nobody else writes: make the cache current
                 // and keep this node's readers out while the tree changes.
                 let mut cached = inner.cached_epoch.write().await;
@@ -336,6 +341,7 @@ impl KeyDirectory {
                     Err(e) => Err(e),
                 };
                 drop(cached);
+                inner.db.set_fence(None);
                 if let Err(e) = self.store.release_lease(PUBLISH_LEASE, &self.holder).await {
                     tracing::warn!(error = %e, "key directory: could not release the publisher lease");
                 }
@@ -359,7 +365,7 @@ impl KeyDirectory {
         result
     }
 
-    async fn take_lease(&self) -> Result<(), KtError> {
+    async fn take_lease(&self) -> Result<u64, KtError> {
         let deadline = tokio::time::Instant::now() + PUBLISH_LEASE_WAIT;
         loop {
             let granted = self
@@ -371,8 +377,8 @@ impl KeyDirectory {
                     crate::api::now_ms(),
                 )
                 .await?;
-            if granted.is_some() {
-                return Ok(());
+            if let Some(token) = granted {
+                return Ok(token);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(KtError::Directory(

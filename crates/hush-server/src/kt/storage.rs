@@ -78,6 +78,8 @@ const MAX_LABEL_BITS: u32 = 256;
 #[derive(Clone)]
 pub struct KtDatabase {
     store: Arc<dyn Store>,
+    /// While set, every write is fenced by this lease (the publisher's).
+    fence: Arc<std::sync::Mutex<Option<crate::store::Fence>>>,
 }
 
 impl std::fmt::Debug for KtDatabase {
@@ -89,7 +91,21 @@ impl std::fmt::Debug for KtDatabase {
 impl KtDatabase {
     /// akd's storage on `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            fence: Arc::new(std::sync::Mutex::new(None)),
+        }
+    }
+
+    /// Fences every write from now on by `fence` (a lease this process
+    /// holds), or stops fencing with `None`: a write whose lease was taken
+    /// over is refused and writes nothing.
+    pub fn set_fence(&self, fence: Option<crate::store::Fence>) {
+        *self.fence.lock().unwrap_or_else(|e| e.into_inner()) = fence;
+    }
+
+    fn current_fence(&self) -> Option<crate::store::Fence> {
+        self.fence.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The store underneath.
@@ -486,10 +502,11 @@ impl Database for KtDatabase {
         if rows.is_empty() && states.is_empty() {
             return Ok(());
         }
-        self.store
-            .kt_write(rows, states)
-            .await
-            .map_err(storage_error)
+        match self.current_fence() {
+            Some(fence) => self.store.kt_write_fenced(rows, states, fence).await,
+            None => self.store.kt_write(rows, states).await,
+        }
+        .map_err(storage_error)
     }
 
     async fn get<St: Storable>(&self, id: &St::StorageKey) -> Result<DbRecord, StorageError> {

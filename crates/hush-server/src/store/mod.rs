@@ -239,6 +239,18 @@ pub struct KtRoot {
 /// The most roots [`Store::kt_roots`] returns in one call.
 pub const KT_ROOTS_LIMIT: usize = 1000;
 
+/// A lease a write depends on: its name, the holder and the fencing token
+/// [`Store::try_lease`] granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The lease.
+    pub lease: String,
+    /// Who holds it.
+    pub holder: String,
+    /// The token it was granted with.
+    pub token: u64,
+}
+
 /// Who holds a named lease, as [`Store::lease`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseInfo {
@@ -276,6 +288,15 @@ pub enum StoreError {
     /// This account already reported this message.
     #[error("this message was already reported")]
     DuplicateReport,
+    /// A fenced write's lease is held by someone else now (or its token
+    /// moved on): the write was refused and nothing was written.
+    #[error("the lease {lease} is no longer held with token {token}: write refused")]
+    LeaseLost {
+        /// The lease.
+        lease: String,
+        /// The token the writer held.
+        token: u64,
+    },
     /// A different signed root is stored for this epoch already.
     #[error("epoch {epoch} already has a different signed root")]
     KtRootConflict {
@@ -414,6 +435,18 @@ pub trait Store: Send + Sync + 'static {
     /// with the same (username, epoch). Within one call the last of equal
     /// keys wins.
     async fn kt_write(&self, records: Vec<KtRecord>, states: Vec<KtValueState>) -> StoreResult<()>;
+
+    /// [`Store::kt_write`], only while `fence` is current: in the same
+    /// transaction the lease must still name the fence's holder and token
+    /// (on PostgreSQL the lease row is locked until the commit, so nobody
+    /// takes the lease over mid-write); otherwise nothing is written and
+    /// [`StoreError::LeaseLost`] is returned.
+    async fn kt_write_fenced(
+        &self,
+        records: Vec<KtRecord>,
+        states: Vec<KtValueState>,
+        fence: Fence,
+    ) -> StoreResult<()>;
 
     /// The records with these keys, in no particular order; missing keys
     /// are left out.

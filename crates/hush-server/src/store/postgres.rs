@@ -12,9 +12,9 @@ use sqlx::{Executor, Row};
 
 use super::postgres_kt;
 use super::{
-    AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, KtRecord,
-    KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount, NewDevice, NewEnvelope, NewReport,
-    ReportRecord, Stats, Store, StoreError, StoreResult, StoredEnvelope, TRY_LEASE_SQL,
+    AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, Fence,
+    KtRecord, KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount, NewDevice, NewEnvelope,
+    NewReport, ReportRecord, Stats, Store, StoreError, StoreResult, StoredEnvelope, TRY_LEASE_SQL,
 };
 
 const SCHEMA: &str = r#"
@@ -706,7 +706,16 @@ impl Store for PostgresStore {
     // Key transparency: the SQL is in `postgres_kt`.
 
     async fn kt_write(&self, records: Vec<KtRecord>, states: Vec<KtValueState>) -> StoreResult<()> {
-        postgres_kt::write(&self.pool, records, states).await
+        postgres_kt::write(&self.pool, records, states, None).await
+    }
+
+    async fn kt_write_fenced(
+        &self,
+        records: Vec<KtRecord>,
+        states: Vec<KtValueState>,
+        fence: Fence,
+    ) -> StoreResult<()> {
+        postgres_kt::write(&self.pool, records, states, Some(fence)).await
     }
 
     async fn kt_records(&self, keys: &[Vec<u8>]) -> StoreResult<Vec<KtRecord>> {

@@ -13,7 +13,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 
 use super::{
-    KT_ROOTS_LIMIT, KtRecord, KtRoot, KtStateQuery, KtValueState, StoreError, StoreResult,
+    Fence, KT_ROOTS_LIMIT, KtRecord, KtRoot, KtStateQuery, KtValueState, StoreError, StoreResult,
 };
 
 /// Created with the rest of the schema when the store connects.
@@ -116,10 +116,35 @@ pub(super) async fn write(
     pool: &PgPool,
     records: Vec<KtRecord>,
     states: Vec<KtValueState>,
+    fence: Option<Fence>,
 ) -> StoreResult<()> {
     let records = last_wins(records, |r| r.key.clone());
     let states = last_wins(states, |s| (s.username.clone(), s.epoch));
     let mut tx = pool.begin().await.map_err(backend)?;
+    if let Some(f) = fence {
+        // Locks the lease row until the commit: a node that would take the
+        // lease over waits for this write, and a lease already taken over
+        // refuses it.
+        let token = i64::try_from(f.token).map_err(|_| StoreError::LeaseLost {
+            lease: f.lease.clone(),
+            token: f.token,
+        })?;
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT token FROM leases WHERE name = $1 AND holder = $2 AND token = $3 FOR UPDATE",
+        )
+        .bind(&f.lease)
+        .bind(&f.holder)
+        .bind(token)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if held.is_none() {
+            return Err(StoreError::LeaseLost {
+                lease: f.lease,
+                token: f.token,
+            });
+        }
+    }
     for chunk in records.chunks(CHUNK) {
         let keys: Vec<&[u8]> = chunk.iter().map(|r| r.key.as_slice()).collect();
         let data: Vec<&[u8]> = chunk.iter().map(|r| r.data.as_slice()).collect();

@@ -18,9 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::group_commit::{self, WriteJob};
 use super::sqlite_kt;
 use super::{
-    AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, KtRecord,
-    KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount, NewDevice, NewEnvelope, NewReport,
-    ReportRecord, Stats, Store, StoreError, StoreResult, StoredEnvelope, TRY_LEASE_SQL,
+    AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, Fence,
+    KtRecord, KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount, NewDevice, NewEnvelope,
+    NewReport, ReportRecord, Stats, Store, StoreError, StoreResult, StoredEnvelope, TRY_LEASE_SQL,
 };
 
 /// Read connections kept open.
@@ -878,7 +878,17 @@ impl Store for SqliteStore {
     // Key transparency: the SQL is in `sqlite_kt`.
 
     async fn kt_write(&self, records: Vec<KtRecord>, states: Vec<KtValueState>) -> StoreResult<()> {
-        self.write(move |conn| sqlite_kt::write(conn, &records, &states))
+        self.write(move |conn| sqlite_kt::write(conn, &records, &states, None))
+            .await
+    }
+
+    async fn kt_write_fenced(
+        &self,
+        records: Vec<KtRecord>,
+        states: Vec<KtValueState>,
+        fence: Fence,
+    ) -> StoreResult<()> {
+        self.write(move |conn| sqlite_kt::write(conn, &records, &states, Some(&fence)))
             .await
     }
 

@@ -9,7 +9,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    KT_ROOTS_LIMIT, KtRecord, KtRoot, KtStateQuery, KtValueState, StoreError, StoreResult,
+    Fence, KT_ROOTS_LIMIT, KtRecord, KtRoot, KtStateQuery, KtValueState, StoreError, StoreResult,
 };
 
 /// Created with the rest of the schema when the store opens.
@@ -118,7 +118,26 @@ pub(super) fn write(
     conn: &Connection,
     records: &[KtRecord],
     states: &[KtValueState],
+    fence: Option<&Fence>,
 ) -> StoreResult<()> {
+    if let Some(f) = fence {
+        // Inside the writer's transaction: nobody changes the lease between
+        // this check and the commit.
+        let held: Option<(String, i64)> = conn
+            .query_row(
+                "SELECT holder, token FROM leases WHERE name = ?1",
+                rusqlite::params![f.lease],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        if held != Some((f.holder.clone(), to_i64(f.token, "token")?)) {
+            return Err(StoreError::LeaseLost {
+                lease: f.lease.clone(),
+                token: f.token,
+            });
+        }
+    }
     let mut records: Vec<&KtRecord> = records.iter().collect();
     records.sort_by(|a, b| a.key.cmp(&b.key));
     for chunk in records.chunks(WRITE_CHUNK) {
