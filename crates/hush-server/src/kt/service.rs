@@ -391,16 +391,10 @@ impl KeyDirectory {
 
     /// The value the directory should hold for `username`, from the store.
     async fn value_of(&self, username: &str) -> Result<KtValue, KtError> {
-        let Some(account) = self.store.account(username).await? else {
-            return Ok(KtValue::deleted());
-        };
-        let key = AccountPublicKey::from_slice(&account.account_key).map_err(akd_err)?;
-        let certs: Vec<DeviceCertificate> = account
-            .devices
-            .iter()
-            .filter_map(|d| DeviceCertificate::decode(&d.certificate).ok())
-            .collect();
-        Ok(KtValue::from_certificates(key, &certs))
+        match self.store.account(username).await? {
+            Some(account) => value_of_account(&account),
+            None => Ok(KtValue::deleted()),
+        }
     }
 
     async fn publish_users(
@@ -453,8 +447,14 @@ impl KeyDirectory {
     /// Queues every account whose directory value differs from the store.
     pub async fn reconcile(&self) -> Result<usize, KtError> {
         let inner = self.inner().await?;
-        let accounts = self.store.list_accounts().await?;
-        let mut names: BTreeSet<String> = accounts.into_iter().map(|a| a.username).collect();
+        // What the directory should hold, from the accounts as listed (one
+        // read of the store, not one per account).
+        let mut expected: std::collections::BTreeMap<String, KtValue> = Default::default();
+        for account in self.store.list_accounts().await? {
+            let value = value_of_account(&account)?;
+            expected.insert(account.username, value);
+        }
+        let mut names: BTreeSet<String> = expected.keys().cloned().collect();
         // Accounts deleted while this process was not watching.
         let states = akd::storage::StorageUtil::batch_get_type_direct::<
             akd::storage::types::ValueState,
@@ -478,7 +478,7 @@ impl KeyDirectory {
         .map_err(akd_err)?;
         let mut stale = 0;
         for (name, label) in names.iter().zip(&labels) {
-            let value = akd_value(&self.value_of(name).await?);
+            let value = akd_value(expected.get(name).unwrap_or(&KtValue::deleted()));
             let ok = match current.get(label) {
                 Some((_, v)) => *v == value,
                 None => value == akd_value(&KtValue::deleted()),
@@ -654,6 +654,17 @@ impl KeyDirectory {
             signature,
         })
     }
+}
+
+/// The directory value of a stored account.
+fn value_of_account(account: &crate::store::AccountRecord) -> Result<KtValue, KtError> {
+    let key = AccountPublicKey::from_slice(&account.account_key).map_err(akd_err)?;
+    let certs: Vec<DeviceCertificate> = account
+        .devices
+        .iter()
+        .filter_map(|d| DeviceCertificate::decode(&d.certificate).ok())
+        .collect();
+    Ok(KtValue::from_certificates(key, &certs))
 }
 
 /// The newest epoch in storage, read past any cache.
