@@ -1158,11 +1158,8 @@ async fn a_node_refuses_to_start_without_its_cluster_services() {
 /// node serves alike, with each account published exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_racing_to_publish_keep_one_consistent_directory() {
-    use hush_proto::kt::{KtConfig, SignedRoot, verify_history, verify_lookup};
-    use hush_wire::kt::{
-        KtAuditResponse, KtConfigResponse, KtProofResponse, KtRoot, KtRootsResponse,
-    };
-    use protobuf::Message as _;
+    use hush_proto::kt::{SignedRoot, verify_history, verify_lookup};
+    use hush_wire::kt::{KtAuditResponse, KtConfigResponse, KtProofResponse, KtRootsResponse};
 
     let Some(env) = env() else { return };
     let _serial = SERIAL.lock().await;
@@ -1206,15 +1203,8 @@ async fn two_nodes_racing_to_publish_keep_one_consistent_directory() {
         .await
         .unwrap();
     assert_eq!(cfg, cfg_b, "every node signs with the same key");
-    let cfg = KtConfig {
-        signing_key: cfg.signing_key.as_slice().try_into().unwrap(),
-        vrf_public_key: cfg.vrf_public_key.0,
-    };
-    let root = |r: &KtRoot| SignedRoot {
-        epoch: r.epoch,
-        root_hash: r.root_hash.as_slice().try_into().unwrap(),
-        signature: r.signature.as_slice().try_into().unwrap(),
-    };
+    let cfg = common::kt_config(&c.http, &a.url()).await;
+    let root = common::signed_root;
     let ra: KtRootsResponse = get(format!("{}/v1/kt/roots?from=0", a.url()))
         .await
         .json()
@@ -1244,15 +1234,9 @@ async fn two_nodes_racing_to_publish_keep_one_consistent_directory() {
         .json()
         .await
         .unwrap();
-        let msg =
-            akd::proto::specs::types::AppendOnlyProof::parse_from_bytes(&audit.proof.0).unwrap();
-        let proof = akd::AppendOnlyProof::try_from(&msg).unwrap();
-        akd::auditor::audit_verify::<hush_proto::kt::KtConfiguration>(
-            vec![w[0].root_hash, w[1].root_hash],
-            proof,
-        )
-        .await
-        .unwrap();
+        common::audit_verify(&[&w[0], &w[1]], &audit.proof.0)
+            .await
+            .unwrap();
     }
     // Every account is in it once, with its own keys, whichever node answers.
     for (i, u) in users.iter().enumerate() {

@@ -15,27 +15,11 @@ use hush_wire::api::{RemoveDeviceRequest, device_request_message};
 use hush_wire::kt::{KtAuditResponse, KtConfigResponse, KtProofResponse, KtRoot, KtRootsResponse};
 
 fn root(r: &KtRoot) -> SignedRoot {
-    SignedRoot {
-        epoch: r.epoch,
-        root_hash: r.root_hash.as_slice().try_into().unwrap(),
-        signature: r.signature.as_slice().try_into().unwrap(),
-    }
+    signed_root(r)
 }
 
 async fn config(s: &TestServer) -> KtConfig {
-    let c: KtConfigResponse = s
-        .http
-        .get(s.url("/v1/kt/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    KtConfig {
-        signing_key: c.signing_key.as_slice().try_into().unwrap(),
-        vrf_public_key: c.vrf_public_key.0,
-    }
+    kt_config(&s.http, &s.url("")).await
 }
 
 async fn lookup(s: &TestServer, token: &str, name: &str) -> (SignedRoot, Vec<u8>) {
@@ -147,32 +131,13 @@ async fn add_remove_and_rotate_devices_are_proven() {
         .unwrap();
     let span: Vec<SignedRoot> = roots.roots[r1.epoch as usize..].iter().map(root).collect();
     let span_refs: Vec<&SignedRoot> = span.iter().collect();
-    hush_client_free_audit(&span_refs, &audit.proof.0)
-        .await
-        .unwrap();
+    audit_verify(&span_refs, &audit.proof.0).await.unwrap();
     // The same proof does not vouch for a root the server did not publish.
     let mut forged = span.clone();
     forged.last_mut().unwrap().root_hash[0] ^= 1;
     let forged_refs: Vec<&SignedRoot> = forged.iter().collect();
-    assert!(
-        hush_client_free_audit(&forged_refs, &audit.proof.0)
-            .await
-            .is_err()
-    );
+    assert!(audit_verify(&forged_refs, &audit.proof.0).await.is_err());
     s.stop().await;
-}
-
-/// akd's auditor over consecutive roots (what hush-client's `verify_audit`
-/// runs), here without the client crate.
-async fn hush_client_free_audit(span: &[&SignedRoot], proof: &[u8]) -> Result<(), String> {
-    use protobuf::Message;
-    let msg = akd::proto::specs::types::AppendOnlyProof::parse_from_bytes(proof)
-        .map_err(|e| e.to_string())?;
-    let proof = akd::AppendOnlyProof::try_from(&msg).map_err(|e| e.to_string())?;
-    let hashes: Vec<[u8; 32]> = span.iter().map(|r| r.root_hash).collect();
-    akd::auditor::audit_verify::<hush_proto::kt::KtConfiguration>(hashes, proof)
-        .await
-        .map_err(|e| e.to_string())
 }
 
 #[tokio::test]
@@ -374,10 +339,7 @@ async fn a_restarted_directory_goes_on_from_the_stored_epochs() {
         .json()
         .await
         .unwrap();
-    let cfg = KtConfig {
-        signing_key: cfg_after.signing_key.as_slice().try_into().unwrap(),
-        vrf_public_key: cfg_after.vrf_public_key.0,
-    };
+    let cfg = kt_config(&http, &base).await;
     for (i, r) in roots.roots.iter().enumerate() {
         assert_eq!(r.epoch, i as u64);
         root(r).verify(&cfg.signing_key).unwrap();

@@ -295,3 +295,44 @@ impl Ws {
             .unwrap();
     }
 }
+
+/// A signed key-directory root from its wire form.
+pub fn signed_root(r: &hush_wire::kt::KtRoot) -> hush_proto::kt::SignedRoot {
+    hush_proto::kt::SignedRoot {
+        epoch: r.epoch,
+        root_hash: r.root_hash.as_slice().try_into().unwrap(),
+        signature: r.signature.as_slice().try_into().unwrap(),
+    }
+}
+
+/// The server's key-directory keys, as a client pins them.
+pub async fn kt_config(http: &reqwest::Client, base: &str) -> hush_proto::kt::KtConfig {
+    let c: hush_wire::kt::KtConfigResponse = http
+        .get(format!("{base}/v1/kt/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    hush_proto::kt::KtConfig {
+        signing_key: c.signing_key.as_slice().try_into().unwrap(),
+        vrf_public_key: c.vrf_public_key.0,
+    }
+}
+
+/// akd's auditor over consecutive roots and an append-only proof (what
+/// hush-client runs).
+pub async fn audit_verify(
+    span: &[&hush_proto::kt::SignedRoot],
+    proof: &[u8],
+) -> Result<(), String> {
+    use protobuf::Message;
+    let msg = akd::proto::specs::types::AppendOnlyProof::parse_from_bytes(proof)
+        .map_err(|e| e.to_string())?;
+    let proof = akd::AppendOnlyProof::try_from(&msg).map_err(|e| e.to_string())?;
+    let hashes: Vec<[u8; 32]> = span.iter().map(|r| r.root_hash).collect();
+    akd::auditor::audit_verify::<hush_proto::kt::KtConfiguration>(hashes, proof)
+        .await
+        .map_err(|e| e.to_string())
+}
