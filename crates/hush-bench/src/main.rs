@@ -143,6 +143,9 @@ pub struct Opts {
     /// Seconds between kills (crash).
     #[arg(long)]
     pub kill_every: Option<f64>,
+    /// How Hush devices send: on their WebSocket or one HTTP request each.
+    #[arg(long, value_enum, default_value = "ws")]
+    pub send_over: net::SendOver,
 }
 
 fn main() -> ExitCode {

@@ -327,7 +327,7 @@ async fn receive_once(
                     ready.notify_one();
                 }
             }
-            ServerFrame::Ephemeral(_) => {}
+            ServerFrame::Ephemeral(_) | ServerFrame::Sent { .. } | ServerFrame::Refused { .. } => {}
         }
     }
 }
@@ -341,9 +341,20 @@ async fn flush_acks(
     Ok(())
 }
 
+/// How a Hush device sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SendOver {
+    /// Send frames on the device's own WebSocket.
+    Ws,
+    /// `POST /v1/messages`, one request per message.
+    Http,
+}
+
 /// Sends messages for one sending device.
 #[derive(Debug, Clone)]
 pub enum Sender {
+    /// Hush over the device's WebSocket: send frames, answered once durable.
+    HushWs(Arc<HushWsSender>),
     /// Hush: `POST /v1/messages`, acknowledged when durable.
     Hush {
         /// The HTTP client (a pool of keep-alive connections).
@@ -359,8 +370,15 @@ pub enum Sender {
 
 impl Sender {
     /// A sender for `device`.
-    pub async fn new(device: &Device, http: &reqwest::Client) -> anyhow::Result<Self> {
+    pub async fn new(
+        device: &Device,
+        http: &reqwest::Client,
+        over: SendOver,
+    ) -> anyhow::Result<Self> {
         Ok(match &device.token {
+            Some(_) if over == SendOver::Ws => {
+                Sender::HushWs(Arc::new(HushWsSender::connect(device).await?))
+            }
             Some(token) => Sender::Hush {
                 http: http.clone(),
                 url: format!("{}/v1/messages", device.server),
@@ -396,7 +414,127 @@ impl Sender {
                 let _ = resp.bytes().await?;
                 Ok(())
             }
+            Sender::HushWs(ws) => ws.send(&recipients.hush, payload).await,
             Sender::Raw(raw) => raw.send(&recipients.raw, payload).await,
+        }
+    }
+}
+
+/// A Hush device's WebSocket used for sending: send frames out, `sent` and
+/// `refused` answers matched to them by id. A send after the connection
+/// broke (the server was killed) opens a new one.
+#[derive(Debug)]
+pub struct HushWsSender {
+    device: Device,
+    conn: Mutex<Arc<WsConn>>,
+    next_id: AtomicU64,
+}
+
+type Waiting = Arc<std::sync::Mutex<HashMap<u64, oneshot::Sender<Result<(), String>>>>>;
+
+#[derive(Debug)]
+struct WsConn {
+    out: mpsc::Sender<Message>,
+    waiting: Waiting,
+    alive: Arc<AtomicBool>,
+}
+
+impl WsConn {
+    async fn open(device: &Device) -> anyhow::Result<Self> {
+        let ws = open_ws(device).await?;
+        let (mut sink, mut stream) = ws.split();
+        let (out, mut rx) = mpsc::channel::<Message>(1024);
+        let waiting: Waiting = Arc::default();
+        let alive = Arc::new(AtomicBool::new(true));
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                if sink.feed(m).await.is_err() {
+                    return;
+                }
+                while let Ok(m) = rx.try_recv() {
+                    if sink.feed(m).await.is_err() {
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return;
+                }
+            }
+        });
+        let (w, a) = (waiting.clone(), alive.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = stream.next().await {
+                let Message::Binary(b) = msg else { continue };
+                let (id, result) = match ServerFrame::decode(&b) {
+                    Ok(ServerFrame::Sent { id, .. }) => (id, Ok(())),
+                    Ok(ServerFrame::Refused { id, error }) => (id, Err(error.to_string())),
+                    _ => continue,
+                };
+                let tx = w.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                if let Some(tx) = tx {
+                    let _ = tx.send(result);
+                }
+            }
+            // The connection ended: every waiting send fails unanswered.
+            a.store(false, Ordering::Release);
+            w.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        });
+        Ok(Self {
+            out,
+            waiting,
+            alive,
+        })
+    }
+}
+
+impl HushWsSender {
+    async fn connect(device: &Device) -> anyhow::Result<Self> {
+        Ok(Self {
+            device: device.clone(),
+            conn: Mutex::new(Arc::new(WsConn::open(device).await?)),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    async fn current(&self) -> anyhow::Result<Arc<WsConn>> {
+        let mut conn = self.conn.lock().await;
+        if !conn.alive.load(Ordering::Acquire) {
+            *conn = Arc::new(WsConn::open(&self.device).await?);
+        }
+        Ok(conn.clone())
+    }
+
+    async fn send(&self, recipients: &[DeviceAddress], payload: Vec<u8>) -> anyhow::Result<()> {
+        let conn = self.current().await?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = ClientFrame::Send {
+            id,
+            request: SendRequest {
+                recipients: recipients.to_vec(),
+                payload: Bytes(payload),
+                ephemeral: false,
+                commit: None,
+                franking_commitment: None,
+            },
+        }
+        .encode();
+        let (tx, rx) = oneshot::channel();
+        conn.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        // Ended meanwhile: its reader may have cleared the map already.
+        if !conn.alive.load(Ordering::Acquire) {
+            bail!("WebSocket closed");
+        }
+        conn.out
+            .send(Message::Binary(frame.into()))
+            .await
+            .map_err(|_| anyhow::anyhow!("WebSocket closed"))?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => bail!("send refused: {e}"),
+            Err(_) => bail!("WebSocket closed before the answer"),
         }
     }
 }

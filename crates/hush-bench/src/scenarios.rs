@@ -233,7 +233,7 @@ async fn online(
     let http = net::http_client(Duration::from_secs(60))?;
     let mut snd = Vec::new();
     for d in send_devs {
-        snd.push(Sender::new(d, &http).await?);
+        snd.push(Sender::new(d, &http, ctx.opts.send_over).await?);
     }
     let receivers = Receivers::start(
         recv_devs,
@@ -478,7 +478,7 @@ pub async fn durable(ctx: &Ctx) -> anyhow::Result<Value> {
     let http = net::http_client(Duration::from_secs(60))?;
     let mut snd = Vec::new();
     for d in send_devs {
-        snd.push(Sender::new(d, &http).await?);
+        snd.push(Sender::new(d, &http, ctx.opts.send_over).await?);
     }
     let per: Vec<Arc<Recipients>> = recv_devs
         .iter()
@@ -641,7 +641,7 @@ pub async fn crash(ctx: &Ctx) -> anyhow::Result<Value> {
     let http = net::http_client(Duration::from_secs(5))?;
     let mut snd = Vec::new();
     for d in send_devs {
-        snd.push(Sender::new(d, &http).await?);
+        snd.push(Sender::new(d, &http, ctx.opts.send_over).await?);
     }
     let per: Vec<Arc<Recipients>> = recv_devs
         .iter()

@@ -169,6 +169,8 @@ impl Client {
                         events.push(ev);
                     }
                 }
+                // Answers to sends on the socket; this client sends by HTTP.
+                ServerFrame::Sent { .. } | ServerFrame::Refused { .. } => {}
                 ServerFrame::Drained => {
                     if deadline.is_none() {
                         if wait.is_zero() {

@@ -6,19 +6,38 @@
 //! 0x01 envelope   u64 seq | u64 received_at_ms | u8 has_tag | [32] relay tag if has_tag | payload (rest)
 //! 0x02 ephemeral  payload (rest)
 //! 0x03 drained    (nothing: the stored queue has been sent; live traffic follows)
+//! 0x04 sent       u64 id | u64 received_at_ms | u32 delivered_to
+//! 0x05 refused    u64 id | the refusal as the JSON error body of the HTTP API (rest)
 //! ```
 //!
 //! Device to server:
 //!
 //! ```text
 //! 0x01 ack        u16 count | count x u64 seq
+//! 0x02 send       u64 id | u8 flags | u16 count | count x (u8 len | username | u32 device id)
+//!                 | if flags & 2: u16 len | group id | u64 epoch
+//!                 | if flags & 4: u8 len | franking commitment (32 bytes when valid)
+//!                 | payload (rest)
+//!                 flags: 1 ephemeral, 2 commit, 4 franking commitment
 //! ```
+//!
+//! A send over the WebSocket means what `POST /v1/messages` with the same
+//! body means, and is answered by `sent` or `refused` with the device's `id`
+//! once it is durable for every recipient (or delivered, if ephemeral).
+//! Several sends may be outstanding; answers come in any order.
 //!
 //! Decoders are bounded, reject trailing bytes and never panic.
 
 use thiserror::Error;
 
-use crate::limits::{MAX_ACKS_PER_FRAME, MAX_FRAME_LEN};
+use crate::api::{CommitClaim, SendRequest, SendResponse};
+use crate::error::ApiError;
+use crate::limits::{MAX_ACKS_PER_FRAME, MAX_FRAME_LEN, MAX_RECIPIENTS};
+use crate::{Bytes, DeviceAddress};
+
+const SEND_EPHEMERAL: u8 = 1;
+const SEND_COMMIT: u8 = 2;
+const SEND_FRANKING: u8 = 4;
 
 /// Why a frame was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -64,6 +83,20 @@ pub enum ServerFrame {
     Ephemeral(Vec<u8>),
     /// Everything stored before the connection has been sent.
     Drained,
+    /// The send `id` was accepted: durable for every recipient.
+    Sent {
+        /// The device's id for the send.
+        id: u64,
+        /// What `POST /v1/messages` would have answered.
+        response: SendResponse,
+    },
+    /// The send `id` was refused; nothing was stored.
+    Refused {
+        /// The device's id for the send.
+        id: u64,
+        /// Why, as the HTTP API says it.
+        error: ApiError,
+    },
 }
 
 /// What a device sends the server.
@@ -71,6 +104,14 @@ pub enum ServerFrame {
 pub enum ClientFrame {
     /// These envelopes are safe in the device's store; delete them.
     Ack(Vec<u64>),
+    /// A send, answered by [`ServerFrame::Sent`] or [`ServerFrame::Refused`]
+    /// with the same `id`.
+    Send {
+        /// The device's id for this send, echoed in the answer.
+        id: u64,
+        /// The same request as `POST /v1/messages` takes.
+        request: SendRequest,
+    },
 }
 
 impl ServerFrame {
@@ -99,6 +140,22 @@ impl ServerFrame {
                 out
             }
             ServerFrame::Drained => vec![0x03],
+            ServerFrame::Sent { id, response } => {
+                let mut out = Vec::with_capacity(1 + 8 + 8 + 4);
+                out.push(0x04);
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&response.received_at_ms.to_be_bytes());
+                let n = u32::try_from(response.delivered_to).unwrap_or(u32::MAX);
+                out.extend_from_slice(&n.to_be_bytes());
+                out
+            }
+            ServerFrame::Refused { id, error } => {
+                let mut out = vec![0x05];
+                out.extend_from_slice(&id.to_be_bytes());
+                // An ApiError always serializes.
+                out.extend_from_slice(&serde_json::to_vec(error).unwrap_or_default());
+                out
+            }
         }
     }
 
@@ -132,6 +189,27 @@ impl ServerFrame {
             0x02 => Ok(ServerFrame::Ephemeral(rest.to_vec())),
             0x03 if rest.is_empty() => Ok(ServerFrame::Drained),
             0x03 => Err(FrameError::TrailingBytes),
+            0x04 => {
+                let (id, rest) = take_u64(rest)?;
+                let (received_at_ms, rest) = take_u64(rest)?;
+                let (n, rest) = take_u32(rest)?;
+                if !rest.is_empty() {
+                    return Err(FrameError::TrailingBytes);
+                }
+                Ok(ServerFrame::Sent {
+                    id,
+                    response: SendResponse {
+                        received_at_ms,
+                        delivered_to: n as usize,
+                    },
+                })
+            }
+            0x05 => {
+                let (id, rest) = take_u64(rest)?;
+                let error = serde_json::from_slice(rest)
+                    .map_err(|_| FrameError::Invalid("refusal is not an error body"))?;
+                Ok(ServerFrame::Refused { id, error })
+            }
             other => Err(FrameError::UnknownType(*other)),
         }
     }
@@ -153,6 +231,7 @@ impl ClientFrame {
                 }
                 out
             }
+            ClientFrame::Send { id, request } => encode_send(*id, request),
         }
     }
 
@@ -182,9 +261,139 @@ impl ClientFrame {
                 }
                 Ok(ClientFrame::Ack(seqs))
             }
+            0x02 => decode_send(rest),
             other => Err(FrameError::UnknownType(*other)),
         }
     }
+}
+
+/// Encodes a send. What the frame cannot carry (over [`MAX_RECIPIENTS`]
+/// recipients, usernames or a commitment over 255 bytes, a group id over
+/// 65,535 bytes) is cut; all of it is over the limits the server enforces
+/// anyway, so a caller that keeps to them loses nothing.
+fn encode_send(id: u64, req: &SendRequest) -> Vec<u8> {
+    let recipients = req
+        .recipients
+        .get(..MAX_RECIPIENTS)
+        .unwrap_or(&req.recipients);
+    let mut out =
+        Vec::with_capacity(1 + 8 + 1 + 2 + recipients.len() * 24 + 32 + req.payload.0.len());
+    out.push(0x02);
+    out.extend_from_slice(&id.to_be_bytes());
+    let mut flags = 0;
+    if req.ephemeral {
+        flags |= SEND_EPHEMERAL;
+    }
+    if req.commit.is_some() {
+        flags |= SEND_COMMIT;
+    }
+    if req.franking_commitment.is_some() {
+        flags |= SEND_FRANKING;
+    }
+    out.push(flags);
+    // MAX_RECIPIENTS fits in a u16.
+    out.extend_from_slice(&(recipients.len() as u16).to_be_bytes());
+    for r in recipients {
+        let name = r.username.as_bytes();
+        let name = name.get(..255).unwrap_or(name);
+        out.push(name.len() as u8);
+        out.extend_from_slice(name);
+        out.extend_from_slice(&r.device_id.to_be_bytes());
+    }
+    if let Some(c) = &req.commit {
+        let g = c.group_id.as_slice();
+        let g = g.get(..usize::from(u16::MAX)).unwrap_or(g);
+        out.extend_from_slice(&(g.len() as u16).to_be_bytes());
+        out.extend_from_slice(g);
+        out.extend_from_slice(&c.epoch.to_be_bytes());
+    }
+    if let Some(f) = &req.franking_commitment {
+        // The server checks the length, as for HTTP.
+        let f = f.as_slice();
+        let f = f.get(..255).unwrap_or(f);
+        out.push(f.len() as u8);
+        out.extend_from_slice(f);
+    }
+    out.extend_from_slice(&req.payload.0);
+    out
+}
+
+fn decode_send(rest: &[u8]) -> Result<ClientFrame, FrameError> {
+    if rest.len() > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge(rest.len() + 1));
+    }
+    let (id, rest) = take_u64(rest)?;
+    let (flags, rest) = rest.split_first().ok_or(FrameError::Truncated)?;
+    if flags & !(SEND_EPHEMERAL | SEND_COMMIT | SEND_FRANKING) != 0 {
+        return Err(FrameError::Invalid("unknown send flags"));
+    }
+    let (count, mut rest) = take_u16(rest)?;
+    let count = usize::from(count);
+    if count > MAX_RECIPIENTS {
+        return Err(FrameError::Invalid("too many recipients in one send"));
+    }
+    let mut recipients = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (len, r) = rest.split_first().ok_or(FrameError::Truncated)?;
+        let (name, r) = r
+            .split_at_checked(usize::from(*len))
+            .ok_or(FrameError::Truncated)?;
+        let username = std::str::from_utf8(name)
+            .map_err(|_| FrameError::Invalid("username is not UTF-8"))?
+            .to_owned();
+        let (device_id, r) = take_u32(r)?;
+        recipients.push(DeviceAddress {
+            username,
+            device_id,
+        });
+        rest = r;
+    }
+    let commit = if flags & SEND_COMMIT != 0 {
+        let (len, r) = take_u16(rest)?;
+        let (group_id, r) = r
+            .split_at_checked(usize::from(len))
+            .ok_or(FrameError::Truncated)?;
+        let (epoch, r) = take_u64(r)?;
+        rest = r;
+        Some(CommitClaim {
+            group_id: Bytes(group_id.to_vec()),
+            epoch,
+        })
+    } else {
+        None
+    };
+    let franking_commitment = if flags & SEND_FRANKING != 0 {
+        let (len, r) = rest.split_first().ok_or(FrameError::Truncated)?;
+        let (f, r) = r
+            .split_at_checked(usize::from(*len))
+            .ok_or(FrameError::Truncated)?;
+        rest = r;
+        Some(Bytes(f.to_vec()))
+    } else {
+        None
+    };
+    Ok(ClientFrame::Send {
+        id,
+        request: SendRequest {
+            recipients,
+            payload: Bytes(rest.to_vec()),
+            ephemeral: flags & SEND_EPHEMERAL != 0,
+            commit,
+            franking_commitment,
+        },
+    })
+}
+
+fn take_u16(bytes: &[u8]) -> Result<(u16, &[u8]), FrameError> {
+    let (head, rest) = bytes.split_at_checked(2).ok_or(FrameError::Truncated)?;
+    let head = <[u8; 2]>::try_from(head).map_err(|_| FrameError::Truncated)?;
+    Ok((u16::from_be_bytes(head), rest))
+}
+
+fn take_u32(bytes: &[u8]) -> Result<(u32, &[u8]), FrameError> {
+    let (head, rest) = bytes.split_at_checked(4).ok_or(FrameError::Truncated)?;
+    let head = <[u8; 4]>::try_from(head).map_err(|_| FrameError::Truncated)?;
+    Ok((u32::from_be_bytes(head), rest))
 }
 
 fn take_u64(bytes: &[u8]) -> Result<(u64, &[u8]), FrameError> {
@@ -212,10 +421,98 @@ mod tests {
         }
 
         #[test]
+        fn sends_round_trip(
+            id: u64,
+            names in proptest::collection::vec(("[a-z0-9_]{1,32}", any::<u32>()), 1..20),
+            payload in proptest::collection::vec(any::<u8>(), 0..512),
+            ephemeral: bool,
+            commit in proptest::option::of((proptest::collection::vec(any::<u8>(), 1..64), any::<u64>())),
+            franking in proptest::option::of(any::<[u8; 32]>()),
+        ) {
+            let f = ClientFrame::Send {
+                id,
+                request: SendRequest {
+                    recipients: names
+                        .into_iter()
+                        .map(|(username, device_id)| DeviceAddress { username, device_id })
+                        .collect(),
+                    payload: Bytes(payload),
+                    ephemeral,
+                    commit: commit.map(|(g, epoch)| CommitClaim { group_id: Bytes(g), epoch }),
+                    franking_commitment: franking.map(|f| Bytes(f.to_vec())),
+                },
+            };
+            prop_assert_eq!(ClientFrame::decode(&f.encode()).unwrap(), f);
+        }
+
+        #[test]
+        fn answers_round_trip(id: u64, at: u64, n in 0usize..100_000, message in ".{0,64}") {
+            let f = ServerFrame::Sent { id, response: SendResponse { received_at_ms: at, delivered_to: n } };
+            prop_assert_eq!(ServerFrame::decode(&f.encode()).unwrap(), f);
+            let f = ServerFrame::Refused {
+                id,
+                error: ApiError::new(crate::ErrorCode::EpochConflict, message),
+            };
+            prop_assert_eq!(ServerFrame::decode(&f.encode()).unwrap(), f);
+        }
+
+        #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = ServerFrame::decode(&bytes);
             let _ = ClientFrame::decode(&bytes);
         }
+    }
+
+    #[test]
+    fn malformed_sends_are_refused() {
+        let good = ClientFrame::Send {
+            id: 7,
+            request: SendRequest {
+                recipients: vec![DeviceAddress {
+                    username: "bob".into(),
+                    device_id: 1,
+                }],
+                payload: Bytes(vec![1, 2, 3]),
+                ephemeral: false,
+                commit: Some(CommitClaim {
+                    group_id: Bytes(vec![9; 4]),
+                    epoch: 3,
+                }),
+                franking_commitment: Some(Bytes(vec![5; 32])),
+            },
+        }
+        .encode();
+        // Every cut inside the header is refused; the payload is the rest.
+        let header = 1 + 8 + 1 + 2 + (1 + 3 + 4) + (2 + 4 + 8) + (1 + 32);
+        for cut in 1..header {
+            assert!(ClientFrame::decode(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut flags = good.clone();
+        flags[9] |= 0x80;
+        assert_eq!(
+            ClientFrame::decode(&flags),
+            Err(FrameError::Invalid("unknown send flags"))
+        );
+        let mut many = good.clone();
+        many[10..12].copy_from_slice(&u16::MAX.to_be_bytes());
+        assert_eq!(
+            ClientFrame::decode(&many),
+            Err(FrameError::Invalid("too many recipients in one send"))
+        );
+        let mut name = good;
+        name[13] = 0xff;
+        assert_eq!(
+            ClientFrame::decode(&name),
+            Err(FrameError::Invalid("username is not UTF-8"))
+        );
+        assert_eq!(
+            ServerFrame::decode(&[5, 0, 0, 0, 0, 0, 0, 0, 1, b'{']),
+            Err(FrameError::Invalid("refusal is not an error body"))
+        );
+        assert_eq!(
+            ServerFrame::decode(&[4, 0, 0, 0, 0, 0, 0, 0, 1]),
+            Err(FrameError::Truncated)
+        );
     }
 
     #[test]

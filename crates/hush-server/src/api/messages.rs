@@ -29,6 +29,17 @@ pub async fn send(
     AuthDevice(me): AuthDevice,
     Body(req): Body<SendRequest>,
 ) -> ApiResult<axum::Json<SendResponse>> {
+    accept(&state, &me, req).await.map(axum::Json)
+}
+
+/// A send from `me`, by HTTP or over its WebSocket: checks it, stores it
+/// durably for every recipient (or hands an ephemeral one to the connected
+/// ones) and hands it to the recipients connected here.
+pub async fn accept(
+    state: &AppState,
+    me: &DeviceKey,
+    req: SendRequest,
+) -> Result<SendResponse, Failure> {
     if req.recipients.is_empty() {
         return Err(Failure::bad_request("no recipients"));
     }
@@ -46,7 +57,7 @@ pub async fn send(
     let mut recipients = Vec::with_capacity(req.recipients.len());
     for r in &req.recipients {
         let key = DeviceKey::new(&r.username, r.device_id);
-        if key == me {
+        if &key == me {
             return Err(Failure::bad_request(
                 "the sending device cannot be a recipient",
             ));
@@ -66,10 +77,10 @@ pub async fn send(
             .filter(|r| state.hub.send_ephemeral(r, req.payload.0.clone()))
             .count();
         METRICS.send(delivered, true);
-        return Ok(axum::Json(SendResponse {
+        return Ok(SendResponse {
             received_at_ms,
             delivered_to: delivered,
-        }));
+        });
     }
     let claim = match req.commit {
         Some(c) if c.group_id.0.is_empty() || c.group_id.0.len() > MAX_GROUP_ID_LEN => {
@@ -92,7 +103,7 @@ pub async fn send(
         Some(c) => {
             let commitment = <[u8; 32]>::try_from(c.as_slice())
                 .map_err(|_| Failure::bad_request("franking_commitment must be 32 bytes"))?;
-            let key = crate::franking::franking_key(&state).await?;
+            let key = crate::franking::franking_key(state).await?;
             recipients
                 .iter()
                 .map(|r| {
@@ -130,10 +141,10 @@ pub async fn send(
         );
     }
     METRICS.send(recipients.len(), false);
-    Ok(axum::Json(SendResponse {
+    Ok(SendResponse {
         received_at_ms,
         delivered_to: recipients.len(),
-    }))
+    })
 }
 
 /// `GET /v1/groups/{group_id}` (group id in base64url without padding)

@@ -1,19 +1,27 @@
 //! The per-device WebSocket: drain the stored queue in order, then push new
 //! envelopes as they arrive; delete each only when the device acknowledges it.
+//! The device may also send over it: a send frame means what
+//! `POST /v1/messages` means, and its answer comes back on the socket.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
+use hush_wire::ErrorCode;
+use hush_wire::api::SendResponse;
 use hush_wire::limits::MAX_FRAME_LEN;
 use hush_wire::ws::{ClientFrame, Envelope, ServerFrame};
 
 use super::now_ms;
 use crate::app::AppState;
-use crate::auth::AuthDevice;
+use crate::auth::{AuthDevice, token_hash};
 use crate::error::Failure;
 use crate::metrics::METRICS;
 use crate::store::DeviceKey;
@@ -33,11 +41,21 @@ const WS_READ_BUFFER: usize = 1024;
 /// Acknowledgement frames waiting for their deletion before the connection
 /// stops reading more.
 const ACK_QUEUE: usize = 16;
+/// Sends over one connection waiting for their commit before the connection
+/// stops reading more.
+const MAX_SENDS_IN_FLIGHT: usize = 256;
+/// How long a connection's credentials are trusted for its sends before
+/// they are checked again (a removed device or a suspended account stops
+/// sending within this).
+const AUTH_RECHECK: Duration = Duration::from_secs(5);
+
+type SendFuture = BoxFuture<'static, (u64, Result<SendResponse, Failure>)>;
 
 /// `GET /v1/ws`
 pub async fn connect(
     State(state): State<AppState>,
     AuthDevice(me): AuthDevice,
+    headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if state.is_draining() {
@@ -59,21 +77,36 @@ pub async fn connect(
             .into_response();
         }
     };
+    // AuthDevice accepted this header.
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| token_hash(t.trim()))
+        .unwrap_or_default();
     ws.max_message_size(MAX_FRAME_LEN)
         .max_frame_size(MAX_FRAME_LEN)
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(WS_WRITE_BUFFER)
         .on_upgrade(move |socket| async move {
             METRICS.connection(1);
-            if let Err(e) = session(&state, &me, socket).await {
+            if let Err(e) = session(&state, &me, token, socket).await {
                 tracing::debug!(device = ?me, error = %e, "connection ended");
             }
             METRICS.connection(-1);
         })
 }
 
-async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow::Result<()> {
+async fn session(
+    state: &AppState,
+    me: &DeviceKey,
+    token: [u8; 32],
+    socket: WebSocket,
+) -> anyhow::Result<()> {
     let mut reg = state.hub.register(me);
+    // Sends waiting for their commit, answered as they complete.
+    let mut sends: FuturesUnordered<SendFuture> = FuturesUnordered::new();
+    let mut authenticated_at = Instant::now();
     let (mut sink, mut stream) = socket.split();
     // Deleting acknowledged envelopes waits for a commit; a task of its own
     // does it (started at the first acknowledgement, so that an idle
@@ -145,9 +178,40 @@ async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow:
                         }
                     }
                 }
-                msg = stream.next() => match msg {
-                    Some(Ok(Message::Binary(bytes))) => {
-                        let ClientFrame::Ack(seqs) = ClientFrame::decode(&bytes)?;
+                Some((id, result)) = sends.next(), if !sends.is_empty() => {
+                    let frame = match result {
+                        Ok(response) => ServerFrame::Sent { id, response },
+                        Err(Failure(error)) => ServerFrame::Refused { id, error },
+                    };
+                    sink.feed(Message::Binary(frame.encode().into())).await?;
+                }
+                msg = stream.next(), if sends.len() < MAX_SENDS_IN_FLIGHT => match msg {
+                    Some(Ok(Message::Binary(bytes))) => match ClientFrame::decode(&bytes)? {
+                    ClientFrame::Send { id, request } => {
+                        if authenticated_at.elapsed() >= AUTH_RECHECK {
+                            if let Err(Failure(error)) = recheck(state, me, &token).await {
+                                let closing = error.code != ErrorCode::Internal;
+                                let frame = ServerFrame::Refused { id, error };
+                                sink.feed(Message::Binary(frame.encode().into())).await?;
+                                if closing {
+                                    let _ = sink.send(Message::Close(None)).await;
+                                    return Ok(());
+                                }
+                                continue;
+                            }
+                            authenticated_at = Instant::now();
+                        }
+                        if let Err(Failure(error)) = state.limits.check_account(&me.username) {
+                            let frame = ServerFrame::Refused { id, error };
+                            sink.feed(Message::Binary(frame.encode().into())).await?;
+                            continue;
+                        }
+                        let (state, me) = (state.clone(), me.clone());
+                        sends.push(Box::pin(async move {
+                            (id, super::messages::accept(&state, &me, request).await)
+                        }));
+                    }
+                    ClientFrame::Ack(seqs) => {
                         let now = now_ms();
                         for s in &seqs {
                             if let Some(at) = in_flight.remove(s) {
@@ -160,6 +224,7 @@ async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow:
                             return Ok(());
                         }
                     }
+                    },
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Text(_))) => anyhow::bail!("text frames are not part of the protocol"),
                     Some(Ok(Message::Close(_))) | None => return Ok(()),
@@ -170,12 +235,33 @@ async fn session(state: &AppState, me: &DeviceKey, socket: WebSocket) -> anyhow:
     }
     .await;
     state.hub.unregister(me, reg.id);
+    // Sends already taken are completed (the device hears of them when it
+    // looks for its message on its next connection, as after a lost HTTP
+    // answer).
+    while sends.next().await.is_some() {}
     // Acknowledgements already received are still deleted.
     let acked = match acker {
         Some(a) => a.finish().await,
         None => Ok(()),
     };
     result.and(acked)
+}
+
+/// Checks again that the connection's token still names this device and
+/// that its account may send.
+async fn recheck(state: &AppState, me: &DeviceKey, token: &[u8; 32]) -> Result<(), Failure> {
+    match state.store.authenticate(token).await? {
+        Some(auth) if &auth.device == me => {
+            if auth.state == crate::store::AccountState::Suspended {
+                return Err(Failure::new(
+                    ErrorCode::Suspended,
+                    "this account is suspended by the server's operator",
+                ));
+            }
+            Ok(())
+        }
+        _ => Err(Failure::unauthorized()),
+    }
 }
 
 /// Deletes a connection's acknowledged envelopes, merging acknowledgements

@@ -280,10 +280,39 @@ impl Ws {
             match f {
                 ServerFrame::Envelope(e) => out.push(e),
                 ServerFrame::Drained => break,
-                ServerFrame::Ephemeral(_) => {}
+                ServerFrame::Ephemeral(_)
+                | ServerFrame::Sent { .. }
+                | ServerFrame::Refused { .. } => {}
             }
         }
         out
+    }
+
+    /// Sends `to` the payload on this socket as send `id`.
+    pub async fn send_frame(&mut self, id: u64, to: &[(&str, u32)], payload: &[u8]) {
+        let request = SendRequest {
+            recipients: to
+                .iter()
+                .map(|(u, d)| DeviceAddress {
+                    username: (*u).into(),
+                    device_id: *d,
+                })
+                .collect(),
+            payload: Bytes(payload.to_vec()),
+            ephemeral: false,
+            commit: None,
+            franking_commitment: None,
+        };
+        self.send_raw(&ClientFrame::Send { id, request }.encode())
+            .await;
+    }
+
+    /// Sends `bytes` as one binary frame.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.ws
+            .send(Message::Binary(bytes.to_vec().into()))
+            .await
+            .unwrap();
     }
 
     pub async fn ack(&mut self, seqs: &[u64]) {

@@ -1,0 +1,163 @@
+//! Sending over the device's WebSocket: the same rules and the same
+//! guarantee as `POST /v1/messages`, answered on the socket.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use hush_server::store::{AccountState, DeviceKey};
+use hush_wire::ws::ServerFrame;
+
+/// Frames until one answers send `id` (envelopes and the rest are skipped).
+async fn answer(ws: &mut Ws, id: u64) -> ServerFrame {
+    loop {
+        match ws.next_frame(5000).await {
+            Some(f @ (ServerFrame::Sent { id: i, .. } | ServerFrame::Refused { id: i, .. }))
+                if i == id =>
+            {
+                return f;
+            }
+            Some(_) => continue,
+            None => panic!("no answer to send {id}"),
+        }
+    }
+}
+
+async fn refused_code(ws: &mut Ws, id: u64) -> String {
+    match answer(ws, id).await {
+        ServerFrame::Refused { error, .. } => serde_json::to_value(error.code)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        other => panic!("send {id} was not refused: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sends_on_the_socket_are_stored_delivered_and_answered() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice", 1).await;
+    let bob = s.register("bob", 2).await;
+    let _carol = s.register("carol", 3).await;
+    let mut a = s.connect(&alice.devices[0].token).await;
+    assert!(a.drain().await.is_empty());
+    let mut b = s.connect(&bob.devices[0].token).await;
+    assert!(b.drain().await.is_empty());
+
+    // Many at once, to an online and an offline recipient.
+    for id in 1..=50u64 {
+        a.send_frame(id, &[("bob", 1), ("carol", 1)], format!("m{id}").as_bytes())
+            .await;
+    }
+    let mut answered = HashMap::new();
+    while answered.len() < 50 {
+        match a.next_frame(5000).await {
+            Some(ServerFrame::Sent { id, response }) => {
+                assert_eq!(response.delivered_to, 2);
+                assert!(answered.insert(id, response).is_none(), "answered twice");
+            }
+            other => panic!("expected answers, got {other:?}"),
+        }
+    }
+    // Bob gets all 50, in queue order, and acknowledges them.
+    let mut got = Vec::new();
+    while got.len() < 50 {
+        match b.next_frame(5000).await {
+            Some(ServerFrame::Envelope(e)) => {
+                b.ack(&[e.seq]).await;
+                got.push(e);
+            }
+            other => panic!("expected envelopes, got {other:?}"),
+        }
+    }
+    assert!(got.windows(2).all(|w| w[0].seq < w[1].seq));
+    let mut payloads: Vec<_> = got.iter().map(|e| e.payload.clone()).collect();
+    payloads.sort();
+    payloads.dedup();
+    assert_eq!(payloads.len(), 50);
+    // Carol was offline: her 50 wait in her queue.
+    let carol = DeviceKey::new("carol", 1);
+    assert_eq!(
+        s.state.store.fetch(&carol, 0, 1000).await.unwrap().len(),
+        50
+    );
+    // Bob's acknowledgements empty his queue.
+    let bob_key = DeviceKey::new("bob", 1);
+    for _ in 0..100 {
+        if s.state
+            .store
+            .fetch(&bob_key, 0, 1000)
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        s.state
+            .store
+            .fetch(&bob_key, 0, 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_sends_on_the_socket_are_refused_and_store_nothing() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice", 1).await;
+    let _bob = s.register("bob", 2).await;
+    let mut a = s.connect(&alice.devices[0].token).await;
+    assert!(a.drain().await.is_empty());
+    a.send_frame(1, &[], b"x").await;
+    assert_eq!(refused_code(&mut a, 1).await, "bad_request");
+    a.send_frame(2, &[("bob", 1)], b"").await;
+    assert_eq!(refused_code(&mut a, 2).await, "bad_request");
+    a.send_frame(3, &[("alice", 1)], b"x").await;
+    assert_eq!(refused_code(&mut a, 3).await, "bad_request");
+    a.send_frame(4, &[("bob", 1), ("bob", 1)], b"x").await;
+    assert_eq!(refused_code(&mut a, 4).await, "bad_request");
+    a.send_frame(5, &[("bob", 1), ("nobody", 1)], b"x").await;
+    assert_eq!(refused_code(&mut a, 5).await, "not_found");
+    assert_eq!(s.state.store.stats().await.unwrap().queued_envelopes, 0);
+    // The connection still works after refusals.
+    a.send_frame(6, &[("bob", 1)], b"fine").await;
+    assert!(matches!(answer(&mut a, 6).await, ServerFrame::Sent { .. }));
+    assert_eq!(s.state.store.stats().await.unwrap().queued_envelopes, 1);
+    // A malformed frame ends the connection, and stores nothing.
+    a.send_raw(&[0x02, 0, 0]).await;
+    assert!(a.next_frame(3000).await.is_none());
+    assert_eq!(s.state.store.stats().await.unwrap().queued_envelopes, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_suspended_account_stops_sending_on_an_open_socket() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice", 1).await;
+    let _bob = s.register("bob", 2).await;
+    let mut a = s.connect(&alice.devices[0].token).await;
+    assert!(a.drain().await.is_empty());
+    a.send_frame(1, &[("bob", 1)], b"before").await;
+    assert!(matches!(answer(&mut a, 1).await, ServerFrame::Sent { .. }));
+    s.state
+        .store
+        .set_account_state("alice", AccountState::Suspended)
+        .await
+        .unwrap();
+    // Credentials are checked again at most a few seconds apart.
+    tokio::time::sleep(std::time::Duration::from_millis(5200)).await;
+    a.send_frame(2, &[("bob", 1)], b"after").await;
+    assert_eq!(refused_code(&mut a, 2).await, "suspended");
+    assert!(a.next_frame(3000).await.is_none(), "the socket stays open");
+    assert_eq!(s.state.store.stats().await.unwrap().queued_envelopes, 1);
+    s.stop().await;
+}
