@@ -31,7 +31,8 @@ const EPHEMERAL_BUFFER: usize = 64;
 /// Stored envelopes handed to a connection before the rest wait for a read.
 const PUSH_BUFFER: usize = 256;
 
-/// An envelope just stored in a device's queue, handed to its connection.
+/// An envelope for a device's queue, stored or about to be, handed to its
+/// connection.
 #[derive(Debug, Clone)]
 pub struct Pushed {
     /// Its position in the device's queue.
@@ -42,6 +43,9 @@ pub struct Pushed {
     pub relay_tag: Option<[u8; 32]>,
     /// The MLS message, shared by every recipient of one send.
     pub payload: Arc<[u8]>,
+    /// Set when the envelope is handed over before it is written: the
+    /// device's acknowledgement, if it comes first, spares the write.
+    pub early: Option<Arc<crate::store::EarlyAck>>,
 }
 
 /// WebSocket close code when a newer connection of the same device, on this
@@ -224,15 +228,16 @@ impl Hub {
         }
     }
 
-    /// Hands an envelope just stored for `device` to its connection on this
-    /// node; wakes the device (which then reads its queue) when the
-    /// connection's buffer is full or the device is not connected here
+    /// Hands an envelope for `device` to its connection on this node (true
+    /// if it took it); wakes the device (which then reads its queue) when
+    /// the connection's buffer is full or the device is not connected here
     /// (then, in a cluster, the wake-up reaches the node that holds it).
-    pub fn deliver(&self, device: &DeviceKey, envelope: Pushed) {
+    pub fn deliver(&self, device: &DeviceKey, envelope: Pushed) -> bool {
         {
             let conns = self.lock();
             if let Some(c) = conns.get(device) {
-                if c.push.try_send(Box::new(envelope)).is_err() {
+                let taken = c.push.try_send(Box::new(envelope)).is_ok();
+                if !taken {
                     c.wake.notify_one();
                 }
                 drop(conns);
@@ -240,11 +245,12 @@ impl Hub {
                 if let Some(r) = self.remote.get() {
                     r.wake(device);
                 }
-                return;
+                return taken;
             }
         }
         // Not connected here; `wake` is the path to wherever it is.
         self.wake(device);
+        false
     }
 
     /// Hands an ephemeral payload to the device's connection on this node
@@ -254,6 +260,11 @@ impl Hub {
             Some(c) => c.ephemeral.try_send(payload).is_ok(),
             None => false,
         }
+    }
+
+    /// Whether the device's connection on this node is `id`.
+    pub fn is_current(&self, device: &DeviceKey, id: u64) -> bool {
+        self.lock().get(device).is_some_and(|c| c.id == id)
     }
 
     /// Whether the device is connected to this node.

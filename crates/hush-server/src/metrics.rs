@@ -16,6 +16,7 @@ pub struct Metrics {
     ephemeral_sends: AtomicU64,
     envelopes_queued: AtomicU64,
     envelopes_delivered: AtomicU64,
+    envelopes_unwritten: AtomicU64,
     errors_4xx: AtomicU64,
     errors_5xx: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
@@ -36,6 +37,7 @@ impl Metrics {
             ephemeral_sends: AtomicU64::new(0),
             envelopes_queued: AtomicU64::new(0),
             envelopes_delivered: AtomicU64::new(0),
+            envelopes_unwritten: AtomicU64::new(0),
             errors_4xx: AtomicU64::new(0),
             errors_5xx: AtomicU64::new(0),
             latency_buckets: [ZERO; LATENCY_BUCKETS_MS.len()],
@@ -58,6 +60,13 @@ impl Metrics {
             self.envelopes_queued
                 .fetch_add(recipients as u64, Ordering::Relaxed);
         }
+    }
+
+    /// `n` envelopes were acknowledged before their write, which they never
+    /// needed.
+    pub fn unwritten(&self, n: usize) {
+        self.envelopes_unwritten
+            .fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// An envelope was acknowledged `latency_ms` after the server accepted it.
@@ -111,7 +120,7 @@ impl Metrics {
         metric(
             "hush_envelopes_queued_total",
             "counter",
-            "Envelopes written to device queues.",
+            "Envelopes accepted for device queues (written, or acknowledged first).",
             get(&self.envelopes_queued),
         );
         metric(
@@ -119,6 +128,12 @@ impl Metrics {
             "counter",
             "Envelopes acknowledged by devices.",
             get(&self.envelopes_delivered),
+        );
+        metric(
+            "hush_envelopes_unwritten_total",
+            "counter",
+            "Envelopes an online device acknowledged before their write, which then never happened.",
+            get(&self.envelopes_unwritten),
         );
         metric(
             "hush_queue_depth",

@@ -160,6 +160,77 @@ async fn key_packages(store: &dyn Store) {
     ));
 }
 
+/// Envelopes handed to connections before their write: an acknowledgement
+/// that comes first spares the write; every other recipient's copy is
+/// stored; numbers keep growing either way.
+async fn early_acknowledgements(store: &dyn Store) {
+    register(store, "alice", 1).await;
+    register(store, "bob", 2).await;
+    let a = DeviceKey::new("alice", 1);
+    let b = DeviceKey::new("bob", 1);
+    let first = store
+        .enqueue(std::slice::from_ref(&b), envelope(b"m0"), None)
+        .await
+        .unwrap()[0];
+    let early: Vec<Arc<EarlyAck>> = vec![Arc::default(), Arc::default()];
+    let mut reserved = Vec::new();
+    let mut acked_first = false;
+    let mut env = envelope(b"m1");
+    env.relay_tags = vec![[7; 32], [8; 32]];
+    let outcome = store
+        .enqueue_early(&[b.clone(), a.clone()], env, &early, &mut |seqs| {
+            reserved = seqs.to_vec();
+            // Bob's device acknowledges as soon as it is handed the envelope.
+            acked_first = early[0].ack();
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome.seqs, reserved);
+    assert_eq!(outcome.seqs.len(), 2);
+    assert!(outcome.seqs[0] > first);
+    // Bob's copy is stored exactly when his acknowledgement came too late.
+    let bobs = store.fetch(&b, first, 100).await.unwrap();
+    assert_eq!(bobs.len(), usize::from(!acked_first));
+    // Nothing to read back for a copy never written.
+    assert!(!(acked_first && outcome.wake[0]));
+    // Alice never acknowledged: hers is stored, and is now a deletion.
+    let alices = store.fetch(&a, 0, 100).await.unwrap();
+    assert_eq!(alices.len(), 1);
+    assert_eq!(alices[0].seq, outcome.seqs[1]);
+    assert_eq!(alices[0].relay_tag, Some([8; 32]));
+    assert!(!early[1].ack());
+    assert_eq!(store.ack(&a, &[outcome.seqs[1]]).await.unwrap(), 1);
+    // An unknown recipient fails the whole send and stores nothing.
+    let early: Vec<Arc<EarlyAck>> = vec![Arc::default(), Arc::default()];
+    let mut called = false;
+    assert!(matches!(
+        store
+            .enqueue_early(
+                &[b.clone(), DeviceKey::new("carol", 1)],
+                envelope(b"x"),
+                &early,
+                &mut |_| called = true,
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        !called,
+        "nothing is handed over for a send that fails up front"
+    );
+    assert_eq!(
+        store.fetch(&b, outcome.seqs[0], 100).await.unwrap().len(),
+        0
+    );
+    // Later numbers are still larger.
+    let next = store
+        .enqueue(std::slice::from_ref(&b), envelope(b"m2"), None)
+        .await
+        .unwrap()[0];
+    assert!(next > outcome.seqs[0]);
+    assert_eq!(store.fetch(&b, next, 100).await.unwrap().len(), 0);
+}
+
 async fn queues(store: &dyn Store) {
     register(store, "alice", 1).await;
     register(store, "bob", 2).await;
@@ -860,6 +931,12 @@ macro_rules! conformance {
             }
 
             #[tokio::test]
+            async fn early_acknowledgements() {
+                let (_guard, store) = $make.await;
+                super::early_acknowledgements(&*store).await;
+            }
+
+            #[tokio::test]
             async fn epochs() {
                 let (_guard, store) = $make.await;
                 super::epochs(&*store).await;
@@ -1039,4 +1116,11 @@ async fn sqlite_survives_reopen() {
         .await
         .unwrap();
     assert_eq!(got[0].payload, b"kept");
+    // Numbers handed out before the restart are never handed out again
+    // (a device ignores numbers at or below the last it processed).
+    let seq = store
+        .enqueue(&[DeviceKey::new("alice", 1)], envelope(b"after"), None)
+        .await
+        .unwrap()[0];
+    assert!(seq > got[0].seq);
 }

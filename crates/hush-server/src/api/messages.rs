@@ -1,6 +1,7 @@
 //! Sending: durable in every recipient's queue before the sender hears back.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use axum::extract::State;
 use base64::Engine as _;
@@ -15,7 +16,7 @@ use crate::error::{ApiResult, Failure};
 use crate::extract::{Body, PathParams};
 use crate::hub::Pushed;
 use crate::metrics::METRICS;
-use crate::store::{DeviceKey, EpochClaim, NewEnvelope};
+use crate::store::{DeviceKey, EarlyAck, EpochClaim, NewEnvelope};
 
 /// Longest MLS group id accepted.
 const MAX_GROUP_ID_LEN: usize = 256;
@@ -118,7 +119,7 @@ pub async fn accept(
                 .collect()
         }
     };
-    let shared: std::sync::Arc<[u8]> = req.payload.0.as_slice().into();
+    let shared: Arc<[u8]> = req.payload.0.as_slice().into();
     let envelope = NewEnvelope {
         payload: req.payload.0,
         relay_tags,
@@ -126,9 +127,53 @@ pub async fn accept(
         expires_at_ms: received_at_ms.saturating_add(retention_ms),
     };
     let tags = envelope.relay_tags.clone();
-    let seqs = state.store.enqueue(&recipients, envelope, claim).await?;
+    let Some(claim) = claim else {
+        // No commit to order: hand the envelope to the recipients connected
+        // here as soon as it has its numbers, and skip the write for those
+        // that acknowledge it within the commit window.
+        let early: Vec<Arc<EarlyAck>> = recipients.iter().map(|_| Arc::default()).collect();
+        let outcome = state
+            .store
+            .enqueue_early(&recipients, envelope, &early, &mut |seqs| {
+                for (i, (r, seq)) in recipients.iter().zip(seqs).enumerate() {
+                    let taken = state.hub.deliver(
+                        r,
+                        Pushed {
+                            seq: *seq,
+                            received_at_ms,
+                            relay_tag: tags.get(i).copied(),
+                            payload: shared.clone(),
+                            early: early.get(i).cloned(),
+                        },
+                    );
+                    if !taken && let Some(e) = early.get(i) {
+                        // No connection here will acknowledge it early: the
+                        // write need not wait for one.
+                        e.take_for_write();
+                    }
+                }
+            })
+            .await?;
+        // Readable now: a connection that did not send it (it was not next,
+        // or the device connected again meanwhile) reads it.
+        for ((r, wake), e) in recipients.iter().zip(&outcome.wake).zip(&early) {
+            if *wake && !e.sent_on().is_some_and(|c| state.hub.is_current(r, c)) {
+                state.hub.wake(r);
+            }
+        }
+        METRICS.send(recipients.len(), false);
+        return Ok(SendResponse {
+            received_at_ms,
+            delivered_to: recipients.len(),
+        });
+    };
+    let seqs = state
+        .store
+        .enqueue(&recipients, envelope, Some(claim))
+        .await?;
     // Durable now: hand each online recipient its envelope so that its
-    // connection need not read it back.
+    // connection need not read it back. A commit is never handed over
+    // before it is durable: it may still lose its epoch.
     for (i, (r, seq)) in recipients.iter().zip(seqs).enumerate() {
         state.hub.deliver(
             r,
@@ -137,6 +182,7 @@ pub async fn accept(
                 received_at_ms,
                 relay_tag: tags.get(i).copied(),
                 payload: shared.clone(),
+                early: None,
             },
         );
     }

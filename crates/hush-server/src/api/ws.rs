@@ -4,6 +4,7 @@
 //! `POST /v1/messages` means, and its answer comes back on the socket.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -24,7 +25,7 @@ use crate::app::AppState;
 use crate::auth::{AuthDevice, token_hash};
 use crate::error::Failure;
 use crate::metrics::METRICS;
-use crate::store::DeviceKey;
+use crate::store::{DeviceKey, EarlyAck};
 
 /// Envelopes fetched from the store per read.
 const FETCH_BATCH: usize = 256;
@@ -113,8 +114,10 @@ async fn session(
     // connection costs nothing for it) so that delivery goes on meanwhile.
     let mut acker: Option<Acker> = None;
     let mut last_sent = 0u64;
-    // seq -> when the server accepted it, for the delivery latency metric.
-    let mut in_flight: HashMap<u64, u64> = HashMap::new();
+    // seq -> when the server accepted it (for the delivery latency metric),
+    // and, for an envelope handed over before it was written, its early
+    // acknowledgement.
+    let mut in_flight: HashMap<u64, (u64, Option<Arc<EarlyAck>>)> = HashMap::new();
     let mut drained = false;
     // The store may hold envelopes this connection has not sent: read it.
     // Set at the start, by a wake-up, by a handed-over envelope that is not
@@ -128,7 +131,7 @@ async fn session(
                 need_read = batch.len() >= FETCH_BATCH;
                 for env in batch {
                     last_sent = env.seq;
-                    in_flight.insert(env.seq, env.received_at_ms);
+                    in_flight.insert(env.seq, (env.received_at_ms, None));
                     let frame = ServerFrame::Envelope(Envelope {
                         seq: env.seq,
                         received_at_ms: env.received_at_ms,
@@ -154,15 +157,20 @@ async fn session(
                     sink.feed(Message::Binary(ServerFrame::Ephemeral(payload).encode().into())).await?;
                 }
                 Some(env) = reg.push.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
-                    // Already durable. Sent as is only when it is the next in
-                    // the queue and nothing before it waits in the store;
-                    // otherwise the store is read, in order. Whatever else
+                    // Durable, or about to be. Sent as is only when it is the
+                    // next in the queue and nothing before it waits in the
+                    // store; otherwise the store is read, in order (an
+                    // envelope not yet written is readable once it is, and
+                    // its sender then wakes this connection). Whatever else
                     // was handed over goes out before the next flush.
                     let mut next = Some(env);
                     while let Some(env) = next.take() {
                         if !need_read && last_sent.checked_add(1) == Some(env.seq) {
                             last_sent = env.seq;
-                            in_flight.insert(env.seq, env.received_at_ms);
+                            if let Some(e) = &env.early {
+                                e.mark_sent(reg.id);
+                            }
+                            in_flight.insert(env.seq, (env.received_at_ms, env.early.clone()));
                             let frame = ServerFrame::Envelope(Envelope {
                                 seq: env.seq,
                                 received_at_ms: env.received_at_ms,
@@ -211,12 +219,21 @@ async fn session(
                             (id, super::messages::accept(&state, &me, request).await)
                         }));
                     }
-                    ClientFrame::Ack(seqs) => {
+                    ClientFrame::Ack(mut seqs) => {
                         let now = now_ms();
-                        for s in &seqs {
-                            if let Some(at) = in_flight.remove(s) {
+                        // Acknowledged before their write: never written,
+                        // nothing to delete.
+                        let n = seqs.len();
+                        seqs.retain(|s| match in_flight.remove(s) {
+                            Some((at, early)) => {
                                 METRICS.delivered(now.saturating_sub(at));
+                                !early.is_some_and(|e| e.ack())
                             }
+                            None => true,
+                        });
+                        METRICS.unwritten(n - seqs.len());
+                        if seqs.is_empty() {
+                            continue;
                         }
                         let acker = acker.get_or_insert_with(|| Acker::start(state, me));
                         if acker.queue.send(seqs).await.is_err() {

@@ -10,6 +10,9 @@ mod postgres_kt;
 pub mod sqlite;
 mod sqlite_kt;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
 use async_trait::async_trait;
 use thiserror::Error;
 
@@ -110,6 +113,79 @@ pub struct NewEnvelope {
     pub received_at_ms: u64,
     /// When it expires undelivered, ms since the Unix epoch.
     pub expires_at_ms: u64,
+}
+
+/// An envelope handed to a recipient's connection before it was written:
+/// whichever comes first, the device's acknowledgement or the write, decides
+/// whether it is written at all. Shared by the store and the connection.
+#[derive(Debug, Default)]
+pub struct EarlyAck {
+    state: AtomicU8,
+    // The connection that sent it, plus one (0: none).
+    sent_on: AtomicU64,
+}
+
+const EARLY_PENDING: u8 = 0;
+const EARLY_WRITTEN: u8 = 1;
+const EARLY_ACKED: u8 = 2;
+
+impl EarlyAck {
+    /// The device acknowledged the envelope. True if that came before the
+    /// write, which then never happens: nothing is stored, nothing to delete.
+    pub fn ack(&self) -> bool {
+        self.state
+            .compare_exchange(
+                EARLY_PENDING,
+                EARLY_ACKED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// The write takes the envelope. True if it must be written (the device
+    /// has not acknowledged it); its acknowledgement is then a deletion.
+    pub fn take_for_write(&self) -> bool {
+        match self.state.compare_exchange(
+            EARLY_PENDING,
+            EARLY_WRITTEN,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => true,
+            Err(now) => now == EARLY_WRITTEN,
+        }
+    }
+
+    /// Neither acknowledged nor taken by the write yet.
+    pub fn is_pending(&self) -> bool {
+        self.state.load(Ordering::Acquire) == EARLY_PENDING
+    }
+
+    /// The device's connection `conn` sent the envelope.
+    pub fn mark_sent(&self, conn: u64) {
+        self.sent_on
+            .store(conn.saturating_add(1), Ordering::Release);
+    }
+
+    /// The connection that sent it, if one did (else the connection skipped
+    /// it, and must read it back once it is written).
+    pub fn sent_on(&self) -> Option<u64> {
+        self.sent_on.load(Ordering::Acquire).checked_sub(1)
+    }
+}
+
+/// What [`Store::enqueue_early`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlyOutcome {
+    /// Each recipient's sequence number, in the order given.
+    pub seqs: Vec<u64>,
+    /// Recipients that were handed the envelope before it was written and had
+    /// not acknowledged it by then: unless the device's current connection
+    /// sent it ([`EarlyAck::sent_on`]), that connection skipped it or
+    /// started after it was handed over (it was not yet readable), so wake
+    /// them to read it back.
+    pub wake: Vec<bool>,
 }
 
 /// An abuse report whose franking proof the server verified.
@@ -378,6 +454,35 @@ pub trait Store: Send + Sync + 'static {
         envelope: NewEnvelope,
         claim: Option<EpochClaim>,
     ) -> StoreResult<Vec<u64>>;
+
+    /// [`Store::enqueue`] for a message with no commit claim, which may reach
+    /// online recipients before it is durable: `on_reserved` gets the
+    /// sequence numbers as soon as they are assigned (the caller hands the
+    /// envelope to connected recipients then; it must not block, a backend
+    /// may call it under a lock), and the write skips every
+    /// recipient whose [`EarlyAck::ack`] came first, so an online device
+    /// that acknowledges within the commit window never costs a disk write.
+    /// Returns once the message is durable for every recipient (written, or
+    /// acknowledged). A backend that cannot assign sequence numbers before
+    /// its write (this default) writes first and calls `on_reserved` after.
+    async fn enqueue_early(
+        &self,
+        recipients: &[DeviceKey],
+        envelope: NewEnvelope,
+        early: &[Arc<EarlyAck>],
+        on_reserved: &mut (dyn for<'s> FnMut(&'s [u64]) + Send),
+    ) -> StoreResult<EarlyOutcome> {
+        let seqs = self.enqueue(recipients, envelope, None).await?;
+        for e in early {
+            // Written already: an acknowledgement is a deletion.
+            e.take_for_write();
+        }
+        on_reserved(&seqs);
+        Ok(EarlyOutcome {
+            wake: vec![false; seqs.len()],
+            seqs,
+        })
+    }
 
     /// Up to `limit` envelopes of a device with `seq > after`, in order.
     async fn fetch(

@@ -8,6 +8,7 @@
 //! commits. A write's caller hears back only after the batch has committed.
 //! Reads use a small pool of read-only connections.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -18,9 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::group_commit::{self, WriteJob};
 use super::sqlite_kt;
 use super::{
-    AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, Fence,
-    KtRecord, KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount, NewDevice, NewEnvelope,
-    NewReport, ReportRecord, Stats, Store, StoreError, StoreResult, StoredEnvelope, TRY_LEASE_SQL,
+    AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EarlyAck, EarlyOutcome,
+    EpochClaim, Fence, KtRecord, KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount,
+    NewDevice, NewEnvelope, NewReport, ReportRecord, Stats, Store, StoreError, StoreResult,
+    StoredEnvelope, TRY_LEASE_SQL,
 };
 
 /// Read connections kept open.
@@ -97,10 +99,220 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 "#;
 
+/// Sequence numbers handed out per block: `devices.next_seq` is the durable
+/// ceiling (every number in use is below it), raised a block at a time, and
+/// the numbers of a block are assigned in memory. After a restart the rest
+/// of each block is skipped: a device's numbers only grow, with gaps.
+const SEQ_BLOCK: u64 = 1024;
+
+/// A device's current block: `next` up to (not including) `ceiling`, which
+/// is durable.
+#[derive(Debug, Clone, Copy)]
+struct SeqBlock {
+    next: u64,
+    ceiling: u64,
+}
+
+/// The next number of every recipient, or None (nothing taken) if some
+/// recipient's block is used up or not loaded.
+fn take_seqs(
+    blocks: &mut HashMap<DeviceKey, SeqBlock>,
+    recipients: &[DeviceKey],
+) -> Option<Vec<u64>> {
+    let mut seqs = Vec::with_capacity(recipients.len());
+    for (i, r) in recipients.iter().enumerate() {
+        match blocks.get_mut(r).filter(|b| b.next < b.ceiling) {
+            Some(b) => {
+                seqs.push(b.next);
+                b.next += 1;
+            }
+            None => {
+                // Give back what this call took, latest first.
+                for (r, s) in recipients.iter().zip(&seqs).take(i).rev() {
+                    if let Some(b) = blocks.get_mut(r) {
+                        b.next = *s;
+                    }
+                }
+                return None;
+            }
+        }
+    }
+    Some(seqs)
+}
+
+/// The writer's half of an enqueue: the commit claim, then each recipient's
+/// envelope under its reserved number, unless the recipient acknowledged it
+/// early. Returns, per recipient, whether it was written.
+fn write_envelopes(
+    conn: &Connection,
+    recipients: &[DeviceKey],
+    seqs: &[u64],
+    envelope: &NewEnvelope,
+    claim: Option<EpochClaim>,
+    early: Option<Vec<Arc<EarlyAck>>>,
+) -> StoreResult<Vec<bool>> {
+    if let Some(claim) = &claim {
+        let current: Option<i64> = conn
+            .query_row(
+                "SELECT epoch FROM groups WHERE group_id = ?1",
+                params![claim.group_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        // A claim below the group's epoch lost the race for it. A claim
+        // above it is accepted: commits in a group with no other device to
+        // send them to never reach the server.
+        match current {
+            Some(e) if claim.epoch < e as u64 => {
+                return Err(StoreError::EpochConflict { current: e as u64 });
+            }
+            _ => {}
+        }
+        let next = claim
+            .epoch
+            .checked_add(1)
+            .and_then(|e| i64::try_from(e).ok())
+            .ok_or_else(|| backend("epoch out of range"))?;
+        conn.execute(
+            "INSERT INTO groups (group_id, epoch) VALUES (?1, ?2) \
+             ON CONFLICT (group_id) DO UPDATE SET epoch = excluded.epoch",
+            params![claim.group_id, next],
+        )
+        .map_err(backend)?;
+    }
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO envelopes (username, device_id, seq, payload, relay_tag, \
+             received_at_ms, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .map_err(backend)?;
+    let mut written = Vec::with_capacity(recipients.len());
+    for (i, (r, seq)) in recipients.iter().zip(seqs).enumerate() {
+        let write = match &early {
+            Some(e) => e.get(i).is_none_or(|e| e.take_for_write()),
+            None => true,
+        };
+        if write {
+            insert
+                .execute(params![
+                    r.username,
+                    r.device_id,
+                    *seq as i64,
+                    envelope.payload,
+                    envelope.relay_tags.get(i).map(|t| t.as_slice()),
+                    envelope.received_at_ms as i64,
+                    envelope.expires_at_ms as i64,
+                ])
+                .map_err(|e| match e {
+                    // The device was removed since its numbers were loaded.
+                    rusqlite::Error::SqliteFailure(f, _)
+                        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                    {
+                        StoreError::NotFound
+                    }
+                    e => backend(e),
+                })?;
+        }
+        written.push(write);
+    }
+    Ok(written)
+}
+
+/// Acknowledgements waiting for their deletion.
+struct AckEntry {
+    device: DeviceKey,
+    seqs: Vec<u64>,
+    reply: oneshot::Sender<StoreResult<u64>>,
+    result: Option<StoreResult<u64>>,
+}
+
+type AckQueue = Arc<Mutex<Vec<AckEntry>>>;
+
+/// Deletes, in one savepoint of the batch, the acknowledged envelopes of
+/// every device whose acknowledgements wait when it runs: a message to a
+/// group of a thousand is acknowledged by a thousand devices at once.
+struct AckJob {
+    waiting: AckQueue,
+    taken: Vec<AckEntry>,
+}
+
+impl WriteJob for AckJob {
+    fn run(&mut self, conn: &Connection) {
+        self.taken = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        let delete = |conn: &Connection, e: &AckEntry| -> StoreResult<u64> {
+            let mut del = conn
+                .prepare_cached(
+                    "DELETE FROM envelopes WHERE username = ?1 AND device_id = ?2 AND seq = ?3",
+                )
+                .map_err(backend)?;
+            let mut n = 0u64;
+            for s in &e.seqs {
+                n += del
+                    .execute(params![e.device.username, e.device.device_id, *s as i64])
+                    .map_err(backend)? as u64;
+            }
+            Ok(n)
+        };
+        let savepoint = conn
+            .prepare_cached("SAVEPOINT acks")
+            .and_then(|mut st| st.execute([]));
+        if let Err(e) = savepoint {
+            for t in &mut self.taken {
+                t.result = Some(Err(backend(&e)));
+            }
+            return;
+        }
+        let mut failed = None;
+        for t in &mut self.taken {
+            let r = delete(conn, t);
+            if let Err(e) = &r {
+                failed = Some(e.to_string());
+            }
+            t.result = Some(r);
+        }
+        let end = match &failed {
+            None => conn
+                .prepare_cached("RELEASE acks")
+                .and_then(|mut st| st.execute([]))
+                .map(|_| ()),
+            Some(_) => conn.execute_batch("ROLLBACK TO acks; RELEASE acks"),
+        };
+        let failed = match (failed, end) {
+            (Some(f), _) => Some(f),
+            (None, Err(e)) => Some(e.to_string()),
+            (None, Ok(())) => None,
+        };
+        if let Some(f) = failed {
+            // Undone together: none of them is deleted.
+            for t in &mut self.taken {
+                t.result = Some(Err(StoreError::Backend(f.clone())));
+            }
+        }
+    }
+
+    fn complete(self: Box<Self>, committed: Result<(), String>) {
+        for t in self.taken {
+            let result = match (&committed, t.result) {
+                (Err(e), _) => Err(StoreError::Backend(e.clone())),
+                (Ok(()), Some(r)) => r,
+                (Ok(()), None) => Err(backend("acknowledgement was not run")),
+            };
+            let _ = t.reply.send(result);
+        }
+    }
+
+    fn awaits_acks(&self) -> bool {
+        false
+    }
+}
+
 /// The SQLite store. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: mpsc::UnboundedSender<Box<dyn WriteJob>>,
+    seqs: Arc<Mutex<HashMap<DeviceKey, SeqBlock>>>,
+    acks: AckQueue,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
 }
@@ -164,9 +376,125 @@ impl SqliteStore {
             .map_err(backend)?;
         Ok(Self {
             writer: tx,
+            seqs: Arc::default(),
+            acks: Arc::default(),
             readers: Arc::new(Mutex::new(readers)),
             path: path.to_owned(),
         })
+    }
+
+    /// Assigns the recipients' sequence numbers from durable blocks and
+    /// queues the write under one lock, so that writes reach the writer in
+    /// the order of their sequence numbers and commit in that order (a
+    /// reader that saw seq n never misses a later-committed seq below it).
+    /// Raises the blocks first where they are used up. `on_reserved` gets
+    /// the numbers before the write is queued (under the lock: it must only
+    /// hand envelopes over, never wait); the write skips recipients whose
+    /// early acknowledgement came first. Returns the numbers and, per
+    /// recipient, whether it was written.
+    async fn enqueue_reserved(
+        &self,
+        recipients: &[DeviceKey],
+        envelope: NewEnvelope,
+        claim: Option<EpochClaim>,
+        early: Option<Vec<Arc<EarlyAck>>>,
+        on_reserved: &mut (dyn for<'s> FnMut(&'s [u64]) + Send),
+    ) -> StoreResult<(Vec<u64>, Vec<bool>)> {
+        let mut job = Some((recipients.to_vec(), envelope, claim, early));
+        for _ in 0..8 {
+            let queued = {
+                let mut blocks = self.seqs.lock().unwrap_or_else(|e| e.into_inner());
+                match take_seqs(&mut blocks, recipients) {
+                    Some(seqs) => {
+                        let (recipients, envelope, claim, early) =
+                            job.take().ok_or_else(|| backend("enqueued twice"))?;
+                        // Handed over before the write is queued, so that the
+                        // write's wait for early acknowledgements starts once
+                        // every connection has its envelope.
+                        on_reserved(&seqs);
+                        let (reply, rx) = oneshot::channel();
+                        let s = seqs.clone();
+                        let waits_for = early.clone().unwrap_or_default();
+                        let write = group_commit::early_job(
+                            move |conn: &Connection| {
+                                write_envelopes(conn, &recipients, &s, &envelope, claim, early)
+                            },
+                            reply,
+                            waits_for,
+                        );
+                        self.writer
+                            .send(write)
+                            .map_err(|_| backend("the database writer has stopped"))?;
+                        Some((seqs, rx))
+                    }
+                    None => None,
+                }
+            };
+            match queued {
+                Some((seqs, rx)) => {
+                    let written = rx
+                        .await
+                        .map_err(|_| backend("the database writer has stopped"))??;
+                    return Ok((seqs, written));
+                }
+                None => self.raise_seq_blocks(recipients).await?,
+            }
+        }
+        Err(backend("could not reserve sequence numbers"))
+    }
+
+    /// Raises, durably, the sequence-number ceiling of every recipient whose
+    /// block is used up (or not loaded since the start).
+    async fn raise_seq_blocks(&self, recipients: &[DeviceKey]) -> StoreResult<()> {
+        let need: Vec<DeviceKey> = {
+            let blocks = self.seqs.lock().unwrap_or_else(|e| e.into_inner());
+            recipients
+                .iter()
+                .filter(|r| blocks.get(*r).is_none_or(|b| b.next >= b.ceiling))
+                .cloned()
+                .collect()
+        };
+        let ceilings = self
+            .write(move |conn| {
+                let mut raise = conn
+                    .prepare_cached(
+                        "UPDATE devices SET next_seq = next_seq + ?3 \
+                         WHERE username = ?1 AND device_id = ?2 RETURNING next_seq",
+                    )
+                    .map_err(backend)?;
+                let mut out = Vec::with_capacity(need.len());
+                for r in need {
+                    let ceiling: i64 = raise
+                        .query_row(params![r.username, r.device_id, SEQ_BLOCK as i64], |row| {
+                            row.get(0)
+                        })
+                        .optional()
+                        .map_err(backend)?
+                        .ok_or(StoreError::NotFound)?;
+                    out.push((r, ceiling as u64));
+                }
+                Ok(out)
+            })
+            .await?;
+        // Committed: these blocks are durable now.
+        let mut blocks = self.seqs.lock().unwrap_or_else(|e| e.into_inner());
+        for (r, ceiling) in ceilings {
+            let b = blocks.entry(r).or_insert(SeqBlock {
+                next: ceiling - SEQ_BLOCK,
+                ceiling,
+            });
+            b.ceiling = b.ceiling.max(ceiling);
+        }
+        Ok(())
+    }
+
+    /// Forgets the blocks of deleted devices (`device_id` None: all of the
+    /// account's).
+    fn forget_seq_blocks(&self, username: &str, device_id: Option<u32>) {
+        self.seqs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| k.username != username || device_id.is_some_and(|d| d != k.device_id));
     }
 
     /// Runs `f` in its own savepoint inside the next group-committed batch.
@@ -362,6 +690,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_account(&self, username: &str) -> StoreResult<()> {
+        let name = username.to_owned();
         let username = username.to_owned();
         self.write(move |conn| {
             let n = conn
@@ -372,7 +701,9 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             require_changed(n)
         })
-        .await
+        .await?;
+        self.forget_seq_blocks(&name, None);
+        Ok(())
     }
 
     async fn add_device(
@@ -410,6 +741,7 @@ impl Store for SqliteStore {
     }
 
     async fn remove_device(&self, device: &DeviceKey) -> StoreResult<()> {
+        let key = device.clone();
         let device = device.clone();
         self.write(move |conn| {
             let n = conn
@@ -420,7 +752,9 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             require_changed(n)
         })
-        .await
+        .await?;
+        self.forget_seq_blocks(&key.username, Some(key.device_id));
+        Ok(())
     }
 
     async fn authenticate(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Authenticated>> {
@@ -555,73 +889,35 @@ impl Store for SqliteStore {
         envelope: NewEnvelope,
         claim: Option<EpochClaim>,
     ) -> StoreResult<Vec<u64>> {
-        let recipients = recipients.to_vec();
-        self.write(move |conn| {
-            if let Some(claim) = &claim {
-                let current: Option<i64> = conn
-                    .query_row(
-                        "SELECT epoch FROM groups WHERE group_id = ?1",
-                        params![claim.group_id],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(backend)?;
-                // A claim below the group's epoch lost the race for it. A claim
-                // above it is accepted: commits in a group with no other
-                // device to send them to never reach the server.
-                match current {
-                    Some(e) if claim.epoch < e as u64 => {
-                        return Err(StoreError::EpochConflict { current: e as u64 });
-                    }
-                    _ => {}
-                }
-                let next = claim
-                    .epoch
-                    .checked_add(1)
-                    .and_then(|e| i64::try_from(e).ok())
-                    .ok_or_else(|| backend("epoch out of range"))?;
-                conn.execute(
-                    "INSERT INTO groups (group_id, epoch) VALUES (?1, ?2) \
-                     ON CONFLICT (group_id) DO UPDATE SET epoch = excluded.epoch",
-                    params![claim.group_id, next],
-                )
-                .map_err(backend)?;
-            }
-            let mut next = conn
-                .prepare_cached(
-                    "UPDATE devices SET next_seq = next_seq + 1 \
-                     WHERE username = ?1 AND device_id = ?2 RETURNING next_seq - 1",
-                )
-                .map_err(backend)?;
-            let mut insert = conn
-                .prepare_cached(
-                    "INSERT INTO envelopes (username, device_id, seq, payload, relay_tag, \
-                     received_at_ms, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(backend)?;
-            let mut seqs = Vec::with_capacity(recipients.len());
-            for (i, r) in recipients.iter().enumerate() {
-                let seq: i64 = next
-                    .query_row(params![r.username, r.device_id], |row| row.get(0))
-                    .optional()
-                    .map_err(backend)?
-                    .ok_or(StoreError::NotFound)?;
-                insert
-                    .execute(params![
-                        r.username,
-                        r.device_id,
-                        seq,
-                        envelope.payload,
-                        envelope.relay_tags.get(i).map(|t| t.as_slice()),
-                        envelope.received_at_ms as i64,
-                        envelope.expires_at_ms as i64,
-                    ])
-                    .map_err(backend)?;
-                seqs.push(seq as u64);
-            }
-            Ok(seqs)
+        let (seqs, _) = self
+            .enqueue_reserved(recipients, envelope, claim, None, &mut |_| {})
+            .await?;
+        Ok(seqs)
+    }
+
+    async fn enqueue_early(
+        &self,
+        recipients: &[DeviceKey],
+        envelope: NewEnvelope,
+        early: &[Arc<EarlyAck>],
+        on_reserved: &mut (dyn for<'s> FnMut(&'s [u64]) + Send),
+    ) -> StoreResult<EarlyOutcome> {
+        if early.len() != recipients.len() {
+            return Err(backend("one early acknowledgement per recipient"));
+        }
+        let (seqs, written) = self
+            .enqueue_reserved(
+                recipients,
+                envelope,
+                None,
+                Some(early.to_vec()),
+                on_reserved,
+            )
+            .await?;
+        Ok(EarlyOutcome {
+            seqs,
+            wake: written,
         })
-        .await
     }
 
     async fn fetch(
@@ -662,23 +958,36 @@ impl Store for SqliteStore {
     }
 
     async fn ack(&self, device: &DeviceKey, seqs: &[u64]) -> StoreResult<u64> {
-        let device = device.clone();
-        let seqs = seqs.to_vec();
-        self.write(move |conn| {
-            let mut del = conn
-                .prepare_cached(
-                    "DELETE FROM envelopes WHERE username = ?1 AND device_id = ?2 AND seq = ?3",
-                )
-                .map_err(backend)?;
-            let mut n = 0u64;
-            for s in seqs {
-                n += del
-                    .execute(params![device.username, device.device_id, s as i64])
-                    .map_err(backend)? as u64;
+        let (reply, rx) = oneshot::channel();
+        let first = {
+            let mut waiting = self.acks.lock().unwrap_or_else(|e| e.into_inner());
+            waiting.push(AckEntry {
+                device: device.clone(),
+                seqs: seqs.to_vec(),
+                reply,
+                result: None,
+            });
+            waiting.len() == 1
+        };
+        // One job deletes every acknowledgement waiting when it runs; the
+        // first to wait queues it.
+        if first {
+            let job = Box::new(AckJob {
+                waiting: self.acks.clone(),
+                taken: Vec::new(),
+            });
+            if self.writer.send(job).is_err() {
+                let waiting =
+                    std::mem::take(&mut *self.acks.lock().unwrap_or_else(|e| e.into_inner()));
+                for w in waiting {
+                    let _ = w
+                        .reply
+                        .send(Err(backend("the database writer has stopped")));
+                }
             }
-            Ok(n)
-        })
-        .await
+        }
+        rx.await
+            .map_err(|_| backend("the database writer has stopped"))?
     }
 
     async fn expire(&self, now_ms: u64) -> StoreResult<u64> {
