@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RELAY_RATES = [1000, 2000, 4000, 6000, 8000, 12000]
+RELAY_RATES = [2000, 5000, 10000, 20000, 30000, 40000, 60000]
 FANOUT_RATES = [5, 10, 20, 40, 100]
 SECONDS = 5
 

@@ -36,8 +36,8 @@ const MAX_IN_FLIGHT: usize = 2048;
 /// buffer, the read buffer allocated up front) costs ~140 KB of RSS per idle
 /// connection; 4 KiB holds a typical envelope, and larger frames still pass.
 const WS_WRITE_BUFFER: usize = 4 * 1024;
-/// Read buffer: a device only sends acknowledgements (11 bytes for one);
-/// a larger frame is read in several steps.
+/// Read buffer: a device sends mostly acknowledgements (11 bytes for one)
+/// and small sends; a larger frame is read in several steps.
 const WS_READ_BUFFER: usize = 1024;
 /// Acknowledgement frames waiting for their deletion before the connection
 /// stops reading more.
@@ -106,7 +106,8 @@ async fn session(
 ) -> anyhow::Result<()> {
     let mut reg = state.hub.register(me);
     // Sends waiting for their commit, answered as they complete.
-    let mut sends: FuturesUnordered<SendFuture> = FuturesUnordered::new();
+    // Allocated at the first send: an idle connection should cost little.
+    let mut sends: Option<Box<FuturesUnordered<SendFuture>>> = None;
     let mut authenticated_at = Instant::now();
     let (mut sink, mut stream) = socket.split();
     // Deleting acknowledged envelopes waits for a commit; a task of its own
@@ -186,14 +187,14 @@ async fn session(
                         }
                     }
                 }
-                Some((id, result)) = sends.next(), if !sends.is_empty() => {
+                Some((id, result)) = next_answer(&mut sends), if in_progress(&sends) > 0 => {
                     let frame = match result {
                         Ok(response) => ServerFrame::Sent { id, response },
                         Err(Failure(error)) => ServerFrame::Refused { id, error },
                     };
                     sink.feed(Message::Binary(frame.encode().into())).await?;
                 }
-                msg = stream.next(), if sends.len() < MAX_SENDS_IN_FLIGHT => match msg {
+                msg = stream.next(), if in_progress(&sends) < MAX_SENDS_IN_FLIGHT => match msg {
                     Some(Ok(Message::Binary(bytes))) => match ClientFrame::decode(&bytes)? {
                     ClientFrame::Send { id, request } => {
                         if authenticated_at.elapsed() >= AUTH_RECHECK {
@@ -215,7 +216,7 @@ async fn session(
                             continue;
                         }
                         let (state, me) = (state.clone(), me.clone());
-                        sends.push(Box::pin(async move {
+                        sends.get_or_insert_default().push(Box::pin(async move {
                             (id, super::messages::accept(&state, &me, request).await)
                         }));
                     }
@@ -255,13 +256,30 @@ async fn session(
     // Sends already taken are completed (the device hears of them when it
     // looks for its message on its next connection, as after a lost HTTP
     // answer).
-    while sends.next().await.is_some() {}
+    if let Some(mut sends) = sends {
+        while sends.next().await.is_some() {}
+    }
     // Acknowledgements already received are still deleted.
     let acked = match acker {
         Some(a) => a.finish().await,
         None => Ok(()),
     };
     result.and(acked)
+}
+
+/// Sends of a connection waiting for their commit.
+fn in_progress(sends: &Option<Box<FuturesUnordered<SendFuture>>>) -> usize {
+    sends.as_ref().map_or(0, |s| s.len())
+}
+
+/// The next send of the connection to complete (pending while there is none).
+async fn next_answer(
+    sends: &mut Option<Box<FuturesUnordered<SendFuture>>>,
+) -> Option<(u64, Result<SendResponse, Failure>)> {
+    match sends {
+        Some(s) if !s.is_empty() => s.next().await,
+        _ => std::future::pending().await,
+    }
 }
 
 /// Checks again that the connection's token still names this device and
