@@ -392,13 +392,7 @@ impl Sender {
     pub async fn send(&self, recipients: &Recipients, payload: Vec<u8>) -> anyhow::Result<()> {
         match self {
             Sender::Hush { http, url, auth } => {
-                let body = SendRequest {
-                    recipients: recipients.hush.clone(),
-                    payload: Bytes(payload),
-                    ephemeral: false,
-                    commit: None,
-                    franking_commitment: None,
-                };
+                let body = send_request(&recipients.hush, payload);
                 let resp = http
                     .post(url)
                     .header("authorization", auth)
@@ -417,6 +411,39 @@ impl Sender {
             Sender::HushWs(ws) => ws.send(&recipients.hush, payload).await,
             Sender::Raw(raw) => raw.send(&recipients.raw, payload).await,
         }
+    }
+}
+
+/// A task that writes what the returned channel gets to `sink`, flushing
+/// once nothing more is waiting; it ends when the connection fails.
+fn spawn_writer(mut sink: futures_util::stream::SplitSink<Ws, Message>) -> mpsc::Sender<Message> {
+    let (out, mut rx) = mpsc::channel::<Message>(1024);
+    tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            if sink.feed(m).await.is_err() {
+                return;
+            }
+            while let Ok(m) = rx.try_recv() {
+                if sink.feed(m).await.is_err() {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    out
+}
+
+/// The Hush send request of `payload` to `recipients`.
+fn send_request(recipients: &[DeviceAddress], payload: Vec<u8>) -> SendRequest {
+    SendRequest {
+        recipients: recipients.to_vec(),
+        payload: Bytes(payload),
+        ephemeral: false,
+        commit: None,
+        franking_commitment: None,
     }
 }
 
@@ -442,25 +469,10 @@ struct WsConn {
 impl WsConn {
     async fn open(device: &Device) -> anyhow::Result<Self> {
         let ws = open_ws(device).await?;
-        let (mut sink, mut stream) = ws.split();
-        let (out, mut rx) = mpsc::channel::<Message>(1024);
+        let (sink, mut stream) = ws.split();
+        let out = spawn_writer(sink);
         let waiting: Waiting = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
-        tokio::spawn(async move {
-            while let Some(m) = rx.recv().await {
-                if sink.feed(m).await.is_err() {
-                    return;
-                }
-                while let Ok(m) = rx.try_recv() {
-                    if sink.feed(m).await.is_err() {
-                        return;
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return;
-                }
-            }
-        });
         let (w, a) = (waiting.clone(), alive.clone());
         tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {
@@ -509,13 +521,7 @@ impl HushWsSender {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = ClientFrame::Send {
             id,
-            request: SendRequest {
-                recipients: recipients.to_vec(),
-                payload: Bytes(payload),
-                ephemeral: false,
-                commit: None,
-                franking_commitment: None,
-            },
+            request: send_request(recipients, payload),
         }
         .encode();
         let (tx, rx) = oneshot::channel();
@@ -575,24 +581,9 @@ pub struct RawSender {
 impl RawSender {
     async fn connect(device: &Device) -> anyhow::Result<Self> {
         let ws = open_ws(device).await?;
-        let (mut sink, mut stream) = ws.split();
-        let (out, mut rx) = mpsc::channel::<Message>(1024);
+        let (sink, mut stream) = ws.split();
+        let out = spawn_writer(sink);
         let waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>> = Arc::default();
-        tokio::spawn(async move {
-            while let Some(m) = rx.recv().await {
-                if sink.feed(m).await.is_err() {
-                    return;
-                }
-                while let Ok(m) = rx.try_recv() {
-                    if sink.feed(m).await.is_err() {
-                        return;
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return;
-                }
-            }
-        });
         let w = waiting.clone();
         tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {

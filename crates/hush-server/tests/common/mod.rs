@@ -177,23 +177,7 @@ impl TestServer {
     }
 
     pub async fn send(&self, token: &str, to: &[(&str, u32)], payload: &[u8]) -> reqwest::Response {
-        self.send_req(
-            token,
-            SendRequest {
-                recipients: to
-                    .iter()
-                    .map(|(u, d)| DeviceAddress {
-                        username: (*u).into(),
-                        device_id: *d,
-                    })
-                    .collect(),
-                payload: Bytes(payload.to_vec()),
-                ephemeral: false,
-                commit: None,
-                franking_commitment: None,
-            },
-        )
-        .await
+        self.send_req(token, send_request(to, payload)).await
     }
 
     pub async fn send_req(&self, token: &str, req: SendRequest) -> reqwest::Response {
@@ -239,6 +223,23 @@ impl TestServer {
         )
         .unwrap()
         .message
+    }
+}
+
+/// An ordinary (stored, non-commit) send of `payload` to `to`.
+pub fn send_request(to: &[(&str, u32)], payload: &[u8]) -> SendRequest {
+    SendRequest {
+        recipients: to
+            .iter()
+            .map(|(u, d)| DeviceAddress {
+                username: (*u).into(),
+                device_id: *d,
+            })
+            .collect(),
+        payload: Bytes(payload.to_vec()),
+        ephemeral: false,
+        commit: None,
+        franking_commitment: None,
     }
 }
 
@@ -290,19 +291,7 @@ impl Ws {
 
     /// Sends `to` the payload on this socket as send `id`.
     pub async fn send_frame(&mut self, id: u64, to: &[(&str, u32)], payload: &[u8]) {
-        let request = SendRequest {
-            recipients: to
-                .iter()
-                .map(|(u, d)| DeviceAddress {
-                    username: (*u).into(),
-                    device_id: *d,
-                })
-                .collect(),
-            payload: Bytes(payload.to_vec()),
-            ephemeral: false,
-            commit: None,
-            franking_commitment: None,
-        };
+        let request = send_request(to, payload);
         self.send_raw(&ClientFrame::Send { id, request }.encode())
             .await;
     }
