@@ -19,6 +19,7 @@
 mod cli;
 mod commands;
 mod config;
+mod inert;
 mod output;
 mod tui;
 
@@ -112,7 +113,8 @@ fn report(reason: &str) {
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
-    let _ = writeln!(std::io::stderr(), "hush: {line}");
+    // Errors may quote the server or other people: shown inert.
+    let _ = writeln!(std::io::stderr(), "hush: {}", inert::name(&line));
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

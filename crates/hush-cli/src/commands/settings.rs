@@ -134,9 +134,9 @@ pub async fn contacts(client: &mut Client, out: &mut Out) -> Result<()> {
     for c in client.contacts()? {
         out.emit(
             || {
-                let mut line = c.username.clone();
+                let mut line = crate::inert::name(&c.username).into_owned();
                 if let Some(n) = &c.display_name {
-                    line.push_str(&format!(" ({n})"));
+                    line.push_str(&format!(" ({})", crate::inert::name(n)));
                 }
                 if c.verified {
                     line.push_str("  verified");
