@@ -39,7 +39,11 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => return clap_exit(&e),
     };
-    let config = match Config::resolve(args, std::env::var(PASSPHRASE_ENV).ok()) {
+    // Wiped when dropped, like every other copy of the passphrase.
+    let passphrase = std::env::var(PASSPHRASE_ENV)
+        .ok()
+        .map(zeroize::Zeroizing::new);
+    let config = match Config::resolve(args, passphrase) {
         Ok(config) => config,
         Err(e) => {
             report(&format!("{e} (see `hush --help`)"));
