@@ -6,8 +6,9 @@
 //! module through `#[path]`. That needs no cargo feature and no change to
 //! hush-proto's library (fuzz-only fixture code stays out of the shipped
 //! crate), at one cost: this file may only use crates both sides depend on,
-//! `hush_proto` and `zeroize`, and no crate-only attributes (`#![no_main]`
-//! and the like stay in the target binaries).
+//! `hush_proto`, `hush_wire` (a dev-dependency of hush-proto, for the
+//! WebSocket frames) and `zeroize`, and no crate-only attributes
+//! (`#![no_main]` and the like stay in the target binaries).
 //!
 //! Each function returns whether the input was *accepted* (decoded, verified,
 //! processed); the fuzz targets ignore that, the replay test checks that the
@@ -45,13 +46,14 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "content_decode",
     "certificate_decode",
     "state_key",
     "conversation_process",
     "key_package_add",
     "kt_decode",
+    "ws_frame_decode",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -63,6 +65,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "conversation_process" => conversation_process(data),
         "key_package_add" => key_package_add(data),
         "kt_decode" => kt_decode(data),
+        "ws_frame_decode" => ws_frame_decode(data),
         _ => return None,
     })
 }
@@ -163,6 +166,143 @@ pub fn kt_decode(data: &[u8]) -> bool {
         }
         _ => false,
     }
+}
+
+/// hush-wire's WebSocket frames, by the first byte: 0 a frame from the
+/// server (`ServerFrame::decode`, what a client reads), 1 a frame from a
+/// device (`ClientFrame::decode`, what the server reads). What decodes
+/// re-encodes to the same bytes, except a refusal, whose JSON body need not
+/// be canonical: it must decode again to the same frame.
+pub fn ws_frame_decode(data: &[u8]) -> bool {
+    use hush_wire::ws::{ClientFrame, ServerFrame};
+    let Some((&which, frame)) = data.split_first() else {
+        return false;
+    };
+    match which {
+        0 => {
+            let Ok(f) = ServerFrame::decode(frame) else {
+                return false;
+            };
+            let encoded = f.encode();
+            if matches!(f, ServerFrame::Refused { .. }) {
+                assert_eq!(ServerFrame::decode(&encoded).as_ref(), Ok(&f), "refusal");
+            } else {
+                assert_eq!(encoded, frame, "one server frame, two encodings");
+            }
+            true
+        }
+        1 => {
+            let Ok(f) = ClientFrame::decode(frame) else {
+                return false;
+            };
+            assert_eq!(f.encode(), frame, "one device frame, two encodings");
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The hand-made seeds of `ws_frame_decode`: every frame type each way, and
+/// a few that must be refused.
+pub fn ws_frame_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use hush_wire::api::{CommitClaim, SendRequest, SendResponse};
+    use hush_wire::ws::{ClientFrame, Envelope, ServerFrame};
+    use hush_wire::{ApiError, Bytes, DeviceAddress, ErrorCode};
+    let server = |f: ServerFrame| [vec![0], f.encode()].concat();
+    let device = |f: ClientFrame| [vec![1], f.encode()].concat();
+    let send = |ephemeral: bool, commit: bool, franking: bool| SendRequest {
+        recipients: vec![
+            DeviceAddress {
+                username: "bob".into(),
+                device_id: 1,
+            },
+            DeviceAddress {
+                username: "carol".into(),
+                device_id: 7,
+            },
+        ],
+        payload: Bytes(b"mls message".to_vec()),
+        ephemeral,
+        commit: commit.then(|| CommitClaim {
+            group_id: Bytes(vec![0xAB; 32]),
+            epoch: 41,
+        }),
+        franking_commitment: franking.then(|| Bytes(vec![0xCD; 32])),
+    };
+    let envelope = |relay_tag| {
+        ServerFrame::Envelope(Envelope {
+            seq: 12,
+            received_at_ms: 1_750_000_000_000,
+            relay_tag,
+            payload: b"mls message".to_vec(),
+        })
+    };
+    vec![
+        ("valid-server-envelope", server(envelope(None))),
+        (
+            "valid-server-envelope-tag",
+            server(envelope(Some([0xEE; 32]))),
+        ),
+        (
+            "valid-server-ephemeral",
+            server(ServerFrame::Ephemeral(b"typing".to_vec())),
+        ),
+        ("valid-server-drained", server(ServerFrame::Drained)),
+        (
+            "valid-server-sent",
+            server(ServerFrame::Sent {
+                id: 3,
+                response: SendResponse {
+                    received_at_ms: 1_750_000_000_000,
+                    delivered_to: 2,
+                },
+            }),
+        ),
+        (
+            "valid-server-refused",
+            server(ServerFrame::Refused {
+                id: 4,
+                error: ApiError::new(ErrorCode::EpochConflict, "the group moved on"),
+            }),
+        ),
+        ("valid-device-ack", device(ClientFrame::Ack(vec![1, 2, 12]))),
+        (
+            "valid-device-send",
+            device(ClientFrame::Send {
+                id: 5,
+                request: send(false, false, false),
+            }),
+        ),
+        (
+            "valid-device-send-commit-franking",
+            device(ClientFrame::Send {
+                id: 6,
+                request: send(false, true, true),
+            }),
+        ),
+        (
+            "valid-device-send-ephemeral",
+            device(ClientFrame::Send {
+                id: 7,
+                request: send(true, false, false),
+            }),
+        ),
+        ("seed-server-unknown-type", vec![0, 0x09]),
+        ("seed-server-drained-trailing", vec![0, 0x03, 0]),
+        ("seed-server-bad-tag-flag", {
+            let mut f = server(envelope(None));
+            f[18] = 2;
+            f
+        }),
+        ("seed-device-too-many-acks", vec![1, 0x01, 0xFF, 0xFF]),
+        ("seed-device-send-truncated", {
+            let f = device(ClientFrame::Send {
+                id: 5,
+                request: send(false, true, true),
+            });
+            f[..20].to_vec()
+        }),
+    ]
 }
 
 /// `StateKey::from_bytes`; the encoding is canonical.

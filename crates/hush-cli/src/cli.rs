@@ -22,6 +22,13 @@ pub struct LowArgs {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Allow plain http:// to a server that is not on this machine. Without
+    /// it, only https:// reaches other machines (loopback needs no flag):
+    /// over plain HTTP the device's token and all traffic can be read and
+    /// changed by anyone on the way.
+    #[arg(long, global = true)]
+    pub insecure_http: bool,
+
     #[command(subcommand)]
     pub command: LowCommand,
 }

@@ -6,8 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hush_client::{PresenceMode, Target};
+use hush_client::{ConnectOptions, PresenceMode, Target};
 use hush_proto::Suite;
+use zeroize::Zeroizing;
 
 use crate::cli::{
     GroupCommand, GroupOpt, KeysCommand, LowArgs, LowCommand, PresenceArg, ProfileCommand, SuiteArg,
@@ -25,14 +26,17 @@ pub struct Config {
     pub json: bool,
     /// Where the passphrase comes from.
     pub passphrase: PassphraseSource,
+    /// How the server may be reached (`--insecure-http`).
+    pub connect: ConnectOptions,
     /// The command.
     pub command: Command,
 }
 
-/// Where the passphrase of the local store comes from.
+/// Where the passphrase of the local store comes from. Every copy of a
+/// passphrase hush makes is a [`Zeroizing`] string, wiped when dropped.
 pub enum PassphraseSource {
     /// `HUSH_PASSPHRASE`.
-    Env(String),
+    Env(Zeroizing<String>),
     /// Asked for on the terminal.
     Prompt,
 }
@@ -136,7 +140,10 @@ fn usage(msg: impl Into<String>) -> UsageError {
 
 impl Config {
     /// Resolves `args`; `passphrase_env` is the value of `HUSH_PASSPHRASE`.
-    pub fn resolve(args: LowArgs, passphrase_env: Option<String>) -> Result<Self, UsageError> {
+    pub fn resolve(
+        args: LowArgs,
+        passphrase_env: Option<Zeroizing<String>>,
+    ) -> Result<Self, UsageError> {
         let data_dir = match args.data_dir {
             Some(d) => d,
             None => dirs::data_dir()
@@ -155,6 +162,9 @@ impl Config {
             data_dir,
             json: args.json,
             passphrase,
+            connect: ConnectOptions {
+                insecure_http: args.insecure_http,
+            },
             command,
         })
     }
@@ -337,7 +347,7 @@ mod tests {
 
     fn resolve(argv: &[&str]) -> Result<Config, UsageError> {
         let args = LowArgs::try_parse_from(argv).unwrap();
-        Config::resolve(args, Some("pw".into()))
+        Config::resolve(args, Some(Zeroizing::new("pw".into())))
     }
 
     #[test]
@@ -383,5 +393,25 @@ mod tests {
     fn the_passphrase_never_prints() {
         let c = resolve(&["hush", "--data-dir", "/d", "contacts"]).unwrap();
         assert!(!format!("{c:?}").contains("pw"));
+    }
+
+    #[test]
+    fn the_passphrase_is_kept_in_memory_that_is_wiped() {
+        let c = resolve(&["hush", "--data-dir", "/d", "contacts"]).unwrap();
+        let PassphraseSource::Env(p) = c.passphrase else {
+            panic!("HUSH_PASSPHRASE was not used");
+        };
+        // Only a Zeroizing<String> fits here: a plain String would not
+        // compile, so the wipe cannot be lost by a refactoring.
+        let wiped: Zeroizing<String> = p;
+        assert_eq!(wiped.as_str(), "pw");
+    }
+
+    #[test]
+    fn insecure_http_is_an_explicit_global_flag() {
+        let c = resolve(&["hush", "--data-dir", "/d", "contacts"]).unwrap();
+        assert!(!c.connect.insecure_http);
+        let c = resolve(&["hush", "--data-dir", "/d", "contacts", "--insecure-http"]).unwrap();
+        assert!(c.connect.insecure_http);
     }
 }

@@ -19,6 +19,7 @@
 mod cli;
 mod commands;
 mod config;
+mod inert;
 mod output;
 mod tui;
 
@@ -38,7 +39,11 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => return clap_exit(&e),
     };
-    let config = match Config::resolve(args, std::env::var(PASSPHRASE_ENV).ok()) {
+    // Wiped when dropped, like every other copy of the passphrase.
+    let passphrase = std::env::var(PASSPHRASE_ENV)
+        .ok()
+        .map(zeroize::Zeroizing::new);
+    let config = match Config::resolve(args, passphrase) {
         Ok(config) => config,
         Err(e) => {
             report(&format!("{e} (see `hush --help`)"));
@@ -112,7 +117,8 @@ fn report(reason: &str) {
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
-    let _ = writeln!(std::io::stderr(), "hush: {line}");
+    // Errors may quote the server or other people: shown inert.
+    let _ = writeln!(std::io::stderr(), "hush: {}", inert::name(&line));
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

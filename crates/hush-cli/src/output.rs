@@ -16,12 +16,18 @@
 //!   has one, so a reader tells them apart by that field;
 //! - the other commands print one object describing what they did, or one
 //!   object per item for lists (`contacts`, `group list`, `group members`).
+//!
+//! Human output shows what other people wrote inert ([`crate::inert`]):
+//! no control character, escape sequence or bidi override reaches the
+//! terminal raw. `--json` carries the exact text.
 
 use std::io::{self, Write};
 use std::time::{Duration, UNIX_EPOCH};
 
 use hush_client::{Event, MessageView};
 use serde_json::{Value, json};
+
+use crate::inert;
 
 /// stdout, in the chosen mode.
 #[derive(Debug)]
@@ -49,7 +55,7 @@ impl Out {
         if self.json {
             self.write_line(&value.to_string())
         } else {
-            self.write_line(&human())
+            self.write_line(&inert::line(&human()))
         }
     }
 
@@ -58,7 +64,7 @@ impl Out {
         if self.json {
             return Ok(());
         }
-        self.write_line(line)
+        self.write_line(&inert::line(line))
     }
 
     /// Prints a message in the shape documented above.
@@ -142,20 +148,21 @@ pub fn format_size(n: u64) -> String {
     format!("{v:.1} {unit}")
 }
 
-/// What a message says, without who or when: its text, or the file.
+/// What a message says, without who or when: its text, or the file, shown
+/// inert (several lines for a text of several lines, see [`inert::text`]).
 pub fn message_body(m: &MessageView) -> String {
     if m.deleted {
         return "(deleted)".into();
     }
     let mut body = if m.kind == "file" {
-        let name = m.file_name.as_deref().unwrap_or("file");
+        let name = inert::name(m.file_name.as_deref().unwrap_or("file"));
         let size = m.size.map(format_size).unwrap_or_default();
         match &m.text {
-            Some(caption) => format!("[file {name}, {size}] {caption}"),
+            Some(caption) => format!("[file {name}, {size}] {}", inert::text(caption)),
             None => format!("[file {name}, {size}]"),
         }
     } else {
-        m.text.clone().unwrap_or_default()
+        inert::text(m.text.as_deref().unwrap_or_default()).into_owned()
     };
     if m.edited {
         body.push_str(" (edited)");
@@ -168,7 +175,7 @@ pub fn format_message(m: &MessageView) -> String {
     let place = m
         .group
         .as_ref()
-        .map(|g| format!("[{g}] "))
+        .map(|g| format!("[{}] ", inert::name(g)))
         .unwrap_or_default();
     let status = if m.outgoing {
         format!(" {}", status_mark(&m.status))
@@ -178,26 +185,35 @@ pub fn format_message(m: &MessageView) -> String {
     let reply = m
         .reply_to
         .as_ref()
-        .map(|r| format!(" (reply to {r})"))
+        .map(|r| format!(" (reply to {})", inert::name(r)))
         .unwrap_or_default();
     format!(
         "{}  {place}{}: {}{reply}{status}  id={}",
         format_time(m.sent_at),
-        m.from,
+        inert::name(&m.from),
         message_body(m),
-        m.id
+        inert::name(&m.id)
     )
 }
 
-/// One line for an event other than a message; `name` finds a
-/// conversation's name by number.
+/// One line for an event other than a message; `label` finds a
+/// conversation's name by number. Names and texts from other people are
+/// shown inert.
 pub fn format_event(ev: &Event, label: &dyn Fn(i64) -> String) -> Option<String> {
+    use inert::name;
+    let label = |id: i64| name(&label(id)).into_owned();
+    let names = |list: &[String]| name(&list.join(", ")).into_owned();
     Some(match ev {
         Event::Message(m) => format_message(m),
         Event::Receipt { ids, status, from } => {
             let n = ids.len();
             let s = if n == 1 { "" } else { "s" };
-            format!("{} {from}: {status} ({n} message{s})", status_mark(status))
+            format!(
+                "{} {}: {} ({n} message{s})",
+                status_mark(status),
+                name(from),
+                name(status)
+            )
         }
         Event::Typing {
             conversation,
@@ -206,26 +222,27 @@ pub fn format_event(ev: &Event, label: &dyn Fn(i64) -> String) -> Option<String>
         } => {
             let place = label(*conversation);
             if place.starts_with('#') {
-                format!("{from} is typing in {place}…")
+                format!("{} is typing in {place}…", name(from))
             } else {
-                format!("{from} is typing…")
+                format!("{} is typing…", name(from))
             }
         }
         Event::Typing { .. } => return None,
         Event::Presence { from, online } => {
-            format!("{from} is {}", if *online { "online" } else { "offline" })
+            let state = if *online { "online" } else { "offline" };
+            format!("{} is {state}", name(from))
         }
-        Event::Edited { id, text } => format!("edited {id}: {text}"),
-        Event::Deleted { id } => format!("deleted {id}"),
+        Event::Edited { id, text } => format!("edited {}: {}", name(id), inert::text(text)),
+        Event::Deleted { id } => format!("deleted {}", name(id)),
         Event::Joined { conversation } => {
             if conversation.kind == "group" {
                 format!(
-                    "joined the group {:?} with {}",
-                    conversation.name,
-                    conversation.members.join(", ")
+                    "joined the group \"{}\" with {}",
+                    name(&conversation.name),
+                    names(&conversation.members)
                 )
             } else {
-                format!("new chat with {}", conversation.name)
+                format!("new chat with {}", name(&conversation.name))
             }
         }
         Event::Members {
@@ -235,10 +252,10 @@ pub fn format_event(ev: &Event, label: &dyn Fn(i64) -> String) -> Option<String>
         } => {
             let mut parts = Vec::new();
             if !added.is_empty() {
-                parts.push(format!("{} joined", added.join(", ")));
+                parts.push(format!("{} joined", names(added)));
             }
             if !removed.is_empty() {
-                parts.push(format!("{} left", removed.join(", ")));
+                parts.push(format!("{} left", names(removed)));
             }
             if parts.is_empty() {
                 return None;
@@ -248,8 +265,11 @@ pub fn format_event(ev: &Event, label: &dyn Fn(i64) -> String) -> Option<String>
         Event::Removed { conversation } => {
             format!("you were removed from {}", label(*conversation))
         }
-        Event::Renamed { conversation, name } => {
-            format!("{} is now called #{name}", label(*conversation))
+        Event::Renamed {
+            conversation,
+            name: new,
+        } => {
+            format!("{} is now called #{}", label(*conversation), name(new))
         }
         Event::Disappearing {
             conversation,
@@ -262,8 +282,10 @@ pub fn format_event(ev: &Event, label: &dyn Fn(i64) -> String) -> Option<String>
             ),
             None => format!("{}: disappearing messages off", label(*conversation)),
         },
-        Event::KeyChanged { username } => format!("the identity key of {username} changed"),
-        Event::KeyTransparencyAlarm { message } => message.clone(),
+        Event::KeyChanged { username } => {
+            format!("the identity key of {} changed", name(username))
+        }
+        Event::KeyTransparencyAlarm { message } => name(message).into_owned(),
         _ => return None,
     })
 }
@@ -271,6 +293,7 @@ pub fn format_event(ev: &Event, label: &dyn Fn(i64) -> String) -> Option<String>
 /// The loud stderr warning for a changed identity key (shown in every mode).
 pub fn key_changed_warning(username: &str) -> String {
     let bar = "!".repeat(72);
+    let username = inert::name(username);
     format!(
         "{bar}\n\
          hush: SECURITY WARNING: the identity key of {username} HAS CHANGED.\n\

@@ -15,7 +15,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use crate::error::ClientError;
 use crate::local::LocalStore;
 use crate::model::PresenceMode;
-use crate::transport::{Transport, normalize_fingerprint};
+use crate::transport::{ConnectOptions, Transport, normalize_fingerprint};
 
 /// One-time KeyPackages kept on the server per suite.
 pub const KEY_PACKAGE_TARGET: u64 = 20;
@@ -80,8 +80,30 @@ impl Client {
         username: &str,
         fingerprint: Option<&str>,
     ) -> Result<Client, ClientError> {
+        Self::register_with(
+            dir,
+            passphrase,
+            server,
+            username,
+            fingerprint,
+            ConnectOptions::default(),
+        )
+        .await
+    }
+
+    /// [`Client::register`], with `options` deciding how the server may be
+    /// reached (plain `http://` to a server not on loopback is refused
+    /// before anything is created or sent, unless allowed).
+    pub async fn register_with(
+        dir: &Path,
+        passphrase: &str,
+        server: &str,
+        username: &str,
+        fingerprint: Option<&str>,
+        options: ConnectOptions,
+    ) -> Result<Client, ClientError> {
         let user = Username::new(username).map_err(|e| ClientError::InvalidInput(e.to_string()))?;
-        let transport = Transport::new(server, fingerprint.map(str::to_owned))?;
+        let transport = Transport::with_options(server, fingerprint.map(str::to_owned), options)?;
         let store = LocalStore::create(dir, passphrase)?;
         let result = Self::register_in(store, dir, transport, user, fingerprint).await;
         if result.is_err() {
@@ -158,6 +180,16 @@ impl Client {
 
     /// Opens the account in `dir`.
     pub fn open(dir: &Path, passphrase: &str) -> Result<Client, ClientError> {
+        Self::open_with(dir, passphrase, ConnectOptions::default())
+    }
+
+    /// [`Client::open`], with `options` deciding how the server may be
+    /// reached (see [`ConnectOptions`]).
+    pub fn open_with(
+        dir: &Path,
+        passphrase: &str,
+        options: ConnectOptions,
+    ) -> Result<Client, ClientError> {
         let store = LocalStore::open(dir, passphrase)?;
         let server = String::from_utf8_lossy(&meta_required(&store, "server")?).into_owned();
         let fingerprint = store.meta_str("fingerprint")?;
@@ -178,7 +210,7 @@ impl Client {
             .filter_map(|(k, v)| StateKey::from_bytes(&k).ok().map(|k| (k, v)))
             .collect::<Vec<_>>();
         let device = Device::restore(cert, &key, entries)?;
-        let transport = Transport::new(&server, fingerprint)?.with_token(token);
+        let transport = Transport::with_options(&server, fingerprint, options)?.with_token(token);
         let mut client = Client {
             store,
             device,

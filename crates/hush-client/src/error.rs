@@ -9,6 +9,22 @@ pub enum ClientError {
     /// The passphrase does not open the local store. Nothing was changed.
     #[error("wrong passphrase: the local store was not opened (nothing was changed)")]
     WrongPassphrase,
+    /// `keyfile.json` asks for an Argon2id cost outside the accepted bounds
+    /// (someone edited it). Nothing was opened or changed.
+    #[error(
+        "keyfile.json asks for Argon2id with {m_kib} KiB, {t} passes, {p} lanes, outside what \
+         hush accepts (at least 65536 KiB and 3 passes; at most 1 GiB, 16 passes, 8 lanes): \
+         someone may have edited it to make your passphrase cheap to guess. The store was not \
+         opened; restore keyfile.json from a backup"
+    )]
+    KeyfileCost {
+        /// Memory asked for, KiB.
+        m_kib: u32,
+        /// Passes asked for.
+        t: u32,
+        /// Lanes asked for.
+        p: u32,
+    },
     /// No account in this data directory.
     #[error("no account in {0}: run `hush register` first")]
     NotRegistered(String),
@@ -35,6 +51,13 @@ pub enum ClientError {
         /// What the server presented.
         actual: String,
     },
+    /// Plain `http://` to a server that is not on loopback, not allowed.
+    #[error(
+        "refusing plain http:// to {0}: the device's token and everything sent would cross \
+         the network unencrypted. Use https://, or pass --insecure-http to allow plain HTTP \
+         to a server that is not on this machine (127.0.0.0/8, ::1 and localhost need no flag)"
+    )]
+    PlainHttp(String),
     /// The server refused the request.
     #[error("server refused: {0}")]
     Server(hush_wire::ApiError),

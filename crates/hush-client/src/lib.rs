@@ -44,4 +44,4 @@ pub use client::Client;
 pub use error::ClientError;
 pub use kt::{AuditFailure, KtStatus, audit_server};
 pub use model::{ContactView, ConversationView, Event, MessageView, PresenceMode, Target};
-pub use transport::probe_fingerprint;
+pub use transport::{ConnectOptions, probe_fingerprint};

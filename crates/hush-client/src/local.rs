@@ -25,6 +25,20 @@ const DATABASE: &str = "hush.db";
 const ARGON_M_KIB: u32 = 64 * 1024;
 const ARGON_T: u32 = 3;
 
+/// The least Argon2id cost a keyfile may ask for: what every store was made
+/// with (decision 0010). `keyfile.json` is not authenticated, so whoever
+/// can write it could otherwise make the next unlock cheap to brute-force.
+pub const ARGON_MIN_M_KIB: u32 = ARGON_M_KIB;
+/// See [`ARGON_MIN_M_KIB`].
+pub const ARGON_MIN_T: u32 = ARGON_T;
+/// The most a keyfile may ask for (1 GiB, 16 passes, 8 lanes), so that an
+/// edited keyfile cannot make opening exhaust memory or time either.
+pub const ARGON_MAX_M_KIB: u32 = 1024 * 1024;
+/// See [`ARGON_MAX_M_KIB`].
+pub const ARGON_MAX_T: u32 = 16;
+/// See [`ARGON_MAX_M_KIB`].
+pub const ARGON_MAX_P: u32 = 8;
+
 #[derive(Serialize, Deserialize)]
 struct KeyFile {
     version: u8,
@@ -130,6 +144,21 @@ fn derive(
         .hash_password_into(passphrase.as_bytes(), salt, &mut *out)
         .map_err(|e| ClientError::Store(e.to_string()))?;
     Ok(out)
+}
+
+/// Refuses a keyfile whose Argon2id cost is outside the bounds above, before
+/// the passphrase is used with it.
+fn check_cost(kf: &KeyFile) -> Result<(), ClientError> {
+    let weak = kf.m_kib < ARGON_MIN_M_KIB || kf.t < ARGON_MIN_T || kf.p < 1;
+    let huge = kf.m_kib > ARGON_MAX_M_KIB || kf.t > ARGON_MAX_T || kf.p > ARGON_MAX_P;
+    if weak || huge {
+        return Err(ClientError::KeyfileCost {
+            m_kib: kf.m_kib,
+            t: kf.t,
+            p: kf.p,
+        });
+    }
+    Ok(())
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -238,6 +267,7 @@ impl LocalStore {
                 "keyfile version is not supported".into(),
             ));
         }
+        check_cost(&kf)?;
         let db_key = Self::unwrap_key(&kf, passphrase)?;
         let conn = open_db(&dir.join(DATABASE), &db_key)?;
         Ok(Self {
@@ -254,6 +284,7 @@ impl LocalStore {
         let raw = std::fs::read(self.dir.join(KEYFILE))?;
         let kf: KeyFile = serde_json::from_slice(&raw)
             .map_err(|_| ClientError::Store("keyfile is corrupt".into()))?;
+        check_cost(&kf)?;
         let db_key = Self::unwrap_key(&kf, old)?;
         write_keyfile(&self.dir, &Self::wrap(&db_key, new)?)
     }

@@ -143,6 +143,53 @@ pub async fn probe_fingerprint(url: &str) -> Result<String, ClientError> {
     seen.ok_or_else(|| ClientError::Network(format!("{url} is not an https:// server")))
 }
 
+/// How the client may reach a server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Allows plain `http://` to a server that is not on loopback (the
+    /// CLI's `--insecure-http`). Without it, only `https://` reaches
+    /// other machines: over plain HTTP the device's bearer token, and
+    /// everything else sent, crosses the network readable and changeable.
+    pub insecure_http: bool,
+}
+
+/// Whether `url` names a loopback host: an address in 127.0.0.0/8, `::1`
+/// (or an IPv4-mapped loopback address), or `localhost`. Decided from the
+/// URL alone, before any name is resolved or connection made: a name that
+/// merely resolves to loopback does not count.
+pub fn is_loopback_url(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = parsed.host_str() else {
+        return false;
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// Refuses plain `http://` to a host that is not loopback, unless the user
+/// allowed it with [`ConnectOptions::insecure_http`].
+pub fn check_plain_http(base: &str, options: ConnectOptions) -> Result<(), ClientError> {
+    if !base.starts_with("http://") || options.insecure_http || is_loopback_url(base) {
+        return Ok(());
+    }
+    let host = reqwest::Url::parse(base)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| base.to_owned());
+    Err(ClientError::PlainHttp(host))
+}
+
 /// A connection to the server.
 #[derive(Debug, Clone)]
 pub struct Transport {
@@ -158,7 +205,18 @@ impl Transport {
     /// with a pinned fingerprint, or verified against the system's roots when
     /// `pinned` is `None`).
     pub fn new(base: &str, pinned: Option<String>) -> Result<Self, ClientError> {
+        Self::with_options(base, pinned, ConnectOptions::default())
+    }
+
+    /// [`Transport::new`], with `options` deciding whether plain `http://`
+    /// may reach a server that is not on loopback. Nothing is connected yet.
+    pub fn with_options(
+        base: &str,
+        pinned: Option<String>,
+        options: ConnectOptions,
+    ) -> Result<Self, ClientError> {
         let base = base.trim_end_matches('/').to_owned();
+        check_plain_http(&base, options)?;
         let (http, tls) = if base.starts_with("https://") {
             match &pinned {
                 Some(fp) => {
@@ -334,6 +392,39 @@ impl Transport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_reaches_only_loopback_unless_allowed() {
+        for ok in [
+            "http://127.0.0.1:7780",
+            "http://127.1.2.3",
+            "http://localhost:1",
+            "http://LOCALHOST/",
+            "http://[::1]:80",
+            "http://[::ffff:127.0.0.1]:80",
+            "http://2130706433:80",
+            "https://example.invalid",
+        ] {
+            assert!(Transport::new(ok, None).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://example.invalid:1",
+            "http://192.0.2.1",
+            "http://[fd00::2]:80",
+            "http://0.0.0.0:80",
+            "http://localhost.example.com",
+            "http://127.0.0.1.example.com",
+            "http://user@example.com",
+        ] {
+            let e = Transport::new(refused, None).unwrap_err();
+            assert!(matches!(e, ClientError::PlainHttp(_)), "{refused}: {e}");
+            assert!(e.to_string().contains("--insecure-http"), "{e}");
+            let allowed = ConnectOptions {
+                insecure_http: true,
+            };
+            assert!(Transport::with_options(refused, None, allowed).is_ok());
+        }
+    }
 
     #[test]
     fn fingerprints_normalise() {

@@ -126,6 +126,42 @@ fn kt_decode_corpus() {
     replay("kt_decode");
 }
 
+#[test]
+fn ws_frame_decode_corpus() {
+    replay("ws_frame_decode");
+}
+
+/// The WebSocket seeds are made without randomness: the committed files
+/// must be exactly what `fuzz::ws_frame_seeds` makes, and each `valid-*`
+/// one accepted, each `seed-*` one refused.
+#[test]
+fn ws_frame_seeds_are_committed_and_classified() {
+    for (name, data) in fuzz::ws_frame_seeds() {
+        assert_eq!(
+            seed("ws_frame_decode", name),
+            data,
+            "{name} is stale: `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_ws`"
+        );
+        assert_eq!(
+            fuzz::ws_frame_decode(&data),
+            name.starts_with("valid-"),
+            "{name}"
+        );
+    }
+}
+
+/// Writes the WebSocket seeds only (no MLS fixture change):
+/// `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_ws`.
+#[test]
+#[ignore = "writes fuzz/corpus/ws_frame_decode"]
+fn regenerate_ws_frame_seeds() {
+    let dir = corpus_dir("ws_frame_decode");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, data) in fuzz::ws_frame_seeds() {
+        std::fs::write(dir.join(name), data).unwrap();
+    }
+}
+
 fn seed(target: &str, name: &str) -> Vec<u8> {
     let path = corpus_dir(target).join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -240,6 +276,9 @@ fn regenerate_fuzz_seeds() {
     let mut forged = bob.cert.encode();
     *forged.last_mut().unwrap() ^= 1;
     seed("certificate_decode", "seed-bad-signature", forged);
+    for (name, data) in fuzz::ws_frame_seeds() {
+        seed("ws_frame_decode", name, data);
+    }
 
     {
         use hush_proto::kt::{KtDevice, KtValue, SignedRoot};

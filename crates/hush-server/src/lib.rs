@@ -29,3 +29,28 @@ pub mod ratelimit;
 pub mod server;
 pub mod store;
 pub mod tls;
+
+/// What a server built with the test-only `fault-injection` feature logs
+/// when it starts. Only such a build uses this string, so only its binary
+/// contains it: `.ci/run` builds the server as shipped and checks the
+/// binary lacks it (and the feature graph lacks the feature).
+pub const FAULT_INJECTION_BANNER: &str =
+    "this hush-server was built with the test-only fault-injection hooks: never run it for real";
+
+#[cfg(test)]
+mod tests {
+    /// `.ci/run` searches the shipped binary for (part of) the banner.
+    #[test]
+    fn ci_looks_for_the_fault_injection_banner() {
+        let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/run"))
+            .unwrap_or_default();
+        let searched = ci
+            .lines()
+            .find_map(|l| l.strip_prefix("fi_banner=\""))
+            .and_then(|l| l.strip_suffix('"'));
+        assert!(
+            searched.is_some_and(|s| !s.is_empty() && super::FAULT_INJECTION_BANNER.contains(s)),
+            "the fi_banner of .ci/run must be part of FAULT_INJECTION_BANNER"
+        );
+    }
+}

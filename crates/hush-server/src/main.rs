@@ -364,6 +364,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(cluster) = config.cluster.clone() {
         state = state.join_cluster(cluster).await?;
     }
+    #[cfg(feature = "fault-injection")]
+    tracing::warn!("{}", hush_server::FAULT_INJECTION_BANNER);
     let tls = tls_for(&config)?;
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -4,9 +4,10 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use hush_client::Client;
 use hush_client::local::LocalStore;
+use hush_client::{Client, ConnectOptions};
 use serde_json::json;
+use zeroize::Zeroizing;
 
 use crate::config::{PASSPHRASE_ENV, PassphraseSource};
 use crate::output::Out;
@@ -15,11 +16,14 @@ use crate::output::Out;
 pub async fn register(
     dir: &Path,
     passphrase: &PassphraseSource,
+    connect: ConnectOptions,
     server: &str,
     fingerprint: Option<&str>,
     username: &str,
     out: &mut Out,
 ) -> Result<()> {
+    // Refused before any question is asked or connection made.
+    hush_client::transport::check_plain_http(server, connect)?;
     if LocalStore::exists(dir) {
         bail!(
             "an account is already registered in {}: use another --data-dir",
@@ -35,7 +39,8 @@ pub async fn register(
         PassphraseSource::Env(p) => p.clone(),
         PassphraseSource::Prompt => new_passphrase()?,
     };
-    let client = Client::register(dir, &pass, server, username, pinned.as_deref()).await?;
+    let client =
+        Client::register_with(dir, &pass, server, username, pinned.as_deref(), connect).await?;
     out.emit(
         || {
             format!(
@@ -57,7 +62,11 @@ pub async fn register(
 }
 
 /// Opens the account in `dir` (Argon2id runs off the async threads).
-pub async fn open(dir: &Path, passphrase: &PassphraseSource) -> Result<Client> {
+pub async fn open(
+    dir: &Path,
+    passphrase: &PassphraseSource,
+    connect: ConnectOptions,
+) -> Result<Client> {
     if !LocalStore::exists(dir) {
         bail!(
             "no account in {}: run `hush register --server URL USERNAME` first, or pass --data-dir",
@@ -69,21 +78,21 @@ pub async fn open(dir: &Path, passphrase: &PassphraseSource) -> Result<Client> {
         PassphraseSource::Prompt => prompt(&format!("Passphrase for {}: ", dir.display()))?,
     };
     let dir = dir.to_owned();
-    let client = tokio::task::spawn_blocking(move || Client::open(&dir, &pass))
+    let client = tokio::task::spawn_blocking(move || Client::open_with(&dir, &pass, connect))
         .await
         .context("opening the store was interrupted")??;
     Ok(client)
 }
 
-fn prompt(text: &str) -> Result<String> {
-    rpassword::prompt_password(text).map_err(|e| {
+fn prompt(text: &str) -> Result<Zeroizing<String>> {
+    rpassword::prompt_password(text).map(Zeroizing::new).map_err(|e| {
         anyhow::anyhow!(
             "cannot ask for the passphrase ({e}): set {PASSPHRASE_ENV} or run hush in a terminal"
         )
     })
 }
 
-fn new_passphrase() -> Result<String> {
+fn new_passphrase() -> Result<Zeroizing<String>> {
     let first = prompt("New passphrase for the local store: ")?;
     if first.is_empty() {
         bail!("the passphrase is empty");

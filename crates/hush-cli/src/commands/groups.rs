@@ -5,6 +5,7 @@ use hush_client::{Client, ConversationView};
 use serde_json::json;
 
 use crate::cli::GroupCommand;
+use crate::inert;
 use crate::output::Out;
 
 /// Runs one group command.
@@ -47,14 +48,23 @@ pub async fn run(client: &mut Client, command: GroupCommand, out: &mut Out) -> R
         GroupCommand::List => {
             for group in client.groups()? {
                 out.emit(
-                    || format!("{}  ({})", group.name, group.members.join(", ")),
+                    || {
+                        format!(
+                            "{}  ({})",
+                            inert::name(&group.name),
+                            inert::name(&group.members.join(", "))
+                        )
+                    },
                     group_json(&group),
                 )?;
             }
         }
         GroupCommand::Members { name } => {
             for member in client.group_members(&name)? {
-                out.emit(|| member.clone(), json!({"username": member}))?;
+                out.emit(
+                    || inert::name(&member).into_owned(),
+                    json!({"username": member}),
+                )?;
             }
         }
         GroupCommand::Rename { name, new_name } => {

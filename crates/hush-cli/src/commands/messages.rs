@@ -50,6 +50,7 @@ pub async fn sync(client: &mut Client, wait: Duration, out: &mut Out) -> Result<
             if let Event::KeyTransparencyAlarm { message } = ev {
                 alarmed = true;
                 let bar = "!".repeat(72);
+                let message = crate::inert::name(message);
                 let _ = writeln!(std::io::stderr(), "{bar}\nhush: {message}\n{bar}");
             }
             if failed.is_none() {

@@ -26,6 +26,7 @@ pub async fn run(config: Config) -> Result<()> {
             return account::register(
                 &config.data_dir,
                 &config.passphrase,
+                config.connect,
                 &server,
                 fingerprint.as_deref(),
                 &username,
@@ -37,10 +38,19 @@ pub async fn run(config: Config) -> Result<()> {
             server,
             from,
             fingerprint,
-        } => return settings::audit(&server, from, fingerprint.as_deref(), &mut out).await,
+        } => {
+            return settings::audit(
+                &server,
+                from,
+                fingerprint.as_deref(),
+                config.connect,
+                &mut out,
+            )
+            .await;
+        }
         other => other,
     };
-    let mut client = account::open(&config.data_dir, &config.passphrase).await?;
+    let mut client = account::open(&config.data_dir, &config.passphrase, config.connect).await?;
     let c = &mut client;
     match command {
         Command::Register { .. } | Command::Audit { .. } => Ok(()),

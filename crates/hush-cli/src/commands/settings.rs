@@ -80,9 +80,14 @@ pub async fn audit(
     server: &str,
     from: u64,
     fingerprint: Option<&str>,
+    connect: hush_client::ConnectOptions,
     out: &mut Out,
 ) -> Result<()> {
-    let transport = hush_client::transport::Transport::new(server, fingerprint.map(str::to_owned))?;
+    let transport = hush_client::transport::Transport::with_options(
+        server,
+        fingerprint.map(str::to_owned),
+        connect,
+    )?;
     let mut checked = 0u64;
     let result = hush_client::audit_server(&transport, from, None, |_| checked += 1).await;
     match result {
@@ -134,9 +139,9 @@ pub async fn contacts(client: &mut Client, out: &mut Out) -> Result<()> {
     for c in client.contacts()? {
         out.emit(
             || {
-                let mut line = c.username.clone();
+                let mut line = crate::inert::name(&c.username).into_owned();
                 if let Some(n) = &c.display_name {
-                    line.push_str(&format!(" ({n})"));
+                    line.push_str(&format!(" ({})", crate::inert::name(n)));
                 }
                 if c.verified {
                     line.push_str("  verified");

@@ -264,3 +264,65 @@ fn a_chat_with_someone_new_waits_for_its_first_message() {
     let empty = App::new("alice", None);
     assert!(draw(&empty, now, 100, 20).contains("No conversations yet"));
 }
+
+/// Every cell of the screen, checked for characters a terminal would obey.
+fn assert_inert(app: &App, now: Instant) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(120, 24)).unwrap();
+    terminal.draw(|f| ui::render(f, app, now)).unwrap();
+    let buffer = terminal.backend().buffer();
+    for cell in buffer.content() {
+        assert!(
+            !cell.symbol().chars().any(crate::inert::is_unsafe),
+            "a raw control character reached the screen: {:?}",
+            cell.symbol()
+        );
+    }
+    draw(app, now, 120, 24)
+}
+
+#[test]
+fn a_hostile_message_and_group_name_are_drawn_inert() {
+    let now = Instant::now();
+    let attack = "hi\x1b[2J\x1b]0;pwned\x07\u{9b}31m\u{202e}gnp.exe\nSECURITY: all is fine";
+    let mut app = App::new("alice", None);
+    app.on_update(
+        Update::Conversations(vec![
+            conv(1, "direct", "mallory", &["alice", "mallory"]),
+            conv(2, "group", "te\u{202e}am\x1b[5m", &["alice", "mallory"]),
+        ]),
+        now,
+    );
+    app.on_update(
+        Update::History {
+            target: Target::User("mallory".into()),
+            messages: vec![msg("m1", 1, "mallory", attack, false, "received")],
+        },
+        now,
+    );
+    app.on_update(
+        Update::Event(Event::Typing {
+            conversation: 1,
+            from: "mal\x1b[1Alory".into(),
+            started: true,
+        }),
+        now,
+    );
+    let screen = assert_inert(&app, now);
+    // Shown, visibly, rather than obeyed or silently dropped.
+    assert!(
+        screen.contains(r"mallory: hi\x1b[2J\x1b]0;pwned\x07\u{9b}31m\u{202e}gnp.exe"),
+        "{screen}"
+    );
+    assert!(screen.contains(r"#te\u{202e}am\x1b[5m"), "{screen}");
+    assert!(screen.contains(r"mal\x1b[1Alory is typing"), "{screen}");
+    // The forged line is indented under the message, not a line of its own.
+    assert!(screen.contains("    | SECURITY: all is fine"), "{screen}");
+    assert!(!screen.contains("│SECURITY"), "{screen}");
+    // The group's title and the composer's title too.
+    app.on_key(key(KeyCode::Tab), now);
+    let screen = assert_inert(&app, now);
+    assert!(
+        screen.contains(r"Message to #te\u{202e}am\x1b[5m"),
+        "{screen}"
+    );
+}

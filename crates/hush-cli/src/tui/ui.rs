@@ -1,6 +1,10 @@
 //! Draws an [`App`] into a [`Frame`]: the conversation list on the left,
 //! the selected conversation's messages on the right with receipt marks, a
 //! typing line, the composer and a help line at the bottom.
+//!
+//! Everything from other people (names, group names, texts, notices that
+//! quote them) is drawn inert ([`crate::inert`]): no control character or
+//! bidi override reaches a cell of the screen.
 
 use std::time::Instant;
 
@@ -11,6 +15,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph, Wrap};
 
+use crate::inert;
 use crate::output::{format_time, message_body, status_mark};
 use crate::tui::app::App;
 
@@ -33,7 +38,7 @@ pub fn render(frame: &mut Frame<'_>, app: &App, now: Instant) {
     if let Some(line) = app.typing_line(now) {
         frame.render_widget(
             Paragraph::new(Span::styled(
-                format!(" {line}"),
+                format!(" {}", inert::name(&line)),
                 Style::new().add_modifier(Modifier::ITALIC),
             )),
             typing,
@@ -48,7 +53,7 @@ fn render_list(frame: &mut Frame<'_>, app: &App, area: Rect) {
         .entries
         .iter()
         .map(|e| {
-            let mut spans = vec![Span::raw(e.label())];
+            let mut spans = vec![Span::raw(inert::name(&e.label()).into_owned())];
             if let hush_client::Target::User(u) = &e.target
                 && app.online.contains(u)
             {
@@ -74,9 +79,13 @@ fn render_list(frame: &mut Frame<'_>, app: &App, area: Rect) {
 fn render_messages(frame: &mut Frame<'_>, app: &App, area: Rect) {
     let title = match app.selected_entry() {
         Some(e) if !e.members.is_empty() && matches!(e.target, hush_client::Target::Group(_)) => {
-            format!(" {} ({}) ", e.label(), e.members.join(", "))
+            format!(
+                " {} ({}) ",
+                inert::name(&e.label()),
+                inert::name(&e.members.join(", "))
+            )
         }
-        Some(e) => format!(" {} ", e.label()),
+        Some(e) => format!(" {} ", inert::name(&e.label())),
         None => " Hush ".to_owned(),
     };
     let block = Block::bordered().title(title);
@@ -90,7 +99,10 @@ fn render_messages(frame: &mut Frame<'_>, app: &App, area: Rect) {
             Style::new().add_modifier(Modifier::DIM),
         ))]
     } else {
-        app.messages.iter().map(|m| message_line(app, m)).collect()
+        app.messages
+            .iter()
+            .flat_map(|m| message_lines(app, m))
+            .collect()
     };
     let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
     // Keep the newest message in view: scroll past what does not fit.
@@ -103,20 +115,27 @@ fn render_messages(frame: &mut Frame<'_>, app: &App, area: Rect) {
 
 /// `12:34 bob: hello` for received messages, `12:34 you: hi ✓✓` for sent
 /// ones: ✓ sent, ✓✓ delivered, ✔✔ read (highlighted), … pending, ✗ failed.
-fn message_line<'a>(app: &App, m: &'a MessageView) -> Line<'a> {
+/// A text of several lines takes several, each further one indented.
+fn message_lines<'a>(app: &App, m: &'a MessageView) -> Vec<Line<'a>> {
     let time = format_time(m.sent_at);
     let hhmm = time.get(11..16).unwrap_or("").to_owned();
     let (who, who_style) = if m.outgoing || m.from == app.me {
         ("you".to_owned(), Style::new().fg(Color::Green))
     } else {
-        (m.from.clone(), Style::new().fg(Color::Cyan))
+        (
+            inert::name(&m.from).into_owned(),
+            Style::new().fg(Color::Cyan),
+        )
     };
+    let body = message_body(m);
+    let mut body_lines = body.split('\n').map(str::to_owned);
     let mut spans = vec![
         Span::styled(format!("{hhmm} "), Style::new().add_modifier(Modifier::DIM)),
         Span::styled(who, who_style.add_modifier(Modifier::BOLD)),
         Span::raw(": "),
-        Span::raw(message_body(m)),
+        Span::raw(body_lines.next().unwrap_or_default()),
     ];
+    let more: Vec<Line<'a>> = body_lines.map(Line::from).collect();
     if m.outgoing {
         let mark = status_mark(&m.status);
         let style = match m.status.as_str() {
@@ -127,24 +146,23 @@ fn message_line<'a>(app: &App, m: &'a MessageView) -> Line<'a> {
         spans.push(Span::raw(" "));
         spans.push(Span::styled(mark, style));
     }
-    Line::from(spans)
+    let mut lines = vec![Line::from(spans)];
+    lines.extend(more);
+    lines
 }
 
 fn render_composer(frame: &mut Frame<'_>, app: &App, area: Rect) {
     let title = match app.selected_entry() {
-        Some(e) => format!(" Message to {} ", e.label()),
+        Some(e) => format!(" Message to {} ", inert::name(&e.label())),
         None => " Message ".to_owned(),
     };
     let block = Block::bordered().title(title);
     let inner = block.inner(area);
     // Show the end of a long message, where the cursor is.
     let room = usize::from(inner.width.saturating_sub(1));
-    let count = app.composer.chars().count();
-    let visible: String = app
-        .composer
-        .chars()
-        .skip(count.saturating_sub(room))
-        .collect();
+    let composer = inert::name(&app.composer);
+    let count = composer.chars().count();
+    let visible: String = composer.chars().skip(count.saturating_sub(room)).collect();
     let cursor_x = inner.x + u16::try_from(visible.chars().count()).unwrap_or(0);
     frame.render_widget(Paragraph::new(visible).block(block), area);
     if !app.quit {
@@ -155,12 +173,12 @@ fn render_composer(frame: &mut Frame<'_>, app: &App, area: Rect) {
 fn render_help(frame: &mut Frame<'_>, app: &App, area: Rect) {
     let line = if let Some(c) = &app.connection {
         Line::from(Span::styled(
-            format!(" offline: {c}"),
+            format!(" offline: {}", inert::name(c)),
             Style::new().fg(Color::Red),
         ))
     } else if let Some(n) = &app.notice {
         Line::from(Span::styled(
-            format!(" {n}"),
+            format!(" {}", inert::name(n)),
             Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
         ))
     } else {
