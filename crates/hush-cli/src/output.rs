@@ -263,7 +263,9 @@ pub fn format_event(ev: &Event, label: &dyn Fn(i64) -> String) -> Option<String>
             None => format!("{}: disappearing messages off", label(*conversation)),
         },
         Event::KeyChanged { username } => format!("the identity key of {username} changed"),
-        Event::KeyTransparencyAlarm { message } => message.clone(),
+        Event::KeyTransparencyAlarm { message } | Event::SecurityAlarm { message } => {
+            message.clone()
+        }
         _ => return None,
     })
 }

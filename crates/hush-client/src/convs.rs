@@ -65,13 +65,14 @@ impl Client {
             .optional()?)
     }
 
-    /// The active direct conversations with `peer`; the one with the
-    /// smallest group id is where new messages go, so both sides agree
-    /// when they started chats with each other at the same time.
+    /// The active direct conversations with `peer`, oldest first: new
+    /// messages go to the first, the one this device created or joined
+    /// first. (Not the smallest group id: whoever makes a group picks its
+    /// id, so that order would be the other side's to choose.)
     pub(crate) fn direct_convs(&self, peer: &str) -> Result<Vec<ConvRow>, ClientError> {
         let mut stmt = self.store.conn.prepare(&format!(
             "SELECT {CONV_COLUMNS} FROM conversations WHERE kind = 'direct' AND peer = ?1 \
-             AND active = 1 ORDER BY group_id"
+             AND active = 1 ORDER BY id"
         ))?;
         let rows = stmt
             .query_map(params![peer], conv_row)?

@@ -197,4 +197,13 @@ pub enum Event {
         /// What was found and what to do.
         message: String,
     },
+    /// SECURITY: this device refused something it was handed (an
+    /// invitation or a membership change the key directory does not vouch
+    /// for, a replayed invitation, one that would overwrite a conversation),
+    /// or could not check the key directory's history of this account for
+    /// too long. The text starts with "SECURITY:".
+    SecurityAlarm {
+        /// What was refused or found, and what to do.
+        message: String,
+    },
 }
