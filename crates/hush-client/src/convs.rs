@@ -205,10 +205,12 @@ impl Client {
             .device
             .create_conversation(Suite::Hybrid, &info, &kps, now())?;
         let group_id = conv.id().to_vec();
+        let epoch = conv.epoch();
         let recipients = self.recipients_for(&conv);
         self.convs.insert(group_id.clone(), conv);
         let id = self.persist(|tx| {
             let id = Self::insert_conv(tx, &group_id, &info, peer)?;
+            Self::note_group_epoch(tx, &group_id, epoch)?;
             if let Some(welcome) = commit.and_then(|c| c.welcome) {
                 Self::queue_send(
                     tx,

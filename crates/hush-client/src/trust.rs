@@ -2,8 +2,8 @@
 //! member of a Welcome and every device a commit adds must be vouched for by
 //! key transparency (the same lookup proof a send needs), a 1:1 chat holds
 //! exactly two accounts, and a Welcome may neither overwrite a conversation
-//! this device is in nor roll it back into one it has been in (replays to a
-//! last-resort KeyPackage). A refusal changes nothing but the queue position
+//! this device is in nor bring it back into one it has ever been in (replays
+//! to a last-resort KeyPackage). A refusal changes nothing but the queue position
 //! and is shown as [`Event::SecurityAlarm`].
 
 use std::collections::BTreeMap;
@@ -95,8 +95,8 @@ impl Client {
     }
 
     /// Why a Welcome into `group_id` at `epoch` is refused, if it is: the
-    /// group is one this device is in, or one it has been in at this epoch
-    /// or later (a replay), or one it left before epochs were recorded.
+    /// group is one this device is in, or one it has ever been in (a replay
+    /// to a last-resort KeyPackage, or someone reusing the id).
     /// `held` are the groups in this device's MLS state before the join.
     fn welcome_refusal(
         &self,
@@ -122,14 +122,14 @@ impl Client {
                 |r| r.get(0),
             )
             .optional()?;
-        Ok(match known {
-            None => None,
-            Some(Some(seen)) if epoch > seen as u64 => None,
-            Some(_) => Some(format!(
-                "an old invitation (epoch {epoch}) to a conversation you have already been \
-                 in was replayed; it would have rolled you back into it"
-            )),
-        })
+        Ok(known.map(|seen| {
+            let seen = seen.map_or_else(String::new, |e| format!(", where you saw epoch {e}"));
+            format!(
+                "an invitation (epoch {epoch}) to a conversation you have already been in{seen}: \
+                 a replay or a reused id, which would have rolled you back into it. To rejoin a \
+                 group you left, ask to be invited to a new one"
+            )
+        }))
     }
 
     /// Remembers that this device saw `group_id` at `epoch` (inside the

@@ -312,3 +312,45 @@ async fn a_verified_mark_does_not_pass_to_a_swapped_key() {
     alice.kt_status("bob").await.unwrap();
     assert!(!bob_contact(&alice).verified);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_id_of_a_group_this_device_made_and_left_is_refused() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = user(&server, root.path(), "alice").await;
+    let mut mallory = Raw::register(&server, "mallory").await;
+
+    alice
+        .create_group("family", &["mallory".into()])
+        .await
+        .unwrap();
+    let welcome = mallory.receive().await.pop().unwrap();
+    let family_id = mallory.device.join(&welcome, now()).unwrap().id().to_vec();
+    alice.group_leave("family").await.unwrap();
+
+    // Mallory makes a group of her own under the id, at a later epoch than
+    // any alice saw, and invites alice "back".
+    let kps = mallory.claim("alice").await;
+    let (mut conv, _) = mallory
+        .device
+        .create_conversation_with_id(
+            Suite::Hybrid,
+            &ConversationInfo::group("family"),
+            Some(family_id),
+            &[],
+            now(),
+        )
+        .unwrap();
+    for _ in 0..3 {
+        conv.self_update(now()).unwrap();
+        conv.confirm_commit().unwrap();
+    }
+    let add = conv.add_devices(&kps, now()).unwrap();
+    conv.confirm_commit().unwrap();
+    mallory.post(&["alice"], add.welcome.unwrap()).await;
+
+    let events = sync(&mut alice).await;
+    assert_eq!(security_alarms(&events).len(), 1, "{events:?}");
+    assert_eq!(joined(&events), 0, "{events:?}");
+    assert!(alice.groups().unwrap().is_empty());
+}
