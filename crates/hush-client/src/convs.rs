@@ -509,6 +509,10 @@ impl Client {
                 .unwrap_or_default(),
             members,
             disappear_secs: row.disappear_secs,
+            other_chats: match &row.peer {
+                Some(peer) => self.direct_convs(peer)?.len().saturating_sub(1),
+                None => 0,
+            },
         })
     }
 }

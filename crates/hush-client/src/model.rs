@@ -59,6 +59,16 @@ pub struct ConversationView {
     pub members: Vec<String>,
     /// Disappearing-message timer in seconds.
     pub disappear_secs: Option<u32>,
+    /// For a 1:1 chat: how many other 1:1 chats with the same person this
+    /// device is in (started by both sides at once, or made by them on
+    /// purpose). Their messages show here; new messages go to this one, the
+    /// first this device made or joined, whatever their group ids.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub other_chats: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A contact.

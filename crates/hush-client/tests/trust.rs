@@ -194,6 +194,10 @@ async fn a_send_to_alice_goes_to_the_first_chat_not_one_she_picked_the_id_of() {
         groups.iter().all(|g| *g == first_id),
         "sent into a chat mallory picked"
     );
+    // The second chat is not hidden: it is flagged on the first.
+    let convs = bob.conversations().unwrap();
+    assert_eq!(convs.len(), 1, "{convs:?}");
+    assert_eq!(convs[0].other_chats, 1, "{convs:?}");
 }
 
 /// Hands out every one-time KeyPackage of `username` (as a drained or
