@@ -285,7 +285,9 @@ pub fn format_event(ev: &Event, label: &dyn Fn(i64) -> String) -> Option<String>
         Event::KeyChanged { username } => {
             format!("the identity key of {} changed", name(username))
         }
-        Event::KeyTransparencyAlarm { message } => name(message).into_owned(),
+        Event::KeyTransparencyAlarm { message } | Event::SecurityAlarm { message } => {
+            name(message).into_owned()
+        }
         _ => return None,
     })
 }

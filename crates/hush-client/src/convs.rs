@@ -65,13 +65,14 @@ impl Client {
             .optional()?)
     }
 
-    /// The active direct conversations with `peer`; the one with the
-    /// smallest group id is where new messages go, so both sides agree
-    /// when they started chats with each other at the same time.
+    /// The active direct conversations with `peer`, oldest first: new
+    /// messages go to the first, the one this device created or joined
+    /// first. (Not the smallest group id: whoever makes a group picks its
+    /// id, so that order would be the other side's to choose.)
     pub(crate) fn direct_convs(&self, peer: &str) -> Result<Vec<ConvRow>, ClientError> {
         let mut stmt = self.store.conn.prepare(&format!(
             "SELECT {CONV_COLUMNS} FROM conversations WHERE kind = 'direct' AND peer = ?1 \
-             AND active = 1 ORDER BY group_id"
+             AND active = 1 ORDER BY id"
         ))?;
         let rows = stmt
             .query_map(params![peer], conv_row)?
@@ -204,10 +205,12 @@ impl Client {
             .device
             .create_conversation(Suite::Hybrid, &info, &kps, now())?;
         let group_id = conv.id().to_vec();
+        let epoch = conv.epoch();
         let recipients = self.recipients_for(&conv);
         self.convs.insert(group_id.clone(), conv);
         let id = self.persist(|tx| {
             let id = Self::insert_conv(tx, &group_id, &info, peer)?;
+            Self::note_group_epoch(tx, &group_id, epoch)?;
             if let Some(welcome) = commit.and_then(|c| c.welcome) {
                 Self::queue_send(
                     tx,
@@ -506,6 +509,10 @@ impl Client {
                 .unwrap_or_default(),
             members,
             disappear_secs: row.disappear_secs,
+            other_chats: match &row.peer {
+                Some(peer) => self.direct_convs(peer)?.len().saturating_sub(1),
+                None => 0,
+            },
         })
     }
 }

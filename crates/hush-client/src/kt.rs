@@ -349,17 +349,24 @@ impl Client {
     /// text for each version that is not (and remembers them).
     pub async fn kt_monitor(&mut self, force: bool) -> Result<Vec<String>, ClientError> {
         // Only when the directory moved since the last check (one cheap
-        // request), unless forced.
+        // request), unless forced. The server's word that it did not move
+        // is unsigned, so it never stops a check up to the newest root this
+        // client accepted from any signed answer.
         let monitored: Option<u64> = self
             .store
             .meta_str("kt_monitored_epoch")?
             .and_then(|s| s.parse().ok());
-        if !force && monitored.is_some() {
+        let accepted = self.kt_latest_root()?.map(|r| r.epoch);
+        if !force
+            && let Some(m) = monitored
+            && accepted.is_none_or(|a| a <= m)
+        {
             let latest: KtRootsResponse = self
                 .transport
                 .json::<(), _>(Method::GET, "/v1/kt/roots", None)
                 .await?;
-            if Some(latest.latest_epoch) == monitored {
+            if latest.latest_epoch == m {
+                self.note_monitor_complete()?;
                 return Ok(Vec::new());
             }
         }
@@ -439,6 +446,7 @@ impl Client {
             "kt_monitored_epoch",
             root.epoch.to_string().as_bytes(),
         )?;
+        self.note_monitor_complete()?;
         if !alarms.is_empty() {
             LocalStore::set_meta(&self.store.conn, "kt_alarm", alarms.join("\n").as_bytes())?;
             LocalStore::set_meta(

@@ -37,8 +37,10 @@ pub mod kt;
 pub mod local;
 mod messages;
 pub mod model;
+pub mod monitor;
 mod sync;
 pub mod transport;
+mod trust;
 
 pub use client::Client;
 pub use error::ClientError;

@@ -51,7 +51,9 @@ struct KeyFile {
     wrapped_key: String,
 }
 
-const SCHEMA: &str = r#"
+/// Version 1: the schema as the first release wrote it (kept verbatim: a
+/// store without a `user_version` is a version-1 store).
+pub(crate) const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -183,8 +185,60 @@ fn write_keyfile(dir: &Path, keyfile: &KeyFile) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// Every schema change after version 1, in order: `MIGRATIONS[i]` takes a
+/// store from version `i + 2 - 1` to `i + 2`. Applied at open, each in its
+/// own transaction together with the new `user_version`.
+const MIGRATIONS: &[&str] = &[
+    // Version 2: the groups this device has ever been in, with the newest
+    // epoch it saw (NULL: unknown, for groups left before this version), so
+    // a replayed or overwriting Welcome is refused; and the account key a
+    // contact was verified with, so a later key does not inherit it.
+    r#"
+CREATE TABLE known_groups (
+    group_id   BLOB PRIMARY KEY,
+    max_epoch  INTEGER,
+    first_seen INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO known_groups (group_id, max_epoch, first_seen)
+    SELECT group_id, NULL, created_at FROM conversations;
+ALTER TABLE contacts ADD COLUMN verified_key BLOB;
+UPDATE contacts SET verified_key = account_key WHERE verified = 1;
+"#,
+];
+
+/// The schema version this code writes.
+pub(crate) const SCHEMA_VERSION: u32 = 1 + MIGRATIONS.len() as u32;
+
+/// Brings the schema to [`SCHEMA_VERSION`]. A store from a newer release is
+/// refused rather than misread.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), ClientError> {
+    let mut version: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version == 0 {
+        // A new store, or one written before versions were recorded: both
+        // are version 1 once its tables exist.
+        let tx = conn.transaction()?;
+        tx.execute_batch(SCHEMA_V1)?;
+        tx.pragma_update(None, "user_version", 1)?;
+        tx.commit()?;
+        version = 1;
+    }
+    if version > SCHEMA_VERSION {
+        return Err(ClientError::Store(format!(
+            "the local store has schema version {version}, newer than this hush \
+             understands ({SCHEMA_VERSION}); upgrade hush"
+        )));
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize - 1) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", i as u32 + 2)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 fn open_db(path: &Path, key: &[u8; 32]) -> Result<Connection, ClientError> {
-    let conn = Connection::open(path)?;
+    let mut conn = Connection::open(path)?;
     // SQLCipher's raw-key form: no second KDF, the key is already random.
     let hex_key = Zeroizing::new(format!("x'{}'", hex::encode(key)));
     conn.pragma_update(None, "key", &*hex_key)?;
@@ -192,7 +246,7 @@ fn open_db(path: &Path, key: &[u8; 32]) -> Result<Connection, ClientError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.execute_batch(SCHEMA)?;
+    migrate(&mut conn)?;
     Ok(conn)
 }
 
@@ -427,5 +481,100 @@ mod tests {
         drop(s);
         assert!(LocalStore::open(dir.path(), "old").is_err());
         LocalStore::open(dir.path(), "new").unwrap();
+    }
+
+    /// A store as the release before schema versions wrote it: the
+    /// version-1 tables, `user_version` 0, and data in them.
+    fn write_v1_store(dir: &Path, passphrase: &str) {
+        let mut db_key = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut *db_key);
+        let keyfile = LocalStore::wrap(&db_key, passphrase).unwrap();
+        let conn = Connection::open(dir.join(DATABASE)).unwrap();
+        let hex_key = Zeroizing::new(format!("x'{}'", hex::encode(*db_key)));
+        conn.pragma_update(None, "key", &*hex_key).unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO meta (key, value) VALUES ('username', X'616c696365');
+             INSERT INTO kt_roots VALUES (7, X'01', X'02');
+             INSERT INTO mls_state VALUES (X'0a', X'0b');
+             INSERT INTO contacts (username, account_key, first_seen, verified)
+                 VALUES ('bob', X'b0b0', 1, 1), ('carol', X'ca01', 2, 0);
+             INSERT INTO conversations (group_id, kind, peer, name, active, created_at)
+                 VALUES (X'aa', 'direct', 'bob', NULL, 1, 10),
+                        (X'bb', 'group', NULL, 'family', 0, 11);
+             INSERT INTO messages (id, conversation, sender, sender_device, outgoing, kind,
+                 body, sent_at, received_at, status)
+                 VALUES ('m1', 1, 'bob', 1, 0, 'text', 'hello', 5, 6, 'received');
+             INSERT INTO outbox (request, message_id) VALUES ('{}', 'm1');",
+        )
+        .unwrap();
+        assert_eq!(
+            conn.pragma_query_value(None, "user_version", |r| r.get::<_, u32>(0))
+                .unwrap(),
+            0
+        );
+        drop(conn);
+        write_keyfile(dir, &keyfile).unwrap();
+    }
+
+    #[test]
+    fn a_version_1_store_opens_with_everything_in_it_after_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        write_v1_store(dir.path(), "pw");
+        let s = LocalStore::open(dir.path(), "pw").unwrap();
+        let c = &s.conn;
+        let version: u32 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(s.meta_str("username").unwrap().as_deref(), Some("alice"));
+        assert_eq!(s.mls_entries().unwrap().len(), 1);
+        let count = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(count("SELECT COUNT(*) FROM kt_roots WHERE epoch = 7"), 1);
+        assert_eq!(count("SELECT COUNT(*) FROM conversations"), 2);
+        assert_eq!(count("SELECT COUNT(*) FROM outbox"), 1);
+        let body: String = c
+            .query_row("SELECT body FROM messages WHERE id = 'm1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(body, "hello");
+        // Groups left before the upgrade are remembered, epoch unknown.
+        assert_eq!(
+            count("SELECT COUNT(*) FROM known_groups WHERE max_epoch IS NULL"),
+            2
+        );
+        // The key a contact was verified with is the one recorded then.
+        let vk: Option<Vec<u8>> = c
+            .query_row(
+                "SELECT verified_key FROM contacts WHERE username = 'bob'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(vk, Some(vec![0xb0, 0xb0]));
+        let vk: Option<Vec<u8>> = c
+            .query_row(
+                "SELECT verified_key FROM contacts WHERE username = 'carol'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(vk, None);
+        drop(s);
+        // Opening again applies nothing twice.
+        LocalStore::open(dir.path(), "pw").unwrap();
+    }
+
+    #[test]
+    fn a_store_from_a_newer_release_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::create(dir.path(), "pw").unwrap();
+        s.conn
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(s);
+        let err = LocalStore::open(dir.path(), "pw").unwrap_err();
+        assert!(err.to_string().contains("newer"), "{err}");
     }
 }

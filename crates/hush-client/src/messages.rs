@@ -433,7 +433,8 @@ impl Client {
     /// The contacts this account has met.
     pub fn contacts(&self) -> Result<Vec<ContactView>, ClientError> {
         let mut stmt = self.store.conn.prepare(
-            "SELECT username, display_name, verified, key_changed, blocked FROM contacts ORDER BY username",
+            "SELECT username, display_name, verified = 1 AND verified_key IS account_key, \
+             key_changed, blocked FROM contacts ORDER BY username",
         )?;
         let rows = stmt
             .query_map([], |r| {
@@ -461,17 +462,42 @@ impl Client {
         ))
     }
 
-    /// Records that the user compared safety numbers with `user`.
-    pub fn mark_verified(&mut self, user: &str) -> Result<(), ClientError> {
-        let n = self.store.conn.execute(
-            "UPDATE contacts SET verified = 1, key_changed = 0 WHERE username = ?1",
-            params![user],
-        )?;
-        if n == 0 {
+    /// Records that the user compared `compared`, the safety number shown
+    /// to them, with `user`'s screen. The account key that number was made
+    /// from is recorded with the mark; a later key never counts as verified.
+    /// When the key changed since the number was shown, nothing is marked.
+    pub fn mark_verified(
+        &mut self,
+        user: &str,
+        compared: &SafetyNumber,
+    ) -> Result<(), ClientError> {
+        let known: Option<Vec<u8>> = self
+            .store
+            .conn
+            .query_row(
+                "SELECT account_key FROM contacts WHERE username = ?1",
+                params![user],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(key) = known else {
             return Err(ClientError::NotFound(format!(
                 "{user} is not a contact yet"
             )));
+        };
+        let them = Username::new(user).map_err(|e| ClientError::InvalidInput(e.to_string()))?;
+        let current = SafetyNumber::new(
+            (&self.username, &self.account.public()),
+            (&them, &hush_proto::AccountPublicKey::from_slice(&key)?),
+        );
+        if current != *compared {
+            return Err(ClientError::KeyChanged(user.to_owned()));
         }
+        self.store.conn.execute(
+            "UPDATE contacts SET verified = 1, key_changed = 0, verified_key = account_key \
+             WHERE username = ?1",
+            params![user],
+        )?;
         Ok(())
     }
 

@@ -59,6 +59,16 @@ pub struct ConversationView {
     pub members: Vec<String>,
     /// Disappearing-message timer in seconds.
     pub disappear_secs: Option<u32>,
+    /// For a 1:1 chat: how many other 1:1 chats with the same person this
+    /// device is in (started by both sides at once, or made by them on
+    /// purpose). Their messages show here; new messages go to this one, the
+    /// first this device made or joined, whatever their group ids.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub other_chats: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A contact.
@@ -195,6 +205,15 @@ pub enum Event {
     /// never added, or a directory shown differently to a contact.
     KeyTransparencyAlarm {
         /// What was found and what to do.
+        message: String,
+    },
+    /// SECURITY: this device refused something it was handed (an
+    /// invitation or a membership change the key directory does not vouch
+    /// for, a replayed invitation, one that would overwrite a conversation),
+    /// or could not check the key directory's history of this account for
+    /// too long. The text starts with "SECURITY:".
+    SecurityAlarm {
+        /// What was refused or found, and what to do.
         message: String,
     },
 }

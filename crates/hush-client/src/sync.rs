@@ -15,6 +15,7 @@ use crate::client::{Client, now};
 use crate::error::ClientError;
 use crate::local::LocalStore;
 use crate::model::Event;
+use crate::trust::Vetting;
 
 /// How long a sync waits for the server to finish sending the stored queue.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,16 +45,7 @@ impl Client {
         self.flush_outbox().await?;
         let mut follow = FollowUp::default();
         let mut events = self.receive(wait, &mut follow, &mut on_event).await?;
-        let mut alarms = match self.kt_monitor(false).await {
-            Ok(a) => a,
-            Err(ClientError::KeyTransparency(e)) => vec![format!(
-                "SECURITY: the key directory's history of your account does not verify: {e}"
-            )],
-            Err(e) => {
-                tracing::debug!(error = %e, "key-transparency monitor did not run");
-                Vec::new()
-            }
-        };
+        let mut alarms = self.kt_monitor_alarms().await?;
         let mut seen = std::collections::BTreeSet::new();
         for (from, cp) in std::mem::take(&mut follow.checkpoints) {
             if !seen.insert((cp.epoch, cp.root_hash)) {
@@ -152,7 +144,7 @@ impl Client {
             })?;
             match frame {
                 ServerFrame::Envelope(env) => {
-                    let new = self.handle_envelope(&env, follow)?;
+                    let new = self.handle_envelope(&env, follow).await?;
                     for ev in new {
                         on_event(&ev);
                         events.push(ev);
@@ -196,7 +188,7 @@ impl Client {
 
     /// Opens one envelope and stores its effect with the new queue position.
     /// An envelope already handled (its acknowledgement was lost) is skipped.
-    fn handle_envelope(
+    async fn handle_envelope(
         &mut self,
         env: &Envelope,
         follow: &mut FollowUp,
@@ -206,9 +198,9 @@ impl Client {
         }
         let seq = env.seq.to_string();
         let result = match peek_message(&env.payload) {
-            Ok(MessageKind::Welcome) => self.handle_welcome(&env.payload, &seq),
+            Ok(MessageKind::Welcome) => self.handle_welcome(&env.payload, &seq).await,
             Ok(MessageKind::Group { group_id, .. }) => {
-                self.handle_group(&group_id, env, &seq, follow)
+                self.handle_group(&group_id, env, &seq, follow).await
             }
             Ok(_) | Err(_) => Err(ClientError::Proto(ProtoError::InvalidRequest(
                 "not a message for this device",
@@ -217,6 +209,12 @@ impl Client {
         match result {
             Ok(events) => Ok(events),
             Err(ClientError::Store(e)) => Err(ClientError::Store(e)),
+            // The key directory could not be asked about new members: keep
+            // the message queued and try again next time.
+            Err(e @ (ClientError::Network(_) | ClientError::Server(_))) => {
+                self.reload_mls()?;
+                Err(e)
+            }
             Err(e) => {
                 // Undecryptable, replayed or foreign: nothing to keep. Record
                 // the position so it is not retried, and move on.
@@ -228,43 +226,7 @@ impl Client {
         }
     }
 
-    fn handle_welcome(&mut self, payload: &[u8], seq: &str) -> Result<Vec<Event>, ClientError> {
-        let conv = self.device.join(payload, now())?;
-        let info = conv.info()?;
-        let group_id = conv.id().to_vec();
-        let members = conv.members();
-        let me = self.username.clone();
-        let peer = match info.kind {
-            hush_proto::ConversationKind::Direct => members
-                .iter()
-                .map(|c| c.username().clone())
-                .find(|u| *u != me)
-                .map(|u| u.to_string()),
-            hush_proto::ConversationKind::Group => None,
-        };
-        let mut events = Vec::new();
-        for cert in &members {
-            if self.note_account_key(cert.username().as_str(), cert.account_key().as_bytes())? {
-                events.push(Event::KeyChanged {
-                    username: cert.username().to_string(),
-                });
-            }
-        }
-        self.convs.insert(group_id.clone(), conv);
-        let id = self.persist(|tx| {
-            let id = Self::insert_conv(tx, &group_id, &info, peer.as_deref())?;
-            LocalStore::set_meta(tx, "last_seq", seq.as_bytes())?;
-            Ok(id)
-        })?;
-        if let Some(row) = self.conv_by_id(id)? {
-            events.push(Event::Joined {
-                conversation: self.view(&row)?,
-            });
-        }
-        Ok(events)
-    }
-
-    fn handle_group(
+    async fn handle_group(
         &mut self,
         group_id: &[u8],
         env: &Envelope,
@@ -346,6 +308,16 @@ impl Client {
                 }
             }
             Incoming::Commit(change) => {
+                if !change.removed_self {
+                    match self.vet_commit(group_id, &change.added).await? {
+                        Vetting::Refused(why) => return self.refuse(seq, &why),
+                        Vetting::Vouched(changed) => events.extend(
+                            changed
+                                .into_iter()
+                                .map(|username| Event::KeyChanged { username }),
+                        ),
+                    }
+                }
                 let removed_self = change.removed_self;
                 let name = change.info.as_ref().and_then(|i| i.name.clone());
                 let gid = group_id.to_vec();
@@ -354,7 +326,9 @@ impl Client {
                     self.device.forget(group_id);
                 }
                 let ev = self.members_event(group_id, &change)?;
+                let epoch = change.epoch;
                 self.persist(|tx| {
+                    Self::note_group_epoch(tx, &gid, epoch)?;
                     if removed_self {
                         tx.execute(
                             "UPDATE conversations SET active = 0 WHERE group_id = ?1",

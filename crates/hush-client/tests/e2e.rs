@@ -333,6 +333,6 @@ async fn safety_numbers_match_and_key_changes_are_loud() {
     let ab = alice.safety_number("bob").await.unwrap();
     let ba = bob.safety_number("alice").await.unwrap();
     assert_eq!(ab, ba);
-    alice.mark_verified("bob").unwrap();
+    alice.mark_verified("bob", &ab).unwrap();
     assert!(alice.contacts().unwrap()[0].verified);
 }

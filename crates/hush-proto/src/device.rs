@@ -228,6 +228,21 @@ impl Device {
         key_packages: &[Vec<u8>],
         now: Timestamp,
     ) -> Result<(Conversation, Option<PendingCommit>), ProtoError> {
+        self.create_conversation_with_id(suite, info, None, key_packages, now)
+    }
+
+    /// [`Device::create_conversation`] with a group id of the caller's
+    /// choosing (random when `None`). Whoever creates a group picks its id:
+    /// receivers must never trust it to be new (tests use this to play a
+    /// member who reuses one).
+    pub fn create_conversation_with_id(
+        &self,
+        suite: Suite,
+        info: &ConversationInfo,
+        group_id: Option<Vec<u8>>,
+        key_packages: &[Vec<u8>],
+        now: Timestamp,
+    ) -> Result<(Conversation, Option<PendingCommit>), ProtoError> {
         if info.kind == ConversationKind::Direct && key_packages.is_empty() {
             return Err(ProtoError::InvalidRequest(
                 "a 1:1 conversation needs the other account's devices",
@@ -235,9 +250,13 @@ impl Device {
         }
         let mut context = ExtensionList::new();
         context.set(info.to_extension());
-        let group =
-            self.client(suite)
-                .create_group(context, ExtensionList::new(), Some(now.mls()))?;
+        let client = self.client(suite);
+        let group = match group_id {
+            Some(id) => {
+                client.create_group_with_id(id, context, ExtensionList::new(), Some(now.mls()))?
+            }
+            None => client.create_group(context, ExtensionList::new(), Some(now.mls()))?,
+        };
         let mut conv = self.wrap(group);
         conv.persist()?;
         if key_packages.is_empty() {

@@ -47,7 +47,7 @@ pub async fn sync(client: &mut Client, wait: Duration, out: &mut Out) -> Result<
             if let Event::KeyChanged { username } = ev {
                 let _ = writeln!(std::io::stderr(), "{}", key_changed_warning(username));
             }
-            if let Event::KeyTransparencyAlarm { message } = ev {
+            if let Event::KeyTransparencyAlarm { message } | Event::SecurityAlarm { message } = ev {
                 alarmed = true;
                 let bar = "!".repeat(72);
                 let message = crate::inert::name(message);
@@ -99,7 +99,7 @@ pub async fn sync(client: &mut Client, wait: Duration, out: &mut Out) -> Result<
         return Err(e.into());
     }
     if alarmed {
-        anyhow::bail!("key transparency raised an alarm (above); everything received was stored");
+        anyhow::bail!("a security alarm was raised (above); everything else received was stored");
     }
     Ok(())
 }

@@ -19,7 +19,8 @@ pub async fn verify(client: &mut Client, username: &str, mark: bool, out: &mut O
     // not prove; this says what it proved.
     let kt = client.kt_status(username).await?;
     if mark {
-        client.mark_verified(username)?;
+        // Marks the key the number above was made from, and only that key.
+        client.mark_verified(username, &number)?;
     }
     let verified = client
         .contacts()?

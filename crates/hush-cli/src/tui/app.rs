@@ -346,7 +346,7 @@ impl App {
             Event::Removed { .. } => {
                 self.notice = Some("you were removed from a group".into());
             }
-            Event::KeyTransparencyAlarm { message } => {
+            Event::KeyTransparencyAlarm { message } | Event::SecurityAlarm { message } => {
                 self.notice = Some(message);
             }
             _ => {}

@@ -18,6 +18,7 @@ fn conv(id: i64, kind: &str, name: &str, members: &[&str]) -> ConversationView {
         name: name.into(),
         members: members.iter().map(|m| (*m).to_owned()).collect(),
         disappear_secs: None,
+        other_chats: 0,
     }
 }
 

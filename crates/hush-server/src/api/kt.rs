@@ -108,6 +108,8 @@ pub async fn roots(
     } else {
         state.kt.roots(who.as_deref(), from, to).await?
     };
+    #[cfg(feature = "fault-injection")]
+    let latest = state.kt.faults.stated_latest_epoch().unwrap_or(latest);
     Ok(Json(KtRootsResponse {
         latest_epoch: latest,
         roots: roots.iter().map(wire_root).collect(),
@@ -142,6 +144,13 @@ pub async fn history(
     if user.as_str() != me.username {
         return Err(Failure::forbidden(
             "only the account itself may fetch its key history",
+        ));
+    }
+    #[cfg(feature = "fault-injection")]
+    if state.kt.faults.history_refused() {
+        return Err(Failure::new(
+            ErrorCode::Unavailable,
+            "key directory unavailable; retry later",
         ));
     }
     let (root, proof) = state.kt.history(Some(&me.username), &user).await?;

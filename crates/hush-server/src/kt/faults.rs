@@ -11,6 +11,10 @@
 //! - [`Faults::fork`]: one user is shown a copy of the directory in which the
 //!   ghost is published, everyone else the real one; signed roots of the two
 //!   views differ for the same epoch.
+//! - [`Faults::state_latest_epoch`]: `GET /v1/kt/roots` says the directory
+//!   stopped at an epoch it has moved past (the field is unsigned).
+//! - [`Faults::refuse_history`]: key-history requests fail, so an account
+//!   cannot monitor its own keys.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -51,6 +55,8 @@ struct State {
     ghosts: HashMap<String, Ghost>,
     published: HashSet<String>,
     rewritten: HashSet<u64>,
+    stated_latest: Option<u64>,
+    history_refused: bool,
 }
 
 /// The faults in force.
@@ -127,6 +133,26 @@ impl Faults {
 
     pub(crate) fn is_rewritten(&self, epoch: u64) -> bool {
         self.lock().rewritten.contains(&epoch)
+    }
+
+    /// From now on `GET /v1/kt/roots` reports `epoch` (or the truth, with
+    /// `None`) as its latest epoch, whatever it has published since.
+    pub fn state_latest_epoch(&self, epoch: Option<u64>) {
+        self.lock().stated_latest = epoch;
+    }
+
+    pub(crate) fn stated_latest_epoch(&self) -> Option<u64> {
+        self.lock().stated_latest
+    }
+
+    /// From now on (or no longer) every `GET /v1/kt/history/{username}`
+    /// fails as if the directory were down.
+    pub fn refuse_history(&self, refuse: bool) {
+        self.lock().history_refused = refuse;
+    }
+
+    pub(crate) fn history_refused(&self) -> bool {
+        self.lock().history_refused
     }
 
     /// The ghost served for `username`, if any.

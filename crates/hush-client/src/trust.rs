@@ -1,0 +1,250 @@
+//! What a device checks before it lets anyone into a conversation: every
+//! member of a Welcome and every device a commit adds must be vouched for by
+//! key transparency (the same lookup proof a send needs), a 1:1 chat holds
+//! exactly two accounts, and a Welcome may neither overwrite a conversation
+//! this device is in nor bring it back into one it has ever been in (replays
+//! to a last-resort KeyPackage). A refusal changes nothing but the queue position
+//! and is shown as [`Event::SecurityAlarm`].
+
+use std::collections::BTreeMap;
+
+use hush_proto::{ConversationKind, DeviceCertificate};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use crate::client::{Client, now, now_ms};
+use crate::error::ClientError;
+use crate::local::LocalStore;
+use crate::model::Event;
+
+/// What the key directory said about new members.
+pub(crate) enum Vetting {
+    /// Every one is vouched for; these contacts' account keys changed.
+    Vouched(Vec<String>),
+    /// Refused, and why.
+    Refused(String),
+}
+
+impl Client {
+    /// Checks `certs` against the key directory. Refuses them when the
+    /// directory does not vouch for one of them; errors only when the
+    /// directory could not be asked (the message is then kept for later).
+    pub(crate) async fn vet_members(
+        &mut self,
+        certs: &[DeviceCertificate],
+    ) -> Result<Vetting, ClientError> {
+        use Vetting::Refused;
+        let mut by_account: BTreeMap<String, Vec<&DeviceCertificate>> = BTreeMap::new();
+        for c in certs {
+            by_account
+                .entry(c.username().to_string())
+                .or_default()
+                .push(c);
+        }
+        let mut changed = Vec::new();
+        for (user, certs) in by_account {
+            let mine = user == self.username.as_str();
+            let value = if mine {
+                self.own_directory_value(&user).await?
+            } else {
+                match self.lookup(&user).await {
+                    Ok((_, key_changed)) => {
+                        if key_changed {
+                            changed.push(user.clone());
+                        }
+                        self.kt_vouched.get(&user).cloned()
+                    }
+                    Err(e @ (ClientError::KeyTransparency(_) | ClientError::NotFound(_))) => {
+                        return Ok(Refused(format!(
+                            "the key directory does not vouch for {user}: {e}"
+                        )));
+                    }
+                    Err(ClientError::Proto(e)) => {
+                        return Ok(Refused(format!(
+                            "the server's answer for {user} is invalid: {e}"
+                        )));
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            let Some(value) = value else {
+                return Ok(Refused(format!("the key directory does not list {user}")));
+            };
+            for cert in certs {
+                if !value.vouches_for(cert) {
+                    return Ok(Refused(format!(
+                        "device {} of {user} carries a key the key directory does not list \
+                         (someone made it up)",
+                        cert.device_id().0
+                    )));
+                }
+            }
+        }
+        Ok(Vetting::Vouched(changed))
+    }
+
+    /// This account's directory value (for its other devices in a group).
+    async fn own_directory_value(
+        &mut self,
+        user: &str,
+    ) -> Result<Option<hush_proto::kt::KtValue>, ClientError> {
+        match self.lookup_verified(user).await {
+            Ok(_) => Ok(self.kt_vouched.get(user).cloned()),
+            Err(ClientError::KeyTransparency(_) | ClientError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Why a Welcome into `group_id` at `epoch` is refused, if it is: the
+    /// group is one this device is in, or one it has ever been in (a replay
+    /// to a last-resort KeyPackage, or someone reusing the id).
+    /// `held` are the groups in this device's MLS state before the join.
+    fn welcome_refusal(
+        &self,
+        group_id: &[u8],
+        epoch: u64,
+        held: &[Vec<u8>],
+    ) -> Result<Option<String>, ClientError> {
+        let active = self.conv_by_group_id(group_id)?.is_some()
+            || held.iter().any(|g| g.as_slice() == group_id);
+        if active {
+            return Ok(Some(
+                "an invitation reuses the id of a conversation you are in; it would have \
+                 replaced that conversation"
+                    .into(),
+            ));
+        }
+        let known: Option<Option<i64>> = self
+            .store
+            .conn
+            .query_row(
+                "SELECT max_epoch FROM known_groups WHERE group_id = ?1",
+                params![group_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(known.map(|seen| {
+            let seen = seen.map_or_else(String::new, |e| format!(", where you saw epoch {e}"));
+            format!(
+                "an invitation (epoch {epoch}) to a conversation you have already been in{seen}: \
+                 a replay or a reused id, which would have rolled you back into it. To rejoin a \
+                 group you left, ask to be invited to a new one"
+            )
+        }))
+    }
+
+    /// Remembers that this device saw `group_id` at `epoch` (inside the
+    /// caller's transaction); kept after leaving, so replays stay refused.
+    pub(crate) fn note_group_epoch(
+        tx: &Transaction<'_>,
+        group_id: &[u8],
+        epoch: u64,
+    ) -> Result<(), ClientError> {
+        tx.execute(
+            "INSERT INTO known_groups (group_id, max_epoch, first_seen) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (group_id) DO UPDATE SET max_epoch = MAX(COALESCE(max_epoch, 0), excluded.max_epoch)",
+            params![group_id, epoch as i64, now_ms() as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Drops what the refused message did to the MLS state, moves the queue
+    /// position past it, and returns the alarm to show.
+    pub(crate) fn refuse(&mut self, seq: &str, what: &str) -> Result<Vec<Event>, ClientError> {
+        self.reload_mls()?;
+        LocalStore::set_meta(&self.store.conn, "last_seq", seq.as_bytes())?;
+        let message = format!("SECURITY: refused {what}. Nothing was joined or changed");
+        tracing::warn!(%message, "refused a message");
+        Ok(vec![Event::SecurityAlarm { message }])
+    }
+
+    /// Joins the conversation of a Welcome once every check passes.
+    pub(crate) async fn handle_welcome(
+        &mut self,
+        payload: &[u8],
+        seq: &str,
+    ) -> Result<Vec<Event>, ClientError> {
+        let held = self.device.conversation_ids();
+        // Joined in memory only: nothing is stored until the checks pass.
+        let conv = self.device.join(payload, now())?;
+        let info = conv.info()?;
+        let group_id = conv.id().to_vec();
+        let epoch = conv.epoch();
+        let members = conv.members();
+        if let Some(why) = self.welcome_refusal(&group_id, epoch, &held)? {
+            return self.refuse(seq, &format!("an invitation: {why}"));
+        }
+        let me = self.username.clone();
+        let mut others: Vec<String> = members
+            .iter()
+            .map(|c| c.username().to_string())
+            .filter(|u| u != me.as_str())
+            .collect();
+        others.sort();
+        others.dedup();
+        if info.kind == ConversationKind::Direct && others.len() != 1 {
+            return self.refuse(
+                seq,
+                &format!(
+                    "an invitation to a 1:1 chat with {} other accounts",
+                    others.len()
+                ),
+            );
+        }
+        let changed = match self.vet_members(&members).await {
+            Ok(Vetting::Vouched(changed)) => changed,
+            Ok(Vetting::Refused(why)) => {
+                let from = others.join(", ");
+                return self.refuse(seq, &format!("an invitation from {from}: {why}"));
+            }
+            Err(e) => {
+                self.reload_mls()?;
+                return Err(e);
+            }
+        };
+        let peer = match info.kind {
+            ConversationKind::Direct => others.first().cloned(),
+            ConversationKind::Group => None,
+        };
+        // The lookups recorded (and compared) every member's account key.
+        self.convs.insert(group_id.clone(), conv);
+        let id = self.persist(|tx| {
+            let id = Self::insert_conv(tx, &group_id, &info, peer.as_deref())?;
+            Self::note_group_epoch(tx, &group_id, epoch)?;
+            LocalStore::set_meta(tx, "last_seq", seq.as_bytes())?;
+            Ok(id)
+        })?;
+        let mut events: Vec<Event> = changed
+            .into_iter()
+            .map(|username| Event::KeyChanged { username })
+            .collect();
+        if let Some(row) = self.conv_by_id(id)? {
+            events.push(Event::Joined {
+                conversation: self.view(&row)?,
+            });
+        }
+        Ok(events)
+    }
+
+    /// Checks the devices a received commit adds.
+    pub(crate) async fn vet_commit(
+        &mut self,
+        group_id: &[u8],
+        added: &[DeviceCertificate],
+    ) -> Result<Vetting, ClientError> {
+        if added.is_empty() {
+            return Ok(Vetting::Vouched(Vec::new()));
+        }
+        let conv = self.conv(group_id)?;
+        if conv.info()?.kind == ConversationKind::Direct && conv.accounts().len() > 2 {
+            return Ok(Vetting::Refused(
+                "a change that adds a third account to a 1:1 chat".into(),
+            ));
+        }
+        Ok(match self.vet_members(added).await? {
+            Vetting::Refused(why) => {
+                Vetting::Refused(format!("a change that adds a member: {why}"))
+            }
+            ok => ok,
+        })
+    }
+}
