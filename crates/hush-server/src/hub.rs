@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use axum::extract::ws::CloseFrame;
+use bytes::Bytes;
 
 use tokio::sync::{Notify, mpsc};
 
@@ -48,6 +49,34 @@ pub struct Pushed {
     pub early: Option<Arc<crate::store::EarlyAck>>,
 }
 
+/// An ephemeral payload, shared by every recipient of one send: one
+/// buffer, and at most one cluster frame built from it.
+#[derive(Debug)]
+pub struct Ephemeral {
+    payload: Bytes,
+    framed: OnceLock<Bytes>,
+}
+
+impl Ephemeral {
+    /// Shares `payload`.
+    pub fn new(payload: Bytes) -> Self {
+        Self {
+            payload,
+            framed: OnceLock::new(),
+        }
+    }
+
+    /// The payload (a cheap clone of the shared buffer).
+    pub fn payload(&self) -> Bytes {
+        self.payload.clone()
+    }
+
+    /// The payload framed by `build`, built once for all recipients.
+    pub fn framed(&self, build: impl FnOnce(&[u8]) -> Bytes) -> Bytes {
+        self.framed.get_or_init(|| build(&self.payload)).clone()
+    }
+}
+
 /// WebSocket close code when a newer connection of the same device, on this
 /// node or another, replaced this one (private-use range 4000-4999).
 pub const CLOSE_REPLACED: u16 = 4000;
@@ -68,7 +97,7 @@ pub trait Remote: Send + Sync + 'static {
     /// The device's queue has grown; wake it wherever it is connected.
     fn wake(&self, device: &DeviceKey);
     /// An ephemeral payload for a device not connected to this node.
-    fn ephemeral(&self, device: &DeviceKey, payload: &[u8]);
+    fn ephemeral(&self, device: &DeviceKey, payload: &Ephemeral);
 }
 
 struct Conn {
@@ -76,7 +105,7 @@ struct Conn {
     wake: Arc<Notify>,
     kick: Arc<Notify>,
     why: Arc<AtomicU8>,
-    ephemeral: mpsc::Sender<Vec<u8>>,
+    ephemeral: mpsc::Sender<Bytes>,
     // Boxed: a channel allocates its first block of slots up front, and an
     // idle connection should cost little.
     push: mpsc::Sender<Box<Pushed>>,
@@ -108,7 +137,7 @@ pub struct Registration {
     /// Notified when a newer connection of the same device replaced this one.
     pub kick: Arc<Notify>,
     /// Ephemeral payloads for the device.
-    pub ephemeral: mpsc::Receiver<Vec<u8>>,
+    pub ephemeral: mpsc::Receiver<Bytes>,
     /// Envelopes just stored for the device (already durable).
     pub push: mpsc::Receiver<Box<Pushed>>,
     why: Arc<AtomicU8>,
@@ -210,14 +239,14 @@ impl Hub {
     /// device is not connected here or its buffer is full. For a device not
     /// connected here the payload also goes to the [`Remote`] (and is not
     /// counted: another node delivers it, or nobody).
-    pub fn send_ephemeral(&self, device: &DeviceKey, payload: Vec<u8>) -> bool {
+    pub fn send_ephemeral(&self, device: &DeviceKey, payload: &Ephemeral) -> bool {
         let Some(r) = self.remote.get() else {
-            return self.send_ephemeral_local(device, payload);
+            return self.send_ephemeral_local(device, payload.payload());
         };
         if self.is_connected(device) {
-            return self.send_ephemeral_local(device, payload);
+            return self.send_ephemeral_local(device, payload.payload());
         }
-        r.ephemeral(device, &payload);
+        r.ephemeral(device, payload);
         false
     }
 
@@ -255,7 +284,7 @@ impl Hub {
 
     /// Hands an ephemeral payload to the device's connection on this node
     /// only; false if it is not here or its buffer is full.
-    pub fn send_ephemeral_local(&self, device: &DeviceKey, payload: Vec<u8>) -> bool {
+    pub fn send_ephemeral_local(&self, device: &DeviceKey, payload: Bytes) -> bool {
         match self.lock().get(device) {
             Some(c) => c.ephemeral.try_send(payload).is_ok(),
             None => false,

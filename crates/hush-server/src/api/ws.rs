@@ -57,6 +57,7 @@ pub async fn connect(
     State(state): State<AppState>,
     AuthDevice(me): AuthDevice,
     headers: HeaderMap,
+    slot: Option<axum::Extension<crate::quota::SlotCell>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if state.is_draining() {
@@ -90,6 +91,8 @@ pub async fn connect(
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(WS_WRITE_BUFFER)
         .on_upgrade(move |socket| async move {
+            // The socket holds the account's connection slot while open.
+            let _slot = slot.and_then(|s| s.take());
             METRICS.connection(1);
             if let Err(e) = session(&state, &me, token, socket).await {
                 tracing::debug!(device = ?me, error = %e, "connection ended");
@@ -155,7 +158,7 @@ async fn session(
                     return Ok(());
                 }
                 Some(payload) = reg.ephemeral.recv() => {
-                    sink.feed(Message::Binary(ServerFrame::Ephemeral(payload).encode().into())).await?;
+                    sink.feed(Message::Binary(ServerFrame::Ephemeral(payload.to_vec()).encode().into())).await?;
                 }
                 Some(env) = reg.push.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
                     // Durable, or about to be. Sent as is only when it is the

@@ -510,6 +510,10 @@ pub trait Store: Send + Sync + 'static {
     /// Counts for operators.
     async fn stats(&self) -> StoreResult<Stats>;
 
+    /// The payload bytes waiting in each device's queue, in the order given
+    /// (0 for a device with none, or none at all). For the queue quota.
+    async fn queue_bytes(&self, devices: &[DeviceKey]) -> StoreResult<Vec<u64>>;
+
     /// Whether the database answers.
     async fn ping(&self) -> bool;
 

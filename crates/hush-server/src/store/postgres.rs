@@ -619,6 +619,22 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn queue_bytes(&self, devices: &[DeviceKey]) -> StoreResult<Vec<u64>> {
+        let names: Vec<&str> = devices.iter().map(|d| d.username.as_str()).collect();
+        let ids: Vec<i64> = devices.iter().map(|d| i64::from(d.device_id)).collect();
+        let rows = sqlx::query(
+            "SELECT COALESCE((SELECT SUM(octet_length(e.payload)) FROM envelopes e \
+             WHERE e.username = t.u AND e.device_id = t.d), 0)::BIGINT \
+             FROM unnest($1::TEXT[], $2::BIGINT[]) WITH ORDINALITY AS t(u, d, n) ORDER BY t.n",
+        )
+        .bind(names)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows.iter().map(|r| r.get::<i64, _>(0) as u64).collect())
+    }
+
     async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }

@@ -1070,6 +1070,27 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn queue_bytes(&self, devices: &[DeviceKey]) -> StoreResult<Vec<u64>> {
+        let devices = devices.to_vec();
+        self.read(move |conn| {
+            let mut q = conn
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(length(payload)), 0) FROM envelopes \
+                     WHERE username = ?1 AND device_id = ?2",
+                )
+                .map_err(backend)?;
+            devices
+                .iter()
+                .map(|d| {
+                    q.query_row(params![d.username, d.device_id], |r| r.get::<_, i64>(0))
+                        .map(|n| n as u64)
+                        .map_err(backend)
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn ping(&self) -> bool {
         self.read(|conn| {
             conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
