@@ -99,7 +99,7 @@ pub struct QuotaFlags {
     #[arg(long, env = "HUSH_MAX_KEY_PACKAGES", global = true)]
     pub max_key_packages: Option<u64>,
     /// Most requests in progress plus WebSockets open of one account
-    /// (default 64; 0: no limit).
+    /// (default 32; 0: no limit).
     #[arg(long, env = "HUSH_MAX_ACCOUNT_CONNECTIONS", global = true)]
     pub max_account_connections: Option<usize>,
     /// Longest a request body may take to arrive (default 2m; 0s: none).

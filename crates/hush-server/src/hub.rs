@@ -17,7 +17,7 @@
 //! through the `*_local` methods.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use axum::extract::ws::CloseFrame;
@@ -31,6 +31,52 @@ use crate::store::DeviceKey;
 const EPHEMERAL_BUFFER: usize = 64;
 /// Stored envelopes handed to a connection before the rest wait for a read.
 const PUSH_BUFFER: usize = 256;
+/// Payload bytes handed to a connection and not yet taken by it before
+/// the rest wait for a read (one envelope always fits).
+pub const PUSH_BYTES: usize = 1 << 20;
+/// Ephemeral payload bytes buffered per connection before new ones are
+/// dropped (one payload always fits).
+pub const EPHEMERAL_BYTES: usize = 1 << 20;
+
+/// An item in a connection's buffer, counted against the buffer's byte
+/// budget until the connection drops it.
+#[derive(Debug)]
+pub struct Budgeted<T> {
+    item: T,
+    len: usize,
+    budget: Arc<AtomicUsize>,
+}
+
+impl<T> Budgeted<T> {
+    /// Counts `len` bytes of `item` against `budget` (of `max` bytes), or
+    /// gives `item` back if they do not fit.
+    fn take(item: T, len: usize, budget: &Arc<AtomicUsize>, max: usize) -> Result<Self, T> {
+        let used = budget.fetch_add(len, Ordering::AcqRel);
+        if used > 0 && used.saturating_add(len) > max {
+            budget.fetch_sub(len, Ordering::AcqRel);
+            return Err(item);
+        }
+        Ok(Self {
+            item,
+            len,
+            budget: budget.clone(),
+        })
+    }
+}
+
+impl<T> std::ops::Deref for Budgeted<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.item
+    }
+}
+
+impl<T> Drop for Budgeted<T> {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.len, Ordering::AcqRel);
+    }
+}
 
 /// An envelope for a device's queue, stored or about to be, handed to its
 /// connection.
@@ -105,10 +151,12 @@ struct Conn {
     wake: Arc<Notify>,
     kick: Arc<Notify>,
     why: Arc<AtomicU8>,
-    ephemeral: mpsc::Sender<Bytes>,
+    ephemeral: mpsc::Sender<Budgeted<Bytes>>,
+    ephemeral_bytes: Arc<AtomicUsize>,
     // Boxed: a channel allocates its first block of slots up front, and an
     // idle connection should cost little.
-    push: mpsc::Sender<Box<Pushed>>,
+    push: mpsc::Sender<Budgeted<Box<Pushed>>>,
+    push_bytes: Arc<AtomicUsize>,
 }
 
 /// The connected devices of this node.
@@ -137,9 +185,9 @@ pub struct Registration {
     /// Notified when a newer connection of the same device replaced this one.
     pub kick: Arc<Notify>,
     /// Ephemeral payloads for the device.
-    pub ephemeral: mpsc::Receiver<Bytes>,
+    pub ephemeral: mpsc::Receiver<Budgeted<Bytes>>,
     /// Envelopes just stored for the device (already durable).
-    pub push: mpsc::Receiver<Box<Pushed>>,
+    pub push: mpsc::Receiver<Budgeted<Box<Pushed>>>,
     why: Arc<AtomicU8>,
 }
 
@@ -191,7 +239,9 @@ impl Hub {
                     kick: kick.clone(),
                     why: why.clone(),
                     ephemeral: tx,
+                    ephemeral_bytes: Arc::default(),
                     push: push_tx,
+                    push_bytes: Arc::default(),
                 },
             );
             // Under the lock, so the remote sees registrations of one device
@@ -265,7 +315,9 @@ impl Hub {
         {
             let conns = self.lock();
             if let Some(c) = conns.get(device) {
-                let taken = c.push.try_send(Box::new(envelope)).is_ok();
+                let len = envelope.payload.len();
+                let taken = Budgeted::take(Box::new(envelope), len, &c.push_bytes, PUSH_BYTES)
+                    .is_ok_and(|e| c.push.try_send(e).is_ok());
                 if !taken {
                     c.wake.notify_one();
                 }
@@ -286,7 +338,11 @@ impl Hub {
     /// only; false if it is not here or its buffer is full.
     pub fn send_ephemeral_local(&self, device: &DeviceKey, payload: Bytes) -> bool {
         match self.lock().get(device) {
-            Some(c) => c.ephemeral.try_send(payload).is_ok(),
+            Some(c) => {
+                let len = payload.len();
+                Budgeted::take(payload, len, &c.ephemeral_bytes, EPHEMERAL_BYTES)
+                    .is_ok_and(|p| c.ephemeral.try_send(p).is_ok())
+            }
             None => false,
         }
     }

@@ -68,7 +68,7 @@ impl Default for QuotaSettings {
             max_send_bytes: 256 << 20,
             max_blob_bytes: 2 << 30,
             max_key_packages: 500,
-            max_connections: 64,
+            max_connections: 32,
             body_timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(30),
         }

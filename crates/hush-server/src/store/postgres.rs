@@ -519,14 +519,21 @@ impl Store for PostgresStore {
         after: u64,
         limit: usize,
     ) -> StoreResult<Vec<StoredEnvelope>> {
+        // The running payload total, over the first `limit` envelopes only.
         let rows = sqlx::query(
-            "SELECT seq, payload, relay_tag, received_at_ms FROM envelopes \
-             WHERE username = $1 AND device_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+            "SELECT seq, payload, relay_tag, received_at_ms FROM ( \
+               SELECT *, SUM(octet_length(payload)) OVER (ORDER BY seq) \
+                 - octet_length(payload) AS before FROM ( \
+                 SELECT seq, payload, relay_tag, received_at_ms FROM envelopes \
+                 WHERE username = $1 AND device_id = $2 AND seq > $3 ORDER BY seq LIMIT $4 \
+               ) AS first \
+             ) AS counted WHERE before < $5 ORDER BY seq",
         )
         .bind(&device.username)
         .bind(i64::from(device.device_id))
         .bind(after as i64)
         .bind(limit as i64)
+        .bind(super::FETCH_MAX_BYTES as i64)
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
