@@ -394,3 +394,34 @@ async fn one_account_cannot_hold_more_connections_than_its_quota() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[test]
+fn an_ephemeral_fan_out_shares_one_buffer_and_a_slow_reader_holds_little() {
+    use hush_server::hub::{EPHEMERAL_BYTES, Ephemeral, Hub};
+    let hub = Hub::default();
+    let devices: Vec<DeviceKey> = (0..500).map(|i| DeviceKey::new("bob", i)).collect();
+    let mut regs: Vec<_> = devices.iter().map(|d| hub.register(d)).collect();
+    // 512 KiB to 500 devices: one buffer, not 250 MB of copies.
+    let payload = Ephemeral::new(vec![9u8; 512 * 1024].into());
+    for d in &devices {
+        assert!(hub.send_ephemeral(d, &payload));
+    }
+    let first = regs[0].ephemeral.try_recv().unwrap();
+    for r in &mut regs[1..] {
+        let got = r.ephemeral.try_recv().unwrap();
+        assert_eq!(got.as_ptr(), first.as_ptr());
+        assert_eq!(got.len(), 512 * 1024);
+    }
+    // What a device has taken no longer counts.
+    drop(first);
+    // A device that does not read holds at most its budget (plus one).
+    let d = &devices[0];
+    let mut taken = 0;
+    for _ in 0..64 {
+        let one = Ephemeral::new(vec![1u8; 256 * 1024].into());
+        if hub.send_ephemeral(d, &one) {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, EPHEMERAL_BYTES / (256 * 1024));
+}
