@@ -229,6 +229,13 @@ async fn serve(data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
     let settings = Settings {
         per_ip: off,
         per_account: off,
+        // Load from few accounts: no connection or queue quota either.
+        quotas: hush_server::quota::QuotaSettings {
+            max_connections: 0,
+            max_queue_bytes: 0,
+            max_send_bytes: 0,
+            ..Default::default()
+        },
         ..Settings::default()
     };
     let state = AppState::new(Arc::new(store), blobs, settings);

@@ -304,6 +304,16 @@ pub async fn start_hush(
         "--rate-limit-account".to_owned(),
         "0".to_owned(),
     ]);
+    if real {
+        // Load from few accounts: no connection or queue quota either.
+        for flag in [
+            "--max-account-connections",
+            "--max-queue-bytes",
+            "--max-send-bytes",
+        ] {
+            args.extend([flag.to_owned(), "0".to_owned()]);
+        }
+    }
     let kind = if real {
         format!("hush-server binary ({})", program.display())
     } else {

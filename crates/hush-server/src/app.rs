@@ -38,6 +38,8 @@ pub struct Settings {
     /// at 503 and device sockets closed) before it stops accepting, so a
     /// load balancer notices first.
     pub drain_delay: Duration,
+    /// Quotas per account and device, and request timeouts.
+    pub quotas: crate::quota::QuotaSettings,
 }
 
 impl Default for Settings {
@@ -56,6 +58,7 @@ impl Default for Settings {
             },
             kt_batch_window: crate::kt::service::DEFAULT_BATCH_WINDOW,
             drain_delay: Duration::ZERO,
+            quotas: crate::quota::QuotaSettings::default(),
         }
     }
 }
@@ -81,6 +84,8 @@ pub struct AppState {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Set once shutdown began: `/healthz` fails and new WebSockets are refused.
     pub draining: Arc<AtomicBool>,
+    /// Quotas per account and device.
+    pub quotas: Arc<crate::quota::Quotas>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -100,6 +105,7 @@ impl AppState {
                 store.clone(),
                 settings.kt_batch_window,
             )),
+            quotas: Arc::new(crate::quota::Quotas::new(settings.quotas.clone())),
             store,
             hub: Arc::new(Hub::default()),
             settings: Arc::new(settings),
@@ -189,6 +195,11 @@ pub fn router(state: AppState) -> Router {
         .merge(profile)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(crate::quota::hold_slot))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::timeouts::limit_body,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), per_ip_limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

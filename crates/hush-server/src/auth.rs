@@ -53,6 +53,9 @@ impl FromRequestParts<AppState> for AuthDevice {
             ));
         }
         state.limits.check_account(&auth.device.username)?;
+        if let Some(slot) = parts.extensions.get::<crate::quota::SlotCell>() {
+            slot.fill(&state.quotas, &auth.device.username)?;
+        }
         Ok(AuthDevice(auth.device))
     }
 }

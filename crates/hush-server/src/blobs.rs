@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! blobs/<id>/meta                  {"size": N, "created_at_ms": T}
-//! blobs/<id>/part-<offset:020>     the bytes from <offset>, one object per upload request
+//! blobs/<id>/part-<offset:020>     the bytes from <offset>, up to 1 MiB per object
 //! ```
 //!
 //! Uploads are resumable: the offset is the sum of the parts, and a request
@@ -17,11 +17,18 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use futures_util::StreamExt;
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+
+/// The most bytes of an upload held in memory: each this many are stored
+/// as one part (S3 needs no multipart upload for them, and a local file is
+/// written in one go).
+pub const PART_LEN: usize = 1 << 20;
 
 /// Why a blob operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +57,16 @@ pub enum BlobError {
     /// The object store failed.
     #[error("blob storage error: {0}")]
     Backend(String),
+    /// The request body failed before its end (cut off or too slow); the
+    /// parts stored before stay.
+    #[error("the upload was cut off: {0}")]
+    Body(String),
+}
+
+impl From<axum::Error> for BlobError {
+    fn from(e: axum::Error) -> Self {
+        BlobError::Body(e.to_string())
+    }
 }
 
 fn backend(e: impl std::fmt::Display) -> BlobError {
@@ -219,6 +236,24 @@ impl Blobs {
         offset: u64,
         data: Vec<u8>,
     ) -> Result<BlobStatus, BlobError> {
+        let chunks = futures_util::stream::iter([Ok::<_, BlobError>(Bytes::from(data))]);
+        self.append_stream(id, offset, chunks).await
+    }
+
+    /// Appends the bytes of `body` at `offset`, which must be where the blob
+    /// ends, as it arrives: each [`PART_LEN`] bytes are stored as one part,
+    /// so memory stays at one part whatever the size of the upload. If the
+    /// body fails midway the parts stored so far stay (the upload resumes
+    /// after them) and its error is returned.
+    pub async fn append_stream<E>(
+        &self,
+        id: &str,
+        offset: u64,
+        body: impl futures_util::Stream<Item = Result<Bytes, E>>,
+    ) -> Result<BlobStatus, BlobError>
+    where
+        BlobError: From<E>,
+    {
         let status = self.status(id).await?;
         if offset != status.offset {
             return Err(BlobError::OffsetMismatch {
@@ -226,28 +261,45 @@ impl Blobs {
                 stored: status.offset,
             });
         }
-        let len = data.len() as u64;
-        if offset.saturating_add(len) > status.size {
-            return Err(BlobError::PastEnd);
+        let mut body = std::pin::pin!(body);
+        let mut at = offset;
+        let mut part = BytesMut::new();
+        loop {
+            let chunk = body.next().await.transpose()?;
+            let ended = chunk.is_none();
+            if let Some(chunk) = chunk {
+                let len = chunk.len() as u64;
+                if at.saturating_add(part.len() as u64).saturating_add(len) > status.size {
+                    return Err(BlobError::PastEnd);
+                }
+                part.extend_from_slice(&chunk);
+            }
+            while part.len() >= PART_LEN || (ended && !part.is_empty()) {
+                let piece = part.split_to(part.len().min(PART_LEN)).freeze();
+                let len = piece.len() as u64;
+                self.store
+                    .put(&Self::part_path(id, at), PutPayload::from(piece))
+                    .await
+                    .map_err(backend)?;
+                at += len;
+            }
+            if ended {
+                return Ok(BlobStatus {
+                    size: status.size,
+                    offset: at,
+                });
+            }
         }
-        if len > 0 {
-            self.store
-                .put(&Self::part_path(id, offset), PutPayload::from(data))
-                .await
-                .map_err(backend)?;
-        }
-        Ok(BlobStatus {
-            size: status.size,
-            offset: offset + len,
-        })
     }
 
-    /// The bytes of `range` (or all) of a complete blob, and its total size.
-    pub async fn read(
+    /// The bytes of `range` (or all) of a complete blob as a stream read
+    /// from the store as it is sent (memory stays at one read buffer), and
+    /// the blob's total size.
+    pub async fn read_stream(
         &self,
         id: &str,
         range: Option<Range<u64>>,
-    ) -> Result<(Vec<u8>, u64), BlobError> {
+    ) -> Result<(BoxStream<'static, Result<Bytes, BlobError>>, u64), BlobError> {
         let meta = self.meta(id).await?;
         let parts = self.parts(id).await?;
         let have: u64 = parts.iter().map(|(_, l)| l).sum();
@@ -258,7 +310,7 @@ impl Blobs {
         if range.start > range.end || range.end > meta.size {
             return Err(BlobError::BadRange);
         }
-        let mut out = Vec::with_capacity((range.end - range.start) as usize);
+        let mut pieces = Vec::new();
         for (offset, len) in parts {
             let part_end = offset + len;
             if part_end <= range.start || offset >= range.end {
@@ -266,14 +318,41 @@ impl Blobs {
             }
             let from = range.start.max(offset) - offset;
             let to = range.end.min(part_end) - offset;
-            let bytes = self
-                .store
-                .get_range(&Self::part_path(id, offset), from..to)
-                .await
-                .map_err(backend)?;
-            out.extend_from_slice(&bytes);
+            if from < to {
+                pieces.push((Self::part_path(id, offset), from..to));
+            }
         }
-        Ok((out, meta.size))
+        let store = self.store.clone();
+        let stream = futures_util::stream::iter(pieces)
+            .then(move |(path, r)| {
+                let store = store.clone();
+                async move {
+                    let opts = GetOptions {
+                        range: Some(GetRange::Bounded(r)),
+                        ..GetOptions::default()
+                    };
+                    let got = store.get_opts(&path, opts).await.map_err(backend)?;
+                    Ok::<_, BlobError>(got.into_stream().map_err(backend))
+                }
+            })
+            .try_flatten()
+            .boxed();
+        Ok((stream, meta.size))
+    }
+
+    /// The bytes of `range` (or all) of a complete blob, and its total size,
+    /// in memory (for tests and small blobs).
+    pub async fn read(
+        &self,
+        id: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<(Vec<u8>, u64), BlobError> {
+        let (mut stream, size) = self.read_stream(id, range).await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok((out, size))
     }
 
     /// Deletes blobs created before `cutoff_ms`; returns how many.

@@ -40,7 +40,7 @@ use rand::RngCore;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 
-use crate::hub::{Hub, Remote};
+use crate::hub::{Ephemeral, Hub, Remote};
 use crate::store::DeviceKey;
 
 /// How the node joins the cluster.
@@ -87,6 +87,10 @@ pub enum ClusterError {
 /// Wake-ups queued for NATS before new ones are dropped (the re-check
 /// delivers what a dropped one would have announced).
 const OUTBOX: usize = 65_536;
+/// Bytes queued for NATS before new messages are dropped: an ephemeral
+/// payload is counted once per recipient node subject, although recipients
+/// of one send share its buffer.
+const OUTBOX_BYTES: u64 = 64 << 20;
 /// Messages buffered per device subscription.
 const SUBSCRIPTION_BUFFER: usize = 256;
 /// The re-check period is walked in this many slices.
@@ -98,6 +102,7 @@ struct Counters {
     published: AtomicU64,
     dropped: AtomicU64,
     received: AtomicU64,
+    outbox_bytes: AtomicU64,
     replaced: AtomicU64,
     rechecks: AtomicU64,
 }
@@ -187,7 +192,10 @@ impl Cluster {
         let sent = counters.clone();
         tasks.push(tokio::spawn(async move {
             while let Some((subject, payload)) = outgoing.recv().await {
-                match publisher.publish(subject, payload).await {
+                let len = payload.len() as u64;
+                let published = publisher.publish(subject, payload).await;
+                sent.outbox_bytes.fetch_sub(len, Ordering::Relaxed);
+                match published {
                     Ok(()) => bump(&sent.published),
                     Err(e) => {
                         bump(&sent.dropped);
@@ -327,7 +335,12 @@ impl Bus {
 
     fn queue(&self, device: &DeviceKey, payload: Bytes) {
         let subject = subject(&self.prefix, device);
-        if self.outbox.try_send((subject, payload)).is_err() {
+        let len = payload.len() as u64;
+        let queued = self.counters.outbox_bytes.fetch_add(len, Ordering::Relaxed);
+        if queued.saturating_add(len) > OUTBOX_BYTES
+            || self.outbox.try_send((subject, payload)).is_err()
+        {
+            self.counters.outbox_bytes.fetch_sub(len, Ordering::Relaxed);
             bump(&self.counters.dropped);
             tracing::debug!(device = ?device, "NATS outbox full: wake-up left to the re-check");
         }
@@ -366,11 +379,14 @@ impl Remote for Bus {
         self.queue(device, Bytes::from_static(&[WAKE]));
     }
 
-    fn ephemeral(&self, device: &DeviceKey, payload: &[u8]) {
-        let mut frame = Vec::with_capacity(1 + payload.len());
-        frame.push(EPHEMERAL);
-        frame.extend_from_slice(payload);
-        self.queue(device, frame.into());
+    fn ephemeral(&self, device: &DeviceKey, payload: &Ephemeral) {
+        let frame = payload.framed(|p| {
+            let mut frame = Vec::with_capacity(1 + p.len());
+            frame.push(EPHEMERAL);
+            frame.extend_from_slice(p);
+            frame.into()
+        });
+        self.queue(device, frame);
     }
 }
 
@@ -412,7 +428,7 @@ async fn follow(
         match decode(&msg.payload) {
             Some(Frame::Wake) => hub.wake_local(&device),
             Some(Frame::Ephemeral(p)) => {
-                hub.send_ephemeral_local(&device, p.to_vec());
+                hub.send_ephemeral_local(&device, msg.payload.slice_ref(p));
             }
             Some(Frame::Claim {
                 at: theirs,

@@ -54,6 +54,110 @@ pub struct FileConfig {
     /// waits for others before its epoch is published
     #[serde(rename = "kt-batch-window")]
     pub kt_batch_window: Option<String>,
+    /// `max-queue-bytes`, such as "256MiB" (0: no limit)
+    #[serde(rename = "max-queue-bytes")]
+    pub max_queue_bytes: Option<String>,
+    /// `max-send-bytes`, such as "256MiB" (0: no limit)
+    #[serde(rename = "max-send-bytes")]
+    pub max_send_bytes: Option<String>,
+    /// `max-account-attachment-bytes`, such as "2GiB" (0: no limit)
+    #[serde(rename = "max-account-attachment-bytes")]
+    pub max_account_attachment_bytes: Option<String>,
+    /// `max-key-packages`, per device and suite (0: no limit)
+    #[serde(rename = "max-key-packages")]
+    pub max_key_packages: Option<u64>,
+    /// `max-account-connections` (0: no limit)
+    #[serde(rename = "max-account-connections")]
+    pub max_account_connections: Option<usize>,
+    /// `body-timeout`, such as "2m" (0s: none)
+    #[serde(rename = "body-timeout")]
+    pub body_timeout: Option<String>,
+    /// `idle-timeout`, such as "30s" (0s: none)
+    #[serde(rename = "idle-timeout")]
+    pub idle_timeout: Option<String>,
+}
+
+/// The quota and timeout flags of `hush-server` (each also `HUSH_*` and a
+/// config file key of the same name).
+#[derive(Debug, Default, clap::Args)]
+pub struct QuotaFlags {
+    /// Most bytes waiting in one device's queue; a send that would go past
+    /// it is refused with 429 queue_full (default 256MiB; 0: no limit).
+    #[arg(long, env = "HUSH_MAX_QUEUE_BYTES", global = true)]
+    pub max_queue_bytes: Option<String>,
+    /// Most bytes one send may store: payload size times recipients
+    /// (default 256MiB; 0: no limit).
+    #[arg(long, env = "HUSH_MAX_SEND_BYTES", global = true)]
+    pub max_send_bytes: Option<String>,
+    /// Most bytes of attachments one account may create within the
+    /// retention period, counted per node since it started (default 2GiB;
+    /// 0: no limit).
+    #[arg(long, env = "HUSH_MAX_ACCOUNT_ATTACHMENT_BYTES", global = true)]
+    pub max_account_attachment_bytes: Option<String>,
+    /// Most one-time KeyPackages one device may hold per suite (default
+    /// 500; 0: no limit).
+    #[arg(long, env = "HUSH_MAX_KEY_PACKAGES", global = true)]
+    pub max_key_packages: Option<u64>,
+    /// Most requests in progress plus WebSockets open of one account
+    /// (default 32; 0: no limit).
+    #[arg(long, env = "HUSH_MAX_ACCOUNT_CONNECTIONS", global = true)]
+    pub max_account_connections: Option<usize>,
+    /// Longest a request body may take to arrive (default 2m; 0s: none).
+    #[arg(long, env = "HUSH_BODY_TIMEOUT", global = true)]
+    pub body_timeout: Option<String>,
+    /// Longest a connection may stay silent while a request's headers or
+    /// body are due, which also closes idle keep-alive connections
+    /// (default 30s; 0s: none).
+    #[arg(long, env = "HUSH_IDLE_TIMEOUT", global = true)]
+    pub idle_timeout: Option<String>,
+}
+
+impl QuotaFlags {
+    /// Applies the flags, else the file's keys, over `q`.
+    pub fn apply(
+        self,
+        file: &FileConfig,
+        q: &mut crate::quota::QuotaSettings,
+    ) -> anyhow::Result<()> {
+        let size = |flag: Option<String>, key: &Option<String>| -> anyhow::Result<Option<u64>> {
+            flag.or_else(|| key.clone())
+                .map(|s| parse_size(&s))
+                .transpose()
+        };
+        let duration = |flag: Option<String>, key: &Option<String>| {
+            flag.or_else(|| key.clone())
+                .map(|s| parse_duration(&s))
+                .transpose()
+        };
+        if let Some(n) = size(self.max_queue_bytes, &file.max_queue_bytes)? {
+            q.max_queue_bytes = n;
+        }
+        if let Some(n) = size(self.max_send_bytes, &file.max_send_bytes)? {
+            q.max_send_bytes = n;
+        }
+        if let Some(n) = size(
+            self.max_account_attachment_bytes,
+            &file.max_account_attachment_bytes,
+        )? {
+            q.max_blob_bytes = n;
+        }
+        if let Some(n) = self.max_key_packages.or(file.max_key_packages) {
+            q.max_key_packages = n;
+        }
+        if let Some(n) = self
+            .max_account_connections
+            .or(file.max_account_connections)
+        {
+            q.max_connections = n;
+        }
+        if let Some(d) = duration(self.body_timeout, &file.body_timeout)? {
+            q.body_timeout = d;
+        }
+        if let Some(d) = duration(self.idle_timeout, &file.idle_timeout)? {
+            q.idle_timeout = d;
+        }
+        Ok(())
+    }
 }
 
 impl FileConfig {
@@ -162,6 +266,30 @@ mod tests {
         assert_eq!(c.nats_subject_prefix.as_deref(), Some("prod"));
         assert_eq!(c.drain_delay.as_deref(), Some("10s"));
         assert_eq!(c.recheck_interval.as_deref(), Some("20s"));
+    }
+
+    #[test]
+    fn quota_keys_and_flags() {
+        let file: FileConfig = toml::from_str(
+            "max-queue-bytes = \"1MiB\"\nmax-key-packages = 7\nidle-timeout = \"0s\"",
+        )
+        .unwrap();
+        let mut q = crate::quota::QuotaSettings::default();
+        let flags = QuotaFlags {
+            max_key_packages: Some(9),
+            max_account_connections: Some(0),
+            ..QuotaFlags::default()
+        };
+        flags.apply(&file, &mut q).unwrap();
+        assert_eq!(q.max_queue_bytes, 1 << 20);
+        assert_eq!(q.max_key_packages, 9);
+        assert_eq!(q.max_connections, 0);
+        assert!(q.idle_timeout.is_zero());
+        let bad = QuotaFlags {
+            body_timeout: Some("soon".into()),
+            ..QuotaFlags::default()
+        };
+        assert!(bad.apply(&file, &mut q).is_err());
     }
 
     #[test]

@@ -17,10 +17,11 @@
 //! through the `*_local` methods.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use axum::extract::ws::CloseFrame;
+use bytes::Bytes;
 
 use tokio::sync::{Notify, mpsc};
 
@@ -30,6 +31,52 @@ use crate::store::DeviceKey;
 const EPHEMERAL_BUFFER: usize = 64;
 /// Stored envelopes handed to a connection before the rest wait for a read.
 const PUSH_BUFFER: usize = 256;
+/// Payload bytes handed to a connection and not yet taken by it before
+/// the rest wait for a read (one envelope always fits).
+pub const PUSH_BYTES: usize = 1 << 20;
+/// Ephemeral payload bytes buffered per connection before new ones are
+/// dropped (one payload always fits).
+pub const EPHEMERAL_BYTES: usize = 1 << 20;
+
+/// An item in a connection's buffer, counted against the buffer's byte
+/// budget until the connection drops it.
+#[derive(Debug)]
+pub struct Budgeted<T> {
+    item: T,
+    len: usize,
+    budget: Arc<AtomicUsize>,
+}
+
+impl<T> Budgeted<T> {
+    /// Counts `len` bytes of `item` against `budget` (of `max` bytes), or
+    /// gives `item` back if they do not fit.
+    fn take(item: T, len: usize, budget: &Arc<AtomicUsize>, max: usize) -> Result<Self, T> {
+        let used = budget.fetch_add(len, Ordering::AcqRel);
+        if used > 0 && used.saturating_add(len) > max {
+            budget.fetch_sub(len, Ordering::AcqRel);
+            return Err(item);
+        }
+        Ok(Self {
+            item,
+            len,
+            budget: budget.clone(),
+        })
+    }
+}
+
+impl<T> std::ops::Deref for Budgeted<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.item
+    }
+}
+
+impl<T> Drop for Budgeted<T> {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.len, Ordering::AcqRel);
+    }
+}
 
 /// An envelope for a device's queue, stored or about to be, handed to its
 /// connection.
@@ -46,6 +93,34 @@ pub struct Pushed {
     /// Set when the envelope is handed over before it is written: the
     /// device's acknowledgement, if it comes first, spares the write.
     pub early: Option<Arc<crate::store::EarlyAck>>,
+}
+
+/// An ephemeral payload, shared by every recipient of one send: one
+/// buffer, and at most one cluster frame built from it.
+#[derive(Debug)]
+pub struct Ephemeral {
+    payload: Bytes,
+    framed: OnceLock<Bytes>,
+}
+
+impl Ephemeral {
+    /// Shares `payload`.
+    pub fn new(payload: Bytes) -> Self {
+        Self {
+            payload,
+            framed: OnceLock::new(),
+        }
+    }
+
+    /// The payload (a cheap clone of the shared buffer).
+    pub fn payload(&self) -> Bytes {
+        self.payload.clone()
+    }
+
+    /// The payload framed by `build`, built once for all recipients.
+    pub fn framed(&self, build: impl FnOnce(&[u8]) -> Bytes) -> Bytes {
+        self.framed.get_or_init(|| build(&self.payload)).clone()
+    }
 }
 
 /// WebSocket close code when a newer connection of the same device, on this
@@ -68,7 +143,7 @@ pub trait Remote: Send + Sync + 'static {
     /// The device's queue has grown; wake it wherever it is connected.
     fn wake(&self, device: &DeviceKey);
     /// An ephemeral payload for a device not connected to this node.
-    fn ephemeral(&self, device: &DeviceKey, payload: &[u8]);
+    fn ephemeral(&self, device: &DeviceKey, payload: &Ephemeral);
 }
 
 struct Conn {
@@ -76,10 +151,12 @@ struct Conn {
     wake: Arc<Notify>,
     kick: Arc<Notify>,
     why: Arc<AtomicU8>,
-    ephemeral: mpsc::Sender<Vec<u8>>,
+    ephemeral: mpsc::Sender<Budgeted<Bytes>>,
+    ephemeral_bytes: Arc<AtomicUsize>,
     // Boxed: a channel allocates its first block of slots up front, and an
     // idle connection should cost little.
-    push: mpsc::Sender<Box<Pushed>>,
+    push: mpsc::Sender<Budgeted<Box<Pushed>>>,
+    push_bytes: Arc<AtomicUsize>,
 }
 
 /// The connected devices of this node.
@@ -108,9 +185,9 @@ pub struct Registration {
     /// Notified when a newer connection of the same device replaced this one.
     pub kick: Arc<Notify>,
     /// Ephemeral payloads for the device.
-    pub ephemeral: mpsc::Receiver<Vec<u8>>,
+    pub ephemeral: mpsc::Receiver<Budgeted<Bytes>>,
     /// Envelopes just stored for the device (already durable).
-    pub push: mpsc::Receiver<Box<Pushed>>,
+    pub push: mpsc::Receiver<Budgeted<Box<Pushed>>>,
     why: Arc<AtomicU8>,
 }
 
@@ -162,7 +239,9 @@ impl Hub {
                     kick: kick.clone(),
                     why: why.clone(),
                     ephemeral: tx,
+                    ephemeral_bytes: Arc::default(),
                     push: push_tx,
+                    push_bytes: Arc::default(),
                 },
             );
             // Under the lock, so the remote sees registrations of one device
@@ -210,14 +289,14 @@ impl Hub {
     /// device is not connected here or its buffer is full. For a device not
     /// connected here the payload also goes to the [`Remote`] (and is not
     /// counted: another node delivers it, or nobody).
-    pub fn send_ephemeral(&self, device: &DeviceKey, payload: Vec<u8>) -> bool {
+    pub fn send_ephemeral(&self, device: &DeviceKey, payload: &Ephemeral) -> bool {
         let Some(r) = self.remote.get() else {
-            return self.send_ephemeral_local(device, payload);
+            return self.send_ephemeral_local(device, payload.payload());
         };
         if self.is_connected(device) {
-            return self.send_ephemeral_local(device, payload);
+            return self.send_ephemeral_local(device, payload.payload());
         }
-        r.ephemeral(device, &payload);
+        r.ephemeral(device, payload);
         false
     }
 
@@ -236,7 +315,9 @@ impl Hub {
         {
             let conns = self.lock();
             if let Some(c) = conns.get(device) {
-                let taken = c.push.try_send(Box::new(envelope)).is_ok();
+                let len = envelope.payload.len();
+                let taken = Budgeted::take(Box::new(envelope), len, &c.push_bytes, PUSH_BYTES)
+                    .is_ok_and(|e| c.push.try_send(e).is_ok());
                 if !taken {
                     c.wake.notify_one();
                 }
@@ -255,9 +336,13 @@ impl Hub {
 
     /// Hands an ephemeral payload to the device's connection on this node
     /// only; false if it is not here or its buffer is full.
-    pub fn send_ephemeral_local(&self, device: &DeviceKey, payload: Vec<u8>) -> bool {
+    pub fn send_ephemeral_local(&self, device: &DeviceKey, payload: Bytes) -> bool {
         match self.lock().get(device) {
-            Some(c) => c.ephemeral.try_send(payload).is_ok(),
+            Some(c) => {
+                let len = payload.len();
+                Budgeted::take(payload, len, &c.ephemeral_bytes, EPHEMERAL_BYTES)
+                    .is_ok_and(|p| c.ephemeral.try_send(p).is_ok())
+            }
             None => false,
         }
     }

@@ -25,9 +25,11 @@ pub mod franking;
 pub mod hub;
 pub mod kt;
 pub mod metrics;
+pub mod quota;
 pub mod ratelimit;
 pub mod server;
 pub mod store;
+pub mod timeouts;
 pub mod tls;
 
 /// What a server built with the test-only `fault-injection` feature logs

@@ -84,6 +84,8 @@ struct Opts {
     /// (default 25ms; registrations answer once published).
     #[arg(long, env = "HUSH_KT_BATCH_WINDOW", global = true)]
     kt_batch_window: Option<String>,
+    #[command(flatten)]
+    quotas: hush_server::config::QuotaFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,6 +203,8 @@ fn resolve(opts: Opts) -> anyhow::Result<Config> {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
+    let mut quotas = hush_server::quota::QuotaSettings::default();
+    opts.quotas.apply(&file, &mut quotas)?;
     let data_dir = opts
         .data_dir
         .or(file.data_dir)
@@ -221,7 +225,10 @@ fn resolve(opts: Opts) -> anyhow::Result<Config> {
         (None, None) => None,
         _ => anyhow::bail!("--tls-cert and --tls-key go together"),
     };
-    let mut settings = Settings::default();
+    let mut settings = Settings {
+        quotas,
+        ..Settings::default()
+    };
     if let Some(r) = opts.retention.or(file.retention) {
         settings.retention = parse_duration(&r)?;
     }

@@ -25,14 +25,13 @@ pub async fn serve(
     let expiry = tokio::spawn(expire_loop(state.clone()));
     let publisher = tokio::spawn(state.kt.clone().run());
     let drain = state.clone();
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            drain.begin_drain();
-            tokio::time::sleep(drain.settings.drain_delay).await;
-        })
-        .await;
+    let idle = state.settings.quotas.idle_timeout;
+    let result = crate::timeouts::serve_http(listener, router(state), idle, async move {
+        shutdown.await;
+        drain.begin_drain();
+        tokio::time::sleep(drain.settings.drain_delay).await;
+    })
+    .await;
     expiry.abort();
     publisher.abort();
     result
@@ -53,6 +52,7 @@ pub async fn run_expiry(state: &AppState) {
         Ok(n) => tracing::info!(envelopes = n, "expired undelivered envelopes"),
         Err(e) => tracing::warn!(error = %e, "envelope expiry failed"),
     }
+    state.quotas.prune(now_ms());
     let retention_ms = u64::try_from(state.settings.retention.as_millis()).unwrap_or(u64::MAX);
     match state
         .blobs
@@ -118,12 +118,16 @@ pub async fn serve_tls(
         tokio::time::sleep(drain.settings.drain_delay).await;
         stopper.graceful_shutdown(Some(Duration::from_secs(10)));
     });
+    let idle = state.settings.quotas.idle_timeout;
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     listener.set_nonblocking(true)?;
-    let result = axum_server::from_tcp_rustls(listener, config)?
-        .handle(handle)
-        .serve(app)
-        .await;
+    let mut server = axum_server::from_tcp_rustls(listener, config)?.handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout((!idle.is_zero()).then_some(idle));
+    let result = server.serve(app).await;
     expiry.abort();
     publisher.abort();
     result

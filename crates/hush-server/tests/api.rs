@@ -331,7 +331,15 @@ async fn online_delivery_and_ack() {
 /// the store mix: the device still gets its queue once, in order.
 #[tokio::test]
 async fn online_delivery_keeps_queue_order_under_concurrent_sends() {
-    let s = TestServer::start().await;
+    // 200 requests of one account at once: more than its connection quota.
+    let s = TestServer::with_settings(Settings {
+        quotas: hush_server::quota::QuotaSettings {
+            max_connections: 0,
+            ..Default::default()
+        },
+        ..Settings::default()
+    })
+    .await;
     let alice = s.register("alice", 1).await;
     let bob = s.register("bob", 2).await;
     for i in 0..5u16 {

@@ -58,7 +58,8 @@ async fn acknowledged_messages_survive_kill_9() {
     let addr = free_addr();
     let base = format!("http://{addr}");
     let http = reqwest::Client::new();
-    let mut child = start(dir.path(), addr, &[]);
+    // 300 requests of one account at once: more than its connection quota.
+    let mut child = start(dir.path(), addr, &["--max-account-connections", "0"]);
     wait_healthy(&http, &base).await;
     let alice = register(&http, &base, "alice", 1).await;
     let bob = register(&http, &base, "bob", 2).await;

@@ -766,7 +766,8 @@ async fn attachments_in_an_s3_bucket_are_served_by_every_node() {
     let bob = register_at(&http, b, "bob", 2).await.devices[0]
         .token
         .clone();
-    let data: Vec<u8> = (0..30_000u32).map(|i| (i % 253) as u8).collect();
+    // Over 2 MiB, so that one upload is stored as several parts.
+    let data: Vec<u8> = (0..2_600_000u32).map(|i| (i % 253) as u8).collect();
     let created: CreateAttachmentResponse = http
         .post(format!("{a}/v1/attachments"))
         .bearer_auth(&alice)
@@ -802,6 +803,14 @@ async fn attachments_in_an_s3_bucket_are_served_by_every_node() {
         assert_eq!(got.status(), 206);
         assert_eq!(got.bytes().await.unwrap().as_ref(), &data[9000..11000]);
     }
+    let whole = http
+        .get(format!("{b}{path}"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.bytes().await.unwrap().as_ref(), &data[..]);
     // The parts are objects in the bucket, under the prefix.
     let listing = http
         .get(format!(
@@ -815,6 +824,15 @@ async fn attachments_in_an_s3_bucket_are_served_by_every_node() {
         .unwrap();
     assert!(
         listing.contains(&format!("cluster-files/blobs/{}/part-", created.id)),
+        "{listing}"
+    );
+    // The second upload was stored 1 MiB at a time as it arrived.
+    assert!(
+        listing.contains(&format!(
+            "cluster-files/blobs/{}/part-{:020}",
+            created.id,
+            10_000 + (1 << 20)
+        )),
         "{listing}"
     );
 }

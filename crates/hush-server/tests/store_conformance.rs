@@ -293,6 +293,46 @@ async fn queues(store: &dyn Store) {
     assert_eq!(store.stats().await.unwrap().queued_envelopes, 0);
 }
 
+/// What the queue quota reads, and the byte cap of one fetch.
+async fn queue_bytes_and_fetch_cap(store: &dyn Store) {
+    register(store, "alice", 1).await;
+    register(store, "bob", 2).await;
+    let a = DeviceKey::new("alice", 1);
+    let b = DeviceKey::new("bob", 1);
+    let nobody = DeviceKey::new("nobody", 1);
+    let big = vec![1u8; 512 * 1024];
+    for _ in 0..12 {
+        store
+            .enqueue(std::slice::from_ref(&b), envelope(&big), None)
+            .await
+            .unwrap();
+    }
+    store
+        .enqueue(std::slice::from_ref(&a), envelope(b"abc"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .queue_bytes(&[b.clone(), nobody, a.clone()])
+            .await
+            .unwrap(),
+        vec![12 * 512 * 1024, 0, 3]
+    );
+    // 4 MiB is 8 of them: the ninth waits for the next fetch.
+    let first = store.fetch(&b, 0, 100).await.unwrap();
+    assert_eq!(first.len(), 8);
+    let rest = store.fetch(&b, first[7].seq, 100).await.unwrap();
+    assert_eq!(rest.len(), 4);
+    // One envelope always comes, whatever its size.
+    assert_eq!(store.fetch(&a, 0, 100).await.unwrap().len(), 1);
+    let seqs: Vec<u64> = first.iter().map(|e| e.seq).collect();
+    store.ack(&b, &seqs).await.unwrap();
+    assert_eq!(
+        store.queue_bytes(std::slice::from_ref(&b)).await.unwrap(),
+        vec![4 * 512 * 1024]
+    );
+}
+
 async fn epochs(store: &dyn Store) {
     register(store, "alice", 1).await;
     let a = DeviceKey::new("alice", 1);
@@ -928,6 +968,12 @@ macro_rules! conformance {
             async fn queues() {
                 let (_guard, store) = $make.await;
                 super::queues(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn queue_bytes_and_fetch_cap() {
+                let (_guard, store) = $make.await;
+                super::queue_bytes_and_fetch_cap(&*store).await;
             }
 
             #[tokio::test]

@@ -40,6 +40,21 @@ pub enum ErrorCode {
     Internal,
     /// The server is shutting down or not ready; retry on another node or later.
     Unavailable,
+    /// A recipient's queue holds as many bytes as the server allows per
+    /// device: nothing was queued; retry once the recipient has fetched.
+    QueueFull,
+    /// The account's attachments hold as many bytes as the server allows
+    /// per account: nothing was stored; retry once older ones expired.
+    BlobQuotaExceeded,
+    /// The device holds as many KeyPackages as the server allows: nothing
+    /// was stored; upload again once some were claimed.
+    KeyPackageQuotaExceeded,
+    /// The account has as many requests and connections open as the server
+    /// allows: close one (or wait for it to finish) and retry.
+    TooManyConnections,
+    /// The request body did not arrive in time: send it faster, or in
+    /// smaller parts.
+    BodyTimeout,
 }
 
 impl ErrorCode {
@@ -49,12 +64,14 @@ impl ErrorCode {
             ErrorCode::BadRequest => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden | ErrorCode::Suspended => 403,
+            ErrorCode::BlobQuotaExceeded | ErrorCode::KeyPackageQuotaExceeded => 403,
             ErrorCode::NotFound | ErrorCode::NoKeyPackage => 404,
             ErrorCode::UsernameTaken | ErrorCode::DeviceExists | ErrorCode::EpochConflict => 409,
             ErrorCode::OffsetMismatch | ErrorCode::AlreadyReported => 409,
             ErrorCode::TooLarge => 413,
+            ErrorCode::BodyTimeout => 408,
             ErrorCode::RangeNotSatisfiable => 416,
-            ErrorCode::RateLimited => 429,
+            ErrorCode::RateLimited | ErrorCode::TooManyConnections | ErrorCode::QueueFull => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
         }

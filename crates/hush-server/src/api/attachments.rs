@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::auth::AuthDevice;
 use crate::blobs::{BlobError, valid_id};
 use crate::error::{ApiResult, Failure};
-use crate::extract::{Body, PathParams, RawBody};
+use crate::extract::{Body, PathParams};
 
 /// The header of resumable uploads.
 pub const UPLOAD_OFFSET: &str = "upload-offset";
@@ -44,6 +44,9 @@ impl From<BlobError> for Failure {
                 tracing::error!(error = %e, "blob storage failure");
                 Failure::new(ErrorCode::Internal, "blob storage failure; retry later")
             }
+            e @ BlobError::Body(_) => {
+                Failure::bad_request(format!("{e}; ask for the status and resume where it says"))
+            }
         }
     }
 }
@@ -59,7 +62,7 @@ fn checked_id(id: &str) -> ApiResult<()> {
 /// `POST /v1/attachments`
 pub async fn create(
     State(state): State<AppState>,
-    _auth: AuthDevice,
+    AuthDevice(me): AuthDevice,
     Body(req): Body<CreateAttachmentRequest>,
 ) -> ApiResult<impl IntoResponse> {
     if req.size == 0 || req.size > state.settings.max_attachment_size {
@@ -71,7 +74,15 @@ pub async fn create(
             ),
         ));
     }
-    let id = state.blobs.create(req.size, now_ms()).await?;
+    let now = now_ms();
+    let retention_ms = u64::try_from(state.settings.retention.as_millis()).unwrap_or(u64::MAX);
+    state.quotas.reserve_blob(
+        &me.username,
+        req.size,
+        now,
+        now.saturating_add(retention_ms),
+    )?;
+    let id = state.blobs.create(req.size, now).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(CreateAttachmentResponse { id }),
@@ -84,7 +95,7 @@ pub async fn upload(
     _auth: AuthDevice,
     PathParams(id): PathParams<String>,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    body: axum::body::Body,
 ) -> ApiResult<Response> {
     checked_id(&id)?;
     let offset = headers
@@ -94,7 +105,21 @@ pub async fn upload(
         .ok_or_else(|| {
             Failure::bad_request("Upload-Offset header with a byte offset is required")
         })?;
-    let status = state.blobs.append(&id, offset, body.to_vec()).await?;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = announced {
+        let size = state.blobs.status(&id).await?.size;
+        if offset.saturating_add(len) > size {
+            return Err(BlobError::PastEnd.into());
+        }
+    }
+    // Streamed to the store part by part: memory stays at one part.
+    let status = state
+        .blobs
+        .append_stream(&id, offset, body.into_data_stream())
+        .await?;
     let mut r = StatusCode::NO_CONTENT.into_response();
     r.headers_mut()
         .insert(UPLOAD_OFFSET, HeaderValue::from(status.offset));
@@ -144,13 +169,14 @@ pub async fn download(
     checked_id(&id)?;
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let Some(range_header) = range_header else {
-        let (bytes, _) = state.blobs.read(&id, None).await?;
+        let (stream, size) = state.blobs.read_stream(&id, None).await?;
         return Ok((
             [
                 (header::CONTENT_TYPE, "application/octet-stream"),
                 (header::ACCEPT_RANGES, "bytes"),
             ],
-            bytes,
+            [(header::CONTENT_LENGTH, HeaderValue::from(size))],
+            axum::body::Body::from_stream(stream),
         )
             .into_response());
     };
@@ -161,8 +187,16 @@ pub async fn download(
             "the Range header is malformed or outside the attachment",
         )
     })?;
-    let (bytes, total) = state.blobs.read(&id, Some(range.clone())).await?;
-    let mut r = (StatusCode::PARTIAL_CONTENT, bytes).into_response();
+    let (stream, total) = state.blobs.read_stream(&id, Some(range.clone())).await?;
+    let mut r = (
+        StatusCode::PARTIAL_CONTENT,
+        [(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(range.end - range.start),
+        )],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

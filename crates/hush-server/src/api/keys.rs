@@ -76,6 +76,17 @@ pub async fn upload(
         .as_ref()
         .map(|kp| check(kp, suite, &me, true))
         .transpose()?;
+    // Counted and stored under the device's turn, so that two uploads at
+    // once cannot both fit in the last room.
+    let _turn = state.quotas.key_package_turn(&me).await;
+    let held = state
+        .store
+        .key_package_counts(&me)
+        .await?
+        .into_iter()
+        .find(|(suite, _)| *suite == req.suite)
+        .map_or(0, |(_, n)| n);
+    state.quotas.check_key_packages(held, kps.len() as u64)?;
     state
         .store
         .put_key_packages(&me, req.suite, kps, last_resort)

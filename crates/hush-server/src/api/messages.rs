@@ -73,9 +73,11 @@ pub async fn accept(
         if req.commit.is_some() {
             return Err(Failure::bad_request("a commit cannot be ephemeral"));
         }
+        // One buffer for every recipient.
+        let payload = crate::hub::Ephemeral::new(req.payload.0.into());
         let delivered = recipients
             .iter()
-            .filter(|r| state.hub.send_ephemeral(r, req.payload.0.clone()))
+            .filter(|r| state.hub.send_ephemeral(r, &payload))
             .count();
         METRICS.send(delivered, true);
         return Ok(SendResponse {
@@ -98,6 +100,11 @@ pub async fn accept(
         }),
         None => None,
     };
+    // Counted in every recipient's queue, or refused with nothing queued.
+    let reservation = state
+        .quotas
+        .reserve_queue(&*state.store, &recipients, req.payload.0.len())
+        .await?;
     let retention_ms = u64::try_from(state.settings.retention.as_millis()).unwrap_or(u64::MAX);
     let relay_tags = match &req.franking_commitment {
         None => Vec::new(),
@@ -154,6 +161,7 @@ pub async fn accept(
                 }
             })
             .await?;
+        reservation.keep();
         // Readable now: a connection that did not send it (it was not next,
         // or the device connected again meanwhile) reads it.
         for ((r, wake), e) in recipients.iter().zip(&outcome.wake).zip(&early) {
@@ -171,6 +179,7 @@ pub async fn accept(
         .store
         .enqueue(&recipients, envelope, Some(claim))
         .await?;
+    reservation.keep();
     // Durable now: hand each online recipient its envelope so that its
     // connection need not read it back. A commit is never handed over
     // before it is durable: it may still lose its epoch.

@@ -37,6 +37,7 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let stats = state.store.stats().await.map_err(Failure::from)?;
     let mut text = METRICS.render(&stats);
+    state.quotas.render_metrics(&mut text);
     if let Some(cluster) = &state.cluster {
         cluster.render_metrics(&mut text);
     }

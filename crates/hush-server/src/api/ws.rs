@@ -25,7 +25,7 @@ use crate::app::AppState;
 use crate::auth::{AuthDevice, token_hash};
 use crate::error::Failure;
 use crate::metrics::METRICS;
-use crate::store::{DeviceKey, EarlyAck};
+use crate::store::{DeviceKey, EarlyAck, FETCH_MAX_BYTES};
 
 /// Envelopes fetched from the store per read.
 const FETCH_BATCH: usize = 256;
@@ -45,18 +45,22 @@ const ACK_QUEUE: usize = 16;
 /// Sends over one connection waiting for their commit before the connection
 /// stops reading more.
 const MAX_SENDS_IN_FLIGHT: usize = 256;
+/// Bytes of send frames over one connection waiting for their commit
+/// before the connection stops reading more (one send always fits).
+const MAX_SEND_BYTES_IN_FLIGHT: usize = 4 << 20;
 /// How long a connection's credentials are trusted for its sends before
 /// they are checked again (a removed device or a suspended account stops
 /// sending within this).
 const AUTH_RECHECK: Duration = Duration::from_secs(5);
 
-type SendFuture = BoxFuture<'static, (u64, Result<SendResponse, Failure>)>;
+type SendFuture = BoxFuture<'static, (u64, usize, Result<SendResponse, Failure>)>;
 
 /// `GET /v1/ws`
 pub async fn connect(
     State(state): State<AppState>,
     AuthDevice(me): AuthDevice,
     headers: HeaderMap,
+    slot: Option<axum::Extension<crate::quota::SlotCell>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if state.is_draining() {
@@ -90,6 +94,8 @@ pub async fn connect(
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(WS_WRITE_BUFFER)
         .on_upgrade(move |socket| async move {
+            // The socket holds the account's connection slot while open.
+            let _slot = slot.and_then(|s| s.take());
             METRICS.connection(1);
             if let Err(e) = session(&state, &me, token, socket).await {
                 tracing::debug!(device = ?me, error = %e, "connection ended");
@@ -108,6 +114,8 @@ async fn session(
     // Sends waiting for their commit, answered as they complete.
     // Allocated at the first send: an idle connection should cost little.
     let mut sends: Option<Box<FuturesUnordered<SendFuture>>> = None;
+    // Bytes of the frames of those sends.
+    let mut sends_bytes = 0usize;
     let mut authenticated_at = Instant::now();
     let (mut sink, mut stream) = socket.split();
     // Deleting acknowledged envelopes waits for a commit; a task of its own
@@ -129,7 +137,8 @@ async fn session(
             // Everything stored that this connection has not sent yet.
             while need_read && in_flight.len() < MAX_IN_FLIGHT {
                 let batch = state.store.fetch(me, last_sent, FETCH_BATCH).await?;
-                need_read = batch.len() >= FETCH_BATCH;
+                let bytes: u64 = batch.iter().map(|e| e.payload.len() as u64).sum();
+                need_read = batch.len() >= FETCH_BATCH || bytes >= FETCH_MAX_BYTES;
                 for env in batch {
                     last_sent = env.seq;
                     in_flight.insert(env.seq, (env.received_at_ms, None));
@@ -155,7 +164,7 @@ async fn session(
                     return Ok(());
                 }
                 Some(payload) = reg.ephemeral.recv() => {
-                    sink.feed(Message::Binary(ServerFrame::Ephemeral(payload).encode().into())).await?;
+                    sink.feed(Message::Binary(ServerFrame::Ephemeral(payload.to_vec()).encode().into())).await?;
                 }
                 Some(env) = reg.push.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
                     // Durable, or about to be. Sent as is only when it is the
@@ -187,14 +196,16 @@ async fn session(
                         }
                     }
                 }
-                Some((id, result)) = next_answer(&mut sends), if in_progress(&sends) > 0 => {
+                Some((id, len, result)) = next_answer(&mut sends), if in_progress(&sends) > 0 => {
+                    sends_bytes -= len;
                     let frame = match result {
                         Ok(response) => ServerFrame::Sent { id, response },
                         Err(Failure(error)) => ServerFrame::Refused { id, error },
                     };
                     sink.feed(Message::Binary(frame.encode().into())).await?;
                 }
-                msg = stream.next(), if in_progress(&sends) < MAX_SENDS_IN_FLIGHT => match msg {
+                msg = stream.next(), if in_progress(&sends) < MAX_SENDS_IN_FLIGHT
+                    && sends_bytes < MAX_SEND_BYTES_IN_FLIGHT => match msg {
                     Some(Ok(Message::Binary(bytes))) => match ClientFrame::decode(&bytes)? {
                     ClientFrame::Send { id, request } => {
                         if authenticated_at.elapsed() >= AUTH_RECHECK {
@@ -216,8 +227,10 @@ async fn session(
                             continue;
                         }
                         let (state, me) = (state.clone(), me.clone());
+                        let len = bytes.len();
+                        sends_bytes += len;
                         sends.get_or_insert_default().push(Box::pin(async move {
-                            (id, super::messages::accept(&state, &me, request).await)
+                            (id, len, super::messages::accept(&state, &me, request).await)
                         }));
                     }
                     ClientFrame::Ack(mut seqs) => {
@@ -275,7 +288,7 @@ fn in_progress(sends: &Option<Box<FuturesUnordered<SendFuture>>>) -> usize {
 /// The next send of the connection to complete (pending while there is none).
 async fn next_answer(
     sends: &mut Option<Box<FuturesUnordered<SendFuture>>>,
-) -> Option<(u64, Result<SendResponse, Failure>)> {
+) -> Option<(u64, usize, Result<SendResponse, Failure>)> {
     match sends {
         Some(s) if !s.is_empty() => s.next().await,
         _ => std::future::pending().await,

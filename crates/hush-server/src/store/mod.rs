@@ -312,6 +312,9 @@ pub struct KtRoot {
     pub published_at_ms: u64,
 }
 
+/// Payload bytes after which [`Store::fetch`] stops adding envelopes.
+pub const FETCH_MAX_BYTES: u64 = 4 << 20;
+
 /// The most roots [`Store::kt_roots`] returns in one call.
 pub const KT_ROOTS_LIMIT: usize = 1000;
 
@@ -484,7 +487,11 @@ pub trait Store: Send + Sync + 'static {
         })
     }
 
-    /// Up to `limit` envelopes of a device with `seq > after`, in order.
+    /// Up to `limit` envelopes of a device with `seq > after`, in order,
+    /// and no more once they hold [`FETCH_MAX_BYTES`] of payload: an
+    /// envelope is left for the next call if those before it hold that
+    /// much (so a batch holds at most that plus one payload, and at least
+    /// one envelope).
     async fn fetch(
         &self,
         device: &DeviceKey,
@@ -509,6 +516,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts for operators.
     async fn stats(&self) -> StoreResult<Stats>;
+
+    /// The payload bytes waiting in each device's queue, in the order given
+    /// (0 for a device with none, or none at all). For the queue quota.
+    async fn queue_bytes(&self, devices: &[DeviceKey]) -> StoreResult<Vec<u64>>;
 
     /// Whether the database answers.
     async fn ping(&self) -> bool;

@@ -519,14 +519,21 @@ impl Store for PostgresStore {
         after: u64,
         limit: usize,
     ) -> StoreResult<Vec<StoredEnvelope>> {
+        // The running payload total, over the first `limit` envelopes only.
         let rows = sqlx::query(
-            "SELECT seq, payload, relay_tag, received_at_ms FROM envelopes \
-             WHERE username = $1 AND device_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+            "SELECT seq, payload, relay_tag, received_at_ms FROM ( \
+               SELECT *, SUM(octet_length(payload)) OVER (ORDER BY seq) \
+                 - octet_length(payload) AS before FROM ( \
+                 SELECT seq, payload, relay_tag, received_at_ms FROM envelopes \
+                 WHERE username = $1 AND device_id = $2 AND seq > $3 ORDER BY seq LIMIT $4 \
+               ) AS first \
+             ) AS counted WHERE before < $5 ORDER BY seq",
         )
         .bind(&device.username)
         .bind(i64::from(device.device_id))
         .bind(after as i64)
         .bind(limit as i64)
+        .bind(super::FETCH_MAX_BYTES as i64)
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
@@ -617,6 +624,22 @@ impl Store for PostgresStore {
             key_packages: row.get::<i64, _>(3) as u64,
             groups: row.get::<i64, _>(4) as u64,
         })
+    }
+
+    async fn queue_bytes(&self, devices: &[DeviceKey]) -> StoreResult<Vec<u64>> {
+        let names: Vec<&str> = devices.iter().map(|d| d.username.as_str()).collect();
+        let ids: Vec<i64> = devices.iter().map(|d| i64::from(d.device_id)).collect();
+        let rows = sqlx::query(
+            "SELECT COALESCE((SELECT SUM(octet_length(e.payload)) FROM envelopes e \
+             WHERE e.username = t.u AND e.device_id = t.d), 0)::BIGINT \
+             FROM unnest($1::TEXT[], $2::BIGINT[]) WITH ORDINALITY AS t(u, d, n) ORDER BY t.n",
+        )
+        .bind(names)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows.iter().map(|r| r.get::<i64, _>(0) as u64).collect())
     }
 
     async fn ping(&self) -> bool {

@@ -928,31 +928,44 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<StoredEnvelope>> {
         let device = device.clone();
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT seq, payload, relay_tag, received_at_ms FROM envelopes \
-                 WHERE username = ?1 AND device_id = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
-            )
-            .map_err(backend)?
-            .query_map(
-                params![
-                    device.username,
-                    device.device_id,
-                    after as i64,
-                    limit as i64
-                ],
-                |r| {
-                    let tag: Option<Vec<u8>> = r.get(2)?;
-                    Ok(StoredEnvelope {
-                        seq: r.get::<_, i64>(0)? as u64,
-                        payload: r.get(1)?,
-                        relay_tag: tag.and_then(|t| <[u8; 32]>::try_from(t.as_slice()).ok()),
-                        received_at_ms: r.get::<_, i64>(3)? as u64,
-                    })
-                },
-            )
-            .map_err(backend)?
-            .collect::<Result<_, _>>()
-            .map_err(backend)
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, payload, relay_tag, received_at_ms FROM envelopes \
+                     WHERE username = ?1 AND device_id = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        device.username,
+                        device.device_id,
+                        after as i64,
+                        limit as i64
+                    ],
+                    |r| {
+                        let tag: Option<Vec<u8>> = r.get(2)?;
+                        Ok(StoredEnvelope {
+                            seq: r.get::<_, i64>(0)? as u64,
+                            payload: r.get(1)?,
+                            relay_tag: tag.and_then(|t| <[u8; 32]>::try_from(t.as_slice()).ok()),
+                            received_at_ms: r.get::<_, i64>(3)? as u64,
+                        })
+                    },
+                )
+                .map_err(backend)?;
+            // Stop once the batch holds FETCH_MAX_BYTES (rows are read one
+            // at a time).
+            let mut out = Vec::new();
+            let mut bytes = 0u64;
+            for env in rows {
+                if bytes >= super::FETCH_MAX_BYTES {
+                    break;
+                }
+                let env = env.map_err(backend)?;
+                bytes += env.payload.len() as u64;
+                out.push(env);
+            }
+            Ok(out)
         })
         .await
     }
@@ -1066,6 +1079,27 @@ impl Store for SqliteStore {
                 key_packages: count("SELECT COUNT(*) FROM key_packages WHERE last_resort = 0")?,
                 groups: count("SELECT COUNT(*) FROM groups")?,
             })
+        })
+        .await
+    }
+
+    async fn queue_bytes(&self, devices: &[DeviceKey]) -> StoreResult<Vec<u64>> {
+        let devices = devices.to_vec();
+        self.read(move |conn| {
+            let mut q = conn
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(length(payload)), 0) FROM envelopes \
+                     WHERE username = ?1 AND device_id = ?2",
+                )
+                .map_err(backend)?;
+            devices
+                .iter()
+                .map(|d| {
+                    q.query_row(params![d.username, d.device_id], |r| r.get::<_, i64>(0))
+                        .map(|n| n as u64)
+                        .map_err(backend)
+                })
+                .collect()
         })
         .await
     }
