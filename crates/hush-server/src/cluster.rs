@@ -20,6 +20,11 @@
 //!   publishes that claim on the device's subject. A node holding an older
 //!   connection of the device (earlier stamp; ties broken by node id) closes
 //!   it. Both nodes compare the same pair, so at most one survives.
+//! - When a device is removed or its token rotated, its node closes the
+//!   connection it holds and publishes a revocation on the device's subject,
+//!   so the node that holds it (if another) closes it too. Suspensions come
+//!   from the operator's command, another process: every node looks them up
+//!   in the shared database ([`crate::app::Settings::revocation_sweep`]).
 //! - Wake-ups lost while NATS was unreachable are made good in two ways:
 //!   when the node's NATS connection comes back, every local connection
 //!   re-reads its queue; and every [`ClusterConfig::recheck`] each local
@@ -109,6 +114,7 @@ fn bump(c: &AtomicU64) {
 const WAKE: u8 = 1;
 const EPHEMERAL: u8 = 2;
 const CLAIM: u8 = 3;
+const REVOKE: u8 = 4;
 
 /// This node's membership in a cluster. Dropping it stops the bus.
 pub struct Cluster {
@@ -366,6 +372,10 @@ impl Remote for Bus {
         self.queue(device, Bytes::from_static(&[WAKE]));
     }
 
+    fn revoke(&self, device: &DeviceKey) {
+        self.queue(device, Bytes::from_static(&[REVOKE]));
+    }
+
     fn ephemeral(&self, device: &DeviceKey, payload: &[u8]) {
         let mut frame = Vec::with_capacity(1 + payload.len());
         frame.push(EPHEMERAL);
@@ -414,6 +424,9 @@ async fn follow(
             Some(Frame::Ephemeral(p)) => {
                 hub.send_ephemeral_local(&device, p.to_vec());
             }
+            Some(Frame::Revoke) => {
+                hub.revoke_local(&device);
+            }
             Some(Frame::Claim {
                 at: theirs,
                 node: other,
@@ -430,6 +443,7 @@ async fn follow(
 
 enum Frame<'a> {
     Wake,
+    Revoke,
     Ephemeral(&'a [u8]),
     Claim { at: u64, node: &'a [u8] },
 }
@@ -439,6 +453,7 @@ fn decode(bytes: &[u8]) -> Option<Frame<'_>> {
     let (&tag, rest) = bytes.split_first()?;
     match tag {
         WAKE if rest.is_empty() => Some(Frame::Wake),
+        REVOKE if rest.is_empty() => Some(Frame::Revoke),
         EPHEMERAL => Some(Frame::Ephemeral(rest)),
         CLAIM => {
             let (at, node) = rest.split_at_checked(8)?;
@@ -488,6 +503,8 @@ mod tests {
         assert!(decode(&[CLAIM, 1, 2, 3]).is_none());
         assert!(decode(&[CLAIM, 0, 0, 0, 0, 0, 0, 0, 1]).is_none());
         assert!(matches!(decode(&[WAKE]), Some(Frame::Wake)));
+        assert!(matches!(decode(&[REVOKE]), Some(Frame::Revoke)));
+        assert!(decode(&[REVOKE, 1]).is_none());
         assert!(matches!(
             decode(&[EPHEMERAL, 5]),
             Some(Frame::Ephemeral([5]))

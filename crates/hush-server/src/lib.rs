@@ -25,6 +25,8 @@ pub mod franking;
 pub mod hub;
 pub mod kt;
 pub mod metrics;
+pub mod nonces;
+pub mod proxy;
 pub mod ratelimit;
 pub mod server;
 pub mod store;
