@@ -38,6 +38,7 @@ pub mod local;
 mod messages;
 pub mod model;
 mod sync;
+mod token;
 pub mod transport;
 
 pub use client::Client;
