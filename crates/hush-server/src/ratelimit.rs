@@ -35,20 +35,24 @@ impl Rate {
     }
 }
 
-/// Buckets for one kind of key. Old buckets are pruned when the map grows.
+/// Buckets for one kind of key. Full buckets (the same as none) are pruned
+/// every [`PRUNE_EVERY`] and when the map grows past [`PRUNE_AT`], so a key
+/// (who claimed whose KeyPackages, say) stays in memory only until its
+/// bucket has refilled.
 #[derive(Debug)]
 struct Buckets<K> {
     rate: Rate,
-    map: Mutex<HashMap<K, (f64, Instant)>>,
+    map: Mutex<(HashMap<K, (f64, Instant)>, Instant)>,
 }
 
 const PRUNE_AT: usize = 100_000;
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
     fn new(rate: Rate) -> Self {
         Self {
             rate,
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new((HashMap::new(), Instant::now())),
         }
     }
 
@@ -62,13 +66,15 @@ impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
             return Ok(());
         }
         let now = Instant::now();
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > PRUNE_AT {
+        let mut guard = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, pruned_at) = &mut *guard;
+        if map.len() > PRUNE_AT || now.duration_since(*pruned_at) >= PRUNE_EVERY {
             // A full bucket is the same as no bucket.
             let rate = self.rate;
             map.retain(|_, (tokens, at)| {
                 *tokens + now.duration_since(*at).as_secs_f64() * rate.per_second < rate.burst
             });
+            *pruned_at = now;
         }
         let (tokens, at) = map.entry(key.clone()).or_insert((self.rate.burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate.per_second)
