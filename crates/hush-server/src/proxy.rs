@@ -137,6 +137,29 @@ mod tests {
         h
     }
 
+    proptest::proptest! {
+        /// Whatever a client writes in the header or an operator in a
+        /// block, nothing panics, and an untrusted peer is its own client.
+        #[test]
+        fn untrusted_bytes_never_panic(
+            headers in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..80), 0..4),
+            block in ".{0,50}",
+            peer in proptest::num::u128::ANY,
+        ) {
+            let _ = block.parse::<Cidr>();
+            let mut h = HeaderMap::new();
+            for bytes in &headers {
+                if let Ok(v) = axum::http::HeaderValue::from_bytes(bytes) {
+                    h.append("x-forwarded-for", v);
+                }
+            }
+            let peer = IpAddr::V6(std::net::Ipv6Addr::from(peer));
+            let all: Cidr = "::/0".parse().unwrap();
+            let _ = client_ip(peer, &h, &[all]);
+            proptest::prop_assert_eq!(client_ip(peer, &h, &[]), peer);
+        }
+    }
+
     #[test]
     fn blocks_parse_and_contain() {
         let c: Cidr = "10.0.0.0/8".parse().unwrap();

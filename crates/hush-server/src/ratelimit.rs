@@ -42,8 +42,11 @@ impl Rate {
 #[derive(Debug)]
 struct Buckets<K> {
     rate: Rate,
-    map: Mutex<(HashMap<K, (f64, Instant)>, Instant)>,
+    /// The buckets (tokens, last update) and when they were last pruned.
+    map: Mutex<(BucketMap<K>, Instant)>,
 }
+
+type BucketMap<K> = HashMap<K, (f64, Instant)>;
 
 const PRUNE_AT: usize = 100_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
