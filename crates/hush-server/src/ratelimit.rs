@@ -121,7 +121,7 @@ pub struct StrictRates {
     /// Costly unauthenticated requests (registration, signed device
     /// requests, `/v1/kt/audit`) per client network.
     pub costly_per_ip: Rate,
-    /// Signed device requests per account named.
+    /// Validly signed device requests per account.
     pub signed_per_account: Rate,
     /// KeyPackage claims of one account on one target account.
     pub claims_per_pair: Rate,

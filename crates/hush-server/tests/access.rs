@@ -515,3 +515,25 @@ async fn registrations_from_one_network_are_limited_more_strictly() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_strangers_bad_signatures_do_not_lock_the_owner_out_of_device_requests() {
+    let s = server().await;
+    let mut alice = s.register("alice", 1).await;
+    let mallory = hush_proto::AccountKey::generate(&mut rng(666)).unwrap();
+    let (_, cert) = new_device(&alice.account, "alice", 3, 30);
+    for _ in 0..12 {
+        let resp = s
+            .http
+            .post(s.url("/v1/accounts/alice/devices"))
+            .json(&add_request(&mallory, "alice", 3, &cert, now_ms()))
+            .send()
+            .await
+            .unwrap();
+        expect_error(resp, 403, "forbidden").await;
+    }
+    // More than the account's ten signed requests a minute were tried, none
+    // valid: alice's own still goes through.
+    s.add_device(&mut alice, 3, 30).await;
+    s.stop().await;
+}

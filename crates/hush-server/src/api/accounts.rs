@@ -136,23 +136,28 @@ struct Signed<'a> {
     signature: &'a Bytes,
 }
 
-/// Checks the time, the signature (over the nonce and the certificate) and
-/// that the nonce is fresh, remembering it.
+/// Checks the time, the signature (over the nonce and the certificate), the
+/// account's limit of signed requests and that the nonce is fresh,
+/// remembering it. Only validly signed requests count against the account
+/// (a stranger cannot use up its owner's share); the rest are held back by
+/// the per-network limit.
 fn check_signed_request(
     state: &AppState,
     key: &AccountPublicKey,
     req: Signed<'_>,
-) -> ApiResult<()> {
+) -> Result<(), Refusal> {
     let now = now_ms();
     if now.abs_diff(req.timestamp_ms) > MAX_CLOCK_SKEW_MS {
         return Err(Failure::bad_request(
             "timestamp_ms is more than five minutes from the server's clock",
-        ));
+        )
+        .into());
     }
     if req.nonce.0.len() != DEVICE_REQUEST_NONCE_LEN {
         return Err(Failure::bad_request(format!(
             "nonce must be {DEVICE_REQUEST_NONCE_LEN} fresh random bytes"
-        )));
+        ))
+        .into());
     }
     let message = device_request_message(
         req.action,
@@ -167,8 +172,10 @@ fn check_signed_request(
             ErrorCode::Forbidden,
             "the signature is not by this account's key over this request \
              (version 2: with its nonce and certificate)",
-        ));
+        )
+        .into());
     }
+    state.limits.check_signed(req.user)?;
     let forget_at = req.timestamp_ms.saturating_add(MAX_CLOCK_SKEW_MS);
     state
         .nonces
@@ -181,7 +188,7 @@ fn check_signed_request(
                 }
                 NonceError::Full => ErrorCode::Unavailable,
             };
-            Failure::new(code, e.to_string())
+            Failure::new(code, e.to_string()).into()
         })
 }
 
@@ -203,7 +210,6 @@ pub async fn add_device(
     Body(req): Body<AddDeviceRequest>,
 ) -> Result<impl IntoResponse, Refusal> {
     let user = username(&name)?;
-    state.limits.check_signed(user.as_str())?;
     let (key, _) = account_of(&state, user.as_str()).await?;
     check_signed_request(
         &state,
@@ -236,7 +242,6 @@ pub async fn remove_device(
     Body(req): Body<RemoveDeviceRequest>,
 ) -> Result<StatusCode, Refusal> {
     let user = username(&name)?;
-    state.limits.check_signed(user.as_str())?;
     let (key, account) = account_of(&state, user.as_str()).await?;
     let certificate = account
         .devices
