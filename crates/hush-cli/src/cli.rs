@@ -175,6 +175,11 @@ pub enum LowCommand {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// This device's access to the server.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
     /// The terminal UI: conversations, messages, a composer.
     Chat {
         #[command(flatten)]
@@ -264,6 +269,14 @@ pub enum KeysCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+}
+
+/// `hush account ...`
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Replace this device's server token with a new one; the old one stops
+    /// working at once (use it if the token may have leaked).
+    RotateToken,
 }
 
 /// A presence mode on the command line.

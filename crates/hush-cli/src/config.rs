@@ -11,7 +11,8 @@ use hush_proto::Suite;
 use zeroize::Zeroizing;
 
 use crate::cli::{
-    GroupCommand, GroupOpt, KeysCommand, LowArgs, LowCommand, PresenceArg, ProfileCommand, SuiteArg,
+    AccountCommand, GroupCommand, GroupOpt, KeysCommand, LowArgs, LowCommand, PresenceArg,
+    ProfileCommand, SuiteArg,
 };
 
 /// The environment variable the passphrase is read from.
@@ -120,6 +121,7 @@ pub enum Command {
     Chat {
         target: Option<Target>,
     },
+    RotateToken,
 }
 
 /// A command line that parsed but makes no sense.
@@ -247,6 +249,9 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
             fingerprint: trust_fingerprint,
         },
         LowCommand::Contacts => Command::Contacts,
+        LowCommand::Account {
+            command: AccountCommand::RotateToken,
+        } => Command::RotateToken,
         LowCommand::Presence { mode } => Command::Presence(match mode {
             PresenceArg::Everyone => PresenceMode::Everyone,
             PresenceArg::Contacts => PresenceMode::Contacts,

@@ -39,6 +39,7 @@ mod messages;
 pub mod model;
 pub mod monitor;
 mod sync;
+mod token;
 pub mod transport;
 mod trust;
 

@@ -252,6 +252,11 @@ impl Transport {
         self
     }
 
+    /// Uses `token` from now on (after a rotation).
+    pub fn set_token(&mut self, token: String) {
+        self.token = Some(token);
+    }
+
     /// The server URL.
     pub fn base(&self) -> &str {
         &self.base

@@ -15,7 +15,8 @@ use hush_wire::limits::MAX_JSON_BODY;
 use crate::api;
 use crate::error::Failure;
 use crate::hub::Hub;
-use crate::ratelimit::{Limits, Rate};
+use crate::proxy::Cidr;
+use crate::ratelimit::{Limits, Rate, StrictRates};
 use crate::store::Store;
 
 /// Behaviour an operator can tune.
@@ -34,6 +35,19 @@ pub struct Settings {
     /// How long a key-directory change waits for others before its epoch
     /// is published.
     pub kt_batch_window: Duration,
+    /// Stricter limits: registration, signed device requests, audits and
+    /// KeyPackage claims. A zero `per_ip` turns the per-address ones off too,
+    /// a zero `per_account` the per-account and per-claim ones.
+    pub strict: StrictRates,
+    /// Reverse proxies (load balancers) whose `X-Forwarded-For` names the
+    /// client; none by default, and then the header is ignored.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Token that `/metrics` on the public listener requires; without one
+    /// `/metrics` is served only on the operator listener (`--metrics-listen`).
+    pub metrics_token: Option<MetricsToken>,
+    /// How often each node looks up suspended accounts to close their open
+    /// sockets (the operator suspends from another process).
+    pub revocation_sweep: Duration,
     /// On shutdown, how long the node keeps answering HTTP (with `/healthz`
     /// at 503 and device sockets closed) before it stops accepting, so a
     /// load balancer notices first.
@@ -57,11 +71,30 @@ impl Default for Settings {
                 burst: 1000.0,
             },
             kt_batch_window: crate::kt::service::DEFAULT_BATCH_WINDOW,
+            strict: StrictRates::default(),
+            trusted_proxies: Vec::new(),
+            metrics_token: None,
+            revocation_sweep: Duration::from_secs(1),
             drain_delay: Duration::ZERO,
             quotas: crate::quota::QuotaSettings::default(),
         }
     }
 }
+
+/// The bearer token of `/metrics` on the public listener (never printed).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetricsToken(pub String);
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(..)")
+    }
+}
+
+/// The client address of a request, after trusted proxies
+/// ([`crate::proxy::client_ip`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub std::net::IpAddr);
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -86,6 +119,8 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// Quotas per account and device.
     pub quotas: Arc<crate::quota::Quotas>,
+    /// Signed device requests seen within their validity window.
+    pub nonces: Arc<crate::nonces::Nonces>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -100,7 +135,14 @@ impl AppState {
     /// State over `store` and `blobs` with `settings`.
     pub fn new(store: Arc<dyn Store>, blobs: crate::blobs::Blobs, settings: Settings) -> Self {
         Self {
-            limits: Arc::new(Limits::new(settings.per_ip, settings.per_account)),
+            limits: Arc::new(Limits::with_strict(
+                settings.per_ip,
+                settings.per_account,
+                settings
+                    .strict
+                    .within(settings.per_ip, settings.per_account),
+            )),
+            nonces: Arc::new(crate::nonces::Nonces::default()),
             kt: Arc::new(crate::kt::KeyDirectory::new(
                 store.clone(),
                 settings.kt_batch_window,
@@ -157,9 +199,9 @@ pub fn router(state: AppState) -> Router {
     let profile = Router::new()
         .route("/v1/profile", put(api::accounts::put_profile))
         .layer(DefaultBodyLimit::max(hush_wire::limits::MAX_PROFILE_LEN));
-    Router::new()
+    // Unauthenticated and costly: a stricter limit per client network.
+    let costly = Router::new()
         .route("/v1/accounts", post(api::accounts::register))
-        .route("/v1/accounts/{username}", get(api::accounts::directory))
         .route(
             "/v1/accounts/{username}/devices",
             post(api::accounts::add_device),
@@ -168,6 +210,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/accounts/{username}/devices/{device_id}",
             delete(api::accounts::remove_device),
         )
+        .route("/v1/kt/audit", get(api::kt::audit))
+        .route_layer(middleware::from_fn_with_state(state.clone(), costly_limit));
+    Router::new()
+        .route("/v1/accounts/{username}", get(api::accounts::directory))
+        .route("/v1/token/rotate", post(api::accounts::rotate_token))
         .route(
             "/v1/accounts/{username}/key-packages/claim",
             post(api::keys::claim),
@@ -186,10 +233,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/kt/roots", get(api::kt::roots))
         .route("/v1/kt/lookup/{username}", get(api::kt::lookup))
         .route("/v1/kt/history/{username}", get(api::kt::history))
-        .route("/v1/kt/audit", get(api::kt::audit))
         .route("/healthz", get(api::ops::healthz))
-        .route("/metrics", get(api::ops::metrics))
+        .route("/metrics", get(api::ops::public_metrics))
         .route("/openapi.json", get(api::ops::openapi))
+        .merge(costly)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .merge(attachments)
         .merge(profile)
@@ -219,11 +266,36 @@ async fn method_not_allowed() -> Response {
     r
 }
 
-async fn per_ip_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>()
-        && let Err(f) = state.limits.check_ip(addr.ip())
+/// The operator listener (`--metrics-listen`): `/metrics` without a token,
+/// and `/healthz`. Bind it to an address only operators reach.
+pub fn operator_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(api::ops::metrics))
+        .route("/healthz", get(api::ops::healthz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Finds the client's address (after trusted proxies) and applies the
+/// per-address limit.
+async fn per_ip_limit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        let ip = crate::proxy::client_ip(addr.ip(), req.headers(), &state.settings.trusted_proxies);
+        if let Err(refusal) = state.limits.check_ip(ip) {
+            return refusal.into_response();
+        }
+        req.extensions_mut().insert(ClientIp(ip));
+    }
+    next.run(req).await
+}
+
+/// The stricter per-address limit of registration, signed device requests
+/// and audits.
+async fn costly_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>()
+        && let Err(refusal) = state.limits.check_costly(*ip)
     {
-        return f.into_response();
+        return refusal.into_response();
     }
     next.run(req).await
 }

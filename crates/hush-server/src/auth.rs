@@ -27,6 +27,23 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     out
 }
 
+/// SHA-256 of a device certificate, as signed device requests cover it.
+pub fn certificate_hash(certificate: &[u8]) -> [u8; 32] {
+    let d = digest(&SHA256, certificate);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// The bearer token of a request, if it has one.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
 /// The authenticated device of a request (`Authorization: Bearer <token>`).
 #[derive(Debug, Clone)]
 pub struct AuthDevice(pub DeviceKey);
@@ -35,15 +52,10 @@ impl FromRequestParts<AppState> for AuthDevice {
     type Rejection = Failure;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Failure> {
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(Failure::unauthorized)?;
+        let token = bearer(&parts.headers).ok_or_else(Failure::unauthorized)?;
         let auth = state
             .store
-            .authenticate(&token_hash(token.trim()))
+            .authenticate(&token_hash(token))
             .await?
             .ok_or_else(Failure::unauthorized)?;
         if auth.state == AccountState::Suspended {

@@ -20,6 +20,11 @@
 //!   publishes that claim on the device's subject. A node holding an older
 //!   connection of the device (earlier stamp; ties broken by node id) closes
 //!   it. Both nodes compare the same pair, so at most one survives.
+//! - When a device is removed or its token rotated, its node closes the
+//!   connection it holds and publishes a revocation on the device's subject,
+//!   so the node that holds it (if another) closes it too. Suspensions come
+//!   from the operator's command, another process: every node looks them up
+//!   in the shared database ([`crate::app::Settings::revocation_sweep`]).
 //! - Wake-ups lost while NATS was unreachable are made good in two ways:
 //!   when the node's NATS connection comes back, every local connection
 //!   re-reads its queue; and every [`ClusterConfig::recheck`] each local
@@ -114,6 +119,7 @@ fn bump(c: &AtomicU64) {
 const WAKE: u8 = 1;
 const EPHEMERAL: u8 = 2;
 const CLAIM: u8 = 3;
+const REVOKE: u8 = 4;
 
 /// This node's membership in a cluster. Dropping it stops the bus.
 pub struct Cluster {
@@ -379,6 +385,10 @@ impl Remote for Bus {
         self.queue(device, Bytes::from_static(&[WAKE]));
     }
 
+    fn revoke(&self, device: &DeviceKey) {
+        self.queue(device, Bytes::from_static(&[REVOKE]));
+    }
+
     fn ephemeral(&self, device: &DeviceKey, payload: &Ephemeral) {
         let frame = payload.framed(|p| {
             let mut frame = Vec::with_capacity(1 + p.len());
@@ -430,6 +440,9 @@ async fn follow(
             Some(Frame::Ephemeral(p)) => {
                 hub.send_ephemeral_local(&device, msg.payload.slice_ref(p));
             }
+            Some(Frame::Revoke) => {
+                hub.revoke_local(&device);
+            }
             Some(Frame::Claim {
                 at: theirs,
                 node: other,
@@ -446,6 +459,7 @@ async fn follow(
 
 enum Frame<'a> {
     Wake,
+    Revoke,
     Ephemeral(&'a [u8]),
     Claim { at: u64, node: &'a [u8] },
 }
@@ -455,6 +469,7 @@ fn decode(bytes: &[u8]) -> Option<Frame<'_>> {
     let (&tag, rest) = bytes.split_first()?;
     match tag {
         WAKE if rest.is_empty() => Some(Frame::Wake),
+        REVOKE if rest.is_empty() => Some(Frame::Revoke),
         EPHEMERAL => Some(Frame::Ephemeral(rest)),
         CLAIM => {
             let (at, node) = rest.split_at_checked(8)?;
@@ -504,6 +519,8 @@ mod tests {
         assert!(decode(&[CLAIM, 1, 2, 3]).is_none());
         assert!(decode(&[CLAIM, 0, 0, 0, 0, 0, 0, 0, 1]).is_none());
         assert!(matches!(decode(&[WAKE]), Some(Frame::Wake)));
+        assert!(matches!(decode(&[REVOKE]), Some(Frame::Revoke)));
+        assert!(decode(&[REVOKE, 1]).is_none());
         assert!(matches!(
             decode(&[EPHEMERAL, 5]),
             Some(Frame::Ephemeral([5]))

@@ -54,6 +54,18 @@ pub struct FileConfig {
     /// waits for others before its epoch is published
     #[serde(rename = "kt-batch-window")]
     pub kt_batch_window: Option<String>,
+    /// `trusted-proxy`, such as ["10.0.0.0/8"]: reverse proxies whose
+    /// X-Forwarded-For names the client
+    #[serde(rename = "trusted-proxy")]
+    pub trusted_proxy: Option<Vec<String>>,
+    /// `metrics-listen`, such as "10.0.0.5:9780": the operator listener
+    /// serving /metrics (plain HTTP: keep it private)
+    #[serde(rename = "metrics-listen")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// `metrics-token`: serve /metrics on the public listener too, to
+    /// requests bearing this token
+    #[serde(rename = "metrics-token")]
+    pub metrics_token: Option<String>,
     /// `max-queue-bytes`, such as "256MiB" (0: no limit)
     #[serde(rename = "max-queue-bytes")]
     pub max_queue_bytes: Option<String>,
@@ -296,5 +308,17 @@ mod tests {
     fn file_config_rejects_unknown_keys() {
         assert!(toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"").is_ok());
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn file_config_access_keys() {
+        let c: FileConfig = toml::from_str(
+            "trusted-proxy = [\"10.0.0.0/8\", \"fd00::/8\"]\n\
+             metrics-listen = \"127.0.0.1:9780\"\nmetrics-token = \"s3cret\"",
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxy.unwrap().len(), 2);
+        assert_eq!(c.metrics_listen.unwrap().port(), 9780);
+        assert_eq!(c.metrics_token.as_deref(), Some("s3cret"));
     }
 }

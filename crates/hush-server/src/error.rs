@@ -1,7 +1,7 @@
 //! Refusals as HTTP responses: a status and `{"code", "message"}`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hush_wire::{ApiError, ErrorCode};
 
@@ -87,7 +87,59 @@ impl IntoResponse for Failure {
         let status = StatusCode::from_u16(self.0.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         crate::metrics::METRICS.error(status.as_u16());
-        (status, Json(self.0)).into_response()
+        let rate_limited = self.0.code == ErrorCode::RateLimited;
+        let mut response = (status, Json(self.0)).into_response();
+        if rate_limited {
+            // Buckets refill within a second at the default rates; limits
+            // that refill slower answer with a [`Refusal`] that says so.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// A [`Failure`] with, for a rate limit, how many seconds to wait
+/// (`Retry-After`).
+#[derive(Debug)]
+pub struct Refusal {
+    /// The refusal.
+    pub failure: Failure,
+    /// Seconds until a retry can succeed.
+    pub retry_after_s: Option<u64>,
+}
+
+impl From<Failure> for Refusal {
+    fn from(failure: Failure) -> Self {
+        Self {
+            failure,
+            retry_after_s: None,
+        }
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Failure::from(e).into()
+    }
+}
+
+impl From<Refusal> for Failure {
+    fn from(r: Refusal) -> Self {
+        r.failure
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = self.failure.into_response();
+        if let Some(s) = self.retry_after_s
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
     }
 }
 

@@ -130,8 +130,14 @@ pub const CLOSE_REPLACED: u16 = 4000;
 /// restart", which tells the client to reconnect (to another node).
 pub const CLOSE_RESTART: u16 = 1012;
 
+/// WebSocket close code when the device's access was revoked: the device
+/// was removed, its account suspended, or its token rotated. Reconnecting
+/// with the same token fails.
+pub const CLOSE_REVOKED: u16 = 4001;
+
 const KICK_REPLACED: u8 = 0;
 const KICK_RESTART: u8 = 1;
+const KICK_REVOKED: u8 = 2;
 
 /// The rest of a cluster, as the hub sees it. Every method must return at
 /// once (queue, never wait on the network).
@@ -144,6 +150,8 @@ pub trait Remote: Send + Sync + 'static {
     fn wake(&self, device: &DeviceKey);
     /// An ephemeral payload for a device not connected to this node.
     fn ephemeral(&self, device: &DeviceKey, payload: &Ephemeral);
+    /// The device's access was revoked: close its connection wherever it is.
+    fn revoke(&self, device: &DeviceKey);
 }
 
 struct Conn {
@@ -192,6 +200,12 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// Whether the device's access was revoked (its kick then closes the
+    /// connection): nothing more may be sent to it.
+    pub fn is_revoked(&self) -> bool {
+        self.why.load(Ordering::Acquire) == KICK_REVOKED
+    }
+
     /// The close frame to send once `kick` fired: replaced, or the node is
     /// shutting down (reconnect elsewhere).
     pub fn close_frame(&self) -> Option<CloseFrame> {
@@ -199,6 +213,10 @@ impl Registration {
             KICK_RESTART => CloseFrame {
                 code: CLOSE_RESTART,
                 reason: "server shutting down: reconnect".into(),
+            },
+            KICK_REVOKED => CloseFrame {
+                code: CLOSE_REVOKED,
+                reason: "access revoked: device removed, account suspended or token rotated".into(),
             },
             _ => CloseFrame {
                 code: CLOSE_REPLACED,
@@ -364,6 +382,47 @@ impl Hub {
             c.why.store(KICK_REPLACED, Ordering::Release);
             c.kick.notify_one();
         }
+    }
+
+    /// Closes the device's connection here and, through the [`Remote`], on
+    /// any other node: its access was revoked. True if one was here.
+    pub fn revoke(&self, device: &DeviceKey) -> bool {
+        let here = self.revoke_local(device);
+        if let Some(r) = self.remote.get() {
+            r.revoke(device);
+        }
+        here
+    }
+
+    /// Closes the device's connection on this node only, whatever its id.
+    pub fn revoke_local(&self, device: &DeviceKey) -> bool {
+        let conns = self.lock();
+        let Some(c) = conns.get(device) else {
+            return false;
+        };
+        c.why.store(KICK_REVOKED, Ordering::Release);
+        c.kick.notify_one();
+        drop(conns);
+        crate::metrics::METRICS.revoked(1);
+        true
+    }
+
+    /// Closes, on this node, the connections of every account in
+    /// `accounts`; returns how many.
+    pub fn revoke_accounts(&self, accounts: &std::collections::HashSet<String>) -> usize {
+        if accounts.is_empty() {
+            return 0;
+        }
+        let mut n = 0;
+        for (device, c) in self.lock().iter() {
+            if accounts.contains(&device.username) {
+                c.why.store(KICK_REVOKED, Ordering::Release);
+                c.kick.notify_one();
+                n += 1;
+            }
+        }
+        crate::metrics::METRICS.revoked(n);
+        n
     }
 
     /// Wakes the connections whose id is `slice` modulo `of` (all of them

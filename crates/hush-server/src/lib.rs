@@ -26,6 +26,8 @@ pub mod hub;
 pub mod kt;
 pub mod metrics;
 pub mod quota;
+pub mod nonces;
+pub mod proxy;
 pub mod ratelimit;
 pub mod server;
 pub mod store;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use hush_server::app::{AppState, Settings};
+use hush_server::app::{AppState, MetricsToken, Settings};
 use hush_server::blobs::Blobs;
 use hush_server::cluster::ClusterConfig;
 use hush_server::config::{Database, FileConfig, parse_duration, parse_size};
@@ -86,6 +86,24 @@ struct Opts {
     kt_batch_window: Option<String>,
     #[command(flatten)]
     quotas: hush_server::config::QuotaFlags,
+    /// A reverse proxy (load balancer) whose X-Forwarded-For header names the
+    /// client, as ADDRESS/PREFIX (repeatable; comma-separated in the
+    /// variable). Without one the header is ignored.
+    #[arg(long, env = "HUSH_TRUSTED_PROXY", global = true, value_delimiter = ',')]
+    trusted_proxy: Vec<String>,
+    /// Serve /metrics (and /healthz) on this operator-only address, plain
+    /// HTTP; by default /metrics is not served at all.
+    #[arg(long, env = "HUSH_METRICS_LISTEN", global = true)]
+    metrics_listen: Option<SocketAddr>,
+    /// Serve /metrics on the public listener too, to requests bearing this
+    /// bearer token (prefer the variable: arguments are visible to `ps`).
+    #[arg(
+        long,
+        env = "HUSH_METRICS_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    metrics_token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +214,7 @@ struct Config {
     settings: Settings,
     cluster: Option<ClusterConfig>,
     attachments: Option<String>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn resolve(opts: Opts) -> anyhow::Result<Config> {
@@ -256,6 +275,22 @@ fn resolve(opts: Opts) -> anyhow::Result<Config> {
             anyhow::bail!("--kt-batch-window must be at most 5s (registrations wait for it)");
         }
     }
+    let proxies = if opts.trusted_proxy.is_empty() {
+        file.trusted_proxy.unwrap_or_default()
+    } else {
+        opts.trusted_proxy
+    };
+    settings.trusted_proxies = proxies
+        .iter()
+        .map(|p| p.parse())
+        .collect::<Result<_, _>>()
+        .context("--trusted-proxy")?;
+    if let Some(t) = opts.metrics_token.or(file.metrics_token) {
+        if t.len() < 16 {
+            anyhow::bail!("--metrics-token must be at least 16 characters (use a random one)");
+        }
+        settings.metrics_token = Some(MetricsToken(t));
+    }
     let cluster = match opts.nats.or(file.nats) {
         None => None,
         Some(url) => {
@@ -295,6 +330,7 @@ fn resolve(opts: Opts) -> anyhow::Result<Config> {
         settings,
         cluster,
         attachments: opts.attachments.or(file.attachments),
+        metrics_listen: opts.metrics_listen.or(file.metrics_listen),
     })
 }
 
@@ -373,6 +409,23 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     #[cfg(feature = "fault-injection")]
     tracing::warn!("{}", hush_server::FAULT_INJECTION_BANNER);
+    let operator = match config.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?;
+            println!(
+                "metrics on http://{}/metrics (operator listener)",
+                listener.local_addr()?
+            );
+            Some(tokio::spawn(hush_server::server::serve_operator(
+                listener,
+                state.clone(),
+                std::future::pending(),
+            )))
+        }
+        None => None,
+    };
     let tls = tls_for(&config)?;
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -390,6 +443,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::from_std(listener)?;
             hush_server::server::serve(listener, state, shutdown_signal()).await?;
         }
+    }
+    if let Some(task) = operator {
+        task.abort();
     }
     Ok(())
 }

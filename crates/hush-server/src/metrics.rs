@@ -19,6 +19,10 @@ pub struct Metrics {
     envelopes_unwritten: AtomicU64,
     errors_4xx: AtomicU64,
     errors_5xx: AtomicU64,
+    claims_refused_pair: AtomicU64,
+    claims_refused_target: AtomicU64,
+    signed_replays: AtomicU64,
+    revoked: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
     latency_count: AtomicU64,
     latency_sum_ms: AtomicU64,
@@ -40,6 +44,10 @@ impl Metrics {
             envelopes_unwritten: AtomicU64::new(0),
             errors_4xx: AtomicU64::new(0),
             errors_5xx: AtomicU64::new(0),
+            claims_refused_pair: AtomicU64::new(0),
+            claims_refused_target: AtomicU64::new(0),
+            signed_replays: AtomicU64::new(0),
+            revoked: AtomicU64::new(0),
             latency_buckets: [ZERO; LATENCY_BUCKETS_MS.len()],
             latency_count: AtomicU64::new(0),
             latency_sum_ms: AtomicU64::new(0),
@@ -87,6 +95,25 @@ impl Metrics {
             400..=499 => self.errors_4xx.fetch_add(1, Ordering::Relaxed),
             _ => self.errors_5xx.fetch_add(1, Ordering::Relaxed),
         };
+    }
+
+    /// A KeyPackage claim was refused by a claim limit.
+    pub fn claim_refused(&self, limit: crate::ratelimit::ClaimLimit) {
+        let counter = match limit {
+            crate::ratelimit::ClaimLimit::Pair => &self.claims_refused_pair,
+            crate::ratelimit::ClaimLimit::Target => &self.claims_refused_target,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A signed device request was refused as a replay.
+    pub fn signed_replay(&self) {
+        self.signed_replays.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` device connections were closed because their access was revoked.
+    pub fn revoked(&self, n: usize) {
+        self.revoked.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition, with storage counts from `stats`.
@@ -159,11 +186,29 @@ impl Metrics {
             "Unclaimed one-time KeyPackages.",
             stats.key_packages.to_string(),
         );
+        metric(
+            "hush_signed_requests_replayed_total",
+            "counter",
+            "Signed device requests refused because their nonce was used already.",
+            get(&self.signed_replays),
+        );
+        metric(
+            "hush_connections_revoked_total",
+            "counter",
+            "Device WebSockets closed because the device was removed, its account suspended or its token rotated.",
+            get(&self.revoked),
+        );
         let _ = writeln!(
             out,
             "# HELP hush_http_errors_total Error responses by class.\n# TYPE hush_http_errors_total counter\nhush_http_errors_total{{class=\"4xx\"}} {}\nhush_http_errors_total{{class=\"5xx\"}} {}",
             get(&self.errors_4xx),
             get(&self.errors_5xx)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hush_key_package_claims_refused_total KeyPackage claims refused by a claim limit: per claimer and target (pair) or per target.\n# TYPE hush_key_package_claims_refused_total counter\nhush_key_package_claims_refused_total{{limit=\"pair\"}} {}\nhush_key_package_claims_refused_total{{limit=\"target\"}} {}",
+            get(&self.claims_refused_pair),
+            get(&self.claims_refused_target)
         );
         let _ = writeln!(
             out,

@@ -1,13 +1,20 @@
-//! Token-bucket rate limits per client IP and per account.
+//! Token-bucket rate limits: per client network, per account, per signed
+//! account request, and per KeyPackage claim.
+//!
+//! Client networks are keyed by IPv4 address or IPv6 /64: one IPv6 host
+//! usually holds a whole /64, so a key per /128 would let it take as many
+//! buckets as it likes. Every bucket lives in this node's memory; in a
+//! cluster each node counts on its own, so a client spread over `n` nodes by
+//! the load balancer gets up to `n` times each rate.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hush_wire::ErrorCode;
 
-use crate::error::Failure;
+use crate::error::{Failure, Refusal};
 
 /// A rate: `per_second` sustained, `burst` at once. Zero disables the limit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -18,35 +25,59 @@ pub struct Rate {
     pub burst: f64,
 }
 
-/// Buckets for one kind of key. Old buckets are pruned when the map grows.
+impl Rate {
+    /// `burst` at once, then `count` per `period`.
+    pub fn per(count: f64, period: Duration, burst: f64) -> Self {
+        Self {
+            per_second: count / period.as_secs_f64(),
+            burst,
+        }
+    }
+}
+
+/// Buckets for one kind of key. Full buckets (the same as none) are pruned
+/// every [`PRUNE_EVERY`] and when the map grows past [`PRUNE_AT`], so a key
+/// (who claimed whose KeyPackages, say) stays in memory only until its
+/// bucket has refilled.
 #[derive(Debug)]
 struct Buckets<K> {
     rate: Rate,
-    map: Mutex<HashMap<K, (f64, Instant)>>,
+    /// The buckets (tokens, last update) and when they were last pruned.
+    map: Mutex<(BucketMap<K>, Instant)>,
 }
 
+type BucketMap<K> = HashMap<K, (f64, Instant)>;
+
 const PRUNE_AT: usize = 100_000;
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
     fn new(rate: Rate) -> Self {
         Self {
             rate,
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new((HashMap::new(), Instant::now())),
         }
     }
 
     fn allow(&self, key: &K) -> bool {
+        self.take(key).is_ok()
+    }
+
+    /// Takes a token for `key`, or says how long until one is there.
+    fn take(&self, key: &K) -> Result<(), Duration> {
         if self.rate.per_second <= 0.0 {
-            return true;
+            return Ok(());
         }
         let now = Instant::now();
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > PRUNE_AT {
+        let mut guard = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, pruned_at) = &mut *guard;
+        if map.len() > PRUNE_AT || now.duration_since(*pruned_at) >= PRUNE_EVERY {
             // A full bucket is the same as no bucket.
             let rate = self.rate;
             map.retain(|_, (tokens, at)| {
                 *tokens + now.duration_since(*at).as_secs_f64() * rate.per_second < rate.burst
             });
+            *pruned_at = now;
         }
         let (tokens, at) = map.entry(key.clone()).or_insert((self.rate.burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate.per_second)
@@ -54,9 +85,108 @@ impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
         *at = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            Err(Duration::from_secs_f64(
+                (1.0 - *tokens) / self.rate.per_second,
+            ))
+        }
+    }
+}
+
+/// The key of a client's network: the IPv4 address, or the IPv6 /64 (an
+/// IPv4-mapped IPv6 address counts as its IPv4 address).
+pub fn network_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
+/// Which claim limit refused a KeyPackage claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimLimit {
+    /// This claimer took its share of this target's KeyPackages.
+    Pair,
+    /// All claimers together took their share of this target's KeyPackages.
+    Target,
+}
+
+/// Rates of the limits other than the general ones.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StrictRates {
+    /// Costly unauthenticated requests (registration, signed device
+    /// requests, `/v1/kt/audit`) per client network.
+    pub costly_per_ip: Rate,
+    /// Validly signed device requests per account.
+    pub signed_per_account: Rate,
+    /// KeyPackage claims of one account on one target account.
+    pub claims_per_pair: Rate,
+    /// KeyPackage claims on one target account, by everyone.
+    pub claims_per_target: Rate,
+}
+
+impl Default for StrictRates {
+    fn default() -> Self {
+        let minute = Duration::from_secs(60);
+        Self {
+            costly_per_ip: Rate {
+                per_second: 2.0,
+                burst: 20.0,
+            },
+            signed_per_account: Rate::per(10.0, minute, 10.0),
+            // A client keeps 20 one-time KeyPackages per device and suite
+            // and tops up below 5: one claimer can take 5 at once, everyone
+            // together 10 at once, so an attack leaves 10 for legitimate
+            // claimers until the device tops up.
+            claims_per_pair: Rate::per(1.0, 2 * minute, 5.0),
+            claims_per_target: Rate::per(1.0, minute, 10.0),
+        }
+    }
+}
+
+const OFF: Rate = Rate {
+    per_second: 0.0,
+    burst: 0.0,
+};
+
+impl StrictRates {
+    /// No strict limit at all.
+    pub fn off() -> Self {
+        Self {
+            costly_per_ip: OFF,
+            signed_per_account: OFF,
+            claims_per_pair: OFF,
+            claims_per_target: OFF,
+        }
+    }
+
+    /// These rates, with the per-address ones off when `per_ip` is off and
+    /// the per-account ones off when `per_account` is (`--rate-limit-ip 0`
+    /// and `--rate-limit-account 0` turn off every limit of their kind).
+    pub fn within(self, per_ip: Rate, per_account: Rate) -> Self {
+        let ip_off = per_ip.per_second <= 0.0;
+        let account_off = per_account.per_second <= 0.0;
+        Self {
+            costly_per_ip: if ip_off { OFF } else { self.costly_per_ip },
+            signed_per_account: if account_off {
+                OFF
+            } else {
+                self.signed_per_account
+            },
+            claims_per_pair: if account_off {
+                OFF
+            } else {
+                self.claims_per_pair
+            },
+            claims_per_target: if account_off {
+                OFF
+            } else {
+                self.claims_per_target
+            },
         }
     }
 }
@@ -66,27 +196,59 @@ impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
 pub struct Limits {
     per_ip: Buckets<IpAddr>,
     per_account: Buckets<String>,
+    costly_per_ip: Buckets<IpAddr>,
+    signed_per_account: Buckets<String>,
+    claims_per_pair: Buckets<(String, String)>,
+    claims_per_target: Buckets<String>,
+}
+
+fn limited(message: &str, wait: Duration) -> Refusal {
+    Refusal {
+        failure: Failure::new(ErrorCode::RateLimited, message),
+        retry_after_s: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+    }
 }
 
 impl Limits {
-    /// Limits with the given rates.
+    /// Limits with the given rates and the default strict ones.
     pub fn new(per_ip: Rate, per_account: Rate) -> Self {
+        Self::with_strict(per_ip, per_account, StrictRates::default())
+    }
+
+    /// Limits with the given rates.
+    pub fn with_strict(per_ip: Rate, per_account: Rate, strict: StrictRates) -> Self {
         Self {
             per_ip: Buckets::new(per_ip),
             per_account: Buckets::new(per_account),
+            costly_per_ip: Buckets::new(strict.costly_per_ip),
+            signed_per_account: Buckets::new(strict.signed_per_account),
+            claims_per_pair: Buckets::new(strict.claims_per_pair),
+            claims_per_target: Buckets::new(strict.claims_per_target),
         }
     }
 
     /// One request from `ip`.
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), Failure> {
-        if self.per_ip.allow(&ip) {
-            Ok(())
-        } else {
-            Err(Failure::new(
-                ErrorCode::RateLimited,
-                "too many requests from this address; slow down",
-            ))
-        }
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), Refusal> {
+        self.per_ip
+            .take(&network_key(ip))
+            .map_err(|w| limited("too many requests from this address; slow down", w))
+    }
+
+    /// One costly unauthenticated request from `ip`.
+    pub fn check_costly(&self, ip: IpAddr) -> Result<(), Refusal> {
+        self.costly_per_ip.take(&network_key(ip)).map_err(|w| {
+            limited(
+                "too many registrations, device or audit requests from this address; retry later",
+                w,
+            )
+        })
+    }
+
+    /// One signed device request naming `account`.
+    pub fn check_signed(&self, account: &str) -> Result<(), Refusal> {
+        self.signed_per_account
+            .take(&account.to_owned())
+            .map_err(|w| limited("too many device requests for this account; retry later", w))
     }
 
     /// One authenticated request of `account`.
@@ -99,6 +261,32 @@ impl Limits {
                 "too many requests from this account; slow down",
             ))
         }
+    }
+
+    /// One KeyPackage claim by `claimer` on `target`'s KeyPackages. A claim
+    /// refused by the per-target limit does not use the claimer's share.
+    pub fn check_claim(&self, claimer: &str, target: &str) -> Result<(), (ClaimLimit, Refusal)> {
+        let pair = (claimer.to_owned(), target.to_owned());
+        if let Err(wait) = self.claims_per_pair.take(&pair) {
+            return Err((
+                ClaimLimit::Pair,
+                limited(
+                    "you claimed this account's KeyPackages too often; retry later",
+                    wait,
+                ),
+            ));
+        }
+        self.claims_per_target
+            .take(&target.to_owned())
+            .map_err(|wait| {
+                (
+                    ClaimLimit::Target,
+                    limited(
+                        "this account's KeyPackages were claimed too often; retry later",
+                        wait,
+                    ),
+                )
+            })
     }
 }
 
@@ -117,6 +305,8 @@ mod tests {
         assert!(b.allow(&1));
         assert!(!b.allow(&1));
         assert!(b.allow(&2));
+        let wait = b.take(&1).unwrap_err();
+        assert!(wait > Duration::from_secs(900), "{wait:?}");
     }
 
     #[test]
@@ -128,5 +318,39 @@ mod tests {
         for _ in 0..1000 {
             assert!(b.allow(&1));
         }
+    }
+
+    #[test]
+    fn two_ipv6_addresses_in_one_64_share_a_bucket() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:fffe".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(network_key(a), network_key(b));
+        assert_ne!(network_key(a), network_key(other));
+        let limits = Limits::new(
+            Rate {
+                per_second: 0.001,
+                burst: 2.0,
+            },
+            Rate {
+                per_second: 0.0,
+                burst: 0.0,
+            },
+        );
+        assert!(limits.check_ip(a).is_ok());
+        assert!(limits.check_ip(b).is_ok());
+        // The third address of the same /64 finds the bucket empty.
+        let c: IpAddr = "2001:db8:1:2:1234::9".parse().unwrap();
+        assert!(limits.check_ip(c).is_err());
+        assert!(limits.check_ip(other).is_ok());
+    }
+
+    #[test]
+    fn ipv4_keys_are_whole_addresses_and_mapped_ones_count_as_ipv4() {
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert_ne!(network_key(a), network_key(b));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(network_key(mapped), a);
     }
 }

@@ -24,6 +24,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let expiry = tokio::spawn(expire_loop(state.clone()));
     let publisher = tokio::spawn(state.kt.clone().run());
+    let revoker = tokio::spawn(revocation_loop(state.clone()));
     let drain = state.clone();
     let idle = state.settings.quotas.idle_timeout;
     let result = crate::timeouts::serve_http(listener, router(state), idle, async move {
@@ -34,7 +35,43 @@ pub async fn serve(
     .await;
     expiry.abort();
     publisher.abort();
+    revoker.abort();
     result
+}
+
+/// Serves the operator listener ([`crate::app::operator_router`]:
+/// `/metrics` without a token, `/healthz`) on `listener` until `shutdown`.
+pub async fn serve_operator(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, crate::app::operator_router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Closes, every [`crate::app::Settings::revocation_sweep`], the open
+/// connections of suspended accounts: the operator suspends from another
+/// process (`hush-server admin`), which only writes the database.
+async fn revocation_loop(state: AppState) {
+    let mut tick = tokio::time::interval(state.settings.revocation_sweep);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if state.hub.connected() == 0 {
+            continue;
+        }
+        match state.store.suspended_accounts().await {
+            Ok(names) => {
+                let n = state.hub.revoke_accounts(&names.into_iter().collect());
+                if n > 0 {
+                    tracing::info!(connections = n, "closed connections of suspended accounts");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot look up suspended accounts"),
+        }
+    }
 }
 
 async fn expire_loop(state: AppState) {
@@ -109,6 +146,7 @@ pub async fn serve_tls(
     let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key).await?;
     let expiry = tokio::spawn(expire_loop(state.clone()));
     let publisher = tokio::spawn(state.kt.clone().run());
+    let revoker = tokio::spawn(revocation_loop(state.clone()));
     let drain = state.clone();
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
@@ -130,5 +168,6 @@ pub async fn serve_tls(
     let result = server.serve(app).await;
     expiry.abort();
     publisher.abort();
+    revoker.abort();
     result
 }

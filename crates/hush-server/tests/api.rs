@@ -139,56 +139,37 @@ async fn devices_are_added_and_removed_with_the_account_key() {
     // A signature by another key is refused.
     let mallory = hush_proto::AccountKey::generate(&mut rng(666)).unwrap();
     let (_, cert) = new_device(&alice.account, "alice", 3, 51);
-    let ts = now_ms();
-    let sig = mallory
-        .sign(&device_request_message("add", "alice", 3, ts))
-        .unwrap();
     let resp = s
         .http
         .post(s.url("/v1/accounts/alice/devices"))
-        .json(&AddDeviceRequest {
-            device: NewDeviceBody {
-                device_id: 3,
-                certificate: Bytes(cert.encode()),
-            },
-            timestamp_ms: ts,
-            signature: Bytes(sig.to_vec()),
-        })
+        .json(&add_request(&mallory, "alice", 3, &cert, now_ms()))
         .send()
         .await
         .unwrap();
     expect_error(resp, 403, "forbidden").await;
 
     // A stale timestamp is refused.
+    let cert2 = alice.devices[1].cert.clone();
     let ts = now_ms() - 3_600_000;
-    let sig = alice
-        .account
-        .sign(&device_request_message("remove", "alice", 2, ts))
-        .unwrap();
     let resp = s
         .http
         .delete(s.url("/v1/accounts/alice/devices/2"))
-        .json(&RemoveDeviceRequest {
-            timestamp_ms: ts,
-            signature: Bytes(sig.to_vec()),
-        })
+        .json(&remove_request(&alice.account, "alice", 2, &cert2, ts))
         .send()
         .await
         .unwrap();
     expect_error(resp, 400, "bad_request").await;
 
-    let ts = now_ms();
-    let sig = alice
-        .account
-        .sign(&device_request_message("remove", "alice", 2, ts))
-        .unwrap();
     let resp = s
         .http
         .delete(s.url("/v1/accounts/alice/devices/2"))
-        .json(&RemoveDeviceRequest {
-            timestamp_ms: ts,
-            signature: Bytes(sig.to_vec()),
-        })
+        .json(&remove_request(
+            &alice.account,
+            "alice",
+            2,
+            &cert2,
+            now_ms(),
+        ))
         .send()
         .await
         .unwrap();
@@ -776,7 +757,13 @@ async fn profiles_are_opaque_blobs() {
 
 #[tokio::test]
 async fn health_and_metrics() {
-    let s = TestServer::start().await;
+    let s = TestServer::with_settings(Settings {
+        metrics_token: Some(hush_server::app::MetricsToken(
+            "a-metrics-token-of-the-operator".into(),
+        )),
+        ..Settings::default()
+    })
+    .await;
     let resp = s.http.get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let alice = s.register("alice", 1).await;
@@ -785,6 +772,7 @@ async fn health_and_metrics() {
     let text = s
         .http
         .get(s.url("/metrics"))
+        .bearer_auth("a-metrics-token-of-the-operator")
         .send()
         .await
         .unwrap()

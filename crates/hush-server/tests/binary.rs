@@ -235,3 +235,52 @@ fn bad_configuration_is_a_clear_error() {
             .contains("unknown field")
     );
 }
+
+#[tokio::test]
+async fn an_operator_suspension_closes_the_accounts_open_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let mut child = start(dir.path(), addr, &[]);
+    wait_healthy(&http, &base).await;
+    let bob = register(&http, &base, "bob", 2).await;
+    let mut ws = connect_ws(addr, &bob).await;
+    assert!(ws.drain().await.is_empty());
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["admin", "accounts", "suspend", "bob"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    ws.expect_closed_with(hush_server::hub::CLOSE_REVOKED, 3000)
+        .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_the_operator_listener_not_the_public_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, operator) = (free_addr(), free_addr());
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let mut child = start(
+        dir.path(),
+        addr,
+        &["--metrics-listen", &operator.to_string()],
+    );
+    wait_healthy(&http, &base).await;
+    let public = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404);
+    let private = http
+        .get(format!("http://{operator}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(private.status(), 200);
+    assert!(private.text().await.unwrap().contains("hush_accounts 0"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -39,6 +39,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_hush-server");
 /// Longest wait for something that must happen (a bound, not a measurement).
 const PATIENCE: Duration = Duration::from_secs(20);
 
+/// The operator's token for `/metrics` on the public listener.
+const METRICS_TOKEN: &str = "cluster-test-metrics-token";
+
 /// One test at a time: each starts three nodes with their own pools, and the
 /// machine has two cores and one PostgreSQL.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -167,6 +170,7 @@ fn settings() -> Settings {
     Settings {
         per_ip: unlimited,
         per_account: unlimited,
+        metrics_token: Some(hush_server::app::MetricsToken(METRICS_TOKEN.into())),
         ..Settings::default()
     }
 }
@@ -492,6 +496,7 @@ async fn a_device_that_moves_to_another_node_closes_its_older_connection() {
     let metrics = c
         .http
         .get(format!("{}/metrics", b.url()))
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
         .unwrap()

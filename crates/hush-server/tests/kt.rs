@@ -10,8 +10,6 @@ mod common;
 use common::*;
 use hush_proto::kt::{KtConfig, KtError, KtValue, SignedRoot, verify_history, verify_lookup};
 use hush_proto::{AccountKey, Username};
-use hush_wire::Bytes;
-use hush_wire::api::{RemoveDeviceRequest, device_request_message};
 use hush_wire::kt::{KtAuditResponse, KtConfigResponse, KtProofResponse, KtRoot, KtRootsResponse};
 
 fn root(r: &KtRoot) -> SignedRoot {
@@ -53,18 +51,17 @@ async fn check_current(s: &TestServer, cfg: &KtConfig, viewer: &str, user: &User
 }
 
 async fn remove_device(s: &TestServer, user: &mut User, id: u32) {
-    let ts = now_ms();
-    let sig = user
-        .account
-        .sign(&device_request_message("remove", &user.name, id, ts))
-        .unwrap();
+    let cert = &user.devices.iter().find(|d| d.id == id).unwrap().cert;
     let resp = s
         .http
         .delete(s.url(&format!("/v1/accounts/{}/devices/{id}", user.name)))
-        .json(&RemoveDeviceRequest {
-            timestamp_ms: ts,
-            signature: Bytes(sig.to_vec()),
-        })
+        .json(&common::remove_request(
+            &user.account,
+            &user.name,
+            id,
+            cert,
+            now_ms(),
+        ))
         .send()
         .await
         .unwrap();

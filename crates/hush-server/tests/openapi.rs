@@ -58,6 +58,7 @@ const ROUTES: &[(&str, &str, Auth, Body)] = &[
         Auth::Bearer,
         Body::Other,
     ),
+    ("post", "/v1/token/rotate", Auth::Bearer, Body::Other),
     ("put", "/v1/profile", Auth::Bearer, Body::Other),
     ("put", "/v1/key-packages", Auth::Bearer, Body::Json),
     ("get", "/v1/key-packages/count", Auth::Bearer, Body::Other),

@@ -105,6 +105,38 @@ async fn accounts_and_devices(store: &dyn Store) {
     assert!(store.authenticate(&[1; 32]).await.unwrap().is_none());
 }
 
+async fn token_rotation_and_suspensions(store: &dyn Store) {
+    register(store, "alice", 41).await;
+    register(store, "bob", 42).await;
+    let alice = DeviceKey::new("alice", 1);
+    store
+        .replace_token(&alice, &[41; 32], &[43; 32])
+        .await
+        .unwrap();
+    assert!(store.authenticate(&[41; 32]).await.unwrap().is_none());
+    let auth = store.authenticate(&[43; 32]).await.unwrap().unwrap();
+    assert_eq!(auth.device, alice);
+    // Only from the token that is current: a second rotation from the old
+    // one, or of another device's token, changes nothing.
+    assert!(matches!(
+        store.replace_token(&alice, &[41; 32], &[44; 32]).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .replace_token(&DeviceKey::new("alice", 1), &[42; 32], &[44; 32])
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.authenticate(&[42; 32]).await.unwrap().is_some());
+    assert!(store.suspended_accounts().await.unwrap().is_empty());
+    store
+        .set_account_state("bob", AccountState::Suspended)
+        .await
+        .unwrap();
+    assert_eq!(store.suspended_accounts().await.unwrap(), vec!["bob"]);
+}
+
 async fn key_packages(store: &dyn Store) {
     register(store, "alice", 1).await;
     store.add_device("alice", device(2, 2), 5).await.unwrap();
@@ -956,6 +988,12 @@ macro_rules! conformance {
             async fn accounts_and_devices() {
                 let (_guard, store) = $make.await;
                 super::accounts_and_devices(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn token_rotation_and_suspensions() {
+                let (_guard, store) = $make.await;
+                super::token_rotation_and_suspensions(&*store).await;
             }
 
             #[tokio::test]

@@ -67,6 +67,9 @@ impl TestServer {
                 per_second: 0.0,
                 burst: 0.0,
             },
+            // ... and claim KeyPackages far faster than people do; the claim
+            // limits are held by hush-server's own tests.
+            strict: hush_server::ratelimit::StrictRates::off(),
             ..Settings::default()
         };
         let store: Arc<dyn hush_server::store::Store> = Arc::new(store);
@@ -213,6 +216,7 @@ impl TestCluster {
                     per_second: 0.0,
                     burst: 0.0,
                 },
+                strict: hush_server::ratelimit::StrictRates::off(),
                 ..Settings::default()
             };
             let state = AppState::new(

@@ -40,7 +40,9 @@ pub struct RegisterResponse {
 }
 
 /// `POST /v1/accounts/{username}/devices`: add a device, authorised by the
-/// account key (a fresh signature, so an old certificate cannot be replayed).
+/// account key. The signature covers a fresh nonce (the server refuses a
+/// nonce it has seen) and the new device's certificate, so neither a
+/// captured request nor its signature on another certificate is accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddDeviceRequest {
@@ -49,7 +51,10 @@ pub struct AddDeviceRequest {
     /// Milliseconds since the Unix epoch; must be within five minutes of the
     /// server's clock.
     pub timestamp_ms: u64,
-    /// Account-key signature over [`device_request_message`] for action `add`.
+    /// Fresh random bytes ([`DEVICE_REQUEST_NONCE_LEN`]), never used before.
+    pub nonce: Bytes,
+    /// Account-key signature over [`device_request_message`] for action
+    /// `add`, with the SHA-256 of `device.certificate`.
     pub signature: Bytes,
 }
 
@@ -60,19 +65,42 @@ pub struct AddDeviceRequest {
 pub struct RemoveDeviceRequest {
     /// Milliseconds since the Unix epoch; within five minutes of the server.
     pub timestamp_ms: u64,
-    /// Account-key signature over [`device_request_message`] for action `remove`.
+    /// Fresh random bytes ([`DEVICE_REQUEST_NONCE_LEN`]), never used before.
+    pub nonce: Bytes,
+    /// Account-key signature over [`device_request_message`] for action
+    /// `remove`, with the SHA-256 of the removed device's certificate as the
+    /// directory lists it.
     pub signature: Bytes,
 }
 
-/// The bytes an account key signs to add or remove a device.
+/// Length of the nonce of a signed device request.
+pub const DEVICE_REQUEST_NONCE_LEN: usize = 16;
+
+/// The bytes an account key signs to add or remove a device (version 2:
+/// version 1 had neither nonce nor certificate and is refused).
 pub fn device_request_message(
     action: &str,
     username: &str,
     device_id: u32,
     timestamp_ms: u64,
+    nonce: &[u8],
+    certificate_sha256: &[u8; 32],
 ) -> Vec<u8> {
-    format!("hush device request v1\n{action}\n{username}\n{device_id}\n{timestamp_ms}")
-        .into_bytes()
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    format!(
+        "hush device request v2\n{action}\n{username}\n{device_id}\n{timestamp_ms}\n{}\n{}",
+        hex(nonce),
+        hex(certificate_sha256)
+    )
+    .into_bytes()
+}
+
+/// `POST /v1/token/rotate`: the device's new bearer token; the one that
+/// authenticated this request no longer does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateTokenResponse {
+    /// The new bearer token for `Authorization: Bearer`.
+    pub token: String,
 }
 
 /// A device in the directory.

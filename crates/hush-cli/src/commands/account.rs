@@ -84,6 +84,19 @@ pub async fn open(
     Ok(client)
 }
 
+/// `hush account rotate-token`: a new server token for this device.
+pub async fn rotate_token(client: &mut Client, out: &mut Out) -> Result<()> {
+    client
+        .rotate_token()
+        .await
+        .context("cannot rotate the token")?;
+    out.emit(
+        || "this device has a new server token; the old one no longer works".to_owned(),
+        json!({ "rotated": true }),
+    )?;
+    Ok(())
+}
+
 fn prompt(text: &str) -> Result<Zeroizing<String>> {
     rpassword::prompt_password(text).map(Zeroizing::new).map_err(|e| {
         anyhow::anyhow!(

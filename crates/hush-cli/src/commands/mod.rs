@@ -76,6 +76,7 @@ pub async fn run(config: Config) -> Result<()> {
             mark_verified,
         } => settings::verify(c, &username, mark_verified, &mut out).await,
         Command::Contacts => settings::contacts(c, &mut out).await,
+        Command::RotateToken => account::rotate_token(c, &mut out).await,
         Command::Presence(mode) => settings::presence(c, mode, &mut out),
         Command::Disappear { target, seconds } => {
             settings::disappear(c, &target, seconds, &mut out).await

@@ -1,24 +1,27 @@
 //! Accounts, devices, the directory and encrypted profiles.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use hush_proto::{AccountPublicKey, DeviceCertificate, Username};
 use hush_wire::api::{
-    AccountResponse, AddDeviceRequest, DeviceEntry, NewDeviceBody, RegisterRequest,
-    RegisterResponse, RemoveDeviceRequest, device_request_message,
+    AccountResponse, AddDeviceRequest, DEVICE_REQUEST_NONCE_LEN, DeviceEntry, NewDeviceBody,
+    RegisterRequest, RegisterResponse, RemoveDeviceRequest, RotateTokenResponse,
+    device_request_message,
 };
 use hush_wire::{Bytes, ErrorCode};
 
 use super::now_ms;
 use crate::app::AppState;
-use crate::auth::{AuthDevice, new_token, token_hash};
-use crate::error::{ApiResult, Failure};
+use crate::auth::{AuthDevice, bearer, certificate_hash, new_token, token_hash};
+use crate::error::{ApiResult, Failure, Refusal};
 use crate::extract::{Body, PathParams, RawBody};
-use crate::store::{DeviceKey, NewAccount, NewDevice};
+use crate::metrics::METRICS;
+use crate::nonces::NonceError;
+use crate::store::{AccountRecord, DeviceKey, NewAccount, NewDevice};
 
 /// How far a signed device request's timestamp may be from the server clock.
-const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 
 fn username(name: &str) -> ApiResult<Username> {
     Username::new(name).map_err(|e| Failure::bad_request(e.to_string()))
@@ -120,37 +123,84 @@ pub async fn directory(
     }))
 }
 
-fn check_signed_request(
-    key: &AccountPublicKey,
-    action: &str,
-    user: &str,
+/// A signed device request as received.
+struct Signed<'a> {
+    action: &'a str,
+    user: &'a str,
     device_id: u32,
     timestamp_ms: u64,
-    signature: &Bytes,
-) -> ApiResult<()> {
-    if now_ms().abs_diff(timestamp_ms) > MAX_CLOCK_SKEW_MS {
-        return Err(Failure::bad_request(
-            "timestamp_ms is more than five minutes from the server's clock",
-        ));
-    }
-    let message = device_request_message(action, user, device_id, timestamp_ms);
-    if !key.verify(&message, signature.as_slice()) {
-        return Err(Failure::new(
-            ErrorCode::Forbidden,
-            "the signature is not by this account's key",
-        ));
-    }
-    Ok(())
+    nonce: &'a Bytes,
+    /// The certificate the request is about: the new one, or the removed
+    /// one as stored.
+    certificate: &'a [u8],
+    signature: &'a Bytes,
 }
 
-async fn account_key_of(state: &AppState, name: &str) -> ApiResult<AccountPublicKey> {
+/// Checks the time, the signature (over the nonce and the certificate), the
+/// account's limit of signed requests and that the nonce is fresh,
+/// remembering it. Only validly signed requests count against the account
+/// (a stranger cannot use up its owner's share); the rest are held back by
+/// the per-network limit.
+fn check_signed_request(
+    state: &AppState,
+    key: &AccountPublicKey,
+    req: Signed<'_>,
+) -> Result<(), Refusal> {
+    let now = now_ms();
+    if now.abs_diff(req.timestamp_ms) > MAX_CLOCK_SKEW_MS {
+        return Err(Failure::bad_request(
+            "timestamp_ms is more than five minutes from the server's clock",
+        )
+        .into());
+    }
+    if req.nonce.0.len() != DEVICE_REQUEST_NONCE_LEN {
+        return Err(Failure::bad_request(format!(
+            "nonce must be {DEVICE_REQUEST_NONCE_LEN} fresh random bytes"
+        ))
+        .into());
+    }
+    let message = device_request_message(
+        req.action,
+        req.user,
+        req.device_id,
+        req.timestamp_ms,
+        req.nonce.as_slice(),
+        &certificate_hash(req.certificate),
+    );
+    if !key.verify(&message, req.signature.as_slice()) {
+        return Err(Failure::new(
+            ErrorCode::Forbidden,
+            "the signature is not by this account's key over this request \
+             (version 2: with its nonce and certificate)",
+        )
+        .into());
+    }
+    state.limits.check_signed(req.user)?;
+    let forget_at = req.timestamp_ms.saturating_add(MAX_CLOCK_SKEW_MS);
+    state
+        .nonces
+        .remember(req.user, req.nonce.as_slice(), now, forget_at)
+        .map_err(|e| {
+            let code = match e {
+                NonceError::Replayed => {
+                    METRICS.signed_replay();
+                    ErrorCode::Forbidden
+                }
+                NonceError::Full => ErrorCode::Unavailable,
+            };
+            Failure::new(code, e.to_string()).into()
+        })
+}
+
+async fn account_of(state: &AppState, name: &str) -> ApiResult<(AccountPublicKey, AccountRecord)> {
     let account = state
         .store
         .account(name)
         .await?
         .ok_or_else(|| Failure::not_found("no such account"))?;
-    AccountPublicKey::from_slice(&account.account_key)
-        .map_err(|_| Failure::new(ErrorCode::Internal, "stored account key is corrupt"))
+    let key = AccountPublicKey::from_slice(&account.account_key)
+        .map_err(|_| Failure::new(ErrorCode::Internal, "stored account key is corrupt"))?;
+    Ok((key, account))
 }
 
 /// `POST /v1/accounts/{username}/devices`
@@ -158,16 +208,21 @@ pub async fn add_device(
     State(state): State<AppState>,
     PathParams(name): PathParams<String>,
     Body(req): Body<AddDeviceRequest>,
-) -> ApiResult<impl IntoResponse> {
+) -> Result<impl IntoResponse, Refusal> {
     let user = username(&name)?;
-    let key = account_key_of(&state, user.as_str()).await?;
+    let (key, _) = account_of(&state, user.as_str()).await?;
     check_signed_request(
+        &state,
         &key,
-        "add",
-        user.as_str(),
-        req.device.device_id,
-        req.timestamp_ms,
-        &req.signature,
+        Signed {
+            action: "add",
+            user: user.as_str(),
+            device_id: req.device.device_id,
+            timestamp_ms: req.timestamp_ms,
+            nonce: &req.nonce,
+            certificate: req.device.certificate.as_slice(),
+            signature: &req.signature,
+        },
     )?;
     let (device, token) = new_device(&req.device, &user, &key)?;
     state
@@ -179,29 +234,63 @@ pub async fn add_device(
     Ok((StatusCode::CREATED, axum::Json(RegisterResponse { token })))
 }
 
-/// `DELETE /v1/accounts/{username}/devices/{device_id}`
+/// `DELETE /v1/accounts/{username}/devices/{device_id}`: the device's
+/// connection closes at once, on whichever node holds it.
 pub async fn remove_device(
     State(state): State<AppState>,
     PathParams((name, device_id)): PathParams<(String, u32)>,
     Body(req): Body<RemoveDeviceRequest>,
-) -> ApiResult<StatusCode> {
+) -> Result<StatusCode, Refusal> {
     let user = username(&name)?;
-    let key = account_key_of(&state, user.as_str()).await?;
+    let (key, account) = account_of(&state, user.as_str()).await?;
+    let certificate = account
+        .devices
+        .into_iter()
+        .find(|d| d.device_id == device_id)
+        .ok_or_else(|| Failure::not_found("no such device"))?
+        .certificate;
     check_signed_request(
+        &state,
         &key,
-        "remove",
-        user.as_str(),
-        device_id,
-        req.timestamp_ms,
-        &req.signature,
+        Signed {
+            action: "remove",
+            user: user.as_str(),
+            device_id,
+            timestamp_ms: req.timestamp_ms,
+            nonce: &req.nonce,
+            certificate: &certificate,
+            signature: &req.signature,
+        },
     )?;
-    state
-        .store
-        .remove_device(&DeviceKey::new(user.as_str(), device_id))
-        .await?;
+    let device = DeviceKey::new(user.as_str(), device_id);
+    state.store.remove_device(&device).await?;
+    state.hub.revoke(&device);
     let ticket = state.kt.changed(user.as_str());
     state.kt.wait_published(ticket).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/token/rotate`: a new token for the calling device; the one it
+/// called with stops working, and connections opened with it close.
+pub async fn rotate_token(
+    State(state): State<AppState>,
+    AuthDevice(me): AuthDevice,
+    headers: HeaderMap,
+) -> ApiResult<axum::Json<RotateTokenResponse>> {
+    let old = token_hash(bearer(&headers).ok_or_else(Failure::unauthorized)?);
+    let token = new_token();
+    state
+        .store
+        .replace_token(&me, &old, &token_hash(&token))
+        .await
+        .map_err(|e| match e {
+            // Rotated by a concurrent request with the same token.
+            crate::store::StoreError::NotFound => Failure::unauthorized(),
+            e => e.into(),
+        })?;
+    state.hub.revoke(&me);
+    tracing::debug!("device token rotated");
+    Ok(axum::Json(RotateTokenResponse { token }))
 }
 
 /// `PUT /v1/profile`: the caller's encrypted profile (opaque bytes).

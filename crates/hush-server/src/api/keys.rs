@@ -12,8 +12,9 @@ use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::auth::AuthDevice;
-use crate::error::{ApiResult, Failure};
+use crate::error::{ApiResult, Failure, Refusal};
 use crate::extract::{Body, PathParams, QueryParams};
+use crate::metrics::METRICS;
 use crate::store::DeviceKey;
 
 fn suite(n: u16) -> ApiResult<Suite> {
@@ -124,12 +125,16 @@ pub struct ClaimQuery {
 }
 
 /// `POST /v1/accounts/{username}/key-packages/claim?suite=N`
+///
+/// Limited per (claimer, target) and per target, so that nobody can drain
+/// another account's one-time KeyPackages onto its last resort (429 with
+/// `Retry-After`).
 pub async fn claim(
     State(state): State<AppState>,
-    _auth: AuthDevice,
+    AuthDevice(me): AuthDevice,
     PathParams(name): PathParams<String>,
     QueryParams(q): QueryParams<ClaimQuery>,
-) -> ApiResult<axum::Json<ClaimResponse>> {
+) -> Result<axum::Json<ClaimResponse>, Refusal> {
     suite(q.suite)?;
     #[cfg(feature = "fault-injection")]
     if let Some(ghost) = state.kt.faults.ghost(&name) {
@@ -146,7 +151,13 @@ pub async fn claim(
         }));
     }
     if state.store.account(&name).await?.is_none() {
-        return Err(Failure::not_found("no such account"));
+        return Err(Failure::not_found("no such account").into());
+    }
+    if let Err((limit, refusal)) = state.limits.check_claim(&me.username, &name) {
+        METRICS.claim_refused(limit);
+        // No names in the log: who claims whose KeyPackages is the social graph.
+        tracing::debug!(?limit, "KeyPackage claim refused");
+        return Err(refusal);
     }
     let claimed = state.store.claim_key_packages(&name, q.suite).await?;
     Ok(axum::Json(ClaimResponse {

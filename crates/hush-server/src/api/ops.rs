@@ -1,11 +1,12 @@
 //! Health, metrics and the API description.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use hush_wire::api::Health;
 
 use crate::app::AppState;
+use crate::auth::{bearer, token_hash};
 use crate::error::{ApiResult, Failure};
 use crate::metrics::METRICS;
 
@@ -31,6 +32,30 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
             .into_response(),
         Some(p) => Failure::new(hush_wire::ErrorCode::Unavailable, p).into_response(),
     }
+}
+
+/// `GET /metrics` on the public listener: only with `--metrics-token`, and
+/// then only for a request that presents it (401 otherwise); without a
+/// token 404, as if the route did not exist (operators scrape the
+/// `--metrics-listen` listener instead).
+pub async fn public_metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<axum::response::Response> {
+    let Some(expected) = &state.settings.metrics_token else {
+        return Err(Failure::not_found(
+            "no metrics here: the operator serves them on another listener",
+        ));
+    };
+    // Compared as hashes, so the time taken says nothing about the token.
+    let given = bearer(&headers).map(token_hash);
+    if given != Some(token_hash(&expected.0)) {
+        return Err(Failure::new(
+            hush_wire::ErrorCode::Unauthorized,
+            "/metrics needs the operator's metrics token as a bearer token",
+        ));
+    }
+    Ok(metrics(State(state)).await?.into_response())
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -134,6 +134,10 @@ async fn session(
     let mut need_read = true;
     let result: anyhow::Result<()> = async {
         loop {
+            if reg.is_revoked() {
+                let _ = sink.send(Message::Close(reg.close_frame())).await;
+                return Ok(());
+            }
             // Everything stored that this connection has not sent yet.
             while need_read && in_flight.len() < MAX_IN_FLIGHT {
                 let batch = state.store.fetch(me, last_sent, FETCH_BATCH).await?;
@@ -164,9 +168,15 @@ async fn session(
                     return Ok(());
                 }
                 Some(payload) = reg.ephemeral.recv() => {
+                    if reg.is_revoked() {
+                        continue;
+                    }
                     sink.feed(Message::Binary(ServerFrame::Ephemeral(payload.to_vec()).encode().into())).await?;
                 }
                 Some(env) = reg.push.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
+                    if reg.is_revoked() {
+                        continue;
+                    }
                     // Durable, or about to be. Sent as is only when it is the
                     // next in the queue and nothing before it waits in the
                     // store; otherwise the store is read, in order (an

@@ -406,6 +406,19 @@ pub trait Store: Send + Sync + 'static {
     /// Suspends or reactivates an account.
     async fn set_account_state(&self, username: &str, state: AccountState) -> StoreResult<()>;
 
+    /// The suspended accounts (each node looks them up to close their
+    /// open connections).
+    async fn suspended_accounts(&self) -> StoreResult<Vec<String>>;
+
+    /// Replaces the device's token hash `old` by `new`; `NotFound` when the
+    /// device's token is no longer `old` (removed, or rotated meanwhile).
+    async fn replace_token(
+        &self,
+        device: &DeviceKey,
+        old: &[u8; 32],
+        new: &[u8; 32],
+    ) -> StoreResult<()>;
+
     /// Deletes an account with its devices, queues, KeyPackages and profile.
     async fn delete_account(&self, username: &str) -> StoreResult<()>;
 

@@ -261,6 +261,34 @@ impl Store for PostgresStore {
         require_changed(n)
     }
 
+    async fn suspended_accounts(&self) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar("SELECT username FROM accounts WHERE state = 1")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn replace_token(
+        &self,
+        device: &DeviceKey,
+        old: &[u8; 32],
+        new: &[u8; 32],
+    ) -> StoreResult<()> {
+        let n = sqlx::query(
+            "UPDATE devices SET token_hash = $4 \
+             WHERE username = $1 AND device_id = $2 AND token_hash = $3",
+        )
+        .bind(&device.username)
+        .bind(i64::from(device.device_id))
+        .bind(old.as_slice())
+        .bind(new.as_slice())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        require_changed(n)
+    }
+
     async fn delete_account(&self, username: &str) -> StoreResult<()> {
         let n = sqlx::query("DELETE FROM accounts WHERE username = $1")
             .bind(username)

@@ -689,6 +689,44 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn suspended_accounts(&self) -> StoreResult<Vec<String>> {
+        let suspended = state_to_int(AccountState::Suspended);
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT username FROM accounts WHERE state = ?1")
+                .map_err(backend)?
+                .query_map(params![suspended], |r| r.get(0))
+                .map_err(backend)?
+                .collect::<Result<_, _>>()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn replace_token(
+        &self,
+        device: &DeviceKey,
+        old: &[u8; 32],
+        new: &[u8; 32],
+    ) -> StoreResult<()> {
+        let (device, old, new) = (device.clone(), *old, *new);
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE devices SET token_hash = ?4 \
+                     WHERE username = ?1 AND device_id = ?2 AND token_hash = ?3",
+                    params![
+                        device.username,
+                        device.device_id,
+                        old.as_slice(),
+                        new.as_slice()
+                    ],
+                )
+                .map_err(backend)?;
+            require_changed(n)
+        })
+        .await
+    }
+
     async fn delete_account(&self, username: &str) -> StoreResult<()> {
         let name = username.to_owned();
         let username = username.to_owned();

@@ -109,6 +109,73 @@ pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) {
     let _: ApiError = serde_json::from_value(body).unwrap();
 }
 
+/// A fresh nonce for a signed device request.
+pub fn fresh_nonce() -> Bytes {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut n = [0u8; DEVICE_REQUEST_NONCE_LEN];
+    n[..8].copy_from_slice(
+        &NEXT
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .to_be_bytes(),
+    );
+    n[8..].copy_from_slice(&(now_ms() ^ u64::from(std::process::id())).to_be_bytes());
+    Bytes(n.to_vec())
+}
+
+/// A request to add device `id` with `cert` to `name`, signed by `signer`.
+pub fn add_request(
+    signer: &AccountKey,
+    name: &str,
+    id: u32,
+    cert: &DeviceCertificate,
+    ts: u64,
+) -> AddDeviceRequest {
+    let nonce = fresh_nonce();
+    let cert = cert.encode();
+    let msg = device_request_message(
+        "add",
+        name,
+        id,
+        ts,
+        nonce.as_slice(),
+        &hush_server::auth::certificate_hash(&cert),
+    );
+    AddDeviceRequest {
+        device: NewDeviceBody {
+            device_id: id,
+            certificate: Bytes(cert),
+        },
+        timestamp_ms: ts,
+        nonce,
+        signature: Bytes(signer.sign(&msg).unwrap().to_vec()),
+    }
+}
+
+/// A request to remove device `id` (whose certificate is `cert`) from
+/// `name`, signed by `signer`.
+pub fn remove_request(
+    signer: &AccountKey,
+    name: &str,
+    id: u32,
+    cert: &DeviceCertificate,
+    ts: u64,
+) -> RemoveDeviceRequest {
+    let nonce = fresh_nonce();
+    let msg = device_request_message(
+        "remove",
+        name,
+        id,
+        ts,
+        nonce.as_slice(),
+        &hush_server::auth::certificate_hash(&cert.encode()),
+    );
+    RemoveDeviceRequest {
+        timestamp_ms: ts,
+        nonce,
+        signature: Bytes(signer.sign(&msg).unwrap().to_vec()),
+    }
+}
+
 /// Registers `name` with real keys on the server at `base`.
 pub async fn register_at(http: &reqwest::Client, base: &str, name: &str, seed: u64) -> User {
     let account = AccountKey::generate(&mut rng(seed)).unwrap();
@@ -147,22 +214,10 @@ impl TestServer {
 
     pub async fn add_device(&self, user: &mut User, id: u32, seed: u64) {
         let (key, cert) = new_device(&user.account, &user.name, id, seed);
-        let ts = now_ms();
-        let sig = user
-            .account
-            .sign(&device_request_message("add", &user.name, id, ts))
-            .unwrap();
         let resp = self
             .http
             .post(self.url(&format!("/v1/accounts/{}/devices", user.name)))
-            .json(&AddDeviceRequest {
-                device: NewDeviceBody {
-                    device_id: id,
-                    certificate: Bytes(cert.encode()),
-                },
-                timestamp_ms: ts,
-                signature: Bytes(sig.to_vec()),
-            })
+            .json(&add_request(&user.account, &user.name, id, &cert, now_ms()))
             .send()
             .await
             .unwrap();
@@ -311,6 +366,42 @@ impl Ws {
             ))
             .await
             .unwrap();
+    }
+}
+
+/// What a connection sees next: a frame, its close (with the code), or
+/// nothing for `ms` milliseconds.
+#[derive(Debug)]
+pub enum Seen {
+    Frame(ServerFrame),
+    Closed(Option<u16>),
+    Silent,
+}
+
+impl Ws {
+    pub async fn seen(&mut self, ms: u64) -> Seen {
+        loop {
+            let wait = std::time::Duration::from_millis(ms);
+            let msg = match tokio::time::timeout(wait, self.ws.next()).await {
+                Err(_) => return Seen::Silent,
+                Ok(None) | Ok(Some(Err(_))) => return Seen::Closed(None),
+                Ok(Some(Ok(m))) => m,
+            };
+            match msg {
+                Message::Binary(b) => return Seen::Frame(ServerFrame::decode(&b).unwrap()),
+                Message::Close(f) => return Seen::Closed(f.map(|f| u16::from(f.code))),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Asserts that the next thing on the socket is its close with `code`
+    /// (within `ms`), with no frame before it.
+    pub async fn expect_closed_with(&mut self, code: u16, ms: u64) {
+        match self.seen(ms).await {
+            Seen::Closed(c) => assert_eq!(c, Some(code), "close code"),
+            other => panic!("expected the socket to close with {code}, got {other:?}"),
+        }
     }
 }
 
