@@ -19,9 +19,12 @@ use hush_wire::api::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+const METRICS_TOKEN: &str = "quota-test-metrics-token";
+
 fn with_quotas(quotas: QuotaSettings) -> Settings {
     Settings {
         quotas,
+        metrics_token: Some(hush_server::app::MetricsToken(METRICS_TOKEN.into())),
         ..Settings::default()
     }
 }
@@ -63,7 +66,13 @@ async fn a_send_past_a_recipients_queue_quota_is_refused_and_queues_nothing() {
     .await;
     assert_eq!(queued(&s, &both).await, before);
     assert_eq!(s.state.store.stats().await.unwrap(), stats);
-    let metrics = s.http.get(s.url("/metrics")).send().await.unwrap();
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
     let text = metrics.text().await.unwrap();
     assert!(
         text.contains("hush_quota_refusals_total{quota=\"queue_bytes\"} 2"),
@@ -330,7 +339,13 @@ async fn a_slow_loris_body_is_cut_by_the_timeout() {
         std::future::pending::<()>().await;
     })
     .await;
-    let metrics = s.http.get(s.url("/metrics")).send().await.unwrap();
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
     let text = metrics.text().await.unwrap();
     assert!(
         text.contains("hush_quota_refusals_total{quota=\"body_timeout\"} 2"),
