@@ -160,6 +160,11 @@ async fn a_departed_device_is_removed_and_the_group_keeps_working() {
         .unwrap();
     sync(&mut bert).await;
     sync(&mut cara).await;
+    // Bert also has a 1:1 chat with cara.
+    bert.send_text(&Target::User("cara".into()), "psst")
+        .await
+        .unwrap();
+    sync(&mut cara).await;
 
     // Cara's device disappears from the server (`hush-server admin
     // accounts delete cara`).
@@ -180,6 +185,20 @@ async fn a_departed_device_is_removed_and_the_group_keeps_working() {
         vec![("anna".into(), "still here".into())]
     );
     assert_eq!(bert.group_members("crew").unwrap(), vec!["anna", "bert"]);
+    // Bert's client removes her leaf from the 1:1 chat too, the first time
+    // it sends there; the send itself does not fail.
+    let sent = bert
+        .send_text(&Target::User("cara".into()), "are you there?")
+        .await
+        .unwrap();
+    assert_eq!(sent.status, "sent");
+    let direct = bert
+        .conversations()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.kind == "direct")
+        .unwrap();
+    assert_eq!(direct.members, vec!["bert"]);
     bert.send_text(&group("crew"), "two of us").await.unwrap();
     assert_eq!(
         texts(&sync(&mut anna).await),
