@@ -226,6 +226,8 @@ pub fn ws_frame_seeds() -> Vec<(&'static str, Vec<u8>)> {
         commit: commit.then(|| CommitClaim {
             group_id: Bytes(vec![0xAB; 32]),
             epoch: 41,
+            token: Bytes(vec![0x71; 32]),
+            next_token_hash: Bytes(vec![0x72; 32]),
         }),
         franking_commitment: franking.then(|| Bytes(vec![0xCD; 32])),
     };
@@ -255,6 +257,10 @@ pub fn ws_frame_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 response: SendResponse {
                     received_at_ms: 1_750_000_000_000,
                     delivered_to: 2,
+                    missing: vec![DeviceAddress {
+                        username: "dave".into(),
+                        device_id: 2,
+                    }],
                 },
             }),
         ),

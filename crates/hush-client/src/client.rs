@@ -564,6 +564,8 @@ impl Client {
     /// refuses for good (4xx) is dropped and its message marked failed; a
     /// network failure stops here and is retried next time.
     pub async fn flush_outbox(&mut self) -> Result<(), ClientError> {
+        // Devices the server says no longer exist.
+        let mut departed = Vec::new();
         loop {
             let next: Option<(i64, String, Option<String>)> = self
                 .store
@@ -575,7 +577,7 @@ impl Client {
                 )
                 .optional()?;
             let Some((rowid, json, message_id)) = next else {
-                return Ok(());
+                break;
             };
             let req: SendRequest =
                 serde_json::from_str(&json).map_err(|e| ClientError::Store(e.to_string()))?;
@@ -584,7 +586,10 @@ impl Client {
                 .json::<_, SendResponse>(Method::POST, "/v1/messages", Some(&req))
                 .await
             {
-                Ok(_) => "sent",
+                Ok(sent) => {
+                    departed.extend(sent.missing);
+                    "sent"
+                }
                 Err(ClientError::Server(e))
                     if !matches!(
                         e.code,
@@ -611,6 +616,11 @@ impl Client {
             }
             tx.commit()?;
         }
+        if !departed.is_empty() {
+            // Boxed: removing them commits, and a commit flushes the outbox.
+            Box::pin(self.remove_departed(departed)).await?;
+        }
+        Ok(())
     }
 
     /// Encrypts `content` for conversation `group_id` and queues it for every

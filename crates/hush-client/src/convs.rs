@@ -208,6 +208,14 @@ impl Client {
         let epoch = conv.epoch();
         let recipients = self.recipients_for(&conv);
         self.convs.insert(group_id.clone(), conv);
+        if let Some(c) = &commit {
+            // Registers the group and the next epoch's token hash before
+            // anyone else can learn its id. The commit itself goes to nobody.
+            // If this fails, the group's first later commit registers it.
+            if let Err(e) = self.send_commit(&group_id, Vec::new(), c).await {
+                tracing::warn!(error = %e, "could not register a new group's first epoch");
+            }
+        }
         let id = self.persist(|tx| {
             let id = Self::insert_conv(tx, &group_id, &info, peer)?;
             Self::note_group_epoch(tx, &group_id, epoch)?;
@@ -290,36 +298,23 @@ impl Client {
             let recipients = self.recipients_of(group_id)?;
             let pending = build(self.conv(group_id)?)?;
             self.persist(|_| Ok(()))?;
-            if !recipients.is_empty() {
-                let sent = self
-                    .transport
-                    .json::<_, hush_wire::api::SendResponse>(
-                        Method::POST,
-                        "/v1/messages",
-                        Some(&SendRequest {
-                            recipients: recipients.clone(),
-                            payload: Bytes(pending.commit.clone()),
-                            ephemeral: false,
-                            commit: Some(CommitClaim {
-                                group_id: Bytes(group_id.to_vec()),
-                                epoch: pending.epoch,
-                            }),
-                            franking_commitment: None,
-                        }),
-                    )
-                    .await;
-                match sent {
-                    Ok(_) => {}
-                    Err(e) => {
-                        self.conv(group_id)?.discard_commit()?;
-                        self.persist(|_| Ok(()))?;
-                        if e.code() == Some(ErrorCode::EpochConflict) {
-                            // Someone else's commit took this epoch: catch up.
-                            self.sync_quietly().await?;
-                            continue;
-                        }
-                        return Err(e);
+            // Sent even with nobody else in the group: the server must see
+            // every epoch change to check the next commit's token.
+            match self.send_commit(group_id, recipients, &pending).await {
+                Ok(_) => {}
+                Err(e) => {
+                    self.conv(group_id)?.discard_commit()?;
+                    self.persist(|_| Ok(()))?;
+                    if matches!(
+                        e.code(),
+                        Some(ErrorCode::EpochConflict | ErrorCode::Forbidden)
+                    ) {
+                        // Someone else's commit took this epoch (or this
+                        // device is behind): catch up.
+                        self.sync_quietly().await?;
+                        continue;
                     }
+                    return Err(e);
                 }
             }
             let change = self.conv(group_id)?.confirm_commit()?;
@@ -362,6 +357,96 @@ impl Client {
         Err(ClientError::Network(
             "the group kept changing under this commit; try again".into(),
         ))
+    }
+
+    /// Sends a commit with its claim on the epoch (see
+    /// `hush_proto::commit_token`).
+    pub(crate) async fn send_commit(
+        &mut self,
+        group_id: &[u8],
+        recipients: Vec<DeviceAddress>,
+        pending: &PendingCommit,
+    ) -> Result<hush_wire::api::SendResponse, ClientError> {
+        self.transport
+            .json::<_, hush_wire::api::SendResponse>(
+                Method::POST,
+                "/v1/messages",
+                Some(&SendRequest {
+                    recipients,
+                    payload: Bytes(pending.commit.clone()),
+                    ephemeral: false,
+                    commit: Some(CommitClaim {
+                        group_id: Bytes(group_id.to_vec()),
+                        epoch: pending.epoch,
+                        token: Bytes(pending.token.to_vec()),
+                        next_token_hash: Bytes(pending.next_token_hash.to_vec()),
+                    }),
+                    franking_commitment: None,
+                }),
+            )
+            .await
+    }
+
+    /// Removes, from every conversation that still lists them, the devices
+    /// the server reported missing, once the key directory confirms they are
+    /// gone (the account is gone, or its verified entry no longer lists the
+    /// device). A device the directory still lists is kept.
+    pub(crate) async fn remove_departed(
+        &mut self,
+        missing: Vec<DeviceAddress>,
+    ) -> Result<(), ClientError> {
+        let mut users: Vec<String> = missing.iter().map(|m| m.username.clone()).collect();
+        users.sort();
+        users.dedup();
+        let mut gone: Vec<(String, u32)> = Vec::new();
+        for user in users {
+            let listed: Option<Vec<u32>> = match self.lookup(&user).await {
+                Ok((entry, _)) => Some(entry.devices.iter().map(|d| d.device_id).collect()),
+                Err(ClientError::NotFound(_)) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, %user, "cannot check a missing device with the directory");
+                    continue;
+                }
+            };
+            for m in missing.iter().filter(|m| m.username == user) {
+                if listed.as_ref().is_none_or(|l| !l.contains(&m.device_id)) {
+                    gone.push((user.clone(), m.device_id));
+                } else {
+                    tracing::warn!(%user, device = m.device_id,
+                        "the server says a device is missing that the directory still lists; keeping it");
+                }
+            }
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let is_gone = |c: &hush_proto::DeviceCertificate| {
+            gone.iter()
+                .any(|(u, d)| c.username().as_str() == u && c.device_id().0 == *d)
+        };
+        let group_ids: Vec<Vec<u8>> = self
+            .store
+            .conn
+            .prepare("SELECT group_id FROM conversations WHERE active = 1")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for group_id in group_ids {
+            let holds = match self.conv(&group_id) {
+                Ok(conv) => conv.members().iter().any(is_gone),
+                Err(_) => false,
+            };
+            if !holds {
+                continue;
+            }
+            let now = now();
+            if let Err(e) = self
+                .commit_with(&group_id, |c| c.remove_devices(is_gone, now))
+                .await
+            {
+                tracing::warn!(error = %e, "could not remove a departed device from a conversation");
+            }
+        }
+        Ok(())
     }
 
     /// Adds every device of `user` to the group `name`.

@@ -115,6 +115,11 @@ pub struct PendingCommit {
     pub commit: Vec<u8>,
     /// The Welcome for added devices, if any.
     pub welcome: Option<Vec<u8>>,
+    /// The commit token of `epoch`: shows the server the committer is a
+    /// member of it (see [`crate::commit_token`]).
+    pub token: [u8; crate::commit_token::TOKEN_LEN],
+    /// The hash of the commit token of the epoch this commit leads to.
+    pub next_token_hash: [u8; crate::commit_token::TOKEN_LEN],
 }
 
 /// An encrypted message ready to send.
@@ -494,8 +499,16 @@ impl Conversation {
         out: mls_rs::group::CommitOutput,
     ) -> Result<PendingCommit, ProtoError> {
         self.persist()?;
+        let token = self.commit_token()?;
+        // The next epoch's token, from a copy with the commit applied: the
+        // copy is never written, so the group itself stays in this epoch.
+        let mut next = self.group.clone();
+        next.apply_pending_commit()?;
+        let next_token = export_token(&next)?;
         Ok(PendingCommit {
             epoch,
+            token,
+            next_token_hash: crate::commit_token::token_hash(&next_token),
             commit: out.commit_message().to_bytes()?,
             welcome: out
                 .welcome_messages()
@@ -656,7 +669,25 @@ pub fn peek_message(bytes: &[u8]) -> Result<MessageKind, ProtoError> {
     })
 }
 
+fn export_token(
+    group: &Group<HushConfig>,
+) -> Result<[u8; crate::commit_token::TOKEN_LEN], ProtoError> {
+    let secret = group.export_secret(
+        crate::commit_token::EXPORTER_LABEL.as_bytes(),
+        b"",
+        crate::commit_token::TOKEN_LEN,
+    )?;
+    <[u8; crate::commit_token::TOKEN_LEN]>::try_from(secret.as_bytes())
+        .map_err(|_| ProtoError::InvalidRequest("the exporter returned a short secret"))
+}
+
 impl Conversation {
+    /// The commit token of the current epoch, known to its members only
+    /// (see [`crate::commit_token`]).
+    pub fn commit_token(&self) -> Result<[u8; crate::commit_token::TOKEN_LEN], ProtoError> {
+        export_token(&self.group)
+    }
+
     fn ephemeral_key(&self) -> Result<Vec<u8>, ProtoError> {
         let secret =
             self.group

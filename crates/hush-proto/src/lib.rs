@@ -58,6 +58,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod commit_token;
 pub mod content;
 pub mod conversation;
 pub mod device;

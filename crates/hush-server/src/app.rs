@@ -227,7 +227,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/key-packages/count", get(api::keys::count))
         .route("/v1/messages", post(api::messages::send))
         .route("/v1/reports", post(api::reports::file))
-        .route("/v1/groups/{group_id}", get(api::messages::group_epoch))
         .route("/v1/ws", get(api::ws::connect))
         .route("/v1/kt/config", get(api::kt::config))
         .route("/v1/kt/roots", get(api::kt::roots))

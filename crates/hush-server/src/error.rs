@@ -62,6 +62,10 @@ impl From<StoreError> for Failure {
                     "another commit took this epoch; the group is at epoch {current}: process it and retry"
                 ),
             ),
+            StoreError::CommitRefused => Failure::forbidden(
+                "this commit does not carry the commit token of the group's current epoch: \
+                 only a member of that epoch can commit; process the group's messages and retry",
+            ),
             StoreError::DuplicateReport => Failure::new(
                 ErrorCode::AlreadyReported,
                 "you already reported this message",

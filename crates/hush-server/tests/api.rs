@@ -468,10 +468,12 @@ async fn ephemeral_reaches_online_devices_only_and_is_never_stored() {
 
 #[tokio::test]
 async fn the_first_commit_for_an_epoch_wins() {
+    use hush_proto::commit_token::token_hash;
     let s = TestServer::start().await;
     let alice = s.register("alice", 1).await;
     let bob = s.register("bob", 2).await;
-    let commit = |token: String, epoch: u64, to: &'static str| {
+    // Tokens stand in for the epochs' MLS exporter secrets.
+    let commit = |token: String, epoch: u64, to: &'static str, tok: u8, next: u8| {
         let s = &s;
         async move {
             s.send_req(
@@ -486,6 +488,8 @@ async fn the_first_commit_for_an_epoch_wins() {
                     commit: Some(CommitClaim {
                         group_id: Bytes(b"g1".to_vec()),
                         epoch,
+                        token: Bytes(vec![tok; 32]),
+                        next_token_hash: Bytes(token_hash(&[next; 32]).to_vec()),
                     }),
                     franking_commitment: None,
                 },
@@ -494,13 +498,13 @@ async fn the_first_commit_for_an_epoch_wins() {
         }
     };
     assert_eq!(
-        commit(alice.devices[0].token.clone(), 1, "bob")
+        commit(alice.devices[0].token.clone(), 1, "bob", 1, 2)
             .await
             .status(),
         200
     );
     expect_error(
-        commit(bob.devices[0].token.clone(), 1, "alice").await,
+        commit(bob.devices[0].token.clone(), 1, "alice", 1, 9).await,
         409,
         "epoch_conflict",
     )
@@ -514,23 +518,27 @@ async fn the_first_commit_for_an_epoch_wins() {
             .unwrap()
             .is_empty()
     );
-    let epoch: GroupEpochResponse = s
-        .http
-        .get(s.url("/v1/groups/ZzE")) // base64url("g1")
-        .bearer_auth(&bob.devices[0].token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(epoch.epoch, Some(2));
+    // The next epoch goes to the holder of its token.
     assert_eq!(
-        commit(bob.devices[0].token.clone(), 2, "alice")
+        commit(bob.devices[0].token.clone(), 2, "alice", 2, 3)
             .await
             .status(),
         200
     );
+    // A commit token that is not 32 bytes is bad input.
+    let mut bad = send_request(&[("alice", 1)], b"commit");
+    bad.commit = Some(CommitClaim {
+        group_id: Bytes(b"g1".to_vec()),
+        epoch: 3,
+        token: Bytes(vec![3; 31]),
+        next_token_hash: Bytes(vec![4; 32]),
+    });
+    expect_error(
+        s.send_req(&bob.devices[0].token, bad).await,
+        400,
+        "bad_request",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -553,12 +561,12 @@ async fn sends_refuse_bad_input_and_store_nothing() {
         "bad_request",
     )
     .await;
-    expect_error(
-        s.send(token, &[("bob", 1), ("nobody", 1)], b"x").await,
-        404,
-        "not_found",
-    )
-    .await;
+    // A recipient that does not exist is named in the answer, not an error.
+    let resp = s.send(token, &[("nobody", 1)], b"x").await;
+    assert_eq!(resp.status(), 200);
+    let sent: SendResponse = resp.json().await.unwrap();
+    assert_eq!(sent.delivered_to, 0);
+    assert_eq!(sent.missing[0].username, "nobody");
     expect_error(
         s.send("not-a-token", &[("bob", 1)], b"x").await,
         401,
@@ -842,6 +850,8 @@ async fn edge_refusals_are_json_errors() {
                     commit: Some(CommitClaim {
                         group_id: Bytes(b"g".to_vec()),
                         epoch,
+                        token: Bytes(vec![1; 32]),
+                        next_token_hash: Bytes(vec![2; 32]),
                     }),
                     franking_commitment: None,
                 },

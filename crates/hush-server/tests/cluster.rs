@@ -337,6 +337,8 @@ async fn users_on_three_nodes_chat_one_to_one_and_in_a_group() {
     commit.commit = Some(CommitClaim {
         group_id: Bytes(group.clone()),
         epoch: 0,
+        token: Bytes(vec![1; 32]),
+        next_token_hash: Bytes(vec![2; 32]),
     });
     assert_eq!(send(&c.http, &a.url(), &alice, commit).await.status(), 200);
     // The same epoch claimed through another node loses.
@@ -344,6 +346,8 @@ async fn users_on_three_nodes_chat_one_to_one_and_in_a_group() {
     late.commit = Some(CommitClaim {
         group_id: Bytes(group),
         epoch: 0,
+        token: Bytes(vec![1; 32]),
+        next_token_hash: Bytes(vec![3; 32]),
     });
     assert_eq!(send(&c.http, &n3.url(), &carol, late).await.status(), 409);
     assert_eq!(envelope(&mut bob_ws).await.payload, b"commit 0");
@@ -570,8 +574,9 @@ async fn a_draining_node_fails_health_and_sends_devices_elsewhere() {
         .unwrap();
     assert_eq!(r.status(), 503);
     // An HTTP request still gets an answer while it drains.
+    // (To a device that does not exist: named in `missing`, stored nowhere.)
     let r = send(&c.http, &base, &alice, message(&[("alice", 2)], b"x")).await;
-    assert_eq!(r.status(), 404, "a real answer, not a refused connection");
+    assert_eq!(r.status(), 200, "a real answer, not a refused connection");
     stopping.await.unwrap();
     assert!(slow.state.is_draining());
     // The others were not affected.

@@ -64,7 +64,6 @@ const ROUTES: &[(&str, &str, Auth, Body)] = &[
     ("get", "/v1/key-packages/count", Auth::Bearer, Body::Other),
     ("post", "/v1/messages", Auth::Bearer, Body::Json),
     ("post", "/v1/reports", Auth::Bearer, Body::Json),
-    ("get", "/v1/groups/{group_id}", Auth::Bearer, Body::Other),
     ("get", "/v1/ws", Auth::Bearer, Body::Other),
     ("get", "/v1/kt/config", Auth::None, Body::Other),
     ("get", "/v1/kt/roots", Auth::None, Body::Other),

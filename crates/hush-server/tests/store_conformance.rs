@@ -365,45 +365,51 @@ async fn queue_bytes_and_fetch_cap(store: &dyn Store) {
     );
 }
 
+fn claim_for(group: &[u8], epoch: u64, token: u8, next: u8) -> Option<EpochClaim> {
+    Some(EpochClaim {
+        group_id: group.to_vec(),
+        epoch,
+        token: [token; 32],
+        next_token_hash: hush_proto::commit_token::token_hash(&[next; 32]),
+    })
+}
+
 async fn epochs(store: &dyn Store) {
     register(store, "alice", 1).await;
     let a = DeviceKey::new("alice", 1);
-    let claim = |e| {
-        Some(EpochClaim {
-            group_id: b"group".to_vec(),
-            epoch: e,
-        })
-    };
+    // Token n stands in for the MLS exporter secret of epoch n.
+    let claim = |e, token, next| claim_for(b"group", e, token, next);
     assert_eq!(store.group_epoch(b"group").await.unwrap(), None);
+    // The first claim for an unknown group registers it.
     store
-        .enqueue(std::slice::from_ref(&a), envelope(b"c1"), claim(1))
+        .enqueue(std::slice::from_ref(&a), envelope(b"c1"), claim(1, 1, 2))
         .await
         .unwrap();
     assert_eq!(store.group_epoch(b"group").await.unwrap(), Some(2));
-    // A second commit for epoch 1 loses and writes nothing.
+    // A second commit for epoch 1 (a member of it) loses and writes nothing.
     let res = store
-        .enqueue(std::slice::from_ref(&a), envelope(b"late"), claim(1))
+        .enqueue(std::slice::from_ref(&a), envelope(b"late"), claim(1, 1, 9))
         .await;
     assert!(matches!(res, Err(StoreError::EpochConflict { current: 2 })));
+    // A stranger's token, a far-future claim, an old token for a later
+    // epoch: refused, nothing written, the epoch unchanged.
+    for (e, t) in [(2, 9), (1 << 40, 9), (3, 1), (2, 1)] {
+        let res = store
+            .enqueue(std::slice::from_ref(&a), envelope(b"bad"), claim(e, t, 9))
+            .await;
+        assert!(
+            matches!(res, Err(StoreError::CommitRefused)),
+            "{e} {t}: {res:?}"
+        );
+    }
+    assert_eq!(store.group_epoch(b"group").await.unwrap(), Some(2));
     assert_eq!(store.fetch(&a, 0, 10).await.unwrap().len(), 1);
+    // The holder of epoch 2's token wins it, with no recipients at all.
     store
-        .enqueue(std::slice::from_ref(&a), envelope(b"c2"), claim(2))
+        .enqueue(&[], envelope(b"c2"), claim(2, 2, 3))
         .await
         .unwrap();
     assert_eq!(store.group_epoch(b"group").await.unwrap(), Some(3));
-    // A commit the server never saw (no other device to send it to) makes a
-    // later claim jump ahead; that is accepted, and the race rule holds after.
-    store
-        .enqueue(std::slice::from_ref(&a), envelope(b"c5"), claim(5))
-        .await
-        .unwrap();
-    assert_eq!(store.group_epoch(b"group").await.unwrap(), Some(6));
-    assert!(matches!(
-        store
-            .enqueue(std::slice::from_ref(&a), envelope(b"late5"), claim(5))
-            .await,
-        Err(StoreError::EpochConflict { current: 6 })
-    ));
     assert_eq!(store.stats().await.unwrap().groups, 1);
     // An epoch whose successor does not fit is an error, not a panic; it
     // writes nothing and the store keeps working.
@@ -412,21 +418,54 @@ async fn epochs(store: &dyn Store) {
             .enqueue(
                 std::slice::from_ref(&a),
                 envelope(b"huge"),
-                Some(EpochClaim {
-                    group_id: b"other".to_vec(),
-                    epoch: e,
-                }),
+                claim_for(b"other", e, 1, 2),
             )
             .await;
         assert!(matches!(res, Err(StoreError::Backend(_))), "{res:?}");
     }
     assert_eq!(store.group_epoch(b"other").await.unwrap(), None);
-    assert_eq!(store.fetch(&a, 0, 10).await.unwrap().len(), 3);
+    assert_eq!(store.fetch(&a, 0, 10).await.unwrap().len(), 1);
     store
-        .enqueue(std::slice::from_ref(&a), envelope(b"c6"), claim(6))
+        .enqueue(std::slice::from_ref(&a), envelope(b"c3"), claim(3, 3, 4))
         .await
         .unwrap();
-    assert_eq!(store.group_epoch(b"group").await.unwrap(), Some(7));
+    assert_eq!(store.group_epoch(b"group").await.unwrap(), Some(4));
+}
+
+/// Two nodes race for one epoch with the same valid token: one wins.
+async fn two_nodes_race_for_an_epoch(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    register(&*a, "alice", 1).await;
+    let to = DeviceKey::new("alice", 1);
+    a.enqueue(
+        std::slice::from_ref(&to),
+        envelope(b"c0"),
+        claim_for(b"g", 0, 0, 1),
+    )
+    .await
+    .unwrap();
+    for round in 1..6u8 {
+        let (x, y) = tokio::join!(
+            a.enqueue(
+                std::slice::from_ref(&to),
+                envelope(b"x"),
+                claim_for(b"g", u64::from(round), round, round + 1)
+            ),
+            b.enqueue(
+                std::slice::from_ref(&to),
+                envelope(b"y"),
+                claim_for(b"g", u64::from(round), round, round + 1)
+            ),
+        );
+        let wins = [&x, &y].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(wins, 1, "round {round}: {x:?} {y:?}");
+        assert!(
+            [x, y]
+                .into_iter()
+                .any(|r| matches!(r, Err(StoreError::EpochConflict { .. })))
+        );
+    }
+    assert_eq!(a.fetch(&to, 0, 100).await.unwrap().len(), 6);
+    assert_eq!(b.group_epoch(b"g").await.unwrap(), Some(6));
 }
 
 async fn concurrent_sends_all_land(store: Arc<dyn Store>) {
@@ -1027,6 +1066,13 @@ macro_rules! conformance {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn two_nodes_race_for_an_epoch() {
+                let (guard, store) = $make.await;
+                let other = guard.another_node().await;
+                super::two_nodes_race_for_an_epoch(store, other).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_sends_all_land() {
                 let (_guard, store) = $make.await;
                 super::concurrent_sends_all_land(store).await;
@@ -1207,4 +1253,147 @@ async fn sqlite_survives_reopen() {
         .await
         .unwrap()[0];
     assert!(seq > got[0].seq);
+}
+
+// ------------------------------------------------ schema migrations
+
+/// Writes, with the version-1 schema and plain SQL as the releases before
+/// versioned migrations did, an account with a device, a queued envelope
+/// and a group. `exec` runs one SQL batch.
+const V1_DATA: &str = "\
+INSERT INTO accounts (username, account_key, state, created_at_ms) VALUES ('olde', X'0101', 0, 1000);
+INSERT INTO devices (username, device_id, certificate, token_hash, next_seq)
+    VALUES ('olde', 1, X'0202', X'0303030303030303030303030303030303030303030303030303030303030303', 8);
+INSERT INTO envelopes (username, device_id, seq, payload, relay_tag, received_at_ms, expires_at_ms)
+    VALUES ('olde', 1, 7, X'C0FFEE', NULL, 5000, 99999999999999);
+INSERT INTO groups (group_id, epoch) VALUES (X'6C6567616379', 5);";
+
+/// What a version-1 database must still hold once opened with this code,
+/// and how its group (stored without a commit token) takes its first one.
+async fn finds_version_1_data(store: &dyn Store) {
+    let acct = store.account("olde").await.unwrap().unwrap();
+    assert_eq!(acct.account_key, vec![1, 1]);
+    assert_eq!(acct.devices[0].certificate, vec![2, 2]);
+    let auth = store.authenticate(&[3; 32]).await.unwrap().unwrap();
+    assert_eq!(auth.device, DeviceKey::new("olde", 1));
+    let dev = DeviceKey::new("olde", 1);
+    let queued = store.fetch(&dev, 0, 10).await.unwrap();
+    assert_eq!(
+        (queued[0].seq, queued[0].payload.clone()),
+        (7, vec![0xc0, 0xff, 0xee])
+    );
+    assert_eq!(store.group_epoch(b"legacy").await.unwrap(), Some(5));
+    // New envelopes get numbers after the old ones.
+    let seq = store
+        .enqueue(std::slice::from_ref(&dev), envelope(b"new"), None)
+        .await
+        .unwrap()[0];
+    assert!(seq > 7);
+    // The legacy group: a claim behind it loses; the first token-bearing
+    // claim not behind it sets the hash; then tokens rule.
+    let behind = store
+        .enqueue(
+            std::slice::from_ref(&dev),
+            envelope(b"c"),
+            claim_for(b"legacy", 4, 4, 5),
+        )
+        .await;
+    assert!(matches!(
+        behind,
+        Err(StoreError::EpochConflict { current: 5 })
+    ));
+    store
+        .enqueue(
+            std::slice::from_ref(&dev),
+            envelope(b"c"),
+            claim_for(b"legacy", 6, 6, 7),
+        )
+        .await
+        .unwrap();
+    let stranger = store
+        .enqueue(
+            std::slice::from_ref(&dev),
+            envelope(b"c"),
+            claim_for(b"legacy", 7, 9, 9),
+        )
+        .await;
+    assert!(matches!(stranger, Err(StoreError::CommitRefused)));
+    store
+        .enqueue(
+            std::slice::from_ref(&dev),
+            envelope(b"c"),
+            claim_for(b"legacy", 7, 7, 8),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.group_epoch(b"legacy").await.unwrap(), Some(8));
+}
+
+#[tokio::test]
+async fn sqlite_opens_a_version_1_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hush.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(hush_server::store::sqlite::SCHEMA)
+            .unwrap();
+        conn.execute_batch(V1_DATA).unwrap();
+        let v: u32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 0, "the releases before migrations set no version");
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    finds_version_1_data(&store).await;
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let v: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, hush_server::store::sqlite_migrate::LATEST);
+    // A second open migrates nothing and finds the same data.
+    let again = SqliteStore::open(&path).unwrap();
+    assert_eq!(again.group_epoch(b"legacy").await.unwrap(), Some(8));
+    // A database from a newer release is refused, not damaged.
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_opens_a_version_1_database() {
+    use sqlx::Executor;
+    let Some((schema, _fresh)) = postgres().await else {
+        eprintln!("HUSH_TEST_POSTGRES_URL is not set: skipping");
+        return;
+    };
+    // Empty the schema again, then lay out version 1 by hand.
+    let options: sqlx::postgres::PgConnectOptions = schema.url.parse().unwrap();
+    let options = options.options([("search_path", schema.name.as_str())]);
+    let pool = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
+    pool.execute(
+        "DROP TABLE IF EXISTS schema_version, groups, envelopes, key_packages, devices, \
+         profiles, reports, server_secrets, leases, accounts CASCADE",
+    )
+    .await
+    .unwrap();
+    pool.execute(hush_server::store::postgres::SCHEMA)
+        .await
+        .unwrap();
+    pool.execute(V1_DATA.replace("X'", "'\\x").as_str())
+        .await
+        .unwrap();
+    // Two nodes start at once on it: the migration runs once.
+    let (a, b) = tokio::join!(
+        PostgresStore::connect_with(options.clone()),
+        PostgresStore::connect_with(options.clone())
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let version: i64 = sqlx::query_scalar("SELECT version FROM schema_version")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(version, hush_server::store::postgres_migrate::LATEST);
+    finds_version_1_data(&a).await;
+    assert_eq!(b.group_epoch(b"legacy").await.unwrap(), Some(8));
 }

@@ -181,8 +181,11 @@ pub struct SendRequest {
     /// Typing or presence: delivered to connected devices only, never stored.
     #[serde(default)]
     pub ephemeral: bool,
-    /// For a commit: the group and the epoch it applies to. The first commit
-    /// for an epoch wins; a later one gets `epoch_conflict`.
+    /// For a commit: the group, the epoch it applies to and the epoch's
+    /// commit token. Only a commit for the group's current epoch whose token
+    /// matches wins it; a later one for that epoch gets `epoch_conflict`,
+    /// any other `forbidden`. A commit may have no recipients (the
+    /// committer is alone in the group): it only moves the group's epoch.
     #[serde(default)]
     pub commit: Option<CommitClaim>,
     /// The franking commitment of an application message (32 bytes), which
@@ -191,7 +194,8 @@ pub struct SendRequest {
     pub franking_commitment: Option<Bytes>,
 }
 
-/// The group and epoch of a commit.
+/// The group and epoch of a commit, with the proof that its sender is a
+/// member of that epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommitClaim {
@@ -199,6 +203,12 @@ pub struct CommitClaim {
     pub group_id: Bytes,
     /// The epoch the commit applies to.
     pub epoch: u64,
+    /// The epoch's commit token (32 bytes, from the MLS exporter; see
+    /// `hush_proto::commit_token`).
+    pub token: Bytes,
+    /// The hash of the next epoch's commit token (32 bytes): the token the
+    /// commit after this one must carry.
+    pub next_token_hash: Bytes,
 }
 
 /// The answer to a send: everything is durable in every recipient's queue.
@@ -208,13 +218,11 @@ pub struct SendResponse {
     pub received_at_ms: u64,
     /// How many devices it was queued for (or, for ephemeral sends, delivered to).
     pub delivered_to: usize,
-}
-
-/// `GET /v1/groups/{group_id}`: the epoch the server orders commits by.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupEpochResponse {
-    /// The epoch the next commit must claim, if the server has seen the group.
-    pub epoch: Option<u64>,
+    /// Recipients that do not exist (any more): the send went to the others.
+    /// A client removes such devices from its conversations once the key
+    /// directory confirms they are gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<DeviceAddress>,
 }
 
 /// `POST /v1/attachments`: start an upload of an encrypted blob.

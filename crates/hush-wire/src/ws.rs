@@ -7,6 +7,7 @@
 //! 0x02 ephemeral  payload (rest)
 //! 0x03 drained    (nothing: the stored queue has been sent; live traffic follows)
 //! 0x04 sent       u64 id | u64 received_at_ms | u32 delivered_to
+//!                 | if any recipient was missing: u16 count | count x (u8 len | username | u32 device id)
 //! 0x05 refused    u64 id | the refusal as the JSON error body of the HTTP API (rest)
 //! ```
 //!
@@ -15,7 +16,8 @@
 //! ```text
 //! 0x01 ack        u16 count | count x u64 seq
 //! 0x02 send       u64 id | u8 flags | u16 count | count x (u8 len | username | u32 device id)
-//!                 | if flags & 2: u16 len | group id | u64 epoch
+//!                 | if flags & 2: u16 len | group id | u64 epoch | u8 len | token
+//!                                 | u8 len | next token hash (32 bytes each when valid)
 //!                 | if flags & 4: u8 len | franking commitment (32 bytes when valid)
 //!                 | payload (rest)
 //!                 flags: 1 ephemeral, 2 commit, 4 franking commitment
@@ -147,6 +149,9 @@ impl ServerFrame {
                 out.extend_from_slice(&response.received_at_ms.to_be_bytes());
                 let n = u32::try_from(response.delivered_to).unwrap_or(u32::MAX);
                 out.extend_from_slice(&n.to_be_bytes());
+                if !response.missing.is_empty() {
+                    put_addresses(&mut out, &response.missing);
+                }
                 out
             }
             ServerFrame::Refused { id, error } => {
@@ -193,14 +198,21 @@ impl ServerFrame {
                 let (id, rest) = take_u64(rest)?;
                 let (received_at_ms, rest) = take_u64(rest)?;
                 let (n, rest) = take_u32(rest)?;
-                if !rest.is_empty() {
-                    return Err(FrameError::TrailingBytes);
-                }
+                let missing = if rest.is_empty() {
+                    Vec::new()
+                } else {
+                    let (missing, rest) = take_addresses(rest)?;
+                    if !rest.is_empty() {
+                        return Err(FrameError::TrailingBytes);
+                    }
+                    missing
+                };
                 Ok(ServerFrame::Sent {
                     id,
                     response: SendResponse {
                         received_at_ms,
                         delivered_to: n as usize,
+                        missing,
                     },
                 })
             }
@@ -291,28 +303,18 @@ fn encode_send(id: u64, req: &SendRequest) -> Vec<u8> {
         flags |= SEND_FRANKING;
     }
     out.push(flags);
-    // MAX_RECIPIENTS fits in a u16.
-    out.extend_from_slice(&(recipients.len() as u16).to_be_bytes());
-    for r in recipients {
-        let name = r.username.as_bytes();
-        let name = name.get(..255).unwrap_or(name);
-        out.push(name.len() as u8);
-        out.extend_from_slice(name);
-        out.extend_from_slice(&r.device_id.to_be_bytes());
-    }
+    put_addresses(&mut out, recipients);
     if let Some(c) = &req.commit {
         let g = c.group_id.as_slice();
         let g = g.get(..usize::from(u16::MAX)).unwrap_or(g);
         out.extend_from_slice(&(g.len() as u16).to_be_bytes());
         out.extend_from_slice(g);
         out.extend_from_slice(&c.epoch.to_be_bytes());
+        put_short(&mut out, c.token.as_slice());
+        put_short(&mut out, c.next_token_hash.as_slice());
     }
     if let Some(f) = &req.franking_commitment {
-        // The server checks the length, as for HTTP.
-        let f = f.as_slice();
-        let f = f.get(..255).unwrap_or(f);
-        out.push(f.len() as u8);
-        out.extend_from_slice(f);
+        put_short(&mut out, f.as_slice());
     }
     out.extend_from_slice(&req.payload.0);
     out
@@ -327,46 +329,27 @@ fn decode_send(rest: &[u8]) -> Result<ClientFrame, FrameError> {
     if flags & !(SEND_EPHEMERAL | SEND_COMMIT | SEND_FRANKING) != 0 {
         return Err(FrameError::Invalid("unknown send flags"));
     }
-    let (count, mut rest) = take_u16(rest)?;
-    let count = usize::from(count);
-    if count > MAX_RECIPIENTS {
-        return Err(FrameError::Invalid("too many recipients in one send"));
-    }
-    let mut recipients = Vec::with_capacity(count);
-    for _ in 0..count {
-        let (len, r) = rest.split_first().ok_or(FrameError::Truncated)?;
-        let (name, r) = r
-            .split_at_checked(usize::from(*len))
-            .ok_or(FrameError::Truncated)?;
-        let username = std::str::from_utf8(name)
-            .map_err(|_| FrameError::Invalid("username is not UTF-8"))?
-            .to_owned();
-        let (device_id, r) = take_u32(r)?;
-        recipients.push(DeviceAddress {
-            username,
-            device_id,
-        });
-        rest = r;
-    }
+    let (recipients, mut rest) = take_addresses(rest)?;
     let commit = if flags & SEND_COMMIT != 0 {
         let (len, r) = take_u16(rest)?;
         let (group_id, r) = r
             .split_at_checked(usize::from(len))
             .ok_or(FrameError::Truncated)?;
         let (epoch, r) = take_u64(r)?;
+        let (token, r) = take_short(r)?;
+        let (next_token_hash, r) = take_short(r)?;
         rest = r;
         Some(CommitClaim {
             group_id: Bytes(group_id.to_vec()),
             epoch,
+            token: Bytes(token.to_vec()),
+            next_token_hash: Bytes(next_token_hash.to_vec()),
         })
     } else {
         None
     };
     let franking_commitment = if flags & SEND_FRANKING != 0 {
-        let (len, r) = rest.split_first().ok_or(FrameError::Truncated)?;
-        let (f, r) = r
-            .split_at_checked(usize::from(*len))
-            .ok_or(FrameError::Truncated)?;
+        let (f, r) = take_short(rest)?;
         rest = r;
         Some(Bytes(f.to_vec()))
     } else {
@@ -382,6 +365,58 @@ fn decode_send(rest: &[u8]) -> Result<ClientFrame, FrameError> {
             franking_commitment,
         },
     })
+}
+
+/// Writes `u16 count | count x (u8 len | username | u32 device id)`; the
+/// caller keeps to [`MAX_RECIPIENTS`] and usernames of at most 255 bytes
+/// (longer ones are cut: the server refuses them anyway).
+fn put_addresses(out: &mut Vec<u8>, addresses: &[DeviceAddress]) {
+    let addresses = addresses.get(..MAX_RECIPIENTS).unwrap_or(addresses);
+    // MAX_RECIPIENTS fits in a u16.
+    out.extend_from_slice(&(addresses.len() as u16).to_be_bytes());
+    for r in addresses {
+        let name = r.username.as_bytes();
+        let name = name.get(..255).unwrap_or(name);
+        out.push(name.len() as u8);
+        out.extend_from_slice(name);
+        out.extend_from_slice(&r.device_id.to_be_bytes());
+    }
+}
+
+fn take_addresses(bytes: &[u8]) -> Result<(Vec<DeviceAddress>, &[u8]), FrameError> {
+    let (count, mut rest) = take_u16(bytes)?;
+    let count = usize::from(count);
+    if count > MAX_RECIPIENTS {
+        return Err(FrameError::Invalid("too many recipients in one send"));
+    }
+    let mut addresses = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (name, r) = take_short(rest)?;
+        let username = std::str::from_utf8(name)
+            .map_err(|_| FrameError::Invalid("username is not UTF-8"))?
+            .to_owned();
+        let (device_id, r) = take_u32(r)?;
+        addresses.push(DeviceAddress {
+            username,
+            device_id,
+        });
+        rest = r;
+    }
+    Ok((addresses, rest))
+}
+
+/// Writes `u8 len | bytes`, cut at 255 bytes (the server checks lengths,
+/// as for HTTP).
+fn put_short(out: &mut Vec<u8>, bytes: &[u8]) {
+    let bytes = bytes.get(..255).unwrap_or(bytes);
+    out.push(bytes.len() as u8);
+    out.extend_from_slice(bytes);
+}
+
+fn take_short(bytes: &[u8]) -> Result<(&[u8], &[u8]), FrameError> {
+    let (len, rest) = bytes.split_first().ok_or(FrameError::Truncated)?;
+    rest.split_at_checked(usize::from(*len))
+        .ok_or(FrameError::Truncated)
 }
 
 fn take_u16(bytes: &[u8]) -> Result<(u16, &[u8]), FrameError> {
@@ -426,7 +461,7 @@ mod tests {
             names in proptest::collection::vec(("[a-z0-9_]{1,32}", any::<u32>()), 1..20),
             payload in proptest::collection::vec(any::<u8>(), 0..512),
             ephemeral: bool,
-            commit in proptest::option::of((proptest::collection::vec(any::<u8>(), 1..64), any::<u64>())),
+            commit in proptest::option::of((proptest::collection::vec(any::<u8>(), 1..64), any::<u64>(), any::<[u8; 32]>(), any::<[u8; 32]>())),
             franking in proptest::option::of(any::<[u8; 32]>()),
         ) {
             let f = ClientFrame::Send {
@@ -438,7 +473,12 @@ mod tests {
                         .collect(),
                     payload: Bytes(payload),
                     ephemeral,
-                    commit: commit.map(|(g, epoch)| CommitClaim { group_id: Bytes(g), epoch }),
+                    commit: commit.map(|(g, epoch, token, next)| CommitClaim {
+                        group_id: Bytes(g),
+                        epoch,
+                        token: Bytes(token.to_vec()),
+                        next_token_hash: Bytes(next.to_vec()),
+                    }),
                     franking_commitment: franking.map(|f| Bytes(f.to_vec())),
                 },
             };
@@ -446,8 +486,18 @@ mod tests {
         }
 
         #[test]
-        fn answers_round_trip(id: u64, at: u64, n in 0usize..100_000, message in ".{0,64}") {
-            let f = ServerFrame::Sent { id, response: SendResponse { received_at_ms: at, delivered_to: n } };
+        fn answers_round_trip(
+            id: u64,
+            at: u64,
+            n in 0usize..100_000,
+            message in ".{0,64}",
+            missing in proptest::collection::vec(("[a-z0-9_]{1,32}", any::<u32>()), 0..5),
+        ) {
+            let missing = missing
+                .into_iter()
+                .map(|(username, device_id)| DeviceAddress { username, device_id })
+                .collect();
+            let f = ServerFrame::Sent { id, response: SendResponse { received_at_ms: at, delivered_to: n, missing } };
             prop_assert_eq!(ServerFrame::decode(&f.encode()).unwrap(), f);
             let f = ServerFrame::Refused {
                 id,
@@ -477,13 +527,15 @@ mod tests {
                 commit: Some(CommitClaim {
                     group_id: Bytes(vec![9; 4]),
                     epoch: 3,
+                    token: Bytes(vec![6; 32]),
+                    next_token_hash: Bytes(vec![8; 32]),
                 }),
                 franking_commitment: Some(Bytes(vec![5; 32])),
             },
         }
         .encode();
         // Every cut inside the header is refused; the payload is the rest.
-        let header = 1 + 8 + 1 + 2 + (1 + 3 + 4) + (2 + 4 + 8) + (1 + 32);
+        let header = 1 + 8 + 1 + 2 + (1 + 3 + 4) + (2 + 4 + 8 + 33 + 33) + (1 + 32);
         for cut in 1..header {
             assert!(ClientFrame::decode(&good[..cut]).is_err(), "cut at {cut}");
         }

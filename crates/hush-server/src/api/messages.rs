@@ -4,25 +4,26 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::extract::State;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hush_wire::api::{GroupEpochResponse, SendRequest, SendResponse};
+use hush_wire::DeviceAddress;
+use hush_wire::api::{CommitClaim, SendRequest, SendResponse};
 use hush_wire::limits::{MAX_MESSAGE_LEN, MAX_RECIPIENTS};
 
 use super::now_ms;
 use crate::app::AppState;
 use crate::auth::AuthDevice;
 use crate::error::{ApiResult, Failure};
-use crate::extract::{Body, PathParams};
+use crate::extract::Body;
 use crate::hub::Pushed;
 use crate::metrics::METRICS;
-use crate::store::{DeviceKey, EarlyAck, EpochClaim, NewEnvelope};
+use crate::store::{DeviceKey, EarlyAck, EpochClaim, NewEnvelope, StoreError};
 
 /// Longest MLS group id accepted.
 const MAX_GROUP_ID_LEN: usize = 256;
 /// Largest epoch a commit may claim: the stores keep the next epoch
 /// (`epoch + 1`) as a signed 64-bit integer.
 const MAX_EPOCH: u64 = i64::MAX as u64 - 1;
+/// Tries of a send whose recipients keep disappearing under it.
+const SEND_ATTEMPTS: usize = 3;
 
 /// `POST /v1/messages`
 pub async fn send(
@@ -41,7 +42,9 @@ pub async fn accept(
     me: &DeviceKey,
     req: SendRequest,
 ) -> Result<SendResponse, Failure> {
-    if req.recipients.is_empty() {
+    // A commit of a device alone in its group has nobody to go to, but
+    // must still win its epoch.
+    if req.recipients.is_empty() && req.commit.is_none() {
         return Err(Failure::bad_request("no recipients"));
     }
     if req.recipients.len() > MAX_RECIPIENTS {
@@ -83,30 +86,17 @@ pub async fn accept(
         return Ok(SendResponse {
             received_at_ms,
             delivered_to: delivered,
+            missing: Vec::new(),
         });
     }
-    let claim = match req.commit {
-        Some(c) if c.group_id.0.is_empty() || c.group_id.0.len() > MAX_GROUP_ID_LEN => {
-            return Err(Failure::bad_request("group_id must be 1 to 256 bytes"));
-        }
-        Some(c) if c.epoch > MAX_EPOCH => {
-            return Err(Failure::bad_request(format!(
-                "epoch must be at most {MAX_EPOCH}"
-            )));
-        }
-        Some(c) => Some(EpochClaim {
-            group_id: c.group_id.0,
-            epoch: c.epoch,
-        }),
-        None => None,
-    };
+    let claim = req.commit.map(epoch_claim).transpose()?;
     // Counted in every recipient's queue, or refused with nothing queued.
     let reservation = state
         .quotas
         .reserve_queue(&*state.store, &recipients, req.payload.0.len())
         .await?;
     let retention_ms = u64::try_from(state.settings.retention.as_millis()).unwrap_or(u64::MAX);
-    let relay_tags = match &req.franking_commitment {
+    let mut relay_tags = match &req.franking_commitment {
         None => Vec::new(),
         Some(c) => {
             let commitment = <[u8; 32]>::try_from(c.as_slice())
@@ -127,12 +117,112 @@ pub async fn accept(
         }
     };
     let shared: Arc<[u8]> = req.payload.0.as_slice().into();
-    let envelope = NewEnvelope {
-        payload: req.payload.0,
-        relay_tags,
+    let mut payload = Some(req.payload.0);
+    let mut missing = Vec::new();
+    for attempt in 1..=SEND_ATTEMPTS {
+        let envelope = NewEnvelope {
+            payload: payload.take().unwrap_or_else(|| shared.to_vec()),
+            relay_tags: relay_tags.clone(),
+            received_at_ms,
+            expires_at_ms: received_at_ms.saturating_add(retention_ms),
+        };
+        match store_and_hand_over(state, &recipients, envelope, claim.clone(), &shared).await {
+            Err(StoreError::NotFound) if attempt < SEND_ATTEMPTS => {
+                // A recipient is gone: the send goes to the others, and the
+                // sender hears which ones are missing.
+                let gone = missing_devices(state, &recipients).await?;
+                if gone.is_empty() {
+                    return Err(StoreError::NotFound.into());
+                }
+                let keep: Vec<bool> = recipients.iter().map(|r| !gone.contains(r)).collect();
+                if !relay_tags.is_empty() {
+                    relay_tags = relay_tags
+                        .into_iter()
+                        .zip(&keep)
+                        .filter_map(|(t, k)| k.then_some(t))
+                        .collect();
+                }
+                recipients.retain(|r| !gone.contains(r));
+                missing.extend(gone.into_iter().map(|d| DeviceAddress {
+                    username: d.username,
+                    device_id: d.device_id,
+                }));
+                if recipients.is_empty() && claim.is_none() {
+                    break;
+                }
+            }
+            Err(e) => return Err(e.into()),
+            Ok(()) => {
+                // Stored: the queue bytes it counted stay counted.
+                reservation.keep();
+                break;
+            }
+        }
+    }
+    METRICS.send(recipients.len(), false);
+    Ok(SendResponse {
         received_at_ms,
-        expires_at_ms: received_at_ms.saturating_add(retention_ms),
-    };
+        delivered_to: recipients.len(),
+        missing,
+    })
+}
+
+/// Checks a commit claim's fields.
+fn epoch_claim(c: CommitClaim) -> Result<EpochClaim, Failure> {
+    if c.group_id.0.is_empty() || c.group_id.0.len() > MAX_GROUP_ID_LEN {
+        return Err(Failure::bad_request("group_id must be 1 to 256 bytes"));
+    }
+    if c.epoch > MAX_EPOCH {
+        return Err(Failure::bad_request(format!(
+            "epoch must be at most {MAX_EPOCH}"
+        )));
+    }
+    let token = <[u8; 32]>::try_from(c.token.as_slice())
+        .map_err(|_| Failure::bad_request("the commit token must be 32 bytes"))?;
+    let next_token_hash = <[u8; 32]>::try_from(c.next_token_hash.as_slice())
+        .map_err(|_| Failure::bad_request("next_token_hash must be 32 bytes"))?;
+    Ok(EpochClaim {
+        group_id: c.group_id.0,
+        epoch: c.epoch,
+        token,
+        next_token_hash,
+    })
+}
+
+/// The recipients whose device does not exist (any more).
+async fn missing_devices(
+    state: &AppState,
+    recipients: &[DeviceKey],
+) -> Result<Vec<DeviceKey>, Failure> {
+    let mut users: Vec<&str> = recipients.iter().map(|r| r.username.as_str()).collect();
+    users.sort_unstable();
+    users.dedup();
+    let mut gone = Vec::new();
+    for user in users {
+        let devices: HashSet<u32> = match state.store.account(user).await? {
+            Some(a) => a.devices.iter().map(|d| d.device_id).collect(),
+            None => HashSet::new(),
+        };
+        gone.extend(
+            recipients
+                .iter()
+                .filter(|r| r.username == user && !devices.contains(&r.device_id))
+                .cloned(),
+        );
+    }
+    Ok(gone)
+}
+
+/// Stores `envelope` for every recipient (winning the commit's epoch first,
+/// if it is one) and hands it to the recipients connected here.
+async fn store_and_hand_over(
+    state: &AppState,
+    recipients: &[DeviceKey],
+    envelope: NewEnvelope,
+    claim: Option<EpochClaim>,
+    shared: &Arc<[u8]>,
+) -> Result<(), StoreError> {
+    let received_at_ms = envelope.received_at_ms;
     let tags = envelope.relay_tags.clone();
     let Some(claim) = claim else {
         // No commit to order: hand the envelope to the recipients connected
@@ -141,7 +231,7 @@ pub async fn accept(
         let early: Vec<Arc<EarlyAck>> = recipients.iter().map(|_| Arc::default()).collect();
         let outcome = state
             .store
-            .enqueue_early(&recipients, envelope, &early, &mut |seqs| {
+            .enqueue_early(recipients, envelope, &early, &mut |seqs| {
                 for (i, (r, seq)) in recipients.iter().zip(seqs).enumerate() {
                     let taken = state.hub.deliver(
                         r,
@@ -161,7 +251,6 @@ pub async fn accept(
                 }
             })
             .await?;
-        reservation.keep();
         // Readable now: a connection that did not send it (it was not next,
         // or the device connected again meanwhile) reads it.
         for ((r, wake), e) in recipients.iter().zip(&outcome.wake).zip(&early) {
@@ -169,17 +258,12 @@ pub async fn accept(
                 state.hub.wake(r);
             }
         }
-        METRICS.send(recipients.len(), false);
-        return Ok(SendResponse {
-            received_at_ms,
-            delivered_to: recipients.len(),
-        });
+        return Ok(());
     };
     let seqs = state
         .store
-        .enqueue(&recipients, envelope, Some(claim))
+        .enqueue(recipients, envelope, Some(claim))
         .await?;
-    reservation.keep();
     // Durable now: hand each online recipient its envelope so that its
     // connection need not read it back. A commit is never handed over
     // before it is durable: it may still lose its epoch.
@@ -195,26 +279,5 @@ pub async fn accept(
             },
         );
     }
-    METRICS.send(recipients.len(), false);
-    Ok(SendResponse {
-        received_at_ms,
-        delivered_to: recipients.len(),
-    })
-}
-
-/// `GET /v1/groups/{group_id}` (group id in base64url without padding)
-pub async fn group_epoch(
-    State(state): State<AppState>,
-    _auth: AuthDevice,
-    PathParams(group_id): PathParams<String>,
-) -> ApiResult<axum::Json<GroupEpochResponse>> {
-    let id = URL_SAFE_NO_PAD
-        .decode(group_id.as_bytes())
-        .map_err(|_| Failure::bad_request("group id must be base64url without padding"))?;
-    if id.is_empty() || id.len() > MAX_GROUP_ID_LEN {
-        return Err(Failure::bad_request("group id must be 1 to 256 bytes"));
-    }
-    Ok(axum::Json(GroupEpochResponse {
-        epoch: state.store.group_epoch(&id).await?,
-    }))
+    Ok(())
 }

@@ -1,14 +1,18 @@
 //! Storage: one async trait, [`Store`], with a backend per database.
 //!
 //! What is stored is listed, column by column, in `docs/what-the-server-knows.md`.
-//! Envelopes carry no sender. Groups are known only as (opaque id -> epoch).
+//! Envelopes carry no sender. Groups are known only as (opaque id -> epoch,
+//! hashes of the current and previous epochs' commit tokens).
 //! Every backend passes the same conformance suite (`tests/store_conformance.rs`).
 
+mod epoch;
 mod group_commit;
 pub mod postgres;
 mod postgres_kt;
+pub mod postgres_migrate;
 pub mod sqlite;
 mod sqlite_kt;
+pub mod sqlite_migrate;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -231,13 +235,18 @@ pub struct StoredEnvelope {
     pub received_at_ms: u64,
 }
 
-/// A commit's claim on an epoch: accepted only if the group is at `epoch`.
+/// A commit's claim on an epoch: accepted only if the group is at `epoch`
+/// and `token` is that epoch's commit token (see `hush_proto::commit_token`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EpochClaim {
     /// Opaque MLS group id.
     pub group_id: Vec<u8>,
     /// The epoch the commit applies to.
     pub epoch: u64,
+    /// The epoch's commit token.
+    pub token: [u8; 32],
+    /// The hash of the next epoch's commit token.
+    pub next_token_hash: [u8; 32],
 }
 
 /// Counters for `hush-server admin stats` and `/metrics`.
@@ -364,6 +373,11 @@ pub enum StoreError {
         /// The group's epoch now.
         current: u64,
     },
+    /// The commit's token is not the token of the group's current epoch
+    /// (its sender is not a member of that epoch, or is behind): refused,
+    /// without saying the group's epoch.
+    #[error("the commit does not carry the group's current epoch token")]
+    CommitRefused,
     /// This account already reported this message.
     #[error("this message was already reported")]
     DuplicateReport,
@@ -460,9 +474,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends `envelope` to every recipient's queue and returns each
     /// recipient's sequence number, in the order given. With a `claim`, the
-    /// group moves to epoch `claim.epoch + 1` in the same transaction, unless
-    /// it is already past `claim.epoch` (another commit won that epoch): then
-    /// nothing is written and [`StoreError::EpochConflict`] is returned.
+    /// group moves to epoch `claim.epoch + 1` (and the claim's next token
+    /// hash) in the same transaction, if the claim wins the epoch; else
+    /// nothing is written: [`StoreError::EpochConflict`] when another commit
+    /// won the epoch the claimant's token belongs to,
+    /// [`StoreError::CommitRefused`] when the token is not of the group's
+    /// current (or previous) epoch. The first claim for an unknown group
+    /// registers it; see `docs/decisions/0012-commit-tokens.md`.
     /// Recipients that do not exist are an error ([`StoreError::NotFound`]).
     async fn enqueue(
         &self,

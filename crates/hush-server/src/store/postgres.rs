@@ -7,8 +7,8 @@
 //! epoch exactly one wins on any number of nodes.
 
 use async_trait::async_trait;
+use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Executor, Row};
 
 use super::postgres_kt;
 use super::{
@@ -17,7 +17,9 @@ use super::{
     NewReport, ReportRecord, Stats, Store, StoreError, StoreResult, StoredEnvelope, TRY_LEASE_SQL,
 };
 
-const SCHEMA: &str = r#"
+/// Schema version 1: the tables of the releases before versioned
+/// migrations. Never edit it: add a migration in `postgres_migrate`.
+pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS accounts (
     username      TEXT PRIMARY KEY,
     account_key   BYTEA NOT NULL,
@@ -137,14 +139,7 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(backend)?;
-        // Concurrent first starts of several nodes: serialise schema creation.
-        let mut tx = pool.begin().await.map_err(backend)?;
-        tx.execute("SELECT pg_advisory_xact_lock(7780)")
-            .await
-            .map_err(backend)?;
-        tx.execute(SCHEMA).await.map_err(backend)?;
-        tx.execute(postgres_kt::SCHEMA).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        super::postgres_migrate::migrate(&pool).await?;
         Ok(Self { pool })
     }
 }
@@ -467,47 +462,9 @@ impl Store for PostgresStore {
         envelope: NewEnvelope,
         claim: Option<EpochClaim>,
     ) -> StoreResult<Vec<u64>> {
-        // Epochs are BIGINT: the claimed one and the next must both fit.
-        let epochs = match &claim {
-            Some(c) => Some((
-                i64::try_from(c.epoch).map_err(|_| backend("epoch out of range"))?,
-                c.epoch
-                    .checked_add(1)
-                    .and_then(|e| i64::try_from(e).ok())
-                    .ok_or_else(|| backend("epoch out of range"))?,
-            )),
-            None => None,
-        };
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        if let (Some(claim), Some((epoch, next))) = (&claim, epochs) {
-            // Make sure a row exists to lock, then lock it.
-            sqlx::query(
-                "INSERT INTO groups (group_id, epoch) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            )
-            .bind(&claim.group_id)
-            .bind(epoch)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-            let current: i64 =
-                sqlx::query_scalar("SELECT epoch FROM groups WHERE group_id = $1 FOR UPDATE")
-                    .bind(&claim.group_id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-            // Below the group's epoch: the race for it is lost. Above it:
-            // accepted (commits with no other recipient never reach us).
-            if claim.epoch < current as u64 {
-                return Err(StoreError::EpochConflict {
-                    current: current as u64,
-                });
-            }
-            sqlx::query("UPDATE groups SET epoch = $2 WHERE group_id = $1")
-                .bind(&claim.group_id)
-                .bind(next)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+        if let Some(claim) = &claim {
+            super::epoch::claim_postgres(&mut tx, claim).await?;
         }
         let mut seqs = Vec::with_capacity(recipients.len());
         for (i, r) in recipients.iter().enumerate() {

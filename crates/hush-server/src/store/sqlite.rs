@@ -28,7 +28,9 @@ use super::{
 /// Read connections kept open.
 const READERS: usize = 4;
 
-const SCHEMA: &str = r#"
+/// Schema version 1: the tables of the releases before versioned
+/// migrations. Never edit it: add a migration in `sqlite_migrate`.
+pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS accounts (
     username      TEXT PRIMARY KEY,
     account_key   BLOB NOT NULL,
@@ -152,34 +154,7 @@ fn write_envelopes(
     early: Option<Vec<Arc<EarlyAck>>>,
 ) -> StoreResult<Vec<bool>> {
     if let Some(claim) = &claim {
-        let current: Option<i64> = conn
-            .query_row(
-                "SELECT epoch FROM groups WHERE group_id = ?1",
-                params![claim.group_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)?;
-        // A claim below the group's epoch lost the race for it. A claim
-        // above it is accepted: commits in a group with no other device to
-        // send them to never reach the server.
-        match current {
-            Some(e) if claim.epoch < e as u64 => {
-                return Err(StoreError::EpochConflict { current: e as u64 });
-            }
-            _ => {}
-        }
-        let next = claim
-            .epoch
-            .checked_add(1)
-            .and_then(|e| i64::try_from(e).ok())
-            .ok_or_else(|| backend("epoch out of range"))?;
-        conn.execute(
-            "INSERT INTO groups (group_id, epoch) VALUES (?1, ?2) \
-             ON CONFLICT (group_id) DO UPDATE SET epoch = excluded.epoch",
-            params![claim.group_id, next],
-        )
-        .map_err(backend)?;
+        super::epoch::claim_sqlite(conn, claim)?;
     }
     let mut insert = conn
         .prepare_cached(
@@ -353,10 +328,7 @@ impl SqliteStore {
         writer_conn
             .pragma_update(None, "synchronous", "FULL")
             .map_err(backend)?;
-        writer_conn.execute_batch(SCHEMA).map_err(backend)?;
-        writer_conn
-            .execute_batch(sqlite_kt::SCHEMA)
-            .map_err(backend)?;
+        super::sqlite_migrate::migrate(&writer_conn)?;
         // A key-transparency publish rewrites tens of thousands of tree
         // nodes spread over the whole table: keep its pages in memory.
         writer_conn

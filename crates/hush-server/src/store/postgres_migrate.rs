@@ -1,0 +1,91 @@
+//! Versioned schema migrations of the PostgreSQL backend.
+//!
+//! The version is the one row of `schema_version`. Each migration runs in
+//! its own transaction with the version bump, under a transaction-scoped
+//! advisory lock, so nodes that start at once apply each migration exactly
+//! once (the others wait, then re-read the version). A database written
+//! before versions existed has no `schema_version` and its tables already:
+//! migration 1 is the schema of those releases, written with
+//! `IF NOT EXISTS`, so it adopts them unchanged.
+
+use sqlx::{Executor, PgPool};
+
+use super::{StoreError, StoreResult};
+
+/// Migration `i` takes the schema from version `i` to `i + 1`. Never edit
+/// one that has shipped: add the next.
+const MIGRATIONS: &[&[&str]] = &[
+    // 1: the schema of the releases before versioned migrations.
+    &[super::postgres::SCHEMA, super::postgres_kt::SCHEMA],
+    // 2: commit tokens (docs/decisions/0012-commit-tokens.md).
+    &["ALTER TABLE groups ADD COLUMN token_hash BYTEA, ADD COLUMN prev_token_hash BYTEA;"],
+];
+
+/// The schema version this code writes.
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// The advisory lock every node takes before it reads or changes the schema.
+const MIGRATION_LOCK: i64 = 7780;
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Brings the database to [`LATEST`], one transaction per migration.
+pub(super) async fn migrate(pool: &PgPool) -> StoreResult<()> {
+    while step(pool).await? {}
+    Ok(())
+}
+
+/// Applies the next migration, if any; true if it applied one.
+async fn step(pool: &PgPool) -> StoreResult<bool> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (\
+             one     BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), \
+             version BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(backend)?;
+    let version: i64 = sqlx::query_scalar("SELECT version FROM schema_version")
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?
+        .unwrap_or(0);
+    if version > LATEST {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {version}, newer than this hush-server knows \
+             ({LATEST}): run the hush-server release that wrote it, or a newer one"
+        )));
+    }
+    let Some(batches) = usize::try_from(version)
+        .ok()
+        .and_then(|v| MIGRATIONS.get(v))
+    else {
+        tx.commit().await.map_err(backend)?;
+        return Ok(false);
+    };
+    for sql in *batches {
+        tx.execute(*sql).await.map_err(|e| {
+            StoreError::Backend(format!(
+                "schema migration to version {} failed: {e}",
+                version + 1
+            ))
+        })?;
+    }
+    sqlx::query(
+        "INSERT INTO schema_version (version) VALUES ($1) \
+         ON CONFLICT (one) DO UPDATE SET version = excluded.version",
+    )
+    .bind(version + 1)
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    tx.commit().await.map_err(backend)?;
+    Ok(true)
+}

@@ -1,0 +1,76 @@
+//! Versioned schema migrations of the SQLite backend.
+//!
+//! The version is SQLite's `PRAGMA user_version`. Each migration runs in its
+//! own `BEGIN IMMEDIATE` transaction together with the version bump, so a
+//! crash leaves the database at one version or the next, and two processes
+//! opening it at once apply each migration once (the second re-reads the
+//! version under the write lock). A database written before versions existed
+//! has version 0 and its tables already: migration 1 is the schema of those
+//! releases, written with `IF NOT EXISTS`, so it adopts them unchanged.
+
+use rusqlite::Connection;
+
+use super::{StoreError, StoreResult};
+
+/// Migration `i` takes the schema from version `i` to `i + 1`. Never edit
+/// one that has shipped: add the next.
+const MIGRATIONS: &[&[&str]] = &[
+    // 1: the schema of the releases before versioned migrations.
+    &[super::sqlite::SCHEMA, super::sqlite_kt::SCHEMA],
+    // 2: commit tokens (docs/decisions/0012-commit-tokens.md).
+    &["ALTER TABLE groups ADD COLUMN token_hash BLOB; \
+       ALTER TABLE groups ADD COLUMN prev_token_hash BLOB;"],
+];
+
+/// The schema version this code writes.
+pub const LATEST: u32 = MIGRATIONS.len() as u32;
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Brings the database to [`LATEST`], one transaction per migration.
+pub(super) fn migrate(conn: &Connection) -> StoreResult<()> {
+    loop {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
+        match step(conn) {
+            Ok(more) => {
+                conn.execute_batch("COMMIT").map_err(backend)?;
+                if !more {
+                    return Ok(());
+                }
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Applies the next migration, if any; true if it applied one.
+fn step(conn: &Connection) -> StoreResult<bool> {
+    let version: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(backend)?;
+    if version > LATEST {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {version}, newer than this hush-server knows \
+             ({LATEST}): run the hush-server release that wrote it, or a newer one"
+        )));
+    }
+    let Some(batches) = MIGRATIONS.get(version as usize) else {
+        return Ok(false);
+    };
+    for sql in *batches {
+        conn.execute_batch(sql).map_err(|e| {
+            StoreError::Backend(format!(
+                "schema migration to version {} failed: {e}",
+                version + 1
+            ))
+        })?;
+    }
+    conn.pragma_update(None, "user_version", version + 1)
+        .map_err(backend)?;
+    Ok(true)
+}
