@@ -45,13 +45,14 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "content_decode",
     "certificate_decode",
     "state_key",
     "conversation_process",
     "key_package_add",
     "kt_decode",
+    "message_framing",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -63,6 +64,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "conversation_process" => conversation_process(data),
         "key_package_add" => key_package_add(data),
         "kt_decode" => kt_decode(data),
+        "message_framing" => message_framing(data),
         _ => return None,
     })
 }
@@ -114,6 +116,32 @@ pub fn certificate_decode(data: &[u8]) -> bool {
         "identity provider and verify disagree"
     );
     verified
+}
+
+/// `read_framing`, what the server reads of a message it relays: what it
+/// reads as an application message is a private message of a group, and a
+/// commitment it finds is exactly the 32 bytes after the version byte of
+/// authenticated data that occur in the input.
+pub fn message_framing(data: &[u8]) -> bool {
+    use hush_proto::{Framing, MessageKind, peek_message, read_framing};
+    let Ok(framing) = read_framing(data) else {
+        return false;
+    };
+    if let Framing::Application { commitment } = framing {
+        assert!(
+            matches!(peek_message(data), Ok(MessageKind::Group { .. })),
+            "an application message that is not a group message"
+        );
+        if let Some(c) = commitment {
+            let mut aad = vec![1u8];
+            aad.extend_from_slice(&c.0);
+            assert!(
+                data.windows(aad.len()).any(|w| w == aad.as_slice()),
+                "a commitment that is not in the message"
+            );
+        }
+    }
+    true
 }
 
 /// Key-transparency decoders, by the first byte: 0 a directory value

@@ -126,6 +126,11 @@ fn kt_decode_corpus() {
     replay("kt_decode");
 }
 
+#[test]
+fn message_framing_corpus() {
+    replay("message_framing");
+}
+
 fn seed(target: &str, name: &str) -> Vec<u8> {
     let path = corpus_dir(target).join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

@@ -34,6 +34,9 @@ pub enum ErrorCode {
     OffsetMismatch,
     /// This account already reported this message.
     AlreadyReported,
+    /// The franking commitment of a send does not match the one in the MLS
+    /// message's authenticated data (or one of them is missing).
+    FrankingMismatch,
     /// A requested range is outside the blob.
     RangeNotSatisfiable,
     /// The server failed; the request may be retried.
@@ -54,6 +57,7 @@ impl ErrorCode {
             ErrorCode::OffsetMismatch | ErrorCode::AlreadyReported => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::RangeNotSatisfiable => 416,
+            ErrorCode::FrankingMismatch => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,

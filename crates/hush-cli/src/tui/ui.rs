@@ -11,7 +11,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph, Wrap};
 
-use crate::output::{format_time, message_body, status_mark};
+use crate::output::{UNFRANKED_MARK, format_time, message_body, status_mark};
 use crate::tui::app::App;
 
 /// Width of the conversation list.
@@ -126,6 +126,10 @@ fn message_line<'a>(app: &App, m: &'a MessageView) -> Line<'a> {
         };
         spans.push(Span::raw(" "));
         spans.push(Span::styled(mark, style));
+    }
+    if m.unfranked {
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(UNFRANKED_MARK, Style::new().fg(Color::Yellow)));
     }
     Line::from(spans)
 }

@@ -68,6 +68,7 @@ pub async fn accept(
         }
         recipients.push(key);
     }
+    let commitment = crate::franking::send_commitment(&req)?;
     let received_at_ms = now_ms();
     if req.ephemeral {
         if req.commit.is_some() {
@@ -99,11 +100,9 @@ pub async fn accept(
         None => None,
     };
     let retention_ms = u64::try_from(state.settings.retention.as_millis()).unwrap_or(u64::MAX);
-    let relay_tags = match &req.franking_commitment {
+    let relay_tags = match commitment {
         None => Vec::new(),
-        Some(c) => {
-            let commitment = <[u8; 32]>::try_from(c.as_slice())
-                .map_err(|_| Failure::bad_request("franking_commitment must be 32 bytes"))?;
+        Some(commitment) => {
             let key = crate::franking::franking_key(state).await?;
             recipients
                 .iter()
@@ -118,6 +117,12 @@ pub async fn accept(
                 })
                 .collect()
         }
+    };
+    #[cfg(feature = "fault-injection")]
+    let relay_tags = if state.kt.faults.strips_relay_tags() {
+        Vec::new()
+    } else {
+        relay_tags
     };
     let shared: Arc<[u8]> = req.payload.0.as_slice().into();
     let envelope = NewEnvelope {

@@ -11,6 +11,8 @@
 //! - [`Faults::fork`]: one user is shown a copy of the directory in which the
 //!   ghost is published, everyone else the real one; signed roots of the two
 //!   views differ for the same epoch.
+//! - [`Faults::strip_relay_tags`]: the server relays messages without its
+//!   franking tag; recipients must mark them as not reportable.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -51,6 +53,7 @@ struct State {
     ghosts: HashMap<String, Ghost>,
     published: HashSet<String>,
     rewritten: HashSet<u64>,
+    strip_relay_tags: bool,
 }
 
 /// The faults in force.
@@ -123,6 +126,16 @@ impl Faults {
     /// auditor must catch.
     pub fn rewrite_root(&self, epoch: u64) {
         self.lock().rewritten.insert(epoch);
+    }
+
+    /// From now on sends are relayed without the server's relay tag (as a
+    /// server that skips franking would).
+    pub fn strip_relay_tags(&self) {
+        self.lock().strip_relay_tags = true;
+    }
+
+    pub(crate) fn strips_relay_tags(&self) -> bool {
+        self.lock().strip_relay_tags
     }
 
     pub(crate) fn is_rewritten(&self, epoch: u64) -> bool {
