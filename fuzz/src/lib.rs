@@ -45,7 +45,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "content_decode",
     "certificate_decode",
     "state_key",
@@ -53,6 +53,7 @@ pub const TARGETS: [&str; 7] = [
     "key_package_add",
     "kt_decode",
     "message_framing",
+    "sealed_open",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -65,6 +66,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "key_package_add" => key_package_add(data),
         "kt_decode" => kt_decode(data),
         "message_framing" => message_framing(data),
+        "sealed_open" => sealed_open(data),
         _ => return None,
     })
 }
@@ -141,6 +143,26 @@ pub fn message_framing(data: &[u8]) -> bool {
             );
         }
     }
+    true
+}
+
+/// The device key the `sealed_open` seeds are sealed to.
+pub fn sealed_open_key() -> hush_proto::sealed::OpenKey {
+    let key = DeviceSigningKey::from_seed([7; 32]).expect("a valid seed");
+    hush_proto::sealed::OpenKey::of(&key).expect("a valid key")
+}
+
+/// `open_envelope`, a device opening what the server delivers: what opens
+/// was sealed whole (any change is refused), and yields at most the input.
+pub fn sealed_open(data: &[u8]) -> bool {
+    let key = sealed_open_key();
+    let Ok(opened) = hush_proto::sealed::open_envelope(&key, data) else {
+        return false;
+    };
+    assert!(
+        opened.message.len() < data.len(),
+        "opened more than it held"
+    );
     true
 }
 

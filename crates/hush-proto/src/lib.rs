@@ -68,6 +68,7 @@ pub mod franking;
 pub mod identity;
 pub mod kt;
 pub mod safety;
+pub mod sealed;
 pub mod storage;
 
 pub use codec::DecodeError;

@@ -26,6 +26,7 @@ pub mod hub;
 pub mod kt;
 pub mod metrics;
 pub mod ratelimit;
+pub mod sealing;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -124,10 +124,13 @@ pub async fn accept(
     } else {
         relay_tags
     };
-    let shared: Arc<[u8]> = req.payload.0.as_slice().into();
+    // From here on only the sealed form exists: the MLS message and its
+    // commitment are never stored or handed over in the clear.
+    let sealed = crate::sealing::seal(state, &recipients, &req.payload.0, &relay_tags).await?;
+    let shared: Arc<[u8]> = sealed.body.as_slice().into();
     let envelope = NewEnvelope {
-        payload: req.payload.0,
-        relay_tags,
+        payload: sealed.body,
+        relay_tags: sealed.headers,
         received_at_ms,
         expires_at_ms: received_at_ms.saturating_add(retention_ms),
     };
@@ -146,7 +149,7 @@ pub async fn accept(
                         Pushed {
                             seq: *seq,
                             received_at_ms,
-                            relay_tag: tags.get(i).copied(),
+                            relay_tag: tags.get(i).cloned(),
                             payload: shared.clone(),
                             early: early.get(i).cloned(),
                         },
@@ -185,7 +188,7 @@ pub async fn accept(
             Pushed {
                 seq,
                 received_at_ms,
-                relay_tag: tags.get(i).copied(),
+                relay_tag: tags.get(i).cloned(),
                 payload: shared.clone(),
                 early: None,
             },
