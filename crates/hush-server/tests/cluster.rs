@@ -244,7 +244,7 @@ async fn next(ws: &mut Ws, wait: Duration) -> Seen {
             Ok(Some(Ok(m))) => m,
         };
         match msg {
-            Message::Binary(b) => return Seen::Frame(ServerFrame::decode(&b).unwrap()),
+            Message::Binary(b) => return Seen::Frame(ws.unseal(ServerFrame::decode(&b).unwrap())),
             Message::Close(f) => return Seen::Closed(f.map(|f| u16::from(f.code))),
             _ => continue,
         }

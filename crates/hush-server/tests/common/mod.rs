@@ -302,7 +302,7 @@ impl Ws {
     }
 
     /// A sealed envelope opened, as the device would; anything else as is.
-    fn unseal(&self, frame: ServerFrame) -> ServerFrame {
+    pub fn unseal(&self, frame: ServerFrame) -> ServerFrame {
         match (frame, &self.open) {
             (ServerFrame::Envelope(e), Some(key)) if hush_proto::sealed::is_sealed(&e.payload) => {
                 let opened = hush_proto::sealed::open_envelope(key, &e.payload).unwrap();
