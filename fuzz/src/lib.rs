@@ -46,7 +46,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 9] = [
     "content_decode",
     "certificate_decode",
     "state_key",
@@ -54,6 +54,8 @@ pub const TARGETS: [&str; 7] = [
     "key_package_add",
     "kt_decode",
     "ws_frame_decode",
+    "message_framing",
+    "sealed_open",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -66,6 +68,8 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "key_package_add" => key_package_add(data),
         "kt_decode" => kt_decode(data),
         "ws_frame_decode" => ws_frame_decode(data),
+        "message_framing" => message_framing(data),
+        "sealed_open" => sealed_open(data),
         _ => return None,
     })
 }
@@ -117,6 +121,52 @@ pub fn certificate_decode(data: &[u8]) -> bool {
         "identity provider and verify disagree"
     );
     verified
+}
+
+/// `read_framing`, what the server reads of a message it relays: what it
+/// reads as an application message is a private message of a group, and a
+/// commitment it finds is exactly the 32 bytes after the version byte of
+/// authenticated data that occur in the input.
+pub fn message_framing(data: &[u8]) -> bool {
+    use hush_proto::{Framing, MessageKind, peek_message, read_framing};
+    let Ok(framing) = read_framing(data) else {
+        return false;
+    };
+    if let Framing::Application { commitment } = framing {
+        assert!(
+            matches!(peek_message(data), Ok(MessageKind::Group { .. })),
+            "an application message that is not a group message"
+        );
+        if let Some(c) = commitment {
+            let mut aad = vec![1u8];
+            aad.extend_from_slice(&c.0);
+            assert!(
+                data.windows(aad.len()).any(|w| w == aad.as_slice()),
+                "a commitment that is not in the message"
+            );
+        }
+    }
+    true
+}
+
+/// The device key the `sealed_open` seeds are sealed to.
+pub fn sealed_open_key() -> hush_proto::sealed::OpenKey {
+    let key = DeviceSigningKey::from_seed([7; 32]).expect("a valid seed");
+    hush_proto::sealed::OpenKey::of(&key).expect("a valid key")
+}
+
+/// `open_envelope`, a device opening what the server delivers: what opens
+/// was sealed whole (any change is refused), and yields at most the input.
+pub fn sealed_open(data: &[u8]) -> bool {
+    let key = sealed_open_key();
+    let Ok(opened) = hush_proto::sealed::open_envelope(&key, data) else {
+        return false;
+    };
+    assert!(
+        opened.message.len() < data.len(),
+        "opened more than it held"
+    );
+    true
 }
 
 /// Key-transparency decoders, by the first byte: 0 a directory value

@@ -72,6 +72,8 @@ pub struct Device {
     pub token: Option<String>,
     /// The server it uses.
     pub server: String,
+    /// Its key for the sealed envelopes a Hush server delivers.
+    pub open: Option<Arc<hush_proto::sealed::OpenKey>>,
 }
 
 fn now_ms() -> u64 {
@@ -114,12 +116,13 @@ pub async fn register_devices(
         let permit = sem.clone().acquire_owned().await?;
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
-            let token = register(&http, &server, &name).await?;
+            let (token, open) = register(&http, &server, &name).await?;
             anyhow::Ok(Device {
                 index,
                 username: Some(name),
                 token: Some(token),
                 server,
+                open: Some(Arc::new(open)),
             })
         }));
     }
@@ -130,7 +133,11 @@ pub async fn register_devices(
     Ok(out)
 }
 
-async fn register(http: &reqwest::Client, server: &str, name: &str) -> anyhow::Result<String> {
+async fn register(
+    http: &reqwest::Client,
+    server: &str,
+    name: &str,
+) -> anyhow::Result<(String, hush_proto::sealed::OpenKey)> {
     let username = Username::new(name).context("bench username")?;
     let mut rng = rand::rngs::OsRng;
     let account = AccountKey::generate(&mut rng).context("account key")?;
@@ -156,7 +163,8 @@ async fn register(http: &reqwest::Client, server: &str, name: &str) -> anyhow::R
         let body = resp.text().await.unwrap_or_default();
         bail!("registration of {name} refused: {status}: {body}");
     }
-    Ok(resp.json::<RegisterResponse>().await?.token)
+    let open = hush_proto::sealed::OpenKey::of(&device_key).context("sealing key")?;
+    Ok((resp.json::<RegisterResponse>().await?.token, open))
 }
 
 /// Raw-relay devices need no registration: an id is enough.
@@ -167,6 +175,7 @@ pub fn raw_devices(addr: SocketAddr, first_index: usize, count: usize) -> Vec<De
             username: None,
             token: None,
             server: addr.to_string(),
+            open: None,
         })
         .collect()
 }
@@ -307,7 +316,17 @@ async fn receive_once(
         }
         match ServerFrame::decode(&bytes)? {
             ServerFrame::Envelope(env) => {
-                if let Some((id, sent)) = parse_payload(&env.payload) {
+                // A real device opens what the server sealed to it; so does
+                // the benchmark, at the same cost.
+                let payload = match &device.open {
+                    Some(key) if hush_proto::sealed::is_sealed(&env.payload) => {
+                        hush_proto::sealed::open_envelope(key, &env.payload)
+                            .map(|o| o.message)
+                            .unwrap_or_default()
+                    }
+                    _ => env.payload,
+                };
+                if let Some((id, sent)) = parse_payload(&payload) {
                     match seen.insert(id, env.seq) {
                         None => deliveries.record(id, sent),
                         Some(seq) if seq == env.seq => {

@@ -9,7 +9,9 @@
 //!   `conversation` is this device's number for the conversation, `group`
 //!   the group's name or `null` in a 1:1 chat, `sent_at` milliseconds since
 //!   the Unix epoch, `text` `null` for a deleted message or a file without
-//!   a caption;
+//!   a caption; plus `"unfranked": true` for a received message that came
+//!   without the server's relay tag (its sender is not vouched for and it
+//!   cannot be reported);
 //! - every other event of `sync` carries an `"event"` field (`receipt`,
 //!   `typing`, `presence`, `edited`, `deleted`, `joined`, `members`,
 //!   `removed`, `renamed`, `disappearing`, `key_changed`): a message never
@@ -97,8 +99,17 @@ pub fn message_json(m: &MessageView) -> Value {
         obj.insert("file_name".into(), json!(m.file_name));
         obj.insert("size".into(), json!(m.size));
     }
+    if m.unfranked
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("unfranked".into(), json!(true));
+    }
     v
 }
+
+/// The warning shown after a received message without a relay tag.
+pub const UNFRANKED_MARK: &str =
+    "[unfranked: sender not vouched for by the server, cannot be reported]";
 
 /// An event other than a message as JSON (an `"event"` field names it).
 pub fn event_json(ev: &Event) -> Value {
@@ -187,8 +198,13 @@ pub fn format_message(m: &MessageView) -> String {
         .as_ref()
         .map(|r| format!(" (reply to {})", inert::name(r)))
         .unwrap_or_default();
+    let unfranked = if m.unfranked {
+        format!(" {UNFRANKED_MARK}")
+    } else {
+        String::new()
+    };
     format!(
-        "{}  {place}{}: {}{reply}{status}  id={}",
+        "{}  {place}{}: {}{reply}{status}{unfranked}  id={}",
         format_time(m.sent_at),
         inert::name(&m.from),
         message_body(m),
@@ -326,6 +342,7 @@ mod tests {
             file_name: Some("f.txt".into()),
             size: Some(4),
             expires_at: None,
+            unfranked: false,
         }
     }
 
@@ -362,6 +379,15 @@ mod tests {
                 "text"
             ]
         );
+    }
+
+    #[test]
+    fn an_unfranked_message_is_marked_in_both_outputs() {
+        let mut m = msg("text");
+        m.unfranked = true;
+        assert_eq!(message_json(&m)["unfranked"], json!(true));
+        assert!(format_message(&m).contains(UNFRANKED_MARK));
+        assert!(!format_message(&msg("text")).contains("unfranked"));
     }
 
     #[test]

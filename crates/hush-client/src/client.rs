@@ -58,13 +58,13 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn meta_required(store: &LocalStore, key: &str) -> Result<Vec<u8>, ClientError> {
+pub(crate) fn meta_required(store: &LocalStore, key: &str) -> Result<Vec<u8>, ClientError> {
     store
         .meta(key)?
         .ok_or_else(|| ClientError::Store(format!("the local store lacks {key}")))
 }
 
-fn seed(bytes: &[u8]) -> Result<[u8; 32], ClientError> {
+pub(crate) fn seed(bytes: &[u8]) -> Result<[u8; 32], ClientError> {
     <[u8; 32]>::try_from(bytes).map_err(|_| ClientError::Store("a stored key is corrupt".into()))
 }
 

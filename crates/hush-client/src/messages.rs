@@ -27,7 +27,7 @@ pub(crate) struct AttachmentRecord {
 }
 
 const MESSAGE_COLUMNS: &str = "m.id, m.conversation, c.kind, c.name, m.sender, m.kind, m.body, \
-     m.sent_at, m.outgoing, m.status, m.reply_to, m.edited, m.deleted, m.attachment, m.expires_at";
+     m.sent_at, m.outgoing, m.status, m.reply_to, m.edited, m.deleted, m.attachment, m.expires_at, m.franking";
 
 fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageView> {
     let kind: String = r.get(2)?;
@@ -50,7 +50,17 @@ fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageView> {
         file_name: attachment.as_ref().map(|a| a.file_name.clone()),
         size: attachment.as_ref().map(|a| a.size),
         expires_at: r.get::<_, Option<i64>>(14)?.map(|t| t as u64),
+        unfranked: !r.get::<_, bool>(8)? && !has_relay_tag(r.get::<_, Option<String>>(15)?),
     })
+}
+
+/// Whether a received message's stored franking proof holds a relay tag:
+/// 32 bytes the server delivered with the envelope.
+fn has_relay_tag(franking: Option<String>) -> bool {
+    franking
+        .and_then(|f| serde_json::from_str::<serde_json::Value>(&f).ok())
+        .and_then(|f| f["relay_tag"].as_str().and_then(|t| hex::decode(t).ok()))
+        .is_some_and(|tag| tag.len() == 32)
 }
 
 impl Client {

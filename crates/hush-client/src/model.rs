@@ -44,6 +44,10 @@ pub struct MessageView {
     pub size: Option<u64>,
     /// When it disappears, ms since the Unix epoch.
     pub expires_at: Option<u64>,
+    /// Received without the server's relay tag: the server did not vouch
+    /// for its sender (franking), so it cannot be reported. Always false for
+    /// outgoing messages.
+    pub unfranked: bool,
 }
 
 /// A conversation as listed.

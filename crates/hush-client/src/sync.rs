@@ -197,14 +197,17 @@ impl Client {
             return Ok(Vec::new());
         }
         let seq = env.seq.to_string();
-        let result = match peek_message(&env.payload) {
-            Ok(MessageKind::Welcome) => self.handle_welcome(&env.payload, &seq).await,
-            Ok(MessageKind::Group { group_id, .. }) => {
-                self.handle_group(&group_id, env, &seq, follow).await
-            }
-            Ok(_) | Err(_) => Err(ClientError::Proto(ProtoError::InvalidRequest(
-                "not a message for this device",
-            ))),
+        let result = match self.unseal(env) {
+            Err(e) => Err(e),
+            Ok(env) => match peek_message(&env.payload) {
+                Ok(MessageKind::Welcome) => self.handle_welcome(&env.payload, &seq).await,
+                Ok(MessageKind::Group { group_id, .. }) => {
+                    self.handle_group(&group_id, &env, &seq, follow).await
+                }
+                Ok(_) | Err(_) => Err(ClientError::Proto(ProtoError::InvalidRequest(
+                    "not a message for this device",
+                ))),
+            },
         };
         match result {
             Ok(events) => Ok(events),
@@ -224,6 +227,24 @@ impl Client {
                 Ok(Vec::new())
             }
         }
+    }
+
+    /// The server stores and relays every message sealed to the recipient
+    /// device (see `hush_proto::sealed`): open it with this device's key. A
+    /// bare MLS message (queued before the server sealed) comes as it is.
+    fn unseal(&self, env: &Envelope) -> Result<Envelope, ClientError> {
+        if !hush_proto::sealed::is_sealed(&env.payload) {
+            return Ok(env.clone());
+        }
+        let seed = crate::client::seed(&crate::client::meta_required(&self.store, "device_seed")?)?;
+        let key = hush_proto::sealed::OpenKey::of(&hush_proto::DeviceSigningKey::from_seed(seed)?)?;
+        let opened = hush_proto::sealed::open_envelope(&key, &env.payload)?;
+        Ok(Envelope {
+            seq: env.seq,
+            received_at_ms: env.received_at_ms,
+            relay_tag: opened.relay_tag,
+            payload: opened.message,
+        })
     }
 
     async fn handle_group(

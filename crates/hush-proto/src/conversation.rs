@@ -22,6 +22,7 @@ use crate::codec::{DecodeError, Reader, Writer};
 use crate::content::Content;
 use crate::device::{HushConfig, Suite};
 use crate::error::ProtoError;
+use crate::framing::{SEALED_VERSION, commitment_from_aad};
 use crate::franking::{Commitment, FrankingKey, FrankingOpening, verify_opening};
 use crate::identity::{DeviceCertificate, Username};
 use crate::storage::MemoryStore;
@@ -30,9 +31,6 @@ use crate::storage::MemoryStore;
 pub const INFO_EXTENSION: ExtensionType = ExtensionType::new(0xF0A6);
 /// Longest conversation name, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
-
-const SEALED_VERSION: u8 = 1;
-const AAD_LEN: usize = 1 + 32;
 
 /// A 1:1 chat or a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -599,20 +597,7 @@ impl Conversation {
 /// Opens a sealed application message: checks the franking commitment in the
 /// authenticated data against the key and content inside, then decodes.
 fn open(plaintext: &[u8], aad: &[u8]) -> Result<(Content, FrankingOpening), ProtoError> {
-    if aad.len() != AAD_LEN {
-        return Err(DecodeError::Invalid {
-            field: "authenticated data",
-            reason: "not a franking commitment",
-        }
-        .into());
-    }
-    let mut a = Reader::new(aad);
-    let version = a.u8()?;
-    if version != SEALED_VERSION {
-        return Err(DecodeError::UnsupportedVersion(version).into());
-    }
-    let commitment = Commitment(a.array()?);
-    a.finish()?;
+    let commitment = commitment_from_aad(aad)?;
 
     let mut r = Reader::new(plaintext);
     let version = r.u8()?;

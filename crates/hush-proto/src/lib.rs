@@ -64,10 +64,12 @@ pub mod conversation;
 pub mod device;
 pub mod ephemeral;
 pub mod error;
+pub mod framing;
 pub mod franking;
 pub mod identity;
 pub mod kt;
 pub mod safety;
+pub mod sealed;
 pub mod storage;
 
 pub use codec::DecodeError;
@@ -79,6 +81,7 @@ pub use conversation::{
 pub use device::{Device, KeyPackage, KeyPackageInfo, Suite, inspect_key_package};
 pub use ephemeral::{EphemeralHeader, ephemeral_header};
 pub use error::ProtoError;
+pub use framing::{Framing, read_framing};
 pub use franking::{Commitment, FrankingError, FrankingKey, FrankingOpening, verify_opening};
 pub use identity::{
     AccountKey, AccountPublicKey, DeviceCertificate, DeviceId, DeviceSigningKey,

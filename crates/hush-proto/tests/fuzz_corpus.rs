@@ -162,6 +162,41 @@ fn regenerate_ws_frame_seeds() {
     }
 }
 
+#[test]
+fn message_framing_corpus() {
+    replay("message_framing");
+}
+
+#[test]
+fn sealed_open_corpus() {
+    replay("sealed_open");
+}
+
+/// Writes the `sealed_open` seeds: envelopes sealed to the fixed key, with
+/// and without a relay tag.
+/// `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_sealed`
+#[test]
+#[ignore]
+fn regenerate_sealed_open_seeds() {
+    use hush_proto::sealed::*;
+    let key = DeviceSigningKey::from_seed([7; 32]).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    let account = AccountKey::generate(&mut rng).unwrap();
+    let user = Username::new("bob").unwrap();
+    let cert = DeviceCertificate::issue(&account, &user, DeviceId(1), &key, 5).unwrap();
+    let to = SealKey::of(&cert).unwrap();
+    let dir = corpus_dir("sealed_open");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, tag) in [("valid-tagged", Some([9u8; 32])), ("valid-untagged", None)] {
+        let body = seal_body(b"an MLS message", &mut rng).unwrap();
+        let header = body.header(&to, tag.as_ref()).unwrap();
+        let env = sealed_envelope(&header, &body.body);
+        assert!(open_envelope(&fuzz::sealed_open_key(), &env).is_ok());
+        std::fs::write(dir.join(name), env).unwrap();
+    }
+    std::fs::write(dir.join("seed-bare-mls"), b"\x00\x01\x00\x02").unwrap();
+}
+
 fn seed(target: &str, name: &str) -> Vec<u8> {
     let path = corpus_dir(target).join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

@@ -15,8 +15,12 @@
 //! sender to that reporter at that time passes.
 
 use aws_lc_rs::{constant_time, hmac};
+use hush_proto::{Framing, read_framing};
+use hush_wire::ErrorCode;
+use hush_wire::api::SendRequest;
 
 use crate::app::AppState;
+use crate::error::Failure;
 use crate::store::StoreResult;
 
 const CONTEXT: &[u8] = b"hush relay tag v1";
@@ -57,6 +61,55 @@ pub fn check_relay_tag(
 ) -> bool {
     let expected = relay_tag(key, commitment, sender, recipient, received_at_ms);
     constant_time::verify_slices_are_equal(&expected, tag).is_ok()
+}
+
+/// The commitment a send is tagged with: the one in the MLS application
+/// message's authenticated data, which the request must repeat. A sender
+/// cannot skip franking by leaving the request's commitment out, nor get
+/// another message's commitment tagged: an application message with no
+/// commitment, a request whose commitment differs from the message's, and a
+/// commitment on anything that is not an application message are refused
+/// with `franking_mismatch`. Payloads that are not MLS messages (no member
+/// opens them) carry none.
+pub fn send_commitment(req: &SendRequest) -> Result<Option<[u8; 32]>, Failure> {
+    let requested = match &req.franking_commitment {
+        None => None,
+        Some(c) => Some(
+            <[u8; 32]>::try_from(c.as_slice())
+                .map_err(|_| Failure::bad_request("franking_commitment must be 32 bytes"))?,
+        ),
+    };
+    let framed = match (req.ephemeral, read_framing(&req.payload.0)) {
+        (false, Ok(Framing::Application { commitment: None })) => {
+            return Err(mismatch(
+                "an application message must carry its franking commitment in its authenticated data",
+            ));
+        }
+        (
+            false,
+            Ok(Framing::Application {
+                commitment: Some(c),
+            }),
+        ) => Some(c.0),
+        _ => None,
+    };
+    match (requested, framed) {
+        (None, None) => Ok(None),
+        (Some(r), Some(f)) if constant_time::verify_slices_are_equal(&r, &f).is_ok() => Ok(Some(f)),
+        (None, Some(_)) => Err(mismatch(
+            "franking_commitment is missing: send the commitment from the message's authenticated data",
+        )),
+        (Some(_), None) => Err(mismatch(
+            "franking_commitment is only for application messages; this payload carries none",
+        )),
+        (Some(_), Some(_)) => Err(mismatch(
+            "franking_commitment differs from the commitment in the message's authenticated data",
+        )),
+    }
+}
+
+fn mismatch(message: &str) -> Failure {
+    Failure::new(ErrorCode::FrankingMismatch, message)
 }
 
 /// The server's franking key, created on first use and shared by every node

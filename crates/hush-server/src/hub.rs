@@ -86,8 +86,8 @@ pub struct Pushed {
     pub seq: u64,
     /// When the server accepted it.
     pub received_at_ms: u64,
-    /// The franking tag for this recipient.
-    pub relay_tag: Option<[u8; 32]>,
+    /// The sealed header for this recipient (see [`crate::sealing`]).
+    pub relay_tag: Option<Vec<u8>>,
     /// The MLS message, shared by every recipient of one send.
     pub payload: Arc<[u8]>,
     /// Set when the envelope is handed over before it is written: the

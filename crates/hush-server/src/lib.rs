@@ -29,6 +29,7 @@ pub mod nonces;
 pub mod proxy;
 pub mod quota;
 pub mod ratelimit;
+pub mod sealing;
 pub mod server;
 pub mod store;
 pub mod timeouts;

@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Ws, connect_ws, register_at};
+use common::{Ws, connect_ws, open_key_for, register_at};
 use futures_util::StreamExt;
 use hush_server::app::{AppState, Settings};
 use hush_server::blobs::Blobs;
@@ -248,7 +248,7 @@ async fn next(ws: &mut Ws, wait: Duration) -> Seen {
             Ok(Some(Ok(m))) => m,
         };
         match msg {
-            Message::Binary(b) => return Seen::Frame(ServerFrame::decode(&b).unwrap()),
+            Message::Binary(b) => return Seen::Frame(ws.unseal(ServerFrame::decode(&b).unwrap())),
             Message::Close(f) => return Seen::Closed(f.map(|f| u16::from(f.code))),
             _ => continue,
         }
@@ -880,7 +880,10 @@ async fn receive_all(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let mut ws = Ws { ws };
+        let mut ws = Ws {
+            ws,
+            open: open_key_for(&token),
+        };
         loop {
             if senders_done.load(std::sync::atomic::Ordering::Acquire) {
                 let want = want.lock().await;

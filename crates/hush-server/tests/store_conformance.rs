@@ -32,7 +32,7 @@ async fn register(store: &dyn Store, name: &str, token: u8) {
 fn envelope(payload: &[u8]) -> NewEnvelope {
     NewEnvelope {
         payload: payload.to_vec(),
-        relay_tags: vec![[7; 32]],
+        relay_tags: vec![vec![7; 32]],
         received_at_ms: 5000,
         expires_at_ms: 10_000,
     }
@@ -208,7 +208,7 @@ async fn early_acknowledgements(store: &dyn Store) {
     let mut reserved = Vec::new();
     let mut acked_first = false;
     let mut env = envelope(b"m1");
-    env.relay_tags = vec![[7; 32], [8; 32]];
+    env.relay_tags = vec![vec![7; 32], vec![8; 32]];
     let outcome = store
         .enqueue_early(&[b.clone(), a.clone()], env, &early, &mut |seqs| {
             reserved = seqs.to_vec();
@@ -229,7 +229,7 @@ async fn early_acknowledgements(store: &dyn Store) {
     let alices = store.fetch(&a, 0, 100).await.unwrap();
     assert_eq!(alices.len(), 1);
     assert_eq!(alices[0].seq, outcome.seqs[1]);
-    assert_eq!(alices[0].relay_tag, Some([8; 32]));
+    assert_eq!(alices[0].relay_tag, Some(vec![8; 32]));
     assert!(!early[1].ack());
     assert_eq!(store.ack(&a, &[outcome.seqs[1]]).await.unwrap(), 1);
     // An unknown recipient fails the whole send and stores nothing.
@@ -285,7 +285,7 @@ async fn queues(store: &dyn Store) {
     let got = store.fetch(&b1, 0, 100).await.unwrap();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].payload, b"m1");
-    assert_eq!(got[0].relay_tag, Some([7; 32]));
+    assert_eq!(got[0].relay_tag, Some(vec![7; 32]));
     assert_eq!(got[1].seq, 2);
     assert_eq!(store.fetch(&b1, 1, 100).await.unwrap().len(), 1);
     assert_eq!(store.fetch(&b1, 0, 1).await.unwrap().len(), 1);

@@ -34,6 +34,9 @@ pub enum ErrorCode {
     OffsetMismatch,
     /// This account already reported this message.
     AlreadyReported,
+    /// The franking commitment of a send does not match the one in the MLS
+    /// message's authenticated data (or one of them is missing).
+    FrankingMismatch,
     /// A requested range is outside the blob.
     RangeNotSatisfiable,
     /// The server failed; the request may be retried.
@@ -71,6 +74,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => 413,
             ErrorCode::BodyTimeout => 408,
             ErrorCode::RangeNotSatisfiable => 416,
+            ErrorCode::FrankingMismatch => 422,
             ErrorCode::RateLimited | ErrorCode::TooManyConnections | ErrorCode::QueueFull => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,

@@ -46,6 +46,7 @@ fn msg(
         file_name: None,
         size: None,
         expires_at: None,
+        unfranked: false,
     }
 }
 

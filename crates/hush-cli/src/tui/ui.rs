@@ -16,7 +16,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph, Wrap};
 
 use crate::inert;
-use crate::output::{format_time, message_body, status_mark};
+use crate::output::{UNFRANKED_MARK, format_time, message_body, status_mark};
 use crate::tui::app::App;
 
 /// Width of the conversation list.
@@ -145,6 +145,10 @@ fn message_lines<'a>(app: &App, m: &'a MessageView) -> Vec<Line<'a>> {
         };
         spans.push(Span::raw(" "));
         spans.push(Span::styled(mark, style));
+    }
+    if m.unfranked {
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(UNFRANKED_MARK, Style::new().fg(Color::Yellow)));
     }
     let mut lines = vec![Line::from(spans)];
     lines.extend(more);

@@ -71,6 +71,7 @@ pub async fn accept(
         }
         recipients.push(key);
     }
+    let commitment = crate::franking::send_commitment(&req)?;
     let received_at_ms = now_ms();
     if req.ephemeral {
         if req.commit.is_some() {
@@ -96,11 +97,9 @@ pub async fn accept(
         .reserve_queue(&*state.store, &recipients, req.payload.0.len())
         .await?;
     let retention_ms = u64::try_from(state.settings.retention.as_millis()).unwrap_or(u64::MAX);
-    let mut relay_tags = match &req.franking_commitment {
+    let relay_tags = match commitment {
         None => Vec::new(),
-        Some(c) => {
-            let commitment = <[u8; 32]>::try_from(c.as_slice())
-                .map_err(|_| Failure::bad_request("franking_commitment must be 32 bytes"))?;
+        Some(commitment) => {
             let key = crate::franking::franking_key(state).await?;
             recipients
                 .iter()
@@ -116,30 +115,71 @@ pub async fn accept(
                 .collect()
         }
     };
-    let shared: Arc<[u8]> = req.payload.0.as_slice().into();
-    let mut payload = Some(req.payload.0);
+    #[cfg(feature = "fault-injection")]
+    let relay_tags = if state.kt.faults.strips_relay_tags() {
+        Vec::new()
+    } else {
+        relay_tags
+    };
+    let send = Prepared {
+        message: &req.payload.0,
+        claim,
+        received_at_ms,
+        expires_at_ms: received_at_ms.saturating_add(retention_ms),
+    };
+    let (recipients, missing) = store_to_those_present(state, recipients, relay_tags, send).await?;
+    // Stored: the queue bytes it counted stay counted.
+    reservation.keep();
+    METRICS.send(recipients.len(), false);
+    Ok(SendResponse {
+        received_at_ms,
+        delivered_to: recipients.len(),
+        missing,
+    })
+}
+
+/// A send checked and ready to store.
+struct Prepared<'a> {
+    /// The MLS message as the sender made it.
+    message: &'a [u8],
+    claim: Option<EpochClaim>,
+    received_at_ms: u64,
+    expires_at_ms: u64,
+}
+
+/// Seals the message to every recipient and stores it. A recipient whose
+/// device is gone is dropped and named among the missing, and the send goes
+/// to the others (up to [`SEND_ATTEMPTS`] tries while recipients keep
+/// disappearing). Returns the recipients it was stored for and the missing.
+async fn store_to_those_present(
+    state: &AppState,
+    mut recipients: Vec<DeviceKey>,
+    mut relay_tags: Vec<[u8; 32]>,
+    send: Prepared<'_>,
+) -> Result<(Vec<DeviceKey>, Vec<DeviceAddress>), Failure> {
     let mut missing = Vec::new();
     for attempt in 1..=SEND_ATTEMPTS {
+        // From here on only the sealed form exists: the MLS message and its
+        // commitment are never stored or handed over in the clear.
+        let sealed = crate::sealing::seal(state, &recipients, send.message, &relay_tags).await?;
+        let shared: Arc<[u8]> = sealed.body.as_slice().into();
         let envelope = NewEnvelope {
-            payload: payload.take().unwrap_or_else(|| shared.to_vec()),
-            relay_tags: relay_tags.clone(),
-            received_at_ms,
-            expires_at_ms: received_at_ms.saturating_add(retention_ms),
+            payload: sealed.body,
+            relay_tags: sealed.headers,
+            received_at_ms: send.received_at_ms,
+            expires_at_ms: send.expires_at_ms,
         };
-        match store_and_hand_over(state, &recipients, envelope, claim.clone(), &shared).await {
+        match store_and_hand_over(state, &recipients, envelope, send.claim.clone(), &shared).await {
             Err(StoreError::NotFound) if attempt < SEND_ATTEMPTS => {
-                // A recipient is gone: the send goes to the others, and the
-                // sender hears which ones are missing.
                 let gone = missing_devices(state, &recipients).await?;
                 if gone.is_empty() {
                     return Err(StoreError::NotFound.into());
                 }
-                let keep: Vec<bool> = recipients.iter().map(|r| !gone.contains(r)).collect();
                 if !relay_tags.is_empty() {
-                    relay_tags = relay_tags
-                        .into_iter()
-                        .zip(&keep)
-                        .filter_map(|(t, k)| k.then_some(t))
+                    relay_tags = recipients
+                        .iter()
+                        .zip(relay_tags)
+                        .filter_map(|(r, t)| (!gone.contains(r)).then_some(t))
                         .collect();
                 }
                 recipients.retain(|r| !gone.contains(r));
@@ -147,24 +187,15 @@ pub async fn accept(
                     username: d.username,
                     device_id: d.device_id,
                 }));
-                if recipients.is_empty() && claim.is_none() {
+                if recipients.is_empty() && send.claim.is_none() {
                     break;
                 }
             }
             Err(e) => return Err(e.into()),
-            Ok(()) => {
-                // Stored: the queue bytes it counted stay counted.
-                reservation.keep();
-                break;
-            }
+            Ok(()) => break,
         }
     }
-    METRICS.send(recipients.len(), false);
-    Ok(SendResponse {
-        received_at_ms,
-        delivered_to: recipients.len(),
-        missing,
-    })
+    Ok((recipients, missing))
 }
 
 /// Checks a commit claim's fields.
@@ -238,7 +269,7 @@ async fn store_and_hand_over(
                         Pushed {
                             seq: *seq,
                             received_at_ms,
-                            relay_tag: tags.get(i).copied(),
+                            relay_tag: tags.get(i).cloned(),
                             payload: shared.clone(),
                             early: early.get(i).cloned(),
                         },
@@ -273,7 +304,7 @@ async fn store_and_hand_over(
             Pushed {
                 seq,
                 received_at_ms,
-                relay_tag: tags.get(i).copied(),
+                relay_tag: tags.get(i).cloned(),
                 payload: shared.clone(),
                 early: None,
             },

@@ -18,7 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use hush_wire::ErrorCode;
 use hush_wire::api::SendResponse;
 use hush_wire::limits::MAX_FRAME_LEN;
-use hush_wire::ws::{ClientFrame, Envelope, ServerFrame};
+use hush_wire::ws::{ClientFrame, ServerFrame};
 
 use super::now_ms;
 use crate::app::AppState;
@@ -146,12 +146,12 @@ async fn session(
                 for env in batch {
                     last_sent = env.seq;
                     in_flight.insert(env.seq, (env.received_at_ms, None));
-                    let frame = ServerFrame::Envelope(Envelope {
-                        seq: env.seq,
-                        received_at_ms: env.received_at_ms,
-                        relay_tag: env.relay_tag,
-                        payload: env.payload,
-                    });
+                    let frame = ServerFrame::Envelope(crate::sealing::envelope(
+                        env.seq,
+                        env.received_at_ms,
+                        env.relay_tag.as_deref(),
+                        &env.payload,
+                    ));
                     sink.feed(Message::Binary(frame.encode().into())).await?;
                 }
             }
@@ -191,12 +191,12 @@ async fn session(
                                 e.mark_sent(reg.id);
                             }
                             in_flight.insert(env.seq, (env.received_at_ms, env.early.clone()));
-                            let frame = ServerFrame::Envelope(Envelope {
-                                seq: env.seq,
-                                received_at_ms: env.received_at_ms,
-                                relay_tag: env.relay_tag,
-                                payload: env.payload.to_vec(),
-                            });
+                            let frame = ServerFrame::Envelope(crate::sealing::envelope(
+                                env.seq,
+                                env.received_at_ms,
+                                env.relay_tag.as_deref(),
+                                &env.payload,
+                            ));
                             sink.feed(Message::Binary(frame.encode().into())).await?;
                         } else if env.seq > last_sent {
                             need_read = true;

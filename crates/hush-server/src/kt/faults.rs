@@ -15,6 +15,8 @@
 //!   stopped at an epoch it has moved past (the field is unsigned).
 //! - [`Faults::refuse_history`]: key-history requests fail, so an account
 //!   cannot monitor its own keys.
+//! - [`Faults::strip_relay_tags`]: the server relays messages without its
+//!   franking tag; recipients must mark them as not reportable.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -57,6 +59,7 @@ struct State {
     rewritten: HashSet<u64>,
     stated_latest: Option<u64>,
     history_refused: bool,
+    strip_relay_tags: bool,
 }
 
 /// The faults in force.
@@ -129,6 +132,16 @@ impl Faults {
     /// auditor must catch.
     pub fn rewrite_root(&self, epoch: u64) {
         self.lock().rewritten.insert(epoch);
+    }
+
+    /// From now on sends are relayed without the server's relay tag (as a
+    /// server that skips franking would).
+    pub fn strip_relay_tags(&self) {
+        self.lock().strip_relay_tags = true;
+    }
+
+    pub(crate) fn strips_relay_tags(&self) -> bool {
+        self.lock().strip_relay_tags
     }
 
     pub(crate) fn is_rewritten(&self, epoch: u64) -> bool {

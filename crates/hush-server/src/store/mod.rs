@@ -110,9 +110,11 @@ pub struct Authenticated {
 pub struct NewEnvelope {
     /// The MLS message.
     pub payload: Vec<u8>,
-    /// The server's franking tags, one per recipient in the order given to
-    /// [`Store::enqueue`], when the message carried a commitment; else empty.
-    pub relay_tags: Vec<[u8; 32]>,
+    /// Per recipient, in the order given to [`Store::enqueue`]: the sealed
+    /// header (body key and franking tag sealed to the device, see
+    /// [`crate::sealing`]); or, in rows written before sealing, the 32-byte
+    /// franking tag. Empty entries or a short list store nothing.
+    pub relay_tags: Vec<Vec<u8>>,
     /// When the server accepted it, ms since the Unix epoch.
     pub received_at_ms: u64,
     /// When it expires undelivered, ms since the Unix epoch.
@@ -229,8 +231,8 @@ pub struct StoredEnvelope {
     pub seq: u64,
     /// The MLS message.
     pub payload: Vec<u8>,
-    /// The server's franking tag.
-    pub relay_tag: Option<[u8; 32]>,
+    /// The sealed header, or (rows from before sealing) the franking tag.
+    pub relay_tag: Option<Vec<u8>>,
     /// When the server accepted it.
     pub received_at_ms: u64,
 }

@@ -529,7 +529,7 @@ impl Store for PostgresStore {
                 StoredEnvelope {
                     seq: r.get::<i64, _>(0) as u64,
                     payload: r.get(1),
-                    relay_tag: tag.and_then(|t| <[u8; 32]>::try_from(t.as_slice()).ok()),
+                    relay_tag: tag,
                     received_at_ms: r.get::<i64, _>(3) as u64,
                 }
             })

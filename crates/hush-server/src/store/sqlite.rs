@@ -957,7 +957,7 @@ impl Store for SqliteStore {
                         Ok(StoredEnvelope {
                             seq: r.get::<_, i64>(0)? as u64,
                             payload: r.get(1)?,
-                            relay_tag: tag.and_then(|t| <[u8; 32]>::try_from(t.as_slice()).ok()),
+                            relay_tag: tag,
                             received_at_ms: r.get::<_, i64>(3)? as u64,
                         })
                     },

@@ -2,8 +2,9 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
 use hush_proto::{AccountKey, DeviceCertificate, DeviceId, DeviceSigningKey, Suite, Username};
@@ -69,6 +70,18 @@ pub struct UserDevice {
     pub key: DeviceSigningKey,
     pub cert: DeviceCertificate,
     pub token: String,
+}
+
+/// Every test device's signing key seed by bearer token: a test's WebSocket
+/// opens the sealed envelopes of the device it connects as, as the client
+/// does (see `hush_proto::sealed`).
+static DEVICE_SEEDS: LazyLock<Mutex<HashMap<String, [u8; 32]>>> = LazyLock::new(Default::default);
+
+fn remember(token: &str, key: &DeviceSigningKey) {
+    DEVICE_SEEDS
+        .lock()
+        .unwrap()
+        .insert(token.to_owned(), *key.to_seed());
 }
 
 pub fn rng(seed: u64) -> ChaCha20Rng {
@@ -195,6 +208,7 @@ pub async fn register_at(http: &reqwest::Client, base: &str, name: &str, seed: u
         .unwrap();
     assert_eq!(resp.status().as_u16(), 201);
     let token = resp.json::<RegisterResponse>().await.unwrap().token;
+    remember(&token, &key);
     User {
         name: name.into(),
         account,
@@ -223,6 +237,7 @@ impl TestServer {
             .unwrap();
         assert_eq!(resp.status().as_u16(), 201);
         let token = resp.json::<RegisterResponse>().await.unwrap().token;
+        remember(&token, &key);
         user.devices.push(UserDevice {
             id,
             key,
@@ -304,13 +319,25 @@ pub async fn connect_ws(addr: SocketAddr, token: &str) -> Ws {
     req.headers_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    Ws { ws }
+    Ws {
+        ws,
+        open: open_key_for(token),
+    }
+}
+
+/// The sealed-envelope key of the test device with `token`, if known.
+pub fn open_key_for(token: &str) -> Option<hush_proto::sealed::OpenKey> {
+    DEVICE_SEEDS.lock().unwrap().get(token).map(|s| {
+        hush_proto::sealed::OpenKey::of(&DeviceSigningKey::from_seed(*s).unwrap()).unwrap()
+    })
 }
 
 pub struct Ws {
     pub ws: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
+    /// The device's key for sealed envelopes, when the test knows it.
+    pub open: Option<hush_proto::sealed::OpenKey>,
 }
 
 impl Ws {
@@ -322,10 +349,25 @@ impl Ws {
                 .ok()??
                 .ok()?;
             match msg {
-                Message::Binary(b) => return Some(ServerFrame::decode(&b).unwrap()),
+                Message::Binary(b) => return Some(self.unseal(ServerFrame::decode(&b).unwrap())),
                 Message::Close(_) => return None,
                 _ => continue,
             }
+        }
+    }
+
+    /// A sealed envelope opened, as the device would; anything else as is.
+    pub fn unseal(&self, frame: ServerFrame) -> ServerFrame {
+        match (frame, &self.open) {
+            (ServerFrame::Envelope(e), Some(key)) if hush_proto::sealed::is_sealed(&e.payload) => {
+                let opened = hush_proto::sealed::open_envelope(key, &e.payload).unwrap();
+                ServerFrame::Envelope(hush_wire::ws::Envelope {
+                    payload: opened.message,
+                    relay_tag: opened.relay_tag,
+                    ..e
+                })
+            }
+            (frame, _) => frame,
         }
     }
 

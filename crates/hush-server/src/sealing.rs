@@ -1,0 +1,130 @@
+//! What the server stores of a message is sealed to its recipient devices
+//! (see `hush_proto::sealed`), so that a copy of the database links no
+//! envelope to its sender and no envelope to a group.
+//!
+//! At send time the message (and the franking commitment read from it) is
+//! in memory only. The server encrypts it once under a fresh key (the body,
+//! stored in `envelopes.payload` of every recipient row) and seals that key
+//! with the recipient's relay tag to each recipient device's key, derived
+//! from its certificate (the header, stored in `envelopes.relay_tag`). Rows
+//! written before sealing (a 32-byte tag or none, the bare MLS message) are
+//! still delivered as they are.
+
+use std::collections::{HashMap, HashSet};
+
+use hush_proto::DeviceCertificate;
+use hush_proto::sealed::{HEADER_LEN, RELAY_TAG_LEN, SealKey, seal_body, sealed_envelope};
+use hush_wire::ws::Envelope;
+
+use crate::app::AppState;
+use crate::error::Failure;
+use crate::store::DeviceKey;
+
+/// Above this many recipients, sealing runs off the async workers.
+const INLINE_SEALS: usize = 32;
+
+/// A message sealed for its recipients.
+#[derive(Debug)]
+pub struct Sealed {
+    /// The body every recipient row stores.
+    pub body: Vec<u8>,
+    /// One header per recipient, in order; empty for a device the directory
+    /// does not hold (the store refuses or skips it).
+    pub headers: Vec<Vec<u8>>,
+}
+
+/// Seals `payload` and each recipient's relay tag (`relay_tags` is empty
+/// when the message carries no franking commitment).
+pub async fn seal(
+    state: &AppState,
+    recipients: &[DeviceKey],
+    payload: &[u8],
+    relay_tags: &[[u8; RELAY_TAG_LEN]],
+) -> Result<Sealed, Failure> {
+    let keys = seal_keys(state, recipients).await?;
+    let body = seal_body(payload, &mut rand::rngs::OsRng).map_err(internal)?;
+    let plan: Vec<(Option<SealKey>, Option<[u8; RELAY_TAG_LEN]>)> = recipients
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (keys.get(r).copied(), relay_tags.get(i).copied()))
+        .collect();
+    let run = move || -> Result<Sealed, Failure> {
+        let headers = plan
+            .iter()
+            .map(|(key, tag)| match key {
+                Some(k) => body.header(k, tag.as_ref()).map(|h| h.to_vec()),
+                None => Ok(Vec::new()),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(internal)?;
+        Ok(Sealed {
+            body: body.body.clone(),
+            headers,
+        })
+    };
+    if recipients.len() <= INLINE_SEALS {
+        return run();
+    }
+    tokio::task::spawn_blocking(run)
+        .await
+        .map_err(|e| internal(format!("sealing task failed: {e}")))?
+}
+
+/// The sealing key of every recipient device the directory holds.
+async fn seal_keys(
+    state: &AppState,
+    recipients: &[DeviceKey],
+) -> Result<HashMap<DeviceKey, SealKey>, Failure> {
+    let wanted: HashSet<&DeviceKey> = recipients.iter().collect();
+    let accounts: HashSet<&str> = recipients.iter().map(|r| r.username.as_str()).collect();
+    let mut keys = HashMap::with_capacity(recipients.len());
+    for username in accounts {
+        let Some(account) = state.store.account(username).await? else {
+            continue;
+        };
+        for device in account.devices {
+            let key = DeviceKey::new(username, device.device_id);
+            if !wanted.contains(&key) {
+                continue;
+            }
+            // The directory holds only certificates it verified at
+            // registration; one that no longer decodes is skipped like a
+            // missing device.
+            if let Ok(seal) = DeviceCertificate::decode(&device.certificate)
+                .map_err(hush_proto::ProtoError::from)
+                .and_then(|c| SealKey::of(&c))
+            {
+                keys.insert(key, seal);
+            }
+        }
+    }
+    Ok(keys)
+}
+
+fn internal(e: impl std::fmt::Display) -> Failure {
+    tracing::error!(error = %e, "sealing a message failed");
+    Failure::new(
+        hush_wire::ErrorCode::Internal,
+        "sealing failed; retry later",
+    )
+}
+
+/// The frame for a stored (or handed-over) envelope: a sealed row goes out
+/// as one sealed envelope (magic, header, body); a row from before sealing
+/// as it was stored.
+pub fn envelope(seq: u64, received_at_ms: u64, tag: Option<&[u8]>, payload: &[u8]) -> Envelope {
+    match tag {
+        Some(header) if header.len() == HEADER_LEN => Envelope {
+            seq,
+            received_at_ms,
+            relay_tag: None,
+            payload: sealed_envelope(header, payload),
+        },
+        _ => Envelope {
+            seq,
+            received_at_ms,
+            relay_tag: tag.and_then(|t| <[u8; RELAY_TAG_LEN]>::try_from(t).ok()),
+            payload: payload.to_vec(),
+        },
+    }
+}
