@@ -107,7 +107,9 @@ async fn take_queue(s: &TestServer, user: &User) -> Vec<Vec<u8>> {
     let got = s.state.store.fetch(&key, 0, 100).await.unwrap();
     let seqs: Vec<u64> = got.iter().map(|e| e.seq).collect();
     s.state.store.ack(&key, &seqs).await.unwrap();
-    got.into_iter().map(|e| e.payload).collect()
+    got.iter()
+        .map(|e| open_stored(&user.devices[0], e))
+        .collect()
 }
 
 async fn error_body(resp: reqwest::Response) -> (u16, serde_json::Value) {

@@ -79,6 +79,8 @@ pub fn forge(username: &str, device_id: u32) -> Device {
 pub struct Raw {
     pub name: String,
     pub device: Device,
+    /// Opens what the server seals to this device.
+    open: hush_proto::sealed::OpenKey,
     transport: Transport,
     last_seq: u64,
 }
@@ -116,6 +118,7 @@ impl Raw {
         let raw = Raw {
             name: name.into(),
             device: Device::new(cert, &key).unwrap(),
+            open: hush_proto::sealed::OpenKey::of(&key).unwrap(),
             transport: transport.with_token(resp.token),
             last_seq: 0,
         };
@@ -189,6 +192,17 @@ impl Raw {
             .unwrap();
     }
 
+    /// The MLS message in what the server delivered: sealed envelopes are
+    /// opened as the client does; one queued before sealing comes as it is.
+    fn unseal(&self, payload: Vec<u8>) -> Vec<u8> {
+        if !hush_proto::sealed::is_sealed(&payload) {
+            return payload;
+        }
+        hush_proto::sealed::open_envelope(&self.open, &payload)
+            .unwrap()
+            .message
+    }
+
     /// Everything waiting in this device's queue (acknowledged).
     pub async fn receive(&mut self) -> Vec<Vec<u8>> {
         let mut ws = self.transport.websocket().await.unwrap();
@@ -204,7 +218,7 @@ impl Raw {
                 ServerFrame::Envelope(env) => {
                     if env.seq > self.last_seq {
                         self.last_seq = env.seq;
-                        out.push(env.payload);
+                        out.push(self.unseal(env.payload));
                     }
                     ws.send(Message::Binary(
                         ClientFrame::Ack(vec![env.seq]).encode().into(),

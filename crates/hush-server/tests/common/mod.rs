@@ -332,6 +332,21 @@ pub fn open_key_for(token: &str) -> Option<hush_proto::sealed::OpenKey> {
     })
 }
 
+/// The MLS message of an envelope as the store holds it (sealed to the
+/// device: header in `relay_tag`, body in `payload`), opened with `device`'s
+/// key as the device would.
+pub fn open_stored(device: &UserDevice, env: &hush_server::store::StoredEnvelope) -> Vec<u8> {
+    let header = env
+        .relay_tag
+        .as_deref()
+        .expect("a sealed envelope has a header");
+    let sealed = hush_proto::sealed::sealed_envelope(header, &env.payload);
+    let key = hush_proto::sealed::OpenKey::of(&device.key).unwrap();
+    hush_proto::sealed::open_envelope(&key, &sealed)
+        .unwrap()
+        .message
+}
+
 pub struct Ws {
     pub ws: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
