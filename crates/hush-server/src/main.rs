@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -524,10 +525,7 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                         "suspended"
                     }
                     "delete" => {
-                        store
-                            .delete_account(&r.report.sender)
-                            .await
-                            .with_context(|| format!("cannot delete {}", r.report.sender))?;
+                        delete_closing_connections(store.as_ref(), &r.report.sender).await?;
                         "deleted"
                     }
                     "warn" => "warned",
@@ -573,10 +571,7 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 println!("unsuspended {username}");
             }
             AccountsCommand::Delete { username } => {
-                store
-                    .delete_account(&username)
-                    .await
-                    .with_context(|| format!("cannot delete {username}"))?;
+                delete_closing_connections(store.as_ref(), &username).await?;
                 println!("deleted {username}");
             }
         },
@@ -622,4 +617,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// How long an account stays suspended before it is deleted: longer than
+/// every node's sweep of suspended accounts (1 s), so that each node has
+/// closed its open connections first.
+const DELETE_AFTER_SUSPENSION: Duration = Duration::from_millis(2500);
+
+/// Deletes an account from this admin process, which shares only the
+/// database with the running nodes: it suspends the account first and waits
+/// for the nodes' sweep to close its connections, so that a deleted account
+/// keeps no open socket anywhere.
+async fn delete_closing_connections(store: &dyn Store, username: &str) -> anyhow::Result<()> {
+    store
+        .set_account_state(username, AccountState::Suspended)
+        .await
+        .with_context(|| format!("cannot delete {username}"))?;
+    tokio::time::sleep(DELETE_AFTER_SUSPENSION).await;
+    store
+        .delete_account(username)
+        .await
+        .with_context(|| format!("cannot delete {username}"))
 }

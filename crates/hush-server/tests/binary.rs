@@ -261,6 +261,37 @@ async fn an_operator_suspension_closes_the_accounts_open_socket() {
 }
 
 #[tokio::test]
+async fn an_operator_deletion_closes_the_accounts_open_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let mut child = start(dir.path(), addr, &[]);
+    wait_healthy(&http, &base).await;
+    let bob = register(&http, &base, "bob", 2).await;
+    let mut ws = connect_ws(addr, &bob).await;
+    assert!(ws.drain().await.is_empty());
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["admin", "accounts", "delete", "bob"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    ws.expect_closed_with(hush_server::hub::CLOSE_REVOKED, 1000)
+        .await;
+    let gone = http
+        .get(format!("{base}/v1/accounts/bob"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 401);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
 async fn metrics_are_served_on_the_operator_listener_not_the_public_one() {
     let dir = tempfile::tempdir().unwrap();
     let (addr, operator) = (free_addr(), free_addr());
