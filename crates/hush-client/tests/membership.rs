@@ -4,26 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
-use std::time::Duration;
+mod common;
 
-use hush_client::{Client, Event, Target};
+use common::{sync, user};
+use hush_client::{Event, Target};
 use hush_proto::{AccountKey, DeviceCertificate, DeviceId, DeviceSigningKey, Username};
 use hush_testkit::TestServer;
 use hush_wire::api::{CommitClaim, NewDeviceBody, RegisterRequest, RegisterResponse, SendRequest};
 use hush_wire::{Bytes, DeviceAddress};
-
-const PASS: &str = "correct horse battery staple";
-
-async fn user(server: &TestServer, root: &Path, name: &str) -> Client {
-    Client::register(&root.join(name), PASS, &server.url(), name, None)
-        .await
-        .unwrap()
-}
-
-async fn sync(c: &mut Client) -> Vec<Event> {
-    c.sync(Duration::ZERO, |_| {}).await.unwrap()
-}
 
 fn texts(events: &[Event]) -> Vec<(String, String)> {
     events

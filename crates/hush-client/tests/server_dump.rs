@@ -11,23 +11,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use common::user;
 use hush_client::{Client, Event, Target};
 use hush_testkit::TestServer;
 use hush_testkit::hush_server::franking::relay_tag;
 use rusqlite::types::Value;
 
-const PASS: &str = "pw";
 const USERS: [&str; 3] = ["alice", "bob", "carol"];
-
-async fn user(server: &TestServer, root: &Path, name: &str) -> Client {
-    Client::register(&root.join(name), PASS, &server.url(), name, None)
-        .await
-        .unwrap()
-}
 
 async fn received(c: &mut Client) -> Vec<String> {
     c.sync(Duration::ZERO, |_| {})
