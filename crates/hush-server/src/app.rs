@@ -119,8 +119,6 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// Quotas per account and device.
     pub quotas: Arc<crate::quota::Quotas>,
-    /// Signed device requests seen within their validity window.
-    pub nonces: Arc<crate::nonces::Nonces>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -142,7 +140,6 @@ impl AppState {
                     .strict
                     .within(settings.per_ip, settings.per_account),
             )),
-            nonces: Arc::new(crate::nonces::Nonces::default()),
             kt: Arc::new(crate::kt::KeyDirectory::new(
                 store.clone(),
                 settings.kt_batch_window,

@@ -25,7 +25,6 @@ pub mod franking;
 pub mod hub;
 pub mod kt;
 pub mod metrics;
-pub mod nonces;
 pub mod proxy;
 pub mod quota;
 pub mod ratelimit;

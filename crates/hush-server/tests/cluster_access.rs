@@ -1,5 +1,7 @@
 //! Access revoked on one node of a cluster ends the device's connection on
-//! another: two nodes on one PostgreSQL and one NATS, on loopback ports.
+//! another, and a signed device request accepted by one node is refused as
+//! a replay by another: two nodes on one PostgreSQL and one NATS, on
+//! loopback ports.
 //!
 //! Needs `HUSH_TEST_POSTGRES_URL` and `HUSH_TEST_NATS_URL` (`.ci/run` sets
 //! both); each test skips with a notice when they are unset. Every test has
@@ -15,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{add_request, new_device, now_ms, register_at, remove_request};
+use common::{add_request, expect_error, new_device, now_ms, register_at, remove_request};
 use hush_server::app::{AppState, Settings};
 use hush_server::blobs::Blobs;
 use hush_server::cluster::ClusterConfig;
@@ -204,6 +206,57 @@ async fn a_token_rotated_on_one_node_closes_the_old_tokens_socket_on_another() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
+    a.handle.stop().await;
+    b.handle.stop().await;
+}
+
+#[tokio::test]
+async fn a_signed_request_accepted_by_one_node_is_refused_when_replayed_to_another() {
+    let Some((pg, nats)) = env() else { return };
+    let pg = PgSchema::create(&pg).await;
+    let blobs = tempfile::tempdir().unwrap();
+    let (a, b) = two_nodes(&pg, &nats, blobs.path()).await;
+    let http = reqwest::Client::new();
+    let alice = register_at(&http, &a.url(), "alice", 3).await;
+    let (_, cert) = new_device(&alice.account, "alice", 3, 30);
+    let add = add_request(&alice.account, "alice", 3, &cert, now_ms());
+    let post = |base: String| {
+        http.post(format!("{base}/v1/accounts/alice/devices"))
+            .json(&add)
+            .send()
+    };
+    assert_eq!(post(a.url()).await.unwrap().status(), 201);
+    // Alice removes the device again, through node A.
+    let remove = remove_request(&alice.account, "alice", 3, &cert, now_ms());
+    let delete = |base: String| {
+        http.delete(format!("{base}/v1/accounts/alice/devices/3"))
+            .json(&remove)
+            .send()
+    };
+    assert_eq!(delete(a.url()).await.unwrap().status(), 204);
+    // The captured add, replayed to node B within its window, would bring
+    // the device back with a fresh token for whoever replays it.
+    expect_error(post(b.url()).await.unwrap(), 403, "forbidden").await;
+
+    // A captured removal, replayed to node B after device id 3 was used
+    // again, would remove the new device.
+    let (_, cert2) = new_device(&alice.account, "alice", 3, 31);
+    let resp = http
+        .post(format!("{}/v1/accounts/alice/devices", a.url()))
+        .json(&add_request(&alice.account, "alice", 3, &cert2, now_ms()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let token = resp.json::<RegisterResponse>().await.unwrap().token;
+    expect_error(delete(b.url()).await.unwrap(), 403, "forbidden").await;
+    let resp = http
+        .get(format!("{}/v1/key-packages/count", b.url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the new device 3 is still there");
     a.handle.stop().await;
     b.handle.stop().await;
 }

@@ -1018,6 +1018,55 @@ async fn two_nodes_contend_for_a_lease(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     }
 }
 
+/// Signed-request nonces: fresh once, a replay while remembered, reusable
+/// once expired, and forgotten by `expire`.
+async fn signed_nonces(store: &dyn Store) {
+    let (one, two, three) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+    assert!(store.remember_nonce(one, 1_000, 0).await.unwrap(), "fresh");
+    assert!(
+        !store.remember_nonce(one, 2_000, 500).await.unwrap(),
+        "replayed"
+    );
+    // Until its expiry, inclusive.
+    assert!(!store.remember_nonce(one, 2_000, 1_000).await.unwrap());
+    assert!(
+        store.remember_nonce(two, 2_000, 500).await.unwrap(),
+        "another nonce"
+    );
+    // Past its expiry the nonce may be taken again, with the new expiry.
+    assert!(
+        store.remember_nonce(one, 3_000, 1_001).await.unwrap(),
+        "expired"
+    );
+    assert!(!store.remember_nonce(one, 4_000, 2_500).await.unwrap());
+
+    // `expire` forgets only the nonces that expired.
+    assert!(store.remember_nonce(three, 5_000, 0).await.unwrap());
+    assert_eq!(store.expire(4_999).await.unwrap(), 0, "envelopes only");
+    assert!(!store.remember_nonce(three, 6_000, 100).await.unwrap());
+    store.expire(5_001).await.unwrap();
+    // Forgotten: at a time within its old expiry, it is fresh again.
+    assert!(store.remember_nonce(three, 6_000, 100).await.unwrap());
+    assert!(!store.remember_nonce(three, 6_000, 200).await.unwrap());
+}
+
+/// Two nodes (two handles on one database) take one nonce at once: exactly
+/// one gets it, each round.
+async fn two_nodes_race_for_a_nonce(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    for round in 0..20u8 {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.spawn(async move { store.remember_nonce([round; 32], 10_000, 0).await.unwrap() });
+        }
+        let mut fresh = 0;
+        while let Some(r) = tasks.join_next().await {
+            fresh += usize::from(r.unwrap());
+        }
+        assert_eq!(fresh, 1, "round {round}: one winner, not {fresh}");
+    }
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -1125,6 +1174,19 @@ macro_rules! conformance {
                 let (guard, store) = $make.await;
                 let other = guard.another_node().await;
                 super::two_nodes_contend_for_a_lease(store, other).await;
+            }
+
+            #[tokio::test]
+            async fn signed_nonces() {
+                let (_guard, store) = $make.await;
+                super::signed_nonces(&*store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn two_nodes_race_for_a_nonce() {
+                let (guard, store) = $make.await;
+                let other = guard.another_node().await;
+                super::two_nodes_race_for_a_nonce(store, other).await;
             }
         }
     };

@@ -17,7 +17,6 @@ use crate::auth::{AuthDevice, bearer, certificate_hash, new_token, token_hash};
 use crate::error::{ApiResult, Failure, Refusal};
 use crate::extract::{Body, PathParams, RawBody};
 use crate::metrics::METRICS;
-use crate::nonces::NonceError;
 use crate::store::{AccountRecord, DeviceKey, NewAccount, NewDevice};
 
 /// How far a signed device request's timestamp may be from the server clock.
@@ -141,7 +140,13 @@ struct Signed<'a> {
 /// remembering it. Only validly signed requests count against the account
 /// (a stranger cannot use up its owner's share); the rest are held back by
 /// the per-network limit.
-fn check_signed_request(
+///
+/// The nonce is remembered in the store, shared by every node, until the
+/// request's window has passed (after which the timestamp alone refuses
+/// it), so a captured request is refused on whichever node it is replayed
+/// to. It is remembered under a hash of the account and the nonce, so one
+/// account cannot use up another's nonces.
+async fn check_signed_request(
     state: &AppState,
     key: &AccountPublicKey,
     req: Signed<'_>,
@@ -177,19 +182,32 @@ fn check_signed_request(
     }
     state.limits.check_signed(req.user)?;
     let forget_at = req.timestamp_ms.saturating_add(MAX_CLOCK_SKEW_MS);
-    state
-        .nonces
-        .remember(req.user, req.nonce.as_slice(), now, forget_at)
-        .map_err(|e| {
-            let code = match e {
-                NonceError::Replayed => {
-                    METRICS.signed_replay();
-                    ErrorCode::Forbidden
-                }
-                NonceError::Full => ErrorCode::Unavailable,
-            };
-            Failure::new(code, e.to_string()).into()
-        })
+    let fresh = state
+        .store
+        .remember_nonce(nonce_key(req.user, req.nonce.as_slice()), forget_at, now)
+        .await?;
+    if !fresh {
+        METRICS.signed_replay();
+        return Err(Failure::new(
+            ErrorCode::Forbidden,
+            "this signed request was used already; sign a new one with a fresh nonce",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The key a nonce is remembered under: SHA-256 of the account name, a zero
+/// byte and the nonce.
+fn nonce_key(account: &str, nonce: &[u8]) -> [u8; 32] {
+    use aws_lc_rs::digest::{SHA256, digest};
+    let mut input = Vec::with_capacity(account.len() + 1 + nonce.len());
+    input.extend_from_slice(account.as_bytes());
+    input.push(0);
+    input.extend_from_slice(nonce);
+    let mut key = [0u8; 32];
+    key.copy_from_slice(digest(&SHA256, &input).as_ref());
+    key
 }
 
 async fn account_of(state: &AppState, name: &str) -> ApiResult<(AccountPublicKey, AccountRecord)> {
@@ -223,7 +241,8 @@ pub async fn add_device(
             certificate: req.device.certificate.as_slice(),
             signature: &req.signature,
         },
-    )?;
+    )
+    .await?;
     let (device, token) = new_device(&req.device, &user, &key)?;
     state
         .store
@@ -261,7 +280,8 @@ pub async fn remove_device(
             certificate: &certificate,
             signature: &req.signature,
         },
-    )?;
+    )
+    .await?;
     let device = DeviceKey::new(user.as_str(), device_id);
     state.store.remove_device(&device).await?;
     state.hub.revoke(&device);

@@ -7,6 +7,7 @@
 
 mod epoch;
 mod group_commit;
+mod nonces;
 pub mod postgres;
 mod postgres_kt;
 pub mod postgres_migrate;
@@ -536,7 +537,22 @@ pub trait Store: Send + Sync + 'static {
     async fn ack(&self, device: &DeviceKey, seqs: &[u64]) -> StoreResult<u64>;
 
     /// Deletes envelopes that expired before `now_ms`; returns how many.
+    /// Also forgets the signed-request nonces that expired before `now_ms`
+    /// (not counted).
     async fn expire(&self, now_ms: u64) -> StoreResult<u64>;
+
+    /// Remembers the nonce of a signed device request (a key derived from
+    /// the account and the nonce) until `expires_at_ms`. True when it is
+    /// fresh: never seen, or seen with an expiry before `now_ms`; false when
+    /// it is still remembered (a replay). Atomic across every node sharing
+    /// the database: of concurrent callers with one nonce exactly one gets
+    /// true.
+    async fn remember_nonce(
+        &self,
+        nonce: [u8; 32],
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<bool>;
 
     /// The group's current epoch, if the server has seen a commit for it.
     async fn group_epoch(&self, group_id: &[u8]) -> StoreResult<Option<u64>>;

@@ -552,6 +552,7 @@ impl Store for PostgresStore {
     }
 
     async fn expire(&self, now_ms: u64) -> StoreResult<u64> {
+        super::nonces::postgres_expire(&self.pool, now_ms).await?;
         Ok(
             sqlx::query("DELETE FROM envelopes WHERE expires_at_ms < $1")
                 .bind(now_ms as i64)
@@ -560,6 +561,15 @@ impl Store for PostgresStore {
                 .map_err(backend)?
                 .rows_affected(),
         )
+    }
+
+    async fn remember_nonce(
+        &self,
+        nonce: [u8; 32],
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<bool> {
+        super::nonces::postgres_remember(&self.pool, &nonce, expires_at_ms, now_ms).await
     }
 
     async fn group_epoch(&self, group_id: &[u8]) -> StoreResult<Option<u64>> {

@@ -19,6 +19,8 @@ const MIGRATIONS: &[&[&str]] = &[
     &[super::postgres::SCHEMA, super::postgres_kt::SCHEMA],
     // 2: commit tokens (docs/decisions/0012-commit-tokens.md).
     &["ALTER TABLE groups ADD COLUMN token_hash BYTEA, ADD COLUMN prev_token_hash BYTEA;"],
+    // 3: signed-request nonces shared by every node (decision 0011).
+    &[super::nonces::POSTGRES_SCHEMA],
 ];
 
 /// The schema version this code writes.

@@ -1015,6 +1015,7 @@ impl Store for SqliteStore {
 
     async fn expire(&self, now_ms: u64) -> StoreResult<u64> {
         self.write(move |conn| {
+            super::nonces::sqlite_expire(conn, now_ms)?;
             conn.execute(
                 "DELETE FROM envelopes WHERE expires_at_ms < ?1",
                 params![now_ms as i64],
@@ -1023,6 +1024,16 @@ impl Store for SqliteStore {
             .map_err(backend)
         })
         .await
+    }
+
+    async fn remember_nonce(
+        &self,
+        nonce: [u8; 32],
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<bool> {
+        self.write(move |conn| super::nonces::sqlite_remember(conn, &nonce, expires_at_ms, now_ms))
+            .await
     }
 
     async fn group_epoch(&self, group_id: &[u8]) -> StoreResult<Option<u64>> {

@@ -20,6 +20,8 @@ const MIGRATIONS: &[&[&str]] = &[
     // 2: commit tokens (docs/decisions/0012-commit-tokens.md).
     &["ALTER TABLE groups ADD COLUMN token_hash BLOB; \
        ALTER TABLE groups ADD COLUMN prev_token_hash BLOB;"],
+    // 3: signed-request nonces shared by every node (decision 0011).
+    &[super::nonces::SQLITE_SCHEMA],
 ];
 
 /// The schema version this code writes.
