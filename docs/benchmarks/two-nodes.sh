@@ -2,8 +2,11 @@
 # relay through 1 SQLite node, 1 PostgreSQL node, and 2 PostgreSQL+NATS nodes,
 # in one sitting, each with the raw relay baseline of its own run.
 set -u
-B=/work/target-main/release/hush-bench
-S=/work/target-main/release/hush-server
+# Run from anywhere; the binaries come from this repository's release build
+# (`cargo build --release -p hush-server -p hush-bench`) unless named.
+cd "$(dirname "$0")/../.."
+B=${HUSH_BENCH:-target/release/hush-bench}
+S=${HUSH_SERVER:-target/release/hush-server}
 PG=postgres://postgres@127.0.0.1:5432/test
 schema=bench2node_$$
 psql "$PG" -qc "CREATE SCHEMA $schema" >/dev/null
@@ -11,7 +14,8 @@ url="$PG?options[search_path]=$schema"
 d=$(mktemp -d)
 start() { # port extra...
   local port=$1; shift
-  "$S" --data-dir "$d/n$port" --listen 127.0.0.1:$port --rate-limit-ip 0 --rate-limit-account 0 "$@" >"$d/n$port.log" 2>&1 &
+  "$S" --data-dir "$d/n$port" --listen 127.0.0.1:$port --rate-limit-ip 0 --rate-limit-account 0 \
+    --max-account-connections 0 --max-queue-bytes 0 --max-send-bytes 0 "$@" >"$d/n$port.log" 2>&1 &
   echo $!
   for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.1; done
 }

@@ -315,7 +315,13 @@ pub async fn start_hush(
         }
     }
     let kind = if real {
-        format!("hush-server binary ({})", program.display())
+        // Relative to the working directory where it can be: the figures
+        // are committed, and a machine's paths do not belong in them.
+        let shown = std::env::current_dir()
+            .ok()
+            .and_then(|cwd| program.strip_prefix(cwd).ok().map(|p| p.to_path_buf()))
+            .unwrap_or_else(|| program.to_path_buf());
+        format!("hush-server binary ({})", shown.display())
     } else {
         "hush-server library inside `hush-bench serve` (a process of its own)".to_owned()
     };
