@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::pg::{Env, PgSchema, env, unique};
 use common::{Ws, connect_ws, open_key_for, register_at};
 use futures_util::StreamExt;
 use hush_server::app::{AppState, Settings};
@@ -45,91 +46,6 @@ const METRICS_TOKEN: &str = "cluster-test-metrics-token";
 /// One test at a time: each starts three nodes with their own pools, and the
 /// machine has two cores and one PostgreSQL.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Env {
-    pg: String,
-    nats: String,
-}
-
-fn env() -> Option<Env> {
-    match (
-        std::env::var("HUSH_TEST_POSTGRES_URL"),
-        std::env::var("HUSH_TEST_NATS_URL"),
-    ) {
-        (Ok(pg), Ok(nats)) => Some(Env { pg, nats }),
-        _ => {
-            eprintln!(
-                "HUSH_TEST_POSTGRES_URL and HUSH_TEST_NATS_URL are not both set: skipping the cluster test"
-            );
-            None
-        }
-    }
-}
-
-fn unique(tag: &str) -> String {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    format!(
-        "{tag}_{}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    )
-}
-
-/// A PostgreSQL schema of its own for one test, dropped afterwards.
-struct PgSchema {
-    url: String,
-    name: String,
-}
-
-impl PgSchema {
-    async fn create(url: &str) -> Self {
-        use sqlx::Connection;
-        let name = unique("hush_cluster");
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap_or_else(|e| {
-            panic!("HUSH_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}")
-        });
-        sqlx::query(&format!("CREATE SCHEMA {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        Self {
-            url: url.to_owned(),
-            name,
-        }
-    }
-
-    /// The URL a node is started with: the schema rides in the options.
-    fn node_url(&self) -> String {
-        let sep = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{sep}options[search_path]={}", self.url, self.name)
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let url = self.url.clone();
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                use sqlx::Connection;
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
-                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// A node in this process.
 struct Node {

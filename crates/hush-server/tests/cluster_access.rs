@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::pg::{Env, PgSchema, env, unique};
 use common::{add_request, expect_error, new_device, now_ms, register_at, remove_request};
 use hush_server::app::{AppState, Settings};
 use hush_server::blobs::Blobs;
@@ -26,79 +27,6 @@ use hush_server::ratelimit::Rate;
 use hush_server::server::{ServerHandle, spawn_local};
 use hush_server::store::postgres::PostgresStore;
 use hush_wire::api::{RegisterResponse, RotateTokenResponse};
-
-fn env() -> Option<(String, String)> {
-    match (
-        std::env::var("HUSH_TEST_POSTGRES_URL"),
-        std::env::var("HUSH_TEST_NATS_URL"),
-    ) {
-        (Ok(pg), Ok(nats)) => Some((pg, nats)),
-        _ => {
-            eprintln!(
-                "HUSH_TEST_POSTGRES_URL and HUSH_TEST_NATS_URL are not both set: skipping the cluster test"
-            );
-            None
-        }
-    }
-}
-
-fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{tag}_{}_{nanos}", std::process::id())
-}
-
-/// A PostgreSQL schema of its own, dropped afterwards.
-struct PgSchema {
-    url: String,
-    name: String,
-}
-
-impl PgSchema {
-    async fn create(url: &str) -> Self {
-        use sqlx::Connection;
-        let name = unique("hush_access");
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap_or_else(|e| {
-            panic!("HUSH_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}")
-        });
-        sqlx::query(&format!("CREATE SCHEMA {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        Self {
-            url: url.to_owned(),
-            name,
-        }
-    }
-
-    fn node_url(&self) -> String {
-        let sep = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{sep}options[search_path]={}", self.url, self.name)
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                use sqlx::Connection;
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
-                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 struct Node {
     addr: SocketAddr,
@@ -145,7 +73,9 @@ async fn two_nodes(pg: &PgSchema, nats: &str, blobs: &std::path::Path) -> (Node,
 
 #[tokio::test]
 async fn removal_on_one_node_closes_the_socket_held_on_another() {
-    let Some((pg, nats)) = env() else { return };
+    let Some(Env { pg, nats }) = env() else {
+        return;
+    };
     let pg = PgSchema::create(&pg).await;
     let blobs = tempfile::tempdir().unwrap();
     let (a, b) = two_nodes(&pg, &nats, blobs.path()).await;
@@ -180,7 +110,9 @@ async fn removal_on_one_node_closes_the_socket_held_on_another() {
 
 #[tokio::test]
 async fn a_token_rotated_on_one_node_closes_the_old_tokens_socket_on_another() {
-    let Some((pg, nats)) = env() else { return };
+    let Some(Env { pg, nats }) = env() else {
+        return;
+    };
     let pg = PgSchema::create(&pg).await;
     let blobs = tempfile::tempdir().unwrap();
     let (a, b) = two_nodes(&pg, &nats, blobs.path()).await;
@@ -212,7 +144,9 @@ async fn a_token_rotated_on_one_node_closes_the_old_tokens_socket_on_another() {
 
 #[tokio::test]
 async fn a_signed_request_accepted_by_one_node_is_refused_when_replayed_to_another() {
-    let Some((pg, nats)) = env() else { return };
+    let Some(Env { pg, nats }) = env() else {
+        return;
+    };
     let pg = PgSchema::create(&pg).await;
     let blobs = tempfile::tempdir().unwrap();
     let (a, b) = two_nodes(&pg, &nats, blobs.path()).await;
