@@ -46,7 +46,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 9] = [
+pub const TARGETS: [&str; 10] = [
     "content_decode",
     "certificate_decode",
     "state_key",
@@ -56,6 +56,7 @@ pub const TARGETS: [&str; 9] = [
     "ws_frame_decode",
     "message_framing",
     "sealed_open",
+    "receipt_open",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -70,6 +71,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "ws_frame_decode" => ws_frame_decode(data),
         "message_framing" => message_framing(data),
         "sealed_open" => sealed_open(data),
+        "receipt_open" => receipt_open(data),
         _ => return None,
     })
 }
@@ -167,6 +169,50 @@ pub fn sealed_open(data: &[u8]) -> bool {
         "opened more than it held"
     );
     true
+}
+
+/// The keys of the `receipt_open` seeds: the recipient's opening key
+/// (alice's device 1) and the certificate of the signer (bob's device 1).
+pub fn receipt_keys() -> (hush_proto::sealed::OpenKey, DeviceCertificate) {
+    let alice = DeviceSigningKey::from_seed([7; 32]).expect("a valid seed");
+    let open = hush_proto::sealed::OpenKey::of(&alice).expect("a valid key");
+    let account = AccountKey::from_seed([6; 32]).expect("a valid seed");
+    let bob = DeviceSigningKey::from_seed([8; 32]).expect("a valid seed");
+    let user = Username::new("bob").expect("a valid name");
+    let cert = DeviceCertificate::issue(&account, &user, DeviceId(1), &bob, 5).expect("issued");
+    (open, cert)
+}
+
+/// Receipts to the sender, by the first byte: 0 a whole frame opened by
+/// alice's device 1 and verified against bob's certificate (what opens and
+/// verifies covers 1 to 1000 ids), 1 the signed part alone (canonical).
+pub fn receipt_open(data: &[u8]) -> bool {
+    use hush_proto::receipt::{MAX_IDS, SignedReceipt, open};
+    let Some((&which, rest)) = data.split_first() else {
+        return false;
+    };
+    match which {
+        0 => {
+            let (key, bob) = receipt_keys();
+            let Ok(signed) = open(&key, DeviceId(1), rest) else {
+                return false;
+            };
+            let alice = Username::new("alice").expect("a valid name");
+            let Ok(receipt) = signed.verify(&bob, &alice) else {
+                return false;
+            };
+            assert!(!receipt.ids.is_empty() && receipt.ids.len() <= MAX_IDS);
+            true
+        }
+        1 => {
+            let Ok(signed) = SignedReceipt::decode(rest) else {
+                return false;
+            };
+            assert_eq!(signed.encode(), rest, "one receipt, two encodings");
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Key-transparency decoders, by the first byte: 0 a directory value

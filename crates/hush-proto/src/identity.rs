@@ -278,6 +278,13 @@ impl DeviceSigningKey {
         self.public
     }
 
+    /// Signs `message` with the device key (outside MLS: receipts, see
+    /// [`crate::receipt`]; the caller puts a label of its own in `message`).
+    pub fn sign(&self, message: &[u8]) -> Result<[u8; SIGNATURE_LEN], IdentityError> {
+        let sig = self.seed.key_pair()?.sign(message);
+        <[u8; SIGNATURE_LEN]>::try_from(sig.as_ref()).map_err(|_| IdentityError::InvalidPublicKey)
+    }
+
     /// The MLS form of the public key.
     #[cfg(test)]
     pub(crate) fn mls_public(&self) -> SignaturePublicKey {

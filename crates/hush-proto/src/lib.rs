@@ -68,6 +68,7 @@ pub mod framing;
 pub mod franking;
 pub mod identity;
 pub mod kt;
+pub mod receipt;
 pub mod safety;
 pub mod sealed;
 pub mod storage;

@@ -58,7 +58,7 @@ const AEAD_TAG_LEN: usize = 16;
 pub const HEADER_LEN: usize = KEM_OUTPUT_LEN + SEALED_PLAIN_LEN + AEAD_TAG_LEN;
 const INFO: &[u8] = b"hush sealed envelope v1";
 
-fn hpke() -> Result<impl CipherSuiteProvider, ProtoError> {
+pub(crate) fn hpke() -> Result<impl CipherSuiteProvider, ProtoError> {
     AwsLcCryptoProvider::new()
         .cipher_suite_provider(CipherSuite::CURVE25519_AES128)
         .ok_or(ProtoError::InvalidRequest(
@@ -97,8 +97,8 @@ impl fmt::Debug for SealKey {
 
 /// A device's secret for opening its sealed envelopes. Wiped on drop.
 pub struct OpenKey {
-    secret: HpkeSecretKey,
-    public: HpkePublicKey,
+    pub(crate) secret: HpkeSecretKey,
+    pub(crate) public: HpkePublicKey,
 }
 
 impl OpenKey {

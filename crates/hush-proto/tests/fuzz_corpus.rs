@@ -197,6 +197,66 @@ fn regenerate_sealed_open_seeds() {
     std::fs::write(dir.join("seed-bare-mls"), b"\x00\x01\x00\x02").unwrap();
 }
 
+#[test]
+fn receipt_open_corpus() {
+    replay("receipt_open");
+}
+
+/// Writes the `receipt_open` seeds: bob's receipts sealed to alice's device
+/// 1 (alone, and with her device 2), and their signed parts.
+/// `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_receipt`
+#[test]
+#[ignore]
+fn regenerate_receipt_open_seeds() {
+    use hush_proto::receipt::*;
+    let mut rng = ChaCha20Rng::seed_from_u64(17);
+    let (key, bob_cert) = fuzz::receipt_keys();
+    let bob = DeviceSigningKey::from_seed([8; 32]).unwrap();
+    let alice_account = AccountKey::from_seed([5; 32]).unwrap();
+    let alice = Username::new("alice").unwrap();
+    let device = |id: u32, seed: u8| {
+        let k = DeviceSigningKey::from_seed([seed; 32]).unwrap();
+        DeviceCertificate::issue(&alice_account, &alice, DeviceId(id), &k, 5).unwrap()
+    };
+    let dir = corpus_dir("receipt_open");
+    std::fs::create_dir_all(&dir).unwrap();
+    let seeds = [
+        (
+            "delivered-one",
+            ReceiptKind::Delivered,
+            1,
+            vec![device(1, 7)],
+        ),
+        (
+            "read-many",
+            ReceiptKind::Read,
+            40,
+            vec![device(2, 9), device(1, 7)],
+        ),
+    ];
+    for (name, kind, n, to) in seeds {
+        let receipt = Receipt {
+            group_id: vec![0xab; 32],
+            from: bob_cert.username().clone(),
+            from_device: DeviceId(1),
+            to: alice.clone(),
+            kind,
+            sent_at_ms: 1_700_000_000_000,
+            ids: (0..n).map(|i| MessageId([i as u8; 16])).collect(),
+        };
+        let frame = receipt.seal(&bob, &to, &mut rng).unwrap();
+        let signed = open(&key, DeviceId(1), &frame).unwrap();
+        assert_eq!(signed.clone().verify(&bob_cert, &alice).unwrap(), receipt);
+        let mut whole = vec![0];
+        whole.extend_from_slice(&frame);
+        std::fs::write(dir.join(format!("valid-frame-{name}")), whole).unwrap();
+        let mut part = vec![1];
+        part.extend_from_slice(&signed.encode());
+        std::fs::write(dir.join(format!("valid-signed-{name}")), part).unwrap();
+    }
+    std::fs::write(dir.join("seed-magic-only"), b"\x00\xfeHR\x01\x01").unwrap();
+}
+
 fn seed(target: &str, name: &str) -> Vec<u8> {
     let path = corpus_dir(target).join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

@@ -1,0 +1,10 @@
+//! Receipts to the sender: a frame opened and verified, or the signed part
+//! decoded. See `hush_fuzz::receipt_open`.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    hush_fuzz::receipt_open(data);
+});
