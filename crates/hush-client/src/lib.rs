@@ -38,6 +38,7 @@ pub mod local;
 mod messages;
 pub mod model;
 pub mod monitor;
+mod receipts;
 mod sync;
 mod token;
 pub mod transport;
@@ -46,5 +47,7 @@ mod trust;
 pub use client::Client;
 pub use error::ClientError;
 pub use kt::{AuditFailure, KtStatus, audit_server};
-pub use model::{ContactView, ConversationView, Event, MessageView, PresenceMode, Target};
+pub use model::{
+    ContactView, ConversationView, Event, MessageView, PresenceMode, ReceiptState, Target,
+};
 pub use transport::{ConnectOptions, probe_fingerprint};

@@ -204,6 +204,20 @@ INSERT OR IGNORE INTO known_groups (group_id, max_epoch, first_seen)
 ALTER TABLE contacts ADD COLUMN verified_key BLOB;
 UPDATE contacts SET verified_key = account_key WHERE verified = 1;
 "#,
+    // Version 3: receipts to the sender (decision 0017). Who received and
+    // who read each of this account's messages, one row per member, and how
+    // many other members a group message was sent to (NULL: a 1:1 message,
+    // or one sent before this version or from another device).
+    r#"
+CREATE TABLE receipts (
+    message_id   TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    member       TEXT NOT NULL,
+    delivered_at INTEGER NOT NULL,
+    read_at      INTEGER,
+    PRIMARY KEY (message_id, member)
+) WITHOUT ROWID;
+ALTER TABLE messages ADD COLUMN recipients INTEGER;
+"#,
 ];
 
 /// The schema version this code writes.
@@ -485,7 +499,7 @@ mod tests {
 
     /// A store as the release before schema versions wrote it: the
     /// version-1 tables, `user_version` 0, and data in them.
-    fn write_v1_store(dir: &Path, passphrase: &str) {
+    fn write_v1_store(dir: &Path, passphrase: &str) -> Zeroizing<[u8; 32]> {
         let mut db_key = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(&mut *db_key);
         let keyfile = LocalStore::wrap(&db_key, passphrase).unwrap();
@@ -515,6 +529,7 @@ mod tests {
         );
         drop(conn);
         write_keyfile(dir, &keyfile).unwrap();
+        db_key
     }
 
     #[test]
@@ -564,6 +579,64 @@ mod tests {
         drop(s);
         // Opening again applies nothing twice.
         LocalStore::open(dir.path(), "pw").unwrap();
+    }
+
+    /// A store as the previous release (version 2) wrote it, with a group
+    /// and messages in it: the messages stay, and receipts can be recorded
+    /// for them after the upgrade.
+    #[test]
+    fn a_version_2_store_with_messages_opens_and_takes_receipts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db_key = write_v1_store(dir.path(), "pw");
+        {
+            let mut conn = Connection::open(dir.path().join(DATABASE)).unwrap();
+            let hex_key = Zeroizing::new(format!("x'{}'", hex::encode(*db_key)));
+            conn.pragma_update(None, "key", &*hex_key).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(MIGRATIONS[0]).unwrap();
+            tx.execute_batch(
+                "INSERT INTO messages (id, conversation, sender, sender_device, outgoing, kind,
+                     body, sent_at, received_at, status)
+                     VALUES ('m2', 2, 'alice', 1, 1, 'text', 'to the family', 7, 7, 'delivered');",
+            )
+            .unwrap();
+            tx.pragma_update(None, "user_version", 2).unwrap();
+            tx.commit().unwrap();
+        }
+        let s = LocalStore::open(dir.path(), "pw").unwrap();
+        let c = &s.conn;
+        let version: u32 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let row: (String, String, Option<i64>) = c
+            .query_row(
+                "SELECT body, status, recipients FROM messages WHERE id = 'm2'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("to the family".into(), "delivered".into(), None));
+        c.execute(
+            "INSERT INTO receipts (message_id, member, delivered_at) VALUES ('m2', 'bob', 8)",
+            [],
+        )
+        .unwrap();
+        // A receipt row cannot name a message that does not exist, and goes
+        // with its message.
+        assert!(
+            c.execute(
+                "INSERT INTO receipts (message_id, member, delivered_at) VALUES ('nope', 'bob', 8)",
+                [],
+            )
+            .is_err()
+        );
+        c.execute("DELETE FROM messages WHERE id = 'm2'", [])
+            .unwrap();
+        let left: i64 = c
+            .query_row("SELECT COUNT(*) FROM receipts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub(crate) struct AttachmentRecord {
 }
 
 const MESSAGE_COLUMNS: &str = "m.id, m.conversation, c.kind, c.name, m.sender, m.kind, m.body, \
-     m.sent_at, m.outgoing, m.status, m.reply_to, m.edited, m.deleted, m.attachment, m.expires_at, m.franking";
+     m.sent_at, m.outgoing, m.status, m.reply_to, m.edited, m.deleted, m.attachment, m.expires_at, m.franking, \
+     m.recipients";
 
 fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageView> {
     let kind: String = r.get(2)?;
@@ -51,6 +52,10 @@ fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageView> {
         size: attachment.as_ref().map(|a| a.size),
         expires_at: r.get::<_, Option<i64>>(14)?.map(|t| t as u64),
         unfranked: !r.get::<_, bool>(8)? && !has_relay_tag(r.get::<_, Option<String>>(15)?),
+        receipts: Box::new(crate::model::ReceiptState {
+            recipients: r.get::<_, Option<i64>>(16)?.map(|n| n as u32),
+            ..Default::default()
+        }),
     })
 }
 
@@ -172,13 +177,25 @@ impl Client {
         let device = self.device_id;
         let id = content.id.to_hex();
         let stored = content.clone();
+        // How many other members a group message goes to, for "read by N of M".
+        let others = match row.kind.as_str() {
+            "group" => Some(self.conv(&row.group_id)?.accounts().len().saturating_sub(1) as i64),
+            _ => None,
+        };
         self.seal_and_queue(&row.group_id, &content, Some(&id), |tx| {
             Self::insert_message(tx, row.id, &stored, &me, device, true, now_ms(), None)?;
+            tx.execute(
+                "UPDATE messages SET recipients = ?2 WHERE id = ?1",
+                params![id, others],
+            )?;
             Ok(())
         })?;
         self.flush_outbox().await?;
-        self.message(&id)?
-            .ok_or_else(|| ClientError::Store("message vanished".into()))
+        let mut m = self
+            .message(&id)?
+            .ok_or_else(|| ClientError::Store("message vanished".into()))?;
+        self.add_receipts(&mut m)?;
+        Ok(m)
     }
 
     /// Sends `text` to a contact or group; creates a 1:1 chat on first use.
@@ -318,46 +335,52 @@ impl Client {
                     .collect::<Result<Vec<_>, _>>()?,
             );
         }
+        drop(stmt);
         out.sort_by_key(|m| (m.sent_at, m.id.clone()));
+        for m in &mut out {
+            self.add_receipts(m)?;
+        }
         Ok(out)
     }
 
     /// Marks a conversation's received messages as read and tells their
-    /// senders (read receipts).
+    /// senders (read receipts: one frame per sender, to that sender's
+    /// devices only).
     pub async fn mark_read(&mut self, target: &Target) -> Result<usize, ClientError> {
         let rows = self.find(target)?;
         let mut total = 0;
         for row in rows {
-            let ids: Vec<String> = {
+            let unread: Vec<(String, String)> = {
                 let mut stmt = self.store.conn.prepare(
-                    "SELECT id FROM messages WHERE conversation = ?1 AND outgoing = 0 AND status = 'received'",
+                    "SELECT id, sender FROM messages WHERE conversation = ?1 AND outgoing = 0 \
+                     AND status = 'received' ORDER BY sender, rowid",
                 )?;
-                stmt.query_map(params![row.id], |r| r.get(0))?
+                stmt.query_map(params![row.id], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<Vec<_>, _>>()?
             };
-            if ids.is_empty() {
+            if unread.is_empty() {
                 continue;
             }
-            let parsed: Vec<MessageId> =
-                ids.iter().filter_map(|i| MessageId::from_hex(i)).collect();
-            for chunk in parsed.chunks(hush_proto::content::MAX_RECEIPT_IDS) {
-                self.send_control(
-                    &row.group_id,
-                    Body::Receipt {
-                        kind: ReceiptKind::Read,
-                        ids: chunk.to_vec(),
-                    },
-                    None,
-                )
-                .await?;
+            let mut by_sender: std::collections::BTreeMap<&str, Vec<MessageId>> =
+                std::collections::BTreeMap::new();
+            for (id, sender) in &unread {
+                if let Some(id) = MessageId::from_hex(id) {
+                    by_sender.entry(sender).or_default().push(id);
+                }
             }
-            for id in &ids {
-                self.store.conn.execute(
+            for (sender, ids) in by_sender {
+                self.queue_receipts(&row.group_id, sender, ReceiptKind::Read, &ids)?;
+            }
+            self.flush_outbox().await?;
+            let tx = self.store.conn.transaction()?;
+            for (id, _) in &unread {
+                tx.execute(
                     "UPDATE messages SET status = 'read' WHERE id = ?1",
                     params![id],
                 )?;
             }
-            total += ids.len();
+            tx.commit()?;
+            total += unread.len();
         }
         Ok(total)
     }

@@ -48,6 +48,20 @@ pub struct MessageView {
     /// for its sender (franking), so it cannot be reported. Always false for
     /// outgoing messages.
     pub unfranked: bool,
+    /// For this account's message: who received and who read it.
+    pub receipts: Box<ReceiptState>,
+}
+
+/// Who received and who read one of this account's messages, from the
+/// members' receipts (empty for a received message).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReceiptState {
+    /// For a group message: how many other members it was sent to.
+    pub recipients: Option<u32>,
+    /// The members whose device has it (read included), sorted.
+    pub delivered_to: Vec<String>,
+    /// The members who read it, sorted.
+    pub read_by: Vec<String>,
 }
 
 /// A conversation as listed.

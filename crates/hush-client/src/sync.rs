@@ -15,6 +15,7 @@ use crate::client::{Client, now};
 use crate::error::ClientError;
 use crate::local::LocalStore;
 use crate::model::Event;
+use crate::receipts::{receipt_event, record_receipt};
 use crate::trust::Vetting;
 
 /// How long a sync waits for the server to finish sending the stored queue.
@@ -23,8 +24,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// What receiving left to do once the connection is closed.
 #[derive(Default)]
 struct FollowUp {
-    /// Delivery receipts to send, per conversation.
-    receipts: BTreeMap<Vec<u8>, Vec<MessageId>>,
+    /// Delivery receipts to send, per conversation and original sender.
+    receipts: BTreeMap<(Vec<u8>, String), Vec<MessageId>>,
     /// Conversations with proposals (members leaving) waiting for a commit.
     proposals: Vec<Vec<u8>>,
     /// Contacts' key-transparency checkpoints to compare with this view.
@@ -63,16 +64,18 @@ impl Client {
             on_event(&ev);
             events.push(ev);
         }
-        for (group_id, ids) in std::mem::take(&mut follow.receipts) {
-            for chunk in ids.chunks(hush_proto::content::MAX_RECEIPT_IDS) {
-                let body = Body::Receipt {
-                    kind: ReceiptKind::Delivered,
-                    ids: chunk.to_vec(),
-                };
-                if let Err(e) = self.send_control(&group_id, body, None).await {
-                    tracing::debug!(error = %e, "delivery receipt not sent");
-                }
+        // One receipt frame per conversation and original sender, to that
+        // sender's devices only (decision 0017).
+        let receipts = std::mem::take(&mut follow.receipts);
+        for ((group_id, sender), ids) in &receipts {
+            if let Err(e) = self.queue_receipts(group_id, sender, ReceiptKind::Delivered, ids) {
+                tracing::debug!(error = %e, "delivery receipt not queued");
             }
+        }
+        if !receipts.is_empty()
+            && let Err(e) = self.flush_outbox().await
+        {
+            tracing::debug!(error = %e, "delivery receipts not sent yet");
         }
         for group_id in std::mem::take(&mut follow.proposals) {
             if self.conv_by_group_id(&group_id)?.is_none() {
@@ -199,6 +202,9 @@ impl Client {
         let seq = env.seq.to_string();
         let result = match self.unseal(env) {
             Err(e) => Err(e),
+            Ok(env) if hush_proto::receipt::is_receipt(&env.payload) => {
+                self.handle_receipt(&env.payload, &seq)
+            }
             Ok(env) => match peek_message(&env.payload) {
                 Ok(MessageKind::Welcome) => self.handle_welcome(&env.payload, &seq).await,
                 Ok(MessageKind::Group { group_id, .. }) => {
@@ -316,7 +322,7 @@ impl Client {
                 if shown && !outgoing {
                     follow
                         .receipts
-                        .entry(group_id.to_vec())
+                        .entry((group_id.to_vec(), sender.clone()))
                         .or_default()
                         .push(content.id);
                 }
@@ -476,27 +482,11 @@ fn apply_content(
             }
             None
         }
-        Body::Receipt { kind, ids } => {
-            let status = match kind {
-                ReceiptKind::Delivered => "delivered",
-                ReceiptKind::Read => "read",
-            };
-            let mut changed = Vec::new();
-            for id in ids {
-                // Never downgrade read to delivered.
-                let n = tx.execute(
-                    "UPDATE messages SET status = ?2 WHERE id = ?1 AND outgoing = 1 AND status != 'read' AND status != ?2",
-                    params![id.to_hex(), status],
-                )?;
-                if n > 0 {
-                    changed.push(id.to_hex());
-                }
-            }
-            (!changed.is_empty()).then(|| Event::Receipt {
-                ids: changed,
-                status: status.into(),
-                from: sender.to_owned(),
-            })
+        // From a client before decision 0017, through the group: counted
+        // the same way as a receipt to the sender.
+        Body::Receipt { kind, ids } if !outgoing => {
+            let changed = record_receipt(tx, conversation, sender, *kind, ids, received_at)?;
+            receipt_event(changed, *kind, sender)
         }
         Body::Edit { target, text } => {
             let n = tx.execute(

@@ -470,17 +470,17 @@ mod tests {
         let (_, carol_cert) = device("carol", 1, 5);
         assert!(
             receipt(0)
-                .seal(&bob_key, &[a1_cert.clone()], &mut rng)
+                .seal(&bob_key, std::slice::from_ref(&a1_cert), &mut rng)
                 .is_err()
         );
         assert!(
             receipt(MAX_IDS + 1)
-                .seal(&bob_key, &[a1_cert.clone()], &mut rng)
+                .seal(&bob_key, std::slice::from_ref(&a1_cert), &mut rng)
                 .is_err()
         );
         assert!(
             receipt(MAX_IDS)
-                .seal(&bob_key, &[a1_cert.clone()], &mut rng)
+                .seal(&bob_key, std::slice::from_ref(&a1_cert), &mut rng)
                 .is_ok()
         );
         assert!(receipt(1).seal(&bob_key, &[], &mut rng).is_err());

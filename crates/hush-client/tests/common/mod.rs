@@ -79,6 +79,8 @@ pub fn forge(username: &str, device_id: u32) -> Device {
 pub struct Raw {
     pub name: String,
     pub device: Device,
+    /// The device's signing key (for what it signs outside MLS: receipts).
+    pub key: DeviceSigningKey,
     /// Opens what the server seals to this device.
     open: hush_proto::sealed::OpenKey,
     transport: Transport,
@@ -119,6 +121,7 @@ impl Raw {
             name: name.into(),
             device: Device::new(cert, &key).unwrap(),
             open: hush_proto::sealed::OpenKey::of(&key).unwrap(),
+            key,
             transport: transport.with_token(resp.token),
             last_seq: 0,
         };
