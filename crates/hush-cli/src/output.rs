@@ -11,7 +11,10 @@
 //!   the Unix epoch, `text` `null` for a deleted message or a file without
 //!   a caption; plus `"unfranked": true` for a received message that came
 //!   without the server's relay tag (its sender is not vouched for and it
-//!   cannot be reported);
+//!   cannot be reported); plus, for this account's own message in a group,
+//!   `"recipients"` (how many other members it went to), `"delivered_to"`
+//!   and `"read_by"` (the members whose receipts say so, sorted; a read
+//!   counts as delivered);
 //! - every other event of `sync` carries an `"event"` field (`receipt`,
 //!   `typing`, `presence`, `edited`, `deleted`, `joined`, `members`,
 //!   `removed`, `renamed`, `disappearing`, `key_changed`): a message never
@@ -104,7 +107,34 @@ pub fn message_json(m: &MessageView) -> Value {
     {
         obj.insert("unfranked".into(), json!(true));
     }
+    if m.outgoing
+        && m.group.is_some()
+        && let Some(obj) = v.as_object_mut()
+    {
+        let r = &m.receipts;
+        obj.insert("recipients".into(), json!(r.recipients));
+        obj.insert("delivered_to".into(), json!(r.delivered_to));
+        obj.insert("read_by".into(), json!(r.read_by));
+    }
     v
+}
+
+/// For this account's group message: `delivered to 50 of 99, read by 37
+/// of 99`, from the members' receipts.
+pub fn receipt_counts(m: &MessageView) -> Option<String> {
+    if !m.outgoing || m.group.is_none() {
+        return None;
+    }
+    let r = &m.receipts;
+    let of = r
+        .recipients
+        .map_or(r.delivered_to.len(), |n| n as usize)
+        .max(r.delivered_to.len());
+    Some(format!(
+        "delivered to {} of {of}, read by {} of {of}",
+        r.delivered_to.len(),
+        r.read_by.len()
+    ))
 }
 
 /// The warning shown after a received message without a relay tag.
@@ -188,10 +218,10 @@ pub fn format_message(m: &MessageView) -> String {
         .as_ref()
         .map(|g| format!("[{}] ", inert::name(g)))
         .unwrap_or_default();
-    let status = if m.outgoing {
-        format!(" {}", status_mark(&m.status))
-    } else {
-        String::new()
+    let status = match (m.outgoing, receipt_counts(m)) {
+        (true, Some(counts)) => format!(" {} ({counts})", status_mark(&m.status)),
+        (true, None) => format!(" {}", status_mark(&m.status)),
+        _ => String::new(),
     };
     let reply = m
         .reply_to
@@ -343,6 +373,7 @@ mod tests {
             size: Some(4),
             expires_at: None,
             unfranked: false,
+            receipts: Box::default(),
         }
     }
 
@@ -388,6 +419,33 @@ mod tests {
         assert_eq!(message_json(&m)["unfranked"], json!(true));
         assert!(format_message(&m).contains(UNFRANKED_MARK));
         assert!(!format_message(&msg("text")).contains("unfranked"));
+    }
+
+    #[test]
+    fn a_group_message_of_ours_shows_who_received_and_read_it() {
+        let mut m = msg("text");
+        m.outgoing = true;
+        m.group = Some("team".into());
+        m.status = "read".into();
+        m.receipts.recipients = Some(3);
+        m.receipts.delivered_to = vec!["bob".into(), "carol".into()];
+        m.receipts.read_by = vec!["bob".into()];
+        let v = message_json(&m);
+        assert_eq!(v["recipients"], json!(3));
+        assert_eq!(v["delivered_to"], json!(["bob", "carol"]));
+        assert_eq!(v["read_by"], json!(["bob"]));
+        assert!(
+            format_message(&m).contains("(delivered to 2 of 3, read by 1 of 3)"),
+            "{}",
+            format_message(&m)
+        );
+        // 1:1 keeps its marks only; received messages carry no lists.
+        m.group = None;
+        assert!(message_json(&m).get("read_by").is_none());
+        assert!(!format_message(&m).contains("read by"));
+        m.group = Some("team".into());
+        m.outgoing = false;
+        assert!(message_json(&m).get("delivered_to").is_none());
     }
 
     #[test]

@@ -300,11 +300,12 @@ impl App {
                     e.unread = true;
                 }
             }
-            Event::Receipt { ids, status, .. } => {
+            Event::Receipt { ids, status, from } => {
                 for m in self.messages.iter_mut().filter(|m| ids.contains(&m.id)) {
                     if m.status != "read" {
                         m.status = status.clone();
                     }
+                    note_receipt(m, &from, &status);
                 }
             }
             Event::Typing {
@@ -391,5 +392,19 @@ impl App {
         if let Some((target, _)) = self.typing_sent.take() {
             actions.push(Action::Typing(target, false));
         }
+    }
+}
+
+/// Counts a member's receipt in a shown message's lists (a read is also a
+/// delivery), as the store does.
+fn note_receipt(m: &mut MessageView, from: &str, status: &str) {
+    let add = |list: &mut Vec<String>| {
+        if let Err(at) = list.binary_search_by(|u| u.as_str().cmp(from)) {
+            list.insert(at, from.to_owned());
+        }
+    };
+    add(&mut m.receipts.delivered_to);
+    if status == "read" {
+        add(&mut m.receipts.read_by);
     }
 }

@@ -47,6 +47,7 @@ fn msg(
         size: None,
         expires_at: None,
         unfranked: false,
+        receipts: Box::default(),
     }
 }
 

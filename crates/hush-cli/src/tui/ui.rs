@@ -16,7 +16,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph, Wrap};
 
 use crate::inert;
-use crate::output::{UNFRANKED_MARK, format_time, message_body, status_mark};
+use crate::output::{UNFRANKED_MARK, format_time, message_body, receipt_counts, status_mark};
 use crate::tui::app::App;
 
 /// Width of the conversation list.
@@ -145,6 +145,12 @@ fn message_lines<'a>(app: &App, m: &'a MessageView) -> Vec<Line<'a>> {
         };
         spans.push(Span::raw(" "));
         spans.push(Span::styled(mark, style));
+        if let Some(counts) = receipt_counts(m) {
+            spans.push(Span::styled(
+                format!(" ({counts})"),
+                Style::new().add_modifier(Modifier::DIM),
+            ));
+        }
     }
     if m.unfranked {
         spans.push(Span::raw(" "));

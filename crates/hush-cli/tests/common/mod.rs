@@ -468,8 +468,14 @@ pub fn assert_message_shape(v: &Value) {
     ];
     if v["kind"] == "file" {
         want.extend(["file_name", "size"]);
-        want.sort();
     }
+    // This account's own group message says who received and read it.
+    if v.get("delivered_to").is_some() {
+        want.extend(["delivered_to", "read_by", "recipients"]);
+        assert!(v["group"].is_string(), "receipt lists outside a group: {v}");
+        assert!(v["delivered_to"].is_array() && v["read_by"].is_array());
+    }
+    want.sort();
     assert_eq!(keys(v), want, "message shape: {v}");
     assert!(v["id"].is_string() && v["conversation"].is_i64() && v["sent_at"].is_u64());
     assert!(v["group"].is_string() || v["group"].is_null());
