@@ -189,10 +189,26 @@ async fn a_database_dump_links_no_envelope_to_its_sender_or_its_group() {
     }
     let dump = read_dump(&copy.path().join("hush.db"));
 
+    let int = |v: &Value| match v {
+        Value::Integer(i) => *i,
+        _ => panic!("not an integer: {v:?}"),
+    };
+    // A send's payload is stored once; its envelopes reference it.
+    let payloads: BTreeMap<i64, Vec<u8>> = dump["payloads"]
+        .iter()
+        .filter(|r| r["id"] != Value::Null)
+        .map(|r| (int(&r["id"]), bytes(&r["body"])))
+        .collect();
     let envelopes: Vec<&BTreeMap<String, Value>> = dump["envelopes"]
         .iter()
-        .filter(|r| r["payload"] != Value::Null)
+        .filter(|r| r["payload_id"] != Value::Null)
         .collect();
+    let referenced: BTreeSet<i64> = envelopes.iter().map(|r| int(&r["payload_id"])).collect();
+    assert_eq!(
+        referenced,
+        payloads.keys().copied().collect(),
+        "every stored payload is waited for, and every envelope's payload is stored"
+    );
     let queued_for: BTreeSet<String> = envelopes
         .iter()
         .map(|r| String::from_utf8(bytes(&r["username"])).unwrap())
@@ -211,8 +227,8 @@ async fn a_database_dump_links_no_envelope_to_its_sender_or_its_group() {
     let mut linked = Vec::new();
     let mut readable = 0;
     for row in &envelopes {
-        let payload = bytes(&row["payload"]);
-        let stored_tag = bytes(&row["relay_tag"]);
+        let payload = payloads[&int(&row["payload_id"])].clone();
+        let stored_tag = bytes(&row["header"]);
         let recipient = String::from_utf8(bytes(&row["username"])).unwrap();
         let at = match row["received_at_ms"] {
             Value::Integer(t) => t as u64,

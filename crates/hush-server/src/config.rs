@@ -97,8 +97,8 @@ pub struct QuotaFlags {
     /// it is refused with 429 queue_full (default 256MiB; 0: no limit).
     #[arg(long, env = "HUSH_MAX_QUEUE_BYTES", global = true)]
     pub max_queue_bytes: Option<String>,
-    /// Most bytes one send may store: payload size times recipients
-    /// (default 256MiB; 0: no limit).
+    /// Most bytes one send may store: its payload once, plus 256 bytes per
+    /// recipient device (default 256MiB; 0: no limit).
     #[arg(long, env = "HUSH_MAX_SEND_BYTES", global = true)]
     pub max_send_bytes: Option<String>,
     /// Most bytes of attachments one account may create within the

@@ -462,6 +462,7 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                     serde_json::json!({
                         "accounts": s.accounts, "devices": s.devices,
                         "queued_envelopes": s.queued_envelopes,
+                        "payloads": s.payloads, "payload_bytes": s.payload_bytes,
                         "key_packages": s.key_packages, "groups": s.groups,
                     })
                 );
@@ -469,6 +470,10 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 println!("accounts          {}", s.accounts);
                 println!("devices           {}", s.devices);
                 println!("queued envelopes  {}", s.queued_envelopes);
+                println!(
+                    "stored payloads   {} ({} bytes)",
+                    s.payloads, s.payload_bytes
+                );
                 println!("key packages      {}", s.key_packages);
                 println!("groups            {}", s.groups);
             }

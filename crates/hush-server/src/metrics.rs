@@ -169,6 +169,18 @@ impl Metrics {
             stats.queued_envelopes.to_string(),
         );
         metric(
+            "hush_stored_payloads",
+            "gauge",
+            "Payloads stored for the queues (one per send not yet acknowledged by every recipient).",
+            stats.payloads.to_string(),
+        );
+        metric(
+            "hush_stored_payload_bytes",
+            "gauge",
+            "Bytes of the stored payloads.",
+            stats.payload_bytes.to_string(),
+        );
+        metric(
             "hush_accounts",
             "gauge",
             "Registered accounts.",

@@ -8,8 +8,9 @@
 //!   (acknowledgements and expiry make it shrink). Before a refusal the
 //!   usage is read again if it is older than [`QUEUE_RECHECK`], so a device
 //!   that just fetched its queue is not refused on a stale count.
-//! - **Bytes per send**: payload size times recipients, the most one send
-//!   can make the server store (`too_large`).
+//! - **Bytes per send**: what one send makes the server store, its payload
+//!   once (the store keeps one copy for all recipients) plus
+//!   [`ENTRY_BYTES`] per recipient's queue entry (`too_large`).
 //! - **Attachment bytes per account**: the sizes announced at creation
 //!   (plus [`BLOB_OVERHEAD`] each) of the account's attachments created in
 //!   the retention period, counted in memory on this node: the server does
@@ -39,13 +40,24 @@ pub const QUEUE_REFRESH: Duration = Duration::from_secs(30);
 pub const QUEUE_RECHECK: Duration = Duration::from_secs(1);
 /// What each attachment costs beyond its size (its metadata and parts).
 pub const BLOB_OVERHEAD: u64 = 4096;
+/// What each recipient of a send costs beyond the payload, which is stored
+/// once: its queue entry (the 113-byte sealed header, the device, position
+/// and times) and that entry's index rows, rounded up.
+pub const ENTRY_BYTES: u64 = 256;
+
+/// The bytes one send of a `len`-byte payload to `recipients` devices
+/// stores: the payload once, and one queue entry per recipient.
+pub fn send_cost(len: u64, recipients: usize) -> u64 {
+    len.saturating_add(ENTRY_BYTES.saturating_mul(recipients as u64))
+}
 
 /// The quotas an operator sets (0: no limit).
 #[derive(Debug, Clone)]
 pub struct QuotaSettings {
     /// Bytes waiting in one device's queue.
     pub max_queue_bytes: u64,
-    /// Payload bytes times recipients of one send.
+    /// Bytes one send stores: its payload once, plus [`ENTRY_BYTES`] per
+    /// recipient.
     pub max_send_bytes: u64,
     /// Bytes of one account's attachments within the retention period.
     pub max_blob_bytes: u64,
@@ -80,7 +92,7 @@ impl Default for QuotaSettings {
 pub enum Quota {
     /// A recipient's queue is full.
     QueueBytes,
-    /// A send is larger than payload times recipients allows.
+    /// A send would store more than one send may.
     SendBytes,
     /// The account's attachments are at their quota.
     BlobBytes,
@@ -156,15 +168,16 @@ impl Quotas {
         len: usize,
     ) -> Result<QueueReservation<'_>, Failure> {
         let len = len as u64;
-        let total = len.saturating_mul(recipients.len() as u64);
+        let total = send_cost(len, recipients.len());
         let max_send = self.settings.max_send_bytes;
         if max_send > 0 && total > max_send {
             refused(Quota::SendBytes);
             return Err(Failure::new(
                 ErrorCode::TooLarge,
                 format!(
-                    "this send would store {total} bytes (payload times recipients); \
-                     this server stores at most {max_send} per send: send a smaller message"
+                    "this send would store {total} bytes (the payload once, plus {ENTRY_BYTES} \
+                     per recipient); this server stores at most {max_send} per send: send a \
+                     smaller message or to fewer devices"
                 ),
             ));
         }
@@ -532,5 +545,13 @@ mod tests {
         q.reserve_blob("a", 5000, 100, 200).unwrap();
         q.prune(1000);
         assert!(lock(&q.blobs).is_empty());
+    }
+
+    #[test]
+    fn a_send_costs_one_payload_and_an_entry_per_recipient() {
+        // A 256 KiB message to 40 devices: one payload, 40 entries.
+        assert_eq!(send_cost(256 << 10, 40), (256 << 10) + 40 * ENTRY_BYTES);
+        assert!(send_cost(256 << 10, 40) < 2 * (256 << 10));
+        assert_eq!(send_cost(u64::MAX, 2), u64::MAX);
     }
 }

@@ -4,11 +4,11 @@
 //!
 //! At send time the message (and the franking commitment read from it) is
 //! in memory only. The server encrypts it once under a fresh key (the body,
-//! stored in `envelopes.payload` of every recipient row) and seals that key
+//! stored once in `payloads.body` for all the recipients) and seals that key
 //! with the recipient's relay tag to each recipient device's key, derived
-//! from its certificate (the header, stored in `envelopes.relay_tag`). Rows
-//! written before sealing (a 32-byte tag or none, the bare MLS message) are
-//! still delivered as they are.
+//! from its certificate (the header, stored in the recipient's
+//! `envelopes.header`). Envelopes written before sealing (a 32-byte tag or
+//! none, the bare MLS message) are still delivered as they are.
 
 use std::collections::{HashMap, HashSet};
 
@@ -26,7 +26,7 @@ const INLINE_SEALS: usize = 32;
 /// A message sealed for its recipients.
 #[derive(Debug)]
 pub struct Sealed {
-    /// The body every recipient row stores.
+    /// The body, stored once for every recipient.
     pub body: Vec<u8>,
     /// One header per recipient, in order; empty for a device the directory
     /// does not hold (the store refuses or skips it).

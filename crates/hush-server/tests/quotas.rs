@@ -101,6 +101,7 @@ async fn a_send_past_a_recipients_queue_quota_is_refused_and_queues_nothing() {
 
 #[tokio::test]
 async fn one_send_cannot_store_more_than_the_send_quota() {
+    use hush_server::quota::ENTRY_BYTES;
     let s = TestServer::with_settings(with_quotas(QuotaSettings {
         max_send_bytes: 100 * 1024,
         ..QuotaSettings::default()
@@ -113,16 +114,30 @@ async fn one_send_cannot_store_more_than_the_send_quota() {
         to.push((*name, 1));
     }
     let token = &alice.devices[0].token;
-    // 4 x 30 KiB = 120 KiB stored by one request.
+    // The payload counts once, not once per recipient: 4 x 30 KiB would be
+    // 120 KiB, but the server stores 30 KiB and four queue entries.
+    let resp = s.send(token, &to, &[1u8; 30 * 1024]).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let stats = s.state.store.stats().await.unwrap();
+    assert_eq!((stats.queued_envelopes, stats.payloads), (4, 1));
+    assert!(
+        (30 * 1024..31 * 1024).contains(&stats.payload_bytes),
+        "{stats:?}"
+    );
+    // Each recipient's entry still counts: a payload that fits the quota
+    // with two recipients' entries is refused with a third.
+    let len = 100 * 1024 - 2 * ENTRY_BYTES as usize;
+    let resp = s.send(token, &to[..2], &vec![2u8; len]).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let stats = s.state.store.stats().await.unwrap();
     expect_error(
-        s.send(token, &to, &[1u8; 30 * 1024]).await,
+        s.send(token, &to[..3], &vec![3u8; len]).await,
         413,
         "too_large",
     )
     .await;
-    assert_eq!(s.state.store.stats().await.unwrap().queued_envelopes, 0);
-    let resp = s.send(token, &to, &[1u8; 20 * 1024]).await;
-    assert_eq!(resp.status(), 200);
+    assert_eq!(s.state.store.stats().await.unwrap(), stats);
+    assert_eq!((stats.queued_envelopes, stats.payloads), (6, 2));
 }
 
 async fn upload_kps(s: &TestServer, d: &UserDevice, n: usize) -> reqwest::Response {

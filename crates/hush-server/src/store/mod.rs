@@ -1,7 +1,8 @@
 //! Storage: one async trait, [`Store`], with a backend per database.
 //!
 //! What is stored is listed, column by column, in `docs/what-the-server-knows.md`.
-//! Envelopes carry no sender. Groups are known only as (opaque id -> epoch,
+//! Envelopes carry no sender; a send's sealed body is stored once and every
+//! recipient device's envelope references it. Groups are known only as (opaque id -> epoch,
 //! hashes of the current and previous epochs' commit tokens).
 //! Every backend passes the same conformance suite (`tests/store_conformance.rs`).
 
@@ -11,9 +12,11 @@ mod nonces;
 pub mod postgres;
 mod postgres_kt;
 pub mod postgres_migrate;
+mod postgres_queue;
 pub mod sqlite;
 mod sqlite_kt;
 pub mod sqlite_migrate;
+mod sqlite_queue;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -109,7 +112,9 @@ pub struct Authenticated {
 /// A message bound for devices' queues.
 #[derive(Debug, Clone)]
 pub struct NewEnvelope {
-    /// The MLS message.
+    /// The sealed body (or, before sealing, the MLS message): stored once
+    /// for all the recipients, and freed when the last one acknowledged it
+    /// or it expired.
     pub payload: Vec<u8>,
     /// Per recipient, in the order given to [`Store::enqueue`]: the sealed
     /// header (body key and franking tag sealed to the device, see
@@ -261,6 +266,11 @@ pub struct Stats {
     pub devices: u64,
     /// Envelopes waiting in queues.
     pub queued_envelopes: u64,
+    /// Payloads stored (one per send that some device has yet to
+    /// acknowledge).
+    pub payloads: u64,
+    /// Their bytes.
+    pub payload_bytes: u64,
     /// Unclaimed KeyPackages.
     pub key_packages: u64,
     /// Groups with a known epoch.
@@ -436,7 +446,8 @@ pub trait Store: Send + Sync + 'static {
         new: &[u8; 32],
     ) -> StoreResult<()>;
 
-    /// Deletes an account with its devices, queues, KeyPackages and profile.
+    /// Deletes an account with its devices, queues, KeyPackages and profile
+    /// (and the payloads no other device's queue references).
     async fn delete_account(&self, username: &str) -> StoreResult<()>;
 
     /// Adds a device to an account (at most `max_devices`).
@@ -447,7 +458,8 @@ pub trait Store: Send + Sync + 'static {
         max_devices: usize,
     ) -> StoreResult<()>;
 
-    /// Removes a device with its queue and KeyPackages.
+    /// Removes a device with its queue and KeyPackages (and the payloads
+    /// no other device's queue references).
     async fn remove_device(&self, device: &DeviceKey) -> StoreResult<()>;
 
     /// The device a bearer token (by hash) belongs to.
@@ -534,9 +546,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<StoredEnvelope>>;
 
     /// Deletes acknowledged envelopes of this device only; returns how many.
+    /// A payload is deleted with the last envelope that references it.
     async fn ack(&self, device: &DeviceKey, seqs: &[u64]) -> StoreResult<u64>;
 
-    /// Deletes envelopes that expired before `now_ms`; returns how many.
+    /// Deletes envelopes that expired before `now_ms`, and their payloads;
+    /// returns how many envelopes.
     /// Also forgets the signed-request nonces that expired before `now_ms`
     /// (not counted).
     async fn expire(&self, now_ms: u64) -> StoreResult<u64>;
@@ -567,7 +581,9 @@ pub trait Store: Send + Sync + 'static {
     async fn stats(&self) -> StoreResult<Stats>;
 
     /// The payload bytes waiting in each device's queue, in the order given
-    /// (0 for a device with none, or none at all). For the queue quota.
+    /// (0 for a device with none, or none at all): the size of every payload
+    /// its envelopes reference (shared payloads count in full for each
+    /// device). For the queue quota.
     async fn queue_bytes(&self, devices: &[DeviceKey]) -> StoreResult<Vec<u64>>;
 
     /// Whether the database answers.

@@ -11,6 +11,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::postgres_kt;
+use super::postgres_queue;
 use super::{
     AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, Fence,
     KtRecord, KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount, NewDevice, NewEnvelope,
@@ -285,13 +286,16 @@ impl Store for PostgresStore {
     }
 
     async fn delete_account(&self, username: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        postgres_queue::drop_queues(&mut tx, username, None).await?;
         let n = sqlx::query("DELETE FROM accounts WHERE username = $1")
             .bind(username)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?
             .rows_affected();
-        require_changed(n)
+        require_changed(n)?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn add_device(
@@ -323,14 +327,17 @@ impl Store for PostgresStore {
     }
 
     async fn remove_device(&self, device: &DeviceKey) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        postgres_queue::drop_queues(&mut tx, &device.username, Some(device.device_id)).await?;
         let n = sqlx::query("DELETE FROM devices WHERE username = $1 AND device_id = $2")
             .bind(&device.username)
             .bind(i64::from(device.device_id))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?
             .rows_affected();
-        require_changed(n)
+        require_changed(n)?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn authenticate(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Authenticated>> {
@@ -466,6 +473,13 @@ impl Store for PostgresStore {
         if let Some(claim) = &claim {
             super::epoch::claim_postgres(&mut tx, claim).await?;
         }
+        // Stored once, for every recipient; not at all for a commit that
+        // goes to nobody.
+        let payload_id = if recipients.is_empty() {
+            None
+        } else {
+            Some(postgres_queue::insert_payload(&mut tx, &envelope).await?)
+        };
         let mut seqs = Vec::with_capacity(recipients.len());
         for (i, r) in recipients.iter().enumerate() {
             let seq: Option<i64> = sqlx::query_scalar(
@@ -479,13 +493,13 @@ impl Store for PostgresStore {
             .map_err(backend)?;
             let seq = seq.ok_or(StoreError::NotFound)?;
             sqlx::query(
-                "INSERT INTO envelopes (username, device_id, seq, payload, relay_tag, \
+                "INSERT INTO envelopes (username, device_id, seq, payload_id, header, \
                  received_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&r.username)
             .bind(i64::from(r.device_id))
             .bind(seq)
-            .bind(&envelope.payload)
+            .bind(payload_id)
             .bind(envelope.relay_tags.get(i).map(|t| t.as_slice()))
             .bind(envelope.received_at_ms as i64)
             .bind(envelope.expires_at_ms as i64)
@@ -504,63 +518,16 @@ impl Store for PostgresStore {
         after: u64,
         limit: usize,
     ) -> StoreResult<Vec<StoredEnvelope>> {
-        // The running payload total, over the first `limit` envelopes only.
-        let rows = sqlx::query(
-            "SELECT seq, payload, relay_tag, received_at_ms FROM ( \
-               SELECT *, SUM(octet_length(payload)) OVER (ORDER BY seq) \
-                 - octet_length(payload) AS before FROM ( \
-                 SELECT seq, payload, relay_tag, received_at_ms FROM envelopes \
-                 WHERE username = $1 AND device_id = $2 AND seq > $3 ORDER BY seq LIMIT $4 \
-               ) AS first \
-             ) AS counted WHERE before < $5 ORDER BY seq",
-        )
-        .bind(&device.username)
-        .bind(i64::from(device.device_id))
-        .bind(after as i64)
-        .bind(limit as i64)
-        .bind(super::FETCH_MAX_BYTES as i64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let tag: Option<Vec<u8>> = r.get(2);
-                StoredEnvelope {
-                    seq: r.get::<i64, _>(0) as u64,
-                    payload: r.get(1),
-                    relay_tag: tag,
-                    received_at_ms: r.get::<i64, _>(3) as u64,
-                }
-            })
-            .collect())
+        postgres_queue::fetch(&self.pool, device, after, limit).await
     }
 
     async fn ack(&self, device: &DeviceKey, seqs: &[u64]) -> StoreResult<u64> {
-        let seqs: Vec<i64> = seqs.iter().map(|s| *s as i64).collect();
-        let n = sqlx::query(
-            "DELETE FROM envelopes WHERE username = $1 AND device_id = $2 AND seq = ANY($3)",
-        )
-        .bind(&device.username)
-        .bind(i64::from(device.device_id))
-        .bind(&seqs)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?
-        .rows_affected();
-        Ok(n)
+        postgres_queue::ack(&self.pool, device, seqs).await
     }
 
     async fn expire(&self, now_ms: u64) -> StoreResult<u64> {
         super::nonces::postgres_expire(&self.pool, now_ms).await?;
-        Ok(
-            sqlx::query("DELETE FROM envelopes WHERE expires_at_ms < $1")
-                .bind(now_ms as i64)
-                .execute(&self.pool)
-                .await
-                .map_err(backend)?
-                .rows_affected(),
-        )
+        postgres_queue::expire(&self.pool, now_ms).await
     }
 
     async fn remember_nonce(
@@ -607,7 +574,9 @@ impl Store for PostgresStore {
             "SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM devices), \
              (SELECT COUNT(*) FROM envelopes), \
              (SELECT COUNT(*) FROM key_packages WHERE NOT last_resort), \
-             (SELECT COUNT(*) FROM groups)",
+             (SELECT COUNT(*) FROM groups), \
+             (SELECT COUNT(*) FROM payloads), \
+             (SELECT COALESCE(SUM(size), 0)::BIGINT FROM payloads)",
         )
         .fetch_one(&self.pool)
         .await
@@ -618,23 +587,13 @@ impl Store for PostgresStore {
             queued_envelopes: row.get::<i64, _>(2) as u64,
             key_packages: row.get::<i64, _>(3) as u64,
             groups: row.get::<i64, _>(4) as u64,
+            payloads: row.get::<i64, _>(5) as u64,
+            payload_bytes: row.get::<i64, _>(6) as u64,
         })
     }
 
     async fn queue_bytes(&self, devices: &[DeviceKey]) -> StoreResult<Vec<u64>> {
-        let names: Vec<&str> = devices.iter().map(|d| d.username.as_str()).collect();
-        let ids: Vec<i64> = devices.iter().map(|d| i64::from(d.device_id)).collect();
-        let rows = sqlx::query(
-            "SELECT COALESCE((SELECT SUM(octet_length(e.payload)) FROM envelopes e \
-             WHERE e.username = t.u AND e.device_id = t.d), 0)::BIGINT \
-             FROM unnest($1::TEXT[], $2::BIGINT[]) WITH ORDINALITY AS t(u, d, n) ORDER BY t.n",
-        )
-        .bind(names)
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(rows.iter().map(|r| r.get::<i64, _>(0) as u64).collect())
+        postgres_queue::queue_bytes(&self.pool, devices).await
     }
 
     async fn ping(&self) -> bool {

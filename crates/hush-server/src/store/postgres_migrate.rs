@@ -21,6 +21,8 @@ const MIGRATIONS: &[&[&str]] = &[
     &["ALTER TABLE groups ADD COLUMN token_hash BYTEA, ADD COLUMN prev_token_hash BYTEA;"],
     // 3: signed-request nonces shared by every node (decision 0011).
     &[super::nonces::POSTGRES_SCHEMA],
+    // 4: a send's payload stored once (decision 0015).
+    &[super::postgres_queue::SCHEMA_V4],
 ];
 
 /// The schema version this code writes.
@@ -35,12 +37,20 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 /// Brings the database to [`LATEST`], one transaction per migration.
 pub(super) async fn migrate(pool: &PgPool) -> StoreResult<()> {
-    while step(pool).await? {}
+    migrate_to(pool, LATEST).await
+}
+
+/// Brings the database to schema `version` (at most [`LATEST`]), one
+/// transaction per migration: what the release that wrote `version` would
+/// have made of it. For tests that lay out an older release's database.
+pub async fn migrate_to(pool: &PgPool, version: i64) -> StoreResult<()> {
+    while step(pool, version).await? {}
     Ok(())
 }
 
-/// Applies the next migration, if any; true if it applied one.
-async fn step(pool: &PgPool) -> StoreResult<bool> {
+/// Applies the next migration up to `target`, if any; true if it applied
+/// one.
+async fn step(pool: &PgPool, target: i64) -> StoreResult<bool> {
     let mut tx = pool.begin().await.map_err(backend)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATION_LOCK)
@@ -68,6 +78,7 @@ async fn step(pool: &PgPool) -> StoreResult<bool> {
     let Some(batches) = usize::try_from(version)
         .ok()
         .and_then(|v| MIGRATIONS.get(v))
+        .filter(|_| version < target)
     else {
         tx.commit().await.map_err(backend)?;
         return Ok(false);

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::group_commit::{self, WriteJob};
 use super::sqlite_kt;
+use super::sqlite_queue::{self, AckEntry, AckJob, AckQueue, write_envelopes};
 use super::{
     AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EarlyAck, EarlyOutcome,
     EpochClaim, Fence, KtRecord, KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount,
@@ -140,146 +141,6 @@ fn take_seqs(
         }
     }
     Some(seqs)
-}
-
-/// The writer's half of an enqueue: the commit claim, then each recipient's
-/// envelope under its reserved number, unless the recipient acknowledged it
-/// early. Returns, per recipient, whether it was written.
-fn write_envelopes(
-    conn: &Connection,
-    recipients: &[DeviceKey],
-    seqs: &[u64],
-    envelope: &NewEnvelope,
-    claim: Option<EpochClaim>,
-    early: Option<Vec<Arc<EarlyAck>>>,
-) -> StoreResult<Vec<bool>> {
-    if let Some(claim) = &claim {
-        super::epoch::claim_sqlite(conn, claim)?;
-    }
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO envelopes (username, device_id, seq, payload, relay_tag, \
-             received_at_ms, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .map_err(backend)?;
-    let mut written = Vec::with_capacity(recipients.len());
-    for (i, (r, seq)) in recipients.iter().zip(seqs).enumerate() {
-        let write = match &early {
-            Some(e) => e.get(i).is_none_or(|e| e.take_for_write()),
-            None => true,
-        };
-        if write {
-            insert
-                .execute(params![
-                    r.username,
-                    r.device_id,
-                    *seq as i64,
-                    envelope.payload,
-                    envelope.relay_tags.get(i).map(|t| t.as_slice()),
-                    envelope.received_at_ms as i64,
-                    envelope.expires_at_ms as i64,
-                ])
-                .map_err(|e| match e {
-                    // The device was removed since its numbers were loaded.
-                    rusqlite::Error::SqliteFailure(f, _)
-                        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
-                    {
-                        StoreError::NotFound
-                    }
-                    e => backend(e),
-                })?;
-        }
-        written.push(write);
-    }
-    Ok(written)
-}
-
-/// Acknowledgements waiting for their deletion.
-struct AckEntry {
-    device: DeviceKey,
-    seqs: Vec<u64>,
-    reply: oneshot::Sender<StoreResult<u64>>,
-    result: Option<StoreResult<u64>>,
-}
-
-type AckQueue = Arc<Mutex<Vec<AckEntry>>>;
-
-/// Deletes, in one savepoint of the batch, the acknowledged envelopes of
-/// every device whose acknowledgements wait when it runs: a message to a
-/// group of a thousand is acknowledged by a thousand devices at once.
-struct AckJob {
-    waiting: AckQueue,
-    taken: Vec<AckEntry>,
-}
-
-impl WriteJob for AckJob {
-    fn run(&mut self, conn: &Connection) {
-        self.taken = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()));
-        let delete = |conn: &Connection, e: &AckEntry| -> StoreResult<u64> {
-            let mut del = conn
-                .prepare_cached(
-                    "DELETE FROM envelopes WHERE username = ?1 AND device_id = ?2 AND seq = ?3",
-                )
-                .map_err(backend)?;
-            let mut n = 0u64;
-            for s in &e.seqs {
-                n += del
-                    .execute(params![e.device.username, e.device.device_id, *s as i64])
-                    .map_err(backend)? as u64;
-            }
-            Ok(n)
-        };
-        let savepoint = conn
-            .prepare_cached("SAVEPOINT acks")
-            .and_then(|mut st| st.execute([]));
-        if let Err(e) = savepoint {
-            for t in &mut self.taken {
-                t.result = Some(Err(backend(&e)));
-            }
-            return;
-        }
-        let mut failed = None;
-        for t in &mut self.taken {
-            let r = delete(conn, t);
-            if let Err(e) = &r {
-                failed = Some(e.to_string());
-            }
-            t.result = Some(r);
-        }
-        let end = match &failed {
-            None => conn
-                .prepare_cached("RELEASE acks")
-                .and_then(|mut st| st.execute([]))
-                .map(|_| ()),
-            Some(_) => conn.execute_batch("ROLLBACK TO acks; RELEASE acks"),
-        };
-        let failed = match (failed, end) {
-            (Some(f), _) => Some(f),
-            (None, Err(e)) => Some(e.to_string()),
-            (None, Ok(())) => None,
-        };
-        if let Some(f) = failed {
-            // Undone together: none of them is deleted.
-            for t in &mut self.taken {
-                t.result = Some(Err(StoreError::Backend(f.clone())));
-            }
-        }
-    }
-
-    fn complete(self: Box<Self>, committed: Result<(), String>) {
-        for t in self.taken {
-            let result = match (&committed, t.result) {
-                (Err(e), _) => Err(StoreError::Backend(e.clone())),
-                (Ok(()), Some(r)) => r,
-                (Ok(()), None) => Err(backend("acknowledgement was not run")),
-            };
-            let _ = t.reply.send(result);
-        }
-    }
-
-    fn awaits_acks(&self) -> bool {
-        false
-    }
 }
 
 /// The SQLite store. Cheap to clone.
@@ -703,13 +564,15 @@ impl Store for SqliteStore {
         let name = username.to_owned();
         let username = username.to_owned();
         self.write(move |conn| {
+            let payloads = sqlite_queue::payloads_of(conn, &username, None)?;
             let n = conn
                 .execute(
                     "DELETE FROM accounts WHERE username = ?1",
                     params![username],
                 )
                 .map_err(backend)?;
-            require_changed(n)
+            require_changed(n)?;
+            sqlite_queue::free_payloads(conn, &payloads)
         })
         .await?;
         self.forget_seq_blocks(&name, None);
@@ -754,13 +617,16 @@ impl Store for SqliteStore {
         let key = device.clone();
         let device = device.clone();
         self.write(move |conn| {
+            let payloads =
+                sqlite_queue::payloads_of(conn, &device.username, Some(device.device_id))?;
             let n = conn
                 .execute(
                     "DELETE FROM devices WHERE username = ?1 AND device_id = ?2",
                     params![device.username, device.device_id],
                 )
                 .map_err(backend)?;
-            require_changed(n)
+            require_changed(n)?;
+            sqlite_queue::free_payloads(conn, &payloads)
         })
         .await?;
         self.forget_seq_blocks(&key.username, Some(key.device_id));
@@ -937,47 +803,8 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> StoreResult<Vec<StoredEnvelope>> {
         let device = device.clone();
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT seq, payload, relay_tag, received_at_ms FROM envelopes \
-                     WHERE username = ?1 AND device_id = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
-                )
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        device.username,
-                        device.device_id,
-                        after as i64,
-                        limit as i64
-                    ],
-                    |r| {
-                        let tag: Option<Vec<u8>> = r.get(2)?;
-                        Ok(StoredEnvelope {
-                            seq: r.get::<_, i64>(0)? as u64,
-                            payload: r.get(1)?,
-                            relay_tag: tag,
-                            received_at_ms: r.get::<_, i64>(3)? as u64,
-                        })
-                    },
-                )
-                .map_err(backend)?;
-            // Stop once the batch holds FETCH_MAX_BYTES (rows are read one
-            // at a time).
-            let mut out = Vec::new();
-            let mut bytes = 0u64;
-            for env in rows {
-                if bytes >= super::FETCH_MAX_BYTES {
-                    break;
-                }
-                let env = env.map_err(backend)?;
-                bytes += env.payload.len() as u64;
-                out.push(env);
-            }
-            Ok(out)
-        })
-        .await
+        self.read(move |conn| sqlite_queue::fetch(conn, &device, after, limit))
+            .await
     }
 
     async fn ack(&self, device: &DeviceKey, seqs: &[u64]) -> StoreResult<u64> {
@@ -1016,12 +843,7 @@ impl Store for SqliteStore {
     async fn expire(&self, now_ms: u64) -> StoreResult<u64> {
         self.write(move |conn| {
             super::nonces::sqlite_expire(conn, now_ms)?;
-            conn.execute(
-                "DELETE FROM envelopes WHERE expires_at_ms < ?1",
-                params![now_ms as i64],
-            )
-            .map(|n| n as u64)
-            .map_err(backend)
+            sqlite_queue::expire(conn, now_ms)
         })
         .await
     }
@@ -1097,6 +919,8 @@ impl Store for SqliteStore {
                 accounts: count("SELECT COUNT(*) FROM accounts")?,
                 devices: count("SELECT COUNT(*) FROM devices")?,
                 queued_envelopes: count("SELECT COUNT(*) FROM envelopes")?,
+                payloads: count("SELECT COUNT(*) FROM payloads")?,
+                payload_bytes: count("SELECT COALESCE(SUM(size), 0) FROM payloads")?,
                 key_packages: count("SELECT COUNT(*) FROM key_packages WHERE last_resort = 0")?,
                 groups: count("SELECT COUNT(*) FROM groups")?,
             })
@@ -1106,23 +930,8 @@ impl Store for SqliteStore {
 
     async fn queue_bytes(&self, devices: &[DeviceKey]) -> StoreResult<Vec<u64>> {
         let devices = devices.to_vec();
-        self.read(move |conn| {
-            let mut q = conn
-                .prepare_cached(
-                    "SELECT COALESCE(SUM(length(payload)), 0) FROM envelopes \
-                     WHERE username = ?1 AND device_id = ?2",
-                )
-                .map_err(backend)?;
-            devices
-                .iter()
-                .map(|d| {
-                    q.query_row(params![d.username, d.device_id], |r| r.get::<_, i64>(0))
-                        .map(|n| n as u64)
-                        .map_err(backend)
-                })
-                .collect()
-        })
-        .await
+        self.read(move |conn| sqlite_queue::queue_bytes(conn, &devices))
+            .await
     }
 
     async fn ping(&self) -> bool {

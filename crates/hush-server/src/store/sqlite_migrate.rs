@@ -22,6 +22,8 @@ const MIGRATIONS: &[&[&str]] = &[
        ALTER TABLE groups ADD COLUMN prev_token_hash BLOB;"],
     // 3: signed-request nonces shared by every node (decision 0011).
     &[super::nonces::SQLITE_SCHEMA],
+    // 4: a send's payload stored once (decision 0015).
+    &[super::sqlite_queue::SCHEMA_V4],
 ];
 
 /// The schema version this code writes.
@@ -33,9 +35,16 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 /// Brings the database to [`LATEST`], one transaction per migration.
 pub(super) fn migrate(conn: &Connection) -> StoreResult<()> {
+    migrate_to(conn, LATEST)
+}
+
+/// Brings the database to schema `version` (at most [`LATEST`]), one
+/// transaction per migration: what the release that wrote `version` would
+/// have made of it. For tests that lay out an older release's database.
+pub fn migrate_to(conn: &Connection, version: u32) -> StoreResult<()> {
     loop {
         conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
-        match step(conn) {
+        match step(conn, version) {
             Ok(more) => {
                 conn.execute_batch("COMMIT").map_err(backend)?;
                 if !more {
@@ -50,8 +59,9 @@ pub(super) fn migrate(conn: &Connection) -> StoreResult<()> {
     }
 }
 
-/// Applies the next migration, if any; true if it applied one.
-fn step(conn: &Connection) -> StoreResult<bool> {
+/// Applies the next migration up to `target`, if any; true if it applied
+/// one.
+fn step(conn: &Connection, target: u32) -> StoreResult<bool> {
     let version: u32 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(backend)?;
@@ -61,7 +71,10 @@ fn step(conn: &Connection) -> StoreResult<bool> {
              ({LATEST}): run the hush-server release that wrote it, or a newer one"
         )));
     }
-    let Some(batches) = MIGRATIONS.get(version as usize) else {
+    let Some(batches) = MIGRATIONS
+        .get(version as usize)
+        .filter(|_| version < target)
+    else {
         return Ok(false);
     };
     for sql in *batches {

@@ -54,6 +54,11 @@ impl TestServer {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The server's data directory (its SQLite database).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub async fn stop(mut self) {
         if let Some(h) = self.handle.take() {
             h.stop().await;

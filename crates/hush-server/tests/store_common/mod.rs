@@ -1,0 +1,143 @@
+//! What the store test files share: test accounts and envelopes, and a
+//! fresh database per test on each backend (SQLite always; PostgreSQL when
+//! `HUSH_TEST_POSTGRES_URL` is set).
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use hush_server::store::postgres::PostgresStore;
+use hush_server::store::sqlite::SqliteStore;
+use hush_server::store::*;
+
+pub fn device(id: u32, token: u8) -> NewDevice {
+    NewDevice {
+        device_id: id,
+        certificate: vec![id as u8; 8],
+        token_hash: [token; 32],
+    }
+}
+
+pub async fn register(store: &dyn Store, name: &str, token: u8) {
+    store
+        .create_account(NewAccount {
+            username: name.into(),
+            account_key: vec![token; 32],
+            device: device(1, token),
+            now_ms: 1000,
+        })
+        .await
+        .unwrap();
+}
+
+pub fn envelope(payload: &[u8]) -> NewEnvelope {
+    NewEnvelope {
+        payload: payload.to_vec(),
+        relay_tags: vec![vec![7; 32]],
+        received_at_ms: 5000,
+        expires_at_ms: 10_000,
+    }
+}
+
+pub fn claim_for(group: &[u8], epoch: u64, token: u8, next: u8) -> Option<EpochClaim> {
+    Some(EpochClaim {
+        group_id: group.to_vec(),
+        epoch,
+        token: [token; 32],
+        next_token_hash: hush_proto::commit_token::token_hash(&[next; 32]),
+    })
+}
+
+/// Keeps a test's database alive, and opens it again as another node.
+pub enum Guard {
+    Sqlite(tempfile::TempDir),
+    Postgres(PgSchema),
+}
+
+impl Guard {
+    /// A second, independent handle on the same database, as a second
+    /// server node (or, for SQLite, a second process) would hold.
+    pub async fn another_node(&self) -> Arc<dyn Store> {
+        match self {
+            Guard::Sqlite(dir) => Arc::new(SqliteStore::open(&dir.path().join("hush.db")).unwrap()),
+            Guard::Postgres(schema) => {
+                let options: sqlx::postgres::PgConnectOptions = schema.url.parse().unwrap();
+                let options = options.options([("search_path", schema.name.as_str())]);
+                Arc::new(PostgresStore::connect_with(options).await.unwrap())
+            }
+        }
+    }
+}
+
+pub async fn sqlite() -> (Guard, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("hush.db")).unwrap();
+    (Guard::Sqlite(dir), Arc::new(store))
+}
+
+/// A PostgreSQL schema of its own for one test, dropped afterwards.
+pub struct PgSchema {
+    pub url: String,
+    pub name: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// `None` when `HUSH_TEST_POSTGRES_URL` is unset. When it is set, PostgreSQL
+/// must answer: a test never passes because the database was down.
+pub async fn postgres() -> Option<(PgSchema, Arc<dyn Store>)> {
+    use sqlx::Connection;
+    let url = std::env::var("HUSH_TEST_POSTGRES_URL").ok()?;
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "hush_test_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
+        panic!("HUSH_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}")
+    });
+    sqlx::query(&format!("CREATE SCHEMA {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let options = options.options([("search_path", name.as_str())]);
+    let store = PostgresStore::connect_with(options).await.unwrap();
+    Some((PgSchema { url, name }, Arc::new(store)))
+}
+
+pub async fn postgres_or_skip() -> (Guard, Arc<dyn Store>) {
+    match postgres().await {
+        Some((guard, store)) => (Guard::Postgres(guard), store),
+        None => {
+            eprintln!("HUSH_TEST_POSTGRES_URL is not set: running against SQLite instead");
+            sqlite().await
+        }
+    }
+}
