@@ -417,6 +417,7 @@ impl Ws {
             match f {
                 ServerFrame::Envelope(e) => out.push(e),
                 ServerFrame::Drained => break,
+                ServerFrame::Envelopes(_) => panic!("next_frame splits batches"),
                 ServerFrame::Ephemeral(_)
                 | ServerFrame::Sent { .. }
                 | ServerFrame::Refused { .. } => {}
