@@ -248,12 +248,10 @@ impl ServerFrame {
         let (kind, rest) = bytes.split_first().ok_or(FrameError::Truncated)?;
         match kind {
             0x01 => {
-                let (seq, received_at_ms, relay_tag, rest) = take_envelope_head(rest)?;
+                let (head, rest) = take_envelope_head(rest)?;
                 Ok(ServerFrame::Envelope(Envelope {
-                    seq,
-                    received_at_ms,
-                    relay_tag,
                     payload: rest.to_vec(),
+                    ..head
                 }))
             }
             0x06 => decode_envelopes(rest),
@@ -345,8 +343,9 @@ impl ClientFrame {
     }
 }
 
-/// `u64 seq | u64 received_at_ms | u8 has_tag | [32] tag if has_tag`.
-fn take_envelope_head(bytes: &[u8]) -> Result<(u64, u64, Option<[u8; 32]>, &[u8]), FrameError> {
+/// `u64 seq | u64 received_at_ms | u8 has_tag | [32] tag if has_tag`, as an
+/// envelope with no payload yet, and the rest.
+fn take_envelope_head(bytes: &[u8]) -> Result<(Envelope, &[u8]), FrameError> {
     let (seq, rest) = take_u64(bytes)?;
     let (received_at_ms, rest) = take_u64(rest)?;
     let (has_tag, rest) = rest.split_first().ok_or(FrameError::Truncated)?;
@@ -359,7 +358,13 @@ fn take_envelope_head(bytes: &[u8]) -> Result<(u64, u64, Option<[u8; 32]>, &[u8]
         }
         _ => return Err(FrameError::Invalid("relay tag flag is neither 0 nor 1")),
     };
-    Ok((seq, received_at_ms, relay_tag, rest))
+    let head = Envelope {
+        seq,
+        received_at_ms,
+        relay_tag,
+        payload: Vec::new(),
+    };
+    Ok((head, rest))
 }
 
 /// The body of an `envelopes` frame (the caller checked the frame's size).
@@ -376,8 +381,8 @@ fn decode_envelopes(bytes: &[u8]) -> Result<ServerFrame, FrameError> {
     }
     let mut envelopes: Vec<Envelope> = Vec::with_capacity(count);
     for _ in 0..count {
-        let (seq, received_at_ms, relay_tag, r) = take_envelope_head(rest)?;
-        if envelopes.last().is_some_and(|prev| prev.seq >= seq) {
+        let (head, r) = take_envelope_head(rest)?;
+        if envelopes.last().is_some_and(|prev| prev.seq >= head.seq) {
             return Err(FrameError::Invalid(
                 "envelopes of one frame must be in increasing seq order",
             ));
@@ -387,10 +392,8 @@ fn decode_envelopes(bytes: &[u8]) -> Result<ServerFrame, FrameError> {
             .split_at_checked(len as usize)
             .ok_or(FrameError::Truncated)?;
         envelopes.push(Envelope {
-            seq,
-            received_at_ms,
-            relay_tag,
             payload: payload.to_vec(),
+            ..head
         });
         rest = r;
     }
