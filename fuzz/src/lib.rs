@@ -335,8 +335,22 @@ pub fn ws_frame_seeds() -> Vec<(&'static str, Vec<u8>)> {
             payload: b"mls message".to_vec(),
         })
     };
+    let batch = |seqs: [u64; 3]| {
+        ServerFrame::Envelopes(
+            seqs.iter()
+                .zip([None, Some([0xEE; 32]), None])
+                .map(|(&seq, relay_tag)| Envelope {
+                    seq,
+                    received_at_ms: 1_750_000_000_000,
+                    relay_tag,
+                    payload: format!("mls message {seq}").into_bytes(),
+                })
+                .collect(),
+        )
+    };
     vec![
         ("valid-server-envelope", server(envelope(None))),
+        ("valid-server-envelopes", server(batch([12, 13, 20]))),
         (
             "valid-server-envelope-tag",
             server(envelope(Some([0xEE; 32]))),
@@ -394,6 +408,20 @@ pub fn ws_frame_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("seed-server-bad-tag-flag", {
             let mut f = server(envelope(None));
             f[18] = 2;
+            f
+        }),
+        (
+            "seed-server-envelopes-unordered",
+            server(batch([12, 20, 13])),
+        ),
+        ("seed-server-envelopes-one", {
+            let mut f = server(batch([12, 13, 20]));
+            f[3] = 1;
+            f
+        }),
+        ("seed-server-envelopes-long", {
+            let mut f = server(batch([12, 13, 20]));
+            f[4 + 17..4 + 21].copy_from_slice(&u32::MAX.to_be_bytes());
             f
         }),
         ("seed-device-too-many-acks", vec![1, 0x01, 0xFF, 0xFF]),

@@ -314,39 +314,57 @@ async fn receive_once(
             }
             continue;
         }
-        match ServerFrame::decode(&bytes)? {
-            ServerFrame::Envelope(env) => {
-                // A real device opens what the server sealed to it; so does
-                // the benchmark, at the same cost.
-                let payload = match &device.open {
-                    Some(key) if hush_proto::sealed::is_sealed(&env.payload) => {
-                        hush_proto::sealed::open_envelope(key, &env.payload)
-                            .map(|o| o.message)
-                            .unwrap_or_default()
-                    }
-                    _ => env.payload,
-                };
-                if let Some((id, sent)) = parse_payload(&payload) {
-                    match seen.insert(id, env.seq) {
-                        None => deliveries.record(id, sent),
-                        Some(seq) if seq == env.seq => {
-                            stats.redelivered.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Some(_) => deliveries.duplicate(),
-                    }
-                }
-                acks.push(env.seq);
-                if acks.len() >= hush_wire::limits::MAX_ACKS_PER_FRAME {
-                    flush_acks(&mut sink, &mut acks).await?;
-                }
-            }
+        let envelopes = match ServerFrame::decode(&bytes)? {
+            ServerFrame::Envelope(env) => vec![env],
+            ServerFrame::Envelopes(envs) => envs,
             ServerFrame::Drained => {
                 if !announced {
                     announced = true;
                     ready.notify_one();
                 }
+                continue;
             }
-            ServerFrame::Ephemeral(_) | ServerFrame::Sent { .. } | ServerFrame::Refused { .. } => {}
+            ServerFrame::Ephemeral(_) | ServerFrame::Sent { .. } | ServerFrame::Refused { .. } => {
+                continue;
+            }
+        };
+        // One acknowledgement for the frame (sent once nothing more waits).
+        for env in envelopes {
+            acks.push(env.seq);
+            record(device, deliveries, stats, seen, env);
+            if acks.len() >= hush_wire::limits::MAX_ACKS_PER_FRAME {
+                flush_acks(&mut sink, &mut acks).await?;
+            }
+        }
+    }
+}
+
+/// Records a Hush envelope's delivery: first, again under the same
+/// sequence number (a redelivery), or a duplicate.
+fn record(
+    device: &Device,
+    deliveries: &Deliveries,
+    stats: &ReceiverStats,
+    seen: &mut HashMap<u64, u64>,
+    env: hush_wire::ws::Envelope,
+) {
+    // A real device opens what the server sealed to it; so does the
+    // benchmark, at the same cost.
+    let payload = match &device.open {
+        Some(key) if hush_proto::sealed::is_sealed(&env.payload) => {
+            hush_proto::sealed::open_envelope(key, &env.payload)
+                .map(|o| o.message)
+                .unwrap_or_default()
+        }
+        _ => env.payload,
+    };
+    if let Some((id, sent)) = parse_payload(&payload) {
+        match seen.insert(id, env.seq) {
+            None => deliveries.record(id, sent),
+            Some(seq) if seq == env.seq => {
+                stats.redelivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(_) => deliveries.duplicate(),
         }
     }
 }

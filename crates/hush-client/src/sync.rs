@@ -145,27 +145,18 @@ impl Client {
             let frame = ServerFrame::decode(&bytes).map_err(|e| {
                 ClientError::Network(format!("malformed frame from the server: {e}"))
             })?;
-            match frame {
-                ServerFrame::Envelope(env) => {
-                    let new = self.handle_envelope(&env, follow).await?;
-                    for ev in new {
-                        on_event(&ev);
-                        events.push(ev);
-                    }
-                    ws.send(Message::Binary(
-                        ClientFrame::Ack(vec![env.seq]).encode().into(),
-                    ))
-                    .await
-                    .map_err(|e| ClientError::Network(e.to_string()))?;
-                }
+            let envelopes = match frame {
+                ServerFrame::Envelope(env) => vec![env],
+                ServerFrame::Envelopes(envs) => envs,
                 ServerFrame::Ephemeral(payload) => {
                     if let Some(ev) = self.handle_ephemeral(&payload) {
                         on_event(&ev);
                         events.push(ev);
                     }
+                    continue;
                 }
                 // Answers to sends on the socket; this client sends by HTTP.
-                ServerFrame::Sent { .. } | ServerFrame::Refused { .. } => {}
+                ServerFrame::Sent { .. } | ServerFrame::Refused { .. } => continue,
                 ServerFrame::Drained => {
                     if deadline.is_none() {
                         if wait.is_zero() {
@@ -173,8 +164,23 @@ impl Client {
                         }
                         deadline = Some(Instant::now() + wait);
                     }
+                    continue;
                 }
+            };
+            // Each is stored as it is handled; one acknowledgement covers
+            // the frame.
+            let mut seqs = Vec::with_capacity(envelopes.len());
+            for env in &envelopes {
+                let new = self.handle_envelope(env, follow).await?;
+                for ev in new {
+                    on_event(&ev);
+                    events.push(ev);
+                }
+                seqs.push(env.seq);
             }
+            ws.send(Message::Binary(ClientFrame::Ack(seqs).encode().into()))
+                .await
+                .map_err(|e| ClientError::Network(e.to_string()))?;
         }
         // Let the server see the last acknowledgements before the close.
         let _ = ws.close(None).await;

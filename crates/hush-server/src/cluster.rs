@@ -424,7 +424,7 @@ async fn follow(
     if let Err(e) = client.flush().await {
         tracing::debug!(error = %e, "NATS flush failed");
     }
-    let at = crate::api::now_ms();
+    let at = crate::delivery::now_ms();
     let mut claim = Vec::with_capacity(9 + node.len());
     claim.push(CLAIM);
     claim.extend_from_slice(&at.to_be_bytes());

@@ -4,11 +4,12 @@
 //! loop then reads the device's queue from the store, which is the source of
 //! truth, so a lost wake-up only delays. A message just stored for a device
 //! connected here is also handed to its connection directly
-//! ([`Hub::deliver`]), which sends it without reading it back when it is the
-//! next in the queue; when the hand-over buffer is full it falls back to a
-//! wake-up. Ephemeral messages go straight into
-//! the connection's bounded channel and are dropped when it is full: typing
-//! and presence are worthless late.
+//! ([`Hub::deliver_all`], every recipient of a send in one pass), which
+//! sends it without reading it back when it is the next in the queue (see
+//! [`crate::delivery::Connection`]); when the hand-over buffer is full it
+//! falls back to a wake-up. Ephemeral messages go straight into the
+//! connection's bounded channel and are dropped when it is full: typing and
+//! presence are worthless late.
 //!
 //! In a cluster a [`Remote`] (the NATS bus in [`crate::cluster`]) is
 //! attached: the hub tells it which devices connect and leave here, and
@@ -39,12 +40,24 @@ pub const PUSH_BYTES: usize = 1 << 20;
 pub const EPHEMERAL_BYTES: usize = 1 << 20;
 
 /// An item in a connection's buffer, counted against the buffer's byte
-/// budget until the connection drops it.
+/// budget until the connection drops it or takes it out.
 #[derive(Debug)]
 pub struct Budgeted<T> {
     item: T,
+    _counted: Counted,
+}
+
+/// Bytes counted against a budget until dropped.
+#[derive(Debug)]
+struct Counted {
     len: usize,
     budget: Arc<AtomicUsize>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.len, Ordering::AcqRel);
+    }
 }
 
 impl<T> Budgeted<T> {
@@ -58,9 +71,16 @@ impl<T> Budgeted<T> {
         }
         Ok(Self {
             item,
-            len,
-            budget: budget.clone(),
+            _counted: Counted {
+                len,
+                budget: budget.clone(),
+            },
         })
+    }
+
+    /// The item, no longer counted: the connection took it over.
+    pub fn into_inner(self) -> T {
+        self.item
     }
 }
 
@@ -69,12 +89,6 @@ impl<T> std::ops::Deref for Budgeted<T> {
 
     fn deref(&self) -> &T {
         &self.item
-    }
-}
-
-impl<T> Drop for Budgeted<T> {
-    fn drop(&mut self) {
-        self.budget.fetch_sub(self.len, Ordering::AcqRel);
     }
 }
 
@@ -92,7 +106,7 @@ pub struct Pushed {
     pub payload: Arc<[u8]>,
     /// Set when the envelope is handed over before it is written: the
     /// device's acknowledgement, if it comes first, spares the write.
-    pub early: Option<Arc<crate::store::EarlyAck>>,
+    pub early: Option<Arc<crate::delivery::EarlyAck>>,
 }
 
 /// An ephemeral payload, shared by every recipient of one send: one
@@ -325,31 +339,45 @@ impl Hub {
         }
     }
 
-    /// Hands an envelope for `device` to its connection on this node (true
-    /// if it took it); wakes the device (which then reads its queue) when
-    /// the connection's buffer is full or the device is not connected here
-    /// (then, in a cluster, the wake-up reaches the node that holds it).
-    pub fn deliver(&self, device: &DeviceKey, envelope: Pushed) -> bool {
+    /// Hands a send's envelopes to its recipients' connections on this node,
+    /// in one pass under one lock: `envelope(i, seq)` makes the envelope of
+    /// the `i`th recipient, whose sequence number is `seq` (called only for
+    /// those connected here). Returns, per recipient, whether its connection
+    /// took it. A connection whose buffer is full is woken instead (it then
+    /// reads its queue), and so is, through the [`Remote`], every recipient
+    /// not connected here.
+    pub fn deliver_all(
+        &self,
+        recipients: &[DeviceKey],
+        seqs: &[u64],
+        mut envelope: impl FnMut(usize, u64) -> Pushed,
+    ) -> Vec<bool> {
+        let mut taken = Vec::with_capacity(recipients.len());
         {
             let conns = self.lock();
-            if let Some(c) = conns.get(device) {
-                let len = envelope.payload.len();
-                let taken = Budgeted::take(Box::new(envelope), len, &c.push_bytes, PUSH_BYTES)
+            for (i, (device, seq)) in recipients.iter().zip(seqs).enumerate() {
+                let Some(c) = conns.get(device) else {
+                    taken.push(false);
+                    continue;
+                };
+                let e = envelope(i, *seq);
+                let len = e.payload.len();
+                let took = Budgeted::take(Box::new(e), len, &c.push_bytes, PUSH_BYTES)
                     .is_ok_and(|e| c.push.try_send(e).is_ok());
-                if !taken {
+                if !took {
                     c.wake.notify_one();
                 }
-                drop(conns);
-                // In case it just moved to another node.
-                if let Some(r) = self.remote.get() {
-                    r.wake(device);
-                }
-                return taken;
+                taken.push(took);
             }
         }
-        // Not connected here; `wake` is the path to wherever it is.
-        self.wake(device);
-        false
+        // Those not here (the wake-up reaches the node that holds them), and
+        // those here in case they just moved.
+        if let Some(r) = self.remote.get() {
+            for device in recipients {
+                r.wake(device);
+            }
+        }
+        taken
     }
 
     /// Hands an ephemeral payload to the device's connection on this node

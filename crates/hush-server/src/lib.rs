@@ -19,6 +19,7 @@ pub mod auth;
 pub mod blobs;
 pub mod cluster;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod extract;
 pub mod franking;

@@ -13,8 +13,7 @@
 use std::collections::{HashMap, HashSet};
 
 use hush_proto::DeviceCertificate;
-use hush_proto::sealed::{HEADER_LEN, RELAY_TAG_LEN, SealKey, seal_body, sealed_envelope};
-use hush_wire::ws::Envelope;
+use hush_proto::sealed::{RELAY_TAG_LEN, SealKey, seal_body};
 
 use crate::app::AppState;
 use crate::error::Failure;
@@ -107,24 +106,4 @@ fn internal(e: impl std::fmt::Display) -> Failure {
         hush_wire::ErrorCode::Internal,
         "sealing failed; retry later",
     )
-}
-
-/// The frame for a stored (or handed-over) envelope: a sealed row goes out
-/// as one sealed envelope (magic, header, body); a row from before sealing
-/// as it was stored.
-pub fn envelope(seq: u64, received_at_ms: u64, tag: Option<&[u8]>, payload: &[u8]) -> Envelope {
-    match tag {
-        Some(header) if header.len() == HEADER_LEN => Envelope {
-            seq,
-            received_at_ms,
-            relay_tag: None,
-            payload: sealed_envelope(header, payload),
-        },
-        _ => Envelope {
-            seq,
-            received_at_ms,
-            relay_tag: tag.and_then(|t| <[u8; RELAY_TAG_LEN]>::try_from(t).ok()),
-            payload: payload.to_vec(),
-        },
-    }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::api::now_ms;
 use crate::app::{AppState, router};
+use crate::delivery::now_ms;
 
 /// How often expired envelopes and attachments are deleted.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);

@@ -157,6 +157,9 @@ enum Seen {
 }
 
 async fn next(ws: &mut Ws, wait: Duration) -> Seen {
+    if let Some(f) = ws.pending.pop_front() {
+        return Seen::Frame(f);
+    }
     loop {
         let msg = match tokio::time::timeout(wait, ws.ws.next()).await {
             Err(_) => return Seen::Silent,
@@ -164,7 +167,7 @@ async fn next(ws: &mut Ws, wait: Duration) -> Seen {
             Ok(Some(Ok(m))) => m,
         };
         match msg {
-            Message::Binary(b) => return Seen::Frame(ws.unseal(ServerFrame::decode(&b).unwrap())),
+            Message::Binary(b) => return Seen::Frame(ws.split(ServerFrame::decode(&b).unwrap())),
             Message::Close(f) => return Seen::Closed(f.map(|f| u16::from(f.code))),
             _ => continue,
         }
@@ -799,6 +802,7 @@ async fn receive_all(
         let mut ws = Ws {
             ws,
             open: open_key_for(&token),
+            pending: Default::default(),
         };
         loop {
             if senders_done.load(std::sync::atomic::Ordering::Acquire) {

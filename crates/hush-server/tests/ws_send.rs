@@ -167,3 +167,114 @@ async fn a_suspended_account_stops_sending_on_an_open_socket() {
     assert_eq!(s.state.store.stats().await.unwrap().queued_envelopes, 1);
     s.stop().await;
 }
+
+/// Envelopes that queue up for a device reach it in one `envelopes` frame,
+/// and one acknowledgement frame deletes them all.
+#[tokio::test]
+async fn queued_envelopes_come_in_one_batch_and_one_ack_clears_them() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let s = TestServer::start().await;
+    let alice = s.register("alice", 1).await;
+    let bob = s.register("bob", 2).await;
+    for i in 0..5 {
+        let resp = s
+            .send(
+                &alice.devices[0].token,
+                &[("bob", 1)],
+                format!("m{i}").as_bytes(),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+    let bob_key = DeviceKey::new("bob", 1);
+    assert_eq!(
+        s.state.store.fetch(&bob_key, 0, 100).await.unwrap().len(),
+        5
+    );
+
+    let mut b = s.connect(&bob.devices[0].token).await;
+    // The raw frame: one batch of the five, in queue order.
+    let raw = match b.ws.next().await.unwrap().unwrap() {
+        Message::Binary(bytes) => bytes,
+        other => panic!("expected a binary frame, got {other:?}"),
+    };
+    let ServerFrame::Envelopes(batch) = ServerFrame::decode(&raw).unwrap() else {
+        panic!(
+            "expected one envelopes frame, got {:?}",
+            ServerFrame::decode(&raw)
+        );
+    };
+    assert_eq!(batch.len(), 5);
+    assert!(batch.windows(2).all(|w| w[0].seq < w[1].seq));
+    let opened: Vec<Vec<u8>> = batch
+        .iter()
+        .map(|e| match b.unseal(ServerFrame::Envelope(e.clone())) {
+            ServerFrame::Envelope(e) => e.payload,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        opened,
+        (0..5)
+            .map(|i| format!("m{i}").into_bytes())
+            .collect::<Vec<_>>()
+    );
+    assert!(matches!(
+        b.next_frame(3000).await,
+        Some(ServerFrame::Drained)
+    ));
+    // One acknowledgement frame for the batch.
+    let seqs: Vec<u64> = batch.iter().map(|e| e.seq).collect();
+    b.ack(&seqs).await;
+    let mut left = usize::MAX;
+    for _ in 0..100 {
+        left = s.state.store.fetch(&bob_key, 0, 100).await.unwrap().len();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(left, 0, "one ack deleted the whole batch");
+    // A new connection gets nothing again.
+    drop(b);
+    let mut b = s.connect(&bob.devices[0].token).await;
+    assert!(b.drain().await.is_empty());
+    s.stop().await;
+}
+
+/// Envelopes handed over while a device is online and slow to read also go
+/// out batched: every one arrives once, in order, whatever the framing.
+#[tokio::test]
+async fn a_burst_to_an_online_device_arrives_whole_and_in_order() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice", 1).await;
+    let bob = s.register("bob", 2).await;
+    let mut a = s.connect(&alice.devices[0].token).await;
+    assert!(a.drain().await.is_empty());
+    let mut b = s.connect(&bob.devices[0].token).await;
+    assert!(b.drain().await.is_empty());
+    for id in 1..=200u64 {
+        a.send_frame(id, &[("bob", 1)], format!("m{id}").as_bytes())
+            .await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 200 {
+        match b.next_frame(5000).await {
+            Some(ServerFrame::Envelope(e)) => got.push(e),
+            other => panic!("expected envelopes, got {other:?}"),
+        }
+    }
+    assert!(got.windows(2).all(|w| w[0].seq < w[1].seq));
+    let mut payloads: Vec<_> = got.iter().map(|e| e.payload.clone()).collect();
+    payloads.sort();
+    payloads.dedup();
+    assert_eq!(payloads.len(), 200);
+    b.ack(&got.iter().map(|e| e.seq).collect::<Vec<_>>()).await;
+    assert!(
+        b.next_frame(300).await.is_none(),
+        "nothing more, nothing twice"
+    );
+    s.stop().await;
+}

@@ -18,5 +18,8 @@ pub const MAX_DEVICES_PER_ACCOUNT: usize = 16;
 pub const MAX_PROFILE_LEN: usize = 1024 * 1024;
 /// Most envelopes acknowledged in one frame.
 pub const MAX_ACKS_PER_FRAME: usize = 1024;
+/// Most envelopes the server batches into one `envelopes` frame (a device
+/// acknowledges a whole batch in one `ack` frame).
+pub const MAX_ENVELOPES_PER_FRAME: usize = 256;
 /// Largest WebSocket frame either side accepts.
 pub const MAX_FRAME_LEN: usize = MAX_MESSAGE_LEN + 1024;

@@ -9,7 +9,12 @@
 //! 0x04 sent       u64 id | u64 received_at_ms | u32 delivered_to
 //!                 | if any recipient was missing: u16 count | count x (u8 len | username | u32 device id)
 //! 0x05 refused    u64 id | the refusal as the JSON error body of the HTTP API (rest)
+//! 0x06 envelopes  u16 count (2 to 256) | count x (u64 seq | u64 received_at_ms | u8 has_tag
+//!                 | [32] relay tag if has_tag | u32 len | payload), seqs increasing
 //! ```
+//!
+//! Envelopes that queue up for a connection go out together in one
+//! `envelopes` frame; a lone one goes as `envelope`.
 //!
 //! Device to server:
 //!
@@ -34,7 +39,7 @@ use thiserror::Error;
 
 use crate::api::{CommitClaim, SendRequest, SendResponse};
 use crate::error::ApiError;
-use crate::limits::{MAX_ACKS_PER_FRAME, MAX_FRAME_LEN, MAX_RECIPIENTS};
+use crate::limits::{MAX_ACKS_PER_FRAME, MAX_ENVELOPES_PER_FRAME, MAX_FRAME_LEN, MAX_RECIPIENTS};
 use crate::{Bytes, DeviceAddress};
 
 const SEND_EPHEMERAL: u8 = 1;
@@ -76,11 +81,92 @@ pub struct Envelope {
     pub payload: Vec<u8>,
 }
 
+/// An envelope to encode without copying its parts first: the payload is
+/// the concatenation of `payload` (parts may be empty).
+#[derive(Debug, Clone, Copy)]
+pub struct EnvelopeRef<'a> {
+    /// Position in the device's queue.
+    pub seq: u64,
+    /// When the server accepted the message.
+    pub received_at_ms: u64,
+    /// The franking tag, if the frame carries it.
+    pub relay_tag: Option<&'a [u8; 32]>,
+    /// The payload, in parts.
+    pub payload: [&'a [u8]; 3],
+}
+
+impl<'a> EnvelopeRef<'a> {
+    /// Borrows `e`.
+    pub fn of(e: &'a Envelope) -> Self {
+        Self {
+            seq: e.seq,
+            received_at_ms: e.received_at_ms,
+            relay_tag: e.relay_tag.as_ref(),
+            payload: [&e.payload, &[], &[]],
+        }
+    }
+
+    fn payload_len(&self) -> usize {
+        self.payload.iter().map(|p| p.len()).sum()
+    }
+
+    /// Bytes this envelope takes in an `envelopes` frame.
+    pub fn batched_len(&self) -> usize {
+        8 + 8 + 1 + if self.relay_tag.is_some() { 32 } else { 0 } + 4 + self.payload_len()
+    }
+
+    fn put_head(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.received_at_ms.to_be_bytes());
+        match self.relay_tag {
+            Some(tag) => {
+                out.push(1);
+                out.extend_from_slice(tag);
+            }
+            None => out.push(0),
+        }
+    }
+
+    fn put_payload(&self, out: &mut Vec<u8>) {
+        for p in self.payload {
+            out.extend_from_slice(p);
+        }
+    }
+}
+
+/// The frame carrying `envelopes`: `envelope` for one, `envelopes` for
+/// several. The caller keeps to [`MAX_ENVELOPES_PER_FRAME`], increasing
+/// sequence numbers and [`MAX_FRAME_LEN`] in all (what is over is not
+/// decodable); an empty slice makes an empty `envelopes` frame.
+pub fn encode_envelopes(envelopes: &[EnvelopeRef<'_>]) -> Vec<u8> {
+    if let [one] = envelopes {
+        let mut out = Vec::with_capacity(1 + one.batched_len());
+        out.push(0x01);
+        one.put_head(&mut out);
+        one.put_payload(&mut out);
+        return out;
+    }
+    let len: usize = envelopes.iter().map(EnvelopeRef::batched_len).sum();
+    let mut out = Vec::with_capacity(3 + len);
+    out.push(0x06);
+    out.extend_from_slice(&(envelopes.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+    for e in envelopes {
+        e.put_head(&mut out);
+        let n = u32::try_from(e.payload_len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&n.to_be_bytes());
+        e.put_payload(&mut out);
+    }
+    out
+}
+
 /// What the server sends a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerFrame {
     /// A stored message; delete it by acknowledging `seq`.
     Envelope(Envelope),
+    /// Stored messages, in queue order, that queued up for the connection
+    /// (2 to [`MAX_ENVELOPES_PER_FRAME`]); one `Ack` may cover them all.
+    Envelopes(Vec<Envelope>),
     /// A message that is never stored (typing, presence).
     Ephemeral(Vec<u8>),
     /// Everything stored before the connection has been sent.
@@ -120,20 +206,10 @@ impl ServerFrame {
     /// The binary encoding.
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            ServerFrame::Envelope(e) => {
-                let mut out = Vec::with_capacity(1 + 8 + 8 + 1 + 32 + e.payload.len());
-                out.push(0x01);
-                out.extend_from_slice(&e.seq.to_be_bytes());
-                out.extend_from_slice(&e.received_at_ms.to_be_bytes());
-                match &e.relay_tag {
-                    Some(tag) => {
-                        out.push(1);
-                        out.extend_from_slice(tag);
-                    }
-                    None => out.push(0),
-                }
-                out.extend_from_slice(&e.payload);
-                out
+            ServerFrame::Envelope(e) => encode_envelopes(&[EnvelopeRef::of(e)]),
+            ServerFrame::Envelopes(es) => {
+                let refs: Vec<EnvelopeRef<'_>> = es.iter().map(EnvelopeRef::of).collect();
+                encode_envelopes(&refs)
             }
             ServerFrame::Ephemeral(p) => {
                 let mut out = Vec::with_capacity(1 + p.len());
@@ -172,25 +248,13 @@ impl ServerFrame {
         let (kind, rest) = bytes.split_first().ok_or(FrameError::Truncated)?;
         match kind {
             0x01 => {
-                let (seq, rest) = take_u64(rest)?;
-                let (received_at_ms, rest) = take_u64(rest)?;
-                let (has_tag, rest) = rest.split_first().ok_or(FrameError::Truncated)?;
-                let (relay_tag, rest) = match has_tag {
-                    0 => (None, rest),
-                    1 => {
-                        let (tag, rest) = rest.split_at_checked(32).ok_or(FrameError::Truncated)?;
-                        let tag = <[u8; 32]>::try_from(tag).map_err(|_| FrameError::Truncated)?;
-                        (Some(tag), rest)
-                    }
-                    _ => return Err(FrameError::Invalid("relay tag flag is neither 0 nor 1")),
-                };
+                let (head, rest) = take_envelope_head(rest)?;
                 Ok(ServerFrame::Envelope(Envelope {
-                    seq,
-                    received_at_ms,
-                    relay_tag,
                     payload: rest.to_vec(),
+                    ..head
                 }))
             }
+            0x06 => decode_envelopes(rest),
             0x02 => Ok(ServerFrame::Ephemeral(rest.to_vec())),
             0x03 if rest.is_empty() => Ok(ServerFrame::Drained),
             0x03 => Err(FrameError::TrailingBytes),
@@ -277,6 +341,66 @@ impl ClientFrame {
             other => Err(FrameError::UnknownType(*other)),
         }
     }
+}
+
+/// `u64 seq | u64 received_at_ms | u8 has_tag | [32] tag if has_tag`, as an
+/// envelope with no payload yet, and the rest.
+fn take_envelope_head(bytes: &[u8]) -> Result<(Envelope, &[u8]), FrameError> {
+    let (seq, rest) = take_u64(bytes)?;
+    let (received_at_ms, rest) = take_u64(rest)?;
+    let (has_tag, rest) = rest.split_first().ok_or(FrameError::Truncated)?;
+    let (relay_tag, rest) = match has_tag {
+        0 => (None, rest),
+        1 => {
+            let (tag, rest) = rest.split_at_checked(32).ok_or(FrameError::Truncated)?;
+            let tag = <[u8; 32]>::try_from(tag).map_err(|_| FrameError::Truncated)?;
+            (Some(tag), rest)
+        }
+        _ => return Err(FrameError::Invalid("relay tag flag is neither 0 nor 1")),
+    };
+    let head = Envelope {
+        seq,
+        received_at_ms,
+        relay_tag,
+        payload: Vec::new(),
+    };
+    Ok((head, rest))
+}
+
+/// The body of an `envelopes` frame (the caller checked the frame's size).
+fn decode_envelopes(bytes: &[u8]) -> Result<ServerFrame, FrameError> {
+    let (count, mut rest) = take_u16(bytes)?;
+    let count = usize::from(count);
+    if count < 2 {
+        return Err(FrameError::Invalid(
+            "an envelopes frame holds two or more (one goes as an envelope frame)",
+        ));
+    }
+    if count > MAX_ENVELOPES_PER_FRAME {
+        return Err(FrameError::Invalid("too many envelopes in one frame"));
+    }
+    let mut envelopes: Vec<Envelope> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (head, r) = take_envelope_head(rest)?;
+        if envelopes.last().is_some_and(|prev| prev.seq >= head.seq) {
+            return Err(FrameError::Invalid(
+                "envelopes of one frame must be in increasing seq order",
+            ));
+        }
+        let (len, r) = take_u32(r)?;
+        let (payload, r) = r
+            .split_at_checked(len as usize)
+            .ok_or(FrameError::Truncated)?;
+        envelopes.push(Envelope {
+            payload: payload.to_vec(),
+            ..head
+        });
+        rest = r;
+    }
+    if !rest.is_empty() {
+        return Err(FrameError::TrailingBytes);
+    }
+    Ok(ServerFrame::Envelopes(envelopes))
 }
 
 /// Encodes a send. What the frame cannot carry (over [`MAX_RECIPIENTS`]
@@ -450,6 +574,34 @@ mod tests {
         }
 
         #[test]
+        fn batches_round_trip(
+            first: u64,
+            entries in proptest::collection::vec((1u64..1000, any::<u64>(), any::<Option<[u8; 32]>>(), proptest::collection::vec(any::<u8>(), 0..256)), 2..40),
+        ) {
+            let mut seq = first % (u64::MAX / 2);
+            let envelopes: Vec<Envelope> = entries
+                .into_iter()
+                .map(|(step, at, tag, payload)| {
+                    seq += step;
+                    Envelope { seq, received_at_ms: at, relay_tag: tag, payload }
+                })
+                .collect();
+            let f = ServerFrame::Envelopes(envelopes);
+            let bytes = f.encode();
+            prop_assert_eq!(ServerFrame::decode(&bytes).unwrap(), f.clone());
+            // The zero-copy encoder gives the same bytes from split payloads.
+            let ServerFrame::Envelopes(es) = &f else { unreachable!() };
+            let refs: Vec<EnvelopeRef<'_>> = es
+                .iter()
+                .map(|e| {
+                    let (a, b) = e.payload.split_at(e.payload.len() / 2);
+                    EnvelopeRef { payload: [a, &[], b], ..EnvelopeRef::of(e) }
+                })
+                .collect();
+            prop_assert_eq!(encode_envelopes(&refs), bytes);
+        }
+
+        #[test]
         fn acks_round_trip(seqs in proptest::collection::vec(any::<u64>(), 0..MAX_ACKS_PER_FRAME)) {
             let f = ClientFrame::Ack(seqs);
             prop_assert_eq!(ClientFrame::decode(&f.encode()).unwrap(), f);
@@ -565,6 +717,55 @@ mod tests {
             ServerFrame::decode(&[4, 0, 0, 0, 0, 0, 0, 0, 1]),
             Err(FrameError::Truncated)
         );
+    }
+
+    #[test]
+    fn malformed_batches_are_refused() {
+        let e = |seq: u64| Envelope {
+            seq,
+            received_at_ms: 5,
+            relay_tag: None,
+            payload: vec![7; 3],
+        };
+        let good = ServerFrame::Envelopes(vec![e(1), e(2)]).encode();
+        assert!(ServerFrame::decode(&good).is_ok());
+        for cut in 1..good.len() {
+            assert!(ServerFrame::decode(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert_eq!(
+            ServerFrame::decode(&trailing),
+            Err(FrameError::TrailingBytes)
+        );
+        // One envelope has one encoding: the envelope frame.
+        assert_eq!(
+            encode_envelopes(&[EnvelopeRef::of(&e(1))]),
+            ServerFrame::Envelope(e(1)).encode()
+        );
+        let mut one = vec![6, 0, 1];
+        one.extend_from_slice(&good[3..3 + 8 + 8 + 1 + 4 + 3]);
+        assert!(matches!(
+            ServerFrame::decode(&one),
+            Err(FrameError::Invalid(_))
+        ));
+        let backwards = ServerFrame::Envelopes(vec![e(2), e(2)]).encode();
+        assert_eq!(
+            ServerFrame::decode(&backwards),
+            Err(FrameError::Invalid(
+                "envelopes of one frame must be in increasing seq order"
+            ))
+        );
+        let mut many = good.clone();
+        many[1..3].copy_from_slice(&((MAX_ENVELOPES_PER_FRAME + 1) as u16).to_be_bytes());
+        assert_eq!(
+            ServerFrame::decode(&many),
+            Err(FrameError::Invalid("too many envelopes in one frame"))
+        );
+        // A length past the end is truncation, not an allocation.
+        let mut long = good;
+        long[3 + 17..3 + 21].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(ServerFrame::decode(&long), Err(FrameError::Truncated));
     }
 
     #[test]

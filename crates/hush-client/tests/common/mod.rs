@@ -217,21 +217,22 @@ impl Raw {
             let Some(Ok(Message::Binary(bytes))) = next else {
                 continue;
             };
-            match ServerFrame::decode(&bytes).unwrap() {
-                ServerFrame::Envelope(env) => {
-                    if env.seq > self.last_seq {
-                        self.last_seq = env.seq;
-                        out.push(self.unseal(env.payload));
-                    }
-                    ws.send(Message::Binary(
-                        ClientFrame::Ack(vec![env.seq]).encode().into(),
-                    ))
-                    .await
-                    .unwrap();
-                }
+            let envelopes = match ServerFrame::decode(&bytes).unwrap() {
+                ServerFrame::Envelope(env) => vec![env],
+                ServerFrame::Envelopes(envs) => envs,
                 ServerFrame::Drained => break,
-                _ => {}
+                _ => continue,
+            };
+            let seqs = envelopes.iter().map(|e| e.seq).collect();
+            for env in envelopes {
+                if env.seq > self.last_seq {
+                    self.last_seq = env.seq;
+                    out.push(self.unseal(env.payload));
+                }
             }
+            ws.send(Message::Binary(ClientFrame::Ack(seqs).encode().into()))
+                .await
+                .unwrap();
         }
         let _ = ws.close(None).await;
         out

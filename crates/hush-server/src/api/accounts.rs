@@ -11,9 +11,9 @@ use hush_wire::api::{
 };
 use hush_wire::{Bytes, ErrorCode};
 
-use super::now_ms;
 use crate::app::AppState;
 use crate::auth::{AuthDevice, bearer, certificate_hash, new_token, token_hash};
+use crate::delivery::now_ms;
 use crate::error::{ApiResult, Failure, Refusal};
 use crate::extract::{Body, PathParams, RawBody};
 use crate::metrics::METRICS;

@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use hush_wire::ErrorCode;
 use hush_wire::api::{AttachmentStatus, CreateAttachmentRequest, CreateAttachmentResponse};
 
-use super::now_ms;
 use crate::app::AppState;
 use crate::auth::AuthDevice;
 use crate::blobs::{BlobError, valid_id};
+use crate::delivery::now_ms;
 use crate::error::{ApiResult, Failure};
 use crate::extract::{Body, PathParams};
 

@@ -7,9 +7,9 @@ use hush_proto::{Commitment, Content, FrankingKey, FrankingOpening, verify_openi
 use hush_wire::ErrorCode;
 use hush_wire::api::{ReportRequest, ReportResponse};
 
-use super::now_ms;
 use crate::app::AppState;
 use crate::auth::AuthDevice;
+use crate::delivery::now_ms;
 use crate::error::{ApiResult, Failure};
 use crate::extract::Body;
 use crate::franking::{check_relay_tag, franking_key};

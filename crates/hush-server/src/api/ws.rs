@@ -2,10 +2,12 @@
 //! envelopes as they arrive; delete each only when the device acknowledges it.
 //! The device may also send over it: a send frame means what
 //! `POST /v1/messages` means, and its answer comes back on the socket.
+//!
+//! This module is the adapter between the socket, the hub and the store on
+//! one side and the connection's state machine
+//! ([`crate::delivery::Connection`]) on the other.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -18,20 +20,15 @@ use futures_util::{SinkExt, StreamExt};
 use hush_wire::ErrorCode;
 use hush_wire::api::SendResponse;
 use hush_wire::limits::MAX_FRAME_LEN;
-use hush_wire::ws::{ClientFrame, ServerFrame};
+use hush_wire::ws::ClientFrame;
 
-use super::now_ms;
 use crate::app::AppState;
 use crate::auth::{AuthDevice, token_hash};
+use crate::delivery::{Connection, StartSend, now_ms};
 use crate::error::Failure;
 use crate::metrics::METRICS;
-use crate::store::{DeviceKey, EarlyAck, FETCH_MAX_BYTES};
+use crate::store::DeviceKey;
 
-/// Envelopes fetched from the store per read.
-const FETCH_BATCH: usize = 256;
-/// Envelopes sent but not yet acknowledged before the server waits for acks:
-/// flow control for slow devices.
-const MAX_IN_FLIGHT: usize = 2048;
 /// Write buffer of each WebSocket. tungstenite's default (128 KiB for each
 /// buffer, the read buffer allocated up front) costs ~140 KB of RSS per idle
 /// connection; 4 KiB holds a typical envelope, and larger frames still pass.
@@ -42,16 +39,6 @@ const WS_READ_BUFFER: usize = 1024;
 /// Acknowledgement frames waiting for their deletion before the connection
 /// stops reading more.
 const ACK_QUEUE: usize = 16;
-/// Sends over one connection waiting for their commit before the connection
-/// stops reading more.
-const MAX_SENDS_IN_FLIGHT: usize = 256;
-/// Bytes of send frames over one connection waiting for their commit
-/// before the connection stops reading more (one send always fits).
-const MAX_SEND_BYTES_IN_FLIGHT: usize = 4 << 20;
-/// How long a connection's credentials are trusted for its sends before
-/// they are checked again (a removed device or a suspended account stops
-/// sending within this).
-const AUTH_RECHECK: Duration = Duration::from_secs(5);
 
 type SendFuture = BoxFuture<'static, (u64, usize, Result<SendResponse, Failure>)>;
 
@@ -104,6 +91,8 @@ pub async fn connect(
         })
 }
 
+/// Drives the connection's [`Connection`] state machine: feeds it what
+/// comes from the socket, the hub and the store, and does what it asks.
 async fn session(
     state: &AppState,
     me: &DeviceKey,
@@ -111,160 +100,79 @@ async fn session(
     socket: WebSocket,
 ) -> anyhow::Result<()> {
     let mut reg = state.hub.register(me);
+    let mut conn = Connection::new(reg.id, Instant::now());
     // Sends waiting for their commit, answered as they complete.
     // Allocated at the first send: an idle connection should cost little.
     let mut sends: Option<Box<FuturesUnordered<SendFuture>>> = None;
-    // Bytes of the frames of those sends.
-    let mut sends_bytes = 0usize;
-    let mut authenticated_at = Instant::now();
     let (mut sink, mut stream) = socket.split();
     // Deleting acknowledged envelopes waits for a commit; a task of its own
     // does it (started at the first acknowledgement, so that an idle
     // connection costs nothing for it) so that delivery goes on meanwhile.
     let mut acker: Option<Acker> = None;
-    let mut last_sent = 0u64;
-    // seq -> when the server accepted it (for the delivery latency metric),
-    // and, for an envelope handed over before it was written, its early
-    // acknowledgement.
-    let mut in_flight: HashMap<u64, (u64, Option<Arc<EarlyAck>>)> = HashMap::new();
-    let mut drained = false;
-    // The store may hold envelopes this connection has not sent: read it.
-    // Set at the start, by a wake-up, by a handed-over envelope that is not
-    // the next one, and while flow control stopped a read.
-    let mut need_read = true;
     let result: anyhow::Result<()> = async {
         loop {
             if reg.is_revoked() {
                 let _ = sink.send(Message::Close(reg.close_frame())).await;
                 return Ok(());
             }
-            // Everything stored that this connection has not sent yet.
-            while need_read && in_flight.len() < MAX_IN_FLIGHT {
-                let batch = state.store.fetch(me, last_sent, FETCH_BATCH).await?;
-                let bytes: u64 = batch.iter().map(|e| e.payload.len() as u64).sum();
-                need_read = batch.len() >= FETCH_BATCH || bytes >= FETCH_MAX_BYTES;
-                for env in batch {
-                    last_sent = env.seq;
-                    in_flight.insert(env.seq, (env.received_at_ms, None));
-                    let frame = ServerFrame::Envelope(crate::sealing::envelope(
-                        env.seq,
-                        env.received_at_ms,
-                        env.relay_tag.as_deref(),
-                        &env.payload,
-                    ));
-                    sink.feed(Message::Binary(frame.encode().into())).await?;
+            while let Some(f) = conn.poll_fetch() {
+                let batch = state.store.fetch(me, f.after, f.limit).await?;
+                conn.handle_fetched(batch);
+            }
+            if let Some(seqs) = conn.poll_delete() {
+                let acker = acker.get_or_insert_with(|| Acker::start(state, me));
+                if acker.queue.send(seqs).await.is_err() {
+                    // The task ended: its error says why.
+                    return Ok(());
                 }
             }
-            if !drained && !need_read {
-                drained = true;
-                sink.feed(Message::Binary(ServerFrame::Drained.encode().into()))
-                    .await?;
+            if conn.poll_recheck() {
+                let checked = recheck(state, me, &token).await.map_err(|f| f.0);
+                conn.handle_recheck(checked, Instant::now());
+            }
+            while let Some(send) = conn.poll_send() {
+                start_send(state, me, &mut conn, &mut sends, send);
+            }
+            while let Some(frame) = conn.poll_transmit() {
+                sink.feed(Message::Binary(frame.into())).await?;
             }
             sink.flush().await?;
+            if conn.poll_close() {
+                let _ = sink.send(Message::Close(None)).await;
+                return Ok(());
+            }
             tokio::select! {
-                _ = reg.wake.notified() => need_read = true,
+                _ = reg.wake.notified() => conn.handle_wake(),
                 _ = reg.kick.notified() => {
                     let _ = sink.send(Message::Close(reg.close_frame())).await;
                     return Ok(());
                 }
                 Some(payload) = reg.ephemeral.recv() => {
-                    if reg.is_revoked() {
-                        continue;
+                    if !reg.is_revoked() {
+                        conn.handle_ephemeral(&payload);
                     }
-                    sink.feed(Message::Binary(ServerFrame::Ephemeral(payload.to_vec()).encode().into())).await?;
                 }
-                Some(env) = reg.push.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
-                    if reg.is_revoked() {
-                        continue;
-                    }
-                    // Durable, or about to be. Sent as is only when it is the
-                    // next in the queue and nothing before it waits in the
-                    // store; otherwise the store is read, in order (an
-                    // envelope not yet written is readable once it is, and
-                    // its sender then wakes this connection). Whatever else
-                    // was handed over goes out before the next flush.
+                Some(env) = reg.push.recv(), if conn.wants_pushes() => {
+                    // Everything handed over meanwhile goes out in one frame.
                     let mut next = Some(env);
                     while let Some(env) = next.take() {
-                        if !need_read && last_sent.checked_add(1) == Some(env.seq) {
-                            last_sent = env.seq;
-                            if let Some(e) = &env.early {
-                                e.mark_sent(reg.id);
-                            }
-                            in_flight.insert(env.seq, (env.received_at_ms, env.early.clone()));
-                            let frame = ServerFrame::Envelope(crate::sealing::envelope(
-                                env.seq,
-                                env.received_at_ms,
-                                env.relay_tag.as_deref(),
-                                &env.payload,
-                            ));
-                            sink.feed(Message::Binary(frame.encode().into())).await?;
-                        } else if env.seq > last_sent {
-                            need_read = true;
+                        if !reg.is_revoked() {
+                            conn.handle_pushed(*env.into_inner());
                         }
-                        if in_flight.len() < MAX_IN_FLIGHT {
+                        if conn.wants_pushes() {
                             next = reg.push.try_recv().ok();
                         }
                     }
                 }
                 Some((id, len, result)) = next_answer(&mut sends), if in_progress(&sends) > 0 => {
-                    sends_bytes -= len;
-                    let frame = match result {
-                        Ok(response) => ServerFrame::Sent { id, response },
-                        Err(Failure(error)) => ServerFrame::Refused { id, error },
-                    };
-                    sink.feed(Message::Binary(frame.encode().into())).await?;
+                    conn.handle_sent(id, len, result.map_err(|f| f.0));
                 }
-                msg = stream.next(), if in_progress(&sends) < MAX_SENDS_IN_FLIGHT
-                    && sends_bytes < MAX_SEND_BYTES_IN_FLIGHT => match msg {
+                msg = stream.next(), if conn.wants_frames() => match msg {
                     Some(Ok(Message::Binary(bytes))) => match ClientFrame::decode(&bytes)? {
-                    ClientFrame::Send { id, request } => {
-                        if authenticated_at.elapsed() >= AUTH_RECHECK {
-                            if let Err(Failure(error)) = recheck(state, me, &token).await {
-                                let closing = error.code != ErrorCode::Internal;
-                                let frame = ServerFrame::Refused { id, error };
-                                sink.feed(Message::Binary(frame.encode().into())).await?;
-                                if closing {
-                                    let _ = sink.send(Message::Close(None)).await;
-                                    return Ok(());
-                                }
-                                continue;
-                            }
-                            authenticated_at = Instant::now();
+                        ClientFrame::Send { id, request } => {
+                            conn.handle_send(id, request, bytes.len(), Instant::now());
                         }
-                        if let Err(Failure(error)) = state.limits.check_account(&me.username) {
-                            let frame = ServerFrame::Refused { id, error };
-                            sink.feed(Message::Binary(frame.encode().into())).await?;
-                            continue;
-                        }
-                        let (state, me) = (state.clone(), me.clone());
-                        let len = bytes.len();
-                        sends_bytes += len;
-                        sends.get_or_insert_default().push(Box::pin(async move {
-                            (id, len, super::messages::accept(&state, &me, request).await)
-                        }));
-                    }
-                    ClientFrame::Ack(mut seqs) => {
-                        let now = now_ms();
-                        // Acknowledged before their write: never written,
-                        // nothing to delete.
-                        let n = seqs.len();
-                        seqs.retain(|s| match in_flight.remove(s) {
-                            Some((at, early)) => {
-                                METRICS.delivered(now.saturating_sub(at));
-                                !early.is_some_and(|e| e.ack())
-                            }
-                            None => true,
-                        });
-                        METRICS.unwritten(n - seqs.len());
-                        if seqs.is_empty() {
-                            continue;
-                        }
-                        let acker = acker.get_or_insert_with(|| Acker::start(state, me));
-                        if acker.queue.send(seqs).await.is_err() {
-                            // The task ended: its error says why.
-                            return Ok(());
-                        }
-                    }
+                        ClientFrame::Ack(seqs) => conn.handle_ack(&seqs, now_ms()),
                     },
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Text(_))) => anyhow::bail!("text frames are not part of the protocol"),
@@ -288,6 +196,26 @@ async fn session(
         None => Ok(()),
     };
     result.and(acked)
+}
+
+/// Starts a send the state machine let through, unless the account's rate
+/// limit refuses it.
+fn start_send(
+    state: &AppState,
+    me: &DeviceKey,
+    conn: &mut Connection,
+    sends: &mut Option<Box<FuturesUnordered<SendFuture>>>,
+    send: StartSend,
+) {
+    if let Err(Failure(error)) = state.limits.check_account(&me.username) {
+        conn.handle_sent(send.id, send.len, Err(error));
+        return;
+    }
+    let (state, me) = (state.clone(), me.clone());
+    let StartSend { id, request, len } = send;
+    sends.get_or_insert_default().push(Box::pin(async move {
+        (id, len, crate::delivery::accept(&state, &me, request).await)
+    }));
 }
 
 /// Sends of a connection waiting for their commit.

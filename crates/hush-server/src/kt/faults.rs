@@ -84,7 +84,7 @@ fn make_ghost(username: &str) -> Result<Ghost, KtError> {
     let user = Username::new(username).map_err(err)?;
     let account = AccountKey::generate(&mut rng).map_err(err)?;
     let key = DeviceSigningKey::generate(&mut rng).map_err(err)?;
-    let now = Timestamp::from_millis(crate::api::now_ms());
+    let now = Timestamp::from_millis(crate::delivery::now_ms());
     let cert = DeviceCertificate::issue(&account, &user, DeviceId(1), &key, now.as_millis())
         .map_err(err)?;
     let device = Device::new(cert.clone(), &key).map_err(err)?;

@@ -226,7 +226,7 @@ impl KeyDirectory {
                 epoch,
                 root_hash,
                 signature: signature.to_vec(),
-                published_at_ms: crate::api::now_ms(),
+                published_at_ms: crate::delivery::now_ms(),
             })
             .await?;
         Ok(root)
@@ -374,7 +374,7 @@ impl KeyDirectory {
                     PUBLISH_LEASE,
                     &self.holder,
                     PUBLISH_LEASE_TTL_MS,
-                    crate::api::now_ms(),
+                    crate::delivery::now_ms(),
                 )
                 .await?;
             if let Some(token) = granted {

@@ -19,10 +19,12 @@ pub mod sqlite_migrate;
 mod sqlite_queue;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use thiserror::Error;
+
+/// Named by [`Store::enqueue_early`]; it lives with the rest of delivery.
+pub use crate::delivery::EarlyAck;
 
 /// A device: (username, device id).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -125,66 +127,6 @@ pub struct NewEnvelope {
     pub received_at_ms: u64,
     /// When it expires undelivered, ms since the Unix epoch.
     pub expires_at_ms: u64,
-}
-
-/// An envelope handed to a recipient's connection before it was written:
-/// whichever comes first, the device's acknowledgement or the write, decides
-/// whether it is written at all. Shared by the store and the connection.
-#[derive(Debug, Default)]
-pub struct EarlyAck {
-    state: AtomicU8,
-    // The connection that sent it, plus one (0: none).
-    sent_on: AtomicU64,
-}
-
-const EARLY_PENDING: u8 = 0;
-const EARLY_WRITTEN: u8 = 1;
-const EARLY_ACKED: u8 = 2;
-
-impl EarlyAck {
-    /// The device acknowledged the envelope. True if that came before the
-    /// write, which then never happens: nothing is stored, nothing to delete.
-    pub fn ack(&self) -> bool {
-        self.state
-            .compare_exchange(
-                EARLY_PENDING,
-                EARLY_ACKED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-    }
-
-    /// The write takes the envelope. True if it must be written (the device
-    /// has not acknowledged it); its acknowledgement is then a deletion.
-    pub fn take_for_write(&self) -> bool {
-        match self.state.compare_exchange(
-            EARLY_PENDING,
-            EARLY_WRITTEN,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => true,
-            Err(now) => now == EARLY_WRITTEN,
-        }
-    }
-
-    /// Neither acknowledged nor taken by the write yet.
-    pub fn is_pending(&self) -> bool {
-        self.state.load(Ordering::Acquire) == EARLY_PENDING
-    }
-
-    /// The device's connection `conn` sent the envelope.
-    pub fn mark_sent(&self, conn: u64) {
-        self.sent_on
-            .store(conn.saturating_add(1), Ordering::Release);
-    }
-
-    /// The connection that sent it, if one did (else the connection skipped
-    /// it, and must read it back once it is written).
-    pub fn sent_on(&self) -> Option<u64> {
-        self.sent_on.load(Ordering::Acquire).checked_sub(1)
-    }
 }
 
 /// What [`Store::enqueue_early`] did.

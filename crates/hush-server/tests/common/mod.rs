@@ -329,6 +329,7 @@ pub async fn connect_ws(addr: SocketAddr, token: &str) -> Ws {
     Ws {
         ws,
         open: open_key_for(token),
+        pending: Default::default(),
     }
 }
 
@@ -360,22 +361,43 @@ pub struct Ws {
     >,
     /// The device's key for sealed envelopes, when the test knows it.
     pub open: Option<hush_proto::sealed::OpenKey>,
+    /// The rest of a batch of envelopes, given out one by one.
+    pub pending: std::collections::VecDeque<ServerFrame>,
 }
 
 impl Ws {
-    /// The next frame, or None after `ms` milliseconds of silence.
+    /// The next frame, or None after `ms` milliseconds of silence. The
+    /// envelopes of a batch come one by one, as envelope frames.
     pub async fn next_frame(&mut self, ms: u64) -> Option<ServerFrame> {
+        if let Some(f) = self.pending.pop_front() {
+            return Some(f);
+        }
         loop {
             let msg = tokio::time::timeout(std::time::Duration::from_millis(ms), self.ws.next())
                 .await
                 .ok()??
                 .ok()?;
             match msg {
-                Message::Binary(b) => return Some(self.unseal(ServerFrame::decode(&b).unwrap())),
+                Message::Binary(b) => return Some(self.split(ServerFrame::decode(&b).unwrap())),
                 Message::Close(_) => return None,
                 _ => continue,
             }
         }
+    }
+
+    /// A frame opened; a batch's envelopes one by one: the first now, the
+    /// rest left in `pending`.
+    pub fn split(&mut self, frame: ServerFrame) -> ServerFrame {
+        let ServerFrame::Envelopes(batch) = frame else {
+            return self.unseal(frame);
+        };
+        let mut opened: std::collections::VecDeque<ServerFrame> = batch
+            .into_iter()
+            .map(|e| self.unseal(ServerFrame::Envelope(e)))
+            .collect();
+        let first = opened.pop_front().unwrap();
+        self.pending.extend(opened);
+        first
     }
 
     /// A sealed envelope opened, as the device would; anything else as is.
@@ -400,6 +422,7 @@ impl Ws {
             match f {
                 ServerFrame::Envelope(e) => out.push(e),
                 ServerFrame::Drained => break,
+                ServerFrame::Envelopes(_) => panic!("next_frame splits batches"),
                 ServerFrame::Ephemeral(_)
                 | ServerFrame::Sent { .. }
                 | ServerFrame::Refused { .. } => {}
