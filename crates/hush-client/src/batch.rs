@@ -216,7 +216,7 @@ impl Client {
             if let Some(cp) = &o.content.kt_checkpoint
                 && !o.outgoing
             {
-                written.checkpoints.push((o.sender.clone(), cp.clone()));
+                written.checkpoints.push((o.sender.clone(), *cp));
             }
             if shown && !o.outgoing {
                 written.delivered.push((o.group_id.clone(), o.content.id));

@@ -444,7 +444,7 @@ impl Client {
                 if let Some(cp) = &o.content.kt_checkpoint
                     && !o.outgoing
                 {
-                    follow.checkpoints.push((o.sender.clone(), cp.clone()));
+                    follow.checkpoints.push((o.sender.clone(), *cp));
                 }
                 if shown && !o.outgoing {
                     follow
