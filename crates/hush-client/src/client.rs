@@ -368,10 +368,10 @@ impl Client {
             } else {
                 None
             };
-            self.persist(|_| Ok(()))?;
             if kps.is_empty() && lr.is_none() {
                 continue;
             }
+            self.persist(|_| Ok(()))?;
             self.transport
                 .call(
                     Method::PUT,
