@@ -200,7 +200,7 @@ fn bare_client(name: &str) -> anyhow::Result<mls_rs::Client<BareConfig>> {
 }
 
 /// Microseconds per bare mls-rs round trip of a `size`-byte message.
-fn bare_round_trip_us(size: usize, rounds: u64) -> anyhow::Result<f64> {
+pub(crate) fn bare_round_trip_us(size: usize, rounds: u64) -> anyhow::Result<f64> {
     let alice = bare_client("alice")?;
     let bob = bare_client("bob")?;
     let kp = bob.generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)?;

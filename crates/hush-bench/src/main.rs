@@ -20,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+mod backlog;
 mod e2e;
 mod load;
 mod nats;
@@ -59,6 +60,8 @@ enum Command {
     E2e(Opts),
     /// kill -9 the server under load, restart it, count lost and duplicated.
     Crash(Opts),
+    /// A real client syncs a backlog of messages waiting for its device.
+    Backlog(Opts),
     /// Run the raw WebSocket relay baseline (the scenarios start it themselves).
     BaselineRelay {
         /// Address to listen on.
@@ -180,6 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Idle(o) => ("idle", o),
         Command::E2e(o) => ("e2e", o),
         Command::Crash(o) => ("crash", o),
+        Command::Backlog(o) => ("backlog", o),
     };
     // Pin before the runtime starts its threads: they inherit the mask.
     let pinning = proc::Pinning::setup(!opts.no_pin);
@@ -198,6 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "fanout" => scenarios::fanout(&ctx).await,
             "idle" => scenarios::idle(&ctx).await,
             "crash" => scenarios::crash(&ctx).await,
+            "backlog" => backlog::run(&ctx).await,
             _ => e2e::run(&ctx).await,
         }
     })?;

@@ -147,3 +147,11 @@ fn e2e_quick() {
     assert!(v["messages"].as_u64().unwrap() > 0, "{v}");
     check_baseline(&v, "bare-mls-rs");
 }
+
+#[test]
+fn backlog_quick() {
+    let v = run("backlog", &[]);
+    assert!(v["messages"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["state_bytes_written_per_msg"].is_number(), "{v}");
+    check_baseline(&v, "bare-mls-rs");
+}

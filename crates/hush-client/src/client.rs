@@ -45,6 +45,9 @@ pub struct Client {
     pub(crate) account: AccountKey,
     /// Directory values verified by key transparency in this session.
     pub(crate) kt_vouched: HashMap<String, hush_proto::kt::KtValue>,
+    /// Test hook: the next sync batch is opened but never written, as if
+    /// the process died just before the write.
+    pub(crate) crash_before_batch_write: bool,
     dir: PathBuf,
 }
 
@@ -165,6 +168,7 @@ impl Client {
             device_id,
             account,
             kt_vouched: HashMap::new(),
+            crash_before_batch_write: false,
             dir: dir.to_owned(),
         };
         // Pin the server's key-transparency keys and check that the
@@ -220,6 +224,7 @@ impl Client {
             device_id,
             account,
             kt_vouched: HashMap::new(),
+            crash_before_batch_write: false,
             dir: dir.to_owned(),
         };
         client.expire_messages()?;
@@ -264,13 +269,21 @@ impl Client {
             .unwrap_or(PresenceMode::Contacts))
     }
 
-    /// Writes the MLS state changes of the last operation together with
-    /// whatever `f` writes, in one transaction. On failure the in-memory MLS
+    /// Writes the MLS state changes of the last operations (a whole sync
+    /// batch's included) together with whatever `f` writes, in one
+    /// transaction. On failure the in-memory MLS
     /// state is reloaded from disk, so memory never runs ahead of the store.
     pub(crate) fn persist<R>(
         &mut self,
         f: impl FnOnce(&Transaction<'_>) -> Result<R, ClientError>,
     ) -> Result<R, ClientError> {
+        // State changed by batched operations is written with this
+        // transaction too (decision 0018).
+        let flushed = self.convs.values_mut().try_for_each(|c| c.flush());
+        if let Err(e) = flushed {
+            self.reload_mls()?;
+            return Err(e.into());
+        }
         let changes = self.device.take_changes();
         let result = (|| {
             let tx = self.store.conn.transaction()?;
@@ -283,6 +296,17 @@ impl Client {
             self.reload_mls()?;
         }
         result
+    }
+
+    /// The connection to the server (HTTP and the device's WebSocket).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Bytes of MLS state this client has written to its store since it was
+    /// opened (see `hush_proto::Device::state_bytes_written`).
+    pub fn state_bytes_written(&self) -> u64 {
+        self.device.state_bytes_written()
     }
 
     /// Drops in-memory MLS state and reloads it from the store.
@@ -344,10 +368,10 @@ impl Client {
             } else {
                 None
             };
-            self.persist(|_| Ok(()))?;
             if kps.is_empty() && lr.is_none() {
                 continue;
             }
+            self.persist(|_| Ok(()))?;
             self.transport
                 .call(
                     Method::PUT,
@@ -581,11 +605,7 @@ impl Client {
             };
             let req: SendRequest =
                 serde_json::from_str(&json).map_err(|e| ClientError::Store(e.to_string()))?;
-            let outcome = match self
-                .transport
-                .json::<_, SendResponse>(Method::POST, "/v1/messages", Some(&req))
-                .await
-            {
+            let outcome = match self.transport.send_message(&req).await {
                 Ok(sent) => {
                     departed.extend(sent.missing);
                     "sent"

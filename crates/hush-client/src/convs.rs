@@ -4,7 +4,6 @@
 use hush_proto::{ConversationInfo, ConversationKind, PendingCommit, Suite, Username};
 use hush_wire::api::{CommitClaim, SendRequest};
 use hush_wire::{Bytes, DeviceAddress, ErrorCode};
-use reqwest::Method;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::client::{Client, now, now_ms};
@@ -368,22 +367,18 @@ impl Client {
         pending: &PendingCommit,
     ) -> Result<hush_wire::api::SendResponse, ClientError> {
         self.transport
-            .json::<_, hush_wire::api::SendResponse>(
-                Method::POST,
-                "/v1/messages",
-                Some(&SendRequest {
-                    recipients,
-                    payload: Bytes(pending.commit.clone()),
-                    ephemeral: false,
-                    commit: Some(CommitClaim {
-                        group_id: Bytes(group_id.to_vec()),
-                        epoch: pending.epoch,
-                        token: Bytes(pending.token.to_vec()),
-                        next_token_hash: Bytes(pending.next_token_hash.to_vec()),
-                    }),
-                    franking_commitment: None,
+            .send_message(&SendRequest {
+                recipients,
+                payload: Bytes(pending.commit.clone()),
+                ephemeral: false,
+                commit: Some(CommitClaim {
+                    group_id: Bytes(group_id.to_vec()),
+                    epoch: pending.epoch,
+                    token: Bytes(pending.token.to_vec()),
+                    next_token_hash: Bytes(pending.next_token_hash.to_vec()),
                 }),
-            )
+                franking_commitment: None,
+            })
             .await
     }
 

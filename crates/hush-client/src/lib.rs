@@ -30,10 +30,12 @@
 #![forbid(unsafe_code)]
 
 pub mod attachment;
+mod batch;
 pub mod client;
 mod convs;
 pub mod error;
 pub mod kt;
+pub mod link;
 pub mod local;
 mod messages;
 pub mod model;

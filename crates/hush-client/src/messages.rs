@@ -409,18 +409,15 @@ impl Client {
             .conv(group_id)?
             .seal_ephemeral(content, &mut rand::rngs::OsRng)?;
         self.transport
-            .call(
-                Method::POST,
-                "/v1/messages",
-                Some(&SendRequest {
-                    recipients,
-                    payload: Bytes(sealed),
-                    ephemeral: true,
-                    commit: None,
-                    franking_commitment: None,
-                }),
-            )
-            .await
+            .send_message(&SendRequest {
+                recipients,
+                payload: Bytes(sealed),
+                ephemeral: true,
+                commit: None,
+                franking_commitment: None,
+            })
+            .await?;
+        Ok(())
     }
 
     /// Announces this account online to whoever the presence setting allows.

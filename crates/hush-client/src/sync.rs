@@ -1,18 +1,21 @@
-//! Receiving: drain the device's queue over the WebSocket, open each message,
-//! store its effect together with the MLS state and the queue position in one
-//! transaction, and only then acknowledge it to the server.
+//! Receiving: drain the device's queue over the WebSocket, open the messages
+//! that arrive together as one batch (see [`crate::batch`]), store their
+//! effects together with the MLS state and the queue position in one
+//! transaction, and only then acknowledge them to the server.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use hush_proto::{Body, Incoming, MessageId, MessageKind, ProtoError, ReceiptKind, peek_message};
 use hush_wire::ws::{ClientFrame, Envelope, ServerFrame};
 use rusqlite::params;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::batch::{Batch, MAX_BATCH};
 use crate::client::{Client, now};
 use crate::error::ClientError;
+use crate::link::Link;
 use crate::local::LocalStore;
 use crate::model::Event;
 use crate::receipts::{receipt_event, record_receipt};
@@ -20,6 +23,29 @@ use crate::trust::Vetting;
 
 /// How long a sync waits for the server to finish sending the stored queue.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Socket = crate::transport::WebSocket;
+
+/// One sync's receiving: what it produced and the batch not yet written.
+struct Receiving<'a> {
+    events: Vec<Event>,
+    batch: Batch,
+    follow: &'a mut FollowUp,
+    on_event: &'a mut (dyn FnMut(&Event) + Send),
+}
+
+impl Receiving<'_> {
+    fn emit(&mut self, ev: Event) {
+        (self.on_event)(&ev);
+        self.events.push(ev);
+    }
+}
+
+async fn send_ack(ws: &mut Socket, seqs: Vec<u64>) -> Result<(), ClientError> {
+    ws.send(Message::Binary(ClientFrame::Ack(seqs).encode().into()))
+        .await
+        .map_err(|e| ClientError::Network(e.to_string()))
+}
 
 /// What receiving left to do once the connection is closed.
 #[derive(Default)]
@@ -111,22 +137,114 @@ impl Client {
         follow: &mut FollowUp,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Vec<Event>, ClientError> {
-        let mut ws = self.transport.websocket().await?;
-        let mut events = Vec::new();
+        let mut r = Receiving {
+            events: Vec::new(),
+            batch: Batch::default(),
+            follow,
+            on_event,
+        };
+        let mut link = None;
+        let mut result = self.receive_kept(&mut r).await;
+        if result.is_ok() {
+            result = match self.transport.open_link().await {
+                Ok(mut fresh) => {
+                    let received = self.receive_on(&mut fresh, wait, &mut r).await;
+                    link = Some(fresh);
+                    received
+                }
+                Err(e) => Err(e),
+            };
+        }
+        if let Err(e) = result {
+            if !r.batch.is_empty() {
+                // The batch was not written: drop what it changed in memory,
+                // so memory never runs ahead of the store (nothing of it was
+                // acknowledged).
+                let _ = self.reload_mls();
+            }
+            return Err(e);
+        }
+        // Kept open: the next send goes on it.
+        if let Some(link) = link {
+            self.transport.keep_link(link).await;
+        }
+        Ok(r.events)
+    }
+
+    /// Handles what arrived on the socket kept since the last sync or send
+    /// (acknowledged on it when it is still up; otherwise the server sends
+    /// those envelopes again, and they are skipped as handled).
+    async fn receive_kept(&mut self, r: &mut Receiving<'_>) -> Result<(), ClientError> {
+        let Some(mut kept) = self.transport.take_kept_link().await else {
+            return Ok(());
+        };
+        let mut deadline = Some(Instant::now());
+        let mut result = Ok(false);
+        while let Some(frame) = kept.buffered.pop_front() {
+            if !matches!(frame, ServerFrame::Drained) {
+                result = self
+                    .handle_frame(&mut kept, frame, Duration::ZERO, &mut deadline, r)
+                    .await;
+                if result.is_err() {
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            result = self.finish_batch(&mut kept.ws, r).await.map(|()| true);
+        }
+        match result {
+            // The socket is down or the envelope must wait (it stays queued
+            // and comes again on the fresh connection); any batch was
+            // written before an acknowledgement was tried.
+            Err(ClientError::Network(_)) | Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn receive_on(
+        &mut self,
+        link: &mut Link,
+        wait: Duration,
+        r: &mut Receiving<'_>,
+    ) -> Result<(), ClientError> {
         let mut deadline: Option<Instant> = None;
         let started = Instant::now();
         loop {
-            let limit = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()),
-                None => DRAIN_TIMEOUT.saturating_sub(started.elapsed()),
+            if let Some(frame) = link.buffered.pop_front() {
+                self.handle_frame(link, frame, wait, &mut deadline, r)
+                    .await?;
+                continue;
+            }
+            let ws = &mut link.ws;
+            // Write the batch once nothing more is ready (or it is full).
+            let ready = if r.batch.is_empty() {
+                None
+            } else if r.batch.len() >= MAX_BATCH {
+                Some(None)
+            } else {
+                Some(ws.next().now_or_never())
             };
-            let next = match tokio::time::timeout(limit, ws.next()).await {
-                Ok(n) => n,
-                Err(_) if deadline.is_some() => break,
-                Err(_) => {
-                    return Err(ClientError::Network(
-                        "the server did not finish sending the queue in time".into(),
-                    ));
+            let next = match ready {
+                Some(Some(next)) => next,
+                Some(None) => {
+                    self.finish_batch(ws, r).await?;
+                    continue;
+                }
+                None => {
+                    let limit = match deadline {
+                        Some(d) => d.saturating_duration_since(Instant::now()),
+                        None => DRAIN_TIMEOUT.saturating_sub(started.elapsed()),
+                    };
+                    match tokio::time::timeout(limit, ws.next()).await {
+                        Ok(n) => n,
+                        Err(_) if deadline.is_some() => break,
+                        Err(_) => {
+                            return Err(ClientError::Network(
+                                "the server did not finish sending the queue in time".into(),
+                            ));
+                        }
+                    }
                 }
             };
             let bytes = match next {
@@ -145,46 +263,102 @@ impl Client {
             let frame = ServerFrame::decode(&bytes).map_err(|e| {
                 ClientError::Network(format!("malformed frame from the server: {e}"))
             })?;
-            let envelopes = match frame {
-                ServerFrame::Envelope(env) => vec![env],
-                ServerFrame::Envelopes(envs) => envs,
-                ServerFrame::Ephemeral(payload) => {
-                    if let Some(ev) = self.handle_ephemeral(&payload) {
-                        on_event(&ev);
-                        events.push(ev);
-                    }
-                    continue;
-                }
-                // Answers to sends on the socket; this client sends by HTTP.
-                ServerFrame::Sent { .. } | ServerFrame::Refused { .. } => continue,
-                ServerFrame::Drained => {
-                    if deadline.is_none() {
-                        if wait.is_zero() {
-                            break;
-                        }
-                        deadline = Some(Instant::now() + wait);
-                    }
-                    continue;
-                }
-            };
-            // Each is stored as it is handled; one acknowledgement covers
-            // the frame.
-            let mut seqs = Vec::with_capacity(envelopes.len());
-            for env in &envelopes {
-                let new = self.handle_envelope(env, follow).await?;
-                for ev in new {
-                    on_event(&ev);
-                    events.push(ev);
-                }
-                seqs.push(env.seq);
+            if self
+                .handle_frame(link, frame, wait, &mut deadline, r)
+                .await?
+            {
+                break;
             }
-            ws.send(Message::Binary(ClientFrame::Ack(seqs).encode().into()))
-                .await
-                .map_err(|e| ClientError::Network(e.to_string()))?;
         }
-        // Let the server see the last acknowledgements before the close.
-        let _ = ws.close(None).await;
-        Ok(events)
+        self.finish_batch(&mut link.ws, r).await
+    }
+
+    /// One frame from the server; `true` when the sync is done.
+    async fn handle_frame(
+        &mut self,
+        link: &mut Link,
+        frame: ServerFrame,
+        wait: Duration,
+        deadline: &mut Option<Instant>,
+        r: &mut Receiving<'_>,
+    ) -> Result<bool, ClientError> {
+        let ws = &mut link.ws;
+        match frame {
+            ServerFrame::Envelope(env) => self.take_envelope(ws, env, r).await?,
+            ServerFrame::Envelopes(envs) => {
+                for env in envs {
+                    self.take_envelope(ws, env, r).await?;
+                }
+            }
+            ServerFrame::Ephemeral(payload) => {
+                if let Some(ev) = self.handle_ephemeral(&payload) {
+                    r.emit(ev);
+                }
+            }
+            // Answers to sends given up on; this loop sends none.
+            ServerFrame::Sent { .. } | ServerFrame::Refused { .. } => {}
+            ServerFrame::Drained => {
+                self.finish_batch(ws, r).await?;
+                if deadline.is_none() {
+                    if wait.is_zero() {
+                        return Ok(true);
+                    }
+                    *deadline = Some(Instant::now() + wait);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// One envelope: an application message joins the batch; anything else
+    /// (a commit, a Welcome) waits for the batch's write, then is handled
+    /// and acknowledged on its own.
+    async fn take_envelope(
+        &mut self,
+        ws: &mut Socket,
+        env: Envelope,
+        r: &mut Receiving<'_>,
+    ) -> Result<(), ClientError> {
+        if env.seq <= self.handled_up_to(&r.batch)? {
+            // Handled before (its acknowledgement was lost): acknowledge again.
+            r.batch.acks.push(env.seq);
+            return Ok(());
+        }
+        if let Some(opened) = self.batchable(&env) {
+            for ev in self.open_into(&opened, &mut r.batch)? {
+                r.emit(ev);
+            }
+            return Ok(());
+        }
+        self.finish_batch(ws, r).await?;
+        for ev in self.handle_envelope(&env, r.follow).await? {
+            r.emit(ev);
+        }
+        send_ack(ws, vec![env.seq]).await
+    }
+
+    /// Writes the batch in one transaction, then acknowledges all of it.
+    async fn finish_batch(
+        &mut self,
+        ws: &mut Socket,
+        r: &mut Receiving<'_>,
+    ) -> Result<(), ClientError> {
+        if r.batch.is_empty() {
+            return Ok(());
+        }
+        let written = self.write_batch(&mut r.batch)?;
+        for (group_id, sender, id) in written.delivered {
+            r.follow
+                .receipts
+                .entry((group_id, sender))
+                .or_default()
+                .push(id);
+        }
+        r.follow.checkpoints.extend(written.checkpoints);
+        for ev in written.events {
+            r.emit(ev);
+        }
+        send_ack(ws, std::mem::take(&mut r.batch.acks)).await
     }
 
     fn last_seq(&self) -> Result<u64, ClientError> {
@@ -244,7 +418,7 @@ impl Client {
     /// The server stores and relays every message sealed to the recipient
     /// device (see `hush_proto::sealed`): open it with this device's key. A
     /// bare MLS message (queued before the server sealed) comes as it is.
-    fn unseal(&self, env: &Envelope) -> Result<Envelope, ClientError> {
+    pub(crate) fn unseal(&self, env: &Envelope) -> Result<Envelope, ClientError> {
         if !hush_proto::sealed::is_sealed(&env.payload) {
             return Ok(env.clone());
         }
@@ -273,67 +447,29 @@ impl Client {
         let mut events = Vec::new();
         match incoming {
             Incoming::Message(received) => {
-                let sender = received.sender.username().to_string();
-                if self.note_account_key(&sender, received.sender.account_key().as_bytes())? {
-                    events.push(Event::KeyChanged {
-                        username: sender.clone(),
-                    });
-                }
-                let blocked: bool = self
-                    .store
-                    .conn
-                    .query_row(
-                        "SELECT blocked FROM contacts WHERE username = ?1",
-                        params![sender],
-                        |r| r.get(0),
-                    )
-                    .unwrap_or(false);
-                let outgoing = sender == self.username.as_str();
-                let content = received.content.clone();
-                if let Some(cp) = content.kt_checkpoint
-                    && !outgoing
-                {
-                    follow.checkpoints.push((sender.clone(), cp));
-                }
-                let franking = serde_json::json!({
-                    "content": hex::encode(&received.opening.content),
-                    "key": hex::encode(received.opening.key.as_bytes()),
-                    "commitment": hex::encode(received.opening.commitment.0),
-                    "relay_tag": env.relay_tag.map(hex::encode),
-                    "received_at_ms": env.received_at_ms,
-                })
-                .to_string();
-                let device = received.sender.device_id().0;
-                let conv_id = row.id;
+                // Application messages normally arrive through a batch; one
+                // handled on its own is a batch of one.
+                let o = self.opened(group_id, row.id, &received, env, &mut events)?;
                 let mut shown = false;
                 let effect = self.persist(|tx| {
-                    let ev = if blocked {
-                        None
-                    } else {
-                        apply_content(
-                            tx,
-                            conv_id,
-                            &content,
-                            &sender,
-                            device,
-                            outgoing,
-                            env.received_at_ms,
-                            franking,
-                            &mut shown,
-                        )?
-                    };
+                    let ev = o.apply(tx, &mut shown)?;
                     LocalStore::set_meta(tx, "last_seq", seq.as_bytes())?;
                     Ok(ev)
                 })?;
-                if shown && !outgoing {
+                if let Some(cp) = &o.content.kt_checkpoint
+                    && !o.outgoing
+                {
+                    follow.checkpoints.push((o.sender.clone(), *cp));
+                }
+                if shown && !o.outgoing {
                     follow
                         .receipts
-                        .entry((group_id.to_vec(), sender.clone()))
+                        .entry((group_id.to_vec(), o.sender.clone()))
                         .or_default()
-                        .push(content.id);
+                        .push(o.content.id);
                 }
                 if shown {
-                    if let Some(m) = self.message(&content.id.to_hex())? {
+                    if let Some(m) = self.message(&o.content.id.to_hex())? {
                         events.push(Event::Message(m));
                     }
                 } else if let Some(ev) = effect {
@@ -457,7 +593,7 @@ impl Client {
 
 /// Applies one received content to the store (inside the sync transaction).
 #[allow(clippy::too_many_arguments)]
-fn apply_content(
+pub(crate) fn apply_content(
     tx: &rusqlite::Transaction<'_>,
     conversation: i64,
     content: &hush_proto::Content,

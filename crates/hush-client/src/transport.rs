@@ -198,6 +198,8 @@ pub struct Transport {
     tls: Option<Arc<rustls::ClientConfig>>,
     pinned: Option<String>,
     token: Option<String>,
+    /// The device's WebSocket, kept open for sends and syncs (clones share it).
+    link: Arc<tokio::sync::Mutex<Option<crate::link::Link>>>,
 }
 
 impl Transport {
@@ -243,18 +245,26 @@ impl Transport {
             tls,
             pinned: pinned.map(|p| normalize_fingerprint(&p)),
             token: None,
+            link: Arc::default(),
         })
     }
 
     /// Uses `token` for authenticated requests.
     pub fn with_token(mut self, token: String) -> Self {
         self.token = Some(token);
+        self.link = Arc::default();
         self
     }
 
     /// Uses `token` from now on (after a rotation).
     pub fn set_token(&mut self, token: String) {
         self.token = Some(token);
+        // The kept socket was opened with the old token.
+        self.link = Arc::default();
+    }
+
+    pub(crate) fn link_slot(&self) -> &tokio::sync::Mutex<Option<crate::link::Link>> {
+        &self.link
     }
 
     /// The server URL.
@@ -346,14 +356,7 @@ impl Transport {
     }
 
     /// Opens the device's WebSocket.
-    pub async fn websocket(
-        &self,
-    ) -> Result<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-        ClientError,
-    > {
+    pub async fn websocket(&self) -> Result<WebSocket, ClientError> {
         let url = if let Some(rest) = self.base.strip_prefix("https://") {
             format!("wss://{rest}/v1/ws")
         } else if let Some(rest) = self.base.strip_prefix("http://") {
@@ -393,6 +396,10 @@ impl Transport {
         Ok(ws)
     }
 }
+
+/// The device's WebSocket to the server.
+pub type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,11 @@
 //! - `bare+storage`: the same, calling `Group::write_to_storage` after every
 //!   state change, as a client of bare mls-rs must to survive a restart.
 //!
+//! `message-batch` groups time one message of a batch of 50 as clients
+//! handle a sync batch (decision 0018): `ours` seals with
+//! `encrypt_in_batch`, opens with `process_in_batch` and writes each side's
+//! state once per batch; `bare+storage` writes once per batch too.
+//!
 //! Messages cross the "wire" as bytes on both sides. Groups are built once per
 //! (suite, size): a committer, one receiver that joined from the Welcome, and
 //! throwaway members that are only leaves in the tree.
@@ -57,6 +62,9 @@ fn mls_now() -> MlsTime {
 trait Pair {
     /// "a" encrypts a 100-byte message and "b" opens it.
     fn round_trip(&mut self);
+    /// `n` round trips as clients do them in a batch: "a" seals `n` messages
+    /// and writes its state once, "b" opens them and writes its state once.
+    fn round_trip_batch(&mut self, n: usize);
     /// "a" builds a self-update commit (kept pending); returns its bytes.
     fn create_commit(&mut self) -> Vec<u8>;
     /// "a" applies its pending commit.
@@ -141,6 +149,29 @@ impl Pair for Ours {
             }
             other => panic!("expected a message, got {other:?}"),
         }
+        black_box(self.bob.take_changes());
+    }
+
+    fn round_trip_batch(&mut self, n: usize) {
+        let sealed: Vec<_> = (0..n)
+            .map(|_| {
+                self.a
+                    .encrypt_in_batch(&self.content, &mut self.rng)
+                    .unwrap()
+                    .message
+            })
+            .collect();
+        self.a.flush().unwrap();
+        black_box(self.alice.take_changes());
+        for m in &sealed {
+            match self.b.process_in_batch(m, NOW).unwrap() {
+                Incoming::Message(m) => {
+                    black_box(m);
+                }
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+        self.b.flush().unwrap();
         black_box(self.bob.take_changes());
     }
 
@@ -286,6 +317,18 @@ impl Pair for Bare {
         }
     }
 
+    fn round_trip_batch(&mut self, n: usize) {
+        let persist = std::mem::replace(&mut self.persist, false);
+        for _ in 0..n {
+            self.round_trip();
+        }
+        self.persist = persist;
+        if persist {
+            self.a.write_to_storage().unwrap();
+            self.b.write_to_storage().unwrap();
+        }
+    }
+
     fn create_commit(&mut self) -> Vec<u8> {
         let out = self
             .a
@@ -376,6 +419,16 @@ fn op_round_trip(pair: &mut dyn Pair) -> Duration {
     let start = Instant::now();
     pair.round_trip();
     start.elapsed()
+}
+
+/// Messages per batch in the `message-batch` groups.
+const BATCH: usize = 50;
+
+/// Per message, `BATCH` round trips with one state write per side.
+fn op_batch(pair: &mut dyn Pair) -> Duration {
+    let start = Instant::now();
+    pair.round_trip_batch(BATCH);
+    start.elapsed() / BATCH as u32
 }
 
 fn op_create(pair: &mut dyn Pair) -> Duration {
@@ -532,6 +585,8 @@ fn groups(c: &mut Criterion) {
             if n != 100 {
                 let name = format!("message/{s}/{n}");
                 three_ways(c, name, n, &mut ours, &mut bare, op_round_trip);
+                let name = format!("message-batch/{s}/{n}");
+                three_ways(c, name, n, &mut ours, &mut bare, op_batch);
             }
             let name = format!("commit-create/{s}/{n}");
             three_ways(c, name, n, &mut ours, &mut bare, op_create);

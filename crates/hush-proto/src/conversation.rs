@@ -3,7 +3,10 @@
 //!
 //! Every call that changes state persists it into the device's store before it
 //! returns (see [`crate::storage`]): encrypting advances the sender ratchet and
-//! decrypting deletes the used key, so both are state changes. Commits follow a
+//! decrypting deletes the used key, so both are state changes. A client that
+//! receives or sends many messages at once uses the `_in_batch` variants and
+//! calls [`Conversation::flush`] once before it takes the changes
+//! (decision 0018): the state is then written once per batch. Commits follow a
 //! two-step flow because the server orders them: build one (state unchanged,
 //! commit pending), send it, then [`Conversation::confirm_commit`] when the
 //! server accepted it or [`Conversation::discard_commit`] when another commit
@@ -26,6 +29,9 @@ use crate::framing::{SEALED_VERSION, commitment_from_aad};
 use crate::franking::{Commitment, FrankingKey, FrankingOpening, verify_opening};
 use crate::identity::{DeviceCertificate, Username};
 use crate::storage::MemoryStore;
+
+mod peek;
+pub use peek::{MessageKind, is_application_message, peek_message};
 
 /// The group context extension that carries [`ConversationInfo`].
 pub const INFO_EXTENSION: ExtensionType = ExtensionType::new(0xF0A6);
@@ -180,6 +186,14 @@ pub struct Conversation {
     store: MemoryStore,
     me: DeviceCertificate,
     tree_epoch: Option<u64>,
+    /// Application messages processed since the last flush, replayed after a
+    /// rollback so a refused message does not undo them.
+    unflushed: Vec<(Vec<u8>, Timestamp)>,
+    /// State changed since the last flush.
+    dirty: bool,
+    /// A message was encrypted since the last flush: a rollback must not
+    /// undo its ratchet step, so anything that may roll back flushes first.
+    sealed_unflushed: bool,
 }
 
 impl fmt::Debug for Conversation {
@@ -204,6 +218,9 @@ impl Conversation {
             store,
             me,
             tree_epoch: None,
+            unflushed: Vec::new(),
+            dirty: false,
+            sealed_unflushed: false,
         }
     }
 
@@ -257,6 +274,19 @@ impl Conversation {
         content: &Content,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Outgoing, ProtoError> {
+        let out = self.encrypt_in_batch(content, rng)?;
+        self.persist()?;
+        Ok(out)
+    }
+
+    /// [`Conversation::encrypt`] without writing the state: the caller must
+    /// [`Conversation::flush`] and persist the changes before the message
+    /// leaves the device (or a restart would reuse its key).
+    pub fn encrypt_in_batch(
+        &mut self,
+        content: &Content,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Outgoing, ProtoError> {
         let encoded = content.encode();
         let key = FrankingKey::generate(rng);
         let commitment = key.commit(&encoded);
@@ -270,7 +300,8 @@ impl Conversation {
         let message = self
             .group
             .encrypt_application_message(&plaintext.into_bytes(), aad.into_bytes())?;
-        self.persist()?;
+        self.dirty = true;
+        self.sealed_unflushed = true;
         Ok(Outgoing {
             message: message.to_bytes()?,
             commitment,
@@ -409,7 +440,24 @@ impl Conversation {
     /// Processes an MLS message from the server: an application message, a
     /// commit or a proposal. State is persisted before it returns.
     pub fn process(&mut self, message: &[u8], now: Timestamp) -> Result<Incoming, ProtoError> {
-        let message = MlsMessage::from_bytes(message)?;
+        let incoming = self.process_in_batch(message, now)?;
+        self.flush()?;
+        Ok(incoming)
+    }
+
+    /// [`Conversation::process`] that leaves an application message's state
+    /// change in memory until [`Conversation::flush`] (commits and proposals
+    /// are still written at once). A refused message rolls back to the last
+    /// flush and replays the messages processed since, so it changes nothing.
+    pub fn process_in_batch(
+        &mut self,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<Incoming, ProtoError> {
+        if self.sealed_unflushed {
+            self.persist()?;
+        }
+        let message = MlsMessage::from_bytes(bytes)?;
         if let Some(epoch) = message.epoch() {
             let current = self.epoch();
             if epoch > current {
@@ -432,6 +480,13 @@ impl Conversation {
                 ..
             }
         );
+        let is_application = matches!(
+            message.description(),
+            mls_rs::MlsMessageDescription::PrivateProtocolMessage {
+                content_type: mls_rs::group::ContentType::Application,
+                ..
+            }
+        );
         let (before, info_before) = if is_commit {
             (self.members(), self.info().ok())
         } else {
@@ -442,15 +497,21 @@ impl Conversation {
             .process_incoming_message_with_time(message, now.mls())
         {
             Ok(r) => {
-                self.persist()?;
+                if is_application {
+                    self.dirty = true;
+                    self.unflushed.push((bytes.to_vec(), now));
+                } else {
+                    self.persist()?;
+                }
                 r
             }
             Err(e) => {
                 // A refused message changes nothing. mls-rs may already have
                 // consumed state (a ciphertext that fails authentication after
                 // its sender data decrypted has used up the message key), so
-                // go back to the state persisted before this call: the genuine
-                // message, if it comes, still opens.
+                // go back to the state before this call (the last flush plus
+                // the messages processed since): the genuine message, if it
+                // comes, still opens.
                 self.rollback()?;
                 return Err(e.into());
             }
@@ -563,7 +624,8 @@ impl Conversation {
         }
     }
 
-    /// Replaces the in-memory group with the last persisted state.
+    /// Replaces the in-memory group with the last persisted state, then
+    /// processes again the application messages processed since.
     fn rollback(&mut self) -> Result<(), ProtoError> {
         let id = self.group.group_id().to_vec();
         let tree = self
@@ -572,6 +634,26 @@ impl Conversation {
             .ok_or(ProtoError::UnknownConversation)?;
         let tree = mls_rs::group::ExportedTree::from_bytes(&tree)?;
         self.group = self.client.load_group_with_ratchet_tree(&id, tree)?;
+        for (bytes, at) in &self.unflushed {
+            let message = MlsMessage::from_bytes(bytes)?;
+            self.group
+                .process_incoming_message_with_time(message, at.mls())?;
+        }
+        Ok(())
+    }
+
+    /// Whether state changed by `_in_batch` calls waits for a flush.
+    pub fn has_unflushed(&self) -> bool {
+        self.dirty
+    }
+
+    /// Writes the state changed by `_in_batch` calls to the device's store
+    /// (once, however many messages there were); the caller then takes the
+    /// changes and persists them before it acknowledges or sends anything.
+    pub fn flush(&mut self) -> Result<(), ProtoError> {
+        if self.dirty {
+            self.persist()?;
+        }
         Ok(())
     }
 
@@ -584,6 +666,9 @@ impl Conversation {
     /// only with the epoch, so per-message writes leave it out.
     pub(crate) fn persist(&mut self) -> Result<(), ProtoError> {
         self.group.write_to_storage_without_ratchet_tree()?;
+        self.unflushed.clear();
+        self.dirty = false;
+        self.sealed_unflushed = false;
         let epoch = self.epoch();
         if self.tree_epoch != Some(epoch) {
             let tree = self.group.export_tree().to_bytes()?;
@@ -614,44 +699,6 @@ fn open(plaintext: &[u8], aad: &[u8]) -> Result<(Content, FrankingOpening), Prot
     verify_opening(&opening)?;
     let content = Content::decode(&opening.content)?;
     Ok((content, opening))
-}
-
-/// What kind of MLS message some bytes are, read without any key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum MessageKind {
-    /// A Welcome: join with [`crate::Device::join`].
-    Welcome,
-    /// A message of an existing group: process it in that conversation.
-    Group {
-        /// The group.
-        group_id: Vec<u8>,
-        /// The epoch in its header.
-        epoch: u64,
-    },
-    /// A KeyPackage.
-    KeyPackage,
-    /// Anything else (group info and the like).
-    Other,
-}
-
-/// Classifies an MLS message so the caller can route it.
-pub fn peek_message(bytes: &[u8]) -> Result<MessageKind, ProtoError> {
-    let message = MlsMessage::from_bytes(bytes)?;
-    Ok(match message.wire_format() {
-        mls_rs::WireFormat::Welcome => MessageKind::Welcome,
-        mls_rs::WireFormat::KeyPackage => MessageKind::KeyPackage,
-        mls_rs::WireFormat::PublicMessage | mls_rs::WireFormat::PrivateMessage => {
-            match (message.group_id(), message.epoch()) {
-                (Some(id), Some(epoch)) => MessageKind::Group {
-                    group_id: id.to_vec(),
-                    epoch,
-                },
-                _ => MessageKind::Other,
-            }
-        }
-        _ => MessageKind::Other,
-    })
 }
 
 fn export_token(

@@ -172,6 +172,13 @@ impl Device {
         self.store.take_changes()
     }
 
+    /// Bytes of state this device has handed to the caller to write (the
+    /// values of every [`StateChange::Put`] so far): the storage cost of
+    /// what it did.
+    pub fn state_bytes_written(&self) -> u64 {
+        self.store.bytes_written()
+    }
+
     /// Ids of the conversations in this device's state.
     pub fn conversation_ids(&self) -> Vec<Vec<u8>> {
         self.store.group_ids()

@@ -77,7 +77,7 @@ pub use codec::DecodeError;
 pub use content::{AttachmentPointer, Body, Content, MessageId, ReceiptKind};
 pub use conversation::{
     Conversation, ConversationInfo, ConversationKind, Incoming, MembershipChange, MessageKind,
-    Outgoing, PendingCommit, Received, peek_message,
+    Outgoing, PendingCommit, Received, is_application_message, peek_message,
 };
 pub use device::{Device, KeyPackage, KeyPackageInfo, Suite, inspect_key_package};
 pub use ephemeral::{EphemeralHeader, ephemeral_header};

@@ -9,6 +9,13 @@
 //! file.
 //!
 //! Keys are opaque to the caller: it stores `(key bytes, value bytes)` pairs.
+//!
+//! A group's state is written in two parts (decision 0018): a base, the
+//! leading bytes that stay the same while the epoch does (the ratchet tree
+//! index with every member's keys is most of it), and a tail holding the rest
+//! (the message ratchets). A write whose state still starts with the stored
+//! base only writes the tail, so the bytes written per write do not grow with
+//! the group.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -23,6 +30,11 @@ use zeroize::Zeroizing;
 /// How many past epochs of a group are kept, so that messages sent just before
 /// a commit can still be opened after it.
 pub const EPOCH_RETENTION: u64 = 3;
+
+/// How far before the first changed byte a new base ends, so that the next
+/// few writes (which change bytes a little earlier, such as a new sender's
+/// ratchet) still find the base unchanged.
+const BASE_MARGIN: usize = 4096;
 
 /// A failure inside the in-memory store; the caller's data is untouched.
 #[derive(Debug, Error)]
@@ -46,7 +58,8 @@ impl mls_rs_core::error::IntoAnyError for StoreError {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum StateKey {
-    /// A group's current state (without its ratchet tree).
+    /// A group's current state (without its ratchet tree), or its leading
+    /// part when a [`StateKey::GroupTail`] holds the rest.
     Group(Vec<u8>),
     /// A group's ratchet tree, rewritten when the epoch changes.
     Tree(Vec<u8>),
@@ -54,6 +67,9 @@ pub enum StateKey {
     Epoch(Vec<u8>, u64),
     /// The secrets of a KeyPackage this device published.
     KeyPackage(Vec<u8>),
+    /// The part of a group's state that follows [`StateKey::Group`]'s bytes
+    /// (absent in state written before decision 0018: the base is all of it).
+    GroupTail(Vec<u8>),
 }
 
 impl StateKey {
@@ -64,6 +80,7 @@ impl StateKey {
             StateKey::Tree(id) => (2, id, None),
             StateKey::Epoch(id, e) => (3, id, Some(*e)),
             StateKey::KeyPackage(id) => (4, id, None),
+            StateKey::GroupTail(id) => (5, id, None),
         };
         let mut out = Vec::with_capacity(id.len() + 9);
         out.push(tag);
@@ -86,6 +103,7 @@ impl StateKey {
                 StateKey::Epoch(id.to_vec(), u64::from_be_bytes(epoch))
             }
             4 => StateKey::KeyPackage(rest.to_vec()),
+            5 => StateKey::GroupTail(rest.to_vec()),
             _ => return Err(StoreError::UnknownKey),
         })
     }
@@ -112,9 +130,39 @@ impl fmt::Debug for StateChange {
 
 #[derive(Default)]
 struct GroupEntry {
-    state: Option<Zeroizing<Vec<u8>>>,
+    /// The leading part of the state; `None` until the group is written.
+    base: Option<Zeroizing<Vec<u8>>>,
+    /// The rest of the state.
+    tail: Zeroizing<Vec<u8>>,
     tree: Option<Zeroizing<Vec<u8>>>,
     epochs: BTreeMap<u64, Zeroizing<Vec<u8>>>,
+}
+
+impl GroupEntry {
+    fn state(&self) -> Option<Zeroizing<Vec<u8>>> {
+        let base = self.base.as_ref()?;
+        let mut out = Zeroizing::new(Vec::with_capacity(base.len() + self.tail.len()));
+        out.extend_from_slice(base);
+        out.extend_from_slice(&self.tail);
+        Some(out)
+    }
+
+    /// Where the base of `new` ends, when the stored base must be replaced;
+    /// `None` when `new` still starts with it and the tail stays small next
+    /// to it.
+    fn new_base(&self, new: &[u8]) -> Option<usize> {
+        if let Some(base) = &self.base
+            && new.starts_with(base)
+            && new.len() - base.len() <= base.len() + 2 * BASE_MARGIN
+        {
+            return None;
+        }
+        let shared = match self.state() {
+            Some(old) => old.iter().zip(new).take_while(|(a, b)| a == b).count(),
+            None => new.len(),
+        };
+        Some(shared.saturating_sub(BASE_MARGIN))
+    }
 }
 
 #[derive(Default)]
@@ -122,6 +170,15 @@ struct Inner {
     groups: HashMap<Vec<u8>, GroupEntry>,
     key_packages: HashMap<Vec<u8>, KeyPackageData>,
     changes: Vec<StateChange>,
+    /// Bytes of values journaled since the store was made.
+    written: u64,
+}
+
+impl Inner {
+    fn put(&mut self, key: StateKey, value: Zeroizing<Vec<u8>>) {
+        self.written += value.len() as u64;
+        self.changes.push(StateChange::Put(key, value));
+    }
 }
 
 /// In-memory MLS storage that journals its writes. Clones share one store.
@@ -161,7 +218,8 @@ impl MemoryStore {
         let mut inner = self.lock();
         for (key, value) in entries {
             match key {
-                StateKey::Group(id) => inner.groups.entry(id).or_default().state = Some(value),
+                StateKey::Group(id) => inner.groups.entry(id).or_default().base = Some(value),
+                StateKey::GroupTail(id) => inner.groups.entry(id).or_default().tail = value,
                 StateKey::Tree(id) => inner.groups.entry(id).or_default().tree = Some(value),
                 StateKey::Epoch(id, e) => {
                     inner.groups.entry(id).or_default().epochs.insert(e, value);
@@ -181,6 +239,12 @@ impl MemoryStore {
         std::mem::take(&mut self.lock().changes)
     }
 
+    /// Bytes of state values written (journaled as [`StateChange::Put`])
+    /// since this store was made: what the caller's database receives.
+    pub fn bytes_written(&self) -> u64 {
+        self.lock().written
+    }
+
     /// Whether writes are waiting to be drained.
     pub fn has_changes(&self) -> bool {
         !self.lock().changes.is_empty()
@@ -191,7 +255,7 @@ impl MemoryStore {
         self.lock()
             .groups
             .iter()
-            .filter(|(_, g)| g.state.is_some())
+            .filter(|(_, g)| g.base.is_some())
             .map(|(id, _)| id.clone())
             .collect()
     }
@@ -207,9 +271,7 @@ impl MemoryStore {
         let tree = Zeroizing::new(tree);
         let mut inner = self.lock();
         inner.groups.entry(group_id.to_vec()).or_default().tree = Some(tree.clone());
-        inner
-            .changes
-            .push(StateChange::Put(StateKey::Tree(group_id.to_vec()), tree));
+        inner.put(StateKey::Tree(group_id.to_vec()), tree);
     }
 
     pub(crate) fn delete_group(&self, group_id: &[u8]) {
@@ -222,6 +284,9 @@ impl MemoryStore {
             inner
                 .changes
                 .push(StateChange::Delete(StateKey::Tree(id.clone())));
+            inner
+                .changes
+                .push(StateChange::Delete(StateKey::GroupTail(id.clone())));
             for epoch in entry.epochs.keys() {
                 inner
                     .changes
@@ -240,11 +305,7 @@ impl GroupStateStorage for MemoryStore {
     type Error = StoreError;
 
     fn state(&self, group_id: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, Self::Error> {
-        Ok(self
-            .lock()
-            .groups
-            .get(group_id)
-            .and_then(|g| g.state.clone()))
+        Ok(self.lock().groups.get(group_id).and_then(GroupEntry::state))
     }
 
     fn epoch(
@@ -266,20 +327,32 @@ impl GroupStateStorage for MemoryStore {
         epoch_updates: Vec<EpochRecord>,
     ) -> Result<(), Self::Error> {
         let mut inner = self.lock();
+        let id = state.id;
+        let entry = inner.groups.entry(id.clone()).or_default();
+        let new_base = entry.new_base(&state.data);
+        let cut = new_base.unwrap_or_else(|| entry.base.as_ref().map_or(0, |b| b.len()));
+        let tail = Zeroizing::new(state.data[cut..].to_vec());
+        entry.tail = tail.clone();
+        let base = new_base.map(|cut| Zeroizing::new(state.data[..cut].to_vec()));
+        if let Some(base) = &base {
+            entry.base = Some(base.clone());
+        }
+        for record in epoch_inserts.iter().chain(&epoch_updates) {
+            entry.epochs.insert(record.id, record.data.clone());
+        }
+        if let Some(base) = base {
+            inner.put(StateKey::Group(id.clone()), base);
+        }
+        inner.put(StateKey::GroupTail(id.clone()), tail);
+        for record in epoch_inserts.into_iter().chain(epoch_updates) {
+            inner.put(StateKey::Epoch(id.clone(), record.id), record.data);
+        }
         let Inner {
             groups, changes, ..
         } = &mut *inner;
-        let id = state.id;
-        let entry = groups.entry(id.clone()).or_default();
-        entry.state = Some(state.data.clone());
-        changes.push(StateChange::Put(StateKey::Group(id.clone()), state.data));
-        for record in epoch_inserts.into_iter().chain(epoch_updates) {
-            entry.epochs.insert(record.id, record.data.clone());
-            changes.push(StateChange::Put(
-                StateKey::Epoch(id.clone(), record.id),
-                record.data,
-            ));
-        }
+        let Some(entry) = groups.get_mut(&id) else {
+            return Ok(());
+        };
         if let Some(&newest) = entry.epochs.keys().next_back() {
             let keep_from = newest.saturating_sub(EPOCH_RETENTION - 1);
             let old: Vec<u64> = entry.epochs.range(..keep_from).map(|(e, _)| *e).collect();
@@ -319,10 +392,7 @@ impl KeyPackageStorage for MemoryStore {
             .map_err(|_| StoreError::CorruptKeyPackage)?;
         let mut inner = self.lock();
         inner.key_packages.insert(id.clone(), pkg);
-        inner.changes.push(StateChange::Put(
-            StateKey::KeyPackage(id),
-            Zeroizing::new(encoded),
-        ));
+        inner.put(StateKey::KeyPackage(id), Zeroizing::new(encoded));
         Ok(())
     }
 
@@ -342,6 +412,7 @@ mod tests {
             StateKey::Tree(vec![]),
             StateKey::Epoch(vec![9; 32], 77),
             StateKey::KeyPackage(vec![4; 16]),
+            StateKey::GroupTail(vec![5; 8]),
         ] {
             assert_eq!(StateKey::from_bytes(&key.to_bytes()).unwrap(), key);
         }
@@ -370,5 +441,71 @@ mod tests {
         let changes = store.take_changes();
         assert!(changes.contains(&StateChange::Delete(StateKey::Epoch(b"g".to_vec(), 0))));
         assert!(store.take_changes().is_empty());
+    }
+
+    fn write_state(store: &mut MemoryStore, data: &[u8]) {
+        let state = GroupState {
+            id: b"g".to_vec(),
+            data: Zeroizing::new(data.to_vec()),
+        };
+        store.write(state, vec![], vec![]).unwrap();
+    }
+
+    fn put_bytes(changes: &[StateChange]) -> usize {
+        changes
+            .iter()
+            .map(|c| match c {
+                StateChange::Put(_, v) => v.len(),
+                StateChange::Delete(_) => 0,
+            })
+            .sum()
+    }
+
+    #[test]
+    fn a_state_that_changes_at_its_end_writes_only_its_tail() {
+        let mut store = MemoryStore::new();
+        let mut state = vec![7u8; 200_000];
+        state.extend_from_slice(&[0; 100]);
+        write_state(&mut store, &state);
+        assert!(put_bytes(&store.take_changes()) >= state.len());
+        for i in 0..10u8 {
+            *state.last_mut().unwrap() = i;
+            state.extend_from_slice(&[i; 10]);
+            write_state(&mut store, &state);
+            let written = put_bytes(&store.take_changes());
+            assert!(
+                written < 2 * BASE_MARGIN,
+                "{written} bytes for a small change"
+            );
+            assert_eq!(store.state(b"g").unwrap().unwrap().as_slice(), &state[..]);
+        }
+        // A change early in the state (a new epoch) rewrites the base.
+        state[10] = 1;
+        write_state(&mut store, &state);
+        let changes = store.take_changes();
+        assert!(put_bytes(&changes) >= state.len());
+        // Restoring the journaled parts gives the same state back.
+        let restored = MemoryStore::new();
+        let entries = changes.into_iter().filter_map(|c| match c {
+            StateChange::Put(k, v) => Some((k, v)),
+            StateChange::Delete(_) => None,
+        });
+        restored.restore(entries).unwrap();
+        assert_eq!(
+            restored.state(b"g").unwrap().unwrap().as_slice(),
+            &state[..]
+        );
+    }
+
+    #[test]
+    fn state_written_whole_before_the_split_restores() {
+        // What a release before decision 0018 wrote: the state under Group only.
+        let store = MemoryStore::new();
+        let state = Zeroizing::new(vec![3u8; 5000]);
+        store
+            .restore([(StateKey::Group(b"g".to_vec()), state.clone())])
+            .unwrap();
+        assert_eq!(store.state(b"g").unwrap(), Some(state));
+        assert_eq!(store.group_ids(), vec![b"g".to_vec()]);
     }
 }

@@ -269,7 +269,7 @@ async fn finds_version_3_queues(store: &dyn Store) {
         .unwrap()
         .iter()
         .map(|e| {
-            hush_server::sealing::envelope(
+            as_sent(
                 e.seq,
                 e.received_at_ms,
                 e.relay_tag.as_deref(),
@@ -392,4 +392,29 @@ async fn postgres_opens_a_version_3_database() {
     assert_eq!(version, hush_server::store::postgres_migrate::LATEST);
     finds_version_3_queues(&a).await;
     assert_eq!(b.stats().await.unwrap().payloads, 0);
+}
+
+/// The frame a stored row goes out as (the delivery module's rule, unit-tested
+/// in `delivery::conn`): a sealed row as one sealed envelope, an older row as
+/// it was stored.
+fn as_sent(
+    seq: u64,
+    received_at_ms: u64,
+    tag: Option<&[u8]>,
+    payload: &[u8],
+) -> hush_wire::ws::Envelope {
+    match tag {
+        Some(h) if h.len() == hush_proto::sealed::HEADER_LEN => hush_wire::ws::Envelope {
+            seq,
+            received_at_ms,
+            relay_tag: None,
+            payload: hush_proto::sealed::sealed_envelope(h, payload),
+        },
+        _ => hush_wire::ws::Envelope {
+            seq,
+            received_at_ms,
+            relay_tag: tag.and_then(|t| <[u8; 32]>::try_from(t).ok()),
+            payload: payload.to_vec(),
+        },
+    }
 }
