@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attachment;
+mod big_groups;
 pub mod client;
 mod convs;
 pub mod error;
