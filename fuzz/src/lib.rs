@@ -46,7 +46,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 10] = [
+pub const TARGETS: [&str; 11] = [
     "content_decode",
     "certificate_decode",
     "state_key",
@@ -57,6 +57,7 @@ pub const TARGETS: [&str; 10] = [
     "message_framing",
     "sealed_open",
     "receipt_open",
+    "tree_blob_open",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -72,6 +73,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "message_framing" => message_framing(data),
         "sealed_open" => sealed_open(data),
         "receipt_open" => receipt_open(data),
+        "tree_blob_open" => tree_blob_open(data),
         _ => return None,
     })
 }
@@ -213,6 +215,29 @@ pub fn receipt_open(data: &[u8]) -> bool {
         }
         _ => false,
     }
+}
+
+/// The group id and epoch the `tree_blob_open` seeds are sealed for.
+pub const TREE_BLOB_GROUP: (&[u8], u64) = (b"fuzz group", 3);
+
+/// A joiner opening a big group's out-of-band tree: `u16 length || pointer
+/// (the Welcome's GroupInfo extension) || blob`. What opens is smaller than
+/// the blob, which must be exactly the announced size.
+pub fn tree_blob_open(data: &[u8]) -> bool {
+    let mut r = Reader::new(data);
+    let Ok(n) = r.u16() else { return false };
+    let Ok(pointer) = r.take(usize::from(n)) else {
+        return false;
+    };
+    let Ok(blob) = r.take(r.remaining()) else {
+        return false;
+    };
+    let (group, epoch) = TREE_BLOB_GROUP;
+    let Ok(tree) = hush_proto::big_group::open_tree_blob(pointer, group, epoch, blob) else {
+        return false;
+    };
+    assert!(tree.len() < blob.len(), "opened more than it held");
+    true
 }
 
 /// Key-transparency decoders, by the first byte: 0 a directory value

@@ -127,8 +127,8 @@ pub struct Opts {
     /// Sender/recipient pairs.
     #[arg(long)]
     pub pairs: Option<usize>,
-    /// Group size (fanout, e2e) or connections (idle).
-    #[arg(long)]
+    /// Group size (fanout, e2e) or connections (idle); `--group-size` too.
+    #[arg(long, visible_alias = "group-size")]
     pub devices: Option<usize>,
     /// Longest time to send (or to sit idle), in seconds.
     #[arg(long)]

@@ -11,7 +11,7 @@ use crate::error::ClientError;
 use crate::model::{ConversationView, Target};
 
 /// How often a commit is rebuilt after losing its epoch to another member's.
-const COMMIT_ATTEMPTS: usize = 5;
+pub(crate) const COMMIT_ATTEMPTS: usize = 5;
 
 /// A conversation row.
 #[derive(Debug, Clone)]
@@ -148,8 +148,13 @@ impl Client {
     /// account's other devices.
     async fn invitations(&mut self, users: &[String]) -> Result<Vec<Vec<u8>>, ClientError> {
         let mut kps = Vec::new();
+        let mut listed = 0;
         for user in users {
             let (entry, _changed) = self.lookup(user).await?;
+            listed += entry.devices.len();
+            if listed + 1 > hush_proto::MAX_GROUP_DEVICES {
+                return Err(crate::big_groups::too_large(listed + 1));
+            }
             self.check_not_blocked_verified(user)?;
             let claimed = self.claim(user, Suite::Hybrid).await?;
             if claimed.is_empty() && !entry.devices.is_empty() {
@@ -198,8 +203,18 @@ impl Client {
         &mut self,
         info: ConversationInfo,
         peer: Option<&str>,
-        kps: Vec<Vec<u8>>,
+        mut kps: Vec<Vec<u8>>,
     ) -> Result<ConvRow, ClientError> {
+        if kps.len() + 1 > hush_proto::MAX_GROUP_DEVICES {
+            return Err(crate::big_groups::too_large(kps.len() + 1));
+        }
+        // The first commit keeps the tree in the Welcome; a big group's
+        // other devices follow in batches (see `big_groups`).
+        let first = kps.len().min(hush_proto::big_group::BIG_GROUP_LEAVES - 1);
+        let first = hush_proto::big_group::add_batches(&kps[..first], 1)
+            .first()
+            .map_or(0, |b| b.len());
+        let rest = kps.split_off(first);
         let (conv, commit) = self
             .device
             .create_conversation(Suite::Hybrid, &info, &kps, now())?;
@@ -234,6 +249,9 @@ impl Client {
             Ok(id)
         })?;
         self.flush_outbox().await?;
+        if !rest.is_empty() {
+            self.add_in_batches(&group_id, &rest).await?;
+        }
         self.share_profile_key(&group_id).await?;
         self.conv_by_id(id)?
             .ok_or_else(|| ClientError::Store("conversation vanished".into()))
@@ -294,68 +312,104 @@ impl Client {
         F: FnMut(&mut hush_proto::Conversation) -> Result<PendingCommit, hush_proto::ProtoError>,
     {
         for _ in 0..COMMIT_ATTEMPTS {
-            let recipients = self.recipients_of(group_id)?;
-            let pending = build(self.conv(group_id)?)?;
-            self.persist(|_| Ok(()))?;
-            // Sent even with nobody else in the group: the server must see
-            // every epoch change to check the next commit's token.
-            match self.send_commit(group_id, recipients, &pending).await {
-                Ok(_) => {}
-                Err(e) => {
-                    self.conv(group_id)?.discard_commit()?;
-                    self.persist(|_| Ok(()))?;
-                    if matches!(
-                        e.code(),
-                        Some(ErrorCode::EpochConflict | ErrorCode::Forbidden)
-                    ) {
-                        // Someone else's commit took this epoch (or this
-                        // device is behind): catch up.
-                        self.sync_quietly().await?;
-                        continue;
-                    }
-                    return Err(e);
-                }
+            if let Some(change) = self.commit_once(group_id, &mut build).await? {
+                return Ok(change);
             }
-            let change = self.conv(group_id)?.confirm_commit()?;
-            let new_devices: Vec<DeviceAddress> = change
-                .added
-                .iter()
-                .map(|c| DeviceAddress {
-                    username: c.username().to_string(),
-                    device_id: c.device_id().0,
-                })
-                .collect();
-            let info = change.info.clone();
-            self.persist(|tx| {
-                if let Some(info) = &info {
-                    tx.execute(
-                        "UPDATE conversations SET name = ?2 WHERE group_id = ?1",
-                        params![group_id, info.name],
-                    )?;
-                }
-                if let Some(welcome) = &pending.welcome
-                    && !new_devices.is_empty()
-                {
-                    Self::queue_send(
-                        tx,
-                        &SendRequest {
-                            recipients: new_devices.clone(),
-                            payload: Bytes(welcome.clone()),
-                            ephemeral: false,
-                            commit: None,
-                            franking_commitment: None,
-                        },
-                        None,
-                    )?;
-                }
-                Ok(())
-            })?;
-            self.flush_outbox().await?;
-            return Ok(change);
         }
         Err(ClientError::Network(
             "the group kept changing under this commit; try again".into(),
         ))
+    }
+
+    /// One attempt of [`Client::commit_with`]: `None` when another commit
+    /// won the epoch (this device has caught up; build again). A tree that
+    /// travels out of band is uploaded before the commit is sent.
+    pub(crate) async fn commit_once<F>(
+        &mut self,
+        group_id: &[u8],
+        build: &mut F,
+    ) -> Result<Option<hush_proto::MembershipChange>, ClientError>
+    where
+        F: FnMut(&mut hush_proto::Conversation) -> Result<PendingCommit, hush_proto::ProtoError>,
+    {
+        let recipients = self.recipients_of(group_id)?;
+        let pending = build(self.conv(group_id)?)?;
+        self.persist(|_| Ok(()))?;
+        if pending.commit.len() > hush_wire::limits::MAX_MESSAGE_LEN {
+            // An update path in a sparse big tree; later, once members have
+            // filled it in, it will be smaller.
+            self.conv(group_id)?.discard_commit()?;
+            self.persist(|_| Ok(()))?;
+            return Err(ClientError::InvalidInput(format!(
+                "this commit is {} bytes, over the {} byte message limit; try again once \
+                 more members have updated",
+                pending.commit.len(),
+                hush_wire::limits::MAX_MESSAGE_LEN
+            )));
+        }
+        let uploaded = match &pending.tree_blob {
+            Some(blob) => self.upload_tree(blob).await,
+            None => Ok(()),
+        };
+        // Sent even with nobody else in the group: the server must see
+        // every epoch change to check the next commit's token.
+        let sent = match uploaded {
+            Ok(()) => self
+                .send_commit(group_id, recipients, &pending)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            self.conv(group_id)?.discard_commit()?;
+            self.persist(|_| Ok(()))?;
+            if matches!(
+                e.code(),
+                Some(ErrorCode::EpochConflict | ErrorCode::Forbidden)
+            ) {
+                // Someone else's commit took this epoch (or this
+                // device is behind): catch up.
+                self.sync_quietly().await?;
+                return Ok(None);
+            }
+            return Err(e);
+        }
+        let change = self.conv(group_id)?.confirm_commit()?;
+        let new_devices: Vec<DeviceAddress> = change
+            .added
+            .iter()
+            .map(|c| DeviceAddress {
+                username: c.username().to_string(),
+                device_id: c.device_id().0,
+            })
+            .collect();
+        let info = change.info.clone();
+        self.persist(|tx| {
+            if let Some(info) = &info {
+                tx.execute(
+                    "UPDATE conversations SET name = ?2 WHERE group_id = ?1",
+                    params![group_id, info.name],
+                )?;
+            }
+            if let Some(welcome) = &pending.welcome
+                && !new_devices.is_empty()
+            {
+                Self::queue_send(
+                    tx,
+                    &SendRequest {
+                        recipients: new_devices.clone(),
+                        payload: Bytes(welcome.clone()),
+                        ephemeral: false,
+                        commit: None,
+                        franking_commitment: None,
+                    },
+                    None,
+                )?;
+            }
+            Ok(())
+        })?;
+        self.flush_outbox().await?;
+        Ok(Some(change))
     }
 
     /// Sends a commit with its claim on the epoch (see
@@ -453,7 +507,11 @@ impl Client {
                 "{user} is already in {name:?}"
             )));
         }
-        let (_entry, _) = self.lookup(user).await?;
+        let (entry, _) = self.lookup(user).await?;
+        let devices = self.conv(&row.group_id)?.members().len() + entry.devices.len();
+        if devices > hush_proto::MAX_GROUP_DEVICES {
+            return Err(crate::big_groups::too_large(devices));
+        }
         self.check_not_blocked_verified(user)?;
         let kps = self.claim(user, Suite::Hybrid).await?;
         if kps.is_empty() {
@@ -461,9 +519,7 @@ impl Client {
                 "{user} has no device ready to receive (no KeyPackages on the server)"
             )));
         }
-        let now = now();
-        self.commit_with(&row.group_id, |c| c.add_devices(&kps, now))
-            .await?;
+        self.add_in_batches(&row.group_id, &kps).await?;
         Ok(())
     }
 

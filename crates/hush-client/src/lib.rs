@@ -31,6 +31,7 @@
 
 pub mod attachment;
 mod batch;
+mod big_groups;
 pub mod client;
 mod convs;
 pub mod error;

@@ -54,6 +54,9 @@ struct FollowUp {
     receipts: BTreeMap<(Vec<u8>, String), Vec<MessageId>>,
     /// Conversations with proposals (members leaving) waiting for a commit.
     proposals: Vec<Vec<u8>>,
+    /// Conversations joined in this sync: each gets one self-update, so
+    /// the joiner's leaf and path are fresh and the tree stays populated.
+    joined: Vec<Vec<u8>>,
     /// Contacts' key-transparency checkpoints to compare with this view.
     checkpoints: Vec<(String, hush_proto::kt::KtCheckpoint)>,
 }
@@ -102,6 +105,9 @@ impl Client {
             && let Err(e) = self.flush_outbox().await
         {
             tracing::debug!(error = %e, "delivery receipts not sent yet");
+        }
+        for group_id in std::mem::take(&mut follow.joined) {
+            self.self_update_after_join(&group_id).await;
         }
         for group_id in std::mem::take(&mut follow.proposals) {
             if self.conv_by_group_id(&group_id)?.is_none() {
@@ -386,7 +392,10 @@ impl Client {
                 self.handle_receipt(&env.payload, &seq)
             }
             Ok(env) => match peek_message(&env.payload) {
-                Ok(MessageKind::Welcome) => self.handle_welcome(&env.payload, &seq).await,
+                Ok(MessageKind::Welcome) => {
+                    self.handle_welcome(&env.payload, &seq, &mut follow.joined)
+                        .await
+                }
                 Ok(MessageKind::Group { group_id, .. }) => {
                     self.handle_group(&group_id, &env, &seq, follow).await
                 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use hush_proto::{ConversationKind, DeviceCertificate};
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use crate::client::{Client, now, now_ms};
+use crate::client::{Client, now_ms};
 use crate::error::ClientError;
 use crate::local::LocalStore;
 use crate::model::Event;
@@ -162,10 +162,20 @@ impl Client {
         &mut self,
         payload: &[u8],
         seq: &str,
+        joined: &mut Vec<Vec<u8>>,
     ) -> Result<Vec<Event>, ClientError> {
         let held = self.device.conversation_ids();
         // Joined in memory only: nothing is stored until the checks pass.
-        let conv = self.device.join(payload, now())?;
+        let conv = match self.join_welcome(payload).await {
+            Ok(conv) => conv,
+            Err(ClientError::Proto(hush_proto::ProtoError::Tampered)) => {
+                return self.refuse(
+                    seq,
+                    "an invitation whose group tree was altered on the server",
+                );
+            }
+            Err(e) => return Err(e),
+        };
         let info = conv.info()?;
         let group_id = conv.id().to_vec();
         let epoch = conv.epoch();
@@ -213,6 +223,7 @@ impl Client {
             LocalStore::set_meta(tx, "last_seq", seq.as_bytes())?;
             Ok(id)
         })?;
+        joined.push(group_id.clone());
         let mut events: Vec<Event> = changed
             .into_iter()
             .map(|username| Event::KeyChanged { username })

@@ -124,6 +124,9 @@ pub struct PendingCommit {
     pub token: [u8; crate::commit_token::TOKEN_LEN],
     /// The hash of the commit token of the epoch this commit leads to.
     pub next_token_hash: [u8; crate::commit_token::TOKEN_LEN],
+    /// The sealed ratchet tree to upload before the Welcome is sent, when
+    /// it travels out of band (see [`crate::big_group`]).
+    pub tree_blob: Option<crate::big_group::TreeBlob>,
 }
 
 /// An encrypted message ready to send.
@@ -180,7 +183,7 @@ pub enum Incoming {
 
 /// One MLS group, as seen by this device.
 pub struct Conversation {
-    group: Group<HushConfig>,
+    pub(crate) group: Group<HushConfig>,
     /// Reloads the group from the store to undo a failed operation.
     client: mls_rs::Client<HushConfig>,
     store: MemoryStore,
@@ -308,22 +311,15 @@ impl Conversation {
         })
     }
 
-    /// Adds devices by their KeyPackages (RFC 9420 `MLSMessage` bytes).
+    /// Adds devices by their KeyPackages (RFC 9420 `MLSMessage` bytes) to a
+    /// group whose tree fits in the Welcome; see
+    /// [`Conversation::add_devices_via`] for big groups.
     pub fn add_devices(
         &mut self,
         key_packages: &[Vec<u8>],
         now: Timestamp,
     ) -> Result<PendingCommit, ProtoError> {
-        if key_packages.is_empty() {
-            return Err(ProtoError::InvalidRequest("no devices to add"));
-        }
-        let epoch = self.epoch();
-        let mut builder = self.group.commit_builder().commit_time(now.mls());
-        for kp in key_packages {
-            builder = builder.add_member(MlsMessage::from_bytes(kp)?)?;
-        }
-        let out = builder.build()?;
-        self.pending(epoch, out)
+        self.add_devices_via(key_packages, now, None)
     }
 
     /// Removes every device of `account`.
@@ -552,7 +548,7 @@ impl Conversation {
         }
     }
 
-    fn pending(
+    pub(crate) fn pending(
         &mut self,
         epoch: u64,
         out: mls_rs::group::CommitOutput,
@@ -574,6 +570,7 @@ impl Conversation {
                 .first()
                 .map(|w| w.to_bytes())
                 .transpose()?,
+            tree_blob: None,
         })
     }
 

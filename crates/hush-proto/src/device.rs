@@ -8,11 +8,11 @@ use mls_rs::client_builder::{
 };
 use mls_rs::extension::recommended::LastResortKeyPackageExt;
 use mls_rs::group::ExportedTree;
-use mls_rs::mls_rules::{CommitOptions, DefaultMlsRules, EncryptionOptions};
 use mls_rs::{CipherSuite, Client, ExtensionList, MlsMessage};
 use mls_rs_core::extension::MlsExtension;
 use mls_rs_crypto_awslc::AwsLcCryptoProvider;
 
+use crate::big_group::{HushRules, TreeRef};
 use crate::conversation::{Conversation, ConversationInfo, ConversationKind, PendingCommit};
 use crate::error::ProtoError;
 use crate::identity::{DeviceCertificate, DeviceSigningKey, HushIdentityProvider, IdentityError};
@@ -25,7 +25,7 @@ pub(crate) type HushConfig = WithIdentityProvider<
     WithCryptoProvider<
         AwsLcCryptoProvider,
         WithMlsRules<
-            DefaultMlsRules,
+            HushRules,
             WithGroupStateStorage<MemoryStore, WithKeyPackageRepo<MemoryStore, BaseConfig>>,
         >,
     >,
@@ -138,7 +138,7 @@ impl Device {
             Client::builder()
                 .key_package_repo(store.clone())
                 .group_state_storage(store.clone())
-                .mls_rules(mls_rules())
+                .mls_rules(HushRules::new())
                 .crypto_provider(AwsLcCryptoProvider::with_enabled_cipher_suites(vec![
                     Suite::Classical.cipher_suite(),
                     Suite::Hybrid.cipher_suite(),
@@ -276,10 +276,53 @@ impl Device {
     }
 
     /// Joins a conversation from a Welcome addressed to one of this device's
-    /// KeyPackages.
+    /// KeyPackages, when its tree is in the Welcome.
     pub fn join(&self, welcome: &[u8], now: Timestamp) -> Result<Conversation, ProtoError> {
+        self.join_with_tree(welcome, None, now)
+    }
+
+    /// Where the tree of a Welcome is when it travels out of band (see
+    /// [`crate::big_group`]): fetch that blob and pass it to
+    /// [`Device::join_with_tree`]. `None` when the Welcome carries its tree.
+    pub fn welcome_tree(&self, welcome: &[u8]) -> Result<Option<TreeRef>, ProtoError> {
         let message = MlsMessage::from_bytes(welcome)?;
-        let (group, _info) = self.hybrid.join_group(None, &message, Some(now.mls()))?;
+        let info = self.hybrid.examine_welcome_message(&message)?;
+        crate::big_group::pointer_of(info.extensions())
+    }
+
+    /// Joins from a Welcome and, when its tree travels out of band, the blob
+    /// [`Device::welcome_tree`] names. A blob that is not exactly the one the
+    /// committer sealed, or a tree that does not match the signed group
+    /// context, is refused and nothing changes.
+    pub fn join_with_tree(
+        &self,
+        welcome: &[u8],
+        tree_blob: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Conversation, ProtoError> {
+        let message = MlsMessage::from_bytes(welcome)?;
+        let info = self.hybrid.examine_welcome_message(&message)?;
+        let pointer = crate::big_group::pointer_of(info.extensions())?;
+        let tree = match (pointer, tree_blob) {
+            (None, None) => None,
+            (Some(_), Some(blob)) => Some(crate::big_group::open_tree(
+                info.extensions(),
+                info.group_context(),
+                blob,
+            )?),
+            (Some(_), None) => {
+                return Err(ProtoError::InvalidRequest(
+                    "the Welcome's ratchet tree travels out of band: fetch it first",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ProtoError::InvalidRequest(
+                    "the Welcome carries its ratchet tree",
+                ));
+            }
+        };
+        let tree = tree.as_deref().map(ExportedTree::from_bytes).transpose()?;
+        let (group, _info) = self.hybrid.join_group(tree, &message, Some(now.mls()))?;
         let mut conv = self.wrap(group);
         conv.persist()?;
         Ok(conv)
@@ -311,24 +354,6 @@ impl Device {
     pub fn forget(&self, group_id: &[u8]) {
         self.store.delete_group(group_id);
     }
-}
-
-fn mls_rules() -> DefaultMlsRules {
-    DefaultMlsRules::new()
-        .with_commit_options(
-            CommitOptions::new()
-                // Every commit refreshes the committer's path: this keeps the
-                // tree populated and gives post-compromise security.
-                .with_path_required(true)
-                .with_ratchet_tree_extension(true)
-                .with_single_welcome_message(true),
-        )
-        // Commits and proposals are encrypted too, so the server learns only
-        // group id, epoch and content type; everything is padded.
-        .with_encryption_options(EncryptionOptions::new(
-            true,
-            mls_rs::client_builder::PaddingMode::StepFunction,
-        ))
 }
 
 /// What a server can check of an uploaded KeyPackage without any secret.

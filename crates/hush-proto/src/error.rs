@@ -59,6 +59,14 @@ pub enum ProtoError {
     /// The request makes no sense here (documented per call).
     #[error("invalid request: {0}")]
     InvalidRequest(&'static str),
+    /// The group would hold more devices than Hush supports.
+    #[error("a group holds at most {limit} devices; this would make {requested}")]
+    GroupTooLarge {
+        /// [`crate::big_group::MAX_GROUP_DEVICES`].
+        limit: usize,
+        /// How many it would hold.
+        requested: usize,
+    },
     /// Any other MLS failure, with mls-rs's own description.
     #[error("MLS error: {0}")]
     Mls(MlsError),

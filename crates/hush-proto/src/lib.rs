@@ -57,6 +57,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod big_group;
 pub mod codec;
 pub mod commit_token;
 pub mod content;
@@ -73,6 +74,7 @@ pub mod safety;
 pub mod sealed;
 pub mod storage;
 
+pub use big_group::{MAX_GROUP_DEVICES, TreeBlob, TreeRef, TreeSlot};
 pub use codec::DecodeError;
 pub use content::{AttachmentPointer, Body, Content, MessageId, ReceiptKind};
 pub use conversation::{

@@ -257,6 +257,30 @@ fn regenerate_receipt_open_seeds() {
     std::fs::write(dir.join("seed-magic-only"), b"\x00\xfeHR\x01\x01").unwrap();
 }
 
+/// Writes the `tree_blob_open` seeds: a pointer and its sealed tree.
+/// `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_tree`
+#[test]
+#[ignore]
+fn regenerate_tree_blob_seeds() {
+    let (group, epoch) = fuzz::TREE_BLOB_GROUP;
+    let dir = corpus_dir("tree_blob_open");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, tree, len) in [
+        ("valid-small", &b"a tree"[..], 64),
+        ("valid-padded", &[5u8; 300][..], 1024),
+    ] {
+        let (pointer, blob) =
+            hush_proto::big_group::seal_tree_blob("fuzzBlob_1", [3; 32], len, group, epoch, tree)
+                .unwrap();
+        let mut input = (pointer.len() as u16).to_be_bytes().to_vec();
+        input.extend_from_slice(&pointer);
+        input.extend_from_slice(&blob);
+        assert!(fuzz::tree_blob_open(&input));
+        std::fs::write(dir.join(name), input).unwrap();
+    }
+    std::fs::write(dir.join("seed-empty-pointer"), b"\x00\x00").unwrap();
+}
+
 fn seed(target: &str, name: &str) -> Vec<u8> {
     let path = corpus_dir(target).join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
