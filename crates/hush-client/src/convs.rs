@@ -556,6 +556,10 @@ impl Client {
     /// Leaves the group `name`: proposes the removal of every device of this
     /// account (the remaining members commit it) and forgets the group here.
     pub async fn group_leave(&mut self, name: &str) -> Result<(), ClientError> {
+        self.group_by_name(name)?;
+        // Catch up first: a proposal made in an epoch the group has left is
+        // dropped by every member, and the departure would be lost.
+        self.sync_quietly().await?;
         let row = self.group_by_name(name)?;
         let recipients = self.recipients_of(&row.group_id)?;
         let proposals = self.conv(&row.group_id)?.leave()?;
