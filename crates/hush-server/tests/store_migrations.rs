@@ -263,20 +263,16 @@ async fn finds_version_3_queues(store: &dyn Store) {
     );
     // Delivered as before the migration: the bare message as it is (with
     // its tag beside it), the sealed one as one sealed envelope.
-    let frames: Vec<_> = store
-        .fetch(&o1, 0, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| {
-            hush_server::sealing::envelope(
-                e.seq,
-                e.received_at_ms,
-                e.relay_tag.as_deref(),
-                &e.payload,
-            )
-        })
-        .collect();
+    // As a device connection sends them (the delivery state machine).
+    let mut conn = hush_server::delivery::Connection::new(0, std::time::Instant::now());
+    assert!(conn.poll_fetch().is_some());
+    conn.handle_fetched(store.fetch(&o1, 0, 10).await.unwrap());
+    let frame = conn.poll_transmit().expect("the envelopes frame");
+    let hush_wire::ws::ServerFrame::Envelopes(frames) =
+        hush_wire::ws::ServerFrame::decode(&frame).unwrap()
+    else {
+        panic!("expected an envelopes frame");
+    };
     assert_eq!(frames[0].payload, b"bare mls, no tag");
     assert_eq!(frames[0].relay_tag, None);
     assert_eq!(frames[1].payload, b"bare mls, tag");
