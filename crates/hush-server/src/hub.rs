@@ -100,9 +100,11 @@ pub struct Pushed {
     pub seq: u64,
     /// When the server accepted it.
     pub received_at_ms: u64,
-    /// The sealed header for this recipient (see [`crate::sealing`]).
+    /// The sealed header for this recipient (see [`crate::sealing`]), or,
+    /// with the message as the sender made it, its 32-byte relay tag.
     pub relay_tag: Option<Vec<u8>>,
-    /// The MLS message, shared by every recipient of one send.
+    /// The sealed body or the MLS message, shared by every recipient of one
+    /// send.
     pub payload: Arc<[u8]>,
     /// Set when the envelope is handed over before it is written: the
     /// device's acknowledgement, if it comes first, spares the write.

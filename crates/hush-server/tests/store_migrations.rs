@@ -263,20 +263,16 @@ async fn finds_version_3_queues(store: &dyn Store) {
     );
     // Delivered as before the migration: the bare message as it is (with
     // its tag beside it), the sealed one as one sealed envelope.
-    let frames: Vec<_> = store
-        .fetch(&o1, 0, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| {
-            as_sent(
-                e.seq,
-                e.received_at_ms,
-                e.relay_tag.as_deref(),
-                &e.payload,
-            )
-        })
-        .collect();
+    // As a device connection sends them (the delivery state machine).
+    let mut conn = hush_server::delivery::Connection::new(0, std::time::Instant::now());
+    assert!(conn.poll_fetch().is_some());
+    conn.handle_fetched(store.fetch(&o1, 0, 10).await.unwrap());
+    let frame = conn.poll_transmit().expect("the envelopes frame");
+    let hush_wire::ws::ServerFrame::Envelopes(frames) =
+        hush_wire::ws::ServerFrame::decode(&frame).unwrap()
+    else {
+        panic!("expected an envelopes frame");
+    };
     assert_eq!(frames[0].payload, b"bare mls, no tag");
     assert_eq!(frames[0].relay_tag, None);
     assert_eq!(frames[1].payload, b"bare mls, tag");
@@ -392,29 +388,4 @@ async fn postgres_opens_a_version_3_database() {
     assert_eq!(version, hush_server::store::postgres_migrate::LATEST);
     finds_version_3_queues(&a).await;
     assert_eq!(b.stats().await.unwrap().payloads, 0);
-}
-
-/// The frame a stored row goes out as (the delivery module's rule, unit-tested
-/// in `delivery::conn`): a sealed row as one sealed envelope, an older row as
-/// it was stored.
-fn as_sent(
-    seq: u64,
-    received_at_ms: u64,
-    tag: Option<&[u8]>,
-    payload: &[u8],
-) -> hush_wire::ws::Envelope {
-    match tag {
-        Some(h) if h.len() == hush_proto::sealed::HEADER_LEN => hush_wire::ws::Envelope {
-            seq,
-            received_at_ms,
-            relay_tag: None,
-            payload: hush_proto::sealed::sealed_envelope(h, payload),
-        },
-        _ => hush_wire::ws::Envelope {
-            seq,
-            received_at_ms,
-            relay_tag: tag.and_then(|t| <[u8; 32]>::try_from(t).ok()),
-            payload: payload.to_vec(),
-        },
-    }
 }

@@ -33,6 +33,7 @@ fn to(payload: &[u8], n: usize, expires_at_ms: u64) -> NewEnvelope {
         relay_tags: (0..n).map(|i| vec![i as u8; 113]).collect(),
         received_at_ms: 5000,
         expires_at_ms,
+        seal_later: None,
     }
 }
 

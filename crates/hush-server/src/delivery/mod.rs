@@ -1,8 +1,9 @@
 //! Delivery: from a send to every recipient device's connection.
 //!
 //! - [`accept`] checks a send (by HTTP or over the sender's WebSocket),
-//!   seals and stores it for every recipient, and hands it to the
-//!   recipients connected to this node in one pass ([`crate::hub::Hub::deliver_all`]).
+//!   stores it (sealed) for every recipient, and hands it to the
+//!   recipients connected to this node in one pass ([`crate::hub::Hub::deliver_all`]);
+//!   a header is sealed only for an envelope written (decision 0013).
 //! - [`Connection`] is one device connection's queue as a state machine with
 //!   no I/O, in the style of quinn-proto: `handle_*` methods take what comes
 //!   in (an envelope handed over, a wake-up, a store read's result, the

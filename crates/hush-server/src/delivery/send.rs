@@ -1,4 +1,4 @@
-//! Sends: checked, sealed, durable in every recipient's queue before the
+//! Sends: checked, durable (sealed) in every recipient's queue before the
 //! sender hears back, and handed to the recipients connected here.
 
 use std::collections::HashSet;
@@ -136,7 +136,7 @@ struct Prepared<'a> {
     expires_at_ms: u64,
 }
 
-/// Seals the message to every recipient and stores it. A recipient whose
+/// Seals the message and stores it for every recipient. A recipient whose
 /// device is gone is dropped and named among the missing, and the send goes
 /// to the others (up to [`SEND_ATTEMPTS`] tries while recipients keep
 /// disappearing). Returns the recipients it was stored for and the missing.
@@ -148,17 +148,11 @@ async fn store_to_those_present(
 ) -> Result<(Vec<DeviceKey>, Vec<DeviceAddress>), Failure> {
     let mut missing = Vec::new();
     for attempt in 1..=SEND_ATTEMPTS {
-        // From here on only the sealed form exists: the MLS message and its
-        // commitment are never stored or handed over in the clear.
-        let sealed = crate::sealing::seal(state, &recipients, send.message, &relay_tags).await?;
-        let shared: Arc<[u8]> = sealed.body.as_slice().into();
-        let envelope = NewEnvelope {
-            payload: sealed.body,
-            relay_tags: sealed.headers,
-            received_at_ms: send.received_at_ms,
-            expires_at_ms: send.expires_at_ms,
+        let stored = match &send.claim {
+            Some(claim) => store_commit(state, &recipients, &relay_tags, &send, claim).await?,
+            None => store_early(state, &recipients, &relay_tags, &send).await?,
         };
-        match store_and_hand_over(state, &recipients, envelope, send.claim.clone(), &shared).await {
+        match stored {
             Err(StoreError::NotFound) if attempt < SEND_ATTEMPTS => {
                 let gone = missing_devices(state, &recipients).await?;
                 if gone.is_empty() {
@@ -233,63 +227,116 @@ async fn missing_devices(
     Ok(gone)
 }
 
-/// Stores `envelope` for every recipient (winning the commit's epoch first,
-/// if it is one) and hands it to the recipients connected here.
-async fn store_and_hand_over(
+/// Stores a message with no commit for every recipient and hands it to the
+/// recipients connected here as soon as it has its numbers, all in one
+/// pass, skipping the write for those that acknowledge it within the
+/// commit window. What is handed over is the message as the sender made it
+/// (and the recipient's relay tag), over the connection's TLS; what is
+/// written is sealed, and a recipient connected here has its header sealed
+/// only if its envelope is written (decision 0013). The outer error is the
+/// sealing's, the inner the store's.
+async fn store_early(
     state: &AppState,
     recipients: &[DeviceKey],
-    envelope: NewEnvelope,
-    claim: Option<EpochClaim>,
-    shared: &Arc<[u8]>,
-) -> Result<(), StoreError> {
-    let received_at_ms = envelope.received_at_ms;
-    let tags = envelope.relay_tags.clone();
-    let Some(claim) = claim else {
-        // No commit to order: hand the envelope to the recipients connected
-        // here as soon as it has its numbers, all in one pass, and skip the
-        // write for those that acknowledge it within the commit window.
-        let early: Vec<Arc<EarlyAck>> = recipients.iter().map(|_| Arc::default()).collect();
-        let outcome = state
-            .store
-            .enqueue_early(recipients, envelope, &early, &mut |seqs| {
-                let taken = state.hub.deliver_all(recipients, seqs, |i, seq| Pushed {
+    relay_tags: &[[u8; 32]],
+    send: &Prepared<'_>,
+) -> Result<Result<(), StoreError>, Failure> {
+    let lazy = state.store.seals_lazily();
+    // Not connected here: written for sure, so sealed now (off the writer).
+    let now: Vec<bool> = recipients
+        .iter()
+        .map(|r| !lazy || !state.hub.is_connected(r))
+        .collect();
+    let (sealed, later) =
+        crate::sealing::seal_lazily(state, recipients, send.message, relay_tags, &now).await?;
+    let sealed_body: Arc<[u8]> = sealed.body.as_slice().into();
+    let bare: Arc<[u8]> = send.message.into();
+    let headers = sealed.headers.clone();
+    let envelope = NewEnvelope {
+        payload: sealed.body,
+        relay_tags: sealed.headers,
+        received_at_ms: send.received_at_ms,
+        expires_at_ms: send.expires_at_ms,
+        seal_later: lazy.then_some(later),
+    };
+    let received_at_ms = send.received_at_ms;
+    let early: Vec<Arc<EarlyAck>> = recipients.iter().map(|_| Arc::default()).collect();
+    let outcome = state
+        .store
+        .enqueue_early(recipients, envelope, &early, &mut |seqs| {
+            let taken = state.hub.deliver_all(recipients, seqs, |i, seq| {
+                let (relay_tag, payload) = match headers.get(i).filter(|h| !h.is_empty()) {
+                    Some(h) => (Some(h.clone()), sealed_body.clone()),
+                    None => (relay_tags.get(i).map(|t| t.to_vec()), bare.clone()),
+                };
+                Pushed {
                     seq,
                     received_at_ms,
-                    relay_tag: tags.get(i).cloned(),
-                    payload: shared.clone(),
+                    relay_tag,
+                    payload,
                     early: early.get(i).cloned(),
-                });
-                for (taken, e) in taken.iter().zip(&early) {
-                    if !taken {
-                        // No connection here will acknowledge it early: the
-                        // write need not wait for one.
-                        e.take_for_write();
-                    }
                 }
-            })
-            .await?;
-        // Readable now: a connection that did not send it (it was not next,
-        // or the device connected again meanwhile) reads it.
-        for ((r, wake), e) in recipients.iter().zip(&outcome.wake).zip(&early) {
-            if *wake && !e.sent_on().is_some_and(|c| state.hub.is_current(r, c)) {
-                state.hub.wake(r);
+            });
+            for (taken, e) in taken.iter().zip(&early) {
+                if !taken {
+                    // No connection here will acknowledge it early: the
+                    // write need not wait for one.
+                    e.take_for_write();
+                }
             }
-        }
-        return Ok(());
+        })
+        .await;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(e)),
     };
-    let seqs = state
+    // Readable now: a connection that did not send it (it was not next,
+    // or the device connected again meanwhile) reads it.
+    for ((r, wake), e) in recipients.iter().zip(&outcome.wake).zip(&early) {
+        if *wake && !e.sent_on().is_some_and(|c| state.hub.is_current(r, c)) {
+            state.hub.wake(r);
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Stores a commit for every recipient if it wins its epoch, then hands it
+/// to the recipients connected here, sealed. The outer error is the
+/// sealing's, the inner the store's.
+async fn store_commit(
+    state: &AppState,
+    recipients: &[DeviceKey],
+    relay_tags: &[[u8; 32]],
+    send: &Prepared<'_>,
+    claim: &EpochClaim,
+) -> Result<Result<(), StoreError>, Failure> {
+    let sealed = crate::sealing::seal(state, recipients, send.message, relay_tags).await?;
+    let shared: Arc<[u8]> = sealed.body.as_slice().into();
+    let tags = sealed.headers.clone();
+    let envelope = NewEnvelope {
+        payload: sealed.body,
+        relay_tags: sealed.headers,
+        received_at_ms: send.received_at_ms,
+        expires_at_ms: send.expires_at_ms,
+        seal_later: None,
+    };
+    let seqs = match state
         .store
-        .enqueue(recipients, envelope, Some(claim))
-        .await?;
+        .enqueue(recipients, envelope, Some(claim.clone()))
+        .await
+    {
+        Ok(seqs) => seqs,
+        Err(e) => return Ok(Err(e)),
+    };
     // Durable now: hand each online recipient its envelope so that its
     // connection need not read it back. A commit is never handed over
     // before it is durable: it may still lose its epoch.
     state.hub.deliver_all(recipients, &seqs, |i, seq| Pushed {
         seq,
-        received_at_ms,
+        received_at_ms: send.received_at_ms,
         relay_tag: tags.get(i).cloned(),
         payload: shared.clone(),
         early: None,
     });
-    Ok(())
+    Ok(Ok(()))
 }

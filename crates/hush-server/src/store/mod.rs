@@ -127,6 +127,50 @@ pub struct NewEnvelope {
     pub received_at_ms: u64,
     /// When it expires undelivered, ms since the Unix epoch.
     pub expires_at_ms: u64,
+    /// Headers sealed only if written: the write calls it with the
+    /// recipients (indices in the order given) it writes whose entry in
+    /// `relay_tags` is empty, and stores the headers it returns in their
+    /// place. Only for a store whose [`Store::seals_lazily`] is true.
+    pub seal_later: Option<SealLater>,
+}
+
+/// Seals the headers of a send's recipients at the indices given, in that
+/// order; runs on a thread outside the async runtime (a store's writer).
+#[derive(Clone)]
+pub struct SealLater(pub Arc<SealFn>);
+
+/// What a [`SealLater`] runs.
+pub type SealFn = dyn Fn(&[usize]) -> StoreResult<Vec<Vec<u8>>> + Send + Sync;
+
+impl std::fmt::Debug for SealLater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealLater")
+    }
+}
+
+impl NewEnvelope {
+    /// Seals, with [`NewEnvelope::seal_later`], the headers still missing
+    /// for the recipients marked in `written` (of `n` recipients).
+    pub fn seal_missing(&mut self, n: usize, written: &[bool]) -> StoreResult<()> {
+        let Some(seal) = self.seal_later.take() else {
+            return Ok(());
+        };
+        self.relay_tags.resize(n, Vec::new());
+        let missing: Vec<usize> = (0..n)
+            .filter(|&i| written.get(i).is_some_and(|w| *w) && self.relay_tags[i].is_empty())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let headers = (seal.0)(&missing)?;
+        if headers.len() != missing.len() {
+            return Err(StoreError::Backend("one header per recipient".into()));
+        }
+        for (i, h) in missing.into_iter().zip(headers) {
+            self.relay_tags[i] = h;
+        }
+        Ok(())
+    }
 }
 
 /// What [`Store::enqueue_early`] did.
@@ -445,6 +489,12 @@ pub trait Store: Send + Sync + 'static {
         envelope: NewEnvelope,
         claim: Option<EpochClaim>,
     ) -> StoreResult<Vec<u64>>;
+
+    /// Whether [`NewEnvelope::seal_later`] may be set: the store seals, off
+    /// the async runtime, only the headers it writes (this default: no).
+    fn seals_lazily(&self) -> bool {
+        false
+    }
 
     /// [`Store::enqueue`] for a message with no commit claim, which may reach
     /// online recipients before it is durable: `on_reserved` gets the

@@ -469,6 +469,10 @@ impl Store for PostgresStore {
         envelope: NewEnvelope,
         claim: Option<EpochClaim>,
     ) -> StoreResult<Vec<u64>> {
+        if envelope.seal_later.is_some() {
+            // Never written unsealed: this store seals nothing itself.
+            return Err(backend("this store does not seal lazily"));
+        }
         let mut tx = self.pool.begin().await.map_err(backend)?;
         if let Some(claim) = &claim {
             super::epoch::claim_postgres(&mut tx, claim).await?;

@@ -250,7 +250,7 @@ impl SqliteStore {
                         let waits_for = early.clone().unwrap_or_default();
                         let write = group_commit::early_job(
                             move |conn: &Connection| {
-                                write_envelopes(conn, &recipients, &s, &envelope, claim, early)
+                                write_envelopes(conn, &recipients, &s, envelope, claim, early)
                             },
                             reply,
                             waits_for,
@@ -769,6 +769,10 @@ impl Store for SqliteStore {
             .enqueue_reserved(recipients, envelope, claim, None, &mut |_| {})
             .await?;
         Ok(seqs)
+    }
+
+    fn seals_lazily(&self) -> bool {
+        true
     }
 
     async fn enqueue_early(

@@ -63,13 +63,14 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 /// The writer's half of an enqueue: the commit claim, then, unless every
 /// recipient acknowledged it early, the payload once and an envelope for
-/// each recipient that did not. Returns, per recipient, whether it was
-/// written.
+/// each recipient that did not (their headers sealed now if the send left
+/// them to [`NewEnvelope::seal_later`]). Returns, per recipient, whether it
+/// was written.
 pub(super) fn write_envelopes(
     conn: &Connection,
     recipients: &[DeviceKey],
     seqs: &[u64],
-    envelope: &NewEnvelope,
+    mut envelope: NewEnvelope,
     claim: Option<EpochClaim>,
     early: Option<Vec<Arc<EarlyAck>>>,
 ) -> StoreResult<Vec<bool>> {
@@ -86,6 +87,8 @@ pub(super) fn write_envelopes(
         // Nobody left to deliver it to: the payload is never written.
         return Ok(written);
     }
+    // Sealed only now, and only for the recipients written.
+    envelope.seal_missing(recipients.len(), &written)?;
     let payload_id: i64 = conn
         .prepare_cached(
             "INSERT INTO payloads (body, size, expires_at_ms) VALUES (?1, ?2, ?3) RETURNING id",

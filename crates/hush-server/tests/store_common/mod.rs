@@ -36,6 +36,7 @@ pub fn envelope(payload: &[u8]) -> NewEnvelope {
         relay_tags: vec![vec![7; 32]],
         received_at_ms: 5000,
         expires_at_ms: 10_000,
+        seal_later: None,
     }
 }
 
