@@ -123,11 +123,16 @@ pub struct Server {
 impl Server {
     /// Starts a server on a free loopback port with a fresh data directory.
     pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// [`Server::start`] with extra `hush-server` flags.
+    pub fn start_with(flags: &[&str]) -> Server {
         let mut s = Server {
             child: None,
             dir: tempfile::tempdir().unwrap(),
             addr: free_addr(),
-            extra: Vec::new(),
+            extra: flags.iter().map(|f| f.to_string()).collect(),
         };
         s.spawn();
         s
