@@ -29,7 +29,7 @@
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
-use mls_rs_core::crypto::{CipherSuiteProvider, HpkeCiphertext, HpkePublicKey};
+use mls_rs_core::crypto::{CipherSuiteProvider, HpkePublicKey};
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
@@ -323,21 +323,8 @@ pub fn open(key: &OpenKey, device: DeviceId, bytes: &[u8]) -> Result<SignedRecei
         .ok_or(ProtoError::InvalidRequest(
             "the receipt is not sealed to this device",
         ))?;
-    let (kem_output, ciphertext) = header[4..].split_at(KEM_OUTPUT_LEN);
-    let plain_key = Zeroizing::new(
-        hpke()?
-            .hpke_open(
-                &HpkeCiphertext {
-                    kem_output: kem_output.to_vec(),
-                    ciphertext: ciphertext.to_vec(),
-                },
-                &key.secret,
-                &key.public,
-                INFO,
-                Some(&RECEIPT_MAGIC),
-            )
-            .map_err(|_| ProtoError::Tampered)?,
-    );
+    let plain_key =
+        crate::sealed::open_header(key, &header[4..], KEM_OUTPUT_LEN, INFO, &RECEIPT_MAGIC)?;
     let body_key: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(
         plain_key
             .as_slice()

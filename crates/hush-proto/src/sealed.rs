@@ -244,21 +244,7 @@ pub fn open_envelope(key: &OpenKey, bytes: &[u8]) -> Result<Opened, ProtoError> 
         .into());
     }
     let (header, body) = rest.split_at(HEADER_LEN);
-    let (kem_output, ciphertext) = header.split_at(KEM_OUTPUT_LEN);
-    let plain = Zeroizing::new(
-        hpke()?
-            .hpke_open(
-                &HpkeCiphertext {
-                    kem_output: kem_output.to_vec(),
-                    ciphertext: ciphertext.to_vec(),
-                },
-                &key.secret,
-                &key.public,
-                INFO,
-                Some(&SEALED_MAGIC),
-            )
-            .map_err(|_| ProtoError::Tampered)?,
-    );
+    let plain = open_header(key, header, KEM_OUTPUT_LEN, INFO, &SEALED_MAGIC)?;
     if plain.len() != SEALED_PLAIN_LEN {
         return Err(ProtoError::Tampered);
     }
@@ -284,6 +270,33 @@ pub fn open_envelope(key: &OpenKey, bytes: &[u8]) -> Result<Opened, ProtoError> 
         .len();
     message.truncate(len);
     Ok(Opened { message, relay_tag })
+}
+
+/// Opens one HPKE header (`kem_output` of `kem_len` bytes, then the
+/// ciphertext) sealed to `key` under `info` and `aad`; any failure reads as
+/// tampering. Shared by sealed envelopes and receipts.
+pub(crate) fn open_header(
+    key: &OpenKey,
+    header: &[u8],
+    kem_len: usize,
+    info: &[u8],
+    aad: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, ProtoError> {
+    let (kem_output, ciphertext) = header
+        .split_at_checked(kem_len)
+        .ok_or(ProtoError::Tampered)?;
+    hpke()?
+        .hpke_open(
+            &HpkeCiphertext {
+                kem_output: kem_output.to_vec(),
+                ciphertext: ciphertext.to_vec(),
+            },
+            &key.secret,
+            &key.public,
+            info,
+            Some(aad),
+        )
+        .map_err(|_| ProtoError::Tampered)
 }
 
 #[cfg(test)]
