@@ -17,6 +17,7 @@ pub mod sqlite;
 mod sqlite_kt;
 pub mod sqlite_migrate;
 mod sqlite_queue;
+mod sqlite_seq;
 
 use std::sync::Arc;
 

@@ -8,7 +8,6 @@
 //! commits. A write's caller hears back only after the batch has committed.
 //! Reads use a small pool of read-only connections.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::group_commit::{self, WriteJob};
 use super::sqlite_kt;
 use super::sqlite_queue::{self, AckEntry, AckJob, AckQueue, write_envelopes};
+use super::sqlite_seq::{SEQ_BLOCK, SeqBlocks};
 use super::{
     AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EarlyAck, EarlyOutcome,
     EpochClaim, Fence, KtRecord, KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount,
@@ -102,52 +102,11 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 "#;
 
-/// Sequence numbers handed out per block: `devices.next_seq` is the durable
-/// ceiling (every number in use is below it), raised a block at a time, and
-/// the numbers of a block are assigned in memory. After a restart the rest
-/// of each block is skipped: a device's numbers only grow, with gaps.
-const SEQ_BLOCK: u64 = 1024;
-
-/// A device's current block: `next` up to (not including) `ceiling`, which
-/// is durable.
-#[derive(Debug, Clone, Copy)]
-struct SeqBlock {
-    next: u64,
-    ceiling: u64,
-}
-
-/// The next number of every recipient, or None (nothing taken) if some
-/// recipient's block is used up or not loaded.
-fn take_seqs(
-    blocks: &mut HashMap<DeviceKey, SeqBlock>,
-    recipients: &[DeviceKey],
-) -> Option<Vec<u64>> {
-    let mut seqs = Vec::with_capacity(recipients.len());
-    for (i, r) in recipients.iter().enumerate() {
-        match blocks.get_mut(r).filter(|b| b.next < b.ceiling) {
-            Some(b) => {
-                seqs.push(b.next);
-                b.next += 1;
-            }
-            None => {
-                // Give back what this call took, latest first.
-                for (r, s) in recipients.iter().zip(&seqs).take(i).rev() {
-                    if let Some(b) = blocks.get_mut(r) {
-                        b.next = *s;
-                    }
-                }
-                return None;
-            }
-        }
-    }
-    Some(seqs)
-}
-
 /// The SQLite store. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: mpsc::UnboundedSender<Box<dyn WriteJob>>,
-    seqs: Arc<Mutex<HashMap<DeviceKey, SeqBlock>>>,
+    seqs: Arc<SeqBlocks>,
     acks: AckQueue,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
@@ -236,8 +195,8 @@ impl SqliteStore {
         let mut job = Some((recipients.to_vec(), envelope, claim, early));
         for _ in 0..8 {
             let queued = {
-                let mut blocks = self.seqs.lock().unwrap_or_else(|e| e.into_inner());
-                match take_seqs(&mut blocks, recipients) {
+                let mut blocks = self.seqs.lock();
+                match blocks.take(recipients) {
                     Some(seqs) => {
                         let (recipients, envelope, claim, early) =
                             job.take().ok_or_else(|| backend("enqueued twice"))?;
@@ -277,16 +236,13 @@ impl SqliteStore {
     }
 
     /// Raises, durably, the sequence-number ceiling of every recipient whose
-    /// block is used up (or not loaded since the start).
+    /// block is used up (or not loaded since the start), or waits for the
+    /// raise another send has under way.
     async fn raise_seq_blocks(&self, recipients: &[DeviceKey]) -> StoreResult<()> {
-        let need: Vec<DeviceKey> = {
-            let blocks = self.seqs.lock().unwrap_or_else(|e| e.into_inner());
-            recipients
-                .iter()
-                .filter(|r| blocks.get(*r).is_none_or(|b| b.next >= b.ceiling))
-                .cloned()
-                .collect()
+        let Some(raise) = self.seqs.turn(recipients).await else {
+            return Ok(());
         };
+        let need = raise.devices();
         let ceilings = self
             .write(move |conn| {
                 let mut raise = conn
@@ -310,24 +266,14 @@ impl SqliteStore {
             })
             .await?;
         // Committed: these blocks are durable now.
-        let mut blocks = self.seqs.lock().unwrap_or_else(|e| e.into_inner());
-        for (r, ceiling) in ceilings {
-            let b = blocks.entry(r).or_insert(SeqBlock {
-                next: ceiling - SEQ_BLOCK,
-                ceiling,
-            });
-            b.ceiling = b.ceiling.max(ceiling);
-        }
+        raise.commit(ceilings);
         Ok(())
     }
 
     /// Forgets the blocks of deleted devices (`device_id` None: all of the
     /// account's).
     fn forget_seq_blocks(&self, username: &str, device_id: Option<u32>) {
-        self.seqs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|k, _| k.username != username || device_id.is_some_and(|d| d != k.device_id));
+        self.seqs.forget(username, device_id);
     }
 
     /// Runs `f` in its own savepoint inside the next group-committed batch.
