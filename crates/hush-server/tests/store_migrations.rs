@@ -115,7 +115,7 @@ async fn sqlite_opens_a_version_1_database() {
     let path = dir.path().join("hush.db");
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(hush_server::store::sqlite::SCHEMA)
+        conn.execute_batch(hush_server::store::sqlite_migrate::SCHEMA_V1)
             .unwrap();
         conn.execute_batch(V1_DATA).unwrap();
         let v: u32 = conn

@@ -14,9 +14,11 @@ mod postgres_kt;
 pub mod postgres_migrate;
 mod postgres_queue;
 pub mod sqlite;
+mod sqlite_keys;
 mod sqlite_kt;
 pub mod sqlite_migrate;
 mod sqlite_queue;
+mod sqlite_records;
 mod sqlite_seq;
 
 use std::sync::Arc;

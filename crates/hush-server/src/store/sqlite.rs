@@ -16,91 +16,18 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::group_commit::{self, WriteJob};
-use super::sqlite_kt;
 use super::sqlite_queue::{self, AckEntry, AckJob, AckQueue, write_envelopes};
 use super::sqlite_seq::{SEQ_BLOCK, SeqBlocks};
 use super::{
     AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EarlyAck, EarlyOutcome,
     EpochClaim, Fence, KtRecord, KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount,
     NewDevice, NewEnvelope, NewReport, ReportRecord, Stats, Store, StoreError, StoreResult,
-    StoredEnvelope, TRY_LEASE_SQL,
+    StoredEnvelope,
 };
+use super::{sqlite_keys, sqlite_kt, sqlite_records};
 
 /// Read connections kept open.
 const READERS: usize = 4;
-
-/// Schema version 1: the tables of the releases before versioned
-/// migrations. Never edit it: add a migration in `sqlite_migrate`.
-pub const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS accounts (
-    username      TEXT PRIMARY KEY,
-    account_key   BLOB NOT NULL,
-    state         INTEGER NOT NULL,
-    created_at_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS devices (
-    username    TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
-    device_id   INTEGER NOT NULL,
-    certificate BLOB NOT NULL,
-    token_hash  BLOB NOT NULL UNIQUE,
-    next_seq    INTEGER NOT NULL DEFAULT 1,
-    PRIMARY KEY (username, device_id)
-);
-CREATE TABLE IF NOT EXISTS key_packages (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    username    TEXT NOT NULL,
-    device_id   INTEGER NOT NULL,
-    suite       INTEGER NOT NULL,
-    last_resort INTEGER NOT NULL,
-    data        BLOB NOT NULL,
-    FOREIGN KEY (username, device_id) REFERENCES devices(username, device_id) ON DELETE CASCADE
-);
-CREATE INDEX IF NOT EXISTS key_packages_by_device
-    ON key_packages(username, device_id, suite, last_resort, id);
-CREATE TABLE IF NOT EXISTS envelopes (
-    username       TEXT NOT NULL,
-    device_id      INTEGER NOT NULL,
-    seq            INTEGER NOT NULL,
-    payload        BLOB NOT NULL,
-    relay_tag      BLOB,
-    received_at_ms INTEGER NOT NULL,
-    expires_at_ms  INTEGER NOT NULL,
-    PRIMARY KEY (username, device_id, seq),
-    FOREIGN KEY (username, device_id) REFERENCES devices(username, device_id) ON DELETE CASCADE
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS envelopes_by_expiry ON envelopes(expires_at_ms);
-CREATE TABLE IF NOT EXISTS groups (
-    group_id BLOB PRIMARY KEY,
-    epoch    INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS profiles (
-    username TEXT PRIMARY KEY REFERENCES accounts(username) ON DELETE CASCADE,
-    blob     BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS server_secrets (
-    name  TEXT PRIMARY KEY,
-    value BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS reports (
-    id             INTEGER PRIMARY KEY AUTOINCREMENT,
-    reporter       TEXT NOT NULL,
-    sender         TEXT NOT NULL,
-    commitment     BLOB NOT NULL,
-    content        BLOB NOT NULL,
-    reason         TEXT NOT NULL,
-    received_at_ms INTEGER NOT NULL,
-    filed_at_ms    INTEGER NOT NULL,
-    status         TEXT NOT NULL DEFAULT 'open',
-    UNIQUE (reporter, commitment)
-);
-CREATE INDEX IF NOT EXISTS reports_by_reporter ON reports(reporter, filed_at_ms);
-CREATE TABLE IF NOT EXISTS leases (
-    name          TEXT PRIMARY KEY,
-    holder        TEXT NOT NULL,
-    token         INTEGER NOT NULL,
-    expires_at_ms INTEGER NOT NULL
-);
-"#;
 
 /// The SQLite store. Cheap to clone.
 #[derive(Clone)]
@@ -120,7 +47,7 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
@@ -335,7 +262,7 @@ fn state_from_int(v: i64) -> AccountState {
     }
 }
 
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
+pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(
         e,
         rusqlite::Error::SqliteFailure(err, _)
@@ -401,7 +328,7 @@ fn load_account(conn: &Connection, username: &str) -> StoreResult<Option<Account
     }))
 }
 
-fn require_changed(n: usize) -> StoreResult<()> {
+pub(super) fn require_changed(n: usize) -> StoreResult<()> {
     if n == 0 {
         Err(StoreError::NotFound)
     } else {
@@ -610,39 +537,8 @@ impl Store for SqliteStore {
         last_resort: Option<Vec<u8>>,
     ) -> StoreResult<()> {
         let device = device.clone();
-        self.write(move |conn| {
-            let mut insert = conn
-                .prepare_cached(
-                    "INSERT INTO key_packages (username, device_id, suite, last_resort, data) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(backend)?;
-            for kp in &key_packages {
-                insert
-                    .execute(params![device.username, device.device_id, suite, 0, kp])
-                    .map_err(|e| match e {
-                        rusqlite::Error::SqliteFailure(err, _)
-                            if err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
-                        {
-                            StoreError::NotFound
-                        }
-                        e => backend(e),
-                    })?;
-            }
-            if let Some(lr) = last_resort {
-                conn.execute(
-                    "DELETE FROM key_packages WHERE username = ?1 AND device_id = ?2 \
-                     AND suite = ?3 AND last_resort = 1",
-                    params![device.username, device.device_id, suite],
-                )
-                .map_err(backend)?;
-                insert
-                    .execute(params![device.username, device.device_id, suite, 1, lr])
-                    .map_err(backend)?;
-            }
-            Ok(())
-        })
-        .await
+        self.write(move |conn| sqlite_keys::put(conn, &device, suite, &key_packages, last_resort))
+            .await
     }
 
     async fn claim_key_packages(
@@ -651,58 +547,14 @@ impl Store for SqliteStore {
         suite: u16,
     ) -> StoreResult<Vec<(u32, Vec<u8>)>> {
         let username = username.to_owned();
-        self.write(move |conn| {
-            let devices: Vec<u32> = conn
-                .prepare_cached(
-                    "SELECT device_id FROM devices WHERE username = ?1 ORDER BY device_id",
-                )
-                .map_err(backend)?
-                .query_map(params![username], |r| r.get(0))
-                .map_err(backend)?
-                .collect::<Result<_, _>>()
-                .map_err(backend)?;
-            let mut out = Vec::with_capacity(devices.len());
-            for device_id in devices {
-                // Ordinary KeyPackages first (oldest first), the last resort after.
-                let row: Option<(i64, bool, Vec<u8>)> = conn
-                    .query_row(
-                        "SELECT id, last_resort, data FROM key_packages \
-                         WHERE username = ?1 AND device_id = ?2 AND suite = ?3 \
-                         ORDER BY last_resort, id LIMIT 1",
-                        params![username, device_id, suite],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
-                    .optional()
-                    .map_err(backend)?;
-                if let Some((id, last_resort, data)) = row {
-                    if !last_resort {
-                        conn.execute("DELETE FROM key_packages WHERE id = ?1", params![id])
-                            .map_err(backend)?;
-                    }
-                    out.push((device_id, data));
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.write(move |conn| sqlite_keys::claim(conn, &username, suite))
+            .await
     }
 
     async fn key_package_counts(&self, device: &DeviceKey) -> StoreResult<Vec<(u16, u64)>> {
         let device = device.clone();
-        self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT suite, COUNT(*) FROM key_packages WHERE username = ?1 AND device_id = ?2 \
-                 AND last_resort = 0 GROUP BY suite ORDER BY suite",
-            )
-            .map_err(backend)?
-            .query_map(params![device.username, device.device_id], |r| {
-                Ok((r.get::<_, u16>(0)?, r.get::<_, i64>(1)? as u64))
-            })
-            .map_err(backend)?
-            .collect::<Result<_, _>>()
-            .map_err(backend)
-        })
-        .await
+        self.read(move |conn| sqlite_keys::counts(conn, &device))
+            .await
     }
 
     async fn enqueue(
@@ -825,57 +677,18 @@ impl Store for SqliteStore {
 
     async fn put_profile(&self, username: &str, blob: Vec<u8>) -> StoreResult<()> {
         let username = username.to_owned();
-        self.write(move |conn| {
-            conn.execute(
-                "INSERT INTO profiles (username, blob) VALUES (?1, ?2) \
-                 ON CONFLICT (username) DO UPDATE SET blob = excluded.blob",
-                params![username, blob],
-            )
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(err, _)
-                    if err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
-                {
-                    StoreError::NotFound
-                }
-                e => backend(e),
-            })?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| sqlite_records::put_profile(conn, &username, &blob))
+            .await
     }
 
     async fn profile(&self, username: &str) -> StoreResult<Option<Vec<u8>>> {
         let username = username.to_owned();
-        self.read(move |conn| {
-            conn.query_row(
-                "SELECT blob FROM profiles WHERE username = ?1",
-                params![username],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)
-        })
-        .await
+        self.read(move |conn| sqlite_records::profile(conn, &username))
+            .await
     }
 
     async fn stats(&self) -> StoreResult<Stats> {
-        self.read(|conn| {
-            let count = |sql: &str| -> StoreResult<u64> {
-                conn.query_row(sql, [], |r| r.get::<_, i64>(0))
-                    .map(|n| n as u64)
-                    .map_err(backend)
-            };
-            Ok(Stats {
-                accounts: count("SELECT COUNT(*) FROM accounts")?,
-                devices: count("SELECT COUNT(*) FROM devices")?,
-                queued_envelopes: count("SELECT COUNT(*) FROM envelopes")?,
-                payloads: count("SELECT COUNT(*) FROM payloads")?,
-                payload_bytes: count("SELECT COALESCE(SUM(size), 0) FROM payloads")?,
-                key_packages: count("SELECT COUNT(*) FROM key_packages WHERE last_resort = 0")?,
-                groups: count("SELECT COUNT(*) FROM groups")?,
-            })
-        })
-        .await
+        self.read(sqlite_records::stats).await
     }
 
     async fn queue_bytes(&self, devices: &[DeviceKey]) -> StoreResult<Vec<u64>> {
@@ -895,107 +708,33 @@ impl Store for SqliteStore {
 
     async fn server_secret(&self, name: &str, fresh: Vec<u8>) -> StoreResult<Vec<u8>> {
         let name = name.to_owned();
-        self.write(move |conn| {
-            conn.execute(
-                "INSERT INTO server_secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-                params![name, fresh],
-            )
-            .map_err(backend)?;
-            conn.query_row(
-                "SELECT value FROM server_secrets WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .map_err(backend)
-        })
-        .await
+        self.write(move |conn| sqlite_records::server_secret(conn, &name, &fresh))
+            .await
     }
 
     async fn file_report(&self, report: NewReport) -> StoreResult<i64> {
-        self.write(move |conn| {
-            conn.execute(
-                "INSERT INTO reports (reporter, sender, commitment, content, reason, received_at_ms, filed_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    report.reporter,
-                    report.sender,
-                    report.commitment.as_slice(),
-                    report.content,
-                    report.reason,
-                    report.received_at_ms as i64,
-                    report.filed_at_ms as i64
-                ],
-            )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::DuplicateReport
-                } else {
-                    backend(e)
-                }
-            })?;
-            Ok(conn.last_insert_rowid())
-        })
-        .await
+        self.write(move |conn| sqlite_records::file(conn, &report))
+            .await
     }
 
     async fn list_reports(&self, all: bool) -> StoreResult<Vec<ReportRecord>> {
-        self.read(move |conn| {
-            let sql = if all {
-                format!("SELECT {REPORT_COLUMNS} FROM reports ORDER BY id DESC")
-            } else {
-                format!(
-                    "SELECT {REPORT_COLUMNS} FROM reports WHERE status = 'open' ORDER BY id DESC"
-                )
-            };
-            conn.prepare(&sql)
-                .map_err(backend)?
-                .query_map([], report_row)
-                .map_err(backend)?
-                .collect::<Result<_, _>>()
-                .map_err(backend)
-        })
-        .await
+        self.read(move |conn| sqlite_records::list(conn, all)).await
     }
 
     async fn get_report(&self, id: i64) -> StoreResult<Option<ReportRecord>> {
-        self.read(move |conn| {
-            conn.query_row(
-                &format!("SELECT {REPORT_COLUMNS} FROM reports WHERE id = ?1"),
-                params![id],
-                report_row,
-            )
-            .optional()
-            .map_err(backend)
-        })
-        .await
+        self.read(move |conn| sqlite_records::get(conn, id)).await
     }
 
     async fn resolve_report(&self, id: i64, status: &str) -> StoreResult<()> {
         let status = status.to_owned();
-        self.write(move |conn| {
-            let n = conn
-                .execute(
-                    "UPDATE reports SET status = ?2 WHERE id = ?1",
-                    params![id, status],
-                )
-                .map_err(backend)?;
-            require_changed(n)
-        })
-        .await
+        self.write(move |conn| sqlite_records::resolve(conn, id, &status))
+            .await
     }
 
     async fn reports_since(&self, reporter: &str, since_ms: u64) -> StoreResult<u64> {
         let reporter = reporter.to_owned();
-        self.read(move |conn| {
-            conn.query_row(
-                "SELECT COUNT(*) FROM reports WHERE reporter = ?1 AND filed_at_ms >= ?2",
-                params![reporter, since_ms as i64],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n as u64)
-            .map_err(backend)
-        })
-        .await
+        self.read(move |conn| sqlite_records::since(conn, &reporter, since_ms))
+            .await
     }
 
     // Key transparency: the SQL is in `sqlite_kt`.
@@ -1063,6 +802,7 @@ impl Store for SqliteStore {
     async fn kt_latest_root(&self) -> StoreResult<Option<KtRoot>> {
         self.read(sqlite_kt::latest_root).await
     }
+
     async fn try_lease(
         &self,
         name: &str,
@@ -1073,73 +813,25 @@ impl Store for SqliteStore {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         let expires = clamp_i64(now_ms.saturating_add(ttl_ms));
         let now = clamp_i64(now_ms);
-        self.write(move |conn| {
-            conn.query_row(TRY_LEASE_SQL, params![name, holder, expires, now], |r| {
-                r.get::<_, i64>(0)
-            })
-            .optional()
-            .map(|t| t.map(|t| t as u64))
-            .map_err(backend)
-        })
-        .await
+        self.write(move |conn| sqlite_records::try_lease(conn, &name, &holder, expires, now))
+            .await
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<bool> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
-        self.write(move |conn| {
-            conn.execute(
-                "UPDATE leases SET expires_at_ms = 0 WHERE name = ?1 AND holder = ?2 AND expires_at_ms > 0",
-                params![name, holder],
-            )
-            .map(|n| n > 0)
-            .map_err(backend)
-        })
-        .await
+        self.write(move |conn| sqlite_records::release_lease(conn, &name, &holder))
+            .await
     }
 
     async fn lease(&self, name: &str, now_ms: u64) -> StoreResult<Option<LeaseInfo>> {
         let name = name.to_owned();
         let now = clamp_i64(now_ms);
-        self.read(move |conn| {
-            conn.query_row(
-                "SELECT holder, token, expires_at_ms FROM leases WHERE name = ?1 AND expires_at_ms > ?2",
-                params![name, now],
-                |r| {
-                    Ok(LeaseInfo {
-                        holder: r.get(0)?,
-                        token: r.get::<_, i64>(1)? as u64,
-                        expires_at_ms: r.get::<_, i64>(2)? as u64,
-                    })
-                },
-            )
-            .optional()
-            .map_err(backend)
-        })
-        .await
+        self.read(move |conn| sqlite_records::lease(conn, &name, now))
+            .await
     }
 }
 
 /// Times are stored as signed 64-bit integers.
 fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-const REPORT_COLUMNS: &str =
-    "id, reporter, sender, commitment, content, reason, received_at_ms, filed_at_ms, status";
-
-fn report_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReportRecord> {
-    let commitment: Vec<u8> = r.get(3)?;
-    Ok(ReportRecord {
-        id: r.get(0)?,
-        report: NewReport {
-            reporter: r.get(1)?,
-            sender: r.get(2)?,
-            commitment: <[u8; 32]>::try_from(commitment.as_slice()).unwrap_or([0; 32]),
-            content: r.get(4)?,
-            reason: r.get(5)?,
-            received_at_ms: r.get::<_, i64>(6)? as u64,
-            filed_at_ms: r.get::<_, i64>(7)? as u64,
-        },
-        status: r.get(8)?,
-    })
 }

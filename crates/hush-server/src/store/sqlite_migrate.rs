@@ -16,7 +16,7 @@ use super::{StoreError, StoreResult};
 /// one that has shipped: add the next.
 const MIGRATIONS: &[&[&str]] = &[
     // 1: the schema of the releases before versioned migrations.
-    &[super::sqlite::SCHEMA, super::sqlite_kt::SCHEMA],
+    &[SCHEMA_V1, super::sqlite_kt::SCHEMA],
     // 2: commit tokens (docs/decisions/0012-commit-tokens.md).
     &["ALTER TABLE groups ADD COLUMN token_hash BLOB; \
        ALTER TABLE groups ADD COLUMN prev_token_hash BLOB;"],
@@ -89,3 +89,76 @@ fn step(conn: &Connection, target: u32) -> StoreResult<bool> {
         .map_err(backend)?;
     Ok(true)
 }
+
+/// Schema version 1: the tables of the releases before versioned
+/// migrations. Never edit it: add a migration in `sqlite_migrate`.
+pub const SCHEMA_V1: &str = r#"
+CREATE TABLE IF NOT EXISTS accounts (
+    username      TEXT PRIMARY KEY,
+    account_key   BLOB NOT NULL,
+    state         INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    username    TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+    device_id   INTEGER NOT NULL,
+    certificate BLOB NOT NULL,
+    token_hash  BLOB NOT NULL UNIQUE,
+    next_seq    INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (username, device_id)
+);
+CREATE TABLE IF NOT EXISTS key_packages (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    username    TEXT NOT NULL,
+    device_id   INTEGER NOT NULL,
+    suite       INTEGER NOT NULL,
+    last_resort INTEGER NOT NULL,
+    data        BLOB NOT NULL,
+    FOREIGN KEY (username, device_id) REFERENCES devices(username, device_id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS key_packages_by_device
+    ON key_packages(username, device_id, suite, last_resort, id);
+CREATE TABLE IF NOT EXISTS envelopes (
+    username       TEXT NOT NULL,
+    device_id      INTEGER NOT NULL,
+    seq            INTEGER NOT NULL,
+    payload        BLOB NOT NULL,
+    relay_tag      BLOB,
+    received_at_ms INTEGER NOT NULL,
+    expires_at_ms  INTEGER NOT NULL,
+    PRIMARY KEY (username, device_id, seq),
+    FOREIGN KEY (username, device_id) REFERENCES devices(username, device_id) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS envelopes_by_expiry ON envelopes(expires_at_ms);
+CREATE TABLE IF NOT EXISTS groups (
+    group_id BLOB PRIMARY KEY,
+    epoch    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS profiles (
+    username TEXT PRIMARY KEY REFERENCES accounts(username) ON DELETE CASCADE,
+    blob     BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS server_secrets (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reports (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    reporter       TEXT NOT NULL,
+    sender         TEXT NOT NULL,
+    commitment     BLOB NOT NULL,
+    content        BLOB NOT NULL,
+    reason         TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    filed_at_ms    INTEGER NOT NULL,
+    status         TEXT NOT NULL DEFAULT 'open',
+    UNIQUE (reporter, commitment)
+);
+CREATE INDEX IF NOT EXISTS reports_by_reporter ON reports(reporter, filed_at_ms);
+CREATE TABLE IF NOT EXISTS leases (
+    name          TEXT PRIMARY KEY,
+    holder        TEXT NOT NULL,
+    token         INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+"#;
