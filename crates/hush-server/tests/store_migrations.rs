@@ -148,8 +148,7 @@ async fn postgres_opens_a_version_1_database() {
         return;
     };
     // Empty the schema again, then lay out version 1 by hand.
-    let options: sqlx::postgres::PgConnectOptions = schema.url.parse().unwrap();
-    let options = options.options([("search_path", schema.name.as_str())]);
+    let options = schema.connect_options();
     let pool = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
     pool.execute(
         "DROP TABLE IF EXISTS schema_version, groups, envelopes, payloads, key_packages, devices, \
@@ -363,8 +362,7 @@ async fn postgres_opens_a_version_3_database() {
     };
     drop(fresh);
     // Empty the schema again, then lay out version 3 as that release did.
-    let options: sqlx::postgres::PgConnectOptions = schema.url.parse().unwrap();
-    let options = options.options([("search_path", schema.name.as_str())]);
+    let options = schema.connect_options();
     let pool = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
     pool.execute(format!("DROP SCHEMA {0} CASCADE; CREATE SCHEMA {0}", schema.name).as_str())
         .await

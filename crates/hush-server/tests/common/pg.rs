@@ -38,8 +38,8 @@ pub fn unique(tag: &str) -> String {
 
 /// A PostgreSQL schema of its own for one test, dropped afterwards.
 pub struct PgSchema {
-    url: String,
-    name: String,
+    pub url: String,
+    pub name: String,
 }
 
 impl PgSchema {
@@ -57,6 +57,12 @@ impl PgSchema {
             url: url.to_owned(),
             name,
         }
+    }
+
+    /// Connection options that put every table in this schema.
+    pub fn connect_options(&self) -> sqlx::postgres::PgConnectOptions {
+        let options: sqlx::postgres::PgConnectOptions = self.url.parse().unwrap();
+        options.options([("search_path", self.name.as_str())])
     }
 
     /// The URL a node is started with: the schema rides in the options.

@@ -10,6 +10,10 @@ use hush_server::store::postgres::PostgresStore;
 use hush_server::store::sqlite::SqliteStore;
 use hush_server::store::*;
 
+#[path = "../common/pg.rs"]
+pub mod pg;
+pub use pg::PgSchema;
+
 pub fn device(id: u32, token: u8) -> NewDevice {
     NewDevice {
         device_id: id,
@@ -61,11 +65,11 @@ impl Guard {
     pub async fn another_node(&self) -> Arc<dyn Store> {
         match self {
             Guard::Sqlite(dir) => Arc::new(SqliteStore::open(&dir.path().join("hush.db")).unwrap()),
-            Guard::Postgres(schema) => {
-                let options: sqlx::postgres::PgConnectOptions = schema.url.parse().unwrap();
-                let options = options.options([("search_path", schema.name.as_str())]);
-                Arc::new(PostgresStore::connect_with(options).await.unwrap())
-            }
+            Guard::Postgres(schema) => Arc::new(
+                PostgresStore::connect_with(schema.connect_options())
+                    .await
+                    .unwrap(),
+            ),
         }
     }
 }
@@ -76,61 +80,15 @@ pub async fn sqlite() -> (Guard, Arc<dyn Store>) {
     (Guard::Sqlite(dir), Arc::new(store))
 }
 
-/// A PostgreSQL schema of its own for one test, dropped afterwards.
-pub struct PgSchema {
-    pub url: String,
-    pub name: String,
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let url = self.url.clone();
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime; use a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                use sqlx::Connection;
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
-                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 /// `None` when `HUSH_TEST_POSTGRES_URL` is unset. When it is set, PostgreSQL
 /// must answer: a test never passes because the database was down.
 pub async fn postgres() -> Option<(PgSchema, Arc<dyn Store>)> {
-    use sqlx::Connection;
     let url = std::env::var("HUSH_TEST_POSTGRES_URL").ok()?;
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let name = format!(
-        "hush_test_{}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
-        panic!("HUSH_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}")
-    });
-    sqlx::query(&format!("CREATE SCHEMA {name}"))
-        .execute(&mut conn)
+    let schema = PgSchema::create(&url).await;
+    let store = PostgresStore::connect_with(schema.connect_options())
         .await
         .unwrap();
-    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
-    let options = options.options([("search_path", name.as_str())]);
-    let store = PostgresStore::connect_with(options).await.unwrap();
-    Some((PgSchema { url, name }, Arc::new(store)))
+    Some((schema, Arc::new(store)))
 }
 
 pub async fn postgres_or_skip() -> (Guard, Arc<dyn Store>) {
