@@ -185,6 +185,9 @@ fn rewrite_part(blob: &Path, f: impl FnOnce(&mut Vec<u8>)) {
     std::fs::write(&meta, serde_json::to_vec(&m).unwrap()).unwrap();
 }
 
+/// What the server does to a blob's files.
+type Attack = Box<dyn FnOnce(&Path)>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_blob_the_server_alters_or_withholds_is_refused_or_retried() {
     let server = TestServer::start().await.unwrap();
@@ -221,7 +224,7 @@ async fn a_commit_blob_the_server_alters_or_withholds_is_refused_or_retried() {
 
     // Truncated, flipped, swapped for another commit's blob, withheld: each
     // member refuses with an alarm, and nothing is applied.
-    let attacks: [(&str, Box<dyn FnOnce(&Path)>); 4] = [
+    let attacks: [(&str, Attack); 4] = [
         (
             "altered",
             Box::new(|b| rewrite_part(b, |p| p.truncate(p.len() - 1))),
@@ -285,9 +288,9 @@ async fn in_a_big_group_self_updates_removes_and_leaves_go_out_of_band() {
 
     // Each joiner's first sync ends with a self-update; in a big group it
     // goes out of band, and the others follow it.
-    for i in 1..4 {
+    for (i, joiner) in c.iter_mut().enumerate().skip(1) {
         let before = blob_dirs(&server);
-        let events = sync(&mut c[i]).await;
+        let events = sync(joiner).await;
         assert_eq!(joined(&events), 1, "{events:?}");
         assert_eq!(
             new_blobs(&server, &before).len(),
