@@ -305,8 +305,8 @@ fn fresh_group(n: usize, rng: &mut rand_chacha::ChaCha20Rng) -> (Conversation, C
 
 /// The size of a first self-update in fresh hybrid groups of 100, 400 and
 /// 1000 devices (BENCHMARKS.md, "Commits larger than a message"): a joiner
-/// added last, and the creator. Slow in a debug build:
-/// `cargo test --release -p hush-proto --test big_groups -- --ignored --nocapture`.
+/// added last, and the creator. About 10 s in a debug build:
+/// `cargo test -p hush-proto --test big_groups -- --ignored --nocapture first_self_update_sizes`.
 #[test]
 #[ignore]
 fn first_self_update_sizes() {
