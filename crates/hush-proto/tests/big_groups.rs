@@ -173,10 +173,31 @@ fn a_tree_over_the_message_limit_travels_out_of_band_and_tampering_is_refused() 
         other => panic!("unexpected {other:?}"),
     }
 
-    // The joiner's self-update fills its path. In a fresh big group it is
-    // encrypted to nearly every leaf, so it travels out of band (decision
-    // 0021): sealed into a blob, a pointer in its place. The creator
-    // follows.
+    // The creator's first self-update in the fresh tree is encrypted to
+    // nearly every leaf: over the message limit. It travels out of band
+    // (decision 0021): sealed into a blob, a pointer in its place; the
+    // joiner fetches (here: is handed) the blob and follows.
+    let first = conv.self_update(NOW).unwrap();
+    assert!(
+        first.commit.len() > MAX_MESSAGE_LEN,
+        "{tree_len} hybrid leaves: the creator's first self-update is {} bytes",
+        first.commit.len()
+    );
+    let len = commit_blob_len(first.commit.len());
+    let sealed = conv
+        .seal_commit_out_of_band(&first.commit, "commitBlob_0", len, &mut rng)
+        .unwrap();
+    conv.confirm_commit().unwrap();
+    let at = joined.open_commit_pointer(&sealed.pointer).unwrap();
+    let commit = joined.open_commit_blob(&at, &sealed.blob).unwrap();
+    match joined.process(&commit, NOW).unwrap() {
+        Incoming::Commit(c) => assert_eq!(c.epoch, conv.epoch()),
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // The joiner's self-update fills its path (smaller now that the
+    // creator's has filled the top of the tree); out of band too, and the
+    // creator follows.
     let update = joined.self_update(NOW).unwrap();
     assert!(update.tree_blob.is_none());
     let len = commit_blob_len(update.commit.len());
@@ -204,10 +225,11 @@ fn a_tree_over_the_message_limit_travels_out_of_band_and_tampering_is_refused() 
     let old = (&update.commit[..], &sealed.pointer[..]);
     misdirected_commits_are_refused(&conv, &joined, old, &mut rng);
     println!(
-        "{tree_len} hybrid leaves: tree blob {} bytes, welcome {} bytes, joiner's first \
-         self-update {} bytes (blob {len} bytes)",
+        "{tree_len} hybrid leaves: tree blob {} bytes, welcome {} bytes, creator's first \
+         self-update {} bytes, then the joiner's {} bytes (blob {len} bytes)",
         blob.bytes.len(),
         welcome.len(),
+        first.commit.len(),
         update.commit.len()
     );
 }
