@@ -3,7 +3,9 @@
 //! longer fits in a Welcome, the committer uploads it sealed to the blob
 //! store and the joiner fetches it from the location the Welcome names.
 
-use hush_proto::big_group::{BIG_GROUP_LEAVES, MAX_TREE_BLOB_LEN, add_batches};
+use hush_proto::big_group::{
+    BIG_GROUP_LEAVES, MAX_TREE_BLOB_LEN, add_batches, self_updates_after_join,
+};
 use hush_proto::{MAX_GROUP_DEVICES, TreeRef, TreeSlot};
 use hush_wire::ErrorCode;
 use hush_wire::api::{CreateAttachmentRequest, CreateAttachmentResponse};
@@ -167,15 +169,17 @@ impl Client {
             .join_with_tree(welcome, blob.as_deref(), now())?)
     }
 
-    /// A joiner's first commit in a big group: one attempt at a self-update
-    /// (out of band when the group is so sparse that the update path does
-    /// not fit in a message, decision 0021). When another commit took the
-    /// epoch, it is left for a later commit.
+    /// A joiner's first commit in a big group, if its leaf is one of those
+    /// that fill the tree (`self_updates_after_join`): one attempt at a
+    /// self-update (out of band when the group is so sparse that the update
+    /// path does not fit in a message, decision 0021). When another commit
+    /// took the epoch, it is left for a later commit.
     pub(crate) async fn self_update_after_join(&mut self, group_id: &[u8]) {
-        let big = self
-            .conv(group_id)
-            .is_ok_and(|c| c.members().len() > BIG_GROUP_LEAVES);
-        if !big {
+        let due = self.conv(group_id).is_ok_and(|c| {
+            let leaves = c.members().len();
+            leaves > BIG_GROUP_LEAVES && self_updates_after_join(c.own_leaf(), leaves)
+        });
+        if !due {
             return;
         }
         let t = now();
