@@ -46,7 +46,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 11] = [
+pub const TARGETS: [&str; 12] = [
     "content_decode",
     "certificate_decode",
     "state_key",
@@ -58,6 +58,7 @@ pub const TARGETS: [&str; 11] = [
     "sealed_open",
     "receipt_open",
     "tree_blob_open",
+    "commit_blob_open",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -74,6 +75,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "sealed_open" => sealed_open(data),
         "receipt_open" => receipt_open(data),
         "tree_blob_open" => tree_blob_open(data),
+        "commit_blob_open" => commit_blob_open(data),
         _ => return None,
     })
 }
@@ -237,6 +239,39 @@ pub fn tree_blob_open(data: &[u8]) -> bool {
         return false;
     };
     assert!(tree.len() < blob.len(), "opened more than it held");
+    true
+}
+
+/// The exporter key the `commit_blob_open` seeds' pointers are sealed with.
+pub const COMMIT_POINTER_KEY: [u8; 32] = [4; 32];
+
+/// A member opening a commit that travelled out of band: `u16 length ||
+/// pointer || blob`. The pointer is opened with [`COMMIT_POINTER_KEY`], the
+/// blob with what it names, for the group and epoch in its header; what is
+/// inside is then checked to be an MLS commit of that group and epoch.
+pub fn commit_blob_open(data: &[u8]) -> bool {
+    use hush_proto::commit_blob::{check_commit, open_commit_blob, open_commit_pointer_with};
+    let mut r = Reader::new(data);
+    let Ok(n) = r.u16() else { return false };
+    let Ok(pointer) = r.take(usize::from(n)) else {
+        return false;
+    };
+    let Ok(blob) = r.take(r.remaining()) else {
+        return false;
+    };
+    let Ok((header, at)) = open_commit_pointer_with(&COMMIT_POINTER_KEY, pointer) else {
+        return false;
+    };
+    assert_eq!(
+        hush_proto::commit_blob::commit_pointer_header(pointer).ok(),
+        Some(header.clone()),
+        "the header read without a key differs from the one opened"
+    );
+    let Ok(commit) = open_commit_blob(&at, &header.group_id, header.epoch, blob) else {
+        return false;
+    };
+    assert!(commit.len() < blob.len(), "opened more than it held");
+    let _ = check_commit(&commit, &header.group_id, header.epoch);
     true
 }
 

@@ -3,8 +3,10 @@
 //! longer fits in a Welcome, the committer uploads it sealed to the blob
 //! store and the joiner fetches it from the location the Welcome names.
 
-use hush_proto::big_group::{BIG_GROUP_LEAVES, MAX_TREE_BLOB_LEN, add_batches};
-use hush_proto::{MAX_GROUP_DEVICES, TreeBlob, TreeRef, TreeSlot};
+use hush_proto::big_group::{
+    BIG_GROUP_LEAVES, MAX_TREE_BLOB_LEN, add_batches, self_updates_after_join,
+};
+use hush_proto::{MAX_GROUP_DEVICES, TreeRef, TreeSlot};
 use hush_wire::ErrorCode;
 use hush_wire::api::{CreateAttachmentRequest, CreateAttachmentResponse};
 use reqwest::Method;
@@ -24,8 +26,9 @@ pub(crate) fn too_large(devices: usize) -> ClientError {
 }
 
 impl Client {
-    /// Reserves a blob slot of `len` bytes for a commit's tree.
-    async fn reserve_tree_slot(&mut self, len: u64) -> Result<TreeSlot, ClientError> {
+    /// Reserves a blob slot of `len` bytes (for a commit's tree, or for a
+    /// commit too large for a message); returns its id.
+    pub(crate) async fn reserve_blob_slot(&mut self, len: u64) -> Result<String, ClientError> {
         let created: CreateAttachmentResponse = self
             .transport
             .json(
@@ -34,23 +37,24 @@ impl Client {
                 Some(&CreateAttachmentRequest { size: len }),
             )
             .await?;
-        Ok(TreeSlot {
-            blob_id: created.id,
-            len,
-        })
+        Ok(created.id)
     }
 
-    /// Uploads a commit's sealed tree into its slot.
-    pub(crate) async fn upload_tree(&mut self, blob: &TreeBlob) -> Result<(), ClientError> {
+    /// Uploads a sealed blob into its slot.
+    pub(crate) async fn upload_blob(
+        &mut self,
+        blob_id: &str,
+        bytes: &[u8],
+    ) -> Result<(), ClientError> {
         let mut offset = 0;
-        while offset < blob.bytes.len() {
-            let end = (offset + UPLOAD_PART).min(blob.bytes.len());
+        while offset < bytes.len() {
+            let end = (offset + UPLOAD_PART).min(bytes.len());
             self.transport
                 .raw(
                     Method::PATCH,
-                    &format!("/v1/attachments/{}", blob.blob_id),
+                    &format!("/v1/attachments/{blob_id}"),
                     &[("upload-offset", offset.to_string())],
-                    Some(blob.bytes[offset..end].to_vec()),
+                    Some(bytes[offset..end].to_vec()),
                 )
                 .await?;
             offset = end;
@@ -65,19 +69,31 @@ impl Client {
         if at.len > MAX_TREE_BLOB_LEN {
             return Err(hush_proto::ProtoError::Tampered.into());
         }
+        self.fetch_blob(&at.blob_id, at.len, "the invitation's group tree is gone")
+            .await
+    }
+
+    /// Fetches a sealed blob of at most `len` bytes (more is
+    /// [`hush_proto::ProtoError::Tampered`]). A blob the server does not
+    /// have is [`ClientError::NotFound`] with the text `gone`; any other
+    /// failure is the transport's (network, or the server's refusal).
+    pub(crate) async fn fetch_blob(
+        &mut self,
+        blob_id: &str,
+        len: u64,
+        gone: &str,
+    ) -> Result<Vec<u8>, ClientError> {
         let resp = self
             .transport
             .raw(
                 Method::GET,
-                &format!("/v1/attachments/{}", at.blob_id),
+                &format!("/v1/attachments/{blob_id}"),
                 &[],
                 None,
             )
             .await
             .map_err(|e| match e.code() {
-                Some(ErrorCode::NotFound) => {
-                    ClientError::NotFound("the invitation's group tree is gone".into())
-                }
+                Some(ErrorCode::NotFound) => ClientError::NotFound(gone.to_owned()),
                 _ => e,
             })?;
         let mut out = Vec::new();
@@ -85,7 +101,7 @@ impl Client {
         use futures_util::StreamExt;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
-            if (out.len() + chunk.len()) as u64 > at.len {
+            if (out.len() + chunk.len()) as u64 > len {
                 return Err(hush_proto::ProtoError::Tampered.into());
             }
             out.extend_from_slice(&chunk);
@@ -119,7 +135,10 @@ impl Client {
     ) -> Result<hush_proto::MembershipChange, ClientError> {
         for _ in 0..crate::convs::COMMIT_ATTEMPTS {
             let slot = match self.conv(group_id)?.tree_blob_len(key_packages)? {
-                Some(len) => Some(self.reserve_tree_slot(len).await?),
+                Some(len) => Some(TreeSlot {
+                    blob_id: self.reserve_blob_slot(len).await?,
+                    len,
+                }),
                 None => None,
             };
             let t = now();
@@ -150,14 +169,17 @@ impl Client {
             .join_with_tree(welcome, blob.as_deref(), now())?)
     }
 
-    /// A joiner's first commit in a big group: one attempt at a self-update. When another
-    /// commit took the epoch, or the group is so sparse that the update path
-    /// would not fit in a message, it is left for a later commit.
+    /// A joiner's first commit in a big group, if its leaf is one of those
+    /// that fill the tree (`self_updates_after_join`): one attempt at a
+    /// self-update (out of band when the group is so sparse that the update
+    /// path does not fit in a message, decision 0021). When another commit
+    /// took the epoch, it is left for a later commit.
     pub(crate) async fn self_update_after_join(&mut self, group_id: &[u8]) {
-        let big = self
-            .conv(group_id)
-            .is_ok_and(|c| c.members().len() > BIG_GROUP_LEAVES);
-        if !big {
+        let due = self.conv(group_id).is_ok_and(|c| {
+            let leaves = c.members().len();
+            leaves > BIG_GROUP_LEAVES && self_updates_after_join(c.own_leaf(), leaves)
+        });
+        if !due {
             return;
         }
         let t = now();

@@ -48,6 +48,9 @@ pub struct Client {
     /// Test hook: the next sync batch is opened but never written, as if
     /// the process died just before the write.
     pub(crate) crash_before_batch_write: bool,
+    /// Commits larger than this travel out of band (decision 0021): the
+    /// server's message limit; tests lower it.
+    pub(crate) inline_commit_limit: usize,
     dir: PathBuf,
 }
 
@@ -169,6 +172,7 @@ impl Client {
             account,
             kt_vouched: HashMap::new(),
             crash_before_batch_write: false,
+            inline_commit_limit: hush_wire::limits::MAX_MESSAGE_LEN,
             dir: dir.to_owned(),
         };
         // Pin the server's key-transparency keys and check that the
@@ -225,6 +229,7 @@ impl Client {
             account,
             kt_vouched: HashMap::new(),
             crash_before_batch_write: false,
+            inline_commit_limit: hush_wire::limits::MAX_MESSAGE_LEN,
             dir: dir.to_owned(),
         };
         client.expire_messages()?;

@@ -323,7 +323,8 @@ impl Client {
 
     /// One attempt of [`Client::commit_with`]: `None` when another commit
     /// won the epoch (this device has caught up; build again). A tree that
-    /// travels out of band is uploaded before the commit is sent.
+    /// travels out of band, and a commit too large for a message, are
+    /// uploaded before the commit (or its pointer) is sent.
     pub(crate) async fn commit_once<F>(
         &mut self,
         group_id: &[u8],
@@ -333,24 +334,11 @@ impl Client {
         F: FnMut(&mut hush_proto::Conversation) -> Result<PendingCommit, hush_proto::ProtoError>,
     {
         let recipients = self.recipients_of(group_id)?;
-        let pending = build(self.conv(group_id)?)?;
+        let mut pending = build(self.conv(group_id)?)?;
         self.persist(|_| Ok(()))?;
-        if pending.commit.len() > hush_wire::limits::MAX_MESSAGE_LEN {
-            // An update path in a sparse big tree; later, once members have
-            // filled it in, it will be smaller.
-            self.conv(group_id)?.discard_commit()?;
-            self.persist(|_| Ok(()))?;
-            return Err(ClientError::InvalidInput(format!(
-                "this commit is {} bytes, over the {} byte message limit; try again once \
-                 more members have updated",
-                pending.commit.len(),
-                hush_wire::limits::MAX_MESSAGE_LEN
-            )));
-        }
-        let uploaded = match &pending.tree_blob {
-            Some(blob) => self.upload_tree(blob).await,
-            None => Ok(()),
-        };
+        // A big group's tree, and a commit too large for a message (an
+        // update path in a sparse tree), go to the blob store first.
+        let uploaded = self.upload_commit_parts(group_id, &mut pending).await;
         // Sent even with nobody else in the group: the server must see
         // every epoch change to check the next commit's token.
         let sent = match uploaded {

@@ -33,6 +33,7 @@ pub mod attachment;
 mod batch;
 mod big_groups;
 pub mod client;
+mod commit_blobs;
 mod convs;
 pub mod error;
 pub mod kt;

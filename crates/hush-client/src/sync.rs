@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::batch::{Batch, MAX_BATCH};
 use crate::client::{Client, now};
+use crate::commit_blobs::Fetched;
 use crate::error::ClientError;
 use crate::link::Link;
 use crate::local::LocalStore;
@@ -391,13 +392,17 @@ impl Client {
             Ok(env) if hush_proto::receipt::is_receipt(&env.payload) => {
                 self.handle_receipt(&env.payload, &seq)
             }
+            Ok(env) if hush_proto::commit_blob::is_commit_pointer(&env.payload) => {
+                self.handle_commit_pointer(env, &seq, follow).await
+            }
             Ok(env) => match peek_message(&env.payload) {
                 Ok(MessageKind::Welcome) => {
                     self.handle_welcome(&env.payload, &seq, &mut follow.joined)
                         .await
                 }
                 Ok(MessageKind::Group { group_id, .. }) => {
-                    self.handle_group(&group_id, &env, &seq, follow).await
+                    self.handle_group(&group_id, &env, &seq, follow, false)
+                        .await
                 }
                 Ok(_) | Err(_) => Err(ClientError::Proto(ProtoError::InvalidRequest(
                     "not a message for this device",
@@ -442,17 +447,46 @@ impl Client {
         })
     }
 
+    /// A commit that travelled out of band (decision 0021): fetched,
+    /// checked, then handled as if it had come in the envelope.
+    async fn handle_commit_pointer(
+        &mut self,
+        env: Envelope,
+        seq: &str,
+        follow: &mut FollowUp,
+    ) -> Result<Vec<Event>, ClientError> {
+        match self.fetch_commit(&env.payload).await? {
+            Fetched::Commit { group_id, commit } => {
+                let env = Envelope {
+                    payload: commit,
+                    ..env
+                };
+                self.handle_group(&group_id, &env, seq, follow, true).await
+            }
+            Fetched::Refused(why) => self.refuse(seq, &why),
+        }
+    }
+
+    /// A message of a group. `from_blob`: a commit a pointer named, which
+    /// a member of the epoch vouched for, so one MLS refuses is an alarm.
     async fn handle_group(
         &mut self,
         group_id: &[u8],
         env: &Envelope,
         seq: &str,
         follow: &mut FollowUp,
+        from_blob: bool,
     ) -> Result<Vec<Event>, ClientError> {
         let row = self.conv_by_group_id(group_id)?.ok_or_else(|| {
             ClientError::NotFound("message for a conversation this device is not in".into())
         })?;
-        let incoming = self.conv(group_id)?.process(&env.payload, now())?;
+        let incoming = match self.conv(group_id)?.process(&env.payload, now()) {
+            Ok(Incoming::Commit(change)) => Incoming::Commit(change),
+            Ok(_) | Err(_) if from_blob => {
+                return self.refuse(seq, "an out-of-band group change that MLS does not accept");
+            }
+            other => other?,
+        };
         let mut events = Vec::new();
         match incoming {
             Incoming::Message(received) => {

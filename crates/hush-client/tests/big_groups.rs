@@ -85,8 +85,9 @@ async fn a_big_group_is_joined_through_its_out_of_band_tree() {
     let mut carol = user(&server, root, "zcarol").await;
     let mut dave = user(&server, root, "zdave").await;
     // Enough members that the Welcome for the last ones cannot carry the
-    // tree: bob, carol and dave sort last, in the out-of-band batch.
-    let (mut m000, mut names) = register_extras(&server, BIG_GROUP_LEAVES + 2).await;
+    // tree: bob, carol and dave sort last, in the out-of-band batch. Bob
+    // lands on leaf 80, one of the leaves whose joiner self-updates.
+    let (mut m000, mut names) = register_extras(&server, BIG_GROUP_LEAVES + 15).await;
     names.extend(["zbob".into(), "zcarol".into(), "zdave".into()]);
     alice.create_group("big", &names).await.unwrap();
     let gid = group_id(&mut m000).await;

@@ -45,6 +45,21 @@ pub const BIG_GROUP_LEAVES: usize = 64;
 /// The largest group Hush supports, in devices (leaves): a send reaches at
 /// most this many devices (`hush_wire::limits::MAX_RECIPIENTS`).
 pub const MAX_GROUP_DEVICES: usize = 5000;
+/// In a big group, one joiner in this many self-updates right after
+/// joining: the one whose leaf index is a multiple of it.
+pub const SELF_UPDATE_STRIDE: u32 = 16;
+
+/// Whether the device at `leaf` self-updates right after joining a group of
+/// `leaves` leaves. In a small group every joiner does. In a big group the
+/// tree starts blank above the leaves (add-only commits carry no path), and
+/// if every joiner updated, each of N members would process N commits, the
+/// first ones each encrypted to nearly every leaf. One joiner per block of
+/// [`SELF_UPDATE_STRIDE`] leaves fills every parent node above the blocks;
+/// a later commit then encrypts to about log2(N) nodes plus the blank part
+/// of its own block, at 1/16 of the commits.
+pub fn self_updates_after_join(leaf: u32, leaves: usize) -> bool {
+    leaves <= BIG_GROUP_LEAVES || leaf.is_multiple_of(SELF_UPDATE_STRIDE)
+}
 /// Most devices one commit adds: the add proposals carry whole KeyPackages
 /// (a hybrid one is about 2.7 KB) and the Welcome one HPKE ciphertext per
 /// added device (about 1.2 KB), both under the 512 KiB message limit.
@@ -481,6 +496,18 @@ impl MlsRules for HushRules {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_joiner_per_block_self_updates_in_a_big_group() {
+        use super::{BIG_GROUP_LEAVES, self_updates_after_join};
+        assert!((0..64).all(|leaf| self_updates_after_join(leaf, BIG_GROUP_LEAVES)));
+        let updaters = (0..1000u32)
+            .filter(|&leaf| self_updates_after_join(leaf, 1000))
+            .count();
+        assert_eq!(updaters, 63);
+        assert!(self_updates_after_join(64, 1000));
+        assert!(!self_updates_after_join(65, 1000));
+    }
+
     use super::*;
 
     #[test]

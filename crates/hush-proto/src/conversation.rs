@@ -258,6 +258,11 @@ impl Conversation {
             .collect()
     }
 
+    /// This device's leaf index in the ratchet tree.
+    pub fn own_leaf(&self) -> u32 {
+        self.group.current_member_index()
+    }
+
     /// The member accounts.
     pub fn accounts(&self) -> BTreeSet<Username> {
         self.members()

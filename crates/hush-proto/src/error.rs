@@ -67,6 +67,11 @@ pub enum ProtoError {
         /// How many it would hold.
         requested: usize,
     },
+    /// An out-of-band commit blob opened, but what is inside is not a
+    /// commit of the group and epoch its pointer names: a member of the
+    /// epoch sealed something else (see [`crate::commit_blob`]).
+    #[error("the commit blob holds no commit of this group and epoch")]
+    MisdirectedCommit,
     /// Any other MLS failure, with mls-rs's own description.
     #[error("MLS error: {0}")]
     Mls(MlsError),

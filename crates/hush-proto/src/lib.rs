@@ -59,6 +59,7 @@
 
 pub mod big_group;
 pub mod codec;
+pub mod commit_blob;
 pub mod commit_token;
 pub mod content;
 pub mod conversation;

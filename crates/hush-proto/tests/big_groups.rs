@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use hush_proto::big_group::{BIG_GROUP_LEAVES, add_batches};
+use hush_proto::commit_blob::{self, commit_blob_len};
 use hush_proto::*;
 use hush_wire::limits::MAX_MESSAGE_LEN;
 use rand_core::SeedableRng;
@@ -172,20 +173,179 @@ fn a_tree_over_the_message_limit_travels_out_of_band_and_tampering_is_refused() 
         other => panic!("unexpected {other:?}"),
     }
 
-    // The joiner's self-update fills its path; the creator follows.
+    // The creator's first self-update in the fresh tree is encrypted to
+    // nearly every leaf: over the message limit. It travels out of band
+    // (decision 0021): sealed into a blob, a pointer in its place; the
+    // joiner fetches (here: is handed) the blob and follows.
+    let first = conv.self_update(NOW).unwrap();
+    assert!(
+        first.commit.len() > MAX_MESSAGE_LEN,
+        "{tree_len} hybrid leaves: the creator's first self-update is {} bytes",
+        first.commit.len()
+    );
+    let len = commit_blob_len(first.commit.len());
+    let sealed = conv
+        .seal_commit_out_of_band(&first.commit, "commitBlob_0", len, &mut rng)
+        .unwrap();
+    conv.confirm_commit().unwrap();
+    let at = joined.open_commit_pointer(&sealed.pointer).unwrap();
+    let commit = joined.open_commit_blob(&at, &sealed.blob).unwrap();
+    match joined.process(&commit, NOW).unwrap() {
+        Incoming::Commit(c) => assert_eq!(c.epoch, conv.epoch()),
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // The joiner's self-update fills its path (smaller now that the
+    // creator's has filled the top of the tree); out of band too, and the
+    // creator follows.
     let update = joined.self_update(NOW).unwrap();
-    joined.confirm_commit().unwrap();
     assert!(update.tree_blob.is_none());
-    match conv.process(&update.commit, NOW).unwrap() {
+    let len = commit_blob_len(update.commit.len());
+    let sealed = joined
+        .seal_commit_out_of_band(&update.commit, "commitBlob_1", len, &mut rng)
+        .unwrap();
+    assert!(
+        sealed.pointer.len() < 256,
+        "pointer {}",
+        sealed.pointer.len()
+    );
+    assert_eq!(sealed.blob.len() as u64, len);
+    joined.confirm_commit().unwrap();
+    let epoch = conv.epoch();
+    let at = conv.open_commit_pointer(&sealed.pointer).unwrap();
+    assert_eq!((at.blob_id.as_str(), at.len), ("commitBlob_1", len));
+    refuses_altered_commit_blobs(&conv, &at, &sealed.blob);
+    let commit = conv.open_commit_blob(&at, &sealed.blob).unwrap();
+    assert_eq!(commit, update.commit);
+    match conv.process(&commit, NOW).unwrap() {
         Incoming::Commit(c) => assert_eq!(c.epoch, joined.epoch()),
         other => panic!("unexpected {other:?}"),
     }
+    assert_eq!(conv.epoch(), epoch + 1);
+    let old = (&update.commit[..], &sealed.pointer[..]);
+    misdirected_commits_are_refused(&conv, &joined, old, &mut rng);
     println!(
-        "{tree_len} hybrid leaves: tree blob {} bytes, welcome {} bytes, joiner's first self-update {} bytes",
+        "{tree_len} hybrid leaves: tree blob {} bytes, welcome {} bytes, creator's first \
+         self-update {} bytes, then the joiner's {} bytes (blob {len} bytes)",
         blob.bytes.len(),
         welcome.len(),
+        first.commit.len(),
         update.commit.len()
     );
+}
+
+/// A server that truncates, flips or swaps the blob, or withholds it
+/// (here: nothing), gets nowhere; nothing changes.
+fn refuses_altered_commit_blobs(conv: &Conversation, at: &commit_blob::CommitBlobRef, blob: &[u8]) {
+    let epoch = conv.epoch();
+    let mut flipped = blob.to_vec();
+    flipped[blob.len() / 2] ^= 1;
+    let mut swapped = blob.to_vec();
+    swapped.reverse();
+    for bad in [&blob[..blob.len() - 1], &flipped, &swapped, &[][..]] {
+        assert!(matches!(
+            conv.open_commit_blob(at, bad),
+            Err(ProtoError::Tampered)
+        ));
+    }
+    assert_eq!(conv.epoch(), epoch);
+    assert!(!conv.has_pending_commit());
+}
+
+/// A member of the current epoch seals, behind a pointer that opens and a
+/// hash that matches, a commit of an earlier epoch or of another group:
+/// the other members refuse it before MLS sees it, and nothing changes.
+fn misdirected_commits_are_refused(
+    conv: &Conversation,
+    joined: &Conversation,
+    (old_commit, old_pointer): (&[u8], &[u8]),
+    rng: &mut rand_chacha::ChaCha20Rng,
+) {
+    let other_group = {
+        let stranger = device("stranger", rng);
+        let (mut other, _) = stranger
+            .create_conversation(Suite::Hybrid, &ConversationInfo::group("o"), &[], NOW)
+            .unwrap();
+        other.self_update(NOW).unwrap().commit
+    };
+    let epoch = conv.epoch();
+    for inner in [old_commit, &other_group] {
+        let len = commit_blob_len(inner.len());
+        let sealed = joined
+            .seal_commit_out_of_band(inner, "commitBlob_2", len, rng)
+            .unwrap();
+        let at = conv.open_commit_pointer(&sealed.pointer).unwrap();
+        assert!(matches!(
+            conv.open_commit_blob(&at, &sealed.blob),
+            Err(ProtoError::MisdirectedCommit)
+        ));
+    }
+    // A pointer replayed from an earlier epoch is not opened.
+    assert!(matches!(
+        conv.open_commit_pointer(old_pointer),
+        Err(ProtoError::WrongEpoch { .. })
+    ));
+    assert_eq!(conv.epoch(), epoch);
+}
+
+/// A group built the way a client builds one: the creator with the first
+/// 63 devices in-band, the rest in add-only batches without a path, then
+/// the last device added joins from its Welcome and the tree blob.
+fn fresh_group(n: usize, rng: &mut rand_chacha::ChaCha20Rng) -> (Conversation, Conversation) {
+    let creator = device("creator", rng);
+    let joiner = device("joiner", rng);
+    let mut kps = key_packages(n - 2, rng);
+    kps.push(
+        joiner
+            .generate_key_package(Suite::Hybrid, false, NOW)
+            .unwrap()
+            .message,
+    );
+    let first = (BIG_GROUP_LEAVES - 1).min(kps.len());
+    let (mut conv, created) = creator
+        .create_conversation(
+            Suite::Hybrid,
+            &ConversationInfo::group("g"),
+            &kps[..first],
+            NOW,
+        )
+        .unwrap();
+    let mut last = created.map(|commit| Added { commit, slot: None });
+    let mut slots = 0;
+    for batch in add_batches(&kps[first..], first + 1) {
+        last = Some(add(&mut conv, batch, &mut slots));
+    }
+    let Added { commit, .. } = last.unwrap();
+    let welcome = commit.welcome.unwrap();
+    let tree = commit.tree_blob.map(|b| b.bytes);
+    let joined = joiner
+        .join_with_tree(&welcome, tree.as_deref(), NOW)
+        .unwrap();
+    assert_eq!(joined.members().len(), n);
+    (conv, joined)
+}
+
+/// The size of a first self-update in fresh hybrid groups of 100, 400 and
+/// 1000 devices (BENCHMARKS.md, "Commits larger than a message"): a joiner
+/// added last, and the creator. About 10 s in a debug build:
+/// `cargo test -p hush-proto --test big_groups -- --ignored --nocapture first_self_update_sizes`.
+#[test]
+#[ignore]
+fn first_self_update_sizes() {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(21);
+    for n in [100, 400, 1000] {
+        let (mut conv, mut joined) = fresh_group(n, &mut rng);
+        let joiner = joined.self_update(NOW).unwrap().commit.len();
+        joined.discard_commit().unwrap();
+        let creator = conv.self_update(NOW).unwrap().commit.len();
+        conv.discard_commit().unwrap();
+        println!(
+            "{n} hybrid devices: joiner's first self-update {joiner} bytes (blob {}), \
+             creator's {creator} bytes (blob {}); message limit {MAX_MESSAGE_LEN}",
+            commit_blob_len(joiner),
+            commit_blob_len(creator)
+        );
+    }
 }
 
 #[test]

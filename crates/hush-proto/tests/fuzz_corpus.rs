@@ -281,6 +281,52 @@ fn regenerate_tree_blob_seeds() {
     std::fs::write(dir.join("seed-empty-pointer"), b"\x00\x00").unwrap();
 }
 
+#[test]
+fn tree_blob_open_corpus() {
+    replay("tree_blob_open");
+}
+
+#[test]
+fn commit_blob_open_corpus() {
+    replay("commit_blob_open");
+}
+
+/// Writes the `commit_blob_open` seeds: pointers and their sealed blobs
+/// (what is inside is not an MLS commit: the blob opens, the check after
+/// it refuses), and a pointer alone.
+/// `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_commit`
+#[test]
+#[ignore]
+fn regenerate_commit_blob_seeds() {
+    let dir = corpus_dir("commit_blob_open");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    for (name, commit) in [("valid-small", &b"a commit"[..]), ("valid-empty", &[][..])] {
+        let len = hush_proto::commit_blob::commit_blob_len(commit.len());
+        let out = hush_proto::commit_blob::seal_commit_with(
+            &fuzz::COMMIT_POINTER_KEY,
+            [5; 32],
+            "fuzzBlob_2",
+            len,
+            b"fuzz group",
+            4,
+            commit,
+            &mut rng,
+        )
+        .unwrap();
+        let mut input = (out.pointer.len() as u16).to_be_bytes().to_vec();
+        input.extend_from_slice(&out.pointer);
+        input.extend_from_slice(&out.blob);
+        assert!(fuzz::commit_blob_open(&input));
+        std::fs::write(dir.join(name), &input).unwrap();
+        if name == "valid-small" {
+            let n = 2 + out.pointer.len();
+            std::fs::write(dir.join("seed-pointer-only"), &input[..n]).unwrap();
+        }
+    }
+    std::fs::write(dir.join("seed-magic-only"), b"\x00\x04\xfeHC\x01").unwrap();
+}
+
 fn seed(target: &str, name: &str) -> Vec<u8> {
     let path = corpus_dir(target).join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

@@ -195,6 +195,33 @@ impl Raw {
             .unwrap();
     }
 
+    /// Creates an attachment of `size` bytes; returns its id.
+    pub async fn reserve(&self, size: u64) -> String {
+        let created: hush_wire::api::CreateAttachmentResponse = self
+            .transport
+            .json(
+                Method::POST,
+                "/v1/attachments",
+                Some(&hush_wire::api::CreateAttachmentRequest { size }),
+            )
+            .await
+            .unwrap();
+        created.id
+    }
+
+    /// Uploads the whole of attachment `id`.
+    pub async fn upload(&self, id: &str, bytes: &[u8]) {
+        self.transport
+            .raw(
+                Method::PATCH,
+                &format!("/v1/attachments/{id}"),
+                &[("upload-offset", "0".to_owned())],
+                Some(bytes.to_vec()),
+            )
+            .await
+            .unwrap();
+    }
+
     /// The MLS message in what the server delivered: sealed envelopes are
     /// opened as the client does; one queued before sealing comes as it is.
     fn unseal(&self, payload: Vec<u8>) -> Vec<u8> {
