@@ -391,6 +391,9 @@ impl Client {
             Ok(env) if hush_proto::receipt::is_receipt(&env.payload) => {
                 self.handle_receipt(&env.payload, &seq)
             }
+            Ok(env) if hush_proto::device_link::is_link_frame(&env.payload) => {
+                self.handle_link_frame(&env.payload, &seq)
+            }
             Ok(env) => match peek_message(&env.payload) {
                 Ok(MessageKind::Welcome) => {
                     self.handle_welcome(&env.payload, &seq, &mut follow.joined)
@@ -630,6 +633,7 @@ pub(crate) fn apply_content(
                     "UPDATE messages SET status = 'sent' WHERE id = ?1",
                     params![content.id.to_hex()],
                 )?;
+                crate::devices::note_seen(tx, device, received_at)?;
             }
             None
         }
