@@ -185,7 +185,7 @@ impl Faults {
         let s = self.lock();
         if let Some(extra) = s.extra_devices.get(username) {
             let mut value = real.clone();
-            value.devices.push(extra.clone());
+            value.devices.push(*extra);
             value.devices.sort();
             return Some(value);
         }
