@@ -272,8 +272,13 @@ fn a_device_the_server_publishes_alarms_every_device_of_the_account() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    rt.block_on(state.kt.faults.publish_extra_device(&state.kt, "alice", 7))
-        .unwrap();
+    rt.block_on(
+        state
+            .kt
+            .faults
+            .publish_extra_device(&state.kt, "alice", 7, None),
+    )
+    .unwrap();
     for d in [&alice, &laptop] {
         let out = d.run(&["sync"]);
         assert!(!out.status.success(), "{} saw no alarm", d.name);

@@ -47,3 +47,29 @@ async fn an_account_links_at_most_eight_devices() {
         .collect();
     assert_eq!(listed, [1, 2, 3, 4, 5, 6, 7, 9]);
 }
+
+/// A device removed here that the server publishes again (replaying its
+/// key) is an alarm on this device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_device_published_again_is_an_alarm() {
+    let server = TestServer::start().await.unwrap();
+    let state = server.state().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut alice = user(&server, dir.path(), "alice").await;
+    let key = DeviceSigningKey::generate(&mut rand::rngs::OsRng).unwrap();
+    let code = LinkCode::generate(key.public(), &mut rand::rngs::OsRng).encode();
+    let id = alice.approve_link(&code).await.unwrap();
+    assert!(alice.kt_monitor(true).await.unwrap().is_empty());
+    alice.remove_device(id).await.unwrap();
+    assert!(alice.kt_monitor(true).await.unwrap().is_empty());
+    state
+        .kt
+        .faults
+        .publish_extra_device(&state.kt, "alice", id, Some(key.public()))
+        .await
+        .unwrap();
+    let alarms = alice.kt_monitor(true).await.unwrap();
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert!(alarms[0].contains("device(s) 2 again"), "{alarms:?}");
+    assert!(alarms[0].contains("which you removed"), "{alarms:?}");
+}

@@ -195,20 +195,27 @@ impl Faults {
         s.ghosts.get(username).map(|g| g.value.clone())
     }
 
-    /// Publishes `username`'s real keys plus a device `device_id` with a
-    /// key the server made up, as a server adding a listener would.
+    /// Publishes `username`'s real keys plus a device `device_id` with
+    /// `signature_key` (a removed device's, replayed) or, without one, a key
+    /// the server made up, as a server adding a listener would.
     pub async fn publish_extra_device(
         &self,
         kt: &KeyDirectory,
         username: &str,
         device_id: u32,
+        signature_key: Option<[u8; 32]>,
     ) -> Result<(), KtError> {
-        let key = DeviceSigningKey::generate(&mut rand::rngs::OsRng).map_err(err)?;
+        let signature_key = match signature_key {
+            Some(k) => k,
+            None => DeviceSigningKey::generate(&mut rand::rngs::OsRng)
+                .map_err(err)?
+                .public(),
+        };
         self.lock().extra_devices.insert(
             username.to_owned(),
             KtDevice {
                 device_id,
-                signature_key: key.public(),
+                signature_key,
             },
         );
         kt.changed(username);
