@@ -46,7 +46,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 12] = [
+pub const TARGETS: [&str; 13] = [
     "content_decode",
     "certificate_decode",
     "state_key",
@@ -59,6 +59,7 @@ pub const TARGETS: [&str; 12] = [
     "receipt_open",
     "tree_blob_open",
     "commit_blob_open",
+    "device_link_decode",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -76,6 +77,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "receipt_open" => receipt_open(data),
         "tree_blob_open" => tree_blob_open(data),
         "commit_blob_open" => commit_blob_open(data),
+        "device_link_decode" => device_link_decode(data),
         _ => return None,
     })
 }
@@ -273,6 +275,59 @@ pub fn commit_blob_open(data: &[u8]) -> bool {
     assert!(commit.len() < blob.len(), "opened more than it held");
     let _ = check_commit(&commit, &header.group_id, header.epoch);
     true
+}
+
+/// The link code every `device_link_decode` frame is sealed under.
+pub fn device_link_code() -> hush_proto::device_link::LinkCode {
+    hush_proto::device_link::LinkCode {
+        device_key: [3; 32],
+        secret: Zeroizing::new([4; hush_proto::device_link::SECRET_LEN]),
+    }
+}
+
+/// Device-link decoders (decision 0023), by the first byte: 0 a link code
+/// as typed (what parses re-encodes to a code that parses to the same), 1 a
+/// frame opened under [`device_link_code`]'s key to the new device and its
+/// welcome decoded, 2 a frame under the key to the existing device and its
+/// ready answer decoded, 3 a welcome and 4 a ready answer on their own
+/// (each decoded one re-encodes to the same bytes).
+pub fn device_link_decode(data: &[u8]) -> bool {
+    use hush_proto::device_link::{LinkCode, LinkReady, LinkWelcome, open_frame};
+    let Some((&which, rest)) = data.split_first() else {
+        return false;
+    };
+    let keys = device_link_code().keys();
+    let welcome = |bytes: &[u8]| match LinkWelcome::decode(bytes) {
+        Ok(w) => {
+            assert_eq!(&w.encode()[..], bytes, "one welcome, two encodings");
+            true
+        }
+        Err(_) => false,
+    };
+    let ready = |bytes: &[u8]| match LinkReady::decode(bytes) {
+        Ok(r) => {
+            assert_eq!(r.encode(), bytes, "one ready answer, two encodings");
+            true
+        }
+        Err(_) => false,
+    };
+    match which {
+        0 => {
+            let Ok(text) = std::str::from_utf8(rest) else {
+                return false;
+            };
+            let Ok(code) = LinkCode::parse(text) else {
+                return false;
+            };
+            assert_eq!(LinkCode::parse(&code.encode()).ok(), Some(code));
+            true
+        }
+        1 => open_frame(&keys.to_new, rest).is_ok_and(|f| welcome(&f.plaintext)),
+        2 => open_frame(&keys.to_existing, rest).is_ok_and(|f| ready(&f.plaintext)),
+        3 => welcome(rest),
+        4 => ready(rest),
+        _ => false,
+    }
 }
 
 /// Key-transparency decoders, by the first byte: 0 a directory value

@@ -48,6 +48,28 @@ pub enum LowCommand {
         /// The username to register.
         username: String,
     },
+    /// Make this a new device of an existing account: shows a one-time link
+    /// code (and its QR code) and waits until another device of the account
+    /// approves it with `hush devices link CODE`.
+    Link {
+        /// The account's server, e.g. https://hush.example.org.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// The SHA-256 fingerprint of a self-signed server's certificate.
+        #[arg(long, value_name = "FP")]
+        trust_fingerprint: Option<String>,
+        /// A name for this device (shown by `hush devices list`).
+        #[arg(long)]
+        name: Option<String>,
+        /// How long to wait for the approval, like 90s or 10m.
+        #[arg(long, value_name = "DURATION", default_value = "5m")]
+        timeout: String,
+    },
+    /// This account's devices: link a new one, list, rename, remove.
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
     /// Send a text message: `hush send USERNAME TEXT` or `hush send --group NAME TEXT`.
     Send {
         #[command(flatten)]
@@ -268,6 +290,33 @@ pub enum KeysCommand {
         /// Where to write it.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+    },
+}
+
+/// `hush devices ...`
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// List this account's devices.
+    List,
+    /// Approve the new device showing CODE (from `hush link` on it).
+    Link {
+        /// The link code the new device shows.
+        code: String,
+        /// How long to wait for the new device's answer, like 90s or 10m.
+        #[arg(long, value_name = "DURATION", default_value = "5m")]
+        timeout: String,
+    },
+    /// Name a device.
+    Rename {
+        /// The device id (from `hush devices list`).
+        id: u32,
+        /// Its new name.
+        name: String,
+    },
+    /// Remove a device from the account and every conversation.
+    Remove {
+        /// The device id (from `hush devices list`).
+        id: u32,
     },
 }
 

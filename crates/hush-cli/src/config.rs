@@ -122,6 +122,22 @@ pub enum Command {
         target: Option<Target>,
     },
     RotateToken,
+    Link {
+        server: String,
+        fingerprint: Option<String>,
+        name: Option<String>,
+        timeout: Duration,
+    },
+    Devices(DevicesCommand),
+}
+
+/// `hush devices ...`, resolved.
+#[derive(Debug)]
+pub enum DevicesCommand {
+    List,
+    Link { code: String, timeout: Duration },
+    Rename { id: u32, name: String },
+    Remove { id: u32 },
 }
 
 /// A command line that parsed but makes no sense.
@@ -284,6 +300,26 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
             },
             out,
         },
+        LowCommand::Link {
+            server,
+            trust_fingerprint,
+            name,
+            timeout,
+        } => Command::Link {
+            server,
+            fingerprint: trust_fingerprint,
+            name,
+            timeout: parse_wait(&timeout)?,
+        },
+        LowCommand::Devices { command } => Command::Devices(match command {
+            crate::cli::DevicesCommand::List => DevicesCommand::List,
+            crate::cli::DevicesCommand::Link { code, timeout } => DevicesCommand::Link {
+                code,
+                timeout: parse_wait(&timeout)?,
+            },
+            crate::cli::DevicesCommand::Rename { id, name } => DevicesCommand::Rename { id, name },
+            crate::cli::DevicesCommand::Remove { id } => DevicesCommand::Remove { id },
+        }),
         LowCommand::Chat { group, username } => Command::Chat {
             target: match (group.group, username) {
                 (None, None) => None,
@@ -343,6 +379,14 @@ pub fn parse_timer(s: &str) -> Result<Option<u32>, UsageError> {
             ))
         })?;
     Ok(Some(secs))
+}
+
+/// A `--timeout` like `90s` or `10m` (1 second to 1 day).
+fn parse_wait(s: &str) -> Result<Duration, UsageError> {
+    humantime::parse_duration(s)
+        .ok()
+        .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(d))
+        .ok_or_else(|| usage(format!("{s:?} is not a wait like 90s or 10m (1s to 1d)")))
 }
 
 #[cfg(test)]

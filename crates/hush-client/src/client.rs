@@ -51,7 +51,7 @@ pub struct Client {
     /// Commits larger than this travel out of band (decision 0021): the
     /// server's message limit; tests lower it.
     pub(crate) inline_commit_limit: usize,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 impl std::fmt::Debug for Client {
@@ -160,6 +160,7 @@ impl Client {
             LocalStore::set_meta(conn, "certificate", &cert.encode())?;
             LocalStore::set_meta(conn, "last_seq", b"0")?;
             LocalStore::set_meta(conn, "presence", b"contacts")?;
+            crate::devices::note_device(conn, &cert, None, false)?;
         }
         let device = Device::new(cert, &key)?;
         let mut client = Client {
@@ -515,22 +516,14 @@ impl Client {
                 None,
             )
             .await?;
-        let value = if username == self.username.as_str() {
-            hush_proto::kt::KtValue::from_certificates(
-                self.account.public(),
-                std::slice::from_ref(self.device.certificate()),
-            )
-        } else {
-            match self.kt_vouched.get(username) {
-                Some(v) => v.clone(),
-                None => {
-                    self.lookup(username).await?;
-                    self.kt_vouched.get(username).cloned().ok_or_else(|| {
-                        ClientError::NotFound(format!("{username} is not in the key directory"))
-                    })?
-                }
-            }
-        };
+        // This account's own devices change under it (links, removals):
+        // always asked afresh.
+        if username == self.username.as_str() || !self.kt_vouched.contains_key(username) {
+            self.lookup(username).await?;
+        }
+        let value = self.kt_vouched.get(username).cloned().ok_or_else(|| {
+            ClientError::NotFound(format!("{username} is not in the key directory"))
+        })?;
         let mut out = Vec::new();
         for kp in resp.key_packages {
             if username == self.username.as_str() && kp.device_id == self.device_id {

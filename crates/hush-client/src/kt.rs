@@ -379,10 +379,26 @@ impl Client {
         let root = wire_to_root(&resp.root)?;
         self.accept_root(&config, &root).await?;
         let versions = verify_history(&config, &root, &me, resp.proof.as_slice())?;
-        let mine = KtValue::from_certificates(
-            self.account.public(),
-            std::slice::from_ref(self.device.certificate()),
-        );
+        // Every device the account added is certified by its key: this
+        // device's own, those it linked or learned of when it was linked,
+        // and those the directory serves with a valid certificate (added by
+        // another device of the account). A device in the history without
+        // one is the server's.
+        self.learn_own_devices().await;
+        let known = crate::devices::roster(&self.store.conn)?;
+        let removed: Vec<u32> = known
+            .iter()
+            .filter(|(_, r)| *r)
+            .map(|(c, _)| c.device_id().0)
+            .collect();
+        let certs: Vec<DeviceCertificate> = known.into_iter().map(|(c, _)| c).collect();
+        let mine = KtValue::from_certificates(self.account.public(), &certs);
+        let ours = |v: &KtValue| {
+            v.account_key == mine.account_key
+                && v.devices
+                    .iter()
+                    .all(|d| mine.device(d.device_id) == Some(d))
+        };
         // A username can be registered again after its account was deleted:
         // versions before this account's first one belonged to an earlier
         // owner. The first check (at registration) finds where ours begin.
@@ -395,7 +411,7 @@ impl Client {
             None => {
                 let f = versions
                     .iter()
-                    .filter(|v| v.value == mine)
+                    .filter(|v| ours(&v.value))
                     .map(|v| v.version)
                     .min();
                 if let Some(f) = f {
@@ -418,7 +434,7 @@ impl Client {
         let mut alarms = Vec::new();
         let mut newest_told = told;
         for v in &versions {
-            if v.value == mine || v.version <= told {
+            if ours(&v.value) || v.version <= told {
                 continue;
             }
             newest_told = newest_told.max(v.version);
@@ -440,6 +456,26 @@ impl Client {
                  tell your contacts and your server's operator",
                 v.version, v.published_epoch
             ));
+        }
+        // A device removed from here must stay out of the current keys.
+        if let Some(last) = versions.iter().max_by_key(|v| v.version)
+            && last.version > told
+            && ours(&last.value)
+        {
+            let back: Vec<String> = (last.value.devices.iter())
+                .filter(|d| removed.contains(&d.device_id))
+                .map(|d| d.device_id.to_string())
+                .collect();
+            if !back.is_empty() {
+                newest_told = newest_told.max(last.version);
+                alarms.push(format!(
+                    "SECURITY: the key directory lists device(s) {} again for your account \
+                     {me}, which you removed (version {}). Remove them again and tell your \
+                     server's operator",
+                    back.join(", "),
+                    last.version
+                ));
+            }
         }
         LocalStore::set_meta(
             &self.store.conn,

@@ -35,9 +35,11 @@ mod big_groups;
 pub mod client;
 mod commit_blobs;
 mod convs;
+pub mod devices;
 pub mod error;
 pub mod kt;
 pub mod link;
+pub mod linking;
 pub mod local;
 mod messages;
 pub mod model;
@@ -49,8 +51,10 @@ pub mod transport;
 mod trust;
 
 pub use client::Client;
+pub use devices::{DeviceView, MAX_LINKED_DEVICES};
 pub use error::ClientError;
 pub use kt::{AuditFailure, KtStatus, audit_server};
+pub use linking::LinkRequest;
 pub use model::{
     ContactView, ConversationView, Event, MessageView, PresenceMode, ReceiptState, Target,
 };

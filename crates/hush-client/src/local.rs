@@ -218,6 +218,31 @@ CREATE TABLE receipts (
 ) WITHOUT ROWID;
 ALTER TABLE messages ADD COLUMN recipients INTEGER;
 "#,
+    // Version 4: this account's devices as this device knows them (decision
+    // 0023): every certificate it has seen under the account key, the name
+    // the user gave it, when a message from it last arrived here, and
+    // whether it was removed; and the links this device approved that have
+    // not answered yet, with their keys. The device itself is its first row.
+    r#"
+CREATE TABLE account_devices (
+    device_id   INTEGER PRIMARY KEY,
+    certificate BLOB NOT NULL,
+    name        TEXT,
+    last_seen   INTEGER,
+    removed     INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO account_devices (device_id, certificate)
+    SELECT CAST(CAST(d.value AS TEXT) AS INTEGER), c.value FROM meta d, meta c
+    WHERE d.key = 'device_id' AND c.key = 'certificate';
+CREATE TABLE pending_links (
+    device_id   INTEGER PRIMARY KEY,
+    to_new      BLOB NOT NULL,
+    to_existing BLOB NOT NULL,
+    wanted      BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    ready       BLOB
+);
+"#,
 ];
 
 /// The schema version this code writes.
@@ -637,6 +662,54 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM receipts", [], |r| r.get(0))
             .unwrap();
         assert_eq!(left, 0);
+    }
+
+    /// A store as the previous release (version 3) wrote it: after the
+    /// upgrade this device is the first row of its account's devices, and
+    /// the messages stay.
+    #[test]
+    fn a_version_3_store_opens_with_this_device_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db_key = write_v1_store(dir.path(), "pw");
+        {
+            let mut conn = Connection::open(dir.path().join(DATABASE)).unwrap();
+            let hex_key = Zeroizing::new(format!("x'{}'", hex::encode(*db_key)));
+            conn.pragma_update(None, "key", &*hex_key).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(MIGRATIONS[0]).unwrap();
+            tx.execute_batch(MIGRATIONS[1]).unwrap();
+            tx.execute_batch(
+                "INSERT INTO meta (key, value) VALUES ('device_id', CAST('3' AS BLOB)),
+                     ('certificate', X'c0ffee');",
+            )
+            .unwrap();
+            tx.pragma_update(None, "user_version", 3).unwrap();
+            tx.commit().unwrap();
+        }
+        let s = LocalStore::open(dir.path(), "pw").unwrap();
+        let c = &s.conn;
+        let version: u32 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let row: (i64, Vec<u8>, Option<String>, bool) = c
+            .query_row(
+                "SELECT device_id, certificate, name, removed FROM account_devices",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(row, (3, vec![0xc0, 0xff, 0xee], None, false));
+        let pending: i64 = c
+            .query_row("SELECT COUNT(*) FROM pending_links", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(pending, 0);
+        let body: String = c
+            .query_row("SELECT body FROM messages WHERE id = 'm1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(body, "hello");
     }
 
     #[test]

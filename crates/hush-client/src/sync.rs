@@ -395,6 +395,9 @@ impl Client {
             Ok(env) if hush_proto::commit_blob::is_commit_pointer(&env.payload) => {
                 self.handle_commit_pointer(env, &seq, follow).await
             }
+            Ok(env) if hush_proto::device_link::is_link_frame(&env.payload) => {
+                self.handle_link_frame(&env.payload, &seq)
+            }
             Ok(env) => match peek_message(&env.payload) {
                 Ok(MessageKind::Welcome) => {
                     self.handle_welcome(&env.payload, &seq, &mut follow.joined)
@@ -664,6 +667,7 @@ pub(crate) fn apply_content(
                     "UPDATE messages SET status = 'sent' WHERE id = ?1",
                     params![content.id.to_hex()],
                 )?;
+                crate::devices::note_seen(tx, device, received_at)?;
             }
             None
         }

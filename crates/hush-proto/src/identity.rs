@@ -331,11 +331,23 @@ impl DeviceCertificate {
         device: &DeviceSigningKey,
         issued_at_ms: u64,
     ) -> Result<Self, IdentityError> {
+        Self::issue_for_key(account, username, device_id, device.public(), issued_at_ms)
+    }
+
+    /// The account key signs another device's public MLS signature key (a
+    /// device being linked, whose secret never leaves it).
+    pub fn issue_for_key(
+        account: &AccountKey,
+        username: &Username,
+        device_id: DeviceId,
+        signature_key: [u8; PUBLIC_KEY_LEN],
+        issued_at_ms: u64,
+    ) -> Result<Self, IdentityError> {
         let mut cert = Self {
             username: username.clone(),
             account_key: account.public(),
             device_id,
-            signature_key: device.public(),
+            signature_key,
             issued_at_ms,
             signature: [0; SIGNATURE_LEN],
         };

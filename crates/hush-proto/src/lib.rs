@@ -64,6 +64,7 @@ pub mod commit_token;
 pub mod content;
 pub mod conversation;
 pub mod device;
+pub mod device_link;
 pub mod ephemeral;
 pub mod error;
 pub mod framing;

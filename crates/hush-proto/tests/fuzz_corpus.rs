@@ -131,6 +131,79 @@ fn ws_frame_decode_corpus() {
     replay("ws_frame_decode");
 }
 
+#[test]
+fn device_link_decode_corpus() {
+    replay("device_link_decode");
+}
+
+/// Writes the device-link seeds only:
+/// `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_device_link`.
+#[test]
+#[ignore = "writes fuzz/corpus/device_link_decode"]
+fn regenerate_device_link_seeds() {
+    use hush_proto::device_link::*;
+    let mut rng = ChaCha20Rng::seed_from_u64(23);
+    let keys = fuzz::device_link_code().keys();
+    let account = AccountKey::from_seed([6; 32]).unwrap();
+    let user = Username::new("alice").unwrap();
+    let cert = DeviceCertificate::issue_for_key(&account, &user, DeviceId(2), [3; 32], 9).unwrap();
+    let first = DeviceCertificate::issue_for_key(&account, &user, DeviceId(1), [8; 32], 1).unwrap();
+    let welcome = LinkWelcome {
+        account_seed: account.to_seed(),
+        certificate: cert,
+        approver: 1,
+        kt_signing_key: [7; 32],
+        kt_vrf_key: vec![9; 32],
+        roster: vec![RosterEntry {
+            certificate: first,
+            removed: false,
+        }],
+        wanted: vec![65100, 1],
+    }
+    .encode();
+    let ready = LinkReady {
+        name: "laptop".into(),
+        key_packages: vec![vec![1, 2, 3]],
+    }
+    .encode();
+    let with = |tag: u8, body: &[u8]| [&[tag][..], body].concat();
+    let seeds = [
+        (
+            "valid-code",
+            with(0, fuzz::device_link_code().encode().as_bytes()),
+        ),
+        (
+            "valid-welcome-frame",
+            with(
+                1,
+                &seal_frame(&keys.to_new, FrameKind::Welcome, 0, &welcome, &mut rng),
+            ),
+        ),
+        (
+            "valid-ready-frame",
+            with(
+                2,
+                &seal_frame(&keys.to_existing, FrameKind::Ready, 0, &ready, &mut rng),
+            ),
+        ),
+        ("valid-welcome", with(3, &welcome)),
+        ("valid-ready", with(4, &ready)),
+        ("seed-code-typo", with(0, b"aaaaa-bbbbb")),
+        (
+            "seed-frame-wrong-direction",
+            with(
+                1,
+                &seal_frame(&keys.to_existing, FrameKind::Welcome, 0, &welcome, &mut rng),
+            ),
+        ),
+    ];
+    let dir = corpus_dir("device_link_decode");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, data) in seeds {
+        std::fs::write(dir.join(name), data).unwrap();
+    }
+}
+
 /// The WebSocket seeds are made without randomness: the committed files
 /// must be exactly what `fuzz::ws_frame_seeds` makes, and each `valid-*`
 /// one accepted, each `seed-*` one refused.

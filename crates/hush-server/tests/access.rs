@@ -537,3 +537,34 @@ async fn a_strangers_bad_signatures_do_not_lock_the_owner_out_of_device_requests
     s.add_device(&mut alice, 3, 30).await;
     s.stop().await;
 }
+
+/// A device added with the hash of a token it chose (device linking,
+/// decision 0023) signs in with that token, and the answer carries none; a
+/// hash that is not 32 bytes adds nothing.
+#[tokio::test]
+async fn a_device_added_with_its_own_token_hash_signs_in_with_that_token() {
+    let s = server().await;
+    let alice = s.register("alice", 1).await;
+    let (_, cert) = new_device(&alice.account, "alice", 2, 20);
+    let mut short = add_request(&alice.account, "alice", 2, &cert, now_ms());
+    short.token_hash = Some(Bytes(vec![7; 31]));
+    let post = |body: &AddDeviceRequest| {
+        s.http
+            .post(s.url("/v1/accounts/alice/devices"))
+            .json(body)
+            .send()
+    };
+    expect_error(post(&short).await.unwrap(), 400, "bad_request").await;
+    let token = "chosen by the new device";
+    let mut add = add_request(&alice.account, "alice", 2, &cert, now_ms());
+    add.token_hash = Some(Bytes(hush_server::auth::token_hash(token).to_vec()));
+    let resp = post(&add).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let body: hush_wire::api::RegisterResponse = resp.json().await.unwrap();
+    assert_eq!(body.token, "", "the server made no token of its own");
+    assert_eq!(
+        s.get_as("/v1/key-packages/count", token).await.status(),
+        200
+    );
+    s.stop().await;
+}

@@ -56,6 +56,13 @@ pub struct AddDeviceRequest {
     /// Account-key signature over [`device_request_message`] for action
     /// `add`, with the SHA-256 of `device.certificate`.
     pub signature: Bytes,
+    /// The SHA-256 of the new device's first bearer token (32 bytes), when
+    /// the new device chose it (linking, decision 0023: the token derives
+    /// from the link code, so the new device can sign in without the
+    /// server handing it anything). The answer's `token` is then empty.
+    /// Without it, the server makes the token and returns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_hash: Option<Bytes>,
 }
 
 /// `DELETE /v1/accounts/{username}/devices/{id}` body: remove a device,

@@ -35,10 +35,7 @@ pub async fn register(
         None if server.starts_with("https://") => Some(confirm_fingerprint(server).await?),
         None => None,
     };
-    let pass = match passphrase {
-        PassphraseSource::Env(p) => p.clone(),
-        PassphraseSource::Prompt => new_passphrase()?,
-    };
+    let pass = passphrase_for_new(passphrase)?;
     let client =
         Client::register_with(dir, &pass, server, username, pinned.as_deref(), connect).await?;
     out.emit(
@@ -59,6 +56,14 @@ pub async fn register(
         }),
     )?;
     Ok(())
+}
+
+/// The passphrase for a new store: from the environment, or asked twice.
+pub fn passphrase_for_new(passphrase: &PassphraseSource) -> Result<Zeroizing<String>> {
+    Ok(match passphrase {
+        PassphraseSource::Env(p) => p.clone(),
+        PassphraseSource::Prompt => new_passphrase()?,
+    })
 }
 
 /// Opens the account in `dir` (Argon2id runs off the async threads).

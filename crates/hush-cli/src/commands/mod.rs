@@ -4,6 +4,7 @@
 //! passphrase first. Each command prints through [`crate::output::Out`].
 
 mod account;
+mod devices;
 mod files;
 mod groups;
 mod messages;
@@ -48,12 +49,34 @@ pub async fn run(config: Config) -> Result<()> {
             )
             .await;
         }
+        Command::Link {
+            server,
+            fingerprint,
+            name,
+            timeout,
+        } => {
+            let args = devices::LinkArgs {
+                server: &server,
+                fingerprint: fingerprint.as_deref(),
+                name: name.as_deref(),
+                timeout,
+            };
+            return devices::link(
+                &config.data_dir,
+                &config.passphrase,
+                config.connect,
+                args,
+                &mut out,
+            )
+            .await;
+        }
         other => other,
     };
     let mut client = account::open(&config.data_dir, &config.passphrase, config.connect).await?;
     let c = &mut client;
     match command {
-        Command::Register { .. } | Command::Audit { .. } => Ok(()),
+        Command::Register { .. } | Command::Audit { .. } | Command::Link { .. } => Ok(()),
+        Command::Devices(d) => devices::run(c, d, &mut out).await,
         Command::Send {
             target,
             text,

@@ -243,7 +243,14 @@ pub async fn add_device(
         },
     )
     .await?;
-    let (device, token) = new_device(&req.device, &user, &key)?;
+    let (mut device, mut token) = new_device(&req.device, &user, &key)?;
+    if let Some(hash) = &req.token_hash {
+        device.token_hash = hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| Failure::bad_request("token_hash must be 32 bytes"))?;
+        token = String::new();
+    }
     state
         .store
         .add_device(user.as_str(), device, state.settings.max_devices)

@@ -60,6 +60,14 @@ pub async fn accept(
         }
         recipients.push(key);
     }
+    #[cfg(feature = "fault-injection")]
+    let req = match state.kt.faults.swapped_link_frame(&req.payload.0) {
+        Some(swapped) => SendRequest {
+            payload: hush_wire::Bytes(swapped),
+            ..req
+        },
+        None => req,
+    };
     let commitment = crate::franking::send_commitment(&req)?;
     let received_at_ms = now_ms();
     if req.ephemeral {

@@ -17,6 +17,11 @@
 //!   cannot monitor its own keys.
 //! - [`Faults::strip_relay_tags`]: the server relays messages without its
 //!   franking tag; recipients must mark them as not reportable.
+//! - [`Faults::publish_extra_device`]: the directory publishes the real
+//!   account with one more device, whose key the server made (no account
+//!   key certified it).
+//! - [`Faults::swap_link_frames`]: every device-link message (decision
+//!   0023) is replaced on the way by one the server sealed itself.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -24,7 +29,7 @@ use std::sync::{Mutex, MutexGuard};
 use akd::storage::memory::AsyncInMemoryDatabase;
 use akd::storage::{Database, DbSetState, StorageManager, StorageUtil};
 use akd::{AkdLabel, AkdValue, AzksParallelismConfig};
-use hush_proto::kt::{KtValue, SignedRoot, akd_value};
+use hush_proto::kt::{KtDevice, KtValue, SignedRoot, akd_value};
 use hush_proto::{
     AccountKey, Device, DeviceCertificate, DeviceId, DeviceSigningKey, Suite, Timestamp, Username,
 };
@@ -60,6 +65,8 @@ struct State {
     stated_latest: Option<u64>,
     history_refused: bool,
     strip_relay_tags: bool,
+    extra_devices: HashMap<String, KtDevice>,
+    swap_link_frames: bool,
 }
 
 /// The faults in force.
@@ -173,13 +180,70 @@ impl Faults {
         self.lock().ghosts.get(username).cloned()
     }
 
-    /// The value to publish for `username` instead of the real one.
-    pub(crate) fn published_value(&self, username: &str) -> Option<KtValue> {
+    /// The value to publish for `username` instead of `real`.
+    pub(crate) fn published_value(&self, username: &str, real: &KtValue) -> Option<KtValue> {
         let s = self.lock();
+        if let Some(extra) = s.extra_devices.get(username) {
+            let mut value = real.clone();
+            value.devices.push(*extra);
+            value.devices.sort();
+            return Some(value);
+        }
         if !s.published.contains(username) {
             return None;
         }
         s.ghosts.get(username).map(|g| g.value.clone())
+    }
+
+    /// Publishes `username`'s real keys plus a device `device_id` with
+    /// `signature_key` (a removed device's, replayed) or, without one, a key
+    /// the server made up, as a server adding a listener would.
+    pub async fn publish_extra_device(
+        &self,
+        kt: &KeyDirectory,
+        username: &str,
+        device_id: u32,
+        signature_key: Option<[u8; 32]>,
+    ) -> Result<(), KtError> {
+        let signature_key = match signature_key {
+            Some(k) => k,
+            None => DeviceSigningKey::generate(&mut rand::rngs::OsRng)
+                .map_err(err)?
+                .public(),
+        };
+        self.lock().extra_devices.insert(
+            username.to_owned(),
+            KtDevice {
+                device_id,
+                signature_key,
+            },
+        );
+        kt.changed(username);
+        kt.publish_pending().await?;
+        Ok(())
+    }
+
+    /// From now on every device-link frame is relayed as a frame of the
+    /// same kind sealed under a key the server made up.
+    pub fn swap_link_frames(&self) {
+        self.lock().swap_link_frames = true;
+    }
+
+    /// The payload to relay instead of `payload`, when it is a link frame
+    /// and frames are swapped.
+    pub(crate) fn swapped_link_frame(&self, payload: &[u8]) -> Option<Vec<u8>> {
+        use hush_proto::device_link::{FrameKind, is_link_frame, seal_frame};
+        if !self.lock().swap_link_frames || !is_link_frame(payload) {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+        let kind = match payload.get(9) {
+            Some(2) => FrameKind::Ready,
+            _ => FrameKind::Welcome,
+        };
+        let body = vec![0x5a; payload.len().saturating_sub(38)];
+        Some(seal_frame(&key, kind, 0, &body, &mut rand::rngs::OsRng))
     }
 
     /// From now on `victim` sees a copy of the directory in which `ghost_of`

@@ -420,7 +420,7 @@ impl KeyDirectory {
         for (name, label) in usernames.iter().zip(labels) {
             let real = self.value_of(name).await?;
             #[cfg(feature = "fault-injection")]
-            let real = self.faults.published_value(name).unwrap_or(real);
+            let real = self.faults.published_value(name, &real).unwrap_or(real);
             let value = akd_value(&real);
             let unchanged = current.get(&label).is_some_and(|(_, v)| *v == value);
             // A deleted account that was never published needs no entry.

@@ -169,6 +169,7 @@ pub fn add_request(
         timestamp_ms: ts,
         nonce,
         signature: Bytes(signer.sign(&msg).unwrap().to_vec()),
+        token_hash: None,
     }
 }
 

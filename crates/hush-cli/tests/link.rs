@@ -1,0 +1,289 @@
+//! Linking a second device to an account through the real binaries
+//! (decision 0023): `hush link` on the new device, `hush devices link CODE`
+//! on the existing one; both then send and receive in a 1:1 chat and a
+//! group, a removed device reads nothing new; a timeout, a wrong code and a
+//! server that tampers with the exchange link nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use common::*;
+use hush_testkit::TestServer;
+use serde_json::Value;
+
+/// `hush --json link` on `new`, running; returns it and the code it shows.
+fn start_link(new: &User, url: &str, name: &str, timeout: &str) -> (Child, String) {
+    let mut child = new
+        .command(&[
+            "--json",
+            "link",
+            "--server",
+            url,
+            "--name",
+            name,
+            "--timeout",
+            timeout,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let v: Value = serde_json::from_str(&first)
+        .unwrap_or_else(|e| panic!("first line of `hush link` is not JSON: {first:?}: {e}"));
+    assert_eq!(keys(&v), ["link_code"], "{v}");
+    (child, v["link_code"].as_str().unwrap().to_owned())
+}
+
+/// Waits for `hush link` to end: (success, the rest of stdout, stderr).
+fn finish_link(child: Child) -> (bool, String, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// Links a new device `name` to `user`; returns it.
+fn link(user: &User, url: &str, name: &str) -> User {
+    let new = User::new(&format!("{}-{name}", user.name));
+    let (child, code) = start_link(&new, url, name, "60s");
+    let approved = user.json(&["devices", "link", &code]);
+    assert_eq!(approved[0]["linked"], true, "{approved:?}");
+    let (ok, stdout, stderr) = finish_link(child);
+    assert!(ok, "hush link failed: {stderr}");
+    let linked: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(linked["linked"], true);
+    assert_eq!(linked["username"], user.name.as_str());
+    assert_eq!(linked["device_id"], approved[0]["device_id"]);
+    new
+}
+
+fn devices(user: &User) -> Vec<Value> {
+    let list = user.json(&["devices", "list"]);
+    for d in &list {
+        assert_eq!(
+            keys(d),
+            ["added_at", "id", "last_seen", "name", "this"],
+            "{d}"
+        );
+    }
+    list
+}
+
+fn history_texts(user: &User, args: &[&str]) -> Vec<String> {
+    let mut full = vec!["history"];
+    full.extend_from_slice(args);
+    texts(&user.json(&full))
+}
+
+#[test]
+fn a_linked_device_sends_and_receives_and_a_removed_one_reads_nothing_new() {
+    let server = Server::start();
+    let url = server.url();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    alice.ok(&["send", "bob", "before the laptop"]);
+    alice.json(&["group", "create", "team", "--members", "bob"]);
+    assert_eq!(bob.sync_texts(), ["before the laptop"]);
+
+    let laptop = link(&alice, &url, "laptop");
+    // The laptop joins both conversations alice's phone is in.
+    let events = laptop.json(&["sync"]);
+    let joined = events.iter().filter(|e| e["event"] == "joined").count();
+    assert_eq!(joined, 2, "{events:?}");
+    // Bob's client accepts the new device: the directory vouches for it.
+    let events = bob.json(&["sync"]);
+    assert!(
+        !events.iter().any(|e| e["event"] == "security_alarm"),
+        "{events:?}"
+    );
+
+    // Bob reaches both of alice's devices, in the 1:1 chat and the group.
+    bob.ok(&["send", "alice", "to both devices"]);
+    bob.ok(&["send", "--group", "team", "team hello"]);
+    for device in [&alice, &laptop] {
+        let mut got = device.sync_texts();
+        got.sort();
+        assert_eq!(got, ["team hello", "to both devices"], "{}", device.name);
+    }
+    // The laptop sends as alice; her phone shows it as sent by her.
+    laptop.ok(&["send", "bob", "from the laptop"]);
+    laptop.ok(&["send", "--group", "team", "laptop to team"]);
+    let got = bob.sync_messages();
+    assert_eq!(texts(&got), ["from the laptop", "laptop to team"]);
+    assert!(got.iter().all(|m| m["from"] == "alice"), "{got:?}");
+    let mine = alice.sync_messages();
+    assert_eq!(texts(&mine), ["from the laptop", "laptop to team"]);
+    assert!(mine.iter().all(|m| m["from"] == "alice"), "{mine:?}");
+    assert!(history_texts(&alice, &["bob"]).contains(&"from the laptop".to_owned()));
+
+    // Both devices list the account's two devices, each marking itself.
+    let on_phone = devices(&alice);
+    assert_eq!(on_phone.len(), 2, "{on_phone:?}");
+    assert_eq!(on_phone[0]["id"], 1);
+    assert_eq!(on_phone[0]["this"], true);
+    assert_eq!(on_phone[1]["id"], 2);
+    assert_eq!(on_phone[1]["this"], false);
+    assert_eq!(on_phone[1]["name"], "laptop");
+    let today = on_phone[0]["added_at"].as_str().unwrap().to_owned();
+    assert_eq!(today.len(), 10, "a day, YYYY-MM-DD: {today}");
+    // The phone saw the laptop's messages today.
+    assert_eq!(on_phone[1]["last_seen"], today.as_str());
+    let on_laptop = devices(&laptop);
+    assert_eq!(on_laptop.len(), 2);
+    assert_eq!(on_laptop[1]["this"], true);
+    assert_eq!(on_laptop[1]["name"], "laptop");
+    alice.json(&["devices", "rename", "2", "old laptop"]);
+    assert_eq!(devices(&alice)[1]["name"], "old laptop");
+
+    // Remove the laptop: out of the directory and every conversation.
+    let removed = alice.json(&["devices", "remove", "2"]);
+    assert_eq!(removed[0]["removed"], true);
+    assert_eq!(devices(&alice).len(), 1);
+    bob.json(&["sync"]);
+    bob.ok(&["send", "alice", "after the removal"]);
+    bob.ok(&["send", "--group", "team", "team after the removal"]);
+    let mut got = alice.sync_texts();
+    got.sort();
+    assert_eq!(got, ["after the removal", "team after the removal"]);
+    // The laptop's token no longer works, and nothing new reached it.
+    let out = laptop.run(&["sync"]);
+    assert!(!out.status.success(), "the removed device still syncs");
+    for args in [&["bob"][..], &["--group", "team"][..]] {
+        // Its history prints from the local store (sending read receipts
+        // then fails: it is signed out).
+        let mut full = vec!["--json", "history"];
+        full.extend_from_slice(args);
+        let out = laptop.run(&full);
+        let seen: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|m| m["text"].as_str().map(str::to_owned))
+            .collect();
+        assert!(
+            seen.iter()
+                .any(|t| t == "to both devices" || t == "team hello"),
+            "{seen:?}"
+        );
+        assert!(
+            !seen.iter().any(|t| t.contains("after the removal")),
+            "{seen:?}"
+        );
+    }
+    // Its own device cannot be removed from itself.
+    let line = alice.fails(&["devices", "remove", "1"]);
+    assert!(line.contains("another of your devices"), "{line}");
+}
+
+#[test]
+fn a_link_that_nobody_approves_times_out_and_leaves_nothing() {
+    let server = Server::start();
+    let new = User::new("nobody-approves");
+    let (child, code) = start_link(&new, &server.url(), "tablet", "2s");
+    assert!(code.len() > 80, "{code}");
+    let (ok, _, stderr) = finish_link(child);
+    assert!(!ok);
+    assert!(stderr.contains("approved this link within 2 s"), "{stderr}");
+    let line = new.fails(&["sync"]);
+    assert!(line.contains("no account"), "{line}");
+}
+
+#[test]
+fn a_wrong_or_mistyped_code_links_nothing() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let line = alice.fails(&["devices", "link", "not-a-code!"]);
+    assert!(line.contains("a-z and digits 2-7"), "{line}");
+    let line = alice.fails(&["devices", "link", "abcde-fghij"]);
+    assert!(line.contains("letters"), "{line}");
+    // A real code with one letter changed: its check fails.
+    let new = User::new("typo");
+    let (mut child, code) = start_link(&new, &server.url(), "tablet", "20s");
+    let mut letters: Vec<char> = code.chars().collect();
+    letters[7] = if letters[7] == 'q' { 'r' } else { 'q' };
+    let typo: String = letters.into_iter().collect();
+    let line = alice.fails(&["devices", "link", &typo]);
+    assert!(line.contains("mistyped"), "{line}");
+    assert_eq!(devices(&alice).len(), 1);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_server_that_swaps_the_link_exchange_links_nothing() {
+    let rt = runtime();
+    let server = rt.block_on(TestServer::start()).unwrap();
+    let url = server.url();
+    let state = server.state().unwrap();
+    let alice = User::new("alice");
+    alice.ok(&["register", "--server", &url, "alice"]);
+    state.kt.faults.swap_link_frames();
+
+    let new = User::new("alice-swapped");
+    let (child, code) = start_link(&new, &url, "laptop", "30s");
+    let out = alice.run(&["devices", "link", &code, "--timeout", "8s"]);
+    assert!(!out.status.success());
+    let (ok, _, stderr) = finish_link(child);
+    assert!(!ok, "the new device took a swapped exchange");
+    assert!(stderr.contains("SECURITY"), "{stderr}");
+    assert!(stderr.contains("nothing was linked"), "{stderr}");
+    // Nothing is linked: no store on the new device, and the approver took
+    // the half-made device out of the directory again.
+    let line = new.fails(&["sync"]);
+    assert!(line.contains("no account"), "{line}");
+    let list = devices(&alice);
+    assert_eq!(list.len(), 1, "{list:?}");
+}
+
+#[test]
+fn a_device_the_server_publishes_alarms_every_device_of_the_account() {
+    let rt = runtime();
+    let server = rt.block_on(TestServer::start()).unwrap();
+    let url = server.url();
+    let state = server.state().unwrap();
+    let alice = User::new("alice");
+    alice.ok(&["register", "--server", &url, "alice"]);
+    let laptop = link(&alice, &url, "laptop");
+    // The linked device is the account's own: no alarm on either.
+    for d in [&alice, &laptop] {
+        let out = d.run(&["sync"]);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            d.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    rt.block_on(
+        state
+            .kt
+            .faults
+            .publish_extra_device(&state.kt, "alice", 7, None),
+    )
+    .unwrap();
+    for d in [&alice, &laptop] {
+        let out = d.run(&["sync"]);
+        assert!(!out.status.success(), "{} saw no alarm", d.name);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("SECURITY"), "{stderr}");
+        assert!(stderr.contains("device(s) 7 "), "{stderr}");
+    }
+}
