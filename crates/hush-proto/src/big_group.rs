@@ -170,20 +170,10 @@ impl Pointer {
         if version != POINTER_VERSION {
             return Err(DecodeError::UnsupportedVersion(version));
         }
-        let blob_id = r.string("tree blob id", MAX_BLOB_ID_LEN)?.to_owned();
+        let blob_id = read_blob_id(&mut r, "tree blob id")?;
         let key = Zeroizing::new(r.array::<32>()?);
         let len = r.u64()?;
         r.finish()?;
-        let id_ok = !blob_id.is_empty()
-            && blob_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !id_ok {
-            return Err(DecodeError::Invalid {
-                field: "tree blob id",
-                reason: "not a blob id",
-            });
-        }
         if !(TAG_LEN + 4..=MAX_TREE_BLOB_LEN).contains(&len) {
             return Err(DecodeError::Invalid {
                 field: "tree blob size",
@@ -198,6 +188,23 @@ impl Pointer {
             .map(LessSafeKey::new)
             .map_err(|_| ProtoError::InvalidRequest("tree key"))
     }
+}
+
+/// A blob store id (letters, digits, `-` and `_`, at most 64 bytes), as a
+/// tree or commit pointer names it.
+pub(crate) fn read_blob_id(r: &mut Reader<'_>, field: &'static str) -> Result<String, DecodeError> {
+    let id = r.string(field, MAX_BLOB_ID_LEN)?.to_owned();
+    let ok = !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        return Err(DecodeError::Invalid {
+            field,
+            reason: "not a blob id",
+        });
+    }
+    Ok(id)
 }
 
 fn aad(group_id: &[u8], epoch: u64) -> Vec<u8> {

@@ -36,6 +36,7 @@ use mls_rs::MlsMessage;
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
+use crate::big_group::read_blob_id;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::conversation::Conversation;
 use crate::error::ProtoError;
@@ -52,7 +53,6 @@ const EXPORTER_LABEL: &[u8] = b"hush commit pointer v1";
 const BLOB_AAD_LABEL: &[u8] = b"hush commit blob v1";
 const VERSION: u8 = 1;
 const MAX_GROUP_ID: usize = 256;
-const MAX_BLOB_ID_LEN: usize = 64;
 const TAG_LEN: u64 = 16;
 const NONCE_LEN: usize = 12;
 
@@ -131,21 +131,11 @@ impl CommitBlobRef {
         if version != VERSION {
             return Err(DecodeError::UnsupportedVersion(version));
         }
-        let blob_id = r.string("commit blob id", MAX_BLOB_ID_LEN)?.to_owned();
+        let blob_id = read_blob_id(&mut r, "commit blob id")?;
         let len = r.u64()?;
         let hash = r.array::<32>()?;
         let key = Zeroizing::new(r.array::<32>()?);
         r.finish()?;
-        let id_ok = !blob_id.is_empty()
-            && blob_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !id_ok {
-            return Err(DecodeError::Invalid {
-                field: "commit blob id",
-                reason: "not a blob id",
-            });
-        }
         if len % BLOB_STEP != 0 || !(BLOB_STEP..=MAX_COMMIT_BLOB_LEN).contains(&len) {
             return Err(DecodeError::Invalid {
                 field: "commit blob size",
