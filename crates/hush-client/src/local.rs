@@ -524,6 +524,22 @@ mod tests {
 
     /// A store as the release before schema versions wrote it: the
     /// version-1 tables, `user_version` 0, and data in them.
+    /// A store as the release of schema `version` wrote it: version 1 with
+    /// its rows, the migrations up to `version`, then `sql`.
+    fn write_store_at(dir: &Path, version: u32, sql: &str) {
+        let db_key = write_v1_store(dir, "pw");
+        let mut conn = Connection::open(dir.join(DATABASE)).unwrap();
+        let hex_key = Zeroizing::new(format!("x'{}'", hex::encode(*db_key)));
+        conn.pragma_update(None, "key", &*hex_key).unwrap();
+        let tx = conn.transaction().unwrap();
+        for m in &MIGRATIONS[..version as usize - 1] {
+            tx.execute_batch(m).unwrap();
+        }
+        tx.execute_batch(sql).unwrap();
+        tx.pragma_update(None, "user_version", version).unwrap();
+        tx.commit().unwrap();
+    }
+
     fn write_v1_store(dir: &Path, passphrase: &str) -> Zeroizing<[u8; 32]> {
         let mut db_key = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(&mut *db_key);
@@ -612,22 +628,13 @@ mod tests {
     #[test]
     fn a_version_2_store_with_messages_opens_and_takes_receipts() {
         let dir = tempfile::tempdir().unwrap();
-        let db_key = write_v1_store(dir.path(), "pw");
-        {
-            let mut conn = Connection::open(dir.path().join(DATABASE)).unwrap();
-            let hex_key = Zeroizing::new(format!("x'{}'", hex::encode(*db_key)));
-            conn.pragma_update(None, "key", &*hex_key).unwrap();
-            let tx = conn.transaction().unwrap();
-            tx.execute_batch(MIGRATIONS[0]).unwrap();
-            tx.execute_batch(
-                "INSERT INTO messages (id, conversation, sender, sender_device, outgoing, kind,
-                     body, sent_at, received_at, status)
-                     VALUES ('m2', 2, 'alice', 1, 1, 'text', 'to the family', 7, 7, 'delivered');",
-            )
-            .unwrap();
-            tx.pragma_update(None, "user_version", 2).unwrap();
-            tx.commit().unwrap();
-        }
+        write_store_at(
+            dir.path(),
+            2,
+            "INSERT INTO messages (id, conversation, sender, sender_device, outgoing, kind,
+                 body, sent_at, received_at, status)
+                 VALUES ('m2', 2, 'alice', 1, 1, 'text', 'to the family', 7, 7, 'delivered');",
+        );
         let s = LocalStore::open(dir.path(), "pw").unwrap();
         let c = &s.conn;
         let version: u32 = c
@@ -670,22 +677,12 @@ mod tests {
     #[test]
     fn a_version_3_store_opens_with_this_device_listed() {
         let dir = tempfile::tempdir().unwrap();
-        let db_key = write_v1_store(dir.path(), "pw");
-        {
-            let mut conn = Connection::open(dir.path().join(DATABASE)).unwrap();
-            let hex_key = Zeroizing::new(format!("x'{}'", hex::encode(*db_key)));
-            conn.pragma_update(None, "key", &*hex_key).unwrap();
-            let tx = conn.transaction().unwrap();
-            tx.execute_batch(MIGRATIONS[0]).unwrap();
-            tx.execute_batch(MIGRATIONS[1]).unwrap();
-            tx.execute_batch(
-                "INSERT INTO meta (key, value) VALUES ('device_id', CAST('3' AS BLOB)),
+        write_store_at(
+            dir.path(),
+            3,
+            "INSERT INTO meta (key, value) VALUES ('device_id', CAST('3' AS BLOB)),
                      ('certificate', X'c0ffee');",
-            )
-            .unwrap();
-            tx.pragma_update(None, "user_version", 3).unwrap();
-            tx.commit().unwrap();
-        }
+        );
         let s = LocalStore::open(dir.path(), "pw").unwrap();
         let c = &s.conn;
         let version: u32 = c
