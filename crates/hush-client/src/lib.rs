@@ -34,6 +34,7 @@ mod batch;
 mod big_groups;
 pub mod client;
 mod convs;
+mod directory;
 pub mod error;
 pub mod kt;
 pub mod link;
