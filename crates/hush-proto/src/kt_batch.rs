@@ -210,7 +210,10 @@ mod tests {
         let check = |e: &[BatchEntry<'_>]| check_batch(&config, &root, &asked, e);
         let ok = check(&[entry("alice"), entry("bob")]).unwrap();
         assert!(
-            matches!(ok.as_slice(), [EntryCheck::NoAccount, EntryCheck::NoAccount]),
+            matches!(
+                ok.as_slice(),
+                [EntryCheck::NoAccount, EntryCheck::NoAccount]
+            ),
             "{ok:?}"
         );
         let left_out = check(&[entry("alice")]).unwrap_err();
