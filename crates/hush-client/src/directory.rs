@@ -106,6 +106,10 @@ impl Client {
                     }
                 }
             }
+            // A change stored but not yet published: give it a moment.
+            if !mismatched.is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
             if known.is_some_and(|k| newest > k) {
                 // The directory moved on: what was proven before is asked again.
                 mismatched.append(&mut reused);
@@ -114,7 +118,6 @@ impl Client {
                 return Ok(Ok(changed));
             }
             ask = mismatched;
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         }
     }
 

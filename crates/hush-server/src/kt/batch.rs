@@ -100,8 +100,22 @@ impl KeyDirectory {
                 .map(|u| cache.get(epoch, u.as_str()))
                 .collect()
         };
-        let missing: Vec<usize> = (0..usernames.len()).filter(|&i| out[i].is_none()).collect();
-        if !missing.is_empty() {
+        if out.iter().any(Option::is_none) {
+            // One request at a time makes proofs: the joiners of a group ask
+            // for the same accounts at once, and all but the first then find
+            // them kept instead of each making them again.
+            let _making = self.proof_making.lock().await;
+            let missing: Vec<usize> = {
+                let cache = self.cache();
+                (0..usernames.len())
+                    .filter(|&i| {
+                        if out[i].is_none() {
+                            out[i] = cache.get(epoch, usernames[i].as_str());
+                        }
+                        out[i].is_none()
+                    })
+                    .collect()
+            };
             let made = self.make_proofs(epoch, usernames, &missing).await?;
             let mut cache = self.cache();
             for (i, proof) in made {
@@ -121,6 +135,9 @@ impl KeyDirectory {
         which: &[usize],
     ) -> Result<Vec<(usize, Arc<Vec<u8>>)>, KtError> {
         let inner = self.inner().await?;
+        if which.is_empty() {
+            return Ok(Vec::new());
+        }
         let labels: Vec<AkdLabel> = which
             .iter()
             .map(|&i| hush_proto::kt::label(&usernames[i]))

@@ -105,6 +105,8 @@ pub struct KeyDirectory {
     holder: String,
     /// Lookup proofs already made at the newest epoch (batched lookups).
     pub(super) proof_cache: Mutex<super::batch::ProofCache>,
+    /// Held while a batched lookup makes the proofs it did not find kept.
+    pub(super) proof_making: tokio::sync::Mutex<()>,
     /// Test-only faults (never compiled into release builds).
     #[cfg(feature = "fault-injection")]
     pub faults: super::faults::Faults,
@@ -145,6 +147,7 @@ impl KeyDirectory {
                 format!("kt-{:016x}", rand::rngs::OsRng.next_u64())
             },
             proof_cache: Mutex::new(super::batch::ProofCache::default()),
+            proof_making: tokio::sync::Mutex::new(()),
             #[cfg(feature = "fault-injection")]
             faults: super::faults::Faults::default(),
         }
