@@ -206,11 +206,20 @@ impl Client {
                 }));
             }
         };
+        // Every key first seen or changed is recorded in one write, not one
+        // per account.
+        self.store.conn.execute_batch("BEGIN")?;
         let mut out = Vec::with_capacity(users.len());
         for (user, check) in users.iter().zip(checks) {
-            let entry = self.record_check(user, root.epoch, check)?;
-            out.push((user.clone(), entry));
+            match self.record_check(user, root.epoch, check) {
+                Ok(entry) => out.push((user.clone(), entry)),
+                Err(e) => {
+                    self.store.conn.execute_batch("ROLLBACK")?;
+                    return Err(e);
+                }
+            }
         }
+        self.store.conn.execute_batch("COMMIT")?;
         Ok(Ok((root.epoch, out)))
     }
 
