@@ -46,7 +46,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 13] = [
+pub const TARGETS: [&str; 14] = [
     "content_decode",
     "certificate_decode",
     "state_key",
@@ -60,6 +60,7 @@ pub const TARGETS: [&str; 13] = [
     "tree_blob_open",
     "commit_blob_open",
     "device_link_decode",
+    "kt_batch_check",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -78,6 +79,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "tree_blob_open" => tree_blob_open(data),
         "commit_blob_open" => commit_blob_open(data),
         "device_link_decode" => device_link_decode(data),
+        "kt_batch_check" => kt_batch_check(data),
         _ => return None,
     })
 }
@@ -328,6 +330,81 @@ pub fn device_link_decode(data: &[u8]) -> bool {
         4 => ready(rest),
         _ => false,
     }
+}
+
+/// A batched directory answer (`POST /v1/kt/lookup`, JSON) to a lookup of
+/// alice and bob, as a client checks it (`hush_proto::kt_batch`) against a
+/// fixed root and VRF key: the answer must name exactly alice and bob, and
+/// every entry's certificates and proof are checked; none may be vouched
+/// for by a made-up root. Accepted: it decodes and names exactly the two.
+pub fn kt_batch_check(data: &[u8]) -> bool {
+    use hush_proto::kt::{KtConfig, SignedRoot};
+    use hush_proto::kt_batch::{BatchAccount, BatchEntry, EntryCheck, check_batch};
+    use hush_wire::kt::KtBatchLookupResponse;
+    let Ok(resp) = KtBatchLookupResponse::from_json(data) else {
+        return false;
+    };
+    let devices: Vec<Vec<(u32, &[u8])>> = resp
+        .entries
+        .iter()
+        .map(|e| {
+            e.account
+                .iter()
+                .flat_map(|a| &a.devices)
+                .map(|d| (d.device_id, d.certificate.as_slice()))
+                .collect()
+        })
+        .collect();
+    let entries: Vec<BatchEntry<'_>> = resp
+        .entries
+        .iter()
+        .zip(&devices)
+        .map(|(e, devices)| BatchEntry {
+            username: &e.username,
+            account: e.account.as_ref().map(|a| BatchAccount {
+                account_key: a.account_key.as_slice(),
+                devices,
+            }),
+            proof: e.proof.as_ref().map(|p| p.as_slice()),
+        })
+        .collect();
+    let config = KtConfig {
+        signing_key: [7; 32],
+        vrf_public_key: vec![9; 32],
+    };
+    let root = SignedRoot {
+        epoch: 3,
+        root_hash: [1; 32],
+        signature: [2; 64],
+    };
+    let (Ok(alice), Ok(bob)) = (Username::new("alice"), Username::new("bob")) else {
+        return false;
+    };
+    let Ok(checks) = check_batch(&config, &root, &[alice, bob], &entries) else {
+        return false;
+    };
+    assert!(
+        !checks.iter().any(|c| matches!(c, EntryCheck::Vouched(..))),
+        "an entry was vouched for by a made-up root"
+    );
+    true
+}
+
+/// The hand-made seeds of `kt_batch_check` (JSON, no randomness).
+pub fn kt_batch_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let root = r#""root":{"epoch":3,"root_hash":"AQ==","signature":"Ag=="}"#;
+    let alice = r#"{"username":"alice","account":{"username":"alice","account_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","devices":[{"device_id":1,"certificate":"AQID"}]},"proof":"CgA="}"#;
+    let bob = r#"{"username":"bob","account":null,"proof":null}"#;
+    let carol = r#"{"username":"carol","account":null,"proof":"CgA="}"#;
+    let answer = |entries: &[&str]| format!("{{{root},\"entries\":[{}]}}", entries.join(","));
+    vec![
+        ("valid-two-entries", answer(&[alice, bob]).into_bytes()),
+        ("seed-left-out", answer(&[alice]).into_bytes()),
+        ("seed-unasked", answer(&[alice, bob, carol]).into_bytes()),
+        ("seed-swapped-in", answer(&[alice, carol]).into_bytes()),
+        ("seed-reordered", answer(&[bob, alice]).into_bytes()),
+        ("seed-not-json", b"{\"root\":".to_vec()),
+    ]
 }
 
 /// Key-transparency decoders, by the first byte: 0 a directory value

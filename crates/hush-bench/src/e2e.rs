@@ -98,11 +98,18 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     ));
     let names: Vec<String> = members.iter().map(|m| m.username().to_owned()).collect();
     let group_start = Instant::now();
+    let create_req0 = alice.transport().requests_made();
     alice.create_group("bench", &names).await?;
+    let create_requests = alice.transport().requests_made() - create_req0;
     let create_seconds = group_start.elapsed().as_secs_f64();
     progress(&format!(
         "group of {group_size} created in {create_seconds:.1} s"
     ));
+    // What joining costs: the generator's CPU and the joiners' HTTP
+    // requests while every member syncs until it has joined.
+    let join_cpu0 = self_cpu_seconds().unwrap_or(0.0);
+    let join_req0: u64 = members.iter().map(|m| m.transport().requests_made()).sum();
+    let join_start = Instant::now();
     futures_util::future::try_join_all(members.iter_mut().map(|m| async move {
         // A big group's joiners fetch and check its tree, and vet every
         // member with the key directory: allow for it.
@@ -119,6 +126,15 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         }
     }))
     .await?;
+    let join_seconds = join_start.elapsed().as_secs_f64();
+    let joiners = members.len().max(1) as f64;
+    let join_cpu_ms = (self_cpu_seconds().unwrap_or(0.0) - join_cpu0) / joiners * 1e3;
+    let join_requests = (members
+        .iter()
+        .map(|m| m.transport().requests_made())
+        .sum::<u64>()
+        - join_req0) as f64
+        / joiners;
     let setup_seconds = group_start.elapsed().as_secs_f64();
     progress(&format!(
         "everyone joined {setup_seconds:.1} s after the start of the creation"
@@ -165,6 +181,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
             "client_cpu_us_per_delivery": (gcpu / deliveries.max(1) as f64 * 1e6).round(),
             "setup_seconds": round3(setup_seconds),
             "create_seconds": round3(create_seconds),
+            "create_requests": create_requests,
+            "join_seconds": round3(join_seconds),
+            "join_client_cpu_ms_per_member": round3(join_cpu_ms),
+            "join_requests_per_member": round3(join_requests),
         }),
     );
     r.set("register_seconds", json!(round3(register_seconds)));

@@ -45,6 +45,8 @@ pub struct Client {
     pub(crate) account: AccountKey,
     /// Directory values verified by key transparency in this session.
     pub(crate) kt_vouched: HashMap<String, hush_proto::kt::KtValue>,
+    /// The directory epoch each of `kt_vouched` was proven at.
+    pub(crate) kt_vouched_at: HashMap<String, u64>,
     /// Test hook: the next sync batch is opened but never written, as if
     /// the process died just before the write.
     pub(crate) crash_before_batch_write: bool,
@@ -72,6 +74,17 @@ pub(crate) fn meta_required(store: &LocalStore, key: &str) -> Result<Vec<u8>, Cl
 
 pub(crate) fn seed(bytes: &[u8]) -> Result<[u8; 32], ClientError> {
     <[u8; 32]>::try_from(bytes).map_err(|_| ClientError::Store("a stored key is corrupt".into()))
+}
+
+/// Checks every device certificate of a directory answer for `user`
+/// against the answer's account key; returns that key.
+pub(crate) fn checked_entry_key(
+    user: &Username,
+    entry: &AccountResponse,
+) -> Result<hush_proto::AccountPublicKey, ClientError> {
+    let devices = crate::directory::device_list(entry);
+    let account = crate::directory::batch_account(entry, &devices);
+    Ok(hush_proto::kt_batch::checked_key(user, account)?)
 }
 
 impl Client {
@@ -172,6 +185,7 @@ impl Client {
             device_id,
             account,
             kt_vouched: HashMap::new(),
+            kt_vouched_at: HashMap::new(),
             crash_before_batch_write: false,
             inline_commit_limit: hush_wire::limits::MAX_MESSAGE_LEN,
             dir: dir.to_owned(),
@@ -229,6 +243,7 @@ impl Client {
             device_id,
             account,
             kt_vouched: HashMap::new(),
+            kt_vouched_at: HashMap::new(),
             crash_before_batch_write: false,
             inline_commit_limit: hush_wire::limits::MAX_MESSAGE_LEN,
             dir: dir.to_owned(),
@@ -430,22 +445,11 @@ impl Client {
                 }
                 _ => e,
             })?;
-        let key = hush_proto::AccountPublicKey::from_slice(entry.account_key.as_slice())?;
-        for d in &entry.devices {
-            let cert = DeviceCertificate::decode(d.certificate.as_slice())?;
-            cert.verify()?;
-            if cert.username() != &user
-                || cert.account_key() != key
-                || cert.device_id().0 != d.device_id
-            {
-                return Err(ClientError::Proto(hush_proto::ProtoError::Identity(
-                    hush_proto::IdentityError::BadCertificateSignature,
-                )));
-            }
-        }
+        let key = checked_entry_key(&user, &entry)?;
         let (value, status) = self.kt_check_entry(&user, &mut entry).await?;
         let key = value.account_key.unwrap_or(key);
         self.kt_vouched.insert(user.to_string(), value);
+        self.kt_vouched_at.insert(user.to_string(), status.epoch);
         let changed = self.note_account_key(user.as_str(), key.as_bytes())?;
         Ok((entry, changed, status))
     }

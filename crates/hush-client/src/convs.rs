@@ -149,15 +149,27 @@ impl Client {
     async fn invitations(&mut self, users: &[String]) -> Result<Vec<Vec<u8>>, ClientError> {
         let mut kps = Vec::new();
         let mut listed = 0;
+        // Every account proven in one batched lookup; the claims below use
+        // what it proved.
+        let names = users
+            .iter()
+            .map(|u| Username::new(u).map_err(|e| ClientError::InvalidInput(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut names = names;
+        names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        names.dedup();
+        if let Err(refusal) = self.vouch_batch(&names).await? {
+            return Err(refusal.error);
+        }
         for user in users {
-            let (entry, _changed) = self.lookup(user).await?;
-            listed += entry.devices.len();
+            let devices = self.kt_vouched.get(user).map_or(0, |v| v.devices.len());
+            listed += devices;
             if listed + 1 > hush_proto::MAX_GROUP_DEVICES {
                 return Err(crate::big_groups::too_large(listed + 1));
             }
             self.check_not_blocked_verified(user)?;
             let claimed = self.claim(user, Suite::Hybrid).await?;
-            if claimed.is_empty() && !entry.devices.is_empty() {
+            if claimed.is_empty() && devices > 0 {
                 return Err(ClientError::NotFound(format!(
                     "{user} has no device ready to receive (no KeyPackages on the server)"
                 )));

@@ -4,11 +4,11 @@
 //! it, monitor this account's own key history, and compare roots with
 //! contacts through the checkpoints inside messages.
 
+use hush_proto::Username;
 use hush_proto::kt::{
     KtCheckpoint, KtConfig, KtConfiguration, KtError, KtValue, SignedRoot, verify_history,
     verify_lookup,
 };
-use hush_proto::{DeviceCertificate, Username};
 use hush_wire::api::AccountResponse;
 use hush_wire::kt::{
     KtAuditResponse, KtConfigResponse, KtProofResponse, KtRoot, KtRootsResponse, MAX_AUDIT_SPAN,
@@ -34,7 +34,7 @@ pub struct KtStatus {
     pub devices: Vec<u32>,
 }
 
-fn wire_to_root(r: &KtRoot) -> Result<SignedRoot, KtError> {
+pub(crate) fn wire_to_root(r: &KtRoot) -> Result<SignedRoot, KtError> {
     Ok(SignedRoot {
         epoch: r.epoch,
         root_hash: r
@@ -53,26 +53,8 @@ fn wire_to_root(r: &KtRoot) -> Result<SignedRoot, KtError> {
 /// Checks that every certificate of a directory answer is in `value` and
 /// that `value` lists no other device.
 pub(crate) fn matches_directory(value: &KtValue, entry: &AccountResponse) -> Result<(), String> {
-    let Some(key) = value.account_key else {
-        return Err("the directory says this account was deleted".into());
-    };
-    if key.as_bytes().as_slice() != entry.account_key.as_slice() {
-        return Err("the account key differs".into());
-    }
-    let mut certs = Vec::new();
-    for d in &entry.devices {
-        let cert = DeviceCertificate::decode(d.certificate.as_slice())
-            .map_err(|e| format!("device {}: {e}", d.device_id))?;
-        if !value.vouches_for(&cert) {
-            return Err(format!("device {} is not in the directory", d.device_id));
-        }
-        certs.push(cert);
-    }
-    let served = KtValue::from_certificates(key, &certs);
-    if served.devices != value.devices {
-        return Err("the directory lists devices the server did not send".into());
-    }
-    Ok(())
+    let devices = crate::directory::device_list(entry);
+    hush_proto::kt_batch::matches_value(value, crate::directory::batch_account(entry, &devices))
 }
 
 impl Client {
@@ -391,7 +373,7 @@ impl Client {
             .filter(|(_, r)| *r)
             .map(|(c, _)| c.device_id().0)
             .collect();
-        let certs: Vec<DeviceCertificate> = known.into_iter().map(|(c, _)| c).collect();
+        let certs: Vec<hush_proto::DeviceCertificate> = known.into_iter().map(|(c, _)| c).collect();
         let mine = KtValue::from_certificates(self.account.public(), &certs);
         let ours = |v: &KtValue| {
             v.account_key == mine.account_key

@@ -36,6 +36,7 @@ pub mod client;
 mod commit_blobs;
 mod convs;
 pub mod devices;
+mod directory;
 pub mod error;
 pub mod kt;
 pub mod link;

@@ -137,6 +137,7 @@ impl Client {
             device_id: cert.device_id().0,
             account,
             kt_vouched: HashMap::new(),
+            kt_vouched_at: HashMap::new(),
             crash_before_batch_write: false,
             inline_commit_limit: hush_wire::limits::MAX_MESSAGE_LEN,
             dir: dir.to_owned(),

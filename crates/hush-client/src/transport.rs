@@ -200,6 +200,8 @@ pub struct Transport {
     token: Option<String>,
     /// The device's WebSocket, kept open for sends and syncs (clones share it).
     link: Arc<tokio::sync::Mutex<Option<crate::link::Link>>>,
+    /// HTTP requests made so far (clones share the count).
+    requests: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Transport {
@@ -246,6 +248,7 @@ impl Transport {
             pinned: pinned.map(|p| normalize_fingerprint(&p)),
             token: None,
             link: Arc::default(),
+            requests: Arc::default(),
         })
     }
 
@@ -284,7 +287,14 @@ impl Transport {
         }
     }
 
+    /// How many HTTP requests this transport (and its clones) made.
+    pub fn requests_made(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);

@@ -8,10 +8,11 @@
 
 use std::collections::BTreeMap;
 
-use hush_proto::{ConversationKind, DeviceCertificate};
+use hush_proto::{ConversationKind, DeviceCertificate, Username};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::client::{Client, now_ms};
+use crate::directory::Refusal;
 use crate::error::ClientError;
 use crate::local::LocalStore;
 use crate::model::Event;
@@ -22,6 +23,15 @@ pub(crate) enum Vetting {
     Vouched(Vec<String>),
     /// Refused, and why.
     Refused(String),
+}
+
+/// How a refusal by the directory is shown (as for a single lookup).
+fn refusal_text(r: &Refusal) -> String {
+    let user = &r.username;
+    match &r.error {
+        ClientError::Proto(e) => format!("the server's answer for {user} is invalid: {e}"),
+        e => format!("the key directory does not vouch for {user}: {e}"),
+    }
 }
 
 impl Client {
@@ -40,33 +50,17 @@ impl Client {
                 .or_default()
                 .push(c);
         }
-        let mut changed = Vec::new();
+        // One batched lookup for every account (this one's own included:
+        // its other devices must be listed too).
+        let mut users: Vec<Username> = certs.iter().map(|c| c.username().clone()).collect();
+        users.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        users.dedup();
+        let changed = match self.vouch_batch(&users).await? {
+            Ok(changed) => changed,
+            Err(refusal) => return Ok(Refused(refusal_text(&refusal))),
+        };
         for (user, certs) in by_account {
-            let mine = user == self.username.as_str();
-            let value = if mine {
-                self.own_directory_value(&user).await?
-            } else {
-                match self.lookup(&user).await {
-                    Ok((_, key_changed)) => {
-                        if key_changed {
-                            changed.push(user.clone());
-                        }
-                        self.kt_vouched.get(&user).cloned()
-                    }
-                    Err(e @ (ClientError::KeyTransparency(_) | ClientError::NotFound(_))) => {
-                        return Ok(Refused(format!(
-                            "the key directory does not vouch for {user}: {e}"
-                        )));
-                    }
-                    Err(ClientError::Proto(e)) => {
-                        return Ok(Refused(format!(
-                            "the server's answer for {user} is invalid: {e}"
-                        )));
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
-            let Some(value) = value else {
+            let Some(value) = self.kt_vouched.get(&user) else {
                 return Ok(Refused(format!("the key directory does not list {user}")));
             };
             for cert in certs {
@@ -80,18 +74,6 @@ impl Client {
             }
         }
         Ok(Vetting::Vouched(changed))
-    }
-
-    /// This account's directory value (for its other devices in a group).
-    async fn own_directory_value(
-        &mut self,
-        user: &str,
-    ) -> Result<Option<hush_proto::kt::KtValue>, ClientError> {
-        match self.lookup_verified(user).await {
-            Ok(_) => Ok(self.kt_vouched.get(user).cloned()),
-            Err(ClientError::KeyTransparency(_) | ClientError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 
     /// Why a Welcome into `group_id` at `epoch` is refused, if it is: the

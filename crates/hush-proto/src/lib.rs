@@ -71,6 +71,7 @@ pub mod framing;
 pub mod franking;
 pub mod identity;
 pub mod kt;
+pub mod kt_batch;
 pub mod receipt;
 pub mod safety;
 pub mod sealed;

@@ -236,6 +236,42 @@ fn regenerate_ws_frame_seeds() {
 }
 
 #[test]
+fn kt_batch_check_corpus() {
+    replay("kt_batch_check");
+}
+
+/// The batched-lookup seeds are plain JSON: the committed files must be
+/// exactly what `fuzz::kt_batch_seeds` makes, `valid-*` accepted, `seed-*`
+/// refused.
+#[test]
+fn kt_batch_seeds_are_committed_and_classified() {
+    for (name, data) in fuzz::kt_batch_seeds() {
+        assert_eq!(
+            seed("kt_batch_check", name),
+            data,
+            "{name} is stale: `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_kt_batch`"
+        );
+        assert_eq!(
+            fuzz::kt_batch_check(&data),
+            name.starts_with("valid-"),
+            "{name}"
+        );
+    }
+}
+
+/// Writes the batched-lookup seeds only:
+/// `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_kt_batch`.
+#[test]
+#[ignore = "writes fuzz/corpus/kt_batch_check"]
+fn regenerate_kt_batch_seeds() {
+    let dir = corpus_dir("kt_batch_check");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, data) in fuzz::kt_batch_seeds() {
+        std::fs::write(dir.join(name), data).unwrap();
+    }
+}
+
+#[test]
 fn message_framing_corpus() {
     replay("message_framing");
 }

@@ -207,8 +207,12 @@ pub fn router(state: AppState) -> Router {
             "/v1/accounts/{username}/devices/{device_id}",
             delete(api::accounts::remove_device),
         )
-        .route("/v1/kt/audit", get(api::kt::audit))
         .route_layer(middleware::from_fn_with_state(state.clone(), costly_limit));
+    // Auditors' requests count against their network, devices' against
+    // their account.
+    let audit = Router::new()
+        .route("/v1/kt/audit", get(api::kt::audit))
+        .route_layer(middleware::from_fn_with_state(state.clone(), audit_limit));
     Router::new()
         .route("/v1/accounts/{username}", get(api::accounts::directory))
         .route("/v1/token/rotate", post(api::accounts::rotate_token))
@@ -227,12 +231,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ws", get(api::ws::connect))
         .route("/v1/kt/config", get(api::kt::config))
         .route("/v1/kt/roots", get(api::kt::roots))
+        .route("/v1/kt/lookup", post(api::kt::batch_lookup))
         .route("/v1/kt/lookup/{username}", get(api::kt::lookup))
         .route("/v1/kt/history/{username}", get(api::kt::history))
         .route("/healthz", get(api::ops::healthz))
         .route("/metrics", get(api::ops::public_metrics))
         .route("/openapi.json", get(api::ops::openapi))
         .merge(costly)
+        .merge(audit)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .merge(attachments)
         .merge(profile)
@@ -285,8 +291,32 @@ async fn per_ip_limit(State(state): State<AppState>, mut req: Request, next: Nex
     next.run(req).await
 }
 
-/// The stricter per-address limit of registration, signed device requests
-/// and audits.
+/// The limit of `/v1/kt/audit`: per account when a device asks with a
+/// valid token, else the stricter per-address one.
+async fn audit_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let account = match crate::auth::bearer(req.headers()) {
+        Some(token) => state
+            .store
+            .authenticate(&crate::auth::token_hash(token))
+            .await
+            .ok()
+            .flatten()
+            .map(|auth| auth.device.username),
+        None => None,
+    };
+    let verdict = match (account, req.extensions().get::<ClientIp>()) {
+        (Some(account), _) => state.limits.check_audit(&account),
+        (None, Some(ClientIp(ip))) => state.limits.check_costly(*ip),
+        (None, None) => Ok(()),
+    };
+    match verdict {
+        Ok(()) => next.run(req).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// The stricter per-address limit of registration and signed device
+/// requests.
 async fn costly_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>()
         && let Err(refusal) = state.limits.check_costly(*ip)

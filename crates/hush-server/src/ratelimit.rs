@@ -65,6 +65,12 @@ impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
 
     /// Takes a token for `key`, or says how long until one is there.
     fn take(&self, key: &K) -> Result<(), Duration> {
+        self.take_n(key, 1.0)
+    }
+
+    /// Takes `n` tokens for `key` (at most a full bucket), or says how long
+    /// until they are there.
+    fn take_n(&self, key: &K, n: f64) -> Result<(), Duration> {
         if self.rate.per_second <= 0.0 {
             return Ok(());
         }
@@ -83,12 +89,13 @@ impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate.per_second)
             .min(self.rate.burst);
         *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        let n = n.min(self.rate.burst).max(0.0);
+        if *tokens >= n {
+            *tokens -= n;
             Ok(())
         } else {
             Err(Duration::from_secs_f64(
-                (1.0 - *tokens) / self.rate.per_second,
+                (n - *tokens) / self.rate.per_second,
             ))
         }
     }
@@ -119,8 +126,12 @@ pub enum ClaimLimit {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StrictRates {
     /// Costly unauthenticated requests (registration, signed device
-    /// requests, `/v1/kt/audit`) per client network.
+    /// requests, `/v1/kt/audit` without a token) per client network.
     pub costly_per_ip: Rate,
+    /// `/v1/kt/audit` requests per account, when a device asks with its
+    /// token (its client checking that the directory only grew); they do not
+    /// count against the network, which many devices may share.
+    pub audits_per_account: Rate,
     /// Validly signed device requests per account.
     pub signed_per_account: Rate,
     /// KeyPackage claims of one account on one target account.
@@ -138,6 +149,10 @@ impl Default for StrictRates {
                 burst: 20.0,
             },
             signed_per_account: Rate::per(10.0, minute, 10.0),
+            audits_per_account: Rate {
+                per_second: 2.0,
+                burst: 20.0,
+            },
             // A client keeps 20 one-time KeyPackages per device and suite
             // and tops up below 5: one claimer can take 5 at once, everyone
             // together 10 at once, so an attack leaves 10 for legitimate
@@ -158,6 +173,7 @@ impl StrictRates {
     pub fn off() -> Self {
         Self {
             costly_per_ip: OFF,
+            audits_per_account: OFF,
             signed_per_account: OFF,
             claims_per_pair: OFF,
             claims_per_target: OFF,
@@ -172,6 +188,11 @@ impl StrictRates {
         let account_off = per_account.per_second <= 0.0;
         Self {
             costly_per_ip: if ip_off { OFF } else { self.costly_per_ip },
+            audits_per_account: if account_off {
+                OFF
+            } else {
+                self.audits_per_account
+            },
             signed_per_account: if account_off {
                 OFF
             } else {
@@ -197,6 +218,7 @@ pub struct Limits {
     per_ip: Buckets<IpAddr>,
     per_account: Buckets<String>,
     costly_per_ip: Buckets<IpAddr>,
+    audits_per_account: Buckets<String>,
     signed_per_account: Buckets<String>,
     claims_per_pair: Buckets<(String, String)>,
     claims_per_target: Buckets<String>,
@@ -221,6 +243,7 @@ impl Limits {
             per_ip: Buckets::new(per_ip),
             per_account: Buckets::new(per_account),
             costly_per_ip: Buckets::new(strict.costly_per_ip),
+            audits_per_account: Buckets::new(strict.audits_per_account),
             signed_per_account: Buckets::new(strict.signed_per_account),
             claims_per_pair: Buckets::new(strict.claims_per_pair),
             claims_per_target: Buckets::new(strict.claims_per_target),
@@ -244,6 +267,13 @@ impl Limits {
         })
     }
 
+    /// One `/v1/kt/audit` request by a device of `account`.
+    pub fn check_audit(&self, account: &str) -> Result<(), Refusal> {
+        self.audits_per_account
+            .take(&account.to_owned())
+            .map_err(|w| limited("too many audit requests from this account; retry later", w))
+    }
+
     /// One signed device request naming `account`.
     pub fn check_signed(&self, account: &str) -> Result<(), Refusal> {
         self.signed_per_account
@@ -261,6 +291,22 @@ impl Limits {
                 "too many requests from this account; slow down",
             ))
         }
+    }
+
+    /// `cost` more requests' worth of work by `account` (a batched request;
+    /// never more than the account's burst).
+    pub fn check_account_cost(&self, account: &str, cost: usize) -> Result<(), Failure> {
+        if cost == 0 {
+            return Ok(());
+        }
+        self.per_account
+            .take_n(&account.to_owned(), cost as f64)
+            .map_err(|_| {
+                Failure::new(
+                    ErrorCode::RateLimited,
+                    "too many requests from this account; slow down",
+                )
+            })
     }
 
     /// One KeyPackage claim by `claimer` on `target`'s KeyPackages. A claim
@@ -307,6 +353,20 @@ mod tests {
         assert!(b.allow(&2));
         let wait = b.take(&1).unwrap_err();
         assert!(wait > Duration::from_secs(900), "{wait:?}");
+    }
+
+    #[test]
+    fn a_costly_request_takes_several_tokens_but_never_more_than_a_burst() {
+        let b = Buckets::new(Rate {
+            per_second: 0.001,
+            burst: 10.0,
+        });
+        assert!(b.take_n(&1, 6.0).is_ok());
+        assert!(b.take_n(&1, 6.0).is_err(), "4 left");
+        assert!(b.take_n(&1, 4.0).is_ok());
+        // Bigger than a whole bucket: costs the whole bucket, once full.
+        assert!(b.take_n(&2, 50.0).is_ok());
+        assert!(b.take_n(&2, 1.0).is_err());
     }
 
     #[test]

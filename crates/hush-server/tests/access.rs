@@ -475,8 +475,9 @@ async fn registrations_from_one_network_are_limited_more_strictly() {
         ..Settings::default()
     })
     .await;
+    let mut devices_token = String::new();
     for (i, name) in ["ann", "ben", "cat"].into_iter().enumerate() {
-        s.register(name, i as u64).await;
+        devices_token = s.register(name, i as u64).await.devices[0].token.clone();
     }
     let account = hush_proto::AccountKey::generate(&mut rng(9)).unwrap();
     let (_, cert) = new_device(&account, "dan", 1, 9);
@@ -513,6 +514,16 @@ async fn registrations_from_one_network_are_limited_more_strictly() {
         s.http.get(s.url("/healthz")).send().await.unwrap().status(),
         200
     );
+    // A device's own audits (its client checking that the directory only
+    // grew) count against its account, not the network it shares.
+    let resp = s
+        .http
+        .get(s.url("/v1/kt/audit?from=0&to=1"))
+        .bearer_auth(&devices_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
     s.stop().await;
 }
 

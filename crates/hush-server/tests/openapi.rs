@@ -67,6 +67,7 @@ const ROUTES: &[(&str, &str, Auth, Body)] = &[
     ("get", "/v1/ws", Auth::Bearer, Body::Other),
     ("get", "/v1/kt/config", Auth::None, Body::Other),
     ("get", "/v1/kt/roots", Auth::None, Body::Other),
+    ("post", "/v1/kt/lookup", Auth::Bearer, Body::Json),
     ("get", "/v1/kt/lookup/{username}", Auth::Bearer, Body::Other),
     (
         "get",

@@ -59,3 +59,47 @@ pub struct KtAuditResponse {
     /// akd `AppendOnlyProof`, protobuf-encoded.
     pub proof: Bytes,
 }
+
+/// Most usernames one `POST /v1/kt/lookup` may name (a group of 1000
+/// accounts in one request).
+pub const MAX_BATCH_LOOKUP: usize = 1000;
+
+/// `POST /v1/kt/lookup`: the directory entries and lookup proofs of many
+/// accounts at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KtBatchLookupRequest {
+    /// The accounts, each at most once, at most [`MAX_BATCH_LOOKUP`]. None
+    /// at all asks for the newest signed root only.
+    pub usernames: Vec<String>,
+}
+
+/// The answer to `POST /v1/kt/lookup`: one entry per username asked for, in
+/// the order asked, every proof against the one `root`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KtBatchLookupResponse {
+    /// The root every proof is against (the newest epoch).
+    pub root: KtRoot,
+    /// One per username asked for, in the same order.
+    pub entries: Vec<KtBatchEntry>,
+}
+
+impl KtBatchLookupResponse {
+    /// Decodes an answer from its JSON body.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// One account of a [`KtBatchLookupResponse`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KtBatchEntry {
+    /// The username.
+    pub username: String,
+    /// Its directory entry (as `GET /v1/accounts/{username}` gives it), or
+    /// none when the server has no such account.
+    pub account: Option<crate::api::AccountResponse>,
+    /// Its akd `LookupProof` against `root`, protobuf-encoded, or none when
+    /// the username is not in the key directory.
+    pub proof: Option<Bytes>,
+}

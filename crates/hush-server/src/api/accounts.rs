@@ -92,10 +92,21 @@ pub async fn directory(
     _auth: AuthDevice,
     PathParams(name): PathParams<String>,
 ) -> ApiResult<axum::Json<AccountResponse>> {
+    let entry = directory_entry(&state, &name)
+        .await?
+        .ok_or_else(|| Failure::not_found("no such account"))?;
+    Ok(axum::Json(entry))
+}
+
+/// The directory entry of `name` as the server shows it, if it exists.
+pub(crate) async fn directory_entry(
+    state: &AppState,
+    name: &str,
+) -> ApiResult<Option<AccountResponse>> {
     #[cfg(feature = "fault-injection")]
-    if let Some(ghost) = state.kt.faults.ghost(&name) {
-        return Ok(axum::Json(AccountResponse {
-            username: name,
+    if let Some(ghost) = state.kt.faults.ghost(name) {
+        return Ok(Some(AccountResponse {
+            username: name.to_owned(),
             account_key: Bytes(ghost.account_key),
             devices: vec![DeviceEntry {
                 device_id: 1,
@@ -103,12 +114,10 @@ pub async fn directory(
             }],
         }));
     }
-    let account = state
-        .store
-        .account(&name)
-        .await?
-        .ok_or_else(|| Failure::not_found("no such account"))?;
-    Ok(axum::Json(AccountResponse {
+    let Some(account) = state.store.account(name).await? else {
+        return Ok(None);
+    };
+    Ok(Some(AccountResponse {
         username: account.username,
         account_key: Bytes(account.account_key),
         devices: account

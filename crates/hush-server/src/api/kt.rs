@@ -7,7 +7,8 @@ use axum::http::HeaderMap;
 use hush_proto::Username;
 use hush_proto::kt::SignedRoot;
 use hush_wire::kt::{
-    KtAuditResponse, KtConfigResponse, KtProofResponse, KtRoot, KtRootsResponse, MAX_AUDIT_SPAN,
+    KtAuditResponse, KtBatchEntry, KtBatchLookupRequest, KtBatchLookupResponse, KtConfigResponse,
+    KtProofResponse, KtRoot, KtRootsResponse, MAX_AUDIT_SPAN, MAX_BATCH_LOOKUP,
     MAX_ROOTS_PER_REQUEST,
 };
 use hush_wire::{Bytes, ErrorCode};
@@ -16,7 +17,7 @@ use serde::Deserialize;
 use crate::app::AppState;
 use crate::auth::AuthDevice;
 use crate::error::{ApiResult, Failure};
-use crate::extract::{PathParams, QueryParams};
+use crate::extract::{Body, PathParams, QueryParams};
 use crate::kt::KtError;
 
 impl From<KtError> for Failure {
@@ -132,6 +133,57 @@ pub async fn lookup(
         root: wire_root(&root),
         proof: Bytes(proof),
     }))
+}
+
+/// How many usernames of a batched lookup count as one request against the
+/// per-account limit (a per-name lookup is two requests per account).
+pub const BATCH_NAMES_PER_REQUEST: usize = 10;
+
+/// `POST /v1/kt/lookup`: directory entries and lookup proofs of many
+/// accounts against one root.
+pub async fn batch_lookup(
+    State(state): State<AppState>,
+    AuthDevice(me): AuthDevice,
+    Body(req): Body<KtBatchLookupRequest>,
+) -> ApiResult<Json<KtBatchLookupResponse>> {
+    let n = req.usernames.len();
+    if n > MAX_BATCH_LOOKUP {
+        return Err(Failure::new(
+            ErrorCode::TooLarge,
+            format!(
+                "a batched lookup names at most {MAX_BATCH_LOOKUP} accounts ({n} asked); ask in several"
+            ),
+        ));
+    }
+    let mut users = Vec::with_capacity(n);
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    for name in &req.usernames {
+        if !seen.insert(name.as_str()) {
+            return Err(Failure::bad_request(format!("{name} is asked for twice")));
+        }
+        users.push(username(name)?);
+    }
+    // The AuthDevice extractor took one request; the names take the rest.
+    state
+        .limits
+        .check_account_cost(&me.username, n.div_ceil(BATCH_NAMES_PER_REQUEST))?;
+    let (root, proofs) = state.kt.batch_lookup(Some(&me.username), &users).await?;
+    let mut entries = Vec::with_capacity(n);
+    for (user, proof) in users.iter().zip(proofs) {
+        entries.push(KtBatchEntry {
+            username: user.to_string(),
+            account: crate::api::accounts::directory_entry(&state, user.as_str()).await?,
+            proof: proof.map(|p| Bytes(p.to_vec())),
+        });
+    }
+    #[allow(unused_mut)]
+    let mut resp = KtBatchLookupResponse {
+        root: wire_root(&root),
+        entries,
+    };
+    #[cfg(feature = "fault-injection")]
+    state.kt.faults.tampered(&state.kt, &mut resp).await?;
+    Ok(Json(resp))
 }
 
 /// `GET /v1/kt/history/{username}`: only the account itself may ask.

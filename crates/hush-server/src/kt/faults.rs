@@ -22,6 +22,8 @@
 //!   key certified it).
 //! - [`Faults::swap_link_frames`]: every device-link message (decision
 //!   0023) is replaced on the way by one the server sealed itself.
+//! - [`Faults::tamper_batch`]: batched lookups (`POST /v1/kt/lookup`) omit
+//!   a name, add one, swap two proofs or carry a proof of an older epoch.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -67,6 +69,23 @@ struct State {
     strip_relay_tags: bool,
     extra_devices: HashMap<String, KtDevice>,
     swap_link_frames: bool,
+    batch: Option<BatchFault>,
+    stale_proofs: HashMap<String, Vec<u8>>,
+}
+
+/// How batched lookups are tampered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchFault {
+    /// The entry of this username is left out.
+    Omit(String),
+    /// An entry for this username (not asked for) is added, with its real
+    /// proof.
+    Add(String),
+    /// The two usernames' proofs are swapped.
+    Swap(String, String),
+    /// This username's proof is the one it had when the fault was set (an
+    /// older epoch's, once the directory moved on).
+    Stale(String),
 }
 
 /// The faults in force.
@@ -173,6 +192,61 @@ impl Faults {
 
     pub(crate) fn history_refused(&self) -> bool {
         self.lock().history_refused
+    }
+
+    /// From now on (or no longer, with `None`) batched lookups are
+    /// tampered with. [`BatchFault::Stale`] keeps the proof `kt` makes now.
+    pub async fn tamper_batch(
+        &self,
+        kt: &KeyDirectory,
+        fault: Option<BatchFault>,
+    ) -> Result<(), KtError> {
+        if let Some(BatchFault::Stale(name)) = &fault {
+            let (_, proof) = kt.lookup(None, &Username::new(name).map_err(err)?).await?;
+            self.lock().stale_proofs.insert(name.clone(), proof);
+        }
+        self.lock().batch = fault;
+        Ok(())
+    }
+
+    /// Applies the batch fault in force to an answer.
+    pub(crate) async fn tampered(
+        &self,
+        kt: &KeyDirectory,
+        resp: &mut hush_wire::kt::KtBatchLookupResponse,
+    ) -> Result<(), KtError> {
+        let (fault, stale) = {
+            let s = self.lock();
+            (s.batch.clone(), s.stale_proofs.clone())
+        };
+        let entries = &mut resp.entries;
+        match fault {
+            None => {}
+            Some(BatchFault::Omit(name)) => entries.retain(|e| e.username != name),
+            Some(BatchFault::Add(name)) => {
+                let (_, proof) = kt.lookup(None, &Username::new(&name).map_err(err)?).await?;
+                entries.push(hush_wire::kt::KtBatchEntry {
+                    username: name,
+                    account: None,
+                    proof: Some(hush_wire::Bytes(proof)),
+                });
+            }
+            Some(BatchFault::Swap(a, b)) => {
+                let ia = entries.iter().position(|e| e.username == a);
+                let ib = entries.iter().position(|e| e.username == b);
+                if let (Some(ia), Some(ib)) = (ia, ib) {
+                    let pa = entries[ia].proof.take();
+                    entries[ia].proof = entries[ib].proof.take();
+                    entries[ib].proof = pa;
+                }
+            }
+            Some(BatchFault::Stale(name)) => {
+                for e in entries.iter_mut().filter(|e| e.username == name) {
+                    e.proof = stale.get(&name).cloned().map(hush_wire::Bytes);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The ghost served for `username`, if any.
@@ -330,6 +404,33 @@ impl Faults {
                 .copied()
                 .ok_or(KtError::NoSuchEpoch(epoch))?;
             Ok((root, bytes))
+        };
+        Some(answer.await)
+    }
+
+    /// Batched lookup proofs from the forked view, when `viewer` is the
+    /// victim.
+    pub(crate) async fn fork_batch(
+        &self,
+        viewer: &str,
+        usernames: &[Username],
+    ) -> Option<Result<super::batch::BatchProofs, KtError>> {
+        let fork = self.fork.lock().await;
+        let f = fork.as_ref().filter(|f| f.victim == viewer)?;
+        let root = *f.roots.last()?;
+        let answer = async {
+            let mut out = Vec::new();
+            for u in usernames {
+                match prove(&f.dir, ProofKind::Lookup, u).await {
+                    Ok((epoch, bytes)) if epoch == root.epoch => {
+                        out.push(Some(std::sync::Arc::new(bytes)))
+                    }
+                    Ok((epoch, _)) => return Err(KtError::NoSuchEpoch(epoch)),
+                    Err(KtError::UnknownUser(_)) => out.push(None),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok((root, out))
         };
         Some(answer.await)
     }

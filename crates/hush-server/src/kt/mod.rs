@@ -7,6 +7,7 @@
 //! directory lives in the same SQLite or PostgreSQL database as everything
 //! else. `docs/key-transparency.md` is the threat model.
 
+pub mod batch;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod service;

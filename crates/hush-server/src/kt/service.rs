@@ -67,9 +67,9 @@ impl VRFKeyStorage for ServerVrf {
     }
 }
 
-struct Inner {
-    dir: Akd<KtDatabase>,
-    db: KtDatabase,
+pub(super) struct Inner {
+    pub(super) dir: Akd<KtDatabase>,
+    pub(super) db: KtDatabase,
     /// akd's node cache (shared with `dir`). Another node may publish, so
     /// before each operation the stored epoch is compared with the one the
     /// cache holds, and the cache is dropped when it moved; operations hold
@@ -103,6 +103,10 @@ pub struct KeyDirectory {
     batch_window: Duration,
     /// This process's name as a lease holder.
     holder: String,
+    /// Lookup proofs already made at the newest epoch (batched lookups).
+    pub(super) proof_cache: Mutex<super::batch::ProofCache>,
+    /// Held while a batched lookup makes the proofs it did not find kept.
+    pub(super) proof_making: tokio::sync::Mutex<()>,
     /// Test-only faults (never compiled into release builds).
     #[cfg(feature = "fault-injection")]
     pub faults: super::faults::Faults,
@@ -123,7 +127,7 @@ fn random_secret() -> Vec<u8> {
     s
 }
 
-fn akd_err(e: impl std::fmt::Display) -> KtError {
+pub(super) fn akd_err(e: impl std::fmt::Display) -> KtError {
     KtError::Directory(e.to_string())
 }
 
@@ -142,6 +146,8 @@ impl KeyDirectory {
                 use rand::RngCore;
                 format!("kt-{:016x}", rand::rngs::OsRng.next_u64())
             },
+            proof_cache: Mutex::new(super::batch::ProofCache::default()),
+            proof_making: tokio::sync::Mutex::new(()),
             #[cfg(feature = "fault-injection")]
             faults: super::faults::Faults::default(),
         }
@@ -151,7 +157,7 @@ impl KeyDirectory {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn inner(&self) -> Result<&Inner, KtError> {
+    pub(super) async fn inner(&self) -> Result<&Inner, KtError> {
         self.inner.get_or_try_init(|| self.open()).await
     }
 
@@ -235,7 +241,9 @@ impl KeyDirectory {
     /// The directory, with akd's cache made current: another node may have
     /// published since this one last looked. Hold the guard for the whole
     /// operation.
-    async fn current(&self) -> Result<(&Inner, tokio::sync::RwLockReadGuard<'_, u64>), KtError> {
+    pub(super) async fn current(
+        &self,
+    ) -> Result<(&Inner, tokio::sync::RwLockReadGuard<'_, u64>), KtError> {
         let inner = self.inner().await?;
         let stored = stored_epoch(&inner.db).await?;
         {
