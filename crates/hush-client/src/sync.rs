@@ -19,7 +19,6 @@ use crate::error::ClientError;
 use crate::link::Link;
 use crate::local::LocalStore;
 use crate::model::Event;
-use crate::receipts::{receipt_event, record_receipt};
 use crate::trust::Vetting;
 
 /// How long a sync waits for the server to finish sending the stored queue.
@@ -745,95 +744,6 @@ impl Client {
             _ => None,
         }
     }
-}
-
-/// Applies one received content to the store (inside the sync transaction).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn apply_content(
-    tx: &rusqlite::Transaction<'_>,
-    conversation: i64,
-    content: &hush_proto::Content,
-    sender: &str,
-    device: u32,
-    outgoing: bool,
-    received_at: u64,
-    franking: String,
-    shown: &mut bool,
-) -> Result<Option<Event>, ClientError> {
-    Ok(match &content.body {
-        Body::Text { .. } | Body::Attachment { .. } => {
-            *shown = Client::insert_message(
-                tx,
-                conversation,
-                content,
-                sender,
-                device,
-                outgoing,
-                received_at,
-                Some(franking),
-            )?;
-            if outgoing {
-                tx.execute(
-                    "UPDATE messages SET status = 'sent' WHERE id = ?1",
-                    params![content.id.to_hex()],
-                )?;
-                crate::devices::note_seen(tx, device, received_at)?;
-            }
-            None
-        }
-        // From a client before decision 0017, through the group: counted
-        // the same way as a receipt to the sender.
-        Body::Receipt { kind, ids } if !outgoing => {
-            let changed = record_receipt(tx, conversation, sender, *kind, ids, received_at)?;
-            receipt_event(changed, *kind, sender)
-        }
-        Body::Edit { target, text } => {
-            let n = tx.execute(
-                "UPDATE messages SET body = ?3, edited = 1 WHERE id = ?1 AND sender = ?2 AND deleted = 0",
-                params![target.to_hex(), sender, text],
-            )?;
-            (n > 0).then(|| Event::Edited {
-                id: target.to_hex(),
-                text: text.clone(),
-            })
-        }
-        Body::Delete { target } => {
-            let n = tx.execute(
-                "UPDATE messages SET body = NULL, attachment = NULL, deleted = 1 WHERE id = ?1 AND sender = ?2",
-                params![target.to_hex(), sender],
-            )?;
-            (n > 0).then(|| Event::Deleted {
-                id: target.to_hex(),
-            })
-        }
-        Body::DisappearingTimer { seconds } => {
-            tx.execute(
-                "UPDATE conversations SET disappear_secs = ?2 WHERE id = ?1",
-                params![conversation, seconds],
-            )?;
-            Some(Event::Disappearing {
-                conversation,
-                seconds: *seconds,
-            })
-        }
-        Body::ProfileKey { key } => {
-            tx.execute(
-                "UPDATE contacts SET profile_key = ?2 WHERE username = ?1",
-                params![sender, key.as_slice()],
-            )?;
-            None
-        }
-        Body::Typing { started } => Some(Event::Typing {
-            conversation,
-            from: sender.to_owned(),
-            started: *started,
-        }),
-        Body::Presence { online, .. } => Some(Event::Presence {
-            from: sender.to_owned(),
-            online: *online,
-        }),
-        _ => None,
-    })
 }
 
 fn change_is_empty(ev: &Event) -> bool {
