@@ -5,10 +5,22 @@
 //!
 //! The generator process hosts every client and the server runs in its own
 //! process, so this process's CPU time is the clients' CPU.
+//!
+//! Receivers are driven the way `hush chat` drives its client: syncs one
+//! after the other, each listening for [`LISTEN`] after the queue is
+//! drained, on the connection kept open between them (the server pushes
+//! each message as it is stored). A message counts as arrived when its
+//! `Event::Message` is emitted, that is once it is stored and acknowledged.
+//! The sender sends one message at a time, waits until every recipient has
+//! it, and takes in the receipts with one sync at the end (inside the
+//! measured CPU).
 
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use hdrhistogram::Histogram;
 use hush_client::{Client, Event, Target};
 use mls_rs::client_builder::{BaseConfig, WithCryptoProvider, WithIdentityProvider, WithMlsRules};
 use mls_rs::group::ReceivedMessage;
@@ -18,6 +30,7 @@ use mls_rs::mls_rules::{CommitOptions, DefaultMlsRules};
 use mls_rs::{CipherSuiteProvider as _, CryptoProvider as _, ExtensionList, MlsMessage};
 use mls_rs_crypto_awslc::AwsLcCryptoProvider;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use crate::proc::self_cpu_seconds;
 use crate::scenarios::Ctx;
@@ -45,20 +58,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     let to_bob = Target::User(bob_name.clone());
     alice.send_text(&to_bob, "hello").await?;
     receive_one(&mut bob).await?;
-    let mut lat = histogram()?;
     let cpu0 = self_cpu_seconds().unwrap_or(0.0);
-    let start = Instant::now();
-    for _ in 0..messages {
-        let t = Instant::now();
-        alice.send_text(&to_bob, &text).await?;
-        receive_one(&mut bob).await?;
-        let _ = lat.record(
-            u64::try_from(t.elapsed().as_micros())
-                .unwrap_or(u64::MAX)
-                .max(1),
-        );
-    }
-    let seconds = start.elapsed().as_secs_f64();
+    let (lat, _, tally) = converse(&mut alice, &to_bob, &text, messages, vec![&mut bob]).await?;
+    let seconds = tally.seconds;
     let cpu = self_cpu_seconds().unwrap_or(0.0) - cpu0;
     let cpu_us_per_msg = cpu / messages.max(1) as f64 * 1e6;
 
@@ -67,11 +69,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
 
     let mut r = Report::new("e2e", messages, seconds, &lat);
     ctx.common(&mut r, Some(&target));
-    r.set("lost", json!(0));
-    r.set("duplicated", json!(0));
+    r.set("lost", json!(tally.lost));
+    r.set("duplicated", json!(tally.duplicated));
     r.set(
         "latency",
-        json!("1:1, one message at a time: encrypt, store, send (durable), receive, decrypt, store, ack"),
+        json!("1:1, one message at a time: encrypt, store, send (durable), pushed to the listening recipient, decrypt, store, ack"),
     );
     r.set("client_cpu_us_per_msg", json!(cpu_us_per_msg.round()));
     r.set("bare_mls_rs_us_per_msg", json!(round3(bare_us)));
@@ -140,30 +142,20 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         "everyone joined {setup_seconds:.1} s after the start of the creation"
     ));
     let group = Target::Group("bench".to_owned());
-    let mut last = histogram()?;
-    let mut send = histogram()?;
+    // Settling: the creator takes in the joiners' self-updates, and one
+    // message (not measured) reaches everyone, so that every member has
+    // handled the commits queued before it.
+    let settle_start = Instant::now();
+    alice.sync(Duration::ZERO, |_| {}).await?;
+    let recipients: Vec<&mut Client> = members.iter_mut().collect();
+    converse(&mut alice, &group, &text, 1, recipients).await?;
+    let settle_seconds = settle_start.elapsed().as_secs_f64();
+    progress(&format!("the group settled in {settle_seconds:.1} s"));
     let cpu0 = self_cpu_seconds().unwrap_or(0.0);
-    let gstart = Instant::now();
-    for _ in 0..group_messages {
-        let t = Instant::now();
-        alice.send_text(&group, &text).await?;
-        let _ = send.record(
-            u64::try_from(t.elapsed().as_micros())
-                .unwrap_or(u64::MAX)
-                .max(1),
-        );
-        futures_util::future::try_join_all(members.iter_mut().map(receive_one)).await?;
-        progress(&format!(
-            "a group message reached all in {:.1} s",
-            t.elapsed().as_secs_f64()
-        ));
-        let _ = last.record(
-            u64::try_from(t.elapsed().as_micros())
-                .unwrap_or(u64::MAX)
-                .max(1),
-        );
-    }
-    let gseconds = gstart.elapsed().as_secs_f64();
+    let recipients: Vec<&mut Client> = members.iter_mut().collect();
+    let (last, send, gtally) =
+        converse(&mut alice, &group, &text, group_messages, recipients).await?;
+    let gseconds = gtally.seconds;
     let gcpu = self_cpu_seconds().unwrap_or(0.0) - cpu0;
     let deliveries = group_messages * (group_size as u64 - 1);
     let (l50, l99, _) = percentiles(&last);
@@ -174,6 +166,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
             "size": group_size,
             "messages": group_messages,
             "seconds": round3(gseconds),
+            "listen_ms": LISTEN.as_millis() as u64,
             "msgs_per_sec": round3(group_messages as f64 / gseconds.max(1e-9)),
             "deliveries_per_sec": (deliveries as f64 / gseconds.max(1e-9)).round(),
             "send_p50_ms": s50, "send_p99_ms": s99,
@@ -185,12 +178,15 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
             "join_seconds": round3(join_seconds),
             "join_client_cpu_ms_per_member": round3(join_cpu_ms),
             "join_requests_per_member": round3(join_requests),
+            "settle_seconds": round3(settle_seconds),
+            "lost": gtally.lost,
+            "duplicated": gtally.duplicated,
         }),
     );
     r.set("register_seconds", json!(round3(register_seconds)));
     r.set(
         "params",
-        json!({"messages": messages, "size": ctx.opts.size, "group": group_size}),
+        json!({"messages": messages, "size": ctx.opts.size, "group": group_size, "listen_ms": LISTEN.as_millis() as u64}),
     );
     Ok(r.into_value())
 }
@@ -218,6 +214,131 @@ async fn receive_one(c: &mut Client) -> anyhow::Result<()> {
             bail!("{} got no message within 300 s", c.username());
         }
     }
+}
+
+/// How long each sync of a receiving client listens once its queue is
+/// drained: `hush chat`'s wait between syncs.
+const LISTEN: Duration = Duration::from_millis(800);
+
+/// How long the sender waits for a message to reach everyone.
+const ARRIVAL_LIMIT: Duration = Duration::from_secs(300);
+
+/// Messages that did not arrive, arrivals beyond the first, and the
+/// seconds from the first send until the last message reached everyone.
+#[derive(Debug, Default)]
+struct Tally {
+    lost: u64,
+    duplicated: u64,
+    seconds: f64,
+}
+
+/// `sender` sends `count` messages to `to`, one at a time, each once the
+/// previous one reached every one of `recipients`, who listen meanwhile as
+/// `hush chat` does; then the sender syncs once to take in their receipts.
+/// Returns the latency to the last recipient and the send latency (us),
+/// and what was lost or duplicated.
+async fn converse(
+    sender: &mut Client,
+    to: &Target,
+    text: &str,
+    count: u64,
+    recipients: Vec<&mut Client>,
+) -> anyhow::Result<(Histogram<u64>, Histogram<u64>, Tally)> {
+    let n = recipients.len();
+    let start = Instant::now();
+    let stop = AtomicBool::new(false);
+    let (arrived, mut arrivals) = mpsc::unbounded_channel();
+    let listeners = futures_util::future::try_join_all(
+        recipients
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| listen(c, i, arrived.clone(), &stop)),
+    );
+    let sending = async {
+        let sent = send_each(sender, to, text, count, n, &mut arrivals).await;
+        stop.store(true, Ordering::Relaxed);
+        let seconds = start.elapsed().as_secs_f64();
+        let (last, send, ids) = sent?;
+        sender.sync(Duration::ZERO, |_| {}).await?;
+        anyhow::Ok((last, send, ids, seconds))
+    };
+    let (seen, (last, send, ids, seconds)) = tokio::try_join!(listeners, sending)?;
+    let mut tally = Tally {
+        seconds,
+        ..Tally::default()
+    };
+    for per_recipient in &seen {
+        for id in &ids {
+            match per_recipient.get(id).copied().unwrap_or(0) {
+                0 => tally.lost += 1,
+                k => tally.duplicated += u64::from(k - 1),
+            }
+        }
+    }
+    Ok((last, send, tally))
+}
+
+/// The sending side of [`converse`]: the ids sent.
+async fn send_each(
+    sender: &mut Client,
+    to: &Target,
+    text: &str,
+    count: u64,
+    recipients: usize,
+    arrivals: &mut mpsc::UnboundedReceiver<(usize, String)>,
+) -> anyhow::Result<(Histogram<u64>, Histogram<u64>, Vec<String>)> {
+    let (mut last, mut send) = (histogram()?, histogram()?);
+    let mut ids = Vec::new();
+    let us = |t: Instant| {
+        u64::try_from(t.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    };
+    for _ in 0..count {
+        let t = Instant::now();
+        let m = sender.send_text(to, text).await?;
+        let _ = send.record(us(t));
+        let mut got = HashSet::new();
+        while got.len() < recipients {
+            match tokio::time::timeout(ARRIVAL_LIMIT, arrivals.recv()).await {
+                Ok(Some((who, id))) if id == m.id => {
+                    got.insert(who);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => bail!("every recipient stopped listening"),
+                Err(_) => bail!(
+                    "message {} reached {} of {recipients} within {} s",
+                    m.id,
+                    got.len(),
+                    ARRIVAL_LIMIT.as_secs()
+                ),
+            }
+        }
+        let _ = last.record(us(t));
+        ids.push(m.id);
+    }
+    Ok((last, send, ids))
+}
+
+/// Runs `c`'s syncs as `hush chat` does until `stop`, reporting each
+/// message's arrival; returns how often each message id arrived.
+async fn listen(
+    c: &mut Client,
+    who: usize,
+    arrived: mpsc::UnboundedSender<(usize, String)>,
+    stop: &AtomicBool,
+) -> anyhow::Result<HashMap<String, u32>> {
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        c.sync(LISTEN, |ev| {
+            if let Event::Message(m) = ev {
+                *seen.entry(m.id.clone()).or_default() += 1;
+                let _ = arrived.send((who, m.id.clone()));
+            }
+        })
+        .await?;
+    }
+    Ok(seen)
 }
 
 type BareConfig = WithIdentityProvider<

@@ -56,7 +56,9 @@ enum Command {
     Fanout(Opts),
     /// N authenticated, subscribed connections: RSS per connection, idle CPU.
     Idle(Opts),
-    /// Real clients and real MLS, 1:1 and a group; CPU per message.
+    /// Real clients and real MLS, 1:1 and a group, receivers driven as
+    /// `hush chat` drives its client (syncs listening on the kept
+    /// connection); CPU per message.
     E2e(Opts),
     /// kill -9 the server under load, restart it, count lost and duplicated.
     Crash(Opts),

@@ -5,7 +5,7 @@
 //! nothing: nothing was acknowledged, and the restarted client opens the same
 //! envelopes again from the state of the previous write.
 
-use hush_proto::{Incoming, MessageKind, is_application_message, peek_message};
+use hush_proto::{Body, Incoming, MessageKind, is_application_message, peek_message};
 use hush_wire::ws::Envelope;
 use rusqlite::{Transaction, params};
 
@@ -13,6 +13,7 @@ use crate::client::{Client, now};
 use crate::error::ClientError;
 use crate::local::LocalStore;
 use crate::model::Event;
+use crate::receipts::{receipt_event, record_receipt};
 
 /// The most envelopes held before a write, whatever keeps arriving.
 pub(crate) const MAX_BATCH: usize = 500;
@@ -61,7 +62,7 @@ impl Opened {
         if self.blocked {
             return Ok(None);
         }
-        crate::sync::apply_content(
+        apply_content(
             tx,
             self.conversation,
             &self.content,
@@ -251,4 +252,93 @@ impl Client {
             .unwrap_or(0);
         Ok(batch.last_seq.map_or(stored, |b| b.max(stored)))
     }
+}
+
+/// Applies one received content to the store (inside the sync transaction).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn apply_content(
+    tx: &rusqlite::Transaction<'_>,
+    conversation: i64,
+    content: &hush_proto::Content,
+    sender: &str,
+    device: u32,
+    outgoing: bool,
+    received_at: u64,
+    franking: String,
+    shown: &mut bool,
+) -> Result<Option<Event>, ClientError> {
+    Ok(match &content.body {
+        Body::Text { .. } | Body::Attachment { .. } => {
+            *shown = Client::insert_message(
+                tx,
+                conversation,
+                content,
+                sender,
+                device,
+                outgoing,
+                received_at,
+                Some(franking),
+            )?;
+            if outgoing {
+                tx.execute(
+                    "UPDATE messages SET status = 'sent' WHERE id = ?1",
+                    params![content.id.to_hex()],
+                )?;
+                crate::devices::note_seen(tx, device, received_at)?;
+            }
+            None
+        }
+        // From a client before decision 0017, through the group: counted
+        // the same way as a receipt to the sender.
+        Body::Receipt { kind, ids } if !outgoing => {
+            let changed = record_receipt(tx, conversation, sender, *kind, ids, received_at)?;
+            receipt_event(changed, *kind, sender)
+        }
+        Body::Edit { target, text } => {
+            let n = tx.execute(
+                "UPDATE messages SET body = ?3, edited = 1 WHERE id = ?1 AND sender = ?2 AND deleted = 0",
+                params![target.to_hex(), sender, text],
+            )?;
+            (n > 0).then(|| Event::Edited {
+                id: target.to_hex(),
+                text: text.clone(),
+            })
+        }
+        Body::Delete { target } => {
+            let n = tx.execute(
+                "UPDATE messages SET body = NULL, attachment = NULL, deleted = 1 WHERE id = ?1 AND sender = ?2",
+                params![target.to_hex(), sender],
+            )?;
+            (n > 0).then(|| Event::Deleted {
+                id: target.to_hex(),
+            })
+        }
+        Body::DisappearingTimer { seconds } => {
+            tx.execute(
+                "UPDATE conversations SET disappear_secs = ?2 WHERE id = ?1",
+                params![conversation, seconds],
+            )?;
+            Some(Event::Disappearing {
+                conversation,
+                seconds: *seconds,
+            })
+        }
+        Body::ProfileKey { key } => {
+            tx.execute(
+                "UPDATE contacts SET profile_key = ?2 WHERE username = ?1",
+                params![sender, key.as_slice()],
+            )?;
+            None
+        }
+        Body::Typing { started } => Some(Event::Typing {
+            conversation,
+            from: sender.to_owned(),
+            started: *started,
+        }),
+        Body::Presence { online, .. } => Some(Event::Presence {
+            from: sender.to_owned(),
+            online: *online,
+        }),
+        _ => None,
+    })
 }

@@ -47,6 +47,15 @@ pub struct Client {
     pub(crate) kt_vouched: HashMap<String, hush_proto::kt::KtValue>,
     /// The directory epoch each of `kt_vouched` was proven at.
     pub(crate) kt_vouched_at: HashMap<String, u64>,
+    /// Contacts' checkpoints (epoch, root hash) found to agree with this
+    /// client's view of the directory in this session.
+    pub(crate) kt_agreed: std::collections::HashSet<(u64, [u8; 32])>,
+    /// When the self-monitoring check and the KeyPackage count last ran
+    /// (see [`crate::sync`]: a sync listening on a kept connection runs them
+    /// at most every [`crate::sync::ROUTINE_EVERY`]).
+    pub(crate) routine_at: Option<std::time::Instant>,
+    /// This device's key for opening sealed envelopes, derived once.
+    pub(crate) open_key: std::sync::OnceLock<hush_proto::sealed::OpenKey>,
     /// Test hook: the next sync batch is opened but never written, as if
     /// the process died just before the write.
     pub(crate) crash_before_batch_write: bool,
@@ -186,6 +195,9 @@ impl Client {
             account,
             kt_vouched: HashMap::new(),
             kt_vouched_at: HashMap::new(),
+            kt_agreed: std::collections::HashSet::new(),
+            routine_at: None,
+            open_key: std::sync::OnceLock::new(),
             crash_before_batch_write: false,
             inline_commit_limit: hush_wire::limits::MAX_MESSAGE_LEN,
             dir: dir.to_owned(),
@@ -244,6 +256,9 @@ impl Client {
             account,
             kt_vouched: HashMap::new(),
             kt_vouched_at: HashMap::new(),
+            kt_agreed: std::collections::HashSet::new(),
+            routine_at: None,
+            open_key: std::sync::OnceLock::new(),
             crash_before_batch_write: false,
             inline_commit_limit: hush_wire::limits::MAX_MESSAGE_LEN,
             dir: dir.to_owned(),

@@ -326,6 +326,21 @@ impl Client {
         Ok(status)
     }
 
+    /// Whether self-monitoring has something to check whatever the server
+    /// says: never run yet, or this client accepted a signed root newer
+    /// than the last epoch it checked.
+    pub(crate) fn kt_monitor_due(&self) -> Result<bool, ClientError> {
+        let monitored: Option<u64> = self
+            .store
+            .meta_str("kt_monitored_epoch")?
+            .and_then(|s| s.parse().ok());
+        let accepted = self.kt_latest_root()?.map(|r| r.epoch);
+        Ok(match monitored {
+            None => true,
+            Some(m) => accepted.is_some_and(|a| a > m),
+        })
+    }
+
     /// Checks this account's own key history: every version the directory
     /// ever published for it must be one this device made. Returns an alarm
     /// text for each version that is not (and remembers them).
@@ -478,7 +493,9 @@ impl Client {
 
     /// Compares a contact's checkpoint with this client's view. Returns an
     /// alarm text when the server showed the two of them different
-    /// directories.
+    /// directories. A checkpoint found to agree is remembered for the
+    /// session (the roots this client holds never change), so the next
+    /// message carrying it costs no check.
     pub(crate) async fn kt_check_checkpoint(
         &mut self,
         from: &str,
@@ -497,12 +514,16 @@ impl Client {
                  do not trust new keys, and tell your server's operator"
             ))
         };
+        let agreed = |c: &mut Self| {
+            c.kt_agreed.insert((cp.epoch, cp.root_hash));
+            Ok(None)
+        };
         if let Some(mine) = self.stored_root(cp.epoch)? {
-            return Ok(if mine.check_consistent(cp).is_err() {
-                fork(cp.epoch)
+            return if mine.check_consistent(cp).is_err() {
+                Ok(fork(cp.epoch))
             } else {
-                None
-            });
+                agreed(self)
+            };
         }
         let Some(latest) = self.kt_latest_root()? else {
             return Ok(None);
@@ -510,13 +531,13 @@ impl Client {
         if cp.epoch < latest.epoch {
             // An epoch this client stepped over without fetching; fetch it.
             let roots = self.fetch_roots(&config, cp.epoch, cp.epoch).await?;
-            return Ok(match roots.first() {
-                Some(r) if r.check_consistent(cp).is_ok() => None,
-                _ => fork(cp.epoch),
-            });
+            return match roots.first() {
+                Some(r) if r.check_consistent(cp).is_ok() => agreed(self),
+                _ => Ok(fork(cp.epoch)),
+            };
         }
         match self.extend_to(&config, &latest, cp.epoch, Some(cp)).await {
-            Ok(()) => Ok(None),
+            Ok(()) => agreed(self),
             Err(ClientError::KeyTransparency(KtError::Fork { epoch })) => Ok(fork(epoch)),
             Err(ClientError::KeyTransparency(KtError::BadAuditProof { .. })) => Ok(fork(cp.epoch)),
             Err(e) => Err(e),

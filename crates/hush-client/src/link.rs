@@ -27,6 +27,12 @@ pub struct Link {
     pub(crate) ws: WebSocket,
     /// Frames received while a send waited, oldest first.
     pub(crate) buffered: VecDeque<ServerFrame>,
+    /// The server said it sent the stored queue (`Drained`); since then it
+    /// pushes each envelope as it is stored.
+    pub(crate) drained: bool,
+    /// Nothing says the connection is gone: the last check read no close,
+    /// and the last listen heard from the server.
+    pub(crate) up: bool,
     next_id: u64,
 }
 
@@ -46,6 +52,8 @@ impl Link {
         Self {
             ws,
             buffered: VecDeque::new(),
+            drained: false,
+            up: true,
             next_id: 1,
         }
     }
@@ -133,12 +141,15 @@ impl Transport {
     }
 
     /// The socket kept open, if any, with every frame that already
-    /// arrived on it (a sync handles them, then opens a fresh connection so
-    /// that the server sends the whole stored queue and says when it did).
+    /// arrived on it (a sync handles them, then either listens on it or
+    /// opens a fresh connection so that the server sends the whole stored
+    /// queue and says when it did).
     pub async fn take_kept_link(&self) -> Option<Link> {
         let mut link = self.link_slot().lock().await.take()?;
         // A closed socket still holds the frames read before the close.
-        let _ = link.poll_waiting();
+        if link.poll_waiting().is_err() {
+            link.up = false;
+        }
         Some(link)
     }
 

@@ -19,11 +19,16 @@ use crate::error::ClientError;
 use crate::link::Link;
 use crate::local::LocalStore;
 use crate::model::Event;
-use crate::receipts::{receipt_event, record_receipt};
 use crate::trust::Vetting;
 
 /// How long a sync waits for the server to finish sending the stored queue.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often a client listening on a kept connection asks whether the key
+/// directory moved and how many KeyPackages the server holds (a sync that
+/// connects afresh always asks; a checkpoint newer than the last
+/// self-check, or a Welcome, makes them due at once).
+pub(crate) const ROUTINE_EVERY: Duration = Duration::from_secs(60);
 
 type Socket = crate::transport::WebSocket;
 
@@ -60,6 +65,10 @@ struct FollowUp {
     joined: Vec<Vec<u8>>,
     /// Contacts' key-transparency checkpoints to compare with this view.
     checkpoints: Vec<(String, hush_proto::kt::KtCheckpoint)>,
+    /// This sync listened on the connection kept open.
+    listened: bool,
+    /// A Welcome arrived (it used up one of this device's KeyPackages).
+    welcomed: bool,
 }
 
 impl Client {
@@ -76,18 +85,29 @@ impl Client {
         self.flush_outbox().await?;
         let mut follow = FollowUp::default();
         let mut events = self.receive(wait, &mut follow, &mut on_event).await?;
-        let mut alarms = self.kt_monitor_alarms().await?;
+        // Checkpoints first: one that moves this client's view of the
+        // directory makes the self-monitoring check due at once.
+        let mut found = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for (from, cp) in std::mem::take(&mut follow.checkpoints) {
-            if !seen.insert((cp.epoch, cp.root_hash)) {
+            if !seen.insert((cp.epoch, cp.root_hash))
+                || self.kt_agreed.contains(&(cp.epoch, cp.root_hash))
+            {
                 continue;
             }
             match self.kt_check_checkpoint(&from, &cp).await {
-                Ok(Some(alarm)) => alarms.push(alarm),
+                Ok(Some(alarm)) => found.push(alarm),
                 Ok(None) => {}
                 Err(e) => tracing::debug!(error = %e, "checkpoint not compared"),
             }
         }
+        let routine = self.routine_due(&follow);
+        let mut alarms = if routine || self.kt_monitor_due()? {
+            self.kt_monitor_alarms().await?
+        } else {
+            Vec::new()
+        };
+        alarms.extend(found);
         for message in alarms {
             self.raise_kt_alarm(&message)?;
             let ev = Event::KeyTransparencyAlarm { message };
@@ -124,9 +144,22 @@ impl Client {
                 Err(e) => tracing::debug!(error = %e, "could not commit pending proposals"),
             }
         }
-        self.top_up_key_packages(false).await?;
+        if routine || follow.welcomed {
+            self.top_up_key_packages(false).await?;
+            if routine {
+                self.routine_at = Some(Instant::now());
+            }
+        }
         self.expire_messages()?;
         Ok(events)
+    }
+
+    /// Whether this sync runs the routine requests (the self-monitoring
+    /// check's "did the directory move", the KeyPackage count): always
+    /// after connecting; while listening on a kept connection, at most every
+    /// [`ROUTINE_EVERY`].
+    fn routine_due(&self, follow: &FollowUp) -> bool {
+        !follow.listened || self.routine_at.is_none_or(|t| t.elapsed() >= ROUTINE_EVERY)
     }
 
     /// Receives what is waiting without follow-ups (used while retrying a
@@ -151,17 +184,26 @@ impl Client {
             on_event,
         };
         let mut link = None;
-        let mut result = self.receive_kept(&mut r).await;
-        if result.is_ok() {
-            result = match self.transport.open_link().await {
-                Ok(mut fresh) => {
-                    let received = self.receive_on(&mut fresh, wait, &mut r).await;
-                    link = Some(fresh);
-                    received
+        let result = match self.receive_kept(&mut r).await {
+            // The server sent the stored queue on the connection kept open
+            // and pushes each envelope as it is stored: listen on it, as
+            // `hush chat` does, instead of connecting again.
+            Ok(Some(mut kept)) if !wait.is_zero() => {
+                r.follow.listened = true;
+                match self.listen_on(&mut kept, wait, &mut r).await {
+                    Ok(()) if kept.up => {
+                        link = Some(kept);
+                        Ok(())
+                    }
+                    // Closed, broken or silent: connect again and take in
+                    // what it did not deliver.
+                    Ok(()) => self.receive_fresh(Duration::ZERO, &mut r, &mut link).await,
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            };
-        }
+            }
+            Ok(_) => self.receive_fresh(wait, &mut r, &mut link).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = result {
             if !r.batch.is_empty() {
                 // The batch was not written: drop what it changed in memory,
@@ -180,15 +222,19 @@ impl Client {
 
     /// Handles what arrived on the socket kept since the last sync or send
     /// (acknowledged on it when it is still up; otherwise the server sends
-    /// those envelopes again, and they are skipped as handled).
-    async fn receive_kept(&mut self, r: &mut Receiving<'_>) -> Result<(), ClientError> {
+    /// those envelopes again, and they are skipped as handled). Returns the
+    /// socket when it can be listened on: up, its stored queue sent, and
+    /// everything that came on it handled and acknowledged.
+    async fn receive_kept(&mut self, r: &mut Receiving<'_>) -> Result<Option<Link>, ClientError> {
         let Some(mut kept) = self.transport.take_kept_link().await else {
-            return Ok(());
+            return Ok(None);
         };
         let mut deadline = Some(Instant::now());
         let mut result = Ok(false);
         while let Some(frame) = kept.buffered.pop_front() {
-            if !matches!(frame, ServerFrame::Drained) {
+            if matches!(frame, ServerFrame::Drained) {
+                kept.drained = true;
+            } else {
                 result = self
                     .handle_frame(&mut kept, frame, Duration::ZERO, &mut deadline, r)
                     .await;
@@ -201,21 +247,59 @@ impl Client {
             result = self.finish_batch(&mut kept.ws, r).await.map(|()| true);
         }
         match result {
+            Ok(_) if kept.up && kept.drained => Ok(Some(kept)),
             // The socket is down or the envelope must wait (it stays queued
             // and comes again on the fresh connection); any batch was
             // written before an acknowledgement was tried.
-            Err(ClientError::Network(_)) | Ok(_) => Ok(()),
+            Err(ClientError::Network(_)) | Ok(_) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    async fn receive_on(
+    /// Receives on a new connection, which is then kept in `link`.
+    async fn receive_fresh(
+        &mut self,
+        wait: Duration,
+        r: &mut Receiving<'_>,
+        link: &mut Option<Link>,
+    ) -> Result<(), ClientError> {
+        let mut fresh = self.transport.open_link().await?;
+        let received = self.receive_on(&mut fresh, wait, None, r).await;
+        *link = Some(fresh);
+        received
+    }
+
+    /// Listens on a kept connection for `wait`. A ping goes first: a
+    /// connection that answers nothing in that time, or breaks, is left
+    /// with `up` false.
+    async fn listen_on(
         &mut self,
         link: &mut Link,
         wait: Duration,
         r: &mut Receiving<'_>,
     ) -> Result<(), ClientError> {
-        let mut deadline: Option<Instant> = None;
+        link.up = false;
+        if link
+            .ws
+            .send(Message::Ping(Vec::new().into()))
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+        self.receive_on(link, wait, Some(Instant::now() + wait), r)
+            .await
+    }
+
+    /// Receives on `link` until the server says the stored queue is sent
+    /// (and `wait` after that), or, with a `deadline`, until then.
+    async fn receive_on(
+        &mut self,
+        link: &mut Link,
+        wait: Duration,
+        mut deadline: Option<Instant>,
+        r: &mut Receiving<'_>,
+    ) -> Result<(), ClientError> {
         let started = Instant::now();
         loop {
             if let Some(frame) = link.buffered.pop_front() {
@@ -254,9 +338,14 @@ impl Client {
                     }
                 }
             };
+            if matches!(next, Some(Ok(ref m)) if !m.is_close()) {
+                // The server answers: the connection is up.
+                link.up = true;
+            }
             let bytes = match next {
                 Some(Ok(Message::Binary(b))) => b,
                 Some(Ok(Message::Close(_))) | None => {
+                    link.up = false;
                     if deadline.is_some() {
                         break;
                     }
@@ -265,7 +354,15 @@ impl Client {
                     ));
                 }
                 Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(ClientError::Network(e.to_string())),
+                Some(Err(e)) => {
+                    link.up = false;
+                    // Once the queue was sent, a broken connection ends the
+                    // wait: what it did not deliver stays queued.
+                    if deadline.is_some() {
+                        break;
+                    }
+                    return Err(ClientError::Network(e.to_string()));
+                }
             };
             let frame = ServerFrame::decode(&bytes).map_err(|e| {
                 ClientError::Network(format!("malformed frame from the server: {e}"))
@@ -289,12 +386,11 @@ impl Client {
         deadline: &mut Option<Instant>,
         r: &mut Receiving<'_>,
     ) -> Result<bool, ClientError> {
-        let ws = &mut link.ws;
         match frame {
-            ServerFrame::Envelope(env) => self.take_envelope(ws, env, r).await?,
+            ServerFrame::Envelope(env) => self.take_envelope(&mut link.ws, env, r).await?,
             ServerFrame::Envelopes(envs) => {
                 for env in envs {
-                    self.take_envelope(ws, env, r).await?;
+                    self.take_envelope(&mut link.ws, env, r).await?;
                 }
             }
             ServerFrame::Ephemeral(payload) => {
@@ -305,7 +401,8 @@ impl Client {
             // Answers to sends given up on; this loop sends none.
             ServerFrame::Sent { .. } | ServerFrame::Refused { .. } => {}
             ServerFrame::Drained => {
-                self.finish_batch(ws, r).await?;
+                link.drained = true;
+                self.finish_batch(&mut link.ws, r).await?;
                 if deadline.is_none() {
                     if wait.is_zero() {
                         return Ok(true);
@@ -400,6 +497,7 @@ impl Client {
             }
             Ok(env) => match peek_message(&env.payload) {
                 Ok(MessageKind::Welcome) => {
+                    follow.welcomed = true;
                     self.handle_welcome(&env.payload, &seq, &mut follow.joined)
                         .await
                 }
@@ -439,9 +537,20 @@ impl Client {
         if !hush_proto::sealed::is_sealed(&env.payload) {
             return Ok(env.clone());
         }
-        let seed = crate::client::seed(&crate::client::meta_required(&self.store, "device_seed")?)?;
-        let key = hush_proto::sealed::OpenKey::of(&hush_proto::DeviceSigningKey::from_seed(seed)?)?;
-        let opened = hush_proto::sealed::open_envelope(&key, &env.payload)?;
+        let key = match self.open_key.get() {
+            Some(key) => key,
+            None => {
+                let seed = crate::client::seed(&crate::client::meta_required(
+                    &self.store,
+                    "device_seed",
+                )?)?;
+                let key = hush_proto::sealed::OpenKey::of(
+                    &hush_proto::DeviceSigningKey::from_seed(seed)?,
+                )?;
+                self.open_key.get_or_init(|| key)
+            }
+        };
+        let opened = hush_proto::sealed::open_envelope(key, &env.payload)?;
         Ok(Envelope {
             seq: env.seq,
             received_at_ms: env.received_at_ms,
@@ -635,95 +744,6 @@ impl Client {
             _ => None,
         }
     }
-}
-
-/// Applies one received content to the store (inside the sync transaction).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn apply_content(
-    tx: &rusqlite::Transaction<'_>,
-    conversation: i64,
-    content: &hush_proto::Content,
-    sender: &str,
-    device: u32,
-    outgoing: bool,
-    received_at: u64,
-    franking: String,
-    shown: &mut bool,
-) -> Result<Option<Event>, ClientError> {
-    Ok(match &content.body {
-        Body::Text { .. } | Body::Attachment { .. } => {
-            *shown = Client::insert_message(
-                tx,
-                conversation,
-                content,
-                sender,
-                device,
-                outgoing,
-                received_at,
-                Some(franking),
-            )?;
-            if outgoing {
-                tx.execute(
-                    "UPDATE messages SET status = 'sent' WHERE id = ?1",
-                    params![content.id.to_hex()],
-                )?;
-                crate::devices::note_seen(tx, device, received_at)?;
-            }
-            None
-        }
-        // From a client before decision 0017, through the group: counted
-        // the same way as a receipt to the sender.
-        Body::Receipt { kind, ids } if !outgoing => {
-            let changed = record_receipt(tx, conversation, sender, *kind, ids, received_at)?;
-            receipt_event(changed, *kind, sender)
-        }
-        Body::Edit { target, text } => {
-            let n = tx.execute(
-                "UPDATE messages SET body = ?3, edited = 1 WHERE id = ?1 AND sender = ?2 AND deleted = 0",
-                params![target.to_hex(), sender, text],
-            )?;
-            (n > 0).then(|| Event::Edited {
-                id: target.to_hex(),
-                text: text.clone(),
-            })
-        }
-        Body::Delete { target } => {
-            let n = tx.execute(
-                "UPDATE messages SET body = NULL, attachment = NULL, deleted = 1 WHERE id = ?1 AND sender = ?2",
-                params![target.to_hex(), sender],
-            )?;
-            (n > 0).then(|| Event::Deleted {
-                id: target.to_hex(),
-            })
-        }
-        Body::DisappearingTimer { seconds } => {
-            tx.execute(
-                "UPDATE conversations SET disappear_secs = ?2 WHERE id = ?1",
-                params![conversation, seconds],
-            )?;
-            Some(Event::Disappearing {
-                conversation,
-                seconds: *seconds,
-            })
-        }
-        Body::ProfileKey { key } => {
-            tx.execute(
-                "UPDATE contacts SET profile_key = ?2 WHERE username = ?1",
-                params![sender, key.as_slice()],
-            )?;
-            None
-        }
-        Body::Typing { started } => Some(Event::Typing {
-            conversation,
-            from: sender.to_owned(),
-            started: *started,
-        }),
-        Body::Presence { online, .. } => Some(Event::Presence {
-            from: sender.to_owned(),
-            online: *online,
-        }),
-        _ => None,
-    })
 }
 
 fn change_is_empty(ev: &Event) -> bool {

@@ -112,6 +112,8 @@ struct Proxy {
     url: String,
     ws_upgrades: Arc<AtomicUsize>,
     http_sends: Arc<AtomicUsize>,
+    /// Other HTTP requests (the routine ones of a sync among them).
+    http_other: Arc<AtomicUsize>,
     refuse_ws: Arc<AtomicBool>,
     cut: tokio::sync::watch::Sender<u64>,
 }
@@ -126,20 +128,26 @@ impl Proxy {
             url,
             ws_upgrades: Arc::default(),
             http_sends: Arc::default(),
+            http_other: Arc::default(),
             refuse_ws: Arc::default(),
             cut,
         };
-        let (ws, http, refuse, cut) = (
+        let (ws, http, other, refuse, cut) = (
             proxy.ws_upgrades.clone(),
             proxy.http_sends.clone(),
+            proxy.http_other.clone(),
             proxy.refuse_ws.clone(),
             proxy.cut.clone(),
         );
         tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
-                let (ws, http, refuse) = (ws.clone(), http.clone(), refuse.clone());
+                let counters = Counters {
+                    ws: ws.clone(),
+                    http: http.clone(),
+                    other: other.clone(),
+                };
                 let cut = cut.subscribe();
-                tokio::spawn(pump(inbound, target, ws, http, refuse, cut));
+                tokio::spawn(pump(inbound, target, counters, refuse.clone(), cut));
             }
         });
         proxy
@@ -151,11 +159,17 @@ impl Proxy {
     }
 }
 
+/// What a proxy counts: WebSocket upgrades, HTTP sends, other requests.
+struct Counters {
+    ws: Arc<AtomicUsize>,
+    http: Arc<AtomicUsize>,
+    other: Arc<AtomicUsize>,
+}
+
 async fn pump(
     inbound: TcpStream,
     target: SocketAddr,
-    ws: Arc<AtomicUsize>,
-    http: Arc<AtomicUsize>,
+    counters: Counters,
     refuse: Arc<AtomicBool>,
     mut cut: tokio::sync::watch::Receiver<u64>,
 ) {
@@ -179,9 +193,11 @@ async fn pump(
                     return;
                 }
                 is_ws.store(true, Ordering::SeqCst);
-                ws.fetch_add(1, Ordering::SeqCst);
+                counters.ws.fetch_add(1, Ordering::SeqCst);
             } else if !upgraded && contains(chunk, b"POST /v1/messages ") {
-                http.fetch_add(1, Ordering::SeqCst);
+                counters.http.fetch_add(1, Ordering::SeqCst);
+            } else if !upgraded && contains(chunk, b" HTTP/1.1\r\n") {
+                counters.other.fetch_add(1, Ordering::SeqCst);
             }
             if out_w.write_all(chunk).await.is_err() {
                 return;
@@ -289,4 +305,57 @@ async fn a_refusal_and_missing_devices_read_the_same_on_the_socket_and_over_http
     assert_eq!(answers[0], answers[1]);
     // The first round went on the socket, the second over HTTP.
     assert_eq!(proxy.http_sends.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listening_client_stays_connected_and_loses_nothing_when_the_connection_drops() {
+    let server = TestServer::start().await.unwrap();
+    let proxy = Proxy::start(&server.url()).await;
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = user(&server.url(), root.path(), "alice").await;
+    let mut bob = user(&proxy.url, root.path(), "bob").await;
+    let listen = Duration::from_millis(300);
+    alice.send_text(&dm("bob"), "one").await.unwrap();
+    assert_eq!(texts(&sync(&mut bob).await), vec!["one"]);
+
+    // Listening: no new connection and no routine request per sync, and
+    // what arrives is pushed on the kept connection, before or during the
+    // sync.
+    let (upgrades, other) = (
+        proxy.ws_upgrades.load(Ordering::SeqCst),
+        proxy.http_other.load(Ordering::SeqCst),
+    );
+    let mut got = Vec::new();
+    for t in ["two", "three"] {
+        alice.send_text(&dm("bob"), t).await.unwrap();
+        got.extend(texts(&bob.sync(listen, |_| {}).await.unwrap()));
+    }
+    let (events, sent) = tokio::join!(bob.sync(Duration::from_secs(2), |_| {}), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        alice.send_text(&dm("bob"), "four").await.unwrap()
+    });
+    assert_eq!(sent.status, "sent");
+    got.extend(texts(&events.unwrap()));
+    assert_eq!(got, vec!["two", "three", "four"]);
+    assert_eq!(proxy.ws_upgrades.load(Ordering::SeqCst), upgrades);
+    assert_eq!(proxy.http_other.load(Ordering::SeqCst), other);
+
+    // The connection drops: the next sync connects again and gets what
+    // was sent meanwhile, once.
+    proxy.cut_sockets();
+    alice.send_text(&dm("bob"), "five").await.unwrap();
+    assert_eq!(
+        texts(&bob.sync(listen, |_| {}).await.unwrap()),
+        vec!["five"]
+    );
+    assert!(proxy.ws_upgrades.load(Ordering::SeqCst) > upgrades);
+    assert!(texts(&bob.sync(listen, |_| {}).await.unwrap()).is_empty());
+    assert_eq!(bob.history(&dm("alice")).unwrap().len(), 5);
+    // Bob's delivery receipts went back on his connection.
+    sync(&mut alice).await;
+    let history = alice.history(&dm("bob")).unwrap();
+    assert!(
+        history.iter().all(|m| m.status == "delivered"),
+        "{history:?}"
+    );
 }
