@@ -97,6 +97,35 @@ pub(crate) fn checked_entry_key(
 }
 
 impl Client {
+    /// A client over an opened store, with empty session caches. The name
+    /// and device id are the certificate's.
+    pub(crate) fn assemble(
+        store: LocalStore,
+        device: Device,
+        transport: Transport,
+        account: AccountKey,
+        dir: &Path,
+    ) -> Self {
+        let cert = device.certificate();
+        Client {
+            username: cert.username().clone(),
+            device_id: cert.device_id().0,
+            store,
+            device,
+            convs: HashMap::new(),
+            transport,
+            account,
+            kt_vouched: HashMap::new(),
+            kt_vouched_at: HashMap::new(),
+            kt_agreed: std::collections::HashSet::new(),
+            routine_at: None,
+            open_key: std::sync::OnceLock::new(),
+            crash_before_batch_write: false,
+            inline_commit_limit: hush_wire::limits::MAX_MESSAGE_LEN,
+            dir: dir.to_owned(),
+        }
+    }
+
     /// Registers `username` on `server` and creates the local store in `dir`.
     /// For an `https://` server, `fingerprint` pins its certificate (see
     /// [`crate::probe_fingerprint`]); without one, the system's roots decide.
@@ -185,23 +214,13 @@ impl Client {
             crate::devices::note_device(conn, &cert, None, false)?;
         }
         let device = Device::new(cert, &key)?;
-        let mut client = Client {
+        let mut client = Client::assemble(
             store,
             device,
-            convs: HashMap::new(),
-            transport: transport.with_token(resp.token),
-            username: user,
-            device_id,
+            transport.with_token(resp.token),
             account,
-            kt_vouched: HashMap::new(),
-            kt_vouched_at: HashMap::new(),
-            kt_agreed: std::collections::HashSet::new(),
-            routine_at: None,
-            open_key: std::sync::OnceLock::new(),
-            crash_before_batch_write: false,
-            inline_commit_limit: hush_wire::limits::MAX_MESSAGE_LEN,
-            dir: dir.to_owned(),
-        };
+            dir,
+        );
         // Pin the server's key-transparency keys and check that the
         // directory holds exactly the keys just registered.
         client.kt_config().await?;
@@ -239,6 +258,11 @@ impl Client {
         let account = AccountKey::from_seed(seed(&meta_required(&store, "account_seed")?)?)?;
         let key = DeviceSigningKey::from_seed(seed(&meta_required(&store, "device_seed")?)?)?;
         let cert = DeviceCertificate::decode(&meta_required(&store, "certificate")?)?;
+        if cert.username() != &username || cert.device_id().0 != device_id {
+            return Err(ClientError::Store(
+                "the stored account and device do not match the stored certificate".into(),
+            ));
+        }
         let entries = store
             .mls_entries()?
             .into_iter()
@@ -246,23 +270,7 @@ impl Client {
             .collect::<Vec<_>>();
         let device = Device::restore(cert, &key, entries)?;
         let transport = Transport::with_options(&server, fingerprint, options)?.with_token(token);
-        let mut client = Client {
-            store,
-            device,
-            convs: HashMap::new(),
-            transport,
-            username,
-            device_id,
-            account,
-            kt_vouched: HashMap::new(),
-            kt_vouched_at: HashMap::new(),
-            kt_agreed: std::collections::HashSet::new(),
-            routine_at: None,
-            open_key: std::sync::OnceLock::new(),
-            crash_before_batch_write: false,
-            inline_commit_limit: hush_wire::limits::MAX_MESSAGE_LEN,
-            dir: dir.to_owned(),
-        };
+        let mut client = Client::assemble(store, device, transport, account, dir);
         client.expire_messages()?;
         Ok(client)
     }

@@ -3,7 +3,6 @@
 //! account from the link channel, and answer with KeyPackages so the
 //! approving device can add it to every conversation.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -128,23 +127,8 @@ impl Client {
             let name = req.name.map(str::trim).filter(|n| !n.is_empty());
             note_device(conn, &cert, name, false)?;
         }
-        let mut client = Client {
-            store,
-            device: Device::new(cert.clone(), &key)?,
-            convs: HashMap::new(),
-            transport,
-            username: cert.username().clone(),
-            device_id: cert.device_id().0,
-            account,
-            kt_vouched: HashMap::new(),
-            kt_vouched_at: HashMap::new(),
-            kt_agreed: std::collections::HashSet::new(),
-            routine_at: None,
-            open_key: std::sync::OnceLock::new(),
-            crash_before_batch_write: false,
-            inline_commit_limit: hush_wire::limits::MAX_MESSAGE_LEN,
-            dir: dir.to_owned(),
-        };
+        let device = Device::new(cert.clone(), &key)?;
+        let mut client = Client::assemble(store, device, transport, account, dir);
         // The token the code derived is known to the approving device too:
         // replace it with one only this device knows.
         client.rotate_token().await?;
