@@ -16,14 +16,6 @@ fn register(url: &str, name: &str) -> User {
     u
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn a_swapped_key_stops_the_send_and_a_published_one_alarms_its_owner() {
     let rt = runtime();

@@ -219,14 +219,6 @@ fn a_wrong_or_mistyped_code_links_nothing() {
     let _ = child.wait();
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn a_server_that_swaps_the_link_exchange_links_nothing() {
     let rt = runtime();
