@@ -20,23 +20,60 @@ fn free_addr() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-fn start(data: &Path, addr: SocketAddr, extra: &[&str]) -> Child {
-    Command::new(BIN)
+/// Longest a test waits for one answer of the server: a server that hangs
+/// fails the test with the step it hung at instead of stalling the run.
+const ANSWER_WITHIN: Duration = Duration::from_secs(60);
+
+/// A `hush-server` process, killed when the test ends, passed or failed.
+struct Server(Child);
+
+impl Server {
+    /// Kills the process with SIGKILL and waits for it to die.
+    fn kill_9(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(data: &Path, addr: SocketAddr, extra: &[&str]) -> Server {
+    let child = Command::new(BIN)
         .arg("--data-dir")
         .arg(data)
         .arg("--listen")
         .arg(addr.to_string())
         .args(extra)
         .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .unwrap();
+    Server(child)
+}
+
+/// An HTTP client whose every request gives up after [`ANSWER_WITHIN`].
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(ANSWER_WITHIN)
+        .build()
         .unwrap()
 }
 
 async fn wait_healthy(http: &reqwest::Client, base: &str) {
     for _ in 0..200 {
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
+        let asked = http
+            .get(format!("{base}/healthz"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        if let Ok(r) = asked
             && r.status() == 200
         {
             return;
@@ -44,6 +81,13 @@ async fn wait_healthy(http: &reqwest::Client, base: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("server at {base} never became healthy");
+}
+
+/// `step` within [`ANSWER_WITHIN`], or a failure naming it.
+async fn within<T>(what: &str, step: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(ANSWER_WITHIN, step)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {ANSWER_WITHIN:?}"))
 }
 
 async fn register(http: &reqwest::Client, base: &str, name: &str, seed: u64) -> String {
@@ -57,9 +101,9 @@ async fn acknowledged_messages_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
     let base = format!("http://{addr}");
-    let http = reqwest::Client::new();
+    let http = http_client();
     // 300 requests of one account at once: more than its connection quota.
-    let mut child = start(dir.path(), addr, &["--max-account-connections", "0"]);
+    let mut server = start(dir.path(), addr, &["--max-account-connections", "0"]);
     wait_healthy(&http, &base).await;
     let alice = register(&http, &base, "alice", 1).await;
     let bob = register(&http, &base, "bob", 2).await;
@@ -95,13 +139,12 @@ async fn acknowledged_messages_survive_kill_9() {
     for t in tasks {
         acked.push(t.await.unwrap());
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    server.kill_9();
 
-    let mut child = start(dir.path(), addr, &[]);
+    let mut server = start(dir.path(), addr, &[]);
     wait_healthy(&http, &base).await;
-    let mut ws = connect_ws(addr, &bob).await;
-    let got = ws.drain().await;
+    let mut ws = within("bob's socket after the restart", connect_ws(addr, &bob)).await;
+    let got = within("bob's queue after the restart", ws.drain()).await;
     let mut payloads: Vec<u32> = got
         .iter()
         .map(|e| u32::from_be_bytes(e.payload[..4].try_into().unwrap()))
@@ -109,8 +152,7 @@ async fn acknowledged_messages_survive_kill_9() {
     payloads.sort();
     acked.sort();
     assert_eq!(payloads, acked, "every acknowledged message is there, once");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill_9();
 }
 
 #[tokio::test]
@@ -122,7 +164,7 @@ async fn serves_tls_with_a_given_certificate() {
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
     let addr = free_addr();
-    let mut child = start(
+    let _server = start(
         &dir.path().join("data"),
         addr,
         &[
@@ -135,12 +177,13 @@ async fn serves_tls_with_a_given_certificate() {
     let http = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap()])
         .resolve("localhost", addr)
+        .timeout(ANSWER_WITHIN)
         .build()
         .unwrap();
     let base = format!("https://localhost:{}", addr.port());
     wait_healthy(&http, &base).await;
     // Plain HTTP on the TLS port does not work.
-    let plain = reqwest::Client::new()
+    let plain = http_client()
         .get(format!("http://{addr}/healthz"))
         .send()
         .await;
@@ -157,8 +200,6 @@ async fn serves_tls_with_a_given_certificate() {
         fp.trim(),
         hush_server::tls::fingerprint_der(certified.cert.der())
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[tokio::test]
@@ -166,8 +207,8 @@ async fn admin_commands_act_on_the_data() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
     let base = format!("http://{addr}");
-    let http = reqwest::Client::new();
-    let mut child = start(dir.path(), addr, &[]);
+    let http = http_client();
+    let _server = start(dir.path(), addr, &[]);
     wait_healthy(&http, &base).await;
     let alice = register(&http, &base, "alice", 1).await;
     register(&http, &base, "bob", 2).await;
@@ -208,8 +249,6 @@ async fn admin_commands_act_on_the_data() {
     let out = admin(&["stats", "--json"]);
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stats["accounts"], 1);
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]
@@ -243,8 +282,8 @@ async fn admin_action_closes_bobs_socket(action: &str, within_ms: u64, refused: 
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
     let base = format!("http://{addr}");
-    let http = reqwest::Client::new();
-    let mut child = start(dir.path(), addr, &[]);
+    let http = http_client();
+    let _server = start(dir.path(), addr, &[]);
     wait_healthy(&http, &base).await;
     let bob = register(&http, &base, "bob", 2).await;
     let mut ws = connect_ws(addr, &bob).await;
@@ -265,8 +304,6 @@ async fn admin_action_closes_bobs_socket(action: &str, within_ms: u64, refused: 
         .await
         .unwrap();
     assert_eq!(answer.status().as_u16(), refused);
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[tokio::test]
@@ -285,8 +322,8 @@ async fn metrics_are_served_on_the_operator_listener_not_the_public_one() {
     let dir = tempfile::tempdir().unwrap();
     let (addr, operator) = (free_addr(), free_addr());
     let base = format!("http://{addr}");
-    let http = reqwest::Client::new();
-    let mut child = start(
+    let http = http_client();
+    let _server = start(
         dir.path(),
         addr,
         &["--metrics-listen", &operator.to_string()],
@@ -301,6 +338,4 @@ async fn metrics_are_served_on_the_operator_listener_not_the_public_one() {
         .unwrap();
     assert_eq!(private.status(), 200);
     assert!(private.text().await.unwrap().contains("hush_accounts 0"));
-    child.kill().unwrap();
-    child.wait().unwrap();
 }

@@ -327,7 +327,11 @@ pub async fn connect_ws(addr: SocketAddr, token: &str) -> Ws {
     let mut req = format!("ws://{addr}/v1/ws").into_client_request().unwrap();
     req.headers_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let connecting = tokio_tungstenite::connect_async(req);
+    let (ws, _) = tokio::time::timeout(std::time::Duration::from_secs(60), connecting)
+        .await
+        .unwrap_or_else(|_| panic!("no WebSocket answer from {addr} within 60 s"))
+        .unwrap();
     Ws {
         ws,
         open: open_key_for(token),
