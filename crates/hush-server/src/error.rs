@@ -78,6 +78,13 @@ impl From<StoreError> for Failure {
                 tracing::error!(epoch, "a different signed root exists for this epoch");
                 Failure::new(ErrorCode::Internal, "storage failure; retry later")
             }
+            StoreError::Busy => {
+                crate::metrics::METRICS.busy();
+                Failure::new(
+                    ErrorCode::Unavailable,
+                    "the server is busy: nothing was done; retry in a moment",
+                )
+            }
             StoreError::Backend(e) => {
                 tracing::error!(error = %e, "storage failure");
                 Failure::new(ErrorCode::Internal, "storage failure; retry later")
@@ -91,11 +98,12 @@ impl IntoResponse for Failure {
         let status = StatusCode::from_u16(self.0.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         crate::metrics::METRICS.error(status.as_u16());
-        let rate_limited = self.0.code == ErrorCode::RateLimited;
+        // Buckets refill within a second at the default rates (limits that
+        // refill slower answer with a [`Refusal`] that says so), and a busy
+        // node has room again within a second.
+        let retry_soon = matches!(self.0.code, ErrorCode::RateLimited | ErrorCode::Unavailable);
         let mut response = (status, Json(self.0)).into_response();
-        if rate_limited {
-            // Buckets refill within a second at the default rates; limits
-            // that refill slower answer with a [`Refusal`] that says so.
+        if retry_soon {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -23,6 +23,7 @@ pub struct Metrics {
     claims_refused_target: AtomicU64,
     signed_replays: AtomicU64,
     revoked: AtomicU64,
+    busy: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
     latency_count: AtomicU64,
     latency_sum_ms: AtomicU64,
@@ -48,6 +49,7 @@ impl Metrics {
             claims_refused_target: AtomicU64::new(0),
             signed_replays: AtomicU64::new(0),
             revoked: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
             latency_buckets: [ZERO; LATENCY_BUCKETS_MS.len()],
             latency_count: AtomicU64::new(0),
             latency_sum_ms: AtomicU64::new(0),
@@ -95,6 +97,12 @@ impl Metrics {
             400..=499 => self.errors_4xx.fetch_add(1, Ordering::Relaxed),
             _ => self.errors_5xx.fetch_add(1, Ordering::Relaxed),
         };
+    }
+
+    /// A request found the database busy (no connection free in time) and
+    /// was refused with 503 and `Retry-After`, or retried.
+    pub fn busy(&self) {
+        self.busy.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A KeyPackage claim was refused by a claim limit.
@@ -197,6 +205,12 @@ impl Metrics {
             "gauge",
             "Unclaimed one-time KeyPackages.",
             stats.key_packages.to_string(),
+        );
+        metric(
+            "hush_database_busy_total",
+            "counter",
+            "Requests that found no database connection free in time (answered 503 with Retry-After, or retried).",
+            get(&self.busy),
         );
         metric(
             "hush_signed_requests_replayed_total",

@@ -27,7 +27,7 @@ use crate::auth::{AuthDevice, token_hash};
 use crate::delivery::{Connection, StartSend, now_ms};
 use crate::error::Failure;
 use crate::metrics::METRICS;
-use crate::store::DeviceKey;
+use crate::store::{DeviceKey, when_free};
 
 /// Write buffer of each WebSocket. tungstenite's default (128 KiB for each
 /// buffer, the read buffer allocated up front) costs ~140 KB of RSS per idle
@@ -116,7 +116,8 @@ async fn session(
                 return Ok(());
             }
             while let Some(f) = conn.poll_fetch() {
-                let batch = state.store.fetch(me, f.after, f.limit).await?;
+                let batch =
+                    when_free(|| state.store.fetch(me, f.after, f.limit)).await?;
                 conn.handle_fetched(batch);
             }
             if let Some(seqs) = conn.poll_delete() {
@@ -183,6 +184,21 @@ async fn session(
         }
     }
     .await;
+    if let Err(e) = &result {
+        // Closed with a reason rather than dropped: a busy database says
+        // "try again later" (1013), anything else "server error" (1011).
+        let busy = matches!(e.downcast_ref(), Some(crate::store::StoreError::Busy));
+        let (code, reason) = if busy {
+            (1013, "the server is busy: connect again in a moment")
+        } else {
+            (1011, "the server ended this connection: connect again")
+        };
+        let frame = axum::extract::ws::CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+    }
     state.hub.unregister(me, reg.id);
     // Sends already taken are completed (the device hears of them when it
     // looks for its message on its next connection, as after a lost HTTP
@@ -213,8 +229,18 @@ fn start_send(
     }
     let (state, me) = (state.clone(), me.clone());
     let StartSend { id, request, len } = send;
+    // A task of its own: the send runs to its end while this connection
+    // waits on its socket. Polled only by the session loop, a send held
+    // what it had taken from the database (a pooled connection, locks)
+    // while the loop waited for a slow device to read, and other sends
+    // queued behind it.
+    let task = tokio::spawn(async move { crate::delivery::accept(&state, &me, request).await });
     sends.get_or_insert_default().push(Box::pin(async move {
-        (id, len, crate::delivery::accept(&state, &me, request).await)
+        let result = task.await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "a send task failed");
+            Err(Failure::new(ErrorCode::Internal, "the send failed; retry"))
+        });
+        (id, len, result)
     }));
 }
 
@@ -267,7 +293,7 @@ impl Acker {
                 while let Ok(more) = rx.try_recv() {
                     seqs.extend(more);
                 }
-                store.ack(&device, &seqs).await?;
+                when_free(|| store.ack(&device, &seqs)).await?;
             }
             anyhow::Ok(())
         });

@@ -296,7 +296,9 @@ impl Connection {
                 for send in std::mem::take(&mut self.held) {
                     self.handle_sent(send.id, send.len, Err(error.clone()));
                 }
-                if error.code != ErrorCode::Internal {
+                // Only a verdict on the token or the account closes the
+                // connection; a failed or busy database is checked again.
+                if !matches!(error.code, ErrorCode::Internal | ErrorCode::Unavailable) {
                     self.closing = true;
                 }
             }

@@ -6,6 +6,7 @@
 //! member that lost a race for the epoch (`EpochConflict`) from anyone else
 //! (`CommitRefused`). Nothing else: the server never learns the members.
 
+use super::backend;
 use hush_proto::commit_token::{TOKEN_LEN, token_hash};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -71,10 +72,6 @@ pub(crate) fn judge(current: Option<&GroupRow>, claim: &EpochClaim) -> StoreResu
         }
         Some(_) => Err(StoreError::CommitRefused),
     }
-}
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
 }
 
 /// Applies `claim` on SQLite inside the caller's transaction (the single

@@ -2,6 +2,7 @@
 //! that is waiting, runs each in its own savepoint inside one transaction,
 //! commits once (one fsync for the batch), and only then answers each caller.
 
+use super::backend;
 use std::sync::Arc;
 
 use rusqlite::Connection;
@@ -20,10 +21,6 @@ const MAX_BATCH: usize = 512;
 const EARLY_ACK_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
 /// How often a waiting batch looks again.
 const EARLY_ACK_POLL: std::time::Duration = std::time::Duration::from_micros(500);
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
 
 /// A write for the writer thread; `reply` hears the outcome after commit.
 pub(super) fn job<R, F>(f: F, reply: oneshot::Sender<StoreResult<R>>) -> Box<dyn WriteJob>

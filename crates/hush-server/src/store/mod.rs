@@ -13,6 +13,7 @@ pub mod postgres;
 mod postgres_kt;
 pub mod postgres_migrate;
 mod postgres_queue;
+mod postgres_writer;
 pub mod sqlite;
 mod sqlite_keys;
 mod sqlite_kt;
@@ -398,9 +399,51 @@ pub enum StoreError {
         /// The epoch.
         epoch: u64,
     },
+    /// The database has no connection free for this request in time: the
+    /// node is overloaded, nothing was written; retry later.
+    #[error("the database is busy")]
+    Busy,
     /// The database failed.
     #[error("database error: {0}")]
     Backend(String),
+}
+
+/// Longest a connection's own store work (fetching its queue, deleting what
+/// it acknowledged) waits out a busy database before it fails.
+const BUSY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `op` again while it finds the database busy ([`StoreError::Busy`]),
+/// waiting a little longer each time, for up to [`BUSY_PATIENCE`]: work a
+/// connected device needs done (its queue, its acknowledgements) slows
+/// down under overload instead of failing and dropping the connection.
+pub async fn when_free<T, F, Fut>(mut op: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        match op().await {
+            Err(StoreError::Busy) if started.elapsed() < BUSY_PATIENCE => {
+                crate::metrics::METRICS.busy();
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A database error as a [`StoreError`]: a pool with no connection free in
+/// time is [`StoreError::Busy`] (overload, answered 503 with `Retry-After`,
+/// never a failure); anything else is a backend failure.
+pub(crate) fn backend<E: std::fmt::Display + 'static>(e: E) -> StoreError {
+    let any: &dyn std::any::Any = &e;
+    if let Some(sqlx::Error::PoolTimedOut) = any.downcast_ref::<sqlx::Error>() {
+        return StoreError::Busy;
+    }
+    StoreError::Backend(e.to_string())
 }
 
 /// Result of storage calls.

@@ -2,10 +2,11 @@
 //! store so that a captured request is refused on any node it is replayed
 //! to (schema version 3, docs/decisions/0011-access-and-abuse-limits.md).
 
+use super::backend;
 use rusqlite::{Connection, params};
 use sqlx::postgres::PgPool;
 
-use super::{StoreError, StoreResult};
+use super::StoreResult;
 
 /// Schema version 3 on SQLite.
 pub(super) const SQLITE_SCHEMA: &str = "\
@@ -28,10 +29,6 @@ ON CONFLICT (nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms \
 WHERE signed_nonces.expires_at_ms < $3";
 
 const EXPIRE_SQL: &str = "DELETE FROM signed_nonces WHERE expires_at_ms < $1";
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
 
 pub(super) fn sqlite_remember(
     conn: &Connection,

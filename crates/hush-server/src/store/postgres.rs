@@ -1,17 +1,21 @@
 //! The PostgreSQL backend, for clusters of server nodes sharing one database.
 //!
-//! Each trait method is one transaction. Sequence numbers come from a
-//! per-device counter row updated in the same transaction as the insert, so
-//! they are gap-free per device and ordered by commit. A commit's epoch claim
+//! Each trait method is one transaction; sends are group-committed by a
+//! writer task of their own, many in one transaction
+//! ([`super::postgres_writer`]). Sequence numbers come from a per-device
+//! counter row updated in the same transaction as the insert, so they are
+//! gap-free per device and ordered by commit. A commit's epoch claim
 //! locks the group's row (`FOR UPDATE`), so of two concurrent commits for one
 //! epoch exactly one wins on any number of nodes.
 
+use super::backend;
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::postgres_kt;
 use super::postgres_queue;
+use super::postgres_writer::SendWriter;
 use super::{
     AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, Fence,
     KtRecord, KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount, NewDevice, NewEnvelope,
@@ -95,10 +99,8 @@ CREATE TABLE IF NOT EXISTS leases (
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-}
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+    /// Writes the sends, batched, on a connection of its own.
+    writer: SendWriter,
 }
 
 fn code_of(e: &sqlx::Error) -> Option<String> {
@@ -137,11 +139,12 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(backend)?;
         super::postgres_migrate::migrate(&pool).await?;
-        Ok(Self { pool })
+        let writer = SendWriter::start(options);
+        Ok(Self { pool, writer })
     }
 }
 
@@ -473,47 +476,9 @@ impl Store for PostgresStore {
             // Never written unsealed: this store seals nothing itself.
             return Err(backend("this store does not seal lazily"));
         }
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        if let Some(claim) = &claim {
-            super::epoch::claim_postgres(&mut tx, claim).await?;
-        }
-        // Stored once, for every recipient; not at all for a commit that
-        // goes to nobody.
-        let payload_id = if recipients.is_empty() {
-            None
-        } else {
-            Some(postgres_queue::insert_payload(&mut tx, &envelope).await?)
-        };
-        let mut seqs = Vec::with_capacity(recipients.len());
-        for (i, r) in recipients.iter().enumerate() {
-            let seq: Option<i64> = sqlx::query_scalar(
-                "UPDATE devices SET next_seq = next_seq + 1 \
-                 WHERE username = $1 AND device_id = $2 RETURNING next_seq - 1",
-            )
-            .bind(&r.username)
-            .bind(i64::from(r.device_id))
-            .fetch_optional(&mut *tx)
+        self.writer
+            .write(recipients.to_vec(), envelope, claim)
             .await
-            .map_err(backend)?;
-            let seq = seq.ok_or(StoreError::NotFound)?;
-            sqlx::query(
-                "INSERT INTO envelopes (username, device_id, seq, payload_id, header, \
-                 received_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&r.username)
-            .bind(i64::from(r.device_id))
-            .bind(seq)
-            .bind(payload_id)
-            .bind(envelope.relay_tags.get(i).map(|t| t.as_slice()))
-            .bind(envelope.received_at_ms as i64)
-            .bind(envelope.expires_at_ms as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-            seqs.push(seq as u64);
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(seqs)
     }
 
     async fn fetch(

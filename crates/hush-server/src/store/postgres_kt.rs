@@ -7,6 +7,7 @@
 //! call is a handful of round trips whatever its size. Lookups use the
 //! primary key (username, epoch) or the (username, version) index.
 
+use super::backend;
 use std::collections::HashMap;
 
 use sqlx::Row;
@@ -42,10 +43,6 @@ CREATE TABLE IF NOT EXISTS kt_roots (
 
 /// Rows per statement: bounds the size of one bind message.
 const CHUNK: usize = 5000;
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
 
 /// BIGINT is signed: epochs and versions past `i64::MAX` are refused.
 fn to_i64(v: u64, what: &str) -> StoreResult<i64> {

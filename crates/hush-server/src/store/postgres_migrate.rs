@@ -8,6 +8,7 @@
 //! migration 1 is the schema of those releases, written with
 //! `IF NOT EXISTS`, so it adopts them unchanged.
 
+use super::backend;
 use sqlx::{Executor, PgPool};
 
 use super::{StoreError, StoreResult};
@@ -30,10 +31,6 @@ pub const LATEST: i64 = MIGRATIONS.len() as i64;
 
 /// The advisory lock every node takes before it reads or changes the schema.
 const MIGRATION_LOCK: i64 = 7780;
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
 
 /// Brings the database to [`LATEST`], one transaction per migration.
 pub(super) async fn migrate(pool: &PgPool) -> StoreResult<()> {

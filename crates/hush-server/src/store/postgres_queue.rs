@@ -8,10 +8,11 @@
 //! deletion committed and frees the payload. See
 //! `docs/decisions/0015-payload-stored-once.md`.
 
+use super::backend;
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row};
 
-use super::{DeviceKey, FETCH_MAX_BYTES, NewEnvelope, StoreError, StoreResult, StoredEnvelope};
+use super::{DeviceKey, FETCH_MAX_BYTES, NewEnvelope, StoreResult, StoredEnvelope};
 
 /// Schema version 4: the payload of a send stored once. Each row of the
 /// version-3 `envelopes` (one copy of the payload per recipient) gets a
@@ -37,10 +38,6 @@ ALTER TABLE envelopes
 ALTER TABLE envelopes RENAME COLUMN relay_tag TO header;
 CREATE INDEX envelopes_by_payload ON envelopes(payload_id);
 "#;
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
 
 /// Stores the payload of a send with at least one recipient; its id.
 pub(super) async fn insert_payload(

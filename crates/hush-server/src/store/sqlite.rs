@@ -8,6 +8,7 @@
 //! commits. A write's caller hears back only after the batch has committed.
 //! Reads use a small pool of read-only connections.
 
+use super::backend;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -45,10 +46,6 @@ impl std::fmt::Debug for SqliteStore {
             .field("path", &self.path)
             .finish()
     }
-}
-
-pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
 }
 
 fn open_connection(path: &Path, flags: OpenFlags) -> StoreResult<Connection> {

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::sqlite::backend;
+use super::backend;
 use super::{DeviceKey, StoreError, StoreResult};
 
 /// Stores a device's KeyPackages; a new last resort replaces the old one.

@@ -6,6 +6,7 @@
 //! statement is prepared once and cached; reads by key use the primary key
 //! (username, epoch) or the (username, version) index, never a scan.
 
+use super::backend;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
@@ -38,10 +39,6 @@ CREATE TABLE IF NOT EXISTS kt_roots (
 
 /// Keys looked up per `IN (...)` statement.
 const CHUNK: usize = 256;
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
 
 /// SQLite integers are signed: epochs and versions past `i64::MAX` are refused.
 fn to_i64(v: u64, what: &str) -> StoreResult<i64> {

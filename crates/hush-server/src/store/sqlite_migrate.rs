@@ -8,6 +8,7 @@
 //! has version 0 and its tables already: migration 1 is the schema of those
 //! releases, written with `IF NOT EXISTS`, so it adopts them unchanged.
 
+use super::backend;
 use rusqlite::Connection;
 
 use super::{StoreError, StoreResult};
@@ -28,10 +29,6 @@ const MIGRATIONS: &[&[&str]] = &[
 
 /// The schema version this code writes.
 pub const LATEST: u32 = MIGRATIONS.len() as u32;
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
 
 /// Brings the database to [`LATEST`], one transaction per migration.
 pub(super) fn migrate(conn: &Connection) -> StoreResult<()> {

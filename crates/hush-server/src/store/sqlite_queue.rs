@@ -6,6 +6,7 @@
 //! payloads it left unreferenced in the same transaction. See
 //! `docs/decisions/0015-payload-stored-once.md`.
 
+use super::backend;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
@@ -56,10 +57,6 @@ INSERT INTO envelopes (username, device_id, seq, payload_id, header, received_at
     FROM envelopes_v3;
 DROP TABLE envelopes_v3;
 "#;
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
 
 /// The writer's half of an enqueue: the commit claim, then, unless every
 /// recipient acknowledged it early, the payload once and an envelope for
@@ -327,7 +324,7 @@ impl WriteJob for AckJob {
             .and_then(|mut st| st.execute([]));
         if let Err(e) = savepoint {
             for t in &mut self.taken {
-                t.result = Some(Err(backend(&e)));
+                t.result = Some(Err(backend(e.to_string())));
             }
             return;
         }

@@ -4,7 +4,8 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::sqlite::{backend, is_unique_violation, require_changed};
+use super::backend;
+use super::sqlite::{is_unique_violation, require_changed};
 use super::{LeaseInfo, NewReport, ReportRecord, Stats, StoreError, StoreResult, TRY_LEASE_SQL};
 
 /// The secret stored under `name`, storing `fresh` if there is none yet.
