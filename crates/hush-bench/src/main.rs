@@ -85,6 +85,9 @@ enum Command {
         /// Accepted for the same command line as hush-server; limits are off.
         #[arg(long)]
         rate_limit_account: Option<f64>,
+        /// PostgreSQL instead of SQLite in the data directory.
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
     },
 }
 
@@ -113,6 +116,10 @@ pub struct Opts {
     /// Do not pin the server and the generator to CPUs.
     #[arg(long)]
     pub no_pin: bool,
+    /// Run the server this run starts on this PostgreSQL database instead
+    /// of SQLite in its data directory.
+    #[arg(long, value_name = "URL", conflicts_with = "server")]
+    pub database: Option<String>,
     /// Payload bytes.
     #[arg(long, default_value_t = 256)]
     pub size: usize,
@@ -177,8 +184,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             return runtime(available())?.block_on(raw::serve(listen));
         }
         Command::Serve {
-            data_dir, listen, ..
-        } => return runtime(available())?.block_on(serve(data_dir, listen)),
+            data_dir,
+            listen,
+            database,
+            ..
+        } => return runtime(available())?.block_on(serve(data_dir, listen, database)),
         Command::Relay(o) => ("relay", o),
         Command::Durable(o) => ("durable", o),
         Command::Fanout(o) => ("fanout", o),
@@ -222,12 +232,22 @@ fn available() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-async fn serve(data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
+async fn serve(
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    database: Option<String>,
+) -> anyhow::Result<()> {
     use hush_server::app::{AppState, Settings};
     use hush_server::ratelimit::Rate;
+    use hush_server::store::Store;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let store = hush_server::store::sqlite::SqliteStore::open(&data_dir.join("hush.db"))?;
+    let store: Arc<dyn Store> = match database {
+        Some(url) => Arc::new(hush_server::store::postgres::PostgresStore::connect(&url).await?),
+        None => Arc::new(hush_server::store::sqlite::SqliteStore::open(
+            &data_dir.join("hush.db"),
+        )?),
+    };
     let blobs = hush_server::blobs::Blobs::local(&data_dir.join("blobs"))?;
     let off = Rate {
         per_second: 0.0,
@@ -245,7 +265,7 @@ async fn serve(data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
         },
         ..Settings::default()
     };
-    let state = AppState::new(Arc::new(store), blobs, settings);
+    let state = AppState::new(store, blobs, settings);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     hush_server::server::serve(listener, state, async {
         let _ = tokio::signal::ctrl_c().await;

@@ -281,11 +281,13 @@ pub fn hush_server_program(
     Ok((me, false))
 }
 
-/// Starts a hush-server on a free port over SQLite in `data_dir`.
+/// Starts a hush-server on a free port over SQLite in `data_dir`, or over
+/// the PostgreSQL `database`.
 pub async fn start_hush(
     explicit: Option<&Path>,
     embedded: bool,
     data_dir: &Path,
+    database: Option<&str>,
     pinning: &Pinning,
 ) -> anyhow::Result<ServerProc> {
     let addr = free_addr()?;
@@ -304,6 +306,9 @@ pub async fn start_hush(
         "--rate-limit-account".to_owned(),
         "0".to_owned(),
     ]);
+    if let Some(url) = database {
+        args.extend(["--database".to_owned(), url.to_owned()]);
+    }
     if real {
         // Load from few accounts: no connection or queue quota either.
         for flag in [
@@ -314,6 +319,11 @@ pub async fn start_hush(
             args.extend([flag.to_owned(), "0".to_owned()]);
         }
     }
+    let on = if database.is_some() {
+        " on PostgreSQL"
+    } else {
+        ""
+    };
     let kind = if real {
         // Relative to the working directory where it can be: the figures
         // are committed, and a machine's paths do not belong in them.
@@ -321,9 +331,9 @@ pub async fn start_hush(
             .ok()
             .and_then(|cwd| program.strip_prefix(cwd).ok().map(|p| p.to_path_buf()))
             .unwrap_or_else(|| program.to_path_buf());
-        format!("hush-server binary ({})", shown.display())
+        format!("hush-server binary ({}){on}", shown.display())
     } else {
-        "hush-server library inside `hush-bench serve` (a process of its own)".to_owned()
+        format!("hush-server library inside `hush-bench serve` (a process of its own){on}")
     };
     ServerProc::start(
         &kind,

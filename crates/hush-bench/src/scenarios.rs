@@ -58,6 +58,7 @@ impl Ctx {
             self.opts.server_bin.as_deref(),
             self.opts.embedded_server,
             &dir,
+            self.opts.database.as_deref(),
             &self.pinning,
         )
         .await?;

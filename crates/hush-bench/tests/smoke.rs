@@ -155,3 +155,84 @@ fn backlog_quick() {
     assert!(v["state_bytes_written_per_msg"].is_number(), "{v}");
     check_baseline(&v, "bare-mls-rs");
 }
+
+/// The relay load that once starved a PostgreSQL node's connection pool
+/// (32 pairs, 8 sends in flight each: "pool timed out while waiting for an
+/// open connection", answers 500, connections reset) on a node over
+/// PostgreSQL: every send acknowledged, every message delivered once, no
+/// error. Fails (never skips) when HUSH_TEST_POSTGRES_URL is set and the
+/// database is down.
+#[test]
+fn relay_default_load_on_postgresql() {
+    let Ok(url) = std::env::var("HUSH_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let schema = PgSchema::create(&url);
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let node_url = format!("{url}{sep}options[search_path]={}", schema.name);
+    let v = run(
+        "relay",
+        &[
+            "--database",
+            &node_url,
+            "--pairs",
+            "32",
+            "--window",
+            "8",
+            "--messages",
+            "20000",
+            "--max-seconds",
+            "120",
+        ],
+    );
+    check_delivered(&v);
+    assert_eq!(v["messages"], 20000, "{v}");
+    assert!(v["first_error"].is_null(), "{v}");
+    assert!(
+        v["server"]
+            .as_str()
+            .is_some_and(|s| s.contains("PostgreSQL")),
+        "{v}"
+    );
+}
+
+/// A schema of its own in the test database, dropped at the end.
+struct PgSchema {
+    url: String,
+    name: String,
+}
+
+impl PgSchema {
+    fn create(url: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!("hush_bench_{}_{nanos}", std::process::id());
+        Self::execute(url, &format!("CREATE SCHEMA {name}"));
+        Self {
+            url: url.to_owned(),
+            name,
+        }
+    }
+
+    fn execute(url: &str, sql: &str) {
+        use sqlx::Connection;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap_or_else(|e| {
+                panic!("HUSH_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}")
+            });
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        });
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        Self::execute(&self.url, &format!("DROP SCHEMA {} CASCADE", self.name));
+    }
+}
