@@ -32,7 +32,7 @@ use mls_rs_crypto_awslc::AwsLcCryptoProvider;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::proc::self_cpu_seconds;
+use crate::proc::{peak_rss_bytes, rss_bytes, self_cpu_seconds};
 use crate::scenarios::Ctx;
 use crate::stats::{Report, histogram, percentiles, round3};
 
@@ -96,7 +96,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     };
     let register_seconds = reg_start.elapsed().as_secs_f64();
     progress(&format!(
-        "{group_size} clients registered in {register_seconds:.1} s"
+        "{group_size} clients registered in {register_seconds:.1} s, generator at {} MB",
+        self_rss_mb()
     ));
     let names: Vec<String> = members.iter().map(|m| m.username().to_owned()).collect();
     let group_start = Instant::now();
@@ -112,22 +113,27 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     let join_cpu0 = self_cpu_seconds().unwrap_or(0.0);
     let join_req0: u64 = members.iter().map(|m| m.transport().requests_made()).sum();
     let join_start = Instant::now();
-    futures_util::future::try_join_all(members.iter_mut().map(|m| async move {
-        // A big group's joiners fetch and check its tree, and vet every
-        // member with the key directory: allow for it.
-        let limit = 60 + group_size as u64 / 2;
-        let deadline = Instant::now() + Duration::from_secs(limit);
-        loop {
-            let ev = m.sync(Duration::ZERO, |_| {}).await?;
-            if ev.iter().any(|e| matches!(e, Event::Joined { .. })) {
-                return anyhow::Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("{} did not join the group within {limit} s", m.username());
-            }
-        }
-    }))
-    .await?;
+    let joined = std::sync::atomic::AtomicUsize::new(0);
+    {
+        use futures_util::{StreamExt as _, TryStreamExt as _};
+        let joined = &joined;
+        futures_util::stream::iter(members.iter_mut())
+            .map(|m| async move {
+                join(m, group_size).await?;
+                let n = joined.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_multiple_of(100) {
+                    progress(&format!(
+                        "{n} joined after {:.1} s, generator at {} MB",
+                        join_start.elapsed().as_secs_f64(),
+                        self_rss_mb()
+                    ));
+                }
+                anyhow::Ok(())
+            })
+            .buffer_unordered(JOINING_AT_ONCE)
+            .try_collect::<Vec<()>>()
+            .await?;
+    }
     let join_seconds = join_start.elapsed().as_secs_f64();
     let joiners = members.len().max(1) as f64;
     let join_cpu_ms = (self_cpu_seconds().unwrap_or(0.0) - join_cpu0) / joiners * 1e3;
@@ -139,8 +145,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         / joiners;
     let setup_seconds = group_start.elapsed().as_secs_f64();
     progress(&format!(
-        "everyone joined {setup_seconds:.1} s after the start of the creation"
+        "everyone joined {setup_seconds:.1} s after the start of the creation, generator at {} MB",
+        self_rss_mb()
     ));
+    let joined_rss_mb = self_rss_mb();
     let group = Target::Group("bench".to_owned());
     // Settling: the creator takes in the joiners' self-updates, and one
     // message (not measured) reaches everyone, so that every member has
@@ -150,7 +158,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     let recipients: Vec<&mut Client> = members.iter_mut().collect();
     converse(&mut alice, &group, &text, 1, recipients).await?;
     let settle_seconds = settle_start.elapsed().as_secs_f64();
-    progress(&format!("the group settled in {settle_seconds:.1} s"));
+    progress(&format!(
+        "the group settled in {settle_seconds:.1} s, generator at {} MB",
+        self_rss_mb()
+    ));
     let cpu0 = self_cpu_seconds().unwrap_or(0.0);
     let recipients: Vec<&mut Client> = members.iter_mut().collect();
     let (last, send, gtally) =
@@ -179,6 +190,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
             "join_client_cpu_ms_per_member": round3(join_cpu_ms),
             "join_requests_per_member": round3(join_requests),
             "settle_seconds": round3(settle_seconds),
+            "generator_rss_mb_joined": joined_rss_mb,
+            "generator_rss_mb_end": self_rss_mb(),
+            "generator_peak_rss_mb": self_peak_rss_mb(),
             "lost": gtally.lost,
             "duplicated": gtally.duplicated,
         }),
@@ -189,6 +203,39 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         json!({"messages": messages, "size": ctx.opts.size, "group": group_size, "listen_ms": LISTEN.as_millis() as u64}),
     );
     Ok(r.into_value())
+}
+
+/// How many members sync towards their join at once. The generator's one
+/// core does the work either way; a bound keeps the joins' transient memory
+/// (the tree blob, the directory answer for every member, the state being
+/// written) from being held by every member at the same time.
+const JOINING_AT_ONCE: usize = 16;
+
+/// Syncs `m` until it has joined the group.
+async fn join(m: &mut Client, group_size: usize) -> anyhow::Result<()> {
+    // A big group's joiners fetch and check its tree, and vet every
+    // member with the key directory: allow for it.
+    let limit = 60 + group_size as u64 / 2;
+    let deadline = Instant::now() + Duration::from_secs(limit);
+    loop {
+        let ev = m.sync(Duration::ZERO, |_| {}).await?;
+        if ev.iter().any(|e| matches!(e, Event::Joined { .. })) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{} did not join the group within {limit} s", m.username());
+        }
+    }
+}
+
+/// This process's resident memory in MB.
+fn self_rss_mb() -> u64 {
+    rss_bytes(std::process::id()).unwrap_or(0) >> 20
+}
+
+/// This process's peak resident memory in MB.
+fn self_peak_rss_mb() -> u64 {
+    peak_rss_bytes(std::process::id()).unwrap_or(0) >> 20
 }
 
 async fn register(dir: &std::path::Path, url: &str, name: &str) -> anyhow::Result<Client> {
@@ -219,6 +266,9 @@ async fn receive_one(c: &mut Client) -> anyhow::Result<()> {
 /// How long each sync of a receiving client listens once its queue is
 /// drained: `hush chat`'s wait between syncs.
 const LISTEN: Duration = Duration::from_millis(800);
+
+/// From how many recipients each group message's arrival is shown.
+const PROGRESS_FROM: usize = 200;
 
 /// How long the sender waits for a message to reach everyone.
 const ARRIVAL_LIMIT: Duration = Duration::from_secs(300);
@@ -289,6 +339,10 @@ async fn send_each(
 ) -> anyhow::Result<(Histogram<u64>, Histogram<u64>, Vec<String>)> {
     let (mut last, mut send) = (histogram()?, histogram()?);
     let mut ids = Vec::new();
+    // Before a big group's first message, every member takes in the
+    // commits of the joins (self-updates), on the generator's one core:
+    // allow for it.
+    let limit = ARRIVAL_LIMIT + Duration::from_secs(3 * recipients as u64);
     let us = |t: Instant| {
         u64::try_from(t.elapsed().as_micros())
             .unwrap_or(u64::MAX)
@@ -300,7 +354,7 @@ async fn send_each(
         let _ = send.record(us(t));
         let mut got = HashSet::new();
         while got.len() < recipients {
-            match tokio::time::timeout(ARRIVAL_LIMIT, arrivals.recv()).await {
+            match tokio::time::timeout(limit, arrivals.recv()).await {
                 Ok(Some((who, id))) if id == m.id => {
                     got.insert(who);
                 }
@@ -310,12 +364,19 @@ async fn send_each(
                     "message {} reached {} of {recipients} within {} s",
                     m.id,
                     got.len(),
-                    ARRIVAL_LIMIT.as_secs()
+                    limit.as_secs()
                 ),
             }
         }
         let _ = last.record(us(t));
         ids.push(m.id);
+        if recipients >= PROGRESS_FROM {
+            progress(&format!(
+                "message {} of {count} reached all {recipients} in {:.1} s",
+                ids.len(),
+                t.elapsed().as_secs_f64()
+            ));
+        }
     }
     Ok((last, send, ids))
 }

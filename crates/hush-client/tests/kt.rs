@@ -231,3 +231,57 @@ async fn roots_only_move_forward_and_only_by_proof() {
         ))
     ));
 }
+
+/// Decision 0024: an append-only step proven by one client is remembered
+/// for the whole process, keyed by the two roots. A server cannot use that
+/// to slip another root past a client of the same process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_proven_in_the_process_vouches_only_for_the_same_two_roots() {
+    use hush_client::kt::verify_audit;
+    use hush_wire::kt::KtAuditResponse;
+
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = user(&server, root.path(), "alice").await;
+    let _bob = user(&server, root.path(), "bob").await;
+    let state = server.state().unwrap();
+    // Alice proves the chain up to the newest root: its steps are remembered.
+    alice.kt_status("bob").await.unwrap();
+    let b = alice.kt_latest_root().unwrap().unwrap();
+    let a = state.kt.root(b.epoch - 1).await.unwrap();
+    let t = hush_client::transport::Transport::new(&server.url(), None).unwrap();
+    let audit: KtAuditResponse = t
+        .json::<(), _>(
+            reqwest::Method::GET,
+            &format!("/v1/kt/audit?from={}&to={}", a.epoch, b.epoch),
+            None,
+        )
+        .await
+        .unwrap();
+    let proof = audit.proof.as_slice();
+    verify_audit(&[&a, &b], proof).await.unwrap();
+
+    // The remembered step does not vouch for another root at either end.
+    let mut other_end = b;
+    other_end.root_hash = [9; 32];
+    assert!(verify_audit(&[&a, &other_end], proof).await.is_err());
+    let mut other_start = a;
+    other_start.root_hash[0] ^= 1;
+    assert!(verify_audit(&[&other_start, &b], proof).await.is_err());
+
+    // Another client of the same process still refuses a root that no
+    // chain of proofs leads to, and a forged twin of a root it holds.
+    let mut carol = user(&server, root.path(), "carol").await;
+    carol.kt_status("alice").await.unwrap();
+    let seen = carol.kt_latest_root().unwrap().unwrap();
+    let ahead = state.kt.sign(seen.epoch + 1, [8; 32]).await.unwrap();
+    assert!(matches!(
+        carol.kt_accept_root(&ahead).await,
+        Err(ClientError::KeyTransparency(_))
+    ));
+    let twin = state.kt.sign(seen.epoch, [7; 32]).await.unwrap();
+    assert!(matches!(
+        carol.kt_accept_root(&twin).await,
+        Err(ClientError::KeyTransparency(KtError::Fork { .. }))
+    ));
+}

@@ -36,6 +36,7 @@ use thiserror::Error;
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::identity::{AccountPublicKey, DeviceCertificate, Username};
+use crate::memo::{Memo, memo_key};
 
 /// The akd domain label of Hush's directory: proofs from any other akd
 /// deployment never verify against it.
@@ -321,8 +322,24 @@ impl SignedRoot {
         w.into_bytes()
     }
 
-    /// Checks the signature under the pinned key.
+    /// Checks the signature under the pinned key. A signature that passed
+    /// once in this process, under the same key, over the same epoch and
+    /// root, is not checked again (decision 0024).
     pub fn verify(&self, signing_key: &[u8; 32]) -> Result<(), KtError> {
+        static SIGNED: Memo<()> = Memo::new(1 << 16);
+        let key = memo_key(
+            "hush kt root signature v1",
+            &[
+                &signing_key[..],
+                &self.epoch.to_be_bytes()[..],
+                &self.root_hash[..],
+                &self.signature[..],
+            ],
+        );
+        SIGNED.get_or_check(key, || self.check_signature(signing_key))
+    }
+
+    fn check_signature(&self, signing_key: &[u8; 32]) -> Result<(), KtError> {
         UnparsedPublicKey::new(&ED25519, signing_key)
             .verify(
                 &Self::signed_bytes(self.epoch, &self.root_hash),
@@ -388,7 +405,34 @@ fn parse<M: Message>(what: &str, bytes: &[u8]) -> Result<M, KtError> {
 
 /// Verifies a lookup proof (akd protobuf `LookupProof`) for `username`
 /// against `root`, whose signature the caller has checked.
+///
+/// A proof that passed once in this process, against the same VRF key, root
+/// and username, is not checked again (decision 0024, [`crate::memo`]).
 pub fn verify_lookup(
+    config: &KtConfig,
+    root: &SignedRoot,
+    username: &Username,
+    proof: &[u8],
+) -> Result<VerifiedLookup, KtError> {
+    static LOOKUPS: Memo<VerifiedLookup> = Memo::new(LOOKUP_MEMO_ENTRIES);
+    let key = memo_key(
+        "hush kt lookup v1",
+        &[
+            config.vrf_public_key.as_slice(),
+            &root.epoch.to_be_bytes()[..],
+            &root.root_hash[..],
+            username.as_str().as_bytes(),
+            proof,
+        ],
+    );
+    LOOKUPS.get_or_check(key, || check_lookup(config, root, username, proof))
+}
+
+/// How many passed lookup checks a process remembers: the members of a few
+/// groups of the largest size at one epoch (an entry is a few hundred bytes).
+const LOOKUP_MEMO_ENTRIES: usize = 8192;
+
+fn check_lookup(
     config: &KtConfig,
     root: &SignedRoot,
     username: &Username,

@@ -10,6 +10,7 @@
 use crate::ProtoError;
 use crate::identity::{AccountPublicKey, DeviceCertificate, IdentityError, Username};
 use crate::kt::{KtConfig, KtError, KtValue, SignedRoot, VerifiedLookup, verify_lookup};
+use crate::memo::{Memo, memo_key};
 
 /// An account's directory entry as the server sent it.
 #[derive(Debug, Clone, Copy)]
@@ -133,11 +134,28 @@ fn check_entry(
 }
 
 /// Checks every device certificate of `account` against its account key,
-/// `user` and its device id; returns the key.
+/// `user` and its device id; returns the key. An entry that passed once in
+/// this process, byte for byte, is not checked again (decision 0024).
 pub fn checked_key(
     user: &Username,
     account: BatchAccount<'_>,
 ) -> Result<AccountPublicKey, ProtoError> {
+    static ENTRIES: Memo<AccountPublicKey> = Memo::new(8192);
+    let ids: Vec<[u8; 4]> = account
+        .devices
+        .iter()
+        .map(|(id, _)| id.to_be_bytes())
+        .collect();
+    let mut parts: Vec<&[u8]> = vec![user.as_str().as_bytes(), account.account_key];
+    for ((_, cert), id) in account.devices.iter().zip(&ids) {
+        parts.push(&id[..]);
+        parts.push(cert);
+    }
+    let key = memo_key("hush directory entry v1", &parts);
+    ENTRIES.get_or_check(key, || check_key(user, account))
+}
+
+fn check_key(user: &Username, account: BatchAccount<'_>) -> Result<AccountPublicKey, ProtoError> {
     let key = AccountPublicKey::from_slice(account.account_key)?;
     for (id, bytes) in account.devices {
         let cert = DeviceCertificate::decode(bytes)?;

@@ -72,6 +72,7 @@ pub mod franking;
 pub mod identity;
 pub mod kt;
 pub mod kt_batch;
+pub mod memo;
 pub mod receipt;
 pub mod safety;
 pub mod sealed;

@@ -157,12 +157,22 @@ impl GroupEntry {
         {
             return None;
         }
-        let shared = match self.state() {
-            Some(old) => old.iter().zip(new).take_while(|(a, b)| a == b).count(),
+        // The bytes `new` shares with the stored state (base then tail),
+        // without putting the two together.
+        let shared = match &self.base {
+            Some(base) => match common_prefix(base, new) {
+                n if n < base.len() => n,
+                n => n + common_prefix(&self.tail, &new[n..]),
+            },
             None => new.len(),
         };
         Some(shared.saturating_sub(BASE_MARGIN))
     }
+}
+
+/// How many leading bytes `a` and `b` share.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 #[derive(Default)]
