@@ -75,6 +75,7 @@ pub mod kt_batch;
 pub mod receipt;
 pub mod safety;
 pub mod sealed;
+pub mod self_sync;
 pub mod storage;
 
 pub use big_group::{MAX_GROUP_DEVICES, TreeBlob, TreeRef, TreeSlot};
