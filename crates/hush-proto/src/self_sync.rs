@@ -291,12 +291,8 @@ impl SyncOp {
                     ));
                 }
             }
-            SyncOp::DeviceName { name, .. }
-                if name.trim().is_empty() || name.len() > MAX_NAME =>
-            {
-                return Err(ProtoError::InvalidRequest(
-                    "a device name is 1 to 64 bytes",
-                ));
+            SyncOp::DeviceName { name, .. } if name.trim().is_empty() || name.len() > MAX_NAME => {
+                return Err(ProtoError::InvalidRequest("a device name is 1 to 64 bytes"));
             }
             _ => {}
         }

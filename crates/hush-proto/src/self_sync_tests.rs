@@ -189,7 +189,11 @@ fn sizes_are_bounded() {
         ..frame()
     };
     assert!(named(" ").seal(&k1, to, &mut rng).is_err());
-    assert!(named(&"x".repeat(MAX_NAME + 1)).seal(&k1, to, &mut rng).is_err());
+    assert!(
+        named(&"x".repeat(MAX_NAME + 1))
+            .seal(&k1, to, &mut rng)
+            .is_err()
+    );
 }
 
 #[test]
