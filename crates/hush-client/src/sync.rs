@@ -152,10 +152,11 @@ impl Client {
         }
         // The directory moved: new devices of this account and its contacts
         // join the conversations they lack (decision 0025).
-        if routine && self.new_devices_due()? {
-            if let Err(e) = self.add_new_devices().await {
-                tracing::debug!(error = %e, "new devices not added yet");
-            }
+        if routine
+            && self.new_devices_due()?
+            && let Err(e) = self.add_new_devices().await
+        {
+            tracing::debug!(error = %e, "new devices not added yet");
         }
         self.expire_messages()?;
         Ok(events)
