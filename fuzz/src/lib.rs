@@ -46,7 +46,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 14] = [
+pub const TARGETS: [&str; 15] = [
     "content_decode",
     "certificate_decode",
     "state_key",
@@ -61,6 +61,7 @@ pub const TARGETS: [&str; 14] = [
     "commit_blob_open",
     "device_link_decode",
     "kt_batch_check",
+    "self_sync_open",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -76,6 +77,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "message_framing" => message_framing(data),
         "sealed_open" => sealed_open(data),
         "receipt_open" => receipt_open(data),
+        "self_sync_open" => self_sync_open(data),
         "tree_blob_open" => tree_blob_open(data),
         "commit_blob_open" => commit_blob_open(data),
         "device_link_decode" => device_link_decode(data),
@@ -217,6 +219,51 @@ pub fn receipt_open(data: &[u8]) -> bool {
                 return false;
             };
             assert_eq!(signed.encode(), rest, "one receipt, two encodings");
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The keys of the `self_sync_open` seeds: the opening key of alice's
+/// device 2 and the certificate of the signer, her device 1.
+pub fn self_sync_keys() -> (hush_proto::sealed::OpenKey, DeviceCertificate) {
+    let two = DeviceSigningKey::from_seed([9; 32]).expect("a valid seed");
+    let open = hush_proto::sealed::OpenKey::of(&two).expect("a valid key");
+    let account = AccountKey::from_seed([5; 32]).expect("a valid seed");
+    let one = DeviceSigningKey::from_seed([7; 32]).expect("a valid seed");
+    let user = Username::new("alice").expect("a valid name");
+    let cert = DeviceCertificate::issue(&account, &user, DeviceId(1), &one, 5).expect("issued");
+    (open, cert)
+}
+
+/// Self-sync between an account's devices, by the first byte: 0 a whole
+/// frame opened by alice's device 2 and verified against her device 1's
+/// certificate (what opens and verifies carries 1 to 64 changes), 1 the
+/// signed part alone (canonical).
+pub fn self_sync_open(data: &[u8]) -> bool {
+    use hush_proto::self_sync::{MAX_OPS, SignedSelfSync, open};
+    let Some((&which, rest)) = data.split_first() else {
+        return false;
+    };
+    match which {
+        0 => {
+            let (key, one) = self_sync_keys();
+            let Ok(signed) = open(&key, DeviceId(2), rest) else {
+                return false;
+            };
+            let alice = Username::new("alice").expect("a valid name");
+            let Ok(sync) = signed.verify(&one, &alice) else {
+                return false;
+            };
+            assert!(!sync.ops.is_empty() && sync.ops.len() <= MAX_OPS);
+            true
+        }
+        1 => {
+            let Ok(signed) = SignedSelfSync::decode(rest) else {
+                return false;
+            };
+            assert_eq!(signed.encode(), rest, "one frame, two encodings");
             true
         }
         _ => false,

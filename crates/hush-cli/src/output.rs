@@ -17,7 +17,8 @@
 //!   counts as delivered);
 //! - every other event of `sync` carries an `"event"` field (`receipt`,
 //!   `typing`, `presence`, `edited`, `deleted`, `joined`, `members`,
-//!   `removed`, `renamed`, `disappearing`, `key_changed`): a message never
+//!   `removed`, `renamed`, `disappearing`, `key_changed`, and from this
+//!   account's other devices `read_elsewhere` and `synced`): a message never
 //!   has one, so a reader tells them apart by that field;
 //! - the other commands print one object describing what they did, or one
 //!   object per item for lists (`contacts`, `group list`, `group members`).
@@ -331,6 +332,17 @@ pub fn format_event(ev: &Event, label: &dyn Fn(i64) -> String) -> Option<String>
         Event::KeyChanged { username } => {
             format!("the identity key of {} changed", name(username))
         }
+        Event::ReadElsewhere { conversation, ids } => {
+            format!(
+                "{}: {} message(s) read on another of your devices",
+                label(*conversation),
+                ids.len()
+            )
+        }
+        Event::Synced { what, subject } => match subject {
+            Some(s) => format!("from another of your devices: {what} {}", name(s)),
+            None => format!("from another of your devices: {what}"),
+        },
         Event::KeyTransparencyAlarm { message } | Event::SecurityAlarm { message } => {
             name(message).into_owned()
         }

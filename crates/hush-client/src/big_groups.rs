@@ -115,25 +115,32 @@ impl Client {
         &mut self,
         group_id: &[u8],
         key_packages: &[Vec<u8>],
-    ) -> Result<(), ClientError> {
+    ) -> Result<usize, ClientError> {
         let members = self.conv(group_id)?.members().len();
         if members + key_packages.len() > MAX_GROUP_DEVICES {
             return Err(too_large(members + key_packages.len()));
         }
+        let mut added = 0;
         for batch in add_batches(key_packages, members) {
-            self.commit_adding(group_id, batch).await?;
+            added += self.commit_adding(group_id, batch).await?;
         }
-        Ok(())
+        Ok(added)
     }
 
     /// One add commit, reserving a fresh tree slot for each attempt when the
-    /// tree goes out of band.
+    /// tree goes out of band. Devices already in the group (another member
+    /// added them first) are left out; returns how many were added.
     async fn commit_adding(
         &mut self,
         group_id: &[u8],
         key_packages: &[Vec<u8>],
-    ) -> Result<hush_proto::MembershipChange, ClientError> {
+    ) -> Result<usize, ClientError> {
         for _ in 0..crate::convs::COMMIT_ATTEMPTS {
+            let fresh = self.not_yet_members(group_id, key_packages)?;
+            if fresh.is_empty() {
+                return Ok(0);
+            }
+            let key_packages = fresh.as_slice();
             let slot = match self.conv(group_id)?.tree_blob_len(key_packages)? {
                 Some(len) => Some(TreeSlot {
                     blob_id: self.reserve_blob_slot(len).await?,
@@ -146,12 +153,34 @@ impl Client {
                 c.add_devices_via(key_packages, t, slot.as_ref())
             };
             if let Some(change) = self.commit_once(group_id, &mut build).await? {
-                return Ok(change);
+                return Ok(change.added.len());
             }
         }
         Err(ClientError::Network(
             "the group kept changing under this commit; try again".into(),
         ))
+    }
+
+    /// The KeyPackages of `key_packages` whose device is not a member of
+    /// `group_id` (one that cannot be read is kept: the commit refuses it).
+    fn not_yet_members(
+        &mut self,
+        group_id: &[u8],
+        key_packages: &[Vec<u8>],
+    ) -> Result<Vec<Vec<u8>>, ClientError> {
+        let members = self.conv(group_id)?.members();
+        Ok(key_packages
+            .iter()
+            .filter(|kp| {
+                hush_proto::inspect_key_package(kp).map_or(true, |i| {
+                    !members.iter().any(|m| {
+                        m.username() == i.certificate.username()
+                            && m.device_id() == i.certificate.device_id()
+                    })
+                })
+            })
+            .cloned()
+            .collect())
     }
 
     /// Joins from a Welcome, fetching its tree first when it travels out of

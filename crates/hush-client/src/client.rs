@@ -305,6 +305,11 @@ impl Client {
         self.account.public()
     }
 
+    /// Who sees this account's presence (see [`Client::set_presence_mode`]).
+    pub fn presence_setting(&self) -> Result<PresenceMode, ClientError> {
+        self.presence_mode()
+    }
+
     pub(crate) fn presence_mode(&self) -> Result<PresenceMode, ClientError> {
         Ok(self
             .store
@@ -502,6 +507,8 @@ impl Client {
                     "INSERT INTO contacts (username, account_key, first_seen) VALUES (?1, ?2, ?3)",
                     params![username, key, now_ms() as i64],
                 )?;
+                // A block or mark another device of this account made first.
+                crate::self_sync::apply_synced_contact(&self.store.conn, username)?;
                 Ok(false)
             }
             Some(k) if k == key => Ok(false),
@@ -710,7 +717,12 @@ impl Client {
     }
 
     /// Sets who receives this account's presence.
+    /// The same on this account's other devices (sent with the next flush
+    /// of the outbox).
     pub fn set_presence_mode(&mut self, mode: PresenceMode) -> Result<(), ClientError> {
-        LocalStore::set_meta(&self.store.conn, "presence", mode.as_str().as_bytes())
+        let op = crate::self_sync::presence_op(mode);
+        self.change_and_sync(vec![op], |tx| {
+            LocalStore::set_meta(tx, "presence", mode.as_str().as_bytes())
+        })
     }
 }

@@ -203,16 +203,23 @@ impl Client {
                 "a device name is 1 to 64 bytes".into(),
             ));
         }
-        let n = self.store.conn.execute(
-            "UPDATE account_devices SET name = ?2 WHERE device_id = ?1 AND removed = 0",
-            params![id, name],
-        )?;
-        if n == 0 {
-            return Err(ClientError::NotFound(format!(
-                "this account has no device {id} (see `hush devices list`)"
-            )));
-        }
-        Ok(())
+        // The same name on every device of the account (decision 0025).
+        let op = hush_proto::self_sync::SyncOp::DeviceName {
+            device: DeviceId(id),
+            name: name.to_owned(),
+        };
+        self.change_and_sync(vec![op], |tx| {
+            let n = tx.execute(
+                "UPDATE account_devices SET name = ?2 WHERE device_id = ?1 AND removed = 0",
+                params![id, name],
+            )?;
+            if n == 0 {
+                return Err(ClientError::NotFound(format!(
+                    "this account has no device {id} (see `hush devices list`)"
+                )));
+            }
+            Ok(())
+        })
     }
 
     /// Links the device that shows `code`: certifies its key, registers it,
@@ -411,7 +418,9 @@ impl Client {
             "DELETE FROM pending_links WHERE device_id = ?1",
             params![id],
         )?;
-        Ok(())
+        // Every device learns the names the others use, the new one's too.
+        self.share_device_names()?;
+        self.flush_outbox().await
     }
 
     /// Adds device `id` to every active conversation, with the KeyPackages
@@ -529,6 +538,11 @@ impl Client {
             )));
         }
         self.unlink(id).await?;
+        // The other devices learn it was removed (decision 0025).
+        let op = hush_proto::self_sync::SyncOp::DeviceRemoved {
+            device: DeviceId(id),
+        };
+        self.change_and_sync(vec![op], |_| Ok(()))?;
         let me = self.username.clone();
         let gone = |c: &DeviceCertificate| c.username() == &me && c.device_id().0 == id;
         for group_id in self.active_groups()? {
@@ -539,7 +553,7 @@ impl Client {
                     .await?;
             }
         }
-        Ok(())
+        self.flush_outbox().await
     }
 
     /// Takes device `id` out of the directory (signed by the account key).

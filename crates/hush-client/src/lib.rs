@@ -14,6 +14,11 @@
 //! - [`Client::sync`] drains the device's queue over the WebSocket; each
 //!   message is opened, and its effect, the MLS state and the queue position
 //!   are stored in one transaction before the server is told to delete it.
+//! - An account's devices stay the same (decision 0025): reads, blocks,
+//!   verification marks, the profile key, presence and device names go to
+//!   the other devices as self-sync frames (`self_sync`), and new devices
+//!   the key directory vouches for join shared conversations
+//!   ([`new_devices`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), hush_client::ClientError> {
@@ -45,7 +50,9 @@ pub mod local;
 mod messages;
 pub mod model;
 pub mod monitor;
+pub mod new_devices;
 mod receipts;
+mod self_sync;
 mod sync;
 mod token;
 pub mod transport;

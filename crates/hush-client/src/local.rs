@@ -243,6 +243,18 @@ CREATE TABLE pending_links (
     ready       BLOB
 );
 "#,
+    // Version 5: this account's devices kept the same (decision 0025): per
+    // synced setting (a contact's block or verification mark, the profile
+    // key, the presence setting, a device's name), the logical clock of its
+    // newest change and the value it set.
+    r#"
+CREATE TABLE sync_fields (
+    field  TEXT PRIMARY KEY,
+    at_ms  INTEGER NOT NULL,
+    device INTEGER NOT NULL,
+    value  BLOB
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this code writes.
@@ -707,6 +719,67 @@ mod tests {
             })
             .unwrap();
         assert_eq!(body, "hello");
+    }
+
+    /// A store as the previous release (version 4) wrote it, with a second
+    /// device, a blocked contact and a message: all of it stays, and synced
+    /// settings can be recorded after the upgrade.
+    #[test]
+    fn a_version_4_store_opens_with_its_devices_and_contacts() {
+        let dir = tempfile::tempdir().unwrap();
+        write_store_at(
+            dir.path(),
+            4,
+            "INSERT INTO account_devices (device_id, certificate, name, last_seen, removed)
+                 VALUES (1, X'c0ffee', 'phone', NULL, 0), (2, X'beef', 'laptop', 9, 0);
+             UPDATE contacts SET blocked = 1 WHERE username = 'carol';",
+        );
+        let s = LocalStore::open(dir.path(), "pw").unwrap();
+        let c = &s.conn;
+        let version: u32 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(SCHEMA_VERSION, 5);
+        let names: Vec<String> = c
+            .prepare("SELECT name FROM account_devices ORDER BY device_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(names, ["phone", "laptop"]);
+        let blocked: bool = c
+            .query_row(
+                "SELECT blocked FROM contacts WHERE username = 'carol'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(blocked);
+        let body: String = c
+            .query_row("SELECT body FROM messages WHERE id = 'm1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(body, "hello");
+        let held: i64 = c
+            .query_row("SELECT COUNT(*) FROM sync_fields", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(held, 0);
+        c.execute(
+            "INSERT INTO sync_fields (field, at_ms, device, value) VALUES ('presence', 5, 2, X'00')",
+            [],
+        )
+        .unwrap();
+        drop(s);
+        // Opening again applies nothing twice and keeps what was synced.
+        let s = LocalStore::open(dir.path(), "pw").unwrap();
+        let held: i64 = s
+            .conn
+            .query_row("SELECT COUNT(*) FROM sync_fields", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(held, 1);
     }
 
     #[test]

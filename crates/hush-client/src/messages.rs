@@ -2,6 +2,7 @@
 //! typing, presence, disappearing timers, profiles.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use hush_proto::self_sync::SyncOp;
 use hush_proto::{Body, Content, MessageId, ReceiptKind, SafetyNumber, Username};
 use hush_wire::Bytes;
 use hush_wire::api::SendRequest;
@@ -371,16 +372,11 @@ impl Client {
             for (sender, ids) in by_sender {
                 self.queue_receipts(&row.group_id, sender, ReceiptKind::Read, &ids)?;
             }
+            // Read here, and on this account's other devices (decision 0025).
+            let ids: Vec<String> = unread.into_iter().map(|(id, _)| id).collect();
+            self.sync_reads(&row.group_id, &ids)?;
             self.flush_outbox().await?;
-            let tx = self.store.conn.transaction()?;
-            for (id, _) in &unread {
-                tx.execute(
-                    "UPDATE messages SET status = 'read' WHERE id = ?1",
-                    params![id],
-                )?;
-            }
-            tx.commit()?;
-            total += unread.len();
+            total += ids.len();
         }
         Ok(total)
     }
@@ -523,24 +519,41 @@ impl Client {
         if current != *compared {
             return Err(ClientError::KeyChanged(user.to_owned()));
         }
-        self.store.conn.execute(
-            "UPDATE contacts SET verified = 1, key_changed = 0, verified_key = account_key \
-             WHERE username = ?1",
-            params![user],
-        )?;
-        Ok(())
+        let account_key = <[u8; 32]>::try_from(key.as_slice())
+            .map_err(|_| ClientError::Store("a contact's key is corrupt".into()))?;
+        // Marked on this account's other devices too (decision 0025); the
+        // mark holds there for this key only.
+        let op = SyncOp::Verified {
+            user: them,
+            account_key,
+        };
+        self.change_and_sync(vec![op], |tx| {
+            tx.execute(
+                "UPDATE contacts SET verified = 1, key_changed = 0, verified_key = account_key \
+                 WHERE username = ?1",
+                params![user],
+            )?;
+            Ok(())
+        })
     }
 
-    /// Blocks (or unblocks) `user` locally: their messages are dropped.
+    /// Blocks (or unblocks) `user`: their messages are dropped, on this
+    /// account's other devices too (sent with the next flush of the outbox).
     pub fn set_blocked(&mut self, user: &str, blocked: bool) -> Result<(), ClientError> {
-        let n = self.store.conn.execute(
-            "UPDATE contacts SET blocked = ?2 WHERE username = ?1",
-            params![user, blocked],
-        )?;
-        if n == 0 {
-            return Err(ClientError::NotFound(format!("{user} is not a contact")));
-        }
-        Ok(())
+        let op = SyncOp::Blocked {
+            user: crate::self_sync::user(user)?,
+            blocked,
+        };
+        self.change_and_sync(vec![op], |tx| {
+            let n = tx.execute(
+                "UPDATE contacts SET blocked = ?2 WHERE username = ?1",
+                params![user, blocked],
+            )?;
+            if n == 0 {
+                return Err(ClientError::NotFound(format!("{user} is not a contact")));
+            }
+            Ok(())
+        })
     }
 
     fn profile_key(&mut self) -> Result<[u8; 32], ClientError> {
@@ -577,7 +590,10 @@ impl Client {
         self.transport
             .raw(Method::PUT, "/v1/profile", &[], Some(sealed))
             .await?;
-        LocalStore::set_meta(&self.store.conn, "profile_shared", b"1")?;
+        // The other devices of this account share the same key from now on.
+        self.change_and_sync(vec![SyncOp::ProfileKey { key }], |tx| {
+            LocalStore::set_meta(tx, "profile_shared", b"1")
+        })?;
         let groups: Vec<Vec<u8>> = {
             let mut stmt = self.store.conn.prepare(
                 "SELECT group_id FROM conversations WHERE active = 1 AND kind = 'direct'",

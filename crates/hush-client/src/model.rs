@@ -214,6 +214,24 @@ pub enum Event {
         /// The new timer in seconds, or off.
         seconds: Option<u32>,
     },
+    /// Another device of this account read these received messages: they
+    /// are no longer unread here either.
+    ReadElsewhere {
+        /// Conversation number.
+        conversation: i64,
+        /// The messages.
+        ids: Vec<String>,
+    },
+    /// Another device of this account changed a setting, now the same
+    /// here: `what` is `blocked`, `unblocked`, `verified` (`subject`: the
+    /// contact), `profile`, `presence` (`subject`: the new setting),
+    /// `device_name` or `device_removed` (`subject`: the device id).
+    Synced {
+        /// What changed.
+        what: String,
+        /// Whom or what it is about, if anyone.
+        subject: Option<String>,
+    },
     /// SECURITY: a contact's identity key changed.
     KeyChanged {
         /// Whose.

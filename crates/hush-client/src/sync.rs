@@ -154,6 +154,14 @@ impl Client {
                 self.routine_at = Some(Instant::now());
             }
         }
+        // The directory moved: new devices of this account and its contacts
+        // join the conversations they lack (decision 0025).
+        if routine
+            && self.new_devices_due()?
+            && let Err(e) = self.add_new_devices().await
+        {
+            tracing::debug!(error = %e, "new devices not added yet");
+        }
         self.expire_messages()?;
         Ok(events)
     }
@@ -497,6 +505,9 @@ impl Client {
             }
             Ok(env) if hush_proto::device_link::is_link_frame(&env.payload) => {
                 self.handle_link_frame(&env.payload, &seq)
+            }
+            Ok(env) if hush_proto::self_sync::is_self_sync(&env.payload) => {
+                self.handle_self_sync(&env.payload, &seq).await
             }
             Ok(env) => match peek_message(&env.payload) {
                 Ok(MessageKind::Welcome) => {

@@ -76,6 +76,7 @@ pub mod memo;
 pub mod receipt;
 pub mod safety;
 pub mod sealed;
+pub mod self_sync;
 pub mod storage;
 
 pub use big_group::{MAX_GROUP_DEVICES, TreeBlob, TreeRef, TreeSlot};

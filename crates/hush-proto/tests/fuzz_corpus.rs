@@ -366,6 +366,84 @@ fn regenerate_receipt_open_seeds() {
     std::fs::write(dir.join("seed-magic-only"), b"\x00\xfeHR\x01\x01").unwrap();
 }
 
+#[test]
+fn self_sync_open_corpus() {
+    replay("self_sync_open");
+}
+
+/// Writes the `self_sync_open` seeds: alice's device 1 telling her device 2
+/// (alone, and with device 3) every kind of change, and the signed parts.
+/// `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_self_sync`
+#[test]
+#[ignore]
+fn regenerate_self_sync_open_seeds() {
+    use hush_proto::self_sync::*;
+    let mut rng = ChaCha20Rng::seed_from_u64(19);
+    let (key, one_cert) = fuzz::self_sync_keys();
+    let one = DeviceSigningKey::from_seed([7; 32]).unwrap();
+    let account = AccountKey::from_seed([5; 32]).unwrap();
+    let alice = Username::new("alice").unwrap();
+    let device = |id: u32, seed: u8| {
+        let k = DeviceSigningKey::from_seed([seed; 32]).unwrap();
+        DeviceCertificate::issue(&account, &alice, DeviceId(id), &k, 5).unwrap()
+    };
+    let bob = Username::new("bob").unwrap();
+    let every = vec![
+        SyncOp::Read {
+            group_id: vec![0xab; 32],
+            ids: (0..3).map(|i| MessageId([i; 16])).collect(),
+        },
+        SyncOp::Blocked {
+            user: bob.clone(),
+            blocked: true,
+        },
+        SyncOp::Verified {
+            user: bob,
+            account_key: [4; 32],
+        },
+        SyncOp::ProfileKey { key: [3; 32] },
+        SyncOp::Presence(Presence::Contacts),
+        SyncOp::DeviceName {
+            device: DeviceId(2),
+            name: "laptop".into(),
+        },
+        SyncOp::DeviceRemoved {
+            device: DeviceId(4),
+        },
+    ];
+    let dir = corpus_dir("self_sync_open");
+    std::fs::create_dir_all(&dir).unwrap();
+    let seeds = [
+        ("one-read", every[..1].to_vec(), vec![device(2, 9)]),
+        ("every-kind", every, vec![device(3, 11), device(2, 9)]),
+    ];
+    for (name, ops, to) in seeds {
+        let sync = SelfSync {
+            account: alice.clone(),
+            from_device: DeviceId(1),
+            sent_at_ms: 1_700_000_000_000,
+            ops: ops
+                .into_iter()
+                .enumerate()
+                .map(|(i, op)| StampedOp {
+                    at_ms: 1_700_000_000_000 + i as u64,
+                    op,
+                })
+                .collect(),
+        };
+        let frame = sync.seal(&one, &to, &mut rng).unwrap();
+        let signed = open(&key, DeviceId(2), &frame).unwrap();
+        assert_eq!(signed.clone().verify(&one_cert, &alice).unwrap(), sync);
+        let mut whole = vec![0];
+        whole.extend_from_slice(&frame);
+        std::fs::write(dir.join(format!("valid-frame-{name}")), whole).unwrap();
+        let mut part = vec![1];
+        part.extend_from_slice(&signed.encode());
+        std::fs::write(dir.join(format!("valid-signed-{name}")), part).unwrap();
+    }
+    std::fs::write(dir.join("seed-magic-only"), b"\x00\xfeHY\x01\x01").unwrap();
+}
+
 /// Writes the `tree_blob_open` seeds: a pointer and its sealed tree.
 /// `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_tree`
 #[test]

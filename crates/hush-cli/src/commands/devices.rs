@@ -103,6 +103,7 @@ pub async fn run(client: &mut Client, command: DevicesCommand, out: &mut Out) ->
         }
         DevicesCommand::Rename { id, name } => {
             client.rename_device(id, &name)?;
+            super::settings::share(client).await;
             out.emit(
                 || format!("device {id} is now called {name}"),
                 json!({ "renamed": true, "device_id": id, "name": name }),

@@ -100,14 +100,16 @@ pub async fn run(config: Config) -> Result<()> {
         } => settings::verify(c, &username, mark_verified, &mut out).await,
         Command::Contacts => settings::contacts(c, &mut out).await,
         Command::RotateToken => account::rotate_token(c, &mut out).await,
-        Command::Presence(mode) => settings::presence(c, mode, &mut out),
+        Command::Presence(mode) => settings::presence(c, mode, &mut out).await,
         Command::Disappear { target, seconds } => {
             settings::disappear(c, &target, seconds, &mut out).await
         }
         Command::ProfileSet { name, avatar } => {
             settings::profile_set(c, &name, avatar.as_deref(), &mut out).await
         }
-        Command::Block { username, blocked } => settings::block(c, &username, blocked, &mut out),
+        Command::Block { username, blocked } => {
+            settings::block(c, &username, blocked, &mut out).await
+        }
         Command::ExportKeyPackage { suite, out: path } => {
             settings::export_key_package(c, suite, &path, &mut out)
         }

@@ -21,6 +21,7 @@ pub async fn verify(client: &mut Client, username: &str, mark: bool, out: &mut O
     if mark {
         // Marks the key the number above was made from, and only that key.
         client.mark_verified(username, &number)?;
+        share(client).await;
     }
     let verified = client
         .contacts()?
@@ -161,9 +162,19 @@ pub async fn contacts(client: &mut Client, out: &mut Out) -> Result<()> {
     Ok(())
 }
 
+/// Sends a change to this account's other devices now (decision 0025);
+/// when the server cannot be reached it stays queued and goes with the
+/// next command that reaches it.
+pub async fn share(client: &mut Client) {
+    if let Err(e) = client.flush_outbox().await {
+        eprintln!("note: the change reaches your other devices with the next command ({e})");
+    }
+}
+
 /// Sets who sees this account's presence.
-pub fn presence(client: &mut Client, mode: PresenceMode, out: &mut Out) -> Result<()> {
+pub async fn presence(client: &mut Client, mode: PresenceMode, out: &mut Out) -> Result<()> {
     client.set_presence_mode(mode)?;
+    share(client).await;
     out.emit(
         || format!("presence is now shown to: {}", mode.as_str()),
         json!({"presence": mode.as_str()}),
@@ -216,8 +227,14 @@ pub async fn profile_set(
 }
 
 /// Blocks or unblocks a contact.
-pub fn block(client: &mut Client, username: &str, blocked: bool, out: &mut Out) -> Result<()> {
+pub async fn block(
+    client: &mut Client,
+    username: &str,
+    blocked: bool,
+    out: &mut Out,
+) -> Result<()> {
     client.set_blocked(username, blocked)?;
+    share(client).await;
     out.emit(
         || {
             if blocked {

@@ -292,12 +292,27 @@ impl App {
                     if !self.messages.iter().any(|x| x.id == m.id) {
                         self.messages.push(m);
                     }
-                } else if let Some(e) = self
-                    .entries
-                    .iter_mut()
-                    .find(|e| e.conversation == Some(m.conversation))
+                } else if !m.outgoing
+                    // (One sent from another of this account's devices is
+                    // not unread.)
+                    && let Some(e) = self
+                        .entries
+                        .iter_mut()
+                        .find(|e| e.conversation == Some(m.conversation))
                 {
                     e.unread = true;
+                }
+            }
+            Event::ReadElsewhere { conversation, ids } => {
+                if let Some(e) = self
+                    .entries
+                    .iter_mut()
+                    .find(|e| e.conversation == Some(conversation))
+                {
+                    e.unread = false;
+                }
+                for m in self.messages.iter_mut().filter(|m| ids.contains(&m.id)) {
+                    m.status = "read".into();
                 }
             }
             Event::Receipt { ids, status, from } => {

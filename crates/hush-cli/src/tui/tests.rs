@@ -329,3 +329,31 @@ fn a_hostile_message_and_group_name_are_drawn_inert() {
         "{screen}"
     );
 }
+
+/// A message sent from another of alice's devices is not new to her; one
+/// from bob is, until another of her devices reads it.
+#[test]
+fn unread_follows_the_other_devices() {
+    let now = Instant::now();
+    let mut app = alice(now);
+    let mut from = |id: &str, who: &str, outgoing: bool| {
+        app.on_update(
+            Update::Event(Event::Message(msg(id, 2, who, "x", outgoing, "received"))),
+            now,
+        );
+        draw(&app, now, 100, 20)
+    };
+    let screen = from("g1", "alice", true);
+    assert!(!screen.contains("#team (new)"), "{screen}");
+    let screen = from("g2", "bob", false);
+    assert!(screen.contains("#team (new)"), "{screen}");
+    app.on_update(
+        Update::Event(Event::ReadElsewhere {
+            conversation: 2,
+            ids: vec!["g2".into()],
+        }),
+        now,
+    );
+    let screen = draw(&app, now, 100, 20);
+    assert!(!screen.contains("(new)"), "{screen}");
+}
