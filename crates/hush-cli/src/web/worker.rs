@@ -1,0 +1,117 @@
+//! The client task of `hush web`: it owns the [`Client`], runs the API's
+//! jobs one at a time and between them syncs with a short wait, so messages
+//! arrive live. Every event goes to the event stream's subscribers.
+//!
+//! A job waits at most one sync's wait ([`SYNC_WAIT`]) for the client: the
+//! client's methods take `&mut self` and a sync is not stopped halfway.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use hush_client::{Client, Event};
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::{broadcast, oneshot};
+
+/// How long each sync listens after the queue is drained (on the kept
+/// connection, a ping per sync when idle): an API call waits at most this.
+pub const SYNC_WAIT: Duration = Duration::from_millis(400);
+/// How long to wait before trying again when the server is unreachable.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// A future borrowing the client.
+pub type ClientFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+type Job = Box<dyn for<'a> FnOnce(&'a mut Client) -> ClientFuture<'a, ()> + Send>;
+
+/// What the event stream carries.
+#[derive(Debug, Clone)]
+pub enum Published {
+    /// Something the client saw or did.
+    Event(Box<Event>),
+    /// The server connection: `None` when it works, else why not.
+    Connection(Option<String>),
+}
+
+/// The client task has stopped.
+#[derive(Debug)]
+pub struct Gone;
+
+/// Where handlers send jobs for the client task.
+#[derive(Debug, Clone)]
+pub struct Jobs {
+    tx: UnboundedSender<Job>,
+}
+
+impl Jobs {
+    /// Jobs sent here run on the task reading the other end.
+    pub fn new(tx: UnboundedSender<Job>) -> Self {
+        Jobs { tx }
+    }
+
+    /// Runs `f` on the client task and returns what it returned.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, Gone>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a mut Client) -> ClientFuture<'a, T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |client| {
+            Box::pin(async move {
+                // The handler has gone (the browser closed the request).
+                let _ = tx.send(f(client).await);
+            })
+        });
+        self.tx.send(job).map_err(|_| Gone)?;
+        rx.await.map_err(|_| Gone)
+    }
+}
+
+/// The receiving end of [`Jobs`].
+pub type JobQueue = UnboundedReceiver<Job>;
+
+/// Runs until every [`Jobs`] handle is gone.
+pub async fn run(mut client: Client, mut jobs: JobQueue, events: broadcast::Sender<Published>) {
+    // Presence is best effort.
+    let _ = client.announce_presence(true).await;
+    let mut offline = false;
+    loop {
+        loop {
+            match jobs.try_recv() {
+                Ok(job) => job(&mut client).await,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    let _ = client.announce_presence(false).await;
+                    return;
+                }
+            }
+        }
+        let tx = events.clone();
+        let synced = client
+            .sync(SYNC_WAIT, |ev| {
+                // No subscriber is fine: the app reloads what it shows.
+                let _ = tx.send(Published::Event(Box::new(ev.clone())));
+            })
+            .await;
+        match synced {
+            Ok(_) => {
+                if offline {
+                    offline = false;
+                    let _ = events.send(Published::Connection(None));
+                }
+            }
+            Err(e) => {
+                offline = true;
+                let _ = events.send(Published::Connection(Some(e.to_string())));
+                // Wait before retrying, but not when a request is waiting.
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY) => {}
+                    job = jobs.recv() => match job {
+                        None => return,
+                        Some(job) => job(&mut client).await,
+                    },
+                }
+            }
+        }
+    }
+}
