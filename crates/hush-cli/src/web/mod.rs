@@ -79,11 +79,12 @@ pub async fn run(client: Client, listen: SocketAddr, open: bool, out: &mut Out) 
     });
     let (events, _) = broadcast::channel(1024);
     let (job_tx, job_rx) = mpsc::unbounded_channel();
-    let worker = tokio::spawn(worker::run(client, job_rx, events.clone()));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let worker = tokio::spawn(worker::run(client, job_rx, wake.clone(), events.clone()));
     let (stop_tx, stop) = watch::channel(false);
     let state = AppState {
         access: access.clone(),
-        jobs: Jobs::new(job_tx),
+        jobs: Jobs::new(job_tx, wake),
         events,
         me,
         stop,

@@ -2,21 +2,25 @@
 //! jobs one at a time and between them syncs with a short wait, so messages
 //! arrive live. Every event goes to the event stream's subscribers.
 //!
-//! A job waits at most one sync's wait ([`SYNC_WAIT`]) for the client: the
-//! client's methods take `&mut self` and a sync is not stopped halfway.
+//! The client's methods take `&mut self`, so a job waits for the current
+//! sync; sending a job wakes the sync's idle listening
+//! ([`Client::sync_until_woken`]), so it waits only for what the sync is
+//! actually doing, not for [`SYNC_WAIT`].
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hush_client::{Client, Event};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{Notify, broadcast, oneshot};
 
 /// How long each sync listens after the queue is drained (on the kept
-/// connection, a ping per sync when idle): an API call waits at most this.
-pub const SYNC_WAIT: Duration = Duration::from_millis(400);
+/// connection, a ping per sync when idle; a job cuts it short). Delivery
+/// receipts for what arrived go out at its end.
+pub const SYNC_WAIT: Duration = Duration::from_secs(1);
 /// How long to wait before trying again when the server is unreachable.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -41,12 +45,14 @@ pub struct Gone;
 #[derive(Debug, Clone)]
 pub struct Jobs {
     tx: UnboundedSender<Job>,
+    wake: Arc<Notify>,
 }
 
 impl Jobs {
-    /// Jobs sent here run on the task reading the other end.
-    pub fn new(tx: UnboundedSender<Job>) -> Self {
-        Jobs { tx }
+    /// Jobs sent here run on the task reading the other end, which `wake`
+    /// wakes.
+    pub fn new(tx: UnboundedSender<Job>, wake: Arc<Notify>) -> Self {
+        Jobs { tx, wake }
     }
 
     /// Runs `f` on the client task and returns what it returned.
@@ -63,6 +69,7 @@ impl Jobs {
             })
         });
         self.tx.send(job).map_err(|_| Gone)?;
+        self.wake.notify_one();
         rx.await.map_err(|_| Gone)
     }
 }
@@ -71,7 +78,12 @@ impl Jobs {
 pub type JobQueue = UnboundedReceiver<Job>;
 
 /// Runs until every [`Jobs`] handle is gone.
-pub async fn run(mut client: Client, mut jobs: JobQueue, events: broadcast::Sender<Published>) {
+pub async fn run(
+    mut client: Client,
+    mut jobs: JobQueue,
+    wake: Arc<Notify>,
+    events: broadcast::Sender<Published>,
+) {
     // Presence is best effort.
     let _ = client.announce_presence(true).await;
     let mut offline = false;
@@ -88,7 +100,7 @@ pub async fn run(mut client: Client, mut jobs: JobQueue, events: broadcast::Send
         }
         let tx = events.clone();
         let synced = client
-            .sync(SYNC_WAIT, |ev| {
+            .sync_until_woken(SYNC_WAIT, &wake, |ev| {
                 // No subscriber is fine: the app reloads what it shows.
                 let _ = tx.send(Published::Event(Box::new(ev.clone())));
             })
