@@ -202,6 +202,18 @@ pub enum LowCommand {
         #[command(subcommand)]
         command: AccountCommand,
     },
+    /// The messenger in a browser tab: serves a local web app (and its
+    /// JSON API) on loopback and prints the link to open, with a one-time
+    /// access secret. Keys and decryption stay in this process.
+    Web {
+        /// The loopback address and port to serve on (port 0: any free
+        /// one). Only loopback addresses are accepted.
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
+        listen: String,
+        /// Open the link in the system's web browser.
+        #[arg(long)]
+        open: bool,
+    },
     /// The terminal UI: conversations, messages, a composer.
     Chat {
         #[command(flatten)]

@@ -3,6 +3,7 @@
 //! durations checked, the passphrase source decided. Everything here is
 //! pure, so a bad command line fails before anything is opened or sent.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -120,6 +121,10 @@ pub enum Command {
     },
     Chat {
         target: Option<Target>,
+    },
+    Web {
+        listen: SocketAddr,
+        open: bool,
     },
     RotateToken,
     Link {
@@ -320,6 +325,10 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
             crate::cli::DevicesCommand::Rename { id, name } => DevicesCommand::Rename { id, name },
             crate::cli::DevicesCommand::Remove { id } => DevicesCommand::Remove { id },
         }),
+        LowCommand::Web { listen, open } => Command::Web {
+            listen: parse_listen(&listen)?,
+            open,
+        },
         LowCommand::Chat { group, username } => Command::Chat {
             target: match (group.group, username) {
                 (None, None) => None,
@@ -381,6 +390,29 @@ pub fn parse_timer(s: &str) -> Result<Option<u32>, UsageError> {
     Ok(Some(secs))
 }
 
+/// `hush web --listen`: a loopback address and port (`localhost:PORT` is
+/// 127.0.0.1). Anything else is refused: the app would be served in the
+/// clear to whoever can reach the address, and the access secret with it.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, UsageError> {
+    let addr = match s.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => s.to_owned(),
+    };
+    let addr: SocketAddr = addr.parse().map_err(|_| {
+        usage(format!(
+            "--listen {s:?} is not an address and port like 127.0.0.1:7790"
+        ))
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(usage(format!(
+            "--listen {s}: `hush web` serves only on loopback (127.0.0.1 or [::1]); \
+             over another address the app, the access secret and every message would \
+             travel in the clear (serving with TLS is not built yet)"
+        )));
+    }
+    Ok(addr)
+}
+
 /// A `--timeout` like `90s` or `10m` (1 second to 1 day).
 fn parse_wait(s: &str) -> Result<Duration, UsageError> {
     humantime::parse_duration(s)
@@ -425,6 +457,29 @@ mod tests {
         assert!(resolve(&["hush", "--data-dir", "/d", "send", "hi"]).is_err());
         assert!(resolve(&["hush", "--data-dir", "/d", "history"]).is_err());
         assert!(resolve(&["hush", "--data-dir", "/d", "--json", "chat"]).is_err());
+    }
+
+    #[test]
+    fn web_listens_on_loopback_only() {
+        let c = resolve(&["hush", "--data-dir", "/d", "web"]).unwrap();
+        assert!(
+            matches!(c.command, Command::Web { listen, open: false } if listen.ip().is_loopback())
+        );
+        for ok in ["127.0.0.1:7790", "[::1]:0", "localhost:8000", "127.0.0.2:1"] {
+            let addr = parse_listen(ok).unwrap();
+            assert!(addr.ip().is_loopback(), "{ok}");
+        }
+        for bad in [
+            "0.0.0.0:7790",
+            "[::]:7790",
+            "192.168.1.2:80",
+            "example.org:80",
+            "7790",
+        ] {
+            let e = parse_listen(bad).unwrap_err().to_string();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+        assert!(resolve(&["hush", "--data-dir", "/d", "web", "--listen", "0.0.0.0:1"]).is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod config;
 mod inert;
 mod output;
 mod tui;
+mod web;
 
 use std::io::Write;
 use std::process::ExitCode;

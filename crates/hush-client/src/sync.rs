@@ -38,6 +38,9 @@ type Socket = crate::transport::WebSocket;
 
 /// One sync's receiving: what it produced and the batch not yet written.
 struct Receiving<'a> {
+    /// Ends a listening wait early (the batch written first), see
+    /// [`Client::sync_until_woken`].
+    wake: Option<&'a tokio::sync::Notify>,
     events: Vec<Event>,
     batch: Batch,
     follow: &'a mut FollowUp,
@@ -84,11 +87,35 @@ impl Client {
     pub async fn sync(
         &mut self,
         wait: Duration,
+        on_event: impl FnMut(&Event) + Send,
+    ) -> Result<Vec<Event>, ClientError> {
+        self.sync_inner(wait, None, on_event).await
+    }
+
+    /// [`Client::sync`], whose listening on the kept connection also ends
+    /// when `wake` is notified (a front end with a command to run: `hush
+    /// web`'s client task). Only the idle wait is cut short: what arrived
+    /// is stored and acknowledged and the follow-ups run as after any sync.
+    /// A notification given while no sync listens is kept for the next one
+    /// (tokio's `Notify::notify_one`).
+    pub async fn sync_until_woken(
+        &mut self,
+        wait: Duration,
+        wake: &tokio::sync::Notify,
+        on_event: impl FnMut(&Event) + Send,
+    ) -> Result<Vec<Event>, ClientError> {
+        self.sync_inner(wait, Some(wake), on_event).await
+    }
+
+    async fn sync_inner(
+        &mut self,
+        wait: Duration,
+        wake: Option<&tokio::sync::Notify>,
         mut on_event: impl FnMut(&Event) + Send,
     ) -> Result<Vec<Event>, ClientError> {
         self.flush_outbox().await?;
         let mut follow = FollowUp::default();
-        let mut events = self.receive(wait, &mut follow, &mut on_event).await?;
+        let mut events = self.receive(wait, wake, &mut follow, &mut on_event).await?;
         // Checkpoints first: one that moves this client's view of the
         // directory makes the self-monitoring check due at once.
         let mut found = Vec::new();
@@ -178,7 +205,7 @@ impl Client {
     /// commit that lost its epoch).
     pub(crate) async fn sync_quietly(&mut self) -> Result<(), ClientError> {
         let mut follow = FollowUp::default();
-        self.receive(Duration::ZERO, &mut follow, &mut |_| {})
+        self.receive(Duration::ZERO, None, &mut follow, &mut |_| {})
             .await?;
         Ok(())
     }
@@ -186,10 +213,12 @@ impl Client {
     async fn receive(
         &mut self,
         wait: Duration,
+        wake: Option<&tokio::sync::Notify>,
         follow: &mut FollowUp,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Vec<Event>, ClientError> {
         let mut r = Receiving {
+            wake,
             events: Vec::new(),
             batch: Batch::default(),
             follow,
@@ -338,7 +367,19 @@ impl Client {
                         Some(d) => d.saturating_duration_since(Instant::now()),
                         None => DRAIN_TIMEOUT,
                     };
-                    match tokio::time::timeout(limit, ws.next()).await {
+                    // Only a connection known to be up is left early: one
+                    // that has not answered yet is judged at the deadline.
+                    let wake = r.wake.filter(|_| deadline.is_some() && link.up);
+                    let next = tokio::select! {
+                        n = tokio::time::timeout(limit, ws.next()) => n,
+                        () = async {
+                            match wake {
+                                Some(w) => w.notified().await,
+                                None => std::future::pending().await,
+                            }
+                        } => break,
+                    };
+                    match next {
                         Ok(n) => n,
                         Err(_) if deadline.is_some() => break,
                         Err(_) => {

@@ -336,3 +336,48 @@ async fn safety_numbers_match_and_key_changes_are_loud() {
     alice.mark_verified("bob", &ab).unwrap();
     assert!(alice.contacts().unwrap()[0].verified);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listening_sync_ends_when_woken_and_keeps_what_arrived() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = user(&server, root.path(), "alice").await;
+    let mut bob = user(&server, root.path(), "bob").await;
+    alice.send_text(&dm("bob"), "first").await.unwrap();
+    // Connects, drains and keeps the connection: the next sync listens.
+    sync(&mut bob).await;
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let woken = wake.clone();
+    let listener = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let ev = bob
+            .sync_until_woken(Duration::from_secs(60), &woken, |_| {})
+            .await
+            .unwrap();
+        (bob, ev, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    alice.send_text(&dm("bob"), "second").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wake.notify_one();
+    let (mut bob, ev, took) = tokio::time::timeout(Duration::from_secs(30), listener)
+        .await
+        .expect("the woken sync did not end")
+        .unwrap();
+    assert!(
+        took < Duration::from_secs(30),
+        "took {took:?} of a 60 s wait"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Message(m) if m.text.as_deref() == Some("second"))),
+        "{ev:?}"
+    );
+    // Stored and acknowledged: a fresh sync brings nothing again.
+    let again = sync(&mut bob).await;
+    assert!(
+        !again.iter().any(|e| matches!(e, Event::Message(_))),
+        "{again:?}"
+    );
+    assert_eq!(bob.history(&dm("alice")).unwrap().len(), 2);
+}

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
+pub mod web;
+
 /// The `hush` binary under test.
 pub const HUSH: &str = env!("CARGO_BIN_EXE_hush");
 

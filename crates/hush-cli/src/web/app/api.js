@@ -1,0 +1,70 @@
+// The local API (openapi.json in the source tree documents it). Same origin,
+// the session cookie goes along by itself.
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export async function call(method, path, body) {
+  const init = { method, credentials: 'same-origin', headers: {} };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, init);
+  if (!r.ok) {
+    let message = r.statusText;
+    try {
+      message = (await r.json()).error || message;
+    } catch {
+      // not JSON: keep the status text
+    }
+    throw new ApiError(r.status, message);
+  }
+  return r.status === 204 ? null : r.json();
+}
+
+export const api = {
+  me: () => call('GET', '/api/me'),
+  conversations: () => call('GET', '/api/conversations'),
+  history: (id, before, limit = 50) => {
+    const q = new URLSearchParams({ limit: String(limit) });
+    if (before) q.set('before', before);
+    return call('GET', `/api/conversations/${id}/messages?${q}`);
+  },
+  markRead: (id) => call('POST', `/api/conversations/${id}/read`),
+  typing: (id, started) => call('POST', `/api/conversations/${id}/typing`, { started }),
+  send: (to, text) => call('POST', '/api/messages', { ...to, text }),
+  createGroup: (name, members) => call('POST', '/api/groups', { name, members }),
+  contacts: () => call('GET', '/api/contacts'),
+  safetyNumber: (user) => call('GET', `/api/contacts/${encodeURIComponent(user)}/safety-number`),
+  verify: (user, digits) =>
+    call('POST', `/api/contacts/${encodeURIComponent(user)}/verify`, { digits }),
+};
+
+const EVENTS = [
+  'message', 'receipt', 'typing', 'presence', 'edited', 'deleted', 'joined', 'members',
+  'removed', 'renamed', 'disappearing', 'key_changed', 'key_transparency_alarm',
+  'security_alarm', 'connection', 'lagged',
+];
+
+// Calls onEvent(name, data) for each event; onOpen() on every (re)connection.
+export function subscribe(onEvent, onOpen) {
+  const source = new EventSource('/api/events');
+  for (const name of EVENTS) {
+    source.addEventListener(name, (e) => {
+      let data = null;
+      try {
+        data = JSON.parse(e.data);
+      } catch {
+        return;
+      }
+      onEvent(name, data);
+    });
+  }
+  source.addEventListener('open', () => onOpen());
+  return source;
+}

@@ -1,0 +1,358 @@
+// The app: state, what events and the user do to it, and drawing it.
+import { api, subscribe } from './api.js';
+import { conversationItem, label, messageItem } from './view.js';
+
+const $ = (id) => document.getElementById(id);
+
+const TYPING_REFRESH = 3000; // resend "typing" this often while typing
+const TYPING_IDLE = 5000; // "stopped" after this long without a key
+const TYPING_SHOWN = 6000; // show someone typing this long
+
+const state = {
+  me: null,
+  conversations: [],
+  open: null, // { id } or { draftUser }
+  messages: [], // oldest first
+  more: false,
+  typingSentAt: 0,
+  typingTimer: null,
+  typers: new Map(), // name -> until
+  alarms: [],
+  offline: null,
+};
+
+function openConv() {
+  return state.open && state.open.id !== undefined
+    ? state.conversations.find((c) => c.id === state.open.id)
+    : null;
+}
+
+// ---- drawing ----
+
+function drawList() {
+  const list = $('conversations');
+  const current = state.open?.id;
+  list.replaceChildren(...state.conversations.map((c) => conversationItem(c, c.id === current)));
+  $('no-conversations').hidden = state.conversations.length > 0;
+  const unread = state.conversations.reduce((n, c) => n + c.unread, 0);
+  document.title = unread > 0 ? `(${unread}) Hush` : 'Hush';
+}
+
+function drawPane() {
+  const conv = openConv();
+  const draft = state.open?.draftUser;
+  const on = Boolean(conv || draft);
+  document.body.classList.toggle('open', on);
+  $('title').textContent = conv ? label(conv) : draft || 'Choose a conversation';
+  $('subtitle').textContent = conv && conv.kind === 'group' ? conv.members.join(', ') : '';
+  $('verify').hidden = !(conv && conv.kind === 'direct');
+  $('composer').disabled = !on;
+  $('send').disabled = !on;
+  $('older').hidden = !state.more;
+}
+
+function drawMessages(stick) {
+  const scroller = $('scroller');
+  const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+  $('messages').replaceChildren(...state.messages.map(messageItem));
+  $('older').hidden = !state.more;
+  if (stick || atBottom) scroller.scrollTop = scroller.scrollHeight;
+}
+
+function drawTyping() {
+  const now = Date.now();
+  const who = [...state.typers].filter(([, until]) => until > now).map(([n]) => n).sort();
+  $('typing').textContent = who.length === 0 ? ''
+    : who.length === 1 ? `${who[0]} is typing…` : `${who.join(', ')} are typing…`;
+}
+
+function drawBanner() {
+  const b = $('banner');
+  const text = state.alarms.length > 0 ? state.alarms.join('\n')
+    : state.offline ? `Offline: ${state.offline}. Retrying…` : '';
+  b.textContent = text;
+  b.hidden = text === '';
+  b.classList.toggle('offline', state.alarms.length === 0);
+}
+
+function fail(e) {
+  state.alarms = [...state.alarms.filter((a) => !a.startsWith('Error:')), `Error: ${e.message}`];
+  drawBanner();
+  setTimeout(() => {
+    state.alarms = state.alarms.filter((a) => a !== `Error: ${e.message}`);
+    drawBanner();
+  }, 8000);
+}
+
+// ---- loading ----
+
+async function loadList() {
+  state.conversations = await api.conversations();
+  drawList();
+  drawPane();
+}
+
+let listTimer = null;
+function reloadListSoon() {
+  clearTimeout(listTimer);
+  listTimer = setTimeout(() => loadList().catch(fail), 150);
+}
+
+async function loadOpen(stick) {
+  const id = state.open?.id;
+  if (id === undefined) return;
+  const limit = Math.max(50, state.messages.length);
+  const page = await api.history(id, null, Math.min(limit, 500));
+  if (state.open?.id !== id) return;
+  state.messages = page.messages;
+  state.more = page.more;
+  drawMessages(stick);
+  await markReadIfSeen();
+}
+
+async function loadOlder() {
+  const id = state.open?.id;
+  if (id === undefined || state.messages.length === 0) return;
+  const scroller = $('scroller');
+  const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+  const page = await api.history(id, state.messages[0].id);
+  if (state.open?.id !== id) return;
+  state.messages = [...page.messages, ...state.messages];
+  state.more = page.more;
+  drawMessages(false);
+  scroller.scrollTop = scroller.scrollHeight - fromBottom;
+}
+
+async function markReadIfSeen() {
+  const conv = openConv();
+  if (!conv || document.visibilityState !== 'visible') return;
+  if (!state.messages.some((m) => m.status === 'received')) return;
+  await api.markRead(conv.id);
+  state.messages = state.messages.map((m) => (m.status === 'received' ? { ...m, status: 'read' } : m));
+  conv.unread = 0;
+  drawList();
+}
+
+async function open(target) {
+  stopTyping();
+  state.open = target;
+  state.messages = [];
+  state.more = false;
+  state.typers.clear();
+  drawTyping();
+  drawList();
+  drawPane();
+  drawMessages(true);
+  $('composer').focus();
+  if (target.id !== undefined) await loadOpen(true);
+}
+
+function openUser(user) {
+  const conv = state.conversations.find((c) => c.kind === 'direct' && c.name === user);
+  return open(conv ? { id: conv.id } : { draftUser: user });
+}
+
+// ---- sending and typing ----
+
+async function send() {
+  const box = $('composer');
+  const text = box.value.trim();
+  if (!text || !state.open) return;
+  const to = state.open.id !== undefined ? { conversation: state.open.id }
+    : { user: state.open.draftUser };
+  box.value = '';
+  autosize();
+  stopTyping();
+  try {
+    const m = await api.send(to, text);
+    if (state.open.draftUser) state.open = { id: m.conversation };
+    addMessage(m);
+    reloadListSoon();
+  } catch (e) {
+    box.value = text;
+    autosize();
+    fail(e);
+  }
+}
+
+function addMessage(m) {
+  if (state.open?.id !== m.conversation) return false;
+  const i = state.messages.findIndex((x) => x.id === m.id);
+  if (i >= 0) state.messages[i] = m;
+  else state.messages.push(m);
+  drawMessages(m.outgoing);
+  return true;
+}
+
+function typed() {
+  autosize();
+  const id = state.open?.id;
+  if (id === undefined) return;
+  const now = Date.now();
+  if ($('composer').value === '') {
+    stopTyping();
+    return;
+  }
+  if (now - state.typingSentAt > TYPING_REFRESH) {
+    state.typingSentAt = now;
+    api.typing(id, true).catch(() => {});
+  }
+  clearTimeout(state.typingTimer);
+  state.typingTimer = setTimeout(stopTyping, TYPING_IDLE);
+}
+
+function stopTyping() {
+  clearTimeout(state.typingTimer);
+  const id = state.open?.id;
+  if (state.typingSentAt && id !== undefined) api.typing(id, false).catch(() => {});
+  state.typingSentAt = 0;
+}
+
+function autosize() {
+  const box = $('composer');
+  box.style.height = 'auto';
+  box.style.height = `${box.scrollHeight + 2}px`;
+}
+
+// ---- events ----
+
+function onEvent(name, ev) {
+  switch (name) {
+    case 'message':
+      if (addMessage(ev) && !ev.outgoing) markReadIfSeen().catch(fail);
+      state.typers.delete(ev.from);
+      drawTyping();
+      reloadListSoon();
+      break;
+    case 'receipt':
+      if (state.messages.some((m) => ev.ids.includes(m.id))) loadOpen(false).catch(fail);
+      break;
+    case 'typing':
+      if (ev.conversation === state.open?.id && ev.from !== state.me.username) {
+        if (ev.started) state.typers.set(ev.from, Date.now() + TYPING_SHOWN);
+        else state.typers.delete(ev.from);
+        drawTyping();
+        setTimeout(drawTyping, TYPING_SHOWN + 50);
+      }
+      break;
+    case 'key_changed':
+      state.alarms.push(`SECURITY: the identity key of ${ev.username} has changed. `
+        + 'Verify their safety number before trusting new messages.');
+      drawBanner();
+      reloadListSoon();
+      break;
+    case 'key_transparency_alarm':
+    case 'security_alarm':
+      state.alarms.push(ev.message);
+      drawBanner();
+      break;
+    case 'connection':
+      state.offline = ev.online ? null : ev.error || 'the server cannot be reached';
+      drawBanner();
+      break;
+    case 'presence':
+      break;
+    default: // edited, deleted, joined, members, removed, renamed, disappearing, lagged
+      reloadListSoon();
+      loadOpen(false).catch(fail);
+  }
+}
+
+// ---- verification ----
+
+async function showVerify() {
+  const conv = openConv();
+  if (!conv || conv.kind !== 'direct') return;
+  const dialog = $('verify-dialog');
+  $('verify-user').textContent = conv.name;
+  $('verify-digits').textContent = '…';
+  $('verify-state').textContent = '';
+  dialog.showModal();
+  try {
+    const [n, contacts] = await Promise.all([api.safetyNumber(conv.name), api.contacts()]);
+    $('verify-digits').textContent = n.groups.join(' ');
+    $('verify-digits').dataset.digits = n.digits;
+    const c = contacts.find((x) => x.username === conv.name);
+    $('verify-state').textContent = c?.verified ? 'Verified.'
+      : c?.key_changed ? 'Their key changed since you first talked: compare again.' : 'Not verified yet.';
+  } catch (e) {
+    $('verify-state').textContent = e.message;
+  }
+}
+
+async function markVerified() {
+  const conv = openConv();
+  if (!conv) return;
+  try {
+    await api.verify(conv.name, $('verify-digits').dataset.digits || '');
+    $('verify-state').textContent = 'Verified.';
+  } catch (e) {
+    $('verify-state').textContent = e.message;
+  }
+}
+
+// ---- wiring ----
+
+function wire() {
+  $('conversations').addEventListener('click', (e) => {
+    const b = e.target.closest('button.conv');
+    if (b) open({ id: Number(b.dataset.id) }).catch(fail);
+  });
+  $('new-chat').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const user = $('new-chat-user').value.trim();
+    if (!user) return;
+    $('new-chat-user').value = '';
+    openUser(user).catch(fail);
+  });
+  $('new-group-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const name = $('new-group-name').value.trim();
+    const members = $('new-group-members').value.split(',').map((s) => s.trim()).filter(Boolean);
+    try {
+      const conv = await api.createGroup(name, members);
+      $('new-group-form').reset();
+      $('new-group').open = false;
+      await loadList();
+      await open({ id: conv.id });
+    } catch (err) {
+      fail(err);
+    }
+  });
+  const box = $('composer');
+  box.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      send();
+    }
+  });
+  box.addEventListener('input', typed);
+  $('composer-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    send();
+  });
+  $('older').addEventListener('click', () => loadOlder().catch(fail));
+  $('back').addEventListener('click', () => {
+    stopTyping();
+    state.open = null;
+    drawList();
+    drawPane();
+    $('new-chat-user').focus();
+  });
+  $('verify').addEventListener('click', () => showVerify());
+  $('verify-mark').addEventListener('click', () => markVerified());
+  document.addEventListener('visibilitychange', () => markReadIfSeen().catch(fail));
+}
+
+async function start() {
+  wire();
+  state.me = await api.me();
+  $('me').textContent = state.me.username;
+  document.body.dataset.ready = 'true';
+  subscribe(onEvent, () => {
+    loadList().then(() => loadOpen(false)).catch(fail);
+  });
+  await loadList();
+}
+
+start().catch(fail);
