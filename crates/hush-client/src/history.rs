@@ -95,31 +95,29 @@ impl Client {
         scope: HistoryScope,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(), ClientError> {
-        let history = if scope == HistoryScope::None {
-            LinkHistory { blob: None }
-        } else {
-            let archive = self.export_archive(scope, false)?;
-            let messages = archive.message_count() as u64;
-            let key = random_key();
-            let sealed = archive::seal(&key, Purpose::Link, &archive, &mut rand::rngs::OsRng);
-            drop(archive);
-            progress(Progress::Packed {
+        // Even without messages (`none`), the conversations, contacts and
+        // settings go.
+        let archive = self.export_archive(scope, false)?;
+        let messages = archive.message_count() as u64;
+        let key = random_key();
+        let sealed = archive::seal(&key, Purpose::Link, &archive, &mut rand::rngs::OsRng);
+        drop(archive);
+        progress(Progress::Packed {
+            messages,
+            bytes: sealed.len() as u64,
+        });
+        let blob_id = self
+            .upload_archive(&sealed, &mut |done, total| {
+                progress(Progress::Uploaded { done, total })
+            })
+            .await?;
+        let history = LinkHistory {
+            blob: Some(HistoryBlob {
+                blob_id,
+                key,
+                size: sealed.len() as u64,
                 messages,
-                bytes: sealed.len() as u64,
-            });
-            let blob_id = self
-                .upload_archive(&sealed, &mut |done, total| {
-                    progress(Progress::Uploaded { done, total })
-                })
-                .await?;
-            LinkHistory {
-                blob: Some(HistoryBlob {
-                    blob_id,
-                    key,
-                    size: sealed.len() as u64,
-                    messages,
-                }),
-            }
+            }),
         };
         let frame = seal_frame(
             to_new,

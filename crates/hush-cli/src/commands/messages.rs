@@ -121,8 +121,8 @@ pub async fn history(client: &mut Client, target: &Target, out: &mut Out) -> Res
     }
     match client.mark_read(target).await {
         // History of a conversation this device is not (yet) in, from a
-        // backup or a link: nothing to mark.
-        Err(hush_client::ClientError::NotFound(_)) if !messages.is_empty() => Ok(()),
+        // backup or a link (`history` found it): nothing to mark.
+        Err(hush_client::ClientError::NotFound(_)) => Ok(()),
         other => other.map(|_| ()).map_err(Into::into),
     }
 }
