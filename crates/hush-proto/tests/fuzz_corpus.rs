@@ -156,7 +156,7 @@ fn regenerate_archive_seeds() {
         id: format!("m{i}"),
         sender: "bob".into(),
         sender_device: 1,
-        outgoing: i % 2 == 0,
+        outgoing: i.is_multiple_of(2),
         kind: "text".into(),
         body: Some(format!("message {i}")),
         reply_to: (i > 0).then(|| format!("m{}", i - 1)),
