@@ -290,3 +290,22 @@ pub(crate) fn random_key() -> Zeroizing<[u8; 32]> {
     rand::rngs::OsRng.fill_bytes(&mut *k);
     k
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_scopes_parse_and_bound_the_messages() {
+        assert_eq!(HistoryScope::parse("all").unwrap(), HistoryScope::All);
+        assert_eq!(HistoryScope::parse("none").unwrap(), HistoryScope::None);
+        assert_eq!(HistoryScope::parse("30").unwrap(), HistoryScope::Days(30));
+        for bad in ["0", "-1", "week", ""] {
+            assert!(HistoryScope::parse(bad).is_err(), "{bad}");
+        }
+        let now = 10 * 86_400_000;
+        assert_eq!(HistoryScope::All.since_ms(now), Some(0));
+        assert_eq!(HistoryScope::None.since_ms(now), None);
+        assert_eq!(HistoryScope::Days(3).since_ms(now), Some(7 * 86_400_000));
+    }
+}

@@ -405,3 +405,34 @@ async fn undo_registration(archive: &Archive, undo: Registered) {
         tracing::warn!(error = %e, device = id, "could not remove the device of a failed restore");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recovery_key_is_64_hex_characters_and_reads_back_however_typed() {
+        let key = RecoveryKey::generate();
+        let shown = key.display();
+        assert_eq!(shown.split(' ').count(), 16);
+        assert_eq!(shown.chars().filter(|c| *c != ' ').count(), 64);
+        let typed = shown.to_uppercase().replace(' ', "-");
+        assert_eq!(*RecoveryKey::parse(&typed).unwrap().0, *key.0);
+        for bad in ["", "abcd", &"g".repeat(64), &"a".repeat(65)] {
+            assert!(RecoveryKey::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_backup_is_written_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("b");
+        write_atomically(&file, b"first").unwrap();
+        write_atomically(&file, b"second").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"second");
+        assert!(!dir.path().join("b.partial").exists());
+        // A directory in the way: the old file is untouched.
+        assert!(write_atomically(dir.path(), b"x").is_err());
+        assert_eq!(std::fs::read(&file).unwrap(), b"second");
+    }
+}
