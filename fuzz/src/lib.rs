@@ -46,7 +46,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 15] = [
+pub const TARGETS: [&str; 16] = [
     "content_decode",
     "certificate_decode",
     "state_key",
@@ -62,6 +62,7 @@ pub const TARGETS: [&str; 15] = [
     "device_link_decode",
     "kt_batch_check",
     "self_sync_open",
+    "archive_open",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -82,6 +83,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "commit_blob_open" => commit_blob_open(data),
         "device_link_decode" => device_link_decode(data),
         "kt_batch_check" => kt_batch_check(data),
+        "archive_open" => archive_open(data),
         _ => return None,
     })
 }
@@ -375,6 +377,50 @@ pub fn device_link_decode(data: &[u8]) -> bool {
         2 => open_frame(&keys.to_existing, rest).is_ok_and(|f| ready(&f.plaintext)),
         3 => welcome(rest),
         4 => ready(rest),
+        5 => match hush_proto::device_link::LinkHistory::decode(rest) {
+            Ok(h) => {
+                assert_eq!(h.encode(), rest, "one history pointer, two encodings");
+                true
+            }
+            Err(_) => false,
+        },
+        _ => false,
+    }
+}
+
+/// The key every `archive_open` seed is sealed under.
+pub const ARCHIVE_KEY: [u8; 32] = [26; 32];
+
+/// Account archives (decision 0026), by the first byte: 0 a sealed backup
+/// and 1 a sealed link archive, opened with [`ARCHIVE_KEY`] (whole or
+/// refused: what opens decodes, and re-sealing it opens to the same); 2 a
+/// plaintext archive (what decodes re-encodes to the same bytes).
+pub fn archive_open(data: &[u8]) -> bool {
+    use hush_proto::archive::{Archive, Purpose, open};
+    let Some((&which, rest)) = data.split_first() else {
+        return false;
+    };
+    let sealed = |purpose: Purpose| match open(&ARCHIVE_KEY, purpose, rest) {
+        Ok(archive) => {
+            assert_eq!(
+                Archive::decode(&archive.encode()).as_ref(),
+                Ok(&archive),
+                "re-encoding changed the archive"
+            );
+            true
+        }
+        Err(_) => false,
+    };
+    match which {
+        0 => sealed(Purpose::Backup),
+        1 => sealed(Purpose::Link),
+        2 => match Archive::decode(rest) {
+            Ok(a) => {
+                assert_eq!(a.encode(), rest, "one archive, two encodings");
+                true
+            }
+            Err(_) => false,
+        },
         _ => false,
     }
 }

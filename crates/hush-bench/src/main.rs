@@ -20,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+mod archive;
 mod backlog;
 mod e2e;
 mod load;
@@ -64,6 +65,10 @@ enum Command {
     Crash(Opts),
     /// A real client syncs a backlog of messages waiting for its device.
     Backlog(Opts),
+    /// Link a device with 10,000 messages of history, back them up and
+    /// restore (decision 0026); baselines: no history, a store copy, an
+    /// empty backup.
+    Archive(Opts),
     /// Run the raw WebSocket relay baseline (the scenarios start it themselves).
     BaselineRelay {
         /// Address to listen on.
@@ -196,6 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::E2e(o) => ("e2e", o),
         Command::Crash(o) => ("crash", o),
         Command::Backlog(o) => ("backlog", o),
+        Command::Archive(o) => ("archive", o),
     };
     // Pin before the runtime starts its threads: they inherit the mask.
     let pinning = proc::Pinning::setup(!opts.no_pin);
@@ -215,6 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "idle" => scenarios::idle(&ctx).await,
             "crash" => scenarios::crash(&ctx).await,
             "backlog" => backlog::run(&ctx).await,
+            "archive" => archive::run(&ctx).await,
             _ => e2e::run(&ctx).await,
         }
     })?;

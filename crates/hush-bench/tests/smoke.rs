@@ -149,6 +149,15 @@ fn e2e_quick() {
 }
 
 #[test]
+fn archive_quick() {
+    let v = run("archive", &[]);
+    for part in ["link", "backup", "restore"] {
+        assert!(v[part].is_object(), "{part} in {v}");
+    }
+    assert!(v["backup"]["bytes"].as_u64().unwrap() > 0, "{v}");
+}
+
+#[test]
 fn backlog_quick() {
     let v = run("backlog", &[]);
     assert!(v["messages"].as_u64().unwrap() > 0, "{v}");

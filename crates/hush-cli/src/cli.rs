@@ -70,6 +70,33 @@ pub enum LowCommand {
         #[command(subcommand)]
         command: DevicesCommand,
     },
+    /// Encrypted backups under a recovery key: write one, or keep one fresh.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+    /// Bring an account back from a backup as a new device of it. The
+    /// recovery key is read from HUSH_RECOVERY_KEY, or asked for.
+    Restore {
+        /// The account's server.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// The SHA-256 fingerprint of a self-signed server's certificate.
+        #[arg(long, value_name = "FP")]
+        trust_fingerprint: Option<String>,
+        /// A name for this device.
+        #[arg(long)]
+        name: Option<String>,
+        /// The backup file (from `hush backup create`).
+        file: PathBuf,
+    },
+    /// Add USER's new devices (a restored or newly linked device the key
+    /// directory lists under the key you know) to the conversations you
+    /// share with them.
+    Readd {
+        /// The account whose devices to add (may be your own).
+        username: String,
+    },
     /// Send a text message: `hush send USERNAME TEXT` or `hush send --group NAME TEXT`.
     Send {
         #[command(flatten)]
@@ -317,6 +344,10 @@ pub enum DevicesCommand {
         /// How long to wait for the new device's answer, like 90s or 10m.
         #[arg(long, value_name = "DURATION", default_value = "5m")]
         timeout: String,
+        /// How much history the new device gets: all, none, or the last
+        /// DAYS days.
+        #[arg(long, value_name = "all|none|DAYS", default_value = "all")]
+        history: String,
     },
     /// Name a device.
     Rename {
@@ -329,6 +360,29 @@ pub enum DevicesCommand {
     Remove {
         /// The device id (from `hush devices list`).
         id: u32,
+    },
+}
+
+/// `hush backup ...`
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Write an encrypted backup of the account, its contacts, conversations,
+    /// history and settings under a new recovery key (shown once).
+    Create {
+        /// The file [default: hush-backup-DATE.hushbackup here].
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Keep a backup at FILE no older than DURATION: each `hush sync` writes
+    /// a new one (under the last `backup create`'s key) when it is older.
+    /// Without options, shows the schedule.
+    Schedule {
+        /// The file to keep fresh.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The longest a backup may age, like 1d or 12h.
+        #[arg(long, value_name = "DURATION")]
+        every: Option<String>,
     },
 }
 

@@ -134,15 +134,46 @@ pub enum Command {
         timeout: Duration,
     },
     Devices(DevicesCommand),
+    Backup(BackupCommand),
+    Restore {
+        server: String,
+        fingerprint: Option<String>,
+        name: Option<String>,
+        file: PathBuf,
+    },
+    Readd {
+        username: String,
+    },
+}
+
+/// `hush backup ...`, resolved.
+#[derive(Debug)]
+pub enum BackupCommand {
+    Create {
+        out: Option<PathBuf>,
+    },
+    Schedule {
+        out: Option<PathBuf>,
+        every: Option<Duration>,
+    },
 }
 
 /// `hush devices ...`, resolved.
 #[derive(Debug)]
 pub enum DevicesCommand {
     List,
-    Link { code: String, timeout: Duration },
-    Rename { id: u32, name: String },
-    Remove { id: u32 },
+    Link {
+        code: String,
+        timeout: Duration,
+        history: hush_client::HistoryScope,
+    },
+    Rename {
+        id: u32,
+        name: String,
+    },
+    Remove {
+        id: u32,
+    },
 }
 
 /// A command line that parsed but makes no sense.
@@ -318,9 +349,15 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
         },
         LowCommand::Devices { command } => Command::Devices(match command {
             crate::cli::DevicesCommand::List => DevicesCommand::List,
-            crate::cli::DevicesCommand::Link { code, timeout } => DevicesCommand::Link {
+            crate::cli::DevicesCommand::Link {
+                code,
+                timeout,
+                history,
+            } => DevicesCommand::Link {
                 code,
                 timeout: parse_wait(&timeout)?,
+                history: hush_client::HistoryScope::parse(&history)
+                    .map_err(|e| usage(e.to_string()))?,
             },
             crate::cli::DevicesCommand::Rename { id, name } => DevicesCommand::Rename { id, name },
             crate::cli::DevicesCommand::Remove { id } => DevicesCommand::Remove { id },
@@ -329,6 +366,33 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
             listen: parse_listen(&listen)?,
             open,
         },
+        LowCommand::Backup { command } => Command::Backup(match command {
+            crate::cli::BackupCommand::Create { out } => BackupCommand::Create { out },
+            crate::cli::BackupCommand::Schedule { out, every } => BackupCommand::Schedule {
+                out,
+                every: every
+                    .map(|e| {
+                        crate::commands::backup_period(&e).ok_or_else(|| {
+                            usage(format!(
+                                "{e:?} is not a period like 12h or 7d (1m to 1 year)"
+                            ))
+                        })
+                    })
+                    .transpose()?,
+            },
+        }),
+        LowCommand::Restore {
+            server,
+            trust_fingerprint,
+            name,
+            file,
+        } => Command::Restore {
+            server,
+            fingerprint: trust_fingerprint,
+            name,
+            file,
+        },
+        LowCommand::Readd { username } => Command::Readd { username },
         LowCommand::Chat { group, username } => Command::Chat {
             target: match (group.group, username) {
                 (None, None) => None,

@@ -54,17 +54,36 @@ fn finish_link(child: Child) -> (bool, String, String) {
 
 /// Links a new device `name` to `user`; returns it.
 fn link(user: &User, url: &str, name: &str) -> User {
+    link_with(user, url, name, "all").0
+}
+
+/// Links a new device `name` to `user` with `--history history`; returns
+/// it and the progress objects of (approving, new) device.
+fn link_with(user: &User, url: &str, name: &str, history: &str) -> (User, Vec<Value>, Vec<Value>) {
     let new = User::new(&format!("{}-{name}", user.name));
     let (child, code) = start_link(&new, url, name, "60s");
-    let approved = user.json(&["devices", "link", &code]);
-    assert_eq!(approved[0]["linked"], true, "{approved:?}");
+    let mut approved = user.json(&["devices", "link", &code, "--history", history]);
+    let done = approved.pop().unwrap();
+    assert_eq!(done["linked"], true, "{done:?}");
+    assert!(
+        approved.iter().all(|p| p.get("progress").is_some()),
+        "{approved:?}"
+    );
     let (ok, stdout, stderr) = finish_link(child);
     assert!(ok, "hush link failed: {stderr}");
-    let linked: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let mut lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let linked = lines.pop().unwrap();
+    assert!(
+        lines.iter().all(|p| p.get("progress").is_some()),
+        "{lines:?}"
+    );
     assert_eq!(linked["linked"], true);
     assert_eq!(linked["username"], user.name.as_str());
-    assert_eq!(linked["device_id"], approved[0]["device_id"]);
-    new
+    assert_eq!(linked["device_id"], done["device_id"]);
+    (new, approved, lines)
 }
 
 fn devices(user: &User) -> Vec<Value> {
@@ -278,4 +297,100 @@ fn a_device_the_server_publishes_alarms_every_device_of_the_account() {
         assert!(stderr.contains("SECURITY"), "{stderr}");
         assert!(stderr.contains("device(s) 7 "), "{stderr}");
     }
+}
+
+/// The progress steps of a link, in order.
+fn steps(progress: &[Value]) -> Vec<String> {
+    let mut out: Vec<String> = progress
+        .iter()
+        .map(|p| p["progress"].as_str().unwrap().to_owned())
+        .collect();
+    out.dedup();
+    out
+}
+
+#[test]
+fn a_linked_device_gets_the_history_contacts_marks_and_blocks() {
+    let server = Server::start();
+    let url = server.url();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    let _carol = User::register(&server, "carol");
+    alice.ok(&["send", "bob", "one"]);
+    bob.json(&["sync"]);
+    bob.ok(&["send", "alice", "two"]);
+    alice.json(&["group", "create", "team", "--members", "bob"]);
+    alice.ok(&["send", "--group", "team", "team one"]);
+    alice.ok(&["send", "carol", "hello carol"]);
+    alice.json(&["sync"]);
+    alice.ok(&["verify", "bob", "--mark-verified"]);
+    alice.ok(&["block", "carol"]);
+
+    let (laptop, approving, new) = link_with(&alice, &url, "laptop", "all");
+    assert_eq!(
+        steps(&approving),
+        ["packed", "uploaded", "sent"],
+        "{approving:?}"
+    );
+    assert_eq!(steps(&new), ["downloaded", "imported"], "{new:?}");
+    let imported = new.last().unwrap();
+    assert_eq!(imported["messages"], 4, "{imported}");
+    // The history is there before the laptop joined anything, and stays
+    // once it has.
+    assert_eq!(history_texts(&laptop, &["bob"]), ["one", "two"]);
+    assert_eq!(history_texts(&laptop, &["--group", "team"]), ["team one"]);
+    let events = laptop.json(&["sync"]);
+    assert_eq!(events.iter().filter(|e| e["event"] == "joined").count(), 3);
+    assert_eq!(history_texts(&laptop, &["bob"]), ["one", "two"]);
+    bob.json(&["sync"]);
+    bob.ok(&["send", "alice", "three"]);
+    assert_eq!(laptop.sync_texts(), ["three"]);
+    assert_eq!(history_texts(&laptop, &["bob"]), ["one", "two", "three"]);
+    // Verification marks and blocks came along.
+    let contacts = laptop.json(&["contacts"]);
+    let of = |name: &str| {
+        contacts
+            .iter()
+            .find(|c| c["username"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(of("bob")["verified"], true, "{contacts:?}");
+    assert_eq!(of("carol")["blocked"], true, "{contacts:?}");
+
+    // `--history none`: conversations and contacts, no messages.
+    let (tablet, _, new) = link_with(&alice, &url, "tablet", "none");
+    assert_eq!(new.last().unwrap()["messages"], 0, "{new:?}");
+    assert!(history_texts(&tablet, &["bob"]).is_empty());
+    assert_eq!(tablet.json(&["contacts"]).len(), 2);
+}
+
+#[test]
+fn a_history_archive_altered_on_the_server_is_refused_with_nothing_written() {
+    let rt = runtime();
+    let server = rt.block_on(TestServer::start()).unwrap();
+    let url = server.url();
+    let state = server.state().unwrap();
+    let alice = User::new("alice");
+    alice.ok(&["register", "--server", &url, "alice"]);
+    let bob = User::new("bob");
+    bob.ok(&["register", "--server", &url, "bob"]);
+    alice.ok(&["send", "bob", "a history to carry"]);
+    state.kt.faults.corrupt_blob_downloads();
+
+    let new = User::new("alice-corrupted");
+    let (child, code) = start_link(&new, &url, "laptop", "60s");
+    let approved = alice.run(&["--json", "devices", "link", &code]);
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    let (ok, _, stderr) = finish_link(child);
+    assert!(!ok, "the new device took an altered archive");
+    assert!(stderr.contains("corrupt"), "{stderr}");
+    assert!(stderr.contains("nothing was written"), "{stderr}");
+    // No store is left on the new device.
+    let line = new.fails(&["sync"]);
+    assert!(line.contains("no account"), "{line}");
 }

@@ -161,7 +161,7 @@ fn media_type(path: &Path) -> &'static str {
 }
 
 impl Client {
-    fn scratch(&self, name: &str) -> Result<PathBuf, ClientError> {
+    pub(crate) fn scratch(&self, name: &str) -> Result<PathBuf, ClientError> {
         let dir = self.data_dir().join("tmp");
         std::fs::create_dir_all(&dir)?;
         Ok(dir.join(name))
@@ -229,7 +229,7 @@ impl Client {
         .await
     }
 
-    async fn upload(
+    pub(crate) async fn upload(
         &self,
         id: &str,
         sealed: &Path,

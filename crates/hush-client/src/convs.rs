@@ -122,6 +122,35 @@ impl Client {
         }
     }
 
+    /// [`Client::find`] for reading history: without an active
+    /// conversation, the ones this device is no longer or not yet in (a
+    /// restored or linked device's history before it is re-added).
+    pub(crate) fn find_with_archived(&self, target: &Target) -> Result<Vec<ConvRow>, ClientError> {
+        let found = self.find(target);
+        if !matches!(found, Err(ClientError::NotFound(_))) {
+            return found;
+        }
+        let (sql, key) = match target {
+            Target::User(user) => ("kind = 'direct' AND peer = ?1 ORDER BY id", user.as_str()),
+            Target::Group(name) => (
+                "kind = 'group' AND name = ?1 ORDER BY id DESC LIMIT 1",
+                name.as_str(),
+            ),
+        };
+        let rows = self
+            .store
+            .conn
+            .prepare(&format!(
+                "SELECT {CONV_COLUMNS} FROM conversations WHERE active = 0 AND {sql}"
+            ))?
+            .query_map(params![key], conv_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        if rows.is_empty() {
+            return found;
+        }
+        Ok(rows)
+    }
+
     pub(crate) fn insert_conv(
         tx: &Transaction<'_>,
         group_id: &[u8],

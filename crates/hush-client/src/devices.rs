@@ -25,8 +25,10 @@ use reqwest::Method;
 use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
 
+use crate::archive::HistoryScope;
 use crate::client::{Client, now, now_ms};
 use crate::error::ClientError;
+use crate::history::Progress;
 use crate::local::LocalStore;
 use crate::model::Event;
 
@@ -96,6 +98,24 @@ pub(crate) fn note_seen(conn: &Connection, device: u32, at: u64) -> Result<(), C
     Ok(())
 }
 
+/// Signs an add or remove request of `user`'s device `id` with
+/// `certificate` under the account key: (timestamp, nonce, signature).
+pub(crate) fn sign_device_request(
+    account: &hush_proto::AccountKey,
+    user: &hush_proto::Username,
+    action: &str,
+    id: u32,
+    certificate: &[u8],
+) -> Result<(u64, Bytes, Bytes), ClientError> {
+    let ts = now_ms();
+    let mut nonce = [0u8; DEVICE_REQUEST_NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let message =
+        device_request_message(action, user.as_str(), id, ts, &nonce, &sha256(certificate));
+    let signature = account.sign(&message)?;
+    Ok((ts, Bytes(nonce.to_vec()), Bytes(signature.to_vec())))
+}
+
 impl Client {
     /// Signs an add or remove request for device `id` with `certificate`:
     /// (timestamp, nonce, signature).
@@ -105,19 +125,7 @@ impl Client {
         id: u32,
         certificate: &[u8],
     ) -> Result<(u64, Bytes, Bytes), ClientError> {
-        let ts = now_ms();
-        let mut nonce = [0u8; DEVICE_REQUEST_NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let message = device_request_message(
-            action,
-            self.username.as_str(),
-            id,
-            ts,
-            &nonce,
-            &sha256(certificate),
-        );
-        let signature = self.account.sign(&message)?;
-        Ok((ts, Bytes(nonce.to_vec()), Bytes(signature.to_vec())))
+        sign_device_request(&self.account, &self.username, action, id, certificate)
     }
 
     /// The directory's (key-transparency checked) certificates of this
@@ -228,8 +236,24 @@ impl Client {
     /// failure after it was registered, it is removed again: nothing stays
     /// linked. Returns its id.
     pub async fn link_device(&mut self, code: &str, timeout: Duration) -> Result<u32, ClientError> {
+        self.link_device_with(code, timeout, HistoryScope::All, |_| {})
+            .await
+    }
+
+    /// [`Client::link_device`], sending `history` of the history (decision
+    /// 0026) and reporting its transfer to `progress`.
+    pub async fn link_device_with(
+        &mut self,
+        code: &str,
+        timeout: Duration,
+        history: HistoryScope,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<u32, ClientError> {
         let id = self.approve_link(code).await?;
-        match self.finish_link(id, timeout).await {
+        match self
+            .finish_link_with(id, timeout, history, &mut progress)
+            .await
+        {
             Ok(()) => Ok(id),
             Err(e) => {
                 if let Err(undo) = self.unlink(id).await {
@@ -384,6 +408,19 @@ impl Client {
     /// The second half of [`Client::link_device`]: waits for device `id`'s
     /// answer, then adds it to every conversation of this device.
     pub async fn finish_link(&mut self, id: u32, timeout: Duration) -> Result<(), ClientError> {
+        self.finish_link_with(id, timeout, HistoryScope::All, &mut |_| {})
+            .await
+    }
+
+    /// [`Client::finish_link`], sending `history` first: the new device
+    /// imports it before it is added anywhere.
+    pub async fn finish_link_with(
+        &mut self,
+        id: u32,
+        timeout: Duration,
+        history: HistoryScope,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), ClientError> {
         let deadline = Instant::now() + timeout;
         let ready = loop {
             self.sync_quietly().await?;
@@ -413,6 +450,16 @@ impl Client {
                 Some(None) => tokio::time::sleep(Duration::from_millis(500)).await,
             }
         };
+        let to_new: Vec<u8> = self.store.conn.query_row(
+            "SELECT to_new FROM pending_links WHERE device_id = ?1",
+            params![id],
+            |r| r.get(0),
+        )?;
+        let to_new = Zeroizing::new(
+            <[u8; 32]>::try_from(to_new.as_slice())
+                .map_err(|_| ClientError::Store("a stored link key is corrupt".into()))?,
+        );
+        self.send_history(id, &to_new, history, progress).await?;
         self.add_linked_device(id, ready).await?;
         self.store.conn.execute(
             "DELETE FROM pending_links WHERE device_id = ?1",

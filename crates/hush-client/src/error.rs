@@ -85,6 +85,9 @@ pub enum ClientError {
     /// A downloaded attachment does not match its digest.
     #[error("the attachment was altered: its digest does not match; nothing was written")]
     AttachmentTampered,
+    /// A backup or history archive was refused (decision 0026).
+    #[error("{0}; nothing was written")]
+    Archive(#[from] hush_proto::archive::ArchiveError),
 }
 
 impl From<rusqlite::Error> for ClientError {

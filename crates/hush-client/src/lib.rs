@@ -34,7 +34,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod attachment;
+pub mod backup;
 mod batch;
 mod big_groups;
 pub mod client;
@@ -43,6 +45,7 @@ mod convs;
 pub mod devices;
 mod directory;
 pub mod error;
+pub mod history;
 pub mod kt;
 pub mod link;
 pub mod linking;
@@ -51,6 +54,7 @@ mod messages;
 pub mod model;
 pub mod monitor;
 pub mod new_devices;
+mod readd;
 mod receipts;
 mod self_sync;
 mod sync;
@@ -58,9 +62,12 @@ mod token;
 pub mod transport;
 mod trust;
 
+pub use archive::HistoryScope;
+pub use backup::{BackupReport, RecoveryKey, RestoreRequest};
 pub use client::Client;
 pub use devices::{DeviceView, MAX_LINKED_DEVICES};
 pub use error::ClientError;
+pub use history::Progress;
 pub use kt::{AuditFailure, KtStatus, audit_server};
 pub use linking::LinkRequest;
 pub use model::{

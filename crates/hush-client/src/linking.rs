@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::client::{Client, now};
 use crate::devices::note_device;
 use crate::error::ClientError;
+use crate::history::Progress;
 use crate::local::LocalStore;
 use crate::transport::{ConnectOptions, Transport, normalize_fingerprint};
 
@@ -49,7 +50,7 @@ fn timed_out(timeout: Duration) -> ClientError {
     ))
 }
 
-fn tampered(what: &str) -> ClientError {
+pub(crate) fn tampered(what: &str) -> ClientError {
     ClientError::InvalidInput(format!(
         "SECURITY: {what}. The server altered the link exchange; nothing was linked"
     ))
@@ -66,6 +67,19 @@ impl Client {
         req: LinkRequest<'_>,
         on_code: impl FnOnce(&str),
     ) -> Result<Client, ClientError> {
+        Self::link_with_progress(dir, passphrase, req, on_code, |_| {}).await
+    }
+
+    /// [`Client::link`], reporting the history transfer (decision 0026)
+    /// to `on_progress`. The history is imported before this returns; an
+    /// archive that does not open whole fails the link.
+    pub async fn link_with_progress(
+        dir: &Path,
+        passphrase: &str,
+        req: LinkRequest<'_>,
+        on_code: impl FnOnce(&str),
+        mut on_progress: impl FnMut(Progress),
+    ) -> Result<Client, ClientError> {
         let name = req.name.map(str::trim).unwrap_or_default();
         if name.len() > hush_proto::device_link::MAX_DEVICE_NAME {
             return Err(ClientError::InvalidInput(
@@ -75,7 +89,7 @@ impl Client {
         let transport =
             Transport::with_options(req.server, req.fingerprint.map(str::to_owned), req.options)?;
         let store = LocalStore::create(dir, passphrase)?;
-        let result = Self::link_in(store, dir, transport, &req, on_code).await;
+        let result = Self::link_in(store, dir, transport, &req, on_code, &mut on_progress).await;
         if result.is_err() {
             for file in ["keyfile.json", "hush.db", "hush.db-wal", "hush.db-shm"] {
                 let _ = std::fs::remove_file(dir.join(file));
@@ -90,6 +104,7 @@ impl Client {
         transport: Transport,
         req: &LinkRequest<'_>,
         on_code: impl FnOnce(&str),
+        on_progress: &mut dyn FnMut(Progress),
     ) -> Result<Client, ClientError> {
         let key = DeviceSigningKey::generate(&mut rand::rngs::OsRng)?;
         let code = LinkCode::generate(key.public(), &mut rand::rngs::OsRng);
@@ -98,8 +113,18 @@ impl Client {
         let deadline = Instant::now() + req.timeout;
         let transport = transport.with_token(keys.token_string().to_string());
         wait_registered(&transport, deadline, req.timeout).await?;
-        let (seq, mut welcome) =
-            receive_welcome(&transport, &key, &keys, deadline, req.timeout).await?;
+        let open_key = hush_proto::sealed::OpenKey::of(&key)?;
+        let (seq, plain) = receive_frame(
+            &transport,
+            &open_key,
+            &keys.to_new,
+            FrameKind::Welcome,
+            deadline,
+            req.timeout,
+        )
+        .await?;
+        let mut welcome =
+            LinkWelcome::decode(&plain).map_err(|_| tampered("the link message is malformed"))?;
         let account = welcome
             .verify(&key.public())
             .map_err(|_| tampered("the account handed over does not certify this device's key"))?;
@@ -139,6 +164,9 @@ impl Client {
         client.top_up_key_packages(true).await?;
         client
             .answer_link(&keys, &welcome, req.name.unwrap_or_default())
+            .await?;
+        client
+            .receive_history(&keys, req.timeout, on_progress)
             .await?;
         Ok(client)
     }
@@ -212,16 +240,19 @@ async fn wait_registered(
     }
 }
 
-/// Reads this device's queue until the link welcome arrives; any link frame
-/// that does not open with the code's key is the server's doing.
-async fn receive_welcome(
+/// Reads this device's queue until a link frame of kind `want` under `key`
+/// arrives, acknowledges it and returns its sequence number and plaintext.
+/// Other messages stay queued for the next sync; any link frame that does
+/// not open with the code's key, or is of another kind, is the server's
+/// doing.
+pub(crate) async fn receive_frame(
     transport: &Transport,
-    key: &DeviceSigningKey,
-    keys: &LinkKeys,
+    open_key: &hush_proto::sealed::OpenKey,
+    key: &[u8; 32],
+    want: FrameKind,
     deadline: Instant,
     timeout: Duration,
-) -> Result<(u64, LinkWelcome), ClientError> {
-    let open_key = hush_proto::sealed::OpenKey::of(key)?;
+) -> Result<(u64, Vec<u8>), ClientError> {
     let mut ws = transport.websocket().await?;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -246,23 +277,24 @@ async fn receive_welcome(
             _ => continue,
         };
         for env in envelopes {
-            if let Some(welcome) = welcome_in(&open_key, keys, &env)? {
+            if let Some(plain) = frame_in(open_key, key, want, &env)? {
                 let ack = ClientFrame::Ack(vec![env.seq]).encode();
                 ws.send(Message::Binary(ack.into()))
                     .await
                     .map_err(|e| ClientError::Network(e.to_string()))?;
-                return Ok((env.seq, welcome));
+                return Ok((env.seq, plain));
             }
         }
     }
 }
 
-/// The welcome in `env`, if it is one.
-fn welcome_in(
+/// The plaintext of the link frame in `env`, if it is one.
+fn frame_in(
     open_key: &hush_proto::sealed::OpenKey,
-    keys: &LinkKeys,
+    key: &[u8; 32],
+    want: FrameKind,
     env: &Envelope,
-) -> Result<Option<LinkWelcome>, ClientError> {
+) -> Result<Option<Vec<u8>>, ClientError> {
     let payload = if hush_proto::sealed::is_sealed(&env.payload) {
         hush_proto::sealed::open_envelope(open_key, &env.payload)?.message
     } else {
@@ -271,12 +303,10 @@ fn welcome_in(
     if !is_link_frame(&payload) {
         return Ok(None);
     }
-    let frame = open_frame(&keys.to_new, &payload)
+    let frame = open_frame(key, &payload)
         .map_err(|_| tampered("a link message did not open with this code's key"))?;
-    if frame.kind != FrameKind::Welcome {
+    if frame.kind != want {
         return Err(tampered("a link message of the wrong kind arrived"));
     }
-    LinkWelcome::decode(&frame.plaintext)
-        .map(Some)
-        .map_err(|_| tampered("the link message is malformed"))
+    Ok(Some(frame.plaintext.to_vec()))
 }

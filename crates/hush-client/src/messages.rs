@@ -324,7 +324,11 @@ impl Client {
     /// The messages of a conversation, oldest first.
     pub fn history(&mut self, target: &Target) -> Result<Vec<MessageView>, ClientError> {
         self.expire_messages()?;
-        let ids: Vec<i64> = self.find(target)?.into_iter().map(|r| r.id).collect();
+        let ids: Vec<i64> = self
+            .find_with_archived(target)?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
         let mut out = Vec::new();
         let mut stmt = self.store.conn.prepare(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation \

@@ -261,7 +261,10 @@ pub enum FrameKind {
     Welcome,
     /// New to existing: linked and ready to be added ([`LinkReady`]).
     Ready,
-    /// Room for later kinds (the history archive): refused by this build.
+    /// Existing to new: where the history archive is ([`LinkHistory`],
+    /// decision 0026).
+    History,
+    /// Room for later kinds: refused by this build.
     Other(u8),
 }
 
@@ -270,6 +273,7 @@ impl FrameKind {
         match self {
             FrameKind::Welcome => 1,
             FrameKind::Ready => 2,
+            FrameKind::History => 3,
             FrameKind::Other(k) => k,
         }
     }
@@ -278,6 +282,7 @@ impl FrameKind {
         match k {
             1 => FrameKind::Welcome,
             2 => FrameKind::Ready,
+            3 => FrameKind::History,
             k => FrameKind::Other(k),
         }
     }
@@ -554,6 +559,87 @@ impl LinkReady {
             .collect::<Result<_, _>>()?;
         r.finish()?;
         Ok(Self { name, key_packages })
+    }
+}
+
+/// The history a linked device receives (decision 0026): where the sealed
+/// archive is on the server and its key, or nothing (`--history none`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct LinkHistory {
+    /// The attachment blob holding the sealed archive; `None` when no
+    /// history is sent.
+    pub blob: Option<HistoryBlob>,
+}
+
+/// A sealed archive on the server.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HistoryBlob {
+    /// Its attachment id.
+    pub blob_id: String,
+    /// The key it is sealed under (`archive::Purpose::Link`).
+    pub key: Zeroizing<[u8; 32]>,
+    /// Its length in bytes.
+    pub size: u64,
+    /// How many messages it holds (for progress).
+    pub messages: u64,
+}
+
+impl std::fmt::Debug for LinkHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkHistory")
+            .field("blob", &self.blob)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for HistoryBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistoryBlob")
+            .field("blob_id", &self.blob_id)
+            .field("size", &self.size)
+            .field("messages", &self.messages)
+            .finish_non_exhaustive()
+    }
+}
+
+const MAX_BLOB_ID: usize = 128;
+
+impl LinkHistory {
+    /// `u8 1 | bool present [| string blob id | key 32 | u64 size | u64 messages]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(1);
+        match &self.blob {
+            None => w.bool(false),
+            Some(b) => w
+                .bool(true)
+                .bytes(b.blob_id.as_bytes())
+                .raw(&b.key[..])
+                .u64(b.size)
+                .u64(b.messages),
+        };
+        w.into_bytes()
+    }
+
+    /// Decodes it.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != 1 {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        let blob = if r.bool("history present")? {
+            Some(HistoryBlob {
+                blob_id: r.string("blob id", MAX_BLOB_ID)?.to_owned(),
+                key: Zeroizing::new(r.array::<32>()?),
+                size: r.u64()?,
+                messages: r.u64()?,
+            })
+        } else {
+            None
+        };
+        r.finish()?;
+        Ok(Self { blob })
     }
 }
 

@@ -57,6 +57,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod big_group;
 pub mod codec;
 pub mod commit_blob;

@@ -136,6 +136,120 @@ fn device_link_decode_corpus() {
     replay("device_link_decode");
 }
 
+#[test]
+fn archive_open_corpus() {
+    replay("archive_open");
+}
+
+/// Writes the archive seeds (and the device-link history seeds):
+/// `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_archive`.
+#[test]
+#[ignore = "writes fuzz/corpus/archive_open"]
+fn regenerate_archive_seeds() {
+    use hush_proto::archive::*;
+    use hush_proto::device_link::{HistoryBlob, LinkHistory};
+    let mut rng = ChaCha20Rng::seed_from_u64(26);
+    let account = AccountKey::from_seed([6; 32]).unwrap();
+    let user = Username::new("alice").unwrap();
+    let cert = DeviceCertificate::issue_for_key(&account, &user, DeviceId(1), [8; 32], 1).unwrap();
+    let message = |i: u64| ArchivedMessage {
+        id: format!("m{i}"),
+        sender: "bob".into(),
+        sender_device: 1,
+        outgoing: i.is_multiple_of(2),
+        kind: "text".into(),
+        body: Some(format!("message {i}")),
+        reply_to: (i > 0).then(|| format!("m{}", i - 1)),
+        attachment: None,
+        sent_at: 10 + i,
+        received_at: 11 + i,
+        expires_at: None,
+        status: "received".into(),
+        edited: false,
+        deleted: false,
+        franking: None,
+    };
+    let archive = Archive {
+        username: "alice".into(),
+        created_at_ms: 99,
+        account_seed: Some(account.to_seed()),
+        kt_signing_key: vec![7; 32],
+        kt_vrf_key: vec![9; 32],
+        devices: vec![ArchivedDevice {
+            certificate: cert.encode(),
+            name: Some("phone".into()),
+            removed: false,
+        }],
+        settings: vec![("presence".into(), b"contacts".to_vec())],
+        contacts: vec![ArchivedContact {
+            username: "bob".into(),
+            account_key: vec![4; 32],
+            first_seen: 1,
+            verified: true,
+            verified_key: Some(vec![4; 32]),
+            key_changed: 0,
+            blocked: false,
+            profile_key: None,
+            display_name: Some("Bob".into()),
+        }],
+        conversations: vec![ArchivedConversation {
+            group_id: vec![1; 32],
+            kind: "group".into(),
+            peer: None,
+            name: Some("family".into()),
+            disappear_secs: None,
+            active: true,
+            created_at: 5,
+            messages: (0..3).map(message).collect(),
+        }],
+    };
+    let mut link = archive.clone();
+    link.account_seed = None;
+    let key = fuzz::ARCHIVE_KEY;
+    let backup = seal(&key, Purpose::Backup, &archive, &mut rng);
+    let with = |tag: u8, body: &[u8]| [&[tag][..], body].concat();
+    let mut newer = backup.clone();
+    newer[8] = FORMAT_VERSION + 1;
+    let seeds = [
+        ("valid-backup", with(0, &backup)),
+        (
+            "valid-link",
+            with(1, &seal(&key, Purpose::Link, &link, &mut rng)),
+        ),
+        ("valid-plaintext", with(2, &archive.encode())),
+        ("seed-truncated", with(0, &backup[..backup.len() - 7])),
+        ("seed-newer", with(0, &newer)),
+        (
+            "seed-wrong-key",
+            with(0, &seal(&[1; 32], Purpose::Backup, &archive, &mut rng)),
+        ),
+        (
+            "seed-garbage-inside",
+            with(
+                0,
+                &seal_plaintext(&key, Purpose::Backup, vec![1, 0, 0, 0, 9], &mut rng),
+            ),
+        ),
+    ];
+    let dir = corpus_dir("archive_open");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, data) in seeds {
+        std::fs::write(dir.join(name), data).unwrap();
+    }
+    let history = LinkHistory {
+        blob: Some(HistoryBlob {
+            blob_id: "0123456789abcdef".into(),
+            key: zeroize::Zeroizing::new([5; 32]),
+            size: 1234,
+            messages: 3,
+        }),
+    };
+    let dir = corpus_dir("device_link_decode");
+    std::fs::write(dir.join("valid-history"), with(5, &history.encode())).unwrap();
+    let none = LinkHistory { blob: None };
+    std::fs::write(dir.join("valid-history-none"), with(5, &none.encode())).unwrap();
+}
+
 /// Writes the device-link seeds only:
 /// `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_device_link`.
 #[test]

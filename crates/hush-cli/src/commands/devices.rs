@@ -45,9 +45,16 @@ pub async fn link(
         timeout: args.timeout,
         options: connect,
     };
-    let client = Client::link(dir, &pass, request, |code| {
-        shown = show_code(code, json, out);
-    })
+    let progress = crate::commands::backup::progress_printer(json, "history");
+    let client = Client::link_with_progress(
+        dir,
+        &pass,
+        request,
+        |code| {
+            shown = show_code(code, json, out);
+        },
+        progress,
+    )
     .await
     .context("not linked")?;
     shown?;
@@ -90,9 +97,14 @@ fn show_code(code: &str, json: bool, out: &mut Out) -> Result<()> {
 pub async fn run(client: &mut Client, command: DevicesCommand, out: &mut Out) -> Result<()> {
     match command {
         DevicesCommand::List => list(client, out).await,
-        DevicesCommand::Link { code, timeout } => {
+        DevicesCommand::Link {
+            code,
+            timeout,
+            history,
+        } => {
+            let progress = crate::commands::backup::progress_printer(out.is_json(), "history");
             let id = client
-                .link_device(&code, timeout)
+                .link_device_with(&code, timeout, history, progress)
                 .await
                 .context("the device was not linked")?;
             out.emit(

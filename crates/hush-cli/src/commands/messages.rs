@@ -119,8 +119,12 @@ pub async fn history(client: &mut Client, target: &Target, out: &mut Out) -> Res
     for m in &messages {
         out.message(m)?;
     }
-    client.mark_read(target).await?;
-    Ok(())
+    match client.mark_read(target).await {
+        // History of a conversation this device is not (yet) in, from a
+        // backup or a link (`history` found it): nothing to mark.
+        Err(hush_client::ClientError::NotFound(_)) => Ok(()),
+        other => other.map(|_| ()).map_err(Into::into),
+    }
 }
 
 /// Edits one of this account's messages.

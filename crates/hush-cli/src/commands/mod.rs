@@ -4,6 +4,7 @@
 //! passphrase first. Each command prints through [`crate::output::Out`].
 
 mod account;
+mod backup;
 mod devices;
 mod files;
 mod groups;
@@ -14,6 +15,11 @@ use anyhow::Result;
 
 use crate::config::{Command, Config};
 use crate::output::Out;
+
+/// A `hush backup schedule --every` period.
+pub fn backup_period(s: &str) -> Option<std::time::Duration> {
+    backup::parse_period(s)
+}
 
 /// Runs `config.command`.
 pub async fn run(config: Config) -> Result<()> {
@@ -70,19 +76,48 @@ pub async fn run(config: Config) -> Result<()> {
             )
             .await;
         }
+        Command::Restore {
+            server,
+            fingerprint,
+            name,
+            file,
+        } => {
+            let args = backup::RestoreArgs {
+                server: &server,
+                fingerprint: fingerprint.as_deref(),
+                name: name.as_deref(),
+                file: &file,
+            };
+            return backup::restore(
+                &config.data_dir,
+                &config.passphrase,
+                config.connect,
+                args,
+                &mut out,
+            )
+            .await;
+        }
         other => other,
     };
     let mut client = account::open(&config.data_dir, &config.passphrase, config.connect).await?;
     let c = &mut client;
     match command {
-        Command::Register { .. } | Command::Audit { .. } | Command::Link { .. } => Ok(()),
+        Command::Register { .. }
+        | Command::Audit { .. }
+        | Command::Link { .. }
+        | Command::Restore { .. } => Ok(()),
+        Command::Backup(b) => backup::run(c, b, &mut out),
+        Command::Readd { username } => backup::readd(c, &username, &mut out).await,
         Command::Devices(d) => devices::run(c, d, &mut out).await,
         Command::Send {
             target,
             text,
             reply_to,
         } => messages::send(c, &target, &text, reply_to.as_deref(), &mut out).await,
-        Command::Sync { wait } => messages::sync(c, wait, &mut out).await,
+        Command::Sync { wait } => {
+            messages::sync(c, wait, &mut out).await?;
+            backup::scheduled(c, &mut out)
+        }
         Command::History { target } => messages::history(c, &target, &mut out).await,
         Command::Edit { id, text } => messages::edit(c, &id, &text, &mut out).await,
         Command::Delete { id } => messages::delete(c, &id, &mut out).await,

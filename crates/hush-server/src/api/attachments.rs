@@ -169,6 +169,10 @@ pub async fn download(
     checked_id(&id)?;
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let Some(range_header) = range_header else {
+        #[cfg(feature = "fault-injection")]
+        if state.kt.faults.corrupting_blobs() {
+            return corrupted(&state, &id).await;
+        }
         let (stream, size) = state.blobs.read_stream(&id, None).await?;
         return Ok((
             [
@@ -211,6 +215,21 @@ pub async fn download(
         h.insert(header::CONTENT_RANGE, v);
     }
     Ok(r)
+}
+
+/// The blob with its last byte flipped (fault injection, tests only).
+#[cfg(feature = "fault-injection")]
+async fn corrupted(state: &AppState, id: &str) -> ApiResult<Response> {
+    use futures_util::StreamExt;
+    let (mut stream, _) = state.blobs.read_stream(id, None).await?;
+    let mut all = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        all.extend_from_slice(&chunk?);
+    }
+    if let Some(b) = all.last_mut() {
+        *b ^= 1;
+    }
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], all).into_response())
 }
 
 #[cfg(test)]

@@ -22,6 +22,9 @@
 //!   key certified it).
 //! - [`Faults::swap_link_frames`]: every device-link message (decision
 //!   0023) is replaced on the way by one the server sealed itself.
+//! - [`Faults::corrupt_blob_downloads`]: attachment downloads arrive with
+//!   their last byte flipped (a history archive or file altered on the
+//!   server, decision 0026).
 //! - [`Faults::tamper_batch`]: batched lookups (`POST /v1/kt/lookup`) omit
 //!   a name, add one, swap two proofs or carry a proof of an older epoch.
 
@@ -69,6 +72,7 @@ struct State {
     strip_relay_tags: bool,
     extra_devices: HashMap<String, KtDevice>,
     swap_link_frames: bool,
+    corrupt_blobs: bool,
     batch: Option<BatchFault>,
     stale_proofs: HashMap<String, Vec<u8>>,
 }
@@ -301,6 +305,17 @@ impl Faults {
     /// same kind sealed under a key the server made up.
     pub fn swap_link_frames(&self) {
         self.lock().swap_link_frames = true;
+    }
+
+    /// From now on every whole-blob attachment download has its last byte
+    /// flipped.
+    pub fn corrupt_blob_downloads(&self) {
+        self.lock().corrupt_blobs = true;
+    }
+
+    /// Whether downloads are corrupted.
+    pub(crate) fn corrupting_blobs(&self) -> bool {
+        self.lock().corrupt_blobs
     }
 
     /// The payload to relay instead of `payload`, when it is a link frame

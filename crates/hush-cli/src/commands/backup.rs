@@ -1,0 +1,262 @@
+//! `hush backup ...`, `hush restore` and `hush readd` (decision 0026), and
+//! the progress lines of a history transfer.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use hush_client::local::LocalStore;
+use hush_client::{Client, ConnectOptions, Progress, RecoveryKey, RestoreRequest};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::config::{BackupCommand, PassphraseSource};
+use crate::output::{Out, format_size};
+
+/// The variable `hush restore` reads the recovery key from.
+pub const RECOVERY_KEY_ENV: &str = "HUSH_RECOVERY_KEY";
+
+/// Prints each step of a history transfer or restore: a line for people
+/// (downloads and uploads at most every tenth), a `{"progress": ...}`
+/// object with `--json`.
+pub fn progress_printer(json: bool, who: &'static str) -> impl FnMut(Progress) {
+    let mut out = Out::new(json);
+    let mut last_tenth = None;
+    move |p: Progress| {
+        let (human, value) = match &p {
+            Progress::Packed { messages, bytes } => (
+                format!(
+                    "{who}: packed {messages} messages ({})",
+                    format_size(*bytes)
+                ),
+                json!({"progress": "packed", "messages": messages, "bytes": bytes}),
+            ),
+            Progress::Uploaded { done, total } | Progress::Downloaded { done, total } => {
+                let tenth = (done * 10).checked_div(*total).unwrap_or(10);
+                if last_tenth == Some(tenth) && done != total {
+                    return;
+                }
+                last_tenth = Some(tenth);
+                let step = if matches!(p, Progress::Uploaded { .. }) {
+                    "uploaded"
+                } else {
+                    "downloaded"
+                };
+                (
+                    format!(
+                        "{who}: {step} {} of {}",
+                        format_size(*done),
+                        format_size(*total)
+                    ),
+                    json!({"progress": step, "done": done, "total": total}),
+                )
+            }
+            Progress::Sent => (
+                format!("{who}: sent to the new device"),
+                json!({"progress": "sent"}),
+            ),
+            Progress::Imported {
+                messages,
+                conversations,
+            } => (
+                format!("{who}: imported {messages} messages in {conversations} conversations"),
+                json!({"progress": "imported", "messages": messages, "conversations": conversations}),
+            ),
+        };
+        let _ = out.emit(|| human, value);
+    }
+}
+
+/// `hush backup ...`
+pub fn run(client: &mut Client, command: BackupCommand, out: &mut Out) -> Result<()> {
+    match command {
+        BackupCommand::Create { out: file } => {
+            let file = file.unwrap_or_else(default_file);
+            let report = client
+                .create_backup(&file)
+                .with_context(|| format!("no backup was written to {}", file.display()))?;
+            let key = report
+                .recovery_key
+                .as_ref()
+                .map(RecoveryKey::display)
+                .unwrap_or_default();
+            out.emit(
+                || {
+                    format!(
+                        "wrote {} ({}, {} messages in {} conversations)\n\n\
+                         Recovery key (shown once; write it down, keep it apart from the file):\n\n    {}\n\n\
+                         Restore on a new machine with `hush restore --server URL FILE`.",
+                        report.path.display(),
+                        format_size(report.bytes),
+                        report.messages,
+                        report.conversations,
+                        key.as_str()
+                    )
+                },
+                json!({
+                    "backup": report.path.display().to_string(),
+                    "bytes": report.bytes,
+                    "messages": report.messages,
+                    "conversations": report.conversations,
+                    "recovery_key": key.as_str(),
+                }),
+            )?;
+            Ok(())
+        }
+        BackupCommand::Schedule { out: file, every } => {
+            if let (Some(file), Some(every)) = (file.as_ref(), every) {
+                client.schedule_backup(file, every)?;
+            } else if file.is_some() || every.is_some() {
+                bail!("give both --out FILE and --every DURATION, or neither to see the schedule");
+            }
+            match client.backup_schedule()? {
+                Some((path, every)) => out.emit(
+                    || {
+                        format!(
+                            "a backup is kept at {} no older than {} (checked by each `hush sync`)",
+                            path.display(),
+                            humantime::format_duration(every)
+                        )
+                    },
+                    json!({"schedule": path.display().to_string(), "every_secs": every.as_secs()}),
+                )?,
+                None => out.emit(
+                    || "no backup is scheduled".into(),
+                    json!({"schedule": null}),
+                )?,
+            }
+            Ok(())
+        }
+    }
+}
+
+fn default_file() -> PathBuf {
+    let day = humantime::format_rfc3339(std::time::SystemTime::now()).to_string();
+    PathBuf::from(format!("hush-backup-{}.hushbackup", &day[..10]))
+}
+
+/// Writes the scheduled backup when due (after `hush sync`).
+pub fn scheduled(client: &mut Client, out: &mut Out) -> Result<()> {
+    if let Some(report) = client
+        .backup_if_due()
+        .context("the scheduled backup failed")?
+    {
+        out.emit(
+            || {
+                format!(
+                    "backup: wrote {} ({})",
+                    report.path.display(),
+                    format_size(report.bytes)
+                )
+            },
+            json!({"backup": report.path.display().to_string(), "bytes": report.bytes}),
+        )?;
+    }
+    Ok(())
+}
+
+/// What `hush restore` was given.
+pub struct RestoreArgs<'a> {
+    pub server: &'a str,
+    pub fingerprint: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub file: &'a Path,
+}
+
+fn recovery_key() -> Result<RecoveryKey> {
+    let text = match std::env::var(RECOVERY_KEY_ENV) {
+        Ok(k) if !k.is_empty() => Zeroizing::new(k),
+        _ => rpassword::prompt_password("Recovery key (64 characters): ")
+            .map(Zeroizing::new)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot ask for the recovery key ({e}): set {RECOVERY_KEY_ENV} or run hush \
+                     in a terminal"
+                )
+            })?,
+    };
+    Ok(RecoveryKey::parse(&text)?)
+}
+
+/// `hush restore`: the account of a backup, as a new device in `dir`.
+pub async fn restore(
+    dir: &Path,
+    passphrase: &PassphraseSource,
+    connect: ConnectOptions,
+    args: RestoreArgs<'_>,
+    out: &mut Out,
+) -> Result<()> {
+    hush_client::transport::check_plain_http(args.server, connect)?;
+    if LocalStore::exists(dir) {
+        bail!(
+            "an account is already in {}: restore into another --data-dir",
+            dir.display()
+        );
+    }
+    let sealed = std::fs::read(args.file)
+        .with_context(|| format!("cannot read the backup {}", args.file.display()))?;
+    // A cut-off or newer file is refused before the key is asked for.
+    hush_proto::archive::check_header(&sealed, hush_proto::archive::Purpose::Backup)
+        .map_err(hush_client::ClientError::from)
+        .context("not restored")?;
+    let key = recovery_key()?;
+    let pass = crate::commands::account::passphrase_for_new(passphrase)?;
+    let request = RestoreRequest {
+        server: args.server,
+        fingerprint: args.fingerprint,
+        name: args.name,
+        options: connect,
+    };
+    let client = Client::restore(
+        dir,
+        &pass,
+        request,
+        &sealed,
+        &key,
+        progress_printer(out.is_json(), "restore"),
+    )
+    .await
+    .context("not restored")?;
+    out.emit(
+        || {
+            format!(
+                "restored {} as device {} on {}; the store is in {}. Your conversations come \
+                 back as their other members run `hush readd {}` (or a device of yours that \
+                 is still in them does); their history is here already",
+                client.username(),
+                client.device_id(),
+                client.server(),
+                dir.display(),
+                client.username()
+            )
+        },
+        json!({
+            "restored": true,
+            "username": client.username(),
+            "device_id": client.device_id(),
+            "server": client.server(),
+            "data_dir": dir.display().to_string(),
+        }),
+    )?;
+    Ok(())
+}
+
+/// `hush readd USER`
+pub async fn readd(client: &mut Client, user: &str, out: &mut Out) -> Result<()> {
+    let n = client
+        .readd_devices(user)
+        .await
+        .with_context(|| format!("{user}'s devices were not added"))?;
+    out.emit(
+        || format!("added {n} device(s) of {user} to the conversations you share"),
+        json!({"readded": n, "username": user}),
+    )?;
+    Ok(())
+}
+
+/// The period `hush backup schedule --every` takes (1 minute to a year).
+pub fn parse_period(s: &str) -> Option<Duration> {
+    humantime::parse_duration(s)
+        .ok()
+        .filter(|d| (Duration::from_secs(60)..=Duration::from_secs(366 * 86_400)).contains(d))
+}
