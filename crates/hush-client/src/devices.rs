@@ -421,6 +421,37 @@ impl Client {
         history: HistoryScope,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(), ClientError> {
+        let ready = self.hand_over(id, timeout, history, progress).await?;
+        self.add_linked_device(id, ready).await?;
+        self.close_link(id)?;
+        self.flush_outbox().await
+    }
+
+    /// [`Client::finish_link_with`] but for the adds: the new device gets
+    /// its history and is linked, and this device adds it to no
+    /// conversation; the members' clients do when they notice it in the key
+    /// directory (decision 0025).
+    pub async fn hand_over_link(
+        &mut self,
+        id: u32,
+        timeout: Duration,
+        history: HistoryScope,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), ClientError> {
+        self.hand_over(id, timeout, history, progress).await?;
+        self.close_link(id)?;
+        self.flush_outbox().await
+    }
+
+    /// Waits for the new device's answer to link `id`, records its name and
+    /// sends it the history; its answer.
+    async fn hand_over(
+        &mut self,
+        id: u32,
+        timeout: Duration,
+        history: HistoryScope,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<LinkReady, ClientError> {
         let deadline = Instant::now() + timeout;
         let ready = loop {
             self.sync_quietly().await?;
@@ -459,15 +490,24 @@ impl Client {
             <[u8; 32]>::try_from(to_new.as_slice())
                 .map_err(|_| ClientError::Store("a stored link key is corrupt".into()))?,
         );
+        if !ready.name.trim().is_empty() {
+            self.store.conn.execute(
+                "UPDATE account_devices SET name = ?2 WHERE device_id = ?1",
+                params![id, ready.name.trim()],
+            )?;
+        }
         self.send_history(id, &to_new, history, progress).await?;
-        self.add_linked_device(id, ready).await?;
+        Ok(ready)
+    }
+
+    /// Ends link `id` on this device: forgets its keys and tells every
+    /// device the names the others use, the new one's too.
+    fn close_link(&mut self, id: u32) -> Result<(), ClientError> {
         self.store.conn.execute(
             "DELETE FROM pending_links WHERE device_id = ?1",
             params![id],
         )?;
-        // Every device learns the names the others use, the new one's too.
-        self.share_device_names()?;
-        self.flush_outbox().await
+        self.share_device_names()
     }
 
     /// Adds device `id` to every active conversation, with the KeyPackages
@@ -478,12 +518,6 @@ impl Client {
             .map(|(c, _)| c)
             .find(|c| c.device_id().0 == id)
             .ok_or_else(|| ClientError::Store("the linked device's certificate is gone".into()))?;
-        if !ready.name.trim().is_empty() {
-            self.store.conn.execute(
-                "UPDATE account_devices SET name = ?2 WHERE device_id = ?1",
-                params![id, ready.name.trim()],
-            )?;
-        }
         let mut sent = ready.key_packages.into_iter();
         for group_id in self.active_groups()? {
             let holds = self

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use hush_client::linking::LinkRequest;
-use hush_client::{Client, ConnectOptions, Event, MessageView, PresenceMode, Target};
+use hush_client::{Client, ConnectOptions, Event, HistoryScope, MessageView, PresenceMode, Target};
 use hush_testkit::TestServer;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -51,7 +51,12 @@ async fn link(existing: &mut Client, server: &TestServer, dir: &Path, finish: bo
                 .await
                 .map(|_| ())
         } else {
-            existing.approve_link(&code).await.map(|_| ())
+            // The new device is linked and has its history, but this
+            // device adds it nowhere: the members' clients must.
+            let id = existing.approve_link(&code).await?;
+            existing
+                .hand_over_link(id, Duration::from_secs(30), HistoryScope::All, &mut |_| {})
+                .await
         }
     });
     let (new, approved) = tokio::time::timeout(TIMEOUT, async { tokio::join!(new, approve) })
