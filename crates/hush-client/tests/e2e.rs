@@ -110,9 +110,16 @@ async fn a_group_of_four_with_add_remove_and_leave() {
     }
     c.send_text(&group("crew"), "dave is gone").await.unwrap();
     assert!(texts(&sync(&mut d).await).is_empty());
+    // He keeps what he had, read-only, as in Signal and WhatsApp.
+    let kept = d.history(&group("crew")).unwrap();
     assert!(
-        d.history(&group("crew")).is_err(),
-        "dave no longer has the group"
+        kept.iter()
+            .all(|m| m.text.as_deref() != Some("dave is gone")),
+        "{kept:?}"
+    );
+    assert!(
+        kept.iter().any(|m| m.text.as_deref() == Some("hello crew")),
+        "{kept:?}"
     );
     assert_eq!(texts(&sync(&mut a).await).len(), 1);
     assert_eq!(texts(&sync(&mut b).await).len(), 1);
