@@ -74,6 +74,7 @@ pub mod identity;
 pub mod kt;
 pub mod kt_batch;
 pub mod memo;
+mod multi_seal;
 pub mod receipt;
 pub mod safety;
 pub mod sealed;

@@ -27,9 +27,7 @@
 //! which neither an RFC 9420 message (`0x0001`) nor a sealed envelope
 //! (`0xff`) does.
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
-use mls_rs_core::crypto::{CipherSuiteProvider, HpkePublicKey};
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
@@ -37,24 +35,29 @@ use crate::codec::{DecodeError, Reader, Writer};
 use crate::content::{MessageId, ReceiptKind};
 use crate::error::ProtoError;
 use crate::identity::{DeviceCertificate, DeviceId, DeviceSigningKey, SIGNATURE_LEN, Username};
-use crate::sealed::{OpenKey, SealKey, hpke};
+use crate::multi_seal;
+use crate::sealed::OpenKey;
 
 /// The first bytes of every receipt frame.
 pub const RECEIPT_MAGIC: [u8; 4] = [0xfe, b'H', b'R', 1];
 /// The most message ids one receipt frame covers.
 pub const MAX_IDS: usize = 1000;
 /// The most devices one receipt frame is sealed to.
-pub const MAX_DEVICES: usize = 32;
+pub const MAX_DEVICES: usize = multi_seal::MAX_DEVICES;
 /// Longest group id in a receipt.
 const MAX_GROUP_ID: usize = 256;
 const VERSION: u8 = 1;
-const INFO: &[u8] = b"hush receipt v1";
+/// How frames of this kind are sealed.
+const SEALING: multi_seal::Kind = multi_seal::Kind {
+    magic: RECEIPT_MAGIC,
+    info: b"hush receipt v1",
+    field: "receipt",
+    no_magic: "no receipt magic",
+    not_for_me: "the receipt is not sealed to this device",
+    seal_failed: "sealing the receipt failed",
+    key_refused: "the receipt key was refused",
+};
 const SIGN_LABEL: &[u8] = b"hush receipt signature v1\0";
-const KEY_LEN: usize = 32;
-const KEM_OUTPUT_LEN: usize = 32;
-const AEAD_TAG_LEN: usize = 16;
-const SEALED_KEY_LEN: usize = KEY_LEN + AEAD_TAG_LEN;
-const HEADER_LEN: usize = 4 + KEM_OUTPUT_LEN + SEALED_KEY_LEN;
 
 /// A receipt: which messages of `to`'s, in which conversation, one device
 /// of `from` received or read.
@@ -148,47 +151,8 @@ impl Receipt {
         let mut plain = Zeroizing::new(fields);
         plain.extend_from_slice(&signature);
 
-        let mut body_key = Zeroizing::new([0u8; KEY_LEN]);
-        rng.fill_bytes(body_key.as_mut_slice());
-        let mut out = RECEIPT_MAGIC.to_vec();
-        out.push(to.len() as u8);
-        let suite = hpke()?;
-        for cert in to {
-            let seal_to = SealKey::of(cert)?;
-            let sealed = suite
-                .hpke_seal(
-                    &HpkePublicKey::from(seal_to.as_bytes().to_vec()),
-                    INFO,
-                    Some(&RECEIPT_MAGIC),
-                    body_key.as_slice(),
-                )
-                .map_err(|_| ProtoError::InvalidRequest("sealing to the device key failed"))?;
-            if sealed.kem_output.len() != KEM_OUTPUT_LEN
-                || sealed.ciphertext.len() != SEALED_KEY_LEN
-            {
-                return Err(ProtoError::InvalidRequest("unexpected HPKE output length"));
-            }
-            out.extend_from_slice(&cert.device_id().0.to_be_bytes());
-            out.extend_from_slice(&sealed.kem_output);
-            out.extend_from_slice(&sealed.ciphertext);
-        }
-        let mut body = plain.to_vec();
-        cipher(&body_key)?
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key([0; 12]),
-                Aad::from(out.as_slice()),
-                &mut body,
-            )
-            .map_err(|_| ProtoError::InvalidRequest("sealing the receipt failed"))?;
-        out.extend_from_slice(&body);
-        Ok(out)
+        multi_seal::seal(&SEALING, &plain, to, rng)
     }
-}
-
-fn cipher(key: &[u8; KEY_LEN]) -> Result<LessSafeKey, ProtoError> {
-    UnboundKey::new(&AES_256_GCM, key)
-        .map(LessSafeKey::new)
-        .map_err(|_| ProtoError::InvalidRequest("the receipt key was refused"))
 }
 
 fn invalid(field: &'static str, reason: &'static str) -> DecodeError {
@@ -300,47 +264,8 @@ pub fn is_receipt(bytes: &[u8]) -> bool {
 /// or not sealed to this device, is refused; the signature is checked by
 /// [`SignedReceipt::verify`].
 pub fn open(key: &OpenKey, device: DeviceId, bytes: &[u8]) -> Result<SignedReceipt, ProtoError> {
-    let mut r = Reader::new(bytes);
-    if r.array::<4>()? != RECEIPT_MAGIC {
-        return Err(invalid("receipt", "no receipt magic").into());
-    }
-    let n = usize::from(r.u8()?);
-    if n == 0 || n > MAX_DEVICES {
-        return Err(invalid("receipt", "sealed to 0 or too many devices").into());
-    }
-    let headers = r.take(n * HEADER_LEN)?;
-    let aad_len = RECEIPT_MAGIC.len() + 1 + n * HEADER_LEN;
-    let body = r.take(r.remaining())?;
-    if body.len() < AEAD_TAG_LEN {
-        return Err(DecodeError::Incomplete {
-            needed: AEAD_TAG_LEN - body.len(),
-        }
-        .into());
-    }
-    let header = headers
-        .chunks_exact(HEADER_LEN)
-        .find(|h| h[..4] == device.0.to_be_bytes())
-        .ok_or(ProtoError::InvalidRequest(
-            "the receipt is not sealed to this device",
-        ))?;
-    let plain_key =
-        crate::sealed::open_header(key, &header[4..], KEM_OUTPUT_LEN, INFO, &RECEIPT_MAGIC)?;
-    let body_key: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(
-        plain_key
-            .as_slice()
-            .try_into()
-            .map_err(|_| ProtoError::Tampered)?,
-    );
-    let mut plain = Zeroizing::new(body.to_vec());
-    let len = cipher(&body_key)?
-        .open_in_place(
-            Nonce::assume_unique_for_key([0; 12]),
-            Aad::from(&bytes[..aad_len]),
-            &mut plain,
-        )
-        .map_err(|_| ProtoError::Tampered)?
-        .len();
-    Ok(SignedReceipt::decode(&plain[..len])?)
+    let plain = multi_seal::open(&SEALING, key, device, bytes)?;
+    Ok(SignedReceipt::decode(&plain)?)
 }
 
 #[cfg(test)]
@@ -407,7 +332,8 @@ mod tests {
         // Device 1's key does not open device 2's header.
         let mut swapped = frame.clone();
         swapped[5..9].copy_from_slice(&9u32.to_be_bytes());
-        swapped[5 + HEADER_LEN..9 + HEADER_LEN].copy_from_slice(&1u32.to_be_bytes());
+        swapped[5 + multi_seal::HEADER_LEN..9 + multi_seal::HEADER_LEN]
+            .copy_from_slice(&1u32.to_be_bytes());
         assert!(open(&OpenKey::of(&a1_key).unwrap(), DeviceId(1), &swapped).is_err());
     }
 

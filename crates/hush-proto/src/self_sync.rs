@@ -27,9 +27,7 @@
 //! ties broken by the device id (see [`Stamp`]). `MAGIC` starts with `0xfe`
 //! like a receipt's, and differs from it in its third byte.
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
-use mls_rs_core::crypto::{CipherSuiteProvider, HpkePublicKey};
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
@@ -37,7 +35,8 @@ use crate::codec::{DecodeError, Reader, Writer};
 use crate::content::MessageId;
 use crate::error::ProtoError;
 use crate::identity::{DeviceCertificate, DeviceId, DeviceSigningKey, SIGNATURE_LEN, Username};
-use crate::sealed::{OpenKey, SealKey, hpke};
+use crate::multi_seal;
+use crate::sealed::OpenKey;
 
 /// The first bytes of every self-sync frame.
 pub const SELF_SYNC_MAGIC: [u8; 4] = [0xfe, b'H', b'Y', 1];
@@ -46,19 +45,23 @@ pub const MAX_OPS: usize = 64;
 /// The most message ids one read op covers.
 pub const MAX_READ_IDS: usize = 1000;
 /// The most devices one frame is sealed to.
-pub const MAX_DEVICES: usize = 32;
+pub const MAX_DEVICES: usize = multi_seal::MAX_DEVICES;
 /// Longest group id in a read op.
 const MAX_GROUP_ID: usize = 256;
 /// Longest device name.
 pub const MAX_NAME: usize = 64;
 const VERSION: u8 = 1;
-const INFO: &[u8] = b"hush self-sync v1";
+/// How frames of this kind are sealed.
+const SEALING: multi_seal::Kind = multi_seal::Kind {
+    magic: SELF_SYNC_MAGIC,
+    info: b"hush self-sync v1",
+    field: "self-sync frame",
+    no_magic: "no self-sync magic",
+    not_for_me: "the self-sync frame is not sealed to this device",
+    seal_failed: "sealing the self-sync frame failed",
+    key_refused: "the self-sync key was refused",
+};
 const SIGN_LABEL: &[u8] = b"hush self-sync signature v1\0";
-const KEY_LEN: usize = 32;
-const KEM_OUTPUT_LEN: usize = 32;
-const AEAD_TAG_LEN: usize = 16;
-const SEALED_KEY_LEN: usize = KEY_LEN + AEAD_TAG_LEN;
-const HEADER_LEN: usize = 4 + KEM_OUTPUT_LEN + SEALED_KEY_LEN;
 
 /// Who may see this account's presence, as the setting travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,47 +358,8 @@ impl SelfSync {
         let mut plain = Zeroizing::new(fields);
         plain.extend_from_slice(&signature);
 
-        let mut body_key = Zeroizing::new([0u8; KEY_LEN]);
-        rng.fill_bytes(body_key.as_mut_slice());
-        let mut out = SELF_SYNC_MAGIC.to_vec();
-        out.push(to.len() as u8);
-        let suite = hpke()?;
-        for cert in to {
-            let seal_to = SealKey::of(cert)?;
-            let sealed = suite
-                .hpke_seal(
-                    &HpkePublicKey::from(seal_to.as_bytes().to_vec()),
-                    INFO,
-                    Some(&SELF_SYNC_MAGIC),
-                    body_key.as_slice(),
-                )
-                .map_err(|_| ProtoError::InvalidRequest("sealing to the device key failed"))?;
-            if sealed.kem_output.len() != KEM_OUTPUT_LEN
-                || sealed.ciphertext.len() != SEALED_KEY_LEN
-            {
-                return Err(ProtoError::InvalidRequest("unexpected HPKE output length"));
-            }
-            out.extend_from_slice(&cert.device_id().0.to_be_bytes());
-            out.extend_from_slice(&sealed.kem_output);
-            out.extend_from_slice(&sealed.ciphertext);
-        }
-        let mut body = plain.to_vec();
-        cipher(&body_key)?
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key([0; 12]),
-                Aad::from(out.as_slice()),
-                &mut body,
-            )
-            .map_err(|_| ProtoError::InvalidRequest("sealing the self-sync frame failed"))?;
-        out.extend_from_slice(&body);
-        Ok(out)
+        multi_seal::seal(&SEALING, &plain, to, rng)
     }
-}
-
-fn cipher(key: &[u8; KEY_LEN]) -> Result<LessSafeKey, ProtoError> {
-    UnboundKey::new(&AES_256_GCM, key)
-        .map(LessSafeKey::new)
-        .map_err(|_| ProtoError::InvalidRequest("the self-sync key was refused"))
 }
 
 impl SignedSelfSync {
@@ -480,47 +444,8 @@ pub fn is_self_sync(bytes: &[u8]) -> bool {
 /// altered, or not sealed to this device, is refused; the signature is
 /// checked by [`SignedSelfSync::verify`].
 pub fn open(key: &OpenKey, device: DeviceId, bytes: &[u8]) -> Result<SignedSelfSync, ProtoError> {
-    let mut r = Reader::new(bytes);
-    if r.array::<4>()? != SELF_SYNC_MAGIC {
-        return Err(invalid("self-sync frame", "no self-sync magic").into());
-    }
-    let n = usize::from(r.u8()?);
-    if n == 0 || n > MAX_DEVICES {
-        return Err(invalid("self-sync frame", "sealed to 0 or too many devices").into());
-    }
-    let headers = r.take(n * HEADER_LEN)?;
-    let aad_len = SELF_SYNC_MAGIC.len() + 1 + n * HEADER_LEN;
-    let body = r.take(r.remaining())?;
-    if body.len() < AEAD_TAG_LEN {
-        return Err(DecodeError::Incomplete {
-            needed: AEAD_TAG_LEN - body.len(),
-        }
-        .into());
-    }
-    let header = headers
-        .chunks_exact(HEADER_LEN)
-        .find(|h| h[..4] == device.0.to_be_bytes())
-        .ok_or(ProtoError::InvalidRequest(
-            "the self-sync frame is not sealed to this device",
-        ))?;
-    let plain_key =
-        crate::sealed::open_header(key, &header[4..], KEM_OUTPUT_LEN, INFO, &SELF_SYNC_MAGIC)?;
-    let body_key: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(
-        plain_key
-            .as_slice()
-            .try_into()
-            .map_err(|_| ProtoError::Tampered)?,
-    );
-    let mut plain = Zeroizing::new(body.to_vec());
-    let len = cipher(&body_key)?
-        .open_in_place(
-            Nonce::assume_unique_for_key([0; 12]),
-            Aad::from(&bytes[..aad_len]),
-            &mut plain,
-        )
-        .map_err(|_| ProtoError::Tampered)?
-        .len();
-    Ok(SignedSelfSync::decode(&plain[..len])?)
+    let plain = multi_seal::open(&SEALING, key, device, bytes)?;
+    Ok(SignedSelfSync::decode(&plain)?)
 }
 
 #[cfg(test)]
