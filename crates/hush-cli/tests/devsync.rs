@@ -7,52 +7,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
+use common::link::link;
 use common::*;
 use serde_json::Value;
-
-/// Links a new device `name` to `user` with `hush link` and
-/// `hush devices link CODE`.
-fn link(user: &User, url: &str, name: &str) -> User {
-    let new = User::new(&format!("{}-{name}", user.name));
-    let mut child = new
-        .command(&[
-            "--json",
-            "link",
-            "--server",
-            url,
-            "--name",
-            name,
-            "--timeout",
-            "60s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let code: Value = serde_json::from_str(&first).unwrap();
-    let approved = user.json(&["devices", "link", code["link_code"].as_str().unwrap()]);
-    // Progress objects first, then the outcome.
-    let outcome = approved.iter().find(|o| !o["linked"].is_null());
-    assert_eq!(
-        outcome.map(|o| &o["linked"]),
-        Some(&Value::Bool(true)),
-        "{approved:?}"
-    );
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    new
-}
 
 fn events(user: &User, kind: &str) -> Vec<Value> {
     user.json(&["sync"])

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
+pub mod link;
 pub mod web;
 
 /// The `hush` binary under test.
