@@ -6,204 +6,27 @@
 //! 127.0.0.1 (foreign Host), and a page on another local port that posts to
 //! the API with the session cookie attached (foreign Origin).
 //!
-//! Skipped (with a notice) only when chromium or chromedriver is missing and
-//! `CI` is unset; in CI it fails instead (`.ci/run` installs both). On a
-//! failure, each browser's screenshot is saved in the test's output
-//! directory and its path printed.
+//! The harness (and when it skips) is in `common/browser.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[path = "common/browser.rs"]
+mod kit;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use common::web::Web;
-use common::*;
+use common::{Server, User, runtime};
 use fantoccini::Client as Browser;
-use serde_json::{Value, json};
+use kit::*;
+use serde_json::json;
 
-/// The longest wait for one thing to show in a page.
-const WAIT: Duration = Duration::from_secs(30);
 /// The whole test, browsers included.
 const WHOLE: Duration = Duration::from_secs(240);
-
-fn find_in_path(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
-        .find(|p| p.is_file())
-}
-
-/// chromium and chromedriver, or `None` to skip outside CI.
-fn tools() -> Option<(PathBuf, PathBuf)> {
-    let chromium = find_in_path(&["chromium", "chromium-browser", "google-chrome"]);
-    let driver = find_in_path(&["chromedriver"]);
-    match (chromium, driver) {
-        (Some(c), Some(d)) => Some((c, d)),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("chromium and chromedriver are needed (CI is set): `.ci/run` installs them")
-        }
-        _ => {
-            eprintln!(
-                "SKIPPED: chromium or chromedriver is missing \
-                 (apt-get install chromium chromium-driver)"
-            );
-            None
-        }
-    }
-}
-
-/// A chromedriver on a free loopback port, killed on drop.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Driver {
-    fn start(bin: &Path) -> Driver {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(bin)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let addr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "chromedriver did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Driver {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A headless browser session of its own profile and window size.
-async fn browser(
-    driver: &Driver,
-    chromium: &Path,
-    profile: &Path,
-    size: (u32, u32),
-    dark: bool,
-) -> Result<Browser> {
-    let mut args = vec![
-        "--headless=new".to_owned(),
-        "--no-sandbox".to_owned(),
-        "--disable-dev-shm-usage".to_owned(),
-        "--disable-gpu".to_owned(),
-        "--no-first-run".to_owned(),
-        "--no-proxy-server".to_owned(),
-        format!("--window-size={},{}", size.0, size.1),
-        format!("--user-data-dir={}", profile.display()),
-        // The rebinding attacker's name resolves to this machine.
-        "--host-resolver-rules=MAP evil.test 127.0.0.1".to_owned(),
-    ];
-    if dark {
-        args.push("--force-dark-mode".to_owned());
-        args.push("--blink-settings=preferredColorScheme=0".to_owned());
-    }
-    let mut options = json!({ "binary": chromium, "args": args });
-    // Headless windows are at least 500 wide: a phone's viewport is emulated.
-    if size.0 < 500 {
-        options["mobileEmulation"] = json!({
-            "deviceMetrics": { "width": size.0, "height": size.1, "pixelRatio": 1.0 }
-        });
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert("goog:chromeOptions".into(), options);
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let session = tokio::time::timeout(
-        WAIT,
-        fantoccini::ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&driver.url),
-    )
-    .await
-    .context("chromium did not start in time")??;
-    Ok(session)
-}
-
-/// Runs `script` (a function body) in the page.
-async fn js(b: &Browser, script: &str) -> Result<Value> {
-    Ok(tokio::time::timeout(WAIT, b.execute(script, vec![]))
-        .await
-        .context("a script did not return")??)
-}
-
-/// Polls `script` until it returns something other than null, false or "".
-async fn until(b: &Browser, what: &str, script: &str) -> Result<Value> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let v = js(b, script).await?;
-        if !(v.is_null() || v == json!(false) || v == json!("")) {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("waited {WAIT:?} for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn type_into(b: &Browser, css: &str, keys: &str) -> Result<()> {
-    let el = tokio::time::timeout(WAIT, b.find(fantoccini::Locator::Css(css)))
-        .await
-        .context("find")??;
-    tokio::time::timeout(WAIT, el.send_keys(keys))
-        .await
-        .context("send_keys")??;
-    Ok(())
-}
-
-async fn goto(b: &Browser, url: &str) -> Result<()> {
-    tokio::time::timeout(WAIT, b.goto(url))
-        .await
-        .context("navigation")??;
-    Ok(())
-}
-
-const ENTER: &str = "\u{E007}";
-const SHIFT: &str = "\u{E008}";
-/// Releases held modifiers.
-const RELEASE: &str = "\u{E000}";
-
-/// The texts of the open conversation's messages, `out` or `in`.
-fn texts(dir: &str) -> String {
-    format!(
-        "return [...document.querySelectorAll('#messages .msg.{dir} .text')]\
-         .map(e => e.textContent);"
-    )
-}
-
-fn contains(dir: &str, text: &str) -> String {
-    format!(
-        "return [...document.querySelectorAll('#messages .msg.{dir} .text')]\
-         .some(e => e.textContent === {});",
-        json!(text)
-    )
-}
 
 /// A page on another loopback port (same site as 127.0.0.1, so the
 /// browser attaches the `SameSite=Strict` cookie; another origin) that
@@ -493,22 +316,6 @@ async fn attacks(s: &Scene) -> Result<()> {
     Ok(())
 }
 
-/// Saves each browser's screenshot into the test's output directory.
-async fn screenshots(s: &Scene, name: &str) {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
-    let _ = std::fs::create_dir_all(&dir);
-    for (who, b) in [("alice", &s.alice), ("bob", &s.bob)] {
-        let path = dir.join(format!("{name}-{who}.png"));
-        match tokio::time::timeout(WAIT, b.screenshot()).await {
-            Ok(Ok(png)) => match std::fs::write(&path, png) {
-                Ok(()) => eprintln!("screenshot: {}", path.display()),
-                Err(e) => eprintln!("cannot save {}: {e}", path.display()),
-            },
-            other => eprintln!("no screenshot of {who}: {other:?}"),
-        }
-    }
-}
-
 #[test]
 fn two_users_chat_live_in_browsers_and_the_guard_holds() {
     let Some((chromium, driver_bin)) = tools() else {
@@ -547,7 +354,11 @@ fn two_users_chat_live_in_browsers_and_the_guard_holds() {
                 result = attacks(&scene).await;
             }
             if result.is_err() {
-                screenshots(&scene, "two_users_chat_live").await;
+                screenshots(
+                    &[("alice", &scene.alice), ("bob", &scene.bob)],
+                    "two_users_chat_live",
+                )
+                .await;
             }
             for b in [scene.alice.clone(), scene.bob.clone()] {
                 let _ = tokio::time::timeout(WAIT, b.close()).await;

@@ -54,6 +54,7 @@ mod messages;
 pub mod model;
 pub mod monitor;
 pub mod new_devices;
+pub mod pages;
 mod readd;
 mod receipts;
 mod self_sync;
@@ -73,4 +74,5 @@ pub use linking::LinkRequest;
 pub use model::{
     ContactView, ConversationView, Event, MessageView, PresenceMode, ReceiptState, Target,
 };
+pub use pages::HistoryPage;
 pub use transport::{ConnectOptions, probe_fingerprint};

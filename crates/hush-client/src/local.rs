@@ -255,6 +255,12 @@ CREATE TABLE sync_fields (
     value  BLOB
 ) WITHOUT ROWID;
 "#,
+    // Version 6: history read a page at a time (`Client::history_page`) in
+    // its order, and unread counts without reading the history.
+    r#"
+CREATE INDEX messages_by_time ON messages(conversation, sent_at, id);
+CREATE INDEX messages_unread ON messages(conversation) WHERE status = 'received';
+"#,
 ];
 
 /// The schema version this code writes.
@@ -740,7 +746,6 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 5);
         let names: Vec<String> = c
             .prepare("SELECT name FROM account_devices ORDER BY device_id")
             .unwrap()
@@ -780,6 +785,70 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM sync_fields", [], |r| r.get(0))
             .unwrap();
         assert_eq!(held, 1);
+    }
+
+    /// A store as the previous release (version 5) wrote it, with messages
+    /// in two conversations: they stay, and the new indexes serve the
+    /// paged read and the unread count.
+    #[test]
+    fn a_version_5_store_opens_with_its_messages_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        write_store_at(
+            dir.path(),
+            5,
+            "INSERT INTO messages (id, conversation, sender, sender_device, outgoing, kind,
+                 body, sent_at, received_at, status)
+                 VALUES ('m2', 1, 'bob', 1, 0, 'text', 'again', 9, 9, 'received'),
+                        ('m3', 2, 'alice', 1, 1, 'text', 'to the family', 7, 7, 'sent');",
+        );
+        let s = LocalStore::open(dir.path(), "pw").unwrap();
+        let c = &s.conn;
+        let version: u32 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(SCHEMA_VERSION, 6);
+        let page: Vec<String> = c
+            .prepare(
+                "SELECT id FROM messages WHERE conversation = 1 AND (sent_at, id) < (100, '') \
+                 ORDER BY sent_at DESC, id DESC LIMIT 5",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(page, ["m2", "m1"]);
+        let unread: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM messages WHERE conversation = 1 AND status = 'received'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(unread, 2);
+        let plan = |sql: &str| -> String {
+            c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap()
+                .join("; ")
+        };
+        let p = plan(
+            "SELECT id FROM messages WHERE conversation = 1 AND (sent_at, id) < (100, '') \
+             ORDER BY sent_at DESC, id DESC LIMIT 5",
+        );
+        assert!(
+            p.contains("messages_by_time") && !p.contains("TEMP B-TREE"),
+            "{p}"
+        );
+        let p =
+            plan("SELECT COUNT(*) FROM messages WHERE conversation = 1 AND status = 'received'");
+        assert!(p.contains("messages_unread"), "{p}");
+        drop(s);
+        LocalStore::open(dir.path(), "pw").unwrap();
     }
 
     #[test]

@@ -27,11 +27,11 @@ pub(crate) struct AttachmentRecord {
     pub file_name: String,
 }
 
-const MESSAGE_COLUMNS: &str = "m.id, m.conversation, c.kind, c.name, m.sender, m.kind, m.body, \
+pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.conversation, c.kind, c.name, m.sender, m.kind, m.body, \
      m.sent_at, m.outgoing, m.status, m.reply_to, m.edited, m.deleted, m.attachment, m.expires_at, m.franking, \
      m.recipients";
 
-fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageView> {
+pub(crate) fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageView> {
     let kind: String = r.get(2)?;
     let attachment: Option<String> = r.get(13)?;
     let attachment: Option<AttachmentRecord> =

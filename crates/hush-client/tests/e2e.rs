@@ -388,3 +388,55 @@ async fn a_listening_sync_ends_when_woken_and_keeps_what_arrived() {
     );
     assert_eq!(bob.history(&dm("alice")).unwrap().len(), 2);
 }
+
+/// Paging walks the history in `history`'s order (ties on the sender's
+/// millisecond included), reads unread counts without it, and refuses a
+/// cursor from another conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_walk_the_whole_history_in_order() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = user(&server, root.path(), "alice").await;
+    let mut bob = user(&server, root.path(), "bob").await;
+    let mut carol = user(&server, root.path(), "carol").await;
+    for i in 0..8 {
+        alice.send_text(&dm("bob"), &format!("m{i}")).await.unwrap();
+    }
+    carol.send_text(&dm("bob"), "from carol").await.unwrap();
+    sync(&mut bob).await;
+    for c in [&mut alice, &mut bob] {
+        let peer = if c.username() == "alice" {
+            "bob"
+        } else {
+            "alice"
+        };
+        let all = c.history(&dm(peer)).unwrap();
+        assert_eq!(all.len(), 8);
+        let mut walked = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let page = c.history_page(&dm(peer), before.as_deref(), 3).unwrap();
+            assert!(page.messages.len() <= 3);
+            walked.splice(0..0, page.messages.iter().cloned());
+            if !page.more {
+                break;
+            }
+            before = Some(page.messages[0].id.clone());
+        }
+        assert_eq!(walked, all);
+        let newest = c.history_page(&dm(peer), None, 1).unwrap();
+        assert_eq!(newest.messages, all[7..]);
+        assert!(newest.more);
+    }
+    assert_eq!(bob.unread_count(&dm("alice")).unwrap(), 8);
+    assert_eq!(bob.unread_count(&dm("carol")).unwrap(), 1);
+    let carols = bob.history_page(&dm("carol"), None, 5).unwrap().messages;
+    let err = bob
+        .history_page(&dm("alice"), Some(&carols[0].id), 5)
+        .unwrap_err();
+    assert!(matches!(err, ClientError::InvalidInput(_)), "{err}");
+    assert!(bob.history_page(&dm("alice"), None, 0).is_err());
+    bob.mark_read(&dm("alice")).await.unwrap();
+    assert_eq!(bob.unread_count(&dm("alice")).unwrap(), 0);
+    assert_eq!(bob.unread_count(&dm("carol")).unwrap(), 1);
+}

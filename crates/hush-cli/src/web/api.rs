@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use hush_client::{Client, ClientError, ConversationView, Event, MessageView, Target};
+use hush_client::{Client, ClientError, ConversationView, Event, HistoryPage, MessageView, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -169,10 +169,10 @@ async fn conversations(State(s): State<AppState>) -> ApiResult<Vec<Summary>> {
         Box::pin(async move {
             let mut out = Vec::new();
             for view in c.conversations()? {
-                let messages = c.history(&target_of_view(&view))?;
+                let t = target_of_view(&view);
                 out.push(Summary {
-                    unread: messages.iter().filter(|m| m.status == "received").count(),
-                    last_message: messages.into_iter().last(),
+                    unread: c.unread_count(&t)?,
+                    last_message: c.history_page(&t, None, 1)?.messages.pop(),
                     view,
                 });
             }
@@ -192,44 +192,25 @@ struct Page {
     limit: Option<usize>,
 }
 
-/// One page of a conversation, oldest first.
-#[derive(Debug, Serialize)]
-struct History {
-    messages: Vec<MessageView>,
-    /// Older messages exist before this page.
-    more: bool,
-}
-
+/// One page of a conversation, oldest first (`Client::history_page`: only
+/// the page is read).
 async fn history(
     State(s): State<AppState>,
     Path(id): Path<i64>,
     Query(page): Query<Page>,
-) -> ApiResult<History> {
+) -> ApiResult<HistoryPage> {
     let limit = page.limit.unwrap_or(PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(bad_request(format!("limit is 1 to {MAX_PAGE}")));
     }
-    let mut all = on_client(&s, move |c| {
+    let page = on_client(&s, move |c| {
         Box::pin(async move {
             let t = target_of(c, id)?;
-            c.history(&t)
+            c.history_page(&t, page.before.as_deref(), limit)
         })
     })
     .await?;
-    let end = match &page.before {
-        None => all.len(),
-        Some(before) => all
-            .iter()
-            .position(|m| &m.id == before)
-            .ok_or_else(|| bad_request(format!("no message {before:?} in this conversation")))?,
-    };
-    let start = end.saturating_sub(limit);
-    all.truncate(end);
-    let messages = all.split_off(start);
-    Ok(Json(History {
-        messages,
-        more: start > 0,
-    }))
+    Ok(Json(page))
 }
 
 async fn mark_read(State(s): State<AppState>, Path(id): Path<i64>) -> ApiResult<Value> {
