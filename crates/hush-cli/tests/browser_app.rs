@@ -2,7 +2,8 @@
 //! chromedriver, the harness in `common/browser.rs`), against a real
 //! `hush-server` and two real `hush web` processes: alice at desktop size
 //! (1280x800), bob at a phone's (390x844). A long history opens at its
-//! newest page and loads older ones.
+//! newest page and loads older ones; replies, edits, deletes and
+//! disappearing messages go both ways live.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -86,6 +87,195 @@ async fn open_conv(b: &Browser, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Clicks an action button (`reply`, `edit`, `delete`, `info`, `picture`)
+/// of the message whose text is `text`, as a keyboard user does: focus,
+/// then Enter (the buttons show on focus).
+async fn act(b: &Browser, text: &str, action: &str) -> Result<()> {
+    let found = js(
+        b,
+        &format!(
+            "const li = [...document.querySelectorAll('#messages .msg')]\
+             .find(li => li.querySelector('.text')?.textContent === {});\
+             const btn = li?.querySelector('button[data-act=\"{action}\"]');\
+             if (!btn) return false; btn.focus(); return document.activeElement === btn;",
+            json!(text)
+        ),
+    )
+    .await?;
+    ensure!(found == json!(true), "no {action} button on {text:?}");
+    let el = b.active_element().await?;
+    el.send_keys(ENTER).await?;
+    Ok(())
+}
+
+/// The texts of the message whose text is `text`: [quote, text, meta].
+fn message_parts(text: &str) -> String {
+    format!(
+        "const li = [...document.querySelectorAll('#messages .msg')]\
+         .find(li => li.querySelector('.text')?.textContent === {});\
+         return li ? [li.querySelector('.quote')?.textContent ?? null, \
+         li.querySelector('.text').textContent, li.querySelector('.meta').textContent] : null;",
+        json!(text)
+    )
+}
+
+/// A function body as an expression.
+fn expr(body: &str) -> String {
+    format!("(() => {{ {body} }})()")
+}
+
+/// `fetch` from the page (its session): the answer's status.
+async fn fetch_status(
+    b: &Browser,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value> {
+    let script = format!(
+        "const done = arguments[arguments.length - 1];\
+         fetch({}, {{method: {}, headers: {{'Content-Type': 'application/json'}},\
+         body: {}}}).then(r => done(r.status), e => done(String(e)));",
+        json!(path),
+        json!(method),
+        json!(body.to_string())
+    );
+    Ok(tokio::time::timeout(WAIT, b.execute_async(&script, vec![])).await??)
+}
+
+/// Sets the disappearing timer from the header's menu.
+async fn set_timer(b: &Browser, secs: u32) -> Result<()> {
+    js(
+        b,
+        &format!(
+            "const s = document.getElementById('timer'); s.focus(); s.value = '{secs}';\
+             s.dispatchEvent(new Event('change')); return true;"
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Replies, edits, deletes and disappearing messages, both ways live.
+async fn changes(s: &Scene) -> Result<()> {
+    let (alice, bob) = (&s.alice, &s.bob);
+    // bob answers alice's last message.
+    act(bob, "m59", "reply").await?;
+    let ctx = until(
+        bob,
+        "the reply bar",
+        "const c = document.getElementById('context'); return !c.hidden && c.textContent;",
+    )
+    .await?;
+    ensure!(
+        ctx.as_str()
+            .is_some_and(|t| t.contains("Replying to alice: m59")),
+        "reply bar: {ctx}"
+    );
+    type_into(bob, "#composer", &format!("got them all{ENTER}")).await?;
+    let parts = until(bob, "bob's reply", &message_parts("got them all")).await?;
+    ensure!(parts[0] == json!("alice: m59"), "bob's quote: {parts}");
+    let parts = until(alice, "the reply at alice", &message_parts("got them all")).await?;
+    ensure!(parts[0] == json!("You: m59"), "alice's quote: {parts}");
+
+    // alice edits m59: bob sees the new text, marked, and in his quote.
+    act(alice, "m59", "edit").await?;
+    type_into(
+        alice,
+        "#composer",
+        &format!("{CONTROL}a{RELEASE}m59, edited{ENTER}"),
+    )
+    .await?;
+    let parts = until(alice, "the edit at alice", &message_parts("m59, edited")).await?;
+    ensure!(
+        parts[2].as_str().is_some_and(|m| m.contains("edited")),
+        "no edited mark: {parts}"
+    );
+    let parts = until(bob, "the edit at bob", &message_parts("m59, edited")).await?;
+    ensure!(
+        parts[2].as_str().is_some_and(|m| m.contains("edited")),
+        "no edited mark at bob: {parts}"
+    );
+    until(
+        bob,
+        "the edited quote",
+        &format!(
+            "return {}?.[0] === 'alice: m59, edited';",
+            expr(&message_parts("got them all"))
+        ),
+    )
+    .await?;
+
+    // alice deletes m58 for everyone, confirming in the dialog.
+    act(alice, "m58", "delete").await?;
+    until(
+        alice,
+        "the delete dialog",
+        "return document.getElementById('delete-dialog').open;",
+    )
+    .await?;
+    click(alice, "#delete-confirm").await?;
+    let gone = "return [...document.querySelectorAll('#messages .msg .text')]\
+                .some(e => e.textContent === 'm58') === false && \
+                [...document.querySelectorAll('#messages .msg.deleted')].length === 1;";
+    until(alice, "m58 deleted at alice", gone).await?;
+    until(bob, "m58 deleted at bob", gone).await?;
+
+    // A disappearing timer from the menu reaches bob; a short one (set
+    // through the API, as a bot would) makes a message vanish on both.
+    set_timer(alice, 30).await?;
+    until(
+        bob,
+        "bob's timer",
+        "return document.getElementById('timer').value === '30';",
+    )
+    .await?;
+    let conv = js(
+        alice,
+        "return document.querySelector('button.conv[data-name=\"bob\"]').dataset.id;",
+    )
+    .await?;
+    let status = fetch_status(
+        alice,
+        "PUT",
+        &format!(
+            "/api/conversations/{}/disappearing",
+            conv.as_str().unwrap_or_default()
+        ),
+        json!({"seconds": 3}),
+    )
+    .await?;
+    ensure!(status == json!(204), "setting 3 s: {status}");
+    until(
+        bob,
+        "bob's 3 s timer",
+        "return document.getElementById('timer').value === '3';",
+    )
+    .await?;
+    type_into(alice, "#composer", &format!("vanishing{ENTER}")).await?;
+    let parts = until(
+        bob,
+        "the vanishing message at bob",
+        &message_parts("vanishing"),
+    )
+    .await?;
+    ensure!(
+        parts[2].as_str().is_some_and(|m| m.contains("disappears")),
+        "no disappearing mark: {parts}"
+    );
+    for b in [alice, bob] {
+        let gone = format!("return {} === null;", expr(&message_parts("vanishing")));
+        until(b, "the message vanished", &gone).await?;
+    }
+    set_timer(alice, 0).await?;
+    until(
+        bob,
+        "the timer off at bob",
+        "return document.getElementById('timer').value === '0';",
+    )
+    .await?;
+    Ok(())
+}
+
 /// The number of messages shown.
 const SHOWN: &str = "return document.querySelectorAll('#messages .msg').length;";
 
@@ -154,6 +344,7 @@ async fn long_history(s: &Scene) -> Result<()> {
 
 async fn features(s: &Scene) -> Result<()> {
     long_history(s).await?;
+    changes(s).await?;
     Ok(())
 }
 

@@ -505,3 +505,133 @@ fn the_api_chats_both_ways_live() {
         }
     });
 }
+
+/// Replies, edits, deletes and the disappearing timer through the API,
+/// seen live by the other side; a stranger's message cannot be changed.
+#[test]
+fn the_api_replies_edits_deletes_and_sets_timers() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    let (web_a, web_b) = (Web::start(&alice), Web::start(&bob));
+    runtime().block_on(async {
+        let (a, b) = (Api::new(&web_a), Api::new(&web_b));
+        let mut ev_a = Events::open(&web_a, &a.cookie).await;
+        let mut ev_b = Events::open(&web_b, &b.cookie).await;
+        let first = a
+            .ok(
+                "POST",
+                "/api/messages",
+                Some(json!({"user": "bob", "text": "first draft"})),
+            )
+            .await;
+        let id = first["id"].as_str().unwrap().to_owned();
+        let conv_a = first["conversation"].as_i64().unwrap();
+        let got = ev_b.expect("message", "first draft").await;
+        let conv_b = got["conversation"].as_i64().unwrap();
+
+        // bob answers it.
+        let reply = b
+            .ok(
+                "POST",
+                "/api/messages",
+                Some(json!({"conversation": conv_b, "text": "an answer", "reply_to": id})),
+            )
+            .await;
+        assert_eq!(reply["reply_to"], id.as_str());
+        let got = ev_a.expect("message", "an answer").await;
+        assert_eq!(got["reply_to"], id.as_str());
+
+        // alice edits hers: bob sees the new text, live and in the history.
+        let (status, v) = a
+            .call(
+                "PUT",
+                &format!("/api/messages/{id}"),
+                Some(json!({"text": "final text"})),
+            )
+            .await;
+        assert_eq!(status, 204, "{v}");
+        let edited = ev_b.expect("edited", "final text").await;
+        assert_eq!(edited["id"], id.as_str());
+        let page = b
+            .ok(
+                "GET",
+                &format!("/api/conversations/{conv_b}/messages"),
+                None,
+            )
+            .await;
+        assert_eq!(page["messages"][0]["text"], "final text");
+        assert_eq!(page["messages"][0]["edited"], true);
+
+        // bob cannot edit or delete alice's message (nor a made-up one).
+        for (method, body) in [("PUT", Some(json!({"text": "forged"}))), ("DELETE", None)] {
+            let (status, v) = b.call(method, &format!("/api/messages/{id}"), body).await;
+            assert_eq!(status, 400, "{method}: {v}");
+        }
+        let (status, _) = b.call("DELETE", "/api/messages/00ff", None).await;
+        assert_eq!(status, 404);
+        let (status, _) = a
+            .call(
+                "PUT",
+                &format!("/api/messages/{id}"),
+                Some(json!({"text": " "})),
+            )
+            .await;
+        assert_eq!(status, 400, "an empty edit");
+
+        // alice deletes it for everyone.
+        let (status, v) = a.call("DELETE", &format!("/api/messages/{id}"), None).await;
+        assert_eq!(status, 204, "{v}");
+        ev_b.expect("deleted", &id).await;
+        let page = b
+            .ok(
+                "GET",
+                &format!("/api/conversations/{conv_b}/messages"),
+                None,
+            )
+            .await;
+        assert_eq!(page["messages"][0]["deleted"], true);
+        assert_eq!(page["messages"][0]["text"], Value::Null);
+
+        // A disappearing timer, for both; bad values refused.
+        for bad in [json!({"seconds": 0}), json!({"seconds": 400_000_000})] {
+            let (status, v) = a
+                .call(
+                    "PUT",
+                    &format!("/api/conversations/{conv_a}/disappearing"),
+                    Some(bad.clone()),
+                )
+                .await;
+            assert!(status == 400 || status == 422, "{bad}: {status} {v}");
+        }
+        let (status, v) = a
+            .call(
+                "PUT",
+                &format!("/api/conversations/{conv_a}/disappearing"),
+                Some(json!({"seconds": 3600})),
+            )
+            .await;
+        assert_eq!(status, 204, "{v}");
+        let timer = ev_b.expect("disappearing", "3600").await;
+        assert_eq!(timer["conversation"], conv_b);
+        let list = b.ok("GET", "/api/conversations", None).await;
+        assert_eq!(list[0]["disappear_secs"], 3600);
+        let soon = a
+            .ok(
+                "POST",
+                "/api/messages",
+                Some(json!({"conversation": conv_a, "text": "gone in an hour"})),
+            )
+            .await;
+        assert!(soon["expires_at"].as_u64().unwrap() > soon["sent_at"].as_u64().unwrap());
+        let got = ev_b.expect("message", "gone in an hour").await;
+        assert!(got["expires_at"].is_u64(), "{got}");
+        a.ok(
+            "PUT",
+            &format!("/api/conversations/{conv_a}/disappearing"),
+            Some(json!({"seconds": null})),
+        )
+        .await;
+        ev_b.expect("disappearing", "null").await;
+    });
+}

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use hush_client::{Client, ClientError, ConversationView, Event, HistoryPage, MessageView, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -36,6 +36,21 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         ),
         ("/api/conversations/{id}/typing", Method::POST, post(typing)),
         ("/api/messages", Method::POST, post(send)),
+        (
+            "/api/messages/{id}",
+            Method::PUT,
+            put(crate::web::edits::edit),
+        ),
+        (
+            "/api/messages/{id}",
+            Method::DELETE,
+            delete(crate::web::edits::delete),
+        ),
+        (
+            "/api/conversations/{id}/disappearing",
+            Method::PUT,
+            put(crate::web::edits::disappearing),
+        ),
         ("/api/groups", Method::POST, post(create_group)),
         ("/api/contacts", Method::GET, get(contacts)),
         (
@@ -102,7 +117,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad_request(message: impl Into<String>) -> ApiError {
+/// A 400.
+pub fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError {
         status: StatusCode::BAD_REQUEST,
         message: message.into(),
@@ -112,7 +128,7 @@ fn bad_request(message: impl Into<String>) -> ApiError {
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// Runs `f` on the client task.
-async fn on_client<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
+pub async fn on_client<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: for<'a> FnOnce(&'a mut Client) -> ClientFuture<'a, Result<T, ClientError>> + Send + 'static,
@@ -121,7 +137,7 @@ where
 }
 
 /// The conversation numbered `id`, as a target for the client's commands.
-fn target_of(client: &mut Client, id: i64) -> Result<Target, ClientError> {
+pub fn target_of(client: &mut Client, id: i64) -> Result<Target, ClientError> {
     let c = client
         .conversations()?
         .into_iter()

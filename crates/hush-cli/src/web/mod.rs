@@ -19,6 +19,7 @@
 pub mod access;
 pub mod api;
 pub mod assets;
+pub mod edits;
 pub mod events;
 pub mod worker;
 

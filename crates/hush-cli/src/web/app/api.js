@@ -37,7 +37,11 @@ export const api = {
   },
   markRead: (id) => call('POST', `/api/conversations/${id}/read`),
   typing: (id, started) => call('POST', `/api/conversations/${id}/typing`, { started }),
-  send: (to, text) => call('POST', '/api/messages', { ...to, text }),
+  send: (to, text, replyTo) =>
+    call('POST', '/api/messages', replyTo ? { ...to, text, reply_to: replyTo } : { ...to, text }),
+  edit: (id, text) => call('PUT', `/api/messages/${encodeURIComponent(id)}`, { text }),
+  remove: (id) => call('DELETE', `/api/messages/${encodeURIComponent(id)}`),
+  setTimer: (id, seconds) => call('PUT', `/api/conversations/${id}/disappearing`, { seconds }),
   createGroup: (name, members) => call('POST', '/api/groups', { name, members }),
   contacts: () => call('GET', '/api/contacts'),
   safetyNumber: (user) => call('GET', `/api/contacts/${encodeURIComponent(user)}/safety-number`),

@@ -1,6 +1,6 @@
 // The app: state, what events and the user do to it, and drawing it.
 import { api, subscribe } from './api.js';
-import { conversationItem, label, messageItem } from './view.js';
+import { body, conversationItem, label, messageItem, timerName } from './view.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -19,6 +19,8 @@ const state = {
   typers: new Map(), // name -> until
   alarms: [],
   offline: null,
+  replyTo: null, // the message the composer answers
+  editing: null, // the message the composer edits
 };
 
 function openConv() {
@@ -46,6 +48,7 @@ function drawPane() {
   $('title').textContent = conv ? label(conv) : draft || 'Choose a conversation';
   $('subtitle').textContent = conv && conv.kind === 'group' ? conv.members.join(', ') : '';
   $('verify').hidden = !(conv && conv.kind === 'direct');
+  drawTimer(conv);
   $('composer').disabled = !on;
   $('send').disabled = !on;
   $('older').hidden = !state.more;
@@ -54,9 +57,69 @@ function drawPane() {
 function drawMessages(stick) {
   const scroller = $('scroller');
   const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
-  $('messages').replaceChildren(...state.messages.map(messageItem));
+  const byId = new Map(state.messages.map((m) => [m.id, m]));
+  $('messages').replaceChildren(...state.messages.map((m) => messageItem(m, byId.get(m.reply_to))));
   $('older').hidden = !state.more;
   if (stick || atBottom) scroller.scrollTop = scroller.scrollHeight;
+  scheduleExpiry();
+}
+
+const TIMERS = [30, 300, 3600, 86400, 604800];
+
+function drawTimer(conv) {
+  const select = $('timer');
+  select.hidden = !conv;
+  if (!conv) return;
+  const secs = conv.disappear_secs || 0;
+  const values = [0, ...TIMERS];
+  if (!values.includes(secs)) values.push(secs);
+  select.replaceChildren(...values.map((v) => {
+    const o = document.createElement('option');
+    o.value = String(v);
+    o.textContent = v === 0 ? 'Disappearing: off' : `Disappearing: ${timerName(v)}`;
+    return o;
+  }));
+  select.value = String(secs);
+}
+
+// Drops messages whose timer ran out (the hush process deletes them too).
+let expiryTimer = null;
+function scheduleExpiry() {
+  clearTimeout(expiryTimer);
+  const next = Math.min(...state.messages.map((m) => m.expires_at || Infinity));
+  if (next === Infinity) return;
+  const wait = Math.min(Math.max(0, next - Date.now()) + 50, 2 ** 30);
+  expiryTimer = setTimeout(() => {
+    const now = Date.now();
+    const kept = state.messages.filter((m) => !m.expires_at || m.expires_at > now);
+    if (kept.length === state.messages.length) {
+      scheduleExpiry();
+      return;
+    }
+    state.messages = kept;
+    drawMessages(false);
+    reloadListSoon();
+  }, wait);
+}
+
+function drawContext() {
+  const m = state.editing || state.replyTo;
+  $('context').hidden = !m;
+  if (!m) return;
+  const who = m.outgoing ? 'yourself' : m.from;
+  $('context-text').textContent = state.editing ? `Editing: ${body(m)}`
+    : `Replying to ${who}: ${body(m)}`;
+}
+
+function clearContext() {
+  const wasEditing = Boolean(state.editing);
+  state.replyTo = null;
+  state.editing = null;
+  if (wasEditing) {
+    $('composer').value = '';
+    autosize();
+  }
+  drawContext();
 }
 
 function drawTyping() {
@@ -136,6 +199,9 @@ async function markReadIfSeen() {
 async function open(target) {
   stopTyping();
   state.open = target;
+  state.replyTo = null;
+  state.editing = null;
+  drawContext();
   state.messages = [];
   state.more = false;
   state.typers.clear();
@@ -158,13 +224,19 @@ async function send() {
   const box = $('composer');
   const text = box.value.trim();
   if (!text || !state.open) return;
+  if (state.editing) {
+    await saveEdit(state.editing, text);
+    return;
+  }
   const to = state.open.id !== undefined ? { conversation: state.open.id }
     : { user: state.open.draftUser };
+  const replyTo = state.replyTo?.id;
   box.value = '';
   autosize();
   stopTyping();
+  clearContext();
   try {
-    const m = await api.send(to, text);
+    const m = await api.send(to, text, replyTo);
     if (state.open.draftUser) state.open = { id: m.conversation };
     addMessage(m);
     reloadListSoon();
@@ -173,6 +245,78 @@ async function send() {
     autosize();
     fail(e);
   }
+}
+
+async function saveEdit(m, text) {
+  try {
+    await api.edit(m.id, text);
+    changeMessage(m.id, { text, edited: true });
+    clearContext();
+    reloadListSoon();
+  } catch (e) {
+    fail(e);
+  }
+}
+
+function changeMessage(id, change) {
+  const i = state.messages.findIndex((x) => x.id === id);
+  if (i < 0) return;
+  state.messages[i] = { ...state.messages[i], ...change };
+  drawMessages(false);
+}
+
+// Reply, Edit and Delete on a message.
+function onMessageAction(e) {
+  const button = e.target.closest('button[data-act]');
+  if (!button) return;
+  const id = button.closest('li.msg')?.dataset.id;
+  const m = state.messages.find((x) => x.id === id);
+  if (!m) return;
+  const box = $('composer');
+  if (button.dataset.act === 'reply') {
+    state.editing = null;
+    state.replyTo = m;
+  } else if (button.dataset.act === 'edit') {
+    state.replyTo = null;
+    state.editing = m;
+    box.value = m.text || '';
+    autosize();
+  } else if (button.dataset.act === 'delete') {
+    askDelete(m);
+    return;
+  }
+  drawContext();
+  box.focus();
+}
+
+function askDelete(m) {
+  const dialog = $('delete-dialog');
+  $('delete-text').textContent = body(m);
+  dialog.returnValue = '';
+  dialog.onclose = async () => {
+    if (dialog.returnValue !== 'delete') return;
+    try {
+      await api.remove(m.id);
+      changeMessage(m.id, { deleted: true, text: null });
+      reloadListSoon();
+    } catch (e) {
+      fail(e);
+    }
+  };
+  dialog.showModal();
+}
+
+async function setTimer() {
+  const conv = openConv();
+  if (!conv) return;
+  const secs = Number($('timer').value) || null;
+  try {
+    await api.setTimer(conv.id, secs);
+    conv.disappear_secs = secs;
+  } catch (e) {
+    fail(e);
+  }
+  drawTimer(conv);
 }
 
 function addMessage(m) {
@@ -252,6 +396,20 @@ function onEvent(name, ev) {
       break;
     case 'presence':
       break;
+    case 'edited':
+      changeMessage(ev.id, { text: ev.text, edited: true });
+      reloadListSoon();
+      break;
+    case 'deleted':
+      changeMessage(ev.id, { deleted: true, text: null });
+      reloadListSoon();
+      break;
+    case 'disappearing': {
+      const conv = state.conversations.find((c) => c.id === ev.conversation);
+      if (conv) conv.disappear_secs = ev.seconds;
+      drawPane();
+      break;
+    }
     default: // edited, deleted, joined, members, removed, renamed, disappearing, lagged
       reloadListSoon();
       loadOpen(false).catch(fail);
@@ -324,6 +482,9 @@ function wire() {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       send();
+    } else if (e.key === 'Escape' && (state.replyTo || state.editing)) {
+      e.preventDefault();
+      clearContext();
     }
   });
   box.addEventListener('input', typed);
@@ -332,6 +493,12 @@ function wire() {
     send();
   });
   $('older').addEventListener('click', () => loadOlder().catch(fail));
+  $('messages').addEventListener('click', onMessageAction);
+  $('context-cancel').addEventListener('click', () => {
+    clearContext();
+    $('composer').focus();
+  });
+  $('timer').addEventListener('change', () => setTimer());
   $('back').addEventListener('click', () => {
     stopTyping();
     state.open = null;

@@ -28,7 +28,7 @@ export function label(conv) {
   return conv.kind === 'group' ? `#${conv.name}` : conv.name;
 }
 
-function body(m) {
+export function body(m) {
   if (m.deleted) return 'This message was deleted';
   if (m.kind === 'file') return `📎 ${m.file_name || 'file'}${m.text ? ` — ${m.text}` : ''}`;
   return m.text || '';
@@ -73,15 +73,50 @@ export function conversationItem(c, current) {
   return el('li', {}, button);
 }
 
-export function messageItem(m) {
+// Who wrote it, as the list shows them.
+function author(m) {
+  return m.outgoing ? 'You' : m.from;
+}
+
+// The buttons of one message (visible on hover and on keyboard focus).
+function actions(m) {
+  if (m.deleted) return null;
+  const act = (name, text, label) => el('button', {
+    type: 'button', class: 'act', dataset: { act: name }, 'aria-label': label,
+  }, text);
+  return el('div', { class: 'actions' },
+    act('reply', 'Reply', `Reply to ${author(m)}: ${body(m).slice(0, 40)}`),
+    m.outgoing && m.kind === 'text' ? act('edit', 'Edit', 'Edit your message') : null,
+    m.outgoing ? act('delete', 'Delete', 'Delete your message for everyone') : null);
+}
+
+// `quoted` is the message this one answers, if it is loaded.
+export function messageItem(m, quoted) {
   const cls = ['msg', m.outgoing ? 'out' : 'in'];
   if (m.deleted) cls.push('deleted');
+  const quote = m.reply_to
+    ? el('div', { class: 'quote', dataset: { id: m.reply_to } },
+      quoted ? `${author(quoted)}: ${body(quoted)}` : 'An earlier message')
+    : null;
   const meta = el('div', { class: 'meta' },
     el('time', { dateTime: new Date(m.sent_at).toISOString() }, when(m.sent_at)),
-    m.edited ? ' · edited' : null,
+    m.edited && !m.deleted ? el('span', { class: 'edited' }, ' · edited') : null,
+    m.expires_at ? el('span', { class: 'expires', title: 'Disappears' },
+      ` · disappears ${when(m.expires_at)}`) : null,
     m.outgoing ? el('span', { class: 'status', dataset: { status: m.status } }, statusText(m)) : null);
   return el('li', { class: cls.join(' '), dataset: { id: m.id } },
     m.group && !m.outgoing ? el('div', { class: 'from' }, m.from) : null,
+    quote,
     el('div', { class: 'text' }, body(m)),
-    meta);
+    meta,
+    actions(m));
+}
+
+// A timer's name: 30 seconds, 5 minutes, 1 hour, 1 day, 1 week.
+export function timerName(secs) {
+  if (!secs) return 'Off';
+  const units = [[604800, 'week'], [86400, 'day'], [3600, 'hour'], [60, 'minute'], [1, 'second']];
+  const [n, unit] = units.find(([u]) => secs % u === 0);
+  const k = secs / n;
+  return `${k} ${unit}${k === 1 ? '' : 's'}`;
 }
