@@ -383,6 +383,7 @@ mod tests {
             deleted: false,
             file_name: Some("f.txt".into()),
             size: Some(4),
+            media_type: Some("text/plain".into()),
             expires_at: None,
             unfranked: false,
             receipts: Box::default(),

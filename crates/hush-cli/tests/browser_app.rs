@@ -3,7 +3,8 @@
 //! `hush-server` and two real `hush web` processes: alice at desktop size
 //! (1280x800), bob at a phone's (390x844). A long history opens at its
 //! newest page and loads older ones; replies, edits, deletes and
-//! disappearing messages go both ways live.
+//! disappearing messages go both ways live; a picture is sent with a
+//! progress bar and shown inline as a thumbnail, a document downloads.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -276,6 +277,162 @@ async fn changes(s: &Scene) -> Result<()> {
     Ok(())
 }
 
+/// A `w` x `h` PNG of one colour (stored deflate blocks: no encoder needed).
+fn png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = 0xffff_ffffu32;
+        for &b in bytes {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 == 1 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+    }
+    // Each row: filter 0, then the pixels.
+    let row: Vec<u8> = std::iter::once(0)
+        .chain(rgb.iter().copied().cycle().take(3 * w as usize))
+        .collect();
+    let raw = row.repeat(h as usize);
+    let mut z = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
+    for (i, block) in blocks.iter().enumerate() {
+        z.push(u8::from(i + 1 == blocks.len()));
+        let len = block.len() as u16;
+        z.extend_from_slice(&len.to_le_bytes());
+        z.extend_from_slice(&(!len).to_le_bytes());
+        z.extend_from_slice(block);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &x in &raw {
+        a = (a + u32::from(x)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    z.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &ihdr);
+    chunk(&mut out, b"IDAT", &z);
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// A picture and a document, sent from the file picker with a progress
+/// bar; the picture shows inline at bob as a thumbnail (decrypted by his
+/// hush, scaled by his browser) and opens whole; the document downloads.
+async fn files(s: &Scene, dir: &std::path::Path) -> Result<()> {
+    let (alice, bob) = (&s.alice, &s.bob);
+    let picture = dir.join("sunset.png");
+    std::fs::write(&picture, png(640, 480, [200, 30, 40]))?;
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, "meet at noon\n")?;
+    // Watch the progress bar move.
+    js(
+        alice,
+        "window.seenProgress = []; new MutationObserver(() => window.seenProgress.push(\
+         document.getElementById('upload-bar').value)).observe(\
+         document.getElementById('upload-bar'), {attributes: true}); return true;",
+    )
+    .await?;
+    let input = tokio::time::timeout(WAIT, alice.find(fantoccini::Locator::Css("#file"))).await??;
+    input.send_keys(&picture.display().to_string()).await?;
+    until(
+        alice,
+        "the picture at alice",
+        "return document.querySelector('#messages .msg.out .thumb[data-ready=\"true\"]') !== null;",
+    )
+    .await?;
+    let seen = js(alice, "return window.seenProgress;").await?;
+    let seen: Vec<f64> = seen
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+        .unwrap_or_default();
+    ensure!(
+        seen.iter().any(|v| *v >= 0.99) && seen.len() >= 2,
+        "the progress bar did not move: {seen:?}"
+    );
+    let hidden = js(alice, "return document.getElementById('upload').hidden;").await?;
+    ensure!(hidden == json!(true), "the progress bar stays");
+    // bob: a thumbnail, scaled down, of the right colour.
+    let thumb = until(
+        bob,
+        "the thumbnail at bob",
+        "const c = document.querySelector('#messages .msg.in .thumb[data-ready=\"true\"]');\
+         if (!c) return null; const p = c.getContext('2d').getImageData(1, 1, 1, 1).data;\
+         return [c.width, c.height, p[0], p[1], p[2]];",
+    )
+    .await?;
+    ensure!(thumb == json!([320, 240, 200, 30, 40]), "thumbnail {thumb}");
+    let label = js(
+        bob,
+        "return document.querySelector('#messages .msg.in button.picture').getAttribute('aria-label');",
+    )
+    .await?;
+    ensure!(label == json!("Open picture sunset.png"), "label {label}");
+    // Opened whole, with the keyboard.
+    js(
+        bob,
+        "document.querySelector('#messages .msg.in button.picture').focus(); return true;",
+    )
+    .await?;
+    bob.active_element().await?.send_keys(ENTER).await?;
+    let full = until(
+        bob,
+        "the whole picture",
+        "const i = document.getElementById('picture-full');\
+         return document.getElementById('picture-dialog').open && i.complete && i.naturalWidth;",
+    )
+    .await?;
+    ensure!(full == json!(640), "whole picture {full}");
+    js(
+        bob,
+        "document.getElementById('picture-dialog').close(); return true;",
+    )
+    .await?;
+
+    // A document: a download link at bob, whose bytes are the file's.
+    let input = tokio::time::timeout(WAIT, alice.find(fantoccini::Locator::Css("#file"))).await??;
+    input.send_keys(&notes.display().to_string()).await?;
+    let href = until(
+        bob,
+        "the download link",
+        "return document.querySelector('#messages .msg.in a.file')?.getAttribute('href');",
+    )
+    .await?;
+    let got = tokio::time::timeout(
+        WAIT,
+        bob.execute_async(
+            "const done = arguments[arguments.length - 1];\
+             fetch(arguments[0]).then(async r => done([r.status, r.headers.get('content-disposition'), await r.text()]));",
+            vec![href],
+        ),
+    )
+    .await??;
+    ensure!(
+        got == json!([
+            200,
+            "attachment; filename*=UTF-8''notes.txt",
+            "meet at noon\n"
+        ]),
+        "download {got}"
+    );
+    Ok(())
+}
+
 /// The number of messages shown.
 const SHOWN: &str = "return document.querySelectorAll('#messages .msg').length;";
 
@@ -342,9 +499,10 @@ async fn long_history(s: &Scene) -> Result<()> {
     Ok(())
 }
 
-async fn features(s: &Scene) -> Result<()> {
+async fn features(s: &Scene, dir: &std::path::Path) -> Result<()> {
     long_history(s).await?;
     changes(s).await?;
+    files(s, dir).await?;
     Ok(())
 }
 
@@ -367,7 +525,7 @@ fn the_app_pages_a_long_history() {
                 web_a: Web::start(&alice_user),
                 web_b: Web::start(&bob_user),
             };
-            let result = features(&scene).await;
+            let result = features(&scene, profiles.path()).await;
             if result.is_err() {
                 screenshots(&[("alice", &scene.alice), ("bob", &scene.bob)], "app").await;
             }

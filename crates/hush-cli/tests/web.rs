@@ -171,6 +171,7 @@ fn requests_without_the_secret_or_from_elsewhere_are_refused() {
         ("/app.js", "text/javascript"),
         ("/api.js", "text/javascript"),
         ("/view.js", "text/javascript"),
+        ("/files.js", "text/javascript"),
         ("/style.css", "text/css"),
         ("/icon.svg", "image/svg+xml"),
     ] {
@@ -494,7 +495,9 @@ fn the_api_chats_both_ways_live() {
         // The document is served, and every documented GET answers.
         let doc = a.ok("GET", "/api/openapi.json", None).await;
         for (path, item) in doc["paths"].as_object().unwrap() {
-            if item.get("get").is_none() || path == "/login" || path == "/api/events" {
+            if item.get("get").is_none()
+                || ["/login", "/api/events", "/api/messages/{id}/file"].contains(&path.as_str())
+            {
                 continue;
             }
             let path = path
@@ -633,5 +636,149 @@ fn the_api_replies_edits_deletes_and_sets_timers() {
         )
         .await;
         ev_b.expect("disappearing", "null").await;
+    });
+}
+
+/// Files through the API: uploaded as raw bytes, progress on the event
+/// stream, decrypted by the receiver's hush and served under its guard;
+/// only raster pictures are inline, anything else is a download, and
+/// nothing a sender sends is served as something a browser would run.
+#[test]
+fn the_api_sends_and_serves_files() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    alice.ok(&["send", "bob", "hello"]);
+    let (web_a, web_b) = (Web::start(&alice), Web::start(&bob));
+    runtime().block_on(async {
+        let (a, b) = (Api::new(&web_a), Api::new(&web_b));
+        let mut ev_a = Events::open(&web_a, &a.cookie).await;
+        let mut ev_b = Events::open(&web_b, &b.cookie).await;
+        let conv = a.ok("GET", "/api/conversations", None).await[0]["id"]
+            .as_i64()
+            .unwrap();
+        let upload = |name: &str, bytes: Vec<u8>| {
+            let url = format!(
+                "{}/api/conversations/{conv}/files?name={}&upload=tok1",
+                a.base,
+                name.replace('/', "%2F")
+            );
+            let req = a
+                .http
+                .post(url)
+                .header("cookie", &a.cookie)
+                .header("content-type", "application/octet-stream")
+                .body(bytes);
+            async move {
+                let r = req.send().await.unwrap();
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
+        let picture: Vec<u8> = b"\x89PNG\r\n\x1a\n not really a picture, but declared one".to_vec();
+        let (status, sent) = upload("../../holiday.png", picture.clone()).await;
+        assert_eq!(status, 200, "{sent}");
+        assert_eq!(sent["kind"], "file");
+        assert_eq!(sent["file_name"], "holiday.png");
+        assert_eq!(sent["media_type"], "image/png");
+        let progress = ev_a.expect("progress", "tok1").await;
+        assert!(progress["total"].as_u64().unwrap() > 0, "{progress}");
+        let got = ev_b.expect("message", "holiday.png").await;
+        let id = got["id"].as_str().unwrap().to_owned();
+
+        // bob's hush decrypts it for bob's page: the bytes, inline, and a
+        // policy that lets it do nothing.
+        let r = b
+            .http
+            .get(format!("{}/api/messages/{id}/file", b.base))
+            .header("cookie", &b.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let h = r.headers().clone();
+        assert_eq!(h["content-type"], "image/png");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("sandbox")
+        );
+        assert!(
+            h["content-disposition"]
+                .to_str()
+                .unwrap()
+                .starts_with("inline")
+        );
+        assert_eq!(r.bytes().await.unwrap().as_ref(), picture.as_slice());
+        // Asked as a download, and a second time (from memory), the same.
+        let r = b
+            .http
+            .get(format!("{}/api/messages/{id}/file?download=true", b.base))
+            .header("cookie", &b.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["content-type"], "application/octet-stream");
+        assert_eq!(
+            r.headers()["content-disposition"],
+            "attachment; filename*=UTF-8''holiday.png"
+        );
+        assert_eq!(r.bytes().await.unwrap().as_ref(), picture.as_slice());
+
+        // A page disguised as a file is never served as a page.
+        let evil = b"<script>fetch('/api/messages',{method:'POST'})</script>".to_vec();
+        for name in ["page.html", "drawing.svg"] {
+            let (status, sent) = upload(name, evil.clone()).await;
+            assert_eq!(status, 200, "{sent}");
+            let got = ev_b.expect("message", name).await;
+            let id = got["id"].as_str().unwrap();
+            let r = b
+                .http
+                .get(format!("{}/api/messages/{id}/file", b.base))
+                .header("cookie", &b.cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.headers()["content-type"],
+                "application/octet-stream",
+                "{name}"
+            );
+            assert!(
+                r.headers()["content-disposition"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("attachment"),
+                "{name}"
+            );
+        }
+
+        // Refusals: an empty file, no name, a message without a file, no
+        // such message, and no session.
+        assert_eq!(upload("empty.txt", Vec::new()).await.0, 400);
+        assert_eq!(upload("", b"x".to_vec()).await.0, 400);
+        let text_id = a
+            .ok("GET", &format!("/api/conversations/{conv}/messages"), None)
+            .await["messages"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (status, _) = a
+            .call("GET", &format!("/api/messages/{text_id}/file"), None)
+            .await;
+        assert_eq!(status, 404);
+        let (status, _) = a.call("GET", "/api/messages/00ff/file", None).await;
+        assert_eq!(status, 404);
+        let r = raw(
+            web_b.addr,
+            &format!(
+                "GET /api/messages/{id}/file HTTP/1.1\r\nHost: {}\r\n",
+                web_b.host()
+            ),
+            "",
+        );
+        assert_eq!(r.status, 401);
     });
 }

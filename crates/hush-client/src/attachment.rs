@@ -112,9 +112,19 @@ pub fn decrypt_file(
     output: &Path,
     size: u64,
 ) -> Result<(), ClientError> {
+    let mut dst = std::io::BufWriter::new(std::fs::File::create(output)?);
+    decrypt_into(raw_key, input, &mut dst, size)
+}
+
+/// [`decrypt_file`] into any writer (memory, for a file shown at once).
+pub fn decrypt_into(
+    raw_key: &[u8; 32],
+    input: &Path,
+    dst: &mut impl Write,
+    size: u64,
+) -> Result<(), ClientError> {
     let k = key(raw_key)?;
     let mut src = std::io::BufReader::new(std::fs::File::open(input)?);
-    let mut dst = std::io::BufWriter::new(std::fs::File::create(output)?);
     let chunks = if size == 0 {
         1
     } else {
@@ -158,6 +168,17 @@ fn media_type(path: &Path) -> &'static str {
         Some("mp3") => "audio/mpeg",
         _ => "application/octet-stream",
     }
+}
+
+/// A message's file, decrypted ([`Client::open_file`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedFile {
+    /// The name the sender gave it.
+    pub file_name: String,
+    /// The media type the sender declared (not checked against the bytes).
+    pub media_type: String,
+    /// The plaintext.
+    pub bytes: Vec<u8>,
 }
 
 impl Client {
@@ -229,8 +250,11 @@ impl Client {
         .await
     }
 
+    /// Uploads the sealed file to blob `id`, resuming after failures.
+    /// `&mut self`, so that a front end's task can hold the future across
+    /// threads (`Client` is not `Sync`).
     pub(crate) async fn upload(
-        &self,
+        &mut self,
         id: &str,
         sealed: &Path,
         total: u64,
@@ -287,8 +311,43 @@ impl Client {
         &mut self,
         id: &str,
         out: &Path,
-        mut progress: impl FnMut(u64, u64),
+        progress: impl FnMut(u64, u64),
     ) -> Result<u64, ClientError> {
+        let (record, raw_key, sealed) = self.fetch_sealed(id, progress).await?;
+        let result = (|| {
+            let partial = out.with_extension("hush-partial");
+            decrypt_file(&raw_key, &sealed, &partial, record.size).inspect_err(|_| {
+                let _ = std::fs::remove_file(&partial);
+            })?;
+            std::fs::rename(&partial, out)?;
+            Ok(record.size)
+        })();
+        let _ = std::fs::remove_file(&sealed);
+        result
+    }
+
+    /// Downloads, checks and decrypts the file of message `id` into memory
+    /// (for a front end that shows it at once: no plaintext on disk).
+    pub async fn open_file(&mut self, id: &str) -> Result<OpenedFile, ClientError> {
+        let (record, raw_key, sealed) = self.fetch_sealed(id, |_, _| {}).await?;
+        let mut bytes = Vec::with_capacity(usize::try_from(record.size).unwrap_or(0).min(1 << 27));
+        let result = decrypt_into(&raw_key, &sealed, &mut bytes, record.size);
+        let _ = std::fs::remove_file(&sealed);
+        result?;
+        Ok(OpenedFile {
+            file_name: record.file_name,
+            media_type: record.media_type,
+            bytes,
+        })
+    }
+
+    /// The sealed blob of message `id`'s file in a scratch file, checked
+    /// against the message's digest; with the record and the file key.
+    async fn fetch_sealed(
+        &mut self,
+        id: &str,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<(AttachmentRecord, [u8; 32], PathBuf), ClientError> {
         let json: Option<String> = self
             .store
             .conn
@@ -335,19 +394,11 @@ impl Client {
             }
             f.flush()?;
         }
-        let result = (|| {
-            if digest_file(&sealed)?.as_slice() != digest.as_slice() {
-                return Err(ClientError::AttachmentTampered);
-            }
-            let partial = out.with_extension("hush-partial");
-            decrypt_file(&raw_key, &sealed, &partial, record.size).inspect_err(|_| {
-                let _ = std::fs::remove_file(&partial);
-            })?;
-            std::fs::rename(&partial, out)?;
-            Ok(record.size)
-        })();
-        let _ = std::fs::remove_file(&sealed);
-        result
+        if digest_file(&sealed)?.as_slice() != digest.as_slice() {
+            let _ = std::fs::remove_file(&sealed);
+            return Err(ClientError::AttachmentTampered);
+        }
+        Ok((record, raw_key, sealed))
     }
 }
 

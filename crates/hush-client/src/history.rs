@@ -56,7 +56,7 @@ impl Client {
     /// Seals `archive` bytes into a scratch file and uploads them as an
     /// attachment blob; returns its id.
     pub(crate) async fn upload_archive(
-        &self,
+        &mut self,
         sealed: &[u8],
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<String, ClientError> {

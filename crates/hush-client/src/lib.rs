@@ -64,6 +64,7 @@ pub mod transport;
 mod trust;
 
 pub use archive::HistoryScope;
+pub use attachment::OpenedFile;
 pub use backup::{BackupReport, RecoveryKey, RestoreRequest};
 pub use client::Client;
 pub use devices::{DeviceView, MAX_LINKED_DEVICES};

@@ -51,6 +51,7 @@ pub(crate) fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageVie
         deleted: r.get(12)?,
         file_name: attachment.as_ref().map(|a| a.file_name.clone()),
         size: attachment.as_ref().map(|a| a.size),
+        media_type: attachment.as_ref().map(|a| a.media_type.clone()),
         expires_at: r.get::<_, Option<i64>>(14)?.map(|t| t as u64),
         unfranked: !r.get::<_, bool>(8)? && !has_relay_tag(r.get::<_, Option<String>>(15)?),
         receipts: Box::new(crate::model::ReceiptState {

@@ -42,6 +42,8 @@ pub struct MessageView {
     pub file_name: Option<String>,
     /// For a file: its size in bytes.
     pub size: Option<u64>,
+    /// For a file: the media type its sender declared (not checked).
+    pub media_type: Option<String>,
     /// When it disappears, ms since the Unix epoch.
     pub expires_at: Option<u64>,
     /// Received without the server's relay tag: the server did not vouch

@@ -29,6 +29,8 @@ pub enum Action {
 }
 
 /// What the client task tells the UI.
+// One update at a time through a channel: boxing the event would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Update {
     /// The conversation list.

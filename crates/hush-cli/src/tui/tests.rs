@@ -45,6 +45,7 @@ fn msg(
         deleted: false,
         file_name: None,
         size: None,
+        media_type: None,
         expires_at: None,
         unfranked: false,
         receipts: Box::default(),

@@ -211,6 +211,10 @@ fn secure_headers(h: &mut HeaderMap) {
         ("cache-control", "no-store"),
     ];
     for (name, value) in set {
+        // A handler's own policy is a stricter one (a file's `sandbox`).
+        if name == "content-security-policy" && h.contains_key(name) {
+            continue;
+        }
         h.insert(name, HeaderValue::from_static(value));
     }
 }

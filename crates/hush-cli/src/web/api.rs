@@ -51,6 +51,16 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             Method::PUT,
             put(crate::web::edits::disappearing),
         ),
+        (
+            "/api/conversations/{id}/files",
+            Method::POST,
+            post(crate::web::files::upload),
+        ),
+        (
+            "/api/messages/{id}/file",
+            Method::GET,
+            get(crate::web::files::file),
+        ),
         ("/api/groups", Method::POST, post(create_group)),
         ("/api/contacts", Method::GET, get(contacts)),
         (
@@ -114,6 +124,16 @@ impl From<Gone> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl ApiError {
+    /// A failure with this status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
 }
 

@@ -27,6 +27,11 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("app/view.js"),
     ),
     (
+        "/files.js",
+        "text/javascript; charset=utf-8",
+        include_str!("app/files.js"),
+    ),
+    (
         "/style.css",
         "text/css; charset=utf-8",
         include_str!("app/style.css"),

@@ -5,8 +5,9 @@
 //! `removed`, `renamed`, `disappearing`, `key_changed`,
 //! `key_transparency_alarm`, `security_alarm`) and its data is the event as
 //! JSON (the same shape `hush sync --json` prints). Two more: `connection`
-//! (`{"online": bool, "error": string|null}`) and `lagged` (events were
-//! dropped for a slow reader: reload what is shown).
+//! (`{"online": bool, "error": string|null}`), `lagged` (events were
+//! dropped for a slow reader: reload what is shown) and `progress` (a file
+//! upload: `{"upload": token, "done": bytes, "total": bytes}`).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -36,6 +37,13 @@ pub fn to_sse(item: &Published) -> Sse {
         Published::Connection(error) => Sse::default()
             .event("connection")
             .data(json!({ "online": error.is_none(), "error": error }).to_string()),
+        Published::Progress {
+            upload,
+            done,
+            total,
+        } => Sse::default()
+            .event("progress")
+            .data(json!({ "upload": upload, "done": done, "total": total }).to_string()),
     }
 }
 

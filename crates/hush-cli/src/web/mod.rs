@@ -21,6 +21,7 @@ pub mod api;
 pub mod assets;
 pub mod edits;
 pub mod events;
+pub mod files;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -50,6 +51,11 @@ pub struct AppState {
     pub me: Arc<api::Me>,
     /// Turns true when `hush web` stops (ends the event streams).
     pub stop: watch::Receiver<bool>,
+    /// Where uploads wait while the client encrypts them (in the store's
+    /// directory).
+    pub scratch: Arc<std::path::PathBuf>,
+    /// Files decrypted for the page, kept for a while.
+    pub files: Arc<files::FileCache>,
 }
 
 /// The whole app: API, events, assets, behind the guard.
@@ -73,6 +79,7 @@ pub async fn run(client: Client, listen: SocketAddr, open: bool, out: &mut Out) 
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
     let access = Arc::new(Access::new(local.port()));
+    let scratch = Arc::new(client.data_dir().join("tmp"));
     let me = Arc::new(api::Me {
         username: client.username().to_owned(),
         device_id: client.device_id(),
@@ -89,6 +96,8 @@ pub async fn run(client: Client, listen: SocketAddr, open: bool, out: &mut Out) 
         events,
         me,
         stop,
+        scratch,
+        files: Arc::default(),
     };
     let url = format!("http://{local}/login?secret={}", access.secret_for_url());
     out.emit(

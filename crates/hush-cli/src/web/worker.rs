@@ -35,6 +35,15 @@ pub enum Published {
     Event(Box<Event>),
     /// The server connection: `None` when it works, else why not.
     Connection(Option<String>),
+    /// A file upload's progress: the page's token, bytes done of total.
+    Progress {
+        /// The token the page gave with the upload.
+        upload: String,
+        /// Encrypted bytes uploaded so far.
+        done: u64,
+        /// Of.
+        total: u64,
+    },
 }
 
 /// The client task has stopped.

@@ -52,7 +52,7 @@ export const api = {
 const EVENTS = [
   'message', 'receipt', 'typing', 'presence', 'edited', 'deleted', 'joined', 'members',
   'removed', 'renamed', 'disappearing', 'key_changed', 'key_transparency_alarm',
-  'security_alarm', 'connection', 'lagged',
+  'security_alarm', 'connection', 'lagged', 'progress',
 ];
 
 // Calls onEvent(name, data) for each event; onOpen() on every (re)connection.

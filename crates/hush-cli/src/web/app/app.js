@@ -1,5 +1,6 @@
 // The app: state, what events and the user do to it, and drawing it.
 import { api, subscribe } from './api.js';
+import { fileNode, fileUrl, upload } from './files.js';
 import { body, conversationItem, label, messageItem, timerName } from './view.js';
 
 const $ = (id) => document.getElementById(id);
@@ -51,6 +52,7 @@ function drawPane() {
   drawTimer(conv);
   $('composer').disabled = !on;
   $('send').disabled = !on;
+  $('attach').disabled = !conv;
   $('older').hidden = !state.more;
 }
 
@@ -58,7 +60,8 @@ function drawMessages(stick) {
   const scroller = $('scroller');
   const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
   const byId = new Map(state.messages.map((m) => [m.id, m]));
-  $('messages').replaceChildren(...state.messages.map((m) => messageItem(m, byId.get(m.reply_to))));
+  $('messages').replaceChildren(...state.messages.map((m) => messageItem(m, byId.get(m.reply_to),
+    fileNode(m))));
   $('older').hidden = !state.more;
   if (stick || atBottom) scroller.scrollTop = scroller.scrollHeight;
   scheduleExpiry();
@@ -284,6 +287,9 @@ function onMessageAction(e) {
   } else if (button.dataset.act === 'delete') {
     askDelete(m);
     return;
+  } else if (button.dataset.act === 'picture') {
+    showPicture(m);
+    return;
   }
   drawContext();
   box.focus();
@@ -304,6 +310,44 @@ function askDelete(m) {
     }
   };
   dialog.showModal();
+}
+
+function showPicture(m) {
+  $('picture-title').textContent = m.file_name || 'Picture';
+  $('picture-full').src = fileUrl(m.id);
+  $('picture-full').alt = m.file_name || 'Picture';
+  $('picture-download').href = fileUrl(m.id, true);
+  $('picture-download').download = m.file_name || 'picture';
+  $('picture-dialog').showModal();
+}
+
+// ---- files ----
+
+let uploadToken = null;
+
+function drawProgress(name, fraction) {
+  $('upload').hidden = name === null;
+  if (name === null) return;
+  $('upload-label').textContent = `Sending ${name}…`;
+  $('upload-bar').value = fraction;
+}
+
+async function sendFiles(files) {
+  const conv = openConv();
+  if (!conv) return;
+  for (const file of files) {
+    uploadToken = crypto.randomUUID();
+    drawProgress(file.name, 0);
+    try {
+      const m = await upload(conv.id, file, uploadToken, (f) => drawProgress(file.name, f));
+      addMessage(m);
+      reloadListSoon();
+    } catch (e) {
+      fail(e);
+    }
+  }
+  uploadToken = null;
+  drawProgress(null);
 }
 
 async function setTimer() {
@@ -395,6 +439,11 @@ function onEvent(name, ev) {
       drawBanner();
       break;
     case 'presence':
+      break;
+    case 'progress':
+      if (ev.upload === uploadToken && ev.total > 0) {
+        $('upload-bar').value = 0.5 + 0.5 * (ev.done / ev.total);
+      }
       break;
     case 'edited':
       changeMessage(ev.id, { text: ev.text, edited: true });
@@ -499,6 +548,12 @@ function wire() {
     $('composer').focus();
   });
   $('timer').addEventListener('change', () => setTimer());
+  $('attach').addEventListener('click', () => $('file').click());
+  $('file').addEventListener('change', () => {
+    const files = [...$('file').files];
+    $('file').value = '';
+    sendFiles(files);
+  });
   $('back').addEventListener('click', () => {
     stopTyping();
     state.open = null;

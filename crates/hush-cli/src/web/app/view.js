@@ -34,6 +34,11 @@ export function body(m) {
   return m.text || '';
 }
 
+// What a message's text line shows under its file (the caption only).
+function textOf(m) {
+  return m.kind === 'file' && !m.deleted ? m.text || '' : body(m);
+}
+
 export function preview(m) {
   if (!m) return 'No messages yet';
   return `${m.outgoing ? 'You: ' : ''}${body(m)}`;
@@ -90,8 +95,9 @@ function actions(m) {
     m.outgoing ? act('delete', 'Delete', 'Delete your message for everyone') : null);
 }
 
-// `quoted` is the message this one answers, if it is loaded.
-export function messageItem(m, quoted) {
+// `quoted` is the message this one answers, if it is loaded; `media` what
+// its file shows (files.js).
+export function messageItem(m, quoted, media) {
   const cls = ['msg', m.outgoing ? 'out' : 'in'];
   if (m.deleted) cls.push('deleted');
   const quote = m.reply_to
@@ -107,7 +113,8 @@ export function messageItem(m, quoted) {
   return el('li', { class: cls.join(' '), dataset: { id: m.id } },
     m.group && !m.outgoing ? el('div', { class: 'from' }, m.from) : null,
     quote,
-    el('div', { class: 'text' }, body(m)),
+    media,
+    textOf(m) ? el('div', { class: 'text' }, textOf(m)) : null,
     meta,
     actions(m));
 }
