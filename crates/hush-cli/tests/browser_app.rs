@@ -4,7 +4,9 @@
 //! (1280x800), bob at a phone's (390x844). A long history opens at its
 //! newest page and loads older ones; replies, edits, deletes and
 //! disappearing messages go both ways live; a picture is sent with a
-//! progress bar and shown inline as a thumbnail, a document downloads.
+//! progress bar and shown inline as a thumbnail, a document downloads; a
+//! group is made, managed (members, name, leaving) and used, with who read
+//! what.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -66,7 +68,8 @@ async fn open_app(b: &Browser, web: &Web, who: &str) -> Result<()> {
     Ok(())
 }
 
-/// Opens the conversation named `name` from the list.
+/// Opens the conversation named `name` from the list (on a phone, back to
+/// the list first).
 async fn open_conv(b: &Browser, name: &str) -> Result<()> {
     let css = format!("button.conv[data-name={}]", json!(name));
     until(
@@ -75,7 +78,15 @@ async fn open_conv(b: &Browser, name: &str) -> Result<()> {
         &format!("return document.querySelector({}) !== null;", json!(css)),
     )
     .await?;
-    click(b, &css).await?;
+    js(
+        b,
+        &format!(
+            "if (document.body.classList.contains('open')) document.getElementById('back').click();\
+             document.querySelector({}).click(); return true;",
+            json!(css)
+        ),
+    )
+    .await?;
     until(
         b,
         &format!("the conversation {name}"),
@@ -433,6 +444,135 @@ async fn files(s: &Scene, dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// A group made, managed and used from the app: members added and
+/// removed in the members dialog, renamed, per-member receipts in a
+/// message's details, and bob leaving.
+async fn groups(s: &Scene) -> Result<()> {
+    let (alice, bob) = (&s.alice, &s.bob);
+    // alice makes the group from the sidebar.
+    js(
+        alice,
+        "document.getElementById('new-group').open = true; return true;",
+    )
+    .await?;
+    type_into(alice, "#new-group-name", "crew").await?;
+    type_into(alice, "#new-group-members", &format!("bob{ENTER}")).await?;
+    until(
+        alice,
+        "the new group open",
+        "return document.getElementById('title').textContent === '#crew';",
+    )
+    .await?;
+    click(alice, "#members").await?;
+    let members = "return [...document.querySelectorAll('#group-members li')]\
+                   .map(li => li.firstChild.textContent).join(',');";
+    until(
+        alice,
+        "the members list",
+        &format!("return {} === 'alice (you),bob';", expr(members)),
+    )
+    .await?;
+    type_into(alice, "#group-add", &format!("carol{ENTER}")).await?;
+    until(
+        alice,
+        "carol added",
+        &format!("return {} === 'alice (you),bob,carol';", expr(members)),
+    )
+    .await?;
+    click(alice, "#group-members button[data-remove=\"carol\"]").await?;
+    until(
+        alice,
+        "carol removed",
+        &format!("return {} === 'alice (you),bob';", expr(members)),
+    )
+    .await?;
+    let label = js(
+        alice,
+        "return document.querySelector('#group-members button[data-remove=\"bob\"]').getAttribute('aria-label');",
+    )
+    .await?;
+    ensure!(
+        label == json!("Remove bob"),
+        "remove button labelled {label}"
+    );
+    js(
+        alice,
+        "document.getElementById('group-rename').value = ''; return true;",
+    )
+    .await?;
+    type_into(alice, "#group-rename", &format!("crew two{ENTER}")).await?;
+    until(
+        alice,
+        "the new name",
+        "return document.getElementById('title').textContent === '#crew two';",
+    )
+    .await?;
+    js(
+        alice,
+        "document.getElementById('group-dialog').close(); return true;",
+    )
+    .await?;
+    until(
+        bob,
+        "the group at bob",
+        "return document.querySelector('button.conv[data-name=\"crew two\"]') !== null;",
+    )
+    .await?;
+
+    // A message, read by bob: alice sees who read it.
+    type_into(alice, "#composer", &format!("to the crew{ENTER}")).await?;
+    open_conv(bob, "crew two").await?;
+    until(
+        bob,
+        "the group message at bob",
+        &contains("in", "to the crew"),
+    )
+    .await?;
+    until(
+        alice,
+        "read by bob",
+        "return document.querySelector('#messages .msg.out button.status')?.dataset.status === 'read';",
+    )
+    .await?;
+    act(alice, "to the crew", "info").await?;
+    let info = until(
+        alice,
+        "the receipts dialog",
+        "return document.getElementById('info-dialog').open && \
+         [...document.querySelectorAll('#info-members li')].map(li => li.textContent).join(',');",
+    )
+    .await?;
+    ensure!(info == json!("bob: read"), "per-member receipts: {info}");
+    js(
+        alice,
+        "document.getElementById('info-dialog').close(); return true;",
+    )
+    .await?;
+
+    // bob leaves from his members dialog: alice's list of members shrinks.
+    click(bob, "#members").await?;
+    click(bob, "#group-leave").await?;
+    until(
+        bob,
+        "the group gone at bob",
+        "return document.querySelector('button.conv[data-name=\"crew two\"]') === null;",
+    )
+    .await?;
+    click(alice, "#members").await?;
+    until(
+        alice,
+        "bob gone",
+        &format!("return {} === 'alice (you)';", expr(members)),
+    )
+    .await?;
+    js(
+        alice,
+        "document.getElementById('group-dialog').close(); return true;",
+    )
+    .await?;
+    Ok(())
+}
+
 /// The number of messages shown.
 const SHOWN: &str = "return document.querySelectorAll('#messages .msg').length;";
 
@@ -503,6 +643,7 @@ async fn features(s: &Scene, dir: &std::path::Path) -> Result<()> {
     long_history(s).await?;
     changes(s).await?;
     files(s, dir).await?;
+    groups(s).await?;
     Ok(())
 }
 
@@ -514,6 +655,7 @@ fn the_app_pages_a_long_history() {
     let server = Server::start();
     let alice_user = User::register(&server, "alice");
     let bob_user = User::register(&server, "bob");
+    let _carol = User::register(&server, "carol");
     let profiles = tempfile::tempdir().unwrap();
     let driver = Driver::start(&driver_bin);
     runtime().block_on(async {

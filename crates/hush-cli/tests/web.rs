@@ -172,6 +172,7 @@ fn requests_without_the_secret_or_from_elsewhere_are_refused() {
         ("/api.js", "text/javascript"),
         ("/view.js", "text/javascript"),
         ("/files.js", "text/javascript"),
+        ("/groups.js", "text/javascript"),
         ("/style.css", "text/css"),
         ("/icon.svg", "image/svg+xml"),
     ] {
@@ -780,5 +781,129 @@ fn the_api_sends_and_serves_files() {
             "",
         );
         assert_eq!(r.status, 401);
+    });
+}
+
+/// A group managed through the API: members added and removed, renamed,
+/// per-member receipts, and leaving; the others see each change live, and
+/// a 1:1 chat is no group.
+#[test]
+fn the_api_manages_a_group() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    let _carol = User::register(&server, "carol");
+    alice.ok(&["send", "bob", "hello"]);
+    let (web_a, web_b) = (Web::start(&alice), Web::start(&bob));
+    runtime().block_on(async {
+        let (a, b) = (Api::new(&web_a), Api::new(&web_b));
+        let mut ev_b = Events::open(&web_b, &b.cookie).await;
+        let direct = a.ok("GET", "/api/conversations", None).await[0]["id"]
+            .as_i64()
+            .unwrap();
+        let g = a
+            .ok(
+                "POST",
+                "/api/groups",
+                Some(json!({"name": "crew", "members": ["bob"]})),
+            )
+            .await;
+        let id = g["id"].as_i64().unwrap();
+        ev_b.expect("joined", "crew").await;
+        let members = format!("/api/conversations/{id}/members");
+
+        let view = a
+            .ok("POST", &members, Some(json!({"username": "carol"})))
+            .await;
+        assert_eq!(view["members"], json!(["alice", "bob", "carol"]));
+        ev_b.expect("members", "carol").await;
+        let view = a.ok("DELETE", &format!("{members}/carol"), None).await;
+        assert_eq!(view["members"], json!(["alice", "bob"]));
+        ev_b.expect("members", "carol").await;
+        let (status, v) = a
+            .call(
+                "PUT",
+                &format!("/api/conversations/{id}/name"),
+                Some(json!({"name": "crew2"})),
+            )
+            .await;
+        assert_eq!(status, 204, "{v}");
+        ev_b.expect("renamed", "crew2").await;
+
+        // Per-member receipts on a group message.
+        let sent = a
+            .ok(
+                "POST",
+                "/api/messages",
+                Some(json!({"conversation": id, "text": "to the crew"})),
+            )
+            .await;
+        let got = ev_b.expect("message", "to the crew").await;
+        let conv_b = got["conversation"].as_i64().unwrap();
+        b.ok("POST", &format!("/api/conversations/{conv_b}/read"), None)
+            .await;
+        let mut receipts = Value::Null;
+        for _ in 0..100 {
+            let page = a
+                .ok("GET", &format!("/api/conversations/{id}/messages"), None)
+                .await;
+            let m = page["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["id"] == sent["id"])
+                .cloned()
+                .unwrap();
+            receipts = m["receipts"].clone();
+            if receipts["read_by"] == json!(["bob"]) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(receipts["read_by"], json!(["bob"]), "{receipts}");
+        assert_eq!(receipts["recipients"], 1);
+
+        // Not on a 1:1 chat, nor someone else's made-up group.
+        let (status, _) = a
+            .call(
+                "POST",
+                &format!("/api/conversations/{direct}/members"),
+                Some(json!({"username": "carol"})),
+            )
+            .await;
+        assert_eq!(status, 400);
+        let (status, _) = a.call("POST", "/api/conversations/999/leave", None).await;
+        assert_eq!(status, 404);
+
+        // bob leaves: alice sees him go, and the group is gone from his list.
+        let (status, v) = b
+            .call("POST", &format!("/api/conversations/{conv_b}/leave"), None)
+            .await;
+        assert_eq!(status, 204, "{v}");
+        let list = b.ok("GET", "/api/conversations", None).await;
+        assert!(
+            list.as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["kind"] != "group"),
+            "{list}"
+        );
+        let mut left = false;
+        for _ in 0..100 {
+            let list = a.ok("GET", "/api/conversations", None).await;
+            let g = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["id"] == id)
+                .cloned()
+                .unwrap();
+            if g["members"] == json!(["alice"]) {
+                left = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(left, "bob still in alice's group");
     });
 }

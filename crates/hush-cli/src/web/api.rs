@@ -62,6 +62,26 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             get(crate::web::files::file),
         ),
         ("/api/groups", Method::POST, post(create_group)),
+        (
+            "/api/conversations/{id}/members",
+            Method::POST,
+            post(crate::web::groups::add),
+        ),
+        (
+            "/api/conversations/{id}/members/{username}",
+            Method::DELETE,
+            delete(crate::web::groups::remove),
+        ),
+        (
+            "/api/conversations/{id}/name",
+            Method::PUT,
+            put(crate::web::groups::rename),
+        ),
+        (
+            "/api/conversations/{id}/leave",
+            Method::POST,
+            post(crate::web::groups::leave),
+        ),
         ("/api/contacts", Method::GET, get(contacts)),
         (
             "/api/contacts/{username}/safety-number",

@@ -32,6 +32,11 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("app/files.js"),
     ),
     (
+        "/groups.js",
+        "text/javascript; charset=utf-8",
+        include_str!("app/groups.js"),
+    ),
+    (
         "/style.css",
         "text/css; charset=utf-8",
         include_str!("app/style.css"),

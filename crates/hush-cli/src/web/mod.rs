@@ -22,6 +22,7 @@ pub mod assets;
 pub mod edits;
 pub mod events;
 pub mod files;
+pub mod groups;
 pub mod worker;
 
 use std::net::SocketAddr;

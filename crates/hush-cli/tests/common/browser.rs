@@ -214,13 +214,22 @@ pub async fn screenshots(browsers: &[(&str, &Browser)], name: &str) {
 }
 
 /// Clicks the element `css` selects, as a user does (a real click, so it
-/// must be visible); `Err` if there is none.
+/// must be visible); `Err` if there is none. The app redraws lists as
+/// events arrive, so an element found just before a redraw is found again.
 pub async fn click(b: &Browser, css: &str) -> Result<()> {
-    let el = tokio::time::timeout(WAIT, b.find(fantoccini::Locator::Css(css)))
-        .await
-        .context("find")??;
-    tokio::time::timeout(WAIT, el.click())
-        .await
-        .context("click")??;
-    Ok(())
+    for _ in 0..20 {
+        let el = tokio::time::timeout(WAIT, b.find(fantoccini::Locator::Css(css)))
+            .await
+            .context("find")??;
+        match tokio::time::timeout(WAIT, el.click())
+            .await
+            .context("click")?
+        {
+            Err(e) if e.to_string().contains("stale element") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
+    bail!("{css} kept going stale")
 }

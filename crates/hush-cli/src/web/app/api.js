@@ -43,6 +43,11 @@ export const api = {
   remove: (id) => call('DELETE', `/api/messages/${encodeURIComponent(id)}`),
   setTimer: (id, seconds) => call('PUT', `/api/conversations/${id}/disappearing`, { seconds }),
   createGroup: (name, members) => call('POST', '/api/groups', { name, members }),
+  addMember: (id, username) => call('POST', `/api/conversations/${id}/members`, { username }),
+  removeMember: (id, username) =>
+    call('DELETE', `/api/conversations/${id}/members/${encodeURIComponent(username)}`),
+  renameGroup: (id, name) => call('PUT', `/api/conversations/${id}/name`, { name }),
+  leaveGroup: (id) => call('POST', `/api/conversations/${id}/leave`),
   contacts: () => call('GET', '/api/contacts'),
   safetyNumber: (user) => call('GET', `/api/contacts/${encodeURIComponent(user)}/safety-number`),
   verify: (user, digits) =>

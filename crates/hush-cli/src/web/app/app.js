@@ -1,6 +1,7 @@
 // The app: state, what events and the user do to it, and drawing it.
 import { api, subscribe } from './api.js';
 import { fileNode, fileUrl, upload } from './files.js';
+import { groupChanged, showInfo, wireGroups } from './groups.js';
 import { body, conversationItem, label, messageItem, timerName } from './view.js';
 
 const $ = (id) => document.getElementById(id);
@@ -49,6 +50,7 @@ function drawPane() {
   $('title').textContent = conv ? label(conv) : draft || 'Choose a conversation';
   $('subtitle').textContent = conv && conv.kind === 'group' ? conv.members.join(', ') : '';
   $('verify').hidden = !(conv && conv.kind === 'direct');
+  $('members').hidden = !(conv && conv.kind === 'group');
   drawTimer(conv);
   $('composer').disabled = !on;
   $('send').disabled = !on;
@@ -154,6 +156,7 @@ function fail(e) {
 
 async function loadList() {
   state.conversations = await api.conversations();
+  if (state.open?.id !== undefined && !openConv()) closeConv();
   drawList();
   drawPane();
 }
@@ -286,6 +289,9 @@ function onMessageAction(e) {
     autosize();
   } else if (button.dataset.act === 'delete') {
     askDelete(m);
+    return;
+  } else if (button.dataset.act === 'info') {
+    showInfo(ctx, m);
     return;
   } else if (button.dataset.act === 'picture') {
     showPicture(m);
@@ -459,7 +465,12 @@ function onEvent(name, ev) {
       drawPane();
       break;
     }
-    default: // edited, deleted, joined, members, removed, renamed, disappearing, lagged
+    case 'members':
+    case 'renamed':
+    case 'removed':
+      loadList().then(() => groupChanged(ctx)).catch(fail);
+      break;
+    default: // joined, read_elsewhere, synced, lagged
       reloadListSoon();
       loadOpen(false).catch(fail);
   }
@@ -497,6 +508,23 @@ async function markVerified() {
     $('verify-state').textContent = e.message;
   }
 }
+
+function closeConv() {
+  stopTyping();
+  state.open = null;
+  state.messages = [];
+  drawMessages(false);
+  drawList();
+  drawPane();
+}
+
+// What the feature modules reach of the app.
+const ctx = {
+  state,
+  openConv,
+  reload: () => loadList(),
+  close: () => closeConv(),
+};
 
 // ---- wiring ----
 
@@ -561,6 +589,7 @@ function wire() {
     drawPane();
     $('new-chat-user').focus();
   });
+  wireGroups(ctx);
   $('verify').addEventListener('click', () => showVerify());
   $('verify-mark').addEventListener('click', () => markVerified());
   document.addEventListener('visibilitychange', () => markReadIfSeen().catch(fail));

@@ -78,6 +78,15 @@ export function conversationItem(c, current) {
   return el('li', {}, button);
 }
 
+// An outgoing message's status; in a group, a button for who read it.
+function status(m) {
+  if (!m.group) return el('span', { class: 'status', dataset: { status: m.status } }, statusText(m));
+  return el('button', {
+    type: 'button', class: 'status act', dataset: { status: m.status, act: 'info' },
+    'aria-label': `${statusText(m)}: who received and read it`,
+  }, statusText(m));
+}
+
 // Who wrote it, as the list shows them.
 function author(m) {
   return m.outgoing ? 'You' : m.from;
@@ -109,7 +118,7 @@ export function messageItem(m, quoted, media) {
     m.edited && !m.deleted ? el('span', { class: 'edited' }, ' · edited') : null,
     m.expires_at ? el('span', { class: 'expires', title: 'Disappears' },
       ` · disappears ${when(m.expires_at)}`) : null,
-    m.outgoing ? el('span', { class: 'status', dataset: { status: m.status } }, statusText(m)) : null);
+    m.outgoing ? status(m) : null);
   return el('li', { class: cls.join(' '), dataset: { id: m.id } },
     m.group && !m.outgoing ? el('div', { class: 'from' }, m.from) : null,
     quote,
