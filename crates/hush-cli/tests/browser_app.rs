@@ -6,7 +6,8 @@
 //! disappearing messages go both ways live; a picture is sent with a
 //! progress bar and shown inline as a thumbnail, a document downloads; a
 //! group is made, managed (members, name, leaving) and used, with who read
-//! what.
+//! what; search finds a message far back and opens it; settings, devices
+//! and a notification for a message that arrives in the background.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -573,6 +574,124 @@ async fn groups(s: &Scene) -> Result<()> {
     Ok(())
 }
 
+/// Search across all conversations and in one, opening a result at its
+/// message; the settings (presence, profile name, linked devices); and a
+/// notification for a message that arrives while the tab is in the
+/// background, once alice opted in.
+async fn search_and_settings(s: &Scene) -> Result<()> {
+    let (alice, bob) = (&s.alice, &s.bob);
+    // m3 is far back (older pages must load to show it).
+    click(alice, "#search-all").await?;
+    type_into(alice, "#search-query", &format!("m3{ENTER}")).await?;
+    let found = until(
+        alice,
+        "search results",
+        "const r = [...document.querySelectorAll('#search-results .conv-last')].map(e => e.textContent);\
+         return r.length > 0 && r;",
+    )
+    .await?;
+    let want: Vec<String> = (30..40)
+        .rev()
+        .map(|i| format!("You: m{i}"))
+        .chain(["You: m3".to_owned()])
+        .collect();
+    ensure!(found == json!(want), "results {found}");
+    js(alice, "[...document.querySelectorAll('#search-results button.result')].pop().click(); return true;").await?;
+    until(
+        alice,
+        "m3 shown and marked",
+        "const li = document.querySelector('#messages .msg.found');\
+         return li && li.querySelector('.text').textContent === 'm3' && document.activeElement === li;",
+    )
+    .await?;
+    // In one conversation: nothing of another.
+    open_conv(alice, "bob").await?;
+    click(alice, "#search-here").await?;
+    js(
+        alice,
+        "document.getElementById('search-query').value = ''; return true;",
+    )
+    .await?;
+    type_into(alice, "#search-query", &format!("crew{ENTER}")).await?;
+    until(
+        alice,
+        "no result here",
+        "return document.getElementById('search-state').textContent === 'Nothing found.';",
+    )
+    .await?;
+    js(
+        alice,
+        "document.getElementById('search-dialog').close(); return true;",
+    )
+    .await?;
+
+    // Settings: this device listed, presence kept.
+    click(alice, "#settings").await?;
+    until(
+        alice,
+        "this device",
+        "return [...document.querySelectorAll('#devices li')].some(li => li.textContent.includes('(this one)'));",
+    )
+    .await?;
+    js(
+        alice,
+        "const s = document.getElementById('presence'); s.value = 'nobody';\
+         s.dispatchEvent(new Event('change')); return true;",
+    )
+    .await?;
+    until(
+        alice,
+        "saved",
+        "return document.getElementById('settings-state').textContent === 'Saved.';",
+    )
+    .await?;
+    type_into(alice, "#display-name", &format!("Alice A.{ENTER}")).await?;
+    until(
+        alice,
+        "the profile saved",
+        "return document.getElementById('settings-state').textContent.startsWith('Profile name shared');",
+    )
+    .await?;
+
+    // Notifications: opted in (the browser allows them, see `browser`),
+    // then a message while alice's tab is in the background.
+    js(
+        alice,
+        "const Real = window.Notification; window.shown = [];\
+         window.Notification = class extends Real {\
+           constructor(title, o) { super(title, o); window.shown.push([title, o.body]); } };\
+         return true;",
+    )
+    .await?;
+    click(alice, "#notify").await?;
+    until(
+        alice,
+        "notifications on",
+        "return localStorage.getItem('hush-notify') === 'on';",
+    )
+    .await?;
+    js(
+        alice,
+        "document.getElementById('settings-dialog').close(); return true;",
+    )
+    .await?;
+    open_conv(bob, "alice").await?;
+    let app_tab = alice.window().await?;
+    let other = alice.new_window(true).await?;
+    alice.switch_to_window(other.handle).await?;
+    goto(alice, "about:blank").await?;
+    type_into(bob, "#composer", &format!("ping{ENTER}")).await?;
+    alice.switch_to_window(app_tab).await?;
+    let shown = until(
+        alice,
+        "the notification",
+        "return window.shown.length > 0 && window.shown;",
+    )
+    .await?;
+    ensure!(shown == json!([["bob", "ping"]]), "notifications: {shown}");
+    Ok(())
+}
+
 /// The number of messages shown.
 const SHOWN: &str = "return document.querySelectorAll('#messages .msg').length;";
 
@@ -644,6 +763,7 @@ async fn features(s: &Scene, dir: &std::path::Path) -> Result<()> {
     changes(s).await?;
     files(s, dir).await?;
     groups(s).await?;
+    search_and_settings(s).await?;
     Ok(())
 }
 

@@ -173,6 +173,7 @@ fn requests_without_the_secret_or_from_elsewhere_are_refused() {
         ("/view.js", "text/javascript"),
         ("/files.js", "text/javascript"),
         ("/groups.js", "text/javascript"),
+        ("/settings.js", "text/javascript"),
         ("/style.css", "text/css"),
         ("/icon.svg", "image/svg+xml"),
     ] {
@@ -503,7 +504,8 @@ fn the_api_chats_both_ways_live() {
             }
             let path = path
                 .replace("{id}", &conv_a.to_string())
-                .replace("{username}", "bob");
+                .replace("{username}", "bob")
+                .replace("/api/search", "/api/search?q=more");
             let (status, v) = a.call("GET", &path, None).await;
             assert_eq!(status, 200, "GET {path}: {v}");
         }
@@ -905,5 +907,90 @@ fn the_api_manages_a_group() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(left, "bob still in alice's group");
+    });
+}
+
+/// Search (in one conversation and in all), settings and devices through
+/// the API.
+#[test]
+fn the_api_searches_and_keeps_settings() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let _bob = User::register(&server, "bob");
+    let _carol = User::register(&server, "carol");
+    alice.ok(&["send", "bob", "the Blue house at 5"]);
+    alice.ok(&["send", "carol", "a blue bird"]);
+    alice.ok(&["send", "carol", "100% sure_thing"]);
+    let web = Web::start(&alice);
+    runtime().block_on(async {
+        let a = Api::new(&web);
+        let found = a.ok("GET", "/api/search?q=blue", None).await;
+        let texts: Vec<&str> = found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(texts, ["a blue bird", "the Blue house at 5"]);
+        let list = a.ok("GET", "/api/conversations", None).await;
+        let carol = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "carol")
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap();
+        let here = a
+            .ok(
+                "GET",
+                &format!("/api/search?q=BLUE&conversation={carol}"),
+                None,
+            )
+            .await;
+        assert_eq!(here.as_array().unwrap().len(), 1);
+        assert_eq!(here[0]["text"], "a blue bird");
+        // LIKE's wildcards are plain characters.
+        let pct = a.ok("GET", "/api/search?q=0%25%20s", None).await;
+        assert_eq!(pct.as_array().unwrap().len(), 1, "{pct}");
+        let under = a.ok("GET", "/api/search?q=e_t", None).await;
+        assert_eq!(under.as_array().unwrap().len(), 1, "{under}");
+        let none = a.ok("GET", "/api/search?q=b_ue", None).await;
+        assert_eq!(none, json!([]));
+        for bad in [
+            "/api/search?q=%20",
+            "/api/search?q=x&limit=0",
+            "/api/search",
+        ] {
+            let (status, v) = a.call("GET", bad, None).await;
+            assert_eq!(status, 400, "{bad}: {v}");
+        }
+
+        let s = a.ok("GET", "/api/settings", None).await;
+        assert_eq!(s["presence"], "contacts", "the default");
+        let (status, v) = a
+            .call("PUT", "/api/settings", Some(json!({"presence": "nobody"})))
+            .await;
+        assert_eq!(status, 204, "{v}");
+        assert_eq!(
+            a.ok("GET", "/api/settings", None).await["presence"],
+            "nobody"
+        );
+        let (status, _) = a
+            .call("PUT", "/api/settings", Some(json!({"presence": "friends"})))
+            .await;
+        assert_eq!(status, 400);
+        let (status, v) = a
+            .call(
+                "PUT",
+                "/api/settings",
+                Some(json!({"display_name": "Alice A."})),
+            )
+            .await;
+        assert_eq!(status, 204, "{v}");
+
+        let devices = a.ok("GET", "/api/devices", None).await;
+        assert_eq!(devices.as_array().unwrap().len(), 1, "{devices}");
+        assert_eq!(devices[0]["this"], true);
     });
 }

@@ -93,6 +93,26 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             Method::POST,
             post(verify),
         ),
+        (
+            "/api/search",
+            Method::GET,
+            get(crate::web::settings::search),
+        ),
+        (
+            "/api/settings",
+            Method::GET,
+            get(crate::web::settings::settings),
+        ),
+        (
+            "/api/settings",
+            Method::PUT,
+            put(crate::web::settings::set_settings),
+        ),
+        (
+            "/api/devices",
+            Method::GET,
+            get(crate::web::settings::devices),
+        ),
         ("/api/events", Method::GET, get(crate::web::events::stream)),
         ("/api/openapi.json", Method::GET, get(openapi)),
     ]

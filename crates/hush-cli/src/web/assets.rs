@@ -37,6 +37,11 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("app/groups.js"),
     ),
     (
+        "/settings.js",
+        "text/javascript; charset=utf-8",
+        include_str!("app/settings.js"),
+    ),
+    (
         "/style.css",
         "text/css; charset=utf-8",
         include_str!("app/style.css"),

@@ -23,6 +23,7 @@ pub mod edits;
 pub mod events;
 pub mod files;
 pub mod groups;
+pub mod settings;
 pub mod worker;
 
 use std::net::SocketAddr;

@@ -49,6 +49,14 @@ export const api = {
   renameGroup: (id, name) => call('PUT', `/api/conversations/${id}/name`, { name }),
   leaveGroup: (id) => call('POST', `/api/conversations/${id}/leave`),
   contacts: () => call('GET', '/api/contacts'),
+  search: (q, conversation) => {
+    const p = new URLSearchParams({ q });
+    if (conversation !== undefined) p.set('conversation', String(conversation));
+    return call('GET', `/api/search?${p}`);
+  },
+  settings: () => call('GET', '/api/settings'),
+  setSettings: (change) => call('PUT', '/api/settings', change),
+  devices: () => call('GET', '/api/devices'),
   safetyNumber: (user) => call('GET', `/api/contacts/${encodeURIComponent(user)}/safety-number`),
   verify: (user, digits) =>
     call('POST', `/api/contacts/${encodeURIComponent(user)}/verify`, { digits }),

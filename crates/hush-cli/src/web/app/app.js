@@ -2,6 +2,7 @@
 import { api, subscribe } from './api.js';
 import { fileNode, fileUrl, upload } from './files.js';
 import { groupChanged, showInfo, wireGroups } from './groups.js';
+import { notify, wireSettings } from './settings.js';
 import { body, conversationItem, label, messageItem, timerName } from './view.js';
 
 const $ = (id) => document.getElementById(id);
@@ -51,6 +52,7 @@ function drawPane() {
   $('subtitle').textContent = conv && conv.kind === 'group' ? conv.members.join(', ') : '';
   $('verify').hidden = !(conv && conv.kind === 'direct');
   $('members').hidden = !(conv && conv.kind === 'group');
+  $('search-here').hidden = !conv;
   drawTimer(conv);
   $('composer').disabled = !on;
   $('send').disabled = !on;
@@ -414,6 +416,7 @@ function onEvent(name, ev) {
   switch (name) {
     case 'message':
       if (addMessage(ev) && !ev.outgoing) markReadIfSeen().catch(fail);
+      notify(ctx, ev);
       state.typers.delete(ev.from);
       drawTyping();
       reloadListSoon();
@@ -518,12 +521,30 @@ function closeConv() {
   drawPane();
 }
 
+// Opens conversation `id` and, if given, shows message `messageId` (older
+// pages are loaded until it is there).
+async function openAt(id, messageId) {
+  if (state.open?.id !== id) await open({ id });
+  for (let i = 0; messageId && i < 200; i++) {
+    if (state.messages.some((m) => m.id === messageId) || !state.more) break;
+    await loadOlder();
+  }
+  const li = messageId && [...$('messages').children].find((x) => x.dataset.id === messageId);
+  if (!li) return;
+  li.classList.add('found');
+  li.scrollIntoView({ block: 'center' });
+  li.tabIndex = -1;
+  li.focus();
+  setTimeout(() => li.classList.remove('found'), 3000);
+}
+
 // What the feature modules reach of the app.
 const ctx = {
   state,
   openConv,
   reload: () => loadList(),
   close: () => closeConv(),
+  openAt: (id, messageId) => openAt(id, messageId).catch(fail),
 };
 
 // ---- wiring ----
@@ -590,6 +611,7 @@ function wire() {
     $('new-chat-user').focus();
   });
   wireGroups(ctx);
+  wireSettings(ctx);
   $('verify').addEventListener('click', () => showVerify());
   $('verify-mark').addEventListener('click', () => markVerified());
   document.addEventListener('visibilitychange', () => markReadIfSeen().catch(fail));

@@ -1,0 +1,137 @@
+// Search (in the open conversation or across all), the account's settings
+// (presence, profile name), its linked devices, and opt-in browser
+// notifications. `ctx` is the app: { state, openConv, openAt, fail }.
+import { api } from './api.js';
+import { body, el, label, when } from './view.js';
+
+const $ = (id) => document.getElementById(id);
+const NOTIFY_KEY = 'hush-notify';
+
+// ---- search ----
+
+function resultItem(ctx, m) {
+  const conv = ctx.state.conversations.find((c) => c.id === m.conversation);
+  const where = conv ? label(conv) : m.group ? `#${m.group}` : m.from;
+  const b = el('button', { type: 'button', class: 'result', dataset: { id: m.id, conv: String(m.conversation) } },
+    el('span', { class: 'conv-name' }, where),
+    el('span', { class: 'conv-time' }, when(m.sent_at)),
+    el('span', { class: 'conv-last' }, `${m.outgoing ? 'You' : m.from}: ${body(m)}`));
+  return el('li', {}, b);
+}
+
+async function search(ctx, scope) {
+  const q = $('search-query').value.trim();
+  if (!q) return;
+  const conv = scope === 'here' ? ctx.openConv() : null;
+  $('search-state').textContent = 'Searching…';
+  try {
+    const found = await api.search(q, conv?.id);
+    $('search-results').replaceChildren(...found.map((m) => resultItem(ctx, m)));
+    $('search-state').textContent = found.length === 0 ? 'Nothing found.'
+      : `${found.length} found${conv ? ` in ${label(conv)}` : ''}.`;
+  } catch (e) {
+    $('search-state').textContent = e.message;
+  }
+}
+
+export function showSearch(ctx, scope) {
+  $('search-dialog').dataset.scope = scope;
+  const conv = scope === 'here' ? ctx.openConv() : null;
+  $('search-title').textContent = conv ? `Search in ${label(conv)}` : 'Search all conversations';
+  $('search-results').replaceChildren();
+  $('search-state').textContent = '';
+  $('search-dialog').showModal();
+  $('search-query').focus();
+}
+
+// ---- settings and devices ----
+
+async function loadSettings() {
+  $('settings-state').textContent = '';
+  try {
+    const [s, devices] = await Promise.all([api.settings(), api.devices()]);
+    $('presence').value = s.presence;
+    $('devices').replaceChildren(...devices.map((d) => el('li', { dataset: { id: String(d.id) } },
+      `${d.name || `Device ${d.id}`}${d.this ? ' (this one)' : ''}`,
+      el('span', { class: 'muted' }, d.last_seen_ms ? ` · seen ${when(d.last_seen_ms)}` : ''))));
+  } catch (e) {
+    $('settings-state').textContent = e.message;
+  }
+  $('notify').checked = notifyOn();
+}
+
+async function save(change, done) {
+  $('settings-state').textContent = 'Saving…';
+  try {
+    await api.setSettings(change);
+    $('settings-state').textContent = done;
+  } catch (e) {
+    $('settings-state').textContent = e.message;
+  }
+}
+
+// ---- notifications ----
+
+function notifyOn() {
+  return localStorage.getItem(NOTIFY_KEY) === 'on' && 'Notification' in window
+    && Notification.permission === 'granted';
+}
+
+async function setNotify(on) {
+  if (!on) {
+    localStorage.removeItem(NOTIFY_KEY);
+    return;
+  }
+  if (!('Notification' in window)) {
+    $('settings-state').textContent = 'This browser cannot show notifications.';
+    $('notify').checked = false;
+    return;
+  }
+  const p = await Notification.requestPermission();
+  if (p === 'granted') {
+    localStorage.setItem(NOTIFY_KEY, 'on');
+    $('settings-state').textContent = 'Notifications on while this tab is in the background.';
+  } else {
+    $('notify').checked = false;
+    $('settings-state').textContent = 'The browser did not allow notifications.';
+  }
+}
+
+// A new message while the tab is in the background, if the user opted in.
+export function notify(ctx, m) {
+  if (m.outgoing || document.visibilityState === 'visible' || !notifyOn()) return;
+  const n = new Notification(m.group ? `${m.from} in #${m.group}` : m.from, {
+    body: body(m), tag: m.id,
+  });
+  n.onclick = () => {
+    window.focus();
+    ctx.openAt(m.conversation);
+    n.close();
+  };
+}
+
+export function wireSettings(ctx) {
+  $('search-all').addEventListener('click', () => showSearch(ctx, 'all'));
+  $('search-here').addEventListener('click', () => showSearch(ctx, 'here'));
+  $('search-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    search(ctx, $('search-dialog').dataset.scope);
+  });
+  $('search-results').addEventListener('click', (e) => {
+    const b = e.target.closest('button.result');
+    if (!b) return;
+    $('search-dialog').close();
+    ctx.openAt(Number(b.dataset.conv), b.dataset.id);
+  });
+  $('settings').addEventListener('click', () => {
+    $('settings-dialog').showModal();
+    loadSettings();
+  });
+  $('presence').addEventListener('change', () => save({ presence: $('presence').value }, 'Saved.'));
+  $('profile-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const name = $('display-name').value.trim();
+    if (name) save({ display_name: name }, 'Profile name shared with your contacts.');
+  });
+  $('notify').addEventListener('change', () => setNotify($('notify').checked));
+}
