@@ -657,7 +657,8 @@ async fn search_and_settings(s: &Scene) -> Result<()> {
     // then a message while alice's tab is in the background.
     js(
         alice,
-        "const Real = window.Notification; window.shown = [];\
+        "const Real = window.Notification; window.shown = []; window.seen = [];\
+         document.addEventListener('visibilitychange', () => window.seen.push(document.visibilityState));\
          window.Notification = class extends Real {\
            constructor(title, o) { super(title, o); window.shown.push([title, o.body]); } };\
          return true;",
@@ -680,14 +681,25 @@ async fn search_and_settings(s: &Scene) -> Result<()> {
     let other = alice.new_window(true).await?;
     alice.switch_to_window(other.handle).await?;
     goto(alice, "about:blank").await?;
+    // Let the app's tab learn it is in the background before bob writes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     type_into(bob, "#composer", &format!("ping{ENTER}")).await?;
+    until(bob, "ping sent", &contains("out", "ping")).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     alice.switch_to_window(app_tab).await?;
-    let shown = until(
+    let shown = match until(
         alice,
         "the notification",
         "return window.shown.length > 0 && window.shown;",
     )
-    .await?;
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            let seen = js(alice, "return window.seen;").await?;
+            anyhow::bail!("{e:#}; the app tab's visibility changes: {seen}");
+        }
+    };
     ensure!(shown == json!([["bob", "ping"]]), "notifications: {shown}");
     Ok(())
 }
@@ -768,7 +780,7 @@ async fn features(s: &Scene, dir: &std::path::Path) -> Result<()> {
 }
 
 #[test]
-fn the_app_pages_a_long_history() {
+fn paging_changes_files_groups_search_and_settings_in_browsers() {
     let Some((chromium, driver_bin)) = tools() else {
         return;
     };
