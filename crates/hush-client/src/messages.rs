@@ -271,6 +271,11 @@ impl Client {
     /// Replaces the text of one of this account's messages, for everyone.
     pub async fn edit(&mut self, id: &str, text: &str) -> Result<(), ClientError> {
         let (m, group_id) = self.own_message(id)?;
+        if m.deleted {
+            return Err(ClientError::InvalidInput(
+                "a deleted message cannot be edited".into(),
+            ));
+        }
         let target =
             MessageId::from_hex(&m.id).ok_or_else(|| ClientError::Store("bad id".into()))?;
         self.send_control(
@@ -283,7 +288,7 @@ impl Client {
         )
         .await?;
         self.store.conn.execute(
-            "UPDATE messages SET body = ?2, edited = 1 WHERE id = ?1",
+            "UPDATE messages SET body = ?2, edited = 1 WHERE id = ?1 AND deleted = 0",
             params![id, text],
         )?;
         Ok(())

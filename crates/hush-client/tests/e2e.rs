@@ -262,6 +262,14 @@ async fn edits_deletes_and_disappearing_messages() {
     assert_eq!(h[1].text, None);
     // Bob cannot edit alice's message.
     assert!(bob.edit(&m1.id, "hacked").await.is_err());
+    // Nor can alice put text back on a message she deleted.
+    assert!(matches!(
+        alice.edit(&m2.id, "undeleted").await,
+        Err(ClientError::InvalidInput(_))
+    ));
+    let mine = alice.history(&dm("bob")).unwrap();
+    let regret = mine.iter().find(|m| m.id == m2.id).unwrap();
+    assert!(regret.deleted && regret.text.is_none());
 
     alice.set_disappearing(&dm("bob"), Some(1)).await.unwrap();
     alice.send_text(&dm("bob"), "gone soon").await.unwrap();
