@@ -14,9 +14,10 @@
 //! [`WRITERS`] connections for all its sends, and a batch costs one commit.
 //!
 //! A batch without commit claims (the common case) takes four round trips:
-//! `BEGIN`, the counters of all its recipients (locked in key order and
-//! raised in one statement), its payloads with their queue entries (one
-//! statement), `COMMIT`. A batch with claims writes each claim in a
+//! `BEGIN`, its payloads (one statement, no lock), the counters of all its
+//! recipients locked in key order and raised together with the insertion of
+//! its queue entries (one statement), `COMMIT`: the counters are held for
+//! the last two only. A batch with claims writes each claim in a
 //! savepoint of its own (a lost claim undoes only its send) and the runs of
 //! sends between them together.
 //!
@@ -34,8 +35,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::postgres_batch::{Job, is_conflict, start_writers, submit};
 use super::{DeviceKey, EpochClaim, NewEnvelope, StoreError, StoreResult, backend};
 
-/// Writer tasks, each with a connection: batches in flight at once.
-const WRITERS: usize = 4;
+/// Writer tasks, each with a connection: one writes its payloads while
+/// another holds the counters.
+const WRITERS: usize = 2;
 /// Most sends committed in one transaction.
 const MAX_BATCH: usize = 256;
 /// Sends waiting for the writer before more are refused as busy (503 with
@@ -256,72 +258,65 @@ fn key(r: &DeviceKey) -> (String, i64) {
     (r.username.clone(), i64::from(r.device_id))
 }
 
-/// Writes a run of sends without claims: the counters (locked in key order
-/// if they are not yet), then the payloads with the queue entries in one
-/// statement. Per send, its sequence numbers; `None`, with counters
-/// raised, when a recipient does not exist (the caller rolls back).
+/// Writes a run of sends without claims: their payloads first (no lock
+/// taken), then, in one statement, the counters of all their recipients
+/// (locked in key order unless this transaction holds them already) and
+/// the queue entries numbered from them. So a batch holds the counters for
+/// one statement and its commit, and another task's batch writes its
+/// payloads meanwhile. Per send, its sequence numbers; `None` when a
+/// recipient does not exist (the caller rolls back what was written).
 async fn write_run(
     conn: &mut PgConnection,
     jobs: &[&SendJob],
 ) -> Result<Option<Vec<Vec<u64>>>, sqlx::Error> {
-    let mut next = take_numbers(conn, jobs).await?;
+    let payload_ids = insert_payloads(conn, jobs).await?;
     let mut rows = Rows::default();
-    let mut seqs = Vec::with_capacity(jobs.len());
-    for (n, job) in jobs.iter().enumerate() {
-        let mut mine = Vec::with_capacity(job.recipients.len());
+    // Per entry, in order: its send and its recipient there.
+    let mut slots = Vec::new();
+    for (n, (job, id)) in jobs.iter().zip(&payload_ids).enumerate() {
         for (i, r) in job.recipients.iter().enumerate() {
-            let Some(s) = next.get_mut(&key(r)) else {
-                return Ok(None);
-            };
-            rows.push(r, *s, n as i64 + 1, job, i);
-            mine.push(*s as u64);
-            *s += 1;
+            rows.push(r, *id, job, i);
+            slots.push((n, i));
         }
-        seqs.push(mine);
     }
-    rows.insert(conn, jobs).await?;
+    let numbered = rows.insert(conn).await?;
+    if numbered.len() != slots.len() {
+        return Ok(None);
+    }
+    let mut seqs: Vec<Vec<u64>> = jobs.iter().map(|j| vec![0; j.recipients.len()]).collect();
+    for (entry, seq) in numbered {
+        let (n, i) = usize::try_from(entry - 1)
+            .ok()
+            .and_then(|k| slots.get(k))
+            .copied()
+            .ok_or(sqlx::Error::RowNotFound)?;
+        seqs[n][i] = seq as u64;
+    }
     Ok(Some(seqs))
 }
 
-/// Raises the counter of every recipient of `jobs` by its number of
-/// entries in them; per device, the first number taken.
-async fn take_numbers(
+/// Inserts the payloads of `jobs`; their ids, in order.
+async fn insert_payloads(
     conn: &mut PgConnection,
     jobs: &[&SendJob],
-) -> Result<std::collections::HashMap<(String, i64), i64>, sqlx::Error> {
-    let mut counts: std::collections::BTreeMap<(String, i64), i64> = Default::default();
-    for r in jobs.iter().flat_map(|j| &j.recipients) {
-        *counts.entry(key(r)).or_default() += 1;
-    }
-    let mut names = Vec::with_capacity(counts.len());
-    let mut ids = Vec::with_capacity(counts.len());
-    let mut adds = Vec::with_capacity(counts.len());
-    for ((u, i), c) in counts {
-        names.push(u);
-        ids.push(i);
-        adds.push(c);
-    }
-    // Locked in key order first (a no-op for rows this transaction holds
-    // already): two batches, on any nodes, never wait on each other in a
-    // cycle.
-    let rows = sqlx::query(
-        "WITH k AS (SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[]) AS k(u, i, c)), \
-         locked AS MATERIALIZED (SELECT d.username AS u, d.device_id AS i FROM devices d \
-           JOIN k ON d.username = k.u AND d.device_id = k.i \
-           ORDER BY d.username, d.device_id FOR UPDATE OF d) \
-         UPDATE devices d SET next_seq = d.next_seq + k.c FROM k, locked l \
-         WHERE d.username = k.u AND d.device_id = k.i AND l.u = k.u AND l.i = k.i \
-         RETURNING d.username, d.device_id, d.next_seq - k.c",
+) -> Result<Vec<i64>, sqlx::Error> {
+    let bodies: Vec<&[u8]> = jobs.iter().map(|j| j.envelope.payload.as_slice()).collect();
+    let sizes: Vec<i64> = bodies.iter().map(|b| b.len() as i64).collect();
+    let expiries: Vec<i64> = jobs
+        .iter()
+        .map(|j| j.envelope.expires_at_ms as i64)
+        .collect();
+    sqlx::query_scalar(
+        "WITH p AS (SELECT nextval(pg_get_serial_sequence('payloads', 'id')) AS id, n, b, s, x \
+           FROM unnest($1::BYTEA[], $2::BIGINT[], $3::BIGINT[]) WITH ORDINALITY AS j(b, s, x, n)), \
+         stored AS (INSERT INTO payloads (id, body, size, expires_at_ms) SELECT id, b, s, x FROM p) \
+         SELECT id FROM p ORDER BY n",
     )
-    .bind(&names)
-    .bind(&ids)
-    .bind(&adds)
+    .bind(&bodies)
+    .bind(&sizes)
+    .bind(&expiries)
     .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect())
+    .await
 }
 
 /// Queue entries to insert, column by column.
@@ -329,8 +324,6 @@ async fn take_numbers(
 struct Rows<'a> {
     names: Vec<&'a str>,
     ids: Vec<i64>,
-    seqs: Vec<i64>,
-    /// The number of the entry's payload in its run (from 1).
     payloads: Vec<i64>,
     headers: Vec<Option<&'a [u8]>>,
     received: Vec<i64>,
@@ -338,11 +331,10 @@ struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
-    /// Recipient `i` of `job`, the `payload`-th job of its run (from 1).
-    fn push(&mut self, r: &'a DeviceKey, seq: i64, payload: i64, job: &'a SendJob, i: usize) {
+    /// Recipient `i` of `job`, whose payload is `payload`.
+    fn push(&mut self, r: &'a DeviceKey, payload: i64, job: &'a SendJob, i: usize) {
         self.names.push(&r.username);
         self.ids.push(i64::from(r.device_id));
-        self.seqs.push(seq);
         self.payloads.push(payload);
         self.headers
             .push(job.envelope.relay_tags.get(i).map(Vec::as_slice));
@@ -350,40 +342,38 @@ impl<'a> Rows<'a> {
         self.expires.push(job.envelope.expires_at_ms as i64);
     }
 
-    /// Inserts the payloads of `jobs` (numbered from 1 in order) and
-    /// these entries, which name them by that number, in one statement.
-    async fn insert(&self, conn: &mut PgConnection, jobs: &[&SendJob]) -> Result<(), sqlx::Error> {
-        let bodies: Vec<&[u8]> = jobs.iter().map(|j| j.envelope.payload.as_slice()).collect();
-        let sizes: Vec<i64> = bodies.iter().map(|b| b.len() as i64).collect();
-        let expiries: Vec<i64> = jobs
-            .iter()
-            .map(|j| j.envelope.expires_at_ms as i64)
-            .collect();
-        sqlx::query(
-            "WITH p AS (SELECT nextval(pg_get_serial_sequence('payloads', 'id')) AS id, n, b, s, x \
-               FROM unnest($8::BYTEA[], $9::BIGINT[], $10::BIGINT[]) WITH ORDINALITY AS j(b, s, x, n)), \
-             stored AS (INSERT INTO payloads (id, body, size, expires_at_ms) \
-               SELECT id, b, s, x FROM p) \
-             INSERT INTO envelopes (username, device_id, seq, payload_id, header, \
-             received_at_ms, expires_at_ms) \
-             SELECT k.u, k.i, k.s, p.id, k.h, k.r, k.x \
-             FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], \
-             $5::BYTEA[], $6::BIGINT[], $7::BIGINT[]) AS k(u, i, s, n, h, r, x) \
-             JOIN p ON p.n = k.n",
+    /// Locks (in key order) and raises the counters of the entries'
+    /// devices and inserts the entries with the numbers taken, in the order
+    /// pushed for each device, in one statement; per entry written, its
+    /// place in the order pushed (from 1) and its sequence number. An
+    /// entry for a device that does not exist is not written.
+    async fn insert(&self, conn: &mut PgConnection) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "WITH k AS (SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[], \
+               $4::BYTEA[], $5::BIGINT[], $6::BIGINT[]) WITH ORDINALITY AS k(u, i, p, h, r, x, o)), \
+             c AS (SELECT u, i, count(*) AS c FROM k GROUP BY u, i), \
+             locked AS MATERIALIZED (SELECT d.username AS u, d.device_id AS i FROM devices d \
+               JOIN c ON d.username = c.u AND d.device_id = c.i \
+               ORDER BY d.username, d.device_id FOR UPDATE OF d), \
+             raised AS (UPDATE devices d SET next_seq = d.next_seq + c.c FROM c, locked l \
+               WHERE d.username = c.u AND d.device_id = c.i AND l.u = c.u AND l.i = c.i \
+               RETURNING d.username AS u, d.device_id AS i, d.next_seq - c.c AS first), \
+             numbered AS MATERIALIZED (SELECT k.*, \
+               f.first + row_number() OVER (PARTITION BY k.u, k.i ORDER BY k.o) - 1 AS s \
+               FROM k JOIN raised f ON f.u = k.u AND f.i = k.i), \
+             stored AS (INSERT INTO envelopes (username, device_id, seq, payload_id, header, \
+               received_at_ms, expires_at_ms) SELECT u, i, s, p, h, r, x FROM numbered) \
+             SELECT o, s FROM numbered",
         )
         .bind(&self.names)
         .bind(&self.ids)
-        .bind(&self.seqs)
         .bind(&self.payloads)
         .bind(&self.headers)
         .bind(&self.received)
         .bind(&self.expires)
-        .bind(&bodies)
-        .bind(&sizes)
-        .bind(&expiries)
-        .execute(conn)
+        .fetch_all(conn)
         .await?;
-        Ok(())
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 }
 
