@@ -22,8 +22,9 @@
 //! sends between them together.
 //!
 //! Deadlock freedom across tasks and nodes: a batch locks the queue
-//! counters of every recipient in it first, in one statement, in key order;
-//! its sends then take no further counter locks. So the sequence numbers of
+//! counters of every recipient in it in one statement, in key order, before
+//! any other lock another batch could wait for; its sends then take no
+//! further counter locks. So the sequence numbers of
 //! a device stay gap-free and ordered by commit. A send that still fails on
 //! a deadlock or a serialization conflict (group rows of commit claims) is
 //! written again alone after the batch.
@@ -59,7 +60,7 @@ pub(super) struct SendWriter {
 }
 
 impl SendWriter {
-    /// Starts the writer task, connecting with `options`.
+    /// Starts the writer tasks, connecting with `options`.
     pub(super) fn start(options: &PgConnectOptions) -> Self {
         let queue = start_writers(options, WRITERS, MAX_WAITING, MAX_BATCH, write_batch);
         Self { queue }
