@@ -16,7 +16,7 @@
 //! if its envelope is written, that is, if the device did not acknowledge
 //! it within the early window ([`seal_lazily`], decision 0013's addendum).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use hush_proto::DeviceCertificate;
@@ -131,32 +131,28 @@ async fn headers(
         .map_err(|e| internal(format!("sealing task failed: {e}")))?
 }
 
-/// The sealing key of every recipient device the directory holds.
+/// The sealing key of every recipient device the directory holds (one
+/// directory read for them all).
 async fn seal_keys(
     state: &AppState,
     recipients: &[DeviceKey],
 ) -> Result<HashMap<DeviceKey, SealKey>, Failure> {
-    let wanted: HashSet<&DeviceKey> = recipients.iter().collect();
-    let accounts: HashSet<&str> = recipients.iter().map(|r| r.username.as_str()).collect();
+    if recipients.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let certificates = state.store.device_certificates(recipients).await?;
     let mut keys = HashMap::with_capacity(recipients.len());
-    for username in accounts {
-        let Some(account) = state.store.account(username).await? else {
-            continue;
-        };
-        for device in account.devices {
-            let key = DeviceKey::new(username, device.device_id);
-            if !wanted.contains(&key) {
-                continue;
-            }
-            // The directory holds only certificates it verified at
-            // registration; one that no longer decodes is skipped like a
-            // missing device.
-            if let Ok(seal) = DeviceCertificate::decode(&device.certificate)
+    for (key, certificate) in recipients.iter().zip(certificates) {
+        // The directory holds only certificates it verified at
+        // registration; one that no longer decodes is skipped like a
+        // missing device.
+        if let Some(seal) = certificate.and_then(|c| {
+            DeviceCertificate::decode(&c)
                 .map_err(hush_proto::ProtoError::from)
                 .and_then(|c| SealKey::of(&c))
-            {
-                keys.insert(key, seal);
-            }
+                .ok()
+        }) {
+            keys.insert(key.clone(), seal);
         }
     }
     Ok(keys)

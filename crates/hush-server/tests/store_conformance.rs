@@ -45,6 +45,20 @@ async fn accounts_and_devices(store: &dyn Store) {
     let auth = store.authenticate(&[2; 32]).await.unwrap().unwrap();
     assert_eq!(auth.device, DeviceKey::new("alice", 2));
     assert_eq!(auth.state, AccountState::Active);
+    // Certificates in the order asked, none for a device not held.
+    let certificates = store
+        .device_certificates(&[
+            DeviceKey::new("alice", 2),
+            DeviceKey::new("nobody", 1),
+            DeviceKey::new("alice", 1),
+            DeviceKey::new("alice", 3),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        certificates,
+        [Some(vec![2; 8]), None, Some(vec![1; 8]), None]
+    );
 
     store
         .set_account_state("alice", AccountState::Suspended)
@@ -454,6 +468,47 @@ async fn concurrent_sends_all_land(store: Arc<dyn Store>) {
     assert_eq!(store.fetch(&a, 0, 1000).await.unwrap().len(), 200);
 }
 
+/// Many devices acknowledging at once (deleted together on a backend that
+/// batches them): each hears how many of its own envelopes went, no other
+/// device's, and every payload goes with its last envelope.
+async fn concurrent_acks_all_land(store: Arc<dyn Store>) {
+    let devices: Vec<DeviceKey> = (0..40u8)
+        .map(|i| DeviceKey::new(&format!("user{i:02}"), 1))
+        .collect();
+    for (i, d) in devices.iter().enumerate() {
+        register(&*store, &d.username, i as u8 + 1).await;
+    }
+    // Each payload goes to two neighbours; every device gets five.
+    for round in 0..5u8 {
+        for i in 0..devices.len() {
+            let to = [devices[i].clone(), devices[(i + 1) % devices.len()].clone()];
+            let mut e = envelope(&[round, i as u8]);
+            e.relay_tags = vec![vec![7; 32]; 2];
+            store.enqueue(&to, e, None).await.unwrap();
+        }
+    }
+    let mut tasks = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        let (store, d) = (store.clone(), d.clone());
+        // Seqs 1..=10 of each queue, and two that are not there.
+        tasks.push(tokio::spawn(async move {
+            let first = store.ack(&d, &[1, 2, 3, 4, 5, 99]).await.unwrap();
+            let again = store.ack(&d, &[5, 6, 7, 8, 9, 10, 98]).await.unwrap();
+            (i, first, again)
+        }));
+    }
+    for t in tasks {
+        let (i, first, again) = t.await.unwrap();
+        assert_eq!((first, again), (5, 5), "device {i}");
+    }
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.queued_envelopes, 0);
+    assert_eq!(
+        stats.payloads, 0,
+        "every payload freed with its last envelope"
+    );
+}
+
 async fn profiles(store: &dyn Store) {
     register(store, "alice", 1).await;
     assert_eq!(store.profile("alice").await.unwrap(), None);
@@ -616,6 +671,12 @@ macro_rules! conformance {
             async fn concurrent_sends_all_land() {
                 let (_guard, store) = $make.await;
                 super::concurrent_sends_all_land(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_acks_all_land() {
+                let (_guard, store) = $make.await;
+                super::concurrent_acks_all_land(store).await;
             }
 
             #[tokio::test]

@@ -10,6 +10,8 @@ mod epoch;
 mod group_commit;
 mod nonces;
 pub mod postgres;
+mod postgres_acks;
+mod postgres_batch;
 mod postgres_kt;
 pub mod postgres_migrate;
 mod postgres_queue;
@@ -458,6 +460,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// The account and its devices.
     async fn account(&self, username: &str) -> StoreResult<Option<AccountRecord>>;
+
+    /// The certificate of each device, in the order given; `None` for a
+    /// device the directory does not hold. This default reads each account
+    /// once; a backend across a network answers in one round trip.
+    async fn device_certificates(
+        &self,
+        devices: &[DeviceKey],
+    ) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let mut accounts: std::collections::HashMap<&str, Option<AccountRecord>> =
+            Default::default();
+        let mut out = Vec::with_capacity(devices.len());
+        for d in devices {
+            if !accounts.contains_key(d.username.as_str()) {
+                let account = self.account(&d.username).await?;
+                accounts.insert(&d.username, account);
+            }
+            let certificate = accounts
+                .get(d.username.as_str())
+                .and_then(Option::as_ref)
+                .and_then(|a| a.devices.iter().find(|r| r.device_id == d.device_id))
+                .map(|r| r.certificate.clone());
+            out.push(certificate);
+        }
+        Ok(out)
+    }
 
     /// All accounts, for the operator.
     async fn list_accounts(&self) -> StoreResult<Vec<AccountRecord>>;

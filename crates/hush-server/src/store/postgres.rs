@@ -2,7 +2,8 @@
 //!
 //! Each trait method is one transaction; sends are group-committed by a
 //! writer task of their own, many in one transaction
-//! ([`super::postgres_writer`]). Sequence numbers come from a per-device
+//! ([`super::postgres_writer`]), and acknowledgements deleted the same way
+//! by another ([`super::postgres_acks`]). Sequence numbers come from a per-device
 //! counter row updated in the same transaction as the insert, so they are
 //! gap-free per device and ordered by commit. A commit's epoch claim
 //! locks the group's row (`FOR UPDATE`), so of two concurrent commits for one
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::postgres_acks::AckWriter;
 use super::postgres_kt;
 use super::postgres_queue;
 use super::postgres_writer::SendWriter;
@@ -101,6 +103,8 @@ pub struct PostgresStore {
     pool: PgPool,
     /// Writes the sends, batched, on a connection of its own.
     writer: SendWriter,
+    /// Deletes acknowledged envelopes, batched, on a connection of its own.
+    acks: AckWriter,
 }
 
 fn code_of(e: &sqlx::Error) -> Option<String> {
@@ -143,8 +147,9 @@ impl PostgresStore {
             .await
             .map_err(backend)?;
         super::postgres_migrate::migrate(&pool).await?;
-        let writer = SendWriter::start(options);
-        Ok(Self { pool, writer })
+        let writer = SendWriter::start(&options);
+        let acks = AckWriter::start(&options);
+        Ok(Self { pool, writer, acks })
     }
 }
 
@@ -228,6 +233,24 @@ impl Store for PostgresStore {
 
     async fn account(&self, username: &str) -> StoreResult<Option<AccountRecord>> {
         load_account(&self.pool, username).await
+    }
+
+    async fn device_certificates(
+        &self,
+        devices: &[DeviceKey],
+    ) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let names: Vec<&str> = devices.iter().map(|d| d.username.as_str()).collect();
+        let ids: Vec<i64> = devices.iter().map(|d| i64::from(d.device_id)).collect();
+        let rows = sqlx::query(
+            "SELECT d.certificate FROM unnest($1::TEXT[], $2::BIGINT[]) WITH ORDINALITY AS k(u, i, n) \
+             LEFT JOIN devices d ON d.username = k.u AND d.device_id = k.i ORDER BY k.n",
+        )
+        .bind(&names)
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 
     async fn list_accounts(&self) -> StoreResult<Vec<AccountRecord>> {
@@ -491,7 +514,7 @@ impl Store for PostgresStore {
     }
 
     async fn ack(&self, device: &DeviceKey, seqs: &[u64]) -> StoreResult<u64> {
-        postgres_queue::ack(&self.pool, device, seqs).await
+        self.acks.ack(device, seqs).await
     }
 
     async fn expire(&self, now_ms: u64) -> StoreResult<u64> {

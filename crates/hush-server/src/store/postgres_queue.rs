@@ -56,7 +56,16 @@ pub(super) async fn insert_payload(
 }
 
 /// Deletes the payloads among `ids` that no envelope references any more.
-pub(super) async fn free_payloads(tx: &mut PgConnection, mut ids: Vec<i64>) -> StoreResult<()> {
+pub(super) async fn free_payloads(tx: &mut PgConnection, ids: Vec<i64>) -> StoreResult<()> {
+    free_payloads_sql(tx, ids).await.map_err(backend)
+}
+
+/// [`free_payloads`], with the database's error as it is (a batch tells a
+/// lost deadlock from a failure).
+pub(super) async fn free_payloads_sql(
+    tx: &mut PgConnection,
+    mut ids: Vec<i64>,
+) -> Result<(), sqlx::Error> {
     ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() {
@@ -65,16 +74,14 @@ pub(super) async fn free_payloads(tx: &mut PgConnection, mut ids: Vec<i64>) -> S
     sqlx::query("SELECT id FROM payloads WHERE id = ANY($1) ORDER BY id FOR UPDATE")
         .bind(&ids)
         .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
     sqlx::query(
         "DELETE FROM payloads p WHERE p.id = ANY($1) \
          AND NOT EXISTS (SELECT 1 FROM envelopes e WHERE e.payload_id = p.id)",
     )
     .bind(&ids)
     .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     Ok(())
 }
 
@@ -110,23 +117,25 @@ pub(super) async fn drop_queues(
 }
 
 /// Deletes `device`'s acknowledged envelopes and the payloads they were
-/// the last references of; returns how many envelopes.
-pub(super) async fn ack(pool: &PgPool, device: &DeviceKey, seqs: &[u64]) -> StoreResult<u64> {
-    let seqs: Vec<i64> = seqs.iter().map(|s| *s as i64).collect();
-    let mut tx = pool.begin().await.map_err(backend)?;
+/// the last references of, in the open transaction `tx`; returns how many
+/// envelopes.
+pub(super) async fn ack_in(
+    tx: &mut PgConnection,
+    device: &DeviceKey,
+    seqs: &[i64],
+) -> StoreResult<u64> {
     let ids: Vec<i64> = sqlx::query_scalar(
         "DELETE FROM envelopes WHERE username = $1 AND device_id = $2 AND seq = ANY($3) \
          RETURNING payload_id",
     )
     .bind(&device.username)
     .bind(i64::from(device.device_id))
-    .bind(&seqs)
+    .bind(seqs)
     .fetch_all(&mut *tx)
     .await
     .map_err(backend)?;
     let n = ids.len() as u64;
-    free_payloads(&mut tx, ids).await?;
-    tx.commit().await.map_err(backend)?;
+    free_payloads(tx, ids).await?;
     Ok(n)
 }
 

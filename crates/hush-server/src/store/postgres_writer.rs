@@ -1,9 +1,9 @@
-//! Group commit for the PostgreSQL backend: sends are written by one task
-//! per node, which takes every send that is waiting, writes each in its own
-//! savepoint inside one transaction, commits once, and only then answers
-//! each caller.
+//! Group commit for the PostgreSQL backend: sends are written by a few
+//! tasks per node ([`super::postgres_batch`]), each of which takes every
+//! send that is waiting, writes them in one transaction, commits once, and
+//! only then answers each caller.
 //!
-//! Why a task of its own: a send's transaction holds the recipients' queue
+//! Why tasks of their own: a send's transaction holds the recipients' queue
 //! counters (row locks) and a pooled connection until it commits. Driven by
 //! the caller's future, it advanced only when the caller polled it, and a
 //! WebSocket session polls its sends between socket writes; a session
@@ -11,20 +11,34 @@
 //! the same devices waited for, until the pool ran dry (issue: "pool timed
 //! out while waiting for an open connection" under the default relay load).
 //! Here a transaction runs to its end whatever its callers do, a node holds
-//! one connection for all its sends, and a batch costs one commit.
+//! [`WRITERS`] connections for all its sends, and a batch costs one commit.
 //!
-//! Deadlock freedom across nodes: a batch locks the queue counters of every
-//! recipient in it first, in one statement, in key order; its sends then
-//! take no further counter locks. A send that still fails on a deadlock or
-//! a serialization conflict (group rows of commit claims) is written again
-//! alone after the batch.
+//! A batch without commit claims (the common case) takes four round trips:
+//! `BEGIN`, its payloads (one statement, no lock), the counters of all its
+//! recipients locked in key order and raised together with the insertion of
+//! its queue entries (one statement), `COMMIT`: the counters are held for
+//! the last two only. A batch with claims writes each claim in a
+//! savepoint of its own (a lost claim undoes only its send) and the runs of
+//! sends between them together.
+//!
+//! Deadlock freedom across tasks and nodes: a batch locks the queue
+//! counters of every recipient in it in one statement, in key order, before
+//! any other lock another batch could wait for; its sends then take no
+//! further counter locks. So the sequence numbers of
+//! a device stay gap-free and ordered by commit. A send that still fails on
+//! a deadlock or a serialization conflict (group rows of commit claims) is
+//! written again alone after the batch.
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection as _, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::postgres_batch::{Job, is_conflict, start_writers, submit};
 use super::{DeviceKey, EpochClaim, NewEnvelope, StoreError, StoreResult, backend};
 
+/// Writer tasks, each with a connection: one writes its payloads while
+/// another holds the counters.
+const WRITERS: usize = 2;
 /// Most sends committed in one transaction.
 const MAX_BATCH: usize = 256;
 /// Sends waiting for the writer before more are refused as busy (503 with
@@ -46,10 +60,9 @@ pub(super) struct SendWriter {
 }
 
 impl SendWriter {
-    /// Starts the writer task, connecting with `options`.
-    pub(super) fn start(options: PgConnectOptions) -> Self {
-        let (queue, rx) = mpsc::channel(MAX_WAITING);
-        tokio::spawn(writer_loop(options, rx));
+    /// Starts the writer tasks, connecting with `options`.
+    pub(super) fn start(options: &PgConnectOptions) -> Self {
+        let queue = start_writers(options, WRITERS, MAX_WAITING, MAX_BATCH, write_batch);
         Self { queue }
     }
 
@@ -67,54 +80,28 @@ impl SendWriter {
             claim,
             reply,
         };
-        self.queue.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => StoreError::Busy,
-            mpsc::error::TrySendError::Closed(_) => backend("the send writer has stopped"),
-        })?;
+        submit(&self.queue, job)?;
         answer
             .await
             .map_err(|_| backend("the send writer has stopped"))?
     }
 }
 
-async fn writer_loop(options: PgConnectOptions, mut rx: mpsc::Receiver<SendJob>) {
-    let mut conn: Option<PgConnection> = None;
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let c = match conn.take() {
-            Some(c) => c,
-            None => match PgConnection::connect_with(&options).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "the send writer cannot connect");
-                    for job in batch.drain(..) {
-                        let _ = job.reply.send(Err(StoreError::Busy));
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        conn = write_batch(c, &mut batch).await;
+impl Job for SendJob {
+    fn fail(self, error: StoreError) {
+        let _ = self.reply.send(Err(error));
     }
 }
 
 /// Writes `batch` in one transaction and answers every job; the connection
 /// back, unless it failed.
-async fn write_batch(mut conn: PgConnection, batch: &mut Vec<SendJob>) -> Option<PgConnection> {
-    let written = match in_one_transaction(&mut conn, batch).await {
+async fn write_batch(mut conn: PgConnection, mut batch: Vec<SendJob>) -> Option<PgConnection> {
+    let written = match in_one_transaction(&mut conn, &batch).await {
         Ok(results) => results,
         Err(e) => {
             tracing::error!(error = %e, "a batch of sends failed");
-            for job in batch.drain(..) {
-                let _ = job.reply.send(Err(backend(e.to_string())));
+            for job in batch {
+                job.fail(backend(e.to_string()));
             }
             // A connection that failed a commit is not trusted again.
             return None;
@@ -152,6 +139,13 @@ async fn in_one_transaction(
     batch: &[SendJob],
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     sqlx::query("BEGIN").execute(&mut *conn).await?;
+    if batch.iter().all(|j| j.claim.is_none()) {
+        if let Some(written) = plain(conn, batch).await? {
+            return Ok(written);
+        }
+        // A recipient is gone: the general way, which refuses only its send.
+        sqlx::query("BEGIN").execute(&mut *conn).await?;
+    }
     let existing = lock_counters(conn, batch).await?;
     let mut results: Vec<Option<Outcome>> = batch.iter().map(|_| None).collect();
     let mut i = 0;
@@ -185,7 +179,7 @@ async fn in_one_transaction(
         let jobs: Vec<&SendJob> = run.iter().map(|&k| &batch[k]).collect();
         sqlx::query("SAVEPOINT run").execute(&mut *conn).await?;
         match write_run(conn, &jobs).await {
-            Ok(seqs) => {
+            Ok(Some(seqs)) => {
                 sqlx::query("RELEASE SAVEPOINT run")
                     .execute(&mut *conn)
                     .await?;
@@ -193,8 +187,10 @@ async fn in_one_transaction(
                     results[k] = Some(Ok(Ok(s)));
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "a run of sends failed together; writing each alone");
+            failed => {
+                if let Err(e) = failed {
+                    tracing::warn!(error = %e, "a run of sends failed together; writing each alone");
+                }
                 sqlx::query("ROLLBACK TO SAVEPOINT run")
                     .execute(&mut *conn)
                     .await?;
@@ -228,90 +224,100 @@ async fn one_in_savepoint(conn: &mut PgConnection, job: &SendJob) -> Result<Outc
     })
 }
 
+/// A batch with no commit claim in the open transaction, in its fewest
+/// round trips (the counters, then the payloads with their envelopes, then
+/// the commit): per job, its outcome. `None` when a recipient is gone
+/// (rolled back); every job `Retry` when it lost a conflict.
+async fn plain(
+    conn: &mut PgConnection,
+    batch: &[SendJob],
+) -> Result<Option<Vec<Outcome>>, sqlx::Error> {
+    let jobs: Vec<&SendJob> = batch.iter().collect();
+    let written = match write_run(conn, &jobs).await {
+        Ok(Some(seqs)) => sqlx::query("COMMIT")
+            .execute(&mut *conn)
+            .await
+            .map(|_| seqs),
+        Ok(None) => {
+            sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+            return Ok(None);
+        }
+        Err(e) => Err(e),
+    };
+    match written {
+        Ok(seqs) => Ok(Some(seqs.into_iter().map(|s| Ok(Ok(s))).collect())),
+        Err(e) if is_conflict(&e) => {
+            sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+            Ok(Some(batch.iter().map(|_| Err(Retry)).collect()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// A device's key as the database has it.
 fn key(r: &DeviceKey) -> (String, i64) {
     (r.username.clone(), i64::from(r.device_id))
 }
 
-/// Writes a run of sends without claims, all of whose recipients exist and
-/// are locked: their payloads, the counters and the queue entries, one
-/// statement each. Per send, its sequence numbers.
+/// Writes a run of sends without claims: their payloads first (no lock
+/// taken), then, in one statement, the counters of all their recipients
+/// (locked in key order unless this transaction holds them already) and
+/// the queue entries numbered from them. So a batch holds the counters for
+/// one statement and its commit, and another task's batch writes its
+/// payloads meanwhile. Per send, its sequence numbers; `None` when a
+/// recipient does not exist (the caller rolls back what was written).
 async fn write_run(
     conn: &mut PgConnection,
     jobs: &[&SendJob],
-) -> Result<Vec<Vec<u64>>, sqlx::Error> {
-    let payload_ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT nextval(pg_get_serial_sequence('payloads', 'id')) FROM generate_series(1, $1)",
-    )
-    .bind(jobs.len() as i64)
-    .fetch_all(&mut *conn)
-    .await?;
+) -> Result<Option<Vec<Vec<u64>>>, sqlx::Error> {
+    let payload_ids = insert_payloads(conn, jobs).await?;
+    let mut rows = Rows::default();
+    // Per entry, in order: its send and its recipient there.
+    let mut slots = Vec::new();
+    for (n, (job, id)) in jobs.iter().zip(&payload_ids).enumerate() {
+        for (i, r) in job.recipients.iter().enumerate() {
+            rows.push(r, *id, job, i);
+            slots.push((n, i));
+        }
+    }
+    let numbered = rows.insert(conn).await?;
+    if numbered.len() != slots.len() {
+        return Ok(None);
+    }
+    let mut seqs: Vec<Vec<u64>> = jobs.iter().map(|j| vec![0; j.recipients.len()]).collect();
+    for (entry, seq) in numbered {
+        let (n, i) = usize::try_from(entry - 1)
+            .ok()
+            .and_then(|k| slots.get(k))
+            .copied()
+            .ok_or(sqlx::Error::RowNotFound)?;
+        seqs[n][i] = seq as u64;
+    }
+    Ok(Some(seqs))
+}
+
+/// Inserts the payloads of `jobs`; their ids, in order.
+async fn insert_payloads(
+    conn: &mut PgConnection,
+    jobs: &[&SendJob],
+) -> Result<Vec<i64>, sqlx::Error> {
     let bodies: Vec<&[u8]> = jobs.iter().map(|j| j.envelope.payload.as_slice()).collect();
     let sizes: Vec<i64> = bodies.iter().map(|b| b.len() as i64).collect();
     let expiries: Vec<i64> = jobs
         .iter()
         .map(|j| j.envelope.expires_at_ms as i64)
         .collect();
-    sqlx::query(
-        "INSERT INTO payloads (id, body, size, expires_at_ms) \
-         SELECT * FROM unnest($1::BIGINT[], $2::BYTEA[], $3::BIGINT[], $4::BIGINT[])",
+    sqlx::query_scalar(
+        "WITH p AS (SELECT nextval(pg_get_serial_sequence('payloads', 'id')) AS id, n, b, s, x \
+           FROM unnest($1::BYTEA[], $2::BIGINT[], $3::BIGINT[]) WITH ORDINALITY AS j(b, s, x, n)), \
+         stored AS (INSERT INTO payloads (id, body, size, expires_at_ms) SELECT id, b, s, x FROM p) \
+         SELECT id FROM p ORDER BY n",
     )
-    .bind(&payload_ids)
     .bind(&bodies)
     .bind(&sizes)
     .bind(&expiries)
-    .execute(&mut *conn)
-    .await?;
-    let mut next = take_numbers(conn, jobs).await?;
-    let mut rows = Rows::default();
-    let mut seqs = Vec::with_capacity(jobs.len());
-    for (job, payload_id) in jobs.iter().zip(&payload_ids) {
-        let mut mine = Vec::with_capacity(job.recipients.len());
-        for (i, r) in job.recipients.iter().enumerate() {
-            let n = next.get_mut(&key(r)).ok_or(sqlx::Error::RowNotFound)?;
-            rows.push(r, *n, *payload_id, job, i);
-            mine.push(*n as u64);
-            *n += 1;
-        }
-        seqs.push(mine);
-    }
-    rows.insert(conn).await?;
-    Ok(seqs)
-}
-
-/// Raises the counter of every recipient of `jobs` by its number of
-/// entries in them; per device, the first number taken.
-async fn take_numbers(
-    conn: &mut PgConnection,
-    jobs: &[&SendJob],
-) -> Result<std::collections::HashMap<(String, i64), i64>, sqlx::Error> {
-    let mut counts: std::collections::BTreeMap<(String, i64), i64> = Default::default();
-    for r in jobs.iter().flat_map(|j| &j.recipients) {
-        *counts.entry(key(r)).or_default() += 1;
-    }
-    let mut names = Vec::with_capacity(counts.len());
-    let mut ids = Vec::with_capacity(counts.len());
-    let mut adds = Vec::with_capacity(counts.len());
-    for ((u, i), c) in counts {
-        names.push(u);
-        ids.push(i);
-        adds.push(c);
-    }
-    let rows = sqlx::query(
-        "UPDATE devices d SET next_seq = d.next_seq + k.c \
-         FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[]) AS k(u, i, c) \
-         WHERE d.username = k.u AND d.device_id = k.i \
-         RETURNING d.username, d.device_id, d.next_seq - k.c",
-    )
-    .bind(&names)
-    .bind(&ids)
-    .bind(&adds)
     .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect())
+    .await
 }
 
 /// Queue entries to insert, column by column.
@@ -319,7 +325,6 @@ async fn take_numbers(
 struct Rows<'a> {
     names: Vec<&'a str>,
     ids: Vec<i64>,
-    seqs: Vec<i64>,
     payloads: Vec<i64>,
     headers: Vec<Option<&'a [u8]>>,
     received: Vec<i64>,
@@ -327,10 +332,10 @@ struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
-    fn push(&mut self, r: &'a DeviceKey, seq: i64, payload: i64, job: &'a SendJob, i: usize) {
+    /// Recipient `i` of `job`, whose payload is `payload`.
+    fn push(&mut self, r: &'a DeviceKey, payload: i64, job: &'a SendJob, i: usize) {
         self.names.push(&r.username);
         self.ids.push(i64::from(r.device_id));
-        self.seqs.push(seq);
         self.payloads.push(payload);
         self.headers
             .push(job.envelope.relay_tags.get(i).map(Vec::as_slice));
@@ -338,23 +343,38 @@ impl<'a> Rows<'a> {
         self.expires.push(job.envelope.expires_at_ms as i64);
     }
 
-    async fn insert(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO envelopes (username, device_id, seq, payload_id, header, \
-             received_at_ms, expires_at_ms) \
-             SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], \
-             $5::BYTEA[], $6::BIGINT[], $7::BIGINT[])",
+    /// Locks (in key order) and raises the counters of the entries'
+    /// devices and inserts the entries with the numbers taken, in the order
+    /// pushed for each device, in one statement; per entry written, its
+    /// place in the order pushed (from 1) and its sequence number. An
+    /// entry for a device that does not exist is not written.
+    async fn insert(&self, conn: &mut PgConnection) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "WITH k AS (SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[], \
+               $4::BYTEA[], $5::BIGINT[], $6::BIGINT[]) WITH ORDINALITY AS k(u, i, p, h, r, x, o)), \
+             c AS (SELECT u, i, count(*) AS c FROM k GROUP BY u, i), \
+             locked AS MATERIALIZED (SELECT d.username AS u, d.device_id AS i FROM devices d \
+               JOIN c ON d.username = c.u AND d.device_id = c.i \
+               ORDER BY d.username, d.device_id FOR UPDATE OF d), \
+             raised AS (UPDATE devices d SET next_seq = d.next_seq + c.c FROM c, locked l \
+               WHERE d.username = c.u AND d.device_id = c.i AND l.u = c.u AND l.i = c.i \
+               RETURNING d.username AS u, d.device_id AS i, d.next_seq - c.c AS first), \
+             numbered AS MATERIALIZED (SELECT k.*, \
+               f.first + row_number() OVER (PARTITION BY k.u, k.i ORDER BY k.o) - 1 AS s \
+               FROM k JOIN raised f ON f.u = k.u AND f.i = k.i), \
+             stored AS (INSERT INTO envelopes (username, device_id, seq, payload_id, header, \
+               received_at_ms, expires_at_ms) SELECT u, i, s, p, h, r, x FROM numbered) \
+             SELECT o, s FROM numbered",
         )
         .bind(&self.names)
         .bind(&self.ids)
-        .bind(&self.seqs)
         .bind(&self.payloads)
         .bind(&self.headers)
         .bind(&self.received)
         .bind(&self.expires)
-        .execute(conn)
+        .fetch_all(conn)
         .await?;
-        Ok(())
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 }
 
@@ -409,14 +429,10 @@ enum Failed {
 
 impl From<sqlx::Error> for Failed {
     fn from(e: sqlx::Error) -> Self {
-        let code = match &e {
-            sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
-            _ => None,
-        };
-        match code.as_deref() {
-            // deadlock_detected, serialization_failure
-            Some("40P01" | "40001") => Failed::Conflict,
-            _ => Failed::Store(backend(e)),
+        if is_conflict(&e) {
+            Failed::Conflict
+        } else {
+            Failed::Store(backend(e))
         }
     }
 }
