@@ -80,6 +80,7 @@ pub mod safety;
 pub mod sealed;
 pub mod self_sync;
 pub mod storage;
+pub mod xwing;
 
 pub use big_group::{MAX_GROUP_DEVICES, TreeBlob, TreeRef, TreeSlot};
 pub use codec::DecodeError;
