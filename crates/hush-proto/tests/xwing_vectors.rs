@@ -1,6 +1,8 @@
 //! X-Wing against the official test vectors of draft-connolly-cfrg-xwing-kem
 //! (`tests/vectors/xwing/test-vectors.json`, see the README beside it).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use hush_proto::xwing::{XWing, XWingError};
 use mls_rs_core::crypto::{HpkePublicKey, HpkeSecretKey};
 use mls_rs_crypto_traits::KemType;
