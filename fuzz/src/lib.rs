@@ -17,8 +17,10 @@
 //! accepted input must have.
 //!
 //! The two MLS targets run against bob's side of a fixed two-party conversation
-//! (alice and bob, one device each, hybrid suite) restored from
-//! `fuzz/fixture/bob.state`. mls-rs draws group ids and secrets from aws-lc's
+//! (alice and bob, one device each) restored from `fuzz/fixture/bob.state`.
+//! The fixture was written before decision 0031, in the legacy hybrid suite
+//! 65100: replaying its `valid-*` seeds also shows that such a conversation
+//! still loads and processes (regenerating it would move it to 0x004D). mls-rs draws group ids and secrets from aws-lc's
 //! own RNG, so a conversation built afresh would differ on every run and no
 //! stored message could ever decrypt in it; a stored snapshot keeps the
 //! `valid-*` seeds (alice's messages and commits) meaningful. The snapshot is
@@ -46,7 +48,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 16] = [
+pub const TARGETS: [&str; 17] = [
     "content_decode",
     "certificate_decode",
     "state_key",
@@ -63,6 +65,7 @@ pub const TARGETS: [&str; 16] = [
     "kt_batch_check",
     "self_sync_open",
     "archive_open",
+    "xwing_kem",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -84,6 +87,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "device_link_decode" => device_link_decode(data),
         "kt_batch_check" => kt_batch_check(data),
         "archive_open" => archive_open(data),
+        "xwing_kem" => xwing_kem(data),
         _ => return None,
     })
 }
@@ -946,4 +950,31 @@ fn fixture() -> MutexGuard<'static, Fixture> {
             guard
         }
     }
+}
+
+/// The secret key of X-Wing's first official test vector, the key
+/// [`xwing_kem`] decapsulates with.
+const XWING_SEED: [u8; 32] = [
+    0x7f, 0x9c, 0x2b, 0xa4, 0xe8, 0x8f, 0x82, 0x7d, 0x61, 0x60, 0x45, 0x50, 0x76, 0x05, 0x85, 0x3e,
+    0xd7, 0x3b, 0x80, 0x93, 0xf6, 0xef, 0xbc, 0x88, 0xeb, 0x1a, 0x6e, 0xac, 0xfa, 0x66, 0xef, 0x26,
+];
+
+/// X-Wing on untrusted bytes (decision 0031): `data` as a public key from a
+/// KeyPackage or leaf (encapsulating to it) and as a ciphertext from an
+/// UpdatePath or Welcome (decapsulating it). Only a 1216-byte key whose
+/// ML-KEM half passes the modulus check, and only a 1120-byte ciphertext,
+/// may be accepted; anything else is an error, never a panic.
+pub fn xwing_kem(data: &[u8]) -> bool {
+    use hush_proto::xwing::{CIPHERTEXT_SIZE, PUBLIC_KEY_SIZE, XWing};
+    let as_key = XWing::encapsulate_derand(data, &[7; 64]);
+    if let Ok(enc) = &as_key {
+        assert_eq!(data.len(), PUBLIC_KEY_SIZE);
+        assert_eq!(enc.enc().len(), CIPHERTEXT_SIZE);
+    }
+    let as_ciphertext = XWing::decapsulate(data, &XWING_SEED);
+    if let Ok(ss) = &as_ciphertext {
+        assert_eq!(data.len(), CIPHERTEXT_SIZE);
+        assert_eq!(ss.len(), 32);
+    }
+    as_key.is_ok() || as_ciphertext.is_ok()
 }

@@ -10,10 +10,10 @@ use mls_rs::extension::recommended::LastResortKeyPackageExt;
 use mls_rs::group::ExportedTree;
 use mls_rs::{CipherSuite, Client, ExtensionList, MlsMessage};
 use mls_rs_core::extension::MlsExtension;
-use mls_rs_crypto_awslc::AwsLcCryptoProvider;
 
 use crate::big_group::{HushRules, TreeRef};
 use crate::conversation::{Conversation, ConversationInfo, ConversationKind, PendingCommit};
+use crate::crypto::{HushCryptoProvider, XWING_CHACHA20POLY1305_SHA256_ED25519};
 use crate::error::ProtoError;
 use crate::identity::{DeviceCertificate, DeviceSigningKey, HushIdentityProvider, IdentityError};
 use crate::storage::{MemoryStore, StateChange, StateKey};
@@ -23,7 +23,7 @@ use crate::{Timestamp, conversation};
 pub(crate) type HushConfig = WithIdentityProvider<
     HushIdentityProvider,
     WithCryptoProvider<
-        AwsLcCryptoProvider,
+        HushCryptoProvider,
         WithMlsRules<
             HushRules,
             WithGroupStateStorage<MemoryStore, WithKeyPackageRepo<MemoryStore, BaseConfig>>,
@@ -34,27 +34,36 @@ pub(crate) type HushConfig = WithIdentityProvider<
 /// How long a published KeyPackage stays valid.
 pub const KEY_PACKAGE_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
-/// The two ciphersuites every Hush device supports.
+/// The ciphersuites of Hush's conversations (docs/cryptography.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Suite {
     /// `MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519` (0x0001), interoperable
     /// with any RFC 9420 implementation.
     Classical,
-    /// X-Wing (ML-KEM-768 + X25519) hybrid KEM with AES-128-GCM, SHA-256 and
-    /// Ed25519 (mls-rs suite 65100). The default for new conversations.
+    /// `MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519` (0x004D): the X-Wing
+    /// hybrid KEM (ML-KEM-768 + X25519, draft-connolly-cfrg-xwing-kem-06 and
+    /// later) with ChaCha20-Poly1305, SHA-256 and Ed25519, the code point
+    /// and construction of OpenMLS. The default for new conversations.
     #[default]
     Hybrid,
+    /// mls-rs's private suite 65100 (an X-Wing draft-01 combiner with
+    /// AES-128-GCM), the default before decision 0031. Conversations in it
+    /// load, send, receive and commit; none is started in it, no KeyPackage
+    /// is made for it, and [`Device::migrate_conversation`] moves one to
+    /// [`Suite::Hybrid`].
+    LegacyHybrid,
 }
 
 impl Suite {
-    /// Both suites, hybrid first.
+    /// The suites new conversations and KeyPackages use, hybrid first.
     pub const ALL: [Suite; 2] = [Suite::Hybrid, Suite::Classical];
 
     /// The MLS ciphersuite number.
     pub fn cipher_suite(self) -> CipherSuite {
         match self {
             Suite::Classical => CipherSuite::CURVE25519_AES128,
-            Suite::Hybrid => CipherSuite::ML_KEM_768_X25519,
+            Suite::Hybrid => XWING_CHACHA20POLY1305_SHA256_ED25519,
+            Suite::LegacyHybrid => CipherSuite::ML_KEM_768_X25519,
         }
     }
 
@@ -62,16 +71,23 @@ impl Suite {
     pub fn from_cipher_suite(cs: CipherSuite) -> Option<Suite> {
         match cs {
             CipherSuite::CURVE25519_AES128 => Some(Suite::Classical),
-            CipherSuite::ML_KEM_768_X25519 => Some(Suite::Hybrid),
+            XWING_CHACHA20POLY1305_SHA256_ED25519 => Some(Suite::Hybrid),
+            CipherSuite::ML_KEM_768_X25519 => Some(Suite::LegacyHybrid),
             _ => None,
         }
     }
 
-    /// The name used in CLIs and APIs: `classical` or `pq`.
+    /// Whether new conversations and KeyPackages may use it.
+    pub fn is_current(self) -> bool {
+        Suite::ALL.contains(&self)
+    }
+
+    /// The name used in CLIs and APIs: `classical`, `pq` or `pq-legacy`.
     pub fn name(self) -> &'static str {
         match self {
             Suite::Classical => "classical",
             Suite::Hybrid => "pq",
+            Suite::LegacyHybrid => "pq-legacy",
         }
     }
 
@@ -80,6 +96,7 @@ impl Suite {
         match name {
             "classical" => Some(Suite::Classical),
             "pq" | "hybrid" => Some(Suite::Hybrid),
+            "pq-legacy" => Some(Suite::LegacyHybrid),
             _ => None,
         }
     }
@@ -103,6 +120,8 @@ pub struct Device {
     store: MemoryStore,
     classical: Client<HushConfig>,
     hybrid: Client<HushConfig>,
+    legacy: Client<HushConfig>,
+    legacy_writes: bool,
 }
 
 impl Device {
@@ -139,10 +158,7 @@ impl Device {
                 .key_package_repo(store.clone())
                 .group_state_storage(store.clone())
                 .mls_rules(HushRules::new())
-                .crypto_provider(AwsLcCryptoProvider::with_enabled_cipher_suites(vec![
-                    Suite::Classical.cipher_suite(),
-                    Suite::Hybrid.cipher_suite(),
-                ]))
+                .crypto_provider(HushCryptoProvider)
                 .identity_provider(HushIdentityProvider)
                 .extension_type(conversation::INFO_EXTENSION)
                 .key_package_lifetime(KEY_PACKAGE_LIFETIME)
@@ -156,6 +172,8 @@ impl Device {
         Ok(Self {
             classical: client(Suite::Classical),
             hybrid: client(Suite::Hybrid),
+            legacy: client(Suite::LegacyHybrid),
+            legacy_writes: false,
             cert,
             store,
         })
@@ -193,7 +211,25 @@ impl Device {
         match suite {
             Suite::Classical => &self.classical,
             Suite::Hybrid => &self.hybrid,
+            Suite::LegacyHybrid => &self.legacy,
         }
+    }
+
+    /// Lets this device make KeyPackages and start conversations in
+    /// [`Suite::LegacyHybrid`], as versions before decision 0031 did. Only
+    /// for tests that need the data those versions wrote.
+    #[doc(hidden)]
+    pub fn allow_legacy_writes_for_tests(&mut self) {
+        self.legacy_writes = true;
+    }
+
+    fn current_client(&self, suite: Suite) -> Result<&Client<HushConfig>, ProtoError> {
+        if !suite.is_current() && !self.legacy_writes {
+            return Err(ProtoError::InvalidRequest(
+                "the legacy suite 65100 is only read: use Suite::Hybrid",
+            ));
+        }
+        Ok(self.client(suite))
     }
 
     /// A fresh KeyPackage for `suite`. Its secrets go to the state store; the
@@ -212,7 +248,7 @@ impl Device {
                     .map_err(|_| ProtoError::InvalidRequest("last-resort extension"))?,
             );
         }
-        let message = self.client(suite).generate_key_package_message(
+        let message = self.current_client(suite)?.generate_key_package_message(
             extensions,
             ExtensionList::new(),
             Some(now.mls()),
@@ -257,7 +293,7 @@ impl Device {
         }
         let mut context = ExtensionList::new();
         context.set(info.to_extension());
-        let client = self.client(suite);
+        let client = self.current_client(suite)?;
         let group = match group_id {
             Some(id) => {
                 client.create_group_with_id(id, context, ExtensionList::new(), Some(now.mls()))?
@@ -377,6 +413,7 @@ pub fn inspect_key_package(bytes: &[u8]) -> Result<KeyPackageInfo, ProtoError> {
         .into_key_package()
         .ok_or(ProtoError::InvalidRequest("not a KeyPackage message"))?;
     let suite = Suite::from_cipher_suite(kp.cipher_suite)
+        .filter(|s| s.is_current())
         .ok_or(ProtoError::InvalidRequest("ciphersuite not used by Hush"))?;
     let certificate = HushIdentityProvider::check(kp.signing_identity())?;
     let last_resort = kp

@@ -294,7 +294,7 @@ fn key_package_with_a_forged_certificate_is_rejected() {
     let mut secret = key.to_seed().to_vec();
     secret.extend_from_slice(&key.public());
     let client = mls_rs::Client::builder()
-        .crypto_provider(mls_rs_crypto_awslc::AwsLcCryptoProvider::new())
+        .crypto_provider(hush_proto::crypto::HushCryptoProvider)
         .identity_provider(AcceptAnything)
         .extension_type(hush_proto::conversation::INFO_EXTENSION)
         .signing_identity(

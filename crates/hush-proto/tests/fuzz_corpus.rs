@@ -137,6 +137,11 @@ fn device_link_decode_corpus() {
 }
 
 #[test]
+fn xwing_kem_corpus() {
+    replay("xwing_kem");
+}
+
+#[test]
 fn archive_open_corpus() {
     replay("archive_open");
 }

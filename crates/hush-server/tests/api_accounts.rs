@@ -199,7 +199,7 @@ async fn key_packages_upload_count_claim() {
     let claim = || async {
         let resp = s
             .post_as(
-                "/v1/accounts/alice/key-packages/claim?suite=65100",
+                "/v1/accounts/alice/key-packages/claim?suite=77",
                 &bob.devices[0].token,
             )
             .await;
@@ -227,7 +227,7 @@ async fn key_packages_upload_count_claim() {
         .put(s.url("/v1/key-packages"))
         .bearer_auth(&bob.devices[0].token)
         .json(&UploadKeyPackagesRequest {
-            suite: 65100,
+            suite: 77,
             key_packages: vec![Bytes(s.key_package(
                 &alice.devices[0],
                 Suite::Hybrid,

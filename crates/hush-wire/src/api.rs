@@ -134,7 +134,7 @@ pub struct AccountResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UploadKeyPackagesRequest {
-    /// The MLS ciphersuite number (1 or 65100).
+    /// The MLS ciphersuite number (1, or 77 = 0x004D for X-Wing).
     pub suite: u16,
     /// One-time KeyPackages (RFC 9420 `MLSMessage`).
     #[serde(default)]

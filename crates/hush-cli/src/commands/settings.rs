@@ -257,10 +257,7 @@ pub fn export_key_package(
 ) -> Result<()> {
     let bytes = client.export_key_package(suite)?;
     std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
-    let name = match suite {
-        Suite::Classical => "classical",
-        Suite::Hybrid => "pq",
-    };
+    let name = suite.name();
     out.emit(
         || {
             format!(

@@ -21,7 +21,7 @@ fn suite(n: u16) -> ApiResult<Suite> {
     Suite::ALL
         .into_iter()
         .find(|s| s.cipher_suite().raw_value() == n)
-        .ok_or_else(|| Failure::bad_request(format!("suite {n} is not used by Hush (1 or 65100)")))
+        .ok_or_else(|| Failure::bad_request(format!("suite {n} takes no KeyPackages (1 or 77)")))
 }
 
 /// Checks that a KeyPackage is for `suite`, belongs to `me` and has the
