@@ -46,7 +46,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 16] = [
+pub const TARGETS: [&str; 17] = [
     "content_decode",
     "certificate_decode",
     "state_key",
@@ -63,6 +63,7 @@ pub const TARGETS: [&str; 16] = [
     "kt_batch_check",
     "self_sync_open",
     "archive_open",
+    "group_policy_decode",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -84,6 +85,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "device_link_decode" => device_link_decode(data),
         "kt_batch_check" => kt_batch_check(data),
         "archive_open" => archive_open(data),
+        "group_policy_decode" => group_policy_decode(data),
         _ => return None,
     })
 }
@@ -946,4 +948,14 @@ fn fixture() -> MutexGuard<'static, Fixture> {
             guard
         }
     }
+}
+
+/// `GroupPolicy::decode` (a group's admins and settings, from the group
+/// context every member reads): what decodes re-encodes to the same bytes.
+pub fn group_policy_decode(data: &[u8]) -> bool {
+    let Ok(policy) = hush_proto::conversation::GroupPolicy::decode(data) else {
+        return false;
+    };
+    assert_eq!(policy.encode(), data, "one policy, two encodings");
+    true
 }
