@@ -105,7 +105,10 @@ async fn only_admins_send_and_admins_are_promoted_and_demoted() {
     // anna makes bert an admin: he posts, and the others read it.
     anna.group_set_admin("news", "bert", true).await.unwrap();
     sync(&mut bert).await;
-    assert_eq!(bert.group_info("news").unwrap().admins, vec!["anna", "bert"]);
+    assert_eq!(
+        bert.group_info("news").unwrap().admins,
+        vec!["anna", "bert"]
+    );
     bert.send_text(&group("news"), "news!").await.unwrap();
     assert_eq!(
         texts(&sync(&mut anna).await),

@@ -477,7 +477,13 @@ impl MlsRules for HushRules {
     ) -> Result<ProposalBundle, Self::Error> {
         let proposals = self
             .inner
-            .filter_proposals(direction, source.clone(), current_roster, context, proposals)
+            .filter_proposals(
+                direction,
+                source.clone(),
+                current_roster,
+                context,
+                proposals,
+            )
             .map_err(|e| match e {})?;
         match (direction, source) {
             (CommitDirection::Send, CommitSource::ExistingMember(me))

@@ -33,11 +33,11 @@ use crate::storage::MemoryStore;
 mod admins;
 mod peek;
 mod token;
-use token::export_token;
-pub use token::MAX_REFUSED;
 pub(crate) use admins::Authority;
 pub use admins::{GroupPolicy, MAX_ADMINS, NotAllowed, POLICY_EXTENSION};
 pub use peek::{MessageKind, is_application_message, peek_message};
+pub use token::MAX_REFUSED;
+use token::export_token;
 
 /// The group context extension that carries [`ConversationInfo`].
 pub const INFO_EXTENSION: ExtensionType = ExtensionType::new(0xF0A6);

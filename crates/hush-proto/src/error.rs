@@ -92,7 +92,10 @@ impl From<MlsError> for ProtoError {
                 }
             }
             MlsError::MlsRulesError(any) => {
-                match any.inner_dyn_error().downcast_ref::<crate::conversation::NotAllowed>() {
+                match any
+                    .inner_dyn_error()
+                    .downcast_ref::<crate::conversation::NotAllowed>()
+                {
                     Some(n) => ProtoError::NotAllowed(n.0.to_owned()),
                     None => ProtoError::Mls(MlsError::MlsRulesError(any)),
                 }

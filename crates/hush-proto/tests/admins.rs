@@ -76,7 +76,10 @@ fn attacks(eve_kp: Vec<u8>) -> Vec<(&'static str, Build)> {
             "add",
             Box::new(move |c, now| c.add_devices(std::slice::from_ref(&eve_kp), now)),
         ),
-        ("remove", Box::new(|c, now| c.remove_account(&user("bob"), now))),
+        (
+            "remove",
+            Box::new(|c, now| c.remove_account(&user("bob"), now)),
+        ),
         ("rename", Box::new(|c, now| c.rename("mallory's", now))),
         (
             "promote",
@@ -106,7 +109,9 @@ fn the_creator_is_the_admin_and_an_honest_member_does_not_build_admin_changes() 
         assert!(!conv!(c, c.mallory).has_pending_commit(), "{what}");
     }
     // Any member still updates its keys.
-    let change = c.sim.commit(&c.id.clone(), c.mallory, &[], |c, now| c.self_update(now));
+    let change = c
+        .sim
+        .commit(&c.id.clone(), c.mallory, &[], |c, now| c.self_update(now));
     assert!(change.added.is_empty() && change.removed.is_empty());
 }
 
@@ -158,7 +163,9 @@ fn a_non_admins_commits_are_refused_by_every_member_and_the_group_goes_on() {
         Some(token_hash(&conv!(c, c.alice).commit_token().unwrap())),
         last_next
     );
-    let change = c.sim.commit(&id, c.alice, &[], |c, now| c.rename("crew 2", now));
+    let change = c
+        .sim
+        .commit(&id, c.alice, &[], |c, now| c.rename("crew 2", now));
     assert_eq!(change.epoch, epoch + 1);
     c.sim.assert_converged(&id);
     // Past the refused epoch, tokens are the epoch's own again.
@@ -181,9 +188,11 @@ fn admins_promote_and_demote_and_only_admins_send() {
         admins: vec![user("alice"), user("bob")],
         only_admins_send: true,
     };
-    c.sim.commit(&id, c.alice, &[], |c, now| c.set_policy(&policy, now));
+    c.sim
+        .commit(&id, c.alice, &[], |c, now| c.set_policy(&policy, now));
     // bob is an admin now: he renames, and posts.
-    c.sim.commit(&id, c.bob, &[], |c, now| c.rename("news", now));
+    c.sim
+        .commit(&id, c.bob, &[], |c, now| c.rename("news", now));
     c.sim.send(&id, c.bob, "announcement");
     // carol, an honest member, cannot post; mallory's modified client
     // posts anyway and every member refuses it.
@@ -194,7 +203,10 @@ fn admins_promote_and_demote_and_only_admins_send() {
     c.sim.devs[c.mallory].device.play_modified_client();
     let post = c.sim.encrypt(&id, c.mallory, "spam");
     for (d, res) in c.sim.deliver(&id, c.mallory, &post) {
-        assert!(matches!(res, Err(ProtoError::NotAllowed(_))), "device {d}: {res:?}");
+        assert!(
+            matches!(res, Err(ProtoError::NotAllowed(_))),
+            "device {d}: {res:?}"
+        );
     }
     // Receipts and typing are not posts.
     let receipt = Content {
@@ -208,14 +220,18 @@ fn admins_promote_and_demote_and_only_admins_send() {
     let out = conv!(c, c.carol).encrypt(&receipt, &mut rng).unwrap();
     c.sim.devs[c.carol].save();
     for (d, res) in c.sim.deliver(&id, c.carol, &out.message) {
-        assert!(matches!(res, Ok(Incoming::Message(_))), "device {d}: {res:?}");
+        assert!(
+            matches!(res, Ok(Incoming::Message(_))),
+            "device {d}: {res:?}"
+        );
     }
     // bob demotes alice; alice can no longer rename.
     let policy = GroupPolicy {
         admins: vec![user("bob")],
         only_admins_send: false,
     };
-    c.sim.commit(&id, c.bob, &[], |c, now| c.set_policy(&policy, now));
+    c.sim
+        .commit(&id, c.bob, &[], |c, now| c.set_policy(&policy, now));
     let now = c.sim.now;
     let res = conv!(c, c.alice).rename("mine", now);
     assert!(matches!(res, Err(ProtoError::NotAllowed(_))), "{res:?}");
@@ -230,7 +246,10 @@ fn members_add_devices_of_members_and_remove_their_own() {
     // carol (not an admin) removes her second device, and adds it back.
     assert_eq!(conv!(c, c.alice).members().len(), 5);
     c.sim.commit(&id, c.carol, &[], |c, now| {
-        c.remove_devices(|d| d.username().as_str() == "carol" && d.device_id().0 == 2, now)
+        c.remove_devices(
+            |d| d.username().as_str() == "carol" && d.device_id().0 == 2,
+            now,
+        )
     });
     assert_eq!(conv!(c, c.alice).members().len(), 4);
     let kp = c.sim.key_package(c.carol2);
@@ -285,8 +304,9 @@ fn commits_built_on_a_refused_one_are_followed_and_refused_too() {
     }
     // alice commits from the members' epoch with the token the server
     // expects, and the group goes on without mallory.
-    c.sim
-        .commit(&id, c.alice, &[], |c, now| c.remove_account(&user("mallory"), now));
+    c.sim.commit(&id, c.alice, &[], |c, now| {
+        c.remove_account(&user("mallory"), now)
+    });
     c.sim.assert_converged(&id);
     c.sim.send(&id, c.bob, "quiet again");
 }

@@ -237,18 +237,19 @@ impl Authority {
         mut proposals: mls_rs::mls_rules::ProposalBundle,
     ) -> Result<mls_rs::mls_rules::ProposalBundle, NotAllowed> {
         let mut refused = None;
-        proposals.retain(|p| {
-            let ok = self.allows(&p.sender, &Act::of_borrowed(&p.proposal));
-            match ok {
-                Ok(()) => Ok::<_, std::convert::Infallible>(true),
-                Err(why) if p.is_by_value() => {
-                    refused = Some(why);
-                    Ok(false)
+        proposals
+            .retain(|p| {
+                let ok = self.allows(&p.sender, &Act::of_borrowed(&p.proposal));
+                match ok {
+                    Ok(()) => Ok::<_, std::convert::Infallible>(true),
+                    Err(why) if p.is_by_value() => {
+                        refused = Some(why);
+                        Ok(false)
+                    }
+                    Err(_) => Ok(false),
                 }
-                Err(_) => Ok(false),
-            }
-        })
-        .map_err(|e| match e {})?;
+            })
+            .map_err(|e| match e {})?;
         if let Some(why) = refused {
             return Err(NotAllowed(why));
         }
@@ -303,7 +304,9 @@ impl Conversation {
     /// The group's admins and settings; `None` for a 1:1 chat or a group
     /// made before admins existed, where every member may do everything.
     pub fn policy(&self) -> Result<Option<GroupPolicy>, ProtoError> {
-        Ok(GroupPolicy::from_extensions(&self.group.context().extensions)?)
+        Ok(GroupPolicy::from_extensions(
+            &self.group.context().extensions,
+        )?)
     }
 
     /// Whether `who` may do what only admins may (see [`Authority::is_admin`]).
@@ -337,7 +340,11 @@ impl Conversation {
 
     /// Refuses a post (text, file, edit, timer) from a non-admin in a group
     /// where only admins send.
-    pub(super) fn check_post(&self, sender: &Username, content: &Content) -> Result<(), ProtoError> {
+    pub(super) fn check_post(
+        &self,
+        sender: &Username,
+        content: &Content,
+    ) -> Result<(), ProtoError> {
         let post = matches!(
             content.body,
             Body::Text { .. }

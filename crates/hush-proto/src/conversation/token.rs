@@ -58,7 +58,11 @@ impl Conversation {
         for c in commits {
             match shadow.process_incoming_message(MlsMessage::from_bytes(c)?)? {
                 ReceivedMessage::Commit(_) => {}
-                _ => return Err(ProtoError::InvalidRequest("a refused commit is not a commit")),
+                _ => {
+                    return Err(ProtoError::InvalidRequest(
+                        "a refused commit is not a commit",
+                    ));
+                }
             }
         }
         Ok(shadow)
