@@ -66,6 +66,7 @@ pub const TARGETS: [&str; 17] = [
     "self_sync_open",
     "archive_open",
     "xwing_kem",
+    "group_policy_decode",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -88,6 +89,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "kt_batch_check" => kt_batch_check(data),
         "archive_open" => archive_open(data),
         "xwing_kem" => xwing_kem(data),
+        "group_policy_decode" => group_policy_decode(data),
         _ => return None,
     })
 }
@@ -977,4 +979,14 @@ pub fn xwing_kem(data: &[u8]) -> bool {
         assert_eq!(ss.len(), 32);
     }
     as_key.is_ok() || as_ciphertext.is_ok()
+}
+
+/// `GroupPolicy::decode` (a group's admins and settings, from the group
+/// context every member reads): what decodes re-encodes to the same bytes.
+pub fn group_policy_decode(data: &[u8]) -> bool {
+    let Ok(policy) = hush_proto::conversation::GroupPolicy::decode(data) else {
+        return false;
+    };
+    assert_eq!(policy.encode(), data, "one policy, two encodings");
+    true
 }

@@ -302,6 +302,29 @@ pub enum GroupCommand {
         /// Its new name.
         new_name: String,
     },
+    /// Show a group: members, admins and settings.
+    Info {
+        /// The group.
+        name: String,
+    },
+    /// Make a member an admin, or no longer one (admins only).
+    Admin {
+        /// `add` or `remove`.
+        #[arg(value_parser = ["add", "remove"])]
+        action: String,
+        /// The group.
+        name: String,
+        /// The member.
+        user: String,
+    },
+    /// Change a group's settings (admins only).
+    Settings {
+        /// The group.
+        name: String,
+        /// Whether only admins may send: `on` or `off`.
+        #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
+        only_admins_send: Option<String>,
+    },
 }
 
 /// `hush profile ...`

@@ -85,3 +85,30 @@ fn a_group_of_four_adds_removes_and_loses_a_member() {
     bob.ok(&["send", "--group", "duo", "nice name"]);
     assert_eq!(alice.sync_texts(), ["nice name"]);
 }
+
+#[test]
+fn admins_and_announcement_groups_through_the_binary() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    alice.json(&["group", "create", "news", "--members", "bob"]);
+    bob.ok(&["sync"]);
+    let info = bob.json(&["group", "info", "news"]);
+    assert_eq!(info[0]["admins"], serde_json::json!(["alice"]));
+    assert_eq!(info[0]["only_admins_send"], false);
+    let line = bob.fails(&["group", "rename", "news", "mine"]);
+    assert!(line.contains("admins"), "{line}");
+
+    let set = alice.json(&["group", "settings", "news", "--only-admins-send", "on"]);
+    assert_eq!(set[0]["only_admins_send"], true);
+    bob.ok(&["sync"]);
+    let line = bob.fails(&["send", "--group", "news", "hi"]);
+    assert!(line.contains("only admins"), "{line}");
+
+    alice.json(&["group", "admin", "add", "news", "bob"]);
+    bob.ok(&["sync"]);
+    let info = bob.json(&["group", "info", "news"]);
+    assert_eq!(info[0]["admins"], serde_json::json!(["alice", "bob"]));
+    bob.ok(&["send", "--group", "news", "now I can"]);
+    assert_eq!(alice.sync_texts(), ["now I can"]);
+}

@@ -66,14 +66,34 @@ fn every_command_speaks_json() {
 
     // Groups.
     let created = one(alice.json(&["group", "create", "g", "--members", "bob"]));
-    assert_eq!(keys(&created), ["disappear_secs", "id", "members", "name"]);
+    assert_eq!(
+        keys(&created),
+        [
+            "admins",
+            "disappear_secs",
+            "id",
+            "members",
+            "name",
+            "only_admins_send"
+        ]
+    );
     assert_eq!(
         one(alice.json(&["group", "add", "g", "carol"])),
         json!({"group": "g", "added": "carol"})
     );
     let list = alice.json(&["group", "list"]);
     assert_eq!(list.len(), 1);
-    assert_eq!(keys(&list[0]), ["disappear_secs", "id", "members", "name"]);
+    assert_eq!(
+        keys(&list[0]),
+        [
+            "admins",
+            "disappear_secs",
+            "id",
+            "members",
+            "name",
+            "only_admins_send"
+        ]
+    );
     let members = alice.json(&["group", "members", "g"]);
     assert_eq!(
         members,

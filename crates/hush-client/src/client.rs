@@ -368,9 +368,21 @@ impl Client {
             .into_iter()
             .filter_map(|(k, v)| StateKey::from_bytes(&k).ok().map(|k| (k, v)))
             .collect::<Vec<_>>();
+        let modified = !self.device.checks_own_rules();
         self.device = Device::restore(self.device.certificate().clone(), &key, entries)?;
+        if modified {
+            self.device.play_modified_client();
+        }
         self.convs.clear();
         Ok(())
+    }
+
+    /// Makes this client send group changes the group's rules forbid
+    /// (decision 0032), as a modified client would: only for tests that
+    /// play that attacker. What it receives is judged as before.
+    #[doc(hidden)]
+    pub fn play_modified_client(&mut self) {
+        self.device.play_modified_client();
     }
 
     /// The conversation for `group_id`, loaded on first use.

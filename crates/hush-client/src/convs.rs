@@ -530,6 +530,7 @@ impl Client {
     /// Adds every device of `user` to the group `name`.
     pub async fn group_add(&mut self, name: &str, user: &str) -> Result<(), ClientError> {
         let row = self.group_by_name(name)?;
+        self.require_admin(&row.group_id, name)?;
         let already = self.conv(&row.group_id)?.accounts();
         if already.iter().any(|u| u.as_str() == user) {
             return Err(ClientError::InvalidInput(format!(
@@ -561,6 +562,8 @@ impl Client {
                 "to remove yourself, leave the group".into(),
             ));
         }
+        self.require_admin(&row.group_id, name)?;
+        self.unlist_admin(&row.group_id, &who).await?;
         let now = now();
         self.commit_with(&row.group_id, |c| c.remove_account(&who, now))
             .await?;
@@ -575,6 +578,7 @@ impl Client {
                 "you already have a group named {new_name:?}"
             )));
         }
+        self.require_admin(&row.group_id, name)?;
         let now = now();
         let new_name = new_name.to_owned();
         self.commit_with(&row.group_id, |c| c.rename(&new_name, now))
@@ -664,9 +668,9 @@ impl Client {
     }
 
     pub(crate) fn view(&mut self, row: &ConvRow) -> Result<ConversationView, ClientError> {
-        let members = match self.conv(&row.group_id) {
-            Ok(c) => c.accounts().into_iter().map(|u| u.to_string()).collect(),
-            Err(_) => Vec::new(),
+        let (members, admins, only_admins_send) = match self.conv(&row.group_id) {
+            Ok(c) => crate::admins::roles(c),
+            Err(_) => (Vec::new(), Vec::new(), false),
         };
         Ok(ConversationView {
             id: row.id,
@@ -677,6 +681,8 @@ impl Client {
                 .or_else(|| row.peer.clone())
                 .unwrap_or_default(),
             members,
+            admins,
+            only_admins_send,
             disappear_secs: row.disappear_secs,
             other_chats: match &row.peer {
                 Some(peer) => self.direct_convs(peer)?.len().saturating_sub(1),

@@ -34,6 +34,7 @@
 
 #![forbid(unsafe_code)]
 
+mod admins;
 pub mod archive;
 pub mod attachment;
 pub mod backup;

@@ -77,6 +77,11 @@ pub struct ConversationView {
     pub name: String,
     /// Member usernames (for a group).
     pub members: Vec<String>,
+    /// The members who are admins (decision 0032); every member of a group
+    /// made before admins existed, and of a 1:1 chat.
+    pub admins: Vec<String>,
+    /// Only admins send in this group.
+    pub only_admins_send: bool,
     /// Disappearing-message timer in seconds.
     pub disappear_secs: Option<u32>,
     /// For a 1:1 chat: how many other 1:1 chats with the same person this

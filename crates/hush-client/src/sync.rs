@@ -649,6 +649,7 @@ impl Client {
         })?;
         let incoming = match self.conv(group_id)?.process(&env.payload, now()) {
             Ok(Incoming::Commit(change)) => Incoming::Commit(change),
+            Err(ProtoError::NotAllowed(why)) => return self.not_allowed(row.id, seq, &why),
             Ok(_) | Err(_) if from_blob => {
                 return self.refuse(seq, "an out-of-band group change that MLS does not accept");
             }

@@ -124,6 +124,9 @@ async fn a_strangers_far_future_claim_does_not_stop_group_add() {
         bert.group_members("crew").unwrap(),
         vec!["anna", "bert", "cara"]
     );
+    // (Only admins rename, decision 0032: anna makes bert one first.)
+    anna.group_set_admin("crew", "bert", true).await.unwrap();
+    sync(&mut bert).await;
     bert.group_rename("crew", "crew2").await.unwrap();
     sync(&mut cara).await;
     cara.send_text(&group("crew2"), "hi all").await.unwrap();

@@ -440,11 +440,15 @@ impl Conversation {
 #[derive(Debug, Clone)]
 pub(crate) struct HushRules {
     inner: DefaultMlsRules,
+    /// Whether this device holds its own commits to the admin rules
+    /// (decision 0032); only a test playing a modified client turns it off.
+    check_own: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl HushRules {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(check_own: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
         Self {
+            check_own,
             // Commits and proposals are encrypted too, so the server learns
             // only group id, epoch and content type; everything is padded.
             inner: DefaultMlsRules::new().with_encryption_options(EncryptionOptions::new(
@@ -456,8 +460,13 @@ impl HushRules {
 }
 
 impl MlsRules for HushRules {
-    type Error = std::convert::Infallible;
+    type Error = crate::conversation::NotAllowed;
 
+    /// A commit this device builds follows the admin rules: proposals by
+    /// reference it may not commit are dropped, and one by value refuses
+    /// the commit. Received commits are judged after processing (see
+    /// `Conversation::process_in_batch`), where a refusal can still learn
+    /// the token the server now expects.
     fn filter_proposals(
         &self,
         direction: CommitDirection,
@@ -466,8 +475,25 @@ impl MlsRules for HushRules {
         context: &GroupContext,
         proposals: ProposalBundle,
     ) -> Result<ProposalBundle, Self::Error> {
-        self.inner
-            .filter_proposals(direction, source, current_roster, context, proposals)
+        let proposals = self
+            .inner
+            .filter_proposals(
+                direction,
+                source.clone(),
+                current_roster,
+                context,
+                proposals,
+            )
+            .map_err(|e| match e {})?;
+        match (direction, source) {
+            (CommitDirection::Send, CommitSource::ExistingMember(me))
+                if self.check_own.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                crate::conversation::Authority::of(&context.extensions, current_roster)
+                    .filter(me.index, proposals)
+            }
+            _ => Ok(proposals),
+        }
     }
 
     fn commit_options(
@@ -497,7 +523,9 @@ impl MlsRules for HushRules {
         roster: &Roster<'_>,
         context: &GroupContext,
     ) -> Result<EncryptionOptions, Self::Error> {
-        self.inner.encryption_options(roster, context)
+        self.inner
+            .encryption_options(roster, context)
+            .map_err(|e| match e {})
     }
 }
 

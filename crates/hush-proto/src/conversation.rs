@@ -30,8 +30,14 @@ use crate::franking::{Commitment, FrankingKey, FrankingOpening, verify_opening};
 use crate::identity::{DeviceCertificate, Username};
 use crate::storage::MemoryStore;
 
+mod admins;
 mod peek;
+mod token;
+pub(crate) use admins::Authority;
+pub use admins::{GroupPolicy, MAX_ADMINS, NotAllowed, POLICY_EXTENSION};
 pub use peek::{MessageKind, is_application_message, peek_message};
+pub use token::MAX_REFUSED;
+use token::export_token;
 
 /// The group context extension that carries [`ConversationInfo`].
 pub const INFO_EXTENSION: ExtensionType = ExtensionType::new(0xF0A6);
@@ -188,6 +194,9 @@ pub struct Conversation {
     client: mls_rs::Client<HushConfig>,
     store: MemoryStore,
     me: DeviceCertificate,
+    /// Whether this device holds its own posts and commits to the group's
+    /// rules (see `Device::play_modified_client`).
+    check_own: std::sync::Arc<std::sync::atomic::AtomicBool>,
     tree_epoch: Option<u64>,
     /// Application messages processed since the last flush, replayed after a
     /// rollback so a refused message does not undo them.
@@ -214,12 +223,14 @@ impl Conversation {
         client: mls_rs::Client<HushConfig>,
         store: MemoryStore,
         me: DeviceCertificate,
+        check_own: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> Self {
         Self {
             group,
             client,
             store,
             me,
+            check_own,
             tree_epoch: None,
             unflushed: Vec::new(),
             dirty: false,
@@ -295,6 +306,9 @@ impl Conversation {
         content: &Content,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Outgoing, ProtoError> {
+        if self.check_own.load(std::sync::atomic::Ordering::Relaxed) {
+            self.check_post(self.me.username(), content)?;
+        }
         let encoded = content.encode();
         let key = FrankingKey::generate(rng);
         let commitment = key.commit(&encoded);
@@ -459,28 +473,15 @@ impl Conversation {
             self.persist()?;
         }
         let message = MlsMessage::from_bytes(bytes)?;
-        if let Some(epoch) = message.epoch() {
-            let current = self.epoch();
-            if epoch > current {
-                return Err(ProtoError::WrongEpoch {
-                    message_epoch: epoch,
-                    current_epoch: current,
-                });
-            }
+        if let Some(epoch) = message.epoch()
+            && epoch > self.epoch()
+        {
+            return self.follow_refused(message, bytes, epoch);
         }
         // Only a commit changes membership; skip the roster for the rest
         // (decoding every member's certificate per message adds up in large
         // groups).
-        let is_commit = matches!(
-            message.description(),
-            mls_rs::MlsMessageDescription::PrivateProtocolMessage {
-                content_type: mls_rs::group::ContentType::Commit,
-                ..
-            } | mls_rs::MlsMessageDescription::PublicProtocolMessage {
-                content_type: mls_rs::group::ContentType::Commit,
-                ..
-            }
-        );
+        let is_commit = token::is_commit(&message);
         let is_application = matches!(
             message.description(),
             mls_rs::MlsMessageDescription::PrivateProtocolMessage {
@@ -488,10 +489,10 @@ impl Conversation {
                 ..
             }
         );
-        let (before, info_before) = if is_commit {
-            (self.members(), self.info().ok())
+        let (before, info_before, authority) = if is_commit {
+            (self.members(), self.info().ok(), Some(self.authority()))
         } else {
-            (Vec::new(), None)
+            (Vec::new(), None, None)
         };
         let result = match self
             .group
@@ -502,6 +503,9 @@ impl Conversation {
                     self.dirty = true;
                     self.unflushed.push((bytes.to_vec(), now));
                 } else {
+                    if let (ReceivedMessage::Commit(c), Some(a)) = (&r, &authority) {
+                        self.judge_commit(a, c, bytes)?;
+                    }
                     self.persist()?;
                 }
                 r
@@ -523,6 +527,7 @@ impl Conversation {
                     .member_at(app.sender_index)
                     .ok_or(ProtoError::Tampered)?;
                 let (content, opening) = open(app.data(), &app.authenticated_data)?;
+                self.check_post(sender.username(), &content)?;
                 Ok(Incoming::Message(Box::new(Received {
                     sender,
                     content,
@@ -703,25 +708,7 @@ fn open(plaintext: &[u8], aad: &[u8]) -> Result<(Content, FrankingOpening), Prot
     Ok((content, opening))
 }
 
-fn export_token(
-    group: &Group<HushConfig>,
-) -> Result<[u8; crate::commit_token::TOKEN_LEN], ProtoError> {
-    let secret = group.export_secret(
-        crate::commit_token::EXPORTER_LABEL.as_bytes(),
-        b"",
-        crate::commit_token::TOKEN_LEN,
-    )?;
-    <[u8; crate::commit_token::TOKEN_LEN]>::try_from(secret.as_bytes())
-        .map_err(|_| ProtoError::InvalidRequest("the exporter returned a short secret"))
-}
-
 impl Conversation {
-    /// The commit token of the current epoch, known to its members only
-    /// (see [`crate::commit_token`]).
-    pub fn commit_token(&self) -> Result<[u8; crate::commit_token::TOKEN_LEN], ProtoError> {
-        export_token(&self.group)
-    }
-
     fn ephemeral_key(&self) -> Result<Vec<u8>, ProtoError> {
         let secret =
             self.group

@@ -117,6 +117,8 @@ pub struct KeyPackage {
 #[derive(Debug)]
 pub struct Device {
     cert: DeviceCertificate,
+    /// Shared with both clients' rules: see [`Device::play_modified_client`].
+    check_own: std::sync::Arc<std::sync::atomic::AtomicBool>,
     store: MemoryStore,
     classical: Client<HushConfig>,
     hybrid: Client<HushConfig>,
@@ -153,14 +155,16 @@ impl Device {
         if cert.signature_key() != &key.public() {
             return Err(IdentityError::SignatureKeyMismatch.into());
         }
+        let check_own = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let client = |suite: Suite| {
             Client::builder()
                 .key_package_repo(store.clone())
                 .group_state_storage(store.clone())
-                .mls_rules(HushRules::new())
+                .mls_rules(HushRules::new(check_own.clone()))
                 .crypto_provider(HushCryptoProvider)
                 .identity_provider(HushIdentityProvider)
                 .extension_type(conversation::INFO_EXTENSION)
+                .extension_type(conversation::POLICY_EXTENSION)
                 .key_package_lifetime(KEY_PACKAGE_LIFETIME)
                 .signing_identity(
                     cert.signing_identity(),
@@ -174,9 +178,26 @@ impl Device {
             hybrid: client(Suite::Hybrid),
             legacy: client(Suite::LegacyHybrid),
             legacy_writes: false,
+            check_own,
             cert,
             store,
         })
+    }
+
+    /// Makes this device build commits the admin rules forbid (decision
+    /// 0032), as a modified client would. Only for tests that play that
+    /// attacker: what this device receives is judged as before.
+    #[doc(hidden)]
+    pub fn play_modified_client(&self) {
+        self.check_own
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether this device holds its own commits to the admin rules (see
+    /// [`Device::play_modified_client`]).
+    #[doc(hidden)]
+    pub fn checks_own_rules(&self) -> bool {
+        self.check_own.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// This device's certificate.
@@ -293,6 +314,10 @@ impl Device {
         }
         let mut context = ExtensionList::new();
         context.set(info.to_extension());
+        if info.kind == ConversationKind::Group {
+            let creator = self.cert.username().clone();
+            context.set(conversation::GroupPolicy::new(creator).to_extension());
+        }
         let client = self.current_client(suite)?;
         let group = match group_id {
             Some(id) => {
@@ -383,6 +408,7 @@ impl Device {
             self.hybrid.clone(),
             self.store.clone(),
             self.cert.clone(),
+            self.check_own.clone(),
         )
     }
 

@@ -72,6 +72,11 @@ pub enum ProtoError {
     /// epoch sealed something else (see [`crate::commit_blob`]).
     #[error("the commit blob holds no commit of this group and epoch")]
     MisdirectedCommit,
+    /// Only a group's admins may do this (decision 0032): a received commit
+    /// or post that breaks the group's rules was refused, or this device
+    /// may not make it.
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
     /// Any other MLS failure, with mls-rs's own description.
     #[error("MLS error: {0}")]
     Mls(MlsError),
@@ -84,6 +89,15 @@ impl From<MlsError> for ProtoError {
                 match any.inner_dyn_error().downcast_ref::<IdentityError>() {
                     Some(id) => ProtoError::Identity(id.clone()),
                     None => ProtoError::Mls(MlsError::IdentityProviderError(any)),
+                }
+            }
+            MlsError::MlsRulesError(any) => {
+                match any
+                    .inner_dyn_error()
+                    .downcast_ref::<crate::conversation::NotAllowed>()
+                {
+                    Some(n) => ProtoError::NotAllowed(n.0.to_owned()),
+                    None => ProtoError::Mls(MlsError::MlsRulesError(any)),
                 }
             }
             MlsError::CryptoProviderError(_)

@@ -88,8 +88,8 @@ pub use big_group::{MAX_GROUP_DEVICES, TreeBlob, TreeRef, TreeSlot};
 pub use codec::DecodeError;
 pub use content::{AttachmentPointer, Body, Content, MessageId, ReceiptKind};
 pub use conversation::{
-    Conversation, ConversationInfo, ConversationKind, Incoming, MembershipChange, MessageKind,
-    Outgoing, PendingCommit, Received, is_application_message, peek_message,
+    Conversation, ConversationInfo, ConversationKind, GroupPolicy, Incoming, MembershipChange,
+    MessageKind, Outgoing, PendingCommit, Received, is_application_message, peek_message,
 };
 pub use device::{Device, KeyPackage, KeyPackageInfo, Suite, inspect_key_package};
 pub use ephemeral::{EphemeralHeader, ephemeral_header};

@@ -70,6 +70,10 @@ pub enum StateKey {
     /// The part of a group's state that follows [`StateKey::Group`]'s bytes
     /// (absent in state written before decision 0018: the base is all of it).
     GroupTail(Vec<u8>),
+    /// The commits the server ordered in a group since its last one this
+    /// device took, which it refused (decision 0032): the epoch they start
+    /// at, then each commit with its length.
+    Refused(Vec<u8>),
 }
 
 impl StateKey {
@@ -81,6 +85,7 @@ impl StateKey {
             StateKey::Epoch(id, e) => (3, id, Some(*e)),
             StateKey::KeyPackage(id) => (4, id, None),
             StateKey::GroupTail(id) => (5, id, None),
+            StateKey::Refused(id) => (6, id, None),
         };
         let mut out = Vec::with_capacity(id.len() + 9);
         out.push(tag);
@@ -104,6 +109,7 @@ impl StateKey {
             }
             4 => StateKey::KeyPackage(rest.to_vec()),
             5 => StateKey::GroupTail(rest.to_vec()),
+            6 => StateKey::Refused(rest.to_vec()),
             _ => return Err(StoreError::UnknownKey),
         })
     }
@@ -136,6 +142,7 @@ struct GroupEntry {
     tail: Zeroizing<Vec<u8>>,
     tree: Option<Zeroizing<Vec<u8>>>,
     epochs: BTreeMap<u64, Zeroizing<Vec<u8>>>,
+    refused: Option<Zeroizing<Vec<u8>>>,
 }
 
 impl GroupEntry {
@@ -231,6 +238,7 @@ impl MemoryStore {
                 StateKey::Group(id) => inner.groups.entry(id).or_default().base = Some(value),
                 StateKey::GroupTail(id) => inner.groups.entry(id).or_default().tail = value,
                 StateKey::Tree(id) => inner.groups.entry(id).or_default().tree = Some(value),
+                StateKey::Refused(id) => inner.groups.entry(id).or_default().refused = Some(value),
                 StateKey::Epoch(id, e) => {
                     inner.groups.entry(id).or_default().epochs.insert(e, value);
                 }
@@ -284,6 +292,38 @@ impl MemoryStore {
         inner.put(StateKey::Tree(group_id.to_vec()), tree);
     }
 
+    /// The refused commits of a group that start at `epoch`, oldest first.
+    pub(crate) fn refused(&self, group_id: &[u8], epoch: u64) -> Vec<Vec<u8>> {
+        let inner = self.lock();
+        let Some(value) = inner.groups.get(group_id).and_then(|g| g.refused.as_ref()) else {
+            return Vec::new();
+        };
+        let mut r = crate::codec::Reader::new(value);
+        if r.u64().ok() != Some(epoch) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        while r.remaining() > 0 {
+            match r.bytes("refused commit", usize::MAX) {
+                Ok(c) => out.push(c.to_vec()),
+                Err(_) => return Vec::new(),
+            }
+        }
+        out
+    }
+
+    pub(crate) fn put_refused(&self, group_id: &[u8], epoch: u64, commits: &[Vec<u8>]) {
+        let mut w = crate::codec::Writer::new();
+        w.u64(epoch);
+        for c in commits {
+            w.bytes(c);
+        }
+        let value = Zeroizing::new(w.into_bytes());
+        let mut inner = self.lock();
+        inner.groups.entry(group_id.to_vec()).or_default().refused = Some(value.clone());
+        inner.put(StateKey::Refused(group_id.to_vec()), value);
+    }
+
     pub(crate) fn delete_group(&self, group_id: &[u8]) {
         let mut inner = self.lock();
         if let Some(entry) = inner.groups.remove(group_id) {
@@ -297,6 +337,11 @@ impl MemoryStore {
             inner
                 .changes
                 .push(StateChange::Delete(StateKey::GroupTail(id.clone())));
+            if entry.refused.is_some() {
+                inner
+                    .changes
+                    .push(StateChange::Delete(StateKey::Refused(id.clone())));
+            }
             for epoch in entry.epochs.keys() {
                 inner
                     .changes

@@ -146,6 +146,11 @@ fn archive_open_corpus() {
     replay("archive_open");
 }
 
+#[test]
+fn group_policy_decode_corpus() {
+    replay("group_policy_decode");
+}
+
 /// Writes the archive seeds (and the device-link history seeds):
 /// `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_archive`.
 #[test]

@@ -189,9 +189,10 @@ pub struct SendRequest {
     #[serde(default)]
     pub ephemeral: bool,
     /// For a commit: the group, the epoch it applies to and the epoch's
-    /// commit token. Only a commit for the group's current epoch whose token
-    /// matches wins it; a later one for that epoch gets `epoch_conflict`,
-    /// any other `forbidden`. A commit may have no recipients (the
+    /// commit token. Only a commit whose token matches the group's current
+    /// one wins: for the current epoch, or an earlier one after the members
+    /// refused the commits since (decision 0032); a later one for that
+    /// epoch gets `epoch_conflict`, any other `forbidden`. A commit may have no recipients (the
     /// committer is alone in the group): it only moves the group's epoch.
     #[serde(default)]
     pub commit: Option<CommitClaim>,

@@ -1,4 +1,4 @@
-//! `hush group create|add|remove|leave|list|members|rename`.
+//! `hush group create|add|remove|leave|list|members|rename|info|admin|settings`.
 
 use anyhow::Result;
 use hush_client::{Client, ConversationView};
@@ -67,6 +67,51 @@ pub async fn run(client: &mut Client, command: GroupCommand, out: &mut Out) -> R
                 )?;
             }
         }
+        GroupCommand::Info { name } => {
+            let g = client.group_info(&name)?;
+            out.emit(
+                || {
+                    format!(
+                        "{}\nmembers: {}\nadmins: {}\nonly admins send: {}",
+                        inert::name(&g.name),
+                        inert::name(&g.members.join(", ")),
+                        inert::name(&g.admins.join(", ")),
+                        if g.only_admins_send { "on" } else { "off" }
+                    )
+                },
+                group_json(&g),
+            )?;
+        }
+        GroupCommand::Admin { action, name, user } => {
+            let admin = action == "add";
+            client.group_set_admin(&name, &user, admin).await?;
+            out.emit(
+                || {
+                    if admin {
+                        format!("{user} is now an admin of {name:?}")
+                    } else {
+                        format!("{user} is no longer an admin of {name:?}")
+                    }
+                },
+                json!({"group": name, "user": user, "admin": admin}),
+            )?;
+        }
+        GroupCommand::Settings {
+            name,
+            only_admins_send,
+        } => {
+            if let Some(v) = only_admins_send {
+                client.group_set_only_admins_send(&name, v == "on").await?;
+            }
+            let g = client.group_info(&name)?;
+            out.emit(
+                || {
+                    let v = if g.only_admins_send { "on" } else { "off" };
+                    format!("{name:?}: only admins send: {v}")
+                },
+                group_json(&g),
+            )?;
+        }
         GroupCommand::Rename { name, new_name } => {
             client.group_rename(&name, &new_name).await?;
             out.emit(
@@ -78,12 +123,14 @@ pub async fn run(client: &mut Client, command: GroupCommand, out: &mut Out) -> R
     Ok(())
 }
 
-/// `{"id", "name", "members", "disappear_secs"}`.
+/// `{"id", "name", "members", "admins", "only_admins_send", "disappear_secs"}`.
 fn group_json(g: &ConversationView) -> serde_json::Value {
     json!({
         "id": g.id,
         "name": g.name,
         "members": g.members,
+        "admins": g.admins,
+        "only_admins_send": g.only_admins_send,
         "disappear_secs": g.disappear_secs,
     })
 }

@@ -17,6 +17,8 @@ fn conv(id: i64, kind: &str, name: &str, members: &[&str]) -> ConversationView {
         kind: kind.into(),
         name: name.into(),
         members: members.iter().map(|m| (*m).to_owned()).collect(),
+        admins: Vec::new(),
+        only_admins_send: false,
         disappear_secs: None,
         other_chats: 0,
     }

@@ -37,8 +37,10 @@ pub(crate) struct Advance {
 
 /// Judges `claim` against the stored group: accepted if the group is
 /// unknown (its first claim registers it), if the claim is for the group's
-/// current epoch and its token matches, or (once, for groups stored before
-/// tokens) if the claim is not behind the stored epoch.
+/// current epoch and its token matches, if it claims an earlier epoch with
+/// the current token (the members refused the commits that won since,
+/// decision 0032), or (once, for groups stored before tokens) if the claim
+/// is not behind the stored epoch.
 pub(crate) fn judge(current: Option<&GroupRow>, claim: &EpochClaim) -> StoreResult<Advance> {
     let epoch = claim
         .epoch
@@ -63,6 +65,12 @@ pub(crate) fn judge(current: Option<&GroupRow>, claim: &EpochClaim) -> StoreResu
         None if claim.epoch >= group.epoch => Ok(advance),
         None => Err(conflict),
         Some(h) if h.as_slice() == presented && claim.epoch == group.epoch => Ok(advance),
+        // The members refused the commits that won since their epoch (a
+        // non-admin's change, and any built on it): they stayed there, and
+        // show the token those commits led to, which they derived from
+        // them. Only a holder of the current token gets here, who could win
+        // the current epoch anyway; the epoch goes back to theirs.
+        Some(h) if h.as_slice() == presented && claim.epoch < group.epoch => Ok(advance),
         // A member of the previous epoch: another commit won it.
         Some(_)
             if group.prev_token_hash.as_deref() == Some(presented.as_slice())
@@ -193,6 +201,30 @@ mod tests {
         assert!(matches!(
             judge(Some(&g), &claim(4, 4, 9)),
             Err(StoreError::EpochConflict { current: 5 })
+        ));
+    }
+
+    #[test]
+    fn the_current_token_may_claim_an_earlier_epoch() {
+        // Epoch 4 was won by a commit the members refused; it led to a
+        // token (5) they derived from it, and they commit epoch 4 again.
+        let g = row(5, 5, 4);
+        let a = judge(Some(&g), &claim(4, 5, 7)).unwrap();
+        assert_eq!(a.epoch, 5);
+        assert_eq!(a.token_hash, token_hash(&[7; TOKEN_LEN]));
+        assert_eq!(a.prev_token_hash, token_hash(&[5; TOKEN_LEN]));
+        // Two refused commits on top of each other: epoch 3 again.
+        assert_eq!(judge(Some(&g), &claim(3, 5, 7)).unwrap().epoch, 4);
+        // Once that won, the same token only loses the race.
+        let again = row(5, 7, 5);
+        assert!(matches!(
+            judge(Some(&again), &claim(4, 5, 9)),
+            Err(StoreError::EpochConflict { current: 5 })
+        ));
+        // No claim ahead of the group, whatever its token.
+        assert!(matches!(
+            judge(Some(&g), &claim(6, 5, 9)),
+            Err(StoreError::CommitRefused)
         ));
     }
 
