@@ -48,7 +48,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 17] = [
+pub const TARGETS: [&str; 18] = [
     "content_decode",
     "certificate_decode",
     "state_key",
