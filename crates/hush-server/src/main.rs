@@ -105,12 +105,24 @@ struct Opts {
         hide_env_values = true
     )]
     metrics_token: Option<String>,
+    /// Log lines as text (default) or as one JSON object per line (json),
+    /// on standard error; RUST_LOG filters them.
+    #[arg(long, env = "HUSH_LOG_FORMAT", global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print the SHA-256 fingerprint of the server's TLS certificate.
     Fingerprint,
+    /// Apply pending schema migrations to the database and exit (a server
+    /// also applies them when it starts). A SQLite file is copied next to
+    /// itself first; back up PostgreSQL with pg_dump.
+    Migrate {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Operator commands on the server's data.
     Admin {
         #[command(subcommand)]
@@ -136,6 +148,9 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Copy a SQLite database, consistently, while the server runs. DEST
+    /// must not exist. For PostgreSQL use pg_dump.
+    Backup { dest: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -431,6 +446,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    tracing::info!(%addr, tls = tls.is_some(), "listening");
     match tls {
         Some(files) => {
             let fp = tls::fingerprint(&files.cert)?;
@@ -451,7 +467,63 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `hush-server migrate`: the schema brought to this release's version.
+async fn migrate(config: &Config, json: bool) -> anyhow::Result<()> {
+    let (backend, from, to, backup) = match &config.database {
+        Database::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let m = hush_server::store::sqlite_migrate::migrate_file(path)
+                .with_context(|| format!("database {}", path.display()))?;
+            ("sqlite", i64::from(m.from), i64::from(m.to), m.backup)
+        }
+        Database::Postgres(url) => {
+            let (from, to) = hush_server::store::postgres_migrate::migrate_url(url)
+                .await
+                .context("PostgreSQL")?;
+            ("postgres", from, to, None)
+        }
+    };
+    if json {
+        let backup = backup.as_ref().map(|b| b.display().to_string());
+        println!(
+            "{}",
+            serde_json::json!({"backend": backend, "from": from, "to": to, "backup": backup})
+        );
+    } else if from == to {
+        println!("schema version {to}: up to date");
+    } else {
+        println!("schema version {from} -> {to}");
+        if let Some(b) = backup {
+            println!("the database before: {}", b.display());
+        }
+    }
+    Ok(())
+}
+
+/// `hush-server admin backup DEST`.
+fn backup(config: &Config, dest: &std::path::Path) -> anyhow::Result<()> {
+    let Database::Sqlite(path) = &config.database else {
+        anyhow::bail!(
+            "admin backup copies a SQLite database; back up PostgreSQL with its own tools, \
+             e.g. pg_dump --format=custom --file=DEST URL (see docs/cluster.md)"
+        );
+    };
+    let bytes = hush_server::store::sqlite_backup::backup_file(path, dest)?;
+    println!(
+        "copied {} to {} ({bytes} bytes)",
+        path.display(),
+        dest.display()
+    );
+    Ok(())
+}
+
 async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
+    if let AdminCommand::Backup { dest } = &command {
+        return backup(&config, dest);
+    }
     let store = open_store(&config).await?;
     match command {
         AdminCommand::Stats { json } => {
@@ -540,6 +612,8 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 println!("report #{id} {status} ({})", r.report.sender);
             }
         },
+        // Above, without opening (and so migrating) the store.
+        AdminCommand::Backup { .. } => {}
         AdminCommand::Accounts { command } => match command {
             AccountsCommand::List { json } => {
                 for a in store.list_accounts().await? {
@@ -584,21 +658,31 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
+/// Logs to standard error, as text or one JSON object per line.
+fn init_logs(format: Option<&str>) {
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "hush_server=info,tower_http=warn".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if format == Some("json") {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.opts.log_format.as_deref());
     let result = (|| -> anyhow::Result<()> {
         let config = resolve(cli.opts)?;
         let rt = tokio::runtime::Runtime::new()?;
         match cli.command {
             None => rt.block_on(run(config)),
             Some(Command::Admin { command }) => rt.block_on(admin(config, command)),
+            Some(Command::Migrate { json }) => rt.block_on(migrate(&config, json)),
             Some(Command::Fingerprint) => {
                 let files = match &config.tls {
                     Some(f) => f.clone(),

@@ -228,6 +228,78 @@ fn v3_data() -> String {
     sql
 }
 
+/// The rest of what a version-3 database held besides queues: KeyPackages
+/// (an ordinary one and a last-resort one), a profile, an abuse report, a
+/// server secret and key-transparency data (a tree record and a signed
+/// root).
+fn v3_records() -> String {
+    format!(
+        "INSERT INTO key_packages (username, device_id, suite, last_resort, data) VALUES \
+             ('olde', 1, 1, FALSE, X'4B5031'), ('olde', 1, 1, TRUE, X'4B504C52');\n\
+         INSERT INTO profiles (username, blob) VALUES ('olde', X'50524F46');\n\
+         INSERT INTO reports (reporter, sender, commitment, content, reason, received_at_ms, \
+             filed_at_ms, status) VALUES ('anna', 'olde', {}, X'434F4E54', 'spam', 5000, 6000, 'open');\n\
+         INSERT INTO server_secrets (name, value) VALUES ('franking', {});\n\
+         INSERT INTO kt_records (key, data) VALUES (X'01AA', X'0102');\n\
+         INSERT INTO kt_roots (epoch, root_hash, signature, published_at_ms) \
+             VALUES (3, {}, X'5349', 4000);\n",
+        blob(&[0xcc; 32]),
+        blob(&[0x5c; 32]),
+        blob(&[0x72; 32]),
+    )
+}
+
+/// Every record of [`v3_records`] is there after the upgrade, and works.
+async fn finds_version_3_records(store: &dyn Store) {
+    let o1 = DeviceKey::new("olde", 1);
+    assert_eq!(store.key_package_counts(&o1).await.unwrap(), vec![(1, 1)]);
+    assert_eq!(
+        store.claim_key_packages("olde", 1).await.unwrap(),
+        vec![(1, b"KP1".to_vec())]
+    );
+    // Then the last-resort one, which stays.
+    for _ in 0..2 {
+        assert_eq!(
+            store.claim_key_packages("olde", 1).await.unwrap(),
+            vec![(1, b"KPLR".to_vec())]
+        );
+    }
+    assert_eq!(store.profile("olde").await.unwrap(), Some(b"PROF".to_vec()));
+    let reports = store.list_reports(false).await.unwrap();
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0].report;
+    assert_eq!((r.reporter.as_str(), r.sender.as_str()), ("anna", "olde"));
+    assert_eq!(
+        (r.commitment, r.content.clone()),
+        ([0xcc; 32], b"CONT".to_vec())
+    );
+    assert_eq!(
+        (r.reason.as_str(), r.received_at_ms, r.filed_at_ms),
+        ("spam", 5000, 6000)
+    );
+    assert_eq!(reports[0].status, "open");
+    store
+        .resolve_report(reports[0].id, "dismissed")
+        .await
+        .unwrap();
+    assert!(store.list_reports(false).await.unwrap().is_empty());
+    assert_eq!(
+        store.server_secret("franking", vec![0; 32]).await.unwrap(),
+        vec![0x5c; 32]
+    );
+    let kt = store.kt_records(&[vec![0x01, 0xaa]]).await.unwrap();
+    assert_eq!(
+        (kt[0].key.clone(), kt[0].data.clone()),
+        (vec![1, 0xaa], vec![1, 2])
+    );
+    let root = store.kt_latest_root().await.unwrap().unwrap();
+    assert_eq!((root.epoch, root.root_hash), (3, [0x72; 32]));
+    assert_eq!(
+        (root.signature.clone(), root.published_at_ms),
+        (b"SI".to_vec(), 4000)
+    );
+}
+
 fn stored(seq: u64, payload: &[u8], tag: Option<Vec<u8>>) -> StoredEnvelope {
     StoredEnvelope {
         seq,
@@ -326,13 +398,14 @@ async fn sqlite_opens_a_version_3_database() {
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         hush_server::store::sqlite_migrate::migrate_to(&conn, 3).unwrap();
-        conn.execute_batch(&v3_data()).unwrap();
+        conn.execute_batch(&(v3_data() + &v3_records())).unwrap();
         let v: u32 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, 3);
     }
     let store = SqliteStore::open(&path).unwrap();
+    finds_version_3_records(&store).await;
     finds_version_3_queues(&store).await;
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
@@ -370,7 +443,7 @@ async fn postgres_opens_a_version_3_database() {
     hush_server::store::postgres_migrate::migrate_to(&pool, 3)
         .await
         .unwrap();
-    pool.execute(v3_data().replace("X'", "'\\x").as_str())
+    pool.execute((v3_data() + &v3_records()).replace("X'", "'\\x").as_str())
         .await
         .unwrap();
     // Two nodes start at once on it: the migration runs once.
@@ -384,6 +457,7 @@ async fn postgres_opens_a_version_3_database() {
         .await
         .unwrap();
     assert_eq!(version, hush_server::store::postgres_migrate::LATEST);
+    finds_version_3_records(&a).await;
     finds_version_3_queues(&a).await;
     assert_eq!(b.stats().await.unwrap().payloads, 0);
 }

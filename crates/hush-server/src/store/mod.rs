@@ -17,6 +17,7 @@ pub mod postgres_migrate;
 mod postgres_queue;
 mod postgres_writer;
 pub mod sqlite;
+pub mod sqlite_backup;
 mod sqlite_keys;
 mod sqlite_kt;
 pub mod sqlite_migrate;

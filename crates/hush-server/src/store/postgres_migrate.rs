@@ -33,8 +33,47 @@ pub const LATEST: i64 = MIGRATIONS.len() as i64;
 const MIGRATION_LOCK: i64 = 7780;
 
 /// Brings the database to [`LATEST`], one transaction per migration.
-pub(super) async fn migrate(pool: &PgPool) -> StoreResult<()> {
-    migrate_to(pool, LATEST).await
+/// Returns the version found and the version left.
+pub(super) async fn migrate(pool: &PgPool) -> StoreResult<(i64, i64)> {
+    let from = version(pool).await?;
+    migrate_to(pool, LATEST).await?;
+    let to = version(pool).await?;
+    if from != to {
+        tracing::info!(from, to, "database schema migrated");
+    }
+    Ok((from, to))
+}
+
+/// Connects to `url` and brings its schema to [`LATEST`] without serving:
+/// for `hush-server migrate`. Returns the version found and the version
+/// left. (Back up a PostgreSQL database with `pg_dump` first.)
+pub async fn migrate_url(url: &str) -> StoreResult<(i64, i64)> {
+    let options: sqlx::postgres::PgConnectOptions = url.parse().map_err(backend)?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(backend)?;
+    let done = migrate(&pool).await;
+    pool.close().await;
+    done
+}
+
+/// The schema version of the database (0: none recorded yet).
+pub async fn version(pool: &PgPool) -> StoreResult<i64> {
+    let recorded: bool = sqlx::query_scalar("SELECT to_regclass('schema_version') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(backend)?;
+    if !recorded {
+        return Ok(0);
+    }
+    Ok(sqlx::query_scalar("SELECT version FROM schema_version")
+        .fetch_optional(pool)
+        .await
+        .map_err(backend)?
+        .unwrap_or(0))
 }
 
 /// Brings the database to schema `version` (at most [`LATEST`]), one

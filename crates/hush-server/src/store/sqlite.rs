@@ -66,13 +66,8 @@ impl SqliteStore {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        writer_conn
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(backend)?;
-        writer_conn
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(backend)?;
-        super::sqlite_migrate::migrate(&writer_conn)?;
+        super::sqlite_migrate::prepare(&writer_conn)?;
+        super::sqlite_migrate::migrate(&writer_conn, path)?;
         // A key-transparency publish rewrites tens of thousands of tree
         // nodes spread over the whole table: keep its pages in memory.
         writer_conn

@@ -8,10 +8,11 @@
 //! has version 0 and its tables already: migration 1 is the schema of those
 //! releases, written with `IF NOT EXISTS`, so it adopts them unchanged.
 
-use super::backend;
+use std::path::{Path, PathBuf};
+
 use rusqlite::Connection;
 
-use super::{StoreError, StoreResult};
+use super::{StoreError, StoreResult, backend, sqlite_backup};
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Never edit
 /// one that has shipped: add the next.
@@ -30,9 +31,85 @@ const MIGRATIONS: &[&[&str]] = &[
 /// The schema version this code writes.
 pub const LATEST: u32 = MIGRATIONS.len() as u32;
 
-/// Brings the database to [`LATEST`], one transaction per migration.
-pub(super) fn migrate(conn: &Connection) -> StoreResult<()> {
-    migrate_to(conn, LATEST)
+/// What bringing a database to [`LATEST`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    /// The schema version found.
+    pub from: u32,
+    /// The schema version left ([`LATEST`]).
+    pub to: u32,
+    /// The copy of the file taken before the first migration, if one ran on
+    /// a database that held tables.
+    pub backup: Option<PathBuf>,
+}
+
+/// Brings the database `conn` has open (the file at `path`) to [`LATEST`],
+/// one transaction per migration. A database that already holds tables
+/// is first copied next to itself (see [`sqlite_backup::pre_migration_path`]);
+/// one newer than this code is refused untouched.
+pub(super) fn migrate(conn: &Connection, path: &Path) -> StoreResult<Migration> {
+    let from = version(conn)?;
+    refuse_newer(from)?;
+    let backup = if from < LATEST && holds_tables(conn)? {
+        let dest = sqlite_backup::pre_migration_path(path, from);
+        sqlite_backup::copy_to(conn, &dest)?;
+        Some(dest)
+    } else {
+        None
+    };
+    migrate_to(conn, LATEST)?;
+    let to = version(conn)?;
+    if from != to {
+        tracing::info!(from, to, backup = ?backup, "database schema migrated");
+    }
+    Ok(Migration { from, to, backup })
+}
+
+/// Opens (creating if needed) the database at `path` and brings it to
+/// [`LATEST`], as a server start would, without serving: for
+/// `hush-server migrate`.
+pub fn migrate_file(path: &Path) -> StoreResult<Migration> {
+    let conn = Connection::open(path).map_err(backend)?;
+    conn.pragma_update(None, "busy_timeout", 5000)
+        .map_err(backend)?;
+    prepare(&conn)?;
+    migrate(&conn, path)
+}
+
+/// Refuses a database newer than this code before anything touches it,
+/// then puts it in WAL mode with `synchronous = FULL` (a committed
+/// transaction is on disk).
+pub(super) fn prepare(conn: &Connection) -> StoreResult<()> {
+    refuse_newer(version(conn)?)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(backend)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(backend)
+}
+
+/// The schema version of the database `conn` has open.
+pub fn version(conn: &Connection) -> StoreResult<u32> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(backend)
+}
+
+fn holds_tables(conn: &Connection) -> StoreResult<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table')",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(backend)
+}
+
+fn refuse_newer(version: u32) -> StoreResult<()> {
+    if version > LATEST {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {version}, newer than this hush-server knows \
+             ({LATEST}): run the hush-server release that wrote it, or a newer one"
+        )));
+    }
+    Ok(())
 }
 
 /// Brings the database to schema `version` (at most [`LATEST`]), one
@@ -59,15 +136,8 @@ pub fn migrate_to(conn: &Connection, version: u32) -> StoreResult<()> {
 /// Applies the next migration up to `target`, if any; true if it applied
 /// one.
 fn step(conn: &Connection, target: u32) -> StoreResult<bool> {
-    let version: u32 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(backend)?;
-    if version > LATEST {
-        return Err(StoreError::Backend(format!(
-            "the database has schema version {version}, newer than this hush-server knows \
-             ({LATEST}): run the hush-server release that wrote it, or a newer one"
-        )));
-    }
+    let version = version(conn)?;
+    refuse_newer(version)?;
     let Some(batches) = MIGRATIONS
         .get(version as usize)
         .filter(|_| version < target)
