@@ -413,6 +413,9 @@ async fn admin_backup_copies_a_running_server_under_sends() {
         .map(|e| u32::from_be_bytes(open_stored(&bob.devices[0], e)[..4].try_into().unwrap()))
         .collect();
     let n = numbers.len() as u32;
+    eprintln!(
+        "the copy holds {n}: {acked_before} acknowledged before it began, {acked_after} when it ended"
+    );
     assert!(
         (acked_before..=acked_after + 4).contains(&n),
         "{n} queued in the copy, {acked_before} acknowledged before it, {acked_after} after"
