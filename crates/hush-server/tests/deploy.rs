@@ -346,6 +346,24 @@ fn compose_files_parse_and_name_what_exists() {
             "{host}: {listen} vs {port}"
         );
     }
+    let cfg = deploy().join("haproxy/haproxy.cfg");
+    if which("haproxy").is_some() {
+        let out = Command::new("haproxy")
+            .arg("-c")
+            .arg("-f")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "haproxy -c: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        note(
+            "haproxy is not installed: haproxy.cfg checked for its servers only, not by haproxy -c",
+        );
+    }
     if which("docker").is_some_and(|_| {
         Command::new("docker")
             .args(["compose", "version"])
