@@ -132,6 +132,10 @@ fn state_from_i16(v: i16) -> AccountState {
 }
 
 impl PostgresStore {
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Connects to `url` and creates the schema if needed.
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let options: PgConnectOptions = url.parse().map_err(backend)?;
