@@ -96,9 +96,9 @@ impl Client {
         let secret = InviteSecret::generate(&mut rand::rngs::OsRng);
         let mut manage_token = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut manage_token);
-        let expires_at_ms = options.expires.map_or(0, |d| {
-            now_ms().saturating_add(d.as_millis() as u64)
-        });
+        let expires_at_ms = options
+            .expires
+            .map_or(0, |d| now_ms().saturating_add(d.as_millis() as u64));
         let link = InviteLink {
             secret: *secret.as_bytes(),
             manage_token,

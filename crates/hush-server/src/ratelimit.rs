@@ -283,7 +283,12 @@ impl Limits {
     pub fn check_link(&self, account: &str) -> Result<(), Refusal> {
         self.links_per_account
             .take(&account.to_owned())
-            .map_err(|w| limited("too many invite-link requests from this account; retry later", w))
+            .map_err(|w| {
+                limited(
+                    "too many invite-link requests from this account; retry later",
+                    w,
+                )
+            })
     }
 
     /// One signed device request naming `account`.

@@ -72,7 +72,12 @@ const ROUTES: &[(&str, &str, Auth, Body)] = &[
         Auth::Bearer,
         Body::Json,
     ),
-    ("post", "/v1/links/{link_id}/manage", Auth::Bearer, Body::Json),
+    (
+        "post",
+        "/v1/links/{link_id}/manage",
+        Auth::Bearer,
+        Body::Json,
+    ),
     ("get", "/v1/ws", Auth::Bearer, Body::Other),
     ("get", "/v1/kt/config", Auth::None, Body::Other),
     ("get", "/v1/kt/roots", Auth::None, Body::Other),

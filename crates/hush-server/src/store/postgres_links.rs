@@ -3,10 +3,10 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
+use super::StoreResult;
 use super::backend;
 use super::links::{JoinFiled, LinkRecord, LinkStore, MAX_PENDING_REQUESTS, NewLink};
 use super::postgres::PostgresStore;
-use super::StoreResult;
 
 fn record(r: &sqlx::postgres::PgRow) -> Result<LinkRecord, sqlx::Error> {
     let hash: Vec<u8> = r.try_get("manage_hash")?;
@@ -105,13 +105,12 @@ impl LinkStore for PostgresStore {
     }
 
     async fn join_requests(&self, link_id: [u8; 32]) -> StoreResult<Vec<(i64, Vec<u8>)>> {
-        let rows = sqlx::query(
-            "SELECT id, sealed FROM invite_requests WHERE link_id = $1 ORDER BY id",
-        )
-        .bind(link_id.as_slice())
-        .fetch_all(self.pool())
-        .await
-        .map_err(backend)?;
+        let rows =
+            sqlx::query("SELECT id, sealed FROM invite_requests WHERE link_id = $1 ORDER BY id")
+                .bind(link_id.as_slice())
+                .fetch_all(self.pool())
+                .await
+                .map_err(backend)?;
         rows.iter()
             .map(|r| Ok((r.try_get("id")?, r.try_get("sealed")?)))
             .collect::<Result<_, sqlx::Error>>()

@@ -3,10 +3,10 @@
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::StoreResult;
 use super::backend;
 use super::links::{JoinFiled, LinkRecord, LinkStore, MAX_PENDING_REQUESTS, NewLink};
 use super::sqlite::SqliteStore;
-use super::StoreResult;
 
 fn record(conn: &Connection, link_id: &[u8]) -> StoreResult<Option<LinkRecord>> {
     conn.query_row(
