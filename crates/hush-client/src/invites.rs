@@ -66,9 +66,23 @@ fn path(link: &InviteLink) -> String {
 }
 
 impl Client {
-    pub(crate) fn links_due(&self) -> bool {
-        self.links_checked_at
-            .is_none_or(|t| t.elapsed() >= LINKS_EVERY)
+    /// After a sync: admits the join requests waiting on the groups'
+    /// invite links, on every sync that did not listen and every few
+    /// seconds while listening.
+    pub(crate) async fn admit_by_links_if_due(
+        &mut self,
+        listened: bool,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+        events: &mut Vec<Event>,
+    ) {
+        let due = self
+            .links_checked_at
+            .is_none_or(|t| t.elapsed() >= LINKS_EVERY);
+        if (!listened || due)
+            && let Err(e) = self.admit_by_links(on_event, events).await
+        {
+            tracing::debug!(error = %e, "join requests not processed yet");
+        }
     }
 
     /// The invite links the group `name` lists (as this device knows it).
@@ -364,7 +378,7 @@ impl Client {
     /// On an admin's device: admits the requests waiting on the group's
     /// links that need no approval. A request the group's rules refuse is
     /// dropped with a warning.
-    pub(crate) async fn admit_by_links(
+    async fn admit_by_links(
         &mut self,
         on_event: &mut (dyn FnMut(&Event) + Send),
         events: &mut Vec<Event>,

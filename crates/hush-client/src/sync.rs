@@ -189,14 +189,8 @@ impl Client {
         {
             tracing::debug!(error = %e, "new devices not added yet");
         }
-        // Join requests on the groups' invite links (decision 0033): on
-        // every sync that does not listen, and every few seconds while
-        // listening.
-        if (!follow.listened || self.links_due())
-            && let Err(e) = self.admit_by_links(&mut on_event, &mut events).await
-        {
-            tracing::debug!(error = %e, "join requests not processed yet");
-        }
+        self.admit_by_links_if_due(follow.listened, &mut on_event, &mut events)
+            .await;
         self.expire_messages()?;
         Ok(events)
     }

@@ -100,7 +100,7 @@ CREATE TABLE IF NOT EXISTS leases (
 /// The PostgreSQL store. Cheap to clone (a connection pool).
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
     /// Writes the sends, batched, on a connection of its own.
     writer: SendWriter,
     /// Deletes acknowledged envelopes, batched, on a connection of its own.
@@ -132,10 +132,6 @@ fn state_from_i16(v: i16) -> AccountState {
 }
 
 impl PostgresStore {
-    pub(super) fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// Connects to `url` and creates the schema if needed.
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let options: PgConnectOptions = url.parse().map_err(backend)?;

@@ -42,7 +42,7 @@ impl LinkStore for PostgresStore {
         .bind(i64::from(link.max_uses))
         .bind(link.approve)
         .bind(link.now_ms as i64)
-        .execute(self.pool())
+        .execute(&self.pool)
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
@@ -51,7 +51,7 @@ impl LinkStore for PostgresStore {
     async fn link(&self, link_id: [u8; 32]) -> StoreResult<Option<LinkRecord>> {
         let row = sqlx::query(SELECT)
             .bind(link_id.as_slice())
-            .fetch_optional(self.pool())
+            .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
         row.as_ref().map(record).transpose().map_err(backend)
@@ -63,7 +63,7 @@ impl LinkStore for PostgresStore {
         sealed: Vec<u8>,
         now_ms: u64,
     ) -> StoreResult<JoinFiled> {
-        let mut tx = self.pool().begin().await.map_err(backend)?;
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         // The row lock serialises concurrent requests on one link.
         let row = sqlx::query(&format!("{SELECT} FOR UPDATE"))
             .bind(link_id.as_slice())
@@ -108,7 +108,7 @@ impl LinkStore for PostgresStore {
         let rows =
             sqlx::query("SELECT id, sealed FROM invite_requests WHERE link_id = $1 ORDER BY id")
                 .bind(link_id.as_slice())
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool)
                 .await
                 .map_err(backend)?;
         rows.iter()
@@ -121,14 +121,14 @@ impl LinkStore for PostgresStore {
         let done = sqlx::query("DELETE FROM invite_requests WHERE link_id = $1 AND id = ANY($2)")
             .bind(link_id.as_slice())
             .bind(&ids)
-            .execute(self.pool())
+            .execute(&self.pool)
             .await
             .map_err(backend)?;
         Ok(done.rows_affected())
     }
 
     async fn revoke_link(&self, link_id: [u8; 32]) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await.map_err(backend)?;
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query("UPDATE invite_links SET revoked = TRUE WHERE link_id = $1")
             .bind(link_id.as_slice())
             .execute(&mut *tx)
@@ -147,12 +147,12 @@ impl LinkStore for PostgresStore {
         let [requests, links] = super::links::EXPIRE_SQL;
         sqlx::query(requests)
             .bind(before_ms as i64)
-            .execute(self.pool())
+            .execute(&self.pool)
             .await
             .map_err(backend)?;
         let done = sqlx::query(links)
             .bind(before_ms as i64)
-            .execute(self.pool())
+            .execute(&self.pool)
             .await
             .map_err(backend)?;
         Ok(done.rows_affected())
