@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{security_alarms, sync, user};
+use common::{Raw, security_alarms, sync, user};
 use hush_client::invites::InviteOptions;
 use hush_client::{Client, Event};
 use hush_proto::invite::InviteSecret;
@@ -269,4 +269,73 @@ async fn a_non_admin_can_neither_make_nor_revoke_links() {
     assert_eq!(anna.group_links("club").unwrap().len(), 1);
     sync(&mut jon).await;
     assert!(!in_group(&mut jon, "club"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_someone_elses_name_or_unsealed_is_dropped() {
+    use hush_proto::invite::JoinRequest;
+    use hush_proto::{AccountKey, DeviceCertificate, DeviceId, DeviceSigningKey, Username};
+    use hush_wire::Bytes;
+    use hush_wire::api::JoinLinkRequest;
+
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (mut anna, _bert) = crew(&server, root.path()).await;
+    let mut vic = user(&server, root.path(), "vic").await;
+    let link = anna
+        .group_invite("club", &InviteOptions::default())
+        .await
+        .unwrap();
+    let (_, secret) = InviteSecret::parse_link(&link).unwrap();
+    let path: String = secret
+        .link_id()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = format!("/v1/links/{path}/requests");
+
+    // sam holds the link and files a request as vic, under an account key
+    // he made (he cannot sign with vic's devices), and one not sealed
+    // under the link's key.
+    let sam = Raw::register(&server, "sam").await;
+    let mut rng = rand::rngs::OsRng;
+    let account = AccountKey::generate(&mut rng).unwrap();
+    let key = DeviceSigningKey::generate(&mut rng).unwrap();
+    let cert = DeviceCertificate::issue(
+        &account,
+        &Username::new("vic").unwrap(),
+        DeviceId(1),
+        &key,
+        hush_client::client::now_ms(),
+    )
+    .unwrap();
+    let forged = JoinRequest::new(&secret.link_id(), cert, &key).unwrap();
+    for sealed in [secret.seal_request(&forged, &mut rng).unwrap(), vec![7; 80]] {
+        sam.transport()
+            .call(
+                reqwest::Method::POST,
+                &path,
+                Some(&JoinLinkRequest {
+                    sealed: Bytes(sealed),
+                }),
+            )
+            .await
+            .unwrap();
+    }
+
+    // anna's device admits neither, and drops both.
+    assert!(added(&sync(&mut anna).await).is_empty());
+    assert!(
+        server
+            .state()
+            .unwrap()
+            .store
+            .join_requests(secret.link_id())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    sync(&mut vic).await;
+    assert!(!in_group(&mut vic, "club"));
+    assert_eq!(anna.group_members("club").unwrap(), vec!["anna", "bert"]);
 }
