@@ -48,7 +48,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 18] = [
+pub const TARGETS: [&str; 20] = [
     "content_decode",
     "certificate_decode",
     "state_key",
@@ -67,6 +67,8 @@ pub const TARGETS: [&str; 18] = [
     "archive_open",
     "xwing_kem",
     "group_policy_decode",
+    "group_links_decode",
+    "invite_open",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -90,6 +92,8 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "archive_open" => archive_open(data),
         "xwing_kem" => xwing_kem(data),
         "group_policy_decode" => group_policy_decode(data),
+        "group_links_decode" => group_links_decode(data),
+        "invite_open" => invite_open(data),
         _ => return None,
     })
 }
@@ -989,4 +993,56 @@ pub fn group_policy_decode(data: &[u8]) -> bool {
     };
     assert_eq!(policy.encode(), data, "one policy, two encodings");
     true
+}
+
+/// `GroupLinks::decode` (a group's invite links, from the group context
+/// every member reads): what decodes re-encodes to the same bytes.
+pub fn group_links_decode(data: &[u8]) -> bool {
+    let Ok(links) = hush_proto::invite::GroupLinks::decode(data) else {
+        return false;
+    };
+    assert_eq!(links.encode(), data, "one link list, two encodings");
+    assert!(links.links.len() <= hush_proto::invite::MAX_LINKS);
+    true
+}
+
+/// What a joiner and an admin's device read of an invite link (decision
+/// 0033), chosen by the first byte: 0 a preview's plaintext, 1 a sealed
+/// preview, 2 a join request's plaintext (decoded, then its signature
+/// checked), 3 a sealed join request, 4 a link as text. The secret is fixed.
+pub fn invite_open(data: &[u8]) -> bool {
+    use hush_proto::invite::{InviteSecret, JoinRequest, LinkPreview};
+    let Some((&which, rest)) = data.split_first() else {
+        return false;
+    };
+    let secret = InviteSecret::from_bytes([7; 32]);
+    match which {
+        0 => match LinkPreview::decode(rest) {
+            Ok(p) => {
+                assert_eq!(p.encode(), rest, "one preview, two encodings");
+                true
+            }
+            Err(_) => false,
+        },
+        1 => secret.open_preview(rest).is_ok(),
+        2 => match JoinRequest::decode(rest) {
+            Ok(r) => {
+                assert_eq!(r.encode(), rest, "one request, two encodings");
+                r.verify(&secret.link_id()).is_ok()
+            }
+            Err(_) => false,
+        },
+        3 => secret.open_request(rest).is_ok(),
+        4 => std::str::from_utf8(rest)
+            .ok()
+            .and_then(|s| InviteSecret::parse_link(s).ok())
+            .is_some_and(|(server, parsed)| {
+                assert_eq!(
+                    InviteSecret::parse_link(&parsed.to_link(&server)).ok(),
+                    Some((server.clone(), parsed))
+                );
+                true
+            }),
+        _ => false,
+    }
 }

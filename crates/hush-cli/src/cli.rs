@@ -121,6 +121,15 @@ pub enum LowCommand {
         /// The contact (omit with --group).
         username: Option<String>,
     },
+    /// Join a group through an invite link (`hush group invite`); a link
+    /// that needs approval files a request for the group's admins.
+    Join {
+        /// The invite link.
+        link: String,
+        /// Wait up to this many seconds for the group to arrive.
+        #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+        wait: f64,
+    },
     /// Manage groups.
     Group {
         #[command(subcommand)]
@@ -315,6 +324,43 @@ pub enum GroupCommand {
         /// The group.
         name: String,
         /// The member.
+        user: String,
+    },
+    /// Make an invite link to a group, or revoke its links (admins only).
+    /// Whoever has the link can ask to join; `hush join LINK`.
+    Invite {
+        /// The group.
+        name: String,
+        /// How long the link works, like 7d or 12h [default: no limit].
+        #[arg(long, value_name = "DURATION", conflicts_with = "revoke")]
+        expires: Option<String>,
+        /// How many people may join through it [default: no limit].
+        #[arg(long, value_name = "N", conflicts_with = "revoke")]
+        max_uses: Option<u32>,
+        /// An admin approves each request (`hush group requests|approve|deny`).
+        #[arg(long, conflicts_with = "revoke")]
+        approve: bool,
+        /// Revoke every invite link of the group, at once.
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// List the requests to join a group that wait for an admin.
+    Requests {
+        /// The group.
+        name: String,
+    },
+    /// Approve a request to join a group: adds the account.
+    Approve {
+        /// The group.
+        name: String,
+        /// Who asked.
+        user: String,
+    },
+    /// Deny a request to join a group.
+    Deny {
+        /// The group.
+        name: String,
+        /// Who asked.
         user: String,
     },
     /// Change a group's settings (admins only).

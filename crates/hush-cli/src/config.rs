@@ -144,6 +144,10 @@ pub enum Command {
     Readd {
         username: String,
     },
+    Join {
+        link: String,
+        wait: Duration,
+    },
 }
 
 /// `hush backup ...`, resolved.
@@ -259,6 +263,15 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
             target: target_only(group, username)?,
         },
         LowCommand::Group { command } => Command::Group(command),
+        LowCommand::Join { link, wait } => {
+            if !wait.is_finite() || !(0.0..=86_400.0).contains(&wait) {
+                return Err(usage("--wait is a number of seconds from 0 to 86400"));
+            }
+            Command::Join {
+                link,
+                wait: Duration::from_secs_f64(wait),
+            }
+        }
         LowCommand::SendFile { group, args } => {
             let (target, path) = target_and_one(group, args, "PATH")?;
             Command::SendFile {

@@ -54,6 +54,9 @@ pub struct Client {
     /// (see [`crate::sync`]: a sync listening on a kept connection runs them
     /// at most every [`crate::sync::ROUTINE_EVERY`]).
     pub(crate) routine_at: Option<std::time::Instant>,
+    /// When this device last looked for join requests on its groups'
+    /// invite links (decision 0033).
+    pub(crate) links_checked_at: Option<std::time::Instant>,
     /// This device's key for opening sealed envelopes, derived once.
     pub(crate) open_key: std::sync::OnceLock<hush_proto::sealed::OpenKey>,
     /// Test hook: the next sync batch is opened but never written, as if
@@ -119,6 +122,7 @@ impl Client {
             kt_vouched_at: HashMap::new(),
             kt_agreed: std::collections::HashSet::new(),
             routine_at: None,
+            links_checked_at: None,
             open_key: std::sync::OnceLock::new(),
             crash_before_batch_write: false,
             inline_commit_limit: hush_wire::limits::MAX_MESSAGE_LEN,

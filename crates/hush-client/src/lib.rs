@@ -47,6 +47,7 @@ pub mod devices;
 mod directory;
 pub mod error;
 pub mod history;
+pub mod invites;
 pub mod kt;
 pub mod link;
 pub mod linking;

@@ -189,6 +189,8 @@ impl Client {
         {
             tracing::debug!(error = %e, "new devices not added yet");
         }
+        self.admit_by_links_if_due(follow.listened, &mut on_event, &mut events)
+            .await;
         self.expire_messages()?;
         Ok(events)
     }

@@ -31,6 +31,7 @@ use crate::identity::{DeviceCertificate, Username};
 use crate::storage::MemoryStore;
 
 mod admins;
+mod links;
 mod peek;
 mod token;
 pub(crate) use admins::Authority;

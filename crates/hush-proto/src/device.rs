@@ -165,6 +165,7 @@ impl Device {
                 .identity_provider(HushIdentityProvider)
                 .extension_type(conversation::INFO_EXTENSION)
                 .extension_type(conversation::POLICY_EXTENSION)
+                .extension_type(crate::invite::LINKS_EXTENSION)
                 .key_package_lifetime(KEY_PACKAGE_LIFETIME)
                 .signing_identity(
                     cert.signing_identity(),

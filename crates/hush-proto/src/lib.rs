@@ -72,6 +72,7 @@ pub mod error;
 pub mod framing;
 pub mod franking;
 pub mod identity;
+pub mod invite;
 pub mod kt;
 pub mod kt_batch;
 pub mod memo;
@@ -100,6 +101,7 @@ pub use identity::{
     AccountKey, AccountPublicKey, DeviceCertificate, DeviceId, DeviceSigningKey,
     HushIdentityProvider, IdentityError, Username,
 };
+pub use invite::{GroupLinks, InviteLink, InviteSecret, JoinRequest, LinkPreview};
 pub use safety::SafetyNumber;
 pub use storage::{StateChange, StateKey};
 

@@ -151,6 +151,16 @@ fn group_policy_decode_corpus() {
     replay("group_policy_decode");
 }
 
+#[test]
+fn group_links_decode_corpus() {
+    replay("group_links_decode");
+}
+
+#[test]
+fn invite_open_corpus() {
+    replay("invite_open");
+}
+
 /// Writes the archive seeds (and the device-link history seeds):
 /// `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_archive`.
 #[test]

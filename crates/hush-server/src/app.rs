@@ -228,6 +228,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/key-packages/count", get(api::keys::count))
         .route("/v1/messages", post(api::messages::send))
         .route("/v1/reports", post(api::reports::file))
+        .route(
+            "/v1/links/{link_id}",
+            get(api::links::preview).put(api::links::create),
+        )
+        .route("/v1/links/{link_id}/requests", post(api::links::request))
+        .route("/v1/links/{link_id}/manage", post(api::links::manage))
         .route("/v1/ws", get(api::ws::connect))
         .route("/v1/kt/config", get(api::kt::config))
         .route("/v1/kt/roots", get(api::kt::roots))

@@ -222,6 +222,7 @@ pub struct Limits {
     signed_per_account: Buckets<String>,
     claims_per_pair: Buckets<(String, String)>,
     claims_per_target: Buckets<String>,
+    links_per_account: Buckets<String>,
 }
 
 fn limited(message: &str, wait: Duration) -> Refusal {
@@ -247,6 +248,8 @@ impl Limits {
             signed_per_account: Buckets::new(strict.signed_per_account),
             claims_per_pair: Buckets::new(strict.claims_per_pair),
             claims_per_target: Buckets::new(strict.claims_per_target),
+            // Link lookups and requests: as strict as a device's audits.
+            links_per_account: Buckets::new(strict.audits_per_account),
         }
     }
 
@@ -272,6 +275,20 @@ impl Limits {
         self.audits_per_account
             .take(&account.to_owned())
             .map_err(|w| limited("too many audit requests from this account; retry later", w))
+    }
+
+    /// One invite-link lookup, request or change by a device of `account`
+    /// (decision 0033): link ids cannot be guessed, but a stolen list of
+    /// them should not be tried at speed.
+    pub fn check_link(&self, account: &str) -> Result<(), Refusal> {
+        self.links_per_account
+            .take(&account.to_owned())
+            .map_err(|w| {
+                limited(
+                    "too many invite-link requests from this account; retry later",
+                    w,
+                )
+            })
     }
 
     /// One signed device request naming `account`.

@@ -92,6 +92,15 @@ pub async fn run_expiry(state: &AppState) {
     state.quotas.prune(now_ms());
     let retention_ms = u64::try_from(state.settings.retention.as_millis()).unwrap_or(u64::MAX);
     match state
+        .store
+        .expire_links(now_ms().saturating_sub(retention_ms))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(links = n, "forgot expired invite links"),
+        Err(e) => tracing::warn!(error = %e, "invite link expiry failed"),
+    }
+    match state
         .blobs
         .expire(now_ms().saturating_sub(retention_ms))
         .await

@@ -64,6 +64,20 @@ const ROUTES: &[(&str, &str, Auth, Body)] = &[
     ("get", "/v1/key-packages/count", Auth::Bearer, Body::Other),
     ("post", "/v1/messages", Auth::Bearer, Body::Json),
     ("post", "/v1/reports", Auth::Bearer, Body::Json),
+    ("get", "/v1/links/{link_id}", Auth::Bearer, Body::Other),
+    ("put", "/v1/links/{link_id}", Auth::Bearer, Body::Json),
+    (
+        "post",
+        "/v1/links/{link_id}/requests",
+        Auth::Bearer,
+        Body::Json,
+    ),
+    (
+        "post",
+        "/v1/links/{link_id}/manage",
+        Auth::Bearer,
+        Body::Json,
+    ),
     ("get", "/v1/ws", Auth::Bearer, Body::Other),
     ("get", "/v1/kt/config", Auth::None, Body::Other),
     ("get", "/v1/kt/roots", Auth::None, Body::Other),
@@ -312,6 +326,7 @@ async fn every_listed_route_is_served() {
                 .replace("{username}", "nobody")
                 .replace("{device_id}", "1")
                 .replace("{group_id}", "Zw")
+                .replace("{link_id}", &"0".repeat(64))
                 .replace("{id}", "AAAAAAAAAAAAAAAAAAAAAA"),
         );
         let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();

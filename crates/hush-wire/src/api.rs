@@ -293,3 +293,88 @@ pub struct Health {
     /// `ok` when the server can serve.
     pub status: String,
 }
+
+/// `PUT /v1/links/{link_id}`: files an invite link (decision 0033). The
+/// path's id is the hex of a hash of the link's secret; the server never
+/// sees the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLinkRequest {
+    /// The preview sealed under a key from the link's secret.
+    pub blob: Bytes,
+    /// The token (32 bytes) that later revokes the link and reads its
+    /// requests; the server keeps only its hash.
+    pub manage_token: Bytes,
+    /// When the link stops working, ms since the Unix epoch; 0 for never.
+    #[serde(default)]
+    pub expires_at_ms: u64,
+    /// How many requests it takes; 0 for no limit.
+    #[serde(default)]
+    pub max_uses: u32,
+    /// Whether an admin approves each request.
+    #[serde(default)]
+    pub approve: bool,
+}
+
+/// `GET /v1/links/{link_id}`: the sealed preview of a working link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkResponse {
+    /// The sealed preview.
+    pub blob: Bytes,
+    /// Whether an admin approves each request.
+    pub approve: bool,
+    /// When the link stops working; 0 for never.
+    pub expires_at_ms: u64,
+}
+
+/// `POST /v1/links/{link_id}/requests`: a join request sealed under a key
+/// from the link's secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinLinkRequest {
+    /// The sealed request.
+    pub sealed: Bytes,
+}
+
+/// `POST /v1/links/{link_id}/manage`: what a holder of the link's
+/// management token asks of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManageLinkRequest {
+    /// The management token given when the link was filed.
+    pub manage_token: Bytes,
+    /// What to do.
+    pub action: LinkAction,
+    /// For [`LinkAction::Delete`]: the request ids to delete.
+    #[serde(default)]
+    pub ids: Vec<i64>,
+}
+
+/// What [`ManageLinkRequest`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkAction {
+    /// Lists the link's pending requests.
+    List,
+    /// Deletes the requests named in `ids` (settled).
+    Delete,
+    /// Revokes the link: no more previews or requests.
+    Revoke,
+}
+
+/// One pending join request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingJoin {
+    /// Its number.
+    pub id: i64,
+    /// The sealed request.
+    pub sealed: Bytes,
+}
+
+/// The answer to [`ManageLinkRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManageLinkResponse {
+    /// For [`LinkAction::List`]: the pending requests, oldest first.
+    #[serde(default)]
+    pub requests: Vec<PendingJoin>,
+}

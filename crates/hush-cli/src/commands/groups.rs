@@ -1,4 +1,5 @@
-//! `hush group create|add|remove|leave|list|members|rename|info|admin|settings`.
+//! `hush group create|add|remove|leave|list|members|rename|info|admin|settings`
+//! (and `invite|requests|approve|deny`, in `invites`).
 
 use anyhow::Result;
 use hush_client::{Client, ConversationView};
@@ -111,6 +112,20 @@ pub async fn run(client: &mut Client, command: GroupCommand, out: &mut Out) -> R
                 },
                 group_json(&g),
             )?;
+        }
+        GroupCommand::Invite {
+            name,
+            expires,
+            max_uses,
+            approve,
+            revoke,
+        } => super::invites::invite(client, &name, expires, max_uses, approve, revoke, out).await?,
+        GroupCommand::Requests { name } => super::invites::requests(client, &name, out).await?,
+        GroupCommand::Approve { name, user } => {
+            super::invites::settle(client, &name, &user, true, out).await?
+        }
+        GroupCommand::Deny { name, user } => {
+            super::invites::settle(client, &name, &user, false, out).await?
         }
         GroupCommand::Rename { name, new_name } => {
             client.group_rename(&name, &new_name).await?;

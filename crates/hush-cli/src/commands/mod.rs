@@ -8,6 +8,7 @@ mod backup;
 mod devices;
 mod files;
 mod groups;
+mod invites;
 mod messages;
 mod settings;
 
@@ -123,6 +124,7 @@ pub async fn run(config: Config) -> Result<()> {
         Command::Delete { id } => messages::delete(c, &id, &mut out).await,
         Command::Report { id, reason } => messages::report(c, &id, &reason, &mut out).await,
         Command::Group(g) => groups::run(c, g, &mut out).await,
+        Command::Join { link, wait } => invites::join(c, &link, wait, &mut out).await,
         Command::SendFile { target, path } => files::send(c, &target, &path, &mut out).await,
         Command::Download {
             id,

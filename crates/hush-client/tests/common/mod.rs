@@ -88,6 +88,11 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// The device's authenticated connection to the server.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     pub async fn register(server: &TestServer, name: &str) -> Raw {
         let mut rng = rand::rngs::OsRng;
         let account = AccountKey::generate(&mut rng).unwrap();

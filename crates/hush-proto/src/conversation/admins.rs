@@ -280,6 +280,9 @@ impl Authority {
         match (&self.policy, GroupPolicy::from_extensions(after)) {
             (_, Err(_)) => Err("a group policy that does not decode"),
             (Some(_), Ok(None)) => Err("a group without its admins"),
+            _ if crate::invite::GroupLinks::from_extensions(after).is_err() => {
+                Err("invite links that do not decode")
+            }
             _ => Ok(()),
         }
     }

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod attachments;
 pub mod keys;
 pub mod kt;
+pub mod links;
 pub mod messages;
 pub mod ops;
 pub mod reports;

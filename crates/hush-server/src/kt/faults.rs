@@ -25,6 +25,9 @@
 //! - [`Faults::corrupt_blob_downloads`]: attachment downloads arrive with
 //!   their last byte flipped (a history archive or file altered on the
 //!   server, decision 0026).
+//! - [`Faults::admit_closed_links`]: invite links (decision 0033) ignore
+//!   their expiry and every revocation (the server says revoked and keeps
+//!   taking join requests); members' devices must refuse them themselves.
 //! - [`Faults::tamper_batch`]: batched lookups (`POST /v1/kt/lookup`) omit
 //!   a name, add one, swap two proofs or carry a proof of an older epoch.
 
@@ -73,6 +76,7 @@ struct State {
     extra_devices: HashMap<String, KtDevice>,
     swap_link_frames: bool,
     corrupt_blobs: bool,
+    admit_closed_links: bool,
     batch: Option<BatchFault>,
     stale_proofs: HashMap<String, Vec<u8>>,
 }
@@ -311,6 +315,16 @@ impl Faults {
     /// flipped.
     pub fn corrupt_blob_downloads(&self) {
         self.lock().corrupt_blobs = true;
+    }
+
+    /// From now on invite links ignore expiry and revocations.
+    pub fn admit_closed_links(&self) {
+        self.lock().admit_closed_links = true;
+    }
+
+    /// Whether invite links ignore expiry and revocations.
+    pub(crate) fn admits_closed_links(&self) -> bool {
+        self.lock().admit_closed_links
     }
 
     /// Whether downloads are corrupted.

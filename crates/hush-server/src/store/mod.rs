@@ -8,11 +8,13 @@
 
 mod epoch;
 mod group_commit;
+pub mod links;
 mod nonces;
 pub mod postgres;
 mod postgres_acks;
 mod postgres_batch;
 mod postgres_kt;
+mod postgres_links;
 pub mod postgres_migrate;
 mod postgres_queue;
 mod postgres_writer;
@@ -20,6 +22,7 @@ pub mod sqlite;
 pub mod sqlite_backup;
 mod sqlite_keys;
 mod sqlite_kt;
+mod sqlite_links;
 pub mod sqlite_migrate;
 mod sqlite_queue;
 mod sqlite_records;
@@ -32,6 +35,7 @@ use thiserror::Error;
 
 /// Named by [`Store::enqueue_early`]; it lives with the rest of delivery.
 pub use crate::delivery::EarlyAck;
+pub use links::{JoinFiled, LinkRecord, LinkStore, NewLink};
 
 /// A device: (username, device id).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -455,7 +459,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The server's storage. Every method is atomic: it either happens completely
 /// or not at all, and a method that returns `Ok` has made its writes durable.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: links::LinkStore + Send + Sync + 'static {
     /// Registers an account and its first device.
     async fn create_account(&self, account: NewAccount) -> StoreResult<()>;
 

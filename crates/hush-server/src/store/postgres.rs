@@ -100,7 +100,7 @@ CREATE TABLE IF NOT EXISTS leases (
 /// The PostgreSQL store. Cheap to clone (a connection pool).
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
     /// Writes the sends, batched, on a connection of its own.
     writer: SendWriter,
     /// Deletes acknowledged envelopes, batched, on a connection of its own.

@@ -24,6 +24,8 @@ const MIGRATIONS: &[&[&str]] = &[
     &[super::nonces::POSTGRES_SCHEMA],
     // 4: a send's payload stored once (decision 0015).
     &[super::postgres_queue::SCHEMA_V4],
+    // 5: invite links and their mailboxes (decision 0033).
+    &[super::links::POSTGRES_SCHEMA_V5],
 ];
 
 /// The schema version this code writes.

@@ -196,7 +196,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` in its own savepoint inside the next group-committed batch.
-    async fn write<R, F>(&self, f: F) -> StoreResult<R>
+    pub(super) async fn write<R, F>(&self, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
@@ -211,7 +211,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` on a read connection, off the async runtime.
-    async fn read<R, F>(&self, f: F) -> StoreResult<R>
+    pub(super) async fn read<R, F>(&self, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,

@@ -26,6 +26,8 @@ const MIGRATIONS: &[&[&str]] = &[
     &[super::nonces::SQLITE_SCHEMA],
     // 4: a send's payload stored once (decision 0015).
     &[super::sqlite_queue::SCHEMA_V4],
+    // 5: invite links and their mailboxes (decision 0033).
+    &[super::links::SQLITE_SCHEMA_V5],
 ];
 
 /// The schema version this code writes.
