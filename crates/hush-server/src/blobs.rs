@@ -4,7 +4,7 @@
 //! Layout per blob id (128 random bits, base64url):
 //!
 //! ```text
-//! blobs/<id>/meta                  {"size": N, "created_at_ms": T}
+//! blobs/<id>/meta                  {"size": N, "created_at_ms": T, "owner": "alice"}
 //! blobs/<id>/part-<offset:020>     the bytes from <offset>, up to 1 MiB per object
 //! ```
 //!
@@ -77,6 +77,10 @@ fn backend(e: impl std::fmt::Display) -> BlobError {
 struct Meta {
     size: u64,
     created_at_ms: u64,
+    /// The account that created it, which may delete it before it expires
+    /// (absent in blobs of earlier releases: those only expire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
 /// A blob's upload state.
@@ -176,12 +180,24 @@ impl Blobs {
 
     /// Starts a blob of `size` bytes; returns its id.
     pub async fn create(&self, size: u64, now_ms: u64) -> Result<String, BlobError> {
+        self.create_owned(size, now_ms, None).await
+    }
+
+    /// Starts a blob of `size` bytes that account `owner` may delete;
+    /// returns its id.
+    pub async fn create_owned(
+        &self,
+        size: u64,
+        now_ms: u64,
+        owner: Option<&str>,
+    ) -> Result<String, BlobError> {
         let mut raw = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let id = URL_SAFE_NO_PAD.encode(raw);
         let meta = serde_json::to_vec(&Meta {
             size,
             created_at_ms: now_ms,
+            owner: owner.map(str::to_owned),
         })
         .map_err(backend)?;
         self.store
@@ -375,18 +391,35 @@ impl Blobs {
         }
         drop(listing);
         for id in &expired_ids {
-            let prefix = Path::from(format!("blobs/{id}"));
-            let objects: Vec<_> = self
-                .store
-                .list(Some(&prefix))
-                .filter_map(|m| async move { m.ok().map(|m| m.location) })
-                .collect()
-                .await;
-            for location in objects {
-                self.store.delete(&location).await.map_err(backend)?;
-            }
+            self.remove(id).await?;
         }
         Ok(expired_ids.len() as u64)
+    }
+
+    /// Deletes blob `id` now, if account `by` created it; otherwise (or if
+    /// there is none) [`BlobError::NotFound`], and nothing changes.
+    pub async fn delete(&self, id: &str, by: &str) -> Result<(), BlobError> {
+        if self.meta(id).await?.owner.as_deref() != Some(by) {
+            return Err(BlobError::NotFound);
+        }
+        self.remove(id).await
+    }
+
+    /// Deletes every object of blob `id`, its meta last.
+    async fn remove(&self, id: &str) -> Result<(), BlobError> {
+        let prefix = Path::from(format!("blobs/{id}"));
+        let mut objects: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .filter_map(|m| async move { m.ok().map(|m| m.location) })
+            .collect()
+            .await;
+        // The meta last: a delete cut short leaves a blob that still expires.
+        objects.sort_by_key(|l| l.filename() == Some("meta"));
+        for location in objects {
+            self.store.delete(&location).await.map_err(backend)?;
+        }
+        Ok(())
     }
 }
 
@@ -430,5 +463,26 @@ mod tests {
         b.append(&id, 0, b"abc".to_vec()).await.unwrap();
         a.append(&id, 3, b"def".to_vec()).await.unwrap();
         assert_eq!(b.read(&id, None).await.unwrap(), (b"abcdef".to_vec(), 6));
+    }
+
+    #[tokio::test]
+    async fn only_the_owner_deletes_a_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::local(dir.path()).unwrap();
+        let id = blobs.create_owned(3, 1, Some("alice")).await.unwrap();
+        blobs.append(&id, 0, b"abc".to_vec()).await.unwrap();
+        assert!(matches!(
+            blobs.delete(&id, "mallory").await,
+            Err(BlobError::NotFound)
+        ));
+        assert_eq!(blobs.read(&id, None).await.unwrap().0, b"abc");
+        blobs.delete(&id, "alice").await.unwrap();
+        assert!(matches!(blobs.status(&id).await, Err(BlobError::NotFound)));
+        // A blob without an owner (an earlier release's) only expires.
+        let old = blobs.create(1, 1).await.unwrap();
+        assert!(matches!(
+            blobs.delete(&old, "alice").await,
+            Err(BlobError::NotFound)
+        ));
     }
 }

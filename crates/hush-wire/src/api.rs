@@ -293,3 +293,16 @@ pub struct Health {
     /// `ok` when the server can serve.
     pub status: String,
 }
+
+/// The header of `PUT /v1/backup`: the backup's locator, 64 hexadecimal
+/// characters (decision 0035).
+pub const BACKUP_LOCATOR: &str = "backup-locator";
+
+/// `GET /v1/backup`: what the server holds of the account's backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupStatus {
+    /// The sealed backup's size in bytes.
+    pub size: u64,
+    /// When it was last stored (ms since the Unix epoch).
+    pub updated_at_ms: u64,
+}

@@ -82,7 +82,10 @@ pub async fn create(
         now,
         now.saturating_add(retention_ms),
     )?;
-    let id = state.blobs.create(req.size, now).await?;
+    let id = state
+        .blobs
+        .create_owned(req.size, now, Some(&me.username))
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(CreateAttachmentResponse { id }),
@@ -139,6 +142,20 @@ pub async fn status(
         size: s.size,
         complete: s.offset == s.size,
     }))
+}
+
+/// `DELETE /v1/attachments/{id}`: deletes an attachment before it expires,
+/// if the caller's account created it (any of its devices may; decision
+/// 0035: a link's history once the new device has it). Anyone else gets
+/// `404`, as for a blob that does not exist.
+pub async fn delete(
+    State(state): State<AppState>,
+    AuthDevice(me): AuthDevice,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<StatusCode> {
+    checked_id(&id)?;
+    state.blobs.delete(&id, &me.username).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Parses `bytes=A-B`, `bytes=A-` or `bytes=-N` against `size`.

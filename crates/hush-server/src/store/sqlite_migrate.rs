@@ -25,6 +25,9 @@ const MIGRATIONS: &[&[&str]] = &[
     &[super::nonces::SQLITE_SCHEMA],
     // 4: a send's payload stored once (decision 0015).
     &[super::sqlite_queue::SCHEMA_V4],
+    // Server backups: one sealed blob per account under a locator
+    // (decision 0035). Its own step, whatever number it ends up with.
+    &[super::backups::SQLITE_SCHEMA],
 ];
 
 /// The schema version this code writes.
