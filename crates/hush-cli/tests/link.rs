@@ -320,4 +320,12 @@ fn a_history_archive_altered_on_the_server_is_refused_with_nothing_written() {
     // No store is left on the new device.
     let line = new.fails(&["sync"]);
     assert!(line.contains("no account"), "{line}");
+    // Nor is the device left on the account: it took itself off the
+    // server (decision 0035), so it is not listed until someone removes it.
+    let devices = alice.json(&["devices", "list"]);
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    assert_eq!(devices[0]["this"], true, "{devices:?}");
+    // And the conversation goes on without it.
+    alice.ok(&["send", "bob", "still here"]);
+    assert_eq!(bob.sync_texts(), ["a history to carry", "still here"]);
 }

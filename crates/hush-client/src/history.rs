@@ -113,7 +113,7 @@ impl Client {
             .await?;
         let history = LinkHistory {
             blob: Some(HistoryBlob {
-                blob_id,
+                blob_id: blob_id.clone(),
                 key,
                 size: sealed.len() as u64,
                 messages,
@@ -126,7 +126,8 @@ impl Client {
             &history.encode(),
             &mut rand::rngs::OsRng,
         );
-        self.transport
+        let sent = self
+            .transport
             .send_message(&SendRequest {
                 recipients: vec![DeviceAddress {
                     username: self.username.to_string(),
@@ -137,9 +138,31 @@ impl Client {
                 commit: None,
                 franking_commitment: None,
             })
-            .await?;
+            .await;
+        if let Err(e) = sent {
+            // The new device will never fetch it.
+            self.delete_blob(&blob_id).await;
+            return Err(e);
+        }
         progress(Progress::Sent);
         Ok(())
+    }
+
+    /// Deletes blob `id` this account uploaded (decision 0035): a link's
+    /// history once fetched, or once the link failed. Best effort: a blob
+    /// left behind still expires with the server's retention.
+    pub(crate) async fn delete_blob(&self, id: &str) {
+        let gone = self
+            .transport
+            .call(
+                Method::DELETE,
+                &format!("/v1/attachments/{id}"),
+                None::<&()>,
+            )
+            .await;
+        if let Err(e) = gone {
+            tracing::warn!(error = %e, "could not delete a link's history blob");
+        }
     }
 
     /// The new device's side: waits for the `History` frame, downloads the
@@ -172,11 +195,14 @@ impl Client {
         let Some(blob) = history.blob else {
             return Ok(());
         };
-        let sealed = self
+        let downloaded = self
             .download_blob(&blob.blob_id, blob.size, &mut |done, total| {
                 progress(Progress::Downloaded { done, total })
             })
-            .await?;
+            .await;
+        // Fetched (or failed): nobody needs it on the server any more.
+        self.delete_blob(&blob.blob_id).await;
+        let sealed = downloaded?;
         let archive = archive::open(&blob.key, Purpose::Link, &sealed)?;
         if archive.username != self.username.as_str() {
             return Err(ClientError::InvalidInput(
