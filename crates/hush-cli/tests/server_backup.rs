@@ -154,7 +154,10 @@ fn a_scheduled_backup_goes_to_the_server_on_sync() {
     assert!(synced.iter().any(|v| v["backup"] == "server"), "{synced:?}");
     // Fresh: the next sync leaves it.
     let synced = alice.json(&["sync"]);
-    assert!(!synced.iter().any(|v| v.get("backup").is_some()), "{synced:?}");
+    assert!(
+        !synced.iter().any(|v| v.get("backup").is_some()),
+        "{synced:?}"
+    );
     // Stored under the key of the last `backup create`.
     let into = User::new("alice-scheduled");
     let out = restore_from_server(&into, &url, &key);

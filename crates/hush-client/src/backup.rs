@@ -440,9 +440,9 @@ async fn undo_registration(archive: &Archive, undo: Registered) {
 }
 
 /// Takes this account's device `cert` off the server with a request signed
-/// by the account key (no token needed): for a restore or a link that
-/// failed after the device was registered, so that it does not stay listed.
-pub(crate) async fn unregister(transport: &Transport, account: &AccountKey, cert: &DeviceCertificate) {
+/// by the account key (no token needed): for a restore that failed after
+/// the device was registered, so that it does not stay listed.
+async fn unregister(transport: &Transport, account: &AccountKey, cert: &DeviceCertificate) {
     let id = cert.device_id().0;
     let Ok((timestamp_ms, nonce, signature)) =
         sign_device_request(account, cert.username(), "remove", id, &cert.encode())
@@ -461,7 +461,7 @@ pub(crate) async fn unregister(transport: &Transport, account: &AccountKey, cert
         )
         .await;
     if let Err(e) = gone {
-        tracing::warn!(error = %e, device = id, "could not remove the device of a failed restore or link");
+        tracing::warn!(error = %e, device = id, "could not remove the device of a failed restore");
     }
 }
 

@@ -24,10 +24,6 @@ use crate::history::Progress;
 use crate::local::LocalStore;
 use crate::transport::{ConnectOptions, Transport, normalize_fingerprint};
 
-/// The account key's seed and this device's certificate, once the welcome
-/// handed them over: what it takes to remove the device again.
-type Joined = (zeroize::Zeroizing<[u8; 32]>, hush_proto::DeviceCertificate);
-
 /// How often the new device asks whether it was registered yet.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -93,36 +89,15 @@ impl Client {
         let transport =
             Transport::with_options(req.server, req.fingerprint.map(str::to_owned), req.options)?;
         let store = LocalStore::create(dir, passphrase)?;
-        let mut joined = None;
-        let result = Self::link_in(
-            store,
-            dir,
-            transport.clone(),
-            &req,
-            on_code,
-            &mut on_progress,
-            &mut joined,
-        )
-        .await;
+        let result = Self::link_in(store, dir, transport, &req, on_code, &mut on_progress).await;
         if result.is_err() {
             for file in ["keyfile.json", "hush.db", "hush.db-wal", "hush.db-shm"] {
                 let _ = std::fs::remove_file(dir.join(file));
-            }
-            // Certified and registered, then failed (a history that does
-            // not open, a key-directory alarm, the server gone): take this
-            // device off the account again, so that it does not stay listed
-            // (members drop it from their groups on their next send, as for
-            // any device the server no longer has).
-            if let Some((seed, cert)) = joined
-                && let Ok(account) = hush_proto::AccountKey::from_seed(*seed)
-            {
-                crate::backup::unregister(&transport, &account, &cert).await;
             }
         }
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn link_in(
         store: LocalStore,
         dir: &Path,
@@ -130,7 +105,6 @@ impl Client {
         req: &LinkRequest<'_>,
         on_code: impl FnOnce(&str),
         on_progress: &mut dyn FnMut(Progress),
-        joined: &mut Option<Joined>,
     ) -> Result<Client, ClientError> {
         let key = DeviceSigningKey::generate(&mut rand::rngs::OsRng)?;
         let code = LinkCode::generate(key.public(), &mut rand::rngs::OsRng);
@@ -155,7 +129,6 @@ impl Client {
             .verify(&key.public())
             .map_err(|_| tampered("the account handed over does not certify this device's key"))?;
         let cert = welcome.certificate.clone();
-        *joined = Some((account.to_seed(), cert.clone()));
         {
             let conn = &store.conn;
             LocalStore::set_meta(conn, "server", transport.base().as_bytes())?;

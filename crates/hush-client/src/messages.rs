@@ -576,7 +576,6 @@ impl Client {
         LocalStore::set_meta(&self.store.conn, "profile_key", &k)?;
         Ok(k)
     }
-
 }
 
 impl Client {

@@ -57,7 +57,12 @@ async fn one_backup_per_account_that_only_its_devices_change() {
         alice.devices[0].token.clone(),
         mallory.devices[0].token.clone(),
     );
-    assert_eq!(put(&s, Some(&a1), &locator(1), b"sealed one").await.status(), 204);
+    assert_eq!(
+        put(&s, Some(&a1), &locator(1), b"sealed one")
+            .await
+            .status(),
+        204
+    );
     // Anyone with the locator downloads it, without a token.
     let got = download(&s, &locator(1)).await;
     assert_eq!(got.status(), 200);
@@ -66,7 +71,12 @@ async fn one_backup_per_account_that_only_its_devices_change() {
     assert_eq!(status.size, 10);
 
     // Mallory cannot store under alice's locator, nor delete her backup.
-    expect_error(put(&s, Some(&m), &locator(1), b"evil").await, 403, "forbidden").await;
+    expect_error(
+        put(&s, Some(&m), &locator(1), b"evil").await,
+        403,
+        "forbidden",
+    )
+    .await;
     expect_error(delete(&s, &m).await, 404, "not_found").await;
     expect_error(s.get_as("/v1/backup", &m).await, 404, "not_found").await;
     let got = download(&s, &locator(1)).await;
@@ -94,9 +104,15 @@ async fn one_backup_per_account_that_only_its_devices_change() {
     // Another device of alice's replaces it: the old locator finds nothing.
     s.add_device(&mut alice, 2, 3).await;
     let a2 = alice.devices[1].token.clone();
-    assert_eq!(put(&s, Some(&a2), &locator(2), &[7; 1000]).await.status(), 204);
+    assert_eq!(
+        put(&s, Some(&a2), &locator(2), &[7; 1000]).await.status(),
+        204
+    );
     expect_error(download(&s, &locator(1)).await, 404, "not_found").await;
-    assert_eq!(download(&s, &locator(2)).await.bytes().await.unwrap().len(), 1000);
+    assert_eq!(
+        download(&s, &locator(2)).await.bytes().await.unwrap().len(),
+        1000
+    );
     // And deletes it.
     assert_eq!(delete(&s, &a1).await.status(), 204);
     expect_error(download(&s, &locator(2)).await, 404, "not_found").await;

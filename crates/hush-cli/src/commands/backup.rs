@@ -72,7 +72,10 @@ pub fn progress_printer(json: bool, who: &'static str) -> impl FnMut(Progress) {
 /// `hush backup ...`
 pub async fn run(client: &mut Client, command: BackupCommand, out: &mut Out) -> Result<()> {
     match command {
-        BackupCommand::Create { out: file, to_server } => {
+        BackupCommand::Create {
+            out: file,
+            to_server,
+        } => {
             let report = if to_server {
                 client
                     .create_server_backup()
@@ -132,8 +135,7 @@ pub async fn run(client: &mut Client, command: BackupCommand, out: &mut Out) -> 
 }
 
 fn when(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms))
-        .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 /// Where a backup went, for people and for `--json`.

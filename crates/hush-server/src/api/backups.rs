@@ -86,7 +86,9 @@ pub async fn delete(
     if state.store.delete_backup(&me.username).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(Failure::not_found("this account has no backup on the server"))
+        Err(Failure::not_found(
+            "this account has no backup on the server",
+        ))
     }
 }
 

@@ -99,12 +99,9 @@ pub(super) fn sqlite_info(conn: &Connection, username: &str) -> StoreResult<Opti
 
 /// Deletes the account's backup; false when it had none.
 pub(super) fn sqlite_delete(conn: &Connection, username: &str) -> StoreResult<bool> {
-    conn.execute(
-        "DELETE FROM backups WHERE username = ?1",
-        params![username],
-    )
-    .map(|n| n > 0)
-    .map_err(backend)
+    conn.execute("DELETE FROM backups WHERE username = ?1", params![username])
+        .map(|n| n > 0)
+        .map_err(backend)
 }
 
 // -------------------------------------------------------------- PostgreSQL

@@ -561,7 +561,13 @@ impl Store for PostgresStore {
             .map_err(backend)
     }
 
-    async fn put_backup(&self, user: &str, loc: [u8; 32], data: Vec<u8>, now: u64) -> StoreResult<()> {
+    async fn put_backup(
+        &self,
+        user: &str,
+        loc: [u8; 32],
+        data: Vec<u8>,
+        now: u64,
+    ) -> StoreResult<()> {
         super::backups::pg_put(&self.pool, user, &loc, data, now).await
     }
 
