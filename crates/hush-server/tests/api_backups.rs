@@ -138,3 +138,55 @@ async fn downloads_by_locator_are_rate_limited_per_network() {
     assert!(limited, "60 guesses in a row were all answered");
     s.stop().await;
 }
+
+/// An attachment is deleted before it expires only by the account that
+/// created it (a link's history once the new device has it).
+#[tokio::test]
+async fn only_the_uploading_account_deletes_an_attachment() {
+    use hush_wire::api::{CreateAttachmentRequest, CreateAttachmentResponse};
+    let s = TestServer::start().await;
+    let mut alice = s.register("alice", 1).await;
+    let mallory = s.register("mallory", 2).await;
+    s.add_device(&mut alice, 2, 3).await;
+    let (a1, a2, m) = (
+        alice.devices[0].token.clone(),
+        alice.devices[1].token.clone(),
+        mallory.devices[0].token.clone(),
+    );
+    let created: CreateAttachmentResponse = s
+        .http
+        .post(s.url("/v1/attachments"))
+        .bearer_auth(&a1)
+        .json(&CreateAttachmentRequest { size: 3 })
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/v1/attachments/{}", created.id);
+    let resp = s
+        .http
+        .patch(s.url(&path))
+        .bearer_auth(&a1)
+        .header("upload-offset", "0")
+        .body(b"abc".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let delete = |token: String| {
+        let req = s.http.delete(s.url(&path)).bearer_auth(token);
+        async move { req.send().await.unwrap() }
+    };
+    expect_error(delete(m).await, 404, "not_found").await;
+    assert_eq!(
+        s.get_as(&path, &a2).await.bytes().await.unwrap().as_ref(),
+        b"abc"
+    );
+    // Another device of the uploading account may.
+    assert_eq!(delete(a2.clone()).await.status(), 204);
+    expect_error(s.get_as(&path, &a1).await, 404, "not_found").await;
+    expect_error(delete(a1).await, 404, "not_found").await;
+    s.stop().await;
+}
