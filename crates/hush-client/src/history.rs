@@ -15,6 +15,7 @@ use reqwest::Method;
 
 use crate::archive::{HistoryScope, import, random_key};
 use crate::client::Client;
+use crate::devices::sha256;
 use crate::error::ClientError;
 
 /// What a history transfer reports as it goes, on either device.
@@ -58,6 +59,7 @@ impl Client {
     pub(crate) async fn upload_archive(
         &mut self,
         sealed: &[u8],
+        key: &[u8; 32],
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<String, ClientError> {
         let mut name = [0u8; 8];
@@ -65,16 +67,25 @@ impl Client {
         let path = self.scratch(&format!("archive-{}", hex::encode(name)))?;
         let result = async {
             std::fs::write(&path, sealed)?;
+            // Whoever holds the archive key (the new device) may delete it.
+            let body = serde_json::to_vec(&CreateAttachmentRequest {
+                size: sealed.len() as u64,
+            })
+            .map_err(|e| ClientError::Store(e.to_string()))?;
+            let headers = [
+                ("content-type", "application/json".to_owned()),
+                (
+                    hush_wire::api::DELETE_TOKEN_HASH,
+                    hex::encode(sha256(&delete_token(key))),
+                ),
+            ];
             let created: CreateAttachmentResponse = self
                 .transport
-                .json(
-                    Method::POST,
-                    "/v1/attachments",
-                    Some(&CreateAttachmentRequest {
-                        size: sealed.len() as u64,
-                    }),
-                )
-                .await?;
+                .raw(Method::POST, "/v1/attachments", &headers, Some(body))
+                .await?
+                .json()
+                .await
+                .map_err(|e| ClientError::Network(e.to_string()))?;
             self.upload(&created.id, &path, sealed.len() as u64, &mut |d, t| {
                 progress(d, t)
             })
@@ -107,14 +118,14 @@ impl Client {
             bytes: sealed.len() as u64,
         });
         let blob_id = self
-            .upload_archive(&sealed, &mut |done, total| {
+            .upload_archive(&sealed, &key, &mut |done, total| {
                 progress(Progress::Uploaded { done, total })
             })
             .await?;
         let history = LinkHistory {
             blob: Some(HistoryBlob {
                 blob_id: blob_id.clone(),
-                key,
+                key: key.clone(),
                 size: sealed.len() as u64,
                 messages,
             }),
@@ -141,23 +152,25 @@ impl Client {
             .await;
         if let Err(e) = sent {
             // The new device will never fetch it.
-            self.delete_blob(&blob_id).await;
+            self.delete_blob(&blob_id, &key).await;
             return Err(e);
         }
         progress(Progress::Sent);
         Ok(())
     }
 
-    /// Deletes blob `id` this account uploaded (decision 0035): a link's
-    /// history once fetched, or once the link failed. Best effort: a blob
+    /// Deletes the link history blob `id` sealed under `key` (decision
+    /// 0035): once fetched, or once the link failed. Best effort: a blob
     /// left behind still expires with the server's retention.
-    pub(crate) async fn delete_blob(&self, id: &str) {
+    pub(crate) async fn delete_blob(&self, id: &str, key: &[u8; 32]) {
+        let token = [(hush_wire::api::DELETE_TOKEN, hex::encode(delete_token(key)))];
         let gone = self
             .transport
-            .call(
+            .raw(
                 Method::DELETE,
                 &format!("/v1/attachments/{id}"),
-                None::<&()>,
+                &token,
+                None,
             )
             .await;
         if let Err(e) = gone {
@@ -201,7 +214,7 @@ impl Client {
             })
             .await;
         // Fetched (or failed): nobody needs it on the server any more.
-        self.delete_blob(&blob.blob_id).await;
+        self.delete_blob(&blob.blob_id, &blob.key).await;
         let sealed = downloaded?;
         let archive = archive::open(&blob.key, Purpose::Link, &sealed)?;
         if archive.username != self.username.as_str() {
@@ -255,4 +268,12 @@ impl Client {
         }
         Ok(out)
     }
+}
+
+/// The token that deletes a link's history blob: derived from the archive
+/// key, so the new device holds it and the server learns only its hash.
+fn delete_token(key: &[u8; 32]) -> [u8; 32] {
+    let mut input = b"hush link history delete v1".to_vec();
+    input.extend_from_slice(key);
+    sha256(&input)
 }

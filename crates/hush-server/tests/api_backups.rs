@@ -139,54 +139,77 @@ async fn downloads_by_locator_are_rate_limited_per_network() {
     s.stop().await;
 }
 
-/// An attachment is deleted before it expires only by the account that
-/// created it (a link's history once the new device has it).
+/// A blob is deleted before it expires only with the delete token its
+/// uploader chose (a link's history, by the new device that fetched it);
+/// the server keeps only the token's hash, which names nobody.
 #[tokio::test]
-async fn only_the_uploading_account_deletes_an_attachment() {
-    use hush_wire::api::{CreateAttachmentRequest, CreateAttachmentResponse};
+async fn only_the_delete_token_deletes_a_blob_early() {
+    use hush_wire::api::{
+        CreateAttachmentRequest, CreateAttachmentResponse, DELETE_TOKEN, DELETE_TOKEN_HASH,
+    };
     let s = TestServer::start().await;
-    let mut alice = s.register("alice", 1).await;
+    let alice = s.register("alice", 1).await;
     let mallory = s.register("mallory", 2).await;
-    s.add_device(&mut alice, 2, 3).await;
-    let (a1, a2, m) = (
+    let (a, m) = (
         alice.devices[0].token.clone(),
-        alice.devices[1].token.clone(),
         mallory.devices[0].token.clone(),
     );
-    let created: CreateAttachmentResponse = s
-        .http
-        .post(s.url("/v1/attachments"))
-        .bearer_auth(&a1)
-        .json(&CreateAttachmentRequest { size: 3 })
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = [9u8; 32];
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &token);
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let create = |with: Option<String>| {
+        let mut req = s
+            .http
+            .post(s.url("/v1/attachments"))
+            .bearer_auth(&a)
+            .json(&CreateAttachmentRequest { size: 3 });
+        if let Some(h) = with {
+            req = req.header(DELETE_TOKEN_HASH, h);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    expect_error(create(Some("xyz".into())).await, 400, "bad_request").await;
+    let created: CreateAttachmentResponse =
+        create(Some(hex(hash.as_ref()))).await.json().await.unwrap();
     let path = format!("/v1/attachments/{}", created.id);
     let resp = s
         .http
         .patch(s.url(&path))
-        .bearer_auth(&a1)
+        .bearer_auth(&a)
         .header("upload-offset", "0")
         .body(b"abc".to_vec())
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 204);
-    let delete = |token: String| {
-        let req = s.http.delete(s.url(&path)).bearer_auth(token);
+    let delete = |who: &str, t: Option<String>| {
+        let mut req = s.http.delete(s.url(&path)).bearer_auth(who);
+        if let Some(t) = t {
+            req = req.header(DELETE_TOKEN, t);
+        }
         async move { req.send().await.unwrap() }
     };
-    expect_error(delete(m).await, 404, "not_found").await;
+    // No token, a wrong one, or the hash itself: nothing is deleted.
+    expect_error(delete(&m, None).await, 400, "bad_request").await;
+    expect_error(delete(&m, Some(hex(&[8; 32]))).await, 404, "not_found").await;
+    expect_error(delete(&a, Some(hex(hash.as_ref()))).await, 404, "not_found").await;
     assert_eq!(
-        s.get_as(&path, &a2).await.bytes().await.unwrap().as_ref(),
+        s.get_as(&path, &m).await.bytes().await.unwrap().as_ref(),
         b"abc"
     );
-    // Another device of the uploading account may.
-    assert_eq!(delete(a2.clone()).await.status(), 204);
-    expect_error(s.get_as(&path, &a1).await, 404, "not_found").await;
-    expect_error(delete(a1).await, 404, "not_found").await;
+    // The token deletes it, whoever sends it.
+    assert_eq!(delete(&m, Some(hex(&token))).await.status(), 204);
+    expect_error(s.get_as(&path, &a).await, 404, "not_found").await;
+    // A blob made without a delete token only expires.
+    let plain: CreateAttachmentResponse = create(None).await.json().await.unwrap();
+    let resp = s
+        .http
+        .delete(s.url(&format!("/v1/attachments/{}", plain.id)))
+        .bearer_auth(&a)
+        .header(DELETE_TOKEN, hex(&token))
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 404, "not_found").await;
     s.stop().await;
 }

@@ -306,3 +306,13 @@ pub struct BackupStatus {
     /// When it was last stored (ms since the Unix epoch).
     pub updated_at_ms: u64,
 }
+
+/// The optional header of `POST /v1/attachments`: SHA-256 of a secret
+/// (64 hexadecimal characters) whose holder may delete the blob before it
+/// expires (decision 0035). It names nobody; without it the blob only
+/// expires.
+pub const DELETE_TOKEN_HASH: &str = "delete-token-hash";
+
+/// The header of `DELETE /v1/attachments/{id}`: that secret, 64
+/// hexadecimal characters.
+pub const DELETE_TOKEN: &str = "delete-token";

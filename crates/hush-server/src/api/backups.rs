@@ -19,8 +19,8 @@ use crate::delivery::now_ms;
 use crate::error::{ApiResult, Failure};
 use crate::extract::{PathParams, RawBody};
 
-/// A locator: 64 hexadecimal characters.
-fn parse_locator(text: &str) -> Option<[u8; 32]> {
+/// A locator (or another 32-byte value): 64 hexadecimal characters.
+pub(crate) fn parse_locator(text: &str) -> Option<[u8; 32]> {
     let digits = text.as_bytes();
     if digits.len() != 64 || !digits.iter().all(u8::is_ascii_hexdigit) {
         return None;
