@@ -88,7 +88,12 @@ pub enum LowCommand {
         #[arg(long)]
         name: Option<String>,
         /// The backup file (from `hush backup create`).
-        file: PathBuf,
+        #[arg(required_unless_present = "from_server")]
+        file: Option<PathBuf>,
+        /// Download the backup stored on the server under the recovery key
+        /// (from `hush backup create --to-server`) instead of reading a file.
+        #[arg(long, conflicts_with = "file")]
+        from_server: bool,
     },
     /// Add USER's new devices (a restored or newly linked device the key
     /// directory lists under the key you know) to the conversations you
@@ -441,18 +446,30 @@ pub enum BackupCommand {
         /// The file [default: hush-backup-DATE.hushbackup here].
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Store it on the server instead, replacing the account's previous
+        /// backup there (the server cannot open it; restore with
+        /// `hush restore --from-server`).
+        #[arg(long, conflicts_with = "out")]
+        to_server: bool,
     },
-    /// Keep a backup at FILE no older than DURATION: each `hush sync` writes
-    /// a new one (under the last `backup create`'s key) when it is older.
-    /// Without options, shows the schedule.
+    /// Keep a backup at FILE (or on the server) no older than DURATION: each
+    /// `hush sync` writes a new one (under the last `backup create`'s key)
+    /// when it is older. Without options, shows the schedule.
     Schedule {
         /// The file to keep fresh.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Keep the backup on the server fresh instead.
+        #[arg(long, conflicts_with = "out")]
+        to_server: bool,
         /// The longest a backup may age, like 1d or 12h.
         #[arg(long, value_name = "DURATION")]
         every: Option<String>,
     },
+    /// Show the backup stored on the server (size, time) and the schedule.
+    Status,
+    /// Delete the account's backup from the server.
+    Delete,
 }
 
 /// `hush account ...`

@@ -139,7 +139,8 @@ pub enum Command {
         server: String,
         fingerprint: Option<String>,
         name: Option<String>,
-        file: PathBuf,
+        /// The backup file; `None`: the backup stored on the server.
+        file: Option<PathBuf>,
     },
     Readd {
         username: String,
@@ -155,11 +156,14 @@ pub enum Command {
 pub enum BackupCommand {
     Create {
         out: Option<PathBuf>,
+        to_server: bool,
     },
     Schedule {
-        out: Option<PathBuf>,
+        target: Option<hush_client::BackupTarget>,
         every: Option<Duration>,
     },
+    Status,
+    Delete,
 }
 
 /// `hush devices ...`, resolved.
@@ -380,9 +384,21 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
             open,
         },
         LowCommand::Backup { command } => Command::Backup(match command {
-            crate::cli::BackupCommand::Create { out } => BackupCommand::Create { out },
-            crate::cli::BackupCommand::Schedule { out, every } => BackupCommand::Schedule {
+            crate::cli::BackupCommand::Create { out, to_server } => {
+                BackupCommand::Create { out, to_server }
+            }
+            crate::cli::BackupCommand::Status => BackupCommand::Status,
+            crate::cli::BackupCommand::Delete => BackupCommand::Delete,
+            crate::cli::BackupCommand::Schedule {
                 out,
+                to_server,
+                every,
+            } => BackupCommand::Schedule {
+                target: match (out, to_server) {
+                    (Some(f), _) => Some(hush_client::BackupTarget::File(f)),
+                    (None, true) => Some(hush_client::BackupTarget::Server),
+                    (None, false) => None,
+                },
                 every: every
                     .map(|e| {
                         crate::commands::backup_period(&e).ok_or_else(|| {
@@ -399,6 +415,7 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
             trust_fingerprint,
             name,
             file,
+            from_server: _,
         } => Command::Restore {
             server,
             fingerprint: trust_fingerprint,

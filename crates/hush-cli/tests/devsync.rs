@@ -82,3 +82,36 @@ fn two_devices_share_sends_reads_blocks_and_verification() {
     assert!(phone.sync_texts().is_empty());
     assert!(laptop.sync_texts().is_empty());
 }
+
+#[test]
+fn a_contacts_display_name_read_on_one_device_shows_on_the_other() {
+    let server = Server::start();
+    let url = server.url();
+    let phone = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    phone.ok(&["send", "bob", "hi"]);
+    bob.json(&["sync"]);
+    let laptop = link(&phone, &url, "laptop");
+    laptop.json(&["sync"]);
+    bob.json(&["sync"]);
+    // Bob shares his profile; the phone reads his name first.
+    bob.ok(&["profile", "set", "--name", "Bob B."]);
+    phone.json(&["sync"]);
+    laptop.json(&["sync"]);
+    assert_eq!(contact(&phone, "bob")["display_name"], "Bob B.");
+    // The laptop learns it from the phone: a synced change, not a fetch.
+    let synced = events(&laptop, "synced");
+    assert_eq!(synced.len(), 1, "{synced:?}");
+    assert_eq!(synced[0]["what"], "contact_name", "{synced:?}");
+    assert_eq!(synced[0]["subject"], "bob", "{synced:?}");
+    // A name read again unchanged is not sent again.
+    assert_eq!(contact(&laptop, "bob")["display_name"], "Bob B.");
+    assert!(events(&phone, "synced").is_empty());
+    // A later name read on the laptop wins on the phone.
+    bob.ok(&["profile", "set", "--name", "Robert"]);
+    laptop.json(&["sync"]);
+    assert_eq!(contact(&laptop, "bob")["display_name"], "Robert");
+    let synced = events(&phone, "synced");
+    assert_eq!(synced.len(), 1, "{synced:?}");
+    assert_eq!(synced[0]["what"], "contact_name", "{synced:?}");
+}

@@ -25,6 +25,24 @@ fn devices(user: &User) -> Vec<Value> {
     list
 }
 
+/// How many attachment blobs the server in `dir` holds (each has a `meta`).
+fn blobs_held(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                blobs_held(&path)
+            } else {
+                usize::from(path.file_name().is_some_and(|n| n == "meta"))
+            }
+        })
+        .sum()
+}
+
 fn history_texts(user: &User, args: &[&str]) -> Vec<String> {
     let mut full = vec!["history"];
     full.extend_from_slice(args);
@@ -253,7 +271,11 @@ fn a_linked_device_gets_the_history_contacts_marks_and_blocks() {
     alice.ok(&["verify", "bob", "--mark-verified"]);
     alice.ok(&["block", "carol"]);
 
+    assert_eq!(blobs_held(&server.data_dir()), 0);
     let (laptop, approving, new) = link_with(&alice, &url, "laptop", "all");
+    // The history blob is gone from the server once the laptop has it
+    // (decision 0035), not left until the retention expires.
+    assert_eq!(blobs_held(&server.data_dir()), 0);
     assert_eq!(
         steps(&approving),
         ["packed", "uploaded", "sent"],
@@ -320,4 +342,7 @@ fn a_history_archive_altered_on_the_server_is_refused_with_nothing_written() {
     // No store is left on the new device.
     let line = new.fails(&["sync"]);
     assert!(line.contains("no account"), "{line}");
+    // The altered history was deleted from the server all the same
+    // (decision 0035).
+    assert_eq!(blobs_held(&server.data_dir()), 0);
 }

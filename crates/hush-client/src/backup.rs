@@ -34,7 +34,7 @@ use crate::local::LocalStore;
 use crate::transport::{ConnectOptions, Transport, normalize_fingerprint};
 
 /// A backup's recovery key: 256 random bits.
-pub struct RecoveryKey(Zeroizing<[u8; 32]>);
+pub struct RecoveryKey(pub(crate) Zeroizing<[u8; 32]>);
 
 impl std::fmt::Debug for RecoveryKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,8 +81,8 @@ impl RecoveryKey {
 /// What a backup wrote.
 #[derive(Debug)]
 pub struct BackupReport {
-    /// The file.
-    pub path: PathBuf,
+    /// The file, or `None` for a backup stored on the server.
+    pub path: Option<PathBuf>,
     /// Its size.
     pub bytes: u64,
     /// Messages in it.
@@ -106,9 +106,18 @@ pub struct RestoreRequest<'a> {
     pub options: ConnectOptions,
 }
 
-/// The stored schedule: file, period (s), last backup (ms).
+/// Where a scheduled backup goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupTarget {
+    /// A file on this machine.
+    File(PathBuf),
+    /// The account's backup slot on the server (decision 0035).
+    Server,
+}
+
+/// The stored schedule: file (or the server), period (s), last backup (ms).
 const SCHEDULE: &str = "backup_schedule";
-const BACKUP_KEY: &str = "backup_key";
+pub(crate) const BACKUP_KEY: &str = "backup_key";
 const LAST_BACKUP: &str = "backup_last";
 
 /// Writes `bytes` to `path` whole or not at all (a temporary file renamed).
@@ -142,27 +151,47 @@ impl Client {
     }
 
     fn write_backup(&mut self, out: &Path, key: &RecoveryKey) -> Result<BackupReport, ClientError> {
+        let (sealed, mut report) = self.seal_backup(key)?;
+        write_atomically(out, &sealed)?;
+        self.note_backup_written()?;
+        report.path = Some(out.to_owned());
+        Ok(report)
+    }
+
+    /// The whole account sealed under `key`, and what it holds.
+    pub(crate) fn seal_backup(
+        &mut self,
+        key: &RecoveryKey,
+    ) -> Result<(Vec<u8>, BackupReport), ClientError> {
         let archive = self.export_archive(HistoryScope::All, true)?;
         let sealed = archive::seal(&key.0, Purpose::Backup, &archive, &mut rand::rngs::OsRng);
-        write_atomically(out, &sealed)?;
-        LocalStore::set_meta(
-            &self.store.conn,
-            LAST_BACKUP,
-            now_ms().to_string().as_bytes(),
-        )?;
-        Ok(BackupReport {
-            path: out.to_owned(),
+        let report = BackupReport {
+            path: None,
             bytes: sealed.len() as u64,
             messages: archive.message_count() as u64,
             conversations: archive.conversations.len() as u64,
             recovery_key: None,
-        })
+        };
+        Ok((sealed, report))
     }
 
-    /// Keeps a backup at `out` no older than `every`: [`Client::backup_if_due`]
-    /// (run by every `hush sync`) writes a new one under the recovery key
-    /// of the last `hush backup create` when the last is older.
-    pub fn schedule_backup(&mut self, out: &Path, every: Duration) -> Result<(), ClientError> {
+    pub(crate) fn note_backup_written(&self) -> Result<(), ClientError> {
+        LocalStore::set_meta(
+            &self.store.conn,
+            LAST_BACKUP,
+            now_ms().to_string().as_bytes(),
+        )
+    }
+
+    /// Keeps a backup at `target` no older than `every`:
+    /// [`Client::backup_if_due`] (run by every `hush sync`) writes a new one
+    /// under the recovery key of the last `hush backup create` when the last
+    /// is older.
+    pub fn schedule_backup(
+        &mut self,
+        target: BackupTarget,
+        every: Duration,
+    ) -> Result<(), ClientError> {
         if self.store.meta(BACKUP_KEY)?.is_none() {
             return Err(ClientError::InvalidInput(
                 "no recovery key yet: run `hush backup create` once first (it shows the key \
@@ -175,34 +204,50 @@ impl Client {
                 "a backup period is at least a minute".into(),
             ));
         }
-        let path = std::path::absolute(out)?;
-        let value = serde_json::json!({
-            "path": path.to_string_lossy(),
-            "every_secs": every.as_secs(),
-        });
+        let target = match target {
+            BackupTarget::File(out) => BackupTarget::File(std::path::absolute(out)?),
+            BackupTarget::Server => BackupTarget::Server,
+        };
+        let value = match &target {
+            BackupTarget::File(path) => {
+                serde_json::json!({"path": path.to_string_lossy(), "every_secs": every.as_secs()})
+            }
+            BackupTarget::Server => {
+                serde_json::json!({"server": true, "every_secs": every.as_secs()})
+            }
+        };
+        let moved = self.backup_schedule()?.map(|(t, _)| t) != Some(target);
         LocalStore::set_meta(&self.store.conn, SCHEDULE, value.to_string().as_bytes())?;
+        if moved {
+            // A new target is due at once: the next sync writes the first.
+            LocalStore::set_meta(&self.store.conn, LAST_BACKUP, b"0")?;
+        }
         Ok(())
     }
 
-    /// The scheduled backup's file and period, if one is set.
-    pub fn backup_schedule(&self) -> Result<Option<(PathBuf, Duration)>, ClientError> {
+    /// The scheduled backup's target and period, if one is set.
+    pub fn backup_schedule(&self) -> Result<Option<(BackupTarget, Duration)>, ClientError> {
         let Some(raw) = self.store.meta(SCHEDULE)? else {
             return Ok(None);
         };
         let v: serde_json::Value = serde_json::from_slice(&raw)
             .map_err(|_| ClientError::Store("the backup schedule is corrupt".into()))?;
-        let path = v["path"].as_str().map(PathBuf::from);
+        let target = match (v["path"].as_str(), v["server"].as_bool()) {
+            (Some(p), None) => Some(BackupTarget::File(PathBuf::from(p))),
+            (None, Some(true)) => Some(BackupTarget::Server),
+            _ => None,
+        };
         let every = v["every_secs"].as_u64().map(Duration::from_secs);
-        match (path, every) {
-            (Some(p), Some(e)) => Ok(Some((p, e))),
+        match (target, every) {
+            (Some(t), Some(e)) => Ok(Some((t, e))),
             _ => Err(ClientError::Store("the backup schedule is corrupt".into())),
         }
     }
 
-    /// Writes the scheduled backup if the last one is older than its
-    /// period; `None` when nothing was due.
-    pub fn backup_if_due(&mut self) -> Result<Option<BackupReport>, ClientError> {
-        let Some((path, every)) = self.backup_schedule()? else {
+    /// Writes (or uploads) the scheduled backup if the last one is older
+    /// than its period; `None` when nothing was due.
+    pub async fn backup_if_due(&mut self) -> Result<Option<BackupReport>, ClientError> {
+        let Some((target, every)) = self.backup_schedule()? else {
             return Ok(None);
         };
         let last: u64 = self
@@ -210,13 +255,19 @@ impl Client {
             .meta_str(LAST_BACKUP)?
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let exists = path.exists();
+        let exists = match &target {
+            BackupTarget::File(path) => path.exists(),
+            BackupTarget::Server => true,
+        };
         if exists && now_ms().saturating_sub(last) < every.as_millis() as u64 {
             return Ok(None);
         }
         let raw = crate::client::meta_required(&self.store, BACKUP_KEY)?;
         let key = RecoveryKey(Zeroizing::new(crate::client::seed(&raw)?));
-        self.write_backup(&path, &key).map(Some)
+        match target {
+            BackupTarget::File(path) => self.write_backup(&path, &key).map(Some),
+            BackupTarget::Server => self.upload_backup(&key).await.map(Some),
+        }
     }
 
     /// Brings the account of backup `sealed` back on this machine as a new
@@ -378,15 +429,23 @@ async fn restore_in(
 
 /// Takes a device registered by a failed restore off the server again.
 async fn undo_registration(archive: &Archive, undo: Registered) {
-    let (transport, id, cert) = undo;
+    let (transport, _, cert) = undo;
     let Some(seed) = archive.account_seed.as_ref() else {
         return;
     };
     let Ok(account) = AccountKey::from_seed(**seed) else {
         return;
     };
+    unregister(&transport, &account, &cert).await;
+}
+
+/// Takes this account's device `cert` off the server with a request signed
+/// by the account key (no token needed): for a restore that failed after
+/// the device was registered, so that it does not stay listed.
+async fn unregister(transport: &Transport, account: &AccountKey, cert: &DeviceCertificate) {
+    let id = cert.device_id().0;
     let Ok((timestamp_ms, nonce, signature)) =
-        sign_device_request(&account, cert.username(), "remove", id, &cert.encode())
+        sign_device_request(account, cert.username(), "remove", id, &cert.encode())
     else {
         return;
     };

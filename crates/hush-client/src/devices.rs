@@ -256,8 +256,13 @@ impl Client {
         {
             Ok(()) => Ok(id),
             Err(e) => {
+                // Nothing stays linked: off the server, and out of every
+                // conversation it was added to before the failure.
                 if let Err(undo) = self.unlink(id).await {
                     tracing::warn!(error = %undo, device = id, "could not remove a failed link");
+                }
+                if let Err(undo) = self.drop_everywhere(id).await {
+                    tracing::warn!(error = %undo, device = id, "could not drop a failed link");
                 }
                 Err(e)
             }
@@ -619,6 +624,12 @@ impl Client {
             )));
         }
         self.unlink(id).await?;
+        self.drop_everywhere(id).await
+    }
+
+    /// Tells the other devices that device `id` is removed and commits its
+    /// removal in every conversation that holds it.
+    async fn drop_everywhere(&mut self, id: u32) -> Result<(), ClientError> {
         // The other devices learn it was removed (decision 0025).
         let op = hush_proto::self_sync::SyncOp::DeviceRemoved {
             device: DeviceId(id),

@@ -15,6 +15,7 @@ use reqwest::Method;
 
 use crate::archive::{HistoryScope, import, random_key};
 use crate::client::Client;
+use crate::devices::sha256;
 use crate::error::ClientError;
 
 /// What a history transfer reports as it goes, on either device.
@@ -58,6 +59,7 @@ impl Client {
     pub(crate) async fn upload_archive(
         &mut self,
         sealed: &[u8],
+        key: &[u8; 32],
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<String, ClientError> {
         let mut name = [0u8; 8];
@@ -65,16 +67,25 @@ impl Client {
         let path = self.scratch(&format!("archive-{}", hex::encode(name)))?;
         let result = async {
             std::fs::write(&path, sealed)?;
+            // Whoever holds the archive key (the new device) may delete it.
+            let body = serde_json::to_vec(&CreateAttachmentRequest {
+                size: sealed.len() as u64,
+            })
+            .map_err(|e| ClientError::Store(e.to_string()))?;
+            let headers = [
+                ("content-type", "application/json".to_owned()),
+                (
+                    hush_wire::api::DELETE_TOKEN_HASH,
+                    hex::encode(sha256(&delete_token(key))),
+                ),
+            ];
             let created: CreateAttachmentResponse = self
                 .transport
-                .json(
-                    Method::POST,
-                    "/v1/attachments",
-                    Some(&CreateAttachmentRequest {
-                        size: sealed.len() as u64,
-                    }),
-                )
-                .await?;
+                .raw(Method::POST, "/v1/attachments", &headers, Some(body))
+                .await?
+                .json()
+                .await
+                .map_err(|e| ClientError::Network(e.to_string()))?;
             self.upload(&created.id, &path, sealed.len() as u64, &mut |d, t| {
                 progress(d, t)
             })
@@ -107,14 +118,14 @@ impl Client {
             bytes: sealed.len() as u64,
         });
         let blob_id = self
-            .upload_archive(&sealed, &mut |done, total| {
+            .upload_archive(&sealed, &key, &mut |done, total| {
                 progress(Progress::Uploaded { done, total })
             })
             .await?;
         let history = LinkHistory {
             blob: Some(HistoryBlob {
-                blob_id,
-                key,
+                blob_id: blob_id.clone(),
+                key: key.clone(),
                 size: sealed.len() as u64,
                 messages,
             }),
@@ -126,7 +137,8 @@ impl Client {
             &history.encode(),
             &mut rand::rngs::OsRng,
         );
-        self.transport
+        let sent = self
+            .transport
             .send_message(&SendRequest {
                 recipients: vec![DeviceAddress {
                     username: self.username.to_string(),
@@ -137,9 +149,33 @@ impl Client {
                 commit: None,
                 franking_commitment: None,
             })
-            .await?;
+            .await;
+        if let Err(e) = sent {
+            // The new device will never fetch it.
+            self.delete_blob(&blob_id, &key).await;
+            return Err(e);
+        }
         progress(Progress::Sent);
         Ok(())
+    }
+
+    /// Deletes the link history blob `id` sealed under `key` (decision
+    /// 0035): once fetched, or once the link failed. Best effort: a blob
+    /// left behind still expires with the server's retention.
+    pub(crate) async fn delete_blob(&self, id: &str, key: &[u8; 32]) {
+        let token = [(hush_wire::api::DELETE_TOKEN, hex::encode(delete_token(key)))];
+        let gone = self
+            .transport
+            .raw(
+                Method::DELETE,
+                &format!("/v1/attachments/{id}"),
+                &token,
+                None,
+            )
+            .await;
+        if let Err(e) = gone {
+            tracing::warn!(error = %e, "could not delete a link's history blob");
+        }
     }
 
     /// The new device's side: waits for the `History` frame, downloads the
@@ -172,11 +208,14 @@ impl Client {
         let Some(blob) = history.blob else {
             return Ok(());
         };
-        let sealed = self
+        let downloaded = self
             .download_blob(&blob.blob_id, blob.size, &mut |done, total| {
                 progress(Progress::Downloaded { done, total })
             })
-            .await?;
+            .await;
+        // Fetched (or failed): nobody needs it on the server any more.
+        self.delete_blob(&blob.blob_id, &blob.key).await;
+        let sealed = downloaded?;
         let archive = archive::open(&blob.key, Purpose::Link, &sealed)?;
         if archive.username != self.username.as_str() {
             return Err(ClientError::InvalidInput(
@@ -229,4 +268,12 @@ impl Client {
         }
         Ok(out)
     }
+}
+
+/// The token that deletes a link's history blob: derived from the archive
+/// key, so the new device holds it and the server learns only its hash.
+fn delete_token(key: &[u8; 32]) -> [u8; 32] {
+    let mut input = b"hush link history delete v1".to_vec();
+    input.extend_from_slice(key);
+    sha256(&input)
 }

@@ -1,7 +1,7 @@
 //! Keeping this account's devices the same (decision 0025): a change made
 //! here that the other devices should make too (messages read, a block, a
 //! verification mark, the profile key, the presence setting, a device's
-//! name or removal) goes to them as a self-sync frame, signed by this
+//! name or removal, a contact's display name) goes to them as a self-sync frame, signed by this
 //! device and sealed to each of the others outside every conversation
 //! (`hush_proto::self_sync`). It travels through the outbox like a receipt:
 //! queued in the transaction that makes the change, sent with the next
@@ -35,6 +35,7 @@ fn field(op: &SyncOp) -> Option<String> {
         SyncOp::ProfileKey { .. } => Some("profile".into()),
         SyncOp::Presence(_) => Some("presence".into()),
         SyncOp::DeviceName { device, .. } => Some(format!("device_name:{}", device.0)),
+        SyncOp::ContactName { user, .. } => Some(format!("contact_name:{user}")),
         SyncOp::Read { .. } | SyncOp::DeviceRemoved { .. } => None,
     }
 }
@@ -46,7 +47,9 @@ fn value(op: &SyncOp) -> Vec<u8> {
         SyncOp::Verified { account_key, .. } => account_key.to_vec(),
         SyncOp::ProfileKey { key } => key.to_vec(),
         SyncOp::Presence(p) => presence_mode(*p).as_str().as_bytes().to_vec(),
-        SyncOp::DeviceName { name, .. } => name.as_bytes().to_vec(),
+        SyncOp::DeviceName { name, .. } | SyncOp::ContactName { name, .. } => {
+            name.as_bytes().to_vec()
+        }
         _ => Vec::new(),
     }
 }
@@ -126,6 +129,18 @@ pub(crate) fn apply_synced_contact(conn: &Connection, user: &str) -> Result<(), 
     if let Some(key) = get(format!("verified:{user}"))? {
         set_verified(conn, user, &key)?;
     }
+    if let Some(name) = get(format!("contact_name:{user}"))? {
+        set_contact_name(conn, user, &String::from_utf8_lossy(&name))?;
+    }
+    Ok(())
+}
+
+/// Shows `name` for `user` (none when empty).
+fn set_contact_name(conn: &Connection, user: &str, name: &str) -> Result<(), ClientError> {
+    conn.execute(
+        "UPDATE contacts SET display_name = ?2 WHERE username = ?1",
+        params![user, (!name.is_empty()).then_some(name)],
+    )?;
     Ok(())
 }
 
@@ -415,6 +430,10 @@ fn apply_op(
                 params![device.0, name],
             )?;
             synced("device_name", Some(device.0.to_string()))
+        }
+        SyncOp::ContactName { user, name } => {
+            set_contact_name(tx, user.as_str(), name)?;
+            synced("contact_name", Some(user.to_string()))
         }
         SyncOp::DeviceRemoved { device } if device.0 != me => {
             let n = tx.execute(

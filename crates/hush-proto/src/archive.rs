@@ -465,6 +465,20 @@ fn decode_message(r: &mut Reader<'_>) -> Result<ArchivedMessage, DecodeError> {
     })
 }
 
+/// Where a backup sealed under the recovery key `key` is stored on the
+/// server (decision 0035): HKDF-SHA256 with its own salt and label, so the
+/// locator reveals nothing of the key or of the archive's AEAD key, and
+/// has 256 bits (it cannot be guessed).
+pub fn backup_locator(key: &[u8; 32]) -> [u8; 32] {
+    let prk = Salt::new(HKDF_SHA256, b"hush backup locator v1").extract(key);
+    let mut out = [0u8; 32];
+    // 32 bytes of HKDF-SHA256 output is always within HKDF's limit.
+    if let Ok(okm) = prk.expand(&[&b"hush backup locator"[..]], HKDF_SHA256) {
+        let _ = okm.fill(&mut out);
+    }
+    out
+}
+
 /// The AES key and the key check for `key` under `salt`.
 fn derive(key: &[u8; 32], salt: &[u8; 32], purpose: Purpose) -> (Zeroizing<[u8; 32]>, [u8; 16]) {
     let prk = Salt::new(HKDF_SHA256, salt).extract(key);

@@ -50,6 +50,8 @@ pub const MAX_DEVICES: usize = multi_seal::MAX_DEVICES;
 const MAX_GROUP_ID: usize = 256;
 /// Longest device name.
 pub const MAX_NAME: usize = 64;
+/// Longest contact display name (as a profile holds it).
+pub const MAX_CONTACT_NAME: usize = 128;
 const VERSION: u8 = 1;
 /// How frames of this kind are sealed.
 const SEALING: multi_seal::Kind = multi_seal::Kind {
@@ -118,6 +120,14 @@ pub enum SyncOp {
     DeviceRemoved {
         /// The device.
         device: DeviceId,
+    },
+    /// A contact's display name, as this device last read it from their
+    /// profile (empty: they show none).
+    ContactName {
+        /// The contact.
+        user: Username,
+        /// The name (0 to [`MAX_CONTACT_NAME`] bytes).
+        name: String,
     },
 }
 
@@ -194,6 +204,7 @@ impl SyncOp {
             SyncOp::Presence(_) => 5,
             SyncOp::DeviceName { .. } => 6,
             SyncOp::DeviceRemoved { .. } => 7,
+            SyncOp::ContactName { .. } => 8,
         }
     }
 
@@ -220,6 +231,9 @@ impl SyncOp {
             }
             SyncOp::DeviceRemoved { device } => {
                 w.u32(device.0);
+            }
+            SyncOp::ContactName { user, name } => {
+                w.bytes(user.as_str().as_bytes()).bytes(name.as_bytes());
             }
         }
     }
@@ -276,6 +290,10 @@ impl SyncOp {
             7 => SyncOp::DeviceRemoved {
                 device: DeviceId(r.u32()?),
             },
+            8 => SyncOp::ContactName {
+                user: username(r.bytes("user", Username::MAX_LEN)?, "user")?,
+                name: r.string("contact name", MAX_CONTACT_NAME)?.to_owned(),
+            },
             _ => return Err(invalid("self-sync op", "unknown kind")),
         })
     }
@@ -296,6 +314,11 @@ impl SyncOp {
             }
             SyncOp::DeviceName { name, .. } if name.trim().is_empty() || name.len() > MAX_NAME => {
                 return Err(ProtoError::InvalidRequest("a device name is 1 to 64 bytes"));
+            }
+            SyncOp::ContactName { name, .. } if name.len() > MAX_CONTACT_NAME => {
+                return Err(ProtoError::InvalidRequest(
+                    "a contact's display name is at most 128 bytes",
+                ));
             }
             _ => {}
         }

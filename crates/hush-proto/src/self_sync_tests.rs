@@ -44,6 +44,10 @@ fn every_op() -> Vec<StampedOp> {
         SyncOp::DeviceRemoved {
             device: DeviceId(3),
         },
+        SyncOp::ContactName {
+            user: Username::new("carol").unwrap(),
+            name: "Carol C.".into(),
+        },
     ]
     .into_iter()
     .enumerate()
@@ -191,6 +195,27 @@ fn sizes_are_bounded() {
     assert!(named(" ").seal(&k1, to, &mut rng).is_err());
     assert!(
         named(&"x".repeat(MAX_NAME + 1))
+            .seal(&k1, to, &mut rng)
+            .is_err()
+    );
+    let contact = |name: &str| SelfSync {
+        ops: vec![StampedOp {
+            at_ms: 1,
+            op: SyncOp::ContactName {
+                user: Username::new("bob").unwrap(),
+                name: name.into(),
+            },
+        }],
+        ..frame()
+    };
+    assert!(contact("").seal(&k1, to, &mut rng).is_ok(), "no name shown");
+    assert!(
+        contact(&"x".repeat(MAX_CONTACT_NAME))
+            .seal(&k1, to, &mut rng)
+            .is_ok()
+    );
+    assert!(
+        contact(&"x".repeat(MAX_CONTACT_NAME + 1))
             .seal(&k1, to, &mut rng)
             .is_err()
     );

@@ -544,6 +544,10 @@ fn regenerate_self_sync_open_seeds() {
         SyncOp::DeviceRemoved {
             device: DeviceId(4),
         },
+        SyncOp::ContactName {
+            user: Username::new("carol").unwrap(),
+            name: "Carol C.".into(),
+        },
     ];
     let dir = corpus_dir("self_sync_open");
     std::fs::create_dir_all(&dir).unwrap();

@@ -26,6 +26,8 @@ pub struct Settings {
     pub retention: Duration,
     /// Largest attachment accepted, in bytes.
     pub max_attachment_size: u64,
+    /// Largest backup an account may store (it has one slot), in bytes.
+    pub max_backup_size: u64,
     /// Most devices per account.
     pub max_devices: usize,
     /// Requests per client IP.
@@ -61,6 +63,7 @@ impl Default for Settings {
         Self {
             retention: Duration::from_secs(30 * 24 * 3600),
             max_attachment_size: 100 * 1024 * 1024,
+            max_backup_size: 100 * 1024 * 1024,
             max_devices: hush_wire::limits::MAX_DEVICES_PER_ACCOUNT,
             per_ip: Rate {
                 per_second: 200.0,
@@ -187,7 +190,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/attachments", post(api::attachments::create))
         .route(
             "/v1/attachments/{id}",
-            get(api::attachments::download).patch(api::attachments::upload),
+            get(api::attachments::download)
+                .patch(api::attachments::upload)
+                .delete(api::attachments::delete),
         )
         .route("/v1/attachments/{id}/status", get(api::attachments::status))
         .layer(DefaultBodyLimit::max(
@@ -196,6 +201,19 @@ pub fn router(state: AppState) -> Router {
     let profile = Router::new()
         .route("/v1/profile", put(api::accounts::put_profile))
         .layer(DefaultBodyLimit::max(hush_wire::limits::MAX_PROFILE_LEN));
+    // One sealed backup per account (decision 0035).
+    let backup = Router::new()
+        .route(
+            "/v1/backup",
+            put(api::backups::put)
+                .get(api::backups::status)
+                .delete(api::backups::delete),
+        )
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(state.settings.max_backup_size)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1),
+        ));
     // Unauthenticated and costly: a stricter limit per client network.
     let costly = Router::new()
         .route("/v1/accounts", post(api::accounts::register))
@@ -207,6 +225,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/accounts/{username}/devices/{device_id}",
             delete(api::accounts::remove_device),
         )
+        // Downloads by locator: no token (a restoring machine has none).
+        .route("/v1/backups/{locator}", get(api::backups::download))
         .route_layer(middleware::from_fn_with_state(state.clone(), costly_limit));
     // Auditors' requests count against their network, devices' against
     // their account.
@@ -248,6 +268,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .merge(attachments)
         .merge(profile)
+        .merge(backup)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(crate::quota::hold_slot))

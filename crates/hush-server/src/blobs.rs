@@ -4,7 +4,7 @@
 //! Layout per blob id (128 random bits, base64url):
 //!
 //! ```text
-//! blobs/<id>/meta                  {"size": N, "created_at_ms": T}
+//! blobs/<id>/meta                  {"size": N, "created_at_ms": T[, "delete_hash": H]}
 //! blobs/<id>/part-<offset:020>     the bytes from <offset>, up to 1 MiB per object
 //! ```
 //!
@@ -77,6 +77,10 @@ fn backend(e: impl std::fmt::Display) -> BlobError {
 struct Meta {
     size: u64,
     created_at_ms: u64,
+    /// SHA-256 of the token that deletes it before it expires, in hex (the
+    /// uploader chose the token; absent: the blob only expires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delete_hash: Option<String>,
 }
 
 /// A blob's upload state.
@@ -100,6 +104,10 @@ impl std::fmt::Debug for Blobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Blobs({}: {})", self.location, self.store)
     }
+}
+
+fn hex32(bytes: impl AsRef<[u8]>) -> String {
+    bytes.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `id` looks like an id this server issued (and is safe in a path).
@@ -176,12 +184,24 @@ impl Blobs {
 
     /// Starts a blob of `size` bytes; returns its id.
     pub async fn create(&self, size: u64, now_ms: u64) -> Result<String, BlobError> {
+        self.create_owned(size, now_ms, None).await
+    }
+
+    /// Starts a blob of `size` bytes that whoever holds the token hashing
+    /// to `delete_hash` may delete; returns its id.
+    pub async fn create_owned(
+        &self,
+        size: u64,
+        now_ms: u64,
+        delete_hash: Option<[u8; 32]>,
+    ) -> Result<String, BlobError> {
         let mut raw = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let id = URL_SAFE_NO_PAD.encode(raw);
         let meta = serde_json::to_vec(&Meta {
             size,
             created_at_ms: now_ms,
+            delete_hash: delete_hash.map(hex32),
         })
         .map_err(backend)?;
         self.store
@@ -375,18 +395,37 @@ impl Blobs {
         }
         drop(listing);
         for id in &expired_ids {
-            let prefix = Path::from(format!("blobs/{id}"));
-            let objects: Vec<_> = self
-                .store
-                .list(Some(&prefix))
-                .filter_map(|m| async move { m.ok().map(|m| m.location) })
-                .collect()
-                .await;
-            for location in objects {
-                self.store.delete(&location).await.map_err(backend)?;
-            }
+            self.remove(id).await?;
         }
         Ok(expired_ids.len() as u64)
+    }
+
+    /// Deletes blob `id` now, if `token` is its delete token; otherwise (or
+    /// if there is none) [`BlobError::NotFound`], and nothing changes.
+    pub async fn delete(&self, id: &str, token: &[u8; 32]) -> Result<(), BlobError> {
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
+        let held = self.meta(id).await?.delete_hash;
+        if held.as_deref() != Some(hex32(hash.as_ref()).as_str()) {
+            return Err(BlobError::NotFound);
+        }
+        self.remove(id).await
+    }
+
+    /// Deletes every object of blob `id`, its meta last.
+    async fn remove(&self, id: &str) -> Result<(), BlobError> {
+        let prefix = Path::from(format!("blobs/{id}"));
+        let mut objects: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .filter_map(|m| async move { m.ok().map(|m| m.location) })
+            .collect()
+            .await;
+        // The meta last: a delete cut short leaves a blob that still expires.
+        objects.sort_by_key(|l| l.filename() == Some("meta"));
+        for location in objects {
+            self.store.delete(&location).await.map_err(backend)?;
+        }
+        Ok(())
     }
 }
 
@@ -430,5 +469,34 @@ mod tests {
         b.append(&id, 0, b"abc".to_vec()).await.unwrap();
         a.append(&id, 3, b"def".to_vec()).await.unwrap();
         assert_eq!(b.read(&id, None).await.unwrap(), (b"abcdef".to_vec(), 6));
+    }
+
+    #[tokio::test]
+    async fn only_the_delete_token_deletes_a_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::local(dir.path()).unwrap();
+        let token = [7u8; 32];
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &token);
+        let hash: [u8; 32] = hash.as_ref().try_into().unwrap();
+        let id = blobs.create_owned(3, 1, Some(hash)).await.unwrap();
+        blobs.append(&id, 0, b"abc".to_vec()).await.unwrap();
+        assert!(matches!(
+            blobs.delete(&id, &[8; 32]).await,
+            Err(BlobError::NotFound)
+        ));
+        assert!(matches!(
+            blobs.delete(&id, &hash).await,
+            Err(BlobError::NotFound)
+        ));
+        assert_eq!(blobs.read(&id, None).await.unwrap().0, b"abc");
+        blobs.delete(&id, &token).await.unwrap();
+        assert!(matches!(blobs.status(&id).await, Err(BlobError::NotFound)));
+        // A blob without a delete token (an attachment, or an earlier
+        // release's) only expires.
+        let old = blobs.create(1, 1).await.unwrap();
+        assert!(matches!(
+            blobs.delete(&old, &token).await,
+            Err(BlobError::NotFound)
+        ));
     }
 }

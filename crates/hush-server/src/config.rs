@@ -29,6 +29,9 @@ pub struct FileConfig {
     /// `max-attachment-size`, such as "100MiB"
     #[serde(rename = "max-attachment-size")]
     pub max_attachment_size: Option<String>,
+    /// `max-backup-size`, such as "100MiB": one backup per account
+    #[serde(rename = "max-backup-size")]
+    pub max_backup_size: Option<String>,
     /// `rate-limit-ip`, requests per second
     #[serde(rename = "rate-limit-ip")]
     pub rate_limit_ip: Option<f64>,

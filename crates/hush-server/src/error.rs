@@ -70,6 +70,9 @@ impl From<StoreError> for Failure {
                 ErrorCode::AlreadyReported,
                 "you already reported this message",
             ),
+            StoreError::LocatorTaken => Failure::forbidden(
+                "another account's backup is stored under this locator: nothing was stored",
+            ),
             e @ StoreError::LeaseLost { .. } => {
                 tracing::warn!(error = %e, "fenced write refused");
                 Failure::new(ErrorCode::Unavailable, "another node took over; retry")

@@ -55,6 +55,9 @@ struct Opts {
     /// Largest attachment accepted (e.g. 100MiB).
     #[arg(long, env = "HUSH_MAX_ATTACHMENT_SIZE", global = true)]
     max_attachment_size: Option<String>,
+    /// Largest backup an account may store on the server (e.g. 100MiB).
+    #[arg(long, env = "HUSH_MAX_BACKUP_SIZE", global = true)]
+    max_backup_size: Option<String>,
     /// Requests per second per client IP (0: unlimited).
     #[arg(long, env = "HUSH_RATE_LIMIT_IP", global = true)]
     rate_limit_ip: Option<f64>,
@@ -269,6 +272,9 @@ fn resolve(opts: Opts) -> anyhow::Result<Config> {
     }
     if let Some(s) = opts.max_attachment_size.or(file.max_attachment_size) {
         settings.max_attachment_size = parse_size(&s)?;
+    }
+    if let Some(s) = opts.max_backup_size.or(file.max_backup_size) {
+        settings.max_backup_size = parse_size(&s)?;
     }
     if let Some(r) = opts.rate_limit_ip.or(file.rate_limit_ip) {
         settings.per_ip = Rate {

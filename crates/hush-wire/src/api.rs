@@ -378,3 +378,25 @@ pub struct ManageLinkResponse {
     #[serde(default)]
     pub requests: Vec<PendingJoin>,
 }
+/// The header of `PUT /v1/backup`: the backup's locator, 64 hexadecimal
+/// characters (decision 0035).
+pub const BACKUP_LOCATOR: &str = "backup-locator";
+
+/// `GET /v1/backup`: what the server holds of the account's backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupStatus {
+    /// The sealed backup's size in bytes.
+    pub size: u64,
+    /// When it was last stored (ms since the Unix epoch).
+    pub updated_at_ms: u64,
+}
+
+/// The optional header of `POST /v1/attachments`: SHA-256 of a secret
+/// (64 hexadecimal characters) whose holder may delete the blob before it
+/// expires (decision 0035). It names nobody; without it the blob only
+/// expires.
+pub const DELETE_TOKEN_HASH: &str = "delete-token-hash";
+
+/// The header of `DELETE /v1/attachments/{id}`: that secret, 64
+/// hexadecimal characters.
+pub const DELETE_TOKEN: &str = "delete-token";

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use hush_client::local::LocalStore;
-use hush_client::{Client, ConnectOptions, Progress, RecoveryKey, RestoreRequest};
-use serde_json::json;
+use hush_client::{
+    BackupReport, BackupTarget, Client, ConnectOptions, Progress, RecoveryKey, RestoreRequest,
+};
+use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::config::{BackupCommand, PassphraseSource};
@@ -68,66 +70,142 @@ pub fn progress_printer(json: bool, who: &'static str) -> impl FnMut(Progress) {
 }
 
 /// `hush backup ...`
-pub fn run(client: &mut Client, command: BackupCommand, out: &mut Out) -> Result<()> {
+pub async fn run(client: &mut Client, command: BackupCommand, out: &mut Out) -> Result<()> {
     match command {
-        BackupCommand::Create { out: file } => {
-            let file = file.unwrap_or_else(default_file);
-            let report = client
-                .create_backup(&file)
-                .with_context(|| format!("no backup was written to {}", file.display()))?;
-            let key = report
-                .recovery_key
-                .as_ref()
-                .map(RecoveryKey::display)
-                .unwrap_or_default();
+        BackupCommand::Create {
+            out: file,
+            to_server,
+        } => {
+            let report = if to_server {
+                client
+                    .create_server_backup()
+                    .await
+                    .context("no backup was stored on the server")?
+            } else {
+                let file = file.unwrap_or_else(default_file);
+                client
+                    .create_backup(&file)
+                    .with_context(|| format!("no backup was written to {}", file.display()))?
+            };
+            created(&report, out)
+        }
+        BackupCommand::Schedule { target, every } => {
+            match (target, every) {
+                (Some(target), Some(every)) => client.schedule_backup(target, every)?,
+                (None, None) => {}
+                _ => bail!(
+                    "give --out FILE (or --to-server) and --every DURATION, or neither to see \
+                     the schedule"
+                ),
+            }
+            show_schedule(client, out)
+        }
+        BackupCommand::Status => {
+            let stored = client.server_backup().await?;
+            out.emit(
+                || match &stored {
+                    Some(s) => format!(
+                        "the server holds a backup of {} stored {}",
+                        format_size(s.size),
+                        when(s.updated_at_ms)
+                    ),
+                    None => "the server holds no backup of this account".into(),
+                },
+                json!({"server_backup": stored.as_ref().map(|s| json!({
+                    "bytes": s.size, "updated_at_ms": s.updated_at_ms,
+                }))}),
+            )?;
+            show_schedule(client, out)
+        }
+        BackupCommand::Delete => {
+            let deleted = client.delete_server_backup().await?;
             out.emit(
                 || {
-                    format!(
-                        "wrote {} ({}, {} messages in {} conversations)\n\n\
-                         Recovery key (shown once; write it down, keep it apart from the file):\n\n    {}\n\n\
-                         Restore on a new machine with `hush restore --server URL FILE`.",
-                        report.path.display(),
-                        format_size(report.bytes),
-                        report.messages,
-                        report.conversations,
-                        key.as_str()
-                    )
+                    if deleted {
+                        "deleted the backup stored on the server".into()
+                    } else {
+                        "the server held no backup of this account".into()
+                    }
                 },
-                json!({
-                    "backup": report.path.display().to_string(),
-                    "bytes": report.bytes,
-                    "messages": report.messages,
-                    "conversations": report.conversations,
-                    "recovery_key": key.as_str(),
-                }),
+                json!({"deleted": deleted}),
             )?;
             Ok(())
         }
-        BackupCommand::Schedule { out: file, every } => {
-            if let (Some(file), Some(every)) = (file.as_ref(), every) {
-                client.schedule_backup(file, every)?;
-            } else if file.is_some() || every.is_some() {
-                bail!("give both --out FILE and --every DURATION, or neither to see the schedule");
-            }
-            match client.backup_schedule()? {
-                Some((path, every)) => out.emit(
-                    || {
-                        format!(
-                            "a backup is kept at {} no older than {} (checked by each `hush sync`)",
-                            path.display(),
-                            humantime::format_duration(every)
-                        )
-                    },
-                    json!({"schedule": path.display().to_string(), "every_secs": every.as_secs()}),
-                )?,
-                None => out.emit(
-                    || "no backup is scheduled".into(),
-                    json!({"schedule": null}),
-                )?,
-            }
-            Ok(())
-        }
     }
+}
+
+fn when(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// Where a backup went, for people and for `--json`.
+fn place(report: &BackupReport) -> (String, Value) {
+    match &report.path {
+        Some(p) => (p.display().to_string(), json!(p.display().to_string())),
+        None => ("the server".into(), json!("server")),
+    }
+}
+
+fn created(report: &BackupReport, out: &mut Out) -> Result<()> {
+    let key = report
+        .recovery_key
+        .as_ref()
+        .map(RecoveryKey::display)
+        .unwrap_or_default();
+    let (human, value) = place(report);
+    let how = if report.path.is_some() {
+        "Restore on a new machine with `hush restore --server URL FILE`; keep the key apart \
+         from the file."
+    } else {
+        "Restore on a new machine with `hush restore --server URL --from-server`: the key \
+         alone finds and opens it. A new `backup create --to-server` replaces it (and its key)."
+    };
+    out.emit(
+        || {
+            format!(
+                "wrote {human} ({}, {} messages in {} conversations)\n\n\
+                 Recovery key (shown once; write it down):\n\n    {}\n\n{how}",
+                format_size(report.bytes),
+                report.messages,
+                report.conversations,
+                key.as_str()
+            )
+        },
+        json!({
+            "backup": value,
+            "bytes": report.bytes,
+            "messages": report.messages,
+            "conversations": report.conversations,
+            "recovery_key": key.as_str(),
+        }),
+    )?;
+    Ok(())
+}
+
+fn show_schedule(client: &Client, out: &mut Out) -> Result<()> {
+    match client.backup_schedule()? {
+        Some((target, every)) => {
+            let (human, value) = match &target {
+                BackupTarget::File(p) => (p.display().to_string(), json!(p.display().to_string())),
+                BackupTarget::Server => ("the server".into(), json!("server")),
+            };
+            out.emit(
+                || {
+                    format!(
+                        "a backup is kept at {human} no older than {} (checked by each \
+                         `hush sync`)",
+                        humantime::format_duration(every)
+                    )
+                },
+                json!({"schedule": value, "every_secs": every.as_secs()}),
+            )?
+        }
+        None => out.emit(
+            || "no backup is scheduled".into(),
+            json!({"schedule": null}),
+        )?,
+    }
+    Ok(())
 }
 
 fn default_file() -> PathBuf {
@@ -136,20 +214,16 @@ fn default_file() -> PathBuf {
 }
 
 /// Writes the scheduled backup when due (after `hush sync`).
-pub fn scheduled(client: &mut Client, out: &mut Out) -> Result<()> {
+pub async fn scheduled(client: &mut Client, out: &mut Out) -> Result<()> {
     if let Some(report) = client
         .backup_if_due()
+        .await
         .context("the scheduled backup failed")?
     {
+        let (human, value) = place(&report);
         out.emit(
-            || {
-                format!(
-                    "backup: wrote {} ({})",
-                    report.path.display(),
-                    format_size(report.bytes)
-                )
-            },
-            json!({"backup": report.path.display().to_string(), "bytes": report.bytes}),
+            || format!("backup: wrote {human} ({})", format_size(report.bytes)),
+            json!({"backup": value, "bytes": report.bytes}),
         )?;
     }
     Ok(())
@@ -160,7 +234,8 @@ pub struct RestoreArgs<'a> {
     pub server: &'a str,
     pub fingerprint: Option<&'a str>,
     pub name: Option<&'a str>,
-    pub file: &'a Path,
+    /// The backup file; `None`: the backup stored on the server.
+    pub file: Option<&'a Path>,
 }
 
 fn recovery_key() -> Result<RecoveryKey> {
@@ -193,20 +268,31 @@ pub async fn restore(
             dir.display()
         );
     }
-    let sealed = std::fs::read(args.file)
-        .with_context(|| format!("cannot read the backup {}", args.file.display()))?;
-    // A cut-off or newer file is refused before the key is asked for.
-    hush_proto::archive::check_header(&sealed, hush_proto::archive::Purpose::Backup)
-        .map_err(hush_client::ClientError::from)
-        .context("not restored")?;
-    let key = recovery_key()?;
-    let pass = crate::commands::account::passphrase_for_new(passphrase)?;
     let request = RestoreRequest {
         server: args.server,
         fingerprint: args.fingerprint,
         name: args.name,
         options: connect,
     };
+    let (sealed, key) = match args.file {
+        Some(file) => {
+            let sealed = std::fs::read(file)
+                .with_context(|| format!("cannot read the backup {}", file.display()))?;
+            // A cut-off or newer file is refused before the key is asked for.
+            hush_proto::archive::check_header(&sealed, hush_proto::archive::Purpose::Backup)
+                .map_err(hush_client::ClientError::from)
+                .context("not restored")?;
+            (sealed, recovery_key()?)
+        }
+        None => {
+            let key = recovery_key()?;
+            let sealed = hush_client::server_backup::download_backup(&request, &key)
+                .await
+                .context("not restored")?;
+            (sealed, key)
+        }
+    };
+    let pass = crate::commands::account::passphrase_for_new(passphrase)?;
     let client = Client::restore(
         dir,
         &pass,

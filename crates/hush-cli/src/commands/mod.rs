@@ -87,7 +87,7 @@ pub async fn run(config: Config) -> Result<()> {
                 server: &server,
                 fingerprint: fingerprint.as_deref(),
                 name: name.as_deref(),
-                file: &file,
+                file: file.as_deref(),
             };
             return backup::restore(
                 &config.data_dir,
@@ -107,7 +107,7 @@ pub async fn run(config: Config) -> Result<()> {
         | Command::Audit { .. }
         | Command::Link { .. }
         | Command::Restore { .. } => Ok(()),
-        Command::Backup(b) => backup::run(c, b, &mut out),
+        Command::Backup(b) => backup::run(c, b, &mut out).await,
         Command::Readd { username } => backup::readd(c, &username, &mut out).await,
         Command::Devices(d) => devices::run(c, d, &mut out).await,
         Command::Send {
@@ -117,7 +117,7 @@ pub async fn run(config: Config) -> Result<()> {
         } => messages::send(c, &target, &text, reply_to.as_deref(), &mut out).await,
         Command::Sync { wait } => {
             messages::sync(c, wait, &mut out).await?;
-            backup::scheduled(c, &mut out)
+            backup::scheduled(c, &mut out).await
         }
         Command::History { target } => messages::history(c, &target, &mut out).await,
         Command::Edit { id, text } => messages::edit(c, &id, &text, &mut out).await,

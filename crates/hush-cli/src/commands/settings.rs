@@ -138,6 +138,8 @@ pub async fn contacts(client: &mut Client, out: &mut Out) -> Result<()> {
         // Best effort: a profile that cannot be fetched keeps the stored name.
         let _ = client.refresh_profile(&c.username).await;
     }
+    // A name that changed goes to this account's other devices.
+    share(client).await;
     for c in client.contacts()? {
         out.emit(
             || {

@@ -142,3 +142,20 @@ fn a_huge_count_allocates_nothing_and_fails() {
         Err(DecodeError::Incomplete { .. })
     ));
 }
+
+#[test]
+fn a_backup_locator_is_fixed_per_key_and_tells_nothing_of_it() {
+    let a = backup_locator(&[1; 32]);
+    assert_eq!(
+        a,
+        backup_locator(&[1; 32]),
+        "the same key finds the same backup"
+    );
+    assert_ne!(a, backup_locator(&[2; 32]));
+    assert_ne!(a, [1; 32]);
+    // Not the archive's AEAD key or key check under any salt either: a
+    // different label (checked here for the all-zero salt).
+    let (aead, check) = derive(&[1; 32], &[0; 32], Purpose::Backup);
+    assert_ne!(a, *aead);
+    assert_ne!(a[..16], check);
+}

@@ -8,8 +8,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hush_wire::ErrorCode;
-use hush_wire::api::{AttachmentStatus, CreateAttachmentRequest, CreateAttachmentResponse};
+use hush_wire::api::{
+    AttachmentStatus, CreateAttachmentRequest, CreateAttachmentResponse, DELETE_TOKEN,
+    DELETE_TOKEN_HASH,
+};
 
+use crate::api::backups::parse_locator;
 use crate::app::AppState;
 use crate::auth::AuthDevice;
 use crate::blobs::{BlobError, valid_id};
@@ -63,8 +67,15 @@ fn checked_id(id: &str) -> ApiResult<()> {
 pub async fn create(
     State(state): State<AppState>,
     AuthDevice(me): AuthDevice,
+    headers: HeaderMap,
     Body(req): Body<CreateAttachmentRequest>,
 ) -> ApiResult<impl IntoResponse> {
+    let delete_hash = match headers.get(DELETE_TOKEN_HASH) {
+        None => None,
+        Some(v) => Some(v.to_str().ok().and_then(parse_locator).ok_or_else(|| {
+            Failure::bad_request("Delete-Token-Hash is 64 hexadecimal characters")
+        })?),
+    };
     if req.size == 0 || req.size > state.settings.max_attachment_size {
         return Err(Failure::new(
             ErrorCode::TooLarge,
@@ -82,7 +93,7 @@ pub async fn create(
         now,
         now.saturating_add(retention_ms),
     )?;
-    let id = state.blobs.create(req.size, now).await?;
+    let id = state.blobs.create_owned(req.size, now, delete_hash).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(CreateAttachmentResponse { id }),
@@ -139,6 +150,27 @@ pub async fn status(
         size: s.size,
         complete: s.offset == s.size,
     }))
+}
+
+/// `DELETE /v1/attachments/{id}` with `Delete-Token`: deletes a blob
+/// before it expires, for whoever holds the token its uploader chose
+/// (decision 0035: a link's history once the new device has it). A wrong
+/// token, or a blob created without one, gets `404`, as for a blob that does
+/// not exist.
+pub async fn delete(
+    State(state): State<AppState>,
+    _auth: AuthDevice,
+    PathParams(id): PathParams<String>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    checked_id(&id)?;
+    let token = headers
+        .get(DELETE_TOKEN)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_locator)
+        .ok_or_else(|| Failure::bad_request("Delete-Token is 64 hexadecimal characters"))?;
+    state.blobs.delete(&id, &token).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Parses `bytes=A-B`, `bytes=A-` or `bytes=-N` against `size`.

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod attachments;
+pub mod backups;
 pub mod keys;
 pub mod kt;
 pub mod links;

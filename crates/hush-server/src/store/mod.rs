@@ -6,6 +6,7 @@
 //! hashes of the current and previous epochs' commit tokens).
 //! Every backend passes the same conformance suite (`tests/store_conformance.rs`).
 
+pub mod backups;
 mod epoch;
 mod group_commit;
 pub mod links;
@@ -391,6 +392,9 @@ pub enum StoreError {
     /// This account already reported this message.
     #[error("this message was already reported")]
     DuplicateReport,
+    /// Another account's backup is stored under this locator.
+    #[error("the backup locator is taken by another account")]
+    LocatorTaken,
     /// A fenced write's lease is held by someone else now (or its token
     /// moved on): the write was refused and nothing was written.
     #[error("the lease {lease} is no longer held with token {token}: write refused")]
@@ -646,6 +650,27 @@ pub trait Store: links::LinkStore + Send + Sync + 'static {
 
     /// An account's encrypted profile.
     async fn profile(&self, username: &str) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Stores the account's one backup under `locator`, replacing the one it
+    /// had (decision 0035). [`StoreError::LocatorTaken`] when another
+    /// account's backup has this locator, [`StoreError::NotFound`] when the
+    /// account does not exist; then nothing changes.
+    async fn put_backup(
+        &self,
+        username: &str,
+        locator: [u8; 32],
+        data: Vec<u8>,
+        now_ms: u64,
+    ) -> StoreResult<()>;
+
+    /// The backup stored under `locator`, whoever's it is.
+    async fn backup(&self, locator: [u8; 32]) -> StoreResult<Option<Vec<u8>>>;
+
+    /// The size and time of the account's backup, if it has one.
+    async fn backup_info(&self, username: &str) -> StoreResult<Option<backups::BackupInfo>>;
+
+    /// Deletes the account's backup; false when it had none.
+    async fn delete_backup(&self, username: &str) -> StoreResult<bool>;
 
     /// Counts for operators.
     async fn stats(&self) -> StoreResult<Stats>;

@@ -561,6 +561,28 @@ impl Store for PostgresStore {
             .map_err(backend)
     }
 
+    async fn put_backup(
+        &self,
+        user: &str,
+        loc: [u8; 32],
+        data: Vec<u8>,
+        now: u64,
+    ) -> StoreResult<()> {
+        super::backups::pg_put(&self.pool, user, &loc, data, now).await
+    }
+
+    async fn backup(&self, loc: [u8; 32]) -> StoreResult<Option<Vec<u8>>> {
+        super::backups::pg_get(&self.pool, &loc).await
+    }
+
+    async fn backup_info(&self, user: &str) -> StoreResult<Option<super::backups::BackupInfo>> {
+        super::backups::pg_info(&self.pool, user).await
+    }
+
+    async fn delete_backup(&self, user: &str) -> StoreResult<bool> {
+        super::backups::pg_delete(&self.pool, user).await
+    }
+
     async fn stats(&self) -> StoreResult<Stats> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM devices), \

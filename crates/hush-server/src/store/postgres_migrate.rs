@@ -26,6 +26,9 @@ const MIGRATIONS: &[&[&str]] = &[
     &[super::postgres_queue::SCHEMA_V4],
     // 5: invite links and their mailboxes (decision 0033).
     &[super::links::POSTGRES_SCHEMA_V5],
+    // 6: server backups: one sealed blob per account under a locator
+    // (decision 0035).
+    &[super::backups::POSTGRES_SCHEMA],
 ];
 
 /// The schema version this code writes.

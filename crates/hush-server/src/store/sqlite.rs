@@ -679,6 +679,35 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn put_backup(
+        &self,
+        user: &str,
+        loc: [u8; 32],
+        data: Vec<u8>,
+        now: u64,
+    ) -> StoreResult<()> {
+        let user = user.to_owned();
+        self.write(move |c| super::backups::sqlite_put(c, &user, &loc, &data, now))
+            .await
+    }
+
+    async fn backup(&self, loc: [u8; 32]) -> StoreResult<Option<Vec<u8>>> {
+        self.read(move |c| super::backups::sqlite_get(c, &loc))
+            .await
+    }
+
+    async fn backup_info(&self, user: &str) -> StoreResult<Option<super::backups::BackupInfo>> {
+        let user = user.to_owned();
+        self.read(move |c| super::backups::sqlite_info(c, &user))
+            .await
+    }
+
+    async fn delete_backup(&self, user: &str) -> StoreResult<bool> {
+        let user = user.to_owned();
+        self.write(move |c| super::backups::sqlite_delete(c, &user))
+            .await
+    }
+
     async fn stats(&self) -> StoreResult<Stats> {
         self.read(sqlite_records::stats).await
     }

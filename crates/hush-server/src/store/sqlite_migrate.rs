@@ -28,6 +28,9 @@ const MIGRATIONS: &[&[&str]] = &[
     &[super::sqlite_queue::SCHEMA_V4],
     // 5: invite links and their mailboxes (decision 0033).
     &[super::links::SQLITE_SCHEMA_V5],
+    // 6: server backups: one sealed blob per account under a locator
+    // (decision 0035).
+    &[super::backups::SQLITE_SCHEMA],
 ];
 
 /// The schema version this code writes.
