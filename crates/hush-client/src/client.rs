@@ -62,6 +62,9 @@ pub struct Client {
     /// Commits larger than this travel out of band (decision 0021): the
     /// server's message limit; tests lower it.
     pub(crate) inline_commit_limit: usize,
+    /// Test hook: conversations of the legacy suite are not moved, as by
+    /// a release before decision 0031.
+    pub(crate) hold_suite_moves: bool,
     pub(crate) dir: PathBuf,
 }
 
@@ -122,6 +125,7 @@ impl Client {
             open_key: std::sync::OnceLock::new(),
             crash_before_batch_write: false,
             inline_commit_limit: hush_wire::limits::MAX_MESSAGE_LEN,
+            hold_suite_moves: false,
             dir: dir.to_owned(),
         }
     }

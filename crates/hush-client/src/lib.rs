@@ -59,6 +59,7 @@ pub mod pages;
 mod readd;
 mod receipts;
 mod self_sync;
+mod suite_move;
 mod sync;
 mod token;
 pub mod transport;

@@ -261,6 +261,22 @@ CREATE TABLE sync_fields (
 CREATE INDEX messages_by_time ON messages(conversation, sent_at, id);
 CREATE INDEX messages_unread ON messages(conversation) WHERE status = 'received';
 "#,
+    // Version 7: conversations moved from the legacy suite 65100 to X-Wing
+    // (decision 0031). The successor a commit in the old group announced
+    // (`done` 0: its Welcome not followed yet, `epoch` the old group's
+    // epoch after the announcing commit), or the successor the row now
+    // points to (`done` 1: the old group's late messages still land in the
+    // conversation).
+    r#"
+CREATE TABLE successors (
+    old_group_id BLOB PRIMARY KEY,
+    new_group_id BLOB NOT NULL,
+    conversation INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    epoch        INTEGER NOT NULL,
+    done         INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX successors_by_new ON successors(new_group_id);
+"#,
 ];
 
 /// The schema version this code writes.
@@ -447,6 +463,14 @@ impl LocalStore {
             "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             params![key, value],
         )?;
+        Ok(())
+    }
+
+    /// Runs `sql` on the open store: only for tests that make a store look
+    /// as an earlier release left it.
+    #[cfg(feature = "test-hooks")]
+    pub fn execute_for_tests(&self, sql: &str) -> Result<(), ClientError> {
+        self.conn.execute_batch(sql)?;
         Ok(())
     }
 
