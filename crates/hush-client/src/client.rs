@@ -65,6 +65,9 @@ pub struct Client {
     /// Test hook: conversations of the legacy suite are not moved, as by
     /// a release before decision 0031.
     pub(crate) hold_suite_moves: bool,
+    /// No conversation of the legacy suite was left at the last routine
+    /// sync: later ones need not load every group to look again.
+    pub(crate) no_legacy_left: bool,
     pub(crate) dir: PathBuf,
 }
 
@@ -126,6 +129,7 @@ impl Client {
             crash_before_batch_write: false,
             inline_commit_limit: hush_wire::limits::MAX_MESSAGE_LEN,
             hold_suite_moves: false,
+            no_legacy_left: false,
             dir: dir.to_owned(),
         }
     }

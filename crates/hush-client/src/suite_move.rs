@@ -78,7 +78,7 @@ impl Client {
     /// one (see the module documentation). Failures are logged and retried
     /// after [`RETRY_AFTER_MS`].
     pub(crate) async fn move_legacy_conversations(&mut self) {
-        if self.hold_suite_moves {
+        if self.hold_suite_moves || self.no_legacy_left {
             return;
         }
         let rows = match self.legacy_rows() {
@@ -97,7 +97,7 @@ impl Client {
 
     /// Active conversations of the legacy suite due for a move: none
     /// announced in the group's current epoch, no attempt in the last
-    /// [`RETRY_AFTER_MS`].
+    /// [`RETRY_AFTER_MS`]. Loads every active group once a session.
     fn legacy_rows(&mut self) -> Result<Vec<ConvRow>, ClientError> {
         let ids: Vec<i64> = self
             .store
@@ -106,6 +106,7 @@ impl Client {
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         let mut due = Vec::new();
+        let mut any_legacy = false;
         for id in ids {
             let Some(row) = self.conv_by_id(id)? else {
                 continue;
@@ -116,6 +117,7 @@ impl Client {
             if conv.suite() != Some(Suite::LegacyHybrid) {
                 continue;
             }
+            any_legacy = true;
             let epoch = conv.epoch() as i64;
             let announced: bool = self.store.conn.query_row(
                 "SELECT EXISTS (SELECT 1 FROM successors WHERE old_group_id = ?1 AND done = 0 \
@@ -132,6 +134,9 @@ impl Client {
                 due.push(row);
             }
         }
+        // Nothing of the legacy suite is left (nobody makes new ones): later
+        // routine syncs of this session skip loading every group.
+        self.no_legacy_left = !any_legacy;
         Ok(due)
     }
 
