@@ -60,7 +60,15 @@ impl Device {
                 "the KeyPackages are not exactly the conversation's other devices",
             ));
         }
-        self.create_conversation(Suite::Hybrid, &old.info()?, key_packages, now)
+        // The successor keeps the old group's context: its info and its
+        // admins (or none, for a group made before admins), so that moving
+        // makes nobody an admin.
+        let mut context = mls_rs::ExtensionList::new();
+        context.set(old.info()?.to_extension());
+        if let Some(policy) = old.policy()? {
+            context.set(policy.to_extension());
+        }
+        self.create_in_context(Suite::Hybrid, context, None, key_packages, now)
     }
 }
 
@@ -90,8 +98,9 @@ fn member_keys(conv: &Conversation) -> BTreeSet<(Username, DeviceId, [u8; 32])> 
 }
 
 /// Checks, on a member's device, that `new` is a faithful move of `old`
-/// (decision 0031): the current suite, the same [`ConversationInfo`](crate::ConversationInfo), and
-/// exactly the same devices with the same keys. A member or a server that
+/// (decision 0031): the current suite, the same
+/// [`ConversationInfo`](crate::ConversationInfo) and group policy (admins),
+/// and exactly the same devices with the same keys. A member or a server that
 /// announces a "migration" bringing in anyone else is refused here.
 pub fn check_successor(old: &Conversation, new: &Conversation) -> Result<(), ProtoError> {
     if new.suite() != Some(Suite::Hybrid) {
@@ -102,6 +111,11 @@ pub fn check_successor(old: &Conversation, new: &Conversation) -> Result<(), Pro
     if new.info()? != old.info()? {
         return Err(ProtoError::InvalidRequest(
             "a successor conversation keeps the name and kind",
+        ));
+    }
+    if new.policy()? != old.policy()? {
+        return Err(ProtoError::InvalidRequest(
+            "a successor conversation keeps the admins and settings",
         ));
     }
     if member_keys(new) != member_keys(old) {

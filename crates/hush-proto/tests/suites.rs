@@ -320,4 +320,28 @@ fn members_learn_the_successor_and_check_its_devices() {
         );
     }
     let _ = sim.devs[a].device.take_changes();
+
+    // A move by a member who is not an admin keeps the admins; one that
+    // makes its author the admin is refused.
+    let b0 = bob[0];
+    let kps = [sim.key_package(a), sim.key_package(bob[1])];
+    let old_policy = sim.devs[b0].convs[&old].policy().unwrap();
+    assert!(old_policy.is_some());
+    let (moved, _) = sim.devs[b0]
+        .device
+        .migrate_conversation(&sim.devs[b0].convs[&old], &kps, sim.now)
+        .unwrap();
+    assert_eq!(moved.policy().unwrap(), old_policy);
+    migration::check_successor(&sim.devs[b0].convs[&old], &moved).unwrap();
+    let kps = [sim.key_package(a), sim.key_package(bob[1])];
+    let (taken, _) = sim.devs[b0]
+        .device
+        .create_conversation(
+            Suite::Hybrid,
+            &ConversationInfo::group("old crew"),
+            &kps,
+            sim.now,
+        )
+        .unwrap();
+    assert!(migration::check_successor(&sim.devs[b0].convs[&old], &taken).is_err());
 }
