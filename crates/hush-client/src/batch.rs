@@ -127,7 +127,7 @@ impl Client {
         let Ok(MessageKind::Group { group_id, .. }) = peek_message(&env.payload) else {
             return Err(ClientError::NotFound("not a group message".into()));
         };
-        let row = self.conv_by_group_id(&group_id)?.ok_or_else(|| {
+        let row = self.row_for_group(&group_id)?.ok_or_else(|| {
             ClientError::NotFound("message for a conversation this device is not in".into())
         })?;
         let incoming = self

@@ -65,6 +65,12 @@ pub struct Client {
     /// Commits larger than this travel out of band (decision 0021): the
     /// server's message limit; tests lower it.
     pub(crate) inline_commit_limit: usize,
+    /// Test hook: conversations of the legacy suite are not moved, as by
+    /// a release before decision 0031.
+    pub(crate) hold_suite_moves: bool,
+    /// No conversation of the legacy suite was left at the last routine
+    /// sync: later ones need not load every group to look again.
+    pub(crate) no_legacy_left: bool,
     pub(crate) dir: PathBuf,
 }
 
@@ -126,6 +132,8 @@ impl Client {
             open_key: std::sync::OnceLock::new(),
             crash_before_batch_write: false,
             inline_commit_limit: hush_wire::limits::MAX_MESSAGE_LEN,
+            hold_suite_moves: false,
+            no_legacy_left: false,
             dir: dir.to_owned(),
         }
     }

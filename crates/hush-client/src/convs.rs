@@ -244,6 +244,18 @@ impl Client {
         &mut self,
         info: ConversationInfo,
         peer: Option<&str>,
+        kps: Vec<Vec<u8>>,
+    ) -> Result<ConvRow, ClientError> {
+        self.create_in(Suite::Hybrid, info, peer, kps).await
+    }
+
+    /// [`Client::create`] in `suite` (only tests make one of the legacy
+    /// suite).
+    pub(crate) async fn create_in(
+        &mut self,
+        suite: Suite,
+        info: ConversationInfo,
+        peer: Option<&str>,
         mut kps: Vec<Vec<u8>>,
     ) -> Result<ConvRow, ClientError> {
         if kps.len() + 1 > hush_proto::MAX_GROUP_DEVICES {
@@ -256,9 +268,7 @@ impl Client {
             .first()
             .map_or(0, |b| b.len());
         let rest = kps.split_off(first);
-        let (conv, commit) = self
-            .device
-            .create_conversation(Suite::Hybrid, &info, &kps, now())?;
+        let (conv, commit) = self.device.create_conversation(suite, &info, &kps, now())?;
         let group_id = conv.id().to_vec();
         let epoch = conv.epoch();
         let recipients = self.recipients_for(&conv);
@@ -298,7 +308,7 @@ impl Client {
             .ok_or_else(|| ClientError::Store("conversation vanished".into()))
     }
 
-    fn recipients_for(&self, conv: &hush_proto::Conversation) -> Vec<DeviceAddress> {
+    pub(crate) fn recipients_for(&self, conv: &hush_proto::Conversation) -> Vec<DeviceAddress> {
         conv.members()
             .into_iter()
             .filter(|c| !(c.username() == &self.username && c.device_id().0 == self.device_id))

@@ -62,6 +62,7 @@ mod readd;
 mod receipts;
 mod self_sync;
 pub mod server_backup;
+mod suite_move;
 mod sync;
 mod token;
 pub mod transport;

@@ -261,6 +261,22 @@ CREATE TABLE sync_fields (
 CREATE INDEX messages_by_time ON messages(conversation, sent_at, id);
 CREATE INDEX messages_unread ON messages(conversation) WHERE status = 'received';
 "#,
+    // Version 7: conversations moved from the legacy suite 65100 to X-Wing
+    // (decision 0031). The successor a commit in the old group announced
+    // (`done` 0: its Welcome not followed yet, `epoch` the old group's
+    // epoch after the announcing commit), or the successor the row now
+    // points to (`done` 1: the old group's late messages still land in the
+    // conversation).
+    r#"
+CREATE TABLE successors (
+    old_group_id BLOB PRIMARY KEY,
+    new_group_id BLOB NOT NULL,
+    conversation INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    epoch        INTEGER NOT NULL,
+    done         INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX successors_by_new ON successors(new_group_id);
+"#,
 ];
 
 /// The schema version this code writes.
@@ -447,6 +463,14 @@ impl LocalStore {
             "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             params![key, value],
         )?;
+        Ok(())
+    }
+
+    /// Runs `sql` on the open store: only for tests that make a store look
+    /// as an earlier release left it.
+    #[cfg(feature = "test-hooks")]
+    pub fn execute_for_tests(&self, sql: &str) -> Result<(), ClientError> {
+        self.conn.execute_batch(sql)?;
         Ok(())
     }
 
@@ -807,7 +831,6 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 6);
         let page: Vec<String> = c
             .prepare(
                 "SELECT id FROM messages WHERE conversation = 1 AND (sent_at, id) < (100, '') \
@@ -847,6 +870,38 @@ mod tests {
         let p =
             plan("SELECT COUNT(*) FROM messages WHERE conversation = 1 AND status = 'received'");
         assert!(p.contains("messages_unread"), "{p}");
+        drop(s);
+        LocalStore::open(dir.path(), "pw").unwrap();
+    }
+
+    /// A store as the previous release (version 6) wrote it: its
+    /// conversations stay, and the table of successors (decision 0031)
+    /// comes empty and takes a move of one of them.
+    #[test]
+    fn a_version_6_store_opens_with_a_table_of_successors() {
+        let dir = tempfile::tempdir().unwrap();
+        write_store_at(dir.path(), 6, "");
+        let s = LocalStore::open(dir.path(), "pw").unwrap();
+        let c = &s.conn;
+        let version: u32 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!((version, SCHEMA_VERSION), (7, 7));
+        let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT COUNT(*) FROM conversations"), 2);
+        assert_eq!(count("SELECT COUNT(*) FROM successors"), 0);
+        c.execute_batch(
+            "INSERT INTO successors (old_group_id, new_group_id, conversation, epoch, done)
+                 VALUES (X'aa', X'cc', 1, 3, 1);
+             UPDATE conversations SET group_id = X'cc' WHERE id = 1;",
+        )
+        .unwrap();
+        assert_eq!(
+            count(
+                "SELECT COUNT(*) FROM successors s JOIN conversations c ON c.id = s.conversation"
+            ),
+            1
+        );
         drop(s);
         LocalStore::open(dir.path(), "pw").unwrap();
     }

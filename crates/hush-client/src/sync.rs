@@ -181,6 +181,11 @@ impl Client {
                 self.routine_at = Some(Instant::now());
             }
         }
+        // Conversations of the legacy suite move to the current one
+        // (decision 0031) before new devices are added to them.
+        if routine {
+            self.move_legacy_conversations().await;
+        }
         // The directory moved: new devices of this account and its contacts
         // join the conversations they lack (decision 0025).
         if routine
@@ -646,7 +651,7 @@ impl Client {
         follow: &mut FollowUp,
         from_blob: bool,
     ) -> Result<Vec<Event>, ClientError> {
-        let row = self.conv_by_group_id(group_id)?.ok_or_else(|| {
+        let row = self.row_for_group(group_id)?.ok_or_else(|| {
             ClientError::NotFound("message for a conversation this device is not in".into())
         })?;
         let incoming = match self.conv(group_id)?.process(&env.payload, now()) {
@@ -709,8 +714,12 @@ impl Client {
                 }
                 let ev = self.members_event(group_id, &change)?;
                 let epoch = change.epoch;
+                let successor = change.successor.clone();
                 self.persist(|tx| {
                     Self::note_group_epoch(tx, &gid, epoch)?;
+                    if let Some(new_id) = &successor {
+                        Self::note_successor(tx, &gid, new_id, row.id, epoch)?;
+                    }
                     if removed_self {
                         tx.execute(
                             "UPDATE conversations SET active = 0 WHERE group_id = ?1",

@@ -165,6 +165,9 @@ impl Client {
         if let Some(why) = self.welcome_refusal(&group_id, epoch, &held)? {
             return self.refuse(seq, &format!("an invitation: {why}"));
         }
+        if let Some(old) = self.announced_predecessor(&group_id)? {
+            return self.follow_successor(conv, old, seq).await;
+        }
         let me = self.username.clone();
         let mut others: Vec<String> = members
             .iter()

@@ -635,5 +635,42 @@ fn key_packages(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, key_packages, groups);
+/// Joining a two-device conversation from its Welcome (`Device::join`,
+/// state written), per suite; a fresh Welcome per iteration, made outside
+/// the timing. No `bare` entry: these figures compare the suites.
+fn welcomes(c: &mut Criterion) {
+    for suite in [Suite::Hybrid, Suite::Classical] {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let alice = hush_device("alice", &mut rng);
+        let bob = hush_device("bob", &mut rng);
+        let welcome = || {
+            let kp = bob.generate_key_package(suite, false, NOW).unwrap().message;
+            let (_, commit) = alice
+                .create_conversation(suite, &ConversationInfo::group("bench"), &[kp], NOW)
+                .unwrap();
+            alice.take_changes();
+            commit.and_then(|c| c.welcome).unwrap()
+        };
+        let name = format!("welcome-process/{}", suite.name());
+        let mut group = c.benchmark_group(&name);
+        configure(&mut group, 2);
+        group.bench_function("ours", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let w = welcome();
+                    bob.take_changes();
+                    let start = Instant::now();
+                    black_box(bob.join(&w, NOW).unwrap());
+                    black_box(bob.take_changes());
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, key_packages, welcomes, groups);
 criterion_main!(benches);

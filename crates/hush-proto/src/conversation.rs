@@ -171,6 +171,10 @@ pub struct MembershipChange {
     pub info: Option<ConversationInfo>,
     /// This device was removed: the conversation is over for it.
     pub removed_self: bool,
+    /// The group id of the conversation that replaces this one, when the
+    /// commit announced a move to the current suite (decision 0031; see
+    /// [`Conversation::announce_successor`]).
+    pub successor: Option<Vec<u8>>,
 }
 
 /// What processing an incoming MLS message produced.
@@ -495,6 +499,12 @@ impl Conversation {
         } else {
             (Vec::new(), None, None)
         };
+        // A commit may announce a successor, sealed under this epoch.
+        let successor_pad = if is_commit {
+            self.successor_pad().ok()
+        } else {
+            None
+        };
         let result = match self
             .group
             .process_incoming_message_with_time(message, now.mls())
@@ -540,12 +550,11 @@ impl Conversation {
                 // Members that stay keep their leaf index, and a committer
                 // always stays (it cannot commit its own removal).
                 let committer = self.member_at(commit.committer);
-                Ok(Incoming::Commit(self.change(
-                    before,
-                    info_before,
-                    committer,
-                    removed_self,
-                )))
+                let mut change = self.change(before, info_before, committer, removed_self);
+                change.successor = successor_pad.and_then(|pad| {
+                    crate::migration::open_successor(&pad, &commit.authenticated_data)
+                });
+                Ok(Incoming::Commit(change))
             }
             ReceivedMessage::Proposal(p) => Ok(Incoming::Proposal {
                 sender: match p.sender {
@@ -629,6 +638,7 @@ impl Conversation {
                 .collect(),
             info: if info != info_before { info } else { None },
             removed_self,
+            successor: None,
         }
     }
 

@@ -319,6 +319,19 @@ impl Device {
             let creator = self.cert.username().clone();
             context.set(conversation::GroupPolicy::new(creator).to_extension());
         }
+        self.create_in_context(suite, context, group_id, key_packages, now)
+    }
+
+    /// Creates a conversation whose group context is `context` (its info
+    /// and policy), adding the devices of `key_packages`.
+    pub(crate) fn create_in_context(
+        &self,
+        suite: Suite,
+        context: ExtensionList,
+        group_id: Option<Vec<u8>>,
+        key_packages: &[Vec<u8>],
+        now: Timestamp,
+    ) -> Result<(Conversation, Option<PendingCommit>), ProtoError> {
         let client = self.current_client(suite)?;
         let group = match group_id {
             Some(id) => {

@@ -76,7 +76,7 @@ pub mod invite;
 pub mod kt;
 pub mod kt_batch;
 pub mod memo;
-mod migration;
+pub mod migration;
 mod multi_seal;
 pub mod receipt;
 pub mod safety;

@@ -60,6 +60,103 @@ impl Device {
                 "the KeyPackages are not exactly the conversation's other devices",
             ));
         }
-        self.create_conversation(Suite::Hybrid, &old.info()?, key_packages, now)
+        // The successor keeps the old group's context: its info and its
+        // admins (or none, for a group made before admins), so that moving
+        // makes nobody an admin.
+        let mut context = mls_rs::ExtensionList::new();
+        context.set(old.info()?.to_extension());
+        if let Some(policy) = old.policy()? {
+            context.set(policy.to_extension());
+        }
+        self.create_in_context(Suite::Hybrid, context, None, key_packages, now)
+    }
+}
+
+/// What an announcing commit's authenticated data starts with.
+const SUCCESSOR_TAG: &[u8] = b"hush-successor-1";
+/// The exporter label of the pad that hides the successor's id from the
+/// server (the authenticated data of a commit travels in the clear).
+const SUCCESSOR_LABEL: &[u8] = b"hush successor";
+/// Longest group id a successor may have (Hush's are 32 bytes).
+const MAX_SUCCESSOR_ID: usize = 64;
+
+/// Reads the successor out of a commit's authenticated data with the pad of
+/// the epoch the commit was made in; `None` for anything else.
+pub(crate) fn open_successor(pad: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+    let sealed = aad.strip_prefix(SUCCESSOR_TAG)?;
+    if sealed.is_empty() || sealed.len() > MAX_SUCCESSOR_ID.min(pad.len()) {
+        return None;
+    }
+    Some(sealed.iter().zip(pad).map(|(a, b)| a ^ b).collect())
+}
+
+fn member_keys(conv: &Conversation) -> BTreeSet<(Username, DeviceId, [u8; 32])> {
+    conv.members()
+        .iter()
+        .map(|c| (c.username().clone(), c.device_id(), *c.signature_key()))
+        .collect()
+}
+
+/// Checks, on a member's device, that `new` is a faithful move of `old`
+/// (decision 0031): the current suite, the same
+/// [`ConversationInfo`](crate::ConversationInfo) and group policy (admins),
+/// and exactly the same devices with the same keys. A member or a server that
+/// announces a "migration" bringing in anyone else is refused here.
+pub fn check_successor(old: &Conversation, new: &Conversation) -> Result<(), ProtoError> {
+    if new.suite() != Some(Suite::Hybrid) {
+        return Err(ProtoError::InvalidRequest(
+            "a successor conversation is in the current suite",
+        ));
+    }
+    if new.info()? != old.info()? {
+        return Err(ProtoError::InvalidRequest(
+            "a successor conversation keeps the name and kind",
+        ));
+    }
+    if new.policy()? != old.policy()? {
+        return Err(ProtoError::InvalidRequest(
+            "a successor conversation keeps the admins and settings",
+        ));
+    }
+    if member_keys(new) != member_keys(old) {
+        return Err(ProtoError::InvalidRequest(
+            "a successor conversation has exactly the old one's devices",
+        ));
+    }
+    Ok(())
+}
+
+impl Conversation {
+    /// This epoch's pad for a successor's id.
+    pub(crate) fn successor_pad(&self) -> Result<Vec<u8>, ProtoError> {
+        let secret = self
+            .group
+            .export_secret(SUCCESSOR_LABEL, b"", MAX_SUCCESSOR_ID)?;
+        Ok(secret.as_bytes().to_vec())
+    }
+
+    /// A commit (a key update, with any proposals received so far) that
+    /// tells every member this conversation moves to `successor` (made by
+    /// [`Device::migrate_conversation`]). Members follow once the
+    /// successor's Welcome passes [`check_successor`].
+    pub fn announce_successor(
+        &mut self,
+        successor: &[u8],
+        now: Timestamp,
+    ) -> Result<PendingCommit, ProtoError> {
+        if successor.is_empty() || successor.len() > MAX_SUCCESSOR_ID {
+            return Err(ProtoError::InvalidRequest("a group id is 1 to 64 bytes"));
+        }
+        let pad = self.successor_pad()?;
+        let mut aad = SUCCESSOR_TAG.to_vec();
+        aad.extend(successor.iter().zip(&pad).map(|(a, b)| a ^ b));
+        let epoch = self.epoch();
+        let out = self
+            .group
+            .commit_builder()
+            .commit_time(now.mls())
+            .authenticated_data(aad)
+            .build()?;
+        self.pending(epoch, out)
     }
 }

@@ -236,3 +236,112 @@ fn a_migration_brings_no_one_in_and_leaves_no_one_out() {
             .is_ok()
     );
 }
+
+/// The announcing commit names the successor to every member (and to no
+/// one else: the id is sealed under the epoch); members accept the
+/// successor only with exactly the old devices.
+#[test]
+fn members_learn_the_successor_and_check_its_devices() {
+    let mut sim = Sim::new(Suite::LegacyHybrid);
+    let (a, bob, old) = legacy_conversation(&mut sim);
+    let eve = sim.account("eve", 1)[0];
+    sim.suite = Suite::Hybrid;
+    let kps: Vec<Vec<u8>> = bob.iter().map(|&d| sim.key_package(d)).collect();
+    let (conv, commit) = sim.devs[a]
+        .device
+        .migrate_conversation(&sim.devs[a].convs[&old], &kps, sim.now)
+        .unwrap();
+    let new = conv.id().to_vec();
+    sim.devs[a].convs.insert(new.clone(), conv);
+    sim.devs[a].save();
+    let pending = sim.devs[a]
+        .convs
+        .get_mut(&old)
+        .unwrap()
+        .announce_successor(&new, sim.now)
+        .unwrap();
+    assert!(
+        !pending
+            .commit
+            .windows(new.len())
+            .any(|w| w == new.as_slice()),
+        "the successor's id is not in the clear"
+    );
+    for (d, res) in sim.deliver(&old, a, &pending.commit) {
+        match res {
+            Ok(Incoming::Commit(change)) => {
+                assert_eq!(change.successor.as_deref(), Some(new.as_slice()), "{d}");
+                assert!(change.added.is_empty() && change.removed.is_empty());
+            }
+            other => panic!("device {d}: {other:?}"),
+        }
+    }
+    let mine = sim.devs[a]
+        .convs
+        .get_mut(&old)
+        .unwrap()
+        .confirm_commit()
+        .unwrap();
+    assert!(mine.successor.is_none(), "read from received commits only");
+    // A plain commit names no successor.
+    let change = sim.commit(&old, bob[0], &[], |c, now| c.self_update(now));
+    assert!(change.successor.is_none());
+
+    let welcome = commit.unwrap().welcome.unwrap();
+    sim.join(bob[0], &welcome);
+    let dev = &sim.devs[bob[0]];
+    migration::check_successor(&dev.convs[&old], &dev.convs[&new]).unwrap();
+
+    // A "successor" with a stranger in it, or made in another suite, or
+    // under another name, is refused.
+    sim.suite = Suite::Hybrid;
+    let mut with_eve = kps.clone();
+    with_eve[0] = sim.key_package(bob[0]);
+    with_eve.push(sim.key_package(eve));
+    let forgeries = [
+        (Suite::Hybrid, ConversationInfo::group("old crew"), with_eve),
+        (Suite::Hybrid, ConversationInfo::group("new crew"), {
+            let mut k: Vec<Vec<u8>> = bob.iter().map(|&d| sim.key_package(d)).collect();
+            k.truncate(2);
+            k
+        }),
+    ];
+    for (suite, info, kps) in forgeries {
+        let (_, commit) = sim.devs[a]
+            .device
+            .create_conversation(suite, &info, &kps, sim.now)
+            .unwrap();
+        let welcome = commit.unwrap().welcome.unwrap();
+        let forged = sim.devs[bob[1]].device.join(&welcome, sim.now).unwrap();
+        let dev = &sim.devs[bob[1]];
+        assert!(
+            migration::check_successor(&dev.convs[&old], &forged).is_err(),
+            "{info:?} accepted"
+        );
+    }
+    let _ = sim.devs[a].device.take_changes();
+
+    // A move by a member who is not an admin keeps the admins; one that
+    // makes its author the admin is refused.
+    let b0 = bob[0];
+    let kps = [sim.key_package(a), sim.key_package(bob[1])];
+    let old_policy = sim.devs[b0].convs[&old].policy().unwrap();
+    assert!(old_policy.is_some());
+    let (moved, _) = sim.devs[b0]
+        .device
+        .migrate_conversation(&sim.devs[b0].convs[&old], &kps, sim.now)
+        .unwrap();
+    assert_eq!(moved.policy().unwrap(), old_policy);
+    migration::check_successor(&sim.devs[b0].convs[&old], &moved).unwrap();
+    let kps = [sim.key_package(a), sim.key_package(bob[1])];
+    let (taken, _) = sim.devs[b0]
+        .device
+        .create_conversation(
+            Suite::Hybrid,
+            &ConversationInfo::group("old crew"),
+            &kps,
+            sim.now,
+        )
+        .unwrap();
+    assert!(migration::check_successor(&sim.devs[b0].convs[&old], &taken).is_err());
+}

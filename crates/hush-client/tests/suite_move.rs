@@ -1,0 +1,301 @@
+//! Conversations of the legacy suite 65100 move to X-Wing 0x004D by
+//! themselves (decision 0031): real clients, a real server on a loopback
+//! port (hush-testkit), real MLS. The legacy groups are made as releases
+//! before 0031 made them (the `test-hooks` feature: the server no longer
+//! takes 65100 KeyPackages, so they are handed over directly).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use hush_client::linking::LinkRequest;
+use hush_client::{Client, ConnectOptions, Event, Target};
+use hush_proto::Suite;
+use hush_testkit::TestServer;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn crew() -> Target {
+    Target::Group("old crew".into())
+}
+
+fn texts(c: &mut Client) -> Vec<String> {
+    c.history(&crew())
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.text)
+        .collect()
+}
+
+async fn synced(c: &mut Client) -> Vec<Event> {
+    tokio::time::timeout(TIMEOUT, c.sync(Duration::ZERO, |_| {}))
+        .await
+        .expect("sync timed out")
+        .unwrap()
+}
+
+/// "old crew" in the legacy suite, made by `members[0]` with the others.
+async fn legacy_group(members: &mut [&mut Client]) {
+    // Made and joined as by the previous release, which moved nothing.
+    for m in members.iter_mut() {
+        m.hold_suite_moves_for_tests(true);
+    }
+    let mut kps = Vec::new();
+    for m in members.iter_mut().skip(1) {
+        kps.push(m.legacy_key_package_for_tests().unwrap());
+    }
+    members[0]
+        .create_legacy_group_for_tests("old crew", kps)
+        .await
+        .unwrap();
+    for m in members.iter_mut().skip(1) {
+        assert_eq!(joined(&synced(m).await), 1);
+    }
+    for m in members.iter_mut() {
+        assert_eq!(
+            m.group_suite_for_tests("old crew").unwrap(),
+            Some(Suite::LegacyHybrid)
+        );
+    }
+}
+
+/// The members upgrade: their clients move legacy groups from now on.
+fn upgrade(members: &mut [&mut Client]) {
+    for m in members.iter_mut() {
+        m.hold_suite_moves_for_tests(false);
+    }
+}
+
+/// A new device of `existing`'s account, linked and added by it.
+async fn link(existing: &mut Client, server: &TestServer, dir: &Path) -> Client {
+    let url = server.url();
+    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+    let new = Box::pin(Client::link(
+        dir,
+        PASS,
+        LinkRequest {
+            server: &url,
+            fingerprint: None,
+            name: Some("laptop"),
+            timeout: Duration::from_secs(30),
+            options: ConnectOptions::default(),
+        },
+        move |code| {
+            let _ = tx.send(code.to_owned());
+        },
+    ));
+    let approve = Box::pin(async {
+        let code = rx.await.unwrap();
+        existing
+            .link_device(&code, Duration::from_secs(30))
+            .await
+            .map(|_| ())
+    });
+    let (new, approved) = tokio::time::timeout(TIMEOUT, async { tokio::join!(new, approve) })
+        .await
+        .expect("linking timed out");
+    approved.unwrap();
+    new.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_group_moves_and_then_takes_members_and_devices() {
+    let server = TestServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut alice = user(&server, dir.path(), "alice").await;
+    let mut bob = user(&server, dir.path(), "bob").await;
+    let mut carol = user(&server, dir.path(), "carol").await;
+    legacy_group(&mut [&mut alice, &mut bob]).await;
+    alice.send_text(&crew(), "in 65100").await.unwrap();
+    synced(&mut bob).await;
+    upgrade(&mut [&mut alice, &mut bob]);
+
+    // Alice's next sync moves the group; bob follows on his.
+    synced(&mut alice).await;
+    assert_eq!(
+        alice.group_suite_for_tests("old crew").unwrap(),
+        Some(Suite::Hybrid)
+    );
+    let events = synced(&mut bob).await;
+    assert!(security_alarms(&events).is_empty(), "{events:?}");
+    assert_eq!(joined(&events), 0, "the move is no new conversation");
+    assert_eq!(
+        bob.group_suite_for_tests("old crew").unwrap(),
+        Some(Suite::Hybrid)
+    );
+    // Bob's own sync found nothing left to move.
+    synced(&mut bob).await;
+    synced(&mut alice).await;
+    assert_eq!(
+        alice.group_suite_for_tests("old crew").unwrap(),
+        Some(Suite::Hybrid)
+    );
+
+    // A new member and a new device join the moved group.
+    alice.group_add("old crew", "carol").await.unwrap();
+    assert_eq!(joined(&synced(&mut carol).await), 1);
+    synced(&mut bob).await;
+    let mut laptop = link(&mut bob, &server, &dir.path().join("bob-laptop")).await;
+    synced(&mut laptop).await;
+    assert_eq!(
+        laptop.group_suite_for_tests("old crew").unwrap(),
+        Some(Suite::Hybrid)
+    );
+    synced(&mut alice).await;
+    synced(&mut carol).await;
+
+    // Messages flow every way, and the history stays one conversation.
+    bob.send_text(&crew(), "from bob").await.unwrap();
+    carol.send_text(&crew(), "from carol").await.unwrap();
+    laptop.send_text(&crew(), "from the laptop").await.unwrap();
+    alice.send_text(&crew(), "from alice").await.unwrap();
+    for c in [&mut alice, &mut bob, &mut carol, &mut laptop] {
+        synced(c).await;
+    }
+    for t in ["from bob", "from carol", "from the laptop", "from alice"] {
+        for c in [&mut alice, &mut bob, &mut carol, &mut laptop] {
+            assert!(texts(c).iter().any(|x| x == t), "{t:?} missing");
+        }
+    }
+    for c in [&mut alice, &mut bob] {
+        let history = texts(c);
+        assert_eq!(history.first().map(String::as_str), Some("in 65100"));
+        assert_eq!(c.groups().unwrap().len(), 1, "one conversation");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_moving_at_once_end_in_one_group() {
+    let server = TestServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut alice = user(&server, dir.path(), "alice").await;
+    let mut bob = user(&server, dir.path(), "bob").await;
+    legacy_group(&mut [&mut alice, &mut bob]).await;
+    upgrade(&mut [&mut alice, &mut bob]);
+    // Both sync at once: one move wins the epoch, the other follows it.
+    let (a, b) = tokio::join!(synced(&mut alice), synced(&mut bob));
+    assert!(security_alarms(&a).is_empty() && security_alarms(&b).is_empty());
+    synced(&mut alice).await;
+    synced(&mut bob).await;
+    for c in [&mut alice, &mut bob] {
+        assert_eq!(
+            c.group_suite_for_tests("old crew").unwrap(),
+            Some(Suite::Hybrid)
+        );
+    }
+    alice.send_text(&crew(), "one group").await.unwrap();
+    bob.send_text(&crew(), "indeed").await.unwrap();
+    synced(&mut alice).await;
+    synced(&mut bob).await;
+    for c in [&mut alice, &mut bob] {
+        let history = texts(c);
+        assert!(history.contains(&"one group".to_owned()), "{history:?}");
+        assert!(history.contains(&"indeed".to_owned()), "{history:?}");
+    }
+}
+
+/// A member's "move" that brings a stranger in is refused by the others:
+/// they join nothing, and move the group properly themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_that_brings_a_stranger_in_is_refused() {
+    let server = TestServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut mallory = user(&server, dir.path(), "mallory").await;
+    let mut alice = user(&server, dir.path(), "alice").await;
+    let mut bob = user(&server, dir.path(), "bob").await;
+    let mut eve = user(&server, dir.path(), "eve").await;
+    legacy_group(&mut [&mut mallory, &mut alice, &mut bob]).await;
+    upgrade(&mut [&mut mallory, &mut alice, &mut bob]);
+
+    mallory
+        .hostile_move_for_tests("old crew", "eve")
+        .await
+        .unwrap();
+    assert!(
+        mallory
+            .group_members("old crew")
+            .unwrap()
+            .contains(&"eve".to_owned()),
+        "mallory's successor holds eve"
+    );
+    // Bob refuses it, then moves the group himself (his routine follows
+    // the receiving), without eve.
+    let events = synced(&mut bob).await;
+    let alarms = security_alarms(&events);
+    assert_eq!(alarms.len(), 1, "{events:?}");
+    assert!(alarms[0].contains("move of a conversation"), "{alarms:?}");
+    assert_eq!(joined(&events), 0);
+    // Alice refuses mallory's and follows bob's.
+    let events = synced(&mut alice).await;
+    assert_eq!(security_alarms(&events).len(), 1, "{events:?}");
+    assert_eq!(joined(&events), 0);
+    for c in [&mut alice, &mut bob] {
+        assert_eq!(
+            c.group_suite_for_tests("old crew").unwrap(),
+            Some(Suite::Hybrid)
+        );
+        assert_eq!(
+            c.group_members("old crew").unwrap(),
+            ["alice", "bob", "mallory"],
+            "no stranger"
+        );
+    }
+    synced(&mut eve).await;
+    bob.send_text(&crew(), "members only").await.unwrap();
+    synced(&mut alice).await;
+    synced(&mut eve).await;
+    assert!(texts(&mut alice).contains(&"members only".to_owned()));
+    let eve_saw: Vec<String> = eve
+        .history(&crew())
+        .map(|h| h.into_iter().filter_map(|m| m.text).collect())
+        .unwrap_or_default();
+    assert!(!eve_saw.contains(&"members only".to_owned()), "{eve_saw:?}");
+}
+
+/// A store the previous release wrote (schema version 6, before the
+/// successors table), holding a 65100 group, opens and moves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_the_previous_release_opens_and_moves_its_legacy_group() {
+    let server = TestServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut alice = user(&server, dir.path(), "alice").await;
+    let mut bob = user(&server, dir.path(), "bob").await;
+    legacy_group(&mut [&mut alice, &mut bob]).await;
+    alice
+        .send_text(&crew(), "before the upgrade")
+        .await
+        .unwrap();
+    synced(&mut bob).await;
+    upgrade(&mut [&mut bob]);
+    drop(alice);
+    let alice_dir = dir.path().join("alice");
+    {
+        let store = hush_client::local::LocalStore::open(&alice_dir, PASS).unwrap();
+        store
+            .execute_for_tests("DROP TABLE successors; PRAGMA user_version = 6;")
+            .unwrap();
+    }
+    let mut alice = Client::open(&alice_dir, PASS).unwrap();
+    assert_eq!(
+        alice.group_suite_for_tests("old crew").unwrap(),
+        Some(Suite::LegacyHybrid)
+    );
+    synced(&mut alice).await;
+    synced(&mut bob).await;
+    for c in [&mut alice, &mut bob] {
+        assert_eq!(
+            c.group_suite_for_tests("old crew").unwrap(),
+            Some(Suite::Hybrid)
+        );
+    }
+    bob.send_text(&crew(), "after the upgrade").await.unwrap();
+    synced(&mut alice).await;
+    assert_eq!(
+        texts(&mut alice),
+        ["before the upgrade", "after the upgrade"]
+    );
+}
