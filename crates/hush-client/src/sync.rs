@@ -183,19 +183,20 @@ impl Client {
         }
         // Conversations of the legacy suite move to the current one
         // (decision 0031) before new devices are added to them.
+        // Boxed, as the steps below: each keeps a large future, and the sync
+        // future must stay small enough for a worker thread's stack.
         if routine {
-            self.move_legacy_conversations().await;
+            Box::pin(self.move_legacy_conversations()).await;
         }
         // The directory moved: new devices of this account and its contacts
         // join the conversations they lack (decision 0025).
         if routine
             && self.new_devices_due()?
-            && let Err(e) = self.add_new_devices().await
+            && let Err(e) = Box::pin(self.add_new_devices()).await
         {
             tracing::debug!(error = %e, "new devices not added yet");
         }
-        self.admit_by_links_if_due(follow.listened, &mut on_event, &mut events)
-            .await;
+        Box::pin(self.admit_by_links_if_due(follow.listened, &mut on_event, &mut events)).await;
         self.expire_messages()?;
         Ok(events)
     }
