@@ -48,7 +48,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 18] = [
+pub const TARGETS: [&str; 19] = [
     "content_decode",
     "certificate_decode",
     "state_key",
@@ -67,6 +67,7 @@ pub const TARGETS: [&str; 18] = [
     "archive_open",
     "xwing_kem",
     "group_policy_decode",
+    "state_restore",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -90,6 +91,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "archive_open" => archive_open(data),
         "xwing_kem" => xwing_kem(data),
         "group_policy_decode" => group_policy_decode(data),
+        "state_restore" => state_restore(data),
         _ => return None,
     })
 }
@@ -989,4 +991,36 @@ pub fn group_policy_decode(data: &[u8]) -> bool {
     };
     assert_eq!(policy.encode(), data, "one policy, two encodings");
     true
+}
+
+/// The snapshot file format, keeping only the keys that parse (a client
+/// skips keys it does not know the same way).
+pub fn decode_entries(bytes: &[u8]) -> Result<Vec<(StateKey, Zeroizing<Vec<u8>>)>, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let mut out = Vec::new();
+    for _ in 0..r.u32()? {
+        let key = r.bytes("state key", MAX_SNAPSHOT_VALUE)?;
+        let value = r.bytes("state value", MAX_SNAPSHOT_VALUE)?;
+        if let Ok(key) = StateKey::from_bytes(key) {
+            out.push((key, Zeroizing::new(value.to_vec())));
+        }
+    }
+    r.finish()?;
+    Ok(out)
+}
+
+/// `Device::restore` of bob on arbitrary persisted entries (decision 0029):
+/// whole values of earlier releases, manifests and chunks in any mix and
+/// order. A missing, corrupt or misplaced chunk or manifest is an error,
+/// never a panic; accepted is a restore after which every conversation it
+/// lists loads.
+pub fn state_restore(data: &[u8]) -> bool {
+    let (Ok(entries), Ok(bob)) = (decode_entries(data), Member::bob()) else {
+        return false;
+    };
+    let Ok(device) = Device::restore(bob.cert, &bob.key, entries) else {
+        return false;
+    };
+    let ids = device.conversation_ids();
+    !ids.is_empty() && ids.iter().all(|id| device.load(id).is_ok())
 }
