@@ -993,9 +993,12 @@ pub fn group_policy_decode(data: &[u8]) -> bool {
     true
 }
 
+/// Persisted state entries in the order they were read.
+pub type Entries = Vec<(StateKey, Zeroizing<Vec<u8>>)>;
+
 /// The snapshot file format, keeping only the keys that parse (a client
 /// skips keys it does not know the same way).
-pub fn decode_entries(bytes: &[u8]) -> Result<Vec<(StateKey, Zeroizing<Vec<u8>>)>, DecodeError> {
+pub fn decode_entries(bytes: &[u8]) -> Result<Entries, DecodeError> {
     let mut r = Reader::new(bytes);
     let mut out = Vec::new();
     for _ in 0..r.u32()? {
