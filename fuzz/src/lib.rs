@@ -48,7 +48,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 20] = [
+pub const TARGETS: [&str; 21] = [
     "content_decode",
     "certificate_decode",
     "state_key",
@@ -69,6 +69,7 @@ pub const TARGETS: [&str; 20] = [
     "group_policy_decode",
     "group_links_decode",
     "invite_open",
+    "state_restore",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -94,6 +95,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "group_policy_decode" => group_policy_decode(data),
         "group_links_decode" => group_links_decode(data),
         "invite_open" => invite_open(data),
+        "state_restore" => state_restore(data),
         _ => return None,
     })
 }
@@ -1045,4 +1047,39 @@ pub fn invite_open(data: &[u8]) -> bool {
             }),
         _ => false,
     }
+}
+
+/// Persisted state entries in the order they were read.
+pub type Entries = Vec<(StateKey, Zeroizing<Vec<u8>>)>;
+
+/// The snapshot file format, keeping only the keys that parse (a client
+/// skips keys it does not know the same way).
+pub fn decode_entries(bytes: &[u8]) -> Result<Entries, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let mut out = Vec::new();
+    for _ in 0..r.u32()? {
+        let key = r.bytes("state key", MAX_SNAPSHOT_VALUE)?;
+        let value = r.bytes("state value", MAX_SNAPSHOT_VALUE)?;
+        if let Ok(key) = StateKey::from_bytes(key) {
+            out.push((key, Zeroizing::new(value.to_vec())));
+        }
+    }
+    r.finish()?;
+    Ok(out)
+}
+
+/// `Device::restore` of bob on arbitrary persisted entries (decision 0029):
+/// whole values of earlier releases, manifests and chunks in any mix and
+/// order. A missing, corrupt or misplaced chunk or manifest is an error,
+/// never a panic; accepted is a restore after which every conversation it
+/// lists loads.
+pub fn state_restore(data: &[u8]) -> bool {
+    let (Ok(entries), Ok(bob)) = (decode_entries(data), Member::bob()) else {
+        return false;
+    };
+    let Ok(device) = Device::restore(bob.cert, &bob.key, entries) else {
+        return false;
+    };
+    let ids = device.conversation_ids();
+    !ids.is_empty() && ids.iter().all(|id| device.load(id).is_ok())
 }

@@ -112,6 +112,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     // requests while every member syncs until it has joined.
     let join_cpu0 = self_cpu_seconds().unwrap_or(0.0);
     let join_req0: u64 = members.iter().map(|m| m.transport().requests_made()).sum();
+    // Bytes of MLS state the members write (decisions 0018 and 0029).
+    let state_bytes = |ms: &[Client]| ms.iter().map(Client::state_bytes_written).sum::<u64>();
+    let state0 = state_bytes(&members);
     let join_start = Instant::now();
     let joined = std::sync::atomic::AtomicUsize::new(0);
     {
@@ -149,6 +152,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         self_rss_mb()
     ));
     let joined_rss_mb = self_rss_mb();
+    let state_joined = state_bytes(&members);
     let group = Target::Group("bench".to_owned());
     // Settling: the creator takes in the joiners' self-updates, and one
     // message (not measured) reaches everyone, so that every member has
@@ -158,6 +162,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     let recipients: Vec<&mut Client> = members.iter_mut().collect();
     converse(&mut alice, &group, &text, 1, recipients).await?;
     let settle_seconds = settle_start.elapsed().as_secs_f64();
+    let state_settled = state_bytes(&members);
     progress(&format!(
         "the group settled in {settle_seconds:.1} s, generator at {} MB",
         self_rss_mb()
@@ -168,6 +173,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         converse(&mut alice, &group, &text, group_messages, recipients).await?;
     let gseconds = gtally.seconds;
     let gcpu = self_cpu_seconds().unwrap_or(0.0) - cpu0;
+    let state_end = state_bytes(&members);
+    let per_member = |d: u64| d / members.len().max(1) as u64;
     let deliveries = group_messages * (group_size as u64 - 1);
     let (l50, l99, _) = percentiles(&last);
     let (s50, s99, _) = percentiles(&send);
@@ -190,6 +197,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
             "join_client_cpu_ms_per_member": round3(join_cpu_ms),
             "join_requests_per_member": round3(join_requests),
             "settle_seconds": round3(settle_seconds),
+            "state_bytes_per_member_join": per_member(state_joined - state0),
+            "state_bytes_per_member_settle": per_member(state_settled - state_joined),
+            "state_bytes_per_delivery": (state_end - state_settled) / deliveries.max(1),
             "generator_rss_mb_joined": joined_rss_mb,
             "generator_rss_mb_end": self_rss_mb(),
             "generator_peak_rss_mb": self_peak_rss_mb(),

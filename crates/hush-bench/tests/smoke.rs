@@ -145,6 +145,9 @@ fn crash_quick() {
 fn e2e_quick() {
     let v = run("e2e", &[]);
     assert!(v["messages"].as_u64().unwrap() > 0, "{v}");
+    // MLS state the members wrote to take in the joiners' commits.
+    assert!(v["group"]["state_bytes_per_member_settle"].is_u64(), "{v}");
+    assert!(v["group"]["state_bytes_per_delivery"].is_u64(), "{v}");
     check_baseline(&v, "bare-mls-rs");
 }
 

@@ -426,6 +426,11 @@ impl Device {
         )
     }
 
+    #[cfg(test)]
+    pub(crate) fn store(&self) -> &MemoryStore {
+        &self.store
+    }
+
     /// Forgets a conversation (after leaving it or being removed).
     pub fn forget(&self, group_id: &[u8]) {
         self.store.delete_group(group_id);

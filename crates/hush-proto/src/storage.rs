@@ -16,8 +16,13 @@
 //! (the message ratchets). A write whose state still starts with the stored
 //! base only writes the tail, so the bytes written per write do not grow with
 //! the group.
+//!
+//! The base and the ratchet tree are stored in content-defined chunks named by
+//! their hash, under a manifest (decision 0029): a commit rewrites only the
+//! chunks around the keys it changed, so the bytes written per commit grow
+//! with what the commit changed, not with the group.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -26,6 +31,8 @@ use mls_rs_core::key_package::{KeyPackageData, KeyPackageStorage};
 use mls_rs_core::mls_rs_codec::{MlsDecode, MlsEncode};
 use thiserror::Error;
 use zeroize::Zeroizing;
+
+use crate::chunked::{ChunkHash, Manifest};
 
 /// How many past epochs of a group are kept, so that messages sent just before
 /// a commit can still be opened after it.
@@ -46,6 +53,15 @@ pub enum StoreError {
     /// A key handed to `restore` is not one this crate wrote.
     #[error("unknown state key")]
     UnknownKey,
+    /// A stored manifest of a group's chunks did not decode.
+    #[error("stored group state manifest is corrupt")]
+    CorruptManifest,
+    /// A chunk a group's manifest names is not in the store.
+    #[error("a chunk of a stored group state is missing")]
+    MissingChunk,
+    /// A stored chunk does not have the hash or length its manifest names.
+    #[error("a chunk of a stored group state is corrupt")]
+    CorruptChunk,
 }
 
 impl mls_rs_core::error::IntoAnyError for StoreError {
@@ -58,39 +74,51 @@ impl mls_rs_core::error::IntoAnyError for StoreError {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum StateKey {
-    /// A group's current state (without its ratchet tree), or its leading
-    /// part when a [`StateKey::GroupTail`] holds the rest.
+    /// A group's state base written whole, by releases before decision 0029
+    /// (before decision 0018, all of the state without its ratchet tree).
+    /// Read, and replaced by a [`StateKey::BaseManifest`] at the next write.
     Group(Vec<u8>),
-    /// A group's ratchet tree, rewritten when the epoch changes.
+    /// A group's ratchet tree written whole, by releases before decision
+    /// 0029. Read, and replaced by a [`StateKey::TreeManifest`] at the next
+    /// write.
     Tree(Vec<u8>),
     /// A past epoch's secrets of a group.
     Epoch(Vec<u8>, u64),
     /// The secrets of a KeyPackage this device published.
     KeyPackage(Vec<u8>),
-    /// The part of a group's state that follows [`StateKey::Group`]'s bytes
-    /// (absent in state written before decision 0018: the base is all of it).
+    /// The part of a group's state that follows its base (absent in state
+    /// written before decision 0018: the base is all of it).
     GroupTail(Vec<u8>),
     /// The commits the server ordered in a group since its last one this
     /// device took, which it refused (decision 0032): the epoch they start
     /// at, then each commit with its length.
     Refused(Vec<u8>),
+    /// The chunks, in order, of a group's state base (decision 0029).
+    BaseManifest(Vec<u8>),
+    /// The chunks, in order, of a group's ratchet tree (decision 0029).
+    TreeManifest(Vec<u8>),
+    /// One chunk of a group's base or tree, named by its SHA-256.
+    Chunk(Vec<u8>, ChunkHash),
 }
 
 impl StateKey {
     /// A stable byte encoding for use as a database key.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let (tag, id, epoch) = match self {
+        let (tag, id, prefix) = match self {
             StateKey::Group(id) => (1u8, id, None),
             StateKey::Tree(id) => (2, id, None),
-            StateKey::Epoch(id, e) => (3, id, Some(*e)),
+            StateKey::Epoch(id, e) => (3, id, Some(e.to_be_bytes().to_vec())),
             StateKey::KeyPackage(id) => (4, id, None),
             StateKey::GroupTail(id) => (5, id, None),
             StateKey::Refused(id) => (6, id, None),
+            StateKey::BaseManifest(id) => (7, id, None),
+            StateKey::TreeManifest(id) => (8, id, None),
+            StateKey::Chunk(id, h) => (9, id, Some(h.to_vec())),
         };
-        let mut out = Vec::with_capacity(id.len() + 9);
+        let mut out = Vec::with_capacity(id.len() + 33);
         out.push(tag);
-        if let Some(e) = epoch {
-            out.extend_from_slice(&e.to_be_bytes());
+        if let Some(prefix) = prefix {
+            out.extend_from_slice(&prefix);
         }
         out.extend_from_slice(id);
         out
@@ -110,6 +138,13 @@ impl StateKey {
             4 => StateKey::KeyPackage(rest.to_vec()),
             5 => StateKey::GroupTail(rest.to_vec()),
             6 => StateKey::Refused(rest.to_vec()),
+            7 => StateKey::BaseManifest(rest.to_vec()),
+            8 => StateKey::TreeManifest(rest.to_vec()),
+            9 => {
+                let (h, id) = rest.split_at_checked(32).ok_or(StoreError::UnknownKey)?;
+                let h = <ChunkHash>::try_from(h).map_err(|_| StoreError::UnknownKey)?;
+                StateKey::Chunk(id.to_vec(), h)
+            }
             _ => return Err(StoreError::UnknownKey),
         })
     }
@@ -134,6 +169,58 @@ impl fmt::Debug for StateChange {
     }
 }
 
+/// The writes waiting to be drained, and how many bytes were written.
+#[derive(Default)]
+struct Journal {
+    changes: Vec<StateChange>,
+    /// Bytes of values journaled since the store was made.
+    written: u64,
+}
+
+impl Journal {
+    fn put(&mut self, key: StateKey, value: Zeroizing<Vec<u8>>) {
+        self.written += value.len() as u64;
+        self.changes.push(StateChange::Put(key, value));
+    }
+
+    fn delete(&mut self, key: StateKey) {
+        self.changes.push(StateChange::Delete(key));
+    }
+}
+
+/// The two chunked values of a group.
+#[derive(Clone, Copy)]
+enum Part {
+    Base,
+    Tree,
+}
+
+impl Part {
+    fn manifest_key(self, id: &[u8]) -> StateKey {
+        match self {
+            Part::Base => StateKey::BaseManifest(id.to_vec()),
+            Part::Tree => StateKey::TreeManifest(id.to_vec()),
+        }
+    }
+
+    fn whole_key(self, id: &[u8]) -> StateKey {
+        match self {
+            Part::Base => StateKey::Group(id.to_vec()),
+            Part::Tree => StateKey::Tree(id.to_vec()),
+        }
+    }
+}
+
+/// How one chunked value of a group is held in the caller's store.
+#[derive(Default)]
+struct Stored {
+    /// Its manifest, once written in chunks.
+    manifest: Option<Manifest>,
+    /// Whether the store holds it whole, as releases before decision 0029
+    /// wrote it; that key is deleted when the value is next written.
+    whole: bool,
+}
+
 #[derive(Default)]
 struct GroupEntry {
     /// The leading part of the state; `None` until the group is written.
@@ -143,6 +230,10 @@ struct GroupEntry {
     tree: Option<Zeroizing<Vec<u8>>>,
     epochs: BTreeMap<u64, Zeroizing<Vec<u8>>>,
     refused: Option<Zeroizing<Vec<u8>>>,
+    stored_base: Stored,
+    stored_tree: Stored,
+    /// The chunks of this group in the caller's store.
+    chunks: HashSet<ChunkHash>,
 }
 
 impl GroupEntry {
@@ -166,14 +257,85 @@ impl GroupEntry {
         }
         // The bytes `new` shares with the stored state (base then tail),
         // without putting the two together.
-        let shared = match &self.base {
+        let (shared, old_base) = match &self.base {
             Some(base) => match common_prefix(base, new) {
-                n if n < base.len() => n,
-                n => n + common_prefix(&self.tail, &new[n..]),
+                n if n < base.len() => (n, base.len()),
+                n => (n + common_prefix(&self.tail, &new[n..]), base.len()),
             },
-            None => new.len(),
+            None => (new.len(), 0),
         };
-        Some(shared.saturating_sub(BASE_MARGIN))
+        // A change early in the state is a new epoch (the group context
+        // comes first): a base ending there would be nearly empty, and the
+        // next write would store the whole state again. The new epoch's
+        // state is laid out like the old one, so the base keeps its length;
+        // its chunks before and after the changed keys are already stored.
+        Some(if shared >= old_base / 2 {
+            shared.saturating_sub(BASE_MARGIN)
+        } else {
+            old_base.min(new.len())
+        })
+    }
+
+    fn stored(&mut self, part: Part) -> &mut Stored {
+        match part {
+            Part::Base => &mut self.stored_base,
+            Part::Tree => &mut self.stored_tree,
+        }
+    }
+
+    /// Journals `data` as the new value of `part`: the chunks not yet
+    /// stored, the manifest, and the deletion of chunks no longer named.
+    fn put_chunked(&mut self, id: &[u8], part: Part, data: &[u8], journal: &mut Journal) {
+        let (manifest, pieces) = Manifest::of(data);
+        for (h, piece) in pieces {
+            if self.chunks.insert(h) {
+                journal.put(
+                    StateKey::Chunk(id.to_vec(), h),
+                    Zeroizing::new(piece.to_vec()),
+                );
+            }
+        }
+        journal.put(part.manifest_key(id), Zeroizing::new(manifest.encode()));
+        let stored = self.stored(part);
+        stored.manifest = Some(manifest);
+        if std::mem::take(&mut stored.whole) {
+            journal.delete(part.whole_key(id));
+        }
+        self.drop_unnamed_chunks(id, journal);
+    }
+
+    /// Deletes the chunks neither manifest names (recomputed, not counted:
+    /// a group has a few hundred chunks at most).
+    fn drop_unnamed_chunks(&mut self, id: &[u8], journal: &mut Journal) {
+        let named: HashSet<&ChunkHash> = [&self.stored_base, &self.stored_tree]
+            .into_iter()
+            .filter_map(|s| s.manifest.as_ref())
+            .flat_map(Manifest::hashes)
+            .collect();
+        let unnamed: Vec<ChunkHash> = self
+            .chunks
+            .iter()
+            .filter(|h| !named.contains(h))
+            .copied()
+            .collect();
+        for h in unnamed {
+            self.chunks.remove(&h);
+            journal.delete(StateKey::Chunk(id.to_vec(), h));
+        }
+    }
+
+    /// Writes a value still stored whole (by an earlier release) in chunks.
+    fn convert_whole(&mut self, id: &[u8], journal: &mut Journal) {
+        if self.stored_base.whole
+            && let Some(base) = self.base.clone()
+        {
+            self.put_chunked(id, Part::Base, &base, journal);
+        }
+        if self.stored_tree.whole
+            && let Some(tree) = self.tree.clone()
+        {
+            self.put_chunked(id, Part::Tree, &tree, journal);
+        }
     }
 }
 
@@ -186,16 +348,7 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 struct Inner {
     groups: HashMap<Vec<u8>, GroupEntry>,
     key_packages: HashMap<Vec<u8>, KeyPackageData>,
-    changes: Vec<StateChange>,
-    /// Bytes of values journaled since the store was made.
-    written: u64,
-}
-
-impl Inner {
-    fn put(&mut self, key: StateKey, value: Zeroizing<Vec<u8>>) {
-        self.written += value.len() as u64;
-        self.changes.push(StateChange::Put(key, value));
-    }
+    journal: Journal,
 }
 
 /// In-memory MLS storage that journals its writes. Clones share one store.
@@ -210,8 +363,77 @@ impl fmt::Debug for MemoryStore {
         f.debug_struct("MemoryStore")
             .field("groups", &inner.groups.len())
             .field("key_packages", &inner.key_packages.len())
-            .field("pending_changes", &inner.changes.len())
+            .field("pending_changes", &inner.journal.changes.len())
             .finish()
+    }
+}
+
+/// Entries handed to [`MemoryStore::restore`], sorted by kind: chunks and
+/// manifests are only put together once all entries are in, whatever order
+/// the caller's database returned them in.
+#[derive(Default)]
+struct Restoring {
+    groups: HashMap<Vec<u8>, GroupEntry>,
+    key_packages: HashMap<Vec<u8>, KeyPackageData>,
+    chunks: HashMap<Vec<u8>, HashMap<ChunkHash, Zeroizing<Vec<u8>>>>,
+    manifests: Vec<(Vec<u8>, Part, Manifest)>,
+}
+
+impl Restoring {
+    fn add(&mut self, key: StateKey, value: Zeroizing<Vec<u8>>) -> Result<(), StoreError> {
+        let groups = &mut self.groups;
+        match key {
+            StateKey::Group(id) => {
+                let entry = groups.entry(id).or_default();
+                entry.stored_base.whole = true;
+                entry.base.get_or_insert(value);
+            }
+            StateKey::Tree(id) => {
+                let entry = groups.entry(id).or_default();
+                entry.stored_tree.whole = true;
+                entry.tree.get_or_insert(value);
+            }
+            StateKey::GroupTail(id) => groups.entry(id).or_default().tail = value,
+            StateKey::Refused(id) => groups.entry(id).or_default().refused = Some(value),
+            StateKey::Epoch(id, e) => {
+                groups.entry(id).or_default().epochs.insert(e, value);
+            }
+            StateKey::BaseManifest(id) => {
+                self.manifests
+                    .push((id, Part::Base, Manifest::decode(&value)?));
+            }
+            StateKey::TreeManifest(id) => {
+                self.manifests
+                    .push((id, Part::Tree, Manifest::decode(&value)?));
+            }
+            StateKey::Chunk(id, h) => {
+                groups.entry(id.clone()).or_default().chunks.insert(h);
+                self.chunks.entry(id).or_default().insert(h, value);
+            }
+            StateKey::KeyPackage(id) => {
+                let data = KeyPackageData::mls_decode(&mut value.as_slice())
+                    .map_err(|_| StoreError::CorruptKeyPackage)?;
+                self.key_packages.insert(id, data);
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts every manifest's value together; a manifest wins over a whole
+    /// value of the same group, which its next write deletes.
+    fn finish(mut self) -> Result<Self, StoreError> {
+        let no_chunks = HashMap::new();
+        for (id, part, manifest) in std::mem::take(&mut self.manifests) {
+            let chunks = self.chunks.get(&id).unwrap_or(&no_chunks);
+            let value = manifest.assemble(|h| chunks.get(h))?;
+            let entry = self.groups.entry(id).or_default();
+            match part {
+                Part::Base => entry.base = Some(value),
+                Part::Tree => entry.tree = Some(value),
+            }
+            entry.stored(part).manifest = Some(manifest);
+        }
+        Ok(self)
     }
 }
 
@@ -227,45 +449,38 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Loads entries previously drained with [`MemoryStore::take_changes`].
+    /// Loads entries previously drained with [`MemoryStore::take_changes`],
+    /// in any order. A chunk that is missing or does not match its manifest,
+    /// or a value that does not decode, is an error and loads nothing.
     pub fn restore(
         &self,
         entries: impl IntoIterator<Item = (StateKey, Zeroizing<Vec<u8>>)>,
     ) -> Result<(), StoreError> {
-        let mut inner = self.lock();
+        let mut restoring = Restoring::default();
         for (key, value) in entries {
-            match key {
-                StateKey::Group(id) => inner.groups.entry(id).or_default().base = Some(value),
-                StateKey::GroupTail(id) => inner.groups.entry(id).or_default().tail = value,
-                StateKey::Tree(id) => inner.groups.entry(id).or_default().tree = Some(value),
-                StateKey::Refused(id) => inner.groups.entry(id).or_default().refused = Some(value),
-                StateKey::Epoch(id, e) => {
-                    inner.groups.entry(id).or_default().epochs.insert(e, value);
-                }
-                StateKey::KeyPackage(id) => {
-                    let data = KeyPackageData::mls_decode(&mut value.as_slice())
-                        .map_err(|_| StoreError::CorruptKeyPackage)?;
-                    inner.key_packages.insert(id, data);
-                }
-            }
+            restoring.add(key, value)?;
         }
+        let restored = restoring.finish()?;
+        let mut inner = self.lock();
+        inner.groups.extend(restored.groups);
+        inner.key_packages.extend(restored.key_packages);
         Ok(())
     }
 
     /// Every write since the last call, oldest first.
     pub fn take_changes(&self) -> Vec<StateChange> {
-        std::mem::take(&mut self.lock().changes)
+        std::mem::take(&mut self.lock().journal.changes)
     }
 
     /// Bytes of state values written (journaled as [`StateChange::Put`])
     /// since this store was made: what the caller's database receives.
     pub fn bytes_written(&self) -> u64 {
-        self.lock().written
+        self.lock().journal.written
     }
 
     /// Whether writes are waiting to be drained.
     pub fn has_changes(&self) -> bool {
-        !self.lock().changes.is_empty()
+        !self.lock().journal.changes.is_empty()
     }
 
     /// Ids of stored groups.
@@ -288,8 +503,12 @@ impl MemoryStore {
     pub(crate) fn put_tree(&self, group_id: &[u8], tree: Vec<u8>) {
         let tree = Zeroizing::new(tree);
         let mut inner = self.lock();
-        inner.groups.entry(group_id.to_vec()).or_default().tree = Some(tree.clone());
-        inner.put(StateKey::Tree(group_id.to_vec()), tree);
+        let Inner {
+            groups, journal, ..
+        } = &mut *inner;
+        let entry = groups.entry(group_id.to_vec()).or_default();
+        entry.put_chunked(group_id, Part::Tree, &tree, journal);
+        entry.tree = Some(tree);
     }
 
     /// The refused commits of a group that start at `epoch`, oldest first.
@@ -321,32 +540,34 @@ impl MemoryStore {
         let value = Zeroizing::new(w.into_bytes());
         let mut inner = self.lock();
         inner.groups.entry(group_id.to_vec()).or_default().refused = Some(value.clone());
-        inner.put(StateKey::Refused(group_id.to_vec()), value);
+        inner
+            .journal
+            .put(StateKey::Refused(group_id.to_vec()), value);
     }
 
     pub(crate) fn delete_group(&self, group_id: &[u8]) {
         let mut inner = self.lock();
-        if let Some(entry) = inner.groups.remove(group_id) {
-            let id = group_id.to_vec();
-            inner
-                .changes
-                .push(StateChange::Delete(StateKey::Group(id.clone())));
-            inner
-                .changes
-                .push(StateChange::Delete(StateKey::Tree(id.clone())));
-            inner
-                .changes
-                .push(StateChange::Delete(StateKey::GroupTail(id.clone())));
-            if entry.refused.is_some() {
-                inner
-                    .changes
-                    .push(StateChange::Delete(StateKey::Refused(id.clone())));
-            }
-            for epoch in entry.epochs.keys() {
-                inner
-                    .changes
-                    .push(StateChange::Delete(StateKey::Epoch(id.clone(), *epoch)));
-            }
+        let Some(entry) = inner.groups.remove(group_id) else {
+            return;
+        };
+        let id = group_id.to_vec();
+        let journal = &mut inner.journal;
+        // The whole-value keys of earlier releases too, whether or not this
+        // device still had them.
+        journal.delete(StateKey::Group(id.clone()));
+        journal.delete(StateKey::Tree(id.clone()));
+        journal.delete(StateKey::GroupTail(id.clone()));
+        for part in [Part::Base, Part::Tree] {
+            journal.delete(part.manifest_key(&id));
+        }
+        for h in entry.chunks {
+            journal.delete(StateKey::Chunk(id.clone(), h));
+        }
+        if entry.refused.is_some() {
+            journal.delete(StateKey::Refused(id.clone()));
+        }
+        for epoch in entry.epochs.keys() {
+            journal.delete(StateKey::Epoch(id.clone(), *epoch));
         }
     }
 
@@ -382,38 +603,32 @@ impl GroupStateStorage for MemoryStore {
         epoch_updates: Vec<EpochRecord>,
     ) -> Result<(), Self::Error> {
         let mut inner = self.lock();
+        let Inner {
+            groups, journal, ..
+        } = &mut *inner;
         let id = state.id;
-        let entry = inner.groups.entry(id.clone()).or_default();
+        let entry = groups.entry(id.clone()).or_default();
         let new_base = entry.new_base(&state.data);
         let cut = new_base.unwrap_or_else(|| entry.base.as_ref().map_or(0, |b| b.len()));
+        if let Some(cut) = new_base {
+            let base = Zeroizing::new(state.data[..cut].to_vec());
+            entry.put_chunked(&id, Part::Base, &base, journal);
+            entry.base = Some(base);
+        }
+        entry.convert_whole(&id, journal);
         let tail = Zeroizing::new(state.data[cut..].to_vec());
         entry.tail = tail.clone();
-        let base = new_base.map(|cut| Zeroizing::new(state.data[..cut].to_vec()));
-        if let Some(base) = &base {
-            entry.base = Some(base.clone());
-        }
-        for record in epoch_inserts.iter().chain(&epoch_updates) {
-            entry.epochs.insert(record.id, record.data.clone());
-        }
-        if let Some(base) = base {
-            inner.put(StateKey::Group(id.clone()), base);
-        }
-        inner.put(StateKey::GroupTail(id.clone()), tail);
+        journal.put(StateKey::GroupTail(id.clone()), tail);
         for record in epoch_inserts.into_iter().chain(epoch_updates) {
-            inner.put(StateKey::Epoch(id.clone(), record.id), record.data);
+            entry.epochs.insert(record.id, record.data.clone());
+            journal.put(StateKey::Epoch(id.clone(), record.id), record.data);
         }
-        let Inner {
-            groups, changes, ..
-        } = &mut *inner;
-        let Some(entry) = groups.get_mut(&id) else {
-            return Ok(());
-        };
         if let Some(&newest) = entry.epochs.keys().next_back() {
             let keep_from = newest.saturating_sub(EPOCH_RETENTION - 1);
             let old: Vec<u64> = entry.epochs.range(..keep_from).map(|(e, _)| *e).collect();
             for e in old {
                 entry.epochs.remove(&e);
-                changes.push(StateChange::Delete(StateKey::Epoch(id.clone(), e)));
+                journal.delete(StateKey::Epoch(id.clone(), e));
             }
         }
         Ok(())
@@ -434,9 +649,7 @@ impl KeyPackageStorage for MemoryStore {
     fn delete(&mut self, id: &[u8]) -> Result<(), Self::Error> {
         let mut inner = self.lock();
         if inner.key_packages.remove(id).is_some() {
-            inner
-                .changes
-                .push(StateChange::Delete(StateKey::KeyPackage(id.to_vec())));
+            inner.journal.delete(StateKey::KeyPackage(id.to_vec()));
         }
         Ok(())
     }
@@ -447,7 +660,9 @@ impl KeyPackageStorage for MemoryStore {
             .map_err(|_| StoreError::CorruptKeyPackage)?;
         let mut inner = self.lock();
         inner.key_packages.insert(id.clone(), pkg);
-        inner.put(StateKey::KeyPackage(id), Zeroizing::new(encoded));
+        inner
+            .journal
+            .put(StateKey::KeyPackage(id), Zeroizing::new(encoded));
         Ok(())
     }
 
@@ -457,110 +672,5 @@ impl KeyPackageStorage for MemoryStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn state_keys_round_trip() {
-        for key in [
-            StateKey::Group(vec![1, 2, 3]),
-            StateKey::Tree(vec![]),
-            StateKey::Epoch(vec![9; 32], 77),
-            StateKey::KeyPackage(vec![4; 16]),
-            StateKey::GroupTail(vec![5; 8]),
-        ] {
-            assert_eq!(StateKey::from_bytes(&key.to_bytes()).unwrap(), key);
-        }
-        assert!(StateKey::from_bytes(&[]).is_err());
-        assert!(StateKey::from_bytes(&[3, 1, 2]).is_err());
-        assert!(StateKey::from_bytes(&[9]).is_err());
-    }
-
-    #[test]
-    fn old_epochs_are_trimmed_and_journaled() {
-        let mut store = MemoryStore::new();
-        for e in 0..6u64 {
-            store
-                .write(
-                    GroupState {
-                        id: b"g".to_vec(),
-                        data: Zeroizing::new(vec![e as u8]),
-                    },
-                    vec![EpochRecord::new(e, Zeroizing::new(vec![e as u8]))],
-                    vec![],
-                )
-                .unwrap();
-        }
-        assert_eq!(store.epoch(b"g", 2).unwrap(), None);
-        assert!(store.epoch(b"g", 3).unwrap().is_some());
-        let changes = store.take_changes();
-        assert!(changes.contains(&StateChange::Delete(StateKey::Epoch(b"g".to_vec(), 0))));
-        assert!(store.take_changes().is_empty());
-    }
-
-    fn write_state(store: &mut MemoryStore, data: &[u8]) {
-        let state = GroupState {
-            id: b"g".to_vec(),
-            data: Zeroizing::new(data.to_vec()),
-        };
-        store.write(state, vec![], vec![]).unwrap();
-    }
-
-    fn put_bytes(changes: &[StateChange]) -> usize {
-        changes
-            .iter()
-            .map(|c| match c {
-                StateChange::Put(_, v) => v.len(),
-                StateChange::Delete(_) => 0,
-            })
-            .sum()
-    }
-
-    #[test]
-    fn a_state_that_changes_at_its_end_writes_only_its_tail() {
-        let mut store = MemoryStore::new();
-        let mut state = vec![7u8; 200_000];
-        state.extend_from_slice(&[0; 100]);
-        write_state(&mut store, &state);
-        assert!(put_bytes(&store.take_changes()) >= state.len());
-        for i in 0..10u8 {
-            *state.last_mut().unwrap() = i;
-            state.extend_from_slice(&[i; 10]);
-            write_state(&mut store, &state);
-            let written = put_bytes(&store.take_changes());
-            assert!(
-                written < 2 * BASE_MARGIN,
-                "{written} bytes for a small change"
-            );
-            assert_eq!(store.state(b"g").unwrap().unwrap().as_slice(), &state[..]);
-        }
-        // A change early in the state (a new epoch) rewrites the base.
-        state[10] = 1;
-        write_state(&mut store, &state);
-        let changes = store.take_changes();
-        assert!(put_bytes(&changes) >= state.len());
-        // Restoring the journaled parts gives the same state back.
-        let restored = MemoryStore::new();
-        let entries = changes.into_iter().filter_map(|c| match c {
-            StateChange::Put(k, v) => Some((k, v)),
-            StateChange::Delete(_) => None,
-        });
-        restored.restore(entries).unwrap();
-        assert_eq!(
-            restored.state(b"g").unwrap().unwrap().as_slice(),
-            &state[..]
-        );
-    }
-
-    #[test]
-    fn state_written_whole_before_the_split_restores() {
-        // What a release before decision 0018 wrote: the state under Group only.
-        let store = MemoryStore::new();
-        let state = Zeroizing::new(vec![3u8; 5000]);
-        store
-            .restore([(StateKey::Group(b"g".to_vec()), state.clone())])
-            .unwrap();
-        assert_eq!(store.state(b"g").unwrap(), Some(state));
-        assert_eq!(store.group_ids(), vec![b"g".to_vec()]);
-    }
-}
+#[path = "storage_tests.rs"]
+mod tests;

@@ -161,6 +161,80 @@ fn invite_open_corpus() {
     replay("invite_open");
 }
 
+#[test]
+fn state_restore_corpus() {
+    replay("state_restore");
+}
+
+/// The `seed-*` files of `state_restore` (a flipped, a missing chunk, a cut
+/// manifest) are refused, and its `valid-*` ones (the fixture as an earlier
+/// release wrote it, and converted to chunks) accepted.
+#[test]
+fn state_restore_seeds_are_classified() {
+    for path in corpus_files("state_restore") {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let accepted = fuzz::state_restore(&std::fs::read(&path).unwrap());
+        if name.starts_with("seed-") {
+            assert!(!accepted, "{name} was accepted");
+        }
+        if name.starts_with("valid-") {
+            assert!(accepted, "{name} was refused");
+        }
+    }
+}
+
+/// Writes the `state_restore` seeds from the fixture:
+/// `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_state_restore`.
+#[test]
+#[ignore = "writes fuzz/corpus/state_restore"]
+fn regenerate_state_restore_seeds() {
+    let old = std::fs::read(fuzz::fuzz_dir().join("fixture/bob.state")).unwrap();
+    let mut snapshot = fuzz::decode_snapshot(&old).unwrap();
+    let bob = Member::bob().unwrap();
+    let entries = snapshot.iter().map(|(k, v)| (k.clone(), v.clone()));
+    let device = Device::restore(bob.cert.clone(), &bob.key, entries).unwrap();
+    let gid = device.conversation_ids().pop().unwrap();
+    let mut conv = device.load(&gid).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(29);
+    let content = Content {
+        id: MessageId::generate(&mut rng),
+        sent_at_ms: NOW.as_millis(),
+        expire_timer_secs: None,
+        kt_checkpoint: None,
+        body: Body::Text {
+            text: "converted".into(),
+            reply_to: None,
+        },
+    };
+    conv.encrypt(&content, &mut rng).unwrap();
+    fuzz::apply(&mut snapshot, device.take_changes());
+    let chunks: Vec<StateKey> = snapshot
+        .keys()
+        .filter(|k| matches!(k, StateKey::Chunk(..)))
+        .cloned()
+        .collect();
+    assert!(!chunks.is_empty() && !snapshot.contains_key(&StateKey::Group(gid.clone())));
+    let mut flipped = snapshot.clone();
+    flipped.get_mut(&chunks[0]).unwrap()[0] ^= 1;
+    let mut missing = snapshot.clone();
+    missing.remove(&chunks[chunks.len() - 1]);
+    let mut cut = snapshot.clone();
+    cut.get_mut(&StateKey::TreeManifest(gid.clone()))
+        .unwrap()
+        .truncate(5);
+    let dir = corpus_dir("state_restore");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("valid-whole-before-0029"), &old).unwrap();
+    for (name, s) in [
+        ("valid-chunked", &snapshot),
+        ("seed-flipped-chunk", &flipped),
+        ("seed-missing-chunk", &missing),
+        ("seed-cut-manifest", &cut),
+    ] {
+        std::fs::write(dir.join(name), fuzz::encode_snapshot(s)).unwrap();
+    }
+}
+
 /// Writes the archive seeds (and the device-link history seeds):
 /// `cargo test -p hush-proto --test fuzz_corpus -- --ignored regenerate_archive`.
 #[test]
