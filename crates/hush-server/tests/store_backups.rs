@@ -106,53 +106,37 @@ const BEFORE_POSTGRES: i64 = hush_server::store::postgres_migrate::LATEST - 1;
 async fn sqlite_opens_a_database_from_before_backups() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hush.db");
-    {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        hush_server::store::sqlite_migrate::migrate_to(&conn, BEFORE_SQLITE).unwrap();
-        conn.execute_batch(BEFORE_DATA).unwrap();
-        let has: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'backups'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(has, 0, "the version before has no backups table");
-    }
+    sqlite_at_version(&path, BEFORE_SQLITE, BEFORE_DATA);
+    let has: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'backups'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(has, 0, "the version before has no backups table");
     let store = SqliteStore::open(&path).unwrap();
     finds_data_from_before_backups(&store).await;
     drop(store);
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let v: u32 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    assert_eq!(v, hush_server::store::sqlite_migrate::LATEST);
+    assert_eq!(
+        sqlite_version(&path),
+        hush_server::store::sqlite_migrate::LATEST
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_opens_a_database_from_before_backups() {
-    use sqlx::Executor;
-    let Some((schema, fresh)) = postgres().await else {
+    let Some((schema, pool)) = postgres_at_version(BEFORE_POSTGRES, BEFORE_DATA).await else {
         eprintln!("HUSH_TEST_POSTGRES_URL is not set: skipping");
         return;
     };
-    drop(fresh);
-    let options = schema.connect_options();
-    let pool = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
-    pool.execute(format!("DROP SCHEMA {0} CASCADE; CREATE SCHEMA {0}", schema.name).as_str())
+    let store = PostgresStore::connect_with(schema.connect_options())
         .await
         .unwrap();
-    hush_server::store::postgres_migrate::migrate_to(&pool, BEFORE_POSTGRES)
-        .await
-        .unwrap();
-    pool.execute(BEFORE_DATA.replace("X'", "'\\x").as_str())
-        .await
-        .unwrap();
-    let store = PostgresStore::connect_with(options).await.unwrap();
-    let version: i64 = sqlx::query_scalar("SELECT version FROM schema_version")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(version, hush_server::store::postgres_migrate::LATEST);
+    assert_eq!(
+        postgres_version(&pool).await,
+        hush_server::store::postgres_migrate::LATEST
+    );
     finds_data_from_before_backups(&store).await;
 }

@@ -117,53 +117,32 @@ async fn finds_version_4_data_and_takes_links(store: &dyn Store) {
 async fn sqlite_opens_a_version_4_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hush.db");
-    {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        hush_server::store::sqlite_migrate::migrate_to(&conn, 4).unwrap();
-        conn.execute_batch(V4_DATA).unwrap();
-        let v: u32 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(v, 4);
-    }
+    sqlite_at_version(&path, 4, V4_DATA);
     let store = SqliteStore::open(&path).unwrap();
     finds_version_4_data_and_takes_links(&store).await;
     drop(store);
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let v: u32 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    assert_eq!(v, hush_server::store::sqlite_migrate::LATEST);
+    assert_eq!(
+        sqlite_version(&path),
+        hush_server::store::sqlite_migrate::LATEST
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_opens_a_version_4_database() {
-    use sqlx::Executor;
-    let Some((schema, fresh)) = postgres().await else {
+    let Some((schema, pool)) = postgres_at_version(4, V4_DATA).await else {
         eprintln!("HUSH_TEST_POSTGRES_URL is not set: skipping");
         return;
     };
-    drop(fresh);
+    // Two nodes start at once on it: the migration runs once.
     let options = schema.connect_options();
-    let pool = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
-    pool.execute(format!("DROP SCHEMA {0} CASCADE; CREATE SCHEMA {0}", schema.name).as_str())
-        .await
-        .unwrap();
-    hush_server::store::postgres_migrate::migrate_to(&pool, 4)
-        .await
-        .unwrap();
-    pool.execute(V4_DATA.replace("X'", "'\\x").as_str())
-        .await
-        .unwrap();
     let (a, b) = tokio::join!(
         PostgresStore::connect_with(options.clone()),
-        PostgresStore::connect_with(options.clone())
+        PostgresStore::connect_with(options)
     );
     let (a, _b) = (a.unwrap(), b.unwrap());
-    let version: i64 = sqlx::query_scalar("SELECT version FROM schema_version")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(version, hush_server::store::postgres_migrate::LATEST);
+    assert_eq!(
+        postgres_version(&pool).await,
+        hush_server::store::postgres_migrate::LATEST
+    );
     finds_version_4_data_and_takes_links(&a).await;
 }

@@ -100,3 +100,51 @@ pub async fn postgres_or_skip() -> (Guard, Arc<dyn Store>) {
         }
     }
 }
+
+/// Lays out the SQLite file `path` as schema `version` held it in an
+/// earlier release, with the rows of `data` (SQL) in it.
+pub fn sqlite_at_version(path: &std::path::Path, version: u32, data: &str) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    hush_server::store::sqlite_migrate::migrate_to(&conn, version).unwrap();
+    conn.execute_batch(data).unwrap();
+    assert_eq!(sqlite_version(path), version);
+}
+
+/// The schema version of the SQLite file `path`.
+pub fn sqlite_version(path: &std::path::Path) -> u32 {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap()
+}
+
+/// A fresh PostgreSQL schema laid out as `version` held it in an earlier
+/// release, with the rows of `data` (SQL with SQLite's `X'..'` blobs, turned
+/// into `bytea`), and a pool on it. `None` when `HUSH_TEST_POSTGRES_URL` is
+/// unset.
+pub async fn postgres_at_version(version: i64, data: &str) -> Option<(PgSchema, sqlx::PgPool)> {
+    use sqlx::Executor;
+    let (schema, fresh) = postgres().await?;
+    drop(fresh);
+    let pool = sqlx::PgPool::connect_with(schema.connect_options())
+        .await
+        .unwrap();
+    pool.execute(format!("DROP SCHEMA {0} CASCADE; CREATE SCHEMA {0}", schema.name).as_str())
+        .await
+        .unwrap();
+    hush_server::store::postgres_migrate::migrate_to(&pool, version)
+        .await
+        .unwrap();
+    pool.execute(data.replace("X'", "'\\x").as_str())
+        .await
+        .unwrap();
+    Some((schema, pool))
+}
+
+/// The schema version of the PostgreSQL schema behind `pool`.
+pub async fn postgres_version(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT version FROM schema_version")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
