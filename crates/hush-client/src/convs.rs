@@ -284,19 +284,7 @@ impl Client {
         let id = self.persist(|tx| {
             let id = Self::insert_conv(tx, &group_id, &info, peer)?;
             Self::note_group_epoch(tx, &group_id, epoch)?;
-            if let Some(welcome) = commit.and_then(|c| c.welcome) {
-                Self::queue_send(
-                    tx,
-                    &SendRequest {
-                        recipients,
-                        payload: Bytes(welcome),
-                        ephemeral: false,
-                        commit: None,
-                        franking_commitment: None,
-                    },
-                    None,
-                )?;
-            }
+            Self::queue_welcome(tx, commit.and_then(|c| c.welcome), recipients)?;
             Ok(id)
         })?;
         self.flush_outbox().await?;
@@ -306,6 +294,26 @@ impl Client {
         self.share_profile_key(&group_id).await?;
         self.conv_by_id(id)?
             .ok_or_else(|| ClientError::Store("conversation vanished".into()))
+    }
+
+    /// Queues a new group's Welcome, when its first commit made one, to the
+    /// devices that commit adds, in the transaction that records the group.
+    pub(crate) fn queue_welcome(
+        tx: &Transaction<'_>,
+        welcome: Option<Vec<u8>>,
+        recipients: Vec<DeviceAddress>,
+    ) -> Result<(), ClientError> {
+        let Some(welcome) = welcome else {
+            return Ok(());
+        };
+        let request = SendRequest {
+            recipients,
+            payload: Bytes(welcome),
+            ephemeral: false,
+            commit: None,
+            franking_commitment: None,
+        };
+        Self::queue_send(tx, &request, None)
     }
 
     pub(crate) fn recipients_for(&self, conv: &hush_proto::Conversation) -> Vec<DeviceAddress> {

@@ -26,8 +26,6 @@
 //! it any more.
 
 use hush_proto::{Conversation, DeviceCertificate, Suite, inspect_key_package};
-use hush_wire::Bytes;
-use hush_wire::api::SendRequest;
 use rusqlite::{OptionalExtension, params};
 
 use crate::client::{Client, now, now_ms};
@@ -198,19 +196,7 @@ impl Client {
                 params![old_id, new_id, row.id, epoch as i64],
             )?;
             Self::note_group_epoch(tx, &new_id, epoch)?;
-            if let Some(welcome) = commit.and_then(|c| c.welcome) {
-                Self::queue_send(
-                    tx,
-                    &SendRequest {
-                        recipients,
-                        payload: Bytes(welcome),
-                        ephemeral: false,
-                        commit: None,
-                        franking_commitment: None,
-                    },
-                    None,
-                )?;
-            }
+            Self::queue_welcome(tx, commit.and_then(|c| c.welcome), recipients)?;
             Ok(())
         })?;
         self.flush_outbox().await
