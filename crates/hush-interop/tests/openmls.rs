@@ -1,19 +1,22 @@
 //! Hush's MLS configuration against OpenMLS, an independent implementation:
-//! in the classical suite 0x0001 a group is
+//! in the classical suite 0x0001 and in the X-Wing suite 0x004D a group is
 //! formed in each direction (each side creates once and invites the other),
 //! application messages go both ways, each side commits with an update path
 //! the other processes (so each derives the other's tree keys from path
-//! secrets), and both agree on the epoch authenticator at every step.
+//! secrets, through the suite's HPKE), and both agree on the epoch
+//! authenticator at every step.
 //!
 //! The Hush side is mls-rs with `HushCryptoProvider` and Hush's commit
 //! options (path required, encrypted handshake messages, ratchet tree in the
 //! Welcome); credentials are basic ones on both sides, since OpenMLS does not
 //! know Hush's device certificates.
 //!
-//! Not yet in 0x004D: OpenMLS's RustCrypto provider (openmls_rust_crypto
-//! 0.6.0) refuses that suite (`UnsupportedCiphersuite`); OpenMLS offers it
-//! through openmls_libcrux_crypto, which this crate does not use yet.
-//! `hush_creates` and `openmls_creates` take any suite for when it does.
+//! The OpenMLS side uses its RustCrypto provider (`openmls_rust_crypto`) for
+//! 0x0001 and its libcrux provider (`openmls_libcrux_crypto`, libcrux's
+//! X-Wing draft-06 through hpke-rs) for 0x004D, which the RustCrypto
+//! provider refuses (`UnsupportedCiphersuite`). Hush's X-Wing is RustCrypto's
+//! `x-wing` crate: the 0x004D tests are two independent X-Wing
+//! implementations meeting, as well as two MLS stacks.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -30,7 +33,9 @@ use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 use openmls::treesync::LeafNodeParameters;
 use openmls_basic_credential::SignatureKeyPair;
+use openmls_libcrux_crypto::Provider as OpenMlsLibcrux;
 use openmls_rust_crypto::OpenMlsRustCrypto;
+use openmls_traits::OpenMlsProvider;
 use openmls_traits::types::SignatureScheme;
 
 type HushConfig = WithIdentityProvider<
@@ -65,16 +70,16 @@ fn hush_client(cs: CipherSuite, name: &str) -> Client<HushConfig> {
 }
 
 /// The OpenMLS side: its provider, signer and credential.
-struct Open {
-    provider: OpenMlsRustCrypto,
+struct Open<P> {
+    provider: P,
     signer: SignatureKeyPair,
     credential: CredentialWithKey,
     suite: Ciphersuite,
 }
 
-impl Open {
+impl<P: OpenMlsProvider + Default> Open<P> {
     fn new(suite: Ciphersuite, name: &str) -> Self {
-        let provider = OpenMlsRustCrypto::default();
+        let provider = P::default();
         let signer = SignatureKeyPair::new(SignatureScheme::ED25519).unwrap();
         signer.store(provider.storage()).unwrap();
         let credential = CredentialWithKey {
@@ -160,7 +165,11 @@ fn same_epoch(hush: &Group<HushConfig>, open: &MlsGroup) {
 }
 
 /// Messages both ways, then a commit from each side, in an established group.
-fn exchange(hush: &mut Group<HushConfig>, open: &Open, group: &mut MlsGroup) {
+fn exchange<P: OpenMlsProvider + Default>(
+    hush: &mut Group<HushConfig>,
+    open: &Open<P>,
+    group: &mut MlsGroup,
+) {
     same_epoch(hush, group);
     let m = hush
         .encrypt_application_message(b"from hush", vec![])
@@ -207,8 +216,8 @@ fn exchange(hush: &mut Group<HushConfig>, open: &Open, group: &mut MlsGroup) {
     ));
 }
 
-fn hush_creates(hush_suite: CipherSuite, open_suite: Ciphersuite) {
-    let open = Open::new(open_suite, "openmls");
+fn hush_creates<P: OpenMlsProvider + Default>(hush_suite: CipherSuite, open_suite: Ciphersuite) {
+    let open = Open::<P>::new(open_suite, "openmls");
     let mut hush = hush_client(hush_suite, "hush")
         .create_group(Default::default(), Default::default(), None)
         .unwrap();
@@ -225,8 +234,8 @@ fn hush_creates(hush_suite: CipherSuite, open_suite: Ciphersuite) {
     exchange(&mut hush, &open, &mut group);
 }
 
-fn openmls_creates(hush_suite: CipherSuite, open_suite: Ciphersuite) {
-    let open = Open::new(open_suite, "openmls");
+fn openmls_creates<P: OpenMlsProvider + Default>(hush_suite: CipherSuite, open_suite: Ciphersuite) {
+    let open = Open::<P>::new(open_suite, "openmls");
     let hush_client = hush_client(hush_suite, "hush");
     let kp = hush_client
         .generate_key_package_message(Default::default(), Default::default(), None)
@@ -259,7 +268,7 @@ fn openmls_creates(hush_suite: CipherSuite, open_suite: Ciphersuite) {
 
 #[test]
 fn classical_suite_hush_creates() {
-    hush_creates(
+    hush_creates::<OpenMlsRustCrypto>(
         CipherSuite::CURVE25519_AES128,
         Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519,
     );
@@ -267,9 +276,45 @@ fn classical_suite_hush_creates() {
 
 #[test]
 fn classical_suite_openmls_creates() {
-    openmls_creates(
+    openmls_creates::<OpenMlsRustCrypto>(
         CipherSuite::CURVE25519_AES128,
         Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519,
+    );
+}
+
+#[test]
+fn xwing_suite_hush_creates() {
+    hush_creates::<OpenMlsLibcrux>(
+        XWING_CHACHA20POLY1305_SHA256_ED25519,
+        Ciphersuite::MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519,
+    );
+}
+
+#[test]
+fn xwing_suite_openmls_creates() {
+    openmls_creates::<OpenMlsLibcrux>(
+        XWING_CHACHA20POLY1305_SHA256_ED25519,
+        Ciphersuite::MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519,
+    );
+}
+
+/// OpenMLS's RustCrypto provider still refuses 0x004D: the X-Wing tests
+/// above need the libcrux provider (if this starts failing, the RustCrypto
+/// provider gained the suite and could run them too).
+#[test]
+fn the_rust_crypto_provider_refuses_xwing() {
+    let provider = OpenMlsRustCrypto::default();
+    assert!(
+        provider
+            .crypto()
+            .supports(Ciphersuite::MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519)
+            .is_err()
+    );
+    assert!(
+        OpenMlsLibcrux::default()
+            .crypto()
+            .supports(Ciphersuite::MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519)
+            .is_ok()
     );
 }
 
