@@ -48,7 +48,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 21] = [
+pub const TARGETS: [&str; 22] = [
     "content_decode",
     "certificate_decode",
     "state_key",
@@ -70,6 +70,7 @@ pub const TARGETS: [&str; 21] = [
     "group_links_decode",
     "invite_open",
     "state_restore",
+    "successor_open",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -96,6 +97,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "group_links_decode" => group_links_decode(data),
         "invite_open" => invite_open(data),
         "state_restore" => state_restore(data),
+        "successor_open" => successor_open(data),
         _ => return None,
     })
 }
@@ -1047,6 +1049,30 @@ pub fn invite_open(data: &[u8]) -> bool {
             }),
         _ => false,
     }
+}
+
+/// `open_successor`, a member reading the successor a key-update commit's
+/// authenticated data names (decision 0031; any member writes those bytes):
+/// the first byte is the pad's length (an epoch's pad is 64 bytes; the
+/// others test the bound), the pad a fixed pattern, the rest the
+/// authenticated data. What opens is 1 to 64 bytes and seals back to the
+/// same authenticated data.
+pub fn successor_open(data: &[u8]) -> bool {
+    use hush_proto::migration::{MAX_SUCCESSOR_ID, open_successor, seal_successor};
+    let Some((&pad_len, aad)) = data.split_first() else {
+        return false;
+    };
+    let pad: Vec<u8> = (0..pad_len).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+    let Some(successor) = open_successor(&pad, aad) else {
+        return false;
+    };
+    assert!((1..=MAX_SUCCESSOR_ID.min(pad.len())).contains(&successor.len()));
+    assert_eq!(
+        seal_successor(&pad, &successor).as_deref(),
+        Some(aad),
+        "one successor, two announcements"
+    );
+    true
 }
 
 /// Persisted state entries in the order they were read.

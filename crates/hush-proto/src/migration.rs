@@ -78,13 +78,32 @@ const SUCCESSOR_TAG: &[u8] = b"hush-successor-1";
 /// server (the authenticated data of a commit travels in the clear).
 const SUCCESSOR_LABEL: &[u8] = b"hush successor";
 /// Longest group id a successor may have (Hush's are 32 bytes).
-const MAX_SUCCESSOR_ID: usize = 64;
+pub const MAX_SUCCESSOR_ID: usize = 64;
 
-/// Reads the successor out of a commit's authenticated data with the pad of
-/// the epoch the commit was made in; `None` for anything else.
-pub(crate) fn open_successor(pad: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+/// Whether a (sealed) successor id of this length can be announced: 1 to
+/// [`MAX_SUCCESSOR_ID`] bytes, and no longer than the pad.
+fn id_fits(id: &[u8], pad: &[u8]) -> bool {
+    !id.is_empty() && id.len() <= MAX_SUCCESSOR_ID.min(pad.len())
+}
+
+/// The authenticated data of a commit announcing `successor`, sealed with
+/// the pad of the epoch the commit is made in; `None` for an id that is
+/// empty or longer than [`MAX_SUCCESSOR_ID`] or the pad.
+pub fn seal_successor(pad: &[u8], successor: &[u8]) -> Option<Vec<u8>> {
+    if !id_fits(successor, pad) {
+        return None;
+    }
+    let mut aad = SUCCESSOR_TAG.to_vec();
+    aad.extend(successor.iter().zip(pad).map(|(a, b)| a ^ b));
+    Some(aad)
+}
+
+/// Reads the successor out of a commit's authenticated data (untrusted: any
+/// member writes it) with the pad of the epoch the commit was made in;
+/// `None` for anything else.
+pub fn open_successor(pad: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
     let sealed = aad.strip_prefix(SUCCESSOR_TAG)?;
-    if sealed.is_empty() || sealed.len() > MAX_SUCCESSOR_ID.min(pad.len()) {
+    if !id_fits(sealed, pad) {
         return None;
     }
     Some(sealed.iter().zip(pad).map(|(a, b)| a ^ b).collect())
@@ -144,12 +163,8 @@ impl Conversation {
         successor: &[u8],
         now: Timestamp,
     ) -> Result<PendingCommit, ProtoError> {
-        if successor.is_empty() || successor.len() > MAX_SUCCESSOR_ID {
-            return Err(ProtoError::InvalidRequest("a group id is 1 to 64 bytes"));
-        }
-        let pad = self.successor_pad()?;
-        let mut aad = SUCCESSOR_TAG.to_vec();
-        aad.extend(successor.iter().zip(&pad).map(|(a, b)| a ^ b));
+        let aad = seal_successor(&self.successor_pad()?, successor)
+            .ok_or(ProtoError::InvalidRequest("a group id is 1 to 64 bytes"))?;
         let epoch = self.epoch();
         let out = self
             .group

@@ -166,6 +166,11 @@ fn state_restore_corpus() {
     replay("state_restore");
 }
 
+#[test]
+fn successor_open_corpus() {
+    replay("successor_open");
+}
+
 /// The `seed-*` files of `state_restore` (a flipped, a missing chunk, a cut
 /// manifest) are refused, and its `valid-*` ones (the fixture as an earlier
 /// release wrote it, and converted to chunks) accepted.
