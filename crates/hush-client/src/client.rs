@@ -68,6 +68,10 @@ pub struct Client {
     /// Test hook: conversations of the legacy suite are not moved, as by
     /// a release before decision 0031.
     pub(crate) hold_suite_moves: bool,
+    /// Test hook: the next suite move stops between its announcement and
+    /// its Welcome, as if the process died there.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) crash_after_announcement: bool,
     /// No conversation of the legacy suite was left at the last routine
     /// sync: later ones need not load every group to look again.
     pub(crate) no_legacy_left: bool,
@@ -133,6 +137,8 @@ impl Client {
             crash_before_batch_write: false,
             inline_commit_limit: hush_wire::limits::MAX_MESSAGE_LEN,
             hold_suite_moves: false,
+            #[cfg(feature = "test-hooks")]
+            crash_after_announcement: false,
             no_legacy_left: false,
             dir: dir.to_owned(),
         }

@@ -39,6 +39,26 @@ use crate::model::Event;
 /// attempt uses up a KeyPackage of every other device.
 const RETRY_AFTER_MS: u64 = 60 * 60 * 1000;
 
+/// The mark of a move under way (followed, once announced, by the
+/// successor's id in hex); a failed attempt's mark is its time instead.
+const UNDER_WAY: &str = "under way:";
+
+/// The successor an interrupted attempt announced, from its mark.
+fn under_way(mark: &str) -> Option<Vec<u8>> {
+    hex::decode(mark.strip_prefix(UNDER_WAY)?)
+        .ok()
+        .filter(|id| !id.is_empty())
+}
+
+/// An announced successor whose Welcome is still to be sent.
+struct Successor {
+    old_id: Vec<u8>,
+    new_id: Vec<u8>,
+    epoch: u64,
+    welcome: Option<Vec<u8>>,
+    recipients: Vec<hush_wire::DeviceAddress>,
+}
+
 type DeviceKey = (String, u32, [u8; 32]);
 
 fn device_key(c: &DeviceCertificate) -> DeviceKey {
@@ -74,7 +94,8 @@ impl Client {
 
     /// Moves every active conversation of the legacy suite to the current
     /// one (see the module documentation). Failures are logged and retried
-    /// after [`RETRY_AFTER_MS`].
+    /// after [`RETRY_AFTER_MS`]; an attempt a crash interrupted, at the next
+    /// sync.
     pub(crate) async fn move_legacy_conversations(&mut self) {
         if self.hold_suite_moves || self.no_legacy_left {
             return;
@@ -94,7 +115,7 @@ impl Client {
     }
 
     /// Active conversations of the legacy suite due for a move: none
-    /// announced in the group's current epoch, no attempt in the last
+    /// announced in the group's current epoch, no failed attempt in the last
     /// [`RETRY_AFTER_MS`]. Loads every active group once a session.
     fn legacy_rows(&mut self) -> Result<Vec<ConvRow>, ClientError> {
         let ids: Vec<i64> = self
@@ -141,17 +162,57 @@ impl Client {
     /// Moves one conversation. `stranger`: only for the test that plays a
     /// hostile member, who brings that account's devices in as well
     /// (bypassing `migrate_conversation`'s check, as a modified client would).
+    ///
+    /// An attempt is marked under way while it runs, and with its time once
+    /// it failed (retried after [`RETRY_AFTER_MS`]). A process that dies
+    /// between the announcement and the Welcome leaves the mark under way:
+    /// its next sync moves the conversation again at once (the members
+    /// waiting for the lost Welcome follow the new announcement), and drops
+    /// the successor the lost Welcome was for.
     pub(crate) async fn move_conversation(
         &mut self,
         row: &ConvRow,
         stranger: Option<&str>,
     ) -> Result<(), ClientError> {
+        let key = tried_key(&row.group_id);
+        if let Some(lost) = self.store.meta_str(&key)?.as_deref().and_then(under_way) {
+            self.forget_lost_successor(&lost)?;
+        }
+        LocalStore::set_meta(&self.store.conn, &key, UNDER_WAY.as_bytes())?;
+        let started = self.start_successor(row, stranger).await;
+        let Ok(Some(successor)) = started else {
+            LocalStore::set_meta(&self.store.conn, &key, now_ms().to_string().as_bytes())?;
+            return started.map(|_| ());
+        };
+        #[cfg(feature = "test-hooks")]
+        if std::mem::take(&mut self.crash_after_announcement) {
+            return Err(ClientError::Store(
+                "simulated crash between the announcement and the Welcome".into(),
+            ));
+        }
+        self.finish_move(row, successor).await
+    }
+
+    /// A successor whose Welcome an interrupted attempt never sent: nobody
+    /// joined it, and no conversation points at it.
+    fn forget_lost_successor(&mut self, lost: &[u8]) -> Result<(), ClientError> {
+        if self.conv_by_group_id(lost)?.is_none() {
+            self.convs.remove(lost);
+            self.device.forget(lost);
+            self.persist(|_| Ok(()))?;
+        }
+        Ok(())
+    }
+
+    /// Claims the KeyPackages, starts the successor and announces it in the
+    /// old group: the successor, its first epoch and commit, or `None` when
+    /// another member's move won.
+    async fn start_successor(
+        &mut self,
+        row: &ConvRow,
+        stranger: Option<&str>,
+    ) -> Result<Option<Successor>, ClientError> {
         let old_id = row.group_id.clone();
-        LocalStore::set_meta(
-            &self.store.conn,
-            &tried_key(&old_id),
-            now_ms().to_string().as_bytes(),
-        )?;
         let members = self.conv(&old_id)?.members();
         if members.len() > hush_proto::big_group::BIG_GROUP_LEAVES {
             // TODO: a big group's successor needs its tree out of band.
@@ -176,6 +237,11 @@ impl Client {
         let epoch = conv.epoch();
         let recipients = self.recipients_for(&conv);
         self.convs.insert(new_id.clone(), conv);
+        LocalStore::set_meta(
+            &self.store.conn,
+            &tried_key(&old_id),
+            format!("{UNDER_WAY}{}", hex::encode(&new_id)).as_bytes(),
+        )?;
         let announced = self.announce(&old_id, &new_id, commit.as_ref(), t).await;
         if !matches!(announced, Ok(true)) {
             // Another member's move won, or this one failed: drop the
@@ -183,8 +249,27 @@ impl Client {
             self.convs.remove(&new_id);
             self.device.forget(&new_id);
             self.persist(|_| Ok(()))?;
-            return announced.map(|_| ());
+            return announced.map(|_| None);
         }
+        Ok(Some(Successor {
+            old_id,
+            new_id,
+            epoch,
+            welcome: commit.and_then(|c| c.welcome),
+            recipients,
+        }))
+    }
+
+    /// Points the conversation's row at an announced successor and sends
+    /// its Welcome.
+    async fn finish_move(&mut self, row: &ConvRow, s: Successor) -> Result<(), ClientError> {
+        let Successor {
+            old_id,
+            new_id,
+            epoch,
+            welcome,
+            recipients,
+        } = s;
         self.persist(|tx| {
             tx.execute(
                 "UPDATE conversations SET group_id = ?2 WHERE id = ?1",
@@ -196,7 +281,11 @@ impl Client {
                 params![old_id, new_id, row.id, epoch as i64],
             )?;
             Self::note_group_epoch(tx, &new_id, epoch)?;
-            Self::queue_welcome(tx, commit.and_then(|c| c.welcome), recipients)?;
+            Self::queue_welcome(tx, welcome, recipients)?;
+            tx.execute(
+                "DELETE FROM meta WHERE key = ?1",
+                params![tried_key(&old_id)],
+            )?;
             Ok(())
         })?;
         self.flush_outbox().await
@@ -390,6 +479,14 @@ impl Client {
         self.create_in(Suite::LegacyHybrid, info, None, key_packages)
             .await?;
         Ok(())
+    }
+
+    /// The next move of a conversation fails right after its announcement
+    /// was committed, before the successor's Welcome is queued, as a process
+    /// killed at that point would (the caller then drops this client and
+    /// opens the store again).
+    pub fn crash_after_next_announcement_for_tests(&mut self) {
+        self.crash_after_announcement = true;
     }
 
     /// Whether this client moves conversations of the legacy suite (as

@@ -38,6 +38,25 @@ async fn synced(c: &mut Client) -> Vec<Event> {
         .unwrap()
 }
 
+/// `c` holds "old crew" in `suite`.
+fn in_suite(c: &mut Client, suite: Suite) {
+    assert_eq!(c.group_suite_for_tests("old crew").unwrap(), Some(suite));
+}
+
+/// `a` and `b` each send one text to "old crew"; both then hold both.
+async fn both_ways(a: &mut Client, b: &mut Client, sent: [&str; 2]) {
+    a.send_text(&crew(), sent[0]).await.unwrap();
+    b.send_text(&crew(), sent[1]).await.unwrap();
+    synced(a).await;
+    synced(b).await;
+    for c in [a, b] {
+        let history = texts(c);
+        for t in sent {
+            assert!(history.iter().any(|x| x == t), "{t:?} missing: {history:?}");
+        }
+    }
+}
+
 /// "old crew" in the legacy suite, made by `members[0]` with the others.
 async fn legacy_group(members: &mut [&mut Client]) {
     // Made and joined as by the previous release, which moved nothing.
@@ -187,15 +206,7 @@ async fn members_moving_at_once_end_in_one_group() {
             Some(Suite::Hybrid)
         );
     }
-    alice.send_text(&crew(), "one group").await.unwrap();
-    bob.send_text(&crew(), "indeed").await.unwrap();
-    synced(&mut alice).await;
-    synced(&mut bob).await;
-    for c in [&mut alice, &mut bob] {
-        let history = texts(c);
-        assert!(history.contains(&"one group".to_owned()), "{history:?}");
-        assert!(history.contains(&"indeed".to_owned()), "{history:?}");
-    }
+    both_ways(&mut alice, &mut bob, ["one group", "indeed"]).await;
 }
 
 /// A member's "move" that brings a stranger in is refused by the others:
@@ -298,4 +309,37 @@ async fn a_store_of_the_previous_release_opens_and_moves_its_legacy_group() {
         texts(&mut alice),
         ["before the upgrade", "after the upgrade"]
     );
+}
+
+/// A mover that dies between its announcement and the successor's Welcome
+/// moves the conversation again at its next sync after restarting (not an
+/// hour later, as a failed attempt is retried); the member left waiting for
+/// the lost Welcome follows the new announcement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_cut_off_after_its_announcement_is_redone_at_the_next_sync() {
+    let server = TestServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut alice = user(&server, dir.path(), "alice").await;
+    let mut bob = user(&server, dir.path(), "bob").await;
+    legacy_group(&mut [&mut alice, &mut bob]).await;
+    alice.send_text(&crew(), "in 65100").await.unwrap();
+    upgrade(&mut [&mut alice]);
+    alice.crash_after_next_announcement_for_tests();
+    synced(&mut alice).await;
+    drop(alice);
+    // Bob read the announcement; its Welcome never left alice's device.
+    synced(&mut bob).await;
+    in_suite(&mut bob, Suite::LegacyHybrid);
+
+    let mut alice = Client::open(&dir.path().join("alice"), PASS).unwrap();
+    synced(&mut alice).await;
+    in_suite(&mut alice, Suite::Hybrid);
+    let events = synced(&mut bob).await;
+    assert!(security_alarms(&events).is_empty(), "{events:?}");
+    in_suite(&mut bob, Suite::Hybrid);
+    both_ways(&mut alice, &mut bob, ["after the restart", "from bob"]).await;
+    for c in [&mut alice, &mut bob] {
+        assert_eq!(texts(c).first().map(String::as_str), Some("in 65100"));
+        assert_eq!(c.groups().unwrap().len(), 1, "one conversation");
+    }
 }
