@@ -7,6 +7,8 @@
 //! changes a few members' keys changes the chunks around those keys only;
 //! the others keep their names and are not written again.
 
+use std::collections::HashMap;
+
 use aws_lc_rs::digest::{SHA256, digest};
 use zeroize::Zeroizing;
 
@@ -103,6 +105,72 @@ impl Manifest {
         (Self { chunks }, pieces)
     }
 
+    /// [`Manifest::of`] `data`, given `old`, the manifest of `old_data`
+    /// (the value `data` replaces): where `data` repeats one of `old`'s
+    /// chunks at a cut, the chunk is taken by comparing its bytes rather
+    /// than by hashing them again. The same bytes from the same cut give the
+    /// same next cut, so the result is the one [`Manifest::of`] gives (the
+    /// last chunk of `old_data` ended with the data, not at a cut, and is
+    /// not taken this way). Only the chunks hashed here are returned with
+    /// their bytes: the others are `old`'s, already stored.
+    pub fn update<'a>(
+        old: &Manifest,
+        old_data: &[u8],
+        data: &'a [u8],
+    ) -> (Self, Vec<(ChunkHash, &'a [u8])>) {
+        let mut offsets = Vec::with_capacity(old.chunks.len());
+        let mut at = 0usize;
+        for (_, len) in &old.chunks {
+            offsets.push(at);
+            at += *len as usize;
+        }
+        if at != old_data.len() {
+            return Self::of(data);
+        }
+        let last = old.chunks.len().saturating_sub(1);
+        let starts: HashMap<usize, usize> = offsets[..last]
+            .iter()
+            .enumerate()
+            .map(|(i, at)| (*at, i))
+            .collect();
+        let by_hash: HashMap<&ChunkHash, usize> = old.chunks[..last]
+            .iter()
+            .enumerate()
+            .map(|(i, (h, _))| (h, i))
+            .collect();
+        // `data[new_at..]` lines up with `old_data[old_at..]`, as far as
+        // known: from the start, then from the last old chunk found again
+        // (an insertion or a deletion before it shifted the rest).
+        let (mut new_at, mut old_at) = (0usize, 0usize);
+        let mut chunks = Vec::with_capacity(old.chunks.len() + 4);
+        let mut pieces = Vec::new();
+        let mut pos = 0;
+        while pos < data.len() {
+            let same = (pos + old_at)
+                .checked_sub(new_at)
+                .and_then(|p| starts.get(&p))
+                .map(|&i| (old.chunks[i], offsets[i]))
+                .filter(|((_, len), p)| {
+                    let len = *len as usize;
+                    data.get(pos..pos + len) == Some(&old_data[*p..*p + len])
+                });
+            if let Some(((h, len), _)) = same {
+                chunks.push((h, len));
+                pos += len as usize;
+                continue;
+            }
+            let piece = &data[pos..pos + next_cut(&data[pos..])];
+            let h = hash(piece);
+            if let Some(&i) = by_hash.get(&h) {
+                (new_at, old_at) = (pos, offsets[i]);
+            }
+            chunks.push((h, u32::try_from(piece.len()).unwrap_or(u32::MAX)));
+            pieces.push((h, piece));
+            pos += piece.len();
+        }
+        (Self { chunks }, pieces)
+    }
+
     /// Version byte, chunk count, then each chunk's hash and length.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
@@ -165,7 +233,6 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn noise(n: usize, seed: u64) -> Vec<u8> {
         let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -213,6 +280,37 @@ mod tests {
             .collect();
         let new_bytes: usize = new.iter().map(|c| c.len()).sum();
         assert!(new_bytes < 3 * MAX_CHUNK, "{new_bytes} new bytes");
+    }
+
+    #[test]
+    fn an_update_gives_the_manifest_of_the_new_data() {
+        let data = noise(300_000, 5);
+        let (old, _) = Manifest::of(&data);
+        let edits: [(usize, usize, usize); 6] = [
+            (150_000, 1216, 1216), // a key replaced in place
+            (1000, 0, 5000),       // an insertion near the start
+            (200_000, 7000, 0),    // a deletion
+            (299_000, 1000, 3000), // the end changes
+            (0, 300_000, 1000),    // everything
+            (10, 0, 0),            // nothing
+        ];
+        for (seed, (at, removed, inserted)) in edits.into_iter().enumerate() {
+            let mut edited = data.clone();
+            edited.splice(at..at + removed, noise(inserted, 10 + seed as u64));
+            let (updated, pieces) = Manifest::update(&old, &data, &edited);
+            let (full, _) = Manifest::of(&edited);
+            assert_eq!(updated, full, "edit {seed}");
+            let hashed: usize = pieces.iter().map(|(_, c)| c.len()).sum();
+            if removed == inserted && inserted < 2000 {
+                assert!(hashed < 4 * MAX_CHUNK, "edit {seed}: {hashed} bytes hashed");
+            }
+            // Several edits in a row.
+            let (again, _) = Manifest::update(&updated, &edited, &data);
+            assert_eq!(again, old, "edit {seed} undone");
+        }
+        // A manifest that does not describe the old data is not trusted.
+        let (other, _) = Manifest::of(&noise(1000, 9));
+        assert_eq!(Manifest::update(&other, &data, &data).0, old);
     }
 
     #[test]

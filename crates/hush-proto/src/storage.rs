@@ -40,8 +40,14 @@ pub const EPOCH_RETENTION: u64 = 3;
 
 /// How far before the first changed byte a new base ends, so that the next
 /// few writes (which change bytes a little earlier, such as a new sender's
-/// ratchet) still find the base unchanged.
-const BASE_MARGIN: usize = 4096;
+/// ratchet) still find the base unchanged. Within an epoch the earliest
+/// change is the length of mls-rs's map of ratchets, at its start; the
+/// margin is for what a release of mls-rs may place before it.
+const BASE_MARGIN: usize = 1024;
+
+/// How many unchanged bytes past the base a write may carry in its tail
+/// before the base is moved up to them (decision 0037).
+const TAIL_SLACK: usize = 2048;
 
 /// A failure inside the in-memory store; the caller's data is untouched.
 #[derive(Debug, Error)]
@@ -234,6 +240,9 @@ struct GroupEntry {
     stored_tree: Stored,
     /// The chunks of this group in the caller's store.
     chunks: HashSet<ChunkHash>,
+    /// The earliest byte a write changed since the epoch began (in memory
+    /// only: after a restart the next write starts it again).
+    lowest_change: Option<usize>,
 }
 
 impl GroupEntry {
@@ -246,34 +255,55 @@ impl GroupEntry {
     }
 
     /// Where the base of `new` ends, when the stored base must be replaced;
-    /// `None` when `new` still starts with it and the tail stays small next
-    /// to it.
-    fn new_base(&self, new: &[u8]) -> Option<usize> {
-        if let Some(base) = &self.base
-            && new.starts_with(base)
-            && new.len() - base.len() <= base.len() + 2 * BASE_MARGIN
-        {
-            return None;
-        }
-        // The bytes `new` shares with the stored state (base then tail),
-        // without putting the two together.
-        let (shared, old_base) = match &self.base {
-            Some(base) => match common_prefix(base, new) {
-                n if n < base.len() => (n, base.len()),
-                n => (n + common_prefix(&self.tail, &new[n..]), base.len()),
-            },
-            None => (new.len(), 0),
+    /// `None` when `new` still starts with it and its first change is at
+    /// most [`TAIL_SLACK`] past it (decision 0037).
+    fn new_base(&mut self, new: &[u8]) -> Option<usize> {
+        let Some(base) = &self.base else {
+            return Some(new.len().saturating_sub(BASE_MARGIN));
         };
+        let old_base = base.len();
+        // The first byte `new` does not share with the stored state (base
+        // then tail), without putting the two together.
+        let shared = match common_prefix(base, new) {
+            n if n < old_base => n,
+            n => n + common_prefix(&self.tail, &new[n..]),
+        };
+        if shared == new.len() && new.len() == old_base + self.tail.len() {
+            return None; // nothing changed
+        }
         // A change early in the state is a new epoch (the group context
         // comes first): a base ending there would be nearly empty, and the
         // next write would store the whole state again. The new epoch's
-        // state is laid out like the old one, so the base keeps its length;
-        // its chunks before and after the changed keys are already stored.
-        Some(if shared >= old_base / 2 {
-            shared.saturating_sub(BASE_MARGIN)
+        // state is laid out like the old one: it ends with the message
+        // ratchets, now fresh, where the old tail was. The base ends where
+        // the old tail would start (members added since are in it, written
+        // once as chunks), or keeps its length if the state shrank; its
+        // chunks before and after the changed keys are already stored.
+        if shared < old_base / 2 {
+            self.lowest_change = None;
+            let end = new.len().saturating_sub(self.tail.len());
+            return Some(end.max(old_base).min(new.len()));
+        }
+        // Within an epoch only the message ratchets change, at the end of
+        // the state; the earliest change seen since the epoch began is
+        // where they start. The base reaches up to just before it, so a
+        // message writes the ratchets and not the bytes of an epoch's
+        // added members (or anything else) that followed the old base.
+        let lowest = self.lowest_change.map_or(shared, |l| l.min(shared));
+        self.lowest_change = Some(lowest);
+        let end = lowest.saturating_sub(BASE_MARGIN);
+        if shared < old_base || end > old_base + TAIL_SLACK {
+            Some(end)
         } else {
-            old_base.min(new.len())
-        })
+            None
+        }
+    }
+
+    fn stored_ref(&self, part: Part) -> &Stored {
+        match part {
+            Part::Base => &self.stored_base,
+            Part::Tree => &self.stored_tree,
+        }
     }
 
     fn stored(&mut self, part: Part) -> &mut Stored {
@@ -286,7 +316,15 @@ impl GroupEntry {
     /// Journals `data` as the new value of `part`: the chunks not yet
     /// stored, the manifest, and the deletion of chunks no longer named.
     fn put_chunked(&mut self, id: &[u8], part: Part, data: &[u8], journal: &mut Journal) {
-        let (manifest, pieces) = Manifest::of(data);
+        let old = match part {
+            Part::Base => self.base.as_ref(),
+            Part::Tree => self.tree.as_ref(),
+        };
+        // The old value's chunks are stored: only the others are hashed.
+        let (manifest, pieces) = match (&self.stored_ref(part).manifest, old) {
+            (Some(m), Some(old)) => Manifest::update(m, old, data),
+            _ => Manifest::of(data),
+        };
         for (h, piece) in pieces {
             if self.chunks.insert(h) {
                 journal.put(
@@ -339,9 +377,22 @@ impl GroupEntry {
     }
 }
 
-/// How many leading bytes `a` and `b` share.
+/// How many leading bytes `a` and `b` share: compared a block at a time
+/// (a slice comparison is a `memcmp`), then byte by byte in the first block
+/// that differs. A write compares the whole base, megabytes in a big group.
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+    const BLOCK: usize = 256;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut i = 0;
+    while i + BLOCK <= n && a[i..i + BLOCK] == b[i..i + BLOCK] {
+        i += BLOCK;
+    }
+    i + a[i..]
+        .iter()
+        .zip(&b[i..])
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 #[derive(Default)]

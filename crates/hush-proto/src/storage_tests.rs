@@ -3,7 +3,7 @@
 use super::*;
 use crate::chunked::MAX_CHUNK;
 use crate::identity::{AccountKey, DeviceCertificate, DeviceId, DeviceSigningKey, Username};
-use crate::{Conversation, ConversationInfo, Device, Suite, Timestamp};
+use crate::{Conversation, ConversationInfo, Device, Suite, Timestamp, TreeSlot};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -448,4 +448,138 @@ fn a_commit_in_a_group_of_64_writes_a_fraction_of_the_state() {
     a.confirm_commit().unwrap();
     b2.process(&pending.commit, NOW).unwrap();
     assert_eq!(b2.epoch(), a.epoch());
+}
+
+/// The `i`th member of a big test group: its own account and device keys.
+fn member(i: usize) -> (Device, DeviceSigningKey) {
+    let mut seed = [0x5a; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    let account = AccountKey::from_seed(seed).unwrap();
+    seed[31] = 0xa5;
+    let key = DeviceSigningKey::from_seed(seed).unwrap();
+    let user = Username::new(&format!("member{i:04}")).unwrap();
+    let cert =
+        DeviceCertificate::issue(&account, &user, DeviceId(1), &key, NOW.as_millis()).unwrap();
+    (Device::new(cert, &key).unwrap(), key)
+}
+
+/// Bytes put per key tag (`StateKey::to_bytes()[0]`).
+fn by_tag(changes: &[StateChange]) -> BTreeMap<u8, (usize, usize)> {
+    let mut out = BTreeMap::new();
+    for c in changes {
+        if let StateChange::Put(k, v) = c {
+            let e = out.entry(k.to_bytes()[0]).or_insert((0, 0));
+            e.0 += 1;
+            e.1 += v.len();
+        }
+    }
+    out
+}
+
+fn text(rng: &mut ChaCha20Rng, s: &str) -> crate::Content {
+    crate::Content {
+        id: crate::MessageId::generate(rng),
+        sent_at_ms: NOW.as_millis(),
+        expire_timer_secs: None,
+        kt_checkpoint: None,
+        body: crate::Body::Text {
+            text: s.into(),
+            reply_to: None,
+        },
+    }
+}
+
+/// Bytes of state bob writes per message (application messages from alice
+/// and carol, bob processing each, one write each) in a hybrid group of `n`
+/// that grew as big groups do: alice made it with bob and carol and added the
+/// others 32 at a time; then carol updated her keys (a new epoch). The state
+/// bob wrote restores to what he holds, and goes on.
+fn bytes_per_message(n: usize) -> Vec<u64> {
+    let devices: Vec<(Device, DeviceSigningKey)> = (0..n).map(member).collect();
+    let kp = |i: usize| {
+        devices[i]
+            .0
+            .generate_key_package(Suite::Hybrid, false, NOW)
+            .unwrap()
+            .message
+    };
+    let info = ConversationInfo::group("g");
+    let (mut a, commit) = devices[0]
+        .0
+        .create_conversation(Suite::Hybrid, &info, &[kp(1), kp(2)], NOW)
+        .unwrap();
+    let welcome = commit.and_then(|c| c.welcome).unwrap();
+    let mut b = devices[1].0.join(&welcome, NOW).unwrap();
+    let mut c = devices[2].0.join(&welcome, NOW).unwrap();
+    for start in (3..n).step_by(32) {
+        let kps: Vec<_> = (start..(start + 32).min(n)).map(kp).collect();
+        // Past 64 leaves the tree goes out of band; bob and carol are
+        // members already and do not need it.
+        let slot = a.tree_blob_len(&kps).unwrap().map(|len| TreeSlot {
+            blob_id: format!("slot{start}"),
+            len,
+        });
+        let pending = a.add_devices_via(&kps, NOW, slot.as_ref()).unwrap();
+        a.confirm_commit().unwrap();
+        b.process(&pending.commit, NOW).unwrap();
+        c.process(&pending.commit, NOW).unwrap();
+    }
+    let pending = c.self_update(NOW).unwrap();
+    c.confirm_commit().unwrap();
+    a.process(&pending.commit, NOW).unwrap();
+    b.process(&pending.commit, NOW).unwrap();
+    let (bob, bob_key) = &devices[1];
+    let mut db = Db::new();
+    apply(&mut db, bob.take_changes());
+    let mut rng = ChaCha20Rng::seed_from_u64(n as u64);
+    let mut written = Vec::new();
+    for from_alice in [true, true, true, false, false, true] {
+        let sender = if from_alice { &mut a } else { &mut c };
+        let m = sender.encrypt(&text(&mut rng, "hi"), &mut rng).unwrap();
+        b.process(&m.message, NOW).unwrap();
+        let changes = bob.take_changes();
+        eprintln!("{n} members, bytes put per key tag: {:?}", by_tag(&changes));
+        written.push(put_bytes(&changes) as u64);
+        apply(&mut db, changes);
+    }
+    assert_no_stray_chunks(&db);
+    let again = Device::restore(bob.certificate().clone(), bob_key, entries(&db)).unwrap();
+    let gid = b.id().to_vec();
+    assert_eq!(
+        again.store().state(&gid).unwrap(),
+        bob.store().state(&gid).unwrap()
+    );
+    let mut b2 = again.load(&gid).unwrap();
+    let m = a.encrypt(&text(&mut rng, "after"), &mut rng).unwrap();
+    assert!(matches!(
+        b2.process(&m.message, NOW).unwrap(),
+        crate::Incoming::Message(_)
+    ));
+    written
+}
+
+#[test]
+fn bytes_written_per_message_do_not_grow_with_the_group() {
+    let mut means = Vec::new();
+    for n in [64, 128, 256] {
+        let written = bytes_per_message(n);
+        let mean = written.iter().sum::<u64>() / written.len() as u64;
+        eprintln!("{n} members: bytes written per message {written:?}, mean {mean}");
+        means.push((n, mean, written));
+    }
+    let (_, small, _) = means[0];
+    // A message writes the ratchets (log2(n) small nodes per sender), the
+    // margin before them and at most the slack past the base; nothing that
+    // grows with the members.
+    let bound = (BASE_MARGIN + TAIL_SLACK + 2048) as u64;
+    for (n, mean, written) in &means {
+        assert!(
+            written.iter().all(|w| *w < bound),
+            "{n} members: {written:?} bytes per message"
+        );
+        assert!(
+            *mean <= small + 1024,
+            "{n} members: {mean} bytes per message against {small} at 64: {written:?}"
+        );
+    }
 }
