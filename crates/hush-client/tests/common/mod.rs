@@ -130,7 +130,14 @@ impl Raw {
             transport: transport.with_token(resp.token),
             last_seq: 0,
         };
-        let kps = (0..3)
+        raw.upload_key_packages(3).await;
+        raw
+    }
+
+    /// Uploads `n` fresh KeyPackages (no last-resort one).
+    pub async fn upload_key_packages(&self, n: usize) {
+        let raw = self;
+        let kps = (0..n)
             .map(|_| {
                 Bytes(
                     raw.device
@@ -152,7 +159,6 @@ impl Raw {
             )
             .await
             .unwrap();
-        raw
     }
 
     /// Claims a KeyPackage of every device of `username`, as any account may.
