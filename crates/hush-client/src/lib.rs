@@ -60,6 +60,7 @@ pub mod pages;
 mod profile;
 mod readd;
 mod receipts;
+mod schema;
 mod self_sync;
 pub mod server_backup;
 mod suite_move;
