@@ -171,6 +171,18 @@ pub enum LowCommand {
         /// The message id.
         message_id: String,
     },
+    /// React to a message with an emoji (one per member: a new one
+    /// replaces yours), or take your reaction back with --remove.
+    React {
+        /// The message id.
+        message_id: String,
+        /// The emoji.
+        #[arg(required_unless_present = "remove", conflicts_with = "remove")]
+        emoji: Option<String>,
+        /// Take your reaction back.
+        #[arg(long)]
+        remove: bool,
+    },
     /// Report a received message to the server's moderators, with proof of
     /// who sent it. Only this message is revealed.
     Report {

@@ -88,6 +88,10 @@ pub enum Command {
     Delete {
         id: String,
     },
+    React {
+        id: String,
+        emoji: Option<String>,
+    },
     Report {
         id: String,
         reason: String,
@@ -297,6 +301,12 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
             text,
         },
         LowCommand::Delete { message_id } => Command::Delete { id: message_id },
+        LowCommand::React {
+            message_id, emoji, ..
+        } => Command::React {
+            id: message_id,
+            emoji,
+        },
         LowCommand::Report { message_id, reason } => Command::Report {
             id: message_id,
             reason,

@@ -108,6 +108,11 @@ pub fn message_json(m: &MessageView) -> Value {
     {
         obj.insert("unfranked".into(), json!(true));
     }
+    if !m.reactions.is_empty()
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("reactions".into(), json!(m.reactions));
+    }
     if m.outgoing
         && m.group.is_some()
         && let Some(obj) = v.as_object_mut()
@@ -209,6 +214,14 @@ pub fn message_body(m: &MessageView) -> String {
     if m.edited {
         body.push_str(" (edited)");
     }
+    if !m.reactions.is_empty() {
+        let list: Vec<String> = m
+            .reactions
+            .iter()
+            .map(|r| format!("{} {}", inert::name(&r.from), inert::name(&r.emoji)))
+            .collect();
+        body.push_str(&format!(" [{}]", list.join(", ")));
+    }
     body
 }
 
@@ -281,6 +294,10 @@ pub fn format_event(ev: &Event, label: &dyn Fn(i64) -> String) -> Option<String>
         }
         Event::Edited { id, text } => format!("edited {}: {}", name(id), inert::text(text)),
         Event::Deleted { id } => format!("deleted {}", name(id)),
+        Event::Reaction { id, from, emoji } => match emoji {
+            Some(e) => format!("{} reacted {} to {}", name(from), name(e), name(id)),
+            None => format!("{} took back their reaction to {}", name(from), name(id)),
+        },
         Event::Joined { conversation } => {
             if conversation.kind == "group" {
                 format!(
@@ -387,6 +404,7 @@ mod tests {
             expires_at: None,
             unfranked: false,
             receipts: Box::default(),
+            reactions: Vec::new(),
         }
     }
 
@@ -459,6 +477,21 @@ mod tests {
         m.group = Some("team".into());
         m.outgoing = false;
         assert!(message_json(&m).get("delivered_to").is_none());
+    }
+
+    #[test]
+    fn reactions_show_in_both_outputs_and_only_when_there_are_some() {
+        let mut m = msg("text");
+        assert!(message_json(&m).get("reactions").is_none());
+        m.reactions = vec![hush_client::ReactionView {
+            from: "carol".into(),
+            emoji: "👍".into(),
+        }];
+        assert_eq!(
+            message_json(&m)["reactions"],
+            json!([{"from": "carol", "emoji": "👍"}])
+        );
+        assert!(format_message(&m).contains("hi [carol 👍]"), "{}", format_message(&m));
     }
 
     #[test]

@@ -313,6 +313,14 @@ pub(crate) fn apply_content(
                 id: target.to_hex(),
             })
         }
+        Body::Reaction { target, emoji } => crate::reactions::record_reaction(
+            tx,
+            conversation,
+            target,
+            sender,
+            emoji.as_deref(),
+            content.sent_at_ms,
+        )?,
         Body::DisappearingTimer { seconds } => {
             tx.execute(
                 "UPDATE conversations SET disappear_secs = ?2 WHERE id = ?1",

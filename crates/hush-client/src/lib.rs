@@ -58,6 +58,7 @@ pub mod monitor;
 pub mod new_devices;
 pub mod pages;
 mod profile;
+mod reactions;
 mod readd;
 mod receipts;
 mod schema;
@@ -79,7 +80,8 @@ pub use history::Progress;
 pub use kt::{AuditFailure, KtStatus, audit_server};
 pub use linking::LinkRequest;
 pub use model::{
-    ContactView, ConversationView, Event, MessageView, PresenceMode, ReceiptState, Target,
+    ContactView, ConversationView, Event, MessageView, PresenceMode, ReactionView, ReceiptState,
+    Target,
 };
 pub use pages::HistoryPage;
 pub use transport::{ConnectOptions, probe_fingerprint};

@@ -57,6 +57,7 @@ pub(crate) fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageVie
             recipients: r.get::<_, Option<i64>>(16)?.map(|n| n as u32),
             ..Default::default()
         }),
+        reactions: Vec::new(),
     })
 }
 
@@ -195,7 +196,7 @@ impl Client {
         let mut m = self
             .message(&id)?
             .ok_or_else(|| ClientError::Store("message vanished".into()))?;
-        self.add_receipts(&mut m)?;
+        self.decorate(&mut m)?;
         Ok(m)
     }
 
@@ -348,7 +349,7 @@ impl Client {
         drop(stmt);
         out.sort_by_key(|m| (m.sent_at, m.id.clone()));
         for m in &mut out {
-            self.add_receipts(m)?;
+            self.decorate(m)?;
         }
         Ok(out)
     }

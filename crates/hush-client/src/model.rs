@@ -52,6 +52,17 @@ pub struct MessageView {
     pub unfranked: bool,
     /// For this account's message: who received and who read it.
     pub receipts: Box<ReceiptState>,
+    /// The members' reactions, one per member, sorted by member.
+    pub reactions: Vec<ReactionView>,
+}
+
+/// One member's reaction to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReactionView {
+    /// The member.
+    pub from: String,
+    /// Their emoji.
+    pub emoji: String,
 }
 
 /// Who received and who read one of this account's messages, from the
@@ -182,6 +193,15 @@ pub enum Event {
         id: String,
         /// Its new text.
         text: String,
+    },
+    /// A member reacted to a message, or took the reaction back.
+    Reaction {
+        /// The message.
+        id: String,
+        /// The member.
+        from: String,
+        /// The emoji; `None` when taken back.
+        emoji: Option<String>,
     },
     /// A message was deleted for everyone.
     Deleted {

@@ -72,7 +72,7 @@ impl Client {
         newest_first.truncate(limit);
         newest_first.reverse();
         for m in &mut newest_first {
-            self.add_receipts(m)?;
+            self.decorate(m)?;
         }
         Ok(HistoryPage {
             messages: newest_first,
@@ -132,7 +132,7 @@ impl Client {
         found.sort_by(|a, b| (b.sent_at, &b.id).cmp(&(a.sent_at, &a.id)));
         found.truncate(limit);
         for m in &mut found {
-            self.add_receipts(m)?;
+            self.decorate(m)?;
         }
         Ok(found)
     }

@@ -162,6 +162,18 @@ CREATE TABLE successors (
 );
 CREATE INDEX successors_by_new ON successors(new_group_id);
 "#,
+    // Version 8: message features (decision 0039). Each member's newest
+    // reaction to a message (`emoji` NULL: taken back; kept so that an
+    // older reaction arriving late does not come back).
+    r#"
+CREATE TABLE reactions (
+    message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    member     TEXT NOT NULL,
+    emoji      TEXT,
+    sent_at    INTEGER NOT NULL,
+    PRIMARY KEY (message_id, member)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this code writes.

@@ -351,6 +351,31 @@ fn a_version_6_store_opens_with_a_table_of_successors() {
     LocalStore::open(dir.path(), "pw").unwrap();
 }
 
+/// A store as version 7 wrote it: its messages take reactions, which go
+/// with the message when it is deleted.
+#[test]
+fn a_version_7_store_opens_and_its_messages_take_reactions() {
+    let dir = tempfile::tempdir().unwrap();
+    write_store_at(dir.path(), 7, "");
+    let s = LocalStore::open(dir.path(), "pw").unwrap();
+    let c = &s.conn;
+    let version: u32 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+    c.execute_batch(
+        "INSERT INTO reactions (message_id, member, emoji, sent_at) VALUES ('m1', 'bob', 'x', 1);",
+    )
+    .unwrap();
+    assert_eq!(count("SELECT COUNT(*) FROM reactions"), 1);
+    c.execute_batch("DELETE FROM outbox; DELETE FROM messages WHERE id = 'm1';")
+        .unwrap();
+    assert_eq!(count("SELECT COUNT(*) FROM reactions"), 0);
+    drop(s);
+    LocalStore::open(dir.path(), "pw").unwrap();
+}
+
 #[test]
 fn a_store_from_a_newer_release_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -36,6 +36,8 @@ pub const MAX_FILE_NAME_LEN: usize = 255;
 pub const MAX_MEDIA_TYPE_LEN: usize = 127;
 /// Longest attachment blob id, in bytes.
 pub const MAX_BLOB_ID_LEN: usize = 128;
+/// Longest reaction (one emoji, possibly several code points), in bytes.
+pub const MAX_EMOJI_LEN: usize = 64;
 /// Most message ids in one receipt.
 pub const MAX_RECEIPT_IDS: usize = 1000;
 /// Fields after the header, at most.
@@ -168,6 +170,14 @@ pub enum Body {
         /// The key.
         key: [u8; 32],
     },
+    /// The sender's reaction to a message: one per member and message, the
+    /// newest replacing the one before.
+    Reaction {
+        /// The message reacted to.
+        target: MessageId,
+        /// The emoji; `None` takes the sender's reaction back.
+        emoji: Option<String>,
+    },
     /// A kind this build does not know; shown as "unsupported message".
     Unsupported {
         /// The unknown kind number.
@@ -223,6 +233,7 @@ mod kind {
     pub const EDIT: u16 = 7;
     pub const DELETE: u16 = 8;
     pub const PROFILE_KEY: u16 = 9;
+    pub const REACTION: u16 = 10;
 }
 
 impl Content {
@@ -296,6 +307,13 @@ impl Content {
             Body::ProfileKey { key } => {
                 f.field(1, |w| w.raw(key));
                 kind::PROFILE_KEY
+            }
+            Body::Reaction { target, emoji } => {
+                f.field(1, |w| w.raw(&target.0));
+                if let Some(e) = emoji {
+                    f.field(2, |w| w.raw(e.as_bytes()));
+                }
+                kind::REACTION
             }
             Body::Unsupported { kind } => *kind,
         };
@@ -388,6 +406,10 @@ impl Content {
             kind::PROFILE_KEY => Body::ProfileKey {
                 key: fields.req("profile key", 1, |r| r.array())?,
             },
+            kind::REACTION => Body::Reaction {
+                target: fields.req("reaction target", 1, message_id)?,
+                emoji: fields.opt(2, emoji)?,
+            },
             other => {
                 // Newer kinds: the structure was checked, the meaning is unknown.
                 fields.skip_all();
@@ -416,6 +438,7 @@ fn kind_name(kind: u16) -> &'static str {
         kind::EDIT => "edit",
         kind::DELETE => "delete",
         kind::PROFILE_KEY => "profile key",
+        kind::REACTION => "reaction",
         _ => "unsupported kind",
     }
 }
@@ -433,6 +456,18 @@ fn text(r: &mut Reader<'_>, field: &'static str, max: usize) -> Result<String, D
         field,
         reason: "not UTF-8",
     })
+}
+
+/// A reaction: non-empty, short, printable (no control characters).
+fn emoji(r: &mut Reader<'_>) -> Result<String, DecodeError> {
+    let e = text(r, "emoji", MAX_EMOJI_LEN)?;
+    if e.is_empty() || e.chars().any(char::is_control) {
+        return Err(DecodeError::Invalid {
+            field: "emoji",
+            reason: "empty or a control character",
+        });
+    }
+    Ok(e)
 }
 
 fn message_id(r: &mut Reader<'_>) -> Result<MessageId, DecodeError> {
@@ -646,6 +681,30 @@ mod tests {
             Content::decode(&bytes[..bytes.len() - 1]),
             Err(DecodeError::Incomplete { .. })
         ));
+    }
+
+    #[test]
+    fn reactions_round_trip_and_bad_emoji_are_refused() {
+        for emoji in [Some("👍".to_owned()), Some("❤️‍🔥".to_owned()), None] {
+            let c = Content {
+                body: Body::Reaction {
+                    target: MessageId([3; 16]),
+                    emoji,
+                },
+                ..text_content("")
+            };
+            assert_eq!(Content::decode(&c.encode()).unwrap(), c);
+        }
+        for bad in ["", "\u{1b}[2J", &"x".repeat(MAX_EMOJI_LEN + 1)] {
+            let c = Content {
+                body: Body::Reaction {
+                    target: MessageId([3; 16]),
+                    emoji: Some(bad.to_owned()),
+                },
+                ..text_content("")
+            };
+            assert!(Content::decode(&c.encode()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1175,5 +1175,39 @@ fn contents() -> Vec<(&'static str, Content)> {
             "unsupported",
             content(14, Body::Unsupported { kind: 0x0100 }),
         ),
+        (
+            "reaction",
+            content(
+                15,
+                Body::Reaction {
+                    target: id(1),
+                    emoji: Some("👍🏽".into()),
+                },
+            ),
+        ),
+        (
+            "reaction-removed",
+            content(
+                16,
+                Body::Reaction {
+                    target: id(1),
+                    emoji: None,
+                },
+            ),
+        ),
     ]
+}
+
+/// Writes only the `content_decode` seeds of [`contents`] (deterministic,
+/// so the existing ones come out the same), without touching the MLS
+/// fixture: `cargo test -p hush-proto --test fuzz_corpus -- --ignored
+/// regenerate_content`.
+#[test]
+#[ignore = "writes fuzz/corpus/content_decode"]
+fn regenerate_content_seeds() {
+    let dir = corpus_dir("content_decode");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, content) in contents() {
+        std::fs::write(dir.join(format!("valid-{name}")), content.encode()).unwrap();
+    }
 }

@@ -356,6 +356,15 @@ impl App {
                     m.deleted = true;
                 }
             }
+            Event::Reaction { id, from, emoji } => {
+                if let Some(m) = self.messages.iter_mut().find(|m| m.id == id) {
+                    m.reactions.retain(|r| r.from != from);
+                    if let Some(emoji) = emoji {
+                        m.reactions.push(hush_client::ReactionView { from, emoji });
+                        m.reactions.sort_by(|a, b| a.from.cmp(&b.from));
+                    }
+                }
+            }
             Event::KeyChanged { username } => {
                 self.notice = Some(format!(
                     "SECURITY: the identity key of {username} CHANGED. Compare safety numbers: hush verify {username}"

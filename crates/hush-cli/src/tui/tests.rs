@@ -51,6 +51,7 @@ fn msg(
         expires_at: None,
         unfranked: false,
         receipts: Box::default(),
+        reactions: Vec::new(),
     }
 }
 

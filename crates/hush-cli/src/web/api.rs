@@ -47,6 +47,16 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             delete(crate::web::edits::delete),
         ),
         (
+            "/api/messages/{id}/reaction",
+            Method::PUT,
+            put(crate::web::features::react),
+        ),
+        (
+            "/api/messages/{id}/reaction",
+            Method::DELETE,
+            delete(crate::web::features::unreact),
+        ),
+        (
             "/api/conversations/{id}/disappearing",
             Method::PUT,
             put(crate::web::edits::disappearing),

@@ -483,6 +483,11 @@ pub fn assert_message_shape(v: &Value) {
         assert!(v["group"].is_string(), "receipt lists outside a group: {v}");
         assert!(v["delivered_to"].is_array() && v["read_by"].is_array());
     }
+    // Reactions show only when there are some (decision 0039).
+    if v.get("reactions").is_some() {
+        want.push("reactions");
+        assert!(v["reactions"].as_array().is_some_and(|r| !r.is_empty()));
+    }
     want.sort();
     assert_eq!(keys(v), want, "message shape: {v}");
     assert!(v["id"].is_string() && v["conversation"].is_i64() && v["sent_at"].is_u64());

@@ -41,6 +41,9 @@ export const api = {
     call('POST', '/api/messages', replyTo ? { ...to, text, reply_to: replyTo } : { ...to, text }),
   edit: (id, text) => call('PUT', `/api/messages/${encodeURIComponent(id)}`, { text }),
   remove: (id) => call('DELETE', `/api/messages/${encodeURIComponent(id)}`),
+  react: (id, emoji) => emoji
+    ? call('PUT', `/api/messages/${encodeURIComponent(id)}/reaction`, { emoji })
+    : call('DELETE', `/api/messages/${encodeURIComponent(id)}/reaction`),
   setTimer: (id, seconds) => call('PUT', `/api/conversations/${id}/disappearing`, { seconds }),
   createGroup: (name, members) => call('POST', '/api/groups', { name, members }),
   addMember: (id, username) => call('POST', `/api/conversations/${id}/members`, { username }),
@@ -63,7 +66,7 @@ export const api = {
 };
 
 const EVENTS = [
-  'message', 'receipt', 'typing', 'presence', 'edited', 'deleted', 'joined', 'members',
+  'message', 'receipt', 'typing', 'presence', 'edited', 'reaction', 'deleted', 'joined', 'members',
   'removed', 'renamed', 'disappearing', 'key_changed', 'key_transparency_alarm',
   'security_alarm', 'connection', 'lagged', 'progress',
 ];

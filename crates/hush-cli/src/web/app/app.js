@@ -292,6 +292,9 @@ function onMessageAction(e) {
   } else if (button.dataset.act === 'delete') {
     askDelete(m);
     return;
+  } else if (button.dataset.act === 'react') {
+    react(m, button.dataset.emoji);
+    return;
   } else if (button.dataset.act === 'info') {
     showInfo(ctx, m);
     return;
@@ -301,6 +304,27 @@ function onMessageAction(e) {
   }
   drawContext();
   box.focus();
+}
+
+// Sets this account's reaction, or takes it back when it is the same.
+async function react(m, emoji) {
+  const mine = (m.reactions || []).find((r) => r.from === state.me.username);
+  const next = mine?.emoji === emoji ? null : emoji;
+  try {
+    await api.react(m.id, next);
+    reactionChanged({ id: m.id, from: state.me.username, emoji: next });
+  } catch (e) {
+    fail(e);
+  }
+}
+
+function reactionChanged(ev) {
+  const m = state.messages.find((x) => x.id === ev.id);
+  if (!m) return;
+  const others = (m.reactions || []).filter((r) => r.from !== ev.from);
+  const reactions = ev.emoji ? [...others, { from: ev.from, emoji: ev.emoji }] : others;
+  reactions.sort((a, b) => (a.from < b.from ? -1 : a.from > b.from ? 1 : 0));
+  changeMessage(ev.id, { reactions });
 }
 
 function askDelete(m) {
@@ -457,6 +481,9 @@ function onEvent(name, ev) {
     case 'edited':
       changeMessage(ev.id, { text: ev.text, edited: true });
       reloadListSoon();
+      break;
+    case 'reaction':
+      reactionChanged(ev);
       break;
     case 'deleted':
       changeMessage(ev.id, { deleted: true, text: null });

@@ -92,6 +92,18 @@ function author(m) {
   return m.outgoing ? 'You' : m.from;
 }
 
+// The reactions offered on every message (any emoji works through the API).
+export const QUICK_REACTIONS = ['👍', '❤️', '😂'];
+
+// The members' reactions under a message: `👍 bob, carol`.
+function reactions(m) {
+  if (m.deleted || !m.reactions?.length) return null;
+  const by = new Map();
+  for (const r of m.reactions) by.set(r.emoji, [...(by.get(r.emoji) || []), r.from]);
+  return el('div', { class: 'reactions' },
+    [...by].map(([e, who]) => `${e} ${who.join(', ')}`).join('  '));
+}
+
 // The buttons of one message (visible on hover and on keyboard focus).
 function actions(m) {
   if (m.deleted) return null;
@@ -99,6 +111,9 @@ function actions(m) {
     type: 'button', class: 'act', dataset: { act: name }, 'aria-label': label,
   }, text);
   return el('div', { class: 'actions' },
+    ...QUICK_REACTIONS.map((e) => el('button', {
+      type: 'button', class: 'act', dataset: { act: 'react', emoji: e }, 'aria-label': `React ${e}`,
+    }, e)),
     act('reply', 'Reply', `Reply to ${author(m)}: ${body(m).slice(0, 40)}`),
     m.outgoing && m.kind === 'text' ? act('edit', 'Edit', 'Edit your message') : null,
     m.outgoing ? act('delete', 'Delete', 'Delete your message for everyone') : null);
@@ -124,6 +139,7 @@ export function messageItem(m, quoted, media) {
     quote,
     media,
     textOf(m) ? el('div', { class: 'text' }, textOf(m)) : null,
+    reactions(m),
     meta,
     actions(m));
 }

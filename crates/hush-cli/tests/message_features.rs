@@ -1,0 +1,103 @@
+//! The message features of decision 0039 through the real `hush` binary
+//! and a real `hush-server`: reactions, and the others as they come.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "common/api.rs"]
+mod api;
+mod common;
+
+use api::{Api, Events};
+use common::web::Web;
+use common::*;
+use serde_json::json;
+
+#[test]
+fn reactions_show_in_history_json_and_sync() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    let carol = User::register(&server, "carol");
+    alice.json(&["group", "create", "team", "--members", "bob,carol"]);
+    bob.ok(&["sync"]);
+    carol.ok(&["sync"]);
+    let sent = alice.json(&["send", "--group", "team", "lunch at noon?"]);
+    let id = sent[0]["id"].as_str().unwrap();
+    bob.ok(&["sync"]);
+    carol.ok(&["sync"]);
+
+    let reacted = bob.json(&["react", id, "👍"]);
+    assert_eq!(reacted, [json!({"id": id, "emoji": "👍"})]);
+    carol.ok(&["react", id, "🎉"]);
+    bob.ok(&["react", id, "🍕"]);
+    let events = alice.json(&["sync"]);
+    let last = events.iter().rev().find(|e| e["event"] == "reaction").unwrap();
+    assert_eq!(last, &json!({"event": "reaction", "id": id, "from": "bob", "emoji": "🍕"}));
+
+    let history = alice.json(&["history", "--group", "team"]);
+    history.iter().for_each(assert_message_shape);
+    assert_eq!(
+        history[0]["reactions"],
+        json!([{"from": "bob", "emoji": "🍕"}, {"from": "carol", "emoji": "🎉"}])
+    );
+    let human = alice.ok(&["history", "--group", "team"]);
+    assert!(human.contains("lunch at noon? [bob 🍕, carol 🎉]"), "{human}");
+
+    carol.ok(&["react", id, "--remove"]);
+    let line = alice.ok(&["sync"]);
+    assert!(line.contains("carol took back their reaction"), "{line}");
+    let history = alice.json(&["history", "--group", "team"]);
+    assert_eq!(history[0]["reactions"], json!([{"from": "bob", "emoji": "🍕"}]));
+
+    // An emoji or --remove, not both, not neither; a bad emoji is refused.
+    assert!(!bob.run(&["react", id]).status.success());
+    assert!(!bob.run(&["react", id, "👍", "--remove"]).status.success());
+    let err = bob.fails(&["react", id, "\u{7}"]);
+    assert!(err.contains("one emoji"), "{err}");
+}
+
+/// Reactions through `hush web`'s API: set, seen live by the other side
+/// and in its history, taken back; bad ones refused.
+#[test]
+fn the_web_api_sets_and_takes_back_reactions() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    let sent = alice.json(&["send", "bob", "pizza?"]);
+    let id = sent[0]["id"].as_str().unwrap().to_owned();
+    bob.ok(&["sync"]);
+    let (web_a, web_b) = (Web::start(&alice), Web::start(&bob));
+    runtime().block_on(async {
+        let (a, b) = (Api::new(&web_a), Api::new(&web_b));
+        let mut ev_a = Events::open(&web_a, &a.cookie).await;
+        let path = format!("/api/messages/{id}/reaction");
+        let (status, v) = b.call("PUT", &path, Some(json!({"emoji": "🍕"}))).await;
+        assert_eq!(status, 204, "{v}");
+        let got = ev_a.expect("reaction", "🍕").await;
+        assert_eq!(got["from"], "bob");
+        let list = a.ok("GET", "/api/conversations", None).await;
+        let conv = list[0]["id"].as_i64().unwrap();
+        let page = a
+            .ok("GET", &format!("/api/conversations/{conv}/messages"), None)
+            .await;
+        assert_eq!(
+            page["messages"][0]["reactions"],
+            json!([{"from": "bob", "emoji": "🍕"}])
+        );
+        let (status, v) = b.call("DELETE", &path, None).await;
+        assert_eq!(status, 204, "{v}");
+        ev_a.expect("reaction", "\"emoji\":null").await;
+        let page = a
+            .ok("GET", &format!("/api/conversations/{conv}/messages"), None)
+            .await;
+        assert_eq!(page["messages"][0]["reactions"], json!([]));
+        for bad in [json!({"emoji": ""}), json!({"emoji": "\u{1b}"}), json!({})] {
+            let (status, v) = b.call("PUT", &path, Some(bad.clone())).await;
+            assert!(status == 400 || status == 422, "{bad}: {status} {v}");
+        }
+        let (status, _) = b
+            .call("PUT", "/api/messages/00ff/reaction", Some(json!({"emoji": "👍"})))
+            .await;
+        assert_eq!(status, 404);
+    });
+}

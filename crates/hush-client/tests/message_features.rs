@@ -1,0 +1,174 @@
+//! The message features of decision 0039 against a real server, real MLS
+//! and real stores: reactions, and what a hostile member can and cannot do
+//! with them and with edits and deletes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Raw, joined, now, sync, user};
+use hush_client::{Client, Event, MessageView, Target};
+use hush_proto::{Body, Content, MessageId};
+use hush_testkit::TestServer;
+
+fn club() -> Target {
+    Target::Group("club".into())
+}
+
+fn find(c: &mut Client, id: &str) -> MessageView {
+    c.history(&club())
+        .unwrap()
+        .into_iter()
+        .find(|m| m.id == id)
+        .unwrap()
+}
+
+fn reactions(c: &mut Client, id: &str) -> Vec<(String, String)> {
+    find(c, id)
+        .reactions
+        .into_iter()
+        .map(|r| (r.from, r.emoji))
+        .collect()
+}
+
+fn pair(from: &str, emoji: &str) -> (String, String) {
+    (from.to_owned(), emoji.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reaction_per_member_the_newest_wins_and_can_be_taken_back() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut anna = user(&server, root.path(), "anna").await;
+    let mut bert = user(&server, root.path(), "bert").await;
+    let mut carl = user(&server, root.path(), "carl").await;
+    anna.create_group("club", &["bert".into(), "carl".into()])
+        .await
+        .unwrap();
+    sync(&mut bert).await;
+    sync(&mut carl).await;
+    let hi = anna.send_text(&club(), "hi all").await.unwrap();
+    sync(&mut bert).await;
+    sync(&mut carl).await;
+
+    bert.react(&hi.id, Some("👍")).await.unwrap();
+    carl.react(&hi.id, Some("❤️")).await.unwrap();
+    bert.react(&hi.id, Some("😂")).await.unwrap();
+    let events = sync(&mut anna).await;
+    let seen: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, Event::Reaction { .. }))
+        .collect();
+    assert_eq!(seen.len(), 3, "{events:?}");
+    assert_eq!(
+        reactions(&mut anna, &hi.id),
+        [pair("bert", "😂"), pair("carl", "❤️")]
+    );
+    // The reacting device shows its own at once; the others after a sync.
+    assert_eq!(reactions(&mut bert, &hi.id)[0], pair("bert", "😂"));
+    sync(&mut bert).await;
+    assert_eq!(
+        reactions(&mut bert, &hi.id),
+        [pair("bert", "😂"), pair("carl", "❤️")]
+    );
+
+    carl.react(&hi.id, None).await.unwrap();
+    sync(&mut anna).await;
+    assert_eq!(reactions(&mut anna, &hi.id), [pair("bert", "😂")]);
+
+    // Bad input is refused before anything is sent.
+    for bad in ["", "\u{1b}[2J", &"👍".repeat(20)] {
+        assert!(anna.react(&hi.id, Some(bad)).await.is_err(), "{bad:?}");
+    }
+    assert!(anna.react(&"0".repeat(32), Some("👍")).await.is_err());
+    // A deleted message loses its reactions and takes no new one.
+    anna.delete(&hi.id).await.unwrap();
+    assert!(reactions(&mut anna, &hi.id).is_empty());
+    assert!(anna.react(&hi.id, Some("👍")).await.is_err());
+    sync(&mut bert).await;
+    assert!(reactions(&mut bert, &hi.id).is_empty());
+}
+
+/// mallory is a member whose client is her own: what she sends is
+/// encrypted and authenticated as hers by MLS, so she can neither change
+/// nor react in someone else's name, a reaction to a message nobody has is
+/// dropped without an error, and malformed content is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_act_in_someone_elses_name_or_break_a_client() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut anna = user(&server, root.path(), "anna").await;
+    let mut bert = user(&server, root.path(), "bert").await;
+    let mut mallory = Raw::register(&server, "mallory").await;
+    anna.create_group("club", &["bert".into(), "mallory".into()])
+        .await
+        .unwrap();
+    assert_eq!(joined(&sync(&mut bert).await), 1);
+    let welcome = mallory.receive().await.pop().unwrap();
+    let mut conv = mallory.device.join(&welcome, now()).unwrap();
+    let hi = anna.send_text(&club(), "hi all").await.unwrap();
+    sync(&mut bert).await;
+    let target = MessageId::from_hex(&hi.id).unwrap();
+
+    let content = |body| Content {
+        id: MessageId::generate(&mut rand::rngs::OsRng),
+        sent_at_ms: now().as_millis(),
+        expire_timer_secs: None,
+        kt_checkpoint: None,
+        body,
+    };
+    let bodies = [
+        Body::Edit {
+            target,
+            text: "anna says: send me your keys".into(),
+        },
+        Body::Delete { target },
+        Body::Reaction {
+            target: MessageId([0xee; 16]),
+            emoji: Some("👍".into()),
+        },
+        // Malformed: encodes, and no client decodes it.
+        Body::Reaction {
+            target,
+            emoji: Some("\u{1b}]0;pwned\u{7}".into()),
+        },
+        Body::Reaction {
+            target,
+            emoji: Some(String::new()),
+        },
+        Body::Reaction {
+            target,
+            emoji: Some("🔥".into()),
+        },
+    ];
+    for body in bodies {
+        let out = conv
+            .encrypt(&content(body), &mut rand::rngs::OsRng)
+            .unwrap();
+        mallory.post(&["anna", "bert"], out.message).await;
+    }
+    for member in [&mut anna, &mut bert] {
+        let events = sync(member).await;
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, Event::Edited { .. } | Event::Deleted { .. })),
+            "{events:?}"
+        );
+        let m = find(member, &hi.id);
+        assert_eq!(
+            (m.text.as_deref(), m.edited, m.deleted),
+            (Some("hi all"), false, false)
+        );
+        // Her one well-formed reaction counts, as hers.
+        assert_eq!(reactions(member, &hi.id), [pair("mallory", "🔥")]);
+    }
+    // Nothing is left to retry: the group goes on.
+    anna.send_text(&club(), "still here").await.unwrap();
+    let events = sync(&mut bert).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Message(m) if m.text.as_deref() == Some("still here")))
+    );
+}
