@@ -171,6 +171,18 @@ pub enum LowCommand {
         /// The message id.
         message_id: String,
     },
+    /// Search the text of every conversation's local history (or one
+    /// conversation's), newest first.
+    Search {
+        /// The text to find (any case, anywhere in a message).
+        text: String,
+        /// Only in this conversation: a contact's username, or #GROUP.
+        #[arg(long, value_name = "CONVERSATION")]
+        conv: Option<String>,
+        /// At most this many results.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// React to a message with an emoji (one per member: a new one
     /// replaces yours), or take your reaction back with --remove.
     React {

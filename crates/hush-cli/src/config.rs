@@ -92,6 +92,11 @@ pub enum Command {
         id: String,
         emoji: Option<String>,
     },
+    Search {
+        text: String,
+        target: Option<Target>,
+        limit: usize,
+    },
     Report {
         id: String,
         reason: String,
@@ -301,6 +306,14 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
             text,
         },
         LowCommand::Delete { message_id } => Command::Delete { id: message_id },
+        LowCommand::Search { text, conv, limit } => Command::Search {
+            text,
+            target: conv.map(|c| match c.strip_prefix('#') {
+                Some(group) => Target::Group(group.to_owned()),
+                None => Target::User(c),
+            }),
+            limit,
+        },
         LowCommand::React {
             message_id, emoji, ..
         } => Command::React {

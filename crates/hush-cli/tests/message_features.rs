@@ -101,3 +101,32 @@ fn the_web_api_sets_and_takes_back_reactions() {
         assert_eq!(status, 404);
     });
 }
+
+#[test]
+fn search_finds_text_in_every_conversation_or_one() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    alice.json(&["group", "create", "team", "--members", "bob"]);
+    bob.ok(&["sync"]);
+    alice.ok(&["send", "--group", "team", "release notes are ready"]);
+    alice.ok(&["send", "bob", "did you read the Release NOTES?"]);
+    alice.ok(&["send", "bob", "unrelated"]);
+    bob.ok(&["sync"]);
+
+    let found = bob.json(&["search", "release notes"]);
+    found.iter().for_each(assert_message_shape);
+    assert_eq!(
+        texts(&found),
+        ["did you read the Release NOTES?", "release notes are ready"]
+    );
+    let in_team = bob.json(&["search", "release", "--conv", "#team"]);
+    assert_eq!(texts(&in_team), ["release notes are ready"]);
+    let with_alice = bob.json(&["search", "release", "--conv", "alice"]);
+    assert_eq!(texts(&with_alice), ["did you read the Release NOTES?"]);
+    assert_eq!(bob.json(&["search", "release", "--limit", "1"]).len(), 1);
+    assert!(bob.json(&["search", "nothing like it"]).is_empty());
+    let human = bob.ok(&["search", "notes"]);
+    assert!(human.contains("alice: did you read the Release NOTES?"), "{human}");
+    assert!(human.contains("[team] alice: release notes are ready"), "{human}");
+}

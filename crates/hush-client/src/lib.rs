@@ -62,6 +62,7 @@ mod reactions;
 mod readd;
 mod receipts;
 mod schema;
+mod search;
 mod self_sync;
 pub mod server_backup;
 mod suite_move;

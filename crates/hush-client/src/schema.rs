@@ -164,7 +164,8 @@ CREATE INDEX successors_by_new ON successors(new_group_id);
 "#,
     // Version 8: message features (decision 0039). Each member's newest
     // reaction to a message (`emoji` NULL: taken back; kept so that an
-    // older reaction arriving late does not come back).
+    // older reaction arriving late does not come back); the full-text
+    // index of the messages' text.
     r#"
 CREATE TABLE reactions (
     message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
@@ -173,6 +174,25 @@ CREATE TABLE reactions (
     sent_at    INTEGER NOT NULL,
     PRIMARY KEY (message_id, member)
 ) WITHOUT ROWID;
+-- The full-text index of the messages' text (`crate::search`), kept by
+-- triggers; filled from the messages already stored.
+CREATE VIRTUAL TABLE messages_fts USING fts5(
+    body, content = 'messages', content_rowid = 'rowid', tokenize = 'trigram'
+);
+INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1);
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.body IS NOT NULL BEGIN
+    INSERT INTO messages_fts (rowid, body) VALUES (new.rowid, new.body);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.body IS NOT NULL BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.rowid, old.body);
+END;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, body)
+        SELECT 'delete', old.rowid, old.body WHERE old.body IS NOT NULL;
+    INSERT INTO messages_fts (rowid, body)
+        SELECT new.rowid, new.body WHERE new.body IS NOT NULL;
+END;
+INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
 "#,
 ];
 

@@ -352,7 +352,8 @@ fn a_version_6_store_opens_with_a_table_of_successors() {
 }
 
 /// A store as version 7 wrote it: its messages take reactions, which go
-/// with the message when it is deleted.
+/// with the message when it is deleted, and are in the full-text index,
+/// which they leave the same way.
 #[test]
 fn a_version_7_store_opens_and_its_messages_take_reactions() {
     let dir = tempfile::tempdir().unwrap();
@@ -369,9 +370,13 @@ fn a_version_7_store_opens_and_its_messages_take_reactions() {
     )
     .unwrap();
     assert_eq!(count("SELECT COUNT(*) FROM reactions"), 1);
+    // The full-text index holds what was stored before it existed.
+    let found = "SELECT COUNT(*) FROM messages_fts WHERE messages_fts MATCH '\"hello\"'";
+    assert_eq!(count(found), 1);
     c.execute_batch("DELETE FROM outbox; DELETE FROM messages WHERE id = 'm1';")
         .unwrap();
     assert_eq!(count("SELECT COUNT(*) FROM reactions"), 0);
+    assert_eq!(count(found), 0);
     drop(s);
     LocalStore::open(dir.path(), "pw").unwrap();
 }

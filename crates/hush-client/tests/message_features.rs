@@ -172,3 +172,68 @@ async fn a_member_cannot_act_in_someone_elses_name_or_break_a_client() {
             .any(|e| matches!(e, Event::Message(m) if m.text.as_deref() == Some("still here")))
     );
 }
+
+fn texts(found: &[MessageView]) -> Vec<&str> {
+    found.iter().filter_map(|m| m.text.as_deref()).collect()
+}
+
+/// Search goes through the full-text index across every conversation;
+/// what is deleted for everyone or disappears is no longer found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_across_conversations_and_forgets_deleted_and_expired() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut anna = user(&server, root.path(), "anna").await;
+    let mut bert = user(&server, root.path(), "bert").await;
+    anna.create_group("club", &["bert".into()]).await.unwrap();
+    sync(&mut bert).await;
+    let bert_1to1 = Target::User("anna".into());
+    bert.send_text(&club(), "the Blue Lagoon at eight")
+        .await
+        .unwrap();
+    let gone = bert
+        .send_text(&bert_1to1, "my blue notebook, burn it")
+        .await
+        .unwrap();
+    anna.send_text(&Target::User("bert".into()), "a BLUE whale")
+        .await
+        .unwrap();
+    sync(&mut anna).await;
+
+    let all = anna.search(None, "blue", 10).unwrap();
+    assert_eq!(
+        texts(&all),
+        ["a BLUE whale", "my blue notebook, burn it", "the Blue Lagoon at eight"]
+    );
+    let here = anna.search(Some(&club()), "blue", 10).unwrap();
+    assert_eq!(texts(&here), ["the Blue Lagoon at eight"]);
+    assert_eq!(texts(&anna.search(None, "lagoon at", 10).unwrap()).len(), 1);
+    assert_eq!(anna.search(None, "blue", 1).unwrap().len(), 1);
+    // Short queries still work (without the index), quotes are text.
+    assert_eq!(texts(&anna.search(None, "8", 10).unwrap()), Vec::<&str>::new());
+    assert_eq!(anna.search(None, "bu", 10).unwrap().len(), 1);
+    assert!(anna.search(None, "\"blue\" OR x", 10).unwrap().is_empty());
+
+    // Deleted for everyone: gone from anna's index too.
+    bert.delete(&gone.id).await.unwrap();
+    sync(&mut anna).await;
+    assert_eq!(
+        texts(&anna.search(None, "notebook", 10).unwrap()),
+        Vec::<&str>::new()
+    );
+    // Edited: found by the new text only.
+    let whale = anna.search(None, "whale", 10).unwrap().remove(0);
+    anna.edit(&whale.id, "a grey whale").await.unwrap();
+    assert!(anna.search(None, "blue wh", 10).unwrap().is_empty());
+    assert_eq!(anna.search(None, "grey", 10).unwrap().len(), 1);
+
+    // Disappeared: not found once the timer ran out.
+    anna.set_disappearing(&club(), Some(1)).await.unwrap();
+    anna.send_text(&club(), "ephemeral blue secret")
+        .await
+        .unwrap();
+    assert_eq!(anna.search(None, "secret", 10).unwrap().len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(anna.search(None, "secret", 10).unwrap().is_empty());
+    assert!(anna.search(None, " ", 10).is_err());
+}

@@ -1,8 +1,8 @@
-//! The message features of decision 0039: `hush react`, and the others as
-//! they come.
+//! The message features of decision 0039: `hush react`, `hush search`, and
+//! the others as they come.
 
 use anyhow::Result;
-use hush_client::Client;
+use hush_client::{Client, Target};
 use serde_json::json;
 
 use crate::inert;
@@ -18,5 +18,20 @@ pub async fn react(client: &mut Client, id: &str, emoji: Option<&str>, out: &mut
         },
         json!({"id": id, "emoji": emoji}),
     )?;
+    Ok(())
+}
+
+/// `hush search TEXT [--conv C] [--limit N]`: the messages found, newest
+/// first, one line (or JSON object) each.
+pub async fn search(
+    client: &mut Client,
+    text: &str,
+    target: Option<&Target>,
+    limit: usize,
+    out: &mut Out,
+) -> Result<()> {
+    for m in client.search(target, text, limit)? {
+        out.message(&m)?;
+    }
     Ok(())
 }

@@ -123,6 +123,11 @@ pub async fn run(config: Config) -> Result<()> {
         Command::History { target } => messages::history(c, &target, &mut out).await,
         Command::Edit { id, text } => messages::edit(c, &id, &text, &mut out).await,
         Command::Delete { id } => messages::delete(c, &id, &mut out).await,
+        Command::Search {
+            text,
+            target,
+            limit,
+        } => features::search(c, &text, target.as_ref(), limit, &mut out).await,
         Command::React { id, emoji } => features::react(c, &id, emoji.as_deref(), &mut out).await,
         Command::Report { id, reason } => messages::report(c, &id, &reason, &mut out).await,
         Command::Group(g) => groups::run(c, g, &mut out).await,
