@@ -113,6 +113,12 @@ pub fn message_json(m: &MessageView) -> Value {
     {
         obj.insert("reactions".into(), json!(m.reactions));
     }
+    if !m.mentions.is_empty()
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("mentions".into(), json!(m.mentions));
+        obj.insert("mentions_me".into(), json!(m.mentions_me));
+    }
     if m.outgoing
         && m.group.is_some()
         && let Some(obj) = v.as_object_mut()
@@ -213,6 +219,9 @@ pub fn message_body(m: &MessageView) -> String {
     };
     if m.edited {
         body.push_str(" (edited)");
+    }
+    if m.mentions_me {
+        body.push_str(" (mentions you)");
     }
     if !m.reactions.is_empty() {
         let list: Vec<String> = m
@@ -405,6 +414,8 @@ mod tests {
             unfranked: false,
             receipts: Box::default(),
             reactions: Vec::new(),
+            mentions: Vec::new(),
+            mentions_me: false,
         }
     }
 
@@ -492,6 +503,18 @@ mod tests {
             json!([{"from": "carol", "emoji": "👍"}])
         );
         assert!(format_message(&m).contains("hi [carol 👍]"), "{}", format_message(&m));
+    }
+
+    #[test]
+    fn a_mention_of_this_account_is_marked() {
+        let mut m = msg("text");
+        assert!(message_json(&m).get("mentions").is_none());
+        m.mentions = vec!["carol".into()];
+        assert_eq!(message_json(&m)["mentions_me"], json!(false));
+        assert!(!format_message(&m).contains("mentions you"));
+        m.mentions_me = true;
+        assert_eq!(message_json(&m)["mentions"], json!(["carol"]));
+        assert!(format_message(&m).contains("hi (mentions you)"));
     }
 
     #[test]

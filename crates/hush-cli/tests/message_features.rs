@@ -130,3 +130,28 @@ fn search_finds_text_in_every_conversation_or_one() {
     assert!(human.contains("alice: did you read the Release NOTES?"), "{human}");
     assert!(human.contains("[team] alice: release notes are ready"), "{human}");
 }
+
+#[test]
+fn a_mention_is_listed_and_marked_for_the_mentioned() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    let carol = User::register(&server, "carol");
+    alice.json(&["group", "create", "team", "--members", "bob,carol"]);
+    bob.ok(&["sync"]);
+    carol.ok(&["sync"]);
+    let sent = alice.json(&["send", "--group", "team", "@bob can you review?"]);
+    assert_message_shape(&sent[0]);
+    assert_eq!(sent[0]["mentions"], json!(["bob"]));
+    assert_eq!(sent[0]["mentions_me"], json!(false));
+
+    let got = bob.sync_messages();
+    got.iter().for_each(assert_message_shape);
+    assert_eq!(got[0]["mentions_me"], json!(true));
+    let got = carol.sync_messages();
+    assert_eq!(got[0]["mentions_me"], json!(false));
+    let human = bob.ok(&["history", "--group", "team"]);
+    assert!(human.contains("@bob can you review? (mentions you)"), "{human}");
+    let human = carol.ok(&["history", "--group", "team"]);
+    assert!(!human.contains("mentions you"), "{human}");
+}

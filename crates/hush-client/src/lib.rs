@@ -53,6 +53,7 @@ pub mod link;
 pub mod linking;
 pub mod local;
 mod messages;
+mod mentions;
 pub mod model;
 pub mod monitor;
 pub mod new_devices;

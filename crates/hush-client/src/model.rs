@@ -54,6 +54,10 @@ pub struct MessageView {
     pub receipts: Box<ReceiptState>,
     /// The members' reactions, one per member, sorted by member.
     pub reactions: Vec<ReactionView>,
+    /// The accounts the message mentions (`@name` in a group), sorted.
+    pub mentions: Vec<String>,
+    /// It mentions this account.
+    pub mentions_me: bool,
 }
 
 /// One member's reaction to a message.

@@ -164,8 +164,8 @@ CREATE INDEX successors_by_new ON successors(new_group_id);
 "#,
     // Version 8: message features (decision 0039). Each member's newest
     // reaction to a message (`emoji` NULL: taken back; kept so that an
-    // older reaction arriving late does not come back); the full-text
-    // index of the messages' text.
+    // older reaction arriving late does not come back); whom a message
+    // mentions; the full-text index of the messages' text.
     r#"
 CREATE TABLE reactions (
     message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
@@ -174,6 +174,12 @@ CREATE TABLE reactions (
     sent_at    INTEGER NOT NULL,
     PRIMARY KEY (message_id, member)
 ) WITHOUT ROWID;
+-- The accounts a message mentions (JSON array, NULL for none), and
+-- whether this account is one of them (for unread mentions).
+ALTER TABLE messages ADD COLUMN mentions TEXT;
+ALTER TABLE messages ADD COLUMN mentions_me INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX messages_unread_mentions ON messages(conversation)
+    WHERE status = 'received' AND mentions_me = 1;
 -- The full-text index of the messages' text (`crate::search`), kept by
 -- triggers; filled from the messages already stored.
 CREATE VIRTUAL TABLE messages_fts USING fts5(

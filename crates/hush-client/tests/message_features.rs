@@ -115,6 +115,7 @@ async fn a_member_cannot_act_in_someone_elses_name_or_break_a_client() {
         sent_at_ms: now().as_millis(),
         expire_timer_secs: None,
         kt_checkpoint: None,
+        meta: Default::default(),
         body,
     };
     let bodies = [
@@ -236,4 +237,56 @@ async fn search_finds_across_conversations_and_forgets_deleted_and_expired() {
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert!(anna.search(None, "secret", 10).unwrap().is_empty());
     assert!(anna.search(None, " ", 10).is_err());
+}
+
+/// `@name` of a member in a group message is listed in the content; the
+/// mentioned member sees it marked and counted among the unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mentions_reach_the_mentioned_and_count_as_unread() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut anna = user(&server, root.path(), "anna").await;
+    let mut bert = user(&server, root.path(), "bert").await;
+    let mut carl = user(&server, root.path(), "carl").await;
+    anna.create_group("club", &["bert".into(), "carl".into()])
+        .await
+        .unwrap();
+    sync(&mut bert).await;
+    sync(&mut carl).await;
+    let sent = anna
+        .send_text(&club(), "@Bert lunch? (ask anna@example.org, @nobody)")
+        .await
+        .unwrap();
+    assert_eq!(sent.mentions, ["bert"]);
+    assert!(!sent.mentions_me);
+    anna.send_text(&club(), "and no one else").await.unwrap();
+    anna.send_text(&Target::User("bert".into()), "@bert in private")
+        .await
+        .unwrap();
+
+    let events = sync(&mut bert).await;
+    let got: Vec<(String, Vec<String>, bool)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some((
+                m.text.clone().unwrap(),
+                m.mentions.clone(),
+                m.mentions_me,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got[0].1, ["bert"]);
+    assert!(got[0].2);
+    assert!(got[1].1.is_empty() && !got[1].2);
+    assert!(got[2].1.is_empty(), "no mentions in a 1:1 chat: {got:?}");
+    assert_eq!(bert.unread_mentions(&club()).unwrap(), 1);
+    assert_eq!(bert.unread_count(&club()).unwrap(), 2);
+    bert.mark_read(&club()).await.unwrap();
+    assert_eq!(bert.unread_mentions(&club()).unwrap(), 0);
+
+    sync(&mut carl).await;
+    let m = find(&mut carl, &sent.id);
+    assert_eq!((m.mentions.clone(), m.mentions_me), (vec!["bert".into()], false));
+    assert_eq!(carl.unread_mentions(&club()).unwrap(), 0);
 }

@@ -22,6 +22,7 @@ use std::fmt;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::codec::{DecodeError, Reader, Writer};
+use crate::identity::Username;
 use crate::kt::KtCheckpoint;
 
 /// The encoding version this build writes and reads.
@@ -38,6 +39,8 @@ pub const MAX_MEDIA_TYPE_LEN: usize = 127;
 pub const MAX_BLOB_ID_LEN: usize = 128;
 /// Longest reaction (one emoji, possibly several code points), in bytes.
 pub const MAX_EMOJI_LEN: usize = 64;
+/// Most accounts one message mentions.
+pub const MAX_MENTIONS: usize = 64;
 /// Most message ids in one receipt.
 pub const MAX_RECEIPT_IDS: usize = 1000;
 /// Fields after the header, at most.
@@ -49,6 +52,9 @@ pub const OPTIONAL_FIELD: u16 = 0x8000;
 const FIELD_EXPIRE_TIMER: u16 = OPTIONAL_FIELD | 1;
 /// The key-transparency root the sender last saw ([`crate::kt::KtCheckpoint`]).
 const FIELD_KT_CHECKPOINT: u16 = OPTIONAL_FIELD | 2;
+/// The accounts a text or file mentions ([`PostMeta::mentions`]): each a
+/// u8 length and the username, in ascending order, each once.
+const FIELD_MENTIONS: u16 = OPTIONAL_FIELD | 3;
 
 /// A message id: 16 random bytes chosen by the sender.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -107,6 +113,17 @@ pub struct Content {
     /// The newest signed key-transparency root the sender has seen, so the
     /// recipient can check that the server shows both the same directory.
     pub kt_checkpoint: Option<KtCheckpoint>,
+    /// What a text or file says about itself beyond its body (optional
+    /// fields: an older client shows the message without them).
+    pub meta: PostMeta,
+}
+
+/// What a text or file says about itself beyond its body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PostMeta {
+    /// The accounts it mentions (`@name` in a group), so that their
+    /// clients can highlight it and notify them. Encoded sorted, each once.
+    pub mentions: Vec<Username>,
 }
 
 /// The kinds of content.
@@ -323,6 +340,17 @@ impl Content {
         if let Some(c) = &self.kt_checkpoint {
             f.field(FIELD_KT_CHECKPOINT, |w| w.raw(&c.encode()));
         }
+        if !self.meta.mentions.is_empty() {
+            let mut names: Vec<&Username> = self.meta.mentions.iter().collect();
+            names.sort();
+            names.dedup();
+            f.field(FIELD_MENTIONS, |w| {
+                for n in names.iter().take(MAX_MENTIONS) {
+                    w.u8(n.as_str().len() as u8).raw(n.as_str().as_bytes());
+                }
+                w
+            });
+        }
         let mut w = Writer::new();
         w.u8(CONTENT_VERSION)
             .raw(&self.id.0)
@@ -355,6 +383,7 @@ impl Content {
             let raw = r.take(r.remaining())?;
             KtCheckpoint::decode(raw)
         })?;
+        let mentions = fields.opt(FIELD_MENTIONS, mentions)?.unwrap_or_default();
         let body = match kind {
             kind::TEXT => Body::Text {
                 text: fields.req("text", 1, |r| text(r, "text", MAX_TEXT_LEN))?,
@@ -423,6 +452,7 @@ impl Content {
             expire_timer_secs,
             body,
             kt_checkpoint,
+            meta: PostMeta { mentions },
         })
     }
 }
@@ -468,6 +498,38 @@ fn emoji(r: &mut Reader<'_>) -> Result<String, DecodeError> {
         });
     }
     Ok(e)
+}
+
+/// A mention list: at least one name, at most [`MAX_MENTIONS`], ascending.
+fn mentions(r: &mut Reader<'_>) -> Result<Vec<Username>, DecodeError> {
+    let invalid = |reason| DecodeError::Invalid {
+        field: "mentions",
+        reason,
+    };
+    let mut out: Vec<Username> = Vec::new();
+    while r.remaining() > 0 {
+        if out.len() == MAX_MENTIONS {
+            return Err(DecodeError::TooLong {
+                field: "mentions",
+                len: MAX_MENTIONS + 1,
+                max: MAX_MENTIONS,
+            });
+        }
+        let n = usize::from(r.u8()?);
+        let raw = r.take(n)?;
+        let name = std::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| Username::new(s).ok())
+            .ok_or(invalid("not a username"))?;
+        if out.last().is_some_and(|prev| *prev >= name) {
+            return Err(invalid("not in ascending order, or repeated"));
+        }
+        out.push(name);
+    }
+    if out.is_empty() {
+        return Err(invalid("empty"));
+    }
+    Ok(out)
 }
 
 fn message_id(r: &mut Reader<'_>) -> Result<MessageId, DecodeError> {
@@ -609,6 +671,7 @@ mod tests {
                 text: text.into(),
                 reply_to: None,
             },
+            meta: PostMeta::default(),
         }
     }
 
@@ -704,6 +767,29 @@ mod tests {
                 ..text_content("")
             };
             assert!(Content::decode(&c.encode()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn mentions_round_trip_sorted_and_bad_lists_are_refused() {
+        let name = |s: &str| Username::new(s).unwrap();
+        let mut c = text_content("hi @carol @bob");
+        c.meta.mentions = vec![name("carol"), name("bob"), name("carol")];
+        let decoded = Content::decode(&c.encode()).unwrap();
+        assert_eq!(decoded.meta.mentions, [name("bob"), name("carol")]);
+        // By hand: out of order, repeated, not a username, empty.
+        for list in [
+            &b"\x05carol\x03bob"[..],
+            b"\x03bob\x03bob",
+            b"\x03B0B",
+            b"",
+            b"\x09bob",
+        ] {
+            let mut bytes = text_content("x").encode();
+            bytes.extend_from_slice(&FIELD_MENTIONS.to_be_bytes());
+            bytes.extend_from_slice(&(list.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(list);
+            assert!(Content::decode(&bytes).is_err(), "{list:?}");
         }
     }
 

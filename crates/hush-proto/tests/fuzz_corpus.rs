@@ -201,6 +201,7 @@ fn regenerate_state_restore_seeds() {
         sent_at_ms: NOW.as_millis(),
         expire_timer_secs: None,
         kt_checkpoint: None,
+        meta: Default::default(),
         body: Body::Text {
             text: "converted".into(),
             reply_to: None,
@@ -1055,6 +1056,7 @@ fn contents() -> Vec<(&'static str, Content)> {
         sent_at_ms: NOW.as_millis(),
         expire_timer_secs: None,
         kt_checkpoint: None,
+        meta: Default::default(),
         body,
     };
     let pointer = AttachmentPointer {
@@ -1174,6 +1176,24 @@ fn contents() -> Vec<(&'static str, Content)> {
         (
             "unsupported",
             content(14, Body::Unsupported { kind: 0x0100 }),
+        ),
+        (
+            "text-mentions",
+            Content {
+                meta: hush_proto::PostMeta {
+                    mentions: vec![
+                        Username::new("bob").unwrap(),
+                        Username::new("carol.b").unwrap(),
+                    ],
+                },
+                ..content(
+                    17,
+                    Body::Text {
+                        text: "@bob @carol.b look".into(),
+                        reply_to: None,
+                    },
+                )
+            },
         ),
         (
             "reaction",

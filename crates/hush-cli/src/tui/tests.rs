@@ -52,6 +52,8 @@ fn msg(
         unfranked: false,
         receipts: Box::default(),
         reactions: Vec::new(),
+        mentions: Vec::new(),
+        mentions_me: false,
     }
 }
 

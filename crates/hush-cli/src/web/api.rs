@@ -246,6 +246,8 @@ pub struct Summary {
     view: ConversationView,
     /// Received messages not read yet.
     unread: usize,
+    /// Of those, how many mention this account.
+    unread_mentions: usize,
     /// The newest message.
     last_message: Option<MessageView>,
 }
@@ -258,6 +260,7 @@ async fn conversations(State(s): State<AppState>) -> ApiResult<Vec<Summary>> {
                 let t = target_of_view(&view);
                 out.push(Summary {
                     unread: c.unread_count(&t)?,
+                    unread_mentions: c.unread_mentions(&t)?,
                     last_message: c.history_page(&t, None, 1)?.messages.pop(),
                     view,
                 });

@@ -483,7 +483,11 @@ pub fn assert_message_shape(v: &Value) {
         assert!(v["group"].is_string(), "receipt lists outside a group: {v}");
         assert!(v["delivered_to"].is_array() && v["read_by"].is_array());
     }
-    // Reactions show only when there are some (decision 0039).
+    // Mentions and reactions show only when there are some (decision 0039).
+    if v.get("mentions").is_some() {
+        want.extend(["mentions", "mentions_me"]);
+        assert!(v["mentions"].is_array() && v["mentions_me"].is_boolean());
+    }
     if v.get("reactions").is_some() {
         want.push("reactions");
         assert!(v["reactions"].as_array().is_some_and(|r| !r.is_empty()));

@@ -201,6 +201,7 @@ async function markReadIfSeen() {
   await api.markRead(conv.id);
   state.messages = state.messages.map((m) => (m.status === 'received' ? { ...m, status: 'read' } : m));
   conv.unread = 0;
+  conv.unread_mentions = 0;
   drawList();
 }
 

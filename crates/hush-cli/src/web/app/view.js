@@ -61,8 +61,12 @@ export function statusText(m) {
 }
 
 export function conversationItem(c, current) {
+  const mentioned = c.unread_mentions > 0 ? '@ ' : '';
   const badge = c.unread > 0
-    ? el('span', { class: 'unread', 'aria-label': `${c.unread} unread` }, String(c.unread))
+    ? el('span', {
+      class: mentioned ? 'unread mentioned' : 'unread',
+      'aria-label': `${c.unread} unread${mentioned ? ', mentioning you' : ''}`,
+    }, `${mentioned}${c.unread}`)
     : el('span');
   const last = c.last_message;
   const button = el('button', {
@@ -124,6 +128,7 @@ function actions(m) {
 export function messageItem(m, quoted, media) {
   const cls = ['msg', m.outgoing ? 'out' : 'in'];
   if (m.deleted) cls.push('deleted');
+  if (m.mentions_me) cls.push('mention');
   const quote = m.reply_to
     ? el('div', { class: 'quote', dataset: { id: m.reply_to } },
       quoted ? `${author(quoted)}: ${body(quoted)}` : 'An earlier message')
