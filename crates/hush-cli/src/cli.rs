@@ -171,6 +171,22 @@ pub enum LowCommand {
         /// The message id.
         message_id: String,
     },
+    /// Pin a message for every member of its conversation (in a group
+    /// where only admins send, only admins pin), or unpin it with --remove.
+    Pin {
+        /// The message id.
+        message_id: String,
+        /// Unpin it.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// List a conversation's pinned messages, the most recently pinned first.
+    Pins {
+        #[command(flatten)]
+        group: GroupOpt,
+        /// The contact (omit with --group).
+        username: Option<String>,
+    },
     /// Search the text of every conversation's local history (or one
     /// conversation's), newest first.
     Search {

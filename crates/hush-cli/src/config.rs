@@ -92,6 +92,13 @@ pub enum Command {
         id: String,
         emoji: Option<String>,
     },
+    Pin {
+        id: String,
+        pinned: bool,
+    },
+    Pins {
+        target: Target,
+    },
     Search {
         text: String,
         target: Option<Target>,
@@ -306,6 +313,13 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
             text,
         },
         LowCommand::Delete { message_id } => Command::Delete { id: message_id },
+        LowCommand::Pin { message_id, remove } => Command::Pin {
+            id: message_id,
+            pinned: !remove,
+        },
+        LowCommand::Pins { group, username } => Command::Pins {
+            target: target_only(group, username)?,
+        },
         LowCommand::Search { text, conv, limit } => Command::Search {
             text,
             target: conv.map(|c| match c.strip_prefix('#') {

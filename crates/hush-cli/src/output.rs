@@ -113,6 +113,11 @@ pub fn message_json(m: &MessageView) -> Value {
     {
         obj.insert("reactions".into(), json!(m.reactions));
     }
+    if m.pinned
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("pinned".into(), json!(true));
+    }
     if !m.mentions.is_empty()
         && let Some(obj) = v.as_object_mut()
     {
@@ -223,6 +228,9 @@ pub fn message_body(m: &MessageView) -> String {
     if m.mentions_me {
         body.push_str(" (mentions you)");
     }
+    if m.pinned {
+        body.push_str(" (pinned)");
+    }
     if !m.reactions.is_empty() {
         let list: Vec<String> = m
             .reactions
@@ -303,6 +311,10 @@ pub fn format_event(ev: &Event, label: &dyn Fn(i64) -> String) -> Option<String>
         }
         Event::Edited { id, text } => format!("edited {}: {}", name(id), inert::text(text)),
         Event::Deleted { id } => format!("deleted {}", name(id)),
+        Event::Pinned { id, from, pinned } => {
+            let what = if *pinned { "pinned" } else { "unpinned" };
+            format!("{} {what} {}", name(from), name(id))
+        }
         Event::Reaction { id, from, emoji } => match emoji {
             Some(e) => format!("{} reacted {} to {}", name(from), name(e), name(id)),
             None => format!("{} took back their reaction to {}", name(from), name(id)),
@@ -416,6 +428,7 @@ mod tests {
             reactions: Vec::new(),
             mentions: Vec::new(),
             mentions_me: false,
+            pinned: false,
         }
     }
 

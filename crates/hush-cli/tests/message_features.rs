@@ -155,3 +155,35 @@ fn a_mention_is_listed_and_marked_for_the_mentioned() {
     let human = carol.ok(&["history", "--group", "team"]);
     assert!(!human.contains("mentions you"), "{human}");
 }
+
+#[test]
+fn pins_are_listed_for_every_member() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    alice.json(&["group", "create", "team", "--members", "bob"]);
+    bob.ok(&["sync"]);
+    let first = alice.json(&["send", "--group", "team", "wifi password is on the fridge"]);
+    let id = first[0]["id"].as_str().unwrap();
+    alice.ok(&["send", "--group", "team", "unrelated"]);
+    bob.ok(&["sync"]);
+
+    assert_eq!(bob.json(&["pin", id]), [json!({"id": id, "pinned": true})]);
+    let events = alice.json(&["sync"]);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "pinned" && e["id"] == id && e["from"] == "bob"),
+        "{events:?}"
+    );
+    let pins = alice.json(&["pins", "--group", "team"]);
+    pins.iter().for_each(assert_message_shape);
+    assert_eq!(texts(&pins), ["wifi password is on the fridge"]);
+    assert_eq!(pins[0]["pinned"], true);
+    let human = alice.ok(&["history", "--group", "team"]);
+    assert!(human.contains("on the fridge (pinned)"), "{human}");
+
+    alice.ok(&["pin", id, "--remove"]);
+    bob.ok(&["sync"]);
+    assert!(bob.json(&["pins", "--group", "team"]).is_empty());
+}

@@ -321,6 +321,14 @@ pub(crate) fn apply_content(
             emoji.as_deref(),
             content.sent_at_ms,
         )?,
+        Body::Pin { target, pinned } => crate::pins::record_pin(
+            tx,
+            conversation,
+            target,
+            sender,
+            *pinned,
+            content.sent_at_ms,
+        )?,
         Body::DisappearingTimer { seconds } => {
             tx.execute(
                 "UPDATE conversations SET disappear_secs = ?2 WHERE id = ?1",

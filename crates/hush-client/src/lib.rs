@@ -58,6 +58,7 @@ pub mod model;
 pub mod monitor;
 pub mod new_devices;
 pub mod pages;
+mod pins;
 mod profile;
 mod reactions;
 mod readd;

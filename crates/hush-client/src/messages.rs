@@ -63,6 +63,7 @@ pub(crate) fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageVie
             .and_then(|j| serde_json::from_str(&j).ok())
             .unwrap_or_default(),
         mentions_me: r.get(18)?,
+        pinned: false,
     })
 }
 

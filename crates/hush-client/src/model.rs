@@ -58,6 +58,8 @@ pub struct MessageView {
     pub mentions: Vec<String>,
     /// It mentions this account.
     pub mentions_me: bool,
+    /// Pinned in its conversation.
+    pub pinned: bool,
 }
 
 /// One member's reaction to a message.
@@ -206,6 +208,15 @@ pub enum Event {
         from: String,
         /// The emoji; `None` when taken back.
         emoji: Option<String>,
+    },
+    /// A member pinned or unpinned a message.
+    Pinned {
+        /// The message.
+        id: String,
+        /// The member.
+        from: String,
+        /// Pinned (true) or unpinned.
+        pinned: bool,
     },
     /// A message was deleted for everyone.
     Deleted {

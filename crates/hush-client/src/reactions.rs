@@ -84,13 +84,14 @@ impl Client {
         self.flush_outbox().await
     }
 
-    /// Fills in what is shown with a message beyond its row: receipts and
-    /// reactions.
+    /// Fills in what is shown with a message beyond its row: receipts,
+    /// reactions, and whether it is pinned.
     pub(crate) fn decorate(&mut self, m: &mut MessageView) -> Result<(), ClientError> {
         self.add_receipts(m)?;
         if m.deleted {
             return Ok(());
         }
+        m.pinned = self.is_pinned(&m.id)?;
         let mut stmt = self.store.conn.prepare_cached(
             "SELECT member, emoji FROM reactions WHERE message_id = ?1 AND emoji IS NOT NULL \
              ORDER BY member",

@@ -164,8 +164,8 @@ CREATE INDEX successors_by_new ON successors(new_group_id);
 "#,
     // Version 8: message features (decision 0039). Each member's newest
     // reaction to a message (`emoji` NULL: taken back; kept so that an
-    // older reaction arriving late does not come back); whom a message
-    // mentions; the full-text index of the messages' text.
+    // older reaction arriving late does not come back); pins; whom a
+    // message mentions; the full-text index of the messages' text.
     r#"
 CREATE TABLE reactions (
     message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
@@ -173,6 +173,14 @@ CREATE TABLE reactions (
     emoji      TEXT,
     sent_at    INTEGER NOT NULL,
     PRIMARY KEY (message_id, member)
+) WITHOUT ROWID;
+-- Whether a message is pinned, by whom, as of which change (the newest
+-- by the sender's clock wins; an unpin stays as a row).
+CREATE TABLE pins (
+    message_id TEXT PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+    pinned     INTEGER NOT NULL,
+    member     TEXT NOT NULL,
+    sent_at    INTEGER NOT NULL
 ) WITHOUT ROWID;
 -- The accounts a message mentions (JSON array, NULL for none), and
 -- whether this account is one of them (for unread mentions).

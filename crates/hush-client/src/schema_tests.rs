@@ -366,16 +366,19 @@ fn a_version_7_store_opens_and_its_messages_take_reactions() {
     assert_eq!(version, SCHEMA_VERSION);
     let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
     c.execute_batch(
-        "INSERT INTO reactions (message_id, member, emoji, sent_at) VALUES ('m1', 'bob', 'x', 1);",
+        "INSERT INTO reactions (message_id, member, emoji, sent_at) VALUES ('m1', 'bob', 'x', 1);
+         INSERT INTO pins (message_id, pinned, member, sent_at) VALUES ('m1', 1, 'bob', 1);",
     )
     .unwrap();
     assert_eq!(count("SELECT COUNT(*) FROM reactions"), 1);
+    assert_eq!(count("SELECT COUNT(*) FROM messages WHERE mentions_me = 0"), 1);
     // The full-text index holds what was stored before it existed.
     let found = "SELECT COUNT(*) FROM messages_fts WHERE messages_fts MATCH '\"hello\"'";
     assert_eq!(count(found), 1);
     c.execute_batch("DELETE FROM outbox; DELETE FROM messages WHERE id = 'm1';")
         .unwrap();
     assert_eq!(count("SELECT COUNT(*) FROM reactions"), 0);
+    assert_eq!(count("SELECT COUNT(*) FROM pins"), 0);
     assert_eq!(count(found), 0);
     drop(s);
     LocalStore::open(dir.path(), "pw").unwrap();

@@ -290,3 +290,73 @@ async fn mentions_reach_the_mentioned_and_count_as_unread() {
     assert_eq!((m.mentions.clone(), m.mentions_me), (vec!["bert".into()], false));
     assert_eq!(carl.unread_mentions(&club()).unwrap(), 0);
 }
+
+/// Any member pins for everyone; where only admins send, only admins pin,
+/// and every member's device refuses a non-admin's pin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pins_are_everyones_unless_only_admins_send() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut anna = user(&server, root.path(), "anna").await;
+    let mut bert = user(&server, root.path(), "bert").await;
+    let mut mallory = Raw::register(&server, "mallory").await;
+    anna.create_group("club", &["bert".into(), "mallory".into()])
+        .await
+        .unwrap();
+    sync(&mut bert).await;
+    let welcome = mallory.receive().await.pop().unwrap();
+    let mut conv = mallory.device.join(&welcome, now()).unwrap();
+    let agenda = anna.send_text(&club(), "agenda for friday").await.unwrap();
+    sync(&mut bert).await;
+
+    bert.pin(&agenda.id, true).await.unwrap();
+    let events = sync(&mut anna).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Pinned { from, pinned: true, .. } if from == "bert")),
+        "{events:?}"
+    );
+    let pinned: Vec<String> = anna
+        .pinned(&club())
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(pinned, [agenda.id.clone()]);
+    assert!(find(&mut anna, &agenda.id).pinned);
+    bert.pin(&agenda.id, false).await.unwrap();
+    sync(&mut anna).await;
+    assert!(anna.pinned(&club()).unwrap().is_empty());
+
+    // Only admins send: bert's own client refuses to pin; mallory's pin,
+    // from a client of her own, is refused by every member's device.
+    anna.group_set_only_admins_send("club", true).await.unwrap();
+    sync(&mut bert).await;
+    assert!(bert.pin(&agenda.id, true).await.is_err());
+    for msg in mallory.receive().await {
+        let _ = conv.process(&msg, now());
+    }
+    let pin = Content {
+        id: MessageId::generate(&mut rand::rngs::OsRng),
+        sent_at_ms: now().as_millis(),
+        expire_timer_secs: None,
+        kt_checkpoint: None,
+        meta: Default::default(),
+        body: Body::Pin {
+            target: MessageId::from_hex(&agenda.id).unwrap(),
+            pinned: true,
+        },
+    };
+    mallory.device.play_modified_client();
+    let out = conv.encrypt(&pin, &mut rand::rngs::OsRng).unwrap();
+    mallory.post(&["anna", "bert"], out.message).await;
+    sync(&mut anna).await;
+    sync(&mut bert).await;
+    assert!(anna.pinned(&club()).unwrap().is_empty());
+    assert!(bert.pinned(&club()).unwrap().is_empty());
+
+    anna.pin(&agenda.id, true).await.unwrap();
+    sync(&mut bert).await;
+    assert_eq!(bert.pinned(&club()).unwrap().len(), 1);
+}

@@ -195,6 +195,13 @@ pub enum Body {
         /// The emoji; `None` takes the sender's reaction back.
         emoji: Option<String>,
     },
+    /// Pins a message for every member of the conversation, or unpins it.
+    Pin {
+        /// The message.
+        target: MessageId,
+        /// Pinned (true) or unpinned.
+        pinned: bool,
+    },
     /// A kind this build does not know; shown as "unsupported message".
     Unsupported {
         /// The unknown kind number.
@@ -251,6 +258,7 @@ mod kind {
     pub const DELETE: u16 = 8;
     pub const PROFILE_KEY: u16 = 9;
     pub const REACTION: u16 = 10;
+    pub const PIN: u16 = 11;
 }
 
 impl Content {
@@ -331,6 +339,11 @@ impl Content {
                     f.field(2, |w| w.raw(e.as_bytes()));
                 }
                 kind::REACTION
+            }
+            Body::Pin { target, pinned } => {
+                f.field(1, |w| w.raw(&target.0));
+                f.field(2, |w| w.bool(*pinned));
+                kind::PIN
             }
             Body::Unsupported { kind } => *kind,
         };
@@ -439,6 +452,10 @@ impl Content {
                 target: fields.req("reaction target", 1, message_id)?,
                 emoji: fields.opt(2, emoji)?,
             },
+            kind::PIN => Body::Pin {
+                target: fields.req("pin target", 1, message_id)?,
+                pinned: fields.req("pinned", 2, |r| r.bool("pinned"))?,
+            },
             other => {
                 // Newer kinds: the structure was checked, the meaning is unknown.
                 fields.skip_all();
@@ -469,6 +486,7 @@ fn kind_name(kind: u16) -> &'static str {
         kind::DELETE => "delete",
         kind::PROFILE_KEY => "profile key",
         kind::REACTION => "reaction",
+        kind::PIN => "pin",
         _ => "unsupported kind",
     }
 }
@@ -790,6 +808,20 @@ mod tests {
             bytes.extend_from_slice(&(list.len() as u32).to_be_bytes());
             bytes.extend_from_slice(list);
             assert!(Content::decode(&bytes).is_err(), "{list:?}");
+        }
+    }
+
+    #[test]
+    fn pins_round_trip() {
+        for pinned in [true, false] {
+            let c = Content {
+                body: Body::Pin {
+                    target: MessageId([4; 16]),
+                    pinned,
+                },
+                ..text_content("")
+            };
+            assert_eq!(Content::decode(&c.encode()).unwrap(), c);
         }
     }
 

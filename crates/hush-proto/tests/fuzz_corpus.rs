@@ -1206,6 +1206,16 @@ fn contents() -> Vec<(&'static str, Content)> {
             ),
         ),
         (
+            "pin",
+            content(
+                18,
+                Body::Pin {
+                    target: id(1),
+                    pinned: true,
+                },
+            ),
+        ),
+        (
             "reaction-removed",
             content(
                 16,

@@ -1,5 +1,5 @@
-//! The message features of decision 0039: `hush react`, `hush search`, and
-//! the others as they come.
+//! The message features of decision 0039: `hush react`, `hush search`,
+//! `hush pin` and `hush pins`, and the others as they come.
 
 use anyhow::Result;
 use hush_client::{Client, Target};
@@ -31,6 +31,27 @@ pub async fn search(
     out: &mut Out,
 ) -> Result<()> {
     for m in client.search(target, text, limit)? {
+        out.message(&m)?;
+    }
+    Ok(())
+}
+
+/// `hush pin MESSAGE_ID [--remove]`.
+pub async fn pin(client: &mut Client, id: &str, pinned: bool, out: &mut Out) -> Result<()> {
+    client.pin(id, pinned).await?;
+    out.emit(
+        || {
+            let what = if pinned { "pinned" } else { "unpinned" };
+            format!("{what} {}", inert::name(id))
+        },
+        json!({"id": id, "pinned": pinned}),
+    )?;
+    Ok(())
+}
+
+/// `hush pins USERNAME` or `hush pins --group NAME`.
+pub fn pins(client: &mut Client, target: &Target, out: &mut Out) -> Result<()> {
+    for m in client.pinned(target)? {
         out.message(&m)?;
     }
     Ok(())

@@ -356,6 +356,11 @@ impl App {
                     m.deleted = true;
                 }
             }
+            Event::Pinned { id, pinned, .. } => {
+                if let Some(m) = self.messages.iter_mut().find(|m| m.id == id) {
+                    m.pinned = pinned;
+                }
+            }
             Event::Reaction { id, from, emoji } => {
                 if let Some(m) = self.messages.iter_mut().find(|m| m.id == id) {
                     m.reactions.retain(|r| r.from != from);

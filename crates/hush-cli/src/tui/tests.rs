@@ -54,6 +54,7 @@ fn msg(
         reactions: Vec::new(),
         mentions: Vec::new(),
         mentions_me: false,
+        pinned: false,
     }
 }
 

@@ -57,6 +57,21 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             delete(crate::web::features::unreact),
         ),
         (
+            "/api/messages/{id}/pin",
+            Method::PUT,
+            put(crate::web::features::pin),
+        ),
+        (
+            "/api/messages/{id}/pin",
+            Method::DELETE,
+            delete(crate::web::features::unpin),
+        ),
+        (
+            "/api/conversations/{id}/pins",
+            Method::GET,
+            get(crate::web::features::pins),
+        ),
+        (
             "/api/conversations/{id}/disappearing",
             Method::PUT,
             put(crate::web::edits::disappearing),

@@ -483,7 +483,11 @@ pub fn assert_message_shape(v: &Value) {
         assert!(v["group"].is_string(), "receipt lists outside a group: {v}");
         assert!(v["delivered_to"].is_array() && v["read_by"].is_array());
     }
-    // Mentions and reactions show only when there are some (decision 0039).
+    // Mentions, reactions and pins show only when there are some (decision 0039).
+    if v.get("pinned").is_some() {
+        want.push("pinned");
+        assert_eq!(v["pinned"], true);
+    }
     if v.get("mentions").is_some() {
         want.extend(["mentions", "mentions_me"]);
         assert!(v["mentions"].is_array() && v["mentions_me"].is_boolean());

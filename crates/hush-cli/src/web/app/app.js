@@ -293,6 +293,10 @@ function onMessageAction(e) {
   } else if (button.dataset.act === 'delete') {
     askDelete(m);
     return;
+  } else if (button.dataset.act === 'pin' || button.dataset.act === 'unpin') {
+    const pinned = button.dataset.act === 'pin';
+    api.pin(m.id, pinned).then(() => changeMessage(m.id, { pinned })).catch(fail);
+    return;
   } else if (button.dataset.act === 'react') {
     react(m, button.dataset.emoji);
     return;
@@ -485,6 +489,9 @@ function onEvent(name, ev) {
       break;
     case 'reaction':
       reactionChanged(ev);
+      break;
+    case 'pinned':
+      changeMessage(ev.id, { pinned: ev.pinned });
       break;
     case 'deleted':
       changeMessage(ev.id, { deleted: true, text: null });

@@ -119,6 +119,7 @@ function actions(m) {
       type: 'button', class: 'act', dataset: { act: 'react', emoji: e }, 'aria-label': `React ${e}`,
     }, e)),
     act('reply', 'Reply', `Reply to ${author(m)}: ${body(m).slice(0, 40)}`),
+    m.pinned ? act('unpin', 'Unpin', 'Unpin for everyone') : act('pin', 'Pin', 'Pin for everyone'),
     m.outgoing && m.kind === 'text' ? act('edit', 'Edit', 'Edit your message') : null,
     m.outgoing ? act('delete', 'Delete', 'Delete your message for everyone') : null);
 }
@@ -136,6 +137,7 @@ export function messageItem(m, quoted, media) {
   const meta = el('div', { class: 'meta' },
     el('time', { dateTime: new Date(m.sent_at).toISOString() }, when(m.sent_at)),
     m.edited && !m.deleted ? el('span', { class: 'edited' }, ' · edited') : null,
+    m.pinned && !m.deleted ? el('span', { class: 'pinned' }, ' · pinned') : null,
     m.expires_at ? el('span', { class: 'expires', title: 'Disappears' },
       ` · disappears ${when(m.expires_at)}`) : null,
     m.outgoing ? status(m) : null);
