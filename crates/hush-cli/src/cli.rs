@@ -171,6 +171,15 @@ pub enum LowCommand {
         /// The message id.
         message_id: String,
     },
+    /// Forward a message (text or file) to another conversation, marked
+    /// forwarded; a file is not uploaded again.
+    Forward {
+        /// The message id.
+        message_id: String,
+        /// Where to: a contact's username, or #GROUP.
+        #[arg(long, value_name = "CONVERSATION")]
+        to: String,
+    },
     /// Pin a message for every member of its conversation (in a group
     /// where only admins send, only admins pin), or unpin it with --remove.
     Pin {

@@ -92,6 +92,10 @@ pub enum Command {
         id: String,
         emoji: Option<String>,
     },
+    Forward {
+        id: String,
+        to: Target,
+    },
     Pin {
         id: String,
         pinned: bool,
@@ -322,11 +326,12 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
         },
         LowCommand::Search { text, conv, limit } => Command::Search {
             text,
-            target: conv.map(|c| match c.strip_prefix('#') {
-                Some(group) => Target::Group(group.to_owned()),
-                None => Target::User(c),
-            }),
+            target: conv.map(conversation),
             limit,
+        },
+        LowCommand::Forward { message_id, to } => Command::Forward {
+            id: message_id,
+            to: conversation(to),
         },
         LowCommand::React {
             message_id, emoji, ..
@@ -550,6 +555,14 @@ fn parse_wait(s: &str) -> Result<Duration, UsageError> {
         .ok()
         .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(d))
         .ok_or_else(|| usage(format!("{s:?} is not a wait like 90s or 10m (1s to 1d)")))
+}
+
+/// A conversation named on the command line: `#GROUP`, or a contact.
+fn conversation(name: String) -> Target {
+    match name.strip_prefix('#') {
+        Some(group) => Target::Group(group.to_owned()),
+        None => Target::User(name),
+    }
 }
 
 #[cfg(test)]

@@ -118,6 +118,11 @@ pub fn message_json(m: &MessageView) -> Value {
     {
         obj.insert("pinned".into(), json!(true));
     }
+    if m.forwarded
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("forwarded".into(), json!(true));
+    }
     if !m.mentions.is_empty()
         && let Some(obj) = v.as_object_mut()
     {
@@ -222,6 +227,9 @@ pub fn message_body(m: &MessageView) -> String {
     } else {
         inert::text(m.text.as_deref().unwrap_or_default()).into_owned()
     };
+    if m.forwarded {
+        body.insert_str(0, "(forwarded) ");
+    }
     if m.edited {
         body.push_str(" (edited)");
     }
@@ -429,6 +437,7 @@ mod tests {
             mentions: Vec::new(),
             mentions_me: false,
             pinned: false,
+            forwarded: false,
         }
     }
 

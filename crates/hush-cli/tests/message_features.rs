@@ -187,3 +187,23 @@ fn pins_are_listed_for_every_member() {
     bob.ok(&["sync"]);
     assert!(bob.json(&["pins", "--group", "team"]).is_empty());
 }
+
+#[test]
+fn forward_sends_a_marked_copy() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    let carol = User::register(&server, "carol");
+    let sent = alice.json(&["send", "bob", "meet at the station"]);
+    let id = sent[0]["id"].as_str().unwrap();
+    bob.ok(&["sync"]);
+    let copy = bob.json(&["forward", id, "--to", "carol"]);
+    assert_message_shape(&copy[0]);
+    assert_eq!(copy[0]["forwarded"], true);
+    assert_eq!(copy[0]["text"], "meet at the station");
+    let got = carol.sync_messages();
+    assert_eq!(got[0]["forwarded"], true);
+    assert_eq!(got[0]["from"], "bob");
+    let human = carol.ok(&["history", "bob"]);
+    assert!(human.contains("bob: (forwarded) meet at the station"), "{human}");
+}

@@ -46,6 +46,7 @@ mod convs;
 pub mod devices;
 mod directory;
 pub mod error;
+mod forward;
 pub mod history;
 pub mod invites;
 pub mod kt;

@@ -28,7 +28,7 @@ pub(crate) struct AttachmentRecord {
 
 pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.conversation, c.kind, c.name, m.sender, m.kind, m.body, \
      m.sent_at, m.outgoing, m.status, m.reply_to, m.edited, m.deleted, m.attachment, m.expires_at, m.franking, \
-     m.recipients, m.mentions, m.mentions_me";
+     m.recipients, m.mentions, m.mentions_me, m.forwarded";
 
 pub(crate) fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageView> {
     let kind: String = r.get(2)?;
@@ -64,6 +64,7 @@ pub(crate) fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageVie
             .unwrap_or_default(),
         mentions_me: r.get(18)?,
         pinned: false,
+        forwarded: r.get(19)?,
     })
 }
 
@@ -140,8 +141,9 @@ impl Client {
         // `mentions_me`: this account (the store's `username`) is listed.
         let n = tx.execute(
             "INSERT INTO messages (id, conversation, sender, sender_device, outgoing, kind, body, reply_to, \
-             attachment, sent_at, received_at, expires_at, status, franking, mentions, mentions_me) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+             attachment, sent_at, received_at, expires_at, status, franking, mentions, forwarded, \
+             mentions_me) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
              ?15 IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(?15) j JOIN meta \
              ON meta.key = 'username' AND CAST(meta.value AS TEXT) = j.value)) \
              ON CONFLICT (id) DO NOTHING",
@@ -161,6 +163,7 @@ impl Client {
                 status,
                 franking,
                 mentions,
+                content.meta.forwarded,
             ],
         )?;
         Ok(n == 1)
@@ -183,11 +186,22 @@ impl Client {
         target: &Target,
         body: Body,
     ) -> Result<MessageView, ClientError> {
+        self.send_post(target, body, false).await
+    }
+
+    /// [`Client::send_shown`], marked forwarded or not.
+    pub(crate) async fn send_post(
+        &mut self,
+        target: &Target,
+        body: Body,
+        forwarded: bool,
+    ) -> Result<MessageView, ClientError> {
         let row = self.resolve(target).await?;
         if let Target::User(user) = target {
             self.check_not_blocked_verified(user)?;
         }
         let mut content = self.new_content(body, row.disappear_secs);
+        content.meta.forwarded = forwarded;
         if row.kind == "group" {
             content.meta.mentions = self.mentions_for(&row.group_id, &content.body)?;
         }

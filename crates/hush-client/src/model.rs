@@ -60,6 +60,8 @@ pub struct MessageView {
     pub mentions_me: bool,
     /// Pinned in its conversation.
     pub pinned: bool,
+    /// Forwarded from another conversation.
+    pub forwarded: bool,
 }
 
 /// One member's reaction to a message.

@@ -165,7 +165,8 @@ CREATE INDEX successors_by_new ON successors(new_group_id);
     // Version 8: message features (decision 0039). Each member's newest
     // reaction to a message (`emoji` NULL: taken back; kept so that an
     // older reaction arriving late does not come back); pins; whom a
-    // message mentions; the full-text index of the messages' text.
+    // message mentions and whether it was forwarded; the full-text index
+    // of the messages' text.
     r#"
 CREATE TABLE reactions (
     message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
@@ -186,6 +187,8 @@ CREATE TABLE pins (
 -- whether this account is one of them (for unread mentions).
 ALTER TABLE messages ADD COLUMN mentions TEXT;
 ALTER TABLE messages ADD COLUMN mentions_me INTEGER NOT NULL DEFAULT 0;
+-- Forwarded from another conversation.
+ALTER TABLE messages ADD COLUMN forwarded INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX messages_unread_mentions ON messages(conversation)
     WHERE status = 'received' AND mentions_me = 1;
 -- The full-text index of the messages' text (`crate::search`), kept by

@@ -360,3 +360,52 @@ async fn pins_are_everyones_unless_only_admins_send() {
     sync(&mut bert).await;
     assert_eq!(bert.pinned(&club()).unwrap().len(), 1);
 }
+
+/// A forwarded text or file is marked forwarded and sent as the
+/// forwarder's; the file is not uploaded again (one blob on the server),
+/// and one the server no longer holds is not forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_marks_the_copy_and_reuses_the_file() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut anna = user(&server, root.path(), "anna").await;
+    let mut bert = user(&server, root.path(), "bert").await;
+    let mut carl = user(&server, root.path(), "carl").await;
+    bert.create_group("club", &["carl".into()]).await.unwrap();
+    sync(&mut carl).await;
+    let to_bert = Target::User("bert".into());
+    let text = anna.send_text(&to_bert, "the recipe is attached").await.unwrap();
+    let path = root.path().join("recipe.txt");
+    std::fs::write(&path, b"flour, water, salt, patience").unwrap();
+    let file = anna.send_file(&to_bert, &path, |_, _| {}).await.unwrap();
+    sync(&mut bert).await;
+
+    let copy = bert.forward(&text.id, &club()).await.unwrap();
+    assert!(copy.forwarded && copy.from == "bert" && copy.reply_to.is_none());
+    let copied_file = bert.forward(&file.id, &club()).await.unwrap();
+    assert!(copied_file.forwarded);
+    assert_eq!(copied_file.file_name.as_deref(), Some("recipe.txt"));
+
+    let events = sync(&mut carl).await;
+    let got: Vec<(String, bool)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some((m.kind.clone(), m.forwarded)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, [("text".into(), true), ("file".into(), true)]);
+    let out = root.path().join("from-carl.txt");
+    carl.download(&copied_file.id, &out, |_, _| {}).await.unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), b"flour, water, salt, patience");
+
+    // One upload for both messages: expiring every blob finds one.
+    let blobs = &server.state().unwrap().blobs;
+    assert_eq!(blobs.expire(u64::MAX).await.unwrap(), 1);
+    let err = bert.forward(&file.id, &club()).await.unwrap_err();
+    assert!(err.to_string().contains("no longer holds"), "{err}");
+    // Texts forward whatever the server holds.
+    bert.forward(&text.id, &Target::User("anna".into()))
+        .await
+        .unwrap();
+}

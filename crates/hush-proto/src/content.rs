@@ -55,6 +55,8 @@ const FIELD_KT_CHECKPOINT: u16 = OPTIONAL_FIELD | 2;
 /// The accounts a text or file mentions ([`PostMeta::mentions`]): each a
 /// u8 length and the username, in ascending order, each once.
 const FIELD_MENTIONS: u16 = OPTIONAL_FIELD | 3;
+/// The text or file was forwarded from another conversation (empty value).
+const FIELD_FORWARDED: u16 = OPTIONAL_FIELD | 4;
 
 /// A message id: 16 random bytes chosen by the sender.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -124,6 +126,8 @@ pub struct PostMeta {
     /// The accounts it mentions (`@name` in a group), so that their
     /// clients can highlight it and notify them. Encoded sorted, each once.
     pub mentions: Vec<Username>,
+    /// Forwarded from another conversation (shown as such).
+    pub forwarded: bool,
 }
 
 /// The kinds of content.
@@ -364,6 +368,9 @@ impl Content {
                 w
             });
         }
+        if self.meta.forwarded {
+            f.field(FIELD_FORWARDED, |w| w);
+        }
         let mut w = Writer::new();
         w.u8(CONTENT_VERSION)
             .raw(&self.id.0)
@@ -397,6 +404,8 @@ impl Content {
             KtCheckpoint::decode(raw)
         })?;
         let mentions = fields.opt(FIELD_MENTIONS, mentions)?.unwrap_or_default();
+        // Present means forwarded; its value is empty (`opt` refuses any byte).
+        let forwarded = fields.opt(FIELD_FORWARDED, |_| Ok(()))?.is_some();
         let body = match kind {
             kind::TEXT => Body::Text {
                 text: fields.req("text", 1, |r| text(r, "text", MAX_TEXT_LEN))?,
@@ -469,7 +478,10 @@ impl Content {
             expire_timer_secs,
             body,
             kt_checkpoint,
-            meta: PostMeta { mentions },
+            meta: PostMeta {
+                mentions,
+                forwarded,
+            },
         })
     }
 }
@@ -809,6 +821,17 @@ mod tests {
             bytes.extend_from_slice(list);
             assert!(Content::decode(&bytes).is_err(), "{list:?}");
         }
+    }
+
+    #[test]
+    fn the_forwarded_mark_round_trips_and_carries_no_value() {
+        let mut c = text_content("fwd");
+        c.meta.forwarded = true;
+        assert_eq!(Content::decode(&c.encode()).unwrap(), c);
+        let mut bytes = text_content("fwd").encode();
+        bytes.extend_from_slice(&FIELD_FORWARDED.to_be_bytes());
+        bytes.extend_from_slice(&[0, 0, 0, 1, 1]);
+        assert!(Content::decode(&bytes).is_err());
     }
 
     #[test]

@@ -1185,6 +1185,7 @@ fn contents() -> Vec<(&'static str, Content)> {
                         Username::new("bob").unwrap(),
                         Username::new("carol.b").unwrap(),
                     ],
+                    forwarded: false,
                 },
                 ..content(
                     17,
@@ -1204,6 +1205,30 @@ fn contents() -> Vec<(&'static str, Content)> {
                     emoji: Some("👍🏽".into()),
                 },
             ),
+        ),
+        (
+            "attachment-forwarded",
+            Content {
+                meta: hush_proto::PostMeta {
+                    mentions: Vec::new(),
+                    forwarded: true,
+                },
+                ..content(
+                    19,
+                    Body::Attachment {
+                        pointer: AttachmentPointer {
+                            blob_id: "blob-fedcba9876543210".into(),
+                            key: [7; 32],
+                            digest: [8; 32],
+                            size: 42,
+                            media_type: "text/plain".into(),
+                            file_name: "notes.txt".into(),
+                        },
+                        caption: Some("fyi".into()),
+                        reply_to: None,
+                    },
+                )
+            },
         ),
         (
             "pin",

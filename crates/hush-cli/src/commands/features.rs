@@ -1,5 +1,5 @@
 //! The message features of decision 0039: `hush react`, `hush search`,
-//! `hush pin` and `hush pins`, and the others as they come.
+//! `hush pin` and `hush pins`, `hush forward`, and the others as they come.
 
 use anyhow::Result;
 use hush_client::{Client, Target};
@@ -55,4 +55,11 @@ pub fn pins(client: &mut Client, target: &Target, out: &mut Out) -> Result<()> {
         out.message(&m)?;
     }
     Ok(())
+}
+
+/// `hush forward MESSAGE_ID --to CONVERSATION`: prints the new message.
+pub async fn forward(client: &mut Client, id: &str, to: &Target, out: &mut Out) -> Result<()> {
+    let m = client.forward(id, to).await?;
+    out.message(&m)?;
+    super::messages::refused_is_an_error(&m)
 }

@@ -55,6 +55,7 @@ fn msg(
         mentions: Vec::new(),
         mentions_me: false,
         pinned: false,
+        forwarded: false,
     }
 }
 

@@ -57,6 +57,11 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             delete(crate::web::features::unreact),
         ),
         (
+            "/api/messages/{id}/forward",
+            Method::POST,
+            post(crate::web::features::forward),
+        ),
+        (
             "/api/messages/{id}/pin",
             Method::PUT,
             put(crate::web::features::pin),

@@ -1,15 +1,15 @@
-//! The message features of decision 0039 on the local API: reactions and
-//! pins, and the others as they come. Each change is also published on the event
+//! The message features of decision 0039 on the local API: reactions,
+//! pins and forwarding, and the others as they come. Each change is also published on the event
 //! stream, so other tabs and bots see it as the other members do.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use hush_client::{Event, MessageView};
+use hush_client::{Event, MessageView, Target};
 use serde::Deserialize;
 
 use crate::web::AppState;
-use crate::web::api::{ApiError, on_client, target_of};
+use crate::web::api::{ApiError, bad_request, on_client, target_of};
 use crate::web::worker::Published;
 
 fn publish(s: &AppState, ev: Event) {
@@ -111,4 +111,41 @@ pub async fn pins(
     })
     .await?;
     Ok(Json(found))
+}
+
+/// Where to forward: exactly one of a conversation number, a contact, a
+/// group name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardTo {
+    conversation: Option<i64>,
+    user: Option<String>,
+    group: Option<String>,
+}
+
+/// `POST /api/messages/{id}/forward`: sends a copy of a text or file,
+/// marked forwarded (a file is not uploaded again); answers the new message.
+pub async fn forward(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(to): Json<ForwardTo>,
+) -> Result<Json<MessageView>, ApiError> {
+    let to = match (to.conversation, to.user, to.group) {
+        (Some(n), None, None) => Err(n),
+        (None, Some(u), None) => Ok(Target::User(u)),
+        (None, None, Some(g)) => Ok(Target::Group(g)),
+        _ => return Err(bad_request("give exactly one of conversation, user and group")),
+    };
+    let sent = on_client(&s, move |c| {
+        Box::pin(async move {
+            let t = match to {
+                Ok(t) => t,
+                Err(n) => target_of(c, n)?,
+            };
+            c.forward(&id, &t).await
+        })
+    })
+    .await?;
+    publish(&s, Event::Message(sent.clone()));
+    Ok(Json(sent))
 }

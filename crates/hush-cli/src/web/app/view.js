@@ -143,6 +143,7 @@ export function messageItem(m, quoted, media) {
     m.outgoing ? status(m) : null);
   return el('li', { class: cls.join(' '), dataset: { id: m.id } },
     m.group && !m.outgoing ? el('div', { class: 'from' }, m.from) : null,
+    m.forwarded ? el('div', { class: 'forwarded' }, 'Forwarded') : null,
     quote,
     media,
     textOf(m) ? el('div', { class: 'text' }, textOf(m)) : null,
