@@ -180,6 +180,11 @@ pub enum LowCommand {
         #[arg(long, value_name = "CONVERSATION")]
         to: String,
     },
+    /// Polls in groups: create one, vote, see the results.
+    Poll {
+        #[command(subcommand)]
+        command: PollCommand,
+    },
     /// Pin a message for every member of its conversation (in a group
     /// where only admins send, only admins pin), or unpin it with --remove.
     Pin {
@@ -519,6 +524,43 @@ pub enum BackupCommand {
     Status,
     /// Delete the account's backup from the server.
     Delete,
+}
+
+/// `hush poll ...`
+#[derive(Debug, Subcommand)]
+pub enum PollCommand {
+    /// Ask the group a question: `hush poll create --group NAME QUESTION
+    /// --option A --option B [--multiple]`.
+    Create {
+        /// The group.
+        #[arg(long, value_name = "NAME")]
+        group: String,
+        /// The question.
+        question: String,
+        /// An option (2 to 12, in order).
+        #[arg(long = "option", value_name = "TEXT", required = true)]
+        options: Vec<String>,
+        /// Members may choose several options.
+        #[arg(long)]
+        multiple: bool,
+    },
+    /// Vote for options by number (from 1), replacing your vote; --retract
+    /// takes it back.
+    Vote {
+        /// The poll's message id.
+        message_id: String,
+        /// The options chosen.
+        #[arg(required_unless_present = "retract", conflicts_with = "retract")]
+        choices: Vec<usize>,
+        /// Take your vote back.
+        #[arg(long)]
+        retract: bool,
+    },
+    /// Show a poll with who chose what.
+    Show {
+        /// The poll's message id.
+        message_id: String,
+    },
 }
 
 /// `hush account ...`

@@ -12,7 +12,8 @@ use hush_proto::Suite;
 use zeroize::Zeroizing;
 
 use crate::cli::{
-    AccountCommand, GroupCommand, GroupOpt, KeysCommand, LowArgs, LowCommand, PresenceArg,
+    AccountCommand, GroupCommand, GroupOpt, KeysCommand, LowArgs, LowCommand, PollCommand,
+    PresenceArg,
     ProfileCommand, SuiteArg,
 };
 
@@ -96,6 +97,7 @@ pub enum Command {
         id: String,
         to: Target,
     },
+    Poll(PollCommand),
     Pin {
         id: String,
         pinned: bool,
@@ -329,6 +331,7 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
             target: conv.map(conversation),
             limit,
         },
+        LowCommand::Poll { command } => Command::Poll(command),
         LowCommand::Forward { message_id, to } => Command::Forward {
             id: message_id,
             to: conversation(to),

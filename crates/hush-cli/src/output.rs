@@ -123,6 +123,11 @@ pub fn message_json(m: &MessageView) -> Value {
     {
         obj.insert("forwarded".into(), json!(true));
     }
+    if let Some(poll) = &m.poll
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("poll".into(), json!(poll));
+    }
     if !m.mentions.is_empty()
         && let Some(obj) = v.as_object_mut()
     {
@@ -217,7 +222,9 @@ pub fn message_body(m: &MessageView) -> String {
     if m.deleted {
         return "(deleted)".into();
     }
-    let mut body = if m.kind == "file" {
+    let mut body = if let Some(poll) = &m.poll {
+        poll_body(m.text.as_deref().unwrap_or_default(), poll)
+    } else if m.kind == "file" {
         let name = inert::name(m.file_name.as_deref().unwrap_or("file"));
         let size = m.size.map(format_size).unwrap_or_default();
         match &m.text {
@@ -248,6 +255,28 @@ pub fn message_body(m: &MessageView) -> String {
         body.push_str(&format!(" [{}]", list.join(", ")));
     }
     body
+}
+
+/// A poll: `[poll] question`, then one continuation line per option with
+/// who chose it.
+fn poll_body(question: &str, poll: &hush_client::PollView) -> String {
+    let several = if poll.multiple { ", several choices" } else { "" };
+    let mut out = format!("[poll{several}] {}", inert::name(question));
+    for (i, o) in poll.options.iter().enumerate() {
+        let who = if o.voters.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", inert::name(&o.voters.join(", ")))
+        };
+        out.push_str(&format!(
+            "\n{}{}. {} ({}{who})",
+            inert::CONTINUATION,
+            i + 1,
+            inert::name(&o.text),
+            o.voters.len()
+        ));
+    }
+    out
 }
 
 /// One line for a message: time, where, who, what, status and id.
@@ -319,6 +348,14 @@ pub fn format_event(ev: &Event, label: &dyn Fn(i64) -> String) -> Option<String>
         }
         Event::Edited { id, text } => format!("edited {}: {}", name(id), inert::text(text)),
         Event::Deleted { id } => format!("deleted {}", name(id)),
+        Event::Voted { id, from, options } => {
+            if options.is_empty() {
+                format!("{} took back their vote in {}", name(from), name(id))
+            } else {
+                let list: Vec<String> = options.iter().map(|o| (o + 1).to_string()).collect();
+                format!("{} voted {} in {}", name(from), list.join(", "), name(id))
+            }
+        }
         Event::Pinned { id, from, pinned } => {
             let what = if *pinned { "pinned" } else { "unpinned" };
             format!("{} {what} {}", name(from), name(id))
@@ -438,6 +475,7 @@ mod tests {
             mentions_me: false,
             pinned: false,
             forwarded: false,
+            poll: None,
         }
     }
 

@@ -207,3 +207,48 @@ fn forward_sends_a_marked_copy() {
     let human = carol.ok(&["history", "bob"]);
     assert!(human.contains("bob: (forwarded) meet at the station"), "{human}");
 }
+
+#[test]
+fn polls_are_created_voted_and_shown() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    let carol = User::register(&server, "carol");
+    alice.json(&["group", "create", "team", "--members", "bob,carol"]);
+    bob.ok(&["sync"]);
+    carol.ok(&["sync"]);
+    let poll = alice.json(&[
+        "poll", "create", "--group", "team", "Offsite where?", "--option", "Lisbon",
+        "--option", "Oslo", "--option", "Online", "--multiple",
+    ]);
+    assert_message_shape(&poll[0]);
+    assert_eq!(poll[0]["kind"], "poll");
+    let id = poll[0]["id"].as_str().unwrap();
+    bob.ok(&["sync"]);
+    carol.ok(&["sync"]);
+    assert_eq!(
+        bob.json(&["poll", "vote", id, "1", "3"]),
+        [json!({"id": id, "options": [1, 3]})]
+    );
+    carol.ok(&["poll", "vote", id, "3"]);
+    assert!(!carol.run(&["poll", "vote", id, "0"]).status.success());
+    assert!(!carol.run(&["poll", "vote", id, "4"]).status.success());
+    let events = alice.json(&["sync"]);
+    assert!(events.iter().any(|e| e["event"] == "voted" && e["from"] == "carol"));
+    let shown = alice.json(&["poll", "show", id]);
+    assert_eq!(
+        shown[0]["poll"],
+        json!({"multiple": true, "options": [
+            {"text": "Lisbon", "voters": ["bob"]},
+            {"text": "Oslo", "voters": []},
+            {"text": "Online", "voters": ["bob", "carol"]},
+        ]})
+    );
+    let human = alice.ok(&["history", "--group", "team"]);
+    assert!(human.contains("[poll, several choices] Offsite where?"), "{human}");
+    assert!(human.contains("3. Online (2: bob, carol)"), "{human}");
+    bob.ok(&["poll", "vote", id, "--retract"]);
+    alice.ok(&["sync"]);
+    let shown = alice.json(&["poll", "show", id]);
+    assert_eq!(shown[0]["poll"]["options"][0]["voters"], json!([]));
+}

@@ -268,7 +268,7 @@ pub(crate) fn apply_content(
     shown: &mut bool,
 ) -> Result<Option<Event>, ClientError> {
     Ok(match &content.body {
-        Body::Text { .. } | Body::Attachment { .. } => {
+        Body::Text { .. } | Body::Attachment { .. } | Body::Poll { .. } => {
             *shown = Client::insert_message(
                 tx,
                 conversation,
@@ -319,6 +319,14 @@ pub(crate) fn apply_content(
             target,
             sender,
             emoji.as_deref(),
+            content.sent_at_ms,
+        )?,
+        Body::Vote { poll, options } => crate::polls::record_vote(
+            tx,
+            conversation,
+            poll,
+            sender,
+            options,
             content.sent_at_ms,
         )?,
         Body::Pin { target, pinned } => crate::pins::record_pin(

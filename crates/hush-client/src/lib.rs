@@ -60,6 +60,7 @@ pub mod monitor;
 pub mod new_devices;
 pub mod pages;
 mod pins;
+mod polls;
 mod profile;
 mod reactions;
 mod readd;
@@ -84,8 +85,8 @@ pub use history::Progress;
 pub use kt::{AuditFailure, KtStatus, audit_server};
 pub use linking::LinkRequest;
 pub use model::{
-    ContactView, ConversationView, Event, MessageView, PresenceMode, ReactionView, ReceiptState,
-    Target,
+    ContactView, ConversationView, Event, MessageView, PollOptionView, PollView, PresenceMode,
+    ReactionView, ReceiptState, Target,
 };
 pub use pages::HistoryPage;
 pub use transport::{ConnectOptions, probe_fingerprint};

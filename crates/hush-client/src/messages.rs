@@ -28,7 +28,7 @@ pub(crate) struct AttachmentRecord {
 
 pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.conversation, c.kind, c.name, m.sender, m.kind, m.body, \
      m.sent_at, m.outgoing, m.status, m.reply_to, m.edited, m.deleted, m.attachment, m.expires_at, m.franking, \
-     m.recipients, m.mentions, m.mentions_me, m.forwarded";
+     m.recipients, m.mentions, m.mentions_me, m.forwarded, m.poll";
 
 pub(crate) fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageView> {
     let kind: String = r.get(2)?;
@@ -65,6 +65,7 @@ pub(crate) fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageVie
         mentions_me: r.get(18)?,
         pinned: false,
         forwarded: r.get(19)?,
+        poll: crate::polls::view(r.get(20)?),
     })
 }
 
@@ -131,6 +132,7 @@ impl Client {
                     ),
                 )
             }
+            Body::Poll { question, .. } => ("poll", Some(question.clone()), None, None),
             _ => return Ok(false),
         };
         let expires_at = content
@@ -142,8 +144,8 @@ impl Client {
         let n = tx.execute(
             "INSERT INTO messages (id, conversation, sender, sender_device, outgoing, kind, body, reply_to, \
              attachment, sent_at, received_at, expires_at, status, franking, mentions, forwarded, \
-             mentions_me) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+             poll, mentions_me) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
              ?15 IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(?15) j JOIN meta \
              ON meta.key = 'username' AND CAST(meta.value AS TEXT) = j.value)) \
              ON CONFLICT (id) DO NOTHING",
@@ -164,6 +166,7 @@ impl Client {
                 franking,
                 mentions,
                 content.meta.forwarded,
+                crate::polls::stored(&content.body),
             ],
         )?;
         Ok(n == 1)

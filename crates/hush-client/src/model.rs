@@ -62,6 +62,27 @@ pub struct MessageView {
     pub pinned: bool,
     /// Forwarded from another conversation.
     pub forwarded: bool,
+    /// For a poll (`kind` "poll", the question in `text`): its options and
+    /// who chose each.
+    pub poll: Option<PollView>,
+}
+
+/// A poll's options and votes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PollView {
+    /// Whether a member may choose several options.
+    pub multiple: bool,
+    /// The options, in order.
+    pub options: Vec<PollOptionView>,
+}
+
+/// One option of a poll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PollOptionView {
+    /// What it says.
+    pub text: String,
+    /// The members who chose it, sorted.
+    pub voters: Vec<String>,
 }
 
 /// One member's reaction to a message.
@@ -210,6 +231,15 @@ pub enum Event {
         from: String,
         /// The emoji; `None` when taken back.
         emoji: Option<String>,
+    },
+    /// A member voted in a poll (or took the vote back: no options).
+    Voted {
+        /// The poll.
+        id: String,
+        /// The member.
+        from: String,
+        /// The options chosen (0-based).
+        options: Vec<usize>,
     },
     /// A member pinned or unpinned a message.
     Pinned {

@@ -80,7 +80,7 @@ impl Client {
             ))?;
             for row in self.find_with_archived(target)? {
                 let rows = stmt.query_map(params![row.id], |r| {
-                    Ok((r.get::<_, i64>(20)?, message_view(r)?))
+                    Ok((r.get::<_, i64>(21)?, message_view(r)?))
                 })?;
                 for r in rows {
                     found.push(r?);

@@ -85,13 +85,14 @@ impl Client {
     }
 
     /// Fills in what is shown with a message beyond its row: receipts,
-    /// reactions, and whether it is pinned.
+    /// reactions, whether it is pinned, and a poll's votes.
     pub(crate) fn decorate(&mut self, m: &mut MessageView) -> Result<(), ClientError> {
         self.add_receipts(m)?;
         if m.deleted {
             return Ok(());
         }
         m.pinned = self.is_pinned(&m.id)?;
+        self.add_votes(m)?;
         let mut stmt = self.store.conn.prepare_cached(
             "SELECT member, emoji FROM reactions WHERE message_id = ?1 AND emoji IS NOT NULL \
              ORDER BY member",

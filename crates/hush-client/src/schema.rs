@@ -164,9 +164,9 @@ CREATE INDEX successors_by_new ON successors(new_group_id);
 "#,
     // Version 8: message features (decision 0039). Each member's newest
     // reaction to a message (`emoji` NULL: taken back; kept so that an
-    // older reaction arriving late does not come back); pins; whom a
-    // message mentions and whether it was forwarded; the full-text index
-    // of the messages' text.
+    // older reaction arriving late does not come back); pins; polls and
+    // votes; whom a message mentions and whether it was forwarded; the
+    // full-text index of the messages' text.
     r#"
 CREATE TABLE reactions (
     message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
@@ -182,6 +182,16 @@ CREATE TABLE pins (
     pinned     INTEGER NOT NULL,
     member     TEXT NOT NULL,
     sent_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+-- A poll's options (JSON, with the message: the question is its body),
+-- and each member's newest vote (JSON positions; empty: taken back).
+ALTER TABLE messages ADD COLUMN poll TEXT;
+CREATE TABLE votes (
+    message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    member     TEXT NOT NULL,
+    options    TEXT NOT NULL,
+    sent_at    INTEGER NOT NULL,
+    PRIMARY KEY (message_id, member)
 ) WITHOUT ROWID;
 -- The accounts a message mentions (JSON array, NULL for none), and
 -- whether this account is one of them (for unread mentions).

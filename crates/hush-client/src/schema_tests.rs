@@ -367,7 +367,9 @@ fn a_version_7_store_opens_and_its_messages_take_reactions() {
     let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
     c.execute_batch(
         "INSERT INTO reactions (message_id, member, emoji, sent_at) VALUES ('m1', 'bob', 'x', 1);
-         INSERT INTO pins (message_id, pinned, member, sent_at) VALUES ('m1', 1, 'bob', 1);",
+         INSERT INTO pins (message_id, pinned, member, sent_at) VALUES ('m1', 1, 'bob', 1);
+         UPDATE messages SET poll = '{}' WHERE id = 'm1';
+         INSERT INTO votes (message_id, member, options, sent_at) VALUES ('m1', 'bob', '[0]', 1);",
     )
     .unwrap();
     assert_eq!(count("SELECT COUNT(*) FROM reactions"), 1);
@@ -379,6 +381,7 @@ fn a_version_7_store_opens_and_its_messages_take_reactions() {
         .unwrap();
     assert_eq!(count("SELECT COUNT(*) FROM reactions"), 0);
     assert_eq!(count("SELECT COUNT(*) FROM pins"), 0);
+    assert_eq!(count("SELECT COUNT(*) FROM votes"), 0);
     assert_eq!(count(found), 0);
     drop(s);
     LocalStore::open(dir.path(), "pw").unwrap();

@@ -409,3 +409,116 @@ async fn forwarding_marks_the_copy_and_reuses_the_file() {
         .await
         .unwrap();
 }
+
+fn voters(c: &mut Client, id: &str) -> Vec<Vec<String>> {
+    c.poll(id)
+        .unwrap()
+        .poll
+        .unwrap()
+        .options
+        .into_iter()
+        .map(|o| o.voters)
+        .collect()
+}
+
+/// A poll in a group: each member's newest vote counts and everyone sees
+/// who chose what; a vote that does not fit the poll, or from someone no
+/// longer in the group, changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_count_each_members_newest_vote_and_only_members_vote() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut anna = user(&server, root.path(), "anna").await;
+    let mut bert = user(&server, root.path(), "bert").await;
+    let mut mallory = Raw::register(&server, "mallory").await;
+    anna.create_group("club", &["bert".into(), "mallory".into()])
+        .await
+        .unwrap();
+    sync(&mut bert).await;
+    let welcome = mallory.receive().await.pop().unwrap();
+    let mut conv = mallory.device.join(&welcome, now()).unwrap();
+    let options: Vec<String> = ["Pizza", "Ramen", "Salad"].map(String::from).into();
+    assert!(
+        anna.create_poll(&Target::User("bert".into()), "Lunch?", &options, false)
+            .await
+            .is_err(),
+        "polls are for groups"
+    );
+    assert!(
+        anna.create_poll(&club(), "Lunch?", &options[..1], false)
+            .await
+            .is_err()
+    );
+    let poll = anna
+        .create_poll(&club(), "Lunch?", &options, false)
+        .await
+        .unwrap();
+    assert_eq!(poll.kind, "poll");
+    sync(&mut bert).await;
+    assert_eq!(find(&mut bert, &poll.id).text.as_deref(), Some("Lunch?"));
+
+    bert.vote(&poll.id, &[1]).await.unwrap();
+    anna.vote(&poll.id, &[1]).await.unwrap();
+    bert.vote(&poll.id, &[0]).await.unwrap();
+    assert!(bert.vote(&poll.id, &[0, 1]).await.is_err(), "one choice only");
+    assert!(bert.vote(&poll.id, &[3]).await.is_err());
+    sync(&mut anna).await;
+    let want = vec![vec!["bert".to_owned()], vec!["anna".to_owned()], vec![]];
+    assert_eq!(voters(&mut anna, &poll.id), want);
+    sync(&mut bert).await;
+    assert_eq!(voters(&mut bert, &poll.id), want);
+    // The question is searchable like any text.
+    assert_eq!(anna.search(None, "lunch", 5).unwrap().len(), 1);
+
+    // mallory's votes that do not fit the poll are dropped.
+    for msg in mallory.receive().await {
+        let _ = conv.process(&msg, now());
+    }
+    let target = MessageId::from_hex(&poll.id).unwrap();
+    for options in [vec![0, 2], vec![9]] {
+        let vote = Content {
+            id: MessageId::generate(&mut rand::rngs::OsRng),
+            sent_at_ms: now().as_millis(),
+            expire_timer_secs: None,
+            kt_checkpoint: None,
+            meta: Default::default(),
+            body: Body::Vote {
+                poll: target,
+                options,
+            },
+        };
+        let out = conv.encrypt(&vote, &mut rand::rngs::OsRng).unwrap();
+        mallory.post(&["anna", "bert"], out.message).await;
+    }
+    sync(&mut anna).await;
+    assert_eq!(voters(&mut anna, &poll.id), want);
+
+    // Removed, mallory is no longer a member: her vote does not open.
+    anna.group_remove("club", "mallory").await.unwrap();
+    sync(&mut bert).await;
+    let vote = Content {
+        id: MessageId::generate(&mut rand::rngs::OsRng),
+        sent_at_ms: now().as_millis(),
+        expire_timer_secs: None,
+        kt_checkpoint: None,
+        meta: Default::default(),
+        body: Body::Vote {
+            poll: target,
+            options: vec![2],
+        },
+    };
+    let out = conv.encrypt(&vote, &mut rand::rngs::OsRng).unwrap();
+    mallory.post(&["anna", "bert"], out.message).await;
+    sync(&mut anna).await;
+    sync(&mut bert).await;
+    assert_eq!(voters(&mut anna, &poll.id), want);
+    assert_eq!(voters(&mut bert, &poll.id), want);
+
+    // A vote taken back.
+    anna.vote(&poll.id, &[]).await.unwrap();
+    sync(&mut bert).await;
+    assert_eq!(
+        voters(&mut bert, &poll.id),
+        vec![vec!["bert".to_owned()], vec![], vec![]]
+    );
+}

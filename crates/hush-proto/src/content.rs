@@ -23,6 +23,9 @@ use rand_core::{CryptoRng, RngCore};
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::identity::Username;
+
+mod fields;
+use fields::{FieldWriter, Fields};
 use crate::kt::KtCheckpoint;
 
 /// The encoding version this build writes and reads.
@@ -39,6 +42,14 @@ pub const MAX_MEDIA_TYPE_LEN: usize = 127;
 pub const MAX_BLOB_ID_LEN: usize = 128;
 /// Longest reaction (one emoji, possibly several code points), in bytes.
 pub const MAX_EMOJI_LEN: usize = 64;
+/// Most options of a poll (and at least [`MIN_POLL_OPTIONS`]).
+pub const MAX_POLL_OPTIONS: usize = 12;
+/// Fewest options of a poll.
+pub const MIN_POLL_OPTIONS: usize = 2;
+/// Longest poll question, in bytes.
+pub const MAX_POLL_QUESTION_LEN: usize = 1024;
+/// Longest poll option, in bytes.
+pub const MAX_POLL_OPTION_LEN: usize = 255;
 /// Most accounts one message mentions.
 pub const MAX_MENTIONS: usize = 64;
 /// Most message ids in one receipt.
@@ -206,6 +217,24 @@ pub enum Body {
         /// Pinned (true) or unpinned.
         pinned: bool,
     },
+    /// A poll, shown as a message: a question and its options.
+    Poll {
+        /// The question.
+        question: String,
+        /// The options, in order ([`MIN_POLL_OPTIONS`] to
+        /// [`MAX_POLL_OPTIONS`], each 1 to [`MAX_POLL_OPTION_LEN`] bytes).
+        options: Vec<String>,
+        /// Whether a member may choose several options.
+        multiple: bool,
+    },
+    /// The sender's vote in a poll, replacing their earlier one.
+    Vote {
+        /// The poll.
+        poll: MessageId,
+        /// The chosen options' positions, ascending, each once; empty
+        /// takes the vote back.
+        options: Vec<u8>,
+    },
     /// A kind this build does not know; shown as "unsupported message".
     Unsupported {
         /// The unknown kind number.
@@ -263,6 +292,8 @@ mod kind {
     pub const PROFILE_KEY: u16 = 9;
     pub const REACTION: u16 = 10;
     pub const PIN: u16 = 11;
+    pub const POLL: u16 = 12;
+    pub const VOTE: u16 = 13;
 }
 
 impl Content {
@@ -348,6 +379,27 @@ impl Content {
                 f.field(1, |w| w.raw(&target.0));
                 f.field(2, |w| w.bool(*pinned));
                 kind::PIN
+            }
+            Body::Poll {
+                question,
+                options,
+                multiple,
+            } => {
+                f.field(1, |w| w.raw(question.as_bytes()));
+                f.field(2, |w| {
+                    for o in options {
+                        w.u8(o.len().min(255) as u8)
+                            .raw(&o.as_bytes()[..o.len().min(255)]);
+                    }
+                    w
+                });
+                f.field(3, |w| w.bool(*multiple));
+                kind::POLL
+            }
+            Body::Vote { poll, options } => {
+                f.field(1, |w| w.raw(&poll.0));
+                f.field(2, |w| w.raw(options));
+                kind::VOTE
             }
             Body::Unsupported { kind } => *kind,
         };
@@ -465,6 +517,17 @@ impl Content {
                 target: fields.req("pin target", 1, message_id)?,
                 pinned: fields.req("pinned", 2, |r| r.bool("pinned"))?,
             },
+            kind::POLL => Body::Poll {
+                question: fields.req("poll question", 1, |r| {
+                    nonempty(text(r, "poll question", MAX_POLL_QUESTION_LEN)?, "poll question")
+                })?,
+                options: fields.req("poll options", 2, poll_options)?,
+                multiple: fields.req("multiple", 3, |r| r.bool("multiple"))?,
+            },
+            kind::VOTE => Body::Vote {
+                poll: fields.req("poll", 1, message_id)?,
+                options: fields.req("vote", 2, vote_options)?,
+            },
             other => {
                 // Newer kinds: the structure was checked, the meaning is unknown.
                 fields.skip_all();
@@ -499,6 +562,8 @@ fn kind_name(kind: u16) -> &'static str {
         kind::PROFILE_KEY => "profile key",
         kind::REACTION => "reaction",
         kind::PIN => "pin",
+        kind::POLL => "poll",
+        kind::VOTE => "vote",
         _ => "unsupported kind",
     }
 }
@@ -528,6 +593,57 @@ fn emoji(r: &mut Reader<'_>) -> Result<String, DecodeError> {
         });
     }
     Ok(e)
+}
+
+fn nonempty(s: String, field: &'static str) -> Result<String, DecodeError> {
+    if s.trim().is_empty() {
+        return Err(DecodeError::Invalid {
+            field,
+            reason: "empty",
+        });
+    }
+    Ok(s)
+}
+
+/// A poll's options: each a u8 length and UTF-8 text, not empty.
+fn poll_options(r: &mut Reader<'_>) -> Result<Vec<String>, DecodeError> {
+    let mut out = Vec::new();
+    while r.remaining() > 0 {
+        if out.len() == MAX_POLL_OPTIONS {
+            return Err(DecodeError::TooLong {
+                field: "poll options",
+                len: MAX_POLL_OPTIONS + 1,
+                max: MAX_POLL_OPTIONS,
+            });
+        }
+        let n = usize::from(r.u8()?);
+        let mut one = Reader::new(r.take(n)?);
+        out.push(nonempty(
+            text(&mut one, "poll option", MAX_POLL_OPTION_LEN)?,
+            "poll option",
+        )?);
+    }
+    if out.len() < MIN_POLL_OPTIONS {
+        return Err(DecodeError::Invalid {
+            field: "poll options",
+            reason: "fewer than two",
+        });
+    }
+    Ok(out)
+}
+
+/// A vote's options: positions, ascending, each once, within a poll's most.
+fn vote_options(r: &mut Reader<'_>) -> Result<Vec<u8>, DecodeError> {
+    let raw = r.take(r.remaining())?;
+    if raw.windows(2).any(|w| w[0] >= w[1])
+        || raw.last().is_some_and(|&i| usize::from(i) >= MAX_POLL_OPTIONS)
+    {
+        return Err(DecodeError::Invalid {
+            field: "vote",
+            reason: "positions not ascending, repeated, or past the last option",
+        });
+    }
+    Ok(raw.to_vec())
 }
 
 /// A mention list: at least one name, at most [`MAX_MENTIONS`], ascending.
@@ -584,275 +700,6 @@ fn receipt_ids(r: &mut Reader<'_>) -> Result<Vec<MessageId>, DecodeError> {
     (0..n / 16).map(|_| message_id(r)).collect()
 }
 
-/// Writes fields, which callers emit in ascending tag order.
-#[derive(Default)]
-struct FieldWriter {
-    fields: Vec<(u16, Vec<u8>)>,
-}
-
-impl FieldWriter {
-    fn field(&mut self, tag: u16, write: impl FnOnce(&mut Writer) -> &mut Writer) {
-        let mut w = Writer::new();
-        write(&mut w);
-        self.fields.push((tag, w.into_bytes()));
-    }
-
-    fn opt_id(&mut self, tag: u16, id: Option<&MessageId>) {
-        if let Some(id) = id {
-            self.field(tag, |w| w.raw(&id.0));
-        }
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.fields.sort_by_key(|(tag, _)| *tag);
-        let mut w = Writer::new();
-        for (tag, value) in &self.fields {
-            w.u16(*tag).bytes(value);
-        }
-        w.into_bytes()
-    }
-}
-
-/// The fields of one content, consumed as the decoder recognises them.
-struct Fields<'a> {
-    fields: Vec<(u16, &'a [u8])>,
-}
-
-impl<'a> Fields<'a> {
-    fn parse(mut r: Reader<'a>) -> Result<Self, DecodeError> {
-        let mut fields: Vec<(u16, &'a [u8])> = Vec::new();
-        while r.remaining() > 0 {
-            if fields.len() == MAX_FIELDS {
-                return Err(DecodeError::TooLong {
-                    field: "field count",
-                    len: MAX_FIELDS + 1,
-                    max: MAX_FIELDS,
-                });
-            }
-            let tag = r.u16()?;
-            let value = r.bytes("field", MAX_CONTENT_LEN)?;
-            if fields.last().is_some_and(|(prev, _)| *prev >= tag) {
-                return Err(DecodeError::Invalid {
-                    field: "field order",
-                    reason: "tags must be strictly ascending",
-                });
-            }
-            fields.push((tag, value));
-        }
-        r.finish()?;
-        Ok(Self { fields })
-    }
-
-    fn take(&mut self, tag: u16) -> Option<&'a [u8]> {
-        let pos = self.fields.iter().position(|(t, _)| *t == tag)?;
-        Some(self.fields.remove(pos).1)
-    }
-
-    fn opt<T>(
-        &mut self,
-        tag: u16,
-        decode: impl FnOnce(&mut Reader<'a>) -> Result<T, DecodeError>,
-    ) -> Result<Option<T>, DecodeError> {
-        let Some(raw) = self.take(tag) else {
-            return Ok(None);
-        };
-        let mut r = Reader::new(raw);
-        let value = decode(&mut r)?;
-        r.finish()?;
-        Ok(Some(value))
-    }
-
-    fn req<T>(
-        &mut self,
-        field: &'static str,
-        tag: u16,
-        decode: impl FnOnce(&mut Reader<'a>) -> Result<T, DecodeError>,
-    ) -> Result<T, DecodeError> {
-        self.opt(tag, decode)?.ok_or(DecodeError::Invalid {
-            field,
-            reason: "missing",
-        })
-    }
-
-    fn skip_all(&mut self) {
-        self.fields.clear();
-    }
-
-    /// Unknown optional fields are ignored; an unknown mandatory one is an error.
-    fn finish(self, kind: &'static str) -> Result<(), DecodeError> {
-        match self.fields.iter().find(|(t, _)| t & OPTIONAL_FIELD == 0) {
-            Some((tag, _)) => Err(DecodeError::UnknownMandatoryField { kind, tag: *tag }),
-            None => Ok(()),
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn text_content(text: &str) -> Content {
-        Content {
-            id: MessageId([7; 16]),
-            sent_at_ms: 1_700_000_000_000,
-            expire_timer_secs: None,
-            kt_checkpoint: None,
-            body: Body::Text {
-                text: text.into(),
-                reply_to: None,
-            },
-            meta: PostMeta::default(),
-        }
-    }
-
-    #[test]
-    fn text_round_trips() {
-        let c = text_content("hello");
-        assert_eq!(Content::decode(&c.encode()).unwrap(), c);
-    }
-
-    #[test]
-    fn unknown_kind_is_unsupported_not_an_error() {
-        let mut c = text_content("x");
-        c.body = Body::Unsupported { kind: 999 };
-        let mut bytes = c.encode();
-        // a field of the unknown kind, mandatory or not, is not ours to judge
-        bytes.extend_from_slice(&[0, 1, 0, 0, 0, 1, 42]);
-        assert_eq!(
-            Content::decode(&bytes).unwrap().body,
-            Body::Unsupported { kind: 999 }
-        );
-    }
-
-    #[test]
-    fn unknown_optional_field_is_skipped_and_mandatory_rejected() {
-        let mut bytes = text_content("x").encode();
-        bytes.extend_from_slice(&[0x90, 0x00, 0, 0, 0, 1, 5]);
-        assert!(Content::decode(&bytes).is_ok());
-        let mut bytes = text_content("x").encode();
-        bytes.extend_from_slice(&[0x10, 0x00, 0, 0, 0, 0]);
-        assert_eq!(
-            Content::decode(&bytes),
-            Err(DecodeError::UnknownMandatoryField {
-                kind: "text",
-                tag: 0x1000
-            })
-        );
-    }
-
-    #[test]
-    fn trailing_bytes_inside_a_field_are_rejected() {
-        let c = Content {
-            body: Body::Typing { started: true },
-            ..text_content("")
-        };
-        let mut bytes = c.encode();
-        // typing field: tag 1, length 1, value 1 -> make the length 2
-        let n = bytes.len();
-        bytes[n - 2] = 2;
-        bytes.push(0);
-        assert_eq!(Content::decode(&bytes), Err(DecodeError::TrailingBytes(1)));
-    }
-
-    #[test]
-    fn out_of_order_and_duplicate_fields_are_rejected() {
-        let mut bytes = text_content("x").encode();
-        bytes.extend_from_slice(&[0, 1, 0, 0, 0, 1, b'y']);
-        assert!(matches!(
-            Content::decode(&bytes),
-            Err(DecodeError::Invalid {
-                field: "field order",
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn truncated_input_is_incomplete() {
-        let bytes = text_content("hello").encode();
-        assert!(matches!(
-            Content::decode(&bytes[..bytes.len() - 1]),
-            Err(DecodeError::Incomplete { .. })
-        ));
-    }
-
-    #[test]
-    fn reactions_round_trip_and_bad_emoji_are_refused() {
-        for emoji in [Some("👍".to_owned()), Some("❤️‍🔥".to_owned()), None] {
-            let c = Content {
-                body: Body::Reaction {
-                    target: MessageId([3; 16]),
-                    emoji,
-                },
-                ..text_content("")
-            };
-            assert_eq!(Content::decode(&c.encode()).unwrap(), c);
-        }
-        for bad in ["", "\u{1b}[2J", &"x".repeat(MAX_EMOJI_LEN + 1)] {
-            let c = Content {
-                body: Body::Reaction {
-                    target: MessageId([3; 16]),
-                    emoji: Some(bad.to_owned()),
-                },
-                ..text_content("")
-            };
-            assert!(Content::decode(&c.encode()).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn mentions_round_trip_sorted_and_bad_lists_are_refused() {
-        let name = |s: &str| Username::new(s).unwrap();
-        let mut c = text_content("hi @carol @bob");
-        c.meta.mentions = vec![name("carol"), name("bob"), name("carol")];
-        let decoded = Content::decode(&c.encode()).unwrap();
-        assert_eq!(decoded.meta.mentions, [name("bob"), name("carol")]);
-        // By hand: out of order, repeated, not a username, empty.
-        for list in [
-            &b"\x05carol\x03bob"[..],
-            b"\x03bob\x03bob",
-            b"\x03B0B",
-            b"",
-            b"\x09bob",
-        ] {
-            let mut bytes = text_content("x").encode();
-            bytes.extend_from_slice(&FIELD_MENTIONS.to_be_bytes());
-            bytes.extend_from_slice(&(list.len() as u32).to_be_bytes());
-            bytes.extend_from_slice(list);
-            assert!(Content::decode(&bytes).is_err(), "{list:?}");
-        }
-    }
-
-    #[test]
-    fn the_forwarded_mark_round_trips_and_carries_no_value() {
-        let mut c = text_content("fwd");
-        c.meta.forwarded = true;
-        assert_eq!(Content::decode(&c.encode()).unwrap(), c);
-        let mut bytes = text_content("fwd").encode();
-        bytes.extend_from_slice(&FIELD_FORWARDED.to_be_bytes());
-        bytes.extend_from_slice(&[0, 0, 0, 1, 1]);
-        assert!(Content::decode(&bytes).is_err());
-    }
-
-    #[test]
-    fn pins_round_trip() {
-        for pinned in [true, false] {
-            let c = Content {
-                body: Body::Pin {
-                    target: MessageId([4; 16]),
-                    pinned,
-                },
-                ..text_content("")
-            };
-            assert_eq!(Content::decode(&c.encode()).unwrap(), c);
-        }
-    }
-
-    #[test]
-    fn message_id_hex_round_trips() {
-        let id = MessageId([0xab; 16]);
-        assert_eq!(MessageId::from_hex(&id.to_hex()), Some(id));
-        assert_eq!(MessageId::from_hex("zz"), None);
-        assert_eq!(MessageId::from_hex(&"é".repeat(16)), None);
-    }
-}
+#[path = "content_tests.rs"]
+mod tests;

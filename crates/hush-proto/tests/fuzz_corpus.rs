@@ -1231,6 +1231,37 @@ fn contents() -> Vec<(&'static str, Content)> {
             },
         ),
         (
+            "poll",
+            content(
+                20,
+                Body::Poll {
+                    question: "Lunch?".into(),
+                    options: vec!["Pizza".into(), "Ramen 🍜".into(), "Salad".into()],
+                    multiple: true,
+                },
+            ),
+        ),
+        (
+            "vote",
+            content(
+                21,
+                Body::Vote {
+                    poll: id(20),
+                    options: vec![0, 2],
+                },
+            ),
+        ),
+        (
+            "vote-retracted",
+            content(
+                22,
+                Body::Vote {
+                    poll: id(20),
+                    options: Vec::new(),
+                },
+            ),
+        ),
+        (
             "pin",
             content(
                 18,

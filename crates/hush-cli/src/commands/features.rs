@@ -1,10 +1,11 @@
 //! The message features of decision 0039: `hush react`, `hush search`,
-//! `hush pin` and `hush pins`, `hush forward`, and the others as they come.
+//! `hush pin` and `hush pins`, `hush forward`, `hush poll`.
 
 use anyhow::Result;
 use hush_client::{Client, Target};
 use serde_json::json;
 
+use crate::cli::PollCommand;
 use crate::inert;
 use crate::output::Out;
 
@@ -62,4 +63,51 @@ pub async fn forward(client: &mut Client, id: &str, to: &Target, out: &mut Out) 
     let m = client.forward(id, to).await?;
     out.message(&m)?;
     super::messages::refused_is_an_error(&m)
+}
+
+/// `hush poll create|vote|show`.
+pub async fn poll(client: &mut Client, command: PollCommand, out: &mut Out) -> Result<()> {
+    match command {
+        PollCommand::Create {
+            group,
+            question,
+            options,
+            multiple,
+        } => {
+            let target = Target::Group(group);
+            let m = client
+                .create_poll(&target, &question, &options, multiple)
+                .await?;
+            out.message(&m)?;
+            super::messages::refused_is_an_error(&m)
+        }
+        PollCommand::Vote {
+            message_id,
+            choices,
+            ..
+        } => {
+            if choices.contains(&0) {
+                anyhow::bail!("options are numbered from 1");
+            }
+            let zero_based: Vec<usize> = choices.iter().map(|c| c - 1).collect();
+            client.vote(&message_id, &zero_based).await?;
+            out.emit(
+                || {
+                    if choices.is_empty() {
+                        format!("took back your vote in {}", inert::name(&message_id))
+                    } else {
+                        let list: Vec<String> = choices.iter().map(usize::to_string).collect();
+                        format!("voted {} in {}", list.join(", "), inert::name(&message_id))
+                    }
+                },
+                json!({"id": message_id, "options": choices}),
+            )?;
+            Ok(())
+        }
+        PollCommand::Show { message_id } => {
+            let m = client.poll(&message_id)?;
+            out.message(&m)?;
+            Ok(())
+        }
+    }
 }

@@ -123,6 +123,7 @@ pub async fn run(config: Config) -> Result<()> {
         Command::History { target } => messages::history(c, &target, &mut out).await,
         Command::Edit { id, text } => messages::edit(c, &id, &text, &mut out).await,
         Command::Delete { id } => messages::delete(c, &id, &mut out).await,
+        Command::Poll(p) => features::poll(c, p, &mut out).await,
         Command::Forward { id, to } => features::forward(c, &id, &to, &mut out).await,
         Command::Pin { id, pinned } => features::pin(c, &id, pinned, &mut out).await,
         Command::Pins { target } => features::pins(c, &target, &mut out),

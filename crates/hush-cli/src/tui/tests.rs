@@ -56,6 +56,7 @@ fn msg(
         mentions_me: false,
         pinned: false,
         forwarded: false,
+        poll: None,
     }
 }
 

@@ -56,6 +56,12 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             Method::DELETE,
             delete(crate::web::features::unreact),
         ),
+        ("/api/polls", Method::POST, post(crate::web::features::create_poll)),
+        (
+            "/api/messages/{id}/vote",
+            Method::PUT,
+            put(crate::web::features::vote),
+        ),
         (
             "/api/messages/{id}/forward",
             Method::POST,

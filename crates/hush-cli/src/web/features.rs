@@ -1,5 +1,5 @@
 //! The message features of decision 0039 on the local API: reactions,
-//! pins and forwarding, and the others as they come. Each change is also published on the event
+//! pins, forwarding and polls. Each change is also published on the event
 //! stream, so other tabs and bots see it as the other members do.
 
 use axum::Json;
@@ -148,4 +148,76 @@ pub async fn forward(
     .await?;
     publish(&s, Event::Message(sent.clone()));
     Ok(Json(sent))
+}
+
+/// A new poll, in a group given by conversation number or name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPoll {
+    conversation: Option<i64>,
+    group: Option<String>,
+    question: String,
+    options: Vec<String>,
+    #[serde(default)]
+    multiple: bool,
+}
+
+/// `POST /api/polls`: asks a group; answers the poll as a message.
+pub async fn create_poll(
+    State(s): State<AppState>,
+    Json(p): Json<NewPoll>,
+) -> Result<Json<MessageView>, ApiError> {
+    let to = match (p.conversation, p.group) {
+        (Some(n), None) => Err(n),
+        (None, Some(g)) => Ok(Target::Group(g)),
+        _ => return Err(bad_request("give exactly one of conversation and group")),
+    };
+    let sent = on_client(&s, move |c| {
+        Box::pin(async move {
+            let t = match to {
+                Ok(t) => t,
+                Err(n) => target_of(c, n)?,
+            };
+            c.create_poll(&t, &p.question, &p.options, p.multiple).await
+        })
+    })
+    .await?;
+    publish(&s, Event::Message(sent.clone()));
+    Ok(Json(sent))
+}
+
+/// A vote: the options chosen, from 0; none takes the vote back.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewVote {
+    options: Vec<usize>,
+}
+
+/// `PUT /api/messages/{id}/vote`: this account's vote, replacing the one
+/// before.
+pub async fn vote(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(v): Json<NewVote>,
+) -> Result<StatusCode, ApiError> {
+    let (poll, options) = (id.clone(), v.options.clone());
+    let me = on_client(&s, move |c| {
+        Box::pin(async move {
+            c.vote(&poll, &options).await?;
+            Ok(c.username().to_owned())
+        })
+    })
+    .await?;
+    let mut options = v.options;
+    options.sort_unstable();
+    options.dedup();
+    publish(
+        &s,
+        Event::Voted {
+            id,
+            from: me,
+            options,
+        },
+    );
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -484,6 +484,10 @@ pub fn assert_message_shape(v: &Value) {
         assert!(v["delivered_to"].is_array() && v["read_by"].is_array());
     }
     // Mentions, reactions and pins show only when there are some (decision 0039).
+    if v["kind"] == "poll" {
+        want.push("poll");
+        assert!(v["poll"]["options"].is_array() && v["poll"]["multiple"].is_boolean());
+    }
     if v.get("forwarded").is_some() {
         want.push("forwarded");
         assert_eq!(v["forwarded"], true);

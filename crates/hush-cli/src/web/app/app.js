@@ -297,6 +297,9 @@ function onMessageAction(e) {
     const pinned = button.dataset.act === 'pin';
     api.pin(m.id, pinned).then(() => changeMessage(m.id, { pinned })).catch(fail);
     return;
+  } else if (button.dataset.act === 'vote') {
+    vote(m, Number(button.dataset.option));
+    return;
   } else if (button.dataset.act === 'react') {
     react(m, button.dataset.emoji);
     return;
@@ -321,6 +324,33 @@ async function react(m, emoji) {
   } catch (e) {
     fail(e);
   }
+}
+
+// Votes for an option (alone, or added to the others where several are
+// allowed); choosing a chosen option takes it away.
+async function vote(m, option) {
+  const me = state.me.username;
+  const mine = m.poll.options.flatMap((o, i) => (o.voters.includes(me) ? [i] : []));
+  let next;
+  if (mine.includes(option)) next = mine.filter((i) => i !== option);
+  else next = m.poll.multiple ? [...mine, option] : [option];
+  try {
+    await api.vote(m.id, next);
+    voted({ id: m.id, from: me, options: next });
+  } catch (e) {
+    fail(e);
+  }
+}
+
+function voted(ev) {
+  const m = state.messages.find((x) => x.id === ev.id);
+  if (!m || !m.poll) return;
+  const options = m.poll.options.map((o, i) => {
+    const voters = o.voters.filter((v) => v !== ev.from);
+    if (ev.options.includes(i)) voters.push(ev.from);
+    return { ...o, voters: voters.sort() };
+  });
+  changeMessage(ev.id, { poll: { ...m.poll, options } });
 }
 
 function reactionChanged(ev) {
@@ -489,6 +519,9 @@ function onEvent(name, ev) {
       break;
     case 'reaction':
       reactionChanged(ev);
+      break;
+    case 'voted':
+      voted(ev);
       break;
     case 'pinned':
       changeMessage(ev.id, { pinned: ev.pinned });

@@ -31,6 +31,7 @@ export function label(conv) {
 export function body(m) {
   if (m.deleted) return 'This message was deleted';
   if (m.kind === 'file') return `📎 ${m.file_name || 'file'}${m.text ? ` — ${m.text}` : ''}`;
+  if (m.kind === 'poll') return `📊 ${m.text || ''}`;
   return m.text || '';
 }
 
@@ -108,6 +109,18 @@ function reactions(m) {
     [...by].map(([e, who]) => `${e} ${who.join(', ')}`).join('  '));
 }
 
+// A poll's options: each a button that votes for it (or takes the vote
+// back), with who chose it.
+function pollOptions(m) {
+  if (m.deleted || !m.poll) return null;
+  return el('ol', { class: 'poll' }, ...m.poll.options.map((o, i) => el('li', {},
+    el('button', {
+      type: 'button', class: 'act vote', dataset: { act: 'vote', option: String(i) },
+      'aria-label': `Vote ${o.text}`,
+    }, o.text),
+    el('span', { class: 'voters' }, ` ${o.voters.length}${o.voters.length ? `: ${o.voters.join(', ')}` : ''}`))));
+}
+
 // The buttons of one message (visible on hover and on keyboard focus).
 function actions(m) {
   if (m.deleted) return null;
@@ -147,6 +160,7 @@ export function messageItem(m, quoted, media) {
     quote,
     media,
     textOf(m) ? el('div', { class: 'text' }, textOf(m)) : null,
+    pollOptions(m),
     reactions(m),
     meta,
     actions(m));
