@@ -12,15 +12,21 @@ use common::web::Web;
 use common::*;
 use serde_json::json;
 
-#[test]
-fn reactions_show_in_history_json_and_sync() {
-    let server = Server::start();
-    let alice = User::register(&server, "alice");
-    let bob = User::register(&server, "bob");
-    let carol = User::register(&server, "carol");
+/// alice, bob and carol, in alice's group "team".
+fn team(server: &Server) -> (User, User, User) {
+    let alice = User::register(server, "alice");
+    let bob = User::register(server, "bob");
+    let carol = User::register(server, "carol");
     alice.json(&["group", "create", "team", "--members", "bob,carol"]);
     bob.ok(&["sync"]);
     carol.ok(&["sync"]);
+    (alice, bob, carol)
+}
+
+#[test]
+fn reactions_show_in_history_json_and_sync() {
+    let server = Server::start();
+    let (alice, bob, carol) = team(&server);
     let sent = alice.json(&["send", "--group", "team", "lunch at noon?"]);
     let id = sent[0]["id"].as_str().unwrap();
     bob.ok(&["sync"]);
@@ -134,12 +140,7 @@ fn search_finds_text_in_every_conversation_or_one() {
 #[test]
 fn a_mention_is_listed_and_marked_for_the_mentioned() {
     let server = Server::start();
-    let alice = User::register(&server, "alice");
-    let bob = User::register(&server, "bob");
-    let carol = User::register(&server, "carol");
-    alice.json(&["group", "create", "team", "--members", "bob,carol"]);
-    bob.ok(&["sync"]);
-    carol.ok(&["sync"]);
+    let (alice, bob, carol) = team(&server);
     let sent = alice.json(&["send", "--group", "team", "@bob can you review?"]);
     assert_message_shape(&sent[0]);
     assert_eq!(sent[0]["mentions"], json!(["bob"]));
@@ -211,12 +212,7 @@ fn forward_sends_a_marked_copy() {
 #[test]
 fn polls_are_created_voted_and_shown() {
     let server = Server::start();
-    let alice = User::register(&server, "alice");
-    let bob = User::register(&server, "bob");
-    let carol = User::register(&server, "carol");
-    alice.json(&["group", "create", "team", "--members", "bob,carol"]);
-    bob.ok(&["sync"]);
-    carol.ok(&["sync"]);
+    let (alice, bob, carol) = team(&server);
     let poll = alice.json(&[
         "poll", "create", "--group", "team", "Offsite where?", "--option", "Lisbon",
         "--option", "Oslo", "--option", "Online", "--multiple",

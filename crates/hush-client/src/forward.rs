@@ -43,14 +43,7 @@ impl Client {
     /// Forwards message `id` (a text or a file, of any conversation) to
     /// `to`, marked forwarded; returns the new message.
     pub async fn forward(&mut self, id: &str, to: &Target) -> Result<MessageView, ClientError> {
-        let m = self
-            .message(id)?
-            .ok_or_else(|| ClientError::NotFound(format!("no message {id}")))?;
-        if m.deleted {
-            return Err(ClientError::InvalidInput(
-                "a deleted message cannot be forwarded".into(),
-            ));
-        }
+        let (m, _, _) = self.live_message(id, "a deleted message cannot be forwarded")?;
         let body = if m.kind == "file" {
             let pointer = self.forwardable_pointer(id).await?;
             Body::Attachment {

@@ -45,19 +45,7 @@ impl Client {
     /// Pins message `id` for every member of its conversation (or unpins
     /// it with `pinned` false).
     pub async fn pin(&mut self, id: &str, pinned: bool) -> Result<(), ClientError> {
-        let m = self
-            .message(id)?
-            .ok_or_else(|| ClientError::NotFound(format!("no message {id}")))?;
-        if m.deleted {
-            return Err(ClientError::InvalidInput(
-                "a deleted message cannot be pinned".into(),
-            ));
-        }
-        let row = self
-            .conv_by_id(m.conversation)?
-            .ok_or_else(|| ClientError::NotFound("conversation".into()))?;
-        let target =
-            MessageId::from_hex(&m.id).ok_or_else(|| ClientError::Store("bad id".into()))?;
+        let (_, row, target) = self.live_message(id, "a deleted message cannot be pinned")?;
         let content = self.new_content(Body::Pin { target, pinned }, None);
         let me = self.username.to_string();
         let at = content.sent_at_ms;

@@ -151,10 +151,8 @@ impl Client {
     /// Votes in poll `id` for the options at `choices` (0-based; empty
     /// takes this account's vote back), replacing the earlier vote.
     pub async fn vote(&mut self, id: &str, choices: &[usize]) -> Result<(), ClientError> {
-        let m = self
-            .message(id)?
-            .ok_or_else(|| ClientError::NotFound(format!("no message {id}")))?;
-        let (Some(poll), false) = (&m.poll, m.deleted) else {
+        let (m, row, target) = self.live_message(id, "the poll was deleted")?;
+        let Some(poll) = &m.poll else {
             return Err(ClientError::InvalidInput(format!("{id} is not a poll")));
         };
         let mut options: Vec<u8> = choices
@@ -174,11 +172,6 @@ impl Client {
                 poll.options.len()
             )));
         }
-        let row = self
-            .conv_by_id(m.conversation)?
-            .ok_or_else(|| ClientError::NotFound("conversation".into()))?;
-        let target =
-            MessageId::from_hex(&m.id).ok_or_else(|| ClientError::Store("bad id".into()))?;
         let content = self.new_content(
             Body::Vote {
                 poll: target,

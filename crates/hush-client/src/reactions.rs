@@ -12,6 +12,7 @@ use hush_proto::{Body, MessageId};
 use rusqlite::{Transaction, params};
 
 use crate::client::Client;
+use crate::convs::ConvRow;
 use crate::error::ClientError;
 use crate::model::{Event, MessageView, ReactionView};
 
@@ -52,25 +53,34 @@ pub(crate) fn record_reaction(
 }
 
 impl Client {
-    /// Reacts to message `id` with `emoji`, or takes this account's
-    /// reaction back (`None`), for every member of its conversation.
-    pub async fn react(&mut self, id: &str, emoji: Option<&str>) -> Result<(), ClientError> {
-        if let Some(e) = emoji {
-            check_emoji(e)?;
-        }
+    /// Message `id` that content is about to act on: not deleted (else
+    /// `refusal`), with its conversation and its id.
+    pub(crate) fn live_message(
+        &self,
+        id: &str,
+        refusal: &str,
+    ) -> Result<(MessageView, ConvRow, MessageId), ClientError> {
         let m = self
             .message(id)?
             .ok_or_else(|| ClientError::NotFound(format!("no message {id}")))?;
         if m.deleted {
-            return Err(ClientError::InvalidInput(
-                "a deleted message takes no reactions".into(),
-            ));
+            return Err(ClientError::InvalidInput(refusal.to_owned()));
         }
         let row = self
             .conv_by_id(m.conversation)?
             .ok_or_else(|| ClientError::NotFound("conversation".into()))?;
         let target =
             MessageId::from_hex(&m.id).ok_or_else(|| ClientError::Store("bad id".into()))?;
+        Ok((m, row, target))
+    }
+
+    /// Reacts to message `id` with `emoji`, or takes this account's
+    /// reaction back (`None`), for every member of its conversation.
+    pub async fn react(&mut self, id: &str, emoji: Option<&str>) -> Result<(), ClientError> {
+        if let Some(e) = emoji {
+            check_emoji(e)?;
+        }
+        let (_, row, target) = self.live_message(id, "a deleted message takes no reactions")?;
         let body = Body::Reaction {
             target,
             emoji: emoji.map(str::to_owned),

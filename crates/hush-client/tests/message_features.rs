@@ -35,18 +35,57 @@ fn pair(from: &str, emoji: &str) -> (String, String) {
     (from.to_owned(), emoji.to_owned())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_reaction_per_member_the_newest_wins_and_can_be_taken_back() {
-    let server = TestServer::start().await.unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let mut anna = user(&server, root.path(), "anna").await;
-    let mut bert = user(&server, root.path(), "bert").await;
-    let mut carl = user(&server, root.path(), "carl").await;
+/// anna's group "club" with bert and carl, all three in it.
+async fn club_of_three(server: &TestServer, root: &std::path::Path) -> [Client; 3] {
+    let mut anna = user(server, root, "anna").await;
+    let mut bert = user(server, root, "bert").await;
+    let mut carl = user(server, root, "carl").await;
     anna.create_group("club", &["bert".into(), "carl".into()])
         .await
         .unwrap();
     sync(&mut bert).await;
     sync(&mut carl).await;
+    [anna, bert, carl]
+}
+
+/// anna's group "club" with bert and mallory, whose client is her own
+/// (`Raw`): her side of the conversation.
+async fn club_with_mallory(
+    server: &TestServer,
+    root: &std::path::Path,
+) -> (Client, Client, Raw, hush_proto::Conversation) {
+    let mut anna = user(server, root, "anna").await;
+    let mut bert = user(server, root, "bert").await;
+    let mut mallory = Raw::register(server, "mallory").await;
+    anna.create_group("club", &["bert".into(), "mallory".into()])
+        .await
+        .unwrap();
+    assert_eq!(joined(&sync(&mut bert).await), 1);
+    let welcome = mallory.receive().await.pop().unwrap();
+    let conv = mallory.device.join(&welcome, now()).unwrap();
+    (anna, bert, mallory, conv)
+}
+
+/// mallory, whose client is her own, sends `body` as content in her
+/// conversation `conv` to anna's and bert's devices.
+async fn mallory_sends(mallory: &Raw, conv: &mut hush_proto::Conversation, body: Body) {
+    let content = Content {
+        id: MessageId::generate(&mut rand::rngs::OsRng),
+        sent_at_ms: now().as_millis(),
+        expire_timer_secs: None,
+        kt_checkpoint: None,
+        meta: Default::default(),
+        body,
+    };
+    let out = conv.encrypt(&content, &mut rand::rngs::OsRng).unwrap();
+    mallory.post(&["anna", "bert"], out.message).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reaction_per_member_the_newest_wins_and_can_be_taken_back() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let [mut anna, mut bert, mut carl] = club_of_three(&server, root.path()).await;
     let hi = anna.send_text(&club(), "hi all").await.unwrap();
     sync(&mut bert).await;
     sync(&mut carl).await;
@@ -97,27 +136,11 @@ async fn one_reaction_per_member_the_newest_wins_and_can_be_taken_back() {
 async fn a_member_cannot_act_in_someone_elses_name_or_break_a_client() {
     let server = TestServer::start().await.unwrap();
     let root = tempfile::tempdir().unwrap();
-    let mut anna = user(&server, root.path(), "anna").await;
-    let mut bert = user(&server, root.path(), "bert").await;
-    let mut mallory = Raw::register(&server, "mallory").await;
-    anna.create_group("club", &["bert".into(), "mallory".into()])
-        .await
-        .unwrap();
-    assert_eq!(joined(&sync(&mut bert).await), 1);
-    let welcome = mallory.receive().await.pop().unwrap();
-    let mut conv = mallory.device.join(&welcome, now()).unwrap();
+    let (mut anna, mut bert, mut mallory, mut conv) = club_with_mallory(&server, root.path()).await;
     let hi = anna.send_text(&club(), "hi all").await.unwrap();
     sync(&mut bert).await;
     let target = MessageId::from_hex(&hi.id).unwrap();
 
-    let content = |body| Content {
-        id: MessageId::generate(&mut rand::rngs::OsRng),
-        sent_at_ms: now().as_millis(),
-        expire_timer_secs: None,
-        kt_checkpoint: None,
-        meta: Default::default(),
-        body,
-    };
     let bodies = [
         Body::Edit {
             target,
@@ -143,10 +166,7 @@ async fn a_member_cannot_act_in_someone_elses_name_or_break_a_client() {
         },
     ];
     for body in bodies {
-        let out = conv
-            .encrypt(&content(body), &mut rand::rngs::OsRng)
-            .unwrap();
-        mallory.post(&["anna", "bert"], out.message).await;
+        mallory_sends(&mallory, &mut conv, body).await;
     }
     for member in [&mut anna, &mut bert] {
         let events = sync(member).await;
@@ -245,14 +265,7 @@ async fn search_finds_across_conversations_and_forgets_deleted_and_expired() {
 async fn mentions_reach_the_mentioned_and_count_as_unread() {
     let server = TestServer::start().await.unwrap();
     let root = tempfile::tempdir().unwrap();
-    let mut anna = user(&server, root.path(), "anna").await;
-    let mut bert = user(&server, root.path(), "bert").await;
-    let mut carl = user(&server, root.path(), "carl").await;
-    anna.create_group("club", &["bert".into(), "carl".into()])
-        .await
-        .unwrap();
-    sync(&mut bert).await;
-    sync(&mut carl).await;
+    let [mut anna, mut bert, mut carl] = club_of_three(&server, root.path()).await;
     let sent = anna
         .send_text(&club(), "@Bert lunch? (ask anna@example.org, @nobody)")
         .await
@@ -297,15 +310,7 @@ async fn mentions_reach_the_mentioned_and_count_as_unread() {
 async fn pins_are_everyones_unless_only_admins_send() {
     let server = TestServer::start().await.unwrap();
     let root = tempfile::tempdir().unwrap();
-    let mut anna = user(&server, root.path(), "anna").await;
-    let mut bert = user(&server, root.path(), "bert").await;
-    let mut mallory = Raw::register(&server, "mallory").await;
-    anna.create_group("club", &["bert".into(), "mallory".into()])
-        .await
-        .unwrap();
-    sync(&mut bert).await;
-    let welcome = mallory.receive().await.pop().unwrap();
-    let mut conv = mallory.device.join(&welcome, now()).unwrap();
+    let (mut anna, mut bert, mut mallory, mut conv) = club_with_mallory(&server, root.path()).await;
     let agenda = anna.send_text(&club(), "agenda for friday").await.unwrap();
     sync(&mut bert).await;
 
@@ -337,20 +342,12 @@ async fn pins_are_everyones_unless_only_admins_send() {
     for msg in mallory.receive().await {
         let _ = conv.process(&msg, now());
     }
-    let pin = Content {
-        id: MessageId::generate(&mut rand::rngs::OsRng),
-        sent_at_ms: now().as_millis(),
-        expire_timer_secs: None,
-        kt_checkpoint: None,
-        meta: Default::default(),
-        body: Body::Pin {
-            target: MessageId::from_hex(&agenda.id).unwrap(),
-            pinned: true,
-        },
-    };
     mallory.device.play_modified_client();
-    let out = conv.encrypt(&pin, &mut rand::rngs::OsRng).unwrap();
-    mallory.post(&["anna", "bert"], out.message).await;
+    let pin = Body::Pin {
+        target: MessageId::from_hex(&agenda.id).unwrap(),
+        pinned: true,
+    };
+    mallory_sends(&mallory, &mut conv, pin).await;
     sync(&mut anna).await;
     sync(&mut bert).await;
     assert!(anna.pinned(&club()).unwrap().is_empty());
@@ -428,15 +425,7 @@ fn voters(c: &mut Client, id: &str) -> Vec<Vec<String>> {
 async fn polls_count_each_members_newest_vote_and_only_members_vote() {
     let server = TestServer::start().await.unwrap();
     let root = tempfile::tempdir().unwrap();
-    let mut anna = user(&server, root.path(), "anna").await;
-    let mut bert = user(&server, root.path(), "bert").await;
-    let mut mallory = Raw::register(&server, "mallory").await;
-    anna.create_group("club", &["bert".into(), "mallory".into()])
-        .await
-        .unwrap();
-    sync(&mut bert).await;
-    let welcome = mallory.receive().await.pop().unwrap();
-    let mut conv = mallory.device.join(&welcome, now()).unwrap();
+    let (mut anna, mut bert, mut mallory, mut conv) = club_with_mallory(&server, root.path()).await;
     let options: Vec<String> = ["Pizza", "Ramen", "Salad"].map(String::from).into();
     assert!(
         anna.create_poll(&Target::User("bert".into()), "Lunch?", &options, false)
@@ -476,19 +465,11 @@ async fn polls_count_each_members_newest_vote_and_only_members_vote() {
     }
     let target = MessageId::from_hex(&poll.id).unwrap();
     for options in [vec![0, 2], vec![9]] {
-        let vote = Content {
-            id: MessageId::generate(&mut rand::rngs::OsRng),
-            sent_at_ms: now().as_millis(),
-            expire_timer_secs: None,
-            kt_checkpoint: None,
-            meta: Default::default(),
-            body: Body::Vote {
-                poll: target,
-                options,
-            },
+        let vote = Body::Vote {
+            poll: target,
+            options,
         };
-        let out = conv.encrypt(&vote, &mut rand::rngs::OsRng).unwrap();
-        mallory.post(&["anna", "bert"], out.message).await;
+        mallory_sends(&mallory, &mut conv, vote).await;
     }
     sync(&mut anna).await;
     assert_eq!(voters(&mut anna, &poll.id), want);
@@ -496,19 +477,11 @@ async fn polls_count_each_members_newest_vote_and_only_members_vote() {
     // Removed, mallory is no longer a member: her vote does not open.
     anna.group_remove("club", "mallory").await.unwrap();
     sync(&mut bert).await;
-    let vote = Content {
-        id: MessageId::generate(&mut rand::rngs::OsRng),
-        sent_at_ms: now().as_millis(),
-        expire_timer_secs: None,
-        kt_checkpoint: None,
-        meta: Default::default(),
-        body: Body::Vote {
-            poll: target,
-            options: vec![2],
-        },
+    let vote = Body::Vote {
+        poll: target,
+        options: vec![2],
     };
-    let out = conv.encrypt(&vote, &mut rand::rngs::OsRng).unwrap();
-    mallory.post(&["anna", "bert"], out.message).await;
+    mallory_sends(&mallory, &mut conv, vote).await;
     sync(&mut anna).await;
     sync(&mut bert).await;
     assert_eq!(voters(&mut anna, &poll.id), want);
