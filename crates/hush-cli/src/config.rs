@@ -13,8 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::cli::{
     AccountCommand, GroupCommand, GroupOpt, KeysCommand, LowArgs, LowCommand, PollCommand,
-    PresenceArg,
-    ProfileCommand, SuiteArg,
+    PresenceArg, ProfileCommand, SuiteArg,
 };
 
 /// The environment variable the passphrase is read from.

@@ -260,7 +260,11 @@ pub fn message_body(m: &MessageView) -> String {
 /// A poll: `[poll] question`, then one continuation line per option with
 /// who chose it.
 fn poll_body(question: &str, poll: &hush_client::PollView) -> String {
-    let several = if poll.multiple { ", several choices" } else { "" };
+    let several = if poll.multiple {
+        ", several choices"
+    } else {
+        ""
+    };
     let mut out = format!("[poll{several}] {}", inert::name(question));
     for (i, o) in poll.options.iter().enumerate() {
         let who = if o.voters.is_empty() {
@@ -562,7 +566,11 @@ mod tests {
             message_json(&m)["reactions"],
             json!([{"from": "carol", "emoji": "👍"}])
         );
-        assert!(format_message(&m).contains("hi [carol 👍]"), "{}", format_message(&m));
+        assert!(
+            format_message(&m).contains("hi [carol 👍]"),
+            "{}",
+            format_message(&m)
+        );
     }
 
     #[test]

@@ -37,8 +37,15 @@ fn reactions_show_in_history_json_and_sync() {
     carol.ok(&["react", id, "🎉"]);
     bob.ok(&["react", id, "🍕"]);
     let events = alice.json(&["sync"]);
-    let last = events.iter().rev().find(|e| e["event"] == "reaction").unwrap();
-    assert_eq!(last, &json!({"event": "reaction", "id": id, "from": "bob", "emoji": "🍕"}));
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "reaction")
+        .unwrap();
+    assert_eq!(
+        last,
+        &json!({"event": "reaction", "id": id, "from": "bob", "emoji": "🍕"})
+    );
 
     let history = alice.json(&["history", "--group", "team"]);
     history.iter().for_each(assert_message_shape);
@@ -47,13 +54,19 @@ fn reactions_show_in_history_json_and_sync() {
         json!([{"from": "bob", "emoji": "🍕"}, {"from": "carol", "emoji": "🎉"}])
     );
     let human = alice.ok(&["history", "--group", "team"]);
-    assert!(human.contains("lunch at noon? [bob 🍕, carol 🎉]"), "{human}");
+    assert!(
+        human.contains("lunch at noon? [bob 🍕, carol 🎉]"),
+        "{human}"
+    );
 
     carol.ok(&["react", id, "--remove"]);
     let line = alice.ok(&["sync"]);
     assert!(line.contains("carol took back their reaction"), "{line}");
     let history = alice.json(&["history", "--group", "team"]);
-    assert_eq!(history[0]["reactions"], json!([{"from": "bob", "emoji": "🍕"}]));
+    assert_eq!(
+        history[0]["reactions"],
+        json!([{"from": "bob", "emoji": "🍕"}])
+    );
 
     // An emoji or --remove, not both, not neither; a bad emoji is refused.
     assert!(!bob.run(&["react", id]).status.success());
@@ -102,7 +115,11 @@ fn the_web_api_sets_and_takes_back_reactions() {
             assert!(status == 400 || status == 422, "{bad}: {status} {v}");
         }
         let (status, _) = b
-            .call("PUT", "/api/messages/00ff/reaction", Some(json!({"emoji": "👍"})))
+            .call(
+                "PUT",
+                "/api/messages/00ff/reaction",
+                Some(json!({"emoji": "👍"})),
+            )
             .await;
         assert_eq!(status, 404);
     });
@@ -133,8 +150,14 @@ fn search_finds_text_in_every_conversation_or_one() {
     assert_eq!(bob.json(&["search", "release", "--limit", "1"]).len(), 1);
     assert!(bob.json(&["search", "nothing like it"]).is_empty());
     let human = bob.ok(&["search", "notes"]);
-    assert!(human.contains("alice: did you read the Release NOTES?"), "{human}");
-    assert!(human.contains("[team] alice: release notes are ready"), "{human}");
+    assert!(
+        human.contains("alice: did you read the Release NOTES?"),
+        "{human}"
+    );
+    assert!(
+        human.contains("[team] alice: release notes are ready"),
+        "{human}"
+    );
 }
 
 #[test]
@@ -152,7 +175,10 @@ fn a_mention_is_listed_and_marked_for_the_mentioned() {
     let got = carol.sync_messages();
     assert_eq!(got[0]["mentions_me"], json!(false));
     let human = bob.ok(&["history", "--group", "team"]);
-    assert!(human.contains("@bob can you review? (mentions you)"), "{human}");
+    assert!(
+        human.contains("@bob can you review? (mentions you)"),
+        "{human}"
+    );
     let human = carol.ok(&["history", "--group", "team"]);
     assert!(!human.contains("mentions you"), "{human}");
 }
@@ -206,7 +232,10 @@ fn forward_sends_a_marked_copy() {
     assert_eq!(got[0]["forwarded"], true);
     assert_eq!(got[0]["from"], "bob");
     let human = carol.ok(&["history", "bob"]);
-    assert!(human.contains("bob: (forwarded) meet at the station"), "{human}");
+    assert!(
+        human.contains("bob: (forwarded) meet at the station"),
+        "{human}"
+    );
 }
 
 #[test]
@@ -214,8 +243,18 @@ fn polls_are_created_voted_and_shown() {
     let server = Server::start();
     let (alice, bob, carol) = team(&server);
     let poll = alice.json(&[
-        "poll", "create", "--group", "team", "Offsite where?", "--option", "Lisbon",
-        "--option", "Oslo", "--option", "Online", "--multiple",
+        "poll",
+        "create",
+        "--group",
+        "team",
+        "Offsite where?",
+        "--option",
+        "Lisbon",
+        "--option",
+        "Oslo",
+        "--option",
+        "Online",
+        "--multiple",
     ]);
     assert_message_shape(&poll[0]);
     assert_eq!(poll[0]["kind"], "poll");
@@ -230,7 +269,11 @@ fn polls_are_created_voted_and_shown() {
     assert!(!carol.run(&["poll", "vote", id, "0"]).status.success());
     assert!(!carol.run(&["poll", "vote", id, "4"]).status.success());
     let events = alice.json(&["sync"]);
-    assert!(events.iter().any(|e| e["event"] == "voted" && e["from"] == "carol"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "voted" && e["from"] == "carol")
+    );
     let shown = alice.json(&["poll", "show", id]);
     assert_eq!(
         shown[0]["poll"],
@@ -241,7 +284,10 @@ fn polls_are_created_voted_and_shown() {
         ]})
     );
     let human = alice.ok(&["history", "--group", "team"]);
-    assert!(human.contains("[poll, several choices] Offsite where?"), "{human}");
+    assert!(
+        human.contains("[poll, several choices] Offsite where?"),
+        "{human}"
+    );
     assert!(human.contains("3. Online (2: bob, carol)"), "{human}");
     bob.ok(&["poll", "vote", id, "--retract"]);
     alice.ok(&["sync"]);

@@ -321,14 +321,9 @@ pub(crate) fn apply_content(
             emoji.as_deref(),
             content.sent_at_ms,
         )?,
-        Body::Vote { poll, options } => crate::polls::record_vote(
-            tx,
-            conversation,
-            poll,
-            sender,
-            options,
-            content.sent_at_ms,
-        )?,
+        Body::Vote { poll, options } => {
+            crate::polls::record_vote(tx, conversation, poll, sender, options, content.sent_at_ms)?
+        }
         Body::Pin { target, pinned } => crate::pins::record_pin(
             tx,
             conversation,

@@ -52,7 +52,6 @@ struct KeyFile {
     wrapped_key: String,
 }
 
-
 /// One persisted MLS state entry: key bytes and secret value.
 pub type MlsEntry = (Vec<u8>, Zeroizing<Vec<u8>>);
 
@@ -375,5 +374,4 @@ mod tests {
         assert!(LocalStore::open(dir.path(), "old").is_err());
         LocalStore::open(dir.path(), "new").unwrap();
     }
-
 }

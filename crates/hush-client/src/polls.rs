@@ -119,9 +119,7 @@ fn check_poll(question: &str, options: &[String]) -> Result<(), ClientError> {
         .iter()
         .any(|o| o.trim().is_empty() || o.len() > MAX_POLL_OPTION_LEN)
     {
-        return bad(format!(
-            "each option is 1 to {MAX_POLL_OPTION_LEN} bytes"
-        ));
+        return bad(format!("each option is 1 to {MAX_POLL_OPTION_LEN} bytes"));
     }
     Ok(())
 }

@@ -312,8 +312,7 @@ fn a_version_5_store_opens_with_its_messages_indexed() {
         p.contains("messages_by_time") && !p.contains("TEMP B-TREE"),
         "{p}"
     );
-    let p =
-        plan("SELECT COUNT(*) FROM messages WHERE conversation = 1 AND status = 'received'");
+    let p = plan("SELECT COUNT(*) FROM messages WHERE conversation = 1 AND status = 'received'");
     assert!(p.contains("messages_unread"), "{p}");
     drop(s);
     LocalStore::open(dir.path(), "pw").unwrap();
@@ -342,9 +341,7 @@ fn a_version_6_store_opens_with_a_table_of_successors() {
     )
     .unwrap();
     assert_eq!(
-        count(
-            "SELECT COUNT(*) FROM successors s JOIN conversations c ON c.id = s.conversation"
-        ),
+        count("SELECT COUNT(*) FROM successors s JOIN conversations c ON c.id = s.conversation"),
         1
     );
     drop(s);
@@ -373,7 +370,10 @@ fn a_version_7_store_opens_and_its_messages_take_reactions() {
     )
     .unwrap();
     assert_eq!(count("SELECT COUNT(*) FROM reactions"), 1);
-    assert_eq!(count("SELECT COUNT(*) FROM messages WHERE mentions_me = 0"), 1);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM messages WHERE mentions_me = 0"),
+        1
+    );
     // The full-text index holds what was stored before it existed.
     let found = "SELECT COUNT(*) FROM messages_fts WHERE messages_fts MATCH '\"hello\"'";
     assert_eq!(count(found), 1);

@@ -148,8 +148,11 @@ mod tests {
         assert_eq!(hits(&conn, "BLUE"), [1, 2]);
         assert_eq!(hits(&conn, "e ho"), [1]);
         // An edit replaces the words.
-        conn.execute("UPDATE messages SET body = 'a red bird', edited = 1 WHERE id = 'm1'", [])
-            .unwrap();
+        conn.execute(
+            "UPDATE messages SET body = 'a red bird', edited = 1 WHERE id = 'm1'",
+            [],
+        )
+        .unwrap();
         assert_eq!(hits(&conn, "blue"), [1]);
         assert_eq!(hits(&conn, "red bird"), [2]);
         // Deleted for everyone: the text goes, and its words with it.
@@ -160,11 +163,13 @@ mod tests {
         .unwrap();
         assert!(hits(&conn, "blue").is_empty());
         // Expired: the row goes.
-        conn.execute("DELETE FROM messages WHERE id = 'm2'", []).unwrap();
+        conn.execute("DELETE FROM messages WHERE id = 'm2'", [])
+            .unwrap();
         assert!(hits(&conn, "zebra").is_empty());
         consistent(&conn);
         // Status changes do not touch the index.
-        conn.execute("UPDATE messages SET status = 'read'", []).unwrap();
+        conn.execute("UPDATE messages SET status = 'read'", [])
+            .unwrap();
         assert_eq!(hits(&conn, "red"), [2]);
         consistent(&conn);
     }

@@ -364,8 +364,12 @@ async fn a_request_that_cannot_be_admitted_yet_waits_for_the_next_pass() {
     // anna's device first sees her request: a passing failure.
     let kim = Raw::register(&server, "kim").await;
     while !kim.claim("kim").await.is_empty() {}
-    let request =
-        JoinRequest::new(&secret.link_id(), kim.device.certificate().clone(), &kim.key).unwrap();
+    let request = JoinRequest::new(
+        &secret.link_id(),
+        kim.device.certificate().clone(),
+        &kim.key,
+    )
+    .unwrap();
     let sealed = secret
         .seal_request(&request, &mut rand::rngs::OsRng)
         .unwrap();

@@ -224,14 +224,21 @@ async fn search_finds_across_conversations_and_forgets_deleted_and_expired() {
     let all = anna.search(None, "blue", 10).unwrap();
     assert_eq!(
         texts(&all),
-        ["a BLUE whale", "my blue notebook, burn it", "the Blue Lagoon at eight"]
+        [
+            "a BLUE whale",
+            "my blue notebook, burn it",
+            "the Blue Lagoon at eight"
+        ]
     );
     let here = anna.search(Some(&club()), "blue", 10).unwrap();
     assert_eq!(texts(&here), ["the Blue Lagoon at eight"]);
     assert_eq!(texts(&anna.search(None, "lagoon at", 10).unwrap()).len(), 1);
     assert_eq!(anna.search(None, "blue", 1).unwrap().len(), 1);
     // Short queries still work (without the index), quotes are text.
-    assert_eq!(texts(&anna.search(None, "8", 10).unwrap()), Vec::<&str>::new());
+    assert_eq!(
+        texts(&anna.search(None, "8", 10).unwrap()),
+        Vec::<&str>::new()
+    );
     assert_eq!(anna.search(None, "bu", 10).unwrap().len(), 1);
     assert!(anna.search(None, "\"blue\" OR x", 10).unwrap().is_empty());
 
@@ -281,11 +288,7 @@ async fn mentions_reach_the_mentioned_and_count_as_unread() {
     let got: Vec<(String, Vec<String>, bool)> = events
         .iter()
         .filter_map(|e| match e {
-            Event::Message(m) => Some((
-                m.text.clone().unwrap(),
-                m.mentions.clone(),
-                m.mentions_me,
-            )),
+            Event::Message(m) => Some((m.text.clone().unwrap(), m.mentions.clone(), m.mentions_me)),
             _ => None,
         })
         .collect();
@@ -300,7 +303,10 @@ async fn mentions_reach_the_mentioned_and_count_as_unread() {
 
     sync(&mut carl).await;
     let m = find(&mut carl, &sent.id);
-    assert_eq!((m.mentions.clone(), m.mentions_me), (vec!["bert".into()], false));
+    assert_eq!(
+        (m.mentions.clone(), m.mentions_me),
+        (vec!["bert".into()], false)
+    );
     assert_eq!(carl.unread_mentions(&club()).unwrap(), 0);
 }
 
@@ -371,7 +377,10 @@ async fn forwarding_marks_the_copy_and_reuses_the_file() {
     bert.create_group("club", &["carl".into()]).await.unwrap();
     sync(&mut carl).await;
     let to_bert = Target::User("bert".into());
-    let text = anna.send_text(&to_bert, "the recipe is attached").await.unwrap();
+    let text = anna
+        .send_text(&to_bert, "the recipe is attached")
+        .await
+        .unwrap();
     let path = root.path().join("recipe.txt");
     std::fs::write(&path, b"flour, water, salt, patience").unwrap();
     let file = anna.send_file(&to_bert, &path, |_, _| {}).await.unwrap();
@@ -393,8 +402,13 @@ async fn forwarding_marks_the_copy_and_reuses_the_file() {
         .collect();
     assert_eq!(got, [("text".into(), true), ("file".into(), true)]);
     let out = root.path().join("from-carl.txt");
-    carl.download(&copied_file.id, &out, |_, _| {}).await.unwrap();
-    assert_eq!(std::fs::read(&out).unwrap(), b"flour, water, salt, patience");
+    carl.download(&copied_file.id, &out, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        b"flour, water, salt, patience"
+    );
 
     // One upload for both messages: expiring every blob finds one.
     let blobs = &server.state().unwrap().blobs;
@@ -449,7 +463,10 @@ async fn polls_count_each_members_newest_vote_and_only_members_vote() {
     bert.vote(&poll.id, &[1]).await.unwrap();
     anna.vote(&poll.id, &[1]).await.unwrap();
     bert.vote(&poll.id, &[0]).await.unwrap();
-    assert!(bert.vote(&poll.id, &[0, 1]).await.is_err(), "one choice only");
+    assert!(
+        bert.vote(&poll.id, &[0, 1]).await.is_err(),
+        "one choice only"
+    );
     assert!(bert.vote(&poll.id, &[3]).await.is_err());
     sync(&mut anna).await;
     let want = vec![vec!["bert".to_owned()], vec!["anna".to_owned()], vec![]];

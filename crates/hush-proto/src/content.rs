@@ -25,8 +25,8 @@ use crate::codec::{DecodeError, Reader, Writer};
 use crate::identity::Username;
 
 mod fields;
-use fields::{FieldWriter, Fields};
 use crate::kt::KtCheckpoint;
+use fields::{FieldWriter, Fields};
 
 /// The encoding version this build writes and reads.
 pub const CONTENT_VERSION: u8 = 1;
@@ -519,7 +519,10 @@ impl Content {
             },
             kind::POLL => Body::Poll {
                 question: fields.req("poll question", 1, |r| {
-                    nonempty(text(r, "poll question", MAX_POLL_QUESTION_LEN)?, "poll question")
+                    nonempty(
+                        text(r, "poll question", MAX_POLL_QUESTION_LEN)?,
+                        "poll question",
+                    )
                 })?,
                 options: fields.req("poll options", 2, poll_options)?,
                 multiple: fields.req("multiple", 3, |r| r.bool("multiple"))?,
@@ -636,7 +639,9 @@ fn poll_options(r: &mut Reader<'_>) -> Result<Vec<String>, DecodeError> {
 fn vote_options(r: &mut Reader<'_>) -> Result<Vec<u8>, DecodeError> {
     let raw = r.take(r.remaining())?;
     if raw.windows(2).any(|w| w[0] >= w[1])
-        || raw.last().is_some_and(|&i| usize::from(i) >= MAX_POLL_OPTIONS)
+        || raw
+            .last()
+            .is_some_and(|&i| usize::from(i) >= MAX_POLL_OPTIONS)
     {
         return Err(DecodeError::Invalid {
             field: "vote",

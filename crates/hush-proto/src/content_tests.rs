@@ -172,7 +172,10 @@ fn polls_and_votes_round_trip_and_bad_ones_are_refused() {
         assert_eq!(Content::decode(&c.encode()).unwrap(), c);
     }
     for bad in [vec![1, 1], vec![2, 1], vec![12]] {
-        assert!(Content::decode(&vote(bad.clone()).encode()).is_err(), "{bad:?}");
+        assert!(
+            Content::decode(&vote(bad.clone()).encode()).is_err(),
+            "{bad:?}"
+        );
     }
 }
 

@@ -10,7 +10,12 @@ use crate::inert;
 use crate::output::Out;
 
 /// `hush react MESSAGE_ID EMOJI` or `hush react MESSAGE_ID --remove`.
-pub async fn react(client: &mut Client, id: &str, emoji: Option<&str>, out: &mut Out) -> Result<()> {
+pub async fn react(
+    client: &mut Client,
+    id: &str,
+    emoji: Option<&str>,
+    out: &mut Out,
+) -> Result<()> {
     client.react(id, emoji).await?;
     out.emit(
         || match emoji {

@@ -56,7 +56,11 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             Method::DELETE,
             delete(crate::web::features::unreact),
         ),
-        ("/api/polls", Method::POST, post(crate::web::features::create_poll)),
+        (
+            "/api/polls",
+            Method::POST,
+            post(crate::web::features::create_poll),
+        ),
         (
             "/api/messages/{id}/vote",
             Method::PUT,

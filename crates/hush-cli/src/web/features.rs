@@ -65,7 +65,10 @@ async fn set_reaction(
 }
 
 /// `PUT /api/messages/{id}/pin`: pins a message for every member.
-pub async fn pin(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn pin(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     set_pin(s, id, true).await
 }
 
@@ -134,7 +137,11 @@ pub async fn forward(
         (Some(n), None, None) => Err(n),
         (None, Some(u), None) => Ok(Target::User(u)),
         (None, None, Some(g)) => Ok(Target::Group(g)),
-        _ => return Err(bad_request("give exactly one of conversation, user and group")),
+        _ => {
+            return Err(bad_request(
+                "give exactly one of conversation, user and group",
+            ));
+        }
     };
     let sent = on_client(&s, move |c| {
         Box::pin(async move {
