@@ -41,7 +41,7 @@ pub const ARGON_MAX_T: u32 = 16;
 pub const ARGON_MAX_P: u32 = 8;
 
 #[derive(Serialize, Deserialize)]
-struct KeyFile {
+pub(crate) struct KeyFile {
     version: u8,
     kdf: String,
     m_kib: u32,

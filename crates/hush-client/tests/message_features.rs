@@ -78,7 +78,7 @@ async fn mallory_sends(mallory: &Raw, conv: &mut hush_proto::Conversation, body:
         body,
     };
     let out = conv.encrypt(&content, &mut rand::rngs::OsRng).unwrap();
-    mallory.post(&["anna", "bert"], out.message).await;
+    mallory.post_message(&["anna", "bert"], out).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,7 +136,7 @@ async fn one_reaction_per_member_the_newest_wins_and_can_be_taken_back() {
 async fn a_member_cannot_act_in_someone_elses_name_or_break_a_client() {
     let server = TestServer::start().await.unwrap();
     let root = tempfile::tempdir().unwrap();
-    let (mut anna, mut bert, mut mallory, mut conv) = club_with_mallory(&server, root.path()).await;
+    let (mut anna, mut bert, mallory, mut conv) = club_with_mallory(&server, root.path()).await;
     let hi = anna.send_text(&club(), "hi all").await.unwrap();
     sync(&mut bert).await;
     let target = MessageId::from_hex(&hi.id).unwrap();
