@@ -207,17 +207,16 @@ CREATE VIRTUAL TABLE messages_fts USING fts5(
     body, content = 'messages', content_rowid = 'rowid', tokenize = 'trigram'
 );
 INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1);
-CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.body IS NOT NULL BEGIN
+-- Every row is indexed, a NULL text as no words (FTS5 counts the rows).
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
     INSERT INTO messages_fts (rowid, body) VALUES (new.rowid, new.body);
 END;
-CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.body IS NOT NULL BEGIN
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
     INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.rowid, old.body);
 END;
 CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN
-    INSERT INTO messages_fts (messages_fts, rowid, body)
-        SELECT 'delete', old.rowid, old.body WHERE old.body IS NOT NULL;
-    INSERT INTO messages_fts (rowid, body)
-        SELECT new.rowid, new.body WHERE new.body IS NOT NULL;
+    INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.rowid, old.body);
+    INSERT INTO messages_fts (rowid, body) VALUES (new.rowid, new.body);
 END;
 INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
 "#,
