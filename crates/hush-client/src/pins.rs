@@ -75,7 +75,7 @@ impl Client {
                 }
             }
         }
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
         let mut out: Vec<MessageView> = found.into_iter().map(|(_, m)| m).collect();
         for m in &mut out {
             self.decorate(m)?;
