@@ -171,6 +171,60 @@ pub enum LowCommand {
         /// The message id.
         message_id: String,
     },
+    /// Forward a message (text or file) to another conversation, marked
+    /// forwarded; a file is not uploaded again.
+    Forward {
+        /// The message id.
+        message_id: String,
+        /// Where to: a contact's username, or #GROUP.
+        #[arg(long, value_name = "CONVERSATION")]
+        to: String,
+    },
+    /// Polls in groups: create one, vote, see the results.
+    Poll {
+        #[command(subcommand)]
+        command: PollCommand,
+    },
+    /// Pin a message for every member of its conversation (in a group
+    /// where only admins send, only admins pin), or unpin it with --remove.
+    Pin {
+        /// The message id.
+        message_id: String,
+        /// Unpin it.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// List a conversation's pinned messages, the most recently pinned first.
+    Pins {
+        #[command(flatten)]
+        group: GroupOpt,
+        /// The contact (omit with --group).
+        username: Option<String>,
+    },
+    /// Search the text of every conversation's local history (or one
+    /// conversation's), newest first.
+    Search {
+        /// The text to find (any case, anywhere in a message).
+        text: String,
+        /// Only in this conversation: a contact's username, or #GROUP.
+        #[arg(long, value_name = "CONVERSATION")]
+        conv: Option<String>,
+        /// At most this many results.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// React to a message with an emoji (one per member: a new one
+    /// replaces yours), or take your reaction back with --remove.
+    React {
+        /// The message id.
+        message_id: String,
+        /// The emoji.
+        #[arg(required_unless_present = "remove", conflicts_with = "remove")]
+        emoji: Option<String>,
+        /// Take your reaction back.
+        #[arg(long)]
+        remove: bool,
+    },
     /// Report a received message to the server's moderators, with proof of
     /// who sent it. Only this message is revealed.
     Report {
@@ -470,6 +524,43 @@ pub enum BackupCommand {
     Status,
     /// Delete the account's backup from the server.
     Delete,
+}
+
+/// `hush poll ...`
+#[derive(Debug, Subcommand)]
+pub enum PollCommand {
+    /// Ask the group a question: `hush poll create --group NAME QUESTION
+    /// --option A --option B [--multiple]`.
+    Create {
+        /// The group.
+        #[arg(long, value_name = "NAME")]
+        group: String,
+        /// The question.
+        question: String,
+        /// An option (2 to 12, in order).
+        #[arg(long = "option", value_name = "TEXT", required = true)]
+        options: Vec<String>,
+        /// Members may choose several options.
+        #[arg(long)]
+        multiple: bool,
+    },
+    /// Vote for options by number (from 1), replacing your vote; --retract
+    /// takes it back.
+    Vote {
+        /// The poll's message id.
+        message_id: String,
+        /// The options chosen.
+        #[arg(required_unless_present = "retract", conflicts_with = "retract")]
+        choices: Vec<usize>,
+        /// Take your vote back.
+        #[arg(long)]
+        retract: bool,
+    },
+    /// Show a poll with who chose what.
+    Show {
+        /// The poll's message id.
+        message_id: String,
+    },
 }
 
 /// `hush account ...`

@@ -12,8 +12,8 @@ use hush_proto::Suite;
 use zeroize::Zeroizing;
 
 use crate::cli::{
-    AccountCommand, GroupCommand, GroupOpt, KeysCommand, LowArgs, LowCommand, PresenceArg,
-    ProfileCommand, SuiteArg,
+    AccountCommand, GroupCommand, GroupOpt, KeysCommand, LowArgs, LowCommand, PollCommand,
+    PresenceArg, ProfileCommand, SuiteArg,
 };
 
 /// The environment variable the passphrase is read from.
@@ -87,6 +87,27 @@ pub enum Command {
     },
     Delete {
         id: String,
+    },
+    React {
+        id: String,
+        emoji: Option<String>,
+    },
+    Forward {
+        id: String,
+        to: Target,
+    },
+    Poll(PollCommand),
+    Pin {
+        id: String,
+        pinned: bool,
+    },
+    Pins {
+        target: Target,
+    },
+    Search {
+        text: String,
+        target: Option<Target>,
+        limit: usize,
     },
     Report {
         id: String,
@@ -297,6 +318,29 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
             text,
         },
         LowCommand::Delete { message_id } => Command::Delete { id: message_id },
+        LowCommand::Pin { message_id, remove } => Command::Pin {
+            id: message_id,
+            pinned: !remove,
+        },
+        LowCommand::Pins { group, username } => Command::Pins {
+            target: target_only(group, username)?,
+        },
+        LowCommand::Search { text, conv, limit } => Command::Search {
+            text,
+            target: conv.map(conversation),
+            limit,
+        },
+        LowCommand::Poll { command } => Command::Poll(command),
+        LowCommand::Forward { message_id, to } => Command::Forward {
+            id: message_id,
+            to: conversation(to),
+        },
+        LowCommand::React {
+            message_id, emoji, ..
+        } => Command::React {
+            id: message_id,
+            emoji,
+        },
         LowCommand::Report { message_id, reason } => Command::Report {
             id: message_id,
             reason,
@@ -513,6 +557,14 @@ fn parse_wait(s: &str) -> Result<Duration, UsageError> {
         .ok()
         .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(d))
         .ok_or_else(|| usage(format!("{s:?} is not a wait like 90s or 10m (1s to 1d)")))
+}
+
+/// A conversation named on the command line: `#GROUP`, or a contact.
+fn conversation(name: String) -> Target {
+    match name.strip_prefix('#') {
+        Some(group) => Target::Group(group.to_owned()),
+        None => Target::User(name),
+    }
 }
 
 #[cfg(test)]

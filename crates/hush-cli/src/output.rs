@@ -108,6 +108,32 @@ pub fn message_json(m: &MessageView) -> Value {
     {
         obj.insert("unfranked".into(), json!(true));
     }
+    if !m.reactions.is_empty()
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("reactions".into(), json!(m.reactions));
+    }
+    if m.pinned
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("pinned".into(), json!(true));
+    }
+    if m.forwarded
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("forwarded".into(), json!(true));
+    }
+    if let Some(poll) = &m.poll
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("poll".into(), json!(poll));
+    }
+    if !m.mentions.is_empty()
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("mentions".into(), json!(m.mentions));
+        obj.insert("mentions_me".into(), json!(m.mentions_me));
+    }
     if m.outgoing
         && m.group.is_some()
         && let Some(obj) = v.as_object_mut()
@@ -196,7 +222,9 @@ pub fn message_body(m: &MessageView) -> String {
     if m.deleted {
         return "(deleted)".into();
     }
-    let mut body = if m.kind == "file" {
+    let mut body = if let Some(poll) = &m.poll {
+        poll_body(m.text.as_deref().unwrap_or_default(), poll)
+    } else if m.kind == "file" {
         let name = inert::name(m.file_name.as_deref().unwrap_or("file"));
         let size = m.size.map(format_size).unwrap_or_default();
         match &m.text {
@@ -206,10 +234,53 @@ pub fn message_body(m: &MessageView) -> String {
     } else {
         inert::text(m.text.as_deref().unwrap_or_default()).into_owned()
     };
+    if m.forwarded {
+        body.insert_str(0, "(forwarded) ");
+    }
     if m.edited {
         body.push_str(" (edited)");
     }
+    if m.mentions_me {
+        body.push_str(" (mentions you)");
+    }
+    if m.pinned {
+        body.push_str(" (pinned)");
+    }
+    if !m.reactions.is_empty() {
+        let list: Vec<String> = m
+            .reactions
+            .iter()
+            .map(|r| format!("{} {}", inert::name(&r.from), inert::name(&r.emoji)))
+            .collect();
+        body.push_str(&format!(" [{}]", list.join(", ")));
+    }
     body
+}
+
+/// A poll: `[poll] question`, then one continuation line per option with
+/// who chose it.
+fn poll_body(question: &str, poll: &hush_client::PollView) -> String {
+    let several = if poll.multiple {
+        ", several choices"
+    } else {
+        ""
+    };
+    let mut out = format!("[poll{several}] {}", inert::name(question));
+    for (i, o) in poll.options.iter().enumerate() {
+        let who = if o.voters.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", inert::name(&o.voters.join(", ")))
+        };
+        out.push_str(&format!(
+            "\n{}{}. {} ({}{who})",
+            inert::CONTINUATION,
+            i + 1,
+            inert::name(&o.text),
+            o.voters.len()
+        ));
+    }
+    out
 }
 
 /// One line for a message: time, where, who, what, status and id.
@@ -281,6 +352,22 @@ pub fn format_event(ev: &Event, label: &dyn Fn(i64) -> String) -> Option<String>
         }
         Event::Edited { id, text } => format!("edited {}: {}", name(id), inert::text(text)),
         Event::Deleted { id } => format!("deleted {}", name(id)),
+        Event::Voted { id, from, options } => {
+            if options.is_empty() {
+                format!("{} took back their vote in {}", name(from), name(id))
+            } else {
+                let list: Vec<String> = options.iter().map(|o| (o + 1).to_string()).collect();
+                format!("{} voted {} in {}", name(from), list.join(", "), name(id))
+            }
+        }
+        Event::Pinned { id, from, pinned } => {
+            let what = if *pinned { "pinned" } else { "unpinned" };
+            format!("{} {what} {}", name(from), name(id))
+        }
+        Event::Reaction { id, from, emoji } => match emoji {
+            Some(e) => format!("{} reacted {} to {}", name(from), name(e), name(id)),
+            None => format!("{} took back their reaction to {}", name(from), name(id)),
+        },
         Event::Joined { conversation } => {
             if conversation.kind == "group" {
                 format!(
@@ -387,6 +474,12 @@ mod tests {
             expires_at: None,
             unfranked: false,
             receipts: Box::default(),
+            reactions: Vec::new(),
+            mentions: Vec::new(),
+            mentions_me: false,
+            pinned: false,
+            forwarded: false,
+            poll: None,
         }
     }
 
@@ -459,6 +552,37 @@ mod tests {
         m.group = Some("team".into());
         m.outgoing = false;
         assert!(message_json(&m).get("delivered_to").is_none());
+    }
+
+    #[test]
+    fn reactions_show_in_both_outputs_and_only_when_there_are_some() {
+        let mut m = msg("text");
+        assert!(message_json(&m).get("reactions").is_none());
+        m.reactions = vec![hush_client::ReactionView {
+            from: "carol".into(),
+            emoji: "👍".into(),
+        }];
+        assert_eq!(
+            message_json(&m)["reactions"],
+            json!([{"from": "carol", "emoji": "👍"}])
+        );
+        assert!(
+            format_message(&m).contains("hi [carol 👍]"),
+            "{}",
+            format_message(&m)
+        );
+    }
+
+    #[test]
+    fn a_mention_of_this_account_is_marked() {
+        let mut m = msg("text");
+        assert!(message_json(&m).get("mentions").is_none());
+        m.mentions = vec!["carol".into()];
+        assert_eq!(message_json(&m)["mentions_me"], json!(false));
+        assert!(!format_message(&m).contains("mentions you"));
+        m.mentions_me = true;
+        assert_eq!(message_json(&m)["mentions"], json!(["carol"]));
+        assert!(format_message(&m).contains("hi (mentions you)"));
     }
 
     #[test]

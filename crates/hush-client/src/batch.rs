@@ -268,7 +268,7 @@ pub(crate) fn apply_content(
     shown: &mut bool,
 ) -> Result<Option<Event>, ClientError> {
     Ok(match &content.body {
-        Body::Text { .. } | Body::Attachment { .. } => {
+        Body::Text { .. } | Body::Attachment { .. } | Body::Poll { .. } => {
             *shown = Client::insert_message(
                 tx,
                 conversation,
@@ -313,6 +313,25 @@ pub(crate) fn apply_content(
                 id: target.to_hex(),
             })
         }
+        Body::Reaction { target, emoji } => crate::reactions::record_reaction(
+            tx,
+            conversation,
+            target,
+            sender,
+            emoji.as_deref(),
+            content.sent_at_ms,
+        )?,
+        Body::Vote { poll, options } => {
+            crate::polls::record_vote(tx, conversation, poll, sender, options, content.sent_at_ms)?
+        }
+        Body::Pin { target, pinned } => crate::pins::record_pin(
+            tx,
+            conversation,
+            target,
+            sender,
+            *pinned,
+            content.sent_at_ms,
+        )?,
         Body::DisappearingTimer { seconds } => {
             tx.execute(
                 "UPDATE conversations SET disappear_secs = ?2 WHERE id = ?1",

@@ -303,11 +303,16 @@ impl Client {
                 continue;
             };
             found = true;
-            if approve {
-                self.admit(&row.group_id, &link, request).await?;
-            }
+            let admission = if approve {
+                self.admit(&row.group_id, &link, request).await?
+            } else {
+                Admission::AlreadyIn
+            };
             let ids = mine.iter().map(|(id, _)| *id).collect();
             self.manage(&link, LinkAction::Delete, ids).await?;
+            if let Admission::Refused(reason) = admission {
+                return Err(ClientError::InvalidInput(reason));
+            }
             break;
         }
         if found {
@@ -321,29 +326,32 @@ impl Client {
 
     /// Adds the account of `request` through `link` if the group (as this
     /// device knows it) still lists the link, unexpired and not used up;
-    /// then counts the use in the group. Ok(false): refused or already in.
+    /// then counts the use in the group. An error is a passing failure
+    /// (network, no KeyPackages yet): the request stays for the next pass.
     async fn admit(
         &mut self,
         group_id: &[u8],
         link: &InviteLink,
         request: &JoinRequest,
-    ) -> Result<bool, ClientError> {
+    ) -> Result<Admission, ClientError> {
         let links = self.conv(group_id)?.links()?;
         let Some(listed) = links.find(&link.link_id()).cloned() else {
-            return Err(ClientError::InvalidInput(
+            return Ok(Admission::Refused(
                 "the group no longer lists this invite link (revoked)".into(),
             ));
         };
         if !listed.admits(now_ms()) {
-            return Err(ClientError::InvalidInput(
+            return Ok(Admission::Refused(
                 "this invite link has expired or is used up".into(),
             ));
         }
         let user = request.certificate.username().clone();
         if self.conv(group_id)?.accounts().contains(&user) {
-            return Ok(false);
+            return Ok(Admission::AlreadyIn);
         }
-        self.check_requester(&user, request).await?;
+        if let Some(reason) = self.check_requester(&user, request).await? {
+            return Ok(Admission::Refused(reason));
+        }
         let kps = self.claim(user.as_str(), Suite::Hybrid).await?;
         if kps.is_empty() {
             return Err(ClientError::NotFound(format!(
@@ -356,23 +364,33 @@ impl Client {
             l.uses = l.uses.saturating_add(1);
             self.commit_links(group_id, &links).await?;
         }
-        Ok(true)
+        Ok(Admission::Admitted)
     }
 
     /// The request's certificate must be of the account key the directory
-    /// (key transparency) holds for its username.
+    /// (key transparency) holds for its username. `Some(reason)` refuses
+    /// the request for good; an error is a passing failure.
     async fn check_requester(
         &mut self,
         user: &Username,
         request: &JoinRequest,
-    ) -> Result<(), ClientError> {
-        let (entry, _) = self.lookup(user.as_str()).await?;
+    ) -> Result<Option<String>, ClientError> {
+        let entry = match self.lookup(user.as_str()).await {
+            Ok((entry, _)) => entry,
+            Err(e @ (ClientError::NotFound(_) | ClientError::KeyTransparency(_))) => {
+                return Ok(Some(e.to_string()));
+            }
+            Err(e) => return Err(e),
+        };
         if entry.account_key.0 != request.certificate.account_key().as_bytes() {
-            return Err(ClientError::InvalidInput(format!(
+            return Ok(Some(format!(
                 "the request of {user} is signed by a key the directory does not hold"
             )));
         }
-        self.check_not_blocked_verified(user.as_str())
+        Ok(self
+            .check_not_blocked_verified(user.as_str())
+            .err()
+            .map(|e| e.to_string()))
     }
 
     /// On an admin's device: admits the requests waiting on the group's
@@ -423,12 +441,29 @@ impl Client {
         let mut added = Vec::new();
         for (id, request) in self.open_requests(link).await? {
             match self.admit(group_id, link, &request).await {
-                Ok(true) => added.push(request.certificate.username().to_string()),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "refused a join request"),
+                Ok(Admission::Admitted) => added.push(request.certificate.username().to_string()),
+                Ok(Admission::AlreadyIn) => {}
+                Ok(Admission::Refused(reason)) => {
+                    tracing::warn!(%reason, "refused a join request");
+                }
+                Err(e) => {
+                    // Kept on the server: the next pass tries again.
+                    tracing::info!(error = %e, "a join request waits for the next pass");
+                    continue;
+                }
             }
             self.manage(link, LinkAction::Delete, vec![id]).await?;
         }
         Ok(added)
     }
+}
+
+/// What admitting one join request came to.
+enum Admission {
+    /// The joiner was added.
+    Admitted,
+    /// The joiner was in the group already (or nothing was asked).
+    AlreadyIn,
+    /// The group's rules refuse the request, for good.
+    Refused(String),
 }

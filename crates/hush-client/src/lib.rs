@@ -46,20 +46,27 @@ mod convs;
 pub mod devices;
 mod directory;
 pub mod error;
+mod forward;
 pub mod history;
 pub mod invites;
 pub mod kt;
 pub mod link;
 pub mod linking;
 pub mod local;
+mod mentions;
 mod messages;
 pub mod model;
 pub mod monitor;
 pub mod new_devices;
 pub mod pages;
+mod pins;
+mod polls;
 mod profile;
+mod reactions;
 mod readd;
 mod receipts;
+mod schema;
+mod search;
 mod self_sync;
 pub mod server_backup;
 mod suite_move;
@@ -78,7 +85,8 @@ pub use history::Progress;
 pub use kt::{AuditFailure, KtStatus, audit_server};
 pub use linking::LinkRequest;
 pub use model::{
-    ContactView, ConversationView, Event, MessageView, PresenceMode, ReceiptState, Target,
+    ContactView, ConversationView, Event, MessageView, PollOptionView, PollView, PresenceMode,
+    ReactionView, ReceiptState, Target,
 };
 pub use pages::HistoryPage;
 pub use transport::{ConnectOptions, probe_fingerprint};

@@ -28,7 +28,7 @@ pub(crate) struct AttachmentRecord {
 
 pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.conversation, c.kind, c.name, m.sender, m.kind, m.body, \
      m.sent_at, m.outgoing, m.status, m.reply_to, m.edited, m.deleted, m.attachment, m.expires_at, m.franking, \
-     m.recipients";
+     m.recipients, m.mentions, m.mentions_me, m.forwarded, m.poll";
 
 pub(crate) fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageView> {
     let kind: String = r.get(2)?;
@@ -57,6 +57,15 @@ pub(crate) fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageVie
             recipients: r.get::<_, Option<i64>>(16)?.map(|n| n as u32),
             ..Default::default()
         }),
+        reactions: Vec::new(),
+        mentions: r
+            .get::<_, Option<String>>(17)?
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default(),
+        mentions_me: r.get(18)?,
+        pinned: false,
+        forwarded: r.get(19)?,
+        poll: crate::polls::view(r.get(20)?),
     })
 }
 
@@ -123,16 +132,23 @@ impl Client {
                     ),
                 )
             }
+            Body::Poll { question, .. } => ("poll", Some(question.clone()), None, None),
             _ => return Ok(false),
         };
         let expires_at = content
             .expire_timer_secs
             .map(|s| (received_at + u64::from(s) * 1000) as i64);
         let status = if outgoing { "pending" } else { "received" };
+        let mentions = crate::mentions::stored(&content.meta.mentions);
+        // `mentions_me`: this account (the store's `username`) is listed.
         let n = tx.execute(
             "INSERT INTO messages (id, conversation, sender, sender_device, outgoing, kind, body, reply_to, \
-             attachment, sent_at, received_at, expires_at, status, franking) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT (id) DO NOTHING",
+             attachment, sent_at, received_at, expires_at, status, franking, mentions, forwarded, \
+             poll, mentions_me) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+             ?15 IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(?15) j JOIN meta \
+             ON meta.key = 'username' AND CAST(meta.value AS TEXT) = j.value)) \
+             ON CONFLICT (id) DO NOTHING",
             params![
                 content.id.to_hex(),
                 conversation,
@@ -148,6 +164,9 @@ impl Client {
                 expires_at,
                 status,
                 franking,
+                mentions,
+                content.meta.forwarded,
+                crate::polls::stored(&content.body),
             ],
         )?;
         Ok(n == 1)
@@ -159,6 +178,7 @@ impl Client {
             sent_at_ms: now_ms(),
             expire_timer_secs: disappear_secs,
             kt_checkpoint: self.kt_checkpoint(),
+            meta: Default::default(),
             body,
         }
     }
@@ -169,11 +189,25 @@ impl Client {
         target: &Target,
         body: Body,
     ) -> Result<MessageView, ClientError> {
+        self.send_post(target, body, false).await
+    }
+
+    /// [`Client::send_shown`], marked forwarded or not.
+    pub(crate) async fn send_post(
+        &mut self,
+        target: &Target,
+        body: Body,
+        forwarded: bool,
+    ) -> Result<MessageView, ClientError> {
         let row = self.resolve(target).await?;
         if let Target::User(user) = target {
             self.check_not_blocked_verified(user)?;
         }
-        let content = self.new_content(body, row.disappear_secs);
+        let mut content = self.new_content(body, row.disappear_secs);
+        content.meta.forwarded = forwarded;
+        if row.kind == "group" {
+            content.meta.mentions = self.mentions_for(&row.group_id, &content.body)?;
+        }
         let me = self.username.to_string();
         let device = self.device_id;
         let id = content.id.to_hex();
@@ -195,7 +229,7 @@ impl Client {
         let mut m = self
             .message(&id)?
             .ok_or_else(|| ClientError::Store("message vanished".into()))?;
-        self.add_receipts(&mut m)?;
+        self.decorate(&mut m)?;
         Ok(m)
     }
 
@@ -348,7 +382,7 @@ impl Client {
         drop(stmt);
         out.sort_by_key(|m| (m.sent_at, m.id.clone()));
         for m in &mut out {
-            self.add_receipts(m)?;
+            self.decorate(m)?;
         }
         Ok(out)
     }

@@ -52,6 +52,46 @@ pub struct MessageView {
     pub unfranked: bool,
     /// For this account's message: who received and who read it.
     pub receipts: Box<ReceiptState>,
+    /// The members' reactions, one per member, sorted by member.
+    pub reactions: Vec<ReactionView>,
+    /// The accounts the message mentions (`@name` in a group), sorted.
+    pub mentions: Vec<String>,
+    /// It mentions this account.
+    pub mentions_me: bool,
+    /// Pinned in its conversation.
+    pub pinned: bool,
+    /// Forwarded from another conversation.
+    pub forwarded: bool,
+    /// For a poll (`kind` "poll", the question in `text`): its options and
+    /// who chose each.
+    pub poll: Option<PollView>,
+}
+
+/// A poll's options and votes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PollView {
+    /// Whether a member may choose several options.
+    pub multiple: bool,
+    /// The options, in order.
+    pub options: Vec<PollOptionView>,
+}
+
+/// One option of a poll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PollOptionView {
+    /// What it says.
+    pub text: String,
+    /// The members who chose it, sorted.
+    pub voters: Vec<String>,
+}
+
+/// One member's reaction to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReactionView {
+    /// The member.
+    pub from: String,
+    /// Their emoji.
+    pub emoji: String,
 }
 
 /// Who received and who read one of this account's messages, from the
@@ -148,6 +188,9 @@ impl PresenceMode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
+// A message is the common event; boxing it would change every front end's
+// match for no measurable gain.
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// A new message.
     Message(MessageView),
@@ -182,6 +225,33 @@ pub enum Event {
         id: String,
         /// Its new text.
         text: String,
+    },
+    /// A member reacted to a message, or took the reaction back.
+    Reaction {
+        /// The message.
+        id: String,
+        /// The member.
+        from: String,
+        /// The emoji; `None` when taken back.
+        emoji: Option<String>,
+    },
+    /// A member voted in a poll (or took the vote back: no options).
+    Voted {
+        /// The poll.
+        id: String,
+        /// The member.
+        from: String,
+        /// The options chosen (0-based).
+        options: Vec<usize>,
+    },
+    /// A member pinned or unpinned a message.
+    Pinned {
+        /// The message.
+        id: String,
+        /// The member.
+        from: String,
+        /// Pinned (true) or unpinned.
+        pinned: bool,
     },
     /// A message was deleted for everyone.
     Deleted {

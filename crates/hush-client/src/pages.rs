@@ -72,69 +72,12 @@ impl Client {
         newest_first.truncate(limit);
         newest_first.reverse();
         for m in &mut newest_first {
-            self.add_receipts(m)?;
+            self.decorate(m)?;
         }
         Ok(HistoryPage {
             messages: newest_first,
             more,
         })
-    }
-
-    /// The messages whose text contains `query` (ASCII letters in any
-    /// case), newest first, at most `limit`: in one conversation, or in
-    /// all of them (`None`). Deleted messages are not found.
-    pub fn search(
-        &mut self,
-        target: Option<&Target>,
-        query: &str,
-        limit: usize,
-    ) -> Result<Vec<MessageView>, ClientError> {
-        let query = query.trim();
-        if query.is_empty() || limit == 0 {
-            return Err(ClientError::InvalidInput(
-                "search for at least one character, at least one result".into(),
-            ));
-        }
-        self.expire_messages()?;
-        let convs: Option<Vec<i64>> = match target {
-            None => None,
-            Some(t) => Some(
-                self.find_with_archived(t)?
-                    .into_iter()
-                    .map(|r| r.id)
-                    .collect(),
-            ),
-        };
-        let pattern = format!(
-            "%{}%",
-            query
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        let mut found = Vec::new();
-        {
-            let mut stmt = self.store.conn.prepare_cached(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation \
-                 WHERE m.deleted = 0 AND m.body LIKE ?1 ESCAPE '\\' AND (?2 IS NULL OR m.conversation = ?2) \
-                 ORDER BY m.sent_at DESC, m.id DESC LIMIT ?3"
-            ))?;
-            let scopes: Vec<Option<i64>> = match &convs {
-                None => vec![None],
-                Some(ids) => ids.iter().copied().map(Some).collect(),
-            };
-            for scope in scopes {
-                for row in stmt.query_map(params![pattern, scope, limit as i64], message_view)? {
-                    found.push(row?);
-                }
-            }
-        }
-        found.sort_by(|a, b| (b.sent_at, &b.id).cmp(&(a.sent_at, &a.id)));
-        found.truncate(limit);
-        for m in &mut found {
-            self.add_receipts(m)?;
-        }
-        Ok(found)
     }
 
     /// How many received messages of a conversation are not read yet.

@@ -339,3 +339,65 @@ async fn a_request_in_someone_elses_name_or_unsealed_is_dropped() {
     assert!(!in_group(&mut vic, "club"));
     assert_eq!(anna.group_members("club").unwrap(), vec!["anna", "bert"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_cannot_be_admitted_yet_waits_for_the_next_pass() {
+    use hush_proto::invite::JoinRequest;
+    use hush_wire::Bytes;
+    use hush_wire::api::JoinLinkRequest;
+
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (mut anna, _bert) = crew(&server, root.path()).await;
+    let link = anna
+        .group_invite("club", &InviteOptions::default())
+        .await
+        .unwrap();
+    let (_, secret) = InviteSecret::parse_link(&link).unwrap();
+    let link_id: String = secret
+        .link_id()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+
+    // kim's device has no KeyPackage on the server (all claimed) when
+    // anna's device first sees her request: a passing failure.
+    let kim = Raw::register(&server, "kim").await;
+    while !kim.claim("kim").await.is_empty() {}
+    let request = JoinRequest::new(
+        &secret.link_id(),
+        kim.device.certificate().clone(),
+        &kim.key,
+    )
+    .unwrap();
+    let sealed = secret
+        .seal_request(&request, &mut rand::rngs::OsRng)
+        .unwrap();
+    kim.transport()
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/links/{link_id}/requests"),
+            Some(&JoinLinkRequest {
+                sealed: Bytes(sealed),
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(added(&sync(&mut anna).await).is_empty());
+    let waiting = server
+        .state()
+        .unwrap()
+        .store
+        .join_requests(secret.link_id())
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 1, "the request was dropped");
+
+    // Once kim's device has KeyPackages, the next pass admits her.
+    kim.upload_key_packages(1).await;
+    assert_eq!(added(&sync(&mut anna).await), vec!["kim"]);
+    assert_eq!(
+        anna.group_members("club").unwrap(),
+        vec!["anna", "bert", "kim"]
+    );
+}

@@ -123,6 +123,7 @@ impl Ours {
             sent_at_ms: NOW.as_millis(),
             expire_timer_secs: None,
             kt_checkpoint: None,
+            meta: Default::default(),
             body: Body::Text {
                 text: "x".repeat(MESSAGE_LEN),
                 reply_to: None,

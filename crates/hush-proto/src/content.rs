@@ -22,7 +22,11 @@ use std::fmt;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::codec::{DecodeError, Reader, Writer};
+use crate::identity::Username;
+
+mod fields;
 use crate::kt::KtCheckpoint;
+use fields::{FieldWriter, Fields};
 
 /// The encoding version this build writes and reads.
 pub const CONTENT_VERSION: u8 = 1;
@@ -36,6 +40,18 @@ pub const MAX_FILE_NAME_LEN: usize = 255;
 pub const MAX_MEDIA_TYPE_LEN: usize = 127;
 /// Longest attachment blob id, in bytes.
 pub const MAX_BLOB_ID_LEN: usize = 128;
+/// Longest reaction (one emoji, possibly several code points), in bytes.
+pub const MAX_EMOJI_LEN: usize = 64;
+/// Most options of a poll (and at least [`MIN_POLL_OPTIONS`]).
+pub const MAX_POLL_OPTIONS: usize = 12;
+/// Fewest options of a poll.
+pub const MIN_POLL_OPTIONS: usize = 2;
+/// Longest poll question, in bytes.
+pub const MAX_POLL_QUESTION_LEN: usize = 1024;
+/// Longest poll option, in bytes.
+pub const MAX_POLL_OPTION_LEN: usize = 255;
+/// Most accounts one message mentions.
+pub const MAX_MENTIONS: usize = 64;
 /// Most message ids in one receipt.
 pub const MAX_RECEIPT_IDS: usize = 1000;
 /// Fields after the header, at most.
@@ -47,6 +63,11 @@ pub const OPTIONAL_FIELD: u16 = 0x8000;
 const FIELD_EXPIRE_TIMER: u16 = OPTIONAL_FIELD | 1;
 /// The key-transparency root the sender last saw ([`crate::kt::KtCheckpoint`]).
 const FIELD_KT_CHECKPOINT: u16 = OPTIONAL_FIELD | 2;
+/// The accounts a text or file mentions ([`PostMeta::mentions`]): each a
+/// u8 length and the username, in ascending order, each once.
+const FIELD_MENTIONS: u16 = OPTIONAL_FIELD | 3;
+/// The text or file was forwarded from another conversation (empty value).
+const FIELD_FORWARDED: u16 = OPTIONAL_FIELD | 4;
 
 /// A message id: 16 random bytes chosen by the sender.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -105,6 +126,19 @@ pub struct Content {
     /// The newest signed key-transparency root the sender has seen, so the
     /// recipient can check that the server shows both the same directory.
     pub kt_checkpoint: Option<KtCheckpoint>,
+    /// What a text or file says about itself beyond its body (optional
+    /// fields: an older client shows the message without them).
+    pub meta: PostMeta,
+}
+
+/// What a text or file says about itself beyond its body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PostMeta {
+    /// The accounts it mentions (`@name` in a group), so that their
+    /// clients can highlight it and notify them. Encoded sorted, each once.
+    pub mentions: Vec<Username>,
+    /// Forwarded from another conversation (shown as such).
+    pub forwarded: bool,
 }
 
 /// The kinds of content.
@@ -168,6 +202,39 @@ pub enum Body {
         /// The key.
         key: [u8; 32],
     },
+    /// The sender's reaction to a message: one per member and message, the
+    /// newest replacing the one before.
+    Reaction {
+        /// The message reacted to.
+        target: MessageId,
+        /// The emoji; `None` takes the sender's reaction back.
+        emoji: Option<String>,
+    },
+    /// Pins a message for every member of the conversation, or unpins it.
+    Pin {
+        /// The message.
+        target: MessageId,
+        /// Pinned (true) or unpinned.
+        pinned: bool,
+    },
+    /// A poll, shown as a message: a question and its options.
+    Poll {
+        /// The question.
+        question: String,
+        /// The options, in order ([`MIN_POLL_OPTIONS`] to
+        /// [`MAX_POLL_OPTIONS`], each 1 to [`MAX_POLL_OPTION_LEN`] bytes).
+        options: Vec<String>,
+        /// Whether a member may choose several options.
+        multiple: bool,
+    },
+    /// The sender's vote in a poll, replacing their earlier one.
+    Vote {
+        /// The poll.
+        poll: MessageId,
+        /// The chosen options' positions, ascending, each once; empty
+        /// takes the vote back.
+        options: Vec<u8>,
+    },
     /// A kind this build does not know; shown as "unsupported message".
     Unsupported {
         /// The unknown kind number.
@@ -223,6 +290,10 @@ mod kind {
     pub const EDIT: u16 = 7;
     pub const DELETE: u16 = 8;
     pub const PROFILE_KEY: u16 = 9;
+    pub const REACTION: u16 = 10;
+    pub const PIN: u16 = 11;
+    pub const POLL: u16 = 12;
+    pub const VOTE: u16 = 13;
 }
 
 impl Content {
@@ -297,6 +368,39 @@ impl Content {
                 f.field(1, |w| w.raw(key));
                 kind::PROFILE_KEY
             }
+            Body::Reaction { target, emoji } => {
+                f.field(1, |w| w.raw(&target.0));
+                if let Some(e) = emoji {
+                    f.field(2, |w| w.raw(e.as_bytes()));
+                }
+                kind::REACTION
+            }
+            Body::Pin { target, pinned } => {
+                f.field(1, |w| w.raw(&target.0));
+                f.field(2, |w| w.bool(*pinned));
+                kind::PIN
+            }
+            Body::Poll {
+                question,
+                options,
+                multiple,
+            } => {
+                f.field(1, |w| w.raw(question.as_bytes()));
+                f.field(2, |w| {
+                    for o in options {
+                        w.u8(o.len().min(255) as u8)
+                            .raw(&o.as_bytes()[..o.len().min(255)]);
+                    }
+                    w
+                });
+                f.field(3, |w| w.bool(*multiple));
+                kind::POLL
+            }
+            Body::Vote { poll, options } => {
+                f.field(1, |w| w.raw(&poll.0));
+                f.field(2, |w| w.raw(options));
+                kind::VOTE
+            }
             Body::Unsupported { kind } => *kind,
         };
         if let Some(t) = self.expire_timer_secs {
@@ -304,6 +408,20 @@ impl Content {
         }
         if let Some(c) = &self.kt_checkpoint {
             f.field(FIELD_KT_CHECKPOINT, |w| w.raw(&c.encode()));
+        }
+        if !self.meta.mentions.is_empty() {
+            let mut names: Vec<&Username> = self.meta.mentions.iter().collect();
+            names.sort();
+            names.dedup();
+            f.field(FIELD_MENTIONS, |w| {
+                for n in names.iter().take(MAX_MENTIONS) {
+                    w.u8(n.as_str().len() as u8).raw(n.as_str().as_bytes());
+                }
+                w
+            });
+        }
+        if self.meta.forwarded {
+            f.field(FIELD_FORWARDED, |w| w);
         }
         let mut w = Writer::new();
         w.u8(CONTENT_VERSION)
@@ -337,6 +455,9 @@ impl Content {
             let raw = r.take(r.remaining())?;
             KtCheckpoint::decode(raw)
         })?;
+        let mentions = fields.opt(FIELD_MENTIONS, mentions)?.unwrap_or_default();
+        // Present means forwarded; its value is empty (`opt` refuses any byte).
+        let forwarded = fields.opt(FIELD_FORWARDED, |_| Ok(()))?.is_some();
         let body = match kind {
             kind::TEXT => Body::Text {
                 text: fields.req("text", 1, |r| text(r, "text", MAX_TEXT_LEN))?,
@@ -388,6 +509,28 @@ impl Content {
             kind::PROFILE_KEY => Body::ProfileKey {
                 key: fields.req("profile key", 1, |r| r.array())?,
             },
+            kind::REACTION => Body::Reaction {
+                target: fields.req("reaction target", 1, message_id)?,
+                emoji: fields.opt(2, emoji)?,
+            },
+            kind::PIN => Body::Pin {
+                target: fields.req("pin target", 1, message_id)?,
+                pinned: fields.req("pinned", 2, |r| r.bool("pinned"))?,
+            },
+            kind::POLL => Body::Poll {
+                question: fields.req("poll question", 1, |r| {
+                    nonempty(
+                        text(r, "poll question", MAX_POLL_QUESTION_LEN)?,
+                        "poll question",
+                    )
+                })?,
+                options: fields.req("poll options", 2, poll_options)?,
+                multiple: fields.req("multiple", 3, |r| r.bool("multiple"))?,
+            },
+            kind::VOTE => Body::Vote {
+                poll: fields.req("poll", 1, message_id)?,
+                options: fields.req("vote", 2, vote_options)?,
+            },
             other => {
                 // Newer kinds: the structure was checked, the meaning is unknown.
                 fields.skip_all();
@@ -401,6 +544,10 @@ impl Content {
             expire_timer_secs,
             body,
             kt_checkpoint,
+            meta: PostMeta {
+                mentions,
+                forwarded,
+            },
         })
     }
 }
@@ -416,6 +563,10 @@ fn kind_name(kind: u16) -> &'static str {
         kind::EDIT => "edit",
         kind::DELETE => "delete",
         kind::PROFILE_KEY => "profile key",
+        kind::REACTION => "reaction",
+        kind::PIN => "pin",
+        kind::POLL => "poll",
+        kind::VOTE => "vote",
         _ => "unsupported kind",
     }
 }
@@ -433,6 +584,103 @@ fn text(r: &mut Reader<'_>, field: &'static str, max: usize) -> Result<String, D
         field,
         reason: "not UTF-8",
     })
+}
+
+/// A reaction: non-empty, short, printable (no control characters).
+fn emoji(r: &mut Reader<'_>) -> Result<String, DecodeError> {
+    let e = text(r, "emoji", MAX_EMOJI_LEN)?;
+    if e.is_empty() || e.chars().any(char::is_control) {
+        return Err(DecodeError::Invalid {
+            field: "emoji",
+            reason: "empty or a control character",
+        });
+    }
+    Ok(e)
+}
+
+fn nonempty(s: String, field: &'static str) -> Result<String, DecodeError> {
+    if s.trim().is_empty() {
+        return Err(DecodeError::Invalid {
+            field,
+            reason: "empty",
+        });
+    }
+    Ok(s)
+}
+
+/// A poll's options: each a u8 length and UTF-8 text, not empty.
+fn poll_options(r: &mut Reader<'_>) -> Result<Vec<String>, DecodeError> {
+    let mut out = Vec::new();
+    while r.remaining() > 0 {
+        if out.len() == MAX_POLL_OPTIONS {
+            return Err(DecodeError::TooLong {
+                field: "poll options",
+                len: MAX_POLL_OPTIONS + 1,
+                max: MAX_POLL_OPTIONS,
+            });
+        }
+        let n = usize::from(r.u8()?);
+        let mut one = Reader::new(r.take(n)?);
+        out.push(nonempty(
+            text(&mut one, "poll option", MAX_POLL_OPTION_LEN)?,
+            "poll option",
+        )?);
+    }
+    if out.len() < MIN_POLL_OPTIONS {
+        return Err(DecodeError::Invalid {
+            field: "poll options",
+            reason: "fewer than two",
+        });
+    }
+    Ok(out)
+}
+
+/// A vote's options: positions, ascending, each once, within a poll's most.
+fn vote_options(r: &mut Reader<'_>) -> Result<Vec<u8>, DecodeError> {
+    let raw = r.take(r.remaining())?;
+    if raw.windows(2).any(|w| w[0] >= w[1])
+        || raw
+            .last()
+            .is_some_and(|&i| usize::from(i) >= MAX_POLL_OPTIONS)
+    {
+        return Err(DecodeError::Invalid {
+            field: "vote",
+            reason: "positions not ascending, repeated, or past the last option",
+        });
+    }
+    Ok(raw.to_vec())
+}
+
+/// A mention list: at least one name, at most [`MAX_MENTIONS`], ascending.
+fn mentions(r: &mut Reader<'_>) -> Result<Vec<Username>, DecodeError> {
+    let invalid = |reason| DecodeError::Invalid {
+        field: "mentions",
+        reason,
+    };
+    let mut out: Vec<Username> = Vec::new();
+    while r.remaining() > 0 {
+        if out.len() == MAX_MENTIONS {
+            return Err(DecodeError::TooLong {
+                field: "mentions",
+                len: MAX_MENTIONS + 1,
+                max: MAX_MENTIONS,
+            });
+        }
+        let n = usize::from(r.u8()?);
+        let raw = r.take(n)?;
+        let name = std::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| Username::new(s).ok())
+            .ok_or(invalid("not a username"))?;
+        if out.last().is_some_and(|prev| *prev >= name) {
+            return Err(invalid("not in ascending order, or repeated"));
+        }
+        out.push(name);
+    }
+    if out.is_empty() {
+        return Err(invalid("empty"));
+    }
+    Ok(out)
 }
 
 fn message_id(r: &mut Reader<'_>) -> Result<MessageId, DecodeError> {
@@ -457,202 +705,6 @@ fn receipt_ids(r: &mut Reader<'_>) -> Result<Vec<MessageId>, DecodeError> {
     (0..n / 16).map(|_| message_id(r)).collect()
 }
 
-/// Writes fields, which callers emit in ascending tag order.
-#[derive(Default)]
-struct FieldWriter {
-    fields: Vec<(u16, Vec<u8>)>,
-}
-
-impl FieldWriter {
-    fn field(&mut self, tag: u16, write: impl FnOnce(&mut Writer) -> &mut Writer) {
-        let mut w = Writer::new();
-        write(&mut w);
-        self.fields.push((tag, w.into_bytes()));
-    }
-
-    fn opt_id(&mut self, tag: u16, id: Option<&MessageId>) {
-        if let Some(id) = id {
-            self.field(tag, |w| w.raw(&id.0));
-        }
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.fields.sort_by_key(|(tag, _)| *tag);
-        let mut w = Writer::new();
-        for (tag, value) in &self.fields {
-            w.u16(*tag).bytes(value);
-        }
-        w.into_bytes()
-    }
-}
-
-/// The fields of one content, consumed as the decoder recognises them.
-struct Fields<'a> {
-    fields: Vec<(u16, &'a [u8])>,
-}
-
-impl<'a> Fields<'a> {
-    fn parse(mut r: Reader<'a>) -> Result<Self, DecodeError> {
-        let mut fields: Vec<(u16, &'a [u8])> = Vec::new();
-        while r.remaining() > 0 {
-            if fields.len() == MAX_FIELDS {
-                return Err(DecodeError::TooLong {
-                    field: "field count",
-                    len: MAX_FIELDS + 1,
-                    max: MAX_FIELDS,
-                });
-            }
-            let tag = r.u16()?;
-            let value = r.bytes("field", MAX_CONTENT_LEN)?;
-            if fields.last().is_some_and(|(prev, _)| *prev >= tag) {
-                return Err(DecodeError::Invalid {
-                    field: "field order",
-                    reason: "tags must be strictly ascending",
-                });
-            }
-            fields.push((tag, value));
-        }
-        r.finish()?;
-        Ok(Self { fields })
-    }
-
-    fn take(&mut self, tag: u16) -> Option<&'a [u8]> {
-        let pos = self.fields.iter().position(|(t, _)| *t == tag)?;
-        Some(self.fields.remove(pos).1)
-    }
-
-    fn opt<T>(
-        &mut self,
-        tag: u16,
-        decode: impl FnOnce(&mut Reader<'a>) -> Result<T, DecodeError>,
-    ) -> Result<Option<T>, DecodeError> {
-        let Some(raw) = self.take(tag) else {
-            return Ok(None);
-        };
-        let mut r = Reader::new(raw);
-        let value = decode(&mut r)?;
-        r.finish()?;
-        Ok(Some(value))
-    }
-
-    fn req<T>(
-        &mut self,
-        field: &'static str,
-        tag: u16,
-        decode: impl FnOnce(&mut Reader<'a>) -> Result<T, DecodeError>,
-    ) -> Result<T, DecodeError> {
-        self.opt(tag, decode)?.ok_or(DecodeError::Invalid {
-            field,
-            reason: "missing",
-        })
-    }
-
-    fn skip_all(&mut self) {
-        self.fields.clear();
-    }
-
-    /// Unknown optional fields are ignored; an unknown mandatory one is an error.
-    fn finish(self, kind: &'static str) -> Result<(), DecodeError> {
-        match self.fields.iter().find(|(t, _)| t & OPTIONAL_FIELD == 0) {
-            Some((tag, _)) => Err(DecodeError::UnknownMandatoryField { kind, tag: *tag }),
-            None => Ok(()),
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn text_content(text: &str) -> Content {
-        Content {
-            id: MessageId([7; 16]),
-            sent_at_ms: 1_700_000_000_000,
-            expire_timer_secs: None,
-            kt_checkpoint: None,
-            body: Body::Text {
-                text: text.into(),
-                reply_to: None,
-            },
-        }
-    }
-
-    #[test]
-    fn text_round_trips() {
-        let c = text_content("hello");
-        assert_eq!(Content::decode(&c.encode()).unwrap(), c);
-    }
-
-    #[test]
-    fn unknown_kind_is_unsupported_not_an_error() {
-        let mut c = text_content("x");
-        c.body = Body::Unsupported { kind: 999 };
-        let mut bytes = c.encode();
-        // a field of the unknown kind, mandatory or not, is not ours to judge
-        bytes.extend_from_slice(&[0, 1, 0, 0, 0, 1, 42]);
-        assert_eq!(
-            Content::decode(&bytes).unwrap().body,
-            Body::Unsupported { kind: 999 }
-        );
-    }
-
-    #[test]
-    fn unknown_optional_field_is_skipped_and_mandatory_rejected() {
-        let mut bytes = text_content("x").encode();
-        bytes.extend_from_slice(&[0x90, 0x00, 0, 0, 0, 1, 5]);
-        assert!(Content::decode(&bytes).is_ok());
-        let mut bytes = text_content("x").encode();
-        bytes.extend_from_slice(&[0x10, 0x00, 0, 0, 0, 0]);
-        assert_eq!(
-            Content::decode(&bytes),
-            Err(DecodeError::UnknownMandatoryField {
-                kind: "text",
-                tag: 0x1000
-            })
-        );
-    }
-
-    #[test]
-    fn trailing_bytes_inside_a_field_are_rejected() {
-        let c = Content {
-            body: Body::Typing { started: true },
-            ..text_content("")
-        };
-        let mut bytes = c.encode();
-        // typing field: tag 1, length 1, value 1 -> make the length 2
-        let n = bytes.len();
-        bytes[n - 2] = 2;
-        bytes.push(0);
-        assert_eq!(Content::decode(&bytes), Err(DecodeError::TrailingBytes(1)));
-    }
-
-    #[test]
-    fn out_of_order_and_duplicate_fields_are_rejected() {
-        let mut bytes = text_content("x").encode();
-        bytes.extend_from_slice(&[0, 1, 0, 0, 0, 1, b'y']);
-        assert!(matches!(
-            Content::decode(&bytes),
-            Err(DecodeError::Invalid {
-                field: "field order",
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn truncated_input_is_incomplete() {
-        let bytes = text_content("hello").encode();
-        assert!(matches!(
-            Content::decode(&bytes[..bytes.len() - 1]),
-            Err(DecodeError::Incomplete { .. })
-        ));
-    }
-
-    #[test]
-    fn message_id_hex_round_trips() {
-        let id = MessageId([0xab; 16]);
-        assert_eq!(MessageId::from_hex(&id.to_hex()), Some(id));
-        assert_eq!(MessageId::from_hex("zz"), None);
-        assert_eq!(MessageId::from_hex(&"é".repeat(16)), None);
-    }
-}
+#[path = "content_tests.rs"]
+mod tests;

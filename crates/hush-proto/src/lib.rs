@@ -45,6 +45,7 @@
 //!     sent_at_ms: now.as_millis(),
 //!     expire_timer_secs: None,
 //!     kt_checkpoint: None,
+//!     meta: Default::default(),
 //!     body: Body::Text { text: "hi bob".into(), reply_to: None },
 //! };
 //! let out = chat.encrypt(&hello, &mut rng)?;
@@ -88,7 +89,7 @@ pub mod xwing;
 
 pub use big_group::{MAX_GROUP_DEVICES, TreeBlob, TreeRef, TreeSlot};
 pub use codec::DecodeError;
-pub use content::{AttachmentPointer, Body, Content, MessageId, ReceiptKind};
+pub use content::{AttachmentPointer, Body, Content, MessageId, PostMeta, ReceiptKind};
 pub use conversation::{
     Conversation, ConversationInfo, ConversationKind, GroupPolicy, Incoming, MembershipChange,
     MessageKind, Outgoing, PendingCommit, Received, is_application_message, peek_message,

@@ -350,6 +350,7 @@ fn bob_s_state_written_by_an_earlier_release_loads_and_converts() {
         sent_at_ms: NOW.as_millis(),
         expire_timer_secs: None,
         kt_checkpoint: None,
+        meta: Default::default(),
         body: crate::Body::Text {
             text: "after the upgrade".into(),
             reply_to: None,

@@ -76,6 +76,7 @@ fn text(rng: &mut ChaCha20Rng, s: &str) -> Content {
         sent_at_ms: NOW.as_millis(),
         expire_timer_secs: None,
         kt_checkpoint: None,
+        meta: Default::default(),
         body: Body::Text {
             text: s.to_owned(),
             reply_to: None,

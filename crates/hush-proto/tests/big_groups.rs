@@ -162,6 +162,7 @@ fn a_tree_over_the_message_limit_travels_out_of_band_and_tampering_is_refused() 
         sent_at_ms: NOW.as_millis(),
         expire_timer_secs: None,
         kt_checkpoint: None,
+        meta: Default::default(),
         body: Body::Text {
             text: "hello, big group".into(),
             reply_to: None,

@@ -125,6 +125,7 @@ fn content() -> impl Strategy<Value = Content> {
                 expire_timer_secs,
                 body,
                 kt_checkpoint,
+                meta: Default::default(),
             },
         )
 }

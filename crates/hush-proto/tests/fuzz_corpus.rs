@@ -206,6 +206,7 @@ fn regenerate_state_restore_seeds() {
         sent_at_ms: NOW.as_millis(),
         expire_timer_secs: None,
         kt_checkpoint: None,
+        meta: Default::default(),
         body: Body::Text {
             text: "converted".into(),
             reply_to: None,
@@ -1060,6 +1061,7 @@ fn contents() -> Vec<(&'static str, Content)> {
         sent_at_ms: NOW.as_millis(),
         expire_timer_secs: None,
         kt_checkpoint: None,
+        meta: Default::default(),
         body,
     };
     let pointer = AttachmentPointer {
@@ -1180,5 +1182,123 @@ fn contents() -> Vec<(&'static str, Content)> {
             "unsupported",
             content(14, Body::Unsupported { kind: 0x0100 }),
         ),
+        (
+            "text-mentions",
+            Content {
+                meta: hush_proto::PostMeta {
+                    mentions: vec![
+                        Username::new("bob").unwrap(),
+                        Username::new("carol.b").unwrap(),
+                    ],
+                    forwarded: false,
+                },
+                ..content(
+                    17,
+                    Body::Text {
+                        text: "@bob @carol.b look".into(),
+                        reply_to: None,
+                    },
+                )
+            },
+        ),
+        (
+            "reaction",
+            content(
+                15,
+                Body::Reaction {
+                    target: id(1),
+                    emoji: Some("👍🏽".into()),
+                },
+            ),
+        ),
+        (
+            "attachment-forwarded",
+            Content {
+                meta: hush_proto::PostMeta {
+                    mentions: Vec::new(),
+                    forwarded: true,
+                },
+                ..content(
+                    19,
+                    Body::Attachment {
+                        pointer: AttachmentPointer {
+                            blob_id: "blob-fedcba9876543210".into(),
+                            key: [7; 32],
+                            digest: [8; 32],
+                            size: 42,
+                            media_type: "text/plain".into(),
+                            file_name: "notes.txt".into(),
+                        },
+                        caption: Some("fyi".into()),
+                        reply_to: None,
+                    },
+                )
+            },
+        ),
+        (
+            "poll",
+            content(
+                20,
+                Body::Poll {
+                    question: "Lunch?".into(),
+                    options: vec!["Pizza".into(), "Ramen 🍜".into(), "Salad".into()],
+                    multiple: true,
+                },
+            ),
+        ),
+        (
+            "vote",
+            content(
+                21,
+                Body::Vote {
+                    poll: id(20),
+                    options: vec![0, 2],
+                },
+            ),
+        ),
+        (
+            "vote-retracted",
+            content(
+                22,
+                Body::Vote {
+                    poll: id(20),
+                    options: Vec::new(),
+                },
+            ),
+        ),
+        (
+            "pin",
+            content(
+                18,
+                Body::Pin {
+                    target: id(1),
+                    pinned: true,
+                },
+            ),
+        ),
+        (
+            "reaction-removed",
+            content(
+                16,
+                Body::Reaction {
+                    target: id(1),
+                    emoji: None,
+                },
+            ),
+        ),
     ]
+}
+
+/// Writes only the `content_decode` seeds of [`contents`] (deterministic,
+/// so the existing ones come out the same), without touching the MLS
+/// fixture: `cargo test -p hush-proto --test fuzz_corpus -- --ignored
+/// regenerate_content`.
+#[test]
+#[ignore = "writes fuzz/corpus/content_decode"]
+fn regenerate_content_seeds() {
+    let dir = corpus_dir("content_decode");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, content) in contents() {
+        std::fs::write(dir.join(format!("valid-{name}")), content.encode()).unwrap();
+    }
 }

@@ -28,6 +28,7 @@ fn alice_chat(server: &TestServer, alice: &User, bob: &User) -> (Conversation, V
         sent_at_ms: now.as_millis(),
         expire_timer_secs: None,
         kt_checkpoint: None,
+        meta: Default::default(),
         body: Body::Text {
             text: "you cannot report this".into(),
             reply_to: None,

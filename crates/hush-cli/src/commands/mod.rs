@@ -6,6 +6,7 @@
 mod account;
 mod backup;
 mod devices;
+mod features;
 mod files;
 mod groups;
 mod invites;
@@ -122,6 +123,16 @@ pub async fn run(config: Config) -> Result<()> {
         Command::History { target } => messages::history(c, &target, &mut out).await,
         Command::Edit { id, text } => messages::edit(c, &id, &text, &mut out).await,
         Command::Delete { id } => messages::delete(c, &id, &mut out).await,
+        Command::Poll(p) => features::poll(c, p, &mut out).await,
+        Command::Forward { id, to } => features::forward(c, &id, &to, &mut out).await,
+        Command::Pin { id, pinned } => features::pin(c, &id, pinned, &mut out).await,
+        Command::Pins { target } => features::pins(c, &target, &mut out),
+        Command::Search {
+            text,
+            target,
+            limit,
+        } => features::search(c, &text, target.as_ref(), limit, &mut out).await,
+        Command::React { id, emoji } => features::react(c, &id, emoji.as_deref(), &mut out).await,
         Command::Report { id, reason } => messages::report(c, &id, &reason, &mut out).await,
         Command::Group(g) => groups::run(c, g, &mut out).await,
         Command::Join { link, wait } => invites::join(c, &link, wait, &mut out).await,

@@ -356,6 +356,36 @@ impl App {
                     m.deleted = true;
                 }
             }
+            Event::Voted { id, from, options } => {
+                if let Some(poll) = self
+                    .messages
+                    .iter_mut()
+                    .find(|m| m.id == id)
+                    .and_then(|m| m.poll.as_mut())
+                {
+                    for (i, o) in poll.options.iter_mut().enumerate() {
+                        o.voters.retain(|v| *v != from);
+                        if options.contains(&i) {
+                            o.voters.push(from.clone());
+                            o.voters.sort();
+                        }
+                    }
+                }
+            }
+            Event::Pinned { id, pinned, .. } => {
+                if let Some(m) = self.messages.iter_mut().find(|m| m.id == id) {
+                    m.pinned = pinned;
+                }
+            }
+            Event::Reaction { id, from, emoji } => {
+                if let Some(m) = self.messages.iter_mut().find(|m| m.id == id) {
+                    m.reactions.retain(|r| r.from != from);
+                    if let Some(emoji) = emoji {
+                        m.reactions.push(hush_client::ReactionView { from, emoji });
+                        m.reactions.sort_by(|a, b| a.from.cmp(&b.from));
+                    }
+                }
+            }
             Event::KeyChanged { username } => {
                 self.notice = Some(format!(
                     "SECURITY: the identity key of {username} CHANGED. Compare safety numbers: hush verify {username}"

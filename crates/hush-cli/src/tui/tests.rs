@@ -51,6 +51,12 @@ fn msg(
         expires_at: None,
         unfranked: false,
         receipts: Box::default(),
+        reactions: Vec::new(),
+        mentions: Vec::new(),
+        mentions_me: false,
+        pinned: false,
+        forwarded: false,
+        poll: None,
     }
 }
 

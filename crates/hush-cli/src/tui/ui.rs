@@ -133,7 +133,14 @@ fn message_lines<'a>(app: &App, m: &'a MessageView) -> Vec<Line<'a>> {
         Span::styled(format!("{hhmm} "), Style::new().add_modifier(Modifier::DIM)),
         Span::styled(who, who_style.add_modifier(Modifier::BOLD)),
         Span::raw(": "),
-        Span::raw(body_lines.next().unwrap_or_default()),
+        Span::styled(
+            body_lines.next().unwrap_or_default(),
+            if m.mentions_me {
+                Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
+            } else {
+                Style::new()
+            },
+        ),
     ];
     let more: Vec<Line<'a>> = body_lines.map(Line::from).collect();
     if m.outgoing {

@@ -47,6 +47,46 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             delete(crate::web::edits::delete),
         ),
         (
+            "/api/messages/{id}/reaction",
+            Method::PUT,
+            put(crate::web::features::react),
+        ),
+        (
+            "/api/messages/{id}/reaction",
+            Method::DELETE,
+            delete(crate::web::features::unreact),
+        ),
+        (
+            "/api/polls",
+            Method::POST,
+            post(crate::web::features::create_poll),
+        ),
+        (
+            "/api/messages/{id}/vote",
+            Method::PUT,
+            put(crate::web::features::vote),
+        ),
+        (
+            "/api/messages/{id}/forward",
+            Method::POST,
+            post(crate::web::features::forward),
+        ),
+        (
+            "/api/messages/{id}/pin",
+            Method::PUT,
+            put(crate::web::features::pin),
+        ),
+        (
+            "/api/messages/{id}/pin",
+            Method::DELETE,
+            delete(crate::web::features::unpin),
+        ),
+        (
+            "/api/conversations/{id}/pins",
+            Method::GET,
+            get(crate::web::features::pins),
+        ),
+        (
             "/api/conversations/{id}/disappearing",
             Method::PUT,
             put(crate::web::edits::disappearing),
@@ -236,6 +276,8 @@ pub struct Summary {
     view: ConversationView,
     /// Received messages not read yet.
     unread: usize,
+    /// Of those, how many mention this account.
+    unread_mentions: usize,
     /// The newest message.
     last_message: Option<MessageView>,
 }
@@ -248,6 +290,7 @@ async fn conversations(State(s): State<AppState>) -> ApiResult<Vec<Summary>> {
                 let t = target_of_view(&view);
                 out.push(Summary {
                     unread: c.unread_count(&t)?,
+                    unread_mentions: c.unread_mentions(&t)?,
                     last_message: c.history_page(&t, None, 1)?.messages.pop(),
                     view,
                 });

@@ -21,6 +21,7 @@ pub mod api;
 pub mod assets;
 pub mod edits;
 pub mod events;
+pub mod features;
 pub mod files;
 pub mod groups;
 pub mod settings;

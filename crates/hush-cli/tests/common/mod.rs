@@ -483,6 +483,27 @@ pub fn assert_message_shape(v: &Value) {
         assert!(v["group"].is_string(), "receipt lists outside a group: {v}");
         assert!(v["delivered_to"].is_array() && v["read_by"].is_array());
     }
+    // Mentions, reactions and pins show only when there are some (decision 0039).
+    if v["kind"] == "poll" {
+        want.push("poll");
+        assert!(v["poll"]["options"].is_array() && v["poll"]["multiple"].is_boolean());
+    }
+    if v.get("forwarded").is_some() {
+        want.push("forwarded");
+        assert_eq!(v["forwarded"], true);
+    }
+    if v.get("pinned").is_some() {
+        want.push("pinned");
+        assert_eq!(v["pinned"], true);
+    }
+    if v.get("mentions").is_some() {
+        want.extend(["mentions", "mentions_me"]);
+        assert!(v["mentions"].is_array() && v["mentions_me"].is_boolean());
+    }
+    if v.get("reactions").is_some() {
+        want.push("reactions");
+        assert!(v["reactions"].as_array().is_some_and(|r| !r.is_empty()));
+    }
     want.sort();
     assert_eq!(keys(v), want, "message shape: {v}");
     assert!(v["id"].is_string() && v["conversation"].is_i64() && v["sent_at"].is_u64());

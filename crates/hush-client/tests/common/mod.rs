@@ -130,7 +130,14 @@ impl Raw {
             transport: transport.with_token(resp.token),
             last_seq: 0,
         };
-        let kps = (0..3)
+        raw.upload_key_packages(3).await;
+        raw
+    }
+
+    /// Uploads `n` fresh KeyPackages (no last-resort one).
+    pub async fn upload_key_packages(&self, n: usize) {
+        let raw = self;
+        let kps = (0..n)
             .map(|_| {
                 Bytes(
                     raw.device
@@ -152,7 +159,6 @@ impl Raw {
             )
             .await
             .unwrap();
-        raw
     }
 
     /// Claims a KeyPackage of every device of `username`, as any account may.
@@ -175,8 +181,19 @@ impl Raw {
             .collect()
     }
 
+    /// Posts an application message with its franking commitment to
+    /// device 1 of each of `to`.
+    pub async fn post_message(&self, to: &[&str], out: hush_proto::Outgoing) {
+        self.post_with(to, out.message, Some(Bytes(out.commitment.0.to_vec())))
+            .await;
+    }
+
     /// Posts `payload` to device 1 of each of `to`.
     pub async fn post(&self, to: &[&str], payload: Vec<u8>) {
+        self.post_with(to, payload, None).await;
+    }
+
+    async fn post_with(&self, to: &[&str], payload: Vec<u8>, franking: Option<Bytes>) {
         let _: SendResponse = self
             .transport
             .json(
@@ -193,7 +210,7 @@ impl Raw {
                     payload: Bytes(payload),
                     ephemeral: false,
                     commit: None,
-                    franking_commitment: None,
+                    franking_commitment: franking,
                 }),
             )
             .await

@@ -341,8 +341,8 @@ impl Conversation {
         self.pending(epoch, out)
     }
 
-    /// Refuses a post (text, file, edit, timer) from a non-admin in a group
-    /// where only admins send.
+    /// Refuses a post (text, file, edit, timer, pin, poll) from a non-admin
+    /// in a group where only admins send.
     pub(super) fn check_post(
         &self,
         sender: &Username,
@@ -354,6 +354,8 @@ impl Conversation {
                 | Body::Attachment { .. }
                 | Body::Edit { .. }
                 | Body::DisappearingTimer { .. }
+                | Body::Pin { .. }
+                | Body::Poll { .. }
         );
         let only_admins = matches!(self.policy(), Ok(Some(p)) if p.only_admins_send);
         if post && only_admins && !self.is_admin(sender) {

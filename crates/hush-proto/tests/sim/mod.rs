@@ -203,6 +203,7 @@ impl Sim {
             sent_at_ms: self.now.as_millis(),
             expire_timer_secs: None,
             kt_checkpoint: None,
+            meta: Default::default(),
             body: Body::Text {
                 text: text.into(),
                 reply_to: None,

@@ -41,6 +41,11 @@ export const api = {
     call('POST', '/api/messages', replyTo ? { ...to, text, reply_to: replyTo } : { ...to, text }),
   edit: (id, text) => call('PUT', `/api/messages/${encodeURIComponent(id)}`, { text }),
   remove: (id) => call('DELETE', `/api/messages/${encodeURIComponent(id)}`),
+  vote: (id, options) => call('PUT', `/api/messages/${encodeURIComponent(id)}/vote`, { options }),
+  pin: (id, pinned) => call(pinned ? 'PUT' : 'DELETE', `/api/messages/${encodeURIComponent(id)}/pin`),
+  react: (id, emoji) => emoji
+    ? call('PUT', `/api/messages/${encodeURIComponent(id)}/reaction`, { emoji })
+    : call('DELETE', `/api/messages/${encodeURIComponent(id)}/reaction`),
   setTimer: (id, seconds) => call('PUT', `/api/conversations/${id}/disappearing`, { seconds }),
   createGroup: (name, members) => call('POST', '/api/groups', { name, members }),
   addMember: (id, username) => call('POST', `/api/conversations/${id}/members`, { username }),
@@ -63,7 +68,7 @@ export const api = {
 };
 
 const EVENTS = [
-  'message', 'receipt', 'typing', 'presence', 'edited', 'deleted', 'joined', 'members',
+  'message', 'receipt', 'typing', 'presence', 'edited', 'reaction', 'pinned', 'voted', 'deleted', 'joined', 'members',
   'removed', 'renamed', 'disappearing', 'key_changed', 'key_transparency_alarm',
   'security_alarm', 'connection', 'lagged', 'progress',
 ];

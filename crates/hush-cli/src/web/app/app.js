@@ -201,6 +201,7 @@ async function markReadIfSeen() {
   await api.markRead(conv.id);
   state.messages = state.messages.map((m) => (m.status === 'received' ? { ...m, status: 'read' } : m));
   conv.unread = 0;
+  conv.unread_mentions = 0;
   drawList();
 }
 
@@ -292,6 +293,16 @@ function onMessageAction(e) {
   } else if (button.dataset.act === 'delete') {
     askDelete(m);
     return;
+  } else if (button.dataset.act === 'pin' || button.dataset.act === 'unpin') {
+    const pinned = button.dataset.act === 'pin';
+    api.pin(m.id, pinned).then(() => changeMessage(m.id, { pinned })).catch(fail);
+    return;
+  } else if (button.dataset.act === 'vote') {
+    vote(m, Number(button.dataset.option));
+    return;
+  } else if (button.dataset.act === 'react') {
+    react(m, button.dataset.emoji);
+    return;
   } else if (button.dataset.act === 'info') {
     showInfo(ctx, m);
     return;
@@ -301,6 +312,54 @@ function onMessageAction(e) {
   }
   drawContext();
   box.focus();
+}
+
+// Sets this account's reaction, or takes it back when it is the same.
+async function react(m, emoji) {
+  const mine = (m.reactions || []).find((r) => r.from === state.me.username);
+  const next = mine?.emoji === emoji ? null : emoji;
+  try {
+    await api.react(m.id, next);
+    reactionChanged({ id: m.id, from: state.me.username, emoji: next });
+  } catch (e) {
+    fail(e);
+  }
+}
+
+// Votes for an option (alone, or added to the others where several are
+// allowed); choosing a chosen option takes it away.
+async function vote(m, option) {
+  const me = state.me.username;
+  const mine = m.poll.options.flatMap((o, i) => (o.voters.includes(me) ? [i] : []));
+  let next;
+  if (mine.includes(option)) next = mine.filter((i) => i !== option);
+  else next = m.poll.multiple ? [...mine, option] : [option];
+  try {
+    await api.vote(m.id, next);
+    voted({ id: m.id, from: me, options: next });
+  } catch (e) {
+    fail(e);
+  }
+}
+
+function voted(ev) {
+  const m = state.messages.find((x) => x.id === ev.id);
+  if (!m || !m.poll) return;
+  const options = m.poll.options.map((o, i) => {
+    const voters = o.voters.filter((v) => v !== ev.from);
+    if (ev.options.includes(i)) voters.push(ev.from);
+    return { ...o, voters: voters.sort() };
+  });
+  changeMessage(ev.id, { poll: { ...m.poll, options } });
+}
+
+function reactionChanged(ev) {
+  const m = state.messages.find((x) => x.id === ev.id);
+  if (!m) return;
+  const others = (m.reactions || []).filter((r) => r.from !== ev.from);
+  const reactions = ev.emoji ? [...others, { from: ev.from, emoji: ev.emoji }] : others;
+  reactions.sort((a, b) => (a.from < b.from ? -1 : a.from > b.from ? 1 : 0));
+  changeMessage(ev.id, { reactions });
 }
 
 function askDelete(m) {
@@ -457,6 +516,15 @@ function onEvent(name, ev) {
     case 'edited':
       changeMessage(ev.id, { text: ev.text, edited: true });
       reloadListSoon();
+      break;
+    case 'reaction':
+      reactionChanged(ev);
+      break;
+    case 'voted':
+      voted(ev);
+      break;
+    case 'pinned':
+      changeMessage(ev.id, { pinned: ev.pinned });
       break;
     case 'deleted':
       changeMessage(ev.id, { deleted: true, text: null });

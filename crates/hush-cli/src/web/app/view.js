@@ -31,6 +31,7 @@ export function label(conv) {
 export function body(m) {
   if (m.deleted) return 'This message was deleted';
   if (m.kind === 'file') return `📎 ${m.file_name || 'file'}${m.text ? ` — ${m.text}` : ''}`;
+  if (m.kind === 'poll') return `📊 ${m.text || ''}`;
   return m.text || '';
 }
 
@@ -61,8 +62,12 @@ export function statusText(m) {
 }
 
 export function conversationItem(c, current) {
+  const mentioned = c.unread_mentions > 0 ? '@ ' : '';
   const badge = c.unread > 0
-    ? el('span', { class: 'unread', 'aria-label': `${c.unread} unread` }, String(c.unread))
+    ? el('span', {
+      class: mentioned ? 'unread mentioned' : 'unread',
+      'aria-label': `${c.unread} unread${mentioned ? ', mentioning you' : ''}`,
+    }, `${mentioned}${c.unread}`)
     : el('span');
   const last = c.last_message;
   const button = el('button', {
@@ -92,6 +97,30 @@ function author(m) {
   return m.outgoing ? 'You' : m.from;
 }
 
+// The reactions offered on every message (any emoji works through the API).
+export const QUICK_REACTIONS = ['👍', '❤️', '😂'];
+
+// The members' reactions under a message: `👍 bob, carol`.
+function reactions(m) {
+  if (m.deleted || !m.reactions?.length) return null;
+  const by = new Map();
+  for (const r of m.reactions) by.set(r.emoji, [...(by.get(r.emoji) || []), r.from]);
+  return el('div', { class: 'reactions' },
+    [...by].map(([e, who]) => `${e} ${who.join(', ')}`).join('  '));
+}
+
+// A poll's options: each a button that votes for it (or takes the vote
+// back), with who chose it.
+function pollOptions(m) {
+  if (m.deleted || !m.poll) return null;
+  return el('ol', { class: 'poll' }, ...m.poll.options.map((o, i) => el('li', {},
+    el('button', {
+      type: 'button', class: 'act vote', dataset: { act: 'vote', option: String(i) },
+      'aria-label': `Vote ${o.text}`,
+    }, o.text),
+    el('span', { class: 'voters' }, ` ${o.voters.length}${o.voters.length ? `: ${o.voters.join(', ')}` : ''}`))));
+}
+
 // The buttons of one message (visible on hover and on keyboard focus).
 function actions(m) {
   if (m.deleted) return null;
@@ -99,7 +128,11 @@ function actions(m) {
     type: 'button', class: 'act', dataset: { act: name }, 'aria-label': label,
   }, text);
   return el('div', { class: 'actions' },
+    ...QUICK_REACTIONS.map((e) => el('button', {
+      type: 'button', class: 'act', dataset: { act: 'react', emoji: e }, 'aria-label': `React ${e}`,
+    }, e)),
     act('reply', 'Reply', `Reply to ${author(m)}: ${body(m).slice(0, 40)}`),
+    m.pinned ? act('unpin', 'Unpin', 'Unpin for everyone') : act('pin', 'Pin', 'Pin for everyone'),
     m.outgoing && m.kind === 'text' ? act('edit', 'Edit', 'Edit your message') : null,
     m.outgoing ? act('delete', 'Delete', 'Delete your message for everyone') : null);
 }
@@ -109,6 +142,7 @@ function actions(m) {
 export function messageItem(m, quoted, media) {
   const cls = ['msg', m.outgoing ? 'out' : 'in'];
   if (m.deleted) cls.push('deleted');
+  if (m.mentions_me) cls.push('mention');
   const quote = m.reply_to
     ? el('div', { class: 'quote', dataset: { id: m.reply_to } },
       quoted ? `${author(quoted)}: ${body(quoted)}` : 'An earlier message')
@@ -116,14 +150,18 @@ export function messageItem(m, quoted, media) {
   const meta = el('div', { class: 'meta' },
     el('time', { dateTime: new Date(m.sent_at).toISOString() }, when(m.sent_at)),
     m.edited && !m.deleted ? el('span', { class: 'edited' }, ' · edited') : null,
+    m.pinned && !m.deleted ? el('span', { class: 'pinned' }, ' · pinned') : null,
     m.expires_at ? el('span', { class: 'expires', title: 'Disappears' },
       ` · disappears ${when(m.expires_at)}`) : null,
     m.outgoing ? status(m) : null);
   return el('li', { class: cls.join(' '), dataset: { id: m.id } },
     m.group && !m.outgoing ? el('div', { class: 'from' }, m.from) : null,
+    m.forwarded ? el('div', { class: 'forwarded' }, 'Forwarded') : null,
     quote,
     media,
     textOf(m) ? el('div', { class: 'text' }, textOf(m)) : null,
+    pollOptions(m),
+    reactions(m),
     meta,
     actions(m));
 }
