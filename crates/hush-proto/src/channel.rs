@@ -163,8 +163,13 @@ impl ChannelLink {
         if server.is_empty() || rest.len() != 128 {
             return Err(bad());
         }
-        let secret = unhex::<32>(&rest[..64]).ok_or_else(bad)?;
-        let owner = unhex::<PUBLIC_KEY_LEN>(&rest[64..]).ok_or_else(bad)?;
+        // `get`, not indexing: byte 64 of untrusted text may fall inside a
+        // character.
+        let secret = rest.get(..64).and_then(unhex::<32>).ok_or_else(bad)?;
+        let owner = rest
+            .get(64..)
+            .and_then(unhex::<PUBLIC_KEY_LEN>)
+            .ok_or_else(bad)?;
         Ok(Self {
             server: server.to_owned(),
             secret: ChannelSecret(secret),

@@ -33,6 +33,9 @@ fn a_link_round_trips_and_is_told_from_an_invite() {
     assert_eq!(ChannelLink::parse(&text).unwrap(), link);
     assert!(ChannelLink::parse(&text[..text.len() - 1]).is_err());
     assert!(ChannelLink::parse("https://hush.example/join#00").is_err());
+    // 128 bytes whose 64th falls inside a character: refused, no panic.
+    let odd = format!("https://h/channel#{}é{}", "0".repeat(63), "0".repeat(63));
+    assert!(ChannelLink::parse(&odd).is_err());
 }
 
 #[test]
