@@ -48,7 +48,7 @@ use hush_proto::{
 use zeroize::Zeroizing;
 
 /// Every fuzz target, by the name of its binary and corpus directory.
-pub const TARGETS: [&str; 22] = [
+pub const TARGETS: [&str; 23] = [
     "content_decode",
     "certificate_decode",
     "state_key",
@@ -71,6 +71,7 @@ pub const TARGETS: [&str; 22] = [
     "invite_open",
     "state_restore",
     "successor_open",
+    "channel_open",
 ];
 
 /// Runs `data` through the target called `target`; `None` for an unknown name.
@@ -96,6 +97,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<bool> {
         "group_policy_decode" => group_policy_decode(data),
         "group_links_decode" => group_links_decode(data),
         "invite_open" => invite_open(data),
+        "channel_open" => channel_open(data),
         "state_restore" => state_restore(data),
         "successor_open" => successor_open(data),
         _ => return None,
@@ -1073,6 +1075,48 @@ pub fn successor_open(data: &[u8]) -> bool {
         "one successor, two announcements"
     );
     true
+}
+
+/// The fixed channel of [`channel_open`]: its secret, the owner key (which
+/// is its one admin) and the key of epoch 0.
+pub fn channel_fixture() -> (hush_proto::channel::ChannelSecret, AccountKey, [u8; 32]) {
+    let secret = hush_proto::channel::ChannelSecret::from_bytes([7; 32]);
+    let owner = AccountKey::from_seed([8; 32]).expect("a valid seed");
+    (secret, owner, [9; 32])
+}
+
+/// What a subscriber reads of a channel (decision 0038), chosen by the
+/// first byte: 0 a descriptor's plaintext, 1 a sealed descriptor (opened
+/// and its owner signature checked), 2 a post's plaintext, 3 a sealed post
+/// (opened under the fixed key, its admin signature checked), 4 a channel
+/// link as text. The secret, owner key and epoch key are fixed.
+pub fn channel_open(data: &[u8]) -> bool {
+    use hush_proto::channel::{ChannelLink, Descriptor, Post};
+    let Some((&which, rest)) = data.split_first() else {
+        return false;
+    };
+    let (secret, owner, key) = channel_fixture();
+    let id = secret.channel_id();
+    match which {
+        0 => Descriptor::decode(rest).is_ok_and(|d| {
+            assert_eq!(d.encode(), rest, "one descriptor, two encodings");
+            d.verify(&id, &owner.public()).is_ok()
+        }),
+        1 => secret.open_descriptor(&owner.public(), rest).is_ok(),
+        2 => Post::decode(rest).is_ok_and(|p| {
+            assert_eq!(p.encode(), rest, "one post, two encodings");
+            true
+        }),
+        3 => Post::open(&id, &key, &[owner.public()], rest).is_ok(),
+        4 => std::str::from_utf8(rest)
+            .ok()
+            .and_then(|s| ChannelLink::parse(s).ok())
+            .is_some_and(|link| {
+                assert_eq!(ChannelLink::parse(&link.to_link()).ok(), Some(link));
+                true
+            }),
+        _ => false,
+    }
 }
 
 /// Persisted state entries in the order they were read.

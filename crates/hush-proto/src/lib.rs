@@ -60,6 +60,7 @@
 
 pub mod archive;
 pub mod big_group;
+pub mod channel;
 mod chunked;
 pub mod codec;
 pub mod commit_blob;

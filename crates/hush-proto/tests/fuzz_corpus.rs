@@ -162,6 +162,73 @@ fn invite_open_corpus() {
 }
 
 #[test]
+fn channel_open_corpus() {
+    replay("channel_open");
+}
+
+/// Writes the `channel_open` seeds: valid descriptors, posts and a link of
+/// the fixed channel, and a few broken ones.
+#[test]
+#[ignore = "rewrites fuzz/corpus/channel_open"]
+fn regenerate_channel_seeds() {
+    use hush_proto::channel::{ChannelLink, Descriptor, Post, PostBody};
+    let (secret, owner, key) = fuzz::channel_fixture();
+    let id = secret.channel_id();
+    let rng = &mut rand_core::OsRng;
+    let d = Descriptor::new(&id, &owner, "news", 0, key, vec![owner.public()]).unwrap();
+    let post = Post::seal(
+        &id,
+        0,
+        &key,
+        &owner,
+        PostBody::Content(b"hi".to_vec()),
+        5,
+        rng,
+    )
+    .unwrap();
+    let rotate = Post::seal(
+        &id,
+        0,
+        &key,
+        &owner,
+        PostBody::Rotate {
+            epoch: 1,
+            key: [3; 32],
+        },
+        6,
+        rng,
+    )
+    .unwrap();
+    let opened = Post::open(&id, &key, &[owner.public()], &post).unwrap();
+    let link = ChannelLink {
+        server: "https://hush.example".into(),
+        secret: secret.clone(),
+        owner: owner.public(),
+    };
+    let with = |tag: u8, bytes: &[u8]| [&[tag][..], bytes].concat();
+    let dir = corpus_dir("channel_open");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut short = post.clone();
+    short.truncate(20);
+    for (name, bytes) in [
+        ("valid-descriptor", with(0, &d.encode())),
+        (
+            "valid-sealed-descriptor",
+            with(1, &secret.seal_descriptor(&d, rng).unwrap()),
+        ),
+        ("valid-post", with(2, &opened.encode())),
+        ("valid-sealed-post", with(3, &post)),
+        ("valid-sealed-rotate", with(3, &rotate)),
+        ("valid-link", with(4, link.to_link().as_bytes())),
+        ("sealed-short", with(3, &short)),
+        ("descriptor-garbage", with(0, &[1, 0, 200, 1, 2, 3])),
+        ("link-bad-hex", with(4, b"https://h/channel#zz")),
+    ] {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+#[test]
 fn state_restore_corpus() {
     replay("state_restore");
 }
