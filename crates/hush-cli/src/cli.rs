@@ -301,13 +301,23 @@ pub enum LowCommand {
     /// JSON API) on loopback and prints the link to open, with a one-time
     /// access secret. Keys and decryption stay in this process.
     Web {
-        /// The loopback address and port to serve on (port 0: any free
-        /// one). Only loopback addresses are accepted.
+        /// The address and port to serve on (port 0: any free one). Only
+        /// loopback addresses, unless --remote is given.
         #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
         listen: String,
         /// Open the link in the system's web browser.
         #[arg(long)]
         open: bool,
+        /// Serve beyond loopback, over TLS, to browsers that reach this
+        /// machine as HOST (the name the certificate is for).
+        #[arg(long, value_name = "HOST", requires_all = ["tls_cert", "tls_key"])]
+        remote: Option<String>,
+        /// The TLS certificate chain (PEM) for --remote.
+        #[arg(long, value_name = "PEM", requires = "remote")]
+        tls_cert: Option<PathBuf>,
+        /// The TLS private key (PEM) for --remote.
+        #[arg(long, value_name = "PEM", requires = "remote")]
+        tls_key: Option<PathBuf>,
     },
     /// The terminal UI: conversations, messages, a composer.
     Chat {

@@ -146,6 +146,7 @@ pub enum Command {
     Web {
         listen: SocketAddr,
         open: bool,
+        remote: Option<crate::web::Remote>,
     },
     RotateToken,
     Link {
@@ -423,10 +424,27 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
             crate::cli::DevicesCommand::Rename { id, name } => DevicesCommand::Rename { id, name },
             crate::cli::DevicesCommand::Remove { id } => DevicesCommand::Remove { id },
         }),
-        LowCommand::Web { listen, open } => Command::Web {
-            listen: parse_listen(&listen)?,
+        LowCommand::Web {
+            listen,
             open,
-        },
+            remote,
+            tls_cert,
+            tls_key,
+        } => {
+            let remote = match (remote, tls_cert, tls_key) {
+                (Some(host), Some(cert), Some(key)) => Some(crate::web::Remote {
+                    host: parse_host(&host)?,
+                    cert,
+                    key,
+                }),
+                _ => None,
+            };
+            Command::Web {
+                listen: parse_listen(&listen, remote.is_some())?,
+                open,
+                remote,
+            }
+        }
         LowCommand::Backup { command } => Command::Backup(match command {
             crate::cli::BackupCommand::Create { out, to_server } => {
                 BackupCommand::Create { out, to_server }
@@ -531,7 +549,7 @@ pub fn parse_timer(s: &str) -> Result<Option<u32>, UsageError> {
 /// `hush web --listen`: a loopback address and port (`localhost:PORT` is
 /// 127.0.0.1). Anything else is refused: the app would be served in the
 /// clear to whoever can reach the address, and the access secret with it.
-pub fn parse_listen(s: &str) -> Result<SocketAddr, UsageError> {
+pub fn parse_listen(s: &str, remote: bool) -> Result<SocketAddr, UsageError> {
     let addr = match s.strip_prefix("localhost:") {
         Some(port) => format!("127.0.0.1:{port}"),
         None => s.to_owned(),
@@ -541,14 +559,30 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, UsageError> {
             "--listen {s:?} is not an address and port like 127.0.0.1:7790"
         ))
     })?;
-    if !addr.ip().is_loopback() {
+    if !addr.ip().is_loopback() && !remote {
         return Err(usage(format!(
             "--listen {s}: `hush web` serves only on loopback (127.0.0.1 or [::1]); \
              over another address the app, the access secret and every message would \
-             travel in the clear (serving with TLS is not built yet)"
+             travel in the clear: add --remote HOST --tls-cert PEM --tls-key PEM to serve \
+             over TLS"
         )));
     }
     Ok(addr)
+}
+
+/// `--remote HOST`: a DNS name or an IP address, no port, no scheme.
+fn parse_host(s: &str) -> Result<String, UsageError> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    if ok {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(usage(format!(
+            "--remote {s:?} is not a host name like hush.example.org"
+        )))
+    }
 }
 
 /// A `--timeout` like `90s` or `10m` (1 second to 1 day).
@@ -609,10 +643,10 @@ mod tests {
     fn web_listens_on_loopback_only() {
         let c = resolve(&["hush", "--data-dir", "/d", "web"]).unwrap();
         assert!(
-            matches!(c.command, Command::Web { listen, open: false } if listen.ip().is_loopback())
+            matches!(c.command, Command::Web { listen, open: false, remote: None } if listen.ip().is_loopback())
         );
         for ok in ["127.0.0.1:7790", "[::1]:0", "localhost:8000", "127.0.0.2:1"] {
-            let addr = parse_listen(ok).unwrap();
+            let addr = parse_listen(ok, false).unwrap();
             assert!(addr.ip().is_loopback(), "{ok}");
         }
         for bad in [
@@ -622,10 +656,37 @@ mod tests {
             "example.org:80",
             "7790",
         ] {
-            let e = parse_listen(bad).unwrap_err().to_string();
+            let e = parse_listen(bad, false).unwrap_err().to_string();
             assert!(e.contains(bad), "{bad}: {e}");
         }
         assert!(resolve(&["hush", "--data-dir", "/d", "web", "--listen", "0.0.0.0:1"]).is_err());
+        // Beyond loopback only with --remote, which needs a certificate and
+        // its key.
+        let remote = ["hush", "--data-dir", "/d", "web", "--listen", "0.0.0.0:1"];
+        let with = |extra: &[&'static str]| [&remote[..], extra].concat();
+        assert!(resolve(&with(&["--remote", "hush.test"])).is_err());
+        assert!(resolve(&with(&["--tls-cert", "c.pem", "--tls-key", "k.pem"])).is_err());
+        let full = with(&[
+            "--remote",
+            "Hush.Test",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ]);
+        let c = resolve(&full).unwrap();
+        assert!(
+            matches!(&c.command, Command::Web { remote: Some(r), .. } if r.host == "hush.test")
+        );
+        let bad = with(&[
+            "--remote",
+            "https://x/",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+        ]);
+        assert!(resolve(&bad).is_err());
     }
 
     #[test]

@@ -228,6 +228,47 @@ async fn chat(s: &Scene) -> Result<()> {
         "return document.querySelector('#messages .msg.out .status')?.dataset.status === 'read';",
     )
     .await?;
+    readme_screenshot(alice).await?;
+
+    // alice verifies bob: the safety number with its QR code, then marked.
+    click(alice, "#verify").await?;
+    let shown = until(
+        alice,
+        "the safety number and its QR code",
+        "const d = document.getElementById('verify-digits').dataset.digits; \
+         const q = document.getElementById('verify-qr'); \
+         return d && !q.hidden && q.complete && q.naturalWidth >= 200 ? d : null;",
+    )
+    .await?;
+    ensure!(
+        shown
+            .as_str()
+            .is_some_and(|d| d.len() == 60 && d.chars().all(|c| c.is_ascii_digit())),
+        "safety number {shown}"
+    );
+    click(alice, "#verify-mark").await?;
+    until(
+        alice,
+        "bob marked verified",
+        "return document.getElementById('verify-state').textContent === 'Verified.';",
+    )
+    .await?;
+    js(
+        alice,
+        "document.getElementById('verify-dialog').close(); return true;",
+    )
+    .await?;
+    Ok(())
+}
+
+/// With `HUSH_README_SCREENSHOT=FILE`, saves what alice sees (1280x800) as
+/// the README's picture of `hush web`.
+async fn readme_screenshot(alice: &Browser) -> Result<()> {
+    let Some(path) = std::env::var_os("HUSH_README_SCREENSHOT") else {
+        return Ok(());
+    };
+    let png = alice.screenshot().await?;
+    std::fs::write(&path, png)?;
     Ok(())
 }
 

@@ -2,7 +2,8 @@
 //! (decision 0023): `hush link` on the new device, `hush devices link CODE`
 //! on the existing one; both then send and receive in a 1:1 chat and a
 //! group, a removed device reads nothing new; a timeout, a wrong code and a
-//! server that tampers with the exchange link nothing.
+//! server that tampers with the exchange link nothing; a new device that
+//! fails after it was added takes itself off the server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -345,4 +346,15 @@ fn a_history_archive_altered_on_the_server_is_refused_with_nothing_written() {
     // The altered history was deleted from the server all the same
     // (decision 0035).
     assert_eq!(blobs_held(&server.data_dir()), 0);
+    // The new device took itself off the server: the account lists one
+    // device again, and bob, whose client processes the add after that,
+    // raises no alarm and still reaches alice.
+    assert_eq!(devices(&alice).len(), 1);
+    let events = bob.json(&["sync"]);
+    assert!(
+        !events.iter().any(|e| e["event"] == "security_alarm"),
+        "{events:?}"
+    );
+    bob.ok(&["send", "alice", "after the failed link"]);
+    assert_eq!(alice.sync_texts(), ["after the failed link"]);
 }

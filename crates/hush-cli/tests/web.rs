@@ -353,6 +353,14 @@ fn the_api_chats_both_ways_live() {
         assert_eq!(contacts[0]["verified"], false);
         let n = a.ok("GET", "/api/contacts/bob/safety-number", None).await;
         let digits = n["digits"].as_str().unwrap().to_owned();
+        // The QR code to scan comes with it, drawn by the hush process.
+        let svg = n["qr_svg"].as_str().unwrap();
+        assert!(svg.contains("<svg") && svg.contains("</svg>"), "{svg}");
+        let payload = n["qr_payload"].as_str().unwrap();
+        assert!(
+            hex::decode(payload).is_ok_and(|p| !p.is_empty()),
+            "{payload}"
+        );
         let wrong = a
             .call(
                 "POST",

@@ -649,7 +649,7 @@ impl Client {
     }
 
     /// Takes device `id` out of the directory (signed by the account key).
-    async fn unlink(&mut self, id: u32) -> Result<(), ClientError> {
+    pub(crate) async fn unlink(&mut self, id: u32) -> Result<(), ClientError> {
         let me = self.username.to_string();
         let (entry, _, _) = self.lookup_verified(&me).await?;
         if let Some(d) = entry.devices.iter().find(|d| d.device_id == id) {

@@ -165,9 +165,21 @@ impl Client {
         client
             .answer_link(&keys, &welcome, req.name.unwrap_or_default())
             .await?;
-        client
+        if let Err(e) = client
             .receive_history(&keys, req.timeout, on_progress)
-            .await?;
+            .await
+        {
+            // The approving device is done and has added this device to the
+            // account's conversations: take it off the server and out of the
+            // directory (signed by the account key), so that nobody keeps a
+            // device that never came up; members then remove it as departed
+            // (decision 0035).
+            let id = client.device_id;
+            if let Err(undo) = client.unlink(id).await {
+                tracing::warn!(error = %undo, "could not take the failed new device off the server");
+            }
+            return Err(e);
+        }
         Ok(client)
     }
 

@@ -11,9 +11,14 @@ use std::collections::BTreeMap;
 use hush_proto::{ConversationKind, DeviceCertificate, Username};
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use hush_proto::kt::verify_history;
+use hush_wire::kt::KtProofResponse;
+use reqwest::Method;
+
 use crate::client::{Client, now_ms};
 use crate::directory::Refusal;
 use crate::error::ClientError;
+use crate::kt::wire_to_root;
 use crate::local::LocalStore;
 use crate::model::Event;
 
@@ -63,17 +68,62 @@ impl Client {
             let Some(value) = self.kt_vouched.get(&user) else {
                 return Ok(Refused(format!("the key directory does not list {user}")));
             };
-            for cert in certs {
-                if !value.vouches_for(cert) {
-                    return Ok(Refused(format!(
-                        "device {} of {user} carries a key the key directory does not list \
-                         (someone made it up)",
-                        cert.device_id().0
-                    )));
-                }
+            let unlisted: Vec<&DeviceCertificate> = certs
+                .into_iter()
+                .filter(|c| !value.vouches_for(c))
+                .collect();
+            let Some(first) = unlisted.first() else {
+                continue;
+            };
+            // Under the account key it lists now, a device the directory
+            // listed once and no longer does was removed after it was added
+            // (decision 0035): the add stands, and the device is taken out
+            // as departed. Anything else was made up.
+            let same_key = unlisted
+                .iter()
+                .all(|c| value.account_key == Some(c.account_key()));
+            if !same_key || !self.listed_once(&user, &unlisted).await? {
+                return Ok(Refused(format!(
+                    "device {} of {user} carries a key the key directory does not list \
+                     (someone made it up)",
+                    first.device_id().0
+                )));
             }
         }
         Ok(Vetting::Vouched(changed))
+    }
+
+    /// Whether the directory's history of `user`, proven against a root
+    /// this client accepts, listed every one of `certs` in some version.
+    /// A history the server will not give or cannot prove says no.
+    async fn listed_once(
+        &mut self,
+        user: &str,
+        certs: &[&DeviceCertificate],
+    ) -> Result<bool, ClientError> {
+        let Ok(name) = Username::new(user) else {
+            return Ok(false);
+        };
+        let config = self.kt_config().await?;
+        let resp: KtProofResponse = match self
+            .transport
+            .json::<(), _>(Method::GET, &format!("/v1/kt/history/{name}"), None)
+            .await
+        {
+            Ok(resp) => resp,
+            Err(e) if e.code().is_some() => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let Ok(root) = wire_to_root(&resp.root) else {
+            return Ok(false);
+        };
+        self.accept_root(&config, &root).await?;
+        let Ok(versions) = verify_history(&config, &root, &name, resp.proof.as_slice()) else {
+            return Ok(false);
+        };
+        Ok(certs
+            .iter()
+            .all(|c| versions.iter().any(|v| v.value.vouches_for(c))))
     }
 
     /// Why a Welcome into `group_id` at `epoch` is refused, if it is: the
@@ -241,6 +291,42 @@ impl Client {
                 Vetting::Refused(format!("a change that adds a member: {why}"))
             }
             ok => ok,
+        })
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+impl Client {
+    /// This device's certificate.
+    pub fn certificate_for_tests(&self) -> DeviceCertificate {
+        self.device.certificate().clone()
+    }
+
+    /// Plays a thief who holds this account's key: a certificate for a new
+    /// device `device_id` that the account never published in the directory.
+    pub fn unpublished_device_for_tests(
+        &self,
+        device_id: u32,
+    ) -> Result<DeviceCertificate, ClientError> {
+        let key = hush_proto::DeviceSigningKey::generate(&mut rand::rngs::OsRng)?;
+        Ok(DeviceCertificate::issue(
+            &self.account,
+            &self.username,
+            hush_proto::DeviceId(device_id),
+            &key,
+            now_ms(),
+        )?)
+    }
+
+    /// What this device concludes of a commit that adds `certs`: `None`
+    /// when it accepts them, else why it refuses.
+    pub async fn vet_add_for_tests(
+        &mut self,
+        certs: &[DeviceCertificate],
+    ) -> Result<Option<String>, ClientError> {
+        Ok(match self.vet_members(certs).await? {
+            Vetting::Vouched(_) => None,
+            Vetting::Refused(why) => Some(why),
         })
     }
 }

@@ -89,38 +89,6 @@ fn upgrade(members: &mut [&mut Client]) {
     }
 }
 
-/// A new device of `existing`'s account, linked and added by it.
-async fn link(existing: &mut Client, server: &TestServer, dir: &Path) -> Client {
-    let url = server.url();
-    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
-    let new = Box::pin(Client::link(
-        dir,
-        PASS,
-        LinkRequest {
-            server: &url,
-            fingerprint: None,
-            name: Some("laptop"),
-            timeout: Duration::from_secs(30),
-            options: ConnectOptions::default(),
-        },
-        move |code| {
-            let _ = tx.send(code.to_owned());
-        },
-    ));
-    let approve = Box::pin(async {
-        let code = rx.await.unwrap();
-        existing
-            .link_device(&code, Duration::from_secs(30))
-            .await
-            .map(|_| ())
-    });
-    let (new, approved) = tokio::time::timeout(TIMEOUT, async { tokio::join!(new, approve) })
-        .await
-        .expect("linking timed out");
-    approved.unwrap();
-    new.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_legacy_group_moves_and_then_takes_members_and_devices() {
     let server = TestServer::start().await.unwrap();
@@ -158,7 +126,7 @@ async fn a_legacy_group_moves_and_then_takes_members_and_devices() {
     alice.group_add("old crew", "carol").await.unwrap();
     assert_eq!(joined(&synced(&mut carol).await), 1);
     synced(&mut bob).await;
-    let mut laptop = link(&mut bob, &server, &dir.path().join("bob-laptop")).await;
+    let mut laptop = link(&mut bob, &server, &dir.path().join("bob-laptop"), true).await;
     synced(&mut laptop).await;
     assert_eq!(
         laptop.group_suite_for_tests("old crew").unwrap(),

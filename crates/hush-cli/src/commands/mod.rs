@@ -162,6 +162,10 @@ pub async fn run(config: Config) -> Result<()> {
             settings::export_key_package(c, suite, &path, &mut out)
         }
         Command::Chat { target } => crate::tui::run(client, target).await,
-        Command::Web { listen, open } => crate::web::run(client, listen, open, &mut out).await,
+        Command::Web {
+            listen,
+            open,
+            remote,
+        } => crate::web::run(client, listen, open, remote, &mut out).await,
     }
 }

@@ -132,6 +132,18 @@ pub fn render_qr(payload: &[u8]) -> Result<String> {
         .build())
 }
 
+/// The same QR code as an SVG picture, dark on light (the web app's
+/// safety-number dialog shows it).
+pub fn render_qr_svg(payload: &[u8]) -> Result<String> {
+    use qrcode::render::svg;
+    let code = qrcode::QrCode::new(payload).map_err(|e| anyhow!("cannot draw the QR code: {e}"))?;
+    Ok(code
+        .render::<svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build())
+}
+
 /// Lists contacts, refreshing display names where a profile was shared.
 pub async fn contacts(client: &mut Client, out: &mut Out) -> Result<()> {
     for c in client.contacts()? {

@@ -1,7 +1,8 @@
 //! The guard of the local server: who may talk to it, and from where.
 //!
 //! - **Host** must be this server's own loopback name and port
-//!   (`127.0.0.1:PORT`, `localhost:PORT`, `[::1]:PORT`): a page on
+//!   (`127.0.0.1:PORT`, `localhost:PORT`, `[::1]:PORT`, and with `--remote
+//!   HOST`, served over TLS only, `HOST:PORT`): a page on
 //!   `evil.example` whose name an attacker re-points at 127.0.0.1 (DNS
 //!   rebinding) sends `Host: evil.example` and is refused with 403.
 //! - **Origin**, when a browser sends one, must be this server's own origin,
@@ -43,6 +44,8 @@ pub const UNAUTHORIZED: &str = "Open the link that `hush web` printed in its ter
 #[derive(Debug)]
 pub struct Access {
     port: u16,
+    /// `--remote`'s host name: served over TLS under it (and on loopback).
+    remote: Option<String>,
     /// `None` once redeemed.
     secret: Mutex<Option<String>>,
     /// What the link prints; kept apart from `secret`, which is taken.
@@ -73,11 +76,13 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Access {
-    /// A fresh secret for the server on `port`.
-    pub fn new(port: u16) -> Self {
+    /// A fresh secret for the server on `port`, over TLS under the host
+    /// name `remote` when given.
+    pub fn new(port: u16, remote: Option<String>) -> Self {
         let secret = random_hex();
         Access {
             port,
+            remote,
             printed: secret.clone(),
             secret: Mutex::new(Some(secret)),
             sessions: Mutex::new(HashSet::new()),
@@ -95,13 +100,33 @@ impl Access {
     }
 
     /// The `Host` values this server answers to.
-    fn hosts(&self) -> [String; 3] {
+    fn hosts(&self) -> Vec<String> {
         let p = self.port;
-        [
+        let mut hosts = vec![
             format!("127.0.0.1:{p}"),
             format!("localhost:{p}"),
             format!("[::1]:{p}"),
-        ]
+        ];
+        hosts.extend(self.remote.iter().map(|h| format!("{h}:{p}")));
+        hosts
+    }
+
+    /// The scheme of this server's own origin.
+    fn scheme(&self) -> &'static str {
+        if self.remote.is_some() {
+            "https://"
+        } else {
+            "http://"
+        }
+    }
+
+    /// The session cookie's attributes (`Secure` over TLS).
+    pub fn cookie_attributes(&self) -> &'static str {
+        if self.remote.is_some() {
+            "HttpOnly; SameSite=Strict; Secure; Path=/"
+        } else {
+            "HttpOnly; SameSite=Strict; Path=/"
+        }
     }
 
     /// Trades the secret, once, for a new session token.
@@ -150,7 +175,7 @@ impl Access {
             let ok = origin
                 .to_str()
                 .ok()
-                .and_then(|o| o.strip_prefix("http://"))
+                .and_then(|o| o.strip_prefix(self.scheme()))
                 .is_some_and(|o| hosts.iter().any(|h| h == o));
             if !ok {
                 return Verdict::Foreign;
@@ -239,8 +264,9 @@ pub async fn login(
         return unauthorized();
     };
     let cookie = format!(
-        "{}={token}; HttpOnly; SameSite=Strict; Path=/",
-        state.access.cookie_name()
+        "{}={token}; {}",
+        state.access.cookie_name(),
+        state.access.cookie_attributes()
     );
     (
         StatusCode::SEE_OTHER,
@@ -266,7 +292,7 @@ mod tests {
 
     #[test]
     fn the_secret_works_once() {
-        let a = Access::new(4000);
+        let a = Access::new(4000, None);
         let secret = a.secret_for_url().to_owned();
         assert!(a.redeem("wrong").is_none());
         assert!(a.redeem(&secret[..10]).is_none());
@@ -290,7 +316,7 @@ mod tests {
 
     #[test]
     fn foreign_hosts_and_origins_are_refused_before_the_session() {
-        let a = Access::new(4000);
+        let a = Access::new(4000, None);
         let token = a.redeem(a.secret_for_url()).unwrap();
         let cookie = format!("hush_session_4000={token}");
         for host in ["evil.example:4000", "127.0.0.1:4001", "127.0.0.1", ""] {
@@ -326,5 +352,38 @@ mod tests {
             ("cookie", &cookie),
         ]);
         assert_eq!(a.check("/api/me", &h), Verdict::Foreign);
+    }
+
+    #[test]
+    fn a_remote_server_answers_to_its_name_over_https_only() {
+        let a = Access::new(4000, Some("hush.test".into()));
+        assert!(a.cookie_attributes().contains("Secure"));
+        let token = a.redeem(a.secret_for_url()).unwrap();
+        let cookie = format!("hush_session_4000={token}");
+        let at = |host: &str, origin: &str| {
+            let h = headers(&[("host", host), ("origin", origin), ("cookie", &cookie)]);
+            a.check("/api/me", &h)
+        };
+        assert_eq!(
+            at("hush.test:4000", "https://hush.test:4000"),
+            Verdict::Pass
+        );
+        assert_eq!(
+            at("hush.test:4000", "http://hush.test:4000"),
+            Verdict::Foreign
+        );
+        assert_eq!(
+            at("evil.example:4000", "https://evil.example:4000"),
+            Verdict::Foreign
+        );
+        assert_eq!(
+            at("hush.test:4001", "https://hush.test:4001"),
+            Verdict::Foreign
+        );
+        assert!(
+            !Access::new(4000, None)
+                .cookie_attributes()
+                .contains("Secure")
+        );
     }
 }

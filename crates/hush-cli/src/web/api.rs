@@ -438,15 +438,24 @@ async fn safety_number(
     State(s): State<AppState>,
     Path(username): Path<String>,
 ) -> ApiResult<Value> {
-    let (digits, groups) = on_client(&s, move |c| {
+    let (digits, groups, payload) = on_client(&s, move |c| {
         Box::pin(async move {
             let n = c.safety_number(&username).await?;
             let groups: Vec<String> = n.groups().into_iter().map(str::to_owned).collect();
-            Ok((n.digits().to_owned(), groups))
+            Ok((n.digits().to_owned(), groups, n.qr_payload()))
         })
     })
     .await?;
-    Ok(Json(json!({ "digits": digits, "groups": groups })))
+    // The same QR code `hush verify` draws in a terminal, as an SVG picture
+    // for the page (drawn here: the page carries no QR encoder).
+    let svg = crate::commands::settings::render_qr_svg(&payload)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({
+        "digits": digits,
+        "groups": groups,
+        "qr_payload": hex::encode(&payload),
+        "qr_svg": svg,
+    })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -75,13 +75,50 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the app on `listen` until Ctrl-C (or SIGTERM).
-pub async fn run(client: Client, listen: SocketAddr, open: bool, out: &mut Out) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+/// `--remote`: serving beyond loopback, over TLS, under a host name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// The name browsers reach this machine by (the certificate's).
+    pub host: String,
+    /// The certificate chain, PEM.
+    pub cert: std::path::PathBuf,
+    /// Its private key, PEM.
+    pub key: std::path::PathBuf,
+}
+
+/// Serves the app on `listen` until Ctrl-C (or SIGTERM): plain HTTP on
+/// loopback, or TLS under `remote`'s name.
+pub async fn run(
+    client: Client,
+    listen: SocketAddr,
+    open: bool,
+    remote: Option<Remote>,
+    out: &mut Out,
+) -> Result<()> {
+    // The certificate is read before anything listens: a wrong file is a
+    // clear error, not a server that cannot answer.
+    let tls = match &remote {
+        Some(r) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(&r.cert, &r.key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot use {} and {} as the TLS certificate and key",
+                        r.cert.display(),
+                        r.key.display()
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let listener = std::net::TcpListener::bind(listen)
         .with_context(|| format!("cannot listen on {listen}"))?;
+    listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
-    let access = Arc::new(Access::new(local.port()));
+    let access = Arc::new(Access::new(
+        local.port(),
+        remote.as_ref().map(|r| r.host.clone()),
+    ));
     let scratch = Arc::new(client.data_dir().join("tmp"));
     let me = Arc::new(api::Me {
         username: client.username().to_owned(),
@@ -102,7 +139,15 @@ pub async fn run(client: Client, listen: SocketAddr, open: bool, out: &mut Out) 
         scratch,
         files: Arc::default(),
     };
-    let url = format!("http://{local}/login?secret={}", access.secret_for_url());
+    let url = match &remote {
+        Some(r) => format!(
+            "https://{}:{}/login?secret={}",
+            r.host,
+            local.port(),
+            access.secret_for_url()
+        ),
+        None => format!("http://{local}/login?secret={}", access.secret_for_url()),
+    };
     out.emit(
         || {
             format!(
@@ -115,12 +160,28 @@ pub async fn run(client: Client, listen: SocketAddr, open: bool, out: &mut Out) 
         open_browser(&url);
     }
     let app = router(state);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            let _ = stop_tx.send(true);
-        })
-        .await;
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+        stopping.graceful_shutdown(Some(Duration::from_secs(5)));
+    });
+    let service = app.into_make_service();
+    let served = match tls {
+        Some(config) => {
+            axum_server::tls_rustls::from_tcp_rustls(listener, config)?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    };
     // Let the client task say goodbye (presence), but do not hang on it.
     let _ = tokio::time::timeout(Duration::from_secs(3), worker).await;
     served.context("the web server stopped")

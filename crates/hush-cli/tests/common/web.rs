@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
@@ -24,37 +25,38 @@ impl Web {
     /// Starts `hush web --json` for `user` on a free loopback port and
     /// reads the link it prints (within 60 s).
     pub fn start(user: &User) -> Web {
-        let mut child = user
-            .command(&["web", "--json", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next();
-            let _ = tx.send(first);
-            // Keep draining so the process never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(Some(Ok(line))) => line,
-            other => {
-                let _ = child.kill();
-                panic!("hush web printed no link: {other:?}");
-            }
-        };
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["url"], "one line {{\"url\": ...}}: {line}");
-        let url = v["url"].as_str().unwrap().to_owned();
+        let (child, url) = spawn(user, &["--listen", "127.0.0.1:0"]);
         let rest = url.strip_prefix("http://").unwrap();
         let (addr, query) = rest.split_once("/login?secret=").unwrap();
         Web {
             child,
             addr: addr.parse().unwrap(),
+            url: url.clone(),
+            secret: query.to_owned(),
+        }
+    }
+
+    /// Starts `hush web --json --remote HOST` on every address, over TLS
+    /// with `cert` and `key`; `addr` is its loopback socket, `url` the
+    /// printed `https://HOST:PORT/login?secret=...`.
+    pub fn start_remote(user: &User, host: &str, cert: &Path, key: &Path) -> Web {
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let args = [
+            "--listen",
+            "0.0.0.0:0",
+            "--remote",
+            host,
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+        ];
+        let (child, url) = spawn(user, &args);
+        let rest = url.strip_prefix(&format!("https://{host}:")).unwrap();
+        let (port, query) = rest.split_once("/login?secret=").unwrap();
+        Web {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port.parse().unwrap())),
             url: url.clone(),
             secret: query.to_owned(),
         }
@@ -90,6 +92,39 @@ impl Web {
     pub fn running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
+}
+
+/// Runs `hush web --json ARGS` for `user`; returns it and the link it
+/// printed on its one line (within 60 s).
+fn spawn(user: &User, args: &[&str]) -> (Child, String) {
+    let mut argv = vec!["web", "--json"];
+    argv.extend_from_slice(args);
+    let mut child = user
+        .command(&argv)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next();
+        let _ = tx.send(first);
+        // Keep draining so the process never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Some(Ok(line))) => line,
+        other => {
+            let _ = child.kill();
+            panic!("hush web printed no link: {other:?}");
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["url"], "one line {{\"url\": ...}}: {line}");
+    (child, v["url"].as_str().unwrap().to_owned())
 }
 
 impl Drop for Web {

@@ -8,8 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use hush_client::linking::LinkRequest;
 use hush_client::transport::Transport;
-use hush_client::{Client, Event};
+use hush_client::{Client, ConnectOptions, Event, HistoryScope};
 use hush_proto::{
     AccountKey, Device, DeviceCertificate, DeviceId, DeviceSigningKey, Suite, Timestamp, Username,
 };
@@ -286,4 +287,50 @@ impl Raw {
         let _ = ws.close(None).await;
         out
     }
+}
+
+/// A new device of `existing`'s account in `dir`, linked and (with
+/// `finish`) added to `existing`'s conversations by it.
+pub async fn link(existing: &mut Client, server: &TestServer, dir: &Path, finish: bool) -> Client {
+    let url = server.url();
+    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+    // Boxed: the two futures together are too big for a test thread's
+    // stack in a debug build.
+    let new = Box::pin(Client::link(
+        dir,
+        PASS,
+        LinkRequest {
+            server: &url,
+            fingerprint: None,
+            name: Some("laptop"),
+            timeout: Duration::from_secs(30),
+            options: ConnectOptions::default(),
+        },
+        move |code| {
+            let _ = tx.send(code.to_owned());
+        },
+    ));
+    let approve = Box::pin(async {
+        let code = rx.await.unwrap();
+        if finish {
+            existing
+                .link_device(&code, Duration::from_secs(30))
+                .await
+                .map(|_| ())
+        } else {
+            // The new device is linked and has its history, but this
+            // device adds it nowhere: the members' clients must.
+            let id = existing.approve_link(&code).await?;
+            existing
+                .hand_over_link(id, Duration::from_secs(30), HistoryScope::All, &mut |_| {})
+                .await
+        }
+    });
+    let (new, approved) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(new, approve)
+    })
+    .await
+    .expect("linking timed out");
+    approved.unwrap();
+    new.unwrap()
 }

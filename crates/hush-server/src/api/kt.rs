@@ -186,18 +186,15 @@ pub async fn batch_lookup(
     Ok(Json(resp))
 }
 
-/// `GET /v1/kt/history/{username}`: only the account itself may ask.
+/// `GET /v1/kt/history/{username}`: the account monitors its own history;
+/// other accounts check that a device a commit added was listed once
+/// (decision 0035).
 pub async fn history(
     State(state): State<AppState>,
     AuthDevice(me): AuthDevice,
     PathParams(name): PathParams<String>,
 ) -> ApiResult<Json<KtProofResponse>> {
     let user = username(&name)?;
-    if user.as_str() != me.username {
-        return Err(Failure::forbidden(
-            "only the account itself may fetch its key history",
-        ));
-    }
     #[cfg(feature = "fault-injection")]
     if state.kt.faults.history_refused() {
         return Err(Failure::new(

@@ -556,17 +556,28 @@ async function showVerify() {
   $('verify-user').textContent = conv.name;
   $('verify-digits').textContent = '…';
   $('verify-state').textContent = '';
+  $('verify-qr').hidden = true;
   dialog.showModal();
   try {
     const [n, contacts] = await Promise.all([api.safetyNumber(conv.name), api.contacts()]);
     $('verify-digits').textContent = n.groups.join(' ');
     $('verify-digits').dataset.digits = n.digits;
+    showQr(n.qr_svg);
     const c = contacts.find((x) => x.username === conv.name);
     $('verify-state').textContent = c?.verified ? 'Verified.'
       : c?.key_changed ? 'Their key changed since you first talked: compare again.' : 'Not verified yet.';
   } catch (e) {
     $('verify-state').textContent = e.message;
   }
+}
+
+// The safety number's QR code (an SVG the hush process drew), shown from a
+// blob: URL so that no markup of it enters the page.
+function showQr(svg) {
+  const img = $('verify-qr');
+  if (img.src) URL.revokeObjectURL(img.src);
+  img.src = URL.createObjectURL(new Blob([svg], { type: 'image/svg+xml' }));
+  img.hidden = false;
 }
 
 async function markVerified() {
