@@ -8,12 +8,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use hush_client::linking::LinkRequest;
-use hush_client::{Client, ConnectOptions, Event, HistoryScope, MessageView, PresenceMode, Target};
+use hush_client::{Client, Event, MessageView, PresenceMode, Target};
 use hush_testkit::TestServer;
 
 const TIMEOUT: Duration = Duration::from_secs(60);

@@ -334,7 +334,7 @@ async fn pins_are_everyones_unless_only_admins_send() {
         .into_iter()
         .map(|m| m.id)
         .collect();
-    assert_eq!(pinned, [agenda.id.clone()]);
+    assert_eq!(pinned, std::slice::from_ref(&agenda.id));
     assert!(find(&mut anna, &agenda.id).pinned);
     bert.pin(&agenda.id, false).await.unwrap();
     sync(&mut anna).await;

@@ -63,7 +63,10 @@ async fn a_device_the_directory_never_listed_is_refused_under_the_right_account_
     let mut bob = user(&server, dir.path(), "bob").await;
     // Signed by alice's real account key, never published.
     let made_up = alice.unpublished_device_for_tests(7).unwrap();
-    let why = bob.vet_add_for_tests(&[made_up.clone()]).await.unwrap();
+    let why = bob
+        .vet_add_for_tests(std::slice::from_ref(&made_up))
+        .await
+        .unwrap();
     let why = why.expect("a device the directory never listed was accepted");
     assert!(why.contains("device 7 of alice"), "{why}");
     assert!(why.contains("made it up"), "{why}");

@@ -8,12 +8,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use hush_client::linking::LinkRequest;
-use hush_client::{Client, ConnectOptions, Event, Target};
+use hush_client::{Client, Event, Target};
 use hush_proto::Suite;
 use hush_testkit::TestServer;
 
@@ -235,8 +233,19 @@ async fn a_move_that_brings_a_stranger_in_is_refused() {
     assert!(!eve_saw.contains(&"members only".to_owned()), "{eve_saw:?}");
 }
 
-/// A store the previous release wrote (schema version 6, before the
-/// successors table), holding a 65100 group, opens and moves it.
+/// Takes a store back to schema version 6: what versions 7 (successors)
+/// and 8 (reactions, pins, polls, mentions, the search index) added goes.
+const UNDO_V7_AND_V8: &str = "
+    DROP TRIGGER messages_fts_insert; DROP TRIGGER messages_fts_delete;
+    DROP TRIGGER messages_fts_update; DROP TABLE messages_fts;
+    DROP INDEX messages_unread_mentions;
+    ALTER TABLE messages DROP COLUMN forwarded; ALTER TABLE messages DROP COLUMN mentions_me;
+    ALTER TABLE messages DROP COLUMN mentions; ALTER TABLE messages DROP COLUMN poll;
+    DROP TABLE votes; DROP TABLE pins; DROP TABLE reactions;
+    DROP TABLE successors; PRAGMA user_version = 6;";
+
+/// A store the version-6 release wrote (before the successors table),
+/// holding a 65100 group, opens and moves it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_of_the_previous_release_opens_and_moves_its_legacy_group() {
     let server = TestServer::start().await.unwrap();
@@ -254,9 +263,7 @@ async fn a_store_of_the_previous_release_opens_and_moves_its_legacy_group() {
     let alice_dir = dir.path().join("alice");
     {
         let store = hush_client::local::LocalStore::open(&alice_dir, PASS).unwrap();
-        store
-            .execute_for_tests("DROP TABLE successors; PRAGMA user_version = 6;")
-            .unwrap();
+        store.execute_for_tests(UNDO_V7_AND_V8).unwrap();
     }
     let mut alice = Client::open(&alice_dir, PASS).unwrap();
     assert_eq!(

@@ -487,6 +487,7 @@ fn text(rng: &mut ChaCha20Rng, s: &str) -> crate::Content {
             text: s.into(),
             reply_to: None,
         },
+        meta: Default::default(),
     }
 }
 

@@ -11,7 +11,7 @@ mod files;
 mod groups;
 mod invites;
 mod messages;
-mod settings;
+pub(crate) mod settings;
 
 use anyhow::Result;
 

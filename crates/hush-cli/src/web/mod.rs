@@ -98,7 +98,10 @@ pub async fn run(
     // The certificate is read before anything listens: a wrong file is a
     // clear error, not a server that cannot answer.
     let tls = match &remote {
-        Some(r) => Some(
+        Some(r) => Some({
+            // One crypto provider for the process, as hush-server does
+            // (several are linked in, so rustls will not pick one itself).
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             axum_server::tls_rustls::RustlsConfig::from_pem_file(&r.cert, &r.key)
                 .await
                 .with_context(|| {
@@ -107,8 +110,8 @@ pub async fn run(
                         r.cert.display(),
                         r.key.display()
                     )
-                })?,
-        ),
+                })?
+        }),
         None => None,
     };
     let listener = std::net::TcpListener::bind(listen)
