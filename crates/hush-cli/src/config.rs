@@ -664,8 +664,12 @@ mod tests {
         // its key.
         let remote = ["hush", "--data-dir", "/d", "web", "--listen", "0.0.0.0:1"];
         let with = |extra: &[&'static str]| [&remote[..], extra].concat();
-        assert!(resolve(&with(&["--remote", "hush.test"])).is_err());
-        assert!(resolve(&with(&["--tls-cert", "c.pem", "--tls-key", "k.pem"])).is_err());
+        // (clap itself refuses these: --remote requires both files, and
+        // the files require --remote)
+        assert!(LowArgs::try_parse_from(with(&["--remote", "hush.test"])).is_err());
+        assert!(
+            LowArgs::try_parse_from(with(&["--tls-cert", "c.pem", "--tls-key", "k.pem"])).is_err()
+        );
         let full = with(&[
             "--remote",
             "Hush.Test",
