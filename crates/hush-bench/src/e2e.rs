@@ -16,12 +16,12 @@
 //! measured CPU).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use hdrhistogram::Histogram;
-use hush_client::{Client, Event, Target};
+use hush_client::{Client, ClientError, Event, Target};
 use mls_rs::client_builder::{BaseConfig, WithCryptoProvider, WithIdentityProvider, WithMlsRules};
 use mls_rs::group::ReceivedMessage;
 use mls_rs::identity::SigningIdentity;
@@ -205,6 +205,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
             "generator_peak_rss_mb": self_peak_rss_mb(),
             "lost": gtally.lost,
             "duplicated": gtally.duplicated,
+            "sync_retries": SYNC_RETRIES.load(Ordering::Relaxed),
         }),
     );
     r.set("register_seconds", json!(round3(register_seconds)));
@@ -228,7 +229,7 @@ async fn join(m: &mut Client, group_size: usize) -> anyhow::Result<()> {
     let limit = 60 + group_size as u64 / 2;
     let deadline = Instant::now() + Duration::from_secs(limit);
     loop {
-        let ev = m.sync(Duration::ZERO, |_| {}).await?;
+        let ev = sync_retrying(m, Duration::ZERO, |_| {}).await?;
         if ev.iter().any(|e| matches!(e, Event::Joined { .. })) {
             return Ok(());
         }
@@ -263,7 +264,7 @@ fn progress(what: &str) {
 async fn receive_one(c: &mut Client) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let ev = c.sync(Duration::ZERO, |_| {}).await?;
+        let ev = sync_retrying(c, Duration::ZERO, |_| {}).await?;
         if ev.iter().any(|e| matches!(e, Event::Message(_))) {
             return Ok(());
         }
@@ -401,7 +402,7 @@ async fn listen(
 ) -> anyhow::Result<HashMap<String, u32>> {
     let mut seen: HashMap<String, u32> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
-        c.sync(LISTEN, |ev| {
+        sync_retrying(c, LISTEN, |ev| {
             if let Event::Message(m) = ev {
                 *seen.entry(m.id.clone()).or_default() += 1;
                 let _ = arrived.send((who, m.id.clone()));
@@ -410,6 +411,37 @@ async fn listen(
         .await?;
     }
     Ok(seen)
+}
+
+/// Syncs that failed on the network and were run again, over the run.
+static SYNC_RETRIES: AtomicU64 = AtomicU64::new(0);
+
+/// How often one sync is tried again after a network error.
+const SYNC_TRIES: u32 = 5;
+
+/// `c.sync(wait, on_event)`, run again after a network error (a dropped or
+/// silent connection) up to [`SYNC_TRIES`] times, as `hush chat` runs its
+/// next sync: what the failed one did not acknowledge is sent again, and
+/// what it did is not handled twice. Counted in `sync_retries`.
+async fn sync_retrying(
+    c: &mut Client,
+    wait: Duration,
+    mut on_event: impl FnMut(&Event) + Send,
+) -> anyhow::Result<Vec<Event>> {
+    let mut tries = 0;
+    loop {
+        match c.sync(wait, &mut on_event).await {
+            Err(ClientError::Network(e)) if tries + 1 < SYNC_TRIES => {
+                tries += 1;
+                let n = SYNC_RETRIES.fetch_add(1, Ordering::Relaxed) + 1;
+                progress(&format!(
+                    "{}: sync failed ({e}); trying again ({n} so far)",
+                    c.username()
+                ));
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 type BareConfig = WithIdentityProvider<
