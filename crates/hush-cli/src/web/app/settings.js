@@ -69,7 +69,7 @@ async function loadSettings(ctx) {
   try {
     const [s, devices, profile] = await Promise.all([api.settings(), api.devices(), api.profile()]);
     $('presence').value = s.presence;
-    if (profile.display_name && document.activeElement !== $('display-name')) {
+    if (profile.display_name && !$('display-name').value) {
       $('display-name').value = profile.display_name;
     }
     drawOwnAvatar(ctx, profile.avatar_bytes !== null);
