@@ -450,10 +450,12 @@ pub enum ProfileCommand {
         /// The display name.
         #[arg(long)]
         name: String,
-        /// An image file for the avatar.
+        /// A picture for the avatar: PNG, JPEG or WebP, at most 512 KiB.
         #[arg(long, value_name = "FILE")]
         avatar: Option<PathBuf>,
     },
+    /// Show your profile as your contacts see it.
+    Show,
 }
 
 /// `hush keys ...`

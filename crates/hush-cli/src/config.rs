@@ -132,6 +132,7 @@ pub enum Command {
         name: String,
         avatar: Option<PathBuf>,
     },
+    ProfileShow,
     Block {
         username: String,
         blocked: bool,
@@ -381,6 +382,9 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
         LowCommand::Profile {
             command: ProfileCommand::Set { name, avatar },
         } => Command::ProfileSet { name, avatar },
+        LowCommand::Profile {
+            command: ProfileCommand::Show,
+        } => Command::ProfileShow,
         LowCommand::Block { username } => Command::Block {
             username,
             blocked: true,

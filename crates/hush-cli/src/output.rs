@@ -419,6 +419,7 @@ pub fn format_event(ev: &Event, label: &dyn Fn(i64) -> String) -> Option<String>
         Event::KeyChanged { username } => {
             format!("the identity key of {} changed", name(username))
         }
+        Event::Profile { username } => format!("{} updated their profile", name(username)),
         Event::ReadElsewhere { conversation, ids } => {
             format!(
                 "{}: {} message(s) read on another of your devices",

@@ -18,6 +18,7 @@ mod kit;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
+use common::png::png;
 use common::web::Web;
 use common::{Server, User, runtime};
 use fantoccini::Client as Browser;
@@ -34,125 +35,6 @@ struct Scene {
     bob: Browser,
     web_a: Web,
     web_b: Web,
-}
-
-/// Sends `texts` from the page's own session, one after another, through
-/// the same API the app uses (as a bot would); returns the last answer.
-async fn post_all(b: &Browser, body: serde_json::Value, texts: &[String]) -> Result<()> {
-    let script = format!(
-        "const done = arguments[arguments.length - 1];\
-         (async () => {{ for (const text of {texts}) {{\
-           const r = await fetch('/api/messages', {{method: 'POST',\
-             headers: {{'Content-Type': 'application/json'}},\
-             body: JSON.stringify({{...{body}, text}})}});\
-           if (!r.ok) return done(`${{r.status}} ${{await r.text()}}`);\
-         }} done(true); }})();",
-        texts = json!(texts),
-    );
-    let v = tokio::time::timeout(WAIT * 4, b.execute_async(&script, vec![])).await??;
-    ensure!(v == json!(true), "sending failed: {v}");
-    Ok(())
-}
-
-/// Opens the app and waits until it shows `who` as the account.
-async fn open_app(b: &Browser, web: &Web, who: &str) -> Result<()> {
-    goto(b, &web.url).await?;
-    until(
-        b,
-        &format!("{who}'s app"),
-        &format!(
-            "return document.getElementById('me').textContent === {};",
-            json!(who)
-        ),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Opens the conversation named `name` from the list (on a phone, back to
-/// the list first).
-async fn open_conv(b: &Browser, name: &str) -> Result<()> {
-    let css = format!("button.conv[data-name={}]", json!(name));
-    until(
-        b,
-        &format!("{name} in the list"),
-        &format!("return document.querySelector({}) !== null;", json!(css)),
-    )
-    .await?;
-    js(
-        b,
-        &format!(
-            "if (document.body.classList.contains('open')) document.getElementById('back').click();\
-             document.querySelector({}).click(); return true;",
-            json!(css)
-        ),
-    )
-    .await?;
-    until(
-        b,
-        &format!("the conversation {name}"),
-        &format!(
-            "return document.getElementById('title').textContent.endsWith({});",
-            json!(name)
-        ),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Clicks an action button (`reply`, `edit`, `delete`, `info`, `picture`)
-/// of the message whose text is `text`, as a keyboard user does: focus,
-/// then Enter (the buttons show on focus).
-async fn act(b: &Browser, text: &str, action: &str) -> Result<()> {
-    let found = js(
-        b,
-        &format!(
-            "const li = [...document.querySelectorAll('#messages .msg')]\
-             .find(li => li.querySelector('.text')?.textContent === {});\
-             const btn = li?.querySelector('button[data-act=\"{action}\"]');\
-             if (!btn) return false; btn.focus(); return document.activeElement === btn;",
-            json!(text)
-        ),
-    )
-    .await?;
-    ensure!(found == json!(true), "no {action} button on {text:?}");
-    let el = b.active_element().await?;
-    el.send_keys(ENTER).await?;
-    Ok(())
-}
-
-/// The texts of the message whose text is `text`: [quote, text, meta].
-fn message_parts(text: &str) -> String {
-    format!(
-        "const li = [...document.querySelectorAll('#messages .msg')]\
-         .find(li => li.querySelector('.text')?.textContent === {});\
-         return li ? [li.querySelector('.quote')?.textContent ?? null, \
-         li.querySelector('.text').textContent, li.querySelector('.meta').textContent] : null;",
-        json!(text)
-    )
-}
-
-/// A function body as an expression.
-fn expr(body: &str) -> String {
-    format!("(() => {{ {body} }})()")
-}
-
-/// `fetch` from the page (its session): the answer's status.
-async fn fetch_status(
-    b: &Browser,
-    method: &str,
-    path: &str,
-    body: serde_json::Value,
-) -> Result<serde_json::Value> {
-    let script = format!(
-        "const done = arguments[arguments.length - 1];\
-         fetch({}, {{method: {}, headers: {{'Content-Type': 'application/json'}},\
-         body: {}}}).then(r => done(r.status), e => done(String(e)));",
-        json!(path),
-        json!(method),
-        json!(body.to_string())
-    );
-    Ok(tokio::time::timeout(WAIT, b.execute_async(&script, vec![])).await??)
 }
 
 /// Sets the disappearing timer from the header's menu.
@@ -287,60 +169,6 @@ async fn changes(s: &Scene) -> Result<()> {
     )
     .await?;
     Ok(())
-}
-
-/// A `w` x `h` PNG of one colour (stored deflate blocks: no encoder needed).
-fn png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut c = 0xffff_ffffu32;
-        for &b in bytes {
-            c ^= u32::from(b);
-            for _ in 0..8 {
-                c = if c & 1 == 1 {
-                    0xedb8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-        }
-        !c
-    }
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-    }
-    // Each row: filter 0, then the pixels.
-    let row: Vec<u8> = std::iter::once(0)
-        .chain(rgb.iter().copied().cycle().take(3 * w as usize))
-        .collect();
-    let raw = row.repeat(h as usize);
-    let mut z = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
-    for (i, block) in blocks.iter().enumerate() {
-        z.push(u8::from(i + 1 == blocks.len()));
-        let len = block.len() as u16;
-        z.extend_from_slice(&len.to_le_bytes());
-        z.extend_from_slice(&(!len).to_le_bytes());
-        z.extend_from_slice(block);
-    }
-    let (mut a, mut b) = (1u32, 0u32);
-    for &x in &raw {
-        a = (a + u32::from(x)) % 65_521;
-        b = (b + a) % 65_521;
-    }
-    z.extend_from_slice(&((b << 16) | a).to_be_bytes());
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(&mut out, b"IDAT", &z);
-    chunk(&mut out, b"IEND", &[]);
-    out
 }
 
 /// A picture and a document, sent from the file picker with a progress

@@ -174,6 +174,41 @@ fn every_command_speaks_json() {
     // contacts, profile, presence, block.
     let profile = one(alice.json(&["profile", "set", "--name", "Alice A"]));
     assert_eq!(profile, json!({"name": "Alice A", "avatar_bytes": null}));
+    assert_eq!(
+        one(alice.json(&["profile", "show"])),
+        json!({"name": "Alice A", "avatar_bytes": null, "avatar_type": null})
+    );
+    // An avatar: a picture (known by its first bytes), or a clear refusal.
+    let face = work.path().join("face.png");
+    std::fs::write(&face, b"\x89PNG\r\n\x1a\n and the rest").unwrap();
+    let notes = work.path().join("notes.txt");
+    std::fs::write(&notes, "not a picture").unwrap();
+    let err = alice.fails(&[
+        "profile",
+        "set",
+        "--name",
+        "Alice A",
+        "--avatar",
+        notes.to_str().unwrap(),
+    ]);
+    assert!(err.contains("PNG, JPEG or WebP"), "{err}");
+    let with = one(alice.json(&[
+        "profile",
+        "set",
+        "--name",
+        "Alice A",
+        "--avatar",
+        face.to_str().unwrap(),
+    ]));
+    assert_eq!(with["avatar_bytes"], 21);
+    assert_eq!(
+        one(alice.json(&["profile", "show"])),
+        json!({"name": "Alice A", "avatar_bytes": 21, "avatar_type": "image/png"})
+    );
+    assert_eq!(
+        alice.ok(&["profile", "show"]).trim(),
+        "Alice A (avatar: image/png, 21 bytes)"
+    );
     bob.json(&["sync"]);
     let contacts = bob.json(&["contacts"]);
     let a = contacts.iter().find(|c| c["username"] == "alice").unwrap();

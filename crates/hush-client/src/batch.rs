@@ -347,7 +347,9 @@ pub(crate) fn apply_content(
                 "UPDATE contacts SET profile_key = ?2 WHERE username = ?1",
                 params![sender, key.as_slice()],
             )?;
-            None
+            Some(Event::Profile {
+                username: sender.to_owned(),
+            })
         }
         Body::Typing { started } => Some(Event::Typing {
             conversation,

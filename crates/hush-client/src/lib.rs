@@ -89,4 +89,5 @@ pub use model::{
     ReactionView, ReceiptState, Target,
 };
 pub use pages::HistoryPage;
+pub use profile::{AVATAR_TYPES, MAX_AVATAR_BYTES, Profile, avatar_media_type, check_avatar};
 pub use transport::{ConnectOptions, probe_fingerprint};

@@ -309,6 +309,12 @@ pub enum Event {
         /// Whom or what it is about, if anyone.
         subject: Option<String>,
     },
+    /// A contact shared their profile key, which they do each time they
+    /// change their profile: their name and avatar may be new.
+    Profile {
+        /// Whose.
+        username: String,
+    },
     /// SECURITY: a contact's identity key changed.
     KeyChanged {
         /// Whose.

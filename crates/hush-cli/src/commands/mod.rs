@@ -155,6 +155,7 @@ pub async fn run(config: Config) -> Result<()> {
         Command::ProfileSet { name, avatar } => {
             settings::profile_set(c, &name, avatar.as_deref(), &mut out).await
         }
+        Command::ProfileShow => settings::profile_show(c, &mut out).await,
         Command::Block { username, blocked } => {
             settings::block(c, &username, blocked, &mut out).await
         }

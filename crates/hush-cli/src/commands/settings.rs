@@ -240,6 +240,27 @@ pub async fn profile_set(
     Ok(())
 }
 
+/// Shows this account's profile as the server holds it.
+pub async fn profile_show(client: &mut Client, out: &mut Out) -> Result<()> {
+    let p = client.own_profile().await?;
+    let name = p.as_ref().and_then(|p| p.name.clone());
+    let avatar_type = p.as_ref().and_then(hush_client::Profile::avatar_type);
+    let avatar_bytes = p.as_ref().and_then(|p| p.avatar.as_ref().map(Vec::len));
+    out.emit(
+        || match (&p, avatar_type, avatar_bytes) {
+            (None, _, _) => {
+                "no profile yet: set one with `hush profile set --name NAME`".to_owned()
+            }
+            (Some(_), Some(t), Some(n)) => {
+                format!("{} (avatar: {t}, {n} bytes)", name.as_deref().unwrap_or(""))
+            }
+            (Some(_), _, _) => format!("{} (no avatar)", name.as_deref().unwrap_or("")),
+        },
+        json!({"name": name, "avatar_bytes": avatar_bytes, "avatar_type": avatar_type}),
+    )?;
+    Ok(())
+}
+
 /// Blocks or unblocks a contact.
 pub async fn block(
     client: &mut Client,

@@ -124,6 +124,31 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         ),
         ("/api/contacts", Method::GET, get(contacts)),
         (
+            "/api/contacts/{username}/avatar",
+            Method::GET,
+            get(crate::web::avatars::contact_avatar),
+        ),
+        (
+            "/api/profile",
+            Method::GET,
+            get(crate::web::avatars::profile),
+        ),
+        (
+            "/api/profile/avatar",
+            Method::GET,
+            get(crate::web::avatars::own_avatar),
+        ),
+        (
+            "/api/profile/avatar",
+            Method::PUT,
+            put(crate::web::avatars::set_avatar),
+        ),
+        (
+            "/api/profile/avatar",
+            Method::DELETE,
+            delete(crate::web::avatars::remove_avatar),
+        ),
+        (
             "/api/contacts/{username}/safety-number",
             Method::GET,
             get(safety_number),

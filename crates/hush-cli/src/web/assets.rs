@@ -37,6 +37,16 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("app/groups.js"),
     ),
     (
+        "/avatars.js",
+        "text/javascript; charset=utf-8",
+        include_str!("app/avatars.js"),
+    ),
+    (
+        "/polls.js",
+        "text/javascript; charset=utf-8",
+        include_str!("app/polls.js"),
+    ),
+    (
         "/settings.js",
         "text/javascript; charset=utf-8",
         include_str!("app/settings.js"),

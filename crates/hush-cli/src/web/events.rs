@@ -2,7 +2,7 @@
 //!
 //! Each SSE event is named after the client event (`message`, `receipt`,
 //! `typing`, `presence`, `edited`, `deleted`, `joined`, `members`,
-//! `removed`, `renamed`, `disappearing`, `key_changed`,
+//! `removed`, `renamed`, `disappearing`, `key_changed`, `profile`,
 //! `key_transparency_alarm`, `security_alarm`) and its data is the event as
 //! JSON (the same shape `hush sync --json` prints). Two more: `connection`
 //! (`{"online": bool, "error": string|null}`), `lagged` (events were
@@ -10,6 +10,7 @@
 //! upload: `{"upload": token, "done": bytes, "total": bytes}`).
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -20,6 +21,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
 use crate::web::AppState;
+use crate::web::avatars::AvatarCache;
 use crate::web::worker::Published;
 
 /// The SSE form of one published item.
@@ -50,26 +52,35 @@ pub fn to_sse(item: &Published) -> Sse {
 fn events(
     rx: broadcast::Receiver<Published>,
     stop: watch::Receiver<bool>,
+    avatars: Arc<AvatarCache>,
 ) -> impl Stream<Item = Result<Sse, Infallible>> {
-    stream::unfold((rx, stop), |(mut rx, mut stop)| async move {
-        loop {
-            if *stop.borrow() {
-                return None;
-            }
-            tokio::select! {
-                item = rx.recv() => {
-                    let ev = match item {
-                        Ok(item) => to_sse(&item),
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            Sse::default().event("lagged").data(json!({ "missed": n }).to_string())
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    };
-                    return Some((Ok(ev), (rx, stop)));
+    stream::unfold((rx, stop), move |(mut rx, mut stop)| {
+        let avatars = avatars.clone();
+        async move {
+            loop {
+                if *stop.borrow() {
+                    return None;
                 }
-                changed = stop.changed() => {
-                    if changed.is_err() {
-                        return None;
+                tokio::select! {
+                    item = rx.recv() => {
+                        let ev = match item {
+                            Ok(item) => {
+                                // A page that hears of a new profile asks for
+                                // the avatar at once: it must not get the old.
+                                avatars.forget_changed(&item);
+                                to_sse(&item)
+                            }
+                            Err(broadcast::error::RecvError::Lagged(n)) => {
+                                Sse::default().event("lagged").data(json!({ "missed": n }).to_string())
+                            }
+                            Err(broadcast::error::RecvError::Closed) => return None,
+                        };
+                        return Some((Ok(ev), (rx, stop)));
+                    }
+                    changed = stop.changed() => {
+                        if changed.is_err() {
+                            return None;
+                        }
                     }
                 }
             }
@@ -80,7 +91,7 @@ fn events(
 /// The handler: one stream per request, ended when `hush web` stops.
 pub async fn stream(State(s): State<AppState>) -> Response {
     let rx = s.events.subscribe();
-    axum::response::Sse::new(events(rx, s.stop.clone()))
+    axum::response::Sse::new(events(rx, s.stop.clone(), s.avatars.clone()))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }

@@ -39,7 +39,7 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Served inline; anything else is a download.
 const INLINE: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
 /// What a file's answer may do in a browser: nothing.
-const FILE_CSP: &str = "default-src 'none'; img-src 'self'; sandbox; frame-ancestors 'none'";
+pub const FILE_CSP: &str = "default-src 'none'; img-src 'self'; sandbox; frame-ancestors 'none'";
 
 /// Recently opened files, newest last.
 #[derive(Debug, Default)]

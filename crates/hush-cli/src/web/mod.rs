@@ -19,6 +19,7 @@
 pub mod access;
 pub mod api;
 pub mod assets;
+pub mod avatars;
 pub mod edits;
 pub mod events;
 pub mod features;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub scratch: Arc<std::path::PathBuf>,
     /// Files decrypted for the page, kept for a while.
     pub files: Arc<files::FileCache>,
+    /// Contacts' avatars, kept for a while.
+    pub avatars: Arc<avatars::AvatarCache>,
 }
 
 /// The whole app: API, events, assets, behind the guard.
@@ -133,6 +136,11 @@ pub async fn run(
     let wake = Arc::new(tokio::sync::Notify::new());
     let worker = tokio::spawn(worker::run(client, job_rx, wake.clone(), events.clone()));
     let (stop_tx, stop) = watch::channel(false);
+    let avatars = Arc::new(avatars::AvatarCache::default());
+    tokio::spawn(avatars::forget_on_change(
+        events.subscribe(),
+        avatars.clone(),
+    ));
     let state = AppState {
         access: access.clone(),
         jobs: Jobs::new(job_tx, wake),
@@ -141,6 +149,7 @@ pub async fn run(
         stop,
         scratch,
         files: Arc::default(),
+        avatars,
     };
     let url = match &remote {
         Some(r) => format!(

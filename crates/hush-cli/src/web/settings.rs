@@ -1,6 +1,6 @@
 //! Search, the account's settings (presence, profile name) and its linked
 //! devices, all through `hush-client` (`search`, `set_presence_mode`,
-//! `set_profile`, `devices`).
+//! `set_profile` by way of [`crate::web::avatars`], `devices`).
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -75,19 +75,20 @@ pub async fn set_settings(
                 .ok_or_else(|| bad_request("presence is everyone, contacts or nobody"))?,
         ),
     };
-    let name = body.display_name;
-    on_client(&s, move |c| {
-        Box::pin(async move {
-            if let Some(mode) = presence {
-                c.set_presence_mode(mode)?;
-            }
-            if let Some(name) = name {
-                c.set_profile(name.trim(), None).await?;
-            }
-            Ok(())
+    let name = body.display_name.map(|n| n.trim().to_owned());
+    if name.as_ref().is_some_and(|n| n.is_empty() || n.len() > 128) {
+        return Err(bad_request("a display name is 1 to 128 bytes"));
+    }
+    if let Some(mode) = presence {
+        on_client(&s, move |c| {
+            Box::pin(async move { c.set_presence_mode(mode) })
         })
-    })
-    .await?;
+        .await?;
+    }
+    if name.is_some() {
+        // The avatar stays as it is.
+        crate::web::avatars::change(&s, name, None).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use fantoccini::Client as Browser;
 use serde_json::{Value, json};
 
@@ -232,4 +232,125 @@ pub async fn click(b: &Browser, css: &str) -> Result<()> {
         }
     }
     bail!("{css} kept going stale")
+}
+
+// ---- the app, as its tests drive it ----
+
+/// Sends `texts` from the page's own session, one after another, through
+/// the same API the app uses (as a bot would); returns the last answer.
+pub async fn post_all(b: &Browser, body: serde_json::Value, texts: &[String]) -> Result<()> {
+    let script = format!(
+        "const done = arguments[arguments.length - 1];\
+         (async () => {{ for (const text of {texts}) {{\
+           const r = await fetch('/api/messages', {{method: 'POST',\
+             headers: {{'Content-Type': 'application/json'}},\
+             body: JSON.stringify({{...{body}, text}})}});\
+           if (!r.ok) return done(`${{r.status}} ${{await r.text()}}`);\
+         }} done(true); }})();",
+        texts = json!(texts),
+    );
+    let v = tokio::time::timeout(WAIT * 4, b.execute_async(&script, vec![])).await??;
+    ensure!(v == json!(true), "sending failed: {v}");
+    Ok(())
+}
+
+/// Opens the app and waits until it shows `who` as the account.
+pub async fn open_app(b: &Browser, web: &super::common::web::Web, who: &str) -> Result<()> {
+    goto(b, &web.url).await?;
+    until(
+        b,
+        &format!("{who}'s app"),
+        &format!(
+            "return document.getElementById('me').textContent === {};",
+            json!(who)
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Opens the conversation named `name` from the list (on a phone, back to
+/// the list first).
+pub async fn open_conv(b: &Browser, name: &str) -> Result<()> {
+    let css = format!("button.conv[data-name={}]", json!(name));
+    until(
+        b,
+        &format!("{name} in the list"),
+        &format!("return document.querySelector({}) !== null;", json!(css)),
+    )
+    .await?;
+    js(
+        b,
+        &format!(
+            "if (document.body.classList.contains('open')) document.getElementById('back').click();\
+             document.querySelector({}).click(); return true;",
+            json!(css)
+        ),
+    )
+    .await?;
+    until(
+        b,
+        &format!("the conversation {name}"),
+        &format!(
+            "return document.getElementById('title').textContent.endsWith({});",
+            json!(name)
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Clicks an action button (`reply`, `edit`, `delete`, `info`, `picture`)
+/// of the message whose text is `text`, as a keyboard user does: focus,
+/// then Enter (the buttons show on focus).
+pub async fn act(b: &Browser, text: &str, action: &str) -> Result<()> {
+    let found = js(
+        b,
+        &format!(
+            "const li = [...document.querySelectorAll('#messages .msg')]\
+             .find(li => li.querySelector('.text')?.textContent === {});\
+             const btn = li?.querySelector('button[data-act=\"{action}\"]');\
+             if (!btn) return false; btn.focus(); return document.activeElement === btn;",
+            json!(text)
+        ),
+    )
+    .await?;
+    ensure!(found == json!(true), "no {action} button on {text:?}");
+    let el = b.active_element().await?;
+    el.send_keys(ENTER).await?;
+    Ok(())
+}
+
+/// The texts of the message whose text is `text`: [quote, text, meta].
+pub fn message_parts(text: &str) -> String {
+    format!(
+        "const li = [...document.querySelectorAll('#messages .msg')]\
+         .find(li => li.querySelector('.text')?.textContent === {});\
+         return li ? [li.querySelector('.quote')?.textContent ?? null, \
+         li.querySelector('.text').textContent, li.querySelector('.meta').textContent] : null;",
+        json!(text)
+    )
+}
+
+/// A function body as an expression.
+pub fn expr(body: &str) -> String {
+    format!("(() => {{ {body} }})()")
+}
+
+/// `fetch` from the page (its session): the answer's status.
+pub async fn fetch_status(
+    b: &Browser,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value> {
+    let script = format!(
+        "const done = arguments[arguments.length - 1];\
+         fetch({}, {{method: {}, headers: {{'Content-Type': 'application/json'}},\
+         body: {}}}).then(r => done(r.status), e => done(String(e)));",
+        json!(path),
+        json!(method),
+        json!(body.to_string())
+    );
+    Ok(tokio::time::timeout(WAIT, b.execute_async(&script, vec![])).await??)
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 pub mod link;
+pub mod png;
 pub mod web;
 
 /// The `hush` binary under test.

@@ -41,6 +41,10 @@ export const api = {
     call('POST', '/api/messages', replyTo ? { ...to, text, reply_to: replyTo } : { ...to, text }),
   edit: (id, text) => call('PUT', `/api/messages/${encodeURIComponent(id)}`, { text }),
   remove: (id) => call('DELETE', `/api/messages/${encodeURIComponent(id)}`),
+  createPoll: (conversation, question, options, multiple) =>
+    call('POST', '/api/polls', { conversation, question, options, multiple }),
+  forward: (id, conversation) =>
+    call('POST', `/api/messages/${encodeURIComponent(id)}/forward`, { conversation }),
   vote: (id, options) => call('PUT', `/api/messages/${encodeURIComponent(id)}/vote`, { options }),
   pin: (id, pinned) => call(pinned ? 'PUT' : 'DELETE', `/api/messages/${encodeURIComponent(id)}/pin`),
   react: (id, emoji) => emoji
@@ -62,6 +66,8 @@ export const api = {
   settings: () => call('GET', '/api/settings'),
   setSettings: (change) => call('PUT', '/api/settings', change),
   devices: () => call('GET', '/api/devices'),
+  profile: () => call('GET', '/api/profile'),
+  removeAvatar: () => call('DELETE', '/api/profile/avatar'),
   safetyNumber: (user) => call('GET', `/api/contacts/${encodeURIComponent(user)}/safety-number`),
   verify: (user, digits) =>
     call('POST', `/api/contacts/${encodeURIComponent(user)}/verify`, { digits }),
@@ -69,7 +75,7 @@ export const api = {
 
 const EVENTS = [
   'message', 'receipt', 'typing', 'presence', 'edited', 'reaction', 'pinned', 'voted', 'deleted', 'joined', 'members',
-  'removed', 'renamed', 'disappearing', 'key_changed', 'key_transparency_alarm',
+  'removed', 'renamed', 'disappearing', 'key_changed', 'profile', 'key_transparency_alarm',
   'security_alarm', 'connection', 'lagged', 'progress',
 ];
 

@@ -1,8 +1,10 @@
 // The app: state, what events and the user do to it, and drawing it.
 import { api, subscribe } from './api.js';
-import { fileNode, fileUrl, upload } from './files.js';
+import { avatarNode, forgetAvatar, onAvatar } from './avatars.js';
+import { fileNode, fileUrl, upload, wireDrop } from './files.js';
 import { groupChanged, showInfo, wireGroups } from './groups.js';
-import { notify, wireSettings } from './settings.js';
+import { showForward, wirePolls } from './polls.js';
+import { notify, ownAvatarChanged, wireSettings } from './settings.js';
 import { body, conversationItem, label, messageItem, timerName } from './view.js';
 
 const $ = (id) => document.getElementById(id);
@@ -37,7 +39,8 @@ function openConv() {
 function drawList() {
   const list = $('conversations');
   const current = state.open?.id;
-  list.replaceChildren(...state.conversations.map((c) => conversationItem(c, c.id === current)));
+  list.replaceChildren(...state.conversations.map((c) => conversationItem(c, c.id === current,
+    avatarNode(c.name, c.kind))));
   $('no-conversations').hidden = state.conversations.length > 0;
   const unread = state.conversations.reduce((n, c) => n + c.unread, 0);
   document.title = unread > 0 ? `(${unread}) Hush` : 'Hush';
@@ -49,6 +52,7 @@ function drawPane() {
   const on = Boolean(conv || draft);
   document.body.classList.toggle('open', on);
   $('title').textContent = conv ? label(conv) : draft || 'Choose a conversation';
+  drawHeaderAvatar(conv, draft);
   $('subtitle').textContent = conv && conv.kind === 'group' ? conv.members.join(', ') : '';
   $('verify').hidden = !(conv && conv.kind === 'direct');
   $('members').hidden = !(conv && conv.kind === 'group');
@@ -57,7 +61,18 @@ function drawPane() {
   $('composer').disabled = !on;
   $('send').disabled = !on;
   $('attach').disabled = !conv;
+  $('poll').hidden = !(conv && conv.kind === 'group');
   $('older').hidden = !state.more;
+}
+
+// The open conversation's avatar in its header (initials without one).
+function drawHeaderAvatar(conv, draft) {
+  const name = conv?.name || draft;
+  $('avatar').hidden = !name;
+  if (!name) return;
+  const node = avatarNode(name, conv ? conv.kind : 'direct');
+  $('avatar').replaceChildren(...node.childNodes);
+  $('avatar').dataset.user = name;
 }
 
 function drawMessages(stick) {
@@ -303,6 +318,9 @@ function onMessageAction(e) {
   } else if (button.dataset.act === 'react') {
     react(m, button.dataset.emoji);
     return;
+  } else if (button.dataset.act === 'forward') {
+    showForward(ctx, m);
+    return;
   } else if (button.dataset.act === 'info') {
     showInfo(ctx, m);
     return;
@@ -508,6 +526,14 @@ function onEvent(name, ev) {
       break;
     case 'presence':
       break;
+    case 'profile':
+      forgetAvatar(ev.username);
+      if (ev.username === state.me.username) ownAvatarChanged(ctx);
+      else {
+        drawList();
+        drawPane();
+      }
+      break;
     case 'progress':
       if (ev.upload === uploadToken && ev.total > 0) {
         $('upload-bar').value = 0.5 + 0.5 * (ev.done / ev.total);
@@ -621,7 +647,8 @@ async function openAt(id, messageId) {
 const ctx = {
   state,
   openConv,
-  reload: () => loadList(),
+  reload: () => loadList().catch(fail),
+  addMessage: (m) => addMessage(m),
   close: () => closeConv(),
   openAt: (id, messageId) => openAt(id, messageId).catch(fail),
 };
@@ -689,7 +716,13 @@ function wire() {
     drawPane();
     $('new-chat-user').focus();
   });
+  wireDrop($('pane'), $('drop'), () => Boolean(openConv()), (files) => sendFiles(files));
+  onAvatar(() => {
+    drawList();
+    drawHeaderAvatar(openConv(), state.open?.draftUser);
+  });
   wireGroups(ctx);
+  wirePolls(ctx);
   wireSettings(ctx);
   $('verify').addEventListener('click', () => showVerify());
   $('verify-mark').addEventListener('click', () => markVerified());

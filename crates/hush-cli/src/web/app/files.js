@@ -105,3 +105,45 @@ export function upload(conv, file, token, onProgress) {
     xhr.send(file);
   });
 }
+
+// Files dragged from the desktop onto `zone` go to `onFiles` (the same
+// path as the Attach button) while `enabled()`; `overlay` shows meanwhile.
+// A file dropped anywhere else is ignored rather than opened by the
+// browser in place of the app.
+export function wireDrop(zone, overlay, enabled, onFiles) {
+  let depth = 0;
+  const hasFiles = (e) => [...(e.dataTransfer?.types || [])].includes('Files');
+  const hide = () => {
+    depth = 0;
+    overlay.hidden = true;
+  };
+  zone.addEventListener('dragenter', (e) => {
+    if (!hasFiles(e) || !enabled()) return;
+    e.preventDefault();
+    depth += 1;
+    overlay.hidden = false;
+  });
+  zone.addEventListener('dragover', (e) => {
+    if (!hasFiles(e) || !enabled()) return;
+    e.preventDefault();
+    e.dataTransfer.dropEffect = 'copy';
+  });
+  zone.addEventListener('dragleave', (e) => {
+    if (!hasFiles(e)) return;
+    depth = Math.max(0, depth - 1);
+    if (depth === 0) overlay.hidden = true;
+  });
+  zone.addEventListener('drop', (e) => {
+    hide();
+    if (!hasFiles(e) || !enabled()) return;
+    e.preventDefault();
+    e.stopPropagation();
+    onFiles([...e.dataTransfer.files]);
+  });
+  for (const name of ['dragover', 'drop']) {
+    window.addEventListener(name, (e) => {
+      if (hasFiles(e)) e.preventDefault();
+    });
+  }
+  window.addEventListener('dragend', hide);
+}

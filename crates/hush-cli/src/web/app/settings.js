@@ -1,7 +1,10 @@
 // Search (in the open conversation or across all), the account's settings
-// (presence, profile name), its linked devices, and opt-in browser
-// notifications. `ctx` is the app: { state, openConv, openAt, fail }.
+// (presence, profile name and avatar), its linked devices, and opt-in
+// browser notifications. `ctx` is the app: { state, openConv, openAt, fail }.
 import { api } from './api.js';
+import {
+  avatarNode, checkAvatar, forgetAvatar, onAvatar, uploadAvatar,
+} from './avatars.js';
 import { body, el, label, when } from './view.js';
 
 const $ = (id) => document.getElementById(id);
@@ -46,11 +49,30 @@ export function showSearch(ctx, scope) {
 
 // ---- settings and devices ----
 
-async function loadSettings() {
+// This account's avatar in Settings (initials without one).
+function drawOwnAvatar(ctx, hasOne) {
+  const me = ctx.state.me.username;
+  const node = avatarNode(me, 'direct', true);
+  $('avatar-preview').replaceChildren(...node.childNodes);
+  if (hasOne !== undefined) $('avatar-remove').hidden = !hasOne;
+}
+
+// The profile changed (here, in another tab or by a bot).
+export function ownAvatarChanged(ctx) {
+  forgetAvatar(ctx.state.me.username);
+  if (!$('settings-dialog').open) return;
+  api.profile().then((p) => drawOwnAvatar(ctx, p.avatar_bytes !== null)).catch(() => {});
+}
+
+async function loadSettings(ctx) {
   $('settings-state').textContent = '';
   try {
-    const [s, devices] = await Promise.all([api.settings(), api.devices()]);
+    const [s, devices, profile] = await Promise.all([api.settings(), api.devices(), api.profile()]);
     $('presence').value = s.presence;
+    if (profile.display_name && !$('display-name').value) {
+      $('display-name').value = profile.display_name;
+    }
+    drawOwnAvatar(ctx, profile.avatar_bytes !== null);
     $('devices').replaceChildren(...devices.map((d) => el('li', { dataset: { id: String(d.id) } },
       `${d.name || `Device ${d.id}`}${d.this ? ' (this one)' : ''}`,
       el('span', { class: 'muted' }, d.last_seen_ms ? ` · seen ${when(d.last_seen_ms)}` : ''))));
@@ -58,6 +80,32 @@ async function loadSettings() {
     $('settings-state').textContent = e.message;
   }
   $('notify').checked = notifyOn();
+}
+
+async function setAvatar(ctx, file) {
+  const wrong = checkAvatar(file);
+  if (wrong) {
+    $('settings-state').textContent = wrong;
+    return;
+  }
+  $('settings-state').textContent = 'Sharing your avatar…';
+  try {
+    await uploadAvatar(file);
+    ownAvatarChanged(ctx);
+    $('settings-state').textContent = 'Avatar shared with your contacts.';
+  } catch (e) {
+    $('settings-state').textContent = e.message;
+  }
+}
+
+async function removeAvatar(ctx) {
+  try {
+    await api.removeAvatar();
+    ownAvatarChanged(ctx);
+    $('settings-state').textContent = 'Avatar removed.';
+  } catch (e) {
+    $('settings-state').textContent = e.message;
+  }
 }
 
 async function save(change, done) {
@@ -125,8 +173,18 @@ export function wireSettings(ctx) {
   });
   $('settings').addEventListener('click', () => {
     $('settings-dialog').showModal();
-    loadSettings();
+    loadSettings(ctx);
   });
+  onAvatar(() => {
+    if ($('settings-dialog').open) drawOwnAvatar(ctx);
+  });
+  $('avatar-choose').addEventListener('click', () => $('avatar-file').click());
+  $('avatar-file').addEventListener('change', () => {
+    const [file] = $('avatar-file').files;
+    $('avatar-file').value = '';
+    if (file) setAvatar(ctx, file);
+  });
+  $('avatar-remove').addEventListener('click', () => removeAvatar(ctx));
   $('presence').addEventListener('change', () => save({ presence: $('presence').value }, 'Saved.'));
   $('profile-form').addEventListener('submit', (e) => {
     e.preventDefault();

@@ -61,7 +61,8 @@ export function statusText(m) {
   return base;
 }
 
-export function conversationItem(c, current) {
+// `avatar`: the conversation's avatar (avatars.js).
+export function conversationItem(c, current, avatar) {
   const mentioned = c.unread_mentions > 0 ? '@ ' : '';
   const badge = c.unread > 0
     ? el('span', {
@@ -75,6 +76,7 @@ export function conversationItem(c, current) {
     class: 'conv',
     dataset: { id: String(c.id), name: c.name, kind: c.kind },
   },
+  avatar,
   el('span', { class: 'conv-name' }, label(c)),
   el('span', { class: 'conv-time' }, last ? when(last.sent_at) : ''),
   el('span', { class: 'conv-last' }, preview(last)),
@@ -132,6 +134,8 @@ function actions(m) {
       type: 'button', class: 'act', dataset: { act: 'react', emoji: e }, 'aria-label': `React ${e}`,
     }, e)),
     act('reply', 'Reply', `Reply to ${author(m)}: ${body(m).slice(0, 40)}`),
+    m.kind === 'text' || m.kind === 'file'
+      ? act('forward', 'Forward', `Forward ${body(m).slice(0, 40)}`) : null,
     m.pinned ? act('unpin', 'Unpin', 'Unpin for everyone') : act('pin', 'Pin', 'Pin for everyone'),
     m.outgoing && m.kind === 'text' ? act('edit', 'Edit', 'Edit your message') : null,
     m.outgoing ? act('delete', 'Delete', 'Delete your message for everyone') : null);
