@@ -6,7 +6,8 @@
 //! routine sync, moves each 65100 conversation it is in:
 //!
 //! 1. it claims 0x004D KeyPackages of exactly the conversation's other
-//!    devices and starts the successor ([`hush_proto::Device::migrate_conversation`]);
+//!    devices and starts the successor ([`hush_proto::Device::start_successor`])
+//!    with all of them in its first commit;
 //! 2. it commits in the old conversation a key update whose authenticated
 //!    data names the successor (sealed under the epoch, so the server does
 //!    not learn which group replaces which). The server orders commits
@@ -15,6 +16,14 @@
 //! 3. it sends the successor's Welcome, and points the conversation's row
 //!    at the successor: history stays under the same conversation, and
 //!    everything this device sends goes to the successor.
+//!
+//! A big conversation (more than `BIG_GROUP_LEAVES` devices, up to
+//! `MAX_GROUP_DEVICES`) moves the same way, as big groups are made: the
+//! successor's tree goes to the blob store, and its Welcome in parts of at
+//! most `WELCOME_PART_DEVICES` devices, each sent to its devices. Unlike a
+//! new big group, the devices are not added in batches: every device joins
+//! at the successor's first epoch, so that each can check it holds exactly
+//! the old conversation's devices before following it.
 //!
 //! A member follows when the Welcome of an announced successor arrives and
 //! [`hush_proto::migration::check_successor`] finds the same devices with
@@ -25,7 +34,10 @@
 //! sender followed) are shown in the same conversation; nothing is sent on
 //! it any more.
 
-use hush_proto::{Conversation, DeviceCertificate, Suite, inspect_key_package};
+use hush_proto::{
+    Conversation, DeviceCertificate, PendingCommit, Suite, TreeSlot, inspect_key_package,
+};
+use hush_wire::DeviceAddress;
 use rusqlite::{OptionalExtension, params};
 
 use crate::client::{Client, now, now_ms};
@@ -50,13 +62,22 @@ fn under_way(mark: &str) -> Option<Vec<u8>> {
         .filter(|id| !id.is_empty())
 }
 
+/// A part of a successor's Welcome and the devices it goes to.
+type Welcome = (Vec<u8>, Vec<DeviceAddress>);
+
 /// An announced successor whose Welcome is still to be sent.
 struct Successor {
     old_id: Vec<u8>,
     new_id: Vec<u8>,
     epoch: u64,
-    welcome: Option<Vec<u8>>,
-    recipients: Vec<hush_wire::DeviceAddress>,
+    welcomes: Vec<Welcome>,
+}
+
+fn address(c: &DeviceCertificate) -> DeviceAddress {
+    DeviceAddress {
+        username: c.username().to_string(),
+        device_id: c.device_id().0,
+    }
 }
 
 type DeviceKey = (String, u32, [u8; 32]);
@@ -214,35 +235,42 @@ impl Client {
     ) -> Result<Option<Successor>, ClientError> {
         let old_id = row.group_id.clone();
         let members = self.conv(&old_id)?.members();
-        if members.len() > hush_proto::big_group::BIG_GROUP_LEAVES {
-            // TODO: a big group's successor needs its tree out of band.
-            return Err(ClientError::InvalidInput(
-                "a big group of the legacy suite is not moved yet".into(),
-            ));
-        }
         let kps = self.successor_key_packages(&members, stranger).await?;
         let t = now();
-        self.conv(&old_id)?;
-        let old = self
-            .convs
-            .get(&old_id)
-            .ok_or_else(|| ClientError::NotFound("conversation".into()))?;
-        let (conv, commit) = match stranger {
-            None => self.device.migrate_conversation(old, &kps, t)?,
-            Some(_) => self
-                .device
-                .create_conversation(Suite::Hybrid, &old.info()?, &kps, t)?,
+        let (conv, mut commit, welcomes) = match stranger {
+            None => self.successor_of(&old_id, &kps, t).await?,
+            Some(_) => {
+                let info = self.conv(&old_id)?.info()?;
+                let (conv, commit) =
+                    self.device
+                        .create_conversation(Suite::Hybrid, &info, &kps, t)?;
+                let to = self.recipients_for(&conv);
+                let welcomes = commit.as_ref().and_then(|c| c.welcome.clone());
+                (
+                    conv,
+                    commit,
+                    welcomes.map(|w| (w, to)).into_iter().collect(),
+                )
+            }
         };
         let new_id = conv.id().to_vec();
         let epoch = conv.epoch();
-        let recipients = self.recipients_for(&conv);
         self.convs.insert(new_id.clone(), conv);
         LocalStore::set_meta(
             &self.store.conn,
             &tried_key(&old_id),
             format!("{UNDER_WAY}{}", hex::encode(&new_id)).as_bytes(),
         )?;
-        let announced = self.announce(&old_id, &new_id, commit.as_ref(), t).await;
+        // A big successor's tree goes to the blob store before anyone
+        // learns of the successor.
+        let uploaded = match commit.as_mut() {
+            Some(c) => self.upload_commit_parts(&new_id, c).await,
+            None => Ok(()),
+        };
+        let announced = match uploaded {
+            Ok(()) => self.announce(&old_id, &new_id, commit.as_ref(), t).await,
+            Err(e) => Err(e),
+        };
         if !matches!(announced, Ok(true)) {
             // Another member's move won, or this one failed: drop the
             // successor before anyone learns of it.
@@ -255,9 +283,58 @@ impl Client {
             old_id,
             new_id,
             epoch,
-            welcome: commit.and_then(|c| c.welcome),
-            recipients,
+            welcomes,
         }))
+    }
+
+    /// The successor of `old_id` with the devices of `kps` (checked by
+    /// [`hush_proto::Device::start_successor`]), all added in its first
+    /// commit: with the tree in a slot reserved on the server when the
+    /// group is too big for it to travel in the Welcome, and the Welcome in
+    /// parts of at most [`hush_proto::migration::WELCOME_PART_DEVICES`]
+    /// devices, each with the devices it goes to.
+    async fn successor_of(
+        &mut self,
+        old_id: &[u8],
+        kps: &[Vec<u8>],
+        t: hush_proto::Timestamp,
+    ) -> Result<(Conversation, Option<PendingCommit>, Vec<Welcome>), ClientError> {
+        self.conv(old_id)?;
+        let old = self
+            .convs
+            .get(old_id)
+            .ok_or_else(|| ClientError::NotFound("conversation".into()))?;
+        let started = self.device.start_successor(old, kps, t)?;
+        let new_id = started.id().to_vec();
+        let moved = match self.commit_successor(started, t).await {
+            Ok(moved) => moved,
+            Err(e) => {
+                self.device.forget(&new_id);
+                self.persist(|_| Ok(()))?;
+                return Err(e);
+            }
+        };
+        let welcomes = moved
+            .welcomes
+            .into_iter()
+            .map(|part| (part.welcome, part.devices.iter().map(address).collect()))
+            .collect();
+        Ok((moved.conversation, moved.commit, welcomes))
+    }
+
+    async fn commit_successor(
+        &mut self,
+        started: hush_proto::migration::Successor,
+        t: hush_proto::Timestamp,
+    ) -> Result<hush_proto::migration::Moved, ClientError> {
+        let slot = match started.tree_blob_len()? {
+            Some(len) => Some(TreeSlot {
+                blob_id: self.reserve_blob_slot(len).await?,
+                len,
+            }),
+            None => None,
+        };
+        Ok(started.commit(t, slot.as_ref())?)
     }
 
     /// Points the conversation's row at an announced successor and sends
@@ -267,8 +344,7 @@ impl Client {
             old_id,
             new_id,
             epoch,
-            welcome,
-            recipients,
+            welcomes,
         } = s;
         self.persist(|tx| {
             tx.execute(
@@ -281,7 +357,9 @@ impl Client {
                 params![old_id, new_id, row.id, epoch as i64],
             )?;
             Self::note_group_epoch(tx, &new_id, epoch)?;
-            Self::queue_welcome(tx, welcome, recipients)?;
+            for (welcome, recipients) in welcomes {
+                Self::queue_welcome(tx, Some(welcome), recipients)?;
+            }
             tx.execute(
                 "DELETE FROM meta WHERE key = ?1",
                 params![tried_key(&old_id)],

@@ -216,7 +216,13 @@ impl Client {
             return self.refuse(seq, &format!("an invitation: {why}"));
         }
         if let Some(old) = self.announced_predecessor(&group_id)? {
-            return self.follow_successor(conv, old, seq).await;
+            let events = self.follow_successor(conv, old, seq).await?;
+            if self.conv_by_group_id(&group_id)?.is_some() {
+                // Followed: a big successor's joiners fill its tree in as
+                // any big group's (`self_update_after_join`).
+                joined.push(group_id);
+            }
+            return Ok(events);
         }
         let me = self.username.clone();
         let mut others: Vec<String> = members

@@ -525,7 +525,8 @@ fn interleaved(name: &str, labels: &[&str], n: usize, mut run: impl FnMut(usize)
 }
 
 /// The interleaved pass runs under `cargo bench`, not under `--test`,
-/// `--list` or `--profile-time`, and honours a plain substring filter.
+/// `--list` or `--profile-time`, and honours a plain substring filter or an
+/// alternation of them.
 fn interleave_enabled(name: &str) -> bool {
     const WITH_VALUE: &[&str] = &[
         "--save-baseline",
@@ -563,7 +564,11 @@ fn interleave_enabled(name: &str) -> bool {
             filters.push(arg.as_str());
         }
     }
-    filters.iter().all(|f| name.contains(f))
+    // Criterion's filter is a regular expression; a plain alternation of
+    // substrings (`key-package|message/`) is honoured here too.
+    filters
+        .iter()
+        .all(|f| f.split('|').any(|alt| name.contains(alt)))
 }
 
 /// Group sizes to build: `HUSH_BENCH_SIZES=2,100` for a quicker run
@@ -636,9 +641,10 @@ fn key_packages(c: &mut Criterion) {
     }
 }
 
-/// Joining a two-device conversation from its Welcome (`Device::join`,
-/// state written), per suite; a fresh Welcome per iteration, made outside
-/// the timing. No `bare` entry: these figures compare the suites.
+/// Joining a two-device conversation from its Welcome, per suite; a fresh
+/// Welcome per iteration, made outside the timing. `ours`: `Device::join`,
+/// state written; `bare`: mls-rs `Client::join_group` with the same provider
+/// (and `bare+storage`: then `write_to_storage`).
 fn welcomes(c: &mut Criterion) {
     for suite in [Suite::Hybrid, Suite::Classical] {
         let mut rng = ChaCha20Rng::seed_from_u64(11);
@@ -650,26 +656,69 @@ fn welcomes(c: &mut Criterion) {
                 .create_conversation(suite, &ConversationInfo::group("bench"), &[kp], NOW)
                 .unwrap();
             alice.take_changes();
+            bob.take_changes();
             commit.and_then(|c| c.welcome).unwrap()
+        };
+        let ours = || {
+            let w = welcome();
+            let start = Instant::now();
+            black_box(bob.join(&w, NOW).unwrap());
+            black_box(bob.take_changes());
+            start.elapsed()
+        };
+        let bare_alice = bare_client(suite, "alice");
+        let bare_bob = bare_client(suite, "bob");
+        let bare = |persist: bool| {
+            let kp = bare_bob
+                .generate_key_package_message(
+                    ExtensionList::new(),
+                    ExtensionList::new(),
+                    Some(mls_now()),
+                )
+                .unwrap();
+            let mut group = bare_alice
+                .create_group(ExtensionList::new(), ExtensionList::new(), Some(mls_now()))
+                .unwrap();
+            let out = group
+                .commit_builder()
+                .commit_time(mls_now())
+                .add_member(kp)
+                .unwrap()
+                .build()
+                .unwrap();
+            let bytes = out.welcome_messages[0].to_bytes().unwrap();
+            let start = Instant::now();
+            let w = MlsMessage::from_bytes(&bytes).unwrap();
+            let (mut joined, _) = bare_bob.join_group(None, &w, Some(mls_now())).unwrap();
+            if persist {
+                joined.write_to_storage().unwrap();
+            }
+            black_box(joined);
+            start.elapsed()
         };
         let name = format!("welcome-process/{}", suite.name());
         let mut group = c.benchmark_group(&name);
         configure(&mut group, 2);
         group.bench_function("ours", |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let w = welcome();
-                    bob.take_changes();
-                    let start = Instant::now();
-                    black_box(bob.join(&w, NOW).unwrap());
-                    black_box(bob.take_changes());
-                    total += start.elapsed();
-                }
-                total
-            })
+            b.iter_custom(|iters| (0..iters).map(|_| ours()).sum())
+        });
+        group.bench_function("bare", |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| bare(false)).sum())
+        });
+        group.bench_function("bare+storage", |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| bare(true)).sum())
         });
         group.finish();
+        interleaved(
+            &name,
+            &["ours", "bare", "bare+storage"],
+            2,
+            |which| match which {
+                0 => ours(),
+                1 => bare(false),
+                _ => bare(true),
+            },
+        );
     }
 }
 

@@ -370,6 +370,22 @@ impl Conversation {
         now: Timestamp,
         slot: Option<&TreeSlot>,
     ) -> Result<PendingCommit, ProtoError> {
+        self.add_devices_as(key_packages, now, slot, false)
+    }
+
+    /// [`Self::add_devices_via`], with the adds as proposals by reference
+    /// when `by_reference`: the commit then names each add by its 32-byte
+    /// reference instead of carrying the KeyPackage, so it stays small
+    /// however many devices it adds. Only for a group nobody else is in yet
+    /// (a successor, see [`crate::migration`]): the proposals themselves are
+    /// sent to no one.
+    pub(crate) fn add_devices_as(
+        &mut self,
+        key_packages: &[Vec<u8>],
+        now: Timestamp,
+        slot: Option<&TreeSlot>,
+        by_reference: bool,
+    ) -> Result<PendingCommit, ProtoError> {
         if key_packages.is_empty() {
             return Err(ProtoError::InvalidRequest("no devices to add"));
         }
@@ -400,16 +416,14 @@ impl Conversation {
             }
         };
         let epoch = self.epoch();
-        let mut builder = self.group.commit_builder().commit_time(now.mls());
-        for kp in key_packages {
-            builder = builder.add_member(MlsMessage::from_bytes(kp)?)?;
-        }
-        if let Some(p) = &pointer {
-            let mut ext = ExtensionList::new();
-            ext.set(p.to_extension());
-            builder = builder.set_group_info_ext(ext);
-        }
-        let out = builder.build()?;
+        let out = self.build_adds(key_packages, now, pointer.as_ref(), by_reference);
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                self.group.clear_proposal_cache();
+                return Err(e);
+            }
+        };
         let tree = out.ratchet_tree().map(|t| t.to_bytes()).transpose()?;
         let mut pending = self.pending(epoch, out)?;
         if let Some(p) = pointer {
@@ -432,6 +446,38 @@ impl Conversation {
             });
         }
         Ok(pending)
+    }
+}
+
+impl Conversation {
+    /// The commit of [`Self::add_devices_as`], with the tree pointer in the
+    /// Welcome's GroupInfo when the tree goes out of band.
+    fn build_adds(
+        &mut self,
+        key_packages: &[Vec<u8>],
+        now: Timestamp,
+        pointer: Option<&Pointer>,
+        by_reference: bool,
+    ) -> Result<mls_rs::group::CommitOutput, ProtoError> {
+        let mut builder_adds = Vec::new();
+        for kp in key_packages {
+            let kp = MlsMessage::from_bytes(kp)?;
+            if by_reference {
+                self.group.propose_add(kp, Vec::new())?;
+            } else {
+                builder_adds.push(kp);
+            }
+        }
+        let mut builder = self.group.commit_builder().commit_time(now.mls());
+        for kp in builder_adds {
+            builder = builder.add_member(kp)?;
+        }
+        if let Some(p) = pointer {
+            let mut ext = ExtensionList::new();
+            ext.set(p.to_extension());
+            builder = builder.set_group_info_ext(ext);
+        }
+        Ok(builder.build()?)
     }
 }
 

@@ -12,6 +12,7 @@
 use std::collections::BTreeSet;
 
 use crate::Timestamp;
+use crate::big_group::{MAX_ADDS_PER_COMMIT, MAX_GROUP_DEVICES, TreeSlot};
 use crate::conversation::{Conversation, PendingCommit};
 use crate::device::{Device, Suite, inspect_key_package};
 use crate::error::ProtoError;
@@ -25,12 +26,33 @@ impl Device {
     /// Starts the [`Suite::Hybrid`] successor of `old` with the devices of
     /// `key_packages`, which must be 0x004D KeyPackages of exactly `old`'s
     /// other member devices. Returns it, at its first epoch, and the Welcome.
+    /// Only for a successor whose tree fits in the Welcome; a bigger one goes
+    /// through [`Device::start_successor`].
     pub fn migrate_conversation(
         &self,
         old: &Conversation,
         key_packages: &[Vec<u8>],
         now: Timestamp,
     ) -> Result<(Conversation, Option<PendingCommit>), ProtoError> {
+        let moved = self
+            .start_successor(old, key_packages, now)?
+            .commit(now, None)?;
+        Ok((moved.conversation, moved.commit))
+    }
+
+    /// Checks `key_packages` (0x004D KeyPackages of exactly `old`'s other
+    /// member devices, each once) and creates the successor alone, with
+    /// `old`'s context: [`Successor::commit`] then adds them all in one
+    /// commit, so that the successor has every device from its first
+    /// epoch on, as [`check_successor`] requires of it. A successor of more
+    /// than [`BIG_GROUP_LEAVES`](crate::big_group::BIG_GROUP_LEAVES) devices
+    /// needs a tree slot ([`Successor::tree_blob_len`]) for that commit.
+    pub fn start_successor(
+        &self,
+        old: &Conversation,
+        key_packages: &[Vec<u8>],
+        now: Timestamp,
+    ) -> Result<Successor, ProtoError> {
         if old.suite() == Some(Suite::Hybrid) {
             return Err(ProtoError::InvalidRequest(
                 "the conversation is already in the current suite",
@@ -60,6 +82,12 @@ impl Device {
                 "the KeyPackages are not exactly the conversation's other devices",
             ));
         }
+        if members.len() + 1 > MAX_GROUP_DEVICES {
+            return Err(ProtoError::GroupTooLarge {
+                limit: MAX_GROUP_DEVICES,
+                requested: members.len() + 1,
+            });
+        }
         // The successor keeps the old group's context: its info and its
         // admins (or none, for a group made before admins), so that moving
         // makes nobody an admin.
@@ -68,7 +96,97 @@ impl Device {
         if let Some(policy) = old.policy()? {
             context.set(policy.to_extension());
         }
-        self.create_in_context(Suite::Hybrid, context, None, key_packages, now)
+        let (conversation, _) = self.create_in_context(Suite::Hybrid, context, None, &[], now)?;
+        Ok(Successor {
+            conversation,
+            key_packages: key_packages.to_vec(),
+            devices: member_keys(old),
+        })
+    }
+}
+
+/// A successor [`Device::start_successor`] made, with only this device in
+/// it yet, and the checked KeyPackages of everyone else.
+#[derive(Debug)]
+pub struct Successor {
+    conversation: Conversation,
+    key_packages: Vec<Vec<u8>>,
+    devices: BTreeSet<(Username, DeviceId, [u8; 32])>,
+}
+
+/// A successor with every device in it, at its first epoch.
+#[derive(Debug)]
+pub struct Moved {
+    /// The successor.
+    pub conversation: Conversation,
+    /// The commit that added the devices (sent to no one: it only
+    /// registers the epoch with the server) and the whole Welcome; `None`
+    /// when this device was alone.
+    pub commit: Option<PendingCommit>,
+    /// The Welcome in parts of at most [`WELCOME_PART_DEVICES`] devices
+    /// each, with the devices each part is for.
+    pub welcomes: Vec<WelcomePart>,
+}
+
+/// One part of a successor's Welcome and the devices it is for.
+#[derive(Debug, Clone)]
+pub struct WelcomePart {
+    /// An RFC 9420 Welcome with the group secrets of `devices` only.
+    pub welcome: Vec<u8>,
+    /// The devices that join from it.
+    pub devices: Vec<DeviceCertificate>,
+}
+
+/// Most devices one part of a successor's Welcome is for: one HPKE
+/// ciphertext each (about 1.2 KB with X-Wing), like the Welcome of one
+/// batch of adds ([`MAX_ADDS_PER_COMMIT`]), well under the message limit.
+pub const WELCOME_PART_DEVICES: usize = MAX_ADDS_PER_COMMIT;
+
+impl Successor {
+    /// The successor's group id.
+    pub fn id(&self) -> &[u8] {
+        self.conversation.id()
+    }
+
+    /// The size of the tree slot to reserve for [`Successor::commit`], or
+    /// `None` when the tree fits in the Welcome.
+    pub fn tree_blob_len(&self) -> Result<Option<u64>, ProtoError> {
+        if self.key_packages.is_empty() {
+            return Ok(None);
+        }
+        self.conversation.tree_blob_len(&self.key_packages)
+    }
+
+    /// Adds every other device in one commit (adds by reference, so the
+    /// commit stays small: nobody receives it), with the tree in `slot`
+    /// when [`Successor::tree_blob_len`] asked for one, and checks that the
+    /// successor holds exactly the old conversation's devices.
+    pub fn commit(mut self, now: Timestamp, slot: Option<&TreeSlot>) -> Result<Moved, ProtoError> {
+        if self.key_packages.is_empty() {
+            return Ok(Moved {
+                conversation: self.conversation,
+                commit: None,
+                welcomes: Vec::new(),
+            });
+        }
+        let conv = &mut self.conversation;
+        let pending = conv.add_devices_as(&self.key_packages, now, slot, true)?;
+        // Nobody else is in the group yet, so no other commit can race this one.
+        conv.confirm_commit()?;
+        if member_keys(conv) != self.devices {
+            return Err(ProtoError::InvalidRequest(
+                "the successor did not take exactly the conversation's devices",
+            ));
+        }
+        let welcomes = match &pending.welcome {
+            Some(w) => welcome_parts(w, &self.key_packages, WELCOME_PART_DEVICES)?,
+            None => Vec::new(),
+        };
+        Ok(Moved {
+            conversation: self.conversation,
+            commit: Some(pending),
+            welcomes,
+        })
     }
 }
 
@@ -175,3 +293,6 @@ impl Conversation {
         self.pending(epoch, out)
     }
 }
+
+mod welcome_split;
+pub use welcome_split::welcome_parts;

@@ -345,3 +345,56 @@ fn members_learn_the_successor_and_check_its_devices() {
         .unwrap();
     assert!(migration::check_successor(&sim.devs[b0].convs[&old], &taken).is_err());
 }
+
+/// A big conversation's successor has every device from its first epoch:
+/// one commit (its adds by reference, so it stays small) and a Welcome in
+/// parts, each naming only its own devices; every device joins from its
+/// part and finds exactly the old conversation's devices.
+#[test]
+fn a_successor_welcome_in_parts_lets_each_device_join_from_its_own() {
+    let mut sim = Sim::new(Suite::LegacyHybrid);
+    let (a, bob, old) = legacy_conversation(&mut sim);
+    sim.suite = Suite::Hybrid;
+    let kps: Vec<Vec<u8>> = bob.iter().map(|&d| sim.key_package(d)).collect();
+    let started = sim.devs[a]
+        .device
+        .start_successor(&sim.devs[a].convs[&old], &kps, sim.now)
+        .unwrap();
+    assert_eq!(started.tree_blob_len().unwrap(), None, "a small group");
+    let moved = started.commit(sim.now, None).unwrap();
+    let new = moved.conversation.id().to_vec();
+    let commit = moved.commit.unwrap();
+    assert_eq!(
+        moved.welcomes.len(),
+        1,
+        "up to WELCOME_PART_DEVICES: one part"
+    );
+    assert_eq!(moved.welcomes[0].welcome, commit.welcome.clone().unwrap());
+    sim.devs[a].convs.insert(new.clone(), moved.conversation);
+    sim.devs[a].save();
+
+    let welcome = commit.welcome.unwrap();
+    let parts = migration::welcome_parts(&welcome, &kps, 1).unwrap();
+    assert_eq!(parts.len(), 2);
+    for part in &parts {
+        assert_eq!(part.devices.len(), 1);
+        assert!(part.welcome.len() < welcome.len());
+    }
+    for &d in &bob {
+        let me = sim.devs[d].device.certificate().clone();
+        let (mine, other): (Vec<_>, Vec<_>) = parts.iter().partition(|p| p.devices[0] == me);
+        assert!(sim.devs[d].device.join(&other[0].welcome, sim.now).is_err());
+        sim.join(d, &mine[0].welcome);
+        let dev = &sim.devs[d];
+        migration::check_successor(&dev.convs[&old], &dev.convs[&new]).unwrap();
+    }
+    sim.send(&new, a, "from the successor");
+    sim.send(&new, bob[1], "joined from my part");
+    sim.assert_converged(&new);
+
+    // Entries for a KeyPackage the caller does not name, or bytes that are
+    // no Welcome, are refused.
+    assert!(migration::welcome_parts(&welcome, &kps[..1], 1).is_err());
+    assert!(migration::welcome_parts(&kps[0], &kps, 1).is_err());
+    assert!(migration::welcome_parts(&welcome[..welcome.len() - 1], &kps, 1).is_err());
+}
