@@ -17,14 +17,13 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::group_commit::{self, WriteJob};
-use super::sqlite_accounts::{state_from_int, state_to_int};
+use super::sqlite_accounts::state_to_int;
 use super::sqlite_queue::{self, AckEntry, AckJob, AckQueue, write_envelopes};
 use super::sqlite_seq::{SEQ_BLOCK, SeqBlocks};
 use super::{
-    AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EarlyAck, EarlyOutcome,
-    EpochClaim, Fence, KtRecord, KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount,
-    NewDevice, NewEnvelope, NewReport, ReportRecord, Stats, Store, StoreError, StoreResult,
-    StoredEnvelope,
+    AccountRecord, AccountState, Authenticated, DeviceKey, EarlyAck, EarlyOutcome, EpochClaim,
+    Fence, KtRecord, KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount, NewDevice,
+    NewEnvelope, NewReport, ReportRecord, Stats, Store, StoreError, StoreResult, StoredEnvelope,
 };
 use super::{sqlite_accounts, sqlite_keys, sqlite_kt, sqlite_records};
 
