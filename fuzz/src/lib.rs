@@ -410,9 +410,10 @@ pub const ARCHIVE_KEY: [u8; 32] = [26; 32];
 /// Account archives (decision 0026), by the first byte: 0 a sealed backup
 /// and 1 a sealed link archive, opened with [`ARCHIVE_KEY`] (whole or
 /// refused: what opens decodes, and re-sealing it opens to the same); 2 a
-/// plaintext archive (what decodes re-encodes to the same bytes).
+/// plaintext archive (what decodes re-encodes to the same bytes, or, from
+/// an older format, to the same archive).
 pub fn archive_open(data: &[u8]) -> bool {
-    use hush_proto::archive::{Archive, Purpose, open};
+    use hush_proto::archive::{Archive, FORMAT_VERSION, Purpose, open};
     let Some((&which, rest)) = data.split_first() else {
         return false;
     };
@@ -431,8 +432,13 @@ pub fn archive_open(data: &[u8]) -> bool {
         0 => sealed(Purpose::Backup),
         1 => sealed(Purpose::Link),
         2 => match Archive::decode(rest) {
-            Ok(a) => {
+            Ok(a) if rest.first() == Some(&FORMAT_VERSION) => {
                 assert_eq!(a.encode(), rest, "one archive, two encodings");
+                true
+            }
+            // An older format re-encodes as the current one, the same archive.
+            Ok(a) => {
+                assert_eq!(Archive::decode(&a.encode()), Ok(a), "upgrading changed it");
                 true
             }
             Err(_) => false,

@@ -13,6 +13,7 @@ use hush_proto::archive::{
 use rusqlite::{Connection, Row, Transaction, params};
 use zeroize::Zeroizing;
 
+use crate::archive_extras;
 use crate::client::{Client, now_ms};
 use crate::error::ClientError;
 
@@ -79,6 +80,7 @@ fn message(r: &Row<'_>) -> rusqlite::Result<ArchivedMessage> {
         edited: r.get(12)?,
         deleted: r.get(13)?,
         franking: r.get(14)?,
+        extras: Default::default(),
     })
 }
 
@@ -139,6 +141,10 @@ fn conversations(
             conv.messages = stmt
                 .query_map(params![*id, since as i64, now], message)?
                 .collect::<Result<_, _>>()?;
+            let mut extras = archive_extras::load(conn, *id)?;
+            for m in &mut conv.messages {
+                m.extras = extras.remove(&m.id).unwrap_or_default();
+            }
         }
     }
     Ok(convs.into_iter().map(|(_, c)| c).collect())
@@ -278,6 +284,7 @@ pub(crate) fn import(tx: &Transaction<'_>, archive: &Archive) -> Result<usize, C
                 m.deleted,
                 m.franking
             ])?;
+            archive_extras::store(tx, id, &m.id, &m.extras)?;
         }
     }
     Ok(imported)

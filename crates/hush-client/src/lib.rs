@@ -36,6 +36,7 @@
 
 mod admins;
 pub mod archive;
+mod archive_extras;
 pub mod attachment;
 pub mod backup;
 mod batch;

@@ -512,3 +512,62 @@ async fn polls_count_each_members_newest_vote_and_only_members_vote() {
         vec![vec!["bert".to_owned()], vec![], vec![]]
     );
 }
+
+/// A restored backup (the same archive a linked device receives) brings
+/// the message features along: the poll with its options and votes, the
+/// reactions, the pin and the forwarded mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_backup_keeps_polls_votes_reactions_and_pins() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let [mut anna, mut bert, _carl] = club_of_three(&server, root.path()).await;
+    let options: Vec<String> = ["Pizza", "Ramen"].map(String::from).into();
+    let poll = anna
+        .create_poll(&club(), "Lunch?", &options, false)
+        .await
+        .unwrap();
+    let hello = anna.send_text(&club(), "hello").await.unwrap();
+    sync(&mut bert).await;
+    bert.vote(&poll.id, &[1]).await.unwrap();
+    bert.react(&hello.id, Some("👍")).await.unwrap();
+    bert.pin(&hello.id, true).await.unwrap();
+    let copy = bert
+        .forward(&hello.id, &Target::User("anna".into()))
+        .await
+        .unwrap();
+    sync(&mut anna).await;
+    let before = anna.history(&club()).unwrap();
+
+    let backup = root.path().join("anna.backup");
+    let report = anna.create_backup(&backup).unwrap();
+    let key = report.recovery_key.unwrap();
+    let sealed = std::fs::read(&backup).unwrap();
+    let req = hush_client::RestoreRequest {
+        server: &server.url(),
+        fingerprint: None,
+        name: Some("restored"),
+        options: hush_client::ConnectOptions::default(),
+    };
+    let dir = root.path().join("anna-restored");
+    let mut restored = Client::restore(&dir, common::PASS, req, &sealed, &key, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        voters(&mut restored, &poll.id),
+        vec![vec![], vec!["bert".to_owned()]]
+    );
+    assert_eq!(
+        reactions(&mut restored, &hello.id),
+        vec![pair("bert", "👍")]
+    );
+    let pinned = restored.pinned(&club()).unwrap();
+    assert_eq!(
+        pinned.iter().map(|m| &m.id).collect::<Vec<_>>(),
+        [&hello.id]
+    );
+    let after = restored.history(&club()).unwrap();
+    assert_eq!(after.len(), before.len());
+    let direct = restored.history(&Target::User("bert".into())).unwrap();
+    let forwarded = direct.iter().find(|m| m.id == copy.id).unwrap();
+    assert!(forwarded.forwarded, "the forwarded mark came along");
+}

@@ -18,7 +18,9 @@
 //! header is the AEAD's associated data, so an edited header, a flipped bit
 //! anywhere or a cut-off end is refused: [`open`] returns the archive whole
 //! or an error, never part of it. A format version above
-//! [`FORMAT_VERSION`] is refused as made by a newer release.
+//! [`FORMAT_VERSION`] is refused as made by a newer release; version 1
+//! (before decision 0039's message features) is read, its messages with
+//! empty [`MessageExtras`].
 //!
 //! Every count and length in the plaintext is bounded and nothing is
 //! allocated from a count before its bytes were read.
@@ -34,8 +36,12 @@ use crate::codec::{DecodeError, Reader, Writer};
 
 /// The first bytes of a sealed archive.
 pub const MAGIC: &[u8; 8] = b"HUSHARCV";
-/// The archive format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The archive format this build writes and the newest it reads: 2 adds
+/// each message's [`MessageExtras`] (polls, votes, reactions, pins,
+/// mentions, forwarding).
+pub const FORMAT_VERSION: u8 = 2;
+/// The oldest format this build reads.
+pub const OLDEST_FORMAT_VERSION: u8 = 1;
 /// Header length: magic, version, purpose, salt, check, length.
 pub const HEADER_LEN: usize = 8 + 1 + 1 + 32 + 16 + 8;
 const TAG_LEN: usize = 16;
@@ -172,6 +178,61 @@ pub struct ArchivedMessage {
     pub deleted: bool,
     /// Its franking opening (JSON, as stored), for reports.
     pub franking: Option<String>,
+    /// What decision 0039's features attached to it (format 2).
+    pub extras: MessageExtras,
+}
+
+/// What a message carries beyond its text (decision 0039): empty in
+/// archives of format 1.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageExtras {
+    /// A poll's options (JSON, as stored).
+    pub poll: Option<String>,
+    /// The accounts it mentions (JSON, as stored).
+    pub mentions: Option<String>,
+    /// Whether it mentions this account.
+    pub mentions_me: bool,
+    /// Whether it was forwarded from another conversation.
+    pub forwarded: bool,
+    /// Each member's newest reaction (`emoji` None: taken back).
+    pub reactions: Vec<ArchivedReaction>,
+    /// Each member's newest vote, if it is a poll.
+    pub votes: Vec<ArchivedVote>,
+    /// Its pin's newest change.
+    pub pin: Option<ArchivedPin>,
+}
+
+/// A member's newest reaction to a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedReaction {
+    /// Who reacted.
+    pub member: String,
+    /// With what; None: taken back.
+    pub emoji: Option<String>,
+    /// When (the sender's clock, ms).
+    pub sent_at: u64,
+}
+
+/// A member's newest vote in a poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedVote {
+    /// Who voted.
+    pub member: String,
+    /// The options chosen (JSON positions, as stored; empty: taken back).
+    pub options: String,
+    /// When (the sender's clock, ms).
+    pub sent_at: u64,
+}
+
+/// The newest change to a message's pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedPin {
+    /// Pinned or unpinned.
+    pub pinned: bool,
+    /// By whom.
+    pub member: String,
+    /// When (the sender's clock, ms).
+    pub sent_at: u64,
 }
 
 /// One conversation and its history.
@@ -275,7 +336,7 @@ impl Archive {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let version = r.u8()?;
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         let username = r.string("username", MAX_NAME)?.to_owned();
@@ -301,7 +362,7 @@ impl Archive {
             ))
         })?;
         let contacts = list(&mut r, decode_contact)?;
-        let conversations = list(&mut r, decode_conversation)?;
+        let conversations = list(&mut r, |r| decode_conversation(r, version))?;
         r.finish()?;
         Ok(Self {
             username,
@@ -421,10 +482,72 @@ fn encode_conversation(w: &mut Writer, c: &ArchivedConversation) {
         opt_u64(w, m.expires_at);
         w.bytes(m.status.as_bytes()).bool(m.edited).bool(m.deleted);
         opt_str(w, m.franking.as_deref());
+        encode_extras(w, &m.extras);
     }
 }
 
-fn decode_conversation(r: &mut Reader<'_>) -> Result<ArchivedConversation, DecodeError> {
+fn encode_extras(w: &mut Writer, x: &MessageExtras) {
+    opt_str(w, x.poll.as_deref());
+    opt_str(w, x.mentions.as_deref());
+    w.bool(x.mentions_me).bool(x.forwarded);
+    w.u32(x.reactions.len() as u32);
+    for r in &x.reactions {
+        w.bytes(r.member.as_bytes());
+        opt_str(w, r.emoji.as_deref());
+        w.u64(r.sent_at);
+    }
+    w.u32(x.votes.len() as u32);
+    for v in &x.votes {
+        w.bytes(v.member.as_bytes())
+            .bytes(v.options.as_bytes())
+            .u64(v.sent_at);
+    }
+    match &x.pin {
+        Some(p) => w
+            .bool(true)
+            .bool(p.pinned)
+            .bytes(p.member.as_bytes())
+            .u64(p.sent_at),
+        None => w.bool(false),
+    };
+}
+
+fn decode_extras(r: &mut Reader<'_>) -> Result<MessageExtras, DecodeError> {
+    Ok(MessageExtras {
+        poll: read_opt_str(r, "poll", MAX_TEXT)?,
+        mentions: read_opt_str(r, "mentions", MAX_TEXT)?,
+        mentions_me: r.bool("mentions me")?,
+        forwarded: r.bool("forwarded")?,
+        reactions: list(r, |r| {
+            Ok(ArchivedReaction {
+                member: r.string("reacting member", MAX_NAME)?.to_owned(),
+                emoji: read_opt_str(r, "emoji", crate::content::MAX_EMOJI_LEN)?,
+                sent_at: r.u64()?,
+            })
+        })?,
+        votes: list(r, |r| {
+            Ok(ArchivedVote {
+                member: r.string("voter", MAX_NAME)?.to_owned(),
+                options: r.string("vote", MAX_TEXT)?.to_owned(),
+                sent_at: r.u64()?,
+            })
+        })?,
+        pin: if r.bool("pin flag")? {
+            Some(ArchivedPin {
+                pinned: r.bool("pinned")?,
+                member: r.string("pinning member", MAX_NAME)?.to_owned(),
+                sent_at: r.u64()?,
+            })
+        } else {
+            None
+        },
+    })
+}
+
+fn decode_conversation(
+    r: &mut Reader<'_>,
+    version: u8,
+) -> Result<ArchivedConversation, DecodeError> {
     let group_id = r.bytes("group id", MAX_NAME)?.to_vec();
     let kind = r.string("conversation kind", 16)?.to_owned();
     if kind != "direct" && kind != "group" {
@@ -441,11 +564,11 @@ fn decode_conversation(r: &mut Reader<'_>) -> Result<ArchivedConversation, Decod
         disappear_secs: read_opt_u64(r, "disappear timer")?,
         active: r.bool("active")?,
         created_at: r.u64()?,
-        messages: list(r, decode_message)?,
+        messages: list(r, |r| decode_message(r, version))?,
     })
 }
 
-fn decode_message(r: &mut Reader<'_>) -> Result<ArchivedMessage, DecodeError> {
+fn decode_message(r: &mut Reader<'_>, version: u8) -> Result<ArchivedMessage, DecodeError> {
     Ok(ArchivedMessage {
         id: r.string("message id", MAX_NAME)?.to_owned(),
         sender: r.string("sender", MAX_NAME)?.to_owned(),
@@ -462,6 +585,11 @@ fn decode_message(r: &mut Reader<'_>) -> Result<ArchivedMessage, DecodeError> {
         edited: r.bool("edited")?,
         deleted: r.bool("deleted")?,
         franking: read_opt_str(r, "franking", MAX_TEXT)?,
+        extras: if version >= 2 {
+            decode_extras(r)?
+        } else {
+            MessageExtras::default()
+        },
     })
 }
 
@@ -555,7 +683,7 @@ pub fn check_header(sealed: &[u8], purpose: Purpose) -> Result<(), ArchiveError>
     if version > FORMAT_VERSION {
         return Err(ArchiveError::NewerVersion(version));
     }
-    if version != FORMAT_VERSION {
+    if version < OLDEST_FORMAT_VERSION {
         return Err(ArchiveError::NotAnArchive);
     }
     if sealed[9] != purpose.to_u8() {

@@ -14,13 +14,12 @@
 //! current key (so subscribers reading on learn it) and files a new
 //! descriptor (so new subscribers start there and cannot read before it).
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
 use rand_core::{CryptoRng, RngCore};
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::error::ProtoError;
 use crate::identity::{AccountKey, AccountPublicKey, PUBLIC_KEY_LEN, SIGNATURE_LEN};
+use crate::link_seal::{self, hex, unhex};
 
 /// Where a channel link's secret starts: `SERVER/channel#...`.
 pub const CHANNEL_PATH: &str = "/channel#";
@@ -35,8 +34,6 @@ pub const MAX_BODY: usize = MAX_SEALED_POST - 512;
 
 const DESCRIPTOR_VERSION: u8 = 1;
 const POST_VERSION: u8 = 1;
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
 
 /// A channel link's secret: its holder may read the channel.
 #[derive(Clone, PartialEq, Eq)]
@@ -46,31 +43,6 @@ impl std::fmt::Debug for ChannelSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ChannelSecret(..)")
     }
-}
-
-fn hkdf(ikm: &[u8], salt: &[u8], label: &[u8]) -> [u8; 32] {
-    let prk = Salt::new(HKDF_SHA256, salt).extract(ikm);
-    let mut out = [0u8; 32];
-    // 32 bytes of HKDF-SHA256 output is always within HKDF's limit.
-    if let Ok(okm) = prk.expand(&[label], HKDF_SHA256) {
-        let _ = okm.fill(&mut out);
-    }
-    out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 impl ChannelSecret {
@@ -92,7 +64,7 @@ impl ChannelSecret {
     }
 
     fn derive(&self, label: &[u8]) -> [u8; 32] {
-        hkdf(&self.0, b"hush channel v1", label)
+        link_seal::derive(&self.0, b"hush channel v1", label)
     }
 
     /// The id the server files the channel under: a one-way function of
@@ -178,51 +150,24 @@ impl ChannelLink {
     }
 }
 
-fn aead(key: &[u8; 32]) -> Result<LessSafeKey, ProtoError> {
-    UnboundKey::new(&AES_256_GCM, key)
-        .map(LessSafeKey::new)
-        .map_err(|_| ProtoError::InvalidRequest("channel key"))
-}
-
 fn seal(
     key: &[u8; 32],
     aad: &[u8],
     plain: &[u8],
     rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<Vec<u8>, ProtoError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    rng.fill_bytes(&mut nonce);
-    let mut buf = plain.to_vec();
-    aead(key)?
-        .seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut buf,
-        )
-        .map_err(|_| ProtoError::InvalidRequest("cannot seal for the channel"))?;
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&buf);
-    if out.len() > MAX_SEALED_POST {
-        return Err(ProtoError::InvalidRequest("too large for a channel post"));
-    }
-    Ok(out)
+    link_seal::seal(
+        key,
+        aad,
+        plain,
+        MAX_SEALED_POST,
+        "too large for a channel post",
+        rng,
+    )
 }
 
 fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, ProtoError> {
-    if sealed.len() < NONCE_LEN + TAG_LEN || sealed.len() > MAX_SEALED_POST {
-        return Err(ProtoError::Tampered);
-    }
-    let (nonce, body) = sealed.split_at(NONCE_LEN);
-    let nonce = <[u8; NONCE_LEN]>::try_from(nonce).map_err(|_| ProtoError::Tampered)?;
-    let mut buf = body.to_vec();
-    let plain = aead(key)?
-        .open_in_place(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut buf,
-        )
-        .map_err(|_| ProtoError::Tampered)?;
-    Ok(plain.to_vec())
+    link_seal::open(key, aad, sealed, MAX_SEALED_POST)
 }
 
 /// What the owner says the channel is, signed by the owner key.

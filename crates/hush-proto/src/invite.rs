@@ -11,8 +11,6 @@
 //! extension [`LINKS_EXTENSION`]), so only admins change it (decision 0032)
 //! and members' devices judge each request against it themselves.
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
 use mls_rs::{Extension, ExtensionList};
 use mls_rs_core::extension::ExtensionType;
 use rand_core::{CryptoRng, RngCore};
@@ -20,6 +18,7 @@ use rand_core::{CryptoRng, RngCore};
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::error::ProtoError;
 use crate::identity::{AccountPublicKey, DeviceCertificate, DeviceSigningKey, SIGNATURE_LEN};
+use crate::link_seal;
 
 /// The group context extension that lists a group's invite links.
 pub const LINKS_EXTENSION: ExtensionType = ExtensionType::new(0xF0A8);
@@ -37,8 +36,6 @@ pub const LINK_PATH: &str = "/join#";
 const LINKS_VERSION: u8 = 1;
 const PREVIEW_VERSION: u8 = 1;
 const REQUEST_VERSION: u8 = 1;
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
 
 /// A link's secret: whoever holds it may read the preview and ask to join.
 #[derive(Clone, PartialEq, Eq)]
@@ -69,13 +66,7 @@ impl InviteSecret {
     }
 
     fn derive(&self, label: &[u8]) -> [u8; 32] {
-        let prk = Salt::new(HKDF_SHA256, b"hush invite link v1").extract(&self.0);
-        let mut out = [0u8; 32];
-        // 32 bytes of HKDF-SHA256 output is always within HKDF's limit.
-        if let Ok(okm) = prk.expand(&[label], HKDF_SHA256) {
-            let _ = okm.fill(&mut out);
-        }
-        out
+        link_seal::derive(&self.0, b"hush invite link v1", label)
     }
 
     /// The id the server files the link under: a one-way function of the
@@ -86,25 +77,21 @@ impl InviteSecret {
 
     /// The link as a user shares it: `server` + `/join#` + the secret in hex.
     pub fn to_link(&self, server: &str) -> String {
-        let mut s = format!("{}{LINK_PATH}", server.trim_end_matches('/'));
-        for b in self.0 {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s
+        format!(
+            "{}{LINK_PATH}{}",
+            server.trim_end_matches('/'),
+            link_seal::hex(&self.0)
+        )
     }
 
     /// Parses [`InviteSecret::to_link`]: the server's address and the secret.
     pub fn parse_link(link: &str) -> Result<(String, Self), ProtoError> {
         let bad = || ProtoError::InvalidRequest("not an invite link (SERVER/join#SECRET)");
         let (server, hex) = link.trim().rsplit_once(LINK_PATH).ok_or_else(bad)?;
-        if hex.len() != SECRET_LEN * 2 || server.is_empty() {
+        if server.is_empty() {
             return Err(bad());
         }
-        let mut s = [0u8; SECRET_LEN];
-        for (i, b) in s.iter_mut().enumerate() {
-            *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
-                .map_err(|_| bad())?;
-        }
+        let s = link_seal::unhex::<SECRET_LEN>(hex).ok_or_else(bad)?;
         Ok((server.to_owned(), Self(s)))
     }
 
@@ -114,39 +101,13 @@ impl InviteSecret {
         plain: &[u8],
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Vec<u8>, ProtoError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rng.fill_bytes(&mut nonce);
-        let mut buf = plain.to_vec();
-        aead(&self.derive(label))?
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(self.link_id()),
-                &mut buf,
-            )
-            .map_err(|_| ProtoError::InvalidRequest("cannot seal for the link"))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
-        if out.len() > MAX_SEALED_LEN {
-            return Err(ProtoError::InvalidRequest("too large for an invite link"));
-        }
-        Ok(out)
+        let key = self.derive(label);
+        let too_large = "too large for an invite link";
+        link_seal::seal(&key, &self.link_id(), plain, MAX_SEALED_LEN, too_large, rng)
     }
 
     fn open(&self, label: &[u8], sealed: &[u8]) -> Result<Vec<u8>, ProtoError> {
-        if sealed.len() < NONCE_LEN + TAG_LEN || sealed.len() > MAX_SEALED_LEN {
-            return Err(ProtoError::Tampered);
-        }
-        let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let nonce = <[u8; NONCE_LEN]>::try_from(nonce).map_err(|_| ProtoError::Tampered)?;
-        let mut buf = body.to_vec();
-        let plain = aead(&self.derive(label))?
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(self.link_id()),
-                &mut buf,
-            )
-            .map_err(|_| ProtoError::Tampered)?;
-        Ok(plain.to_vec())
+        link_seal::open(&self.derive(label), &self.link_id(), sealed, MAX_SEALED_LEN)
     }
 
     /// Seals a preview for the server to keep.
@@ -179,12 +140,6 @@ impl InviteSecret {
         request.verify(&self.link_id())?;
         Ok(request)
     }
-}
-
-fn aead(key: &[u8; 32]) -> Result<LessSafeKey, ProtoError> {
-    UnboundKey::new(&AES_256_GCM, key)
-        .map(LessSafeKey::new)
-        .map_err(|_| ProtoError::InvalidRequest("invite link key"))
 }
 
 /// What a link shows before joining.

@@ -78,6 +78,7 @@ pub mod identity;
 pub mod invite;
 pub mod kt;
 pub mod kt_batch;
+mod link_seal;
 pub mod memo;
 pub mod migration;
 mod multi_seal;

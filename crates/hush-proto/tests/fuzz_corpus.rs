@@ -335,6 +335,31 @@ fn regenerate_archive_seeds() {
         edited: false,
         deleted: false,
         franking: None,
+        extras: if i == 1 {
+            MessageExtras {
+                poll: Some(r#"{"options":["a","b"],"multiple":false}"#.into()),
+                mentions: Some(r#"["alice"]"#.into()),
+                mentions_me: true,
+                forwarded: false,
+                reactions: vec![ArchivedReaction {
+                    member: "alice".into(),
+                    emoji: Some("🎉".into()),
+                    sent_at: 20,
+                }],
+                votes: vec![ArchivedVote {
+                    member: "bob".into(),
+                    options: "[0]".into(),
+                    sent_at: 21,
+                }],
+                pin: Some(ArchivedPin {
+                    pinned: true,
+                    member: "bob".into(),
+                    sent_at: 22,
+                }),
+            }
+        } else {
+            MessageExtras::default()
+        },
     };
     let archive = Archive {
         username: "alice".into(),

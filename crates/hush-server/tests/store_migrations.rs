@@ -156,7 +156,7 @@ async fn postgres_opens_a_version_1_database() {
     )
     .await
     .unwrap();
-    pool.execute(hush_server::store::postgres::SCHEMA)
+    pool.execute(hush_server::store::postgres_migrate::SCHEMA_V1)
         .await
         .unwrap();
     pool.execute(V1_DATA.replace("X'", "'\\x").as_str())

@@ -49,6 +49,27 @@ fn sample() -> Archive {
                 edited: false,
                 deleted: false,
                 franking: None,
+                extras: MessageExtras {
+                    poll: Some(r#"{"options":["tea","coffee"],"multiple":false}"#.into()),
+                    mentions: Some(r#"["alice"]"#.into()),
+                    mentions_me: true,
+                    forwarded: true,
+                    reactions: vec![ArchivedReaction {
+                        member: "alice".into(),
+                        emoji: Some("👍".into()),
+                        sent_at: 6,
+                    }],
+                    votes: vec![ArchivedVote {
+                        member: "bob".into(),
+                        options: "[1]".into(),
+                        sent_at: 7,
+                    }],
+                    pin: Some(ArchivedPin {
+                        pinned: true,
+                        member: "alice".into(),
+                        sent_at: 8,
+                    }),
+                },
             }],
         }],
     }
@@ -158,4 +179,29 @@ fn a_backup_locator_is_fixed_per_key_and_tells_nothing_of_it() {
     let (aead, check) = derive(&[1; 32], &[0; 32], Purpose::Backup);
     assert_ne!(a, *aead);
     assert_ne!(a[..16], check);
+}
+
+/// A backup sealed by the release before format 2 (the fuzz corpus keeps
+/// its bytes): it still opens, whole, its messages without extras, and
+/// re-sealed it opens as the same archive.
+#[test]
+fn a_format_1_backup_of_the_previous_release_opens() {
+    let sealed = include_bytes!("../../../../fuzz/corpus/archive_open/v1-backup");
+    assert_eq!(sealed[0], 0, "the corpus's tag for a backup");
+    let sealed = &sealed[1..];
+    assert_eq!(sealed[8], 1, "format 1");
+    let key = [26u8; 32];
+    let archive = open(&key, Purpose::Backup, sealed).unwrap();
+    assert_eq!(archive.username, "alice");
+    assert_eq!(archive.message_count(), 3);
+    let messages = &archive.conversations[0].messages;
+    assert_eq!(messages[2].body.as_deref(), Some("message 2"));
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.extras == MessageExtras::default())
+    );
+    let again = seal(&key, Purpose::Backup, &archive, &mut rng());
+    assert_eq!(again[8], FORMAT_VERSION);
+    assert_eq!(open(&key, Purpose::Backup, &again).unwrap(), archive);
 }

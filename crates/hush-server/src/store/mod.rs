@@ -20,6 +20,7 @@ pub mod postgres_migrate;
 mod postgres_queue;
 mod postgres_writer;
 pub mod sqlite;
+mod sqlite_accounts;
 pub mod sqlite_backup;
 mod sqlite_keys;
 mod sqlite_kt;

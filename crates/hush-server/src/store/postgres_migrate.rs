@@ -17,7 +17,7 @@ use super::{StoreError, StoreResult};
 /// one that has shipped: add the next.
 const MIGRATIONS: &[&[&str]] = &[
     // 1: the schema of the releases before versioned migrations.
-    &[super::postgres::SCHEMA, super::postgres_kt::SCHEMA],
+    &[SCHEMA_V1, super::postgres_kt::SCHEMA],
     // 2: commit tokens (docs/decisions/0012-commit-tokens.md).
     &["ALTER TABLE groups ADD COLUMN token_hash BYTEA, ADD COLUMN prev_token_hash BYTEA;"],
     // 3: signed-request nonces shared by every node (decision 0011).
@@ -143,3 +143,76 @@ async fn step(pool: &PgPool, target: i64) -> StoreResult<bool> {
     tx.commit().await.map_err(backend)?;
     Ok(true)
 }
+
+/// Schema version 1: the tables of the releases before versioned
+/// migrations. Never edit it: add a migration here.
+pub const SCHEMA_V1: &str = r#"
+CREATE TABLE IF NOT EXISTS accounts (
+    username      TEXT PRIMARY KEY,
+    account_key   BYTEA NOT NULL,
+    state         SMALLINT NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    username    TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+    device_id   BIGINT NOT NULL,
+    certificate BYTEA NOT NULL,
+    token_hash  BYTEA NOT NULL UNIQUE,
+    next_seq    BIGINT NOT NULL DEFAULT 1,
+    PRIMARY KEY (username, device_id)
+);
+CREATE TABLE IF NOT EXISTS key_packages (
+    id          BIGSERIAL PRIMARY KEY,
+    username    TEXT NOT NULL,
+    device_id   BIGINT NOT NULL,
+    suite       INTEGER NOT NULL,
+    last_resort BOOLEAN NOT NULL,
+    data        BYTEA NOT NULL,
+    FOREIGN KEY (username, device_id) REFERENCES devices(username, device_id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS key_packages_by_device
+    ON key_packages(username, device_id, suite, last_resort, id);
+CREATE TABLE IF NOT EXISTS envelopes (
+    username       TEXT NOT NULL,
+    device_id      BIGINT NOT NULL,
+    seq            BIGINT NOT NULL,
+    payload        BYTEA NOT NULL,
+    relay_tag      BYTEA,
+    received_at_ms BIGINT NOT NULL,
+    expires_at_ms  BIGINT NOT NULL,
+    PRIMARY KEY (username, device_id, seq),
+    FOREIGN KEY (username, device_id) REFERENCES devices(username, device_id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS envelopes_by_expiry ON envelopes(expires_at_ms);
+CREATE TABLE IF NOT EXISTS groups (
+    group_id BYTEA PRIMARY KEY,
+    epoch    BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    username TEXT PRIMARY KEY REFERENCES accounts(username) ON DELETE CASCADE,
+    blob     BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS server_secrets (
+    name  TEXT PRIMARY KEY,
+    value BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reports (
+    id             BIGSERIAL PRIMARY KEY,
+    reporter       TEXT NOT NULL,
+    sender         TEXT NOT NULL,
+    commitment     BYTEA NOT NULL,
+    content        BYTEA NOT NULL,
+    reason         TEXT NOT NULL,
+    received_at_ms BIGINT NOT NULL,
+    filed_at_ms    BIGINT NOT NULL,
+    status         TEXT NOT NULL DEFAULT 'open',
+    UNIQUE (reporter, commitment)
+);
+CREATE INDEX IF NOT EXISTS reports_by_reporter ON reports(reporter, filed_at_ms);
+CREATE TABLE IF NOT EXISTS leases (
+    name          TEXT PRIMARY KEY,
+    holder        TEXT NOT NULL,
+    token         BIGINT NOT NULL,
+    expires_at_ms BIGINT NOT NULL
+);
+"#;

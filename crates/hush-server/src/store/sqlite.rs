@@ -17,15 +17,15 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::group_commit::{self, WriteJob};
+use super::sqlite_accounts::state_to_int;
 use super::sqlite_queue::{self, AckEntry, AckJob, AckQueue, write_envelopes};
 use super::sqlite_seq::{SEQ_BLOCK, SeqBlocks};
 use super::{
-    AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EarlyAck, EarlyOutcome,
-    EpochClaim, Fence, KtRecord, KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount,
-    NewDevice, NewEnvelope, NewReport, ReportRecord, Stats, Store, StoreError, StoreResult,
-    StoredEnvelope,
+    AccountRecord, AccountState, Authenticated, DeviceKey, EarlyAck, EarlyOutcome, EpochClaim,
+    Fence, KtRecord, KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount, NewDevice,
+    NewEnvelope, NewReport, ReportRecord, Stats, Store, StoreError, StoreResult, StoredEnvelope,
 };
-use super::{sqlite_keys, sqlite_kt, sqlite_records};
+use super::{sqlite_accounts, sqlite_keys, sqlite_kt, sqlite_records};
 
 /// Read connections kept open.
 const READERS: usize = 4;
@@ -239,21 +239,6 @@ impl SqliteStore {
     }
 }
 
-fn state_to_int(state: AccountState) -> i64 {
-    match state {
-        AccountState::Active => 0,
-        AccountState::Suspended => 1,
-    }
-}
-
-fn state_from_int(v: i64) -> AccountState {
-    if v == 0 {
-        AccountState::Active
-    } else {
-        AccountState::Suspended
-    }
-}
-
 pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(
         e,
@@ -261,63 +246,6 @@ pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
             if err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
                 || err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
     )
-}
-
-fn insert_device(conn: &Connection, username: &str, d: &NewDevice) -> StoreResult<()> {
-    conn.execute(
-        "INSERT INTO devices (username, device_id, certificate, token_hash) VALUES (?1, ?2, ?3, ?4)",
-        params![username, d.device_id, d.certificate, d.token_hash.as_slice()],
-    )
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            StoreError::DeviceExists
-        } else {
-            backend(e)
-        }
-    })?;
-    Ok(())
-}
-
-fn load_account(conn: &Connection, username: &str) -> StoreResult<Option<AccountRecord>> {
-    let row = conn
-        .query_row(
-            "SELECT account_key, state, created_at_ms FROM accounts WHERE username = ?1",
-            params![username],
-            |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            },
-        )
-        .optional()
-        .map_err(backend)?;
-    let Some((account_key, state, created)) = row else {
-        return Ok(None);
-    };
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT device_id, certificate FROM devices WHERE username = ?1 ORDER BY device_id",
-        )
-        .map_err(backend)?;
-    let devices = stmt
-        .query_map(params![username], |r| {
-            Ok(DeviceRecord {
-                device_id: r.get(0)?,
-                certificate: r.get(1)?,
-            })
-        })
-        .map_err(backend)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(backend)?;
-    Ok(Some(AccountRecord {
-        username: username.to_owned(),
-        account_key,
-        state: state_from_int(state),
-        created_at_ms: created as u64,
-        devices,
-    }))
 }
 
 pub(super) fn require_changed(n: usize) -> StoreResult<()> {
@@ -331,46 +259,18 @@ pub(super) fn require_changed(n: usize) -> StoreResult<()> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_account(&self, account: NewAccount) -> StoreResult<()> {
-        self.write(move |conn| {
-            conn.execute(
-                "INSERT INTO accounts (username, account_key, state, created_at_ms) VALUES (?1, ?2, 0, ?3)",
-                params![account.username, account.account_key, account.now_ms as i64],
-            )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::UsernameTaken
-                } else {
-                    backend(e)
-                }
-            })?;
-            insert_device(conn, &account.username, &account.device)
-        })
-        .await
+        self.write(move |conn| sqlite_accounts::create(conn, &account))
+            .await
     }
 
     async fn account(&self, username: &str) -> StoreResult<Option<AccountRecord>> {
         let username = username.to_owned();
-        self.read(move |conn| load_account(conn, &username)).await
+        self.read(move |conn| sqlite_accounts::load(conn, &username))
+            .await
     }
 
     async fn list_accounts(&self) -> StoreResult<Vec<AccountRecord>> {
-        self.read(|conn| {
-            let names: Vec<String> = conn
-                .prepare("SELECT username FROM accounts ORDER BY username")
-                .map_err(backend)?
-                .query_map([], |r| r.get(0))
-                .map_err(backend)?
-                .collect::<Result<_, _>>()
-                .map_err(backend)?;
-            let mut out = Vec::with_capacity(names.len());
-            for name in names {
-                if let Some(a) = load_account(conn, &name)? {
-                    out.push(a);
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.read(sqlite_accounts::list).await
     }
 
     async fn set_account_state(&self, username: &str, state: AccountState) -> StoreResult<()> {
@@ -451,31 +351,8 @@ impl Store for SqliteStore {
         max_devices: usize,
     ) -> StoreResult<()> {
         let username = username.to_owned();
-        self.write(move |conn| {
-            let exists: Option<i64> = conn
-                .query_row(
-                    "SELECT 1 FROM accounts WHERE username = ?1",
-                    params![username],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            if exists.is_none() {
-                return Err(StoreError::NotFound);
-            }
-            let count: i64 = conn
-                .query_row(
-                    "SELECT COUNT(*) FROM devices WHERE username = ?1",
-                    params![username],
-                    |r| r.get(0),
-                )
-                .map_err(backend)?;
-            if count as usize >= max_devices {
-                return Err(StoreError::TooManyDevices);
-            }
-            insert_device(conn, &username, &device)
-        })
-        .await
+        self.write(move |conn| sqlite_accounts::add_device(conn, &username, &device, max_devices))
+            .await
     }
 
     async fn remove_device(&self, device: &DeviceKey) -> StoreResult<()> {
@@ -500,25 +377,8 @@ impl Store for SqliteStore {
 
     async fn authenticate(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Authenticated>> {
         let hash = *token_hash;
-        self.read(move |conn| {
-            conn.query_row(
-                "SELECT d.username, d.device_id, a.state FROM devices d \
-                 JOIN accounts a ON a.username = d.username WHERE d.token_hash = ?1",
-                params![hash.as_slice()],
-                |r| {
-                    Ok(Authenticated {
-                        device: DeviceKey {
-                            username: r.get(0)?,
-                            device_id: r.get(1)?,
-                        },
-                        state: state_from_int(r.get(2)?),
-                    })
-                },
-            )
-            .optional()
-            .map_err(backend)
-        })
-        .await
+        self.read(move |conn| sqlite_accounts::authenticate(conn, &hash))
+            .await
     }
 
     async fn put_key_packages(
