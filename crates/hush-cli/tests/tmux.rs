@@ -221,6 +221,7 @@ fn chat_in_a_real_terminal() {
 fn recovery_key_on(screen: &str) -> String {
     screen
         .lines()
+        .map(|l| l.trim_matches(|c: char| c == '│' || c.is_whitespace()))
         .map(str::split_whitespace)
         .map(Iterator::collect::<Vec<_>>)
         .find(|groups| {
@@ -282,7 +283,12 @@ fn devices_and_backups_in_a_real_terminal() {
     // does (a new target is due at once).
     let files = tempfile::tempdir().unwrap();
     let scheduled = files.path().join("scheduled.hushbackup");
-    alice.json(&["backup", "create", "--out", files.path().join("first").to_str().unwrap()]);
+    alice.json(&[
+        "backup",
+        "create",
+        "--out",
+        files.path().join("first").to_str().unwrap(),
+    ]);
     alice.json(&[
         "backup",
         "schedule",
@@ -316,7 +322,10 @@ fn devices_and_backups_in_a_real_terminal() {
     let screen = tmux.wait_for("alice", "2  laptop  added", wait);
     assert!(screen.contains("*  1  "), "{screen}");
     let on_laptop = texts(&laptop.json(&["history", "bob"]));
-    assert!(on_laptop.iter().any(|t| t == "hello alice"), "{on_laptop:?}");
+    assert!(
+        on_laptop.iter().any(|t| t == "hello alice"),
+        "{on_laptop:?}"
+    );
 
     // Remove it: select it, x, confirm.
     tmux.keys("alice", &["Down"]);

@@ -23,7 +23,9 @@ fn key(code: KeyCode) -> KeyEvent {
 
 fn draw(app: &App) -> String {
     let mut terminal = Terminal::new(TestBackend::new(120, 24)).unwrap();
-    terminal.draw(|f| ui::render(f, app, Instant::now())).unwrap();
+    terminal
+        .draw(|f| ui::render(f, app, Instant::now()))
+        .unwrap();
     let buffer = terminal.backend().buffer();
     for cell in buffer.content() {
         assert!(
@@ -134,7 +136,10 @@ fn rename_and_link_take_a_line() {
     );
     assert!(app.busy());
     let screen = draw(&app);
-    assert!(screen.contains("linking: waiting for the new device…"), "{screen}");
+    assert!(
+        screen.contains("linking: waiting for the new device…"),
+        "{screen}"
+    );
     app.on_update(
         Update::Task(Task::Working("history: packed 3 messages (1.0 KiB)".into())),
         now,
@@ -164,10 +169,7 @@ fn remove_asks_first_and_never_this_device() {
     // One request at a time.
     typed(&mut app, "x");
     assert!(draw(&app).contains("wait: the last request is still running"));
-    app.on_update(
-        Update::Task(Task::Done("removed device 2".into())),
-        now,
-    );
+    app.on_update(Update::Task(Task::Done("removed device 2".into())), now);
     app.on_update(
         Update::Devices(vec![device(1, Some("phone"), true, None)]),
         now,
@@ -239,7 +241,9 @@ fn f3_shows_the_schedule_and_what_the_server_holds() {
     let app = backup_open();
     let screen = draw(&app);
     assert!(
-        screen.contains("Scheduled: a backup is kept at /home/alice/daily.hushbackup no older than 1day"),
+        screen.contains(
+            "Scheduled: a backup is kept at /home/alice/daily.hushbackup no older than 1day"
+        ),
         "{screen}"
     );
     assert!(
@@ -315,12 +319,22 @@ fn the_recovery_key_is_shown_once_until_enter() {
     assert!(screen.contains("RECOVERY KEY (shown once"), "{screen}");
     assert!(screen.contains(&format!("    {KEY}")), "{screen}");
     assert!(
-        screen.contains("Backup written to /tmp/b.hushbackup (2.0 KiB, 12 messages in 2 conversations)"),
+        screen.contains(
+            "Backup written to /tmp/b.hushbackup (2.0 KiB, 12 messages in 2 conversations)"
+        ),
         "{screen}"
     );
-    assert!(screen.contains("hush restore --server URL FILE"), "{screen}");
+    assert!(
+        screen.contains("hush restore --server URL FILE"),
+        "{screen}"
+    );
     // Nothing else takes it away: not Esc, not F2, not a letter.
-    for k in [KeyCode::Esc, KeyCode::F(2), KeyCode::Char('f'), KeyCode::Tab] {
+    for k in [
+        KeyCode::Esc,
+        KeyCode::F(2),
+        KeyCode::Char('f'),
+        KeyCode::Tab,
+    ] {
         assert!(app.on_key(key(k), now).is_empty());
         assert!(draw(&app).contains(KEY));
     }

@@ -166,7 +166,10 @@ pub fn backup(frame: &mut Frame<'_>, app: &App, view: &BackupView) {
 fn menu_lines(info: Option<&BackupInfo>) -> Vec<Line<'static>> {
     let dim = Style::new().add_modifier(Modifier::DIM);
     let (schedule, server) = match info {
-        None => ("Scheduled: asking…".to_owned(), "On the server: asking…".to_owned()),
+        None => (
+            "Scheduled: asking…".to_owned(),
+            "On the server: asking…".to_owned(),
+        ),
         Some(i) => (schedule_line(i.schedule.as_ref()), server_line(&i.server)),
     };
     vec![
@@ -199,8 +202,9 @@ fn schedule_line(schedule: Option<&(BackupTarget, Duration)>) -> String {
                 humantime::format_duration(*every)
             )
         }
-        None => "Scheduled: none (`hush backup schedule --out FILE --every 1d` keeps one fresh)"
-            .into(),
+        None => {
+            "Scheduled: none (`hush backup schedule --out FILE --every 1d` keeps one fresh)".into()
+        }
     }
 }
 
