@@ -140,6 +140,9 @@ pub struct App {
     pub composer: String,
     /// The last error or security notice.
     pub notice: Option<String>,
+    /// A request of the devices or backup view that succeeded after the
+    /// view was left (shown until the next key).
+    pub info: Option<String>,
     /// Why the server cannot be reached, while it cannot.
     pub connection: Option<String>,
     /// Contacts seen online.
@@ -190,6 +193,7 @@ impl App {
             messages: Vec::new(),
             composer: String::new(),
             notice: None,
+            info: None,
             connection: None,
             online: HashSet::new(),
             quit: false,
@@ -238,6 +242,7 @@ impl App {
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let mut actions = Vec::new();
+        self.info = None;
         match key.code {
             KeyCode::Char('c' | 'd') if ctrl => self.quit_into(&mut actions),
             _ if self.showing_key() => self.view_key(key, &mut actions),
@@ -367,9 +372,13 @@ impl App {
                 }
             }
             Update::Task(task) => {
-                if self.screen == Screen::Chat && !matches!(task, Task::Working(_)) {
-                    // Finished after the view was left: say it here.
-                    self.notice = Some(task.text().to_owned());
+                // Finished after the view was left: say it here (a failure
+                // stays, like any error).
+                match &task {
+                    _ if self.screen != Screen::Chat => {}
+                    Task::Working(_) => {}
+                    Task::Done(t) => self.info = Some(t.clone()),
+                    Task::Failed(t) => self.notice = Some(t.clone()),
                 }
                 self.task = Some(task);
             }

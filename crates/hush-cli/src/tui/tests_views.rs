@@ -194,6 +194,17 @@ fn a_request_that_ends_after_the_view_is_left_says_so_in_the_chat() {
         now,
     );
     assert!(draw(&app).contains("the device was not linked: timed out"));
+    // Success is said until the next key; a failure stays like any error.
+    let mut app = App::new("alice", None);
+    app.on_update(
+        Update::Task(Task::Done("scheduled backup: wrote /tmp/b (1 KiB)".into())),
+        now,
+    );
+    assert!(draw(&app).contains("scheduled backup: wrote /tmp/b"));
+    app.on_key(key(KeyCode::Char('h')), now);
+    let screen = draw(&app);
+    assert!(!screen.contains("scheduled backup"), "{screen}");
+    assert!(screen.contains("F2 devices"), "{screen}");
 }
 
 #[test]

@@ -205,6 +205,11 @@ fn render_help(frame: &mut Frame<'_>, app: &App, area: Rect) {
             format!(" {}", inert::name(n)),
             Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
         ))
+    } else if let Some(i) = &app.info {
+        Line::from(Span::styled(
+            format!(" {}", inert::name(i)),
+            Style::new().fg(Color::Green),
+        ))
     } else {
         Line::from(Span::styled(
             " Enter send · Tab/↑/↓ switch conversation · F2 devices · F3 backup · Esc quit",
