@@ -130,6 +130,14 @@ impl Worker {
                 // has no one to tell.
                 let _ = client.send_typing(&target, started).await;
             }
+            Action::Quit => {}
+            view => self.act_in_view(client, view).await,
+        }
+    }
+
+    /// Runs a request of the devices or backup view.
+    async fn act_in_view(&mut self, client: &mut Client, action: Action) {
+        match action {
             Action::ListDevices => self.list_devices(client).await,
             Action::RenameDevice(id, name) => {
                 let done = client.rename_device(id, &name);
@@ -167,7 +175,7 @@ impl Worker {
                 self.created(made);
                 self.backup_status(client).await;
             }
-            Action::Quit => {}
+            Action::Select(_) | Action::Send(..) | Action::Typing(..) | Action::Quit => {}
         }
     }
 
