@@ -234,7 +234,7 @@ fn created_lines(c: &Created) -> Vec<Line<'static>> {
              alone finds and opens it.",
         ),
     };
-    vec![
+    let mut lines = vec![
         Line::from(format!(
             "Backup written to {place} ({}, {} messages in {} conversations).",
             format_size(c.bytes),
@@ -247,10 +247,16 @@ fn created_lines(c: &Created) -> Vec<Line<'static>> {
             warn,
         )),
         Line::from(""),
-        Line::from(Span::styled(
-            format!("    {}", c.key.0.as_str()),
+    ];
+    // Two rows of 8 groups: they fit an 80-column terminal.
+    let groups: Vec<&str> = c.key.0.split(' ').collect();
+    for row in groups.chunks(8) {
+        lines.push(Line::from(Span::styled(
+            format!("    {}", row.join(" ")),
             Style::new().add_modifier(Modifier::BOLD),
-        )),
+        )));
+    }
+    lines.extend([
         Line::from(""),
         Line::from(Span::styled(
             "Whoever has this key and the backup can read your history and act as you. Without \
@@ -258,7 +264,8 @@ fn created_lines(c: &Created) -> Vec<Line<'static>> {
             warn,
         )),
         Line::from(restore),
-    ]
+    ]);
+    lines
 }
 
 /// The last request's status line.
