@@ -1,6 +1,9 @@
 //! `hush chat` in a real terminal: tmux runs it, keys go in with
 //! `send-keys`, the screen comes out with `capture-pane`.
 //!
+//! The devices view (F2) and the backup view (F3) are driven the same way,
+//! against `hush link`, `hush restore` and the server.
+//!
 //! Skipped (with a notice) only when tmux is missing and `CI` is unset; in
 //! CI a missing tmux fails the test (`.ci/run` installs it).
 
@@ -119,13 +122,21 @@ fn chat_command(user: &User, args: &str) -> String {
     )
 }
 
+/// Whether tmux can run the test; in CI a missing tmux fails it.
+fn tmux_or_skip() -> bool {
+    if tmux_available() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("tmux is not installed, and CI is set: .ci/run must install tmux");
+    }
+    eprintln!("NOTICE: tmux is not installed; skipping the `hush chat` terminal test");
+    false
+}
+
 #[test]
 fn chat_in_a_real_terminal() {
-    if !tmux_available() {
-        if std::env::var_os("CI").is_some() {
-            panic!("tmux is not installed, and CI is set: .ci/run must install tmux");
-        }
-        eprintln!("NOTICE: tmux is not installed; skipping the `hush chat` terminal test");
+    if !tmux_or_skip() {
         return;
     }
     let server = Server::start();
@@ -203,4 +214,181 @@ fn chat_in_a_real_terminal() {
     tmux.keys("alice", &["Escape"]);
     let screen = tmux.wait_for("alice", "chat exited with 0", wait);
     assert!(!screen.contains("Conversations"), "{screen}");
+}
+
+/// The recovery key on a screen: the two lines of 8 groups of 4
+/// hexadecimal characters each.
+fn recovery_key_on(screen: &str) -> String {
+    let rows: Vec<String> = screen
+        .lines()
+        .map(|l| l.trim_matches(|c: char| c == '│' || c.is_whitespace()))
+        .filter(|l| {
+            let groups: Vec<&str> = l.split_whitespace().collect();
+            groups.len() == 8
+                && groups
+                    .iter()
+                    .all(|g| g.len() == 4 && g.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(rows.len(), 2, "no recovery key on the screen:\n{screen}");
+    rows.join(" ")
+}
+
+/// `hush restore` into a new directory with `key`: the texts of its
+/// history with bob.
+fn restore_and_read(url: &str, name: &str, source: &[&str], key: &str) -> Vec<String> {
+    let restored = User::new(name);
+    let mut args = vec!["--json", "restore", "--server", url];
+    args.extend_from_slice(source);
+    let mut cmd = restored.command(&args);
+    cmd.env("HUSH_RECOVERY_KEY", key);
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "hush restore failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    texts(&restored.json(&["history", "bob"]))
+}
+
+/// Waits until the screen no longer shows `needle`; returns the screen.
+fn wait_gone(tmux: &Tmux, session: &str, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let screen = tmux.screen(session);
+        if !screen.contains(needle) {
+            return screen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} stayed on {session}'s screen:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn devices_and_backups_in_a_real_terminal() {
+    if !tmux_or_skip() {
+        return;
+    }
+    let server = Server::start();
+    let url = server.url();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    alice.ok(&["send", "bob", "hello bob"]);
+    bob.sync_texts();
+    bob.ok(&["send", "alice", "hello alice"]);
+    // A schedule set from the shell: `hush chat` keeps it, as `hush sync`
+    // does (a new target is due at once).
+    let files = tempfile::tempdir().unwrap();
+    let scheduled = files.path().join("scheduled.hushbackup");
+    alice.json(&[
+        "backup",
+        "create",
+        "--out",
+        files.path().join("first").to_str().unwrap(),
+    ]);
+    alice.json(&[
+        "backup",
+        "schedule",
+        "--out",
+        scheduled.to_str().unwrap(),
+        "--every",
+        "1d",
+    ]);
+    let wait = Duration::from_secs(60);
+
+    let tmux = Tmux::new();
+    tmux.start("alice", &chat_command(&alice, "bob"));
+    tmux.wait_for("alice", "bob: hello alice", wait);
+    let screen = tmux.wait_for("alice", "scheduled backup: wrote", wait);
+    assert!(scheduled.exists(), "{screen}");
+
+    // F2: the devices. Approve a new one with the code its `hush link` shows.
+    tmux.keys("alice", &["F2"]);
+    let screen = tmux.wait_for("alice", "(this device)", wait);
+    assert!(screen.contains("Devices of alice"), "{screen}");
+    let laptop = User::new("alice-laptop");
+    let (child, code) = common::link::start_link(&laptop, &url, "laptop", "120s");
+    tmux.type_text("alice", "l");
+    tmux.wait_for("alice", "Link code the new device shows", wait);
+    tmux.type_text("alice", &code);
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait_for("alice", "linked device 2", Duration::from_secs(120));
+    let (ok, _, stderr) = common::link::finish_link(child);
+    assert!(ok, "hush link failed: {stderr}");
+    // The list shows it, and it has the history.
+    let screen = tmux.wait_for("alice", "2  laptop  added", wait);
+    assert!(screen.contains("*  1  "), "{screen}");
+    let on_laptop = texts(&laptop.json(&["history", "bob"]));
+    assert!(
+        on_laptop.iter().any(|t| t == "hello alice"),
+        "{on_laptop:?}"
+    );
+
+    // Remove it: select it, x, confirm.
+    tmux.keys("alice", &["Down"]);
+    tmux.type_text("alice", "x");
+    tmux.wait_for("alice", "Remove device 2 (laptop)?", wait);
+    tmux.type_text("alice", "y");
+    tmux.wait_for("alice", "removed device 2 from your account", wait);
+    wait_gone(&tmux, "alice", "laptop", wait);
+    // The removed device is signed out and hears nothing new.
+    bob.json(&["sync"]);
+    bob.ok(&["send", "alice", "after the removal"]);
+    tmux.keys("alice", &["Escape"]);
+    tmux.wait_for("alice", "bob: after the removal", wait);
+    let out = laptop.run(&["sync"]);
+    assert!(!out.status.success(), "the removed device still syncs");
+
+    // F3: a backup to a file, whose key `hush restore` takes.
+    tmux.keys("alice", &["F3"]);
+    let screen = tmux.wait_for("alice", "On the server: no backup", wait);
+    assert!(
+        screen.contains("Scheduled: a backup is kept at"),
+        "{screen}"
+    );
+    tmux.type_text("alice", "f");
+    tmux.wait_for("alice", "Write the backup to", wait);
+    let file = files.path().join("from-chat.hushbackup");
+    tmux.keys("alice", &["C-u"]);
+    tmux.type_text("alice", file.to_str().unwrap());
+    tmux.keys("alice", &["Enter"]);
+    let screen = tmux.wait_for("alice", "RECOVERY KEY (shown once", wait);
+    assert!(screen.contains("Whoever has this key"), "{screen}");
+    let key = recovery_key_on(&screen);
+    // Esc does not take the key away; Enter does.
+    tmux.keys("alice", &["Escape"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(recovery_key_on(&tmux.screen("alice")), key);
+    tmux.keys("alice", &["Enter"]);
+    wait_gone(&tmux, "alice", &key[..39], wait);
+    let texts_back = restore_and_read(&url, "alice-restored", &[file.to_str().unwrap()], &key);
+    assert!(
+        texts_back.iter().any(|t| t == "after the removal"),
+        "{texts_back:?}"
+    );
+
+    // A backup on the server, asked first; the key alone brings it back.
+    tmux.type_text("alice", "s");
+    tmux.wait_for("alice", "Store a new backup on the server?", wait);
+    tmux.type_text("alice", "y");
+    let screen = tmux.wait_for("alice", "RECOVERY KEY (shown once", wait);
+    assert!(screen.contains("--from-server"), "{screen}");
+    let key = recovery_key_on(&screen);
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait_for("alice", "On the server: a backup of", wait);
+    let texts_back = restore_and_read(&url, "alice-from-server", &["--from-server"], &key);
+    assert!(
+        texts_back.iter().any(|t| t == "after the removal"),
+        "{texts_back:?}"
+    );
+
+    // Esc back to the chat, Esc quits.
+    tmux.keys("alice", &["Escape"]);
+    tmux.wait_for("alice", "Message to bob", wait);
+    tmux.keys("alice", &["Escape"]);
+    tmux.wait_for("alice", "chat exited with 0", wait);
 }

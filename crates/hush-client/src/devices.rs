@@ -247,7 +247,7 @@ impl Client {
         code: &str,
         timeout: Duration,
         history: HistoryScope,
-        mut progress: impl FnMut(Progress),
+        mut progress: impl FnMut(Progress) + Send,
     ) -> Result<u32, ClientError> {
         let id = self.approve_link(code).await?;
         match self
@@ -424,7 +424,7 @@ impl Client {
         id: u32,
         timeout: Duration,
         history: HistoryScope,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<(), ClientError> {
         let ready = self.hand_over(id, timeout, history, progress).await?;
         self.add_linked_device(id, ready).await?;
@@ -441,7 +441,7 @@ impl Client {
         id: u32,
         timeout: Duration,
         history: HistoryScope,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<(), ClientError> {
         self.hand_over(id, timeout, history, progress).await?;
         self.close_link(id)?;
@@ -455,7 +455,7 @@ impl Client {
         id: u32,
         timeout: Duration,
         history: HistoryScope,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<LinkReady, ClientError> {
         let deadline = Instant::now() + timeout;
         let ready = loop {

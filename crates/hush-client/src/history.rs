@@ -60,7 +60,7 @@ impl Client {
         &mut self,
         sealed: &[u8],
         key: &[u8; 32],
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<String, ClientError> {
         let mut name = [0u8; 8];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut name);
@@ -104,7 +104,7 @@ impl Client {
         id: u32,
         to_new: &[u8; 32],
         scope: HistoryScope,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<(), ClientError> {
         // Even without messages (`none`), the conversations, contacts and
         // settings go.
@@ -162,7 +162,7 @@ impl Client {
     /// Deletes the link history blob `id` sealed under `key` (decision
     /// 0035): once fetched, or once the link failed. Best effort: a blob
     /// left behind still expires with the server's retention.
-    pub(crate) async fn delete_blob(&self, id: &str, key: &[u8; 32]) {
+    pub(crate) async fn delete_blob(&mut self, id: &str, key: &[u8; 32]) {
         let token = [(hush_wire::api::DELETE_TOKEN, hex::encode(delete_token(key)))];
         let gone = self
             .transport

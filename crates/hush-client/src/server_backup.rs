@@ -59,7 +59,10 @@ impl Client {
     }
 
     /// The size and time of the backup the server holds for the account.
-    pub async fn server_backup(&self) -> Result<Option<BackupStatus>, ClientError> {
+    /// (`&mut self` like the rest of the API: [`Client`] is `Send` but not
+    /// `Sync`, so only a future holding `&mut Client` can run on a spawned
+    /// task, as `hush chat`'s does.)
+    pub async fn server_backup(&mut self) -> Result<Option<BackupStatus>, ClientError> {
         let got: Result<BackupStatus, ClientError> = self
             .transport
             .json(Method::GET, "/v1/backup", None::<&()>)
@@ -72,7 +75,7 @@ impl Client {
     }
 
     /// Deletes the account's backup from the server; false if it had none.
-    pub async fn delete_server_backup(&self) -> Result<bool, ClientError> {
+    pub async fn delete_server_backup(&mut self) -> Result<bool, ClientError> {
         let gone = self
             .transport
             .call(Method::DELETE, "/v1/backup", None::<&()>)

@@ -23,9 +23,21 @@ pub const RECOVERY_KEY_ENV: &str = "HUSH_RECOVERY_KEY";
 /// object with `--json`.
 pub fn progress_printer(json: bool, who: &'static str) -> impl FnMut(Progress) {
     let mut out = Out::new(json);
+    let mut step = progress_steps(who);
+    move |p: Progress| {
+        if let Some((human, value)) = step(p) {
+            let _ = out.emit(|| human, value);
+        }
+    }
+}
+
+/// Turns each step of a history transfer or restore into a line for
+/// people and a `{"progress": ...}` object; `None` for an upload or
+/// download step within the same tenth as the last one shown.
+pub fn progress_steps(who: &'static str) -> impl FnMut(Progress) -> Option<(String, Value)> {
     let mut last_tenth = None;
     move |p: Progress| {
-        let (human, value) = match &p {
+        Some(match &p {
             Progress::Packed { messages, bytes } => (
                 format!(
                     "{who}: packed {messages} messages ({})",
@@ -36,7 +48,7 @@ pub fn progress_printer(json: bool, who: &'static str) -> impl FnMut(Progress) {
             Progress::Uploaded { done, total } | Progress::Downloaded { done, total } => {
                 let tenth = (done * 10).checked_div(*total).unwrap_or(10);
                 if last_tenth == Some(tenth) && done != total {
-                    return;
+                    return None;
                 }
                 last_tenth = Some(tenth);
                 let step = if matches!(p, Progress::Uploaded { .. }) {
@@ -64,8 +76,7 @@ pub fn progress_printer(json: bool, who: &'static str) -> impl FnMut(Progress) {
                 format!("{who}: imported {messages} messages in {conversations} conversations"),
                 json!({"progress": "imported", "messages": messages, "conversations": conversations}),
             ),
-        };
-        let _ = out.emit(|| human, value);
+        })
     }
 }
 
@@ -134,7 +145,8 @@ pub async fn run(client: &mut Client, command: BackupCommand, out: &mut Out) -> 
     }
 }
 
-fn when(ms: u64) -> String {
+/// A time (ms since the Unix epoch) as RFC 3339 to the second, UTC.
+pub fn when(ms: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
@@ -208,7 +220,8 @@ fn show_schedule(client: &Client, out: &mut Out) -> Result<()> {
     Ok(())
 }
 
-fn default_file() -> PathBuf {
+/// `hush-backup-YYYY-MM-DD.hushbackup`, in the current directory.
+pub fn default_file() -> PathBuf {
     let day = humantime::format_rfc3339(std::time::SystemTime::now()).to_string();
     PathBuf::from(format!("hush-backup-{}.hushbackup", &day[..10]))
 }

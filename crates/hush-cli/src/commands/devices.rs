@@ -137,7 +137,7 @@ pub async fn run(client: &mut Client, command: DevicesCommand, out: &mut Out) ->
 }
 
 /// `YYYY-MM-DD` (UTC) of a time in ms since the Unix epoch.
-fn day(ms: u64) -> String {
+pub fn day(ms: u64) -> String {
     humantime::format_rfc3339(UNIX_EPOCH + Duration::from_millis(ms)).to_string()[..10].to_owned()
 }
 

@@ -4,8 +4,8 @@
 //! passphrase first. Each command prints through [`crate::output::Out`].
 
 mod account;
-mod backup;
-mod devices;
+pub(crate) mod backup;
+pub(crate) mod devices;
 mod features;
 mod files;
 mod groups;

@@ -3,10 +3,13 @@
 //! client go out as [`Action`]s, so all of it runs in unit tests.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use hush_client::{ConversationView, Event, MessageView, Target};
+use hush_client::{ConversationView, DeviceView, Event, MessageView, Target};
+
+use crate::tui::views::{BackupInfo, BackupMode, BackupView, Created, DevicesView, Step, Task};
 
 /// Resend "typing" while the user keeps typing, this often.
 pub const TYPING_REFRESH: Duration = Duration::from_secs(3);
@@ -24,8 +27,37 @@ pub enum Action {
     Send(Target, String),
     /// Tell the conversation we started (true) or stopped typing.
     Typing(Target, bool),
+    /// List this account's devices.
+    ListDevices,
+    /// Name a device.
+    RenameDevice(u32, String),
+    /// Remove a device from the account and every conversation.
+    RemoveDevice(u32),
+    /// Approve the device that shows this link code.
+    LinkDevice(String),
+    /// Tell the backup schedule and what the server holds.
+    BackupStatus,
+    /// Write a backup to this file under a new recovery key.
+    BackupToFile(PathBuf),
+    /// Store a backup on the server under a new recovery key.
+    BackupToServer,
     /// Stop.
     Quit,
+}
+
+impl Action {
+    /// What the status line says while a long request runs; `None` for a
+    /// quick one.
+    fn working(&self) -> Option<String> {
+        Some(match self {
+            Action::RenameDevice(id, _) => format!("renaming device {id}…"),
+            Action::RemoveDevice(id) => format!("removing device {id}…"),
+            Action::LinkDevice(_) => "linking: waiting for the new device…".into(),
+            Action::BackupToFile(_) => "writing the backup…".into(),
+            Action::BackupToServer => "storing the backup on the server…".into(),
+            _ => return None,
+        })
+    }
 }
 
 /// What the client task tells the UI.
@@ -48,6 +80,26 @@ pub enum Update {
     Error(String),
     /// The connection to the server: `None` when it works.
     Connection(Option<String>),
+    /// This account's devices.
+    Devices(Vec<DeviceView>),
+    /// How a request of the devices or backup view goes.
+    Task(Task),
+    /// The backup schedule and what the server holds.
+    BackupInfo(BackupInfo),
+    /// A backup was made: its recovery key, to show once.
+    BackupCreated(Created),
+}
+
+/// Which screen is up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Screen {
+    /// The conversations and the composer.
+    #[default]
+    Chat,
+    /// This account's devices (F2).
+    Devices(DevicesView),
+    /// Backups (F3).
+    Backup(BackupView),
 }
 
 /// One row of the conversation list.
@@ -88,12 +140,23 @@ pub struct App {
     pub composer: String,
     /// The last error or security notice.
     pub notice: Option<String>,
+    /// A request of the devices or backup view that succeeded after the
+    /// view was left (shown until the next key).
+    pub info: Option<String>,
     /// Why the server cannot be reached, while it cannot.
     pub connection: Option<String>,
     /// Contacts seen online.
     pub online: HashSet<String>,
     /// Set once the user quits.
     pub quit: bool,
+    /// The screen up.
+    pub screen: Screen,
+    /// How the last request of the devices or backup view went.
+    pub task: Option<Task>,
+    /// Why the last key in a view was refused (until the next key).
+    pub refused: Option<&'static str>,
+    /// The file a backup to a file is offered to go to.
+    pub backup_file: String,
     /// Who is typing where, until when.
     typing: HashMap<i64, HashMap<String, Instant>>,
     /// When we last told the conversation we are typing, and where.
@@ -130,9 +193,14 @@ impl App {
             messages: Vec::new(),
             composer: String::new(),
             notice: None,
+            info: None,
             connection: None,
             online: HashSet::new(),
             quit: false,
+            screen: Screen::Chat,
+            task: None,
+            refused: None,
+            backup_file: "hush-backup.hushbackup".into(),
             typing: HashMap::new(),
             typing_sent: None,
             last_input: None,
@@ -174,9 +242,14 @@ impl App {
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let mut actions = Vec::new();
+        self.info = None;
         match key.code {
-            KeyCode::Esc => self.quit_into(&mut actions),
             KeyCode::Char('c' | 'd') if ctrl => self.quit_into(&mut actions),
+            _ if self.showing_key() => self.view_key(key, &mut actions),
+            KeyCode::F(2) => self.open_devices(&mut actions),
+            KeyCode::F(3) => self.open_backup(&mut actions),
+            _ if self.screen != Screen::Chat => self.view_key(key, &mut actions),
+            KeyCode::Esc => self.quit_into(&mut actions),
             KeyCode::Enter => {
                 let text = self.composer.trim().to_owned();
                 if let Some(target) = self.selected_target().cloned()
@@ -203,6 +276,65 @@ impl App {
             _ => {}
         }
         actions
+    }
+
+    /// Whether a new recovery key is on the screen: nothing but Enter
+    /// (or quitting) takes it away.
+    pub fn showing_key(&self) -> bool {
+        matches!(&self.screen, Screen::Backup(b) if b.showing_key())
+    }
+
+    /// Whether a request of the devices or backup view runs.
+    pub fn busy(&self) -> bool {
+        matches!(self.task, Some(Task::Working(_)))
+    }
+
+    fn open_devices(&mut self, actions: &mut Vec<Action>) {
+        self.stop_typing_into(actions);
+        self.screen = Screen::Devices(DevicesView::default());
+        self.refused = None;
+        if !self.busy() {
+            self.task = None;
+        }
+        actions.push(Action::ListDevices);
+    }
+
+    fn open_backup(&mut self, actions: &mut Vec<Action>) {
+        self.stop_typing_into(actions);
+        self.screen = Screen::Backup(BackupView::default());
+        self.refused = None;
+        if !self.busy() {
+            self.task = None;
+        }
+        actions.push(Action::BackupStatus);
+    }
+
+    /// A key for the devices or backup view.
+    fn view_key(&mut self, key: KeyEvent, actions: &mut Vec<Action>) {
+        let busy = self.busy();
+        self.refused = None;
+        let step = match &mut self.screen {
+            Screen::Chat => return,
+            Screen::Devices(v) => v.on_key(key, busy),
+            Screen::Backup(v) => v.on_key(key, busy, &self.backup_file),
+        };
+        match step {
+            Step::Stay => {}
+            Step::Close => {
+                self.screen = Screen::Chat;
+                // What finished while the view was up is said there.
+                if !self.busy() {
+                    self.task = None;
+                }
+            }
+            Step::Refused(why) => self.refused = Some(why),
+            Step::Act(action) => {
+                if let Some(working) = action.working() {
+                    self.task = Some(Task::Working(working));
+                }
+                actions.push(action);
+            }
+        }
     }
 
     /// Time passing: stops the typing indicator after [`TYPING_IDLE`].
@@ -234,6 +366,39 @@ impl App {
             Update::Event(ev) => self.on_event(ev, now),
             Update::Error(e) => self.notice = Some(e),
             Update::Connection(c) => self.connection = c,
+            Update::Devices(list) => {
+                if let Screen::Devices(v) = &mut self.screen {
+                    v.set_devices(list);
+                }
+            }
+            Update::Task(task) => {
+                // Finished after the view was left: say it here (a failure
+                // stays, like any error).
+                match &task {
+                    _ if self.screen != Screen::Chat => {}
+                    Task::Working(_) => {}
+                    Task::Done(t) => self.info = Some(t.clone()),
+                    Task::Failed(t) => self.notice = Some(t.clone()),
+                }
+                self.task = Some(task);
+            }
+            Update::BackupInfo(info) => {
+                if let Screen::Backup(v) = &mut self.screen {
+                    v.info = Some(info);
+                }
+            }
+            Update::BackupCreated(created) => {
+                // The key is shown wherever the user went meanwhile.
+                self.stop_typing_into(&mut actions);
+                let info = match &mut self.screen {
+                    Screen::Backup(v) => v.info.take(),
+                    _ => None,
+                };
+                self.screen = Screen::Backup(BackupView {
+                    info,
+                    mode: BackupMode::Created(created),
+                });
+            }
         }
         actions
     }

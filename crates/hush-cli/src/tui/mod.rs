@@ -6,13 +6,22 @@
 //! [`app::Update`]s it sends back. The state and its key handling
 //! ([`app`]) and the drawing ([`ui`]) do no I/O, so they are tested with
 //! ratatui's `TestBackend`.
+//!
+//! F2 opens this account's devices ([`views::DevicesView`]: list, rename,
+//! remove, approve a link code) and F3 its backups ([`views::BackupView`]:
+//! schedule, a new backup to a file or the server, its recovery key shown
+//! once); Esc goes back to the conversations (decision 0041).
 
 pub mod app;
 pub mod ui;
+mod ui_views;
+pub mod views;
 mod worker;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_views;
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -34,6 +43,10 @@ pub async fn run(client: Client, target: Option<Target>) -> Result<()> {
         bail!("`hush chat` needs a terminal; use `hush send` and `hush sync` in scripts");
     }
     let mut app = App::new(client.username(), target.clone());
+    app.backup_file = std::path::absolute(crate::commands::backup::default_file())
+        .unwrap_or_else(|_| crate::commands::backup::default_file())
+        .display()
+        .to_string();
     let (action_tx, action_rx) = mpsc::unbounded_channel();
     let (update_tx, mut update_rx) = mpsc::unbounded_channel();
     let worker = tokio::spawn(worker::run(client, target, action_rx, update_tx));

@@ -1,6 +1,7 @@
 //! Draws an [`App`] into a [`Frame`]: the conversation list on the left,
 //! the selected conversation's messages on the right with receipt marks, a
-//! typing line, the composer and a help line at the bottom.
+//! typing line, the composer and a help line at the bottom; or the devices
+//! or backup view ([`ui_views`]) in the same places.
 //!
 //! Everything from other people (names, group names, texts, notices that
 //! quote them) is drawn inert ([`crate::inert`]): no control character or
@@ -17,13 +18,19 @@ use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph, Wrap};
 
 use crate::inert;
 use crate::output::{UNFRANKED_MARK, format_time, message_body, receipt_counts, status_mark};
-use crate::tui::app::App;
+use crate::tui::app::{App, Screen};
+use crate::tui::ui_views;
 
 /// Width of the conversation list.
 const LIST_WIDTH: u16 = 24;
 
 /// Draws the whole screen.
 pub fn render(frame: &mut Frame<'_>, app: &App, now: Instant) {
+    match &app.screen {
+        Screen::Chat => {}
+        Screen::Devices(v) => return ui_views::devices(frame, app, v),
+        Screen::Backup(v) => return ui_views::backup(frame, app, v),
+    }
     let [main, typing, composer, help] = Layout::vertical([
         Constraint::Min(3),
         Constraint::Length(1),
@@ -198,9 +205,14 @@ fn render_help(frame: &mut Frame<'_>, app: &App, area: Rect) {
             format!(" {}", inert::name(n)),
             Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
         ))
+    } else if let Some(i) = &app.info {
+        Line::from(Span::styled(
+            format!(" {}", inert::name(i)),
+            Style::new().fg(Color::Green),
+        ))
     } else {
         Line::from(Span::styled(
-            " Enter send · Tab/↑/↓ switch conversation · Esc quit",
+            " Enter send · Tab/↑/↓ switch conversation · F2 devices · F3 backup · Esc quit",
             Style::new().add_modifier(Modifier::DIM),
         ))
     };

@@ -3,19 +3,27 @@
 //! them syncs with a short wait so messages arrive live. Everything it
 //! learns goes back to the UI as [`Update`]s.
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-use hush_client::{Client, ClientError, Event, Target};
+use hush_client::{BackupReport, Client, ClientError, Event, HistoryScope, Target};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use zeroize::Zeroizing;
 
+use crate::output::format_size;
 use crate::tui::app::{Action, Update};
+use crate::tui::views::{BackupInfo, Created, ShownKey, Task};
 
 /// How long each sync listens after the queue is drained. Messages that
 /// arrive meanwhile are passed on at once; an action waits at most this.
 const SYNC_WAIT: Duration = Duration::from_millis(800);
 /// How long to wait before trying again when the server is unreachable.
 const RETRY: Duration = Duration::from_secs(2);
+/// How long a device being linked has to answer (as `hush devices link`).
+const LINK_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// How often the scheduled backup is looked at (as each `hush sync` does).
+const BACKUP_CHECK: Duration = Duration::from_secs(60);
 
 /// Runs until the UI sends [`Action::Quit`] or goes away.
 pub async fn run(
@@ -27,6 +35,7 @@ pub async fn run(
     let mut worker = Worker {
         selected: initial,
         updates,
+        backup_checked: None,
     };
     // Presence is best effort.
     let _ = client.announce_presence(true).await;
@@ -58,6 +67,7 @@ pub async fn run(
                 if events.iter().any(changes_view) {
                     worker.refresh(&mut client).await;
                 }
+                worker.scheduled_backup(&mut client).await;
             }
             Err(e) => {
                 offline = true;
@@ -75,6 +85,14 @@ pub async fn run(
     }
 }
 
+/// A path as the user should see it: absolute.
+fn show_path(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
+}
+
 /// Whether an event changes what the conversation list or pane shows
 /// beyond what the UI applies itself.
 fn changes_view(ev: &Event) -> bool {
@@ -84,6 +102,8 @@ fn changes_view(ev: &Event) -> bool {
 struct Worker {
     selected: Option<Target>,
     updates: UnboundedSender<Update>,
+    /// When the scheduled backup was last looked at.
+    backup_checked: Option<Instant>,
 }
 
 impl Worker {
@@ -111,6 +131,153 @@ impl Worker {
                 let _ = client.send_typing(&target, started).await;
             }
             Action::Quit => {}
+            view => self.act_in_view(client, view).await,
+        }
+    }
+
+    /// Runs a request of the devices or backup view.
+    async fn act_in_view(&mut self, client: &mut Client, action: Action) {
+        match action {
+            Action::ListDevices => self.list_devices(client).await,
+            Action::RenameDevice(id, name) => {
+                let done = client.rename_device(id, &name);
+                // The other devices learn the name now, or with the next
+                // sync that reaches the server.
+                let _ = client.flush_outbox().await;
+                self.finish(done.map(|()| format!("device {id} is now called {name}")));
+                self.list_devices(client).await;
+            }
+            Action::RemoveDevice(id) => {
+                let done = client.remove_device(id).await.map(|()| {
+                    format!("removed device {id} from your account and every conversation")
+                });
+                self.finish(done.map_err(|e| format!("device {id} was not removed: {e}")));
+                self.list_devices(client).await;
+            }
+            Action::LinkDevice(code) => {
+                self.link(client, &code).await;
+                self.list_devices(client).await;
+                self.refresh(client).await;
+            }
+            Action::BackupStatus => self.backup_status(client).await,
+            Action::BackupToFile(path) => {
+                let made = client
+                    .create_backup(&path)
+                    .map_err(|e| format!("no backup was written to {}: {e}", path.display()));
+                self.created(made);
+                self.backup_status(client).await;
+            }
+            Action::BackupToServer => {
+                let made = client
+                    .create_server_backup()
+                    .await
+                    .map_err(|e| format!("no backup was stored on the server: {e}"));
+                self.created(made);
+                self.backup_status(client).await;
+            }
+            Action::Select(_) | Action::Send(..) | Action::Typing(..) | Action::Quit => {}
+        }
+    }
+
+    /// Sends how a request ended.
+    fn finish(&self, done: Result<String, impl std::fmt::Display>) {
+        self.send(Update::Task(match done {
+            Ok(text) => Task::Done(text),
+            Err(e) => Task::Failed(e.to_string()),
+        }));
+    }
+
+    async fn list_devices(&self, client: &mut Client) {
+        match client.devices().await {
+            Ok(list) => self.send(Update::Devices(list)),
+            Err(e) => self.send(Update::Task(Task::Failed(format!(
+                "cannot list the devices: {e}"
+            )))),
+        }
+    }
+
+    /// Approves the device that shows `code`, with its whole history,
+    /// reporting each step of the transfer on the status line.
+    async fn link(&self, client: &mut Client, code: &str) {
+        let updates = self.updates.clone();
+        let mut step = crate::commands::backup::progress_steps("history");
+        let progress = move |p| {
+            if let Some((line, _)) = step(p) {
+                let _ = updates.send(Update::Task(Task::Working(line)));
+            }
+        };
+        let linked = client
+            .link_device_with(code, LINK_TIMEOUT, HistoryScope::All, progress)
+            .await;
+        self.finish(match linked {
+            Ok(id) => Ok(format!(
+                "linked device {id}; it was added to your conversations"
+            )),
+            Err(e) => Err(format!("the device was not linked: {e}")),
+        });
+    }
+
+    async fn backup_status(&self, client: &mut Client) {
+        let schedule = match client.backup_schedule() {
+            Ok(s) => s,
+            Err(e) => {
+                self.send(Update::Task(Task::Failed(e.to_string())));
+                None
+            }
+        };
+        let server = client.server_backup().await.map_err(|e| e.to_string());
+        self.send(Update::BackupInfo(BackupInfo { schedule, server }));
+    }
+
+    /// Hands a new backup's recovery key to the screen, once.
+    fn created(&self, made: Result<BackupReport, String>) {
+        match made {
+            Ok(report) => {
+                let key = report
+                    .recovery_key
+                    .as_ref()
+                    .map_or_else(|| Zeroizing::new(String::new()), |k| k.display());
+                self.send(Update::Task(Task::Done(format!(
+                    "backup made ({})",
+                    format_size(report.bytes)
+                ))));
+                self.send(Update::BackupCreated(Created {
+                    file: report.path.as_deref().map(show_path),
+                    bytes: report.bytes,
+                    messages: report.messages,
+                    conversations: report.conversations,
+                    key: ShownKey(key),
+                }));
+            }
+            Err(e) => self.send(Update::Task(Task::Failed(e))),
+        }
+    }
+
+    /// Writes the scheduled backup when it is due, as each `hush sync`
+    /// does; looked at once a minute.
+    async fn scheduled_backup(&mut self, client: &mut Client) {
+        if self
+            .backup_checked
+            .is_some_and(|t| t.elapsed() < BACKUP_CHECK)
+        {
+            return;
+        }
+        self.backup_checked = Some(Instant::now());
+        match client.backup_if_due().await {
+            Ok(None) => {}
+            Ok(Some(report)) => {
+                let place = report
+                    .path
+                    .as_deref()
+                    .map_or_else(|| "the server".into(), show_path);
+                self.send(Update::Task(Task::Done(format!(
+                    "scheduled backup: wrote {place} ({})",
+                    format_size(report.bytes)
+                ))));
+            }
+            Err(e) => self.send(Update::Task(Task::Failed(format!(
+                "the scheduled backup failed: {e}"
+            )))),
         }
     }
 
