@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use hush_proto::{Body, Incoming, MessageId, MessageKind, ProtoError, ReceiptKind, peek_message};
+use hush_proto::{Body, MessageId, MessageKind, ProtoError, ReceiptKind, peek_message};
 use hush_wire::ws::{ClientFrame, Envelope, ServerFrame};
-use rusqlite::params;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::batch::{Batch, MAX_BATCH};
@@ -19,7 +18,6 @@ use crate::error::ClientError;
 use crate::link::Link;
 use crate::local::LocalStore;
 use crate::model::Event;
-use crate::trust::Vetting;
 
 /// How long a sync waits for the server's next frame while the server sends
 /// the stored queue. It bounds the server's silence, not the whole drain: a
@@ -33,6 +31,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// connects afresh always asks; a checkpoint newer than the last
 /// self-check, or a Welcome, makes them due at once).
 pub(crate) const ROUTINE_EVERY: Duration = Duration::from_secs(60);
+
+mod group;
 
 type Socket = crate::transport::WebSocket;
 
@@ -642,155 +642,6 @@ impl Client {
         }
     }
 
-    /// A message of a group. `from_blob`: a commit a pointer named, which
-    /// a member of the epoch vouched for, so one MLS refuses is an alarm.
-    async fn handle_group(
-        &mut self,
-        group_id: &[u8],
-        env: &Envelope,
-        seq: &str,
-        follow: &mut FollowUp,
-        from_blob: bool,
-    ) -> Result<Vec<Event>, ClientError> {
-        let row = self.row_for_group(group_id)?.ok_or_else(|| {
-            ClientError::NotFound("message for a conversation this device is not in".into())
-        })?;
-        let incoming = match self.conv(group_id)?.process(&env.payload, now()) {
-            Ok(Incoming::Commit(change)) => Incoming::Commit(change),
-            Err(ProtoError::NotAllowed(why)) => return self.not_allowed(row.id, seq, &why),
-            Ok(_) | Err(_) if from_blob => {
-                return self.refuse(seq, "an out-of-band group change that MLS does not accept");
-            }
-            other => other?,
-        };
-        let mut events = Vec::new();
-        match incoming {
-            Incoming::Message(received) => {
-                // Application messages normally arrive through a batch; one
-                // handled on its own is a batch of one.
-                let o = self.opened(group_id, row.id, &received, env, &mut events)?;
-                let mut shown = false;
-                let effect = self.persist(|tx| {
-                    let ev = o.apply(tx, &mut shown)?;
-                    LocalStore::set_meta(tx, "last_seq", seq.as_bytes())?;
-                    Ok(ev)
-                })?;
-                if let Some(cp) = &o.content.kt_checkpoint
-                    && !o.outgoing
-                {
-                    follow.checkpoints.push((o.sender.clone(), *cp));
-                }
-                if shown && !o.outgoing {
-                    follow
-                        .receipts
-                        .entry((group_id.to_vec(), o.sender.clone()))
-                        .or_default()
-                        .push(o.content.id);
-                }
-                if shown {
-                    if let Some(m) = self.message(&o.content.id.to_hex())? {
-                        events.push(Event::Message(m));
-                    }
-                } else if let Some(ev) = effect {
-                    events.push(ev);
-                }
-            }
-            Incoming::Commit(change) => {
-                if !change.removed_self {
-                    match self.vet_commit(group_id, &change.added).await? {
-                        Vetting::Refused(why) => return self.refuse(seq, &why),
-                        Vetting::Vouched(changed) => events.extend(
-                            changed
-                                .into_iter()
-                                .map(|username| Event::KeyChanged { username }),
-                        ),
-                    }
-                }
-                let removed_self = change.removed_self;
-                let name = change.info.as_ref().and_then(|i| i.name.clone());
-                let gid = group_id.to_vec();
-                if removed_self {
-                    self.convs.remove(group_id);
-                    self.device.forget(group_id);
-                }
-                let ev = self.members_event(group_id, &change)?;
-                let epoch = change.epoch;
-                let successor = change.successor.clone();
-                self.persist(|tx| {
-                    Self::note_group_epoch(tx, &gid, epoch)?;
-                    if let Some(new_id) = &successor {
-                        Self::note_successor(tx, &gid, new_id, row.id, epoch)?;
-                    }
-                    if removed_self {
-                        tx.execute(
-                            "UPDATE conversations SET active = 0 WHERE group_id = ?1",
-                            params![gid],
-                        )?;
-                    }
-                    if let Some(n) = &name {
-                        tx.execute(
-                            "UPDATE conversations SET name = ?2 WHERE group_id = ?1",
-                            params![gid, n],
-                        )?;
-                    }
-                    LocalStore::set_meta(tx, "last_seq", seq.as_bytes())?;
-                    Ok(())
-                })?;
-                if removed_self {
-                    events.push(Event::Removed {
-                        conversation: row.id,
-                    });
-                } else {
-                    if let Some(n) = name {
-                        events.push(Event::Renamed {
-                            conversation: row.id,
-                            name: n,
-                        });
-                    }
-                    // A plain key update changes no membership: nothing to show.
-                    if !change_is_empty(&ev) {
-                        events.push(ev);
-                    }
-                }
-            }
-            Incoming::Proposal { .. } => {
-                follow.proposals.push(group_id.to_vec());
-                self.persist(|tx| LocalStore::set_meta(tx, "last_seq", seq.as_bytes()))?;
-            }
-            _ => {
-                self.persist(|tx| LocalStore::set_meta(tx, "last_seq", seq.as_bytes()))?;
-            }
-        }
-        Ok(events)
-    }
-
-    pub(crate) fn members_event(
-        &mut self,
-        group_id: &[u8],
-        change: &hush_proto::MembershipChange,
-    ) -> Result<Event, ClientError> {
-        let id = self
-            .store
-            .conn
-            .query_row(
-                "SELECT id FROM conversations WHERE group_id = ?1",
-                params![group_id],
-                |r| r.get(0),
-            )
-            .unwrap_or(0);
-        let accounts = |certs: &[hush_proto::DeviceCertificate]| {
-            let mut v: Vec<String> = certs.iter().map(|c| c.username().to_string()).collect();
-            v.sort();
-            v.dedup();
-            v
-        };
-        Ok(Event::Members {
-            conversation: id,
-            added: accounts(&change.added),
-            removed: accounts(&change.removed),
-        })
-    }
-
     fn handle_ephemeral(&mut self, payload: &[u8]) -> Option<Event> {
         let header = hush_proto::ephemeral_header(payload).ok()?;
         let row = self.conv_by_group_id(&header.group_id).ok()??;
@@ -812,8 +663,4 @@ impl Client {
             _ => None,
         }
     }
-}
-
-fn change_is_empty(ev: &Event) -> bool {
-    matches!(ev, Event::Members { added, removed, .. } if added.is_empty() && removed.is_empty())
 }
