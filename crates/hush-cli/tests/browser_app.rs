@@ -30,13 +30,6 @@ const WHOLE: Duration = Duration::from_secs(300);
 /// Messages in the long history (more than the app's page of 50).
 const LONG: usize = 60;
 
-struct Scene {
-    alice: Browser,
-    bob: Browser,
-    web_a: Web,
-    web_b: Web,
-}
-
 /// Sets the disappearing timer from the header's menu.
 async fn set_timer(b: &Browser, secs: u32) -> Result<()> {
     js(
@@ -616,31 +609,11 @@ fn paging_changes_files_groups_search_and_settings_in_browsers() {
     let alice_user = User::register(&server, "alice");
     let bob_user = User::register(&server, "bob");
     let _carol = User::register(&server, "carol");
-    let profiles = tempfile::tempdir().unwrap();
-    let driver = Driver::start(&driver_bin);
-    runtime().block_on(async {
-        let outcome = tokio::time::timeout(WHOLE, async {
-            let profile = |p: &str| profiles.path().join(p);
-            let scene = Scene {
-                alice: browser(&driver, &chromium, &profile("a"), (1280, 800), false).await?,
-                bob: browser(&driver, &chromium, &profile("b"), (390, 844), false).await?,
-                web_a: Web::start(&alice_user),
-                web_b: Web::start(&bob_user),
-            };
-            let result = features(&scene, profiles.path()).await;
-            if result.is_err() {
-                screenshots(&[("alice", &scene.alice), ("bob", &scene.bob)], "app").await;
-            }
-            for b in [scene.alice.clone(), scene.bob.clone()] {
-                let _ = tokio::time::timeout(WAIT, b.close()).await;
-            }
-            result
-        })
-        .await;
-        match outcome {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("{e:#}"),
-            Err(_) => panic!("the browser test took longer than {WHOLE:?}"),
-        }
-    });
+    in_browsers(
+        (chromium, driver_bin),
+        (&alice_user, &bob_user),
+        "app",
+        WHOLE,
+        features,
+    );
 }

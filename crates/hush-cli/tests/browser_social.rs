@@ -28,13 +28,6 @@ use serde_json::json;
 /// The whole test, browsers included.
 const WHOLE: Duration = Duration::from_secs(240);
 
-struct Scene {
-    alice: Browser,
-    bob: Browser,
-    web_a: Web,
-    web_b: Web,
-}
-
 /// Picks `file` in the hidden file input `css` (as the file chooser does).
 async fn pick(b: &Browser, css: &str, file: &Path) -> Result<()> {
     let input = tokio::time::timeout(WAIT, b.find(fantoccini::Locator::Css(css))).await??;
@@ -301,31 +294,11 @@ fn avatars_polls_forwarding_and_dropped_files_in_browsers() {
     bob_user.ok(&["sync"]);
     bob_user.ok(&["send", "alice", "see you at eight"]);
     alice_user.ok(&["sync"]);
-    let profiles = tempfile::tempdir().unwrap();
-    let driver = Driver::start(&driver_bin);
-    runtime().block_on(async {
-        let outcome = tokio::time::timeout(WHOLE, async {
-            let profile = |p: &str| profiles.path().join(p);
-            let scene = Scene {
-                alice: browser(&driver, &chromium, &profile("a"), (1280, 800), false).await?,
-                bob: browser(&driver, &chromium, &profile("b"), (390, 844), false).await?,
-                web_a: Web::start(&alice_user),
-                web_b: Web::start(&bob_user),
-            };
-            let result = features(&scene, profiles.path()).await;
-            if result.is_err() {
-                screenshots(&[("alice", &scene.alice), ("bob", &scene.bob)], "social").await;
-            }
-            for b in [scene.alice.clone(), scene.bob.clone()] {
-                let _ = tokio::time::timeout(WAIT, b.close()).await;
-            }
-            result
-        })
-        .await;
-        match outcome {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("{e:#}"),
-            Err(_) => panic!("the browser test took longer than {WHOLE:?}"),
-        }
-    });
+    in_browsers(
+        (chromium, driver_bin),
+        (&alice_user, &bob_user),
+        "social",
+        WHOLE,
+        features,
+    );
 }

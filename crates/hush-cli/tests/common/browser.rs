@@ -354,3 +354,52 @@ pub async fn fetch_status(
     );
     Ok(tokio::time::timeout(WAIT, b.execute_async(&script, vec![])).await??)
 }
+
+/// alice in a desktop-sized browser (1280x800) and bob in a phone-sized one
+/// (390x844), each on their own `hush web`.
+pub struct Scene {
+    pub alice: Browser,
+    pub bob: Browser,
+    pub web_a: super::common::web::Web,
+    pub web_b: super::common::web::Web,
+}
+
+/// Runs `test` on a [`Scene`] of `alice` and `bob` (with a directory for its
+/// files), within `whole`; on a failure saves both screenshots under
+/// `label` and panics with the error.
+pub fn in_browsers(
+    (chromium, driver_bin): (PathBuf, PathBuf),
+    (alice, bob): (&super::common::User, &super::common::User),
+    label: &str,
+    whole: Duration,
+    test: impl AsyncFnOnce(&Scene, &Path) -> Result<()>,
+) {
+    use super::common::web::Web;
+    let profiles = tempfile::tempdir().unwrap();
+    let driver = Driver::start(&driver_bin);
+    super::common::runtime().block_on(async {
+        let outcome = tokio::time::timeout(whole, async {
+            let profile = |p: &str| profiles.path().join(p);
+            let scene = Scene {
+                alice: browser(&driver, &chromium, &profile("a"), (1280, 800), false).await?,
+                bob: browser(&driver, &chromium, &profile("b"), (390, 844), false).await?,
+                web_a: Web::start(alice),
+                web_b: Web::start(bob),
+            };
+            let result = test(&scene, profiles.path()).await;
+            if result.is_err() {
+                screenshots(&[("alice", &scene.alice), ("bob", &scene.bob)], label).await;
+            }
+            for b in [scene.alice.clone(), scene.bob.clone()] {
+                let _ = tokio::time::timeout(WAIT, b.close()).await;
+            }
+            result
+        })
+        .await;
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("{e:#}"),
+            Err(_) => panic!("the browser test took longer than {whole:?}"),
+        }
+    });
+}

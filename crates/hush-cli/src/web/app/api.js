@@ -15,16 +15,20 @@ export async function call(method, path, body) {
     init.body = JSON.stringify(body);
   }
   const r = await fetch(path, init);
-  if (!r.ok) {
-    let message = r.statusText;
-    try {
-      message = (await r.json()).error || message;
-    } catch {
-      // not JSON: keep the status text
-    }
-    throw new ApiError(r.status, message);
-  }
+  if (!r.ok) throw await failure(r);
   return r.status === 204 ? null : r.json();
+}
+
+// The error a failed response stands for: its JSON `error`, else its
+// status text.
+export async function failure(r) {
+  let message = r.statusText;
+  try {
+    message = (await r.json()).error || message;
+  } catch {
+    // not JSON: keep the status text
+  }
+  return new ApiError(r.status, message);
 }
 
 export const api = {

@@ -3,7 +3,7 @@
 // with initials while there is none; and this account's own, chosen in
 // Settings. Each picture is fetched once and kept as a blob: URL until a
 // `profile` event says it changed.
-import { ApiError } from './api.js';
+import { failure } from './api.js';
 import { el } from './view.js';
 
 // The largest avatar and the types hush takes (the same checks run there).
@@ -83,13 +83,5 @@ export async function uploadAvatar(file) {
     method: 'PUT', credentials: 'same-origin', body: file,
     headers: { 'Content-Type': file.type || 'application/octet-stream' },
   });
-  if (!r.ok) {
-    let message = r.statusText;
-    try {
-      message = (await r.json()).error || message;
-    } catch {
-      // not JSON
-    }
-    throw new ApiError(r.status, message);
-  }
+  if (!r.ok) throw await failure(r);
 }
