@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use common::png::png;
-use common::web::Web;
-use common::{Server, User, runtime};
+
+use common::{Server, User};
 use fantoccini::Client as Browser;
 use kit::*;
 use serde_json::json;
