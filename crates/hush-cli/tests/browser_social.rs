@@ -6,7 +6,8 @@
 //! a clear message) and alice sees it in her conversation list and the
 //! conversation's header; alice asks the group a poll from its form and bob
 //! votes; alice forwards bob's message to the group; a file dropped on the
-//! conversation is sent with the progress bar.
+//! conversation is sent with the progress bar; and when "bob" comes back
+//! with a new identity key, alice's app shows the security warning.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -294,11 +295,33 @@ fn avatars_polls_forwarding_and_dropped_files_in_browsers() {
     bob_user.ok(&["sync"]);
     bob_user.ok(&["send", "alice", "see you at eight"]);
     alice_user.ok(&["sync"]);
+    let key_change = async |s: &Scene, dir: &Path| {
+        features(s, dir).await?;
+        key_changed(s, &server).await
+    };
     in_browsers(
         (chromium, driver_bin),
         (&alice_user, &bob_user),
         "social",
         WHOLE,
-        features,
+        key_change,
     );
+}
+
+/// bob's account is deleted and someone registers "bob" again (a new
+/// identity key under the same name) and writes to alice: her app shows
+/// the security warning, in its alert banner, without a reload.
+async fn key_changed(s: &Scene, server: &Server) -> Result<()> {
+    server.admin(&["accounts", "delete", "bob"]);
+    let new_bob = User::register(server, "bob");
+    new_bob.ok(&["send", "alice", "it's me, new phone"]);
+    until(
+        &s.alice,
+        "the key-change warning",
+        "const b = document.getElementById('banner'); \
+         return !b.hidden && b.getAttribute('role') === 'alert' \
+         && b.textContent.includes('identity key of bob has changed');",
+    )
+    .await?;
+    Ok(())
 }
