@@ -428,12 +428,22 @@ fn a_commit_in_a_group_of_64_writes_a_fraction_of_the_state() {
         written.push((chunked, whole_bytes(&bob, &gid)));
     }
     eprintln!("bytes written per processed commit at 64 members (chunked, whole): {written:?}");
+    // Chunk boundaries depend on the commit's fresh keys, so one commit now
+    // and then writes half the state (0.22 to 0.55 of it seen over many
+    // runs, 0.32 typical); the layout before wrote all of it every time.
     for (chunked, whole) in &written {
         assert!(
-            (*chunked as usize) < whole / 2,
+            (*chunked as usize) < whole * 3 / 4,
             "{chunked} bytes written for a commit, the whole state is {whole}"
         );
     }
+    let chunked: usize = written.iter().map(|w| w.0 as usize).sum();
+    let whole: usize = written.iter().map(|w| w.1).sum();
+    assert!(
+        chunked < whole / 2,
+        "{chunked} bytes written for {} commits, the whole state {whole}",
+        written.len()
+    );
     // A restart from what was written equals the live state, and goes on.
     assert_no_stray_chunks(&db);
     let again = Device::restore(bob.certificate().clone(), &bob_key, entries(&db)).unwrap();
