@@ -228,12 +228,12 @@ fn a_hostile_device_name_is_drawn_inert() {
 fn backup_open() -> App {
     let now = Instant::now();
     let mut app = App::new("alice", None);
-    app.backup_file = "/home/alice/hush-backup-2026-12-07.hushbackup".into();
+    app.backup_file = "backups/hush-backup-2026-12-07.hushbackup".into();
     assert_eq!(app.on_key(key(KeyCode::F(3)), now), [Action::BackupStatus]);
     app.on_update(
         Update::BackupInfo(BackupInfo {
             schedule: Some((
-                BackupTarget::File("/home/alice/daily.hushbackup".into()),
+                BackupTarget::File("backups/daily.hushbackup".into()),
                 Duration::from_secs(86_400),
             )),
             server: Ok(Some(BackupStatus {
@@ -252,9 +252,8 @@ fn f3_shows_the_schedule_and_what_the_server_holds() {
     let app = backup_open();
     let screen = draw(&app);
     assert!(
-        screen.contains(
-            "Scheduled: a backup is kept at /home/alice/daily.hushbackup no older than 1day"
-        ),
+        screen
+            .contains("Scheduled: a backup is kept at backups/daily.hushbackup no older than 1day"),
         "{screen}"
     );
     assert!(
@@ -285,7 +284,7 @@ fn a_backup_to_a_file_or_the_server() {
     typed(&mut app, "f");
     let screen = draw(&app);
     assert!(
-        screen.contains("│/home/alice/hush-backup-2026-12-07.hushbackup"),
+        screen.contains("│backups/hush-backup-2026-12-07.hushbackup"),
         "{screen}"
     );
     app.on_key(
