@@ -400,3 +400,68 @@ pub const DELETE_TOKEN_HASH: &str = "delete-token-hash";
 /// The header of `DELETE /v1/attachments/{id}`: that secret, 64
 /// hexadecimal characters.
 pub const DELETE_TOKEN: &str = "delete-token";
+
+/// `PUT /v1/channels/{channel_id}`: files a channel, or replaces its
+/// descriptor (decision 0038). The path's id is the hex of the channel id
+/// (a one-way function of the link's secret). A new id is filed with any
+/// `post_token`; an existing one only takes the token it was filed with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutChannelRequest {
+    /// The descriptor sealed under the link's descriptor key.
+    pub descriptor: Bytes,
+    /// The token (32 bytes) that posts and replaces the descriptor; the
+    /// server keeps only its hash.
+    pub post_token: Bytes,
+}
+
+/// `GET /v1/channels/{channel_id}`: the sealed descriptor and the newest
+/// post's number (0 before the first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelResponse {
+    /// The sealed descriptor.
+    pub descriptor: Bytes,
+    /// The newest post's number.
+    pub latest: u64,
+}
+
+/// `POST /v1/channels/{channel_id}/posts`: a sealed post, by a holder of
+/// the channel's post token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelPostRequest {
+    /// The post token the channel was filed with.
+    pub post_token: Bytes,
+    /// The sealed post (`hush_proto::channel::Post::seal`).
+    pub post: Bytes,
+}
+
+/// The answer to [`ChannelPostRequest`]: the number the server gave the post.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelPostResponse {
+    /// Its number: per channel, from 1, in the order the server took posts.
+    pub number: u64,
+}
+
+/// One stored post.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelPost {
+    /// Its number.
+    pub number: u64,
+    /// The sealed post.
+    pub post: Bytes,
+    /// When the server took it (ms since the Unix epoch).
+    pub received_at_ms: u64,
+}
+
+/// `GET /v1/channels/{channel_id}/posts?after=N&limit=L&wait_ms=W`: the posts
+/// numbered above `after`, oldest first (at most `limit`, at most 256). With
+/// `wait_ms` (at most 30,000) and nothing newer yet, the server holds the
+/// request until a post arrives or the wait ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelPostsResponse {
+    /// The posts, oldest first.
+    pub posts: Vec<ChannelPost>,
+    /// The newest post's number.
+    pub latest: u64,
+}
