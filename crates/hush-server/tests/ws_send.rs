@@ -8,8 +8,10 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
+use futures_util::SinkExt;
 use hush_server::store::{AccountState, DeviceKey};
-use hush_wire::ws::ServerFrame;
+use hush_wire::ws::{ClientFrame, ServerFrame};
+use tokio_tungstenite::tungstenite::Message;
 
 /// Frames until one answers send `id` (envelopes and the rest are skipped).
 async fn answer(ws: &mut Ws, id: u64) -> ServerFrame {
@@ -277,4 +279,65 @@ async fn a_burst_to_an_online_device_arrives_whole_and_in_order() {
         "nothing more, nothing twice"
     );
     s.stop().await;
+}
+
+/// A device that writes while the server writes to it, each reading
+/// nothing until its write is done, stalled both for good: the server read
+/// its socket only between writes. 48 MB each way is more than both
+/// sockets' buffers hold on loopback (the kernel's autotuning stops at 32 MB
+/// for reading and 4 MB for writing).
+#[tokio::test]
+async fn a_device_writing_while_the_server_writes_to_it_does_not_stall_both() {
+    const PAYLOAD: usize = 400 * 1024;
+    const EACH_WAY: usize = 120;
+    let s = TestServer::start().await;
+    let alice = s.register("alice", 1).await;
+    let bob = s.register("bob", 2).await;
+    let mut b = s.connect(&bob.devices[0].token).await;
+    assert!(b.drain().await.is_empty());
+    let mut a = s.connect(&alice.devices[0].token).await;
+    assert!(a.drain().await.is_empty());
+    // Alice's messages are pushed to bob, who reads nothing for now.
+    for id in 0..EACH_WAY as u64 {
+        a.send_frame(id, &[("bob", 1)], &vec![id as u8; PAYLOAD])
+            .await;
+    }
+    let mut sent = 0;
+    while sent < EACH_WAY {
+        match a.next_frame(30_000).await {
+            Some(ServerFrame::Sent { .. }) => sent += 1,
+            other => panic!("alice's send {sent} was answered {other:?}"),
+        }
+    }
+    drop(a);
+    // Bob writes as much before reading anything.
+    let writing = async {
+        for id in 0..EACH_WAY as u64 {
+            let request = send_request(&[("alice", 1)], &vec![7; PAYLOAD]);
+            let frame = ClientFrame::Send { id, request }.encode();
+            b.ws.feed(Message::Binary(frame.into())).await.unwrap();
+        }
+        b.ws.flush().await.unwrap();
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), writing)
+        .await
+        .expect("the server took nothing more from bob while he did not read: stalled");
+    // Everything arrives, once each, and every send is answered.
+    let (mut got, mut answered) = (Vec::new(), 0);
+    while got.len() < EACH_WAY || answered < EACH_WAY {
+        match b.next_frame(30_000).await {
+            Some(ServerFrame::Envelope(e)) => {
+                b.ack(&[e.seq]).await;
+                assert_eq!(e.payload.len(), PAYLOAD);
+                got.push(e.payload[0]);
+            }
+            Some(ServerFrame::Sent { .. } | ServerFrame::Refused { .. }) => answered += 1,
+            Some(_) => {}
+            None => panic!(
+                "{} envelopes and {answered} answers, then silence",
+                got.len()
+            ),
+        }
+    }
+    assert_eq!(got, (0..EACH_WAY).map(|i| i as u8).collect::<Vec<_>>());
 }

@@ -7,7 +7,8 @@
 //! one side and the connection's state machine
 //! ([`crate::delivery::Connection`]) on the other.
 
-use std::time::Instant;
+use std::task::{Poll, ready};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -15,7 +16,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
-use futures_util::stream::FuturesUnordered;
+use futures_util::stream::{FuturesUnordered, SplitSink};
 use futures_util::{SinkExt, StreamExt};
 use hush_wire::ErrorCode;
 use hush_wire::api::SendResponse;
@@ -40,6 +41,11 @@ const WS_READ_BUFFER: usize = 1024;
 /// stops reading more.
 const ACK_QUEUE: usize = 16;
 
+/// How long a closing connection waits for the device to take its close
+/// frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+type Sink = SplitSink<WebSocket, Message>;
 type SendFuture = BoxFuture<'static, (u64, usize, Result<SendResponse, Failure>)>;
 
 /// `GET /v1/ws`
@@ -109,10 +115,13 @@ async fn session(
     // does it (started at the first acknowledgement, so that an idle
     // connection costs nothing for it) so that delivery goes on meanwhile.
     let mut acker: Option<Acker> = None;
+    // The frame being written, taken from `conn` one at a time so that the
+    // socket is read while a slow device holds a write back.
+    let mut out = Outgoing::default();
     let result: anyhow::Result<()> = async {
         loop {
             if reg.is_revoked() {
-                let _ = sink.send(Message::Close(reg.close_frame())).await;
+                close(&mut sink, reg.close_frame()).await;
                 return Ok(());
             }
             while let Some(f) = conn.poll_fetch() {
@@ -134,21 +143,19 @@ async fn session(
             while let Some(send) = conn.poll_send() {
                 start_send(state, me, &mut conn, &mut sends, send);
             }
-            while let Some(frame) = conn.poll_transmit() {
-                sink.feed(Message::Binary(frame.into())).await?;
-            }
-            sink.flush().await?;
-            if conn.poll_close() {
-                let _ = sink.send(Message::Close(None)).await;
+            out.refill(&mut conn);
+            if conn.poll_close() && !out.has_frame() {
+                close(&mut sink, None).await;
                 return Ok(());
             }
             tokio::select! {
+                written = out.step(&mut sink), if out.busy() => written?,
                 _ = reg.wake.notified() => conn.handle_wake(),
                 _ = reg.kick.notified() => {
-                    let _ = sink.send(Message::Close(reg.close_frame())).await;
+                    close(&mut sink, reg.close_frame()).await;
                     return Ok(());
                 }
-                Some(payload) = reg.ephemeral.recv() => {
+                Some(payload) = reg.ephemeral.recv(), if conn.wants_ephemeral() => {
                     if !reg.is_revoked() {
                         conn.handle_ephemeral(&payload);
                     }
@@ -197,7 +204,7 @@ async fn session(
             code,
             reason: reason.into(),
         };
-        let _ = sink.send(Message::Close(Some(frame))).await;
+        close(&mut sink, Some(frame)).await;
     }
     state.hub.unregister(me, reg.id);
     // Sends already taken are completed (the device hears of them when it
@@ -212,6 +219,61 @@ async fn session(
         None => Ok(()),
     };
     result.and(acked)
+}
+
+/// The write side of a connection, in steps that can be interrupted: the
+/// session reads the socket, and takes pushes and answers, while a device
+/// that is slow to read holds a write back. A frame leaves `next` only when
+/// the socket takes it, so dropping a step loses nothing.
+#[derive(Default)]
+struct Outgoing {
+    next: Option<Message>,
+    unflushed: bool,
+}
+
+impl Outgoing {
+    /// Takes the next frame to write from `conn` if none is waiting.
+    fn refill(&mut self, conn: &mut Connection) {
+        if self.next.is_none() {
+            self.next = conn
+                .poll_transmit()
+                .map(|frame| Message::Binary(frame.into()));
+        }
+    }
+
+    fn has_frame(&self) -> bool {
+        self.next.is_some()
+    }
+
+    /// Something is left to write or to flush.
+    fn busy(&self) -> bool {
+        self.next.is_some() || self.unflushed
+    }
+
+    /// Hands the waiting frame to the socket once it has room, or, with
+    /// none waiting, flushes what it holds.
+    async fn step(&mut self, sink: &mut Sink) -> Result<(), axum::Error> {
+        std::future::poll_fn(|cx| {
+            if self.next.is_some() {
+                ready!(sink.poll_ready_unpin(cx))?;
+                if let Some(frame) = self.next.take() {
+                    sink.start_send_unpin(frame)?;
+                }
+                self.unflushed = true;
+            } else {
+                ready!(sink.poll_flush_unpin(cx))?;
+                self.unflushed = false;
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await
+    }
+}
+
+/// Sends a close frame, giving a device that reads nothing [`CLOSE_WAIT`]
+/// to take it.
+async fn close(sink: &mut Sink, frame: Option<axum::extract::ws::CloseFrame>) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(Message::Close(frame))).await;
 }
 
 /// Starts a send the state machine let through, unless the account's rate

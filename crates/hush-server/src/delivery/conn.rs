@@ -48,6 +48,16 @@ pub const AUTH_RECHECK: Duration = Duration::from_secs(5);
 /// Bytes of envelopes batched into one frame before the next frame starts
 /// (a larger envelope goes alone).
 pub const BATCH_BYTES: usize = 256 * 1024;
+/// Frames waiting to be written beyond which the connection takes no more
+/// ephemeral payloads (typing, presence: dropped at the hub meanwhile).
+pub const MAX_UNWRITTEN_EPHEMERAL: usize = 64;
+/// Frames waiting to be written beyond which the connection stops reading
+/// the device: only a device that sends and never reads the answers gets
+/// there (envelopes stop at [`MAX_IN_FLIGHT`] and sends at
+/// [`MAX_SENDS_IN_FLIGHT`] before that). Below it the connection reads
+/// while its writes wait, so that a device writing to it while the server
+/// writes to the device never stalls both.
+pub const MAX_UNWRITTEN: usize = 4096;
 
 /// A store read the machine asks for: up to `limit` envelopes with a
 /// sequence number above `after`; its result goes to
@@ -377,11 +387,20 @@ impl Connection {
     }
 
     /// Whether to read more frames from the device: not while too many of
-    /// its sends wait for their commit, nor while closing.
+    /// its sends wait for their commit or too many frames wait to be
+    /// written, nor while closing.
     pub fn wants_frames(&self) -> bool {
         !self.closing
             && self.sends < MAX_SENDS_IN_FLIGHT
             && self.send_bytes < MAX_SEND_BYTES_IN_FLIGHT
+            && self.out.len() < MAX_UNWRITTEN
+    }
+
+    /// Whether to take an ephemeral payload: not while the device is slow
+    /// to read what is already waiting (typing and presence are not worth
+    /// queueing behind it).
+    pub fn wants_ephemeral(&self) -> bool {
+        self.out.len() < MAX_UNWRITTEN_EPHEMERAL
     }
 
     /// Envelopes sent and not acknowledged.

@@ -384,3 +384,25 @@ fn ephemeral_payloads_go_out_in_order_with_the_rest() {
     assert_eq!(out[1], ServerFrame::Ephemeral(b"typing".to_vec()));
     assert_eq!(seqs(&out), vec![vec![1], vec![2]]);
 }
+
+#[test]
+fn frames_waiting_to_be_written_keep_reading_until_far_too_many() {
+    // A device that reads nothing still has its acknowledgements and sends
+    // read while the answers wait; ephemeral payloads stop early.
+    let now = Instant::now();
+    let mut c = Connection::new(1, now);
+    let mut id = 0;
+    while c.wants_ephemeral() {
+        c.handle_ephemeral(b"typing");
+    }
+    while c.wants_frames() {
+        c.handle_send(id, request(), 1, now);
+        c.poll_send();
+        c.handle_sent(id, 1, Err(ApiError::new(ErrorCode::RateLimited, "x")));
+        id += 1;
+    }
+    assert_eq!(MAX_UNWRITTEN_EPHEMERAL as u64 + id, MAX_UNWRITTEN as u64);
+    c.poll_transmit();
+    assert!(c.wants_frames(), "one frame written: reading again");
+    assert!(!c.wants_ephemeral());
+}
