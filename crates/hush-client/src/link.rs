@@ -6,6 +6,7 @@
 //! down, a send goes over HTTP instead.
 
 use std::collections::VecDeque;
+use std::task::{Poll, ready};
 use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -21,6 +22,8 @@ use crate::transport::{Transport, WebSocket};
 /// taken as down (the send is then retried over HTTP; a duplicate is
 /// harmless, MLS opens a message once).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a write on the socket may wait for the server to take it.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An open device WebSocket and what arrived on it for a later sync.
 pub struct Link {
@@ -85,10 +88,16 @@ impl Link {
             id,
             request: request.clone(),
         };
-        self.ws
-            .send(Message::Binary(frame.encode().into()))
-            .await
-            .map_err(|_| Down)?;
+        write_reading(
+            &mut self.ws,
+            &mut self.buffered,
+            Message::Binary(frame.encode().into()),
+        )
+        .await
+        .map_err(|_| Down)?;
+        if let Some(answer) = self.take_answer(id) {
+            return Ok(answer);
+        }
         loop {
             let next = tokio::time::timeout(ANSWER_TIMEOUT, self.ws.next())
                 .await
@@ -108,6 +117,75 @@ impl Link {
                 other => self.buffered.push_back(other),
             }
         }
+    }
+}
+
+impl Link {
+    /// The answer to send `id` if it came during the write; answers to
+    /// sends given up on are dropped with it.
+    fn take_answer(&mut self, id: u64) -> Option<Result<SendResponse, ClientError>> {
+        let mut answer = None;
+        self.buffered.retain_mut(|frame| match frame {
+            ServerFrame::Sent { id: i, response } => {
+                if *i == id {
+                    answer = Some(Ok(response.clone()));
+                }
+                false
+            }
+            ServerFrame::Refused { id: i, error } => {
+                if *i == id {
+                    answer = Some(Err(ClientError::Server(error.clone())));
+                }
+                false
+            }
+            _ => true,
+        });
+        answer
+    }
+}
+
+/// Writes `message` on `ws`, reading what the server sends meanwhile into
+/// `buffered`. The server pushes to a kept connection whenever something
+/// arrives for the device; a client that only wrote while the server only
+/// wrote would wait for each other with both sockets' buffers full. A write
+/// the server takes nothing of for [`WRITE_TIMEOUT`] fails, and so do a
+/// close and a malformed frame read meanwhile.
+pub(crate) async fn write_reading(
+    ws: &mut WebSocket,
+    buffered: &mut VecDeque<ServerFrame>,
+    message: Message,
+) -> Result<(), ClientError> {
+    let mut message = Some(message);
+    let write = std::future::poll_fn(|cx| {
+        loop {
+            match ws.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(Message::Binary(b)))) => match ServerFrame::decode(&b) {
+                    Ok(frame) => buffered.push_back(frame),
+                    Err(e) => {
+                        return Poll::Ready(Err(format!("malformed frame from the server: {e}")));
+                    }
+                },
+                Poll::Ready(Some(Ok(Message::Close(_))) | None) => {
+                    return Poll::Ready(Err("the server closed the connection".to_owned()));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e.to_string())),
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Pending => break,
+            }
+        }
+        if message.is_some() {
+            ready!(ws.poll_ready_unpin(cx)).map_err(|e| e.to_string())?;
+            if let Some(m) = message.take() {
+                ws.start_send_unpin(m).map_err(|e| e.to_string())?;
+            }
+        }
+        ws.poll_flush_unpin(cx).map_err(|e| e.to_string())
+    });
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(result) => result.map_err(ClientError::Network),
+        Err(_) => Err(ClientError::Network(
+            "the server took nothing written for too long".into(),
+        )),
     }
 }
 
@@ -162,5 +240,75 @@ impl Transport {
     /// Keeps `link` open for the next send or sync.
     pub async fn keep_link(&self, link: Link) {
         *self.link_slot().lock().await = Some(link);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 64 MB: more than both sockets' buffers hold on loopback.
+    const EACH_WAY: usize = 160;
+    const FRAME: usize = 400 * 1024;
+
+    /// A peer that writes `EACH_WAY` frames before it reads anything, as a
+    /// server that reads only between its writes did, then reads as many.
+    async fn writing_peer(listener: tokio::net::TcpListener) -> usize {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
+        let frame = ServerFrame::Ephemeral(vec![1; FRAME]).encode();
+        for _ in 0..EACH_WAY {
+            ws.feed(Message::Binary(frame.clone().into()))
+                .await
+                .expect("write");
+        }
+        ws.flush().await.expect("flush");
+        let mut read = 0;
+        while read < EACH_WAY {
+            match ws.next().await {
+                Some(Ok(Message::Binary(_))) => read += 1,
+                Some(Ok(_)) => {}
+                _ => break,
+            }
+        }
+        read
+    }
+
+    #[tokio::test]
+    async fn a_write_reads_what_the_peer_writes_meanwhile() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let peer = tokio::spawn(writing_peer(listener));
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}"))
+            .await
+            .expect("connect");
+        let mut buffered = VecDeque::new();
+        let writing = async {
+            for _ in 0..EACH_WAY {
+                let frame = Message::Binary(vec![2; FRAME].into());
+                write_reading(&mut ws, &mut buffered, frame)
+                    .await
+                    .expect("write");
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), writing)
+            .await
+            .expect("both sides wrote and neither read: stalled");
+        assert_eq!(peer.await.expect("peer"), EACH_WAY);
+        // What arrived during the writes is kept, whole and in order.
+        while buffered.len() < EACH_WAY {
+            let Some(Ok(Message::Binary(b))) = ws.next().await else {
+                break;
+            };
+            buffered.push_back(ServerFrame::decode(&b).expect("frame"));
+        }
+        assert_eq!(buffered.len(), EACH_WAY);
+        assert!(
+            buffered
+                .iter()
+                .all(|f| matches!(f, ServerFrame::Ephemeral(p) if p.len() == FRAME))
+        );
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{FutureExt, StreamExt};
 use hush_proto::{Body, MessageId, MessageKind, ProtoError, ReceiptKind, peek_message};
 use hush_wire::ws::{ClientFrame, Envelope, ServerFrame};
 use tokio_tungstenite::tungstenite::Message;
@@ -34,8 +34,6 @@ pub(crate) const ROUTINE_EVERY: Duration = Duration::from_secs(60);
 
 mod group;
 
-type Socket = crate::transport::WebSocket;
-
 /// One sync's receiving: what it produced and the batch not yet written.
 struct Receiving<'a> {
     /// Ends a listening wait early (the batch written first), see
@@ -54,10 +52,11 @@ impl Receiving<'_> {
     }
 }
 
-async fn send_ack(ws: &mut Socket, seqs: Vec<u64>) -> Result<(), ClientError> {
-    ws.send(Message::Binary(ClientFrame::Ack(seqs).encode().into()))
-        .await
-        .map_err(|e| ClientError::Network(e.to_string()))
+/// Acknowledges `seqs`; frames the server pushes meanwhile wait in the
+/// link for the sync to handle.
+async fn send_ack(link: &mut Link, seqs: Vec<u64>) -> Result<(), ClientError> {
+    let frame = Message::Binary(ClientFrame::Ack(seqs).encode().into());
+    crate::link::write_reading(&mut link.ws, &mut link.buffered, frame).await
 }
 
 /// What receiving left to do once the connection is closed.
@@ -293,7 +292,7 @@ impl Client {
             }
         }
         if result.is_ok() {
-            result = self.finish_batch(&mut kept.ws, r).await.map(|()| true);
+            result = self.finish_batch(&mut kept, r).await.map(|()| true);
         }
         match result {
             Ok(_) if kept.up && kept.drained => Ok(Some(kept)),
@@ -328,9 +327,8 @@ impl Client {
         r: &mut Receiving<'_>,
     ) -> Result<(), ClientError> {
         link.up = false;
-        if link
-            .ws
-            .send(Message::Ping(Vec::new().into()))
+        let ping = Message::Ping(Vec::new().into());
+        if crate::link::write_reading(&mut link.ws, &mut link.buffered, ping)
             .await
             .is_err()
         {
@@ -351,8 +349,12 @@ impl Client {
     ) -> Result<(), ClientError> {
         loop {
             if let Some(frame) = link.buffered.pop_front() {
-                self.handle_frame(link, frame, wait, &mut deadline, r)
-                    .await?;
+                if self
+                    .handle_frame(link, frame, wait, &mut deadline, r)
+                    .await?
+                {
+                    break;
+                }
                 continue;
             }
             let ws = &mut link.ws;
@@ -367,7 +369,7 @@ impl Client {
             let next = match ready {
                 Some(Some(next)) => next,
                 Some(None) => {
-                    self.finish_batch(ws, r).await?;
+                    self.finish_batch(link, r).await?;
                     continue;
                 }
                 None => {
@@ -434,7 +436,7 @@ impl Client {
                 break;
             }
         }
-        self.finish_batch(&mut link.ws, r).await
+        self.finish_batch(link, r).await
     }
 
     /// One frame from the server; `true` when the sync is done.
@@ -447,10 +449,10 @@ impl Client {
         r: &mut Receiving<'_>,
     ) -> Result<bool, ClientError> {
         match frame {
-            ServerFrame::Envelope(env) => self.take_envelope(&mut link.ws, env, r).await?,
+            ServerFrame::Envelope(env) => self.take_envelope(link, env, r).await?,
             ServerFrame::Envelopes(envs) => {
                 for env in envs {
-                    self.take_envelope(&mut link.ws, env, r).await?;
+                    self.take_envelope(link, env, r).await?;
                 }
             }
             ServerFrame::Ephemeral(payload) => {
@@ -462,7 +464,7 @@ impl Client {
             ServerFrame::Sent { .. } | ServerFrame::Refused { .. } => {}
             ServerFrame::Drained => {
                 link.drained = true;
-                self.finish_batch(&mut link.ws, r).await?;
+                self.finish_batch(link, r).await?;
                 if deadline.is_none() {
                     if wait.is_zero() {
                         return Ok(true);
@@ -479,7 +481,7 @@ impl Client {
     /// and acknowledged on its own.
     async fn take_envelope(
         &mut self,
-        ws: &mut Socket,
+        link: &mut Link,
         env: Envelope,
         r: &mut Receiving<'_>,
     ) -> Result<(), ClientError> {
@@ -494,17 +496,17 @@ impl Client {
             }
             return Ok(());
         }
-        self.finish_batch(ws, r).await?;
+        self.finish_batch(link, r).await?;
         for ev in self.handle_envelope(&env, r.follow).await? {
             r.emit(ev);
         }
-        send_ack(ws, vec![env.seq]).await
+        send_ack(link, vec![env.seq]).await
     }
 
     /// Writes the batch in one transaction, then acknowledges all of it.
     async fn finish_batch(
         &mut self,
-        ws: &mut Socket,
+        link: &mut Link,
         r: &mut Receiving<'_>,
     ) -> Result<(), ClientError> {
         if r.batch.is_empty() {
@@ -522,7 +524,7 @@ impl Client {
         for ev in written.events {
             r.emit(ev);
         }
-        send_ack(ws, std::mem::take(&mut r.batch.acks)).await
+        send_ack(link, std::mem::take(&mut r.batch.acks)).await
     }
 
     fn last_seq(&self) -> Result<u64, ClientError> {

@@ -130,7 +130,7 @@ fn pinned_config(pinned: Option<String>) -> (Arc<rustls::ClientConfig>, Arc<PinV
 /// sending nothing but a TLS handshake. For showing a new server to the user.
 pub async fn probe_fingerprint(url: &str) -> Result<String, ClientError> {
     let (config, verifier) = pinned_config(None);
-    let http = reqwest::Client::builder()
+    let http = http_builder()
         .tls_backend_preconfigured((*config).clone())
         .build()?;
     // Any answer (even an error status) means the handshake completed.
@@ -141,6 +141,20 @@ pub async fn probe_fingerprint(url: &str) -> Result<String, ClientError> {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     seen.ok_or_else(|| ClientError::Network(format!("{url} is not an https:// server")))
+}
+
+/// How long connecting to the server may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// How long a request may wait for the server's next bytes of an answer (a
+/// server that stops answering fails the request instead of holding it
+/// forever; a large download that keeps coming is not cut off).
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Every HTTP client of the transport: bounded connecting and reading.
+fn http_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
 }
 
 /// How the client may reach a server.
@@ -226,16 +240,16 @@ impl Transport {
                 Some(fp) => {
                     let (config, _) = pinned_config(Some(normalize_fingerprint(fp)));
                     (
-                        reqwest::Client::builder()
+                        http_builder()
                             .tls_backend_preconfigured((*config).clone())
                             .build()?,
                         Some(config),
                     )
                 }
-                None => (reqwest::Client::builder().build()?, None),
+                None => (http_builder().build()?, None),
             }
         } else if base.starts_with("http://") {
-            (reqwest::Client::builder().build()?, None)
+            (http_builder().build()?, None)
         } else {
             return Err(ClientError::InvalidInput(format!(
                 "server URL must start with https:// or http://, not {base:?}"
