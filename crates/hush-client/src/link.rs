@@ -197,7 +197,16 @@ impl Transport {
         if let Some(answer) = self.send_on_socket(request).await {
             return answer;
         }
-        self.json(Method::POST, "/v1/messages", Some(request)).await
+        match self.json(Method::POST, "/v1/messages", Some(request)).await {
+            // Once more on a network failure: a kept HTTP connection the
+            // server closed (it restarted, say) fails before the request
+            // leaves, and a duplicate is harmless as on the socket.
+            Err(ClientError::Network(_)) => {
+                self.json(Method::POST, "/v1/messages", Some(request))
+                    .await
+            }
+            answer => answer,
+        }
     }
 
     async fn send_on_socket(
