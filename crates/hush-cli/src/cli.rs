@@ -166,7 +166,7 @@ pub enum LowCommand {
         /// The new text.
         text: String,
     },
-    /// Delete one of your messages, for everyone.
+    /// Delete one of your messages for everyone (a group's admins: any member's message in it).
     Delete {
         /// The message id.
         message_id: String,

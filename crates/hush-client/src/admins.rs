@@ -65,6 +65,18 @@ impl Client {
         }
     }
 
+    /// Whether `who` may delete others' messages in the conversation: an
+    /// admin of a group that has admins (not a 1:1 chat, nor a group made
+    /// before admins existed, where everyone counts as one).
+    pub(crate) fn moderates(
+        &mut self,
+        group_id: &[u8],
+        who: &Username,
+    ) -> Result<bool, ClientError> {
+        let conv = self.conv(group_id)?;
+        Ok(conv.policy()?.is_some() && conv.is_admin(who))
+    }
+
     /// The policy to change: the group's, or (a group made before admins
     /// existed) one that starts with this account.
     fn policy_of(&mut self, group_id: &[u8]) -> Result<GroupPolicy, ClientError> {

@@ -50,6 +50,9 @@ pub(crate) struct Opened {
     pub(crate) blocked: bool,
     pub(crate) received_at: u64,
     pub(crate) franking: String,
+    /// The sender may delete others' messages here (an admin of a group
+    /// with admins); looked at only for a delete.
+    pub(crate) moderator: bool,
 }
 
 impl Opened {
@@ -71,6 +74,7 @@ impl Opened {
             self.outgoing,
             self.received_at,
             self.franking.clone(),
+            self.moderator,
             shown,
         )
     }
@@ -183,6 +187,8 @@ impl Client {
             blocked,
             received_at: env.received_at_ms,
             franking,
+            moderator: matches!(received.content.body, Body::Delete { .. })
+                && self.moderates(group_id, received.sender.username())?,
         })
     }
 
@@ -265,6 +271,7 @@ pub(crate) fn apply_content(
     outgoing: bool,
     received_at: u64,
     franking: String,
+    moderator: bool,
     shown: &mut bool,
 ) -> Result<Option<Event>, ClientError> {
     Ok(match &content.body {
@@ -304,10 +311,13 @@ pub(crate) fn apply_content(
                 text: text.clone(),
             })
         }
+        // The sender's own message, or, by a group's admin, anyone's in
+        // that group (never in another conversation).
         Body::Delete { target } => {
             let n = tx.execute(
-                "UPDATE messages SET body = NULL, attachment = NULL, deleted = 1 WHERE id = ?1 AND sender = ?2",
-                params![target.to_hex(), sender],
+                "UPDATE messages SET body = NULL, attachment = NULL, deleted = 1 \
+                 WHERE id = ?1 AND conversation = ?3 AND (sender = ?2 OR ?4)",
+                params![target.to_hex(), sender, conversation, moderator],
             )?;
             (n > 0).then(|| Event::Deleted {
                 id: target.to_hex(),

@@ -28,7 +28,13 @@ pub(crate) struct AttachmentRecord {
 
 pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.conversation, c.kind, c.name, m.sender, m.kind, m.body, \
      m.sent_at, m.outgoing, m.status, m.reply_to, m.edited, m.deleted, m.attachment, m.expires_at, m.franking, \
-     m.recipients, m.mentions, m.mentions_me, m.forwarded, m.poll";
+     m.recipients, m.mentions, m.mentions_me, m.forwarded, m.poll, \
+     (SELECT q.sender FROM messages q WHERE q.id = m.reply_to AND q.conversation = m.conversation), \
+     (SELECT CASE WHEN q.deleted THEN NULL ELSE substr(q.body, 1, 200) END \
+      FROM messages q WHERE q.id = m.reply_to AND q.conversation = m.conversation)";
+
+/// Columns in [`MESSAGE_COLUMNS`]: a query may add its own after them.
+pub(crate) const MESSAGE_COLUMN_COUNT: usize = 23;
 
 pub(crate) fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageView> {
     let kind: String = r.get(2)?;
@@ -66,6 +72,15 @@ pub(crate) fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageVie
         pinned: false,
         forwarded: r.get(19)?,
         poll: crate::polls::view(r.get(20)?),
+        quoted: r
+            .get::<_, Option<String>>(21)?
+            .map(|from| -> rusqlite::Result<_> {
+                Ok(crate::model::Quoted {
+                    from,
+                    text: r.get(22)?,
+                })
+            })
+            .transpose()?,
     })
 }
 
@@ -286,6 +301,23 @@ impl Client {
         self.flush_outbox().await
     }
 
+    /// Someone else's message in a group this account is an admin of.
+    fn moderated_message(&mut self, id: &str) -> Result<(MessageView, Vec<u8>), ClientError> {
+        let m = self
+            .message(id)?
+            .ok_or_else(|| ClientError::NotFound(format!("no message {id}")))?;
+        let row = self
+            .conv_by_id(m.conversation)?
+            .ok_or_else(|| ClientError::NotFound("conversation".into()))?;
+        let me = self.username.clone();
+        if self.moderates(&row.group_id, &me)? || !self.device.checks_own_rules() {
+            return Ok((m, row.group_id));
+        }
+        Err(ClientError::InvalidInput(
+            "only your own messages can be deleted, or any message of a group by its admins".into(),
+        ))
+    }
+
     fn own_message(&self, id: &str) -> Result<(MessageView, Vec<u8>), ClientError> {
         let m = self
             .message(id)?
@@ -327,9 +359,14 @@ impl Client {
         Ok(())
     }
 
-    /// Deletes one of this account's messages, for everyone.
+    /// Deletes a message for everyone: one of this account's, or, by an
+    /// admin of a group, any member's message in that group.
     pub async fn delete(&mut self, id: &str) -> Result<(), ClientError> {
-        let (m, group_id) = self.own_message(id)?;
+        let (m, group_id) = match self.own_message(id) {
+            Ok(own) => own,
+            Err(ClientError::InvalidInput(_)) => self.moderated_message(id)?,
+            Err(e) => return Err(e),
+        };
         let target =
             MessageId::from_hex(&m.id).ok_or_else(|| ClientError::Store("bad id".into()))?;
         self.send_control(&group_id, Body::Delete { target }, None)

@@ -122,3 +122,56 @@ async fn only_admins_send_and_admins_are_promoted_and_demoted() {
     assert!(anna.group_rename("news", "mine").await.is_err());
     assert!(bert.group_set_admin("news", "bert", false).await.is_err());
 }
+
+/// Whether each member's copy of message `id` is deleted.
+fn deleted(c: &mut hush_client::Client, target: &Target, id: &str) -> bool {
+    let history = c.history(target).unwrap();
+    let m = history.iter().find(|m| m.id == id).expect("the message");
+    m.deleted && m.text.is_none()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_delete_any_members_message_and_nobody_else_can() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut anna = user(&server, root.path(), "anna").await;
+    let mut bert = user(&server, root.path(), "bert").await;
+    let mut mall = user(&server, root.path(), "mall").await;
+    anna.create_group("crew", &["bert".into(), "mall".into()])
+        .await
+        .unwrap();
+    sync(&mut bert).await;
+    sync(&mut mall).await;
+    let spam = mall.send_text(&group("crew"), "spam").await.unwrap().id;
+    let hello = bert.send_text(&group("crew"), "hello").await.unwrap().id;
+    sync(&mut anna).await;
+    sync(&mut bert).await;
+    sync(&mut mall).await;
+
+    // anna, the admin, deletes mall's message for everyone.
+    anna.delete(&spam).await.unwrap();
+    sync(&mut bert).await;
+    sync(&mut mall).await;
+    for c in [&mut anna, &mut bert, &mut mall] {
+        assert!(deleted(c, &group("crew"), &spam));
+    }
+
+    // mall, no admin, may not delete bert's; a modified client that sends
+    // the delete anyway changes no one's copy.
+    assert!(mall.delete(&hello).await.is_err());
+    mall.play_modified_client();
+    mall.delete(&hello).await.unwrap();
+    sync(&mut anna).await;
+    sync(&mut bert).await;
+    assert!(!deleted(&mut anna, &group("crew"), &hello));
+    assert!(!deleted(&mut bert, &group("crew"), &hello));
+
+    // In a 1:1 chat nobody is an admin of the other's messages.
+    let hi = bert
+        .send_text(&Target::User("anna".into()), "hi")
+        .await
+        .unwrap()
+        .id;
+    sync(&mut anna).await;
+    assert!(anna.delete(&hi).await.is_err());
+}
