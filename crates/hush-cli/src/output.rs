@@ -87,6 +87,21 @@ impl Out {
 }
 
 /// A message as the JSON object documented in this module.
+/// A quoted message in one line: `NAME: "text"` (the text cut at 60
+/// characters), or `NAME's message` for a file or a deleted one.
+pub fn quote_line(q: &hush_client::Quoted) -> String {
+    match &q.text {
+        Some(text) => {
+            let mut short: String = text.chars().take(60).collect();
+            if short.len() < text.len() {
+                short.push('…');
+            }
+            format!("{}: \"{}\"", inert::name(&q.from), inert::text(&short))
+        }
+        None => format!("{}'s message", inert::name(&q.from)),
+    }
+}
+
 pub fn message_json(m: &MessageView) -> Value {
     let mut v = json!({
         "id": m.id,
@@ -127,6 +142,12 @@ pub fn message_json(m: &MessageView) -> Value {
         && let Some(obj) = v.as_object_mut()
     {
         obj.insert("poll".into(), json!(poll));
+    }
+    if let Some(reply_to) = &m.reply_to
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("reply_to".into(), json!(reply_to));
+        obj.insert("quoted".into(), json!(m.quoted));
     }
     if !m.mentions.is_empty()
         && let Some(obj) = v.as_object_mut()
@@ -295,11 +316,11 @@ pub fn format_message(m: &MessageView) -> String {
         (true, None) => format!(" {}", status_mark(&m.status)),
         _ => String::new(),
     };
-    let reply = m
-        .reply_to
-        .as_ref()
-        .map(|r| format!(" (reply to {})", inert::name(r)))
-        .unwrap_or_default();
+    let reply = match (&m.quoted, &m.reply_to) {
+        (Some(q), _) => format!(" (reply to {})", quote_line(q)),
+        (None, Some(r)) => format!(" (reply to {})", inert::name(r)),
+        (None, None) => String::new(),
+    };
     let unfranked = if m.unfranked {
         format!(" {UNFRANKED_MARK}")
     } else {
@@ -481,6 +502,7 @@ mod tests {
             pinned: false,
             forwarded: false,
             poll: None,
+            quoted: None,
         }
     }
 

@@ -87,7 +87,7 @@ pub use kt::{AuditFailure, KtStatus, audit_server};
 pub use linking::LinkRequest;
 pub use model::{
     ContactView, ConversationView, Event, MessageView, PollOptionView, PollView, PresenceMode,
-    ReactionView, ReceiptState, Target,
+    Quoted, ReactionView, ReceiptState, Target,
 };
 pub use pages::HistoryPage;
 pub use profile::{AVATAR_TYPES, MAX_AVATAR_BYTES, Profile, avatar_media_type, check_avatar};

@@ -202,8 +202,7 @@ impl Transport {
             // server closed (it restarted, say) fails before the request
             // leaves, and a duplicate is harmless as on the socket.
             Err(ClientError::Network(_)) => {
-                self.json(Method::POST, "/v1/messages", Some(request))
-                    .await
+                self.json(Method::POST, "/v1/messages", Some(request)).await
             }
             answer => answer,
         }

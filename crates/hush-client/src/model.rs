@@ -65,6 +65,17 @@ pub struct MessageView {
     /// For a poll (`kind` "poll", the question in `text`): its options and
     /// who chose each.
     pub poll: Option<PollView>,
+    /// For a reply: the message it quotes, when this device holds it.
+    pub quoted: Option<Quoted>,
+}
+
+/// The message a reply quotes, as this device holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Quoted {
+    /// Who wrote it.
+    pub from: String,
+    /// Its text, up to 200 characters; none for a file or a deleted message.
+    pub text: Option<String>,
 }
 
 /// A poll's options and votes.

@@ -11,7 +11,7 @@ use rusqlite::{Transaction, params};
 
 use crate::client::Client;
 use crate::error::ClientError;
-use crate::messages::{MESSAGE_COLUMNS, message_view};
+use crate::messages::{MESSAGE_COLUMN_COUNT, MESSAGE_COLUMNS, message_view};
 use crate::model::{Event, MessageView, Target};
 
 /// Records `member`'s pin or unpin of `target` (inside `tx`) if `target`
@@ -68,7 +68,7 @@ impl Client {
             ))?;
             for row in self.find_with_archived(target)? {
                 let rows = stmt.query_map(params![row.id], |r| {
-                    Ok((r.get::<_, i64>(21)?, message_view(r)?))
+                    Ok((r.get::<_, i64>(MESSAGE_COLUMN_COUNT)?, message_view(r)?))
                 })?;
                 for r in rows {
                     found.push(r?);

@@ -571,3 +571,28 @@ async fn a_restored_backup_keeps_polls_votes_reactions_and_pins() {
     let forwarded = direct.iter().find(|m| m.id == copy.id).unwrap();
     assert!(forwarded.forwarded, "the forwarded mark came along");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_shows_the_text_it_quotes_until_that_is_deleted() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let [mut anna, mut bert, _carl] = club_of_three(&server, root.path()).await;
+    let lunch = anna.send_text(&club(), "lunch at noon?").await.unwrap().id;
+    sync(&mut bert).await;
+    let yes = bert
+        .send_reply(&club(), "yes", Some(&lunch))
+        .await
+        .unwrap()
+        .id;
+    sync(&mut anna).await;
+    for c in [&mut anna, &mut bert] {
+        let quoted = find(c, &yes).quoted.expect("the quote");
+        assert_eq!(quoted.from, "anna");
+        assert_eq!(quoted.text.as_deref(), Some("lunch at noon?"));
+    }
+    // Deleted for everyone: the reply no longer shows its text.
+    anna.delete(&lunch).await.unwrap();
+    sync(&mut bert).await;
+    let quoted = find(&mut bert, &yes).quoted.expect("still a reply");
+    assert_eq!((quoted.from.as_str(), quoted.text), ("anna", None));
+}

@@ -57,6 +57,7 @@ fn msg(
         pinned: false,
         forwarded: false,
         poll: None,
+        quoted: None,
     }
 }
 
@@ -365,4 +366,20 @@ fn unread_follows_the_other_devices() {
     );
     let screen = draw(&app, now, 100, 20);
     assert!(!screen.contains("(new)"), "{screen}");
+}
+
+#[test]
+fn a_reply_shows_the_message_it_quotes() {
+    let now = Instant::now();
+    let mut app = alice(now);
+    let mut reply = msg("m5", 1, "bob", "fine, thanks", false, "received");
+    reply.reply_to = Some("m3".into());
+    reply.quoted = Some(hush_client::Quoted {
+        from: "alice".into(),
+        text: Some("how are you?".into()),
+    });
+    app.on_update(Update::Event(Event::Message(reply)), now);
+    let screen = draw(&app, now, 100, 20);
+    assert!(screen.contains("┆ alice: \"how are you?\""), "{screen}");
+    assert!(screen.contains("bob: fine, thanks"), "{screen}");
 }

@@ -170,7 +170,14 @@ fn message_lines<'a>(app: &App, m: &'a MessageView) -> Vec<Line<'a>> {
         spans.push(Span::raw(" "));
         spans.push(Span::styled(UNFRANKED_MARK, Style::new().fg(Color::Yellow)));
     }
-    let mut lines = vec![Line::from(spans)];
+    let mut lines = Vec::new();
+    if let Some(q) = &m.quoted {
+        lines.push(Line::from(Span::styled(
+            format!("      ┆ {}", crate::output::quote_line(q)),
+            Style::new().add_modifier(Modifier::DIM),
+        )));
+    }
+    lines.push(Line::from(spans));
     lines.extend(more);
     lines
 }
