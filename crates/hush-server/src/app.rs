@@ -122,6 +122,8 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// Quotas per account and device.
     pub quotas: Arc<crate::quota::Quotas>,
+    /// The channels that held fetches wait on (decision 0038).
+    pub channels: Arc<crate::channel_watch::ChannelWatches>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -155,6 +157,7 @@ impl AppState {
             franking: Arc::new(tokio::sync::OnceCell::new()),
             cluster: None,
             draining: Arc::new(AtomicBool::new(false)),
+            channels: Arc::default(),
         }
     }
 
@@ -176,11 +179,12 @@ impl AppState {
 
     /// Begins the drain: `/healthz` fails, new WebSockets are refused, and
     /// every device socket is closed with 1012 so its client reconnects (to
-    /// another node).
+    /// another node), and held channel fetches are answered.
     pub fn begin_drain(&self) {
         self.draining
             .store(true, std::sync::atomic::Ordering::Release);
         self.hub.kick_all();
+        self.channels.close();
     }
 }
 
@@ -254,6 +258,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/links/{link_id}/requests", post(api::links::request))
         .route("/v1/links/{link_id}/manage", post(api::links::manage))
+        .route(
+            "/v1/channels/{channel_id}",
+            get(api::channels::get).put(api::channels::put),
+        )
+        .route(
+            "/v1/channels/{channel_id}/posts",
+            get(api::channels::posts).post(api::channels::post),
+        )
         .route("/v1/ws", get(api::ws::connect))
         .route("/v1/kt/config", get(api::kt::config))
         .route("/v1/kt/roots", get(api::kt::roots))

@@ -17,6 +17,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod blobs;
+pub mod channel_watch;
 pub mod cluster;
 pub mod config;
 pub mod delivery;

@@ -101,6 +101,15 @@ pub async fn run_expiry(state: &AppState) {
         Err(e) => tracing::warn!(error = %e, "invite link expiry failed"),
     }
     match state
+        .store
+        .expire_channel_posts(now_ms().saturating_sub(retention_ms))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(posts = n, "forgot channel posts past retention"),
+        Err(e) => tracing::warn!(error = %e, "channel post expiry failed"),
+    }
+    match state
         .blobs
         .expire(now_ms().saturating_sub(retention_ms))
         .await

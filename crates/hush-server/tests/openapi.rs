@@ -78,6 +78,25 @@ const ROUTES: &[(&str, &str, Auth, Body)] = &[
         Auth::Bearer,
         Body::Json,
     ),
+    (
+        "get",
+        "/v1/channels/{channel_id}",
+        Auth::Bearer,
+        Body::Other,
+    ),
+    ("put", "/v1/channels/{channel_id}", Auth::Bearer, Body::Json),
+    (
+        "get",
+        "/v1/channels/{channel_id}/posts",
+        Auth::Bearer,
+        Body::Other,
+    ),
+    (
+        "post",
+        "/v1/channels/{channel_id}/posts",
+        Auth::Bearer,
+        Body::Json,
+    ),
     ("get", "/v1/ws", Auth::Bearer, Body::Other),
     ("get", "/v1/kt/config", Auth::None, Body::Other),
     ("get", "/v1/kt/roots", Auth::None, Body::Other),
@@ -332,6 +351,7 @@ async fn every_listed_route_is_served() {
                 .replace("{device_id}", "1")
                 .replace("{group_id}", "Zw")
                 .replace("{link_id}", &"0".repeat(64))
+                .replace("{channel_id}", &"0".repeat(64))
                 .replace("{id}", "AAAAAAAAAAAAAAAAAAAAAA"),
         );
         let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();

@@ -98,9 +98,9 @@ async fn finds_data_from_before_backups(store: &dyn Store) {
     assert_eq!(store.backup([1; 32]).await.unwrap().unwrap(), b"sealed");
 }
 
-/// The schema version just before the backups step (the last one).
-const BEFORE_SQLITE: u32 = hush_server::store::sqlite_migrate::LATEST - 1;
-const BEFORE_POSTGRES: i64 = hush_server::store::postgres_migrate::LATEST - 1;
+/// The schema version just before the backups step (version 6).
+const BEFORE_SQLITE: u32 = 5;
+const BEFORE_POSTGRES: i64 = 5;
 
 #[tokio::test]
 async fn sqlite_opens_a_database_from_before_backups() {

@@ -152,7 +152,8 @@ async fn postgres_opens_a_version_1_database() {
     let pool = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
     pool.execute(
         "DROP TABLE IF EXISTS schema_version, groups, envelopes, payloads, key_packages, devices, \
-         profiles, reports, server_secrets, leases, accounts, invite_requests, invite_links CASCADE",
+         profiles, reports, server_secrets, leases, accounts, invite_requests, invite_links, \
+         channel_posts, channels CASCADE",
     )
     .await
     .unwrap();

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod attachments;
 pub mod backups;
+pub mod channels;
 pub mod keys;
 pub mod kt;
 pub mod links;

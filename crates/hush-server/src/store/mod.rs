@@ -7,6 +7,7 @@
 //! Every backend passes the same conformance suite (`tests/store_conformance.rs`).
 
 pub mod backups;
+pub mod channels;
 mod epoch;
 mod group_commit;
 pub mod links;
@@ -14,6 +15,7 @@ mod nonces;
 pub mod postgres;
 mod postgres_acks;
 mod postgres_batch;
+mod postgres_channels;
 mod postgres_kt;
 mod postgres_links;
 pub mod postgres_migrate;
@@ -22,6 +24,7 @@ mod postgres_writer;
 pub mod sqlite;
 mod sqlite_accounts;
 pub mod sqlite_backup;
+mod sqlite_channels;
 mod sqlite_keys;
 mod sqlite_kt;
 mod sqlite_links;
@@ -37,6 +40,7 @@ use thiserror::Error;
 
 /// Named by [`Store::enqueue_early`]; it lives with the rest of delivery.
 pub use crate::delivery::EarlyAck;
+pub use channels::{ChannelPage, ChannelPut, ChannelRecord, ChannelStore, PostFiled, StoredPost};
 pub use links::{JoinFiled, LinkRecord, LinkStore, NewLink};
 
 /// A device: (username, device id).
@@ -464,7 +468,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The server's storage. Every method is atomic: it either happens completely
 /// or not at all, and a method that returns `Ok` has made its writes durable.
 #[async_trait]
-pub trait Store: links::LinkStore + Send + Sync + 'static {
+pub trait Store: links::LinkStore + channels::ChannelStore + Send + Sync + 'static {
     /// Registers an account and its first device.
     async fn create_account(&self, account: NewAccount) -> StoreResult<()>;
 

@@ -29,6 +29,8 @@ const MIGRATIONS: &[&[&str]] = &[
     // 6: server backups: one sealed blob per account under a locator
     // (decision 0035).
     &[super::backups::POSTGRES_SCHEMA],
+    // 7: channels and their posts, stored once (decision 0038).
+    &[super::channels::POSTGRES_SCHEMA_V7],
 ];
 
 /// The schema version this code writes.

@@ -31,6 +31,8 @@ const MIGRATIONS: &[&[&str]] = &[
     // 6: server backups: one sealed blob per account under a locator
     // (decision 0035).
     &[super::backups::SQLITE_SCHEMA],
+    // 7: channels and their posts, stored once (decision 0038).
+    &[super::channels::SQLITE_SCHEMA_V7],
 ];
 
 /// The schema version this code writes.
