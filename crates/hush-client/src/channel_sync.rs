@@ -5,9 +5,10 @@
 //! time. A post is taken in only if it opens under a key this device
 //! holds and an admin key of the descriptor signed it; a post id taken in
 //! before is not shown again (the server may replay a post under a new
-//! number). A `Rotate` body signed by the owner key for the post's epoch
-//! + 1 gives that epoch's key. A post of an epoch this device holds no key
-//! for makes it read the descriptor once, in case it missed the rotation.
+//! number). A `Rotate` body signed by the owner key for the epoch after
+//! the post's gives that epoch's key. A post of an epoch this device holds
+//! no key for makes it read the descriptor once, in case it missed the
+//! rotation.
 
 use hush_proto::Content;
 use hush_proto::channel::{Post, PostBody};
