@@ -79,6 +79,11 @@ impl Client {
             let before = row.read_up_to;
             let full = resp.posts.len() >= PAGE;
             for p in resp.posts {
+                // Numbers are stored as SQLite integers: one beyond them
+                // is the server's nonsense, skipped without moving on.
+                let Ok(number) = i64::try_from(p.number) else {
+                    continue;
+                };
                 if p.number <= row.read_up_to {
                     continue;
                 }
@@ -97,7 +102,7 @@ impl Client {
                 row.read_up_to = p.number;
                 self.store.conn.execute(
                     "UPDATE channels SET read_up_to = ?2 WHERE id = ?1",
-                    params![row.id, p.number as i64],
+                    params![row.id, number],
                 )?;
             }
             if !full || row.read_up_to == before {

@@ -38,15 +38,21 @@ pub async fn run(client: &mut Client, command: ChannelCommand, out: &mut Out) ->
             }
         }
         ChannelCommand::Leave { name } => {
+            let owned = client.channels()?.iter().any(|c| c.name == name && c.owner);
             client.leave_channel(&name)?;
             out.emit(
                 || {
+                    let note = if owned {
+                        "; its owner key and post token went with it: nobody can post to it now"
+                    } else {
+                        ""
+                    };
                     format!(
-                        "left the channel {:?} (forgotten on this device)",
+                        "left the channel {:?} (forgotten on this device){note}",
                         inert::name(&name)
                     )
                 },
-                json!({"channel": name, "left": true}),
+                json!({"channel": name, "left": true, "owned": owned}),
             )?;
         }
         ChannelCommand::Rotate { name } => {
