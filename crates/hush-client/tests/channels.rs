@@ -247,6 +247,25 @@ async fn rotation_gives_readers_the_key_and_late_joiners_nothing_before_it() {
     anna.post_to_channel("news", "third epoch").await.unwrap();
     assert_eq!(posts(&sync(&mut bert).await), ["third epoch"]);
     assert_eq!(posts(&sync(&mut cleo).await), ["third epoch"]);
+
+    // bert misses the third rotation's post (as if it had expired on the
+    // server): the next post's epoch makes his device read the
+    // descriptor, which gives the key.
+    assert_eq!(anna.rotate_channel("news").await.unwrap(), 3);
+    anna.post_to_channel("news", "fourth epoch").await.unwrap();
+    drop(bert);
+    let dir = root.path().join("bert");
+    {
+        let store = hush_client::local::LocalStore::open(&dir, common::PASS).unwrap();
+        // Posts 1 to 5 read; 6 is the rotation, 7 the post after it.
+        store
+            .execute_for_tests("UPDATE channels SET read_up_to = 6")
+            .unwrap();
+    }
+    let mut bert = Client::open(&dir, common::PASS).unwrap();
+    assert_eq!(bert.channels().unwrap()[0].epoch, 2);
+    assert_eq!(posts(&sync(&mut bert).await), ["fourth epoch"]);
+    assert_eq!(bert.channels().unwrap()[0].epoch, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
