@@ -276,6 +276,38 @@ async fn a_held_fetch_ends_empty_when_its_wait_does() {
 }
 
 #[tokio::test]
+async fn a_node_shutting_down_answers_its_held_fetches() {
+    let s = TestServer::start().await;
+    let (alice, bob) = (s.register("alice", 1).await, s.register("bob", 2).await);
+    let ch = Channel::new(20);
+    let id = ch.id();
+    assert_eq!(
+        put(&s, &alice, &id, ch.descriptor("x"), &ch.token).await,
+        201
+    );
+    let (http, url, t) = (
+        s.http.clone(),
+        s.url(&format!("/v1/channels/{id}/posts?wait_ms=30000")),
+        token(&bob).to_owned(),
+    );
+    let started = Instant::now();
+    let held = tokio::spawn(async move { http.get(url).bearer_auth(t).send().await.unwrap() });
+    while s.state.channels.channels() == 0 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.state.begin_drain();
+    let resp = held.await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let got: ChannelPostsResponse = resp.json().await.unwrap();
+    assert!(got.posts.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered at the drain"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_stranger_without_the_token_changes_nothing() {
     let s = TestServer::start().await;
     let (alice, mallory) = (s.register("alice", 1).await, s.register("mallory", 2).await);
