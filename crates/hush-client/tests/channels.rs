@@ -1,7 +1,7 @@
 //! Channels (decision 0038) from every side: an owner and subscribers on
 //! other accounts, a subscriber whose client tries to post, a stranger
 //! with a forged token, someone holding the owner's post token who forges
-//! or replays posts, rotation with a reader and a late joiner, and
+//! replays or moves posts, rotation with a reader and a late joiner, and
 //! leaving. Real clients, a real server on a loopback port
 //! (hush-testkit).
 
@@ -198,7 +198,12 @@ async fn posts_with_the_token_but_not_signed_by_an_admin_or_replayed_are_not_sho
     post_raw(&mallory, &link, &token, vec![1, 0, 0, 0, 0, 1, 2, 3])
         .await
         .unwrap();
-    assert_eq!(stored(&mallory, &link).await.latest, 5);
+    // A genuine post of another channel of anna's, moved into this one.
+    let other = ChannelLink::parse(&anna.create_channel("other").await.unwrap()).unwrap();
+    anna.post_to_channel("other", "elsewhere").await.unwrap();
+    let moved = stored(&mallory, &other).await.posts[0].post.0.clone();
+    post_raw(&mallory, &link, &token, moved).await.unwrap();
+    assert_eq!(stored(&mallory, &link).await.latest, 6);
 
     let events = sync(&mut bert).await;
     assert!(posts(&events).is_empty(), "{events:?}");
