@@ -1,6 +1,6 @@
 //! Channels (decision 0038) from every side: an owner and subscribers on
 //! other accounts, a subscriber whose client tries to post, a stranger
-//! with a forged token, someone holding the owner's post token who forges
+//! with a forged token, someone holding the owner's post token who forges,
 //! replays or moves posts, rotation with a reader and a late joiner, and
 //! leaving. Real clients, a real server on a loopback port
 //! (hush-testkit).
