@@ -102,10 +102,14 @@ pub enum LowCommand {
         /// The account whose devices to add (may be your own).
         username: String,
     },
-    /// Send a text message: `hush send USERNAME TEXT` or `hush send --group NAME TEXT`.
+    /// Send a text message: `hush send USERNAME TEXT`, `hush send --group
+    /// NAME TEXT`, or post to a channel you own: `hush send --channel NAME TEXT`.
     Send {
         #[command(flatten)]
         group: GroupOpt,
+        /// Post to a channel you own (by name) instead.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["group", "reply_to"])]
+        channel: Option<String>,
         /// Answer this message (its id).
         #[arg(long, value_name = "ID")]
         reply_to: Option<String>,
@@ -119,17 +123,21 @@ pub enum LowCommand {
         #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
         wait: f64,
     },
-    /// Print a conversation and mark it read.
+    /// Print a conversation and mark it read (or a channel's posts).
     History {
         #[command(flatten)]
         group: GroupOpt,
+        /// A channel (by name) instead.
+        #[arg(long, value_name = "NAME", conflicts_with = "group")]
+        channel: Option<String>,
         /// The contact (omit with --group).
         username: Option<String>,
     },
     /// Join a group through an invite link (`hush group invite`); a link
-    /// that needs approval files a request for the group's admins.
+    /// that needs approval files a request for the group's admins. A
+    /// channel's link (`hush channel invite`) subscribes to the channel.
     Join {
-        /// The invite link.
+        /// The invite link, or a channel's link.
         link: String,
         /// Wait up to this many seconds for the group to arrive.
         #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
@@ -139,6 +147,12 @@ pub enum LowCommand {
     Group {
         #[command(subcommand)]
         command: GroupCommand,
+    },
+    /// Channels: posts by their owner that whoever has the link reads,
+    /// end-to-end encrypted, with no list of subscribers anywhere.
+    Channel {
+        #[command(subcommand)]
+        command: ChannelCommand,
     },
     /// Encrypt, upload and send a file.
     SendFile {
@@ -440,6 +454,36 @@ pub enum GroupCommand {
         /// Whether only admins may send: `on` or `off`.
         #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
         only_admins_send: Option<String>,
+    },
+}
+
+/// `hush channel ...`
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// Create a channel and print its link; whoever has the link reads it
+    /// (`hush join LINK`), and only this device posts (`hush send --channel`).
+    Create {
+        /// Its name.
+        name: String,
+    },
+    /// Print the link that subscribes to a channel.
+    Invite {
+        /// The channel.
+        name: String,
+    },
+    /// List the channels you follow or own.
+    List,
+    /// Forget a channel on this device: its keys and posts (the server
+    /// never knew you followed it, and is not told).
+    Leave {
+        /// The channel.
+        name: String,
+    },
+    /// Move a channel you own to a new key: subscribers reading on get it,
+    /// later subscribers cannot read the posts before it.
+    Rotate {
+        /// The channel.
+        name: String,
     },
 }
 

@@ -12,8 +12,8 @@ use hush_proto::Suite;
 use zeroize::Zeroizing;
 
 use crate::cli::{
-    AccountCommand, GroupCommand, GroupOpt, KeysCommand, LowArgs, LowCommand, PollCommand,
-    PresenceArg, ProfileCommand, SuiteArg,
+    AccountCommand, ChannelCommand, GroupCommand, GroupOpt, KeysCommand, LowArgs, LowCommand,
+    PollCommand, PresenceArg, ProfileCommand, SuiteArg,
 };
 
 /// The environment variable the passphrase is read from.
@@ -72,6 +72,14 @@ pub enum Command {
         target: Target,
     },
     Group(GroupCommand),
+    Channel(ChannelCommand),
+    ChannelSend {
+        name: String,
+        text: String,
+    },
+    ChannelHistory {
+        name: String,
+    },
     SendFile {
         target: Target,
         path: PathBuf,
@@ -267,9 +275,25 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
             username,
         },
         LowCommand::Send {
+            channel: Some(name),
+            mut args,
+            ..
+        } => {
+            if args.len() != 1 {
+                return Err(usage(
+                    "with --channel NAME, give only TEXT (not a USERNAME too)",
+                ));
+            }
+            Command::ChannelSend {
+                name,
+                text: args.remove(0),
+            }
+        }
+        LowCommand::Send {
             group,
             reply_to,
             args,
+            ..
         } => {
             let (target, text) = target_and_one(group, args, "TEXT")?;
             Command::Send {
@@ -286,10 +310,23 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
                 wait: Duration::from_secs_f64(wait),
             }
         }
-        LowCommand::History { group, username } => Command::History {
+        LowCommand::History {
+            channel: Some(name),
+            username,
+            ..
+        } => {
+            if username.is_some() {
+                return Err(usage("give a USERNAME or --channel NAME, not both"));
+            }
+            Command::ChannelHistory { name }
+        }
+        LowCommand::History {
+            group, username, ..
+        } => Command::History {
             target: target_only(group, username)?,
         },
         LowCommand::Group { command } => Command::Group(command),
+        LowCommand::Channel { command } => Command::Channel(command),
         LowCommand::Join { link, wait } => {
             if !wait.is_finite() || !(0.0..=86_400.0).contains(&wait) {
                 return Err(usage("--wait is a number of seconds from 0 to 86400"));

@@ -17,8 +17,9 @@
 //!   counts as delivered);
 //! - every other event of `sync` carries an `"event"` field (`receipt`,
 //!   `typing`, `presence`, `edited`, `deleted`, `joined`, `members`,
-//!   `removed`, `renamed`, `disappearing`, `key_changed`, and from this
-//!   account's other devices `read_elsewhere` and `synced`): a message never
+//!   `removed`, `renamed`, `disappearing`, `key_changed`, `channel_post`
+//!   (also what `send --channel` and `history --channel` print), and from
+//!   this account's other devices `read_elsewhere` and `synced`): a message never
 //!   has one, so a reader tells them apart by that field;
 //! - the other commands print one object describing what they did, or one
 //!   object per item for lists (`contacts`, `group list`, `group members`).
@@ -455,6 +456,7 @@ pub fn format_event(ev: &Event, label: &dyn Fn(i64) -> String) -> Option<String>
         Event::KeyTransparencyAlarm { message } | Event::SecurityAlarm { message } => {
             name(message).into_owned()
         }
+        Event::ChannelPost(p) => crate::commands::format_post(p),
         _ => return None,
     })
 }

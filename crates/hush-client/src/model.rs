@@ -337,6 +337,8 @@ pub enum Event {
         /// What was found and what to do.
         message: String,
     },
+    /// A new post in a channel this device follows (decision 0038).
+    ChannelPost(crate::channels::ChannelPostView),
     /// SECURITY: this device refused something it was handed (an
     /// invitation or a membership change the key directory does not vouch
     /// for, a replayed invitation, one that would overwrite a conversation),

@@ -220,6 +220,45 @@ CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN
 END;
 INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
 "#,
+    // Version 9: channels (decision 0038). Per channel followed: the
+    // link's secret and owner key, the newest descriptor that verified,
+    // the newest post number read, and (on the owner's device) the owner
+    // key's seed and the post token; the key of each epoch held; the
+    // posts taken in, by post id (a post delivered again is not shown
+    // again).
+    r#"
+CREATE TABLE channels (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT NOT NULL UNIQUE,
+    channel_id  BLOB NOT NULL UNIQUE,
+    secret      BLOB NOT NULL,
+    owner       BLOB NOT NULL,
+    descriptor  BLOB NOT NULL,
+    epoch       INTEGER NOT NULL,
+    read_up_to  INTEGER NOT NULL DEFAULT 0,
+    owner_seed  BLOB,
+    post_token  BLOB,
+    joined_at   INTEGER NOT NULL
+);
+CREATE TABLE channel_keys (
+    channel INTEGER NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
+    epoch   INTEGER NOT NULL,
+    key     BLOB NOT NULL,
+    PRIMARY KEY (channel, epoch)
+) WITHOUT ROWID;
+CREATE TABLE channel_posts (
+    channel     INTEGER NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
+    post_id     BLOB NOT NULL,
+    number      INTEGER NOT NULL,
+    epoch       INTEGER NOT NULL,
+    signer      BLOB NOT NULL,
+    content     BLOB NOT NULL,
+    sent_at     INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (channel, post_id)
+) WITHOUT ROWID;
+CREATE INDEX channel_posts_by_number ON channel_posts(channel, number);
+"#,
 ];
 
 /// The schema version this code writes.

@@ -387,6 +387,61 @@ fn a_version_7_store_opens_and_its_messages_take_reactions() {
     LocalStore::open(dir.path(), "pw").unwrap();
 }
 
+/// A store as version 8 wrote it: everything in it stays (contacts,
+/// conversations, messages, their reactions and full-text index), and the
+/// channel tables come empty, take a channel with its keys and posts, and
+/// forget them with it.
+#[test]
+fn a_version_8_store_opens_with_its_data_and_takes_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    write_store_at(
+        dir.path(),
+        8,
+        "INSERT INTO reactions (message_id, member, emoji, sent_at) VALUES ('m1', 'bob', 'x', 1);
+         INSERT INTO sync_fields (field, at_ms, device, value) VALUES ('presence', 3, 1, X'01');",
+    );
+    let s = LocalStore::open(dir.path(), "pw").unwrap();
+    let c = &s.conn;
+    let version: u32 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 9);
+    let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(s.meta_str("username").unwrap().as_deref(), Some("alice"));
+    assert_eq!(count("SELECT COUNT(*) FROM kt_roots WHERE epoch = 7"), 1);
+    assert_eq!(count("SELECT COUNT(*) FROM contacts"), 2);
+    assert_eq!(count("SELECT COUNT(*) FROM conversations"), 2);
+    assert_eq!(count("SELECT COUNT(*) FROM outbox"), 1);
+    assert_eq!(count("SELECT COUNT(*) FROM reactions"), 1);
+    assert_eq!(count("SELECT COUNT(*) FROM sync_fields"), 1);
+    let found = "SELECT COUNT(*) FROM messages_fts WHERE messages_fts MATCH '\"hello\"'";
+    assert_eq!(count(found), 1);
+    assert_eq!(count("SELECT COUNT(*) FROM channels"), 0);
+    c.execute_batch(
+        "INSERT INTO channels (name, channel_id, secret, owner, descriptor, epoch, joined_at)
+             VALUES ('news', X'01', X'02', X'03', X'04', 0, 1);
+         INSERT INTO channel_keys (channel, epoch, key) VALUES (1, 0, X'05');
+         INSERT INTO channel_posts (channel, post_id, number, epoch, signer, content,
+             sent_at, received_at) VALUES (1, X'06', 1, 0, X'03', X'07', 1, 2);",
+    )
+    .unwrap();
+    // A second channel of the same local name is refused, as for groups.
+    assert!(
+        c.execute_batch(
+            "INSERT INTO channels (name, channel_id, secret, owner, descriptor, epoch, joined_at)
+                 VALUES ('news', X'11', X'02', X'03', X'04', 0, 1);"
+        )
+        .is_err()
+    );
+    c.execute_batch("DELETE FROM channels WHERE name = 'news';")
+        .unwrap();
+    assert_eq!(count("SELECT COUNT(*) FROM channel_keys"), 0);
+    assert_eq!(count("SELECT COUNT(*) FROM channel_posts"), 0);
+    drop(s);
+    LocalStore::open(dir.path(), "pw").unwrap();
+}
+
 #[test]
 fn a_store_from_a_newer_release_is_refused() {
     let dir = tempfile::tempdir().unwrap();

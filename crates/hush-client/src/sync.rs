@@ -196,6 +196,10 @@ impl Client {
             tracing::debug!(error = %e, "new devices not added yet");
         }
         Box::pin(self.admit_by_links_if_due(follow.listened, &mut on_event, &mut events)).await;
+        // Channels after the conversations (decision 0038).
+        if let Err(e) = Box::pin(self.sync_channels(&mut on_event, &mut events)).await {
+            tracing::debug!(error = %e, "channels not fetched");
+        }
         self.expire_messages()?;
         Ok(events)
     }

@@ -5,6 +5,7 @@
 
 mod account;
 pub(crate) mod backup;
+mod channels;
 pub(crate) mod devices;
 mod features;
 mod files;
@@ -14,9 +15,12 @@ mod messages;
 pub(crate) mod settings;
 
 use anyhow::Result;
+use hush_proto::channel::ChannelLink;
 
 use crate::config::{Command, Config};
 use crate::output::Out;
+
+pub use channels::format_post;
 
 /// A `hush backup schedule --every` period.
 pub fn backup_period(s: &str) -> Option<std::time::Duration> {
@@ -135,6 +139,12 @@ pub async fn run(config: Config) -> Result<()> {
         Command::React { id, emoji } => features::react(c, &id, emoji.as_deref(), &mut out).await,
         Command::Report { id, reason } => messages::report(c, &id, &reason, &mut out).await,
         Command::Group(g) => groups::run(c, g, &mut out).await,
+        Command::Channel(command) => channels::run(c, command, &mut out).await,
+        Command::ChannelSend { name, text } => channels::send(c, &name, &text, &mut out).await,
+        Command::ChannelHistory { name } => channels::history(c, &name, &mut out),
+        Command::Join { link, .. } if ChannelLink::is_channel_link(&link) => {
+            channels::join(c, &link, &mut out).await
+        }
         Command::Join { link, wait } => invites::join(c, &link, wait, &mut out).await,
         Command::SendFile { target, path } => files::send(c, &target, &path, &mut out).await,
         Command::Download {

@@ -3,8 +3,8 @@
 //! Each SSE event is named after the client event (`message`, `receipt`,
 //! `typing`, `presence`, `edited`, `deleted`, `joined`, `members`,
 //! `removed`, `renamed`, `disappearing`, `key_changed`, `profile`,
-//! `key_transparency_alarm`, `security_alarm`) and its data is the event as
-//! JSON (the same shape `hush sync --json` prints). Two more: `connection`
+//! `key_transparency_alarm`, `security_alarm`, `channel_post`) and its
+//! data is the event as JSON (the same shape `hush sync --json` prints). Two more: `connection`
 //! (`{"online": bool, "error": string|null}`), `lagged` (events were
 //! dropped for a slow reader: reload what is shown) and `progress` (a file
 //! upload: `{"upload": token, "done": bytes, "total": bytes}`).

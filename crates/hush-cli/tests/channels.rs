@@ -1,0 +1,86 @@
+//! Channels through the real binaries (decision 0038): the owner creates a
+//! channel and prints its link, a subscriber on another account joins
+//! with `hush join`, reads the owner's posts with `hush sync` and `hush
+//! history --channel`, cannot post, and forgets it with `hush channel
+//! leave`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+
+#[test]
+fn create_join_post_read_rotate_and_leave() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+
+    let made = alice.json(&["channel", "create", "news"]);
+    let link = made[0]["link"].as_str().unwrap().to_owned();
+    assert!(link.contains("/channel#"), "{link}");
+    let again = alice.json(&["channel", "invite", "news"]);
+    assert_eq!(keys(&again[0]), ["link"]);
+    assert_eq!(again[0]["link"], link.as_str());
+
+    let joined = bob.json(&["join", &link]);
+    assert_eq!(joined[0]["channel"], "news");
+    let line = bob.fails(&["join", &link]);
+    assert!(line.contains("already follow"), "{line}");
+
+    let sent = alice.json(&["send", "--channel", "news", "first post"]);
+    assert_eq!(sent[0]["event"], "channel_post");
+    assert_eq!(sent[0]["text"], "first post");
+    let got = bob.json(&["sync"]);
+    let posts: Vec<&serde_json::Value> = got
+        .iter()
+        .filter(|e| e["event"] == "channel_post")
+        .collect();
+    assert_eq!(posts.len(), 1, "{got:?}");
+    assert_eq!(posts[0]["channel"], "news");
+    assert_eq!(posts[0]["text"], "first post");
+    // Read once: the next sync shows nothing again.
+    assert!(
+        bob.json(&["sync"])
+            .iter()
+            .all(|e| e["event"] != "channel_post")
+    );
+    let human = bob.ok(&["sync"]);
+    assert!(!human.contains("first post"), "{human}");
+
+    // A subscriber's device has no post token: refused, nothing sent.
+    let line = bob.fails(&["send", "--channel", "news", "spam"]);
+    assert!(line.contains("only its owner"), "{line}");
+    let line = bob.fails(&["channel", "rotate", "news"]);
+    assert!(line.contains("only its owner"), "{line}");
+
+    // Rotation: bob, reading on, reads the posts after it.
+    let rotated = alice.json(&["channel", "rotate", "news"]);
+    assert_eq!(rotated[0]["epoch"], 1);
+    alice.ok(&["send", "--channel", "news", "after the rotation"]);
+    let human = bob.ok(&["sync"]);
+    assert!(human.contains("after the rotation"), "{human}");
+    let history = bob.json(&["history", "--channel", "news"]);
+    let texts: Vec<&str> = history
+        .iter()
+        .map(|p| p["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["first post", "after the rotation"]);
+    let human = bob.ok(&["history", "--channel", "news"]);
+    assert!(human.contains("~news: first post"), "{human}");
+
+    let list = bob.json(&["channel", "list"]);
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["channel"], "news");
+    assert_eq!(list[0]["owner"], false);
+    assert_eq!(list[0]["posts"], 2);
+    assert_eq!(list[0]["epoch"], 1);
+    assert_eq!(alice.json(&["channel", "list"])[0]["owner"], true);
+
+    bob.json(&["channel", "leave", "news"]);
+    assert!(bob.json(&["channel", "list"]).is_empty());
+    let line = bob.fails(&["history", "--channel", "news"]);
+    assert!(line.contains("no channel named"), "{line}");
+    let line = bob.fails(&["send", "--channel", "news", "x", "y"]);
+    assert!(line.contains("only TEXT"), "{line}");
+}
