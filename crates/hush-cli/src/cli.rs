@@ -291,6 +291,24 @@ pub enum LowCommand {
         #[command(subcommand)]
         command: ProfileCommand,
     },
+    /// Mute a conversation on this device: no notifications, except
+    /// when you are mentioned. Without --for, until you unmute it.
+    Mute {
+        #[command(flatten)]
+        group: GroupOpt,
+        /// The other person of a 1:1 chat (or --group NAME).
+        username: Option<String>,
+        /// How long, like 8h or 7d.
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+    },
+    /// Unmute a conversation on this device.
+    Unmute {
+        #[command(flatten)]
+        group: GroupOpt,
+        /// The other person of a 1:1 chat (or --group NAME).
+        username: Option<String>,
+    },
     /// Drop every message from a contact.
     Block {
         /// The contact.

@@ -136,6 +136,11 @@ pub enum Command {
         target: Target,
         seconds: Option<u32>,
     },
+    /// Mute for a while (`None`: until unmuted), or unmute.
+    Mute {
+        target: Target,
+        mute: Option<Option<std::time::Duration>>,
+    },
     ProfileSet {
         name: String,
         avatar: Option<PathBuf>,
@@ -422,6 +427,18 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
         LowCommand::Profile {
             command: ProfileCommand::Show,
         } => Command::ProfileShow,
+        LowCommand::Mute {
+            group,
+            username,
+            duration,
+        } => Command::Mute {
+            target: target_only(group, username)?,
+            mute: Some(duration.as_deref().map(parse_mute).transpose()?),
+        },
+        LowCommand::Unmute { group, username } => Command::Mute {
+            target: target_only(group, username)?,
+            mute: None,
+        },
         LowCommand::Block { username } => Command::Block {
             username,
             blocked: true,
@@ -533,6 +550,18 @@ fn resolve_command(cmd: LowCommand) -> Result<Command, UsageError> {
             },
         },
     })
+}
+
+/// A mute's length: a minute to a year.
+fn parse_mute(s: &str) -> Result<std::time::Duration, UsageError> {
+    humantime::parse_duration(s)
+        .ok()
+        .filter(|d| d.as_secs() >= 60 && d.as_secs() <= 366 * 86_400)
+        .ok_or_else(|| {
+            usage(format!(
+                "--for {s:?} is not a duration like 8h or 7d (1m to 1 year)"
+            ))
+        })
 }
 
 /// `USERNAME` or `--group NAME`, exactly one.

@@ -142,6 +142,22 @@ fn the_api_replies_edits_deletes_and_sets_timers() {
         )
         .await;
         ev_b.expect("disappearing", "null").await;
+
+        // bob mutes the chat on his device only; a past end is refused.
+        let mute = format!("/api/conversations/{conv_b}/mute");
+        let (status, v) = b.call("PUT", &mute, Some(json!({"until_ms": 1}))).await;
+        assert_eq!(status, 400, "{v}");
+        let (status, v) = b
+            .call("PUT", &mute, Some(json!({"until_ms": i64::MAX})))
+            .await;
+        assert_eq!(status, 204, "{v}");
+        let list = b.ok("GET", "/api/conversations", None).await;
+        assert_eq!(list[0]["muted_until"], i64::MAX);
+        let list = a.ok("GET", "/api/conversations", None).await;
+        assert_eq!(list[0]["muted_until"], Value::Null);
+        b.ok("PUT", &mute, Some(json!({"until_ms": null}))).await;
+        let list = b.ok("GET", "/api/conversations", None).await;
+        assert_eq!(list[0]["muted_until"], Value::Null);
     });
 }
 

@@ -22,9 +22,11 @@ pub(crate) struct ConvRow {
     pub peer: Option<String>,
     pub name: Option<String>,
     pub disappear_secs: Option<u32>,
+    /// Muted until then (ms since the Unix epoch), see [`crate::mute`].
+    pub muted_until: Option<u64>,
 }
 
-const CONV_COLUMNS: &str = "id, group_id, kind, peer, name, disappear_secs";
+const CONV_COLUMNS: &str = "id, group_id, kind, peer, name, disappear_secs, muted_until";
 
 fn conv_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConvRow> {
     Ok(ConvRow {
@@ -34,6 +36,7 @@ fn conv_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConvRow> {
         peer: r.get(3)?,
         name: r.get(4)?,
         disappear_secs: r.get::<_, Option<i64>>(5)?.map(|s| s as u32),
+        muted_until: r.get::<_, Option<i64>>(6)?.map(|t| t.max(0) as u64),
     })
 }
 
@@ -702,6 +705,7 @@ impl Client {
             admins,
             only_admins_send,
             disappear_secs: row.disappear_secs,
+            muted_until: crate::mute::still_muted(row.muted_until),
             other_chats: match &row.peer {
                 Some(peer) => self.direct_convs(peer)?.len().saturating_sub(1),
                 None => 0,

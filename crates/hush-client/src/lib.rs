@@ -60,6 +60,7 @@ mod mentions;
 mod messages;
 pub mod model;
 pub mod monitor;
+pub mod mute;
 pub mod new_devices;
 pub mod pages;
 mod pins;

@@ -135,6 +135,11 @@ pub struct ConversationView {
     pub only_admins_send: bool,
     /// Disappearing-message timer in seconds.
     pub disappear_secs: Option<u32>,
+    /// Muted on this device until then (ms since the Unix epoch;
+    /// [`crate::mute::FOREVER`] until unmuted); `None` when not muted. A
+    /// muted conversation's messages still arrive and count as unread; a
+    /// front end shows no notification for them, except a mention.
+    pub muted_until: Option<u64>,
     /// For a 1:1 chat: how many other 1:1 chats with the same person this
     /// device is in (started by both sides at once, or made by them on
     /// purpose). Their messages show here; new messages go to this one, the

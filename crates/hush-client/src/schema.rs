@@ -259,6 +259,11 @@ CREATE TABLE channel_posts (
 ) WITHOUT ROWID;
 CREATE INDEX channel_posts_by_number ON channel_posts(channel, number);
 "#,
+    // Version 10: a conversation muted until a time (ms since the Unix
+    // epoch; the largest integer for "until unmuted"), NULL when not.
+    r#"
+ALTER TABLE conversations ADD COLUMN muted_until INTEGER;
+"#,
 ];
 
 /// The schema version this code writes.

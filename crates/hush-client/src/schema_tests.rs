@@ -406,7 +406,6 @@ fn a_version_8_store_opens_with_its_data_and_takes_channels() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 9);
     let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
     assert_eq!(s.meta_str("username").unwrap().as_deref(), Some("alice"));
     assert_eq!(count("SELECT COUNT(*) FROM kt_roots WHERE epoch = 7"), 1);
@@ -440,6 +439,46 @@ fn a_version_8_store_opens_with_its_data_and_takes_channels() {
     assert_eq!(count("SELECT COUNT(*) FROM channel_posts"), 0);
     drop(s);
     LocalStore::open(dir.path(), "pw").unwrap();
+}
+
+/// A store as version 9 wrote it, with a channel: everything stays, and
+/// its conversations start unmuted and take a mute.
+#[test]
+fn a_version_9_store_opens_with_its_channels_and_takes_mutes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_store_at(
+        dir.path(),
+        9,
+        "INSERT INTO channels (name, channel_id, secret, owner, descriptor, epoch, joined_at)
+             VALUES ('news', X'01', X'02', X'03', X'04', 0, 1);
+         INSERT INTO channel_keys (channel, epoch, key) VALUES (1, 0, X'05');",
+    );
+    let s = LocalStore::open(dir.path(), "pw").unwrap();
+    let c = &s.conn;
+    let version: u32 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT COUNT(*) FROM channels"), 1);
+    assert_eq!(count("SELECT COUNT(*) FROM channel_keys"), 1);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM messages WHERE body = 'hello'"),
+        1
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM conversations WHERE muted_until IS NULL"),
+        2
+    );
+    c.execute(
+        "UPDATE conversations SET muted_until = 99 WHERE peer = 'bob'",
+        [],
+    )
+    .unwrap();
+    assert_eq!(
+        count("SELECT COUNT(*) FROM conversations WHERE muted_until = 99"),
+        1
+    );
 }
 
 #[test]

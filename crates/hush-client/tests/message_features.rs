@@ -596,3 +596,40 @@ async fn a_reply_shows_the_text_it_quotes_until_that_is_deleted() {
     let quoted = find(&mut bert, &yes).quoted.expect("still a reply");
     assert_eq!((quoted.from.as_str(), quoted.text), ("anna", None));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_muted_conversation_still_receives_and_the_mute_ends_or_is_lifted() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let [mut anna, mut bert, _carl] = club_of_three(&server, root.path()).await;
+    let muted = |c: &mut Client| {
+        c.conversations()
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "club")
+            .unwrap()
+            .muted_until
+    };
+    let past = hush_client::client::now_ms() - 1;
+    assert!(
+        bert.mute(&club(), Some(past)).is_err(),
+        "a mute ends in the future"
+    );
+    assert!(bert.mute(&Target::Group("nope".into()), None).is_err());
+    bert.mute(&club(), Some(hush_client::mute::FOREVER))
+        .unwrap();
+    assert_eq!(muted(&mut bert), Some(hush_client::mute::FOREVER));
+    assert_eq!(muted(&mut anna), None, "a mute is the device's own");
+    // Messages still arrive, and a mention is still marked for him.
+    let id = anna.send_text(&club(), "@bert lunch?").await.unwrap().id;
+    sync(&mut bert).await;
+    assert!(find(&mut bert, &id).mentions_me);
+    bert.mute(&club(), None).unwrap();
+    assert_eq!(muted(&mut bert), None);
+    // A mute for a while ends by itself.
+    let soon = hush_client::client::now_ms() + 300;
+    bert.mute(&club(), Some(soon)).unwrap();
+    assert_eq!(muted(&mut bert), Some(soon));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(muted(&mut bert), None);
+}

@@ -162,6 +162,7 @@ pub async fn run(config: Config) -> Result<()> {
         Command::Disappear { target, seconds } => {
             settings::disappear(c, &target, seconds, &mut out).await
         }
+        Command::Mute { target, mute } => settings::mute(c, &target, mute, &mut out),
         Command::ProfileSet { name, avatar } => {
             settings::profile_set(c, &name, avatar.as_deref(), &mut out).await
         }

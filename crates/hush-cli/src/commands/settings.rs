@@ -9,6 +9,7 @@ use hush_client::{Client, PresenceMode, Target};
 use hush_proto::Suite;
 use serde_json::json;
 
+use crate::inert;
 use crate::output::Out;
 
 /// Shows the safety number with `username` (digits and a QR code), and
@@ -217,6 +218,40 @@ pub async fn disappear(
             None => format!("disappearing messages with {name} are off"),
         },
         json!({"kind": kind, "name": name, "seconds": seconds}),
+    )?;
+    Ok(())
+}
+
+/// `hush mute` (for a while, or until unmuted) and `hush unmute`.
+pub fn mute(
+    client: &mut Client,
+    target: &Target,
+    mute: Option<Option<Duration>>,
+    out: &mut Out,
+) -> Result<()> {
+    let until = mute.map(|d| match d {
+        Some(d) => hush_client::client::now_ms().saturating_add(d.as_millis() as u64),
+        None => hush_client::mute::FOREVER,
+    });
+    client.mute(target, until)?;
+    let (kind, raw) = match target {
+        Target::User(u) => ("direct", u.as_str()),
+        Target::Group(g) => ("group", g.as_str()),
+    };
+    let name = match target {
+        Target::User(u) => inert::name(u).into_owned(),
+        Target::Group(g) => format!("#{}", inert::name(g)),
+    };
+    out.emit(
+        || match mute {
+            Some(Some(d)) => format!(
+                "{name} is muted on this device for {} (mentions still notify)",
+                humantime::format_duration(d)
+            ),
+            Some(None) => format!("{name} is muted on this device until you unmute it"),
+            None => format!("{name} is unmuted"),
+        },
+        json!({"kind": kind, "name": raw, "muted_until": until}),
     )?;
     Ok(())
 }

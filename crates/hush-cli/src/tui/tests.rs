@@ -20,6 +20,7 @@ fn conv(id: i64, kind: &str, name: &str, members: &[&str]) -> ConversationView {
         admins: Vec::new(),
         only_admins_send: false,
         disappear_secs: None,
+        muted_until: None,
         other_chats: 0,
     }
 }

@@ -92,6 +92,11 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             put(crate::web::edits::disappearing),
         ),
         (
+            "/api/conversations/{id}/mute",
+            Method::PUT,
+            put(crate::web::edits::mute),
+        ),
+        (
             "/api/conversations/{id}/files",
             Method::POST,
             post(crate::web::files::upload),

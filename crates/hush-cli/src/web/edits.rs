@@ -100,3 +100,28 @@ pub async fn disappearing(
     );
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mute {
+    until_ms: Option<u64>,
+}
+
+/// `PUT /api/conversations/{id}/mute`: mutes the conversation on this
+/// device until `until_ms` (`hush_client::mute::FOREVER` until unmuted), or
+/// unmutes it (`null`). Only this device's notifications change.
+pub async fn mute(
+    State(s): State<AppState>,
+    Path(conversation): Path<i64>,
+    Json(body): Json<Mute>,
+) -> Result<StatusCode, ApiError> {
+    let until = body.until_ms;
+    on_client(&s, move |c| {
+        Box::pin(async move {
+            let t = target_of(c, conversation)?;
+            c.mute(&t, until)
+        })
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

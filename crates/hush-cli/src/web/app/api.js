@@ -55,6 +55,7 @@ export const api = {
     ? call('PUT', `/api/messages/${encodeURIComponent(id)}/reaction`, { emoji })
     : call('DELETE', `/api/messages/${encodeURIComponent(id)}/reaction`),
   setTimer: (id, seconds) => call('PUT', `/api/conversations/${id}/disappearing`, { seconds }),
+  mute: (id, untilMs) => call('PUT', `/api/conversations/${id}/mute`, { until_ms: untilMs }),
   createGroup: (name, members) => call('POST', '/api/groups', { name, members }),
   addMember: (id, username) => call('POST', `/api/conversations/${id}/members`, { username }),
   removeMember: (id, username) =>

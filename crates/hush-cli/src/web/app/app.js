@@ -4,7 +4,7 @@ import { avatarNode, forgetAvatar, onAvatar } from './avatars.js';
 import { fileNode, fileUrl, upload, wireDrop } from './files.js';
 import { groupChanged, showInfo, wireGroups } from './groups.js';
 import { showForward, wirePolls } from './polls.js';
-import { notify, ownAvatarChanged, wireSettings } from './settings.js';
+import { drawMute, notify, ownAvatarChanged, wireSettings } from './settings.js';
 import { body, conversationItem, label, messageItem, timerName } from './view.js';
 
 const $ = (id) => document.getElementById(id);
@@ -58,6 +58,7 @@ function drawPane() {
   $('members').hidden = !(conv && conv.kind === 'group');
   $('search-here').hidden = !conv;
   drawTimer(conv);
+  drawMute(conv);
   $('composer').disabled = !on;
   $('send').disabled = !on;
   $('attach').disabled = !conv;
@@ -646,6 +647,7 @@ async function openAt(id, messageId) {
 // What the feature modules reach of the app.
 const ctx = {
   state,
+  fail,
   openConv,
   reload: () => loadList().catch(fail),
   addMessage: (m) => addMessage(m),

@@ -145,9 +145,35 @@ async function setNotify(on) {
   }
 }
 
-// A new message while the tab is in the background, if the user opted in.
+// A conversation muted on this device (`muted_until` still ahead).
+const FOREVER = 9223372036854775807;
+const isMuted = (conv) => Boolean(conv && conv.muted_until && conv.muted_until > Date.now());
+
+// The header's mute button for the open conversation.
+export function drawMute(conv) {
+  $('mute').hidden = !conv;
+  if (!conv) return;
+  const muted = isMuted(conv);
+  $('mute').textContent = muted ? 'Unmute' : 'Mute';
+  $('mute').setAttribute('aria-pressed', String(muted));
+}
+
+async function toggleMute(ctx) {
+  const conv = ctx.openConv();
+  if (!conv) return;
+  const until = isMuted(conv) ? null : FOREVER;
+  await api.mute(conv.id, until);
+  conv.muted_until = until;
+  drawMute(conv);
+  ctx.reload();
+}
+
+// A new message while the tab is in the background, if the user opted in;
+// none from a muted conversation unless it mentions this account.
 export function notify(ctx, m) {
   if (m.outgoing || document.visibilityState === 'visible' || !notifyOn()) return;
+  const conv = ctx.state.conversations.find((c) => c.id === m.conversation);
+  if (isMuted(conv) && !m.mentions_me) return;
   const n = new Notification(m.group ? `${m.from} in #${m.group}` : m.from, {
     body: body(m), tag: m.id,
   });
@@ -192,4 +218,5 @@ export function wireSettings(ctx) {
     if (name) save({ display_name: name }, 'Profile name shared with your contacts.');
   });
   $('notify').addEventListener('change', () => setNotify($('notify').checked));
+  $('mute').addEventListener('click', () => toggleMute(ctx).catch(ctx.fail));
 }

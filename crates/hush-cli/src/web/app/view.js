@@ -77,7 +77,8 @@ export function conversationItem(c, current, avatar) {
     dataset: { id: String(c.id), name: c.name, kind: c.kind },
   },
   avatar,
-  el('span', { class: 'conv-name' }, label(c)),
+  el('span', { class: 'conv-name' }, label(c),
+    c.muted_until && c.muted_until > Date.now() ? el('span', { class: 'muted', title: 'Muted' }, ' (muted)') : ''),
   el('span', { class: 'conv-time' }, last ? when(last.sent_at) : ''),
   el('span', { class: 'conv-last' }, preview(last)),
   badge);
