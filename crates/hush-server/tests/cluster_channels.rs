@@ -1,12 +1,14 @@
 //! Channels in a cluster (decision 0038): a post stored on one node wakes
-//! the fetches held on another at once, by one message on the bus, and a
-//! message forged on the bus shows a subscriber nothing that is not stored.
+//! the fetches held on another at once, by one message on the bus; a post
+//! stored while NATS was down reaches them once it is back (even when the
+//! node that took it is gone by then); and a message
+//! forged on the bus shows a subscriber nothing that is not stored.
 //!
 //! Needs `HUSH_TEST_POSTGRES_URL` and `HUSH_TEST_NATS_URL` (`.ci/run` sets
 //! both); each test skips with a notice when they are unset and fails when
 //! they are set and the service does not answer. Nodes run in this process
 //! on loopback ports, on a PostgreSQL schema and a NATS subject prefix of
-//! the test's own.
+//! the test's own; the outage test runs a nats-server of its own.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,7 +17,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::channel::Channel;
-use common::cluster::{Node, PATIENCE, SERIAL, node, settings};
+use common::cluster::{
+    Node, PATIENCE, SERIAL, free_port, node, settings, start_nats, wait_health, wait_port,
+};
 use common::pg::{PgSchema, env, unique};
 use common::register_at;
 use hush_wire::Bytes;
@@ -37,12 +41,12 @@ struct Two {
     _pg: PgSchema,
 }
 
-async fn two_nodes(env: &common::pg::Env) -> Two {
+async fn two_nodes(env: &common::pg::Env, nats: &str) -> Two {
     let pg = PgSchema::create(&env.pg).await;
     let prefix = unique("t");
     let blobs = tempfile::tempdir().unwrap();
-    let a = node(&pg, &env.nats, &prefix, blobs.path(), settings()).await;
-    let b = node(&pg, &env.nats, &prefix, blobs.path(), settings()).await;
+    let a = node(&pg, nats, &prefix, blobs.path(), settings()).await;
+    let b = node(&pg, nats, &prefix, blobs.path(), settings()).await;
     Two {
         a,
         b,
@@ -124,7 +128,7 @@ async fn answered(held: JoinHandle<ChannelPostsResponse>, what: &str) -> Channel
 async fn a_post_on_one_node_wakes_fetches_held_on_another() {
     let Some(env) = env() else { return };
     let _serial = SERIAL.lock().await;
-    let c = two_nodes(&env).await;
+    let c = two_nodes(&env, &env.nats).await;
     let owner = register_at(&c.http, &c.a.url(), "owner", 1).await.devices[0]
         .token
         .clone();
@@ -164,7 +168,7 @@ async fn a_post_on_one_node_wakes_fetches_held_on_another() {
 async fn a_wake_up_forged_on_the_bus_shows_nothing_that_is_not_stored() {
     let Some(env) = env() else { return };
     let _serial = SERIAL.lock().await;
-    let c = two_nodes(&env).await;
+    let c = two_nodes(&env, &env.nats).await;
     let owner = register_at(&c.http, &c.a.url(), "owner", 1).await.devices[0]
         .token
         .clone();
@@ -194,4 +198,47 @@ async fn a_wake_up_forged_on_the_bus_shows_nothing_that_is_not_stored() {
     assert_eq!(got.latest, 1);
     assert_eq!(got.posts.len(), 1);
     assert_eq!(ch.open(&got.posts[0].post.0), b"real");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_during_a_nats_outage_reaches_fetches_held_elsewhere_once_it_is_back() {
+    let Some(env) = env() else { return };
+    let _serial = SERIAL.lock().await;
+    let port = free_port();
+    let nats = start_nats(port);
+    wait_port(port).await;
+    let Two {
+        a,
+        b,
+        http,
+        _blobs,
+        _pg,
+        ..
+    } = two_nodes(&env, &format!("nats://127.0.0.1:{port}")).await;
+    let owner = register_at(&http, &a.url(), "owner", 1).await.devices[0]
+        .token
+        .clone();
+    let ch = Channel::new(33);
+    file(&http, &a.url(), &owner, &ch).await;
+    let held = hold(&http, &b, &owner, &ch, 0).await;
+
+    drop(nats);
+    wait_health(&http, &a.url(), 503).await;
+    wait_health(&http, &b.url(), 503).await;
+    // Stored (PostgreSQL has it); its wake-up cannot cross now, and node A
+    // stops before NATS is back, so the wake-up it kept for later is lost
+    // with it.
+    assert_eq!(post(&http, &a.url(), &owner, &ch, "during").await, 1);
+    let Node { handle, state, .. } = a;
+    handle.unwrap().stop().await;
+    drop(state);
+    let nats = start_nats(port);
+    wait_port(port).await;
+    wait_health(&http, &b.url(), 200).await;
+    // Back on NATS, node B wakes its held fetches: long before their wait
+    // (20 s) ends.
+    let got = answered(held, "post during the outage, fetch on B").await;
+    assert_eq!(got.posts.len(), 1);
+    assert_eq!(ch.open(&got.posts[0].post.0), b"during");
+    drop(nats);
 }
