@@ -322,7 +322,7 @@ impl Cluster {
         line(
             "hush_cluster_messages_dropped_total",
             "counter",
-            "Wake-ups, channel posts and ephemeral payloads not published (outbox full or NATS closed); the re-check delivers what they announced.",
+            "Wake-ups, channel posts and ephemeral payloads not published (outbox full or NATS closed); the re-check (for a channel post, the held fetch's own wait) delivers what they announced.",
             get(&c.dropped),
         );
         line(
