@@ -22,7 +22,9 @@
 
 mod archive;
 mod backlog;
+mod channel;
 mod e2e;
+mod http1;
 mod load;
 mod nats;
 mod net;
@@ -65,6 +67,10 @@ enum Command {
     Crash(Opts),
     /// A real client syncs a backlog of messages waiting for its device.
     Backlog(Opts),
+    /// One channel post to N subscribers each holding a fetch (decision
+    /// 0038): time to every subscriber, server CPU, storage; baseline:
+    /// every subscriber pulls the post at once.
+    Channel(Opts),
     /// Link a device with 10,000 messages of history, back them up and
     /// restore (decision 0026); baselines: no history, a store copy, an
     /// empty backup.
@@ -141,6 +147,9 @@ pub struct Opts {
     /// Sender/recipient pairs.
     #[arg(long)]
     pub pairs: Option<usize>,
+    /// Subscribers holding a fetch on the channel (channel).
+    #[arg(long)]
+    pub subscribers: Option<usize>,
     /// Group size (fanout, e2e) or connections (idle); `--group-size` too.
     #[arg(long, visible_alias = "group-size")]
     pub devices: Option<usize>,
@@ -202,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Crash(o) => ("crash", o),
         Command::Backlog(o) => ("backlog", o),
         Command::Archive(o) => ("archive", o),
+        Command::Channel(o) => ("channel", o),
     };
     // Pin before the runtime starts its threads: they inherit the mask.
     let pinning = proc::Pinning::setup(!opts.no_pin);
@@ -222,6 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "crash" => scenarios::crash(&ctx).await,
             "backlog" => backlog::run(&ctx).await,
             "archive" => archive::run(&ctx).await,
+            "channel" => channel::run(&ctx).await,
             _ => e2e::run(&ctx).await,
         }
     })?;

@@ -38,6 +38,11 @@ impl HushTarget {
     fn rss(&self) -> Option<u64> {
         self.proc.as_ref().and_then(ServerProc::rss)
     }
+
+    /// The server process this run started, if it started one.
+    pub(crate) fn server(&self) -> Option<&ServerProc> {
+        self.proc.as_ref()
+    }
 }
 
 impl Ctx {

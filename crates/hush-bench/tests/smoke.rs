@@ -161,6 +161,30 @@ fn archive_quick() {
 }
 
 #[test]
+fn channel_quick() {
+    let v = run("channel", &[]);
+    let n = v["subscribers"].as_u64().unwrap();
+    assert!(n > 0, "{v}");
+    // Every held fetch answered with the post, and so did every pull.
+    assert_eq!(v["all_delivered"], true, "{v}");
+    assert_eq!(v["messages"], n, "{v}");
+    assert_eq!(v["wakeup"]["received"], n, "{v}");
+    assert_eq!(v["baseline_lost"], 0, "{v}");
+    assert_eq!(v["baseline_detail"]["received"], n, "{v}");
+    assert_eq!(v["hold"]["answered_before_the_post"], 0, "{v}");
+    // The post woke the held fetches: none ran to the end of its wait and
+    // found the post only when made again.
+    assert_eq!(v["wakeup"]["fetches_made_again"], 0, "{v}");
+    check_baseline(&v, "every-subscriber-pulls");
+    assert!(v["wakeup"]["server_cpu_seconds"].is_number(), "{v}");
+    assert!(v["post"]["sealed_bytes"].as_u64().unwrap() > 1024, "{v}");
+    // Stored once: the data directory grows by a few pages, not by a copy
+    // per subscriber.
+    let grew = v["data_dir_growth_bytes"].as_i64().unwrap();
+    assert!(grew < 64 * 1024, "{v}");
+}
+
+#[test]
 fn backlog_quick() {
     let v = run("backlog", &[]);
     assert!(v["messages"].as_u64().unwrap() > 0, "{v}");

@@ -162,12 +162,13 @@ impl AppState {
     }
 
     /// Joins the cluster over NATS: wake-ups, ephemeral traffic and
-    /// replaced connections then reach devices on the other nodes.
+    /// replaced connections then reach devices on the other nodes, and
+    /// channel posts the fetches held on them.
     pub async fn join_cluster(
         mut self,
         config: crate::cluster::ClusterConfig,
     ) -> Result<Self, crate::cluster::ClusterError> {
-        let cluster = crate::cluster::Cluster::join(config, &self.hub).await?;
+        let cluster = crate::cluster::Cluster::join(config, &self.hub, &self.channels).await?;
         self.cluster = Some(Arc::new(cluster));
         Ok(self)
     }

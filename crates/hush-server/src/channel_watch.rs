@@ -1,8 +1,10 @@
 //! The wake-up of held channel fetches (decision 0038): one in-memory watch
 //! per channel id that fetches wait on, made by the first waiting fetch and
 //! dropped with the last. A post on this node wakes every fetch waiting on
-//! its channel here. Nothing of it is written down, and nothing says which
-//! account waits: the map is keyed by channel id alone.
+//! its channel here; in a cluster, a post on another node arrives over the
+//! bus ([`crate::cluster`]) as the channel id and the post's number and
+//! wakes them the same way. Nothing of it is written down, and nothing says
+//! which account waits: the map is keyed by channel id alone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -71,6 +73,16 @@ impl ChannelWatches {
         let map = lock(&self.watches);
         if let Some(w) = map.get(channel_id).and_then(Weak::upgrade) {
             w.send_replace(number);
+        }
+    }
+
+    /// Wakes every fetch waiting here, whatever its channel: each re-reads
+    /// its channel and waits on if nothing is new (wake-ups from other
+    /// nodes may have been lost while the bus was down).
+    pub fn wake_all(&self) {
+        let map = lock(&self.watches);
+        for w in map.values().filter_map(Weak::upgrade) {
+            w.send_modify(|_| {});
         }
     }
 
@@ -144,6 +156,20 @@ mod tests {
         );
         // A post nobody waits for costs a lookup.
         w.posted(&[3; 32], 1);
+    }
+
+    #[tokio::test]
+    async fn wake_all_wakes_every_channel() {
+        let w = ChannelWatches::default();
+        let far = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut a = w.wait([1; 32]);
+        let mut b = w.wait([2; 32]);
+        w.wake_all();
+        assert!(a.next(far).await);
+        assert!(b.next(far).await);
+        // Nothing since: the next wait runs to its deadline.
+        let soon = tokio::time::Instant::now() + Duration::from_millis(20);
+        assert!(!a.next(soon).await);
     }
 
     #[tokio::test]

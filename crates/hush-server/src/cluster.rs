@@ -25,11 +25,22 @@
 //!   so the node that holds it (if another) closes it too. Suspensions come
 //!   from the operator's command, another process: every node looks them up
 //!   in the shared database ([`crate::app::Settings::revocation_sweep`]).
+//! - A channel post (decision 0038) wakes the fetches held on its node and
+//!   publishes one message on the channels subject, `PREFIX.channels`: the
+//!   channel id and the post's number, 41 bytes, one per post whatever the
+//!   number of subscribers. Every node subscribes to it when it joins and
+//!   wakes the fetches it holds on that channel, if any. One subject for all
+//!   channels rather than one per channel: held fetches come and go with
+//!   every post (each answered fetch is re-armed by a new request), and a
+//!   subscription per channel would churn with them and race the first read
+//!   of each new wait; a node with no fetch waiting on a channel drops its
+//!   post's message after a map lookup.
 //! - Wake-ups lost while NATS was unreachable are made good in two ways:
 //!   when the node's NATS connection comes back, every local connection
-//!   re-reads its queue; and every [`ClusterConfig::recheck`] each local
-//!   connection re-reads its queue anyway (spread over the period), which
-//!   bounds the delay of any lost wake-up.
+//!   re-reads its queue and every held channel fetch its channel; and every
+//!   [`ClusterConfig::recheck`] each local connection re-reads its queue
+//!   anyway (spread over the period), which bounds the delay of any lost
+//!   wake-up (a held channel fetch ends by its own `wait_ms`, at most 30 s).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -45,6 +56,7 @@ use rand::RngCore;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 
+use crate::channel_watch::ChannelWatches;
 use crate::hub::{Ephemeral, Hub, Remote};
 use crate::store::DeviceKey;
 
@@ -120,6 +132,7 @@ const WAKE: u8 = 1;
 const EPHEMERAL: u8 = 2;
 const CLAIM: u8 = 3;
 const REVOKE: u8 = 4;
+const CHANNEL_POSTED: u8 = 5;
 
 /// This node's membership in a cluster. Dropping it stops the bus.
 pub struct Cluster {
@@ -139,9 +152,14 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// Connects to NATS and attaches the bus to `hub`. Fails if NATS does
-    /// not answer now; afterwards the connection is retried forever.
-    pub async fn join(config: ClusterConfig, hub: &Arc<Hub>) -> Result<Self, ClusterError> {
+    /// Connects to NATS and attaches the bus to `hub` and `channels`. Fails
+    /// if NATS does not answer now; afterwards the connection is retried
+    /// forever.
+    pub async fn join(
+        config: ClusterConfig,
+        hub: &Arc<Hub>,
+        channels: &Arc<ChannelWatches>,
+    ) -> Result<Self, ClusterError> {
         let prefix = config.subject_prefix.clone();
         if prefix.is_empty()
             || !prefix
@@ -193,7 +211,7 @@ impl Cluster {
             outbox,
             subs: Mutex::new(HashMap::new()),
         });
-        let mut tasks = Vec::new();
+        let mut tasks = vec![follow_channels(&bus, channels, &config.url).await?];
         let publisher = client.clone();
         let sent = counters.clone();
         tasks.push(tokio::spawn(async move {
@@ -211,14 +229,20 @@ impl Cluster {
             }
         }));
         let weak = Arc::downgrade(hub);
+        let watches = Arc::downgrade(channels);
         tasks.push(tokio::spawn(async move {
             while let Some(event) = events_rx.recv().await {
                 match event {
                     Event::Connected => {
-                        tracing::info!("NATS connected; local devices re-read their queues");
+                        tracing::info!(
+                            "NATS connected; local devices re-read their queues and held channel fetches their channels"
+                        );
                         // Wake-ups may have been lost while disconnected.
                         if let Some(hub) = weak.upgrade() {
                             hub.wake_slice(0, 1);
+                        }
+                        if let Some(channels) = watches.upgrade() {
+                            channels.wake_all();
                         }
                     }
                     Event::Disconnected => {
@@ -258,6 +282,17 @@ impl Cluster {
         self.client.connection_state() == State::Connected
     }
 
+    /// Tells the other nodes that post `number` of `channel_id` was stored,
+    /// so that they wake the fetches they hold on it. Returns at once.
+    pub fn channel_posted(&self, channel_id: &[u8; 32], number: u64) {
+        let mut frame = Vec::with_capacity(41);
+        frame.push(CHANNEL_POSTED);
+        frame.extend_from_slice(channel_id);
+        frame.extend_from_slice(&number.to_be_bytes());
+        self.bus
+            .queue_on(channels_subject(&self.bus.prefix), frame.into());
+    }
+
     /// This node's random id, unique in the cluster (a lease holder name).
     pub fn node_id(&self) -> &str {
         &self.node
@@ -281,19 +316,19 @@ impl Cluster {
         line(
             "hush_cluster_messages_published_total",
             "counter",
-            "Wake-ups and ephemeral payloads published for other nodes.",
+            "Wake-ups, channel posts and ephemeral payloads published for other nodes.",
             get(&c.published),
         );
         line(
             "hush_cluster_messages_dropped_total",
             "counter",
-            "Wake-ups and ephemeral payloads not published (outbox full or NATS closed); the re-check delivers what they announced.",
+            "Wake-ups, channel posts and ephemeral payloads not published (outbox full or NATS closed); the re-check (for a channel post, the held fetch's own wait) delivers what they announced.",
             get(&c.dropped),
         );
         line(
             "hush_cluster_messages_received_total",
             "counter",
-            "Messages received from other nodes for devices connected here.",
+            "Messages received from other nodes for devices connected here, and channel posts stored on other nodes.",
             get(&c.received),
         );
         line(
@@ -340,7 +375,10 @@ impl Bus {
     }
 
     fn queue(&self, device: &DeviceKey, payload: Bytes) {
-        let subject = subject(&self.prefix, device);
+        self.queue_on(subject(&self.prefix, device), payload);
+    }
+
+    fn queue_on(&self, subject: String, payload: Bytes) {
         let len = payload.len() as u64;
         let queued = self.counters.outbox_bytes.fetch_add(len, Ordering::Relaxed);
         if queued.saturating_add(len) > OUTBOX_BYTES
@@ -348,7 +386,7 @@ impl Bus {
         {
             self.counters.outbox_bytes.fetch_sub(len, Ordering::Relaxed);
             bump(&self.counters.dropped);
-            tracing::debug!(device = ?device, "NATS outbox full: wake-up left to the re-check");
+            tracing::debug!("NATS outbox full: wake-up left to the re-check");
         }
     }
 }
@@ -457,6 +495,58 @@ async fn follow(
     }
 }
 
+/// Subscribes to the channels subject (confirmed by NATS before it returns,
+/// so a post stored on another node once the node joined reaches it) and
+/// wakes the fetches held here on each channel posted to elsewhere.
+async fn follow_channels(
+    bus: &Arc<Bus>,
+    channels: &Arc<ChannelWatches>,
+    url: &str,
+) -> Result<JoinHandle<()>, ClusterError> {
+    let failed = |e: &dyn std::fmt::Display| ClusterError::Connect {
+        url: url.to_owned(),
+        reason: format!("subscribing to {}: {e}", channels_subject(&bus.prefix)),
+    };
+    let mut sub = bus
+        .client
+        .subscribe(channels_subject(&bus.prefix))
+        .await
+        .map_err(|e| failed(&e))?;
+    bus.client.flush().await.map_err(|e| failed(&e))?;
+    let counters = bus.counters.clone();
+    let channels = Arc::downgrade(channels);
+    Ok(tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            let Some(channels) = channels.upgrade() else {
+                return;
+            };
+            bump(&counters.received);
+            match decode_channel_posted(&msg.payload) {
+                Some((id, number)) => channels.posted(&id, number),
+                None => tracing::debug!("malformed message on the channels subject"),
+            }
+        }
+    }))
+}
+
+/// Decodes a channel post's wake-up: the channel id and the post's number.
+fn decode_channel_posted(bytes: &[u8]) -> Option<([u8; 32], u64)> {
+    let (&tag, rest) = bytes.split_first()?;
+    if tag != CHANNEL_POSTED {
+        return None;
+    }
+    let (id, number) = rest.split_at_checked(32)?;
+    Some((
+        id.try_into().ok()?,
+        u64::from_be_bytes(number.try_into().ok()?),
+    ))
+}
+
+/// The subject every node follows for channel posts stored elsewhere.
+fn channels_subject(prefix: &str) -> String {
+    format!("{prefix}.channels")
+}
+
 enum Frame<'a> {
     Wake,
     Revoke,
@@ -509,6 +599,22 @@ mod tests {
         assert_eq!(s, "hush.d.u612e622d63.7");
         // An empty username still makes a non-empty subject token.
         assert_eq!(subject("p", &DeviceKey::new("", 1)), "p.d.u.1");
+        // No device subject is the channels subject.
+        assert_eq!(channels_subject("hush"), "hush.channels");
+    }
+
+    #[test]
+    fn channel_posts_decode_only_whole() {
+        let mut frame = vec![CHANNEL_POSTED];
+        frame.extend_from_slice(&[7; 32]);
+        frame.extend_from_slice(&9u64.to_be_bytes());
+        assert_eq!(decode_channel_posted(&frame), Some(([7; 32], 9)));
+        assert!(decode_channel_posted(&frame[..40]).is_none());
+        assert!(decode_channel_posted(&[&frame[..], &[0][..]].concat()).is_none());
+        assert!(decode_channel_posted(&[]).is_none());
+        let mut wrong = frame.clone();
+        wrong[0] = WAKE;
+        assert!(decode_channel_posted(&wrong).is_none());
     }
 
     #[test]

@@ -9,81 +9,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestServer, User, expect_error, rng};
-use hush_proto::AccountKey;
-use hush_proto::channel::{ChannelSecret, Descriptor, MAX_SEALED_POST, Post, PostBody};
+use common::channel::Channel;
+use common::{TestServer, User, expect_error};
+use hush_proto::channel::MAX_SEALED_POST;
 use hush_wire::Bytes;
 use hush_wire::api::*;
-
-/// A channel as its owner's device holds it: the secret, the owner key, the
-/// epoch key and the post token.
-struct Channel {
-    secret: ChannelSecret,
-    owner: AccountKey,
-    key: [u8; 32],
-    token: [u8; 32],
-}
-
-impl Channel {
-    fn new(seed: u64) -> Self {
-        let mut r = rng(seed);
-        Self {
-            secret: ChannelSecret::generate(&mut r),
-            owner: AccountKey::generate(&mut r).unwrap(),
-            key: hush_proto::channel::new_key(&mut r),
-            token: [seed as u8; 32],
-        }
-    }
-
-    fn id(&self) -> String {
-        self.secret
-            .channel_id()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-
-    fn descriptor(&self, name: &str) -> Vec<u8> {
-        let d = Descriptor::new(
-            &self.secret.channel_id(),
-            &self.owner,
-            name,
-            0,
-            self.key,
-            vec![self.owner.public()],
-        )
-        .unwrap();
-        self.secret.seal_descriptor(&d, &mut rng(9)).unwrap()
-    }
-
-    fn post(&self, text: &str) -> Vec<u8> {
-        Post::seal(
-            &self.secret.channel_id(),
-            0,
-            &self.key,
-            &self.owner,
-            PostBody::Content(text.as_bytes().to_vec()),
-            common::now_ms(),
-            &mut rng(common::now_ms() ^ text.len() as u64),
-        )
-        .unwrap()
-    }
-
-    /// What a subscriber reads in a fetched post.
-    fn open(&self, sealed: &[u8]) -> Vec<u8> {
-        let post = Post::open(
-            &self.secret.channel_id(),
-            &self.key,
-            &[self.owner.public()],
-            sealed,
-        )
-        .unwrap();
-        match post.body {
-            PostBody::Content(c) => c,
-            other => panic!("not a content post: {other:?}"),
-        }
-    }
-}
 
 fn token(u: &User) -> &str {
     &u.devices[0].token

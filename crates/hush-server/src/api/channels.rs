@@ -120,7 +120,8 @@ pub async fn get(
 }
 
 /// `POST /v1/channels/{channel_id}/posts`: stores a post by a holder of the
-/// post token and wakes the fetches waiting on the channel here.
+/// post token and wakes the fetches waiting on the channel here and, over
+/// the cluster bus, on the other nodes.
 pub async fn post(
     State(state): State<AppState>,
     AuthDevice(_me): AuthDevice,
@@ -139,6 +140,9 @@ pub async fn post(
     {
         PostFiled::Filed(number) => {
             state.channels.posted(&id, number);
+            if let Some(cluster) = &state.cluster {
+                cluster.channel_posted(&id, number);
+            }
             Ok(axum::Json(ChannelPostResponse { number }))
         }
         PostFiled::Unknown => Err(unknown().into()),
@@ -178,7 +182,8 @@ fn answer(page: ChannelPage) -> axum::Json<ChannelPostsResponse> {
 
 /// `GET /v1/channels/{channel_id}/posts?after=N&limit=L&wait_ms=W`: posts
 /// numbered above `after`, oldest first; with `wait_ms` and nothing newer,
-/// held until a post arrives on this node or the wait ends (then empty).
+/// held until a post arrives (on any node of the cluster) or the wait ends
+/// (then empty).
 pub async fn posts(
     State(state): State<AppState>,
     AuthDevice(_me): AuthDevice,
