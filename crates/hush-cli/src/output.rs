@@ -14,7 +14,10 @@
 //!   cannot be reported); plus, for this account's own message in a group,
 //!   `"recipients"` (how many other members it went to), `"delivered_to"`
 //!   and `"read_by"` (the members whose receipts say so, sorted; a read
-//!   counts as delivered);
+//!   counts as delivered); plus, for a reply, `"reply_to"` (the answered
+//!   message's id) and `"quoted"`: `{"from", "text"}` as this device holds
+//!   that message (`text` up to 200 characters, `null` for a file or once
+//!   deleted), or `null` when it does not hold it;
 //! - every other event of `sync` carries an `"event"` field (`receipt`,
 //!   `typing`, `presence`, `edited`, `deleted`, `joined`, `members`,
 //!   `removed`, `renamed`, `disappearing`, `key_changed`, `channel_post`

@@ -33,6 +33,9 @@ fn one_to_one_both_ways_with_receipts() {
     let messages: Vec<_> = events.iter().filter(|e| e.get("event").is_none()).collect();
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["text"], "hi alice");
+    assert_eq!(messages[0]["reply_to"], id);
+    assert_eq!(messages[0]["quoted"]["from"], "alice");
+    assert_eq!(messages[0]["quoted"]["text"], "hi bob");
     assert!(
         events
             .iter()
@@ -214,4 +217,24 @@ fn a_changed_identity_key_is_shouted_even_in_json_mode() {
     let contacts = alice.json(&["contacts"]);
     let b = contacts.iter().find(|c| c["username"] == "bob").unwrap();
     assert_eq!(b["key_changed"], false);
+}
+
+#[test]
+fn mute_and_unmute_through_the_binary() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let _bob = User::register(&server, "bob");
+    alice.ok(&["send", "bob", "hi"]);
+    let muted = alice.json(&["mute", "bob", "--for", "8h"]);
+    assert_eq!(muted[0]["name"], "bob");
+    assert!(muted[0]["muted_until"].as_u64().unwrap() > 0);
+    assert!(alice.ok(&["mute", "bob"]).contains("until you unmute"));
+    assert!(
+        alice
+            .fails(&["mute", "bob", "--for", "5s"])
+            .contains("1m to 1 year")
+    );
+    assert!(alice.fails(&["mute", "--group", "nope"]).contains("nope"));
+    let unmuted = alice.json(&["unmute", "bob"]);
+    assert_eq!(unmuted[0]["muted_until"], serde_json::Value::Null);
 }

@@ -501,6 +501,11 @@ pub fn assert_message_shape(v: &Value) {
         want.extend(["mentions", "mentions_me"]);
         assert!(v["mentions"].is_array() && v["mentions_me"].is_boolean());
     }
+    if v.get("reply_to").is_some() {
+        want.extend(["reply_to", "quoted"]);
+        assert!(v["reply_to"].is_string());
+        assert!(v["quoted"].is_null() || v["quoted"]["from"].is_string());
+    }
     if v.get("reactions").is_some() {
         want.push("reactions");
         assert!(v["reactions"].as_array().is_some_and(|r| !r.is_empty()));
