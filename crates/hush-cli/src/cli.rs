@@ -351,8 +351,8 @@ pub enum LowCommand {
         #[arg(long, value_name = "PEM", requires = "remote")]
         tls_key: Option<PathBuf>,
     },
-    /// The terminal UI: conversations, messages, a composer; F2 this
-    /// account's devices, F3 its backups.
+    /// The terminal UI: conversations and channels, messages and posts, a
+    /// composer; F2 this account's devices, F3 its backups.
     Chat {
         #[command(flatten)]
         group: GroupOpt,

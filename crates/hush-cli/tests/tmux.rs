@@ -2,7 +2,8 @@
 //! `send-keys`, the screen comes out with `capture-pane`.
 //!
 //! The devices view (F2) and the backup view (F3) are driven the same way,
-//! against `hush link`, `hush restore` and the server.
+//! against `hush link`, `hush restore` and the server; channels (decision
+//! 0038) between the owner's `hush` and a subscriber's `hush chat`.
 //!
 //! Skipped (with a notice) only when tmux is missing and `CI` is unset; in
 //! CI a missing tmux fails the test (`.ci/run` installs it).
@@ -391,4 +392,67 @@ fn devices_and_backups_in_a_real_terminal() {
     tmux.wait_for("alice", "Message to bob", wait);
     tmux.keys("alice", &["Escape"]);
     tmux.wait_for("alice", "chat exited with 0", wait);
+}
+
+#[test]
+fn channels_in_a_real_terminal() {
+    if !tmux_or_skip() {
+        return;
+    }
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    alice.ok(&["send", "bob", "hello bob"]);
+    assert_eq!(bob.sync_texts(), ["hello bob"]);
+    let made = alice.json(&["channel", "create", "news"]);
+    let link = made[0]["link"].as_str().unwrap().to_owned();
+    bob.json(&["join", &link]);
+    alice.ok(&["send", "--channel", "news", "first post"]);
+    let wait = Duration::from_secs(30);
+
+    // bob's chat lists the channel after his conversation with alice.
+    let tmux = Tmux::new();
+    tmux.start("bob", &chat_command(&bob, ""));
+    let screen = tmux.wait_for("bob", "» news", wait);
+    assert!(screen.contains("> alice"), "{screen}");
+    tmux.keys("bob", &["Tab"]);
+    let screen = tmux.wait_for("bob", "» news (channel: read-only)", wait);
+    assert!(screen.contains("> » news"), "{screen}");
+    tmux.wait_for("bob", "first post", wait);
+
+    // The owner posts from the shell: it appears live.
+    alice.ok(&["send", "--channel", "news", "live from the owner"]);
+    tmux.wait_for("bob", "live from the owner", wait);
+
+    // bob's composer is read-only: nothing is typed, nothing is sent.
+    let screen = tmux.screen("bob");
+    assert!(screen.contains("» news is read-only"), "{screen}");
+    tmux.type_text("bob", "spam");
+    tmux.keys("bob", &["Enter"]);
+    let screen = tmux.wait_for("bob", "(nothing was sent)", wait);
+    assert!(!screen.contains("spam"), "{screen}");
+
+    // The owner posts from her own chat: bob sees that live too.
+    tmux.start("alice", &chat_command(&alice, ""));
+    tmux.wait_for("alice", "» news", wait);
+    tmux.keys("alice", &["Tab"]);
+    tmux.wait_for("alice", "Post to » news", wait);
+    let screen = tmux.wait_for("alice", "live from the owner", wait);
+    assert!(screen.contains("» news (channel: you post)"), "{screen}");
+    tmux.type_text("alice", "posted from the chat");
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait_for("bob", "posted from the chat", wait);
+    tmux.keys("alice", &["Escape"]);
+    tmux.wait_for("alice", "chat exited with 0", wait);
+    let history = alice.json(&["history", "--channel", "news"]);
+    let posted: Vec<&str> = history
+        .iter()
+        .map(|p| p["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        posted,
+        ["first post", "live from the owner", "posted from the chat"]
+    );
+    tmux.keys("bob", &["Escape"]);
+    tmux.wait_for("bob", "chat exited with 0", wait);
 }

@@ -7,8 +7,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use hush_client::{ConversationView, DeviceView, Event, MessageView, Target};
+use hush_client::{
+    ChannelPostView, ChannelView, ConversationView, DeviceView, Event, MessageView, Target,
+};
 
+use crate::tui::channels::ChannelEntry;
 use crate::tui::views::{BackupInfo, BackupMode, BackupView, Created, DevicesView, Step, Task};
 
 /// Resend "typing" while the user keeps typing, this often.
@@ -27,6 +30,10 @@ pub enum Action {
     Send(Target, String),
     /// Tell the conversation we started (true) or stopped typing.
     Typing(Target, bool),
+    /// Show this channel's posts.
+    SelectChannel(String),
+    /// Post a text to this channel (of which this device is the owner).
+    Post(String, String),
     /// List this account's devices.
     ListDevices,
     /// Name a device.
@@ -73,6 +80,15 @@ pub enum Update {
         target: Target,
         /// Its messages.
         messages: Vec<MessageView>,
+    },
+    /// The channels this device follows or owns.
+    Channels(Vec<ChannelView>),
+    /// The posts of a channel, oldest first.
+    ChannelHistory {
+        /// Which channel.
+        channel: String,
+        /// Its posts.
+        posts: Vec<ChannelPostView>,
     },
     /// Something happened (as it happens, during a sync).
     Event(Event),
@@ -132,10 +148,14 @@ pub struct App {
     pub me: String,
     /// The conversation list.
     pub entries: Vec<Entry>,
-    /// Index of the selected entry.
+    /// The channels, listed after the conversations.
+    pub channels: Vec<ChannelEntry>,
+    /// Index of the selected row: an entry, or past them a channel.
     pub selected: usize,
     /// The selected conversation's messages.
     pub messages: Vec<MessageView>,
+    /// The selected channel's posts.
+    pub posts: Vec<ChannelPostView>,
     /// What is being typed.
     pub composer: String,
     /// The last error or security notice.
@@ -189,8 +209,10 @@ impl App {
         App {
             me: me.into(),
             entries,
+            channels: Vec::new(),
             selected: 0,
             messages: Vec::new(),
+            posts: Vec::new(),
             composer: String::new(),
             notice: None,
             info: None,
@@ -250,6 +272,7 @@ impl App {
             KeyCode::F(3) => self.open_backup(&mut actions),
             _ if self.screen != Screen::Chat => self.view_key(key, &mut actions),
             KeyCode::Esc => self.quit_into(&mut actions),
+            KeyCode::Enter if self.selected_channel().is_some() => self.post_into(&mut actions),
             KeyCode::Enter => {
                 let text = self.composer.trim().to_owned();
                 if let Some(target) = self.selected_target().cloned()
@@ -262,6 +285,8 @@ impl App {
             }
             KeyCode::Tab | KeyCode::Down => self.move_selection(1, &mut actions),
             KeyCode::BackTab | KeyCode::Up => self.move_selection(-1, &mut actions),
+            // Nothing is typed where nothing can be posted.
+            KeyCode::Backspace | KeyCode::Char(_) if self.read_only() => {}
             KeyCode::Backspace => {
                 self.composer.pop();
                 if self.composer.is_empty() {
@@ -363,6 +388,8 @@ impl App {
                     self.messages = messages;
                 }
             }
+            Update::Channels(list) => self.set_channels(list, &mut actions),
+            Update::ChannelHistory { channel, posts } => self.set_posts(&channel, posts),
             Update::Event(ev) => self.on_event(ev, now),
             Update::Error(e) => self.notice = Some(e),
             Update::Connection(c) => self.connection = c,
@@ -404,6 +431,7 @@ impl App {
     }
 
     fn set_conversations(&mut self, list: Vec<ConversationView>, actions: &mut Vec<Action>) {
+        let row = self.selection();
         let current = self.selected_target().cloned();
         let unread: Vec<Target> = self
             .entries
@@ -436,16 +464,7 @@ impl App {
             });
         }
         self.entries = entries;
-        match current.and_then(|t| self.entries.iter().position(|e| e.target == t)) {
-            Some(i) => self.selected = i,
-            None => {
-                self.selected = 0;
-                self.messages.clear();
-                if let Some(t) = self.selected_target().cloned() {
-                    actions.push(Action::Select(t));
-                }
-            }
-        }
+        self.reselect(row, actions);
     }
 
     fn on_event(&mut self, ev: Event, now: Instant) {
@@ -551,6 +570,7 @@ impl App {
                     }
                 }
             }
+            Event::ChannelPost(post) => self.on_channel_post(post),
             Event::KeyChanged { username } => {
                 self.notice = Some(format!(
                     "SECURITY: the identity key of {username} CHANGED. Compare safety numbers: hush verify {username}"
@@ -573,17 +593,15 @@ impl App {
     }
 
     fn move_selection(&mut self, step: isize, actions: &mut Vec<Action>) {
-        let n = self.entries.len();
+        let n = self.rows();
         if n < 2 {
             return;
         }
         self.stop_typing_into(actions);
         self.selected = (self.selected as isize + step).rem_euclid(n as isize) as usize;
         self.messages.clear();
-        if let Some(e) = self.entries.get_mut(self.selected) {
-            e.unread = false;
-            actions.push(Action::Select(e.target.clone()));
-        }
+        self.posts.clear();
+        actions.extend(self.select_action());
     }
 
     fn start_typing_into(&mut self, now: Instant, actions: &mut Vec<Action>) {

@@ -11,8 +11,13 @@
 //! remove, approve a link code) and F3 its backups ([`views::BackupView`]:
 //! schedule, a new backup to a file or the server, its recovery key shown
 //! once); Esc goes back to the conversations (decision 0041).
+//!
+//! The channels this device follows or owns are listed after the
+//! conversations ([`channels`]): their posts arrive live, and only the
+//! owner's device posts (decision 0038).
 
 pub mod app;
+pub mod channels;
 pub mod ui;
 mod ui_views;
 pub mod views;
@@ -20,6 +25,8 @@ mod worker;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_channels;
 #[cfg(test)]
 mod tests_views;
 

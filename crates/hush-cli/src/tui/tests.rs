@@ -11,7 +11,7 @@ use ratatui::backend::TestBackend;
 use super::app::{Action, App, TYPING_IDLE, TYPING_REFRESH, Update};
 use super::ui;
 
-fn conv(id: i64, kind: &str, name: &str, members: &[&str]) -> ConversationView {
+pub(super) fn conv(id: i64, kind: &str, name: &str, members: &[&str]) -> ConversationView {
     ConversationView {
         id,
         kind: kind.into(),
@@ -25,7 +25,7 @@ fn conv(id: i64, kind: &str, name: &str, members: &[&str]) -> ConversationView {
     }
 }
 
-fn msg(
+pub(super) fn msg(
     id: &str,
     conversation: i64,
     from: &str,
@@ -62,12 +62,12 @@ fn msg(
     }
 }
 
-fn key(code: KeyCode) -> KeyEvent {
+pub(super) fn key(code: KeyCode) -> KeyEvent {
     KeyEvent::new(code, KeyModifiers::NONE)
 }
 
 /// The screen as text, one line per row.
-fn draw(app: &App, now: Instant, width: u16, height: u16) -> String {
+pub(super) fn draw(app: &App, now: Instant, width: u16, height: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal.draw(|f| ui::render(f, app, now)).unwrap();
     let buffer = terminal.backend().buffer();
@@ -280,7 +280,7 @@ fn a_chat_with_someone_new_waits_for_its_first_message() {
 }
 
 /// Every cell of the screen, checked for characters a terminal would obey.
-fn assert_inert(app: &App, now: Instant) -> String {
+pub(super) fn assert_inert(app: &App, now: Instant) -> String {
     let mut terminal = Terminal::new(TestBackend::new(120, 24)).unwrap();
     terminal.draw(|f| ui::render(f, app, now)).unwrap();
     let buffer = terminal.backend().buffer();

@@ -1,15 +1,17 @@
-//! Draws an [`App`] into a [`Frame`]: the conversation list on the left,
-//! the selected conversation's messages on the right with receipt marks, a
-//! typing line, the composer and a help line at the bottom; or the devices
-//! or backup view ([`ui_views`]) in the same places.
+//! Draws an [`App`] into a [`Frame`]: the conversation list on the left
+//! (the channels, `» name`, after the conversations), the selected
+//! conversation's messages or channel's posts on the right with receipt
+//! marks, a typing line, the composer (or, on a channel this device does
+//! not own, that it is read-only) and a help line at the bottom; or the
+//! devices or backup view ([`ui_views`]) in the same places.
 //!
-//! Everything from other people (names, group names, texts, notices that
-//! quote them) is drawn inert ([`crate::inert`]): no control character or
+//! Everything from other people (names, group names, channel names, texts,
+//! posts, notices that quote them) is drawn inert ([`crate::inert`]): no control character or
 //! bidi override reaches a cell of the screen.
 
 use std::time::Instant;
 
-use hush_client::MessageView;
+use hush_client::{ChannelPostView, MessageView};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -74,12 +76,26 @@ fn render_list(frame: &mut Frame<'_>, app: &App, area: Rect) {
             }
             ListItem::new(Line::from(spans))
         })
+        .chain(app.channels.iter().map(|c| {
+            let mut spans = vec![Span::styled(
+                inert::name(&c.label()).into_owned(),
+                Style::new().fg(Color::Magenta),
+            )];
+            if c.unread {
+                spans.push(Span::styled(
+                    " (new)",
+                    Style::new().add_modifier(Modifier::BOLD),
+                ));
+            }
+            ListItem::new(Line::from(spans))
+        }))
         .collect();
     let list = List::new(items)
         .block(Block::bordered().title(" Conversations "))
         .highlight_symbol("> ")
         .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-    let mut state = ListState::default().with_selected(app.selected_entry().map(|_| app.selected));
+    let selected = (app.selected < app.rows()).then_some(app.selected);
+    let mut state = ListState::default().with_selected(selected);
     frame.render_stateful_widget(list, area, &mut state);
 }
 
@@ -93,13 +109,19 @@ fn render_messages(frame: &mut Frame<'_>, app: &App, area: Rect) {
             )
         }
         Some(e) => format!(" {} ", inert::name(&e.label())),
-        None => " Hush ".to_owned(),
+        None => match app.selected_channel() {
+            Some(c) if c.owner => format!(" {} (channel: you post) ", inert::name(&c.label())),
+            Some(c) => format!(" {} (channel: read-only) ", inert::name(&c.label())),
+            None => " Hush ".to_owned(),
+        },
     };
     let block = Block::bordered().title(title);
-    let lines: Vec<Line<'_>> = if app.entries.is_empty() {
+    let lines: Vec<Line<'_>> = if app.rows() == 0 {
         vec![Line::from(
             "No conversations yet. Start one with `hush chat USERNAME`.",
         )]
+    } else if app.selected_channel().is_some() {
+        post_lines(app)
     } else if app.messages.is_empty() {
         vec![Line::from(Span::styled(
             "No messages yet: type below and press Enter.",
@@ -182,10 +204,59 @@ fn message_lines<'a>(app: &App, m: &'a MessageView) -> Vec<Line<'a>> {
     lines
 }
 
+/// The selected channel's posts: `12:34 text`, a file as `[file NAME]`
+/// before its caption; the owner's text is drawn inert.
+fn post_lines(app: &App) -> Vec<Line<'_>> {
+    if app.posts.is_empty() {
+        let hint = if app.read_only() {
+            "No posts yet: they arrive here as its owner posts."
+        } else {
+            "No posts yet: type below and press Enter to post."
+        };
+        return vec![Line::from(Span::styled(
+            hint,
+            Style::new().add_modifier(Modifier::DIM),
+        ))];
+    }
+    app.posts.iter().flat_map(post_line).collect()
+}
+
+fn post_line(p: &ChannelPostView) -> Vec<Line<'_>> {
+    let time = format_time(p.sent_at);
+    let hhmm = time.get(11..16).unwrap_or("").to_owned();
+    let mut body = inert::text(&p.text).into_owned();
+    if let Some(file) = &p.file {
+        let file = format!("[file {}]", inert::name(file));
+        body = if body.is_empty() {
+            file
+        } else {
+            format!("{file} {body}")
+        };
+    }
+    let mut body_lines = body.split('\n').map(str::to_owned);
+    let first = Line::from(vec![
+        Span::styled(format!("{hhmm} "), Style::new().add_modifier(Modifier::DIM)),
+        Span::raw(body_lines.next().unwrap_or_default()),
+    ]);
+    std::iter::once(first)
+        .chain(body_lines.map(Line::from))
+        .collect()
+}
+
 fn render_composer(frame: &mut Frame<'_>, app: &App, area: Rect) {
-    let title = match app.selected_entry() {
-        Some(e) => format!(" Message to {} ", inert::name(&e.label())),
-        None => " Message ".to_owned(),
+    if let Some(c) = app.selected_channel().filter(|_| app.read_only()) {
+        let block = Block::bordered().title(format!(" {} is read-only ", inert::name(&c.label())));
+        let note = Span::styled(
+            "only its owner's device posts to this channel",
+            Style::new().add_modifier(Modifier::DIM),
+        );
+        frame.render_widget(Paragraph::new(note).block(block), area);
+        return;
+    }
+    let title = match (app.selected_entry(), app.selected_channel()) {
+        (Some(e), _) => format!(" Message to {} ", inert::name(&e.label())),
+        (None, Some(c)) => format!(" Post to {} ", inert::name(&c.label())),
+        (None, None) => " Message ".to_owned(),
     };
     let block = Block::bordered().title(title);
     let inner = block.inner(area);

@@ -34,6 +34,7 @@ pub async fn run(
 ) {
     let mut worker = Worker {
         selected: initial,
+        channel: None,
         updates,
         backup_checked: None,
     };
@@ -101,6 +102,8 @@ fn changes_view(ev: &Event) -> bool {
 
 struct Worker {
     selected: Option<Target>,
+    /// The channel shown, when a channel is (then no conversation is).
+    channel: Option<String>,
     updates: UnboundedSender<Update>,
     /// When the scheduled backup was last looked at.
     backup_checked: Option<Instant>,
@@ -116,6 +119,19 @@ impl Worker {
         match action {
             Action::Select(target) => {
                 self.selected = Some(target);
+                self.channel = None;
+                self.refresh(client).await;
+            }
+            Action::SelectChannel(name) => {
+                self.selected = None;
+                self.channel = Some(name);
+                self.refresh(client).await;
+            }
+            Action::Post(channel, text) => {
+                match client.post_to_channel(&channel, &text).await {
+                    Ok(post) => self.send(Update::Event(Event::ChannelPost(post))),
+                    Err(e) => self.send(Update::Error(format!("not posted: {e}"))),
+                }
                 self.refresh(client).await;
             }
             Action::Send(target, text) => {
@@ -175,7 +191,12 @@ impl Worker {
                 self.created(made);
                 self.backup_status(client).await;
             }
-            Action::Select(_) | Action::Send(..) | Action::Typing(..) | Action::Quit => {}
+            Action::Select(_)
+            | Action::Send(..)
+            | Action::Typing(..)
+            | Action::SelectChannel(_)
+            | Action::Post(..)
+            | Action::Quit => {}
         }
     }
 
@@ -281,12 +302,25 @@ impl Worker {
         }
     }
 
-    /// Sends the conversation list and the selected conversation's messages,
-    /// and marks what is shown as read.
+    /// Sends the conversation and channel lists and the selected
+    /// conversation's messages or channel's posts, and marks what is shown
+    /// as read.
     async fn refresh(&mut self, client: &mut Client) {
         match client.conversations() {
             Ok(list) => self.send(Update::Conversations(list)),
             Err(e) => self.send(Update::Error(e.to_string())),
+        }
+        match client.channels() {
+            Ok(list) => self.send(Update::Channels(list)),
+            Err(e) => self.send(Update::Error(e.to_string())),
+        }
+        if let Some(channel) = self.channel.clone() {
+            match client.channel_history(&channel) {
+                Ok(posts) => self.send(Update::ChannelHistory { channel, posts }),
+                // Left meanwhile: the new list no longer shows it.
+                Err(ClientError::NotFound(_)) => {}
+                Err(e) => self.send(Update::Error(e.to_string())),
+            }
         }
         let Some(target) = self.selected.clone() else {
             return;
