@@ -271,6 +271,14 @@ export function wireChannels(ctx) {
   $('channel-copy').addEventListener('click', () => {
     if (cs.open !== null) showLink(cs.open, false);
   });
+  // The link was selected in the dialog: the caret goes back to the
+  // composer (Chromium leaves typing in the closed dialog's field otherwise).
+  $('channel-link-dialog').addEventListener('close', () => {
+    $('channel-link').setSelectionRange(0, 0);
+    if ($('channel-composer-form').hidden) return;
+    $('channel-composer').blur();
+    $('channel-composer').focus();
+  });
   $('channel-leave').addEventListener('click', () => askLeave(ctx));
   $('channel-back').addEventListener('click', () => {
     closeChannel();
