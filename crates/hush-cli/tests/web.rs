@@ -175,6 +175,7 @@ fn requests_without_the_secret_or_from_elsewhere_are_refused() {
         ("/files.js", "text/javascript"),
         ("/groups.js", "text/javascript"),
         ("/settings.js", "text/javascript"),
+        ("/channels.js", "text/javascript"),
         ("/style.css", "text/css"),
         ("/icon.svg", "image/svg+xml"),
     ] {
@@ -382,7 +383,10 @@ fn the_api_chats_both_ways_live() {
             true
         );
 
-        // The document is served, and every documented GET answers.
+        // The document is served, and every documented GET answers (a
+        // channel to ask about: web_channels.rs tests channels).
+        a.ok("POST", "/api/channels", Some(json!({"name": "news"})))
+            .await;
         let doc = a.ok("GET", "/api/openapi.json", None).await;
         // (Files and avatars need one to be there: web_features.rs and
         // web_social.rs.)
@@ -400,6 +404,7 @@ fn the_api_chats_both_ways_live() {
             let path = path
                 .replace("{id}", &conv_a.to_string())
                 .replace("{username}", "bob")
+                .replace("{name}", "news")
                 .replace("/api/search", "/api/search?q=more");
             let (status, v) = a.call("GET", &path, None).await;
             assert_eq!(status, 200, "GET {path}: {v}");

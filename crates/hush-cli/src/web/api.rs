@@ -127,6 +127,46 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             Method::POST,
             post(crate::web::groups::leave),
         ),
+        (
+            "/api/channels",
+            Method::GET,
+            get(crate::web::channels::list),
+        ),
+        (
+            "/api/channels",
+            Method::POST,
+            post(crate::web::channels::create),
+        ),
+        (
+            "/api/channels/join",
+            Method::POST,
+            post(crate::web::channels::join),
+        ),
+        (
+            "/api/channels/join",
+            Method::DELETE,
+            delete(crate::web::channels::leave_join),
+        ),
+        (
+            "/api/channels/{name}",
+            Method::DELETE,
+            delete(crate::web::channels::leave),
+        ),
+        (
+            "/api/channels/{name}/link",
+            Method::GET,
+            get(crate::web::channels::link),
+        ),
+        (
+            "/api/channels/{name}/posts",
+            Method::GET,
+            get(crate::web::channels::posts),
+        ),
+        (
+            "/api/channels/{name}/posts",
+            Method::POST,
+            post(crate::web::channels::post),
+        ),
         ("/api/contacts", Method::GET, get(contacts)),
         (
             "/api/contacts/{username}/avatar",

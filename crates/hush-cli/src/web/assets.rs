@@ -52,6 +52,11 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("app/settings.js"),
     ),
     (
+        "/channels.js",
+        "text/javascript; charset=utf-8",
+        include_str!("app/channels.js"),
+    ),
+    (
         "/style.css",
         "text/css; charset=utf-8",
         include_str!("app/style.css"),

@@ -20,6 +20,7 @@ pub mod access;
 pub mod api;
 pub mod assets;
 pub mod avatars;
+pub mod channels;
 pub mod edits;
 pub mod events;
 pub mod features;

@@ -62,6 +62,14 @@ export const api = {
     call('DELETE', `/api/conversations/${id}/members/${encodeURIComponent(username)}`),
   renameGroup: (id, name) => call('PUT', `/api/conversations/${id}/name`, { name }),
   leaveGroup: (id) => call('POST', `/api/conversations/${id}/leave`),
+  channels: () => call('GET', '/api/channels'),
+  createChannel: (name) => call('POST', '/api/channels', { name }),
+  joinChannel: (link) => call('POST', '/api/channels/join', { link }),
+  channelLink: (name) => call('GET', `/api/channels/${encodeURIComponent(name)}/link`),
+  channelPosts: (name) => call('GET', `/api/channels/${encodeURIComponent(name)}/posts`),
+  postToChannel: (name, text) =>
+    call('POST', `/api/channels/${encodeURIComponent(name)}/posts`, { text }),
+  leaveChannel: (name) => call('DELETE', `/api/channels/${encodeURIComponent(name)}`),
   contacts: () => call('GET', '/api/contacts'),
   search: (q, conversation) => {
     const p = new URLSearchParams({ q });
@@ -81,7 +89,7 @@ export const api = {
 const EVENTS = [
   'message', 'receipt', 'typing', 'presence', 'edited', 'reaction', 'pinned', 'voted', 'deleted', 'joined', 'members',
   'removed', 'renamed', 'disappearing', 'key_changed', 'profile', 'key_transparency_alarm',
-  'security_alarm', 'connection', 'lagged', 'progress',
+  'security_alarm', 'channel_post', 'connection', 'lagged', 'progress',
 ];
 
 // Calls onEvent(name, data) for each event; onOpen() on every (re)connection.

@@ -1,6 +1,7 @@
 // The app: state, what events and the user do to it, and drawing it.
 import { api, subscribe } from './api.js';
 import { avatarNode, forgetAvatar, onAvatar } from './avatars.js';
+import { channelIsOpen, channelPost, closeChannel, reloadChannels, wireChannels } from './channels.js';
 import { fileNode, fileUrl, upload, wireDrop } from './files.js';
 import { groupChanged, showInfo, wireGroups } from './groups.js';
 import { showForward, wirePolls } from './polls.js';
@@ -50,7 +51,7 @@ function drawPane() {
   const conv = openConv();
   const draft = state.open?.draftUser;
   const on = Boolean(conv || draft);
-  document.body.classList.toggle('open', on);
+  document.body.classList.toggle('open', on || channelIsOpen());
   $('title').textContent = conv ? label(conv) : draft || 'Choose a conversation';
   drawHeaderAvatar(conv, draft);
   $('subtitle').textContent = conv && conv.kind === 'group' ? conv.members.join(', ') : '';
@@ -222,6 +223,7 @@ async function markReadIfSeen() {
 }
 
 async function open(target) {
+  closeChannel();
   stopTyping();
   state.open = target;
   state.replyTo = null;
@@ -563,6 +565,9 @@ function onEvent(name, ev) {
       drawPane();
       break;
     }
+    case 'channel_post':
+      channelPost(ctx, ev);
+      break;
     case 'members':
     case 'renamed':
     case 'removed':
@@ -726,6 +731,7 @@ function wire() {
   wireGroups(ctx);
   wirePolls(ctx);
   wireSettings(ctx);
+  wireChannels(ctx);
   $('verify').addEventListener('click', () => showVerify());
   $('verify-mark').addEventListener('click', () => markVerified());
   document.addEventListener('visibilitychange', () => markReadIfSeen().catch(fail));
@@ -738,6 +744,7 @@ async function start() {
   document.body.dataset.ready = 'true';
   subscribe(onEvent, () => {
     loadList().then(() => loadOpen(false)).catch(fail);
+    reloadChannels(ctx);
   });
   await loadList();
 }
