@@ -116,6 +116,8 @@ struct Proxy {
     http_other: Arc<AtomicUsize>,
     refuse_ws: Arc<AtomicBool>,
     cut: tokio::sync::watch::Sender<u64>,
+    /// WebSocket connections open through the proxy.
+    ws_open: Arc<AtomicUsize>,
 }
 
 impl Proxy {
@@ -131,13 +133,15 @@ impl Proxy {
             http_other: Arc::default(),
             refuse_ws: Arc::default(),
             cut,
+            ws_open: Arc::default(),
         };
-        let (ws, http, other, refuse, cut) = (
+        let (ws, http, other, refuse, cut, open) = (
             proxy.ws_upgrades.clone(),
             proxy.http_sends.clone(),
             proxy.http_other.clone(),
             proxy.refuse_ws.clone(),
             proxy.cut.clone(),
+            proxy.ws_open.clone(),
         );
         tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
@@ -145,6 +149,7 @@ impl Proxy {
                     ws: ws.clone(),
                     http: http.clone(),
                     other: other.clone(),
+                    open: open.clone(),
                 };
                 let cut = cut.subscribe();
                 tokio::spawn(pump(inbound, target, counters, refuse.clone(), cut));
@@ -153,9 +158,18 @@ impl Proxy {
         proxy
     }
 
-    /// Closes every WebSocket connection through the proxy.
-    fn cut_sockets(&self) {
+    /// Closes every WebSocket connection through the proxy, and returns
+    /// once they are closed.
+    async fn cut_sockets(&self) {
         self.cut.send_modify(|n| *n += 1);
+        let closed = async {
+            while self.ws_open.load(Ordering::SeqCst) > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), closed)
+            .await
+            .expect("the proxy's WebSocket connections close");
     }
 }
 
@@ -164,6 +178,16 @@ struct Counters {
     ws: Arc<AtomicUsize>,
     http: Arc<AtomicUsize>,
     other: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+}
+
+/// Counts one WebSocket connection open while it lives.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn pump(
@@ -179,6 +203,7 @@ async fn pump(
     let (mut in_r, mut in_w) = inbound.into_split();
     let (mut out_r, mut out_w) = outbound.into_split();
     let is_ws = AtomicBool::new(false);
+    let open = std::sync::Mutex::new(None::<Open>);
     let up = async {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -194,6 +219,8 @@ async fn pump(
                 }
                 is_ws.store(true, Ordering::SeqCst);
                 counters.ws.fetch_add(1, Ordering::SeqCst);
+                counters.open.fetch_add(1, Ordering::SeqCst);
+                *open.lock().unwrap() = Some(Open(counters.open.clone()));
             } else if !upgraded && contains(chunk, b"POST /v1/messages ") {
                 counters.http.fetch_add(1, Ordering::SeqCst);
             } else if !upgraded && contains(chunk, b" HTTP/1.1\r\n") {
@@ -221,6 +248,10 @@ async fn pump(
         _ = down => {}
         _ = cut_now => {}
     }
+    // Both halves close with the sockets before the connection counts as
+    // closed.
+    drop((in_r, in_w, out_r, out_w));
+    drop(open);
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -245,7 +276,7 @@ async fn sends_go_on_the_socket_and_over_http_only_while_it_is_down() {
 
     // Socket down (cut, and refused when reopened): HTTP carries the sends.
     proxy.refuse_ws.store(true, Ordering::SeqCst);
-    proxy.cut_sockets();
+    proxy.cut_sockets().await;
     for t in ["three", "four"] {
         let sent = alice.send_text(&dm("bob"), t).await.unwrap();
         assert_eq!(sent.status, "sent");
@@ -291,7 +322,7 @@ async fn a_refusal_and_missing_devices_read_the_same_on_the_socket_and_over_http
     let mut answers = Vec::new();
     for down in [false, true] {
         proxy.refuse_ws.store(down, Ordering::SeqCst);
-        proxy.cut_sockets();
+        proxy.cut_sockets().await;
         let refused = alice.transport().send_message(&twice).await.unwrap_err();
         let ClientError::Server(e) = refused else {
             panic!("not a refusal: {refused:?}");
@@ -342,7 +373,7 @@ async fn a_listening_client_stays_connected_and_loses_nothing_when_the_connectio
 
     // The connection drops: the next sync connects again and gets what
     // was sent meanwhile, once.
-    proxy.cut_sockets();
+    proxy.cut_sockets().await;
     alice.send_text(&dm("bob"), "five").await.unwrap();
     assert_eq!(
         texts(&bob.sync(listen, |_| {}).await.unwrap()),

@@ -239,9 +239,12 @@ async fn a_move_that_brings_a_stranger_in_is_refused() {
     assert!(!eve_saw.contains(&"members only".to_owned()), "{eve_saw:?}");
 }
 
-/// Takes a store back to schema version 6: what versions 7 (successors)
-/// and 8 (reactions, pins, polls, mentions, the search index) added goes.
-const UNDO_V7_AND_V8: &str = "
+/// Takes a store back to schema version 6: what versions 7 (successors),
+/// 8 (reactions, pins, polls, mentions, the search index), 9 (channels) and
+/// 10 (mutes) added goes.
+const UNDO_V7_TO_V10: &str = "
+    ALTER TABLE conversations DROP COLUMN muted_until;
+    DROP TABLE channel_posts; DROP TABLE channel_keys; DROP TABLE channels;
     DROP TRIGGER messages_fts_insert; DROP TRIGGER messages_fts_delete;
     DROP TRIGGER messages_fts_update; DROP TABLE messages_fts;
     DROP INDEX messages_unread_mentions;
@@ -269,7 +272,7 @@ async fn a_store_of_the_previous_release_opens_and_moves_its_legacy_group() {
     let alice_dir = dir.path().join("alice");
     {
         let store = hush_client::local::LocalStore::open(&alice_dir, PASS).unwrap();
-        store.execute_for_tests(UNDO_V7_AND_V8).unwrap();
+        store.execute_for_tests(UNDO_V7_TO_V10).unwrap();
     }
     let mut alice = Client::open(&alice_dir, PASS).unwrap();
     assert_eq!(
