@@ -323,12 +323,16 @@ async fn a_device_writing_while_the_server_writes_to_it_does_not_stall_both() {
         .await
         .expect("the server took nothing more from bob while he did not read: stalled");
     // Everything arrives, once each, and every send is answered.
-    let (mut got, mut answered) = (Vec::new(), 0);
+    // Alice's sends commit concurrently: the queue's order is the order
+    // they were stored in, not their ids'.
+    let (mut got, mut answered, mut last_seq) = (Vec::new(), 0, 0);
     while got.len() < EACH_WAY || answered < EACH_WAY {
         match b.next_frame(30_000).await {
             Some(ServerFrame::Envelope(e)) => {
                 b.ack(&[e.seq]).await;
                 assert_eq!(e.payload.len(), PAYLOAD);
+                assert!(e.seq > last_seq, "in queue order");
+                last_seq = e.seq;
                 got.push(e.payload[0]);
             }
             Some(ServerFrame::Sent { .. } | ServerFrame::Refused { .. }) => answered += 1,
@@ -339,5 +343,6 @@ async fn a_device_writing_while_the_server_writes_to_it_does_not_stall_both() {
             ),
         }
     }
+    got.sort_unstable();
     assert_eq!(got, (0..EACH_WAY).map(|i| i as u8).collect::<Vec<_>>());
 }
