@@ -456,3 +456,92 @@ fn channels_in_a_real_terminal() {
     tmux.keys("bob", &["Escape"]);
     tmux.wait_for("bob", "chat exited with 0", wait);
 }
+
+/// Syncs `user` until `--json history ARGS` has a message that `check`
+/// accepts; returns it.
+fn sees(
+    user: &User,
+    history: &[&str],
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        user.json(&["sync"]);
+        let mut args = vec!["history"];
+        args.extend_from_slice(history);
+        if let Some(m) = user.json(&args).into_iter().find(|m| check(m)) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "{} never saw {what}", user.name);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The message features typed in the composer (decision 0042): Alt+↑ picks
+/// a message, `/react` reacts to it, `/poll` asks the group, `/vote`
+/// answers; the others see each.
+#[test]
+fn message_commands_in_a_real_terminal() {
+    if !tmux_or_skip() {
+        return;
+    }
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    alice.ok(&["group", "create", "team", "--members", "bob"]);
+    bob.json(&["sync"]);
+    bob.ok(&["send", "alice", "pick me"]);
+    let wait = Duration::from_secs(30);
+
+    let tmux = Tmux::new();
+    tmux.start("alice", &chat_command(&alice, "bob"));
+    let screen = tmux.wait_for("alice", "bob: pick me", wait);
+    assert!(screen.contains("/help"), "{screen}");
+
+    // An unknown command sends nothing and says why.
+    tmux.type_text("alice", "/shrug");
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait_for("alice", "unknown command /shrug", wait);
+    for _ in 0..6 {
+        tmux.keys("alice", &["BSpace"]);
+    }
+
+    // Alt+↑ picks bob's message; /react reacts to it, for bob too.
+    tmux.keys("alice", &["M-Up"]);
+    tmux.wait_for("alice", "picked: bob", wait);
+    tmux.type_text("alice", "/react 👍");
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait_for("alice", "pick me [alice 👍]", wait);
+    sees(&bob, &["alice"], "the reaction", |m| {
+        m["text"] == "pick me" && m["reactions"][0]["emoji"] == "👍"
+    });
+
+    // A poll in the group; alice picks it with PgUp and votes.
+    tmux.keys("alice", &["Tab"]);
+    tmux.wait_for("alice", "Message to #team", wait);
+    tmux.type_text("alice", "/poll lunch? | pizza | sushi");
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait_for("alice", "[poll] lunch?", wait);
+    let poll = sees(&bob, &["--group", "team"], "the poll", |m| {
+        m["text"] == "lunch?"
+    });
+    assert_eq!(poll["poll"]["options"][1]["text"], "sushi", "{poll}");
+    tmux.keys("alice", &["PageUp"]);
+    tmux.wait_for("alice", "picked: you", wait);
+    tmux.type_text("alice", "/vote 2");
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait_for("alice", "2. sushi (1: alice)", wait);
+    sees(&bob, &["--group", "team"], "the vote", |m| {
+        m["text"] == "lunch?" && m["poll"]["options"][1]["voters"][0] == "alice"
+    });
+
+    // /help lists the commands until Esc; Esc then quits.
+    tmux.type_text("alice", "/help");
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait_for("alice", "/forward TARGET", wait);
+    tmux.keys("alice", &["Escape"]);
+    wait_gone(&tmux, "alice", "/forward TARGET", wait);
+    tmux.keys("alice", &["Escape"]);
+    tmux.wait_for("alice", "chat exited with 0", wait);
+}

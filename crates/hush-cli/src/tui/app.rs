@@ -12,6 +12,7 @@ use hush_client::{
 };
 
 use crate::tui::channels::ChannelEntry;
+use crate::tui::commands::Panel;
 use crate::tui::views::{BackupInfo, BackupMode, BackupView, Created, DevicesView, Step, Task};
 
 /// Resend "typing" while the user keeps typing, this often.
@@ -48,6 +49,29 @@ pub enum Action {
     BackupToFile(PathBuf),
     /// Store a backup on the server under a new recovery key.
     BackupToServer,
+    /// Send a text quoting message `.2`.
+    Reply(Target, String, String),
+    /// React to a message (`None` takes the reaction back).
+    React(String, Option<String>),
+    /// Replace the text of one of this account's messages.
+    Edit(String, String),
+    /// Delete a message for everyone.
+    Delete(String),
+    /// Pin (true) or unpin a message.
+    Pin(String, bool),
+    /// Forward a message to a conversation.
+    Forward(String, Target),
+    /// Vote in a poll for these options (from 0).
+    Vote(String, Vec<usize>),
+    /// Ask a group a question with these options.
+    Poll(Target, String, Vec<String>),
+    /// Find the messages of a conversation with this text.
+    Search(Target, String),
+    /// Mute a conversation on this device for a while, or (`None`) until
+    /// unmuted.
+    Mute(Target, Option<Duration>),
+    /// Unmute a conversation.
+    Unmute(Target),
     /// Stop.
     Quit,
 }
@@ -104,6 +128,19 @@ pub enum Update {
     BackupInfo(BackupInfo),
     /// A backup was made: its recovery key, to show once.
     BackupCreated(Created),
+    /// A command of the composer worked: what it did.
+    Done(String),
+    /// A command of the composer failed: why.
+    Failed(String),
+    /// What `/search` found.
+    Found {
+        /// In which conversation.
+        target: Target,
+        /// What was searched for.
+        query: String,
+        /// The messages found, newest first.
+        results: Vec<MessageView>,
+    },
 }
 
 /// Which screen is up.
@@ -129,6 +166,8 @@ pub struct Entry {
     pub members: Vec<String>,
     /// New messages arrived since it was last shown.
     pub unread: bool,
+    /// Muted on this device.
+    pub muted: bool,
 }
 
 impl Entry {
@@ -177,6 +216,12 @@ pub struct App {
     pub refused: Option<&'static str>,
     /// The file a backup to a file is offered to go to.
     pub backup_file: String,
+    /// The id of the message the cursor is on (Alt+↑/↓, PgUp/PgDn).
+    pub picked: Option<String>,
+    /// Help or search results, shown instead of the messages until Esc.
+    pub panel: Option<Panel>,
+    /// Why the last command was refused or failed (until the next key).
+    pub problem: Option<String>,
     /// Who is typing where, until when.
     typing: HashMap<i64, HashMap<String, Instant>>,
     /// When we last told the conversation we are typing, and where.
@@ -203,6 +248,7 @@ impl App {
                 conversation: None,
                 members: Vec::new(),
                 unread: false,
+                muted: false,
             })
             .into_iter()
             .collect();
@@ -223,6 +269,9 @@ impl App {
             task: None,
             refused: None,
             backup_file: "hush-backup.hushbackup".into(),
+            picked: None,
+            panel: None,
+            problem: None,
             typing: HashMap::new(),
             typing_sent: None,
             last_input: None,
@@ -263,26 +312,25 @@ impl App {
             return Vec::new();
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
         let mut actions = Vec::new();
         self.info = None;
+        self.problem = None;
         match key.code {
             KeyCode::Char('c' | 'd') if ctrl => self.quit_into(&mut actions),
             _ if self.showing_key() => self.view_key(key, &mut actions),
             KeyCode::F(2) => self.open_devices(&mut actions),
             KeyCode::F(3) => self.open_backup(&mut actions),
             _ if self.screen != Screen::Chat => self.view_key(key, &mut actions),
+            KeyCode::Esc if self.panel.is_some() => self.panel = None,
+            KeyCode::Esc if self.picked.is_some() => self.picked = None,
             KeyCode::Esc => self.quit_into(&mut actions),
             KeyCode::Enter if self.selected_channel().is_some() => self.post_into(&mut actions),
-            KeyCode::Enter => {
-                let text = self.composer.trim().to_owned();
-                if let Some(target) = self.selected_target().cloned()
-                    && !text.is_empty()
-                {
-                    self.stop_typing_into(&mut actions);
-                    actions.push(Action::Send(target, text));
-                    self.composer.clear();
-                }
-            }
+            KeyCode::Enter => self.enter_into(&mut actions),
+            KeyCode::Up if alt => self.pick(-1),
+            KeyCode::Down if alt => self.pick(1),
+            KeyCode::PageUp => self.pick(-1),
+            KeyCode::PageDown => self.pick(1),
             KeyCode::Tab | KeyCode::Down => self.move_selection(1, &mut actions),
             KeyCode::BackTab | KeyCode::Up => self.move_selection(-1, &mut actions),
             // Nothing is typed where nothing can be posted.
@@ -293,10 +341,13 @@ impl App {
                     self.stop_typing_into(&mut actions);
                 }
             }
-            KeyCode::Char(c) if !ctrl && !key.modifiers.contains(KeyModifiers::ALT) => {
+            KeyCode::Char(c) if !ctrl && !alt => {
                 self.composer.push(c);
                 self.last_input = Some(now);
-                self.start_typing_into(now, &mut actions);
+                // A command is not a message being typed.
+                if !self.composer.starts_with('/') {
+                    self.start_typing_into(now, &mut actions);
+                }
             }
             _ => {}
         }
@@ -386,12 +437,24 @@ impl App {
             Update::History { target, messages } => {
                 if self.selected_target() == Some(&target) {
                     self.messages = messages;
+                    self.keep_pick();
                 }
             }
             Update::Channels(list) => self.set_channels(list, &mut actions),
             Update::ChannelHistory { channel, posts } => self.set_posts(&channel, posts),
             Update::Event(ev) => self.on_event(ev, now),
             Update::Error(e) => self.notice = Some(e),
+            Update::Done(text) => self.info = Some(text),
+            Update::Failed(text) => self.problem = Some(text),
+            Update::Found {
+                target,
+                query,
+                results,
+            } => {
+                if self.selected_target() == Some(&target) {
+                    self.panel = Some(Panel::Search { query, results });
+                }
+            }
             Update::Connection(c) => self.connection = c,
             Update::Devices(list) => {
                 if let Screen::Devices(v) = &mut self.screen {
@@ -448,6 +511,7 @@ impl App {
                     target,
                     conversation: Some(c.id),
                     members: c.members.clone(),
+                    muted: c.muted_until.is_some(),
                 }
             })
             .collect();
@@ -461,6 +525,7 @@ impl App {
                 conversation: None,
                 members: Vec::new(),
                 unread: false,
+                muted: false,
             });
         }
         self.entries = entries;
@@ -599,6 +664,8 @@ impl App {
         }
         self.stop_typing_into(actions);
         self.selected = (self.selected as isize + step).rem_euclid(n as isize) as usize;
+        self.picked = None;
+        self.panel = None;
         self.messages.clear();
         self.posts.clear();
         actions.extend(self.select_action());
@@ -618,7 +685,7 @@ impl App {
         }
     }
 
-    fn stop_typing_into(&mut self, actions: &mut Vec<Action>) {
+    pub(crate) fn stop_typing_into(&mut self, actions: &mut Vec<Action>) {
         if let Some((target, _)) = self.typing_sent.take() {
             actions.push(Action::Typing(target, false));
         }

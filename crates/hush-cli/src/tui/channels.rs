@@ -82,6 +82,8 @@ impl App {
             Some(i) => self.selected = i,
             None => {
                 self.selected = 0;
+                self.picked = None;
+                self.panel = None;
                 self.messages.clear();
                 self.posts.clear();
                 actions.extend(self.select_action());
@@ -157,10 +159,18 @@ impl App {
             ));
             return;
         }
+        let name = channel.name.clone();
         let text = self.composer.trim().to_owned();
-        if !text.is_empty() {
-            actions.push(Action::Post(channel.name.clone(), text));
-            self.composer.clear();
+        if text.is_empty() {
+            return;
+        }
+        match self.typed_in_channel(&text) {
+            Ok(Some(text)) => {
+                actions.push(Action::Post(name, text));
+                self.composer.clear();
+            }
+            Ok(None) => self.composer.clear(),
+            Err(e) => self.problem = Some(e),
         }
     }
 }

@@ -15,10 +15,17 @@
 //! The channels this device follows or owns are listed after the
 //! conversations ([`channels`]): their posts arrive live, and only the
 //! owner's device posts (decision 0038).
+//!
+//! The message features ([`commands`], decision 0042): Alt+↑/↓ or PgUp/PgDn
+//! pick a message, and commands typed after a `/` act on it (`/reply`,
+//! `/react`, `/edit`, `/delete`, `/pin`, `/forward`, `/vote`) or on the
+//! conversation (`/poll`, `/search`, `/mute`, `/unmute`, `/help`).
 
 pub mod app;
 pub mod channels;
+pub mod commands;
 pub mod ui;
+mod ui_panel;
 mod ui_views;
 pub mod views;
 mod worker;
@@ -28,7 +35,11 @@ mod tests;
 #[cfg(test)]
 mod tests_channels;
 #[cfg(test)]
+mod tests_commands;
+#[cfg(test)]
 mod tests_views;
+#[cfg(test)]
+mod tests_worker;
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};

@@ -21,7 +21,7 @@ use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph, Wrap};
 use crate::inert;
 use crate::output::{UNFRANKED_MARK, format_time, message_body, receipt_counts, status_mark};
 use crate::tui::app::{App, Screen};
-use crate::tui::ui_views;
+use crate::tui::{ui_panel, ui_views};
 
 /// Width of the conversation list.
 const LIST_WIDTH: u16 = 24;
@@ -67,6 +67,12 @@ fn render_list(frame: &mut Frame<'_>, app: &App, area: Rect) {
                 && app.online.contains(u)
             {
                 spans.push(Span::styled(" ●", Style::new().fg(Color::Green)));
+            }
+            if e.muted {
+                spans.push(Span::styled(
+                    " (muted)",
+                    Style::new().add_modifier(Modifier::DIM),
+                ));
             }
             if e.unread {
                 spans.push(Span::styled(
@@ -116,6 +122,21 @@ fn render_messages(frame: &mut Frame<'_>, app: &App, area: Rect) {
         },
     };
     let block = Block::bordered().title(title);
+    if let Some(panel) = &app.panel {
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        return ui_panel::render(frame, app, panel, inner);
+    }
+    let mut inner = block.inner(area);
+    if app.selected_channel().is_none()
+        && let Some(line) = ui_panel::pinned_line(&app.messages)
+    {
+        let [pin, rest] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+        frame.render_widget(Paragraph::new(line), pin);
+        inner = rest;
+    }
+    frame.render_widget(block, area);
     let lines: Vec<Line<'_>> = if app.rows() == 0 {
         vec![Line::from(
             "No conversations yet. Start one with `hush chat USERNAME`.",
@@ -128,24 +149,16 @@ fn render_messages(frame: &mut Frame<'_>, app: &App, area: Rect) {
             Style::new().add_modifier(Modifier::DIM),
         ))]
     } else {
-        app.messages
-            .iter()
-            .flat_map(|m| message_lines(app, m))
-            .collect()
+        return ui_panel::scrolled(frame, app, inner);
     };
     let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
-    // Keep the newest message in view: scroll past what does not fit.
-    let inner = block.inner(area);
-    let total = paragraph.line_count(inner.width);
-    let scroll = total.saturating_sub(usize::from(inner.height));
-    let scroll = u16::try_from(scroll).unwrap_or(u16::MAX);
-    frame.render_widget(paragraph.block(block).scroll((scroll, 0)), area);
+    frame.render_widget(paragraph, inner);
 }
 
 /// `12:34 bob: hello` for received messages, `12:34 you: hi ✓✓` for sent
 /// ones: ✓ sent, ✓✓ delivered, ✔✔ read (highlighted), … pending, ✗ failed.
 /// A text of several lines takes several, each further one indented.
-fn message_lines<'a>(app: &App, m: &'a MessageView) -> Vec<Line<'a>> {
+pub(super) fn message_lines<'a>(app: &App, m: &'a MessageView) -> Vec<Line<'a>> {
     let time = format_time(m.sent_at);
     let hhmm = time.get(11..16).unwrap_or("").to_owned();
     let (who, who_style) = if m.outgoing || m.from == app.me {
@@ -254,7 +267,15 @@ fn render_composer(frame: &mut Frame<'_>, app: &App, area: Rect) {
         return;
     }
     let title = match (app.selected_entry(), app.selected_channel()) {
-        (Some(e), _) => format!(" Message to {} ", inert::name(&e.label())),
+        (Some(e), _) => match app.picked_message() {
+            Some(m) => format!(
+                " Message to {} · picked: {} {} (Esc lets go) ",
+                inert::name(&e.label()),
+                ui_panel::who(app, m),
+                format_time(m.sent_at).get(11..16).unwrap_or("")
+            ),
+            None => format!(" Message to {} ", inert::name(&e.label())),
+        },
         (None, Some(c)) => format!(" Post to {} ", inert::name(&c.label())),
         (None, None) => " Message ".to_owned(),
     };
@@ -278,6 +299,11 @@ fn render_help(frame: &mut Frame<'_>, app: &App, area: Rect) {
             format!(" offline: {}", inert::name(c)),
             Style::new().fg(Color::Red),
         ))
+    } else if let Some(p) = &app.problem {
+        Line::from(Span::styled(
+            format!(" {}", inert::name(p)),
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ))
     } else if let Some(n) = &app.notice {
         Line::from(Span::styled(
             format!(" {}", inert::name(n)),
@@ -290,7 +316,7 @@ fn render_help(frame: &mut Frame<'_>, app: &App, area: Rect) {
         ))
     } else {
         Line::from(Span::styled(
-            " Enter send · Tab/↑/↓ switch conversation · F2 devices · F3 backup · Esc quit",
+            ui_panel::help_line(app),
             Style::new().add_modifier(Modifier::DIM),
         ))
     };

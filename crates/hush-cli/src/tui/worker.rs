@@ -94,6 +94,75 @@ fn show_path(path: &Path) -> String {
         .to_string()
 }
 
+/// How many messages `/search` shows.
+const SEARCH_LIMIT: usize = 50;
+
+/// `#group` or the username.
+fn label(target: &Target) -> String {
+    match target {
+        Target::User(u) => u.clone(),
+        Target::Group(g) => format!("#{g}"),
+    }
+}
+
+/// Runs a command on a message (or a new poll): what it did, or why not.
+async fn on_message(client: &mut Client, action: Action) -> Result<String, String> {
+    let shown = |m: hush_client::MessageView, what: String| {
+        if m.status == "failed" {
+            Err(format!(
+                "the server refused message {}: it was not delivered",
+                m.id
+            ))
+        } else {
+            Ok(what)
+        }
+    };
+    match action {
+        Action::Reply(target, text, id) => match client.send_reply(&target, &text, Some(&id)).await
+        {
+            Ok(m) => shown(m, "replied".into()),
+            Err(e) => Err(format!("not sent: {e}")),
+        },
+        Action::React(id, emoji) => {
+            let done = client.react(&id, emoji.as_deref()).await;
+            done.map(|()| match emoji {
+                Some(e) => format!("reacted {e}"),
+                None => "took your reaction back".into(),
+            })
+            .map_err(|e| format!("no reaction: {e}"))
+        }
+        Action::Edit(id, text) => (client.edit(&id, &text).await)
+            .map(|()| "edited for everyone".into())
+            .map_err(|e| format!("not edited: {e}")),
+        Action::Delete(id) => (client.delete(&id).await)
+            .map(|()| "deleted for everyone".into())
+            .map_err(|e| format!("not deleted: {e}")),
+        Action::Pin(id, pinned) => (client.pin(&id, pinned).await)
+            .map(|()| if pinned { "pinned" } else { "unpinned" }.into())
+            .map_err(|e| format!("not changed: {e}")),
+        Action::Forward(id, to) => match client.forward(&id, &to).await {
+            Ok(m) => shown(m, format!("forwarded to {}", label(&to))),
+            Err(e) => Err(format!("not forwarded: {e}")),
+        },
+        Action::Vote(id, choices) => {
+            let list: Vec<String> = choices.iter().map(|c| (c + 1).to_string()).collect();
+            (client.vote(&id, &choices).await)
+                .map(|()| format!("voted {}", list.join(", ")))
+                .map_err(|e| format!("no vote: {e}"))
+        }
+        Action::Poll(target, question, options) => {
+            match client
+                .create_poll(&target, &question, &options, false)
+                .await
+            {
+                Ok(m) => shown(m, "poll sent".into()),
+                Err(e) => Err(format!("no poll: {e}")),
+            }
+        }
+        _ => Ok(String::new()),
+    }
+}
+
 /// Whether an event changes what the conversation list or pane shows
 /// beyond what the UI applies itself.
 fn changes_view(ev: &Event) -> bool {
@@ -147,8 +216,63 @@ impl Worker {
                 let _ = client.send_typing(&target, started).await;
             }
             Action::Quit => {}
+            Action::Search(target, query) => {
+                match client.search(Some(&target), &query, SEARCH_LIMIT) {
+                    Ok(results) => self.send(Update::Found {
+                        target,
+                        query,
+                        results,
+                    }),
+                    Err(e) => self.send(Update::Failed(format!("no search: {e}"))),
+                }
+            }
+            Action::Mute(target, d) => {
+                let until = match d {
+                    Some(d) => hush_client::client::now_ms()
+                        .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                    None => hush_client::mute::FOREVER,
+                };
+                let done = client.mute(&target, Some(until)).map(|()| match d {
+                    Some(d) => format!(
+                        "{} is muted on this device for {} (mentions still notify)",
+                        label(&target),
+                        humantime::format_duration(d)
+                    ),
+                    None => format!("{} is muted on this device until /unmute", label(&target)),
+                });
+                self.said(done.map_err(|e| format!("not muted: {e}")));
+                self.refresh(client).await;
+            }
+            Action::Unmute(target) => {
+                let done = client.mute(&target, None);
+                self.said(
+                    done.map(|()| format!("{} is unmuted", label(&target)))
+                        .map_err(|e| format!("not unmuted: {e}")),
+                );
+                self.refresh(client).await;
+            }
+            Action::Reply(..)
+            | Action::React(..)
+            | Action::Edit(..)
+            | Action::Delete(_)
+            | Action::Pin(..)
+            | Action::Forward(..)
+            | Action::Vote(..)
+            | Action::Poll(..) => {
+                let done = on_message(client, action).await;
+                self.said(done);
+                self.refresh(client).await;
+            }
             view => self.act_in_view(client, view).await,
         }
+    }
+
+    /// Says how a command of the composer went.
+    fn said(&self, done: Result<String, String>) {
+        self.send(match done {
+            Ok(text) => Update::Done(text),
+            Err(e) => Update::Failed(e),
+        });
     }
 
     /// Runs a request of the devices or backup view.
@@ -196,6 +320,17 @@ impl Worker {
             | Action::Typing(..)
             | Action::SelectChannel(_)
             | Action::Post(..)
+            | Action::Reply(..)
+            | Action::React(..)
+            | Action::Edit(..)
+            | Action::Delete(_)
+            | Action::Pin(..)
+            | Action::Forward(..)
+            | Action::Vote(..)
+            | Action::Poll(..)
+            | Action::Search(..)
+            | Action::Mute(..)
+            | Action::Unmute(_)
             | Action::Quit => {}
         }
     }
