@@ -40,7 +40,7 @@ pub const HELP: &[(&str, &str)] = &[
 ];
 
 /// The keys of the message cursor, for the help line.
-pub const PICK_KEYS: &str = "Alt+↑/↓ or PgUp/PgDn pick a message";
+pub const PICK_KEYS: &str = "Alt+↑/↓ or PgUp/PgDn";
 
 /// A command typed in the composer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,7 +308,7 @@ impl App {
     ) -> Result<(), String> {
         let m = self
             .picked_message()
-            .ok_or_else(|| format!("pick a message first: {PICK_KEYS}"))?;
+            .ok_or_else(|| format!("pick a message first with {PICK_KEYS}"))?;
         let id = m.id.clone();
         actions.push(match command {
             Command::Reply(text) => Action::Reply(target, text, id),
@@ -338,7 +338,7 @@ impl App {
     fn fill_in_edit(&mut self) -> Result<(), String> {
         let m = self
             .picked_message()
-            .ok_or_else(|| format!("pick your message first: {PICK_KEYS}"))?;
+            .ok_or_else(|| format!("pick your message first with {PICK_KEYS}"))?;
         if !m.outgoing || m.deleted {
             return Err("only your own messages can be edited".into());
         }

@@ -233,7 +233,7 @@ fn commands_on_the_picked_message_become_actions() {
             .unwrap()
             .contains("pick a message first")
     );
-    assert!(draw(&app, now, 120, 24).contains("pick a message first: Alt+↑/↓"));
+    assert!(draw(&app, now, 120, 24).contains("pick a message first with Alt+↑/↓ or PgUp/PgDn"));
     assert_eq!(app.composer, "/react 👍");
     app.composer.clear();
 

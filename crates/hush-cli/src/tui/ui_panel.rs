@@ -32,12 +32,11 @@ pub(super) fn help_line(app: &App) -> String {
     if app.panel.is_some() {
         " Esc back to the messages · Tab/↑/↓ switch conversation".into()
     } else if app.picked.is_some() {
-        " Alt+↑/↓ PgUp/PgDn move · /reply /react /edit /delete /pin /forward /vote · /help · Esc lets go"
+        " Alt+↑/↓ move · /reply /react /edit /delete /pin /forward /vote · /help · Esc lets go"
             .into()
     } else {
-        format!(
-            " Enter send · Tab/↑/↓ conversation · {PICK_KEYS} · /help · F2 devices · F3 backup · Esc quit"
-        )
+        // Short enough for 80 columns; /help says the rest (Tab, PgUp/PgDn).
+        " Enter send · ↑/↓ chats · Alt+↑/↓ pick · /help · F2 devices · F3 backup · Esc quit".into()
     }
 }
 
@@ -107,7 +106,7 @@ pub(super) fn render(frame: &mut Frame<'_>, app: &App, panel: &Panel, area: Rect
     match panel {
         Panel::Help => {
             lines.push(Line::from(Span::styled(
-                format!("Commands (type in the composer; {PICK_KEYS} first for a message):"),
+                format!("Commands, typed in the composer ({PICK_KEYS} pick the message of the first eight):"),
                 bold,
             )));
             for (command, what) in HELP {
