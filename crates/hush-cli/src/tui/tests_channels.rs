@@ -248,3 +248,23 @@ fn a_hostile_channel_and_post_are_drawn_inert() {
     assert!(!screen.contains("│SECURITY"), "{screen}");
     assert!(screen.contains(r"live\x1b[31m"), "{screen}");
 }
+
+#[test]
+fn the_newest_post_stays_in_view() {
+    let now = Instant::now();
+    let mut app = alice(now);
+    down(&mut app, 2, now);
+    let posts = (0..50)
+        .map(|i| post("news", &format!("p{i}"), &format!("post number {i}"), None))
+        .collect();
+    app.on_update(
+        Update::ChannelHistory {
+            channel: "news".into(),
+            posts,
+        },
+        now,
+    );
+    let screen = draw(&app, now, 80, 16);
+    assert!(screen.contains("post number 49"), "{screen}");
+    assert!(!screen.contains("post number 10 "), "{screen}");
+}

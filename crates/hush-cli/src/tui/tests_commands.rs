@@ -464,3 +464,31 @@ fn a_hostile_pin_search_and_problem_are_drawn_inert() {
     let screen = assert_inert(&app, now);
     assert!(screen.contains(r"Search "), "{screen}");
 }
+
+#[test]
+fn a_picked_message_further_up_is_scrolled_into_view() {
+    let now = Instant::now();
+    let mut app = team(now);
+    for i in 0..40 {
+        let m = msg(
+            &format!("n{i}"),
+            2,
+            "bob",
+            &format!("number {i}"),
+            false,
+            "read",
+        );
+        app.on_update(Update::Event(Event::Message(m)), now);
+    }
+    let screen = draw(&app, now, 100, 16);
+    assert!(screen.contains("number 39"), "{screen}");
+    assert!(!screen.contains("hello team"), "{screen}");
+    // Up past the 40 newest: the oldest message shows, the newest not.
+    for _ in 0..45 {
+        app.on_key(key(KeyCode::PageUp), now);
+    }
+    assert_eq!(app.picked.as_deref(), Some("b1"));
+    let screen = draw(&app, now, 100, 16);
+    assert!(screen.contains("bob: hello team"), "{screen}");
+    assert!(!screen.contains("number 39"), "{screen}");
+}

@@ -16,7 +16,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph, Wrap};
+use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph};
 
 use crate::inert;
 use crate::output::{UNFRANKED_MARK, format_time, message_body, receipt_counts, status_mark};
@@ -151,8 +151,7 @@ fn render_messages(frame: &mut Frame<'_>, app: &App, area: Rect) {
     } else {
         return ui_panel::scrolled(frame, app, inner);
     };
-    let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
-    frame.render_widget(paragraph, inner);
+    ui_panel::newest_in_view(frame, lines, inner, None);
 }
 
 /// `12:34 bob: hello` for received messages, `12:34 you: hi ✓✓` for sent

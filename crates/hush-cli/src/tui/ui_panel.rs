@@ -88,10 +88,21 @@ pub(super) fn scrolled(frame: &mut Frame<'_>, app: &App, area: Rect) {
         }
         lines.extend(these);
     }
+    newest_in_view(frame, lines, area, picked_at);
+}
+
+/// Draws `lines` scrolled past what does not fit, so the last one shows,
+/// unless the line `keep` would then be above the top.
+pub(super) fn newest_in_view(
+    frame: &mut Frame<'_>,
+    lines: Vec<Line<'_>>,
+    area: Rect,
+    keep: Option<usize>,
+) {
     let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
     let total = paragraph.line_count(area.width);
     let mut scroll = total.saturating_sub(usize::from(area.height));
-    if let Some(at) = picked_at {
+    if let Some(at) = keep {
         scroll = scroll.min(at);
     }
     let scroll = u16::try_from(scroll).unwrap_or(u16::MAX);
