@@ -154,17 +154,24 @@ pub enum LowCommand {
         #[command(subcommand)]
         command: ChannelCommand,
     },
-    /// Encrypt, upload and send a file.
+    /// Encrypt, upload and send a file (or post it to a channel you own:
+    /// `hush send-file --channel NAME PATH`).
     SendFile {
         #[command(flatten)]
         group: GroupOpt,
+        /// Post the file to a channel you own (by name) instead.
+        #[arg(long, value_name = "NAME", conflicts_with = "group")]
+        channel: Option<String>,
+        /// A caption for the file (with --channel).
+        #[arg(long, value_name = "TEXT", requires = "channel")]
+        caption: Option<String>,
         /// USERNAME and PATH, or only PATH with --group.
         #[arg(value_name = "USERNAME|PATH", num_args = 1..=2, required = true)]
         args: Vec<String>,
     },
-    /// Download and decrypt the file of a message.
+    /// Download and decrypt the file of a message or of a channel post.
     Download {
-        /// The message id.
+        /// The message's id (or the channel post's).
         message_id: String,
         /// Where to write the file.
         #[arg(long, value_name = "PATH")]

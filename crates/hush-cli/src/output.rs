@@ -243,6 +243,13 @@ pub fn format_size(n: u64) -> String {
 
 /// What a message says, without who or when: its text, or the file, shown
 /// inert (several lines for a text of several lines, see [`inert::text`]).
+/// A file as messages and channel posts show it: `[file NAME, SIZE]`, the
+/// sender's name drawn inert.
+pub fn file_label(name: &str, size: Option<u64>) -> String {
+    let size = size.map(format_size).unwrap_or_default();
+    format!("[file {}, {size}]", inert::name(name))
+}
+
 pub fn message_body(m: &MessageView) -> String {
     if m.deleted {
         return "(deleted)".into();
@@ -250,11 +257,10 @@ pub fn message_body(m: &MessageView) -> String {
     let mut body = if let Some(poll) = &m.poll {
         poll_body(m.text.as_deref().unwrap_or_default(), poll)
     } else if m.kind == "file" {
-        let name = inert::name(m.file_name.as_deref().unwrap_or("file"));
-        let size = m.size.map(format_size).unwrap_or_default();
+        let file = file_label(m.file_name.as_deref().unwrap_or("file"), m.size);
         match &m.text {
-            Some(caption) => format!("[file {name}, {size}] {}", inert::text(caption)),
-            None => format!("[file {name}, {size}]"),
+            Some(caption) => format!("{file} {}", inert::text(caption)),
+            None => file,
         }
     } else {
         inert::text(m.text.as_deref().unwrap_or_default()).into_owned()

@@ -4,7 +4,8 @@
 //! the side list, gets its link and posts from the composer; bob (a
 //! phone's size) joins by pasting the link, sees the post, and the next one
 //! arrives live, shown as text however it looks like markup. bob's page
-//! has no composer (and the API refuses his post); he leaves, and the
+//! has no composer (and the API refuses his post). alice attaches a
+//! picture with a caption, and bob's page shows its thumbnail. bob leaves, and the
 //! channel is gone from his list.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -17,6 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
+use common::png::png;
 use common::{Server, User};
 use fantoccini::Client as Browser;
 use kit::*;
@@ -63,7 +65,7 @@ async fn create(b: &Browser) -> Result<String> {
     Ok(link.as_str().unwrap().to_owned())
 }
 
-async fn channels(s: &Scene) -> Result<()> {
+async fn channels(s: &Scene, dir: &Path) -> Result<()> {
     let (alice, bob) = (&s.alice, &s.bob);
     open_app(alice, &s.web_a, "alice").await?;
     open_app(bob, &s.web_b, "bob").await?;
@@ -107,6 +109,33 @@ async fn channels(s: &Scene) -> Result<()> {
         "markup in a post became elements: {inert}"
     );
 
+    // alice attaches a picture, the composer's text its caption: bob's
+    // page shows it as a thumbnail (decrypted by his hush, scaled by his
+    // browser) with the caption.
+    let picture = dir.join("sunset.png");
+    std::fs::write(&picture, png(640, 480, [200, 30, 40]))?;
+    type_into(alice, "#channel-composer", "a sunset").await?;
+    let input = tokio::time::timeout(
+        Duration::from_secs(30),
+        alice.find(fantoccini::Locator::Css("#channel-file")),
+    )
+    .await??;
+    input.send_keys(&picture.display().to_string()).await?;
+    let thumb = until(
+        bob,
+        "the picture post's thumbnail at bob",
+        "const c = document.querySelector('#channel-posts .thumb[data-ready=\"true\"]');\
+         if (!c) return null; const p = c.getContext('2d').getImageData(1, 1, 1, 1).data;\
+         return [c.width, c.height, p[0], p[1], p[2]];",
+    )
+    .await?;
+    ensure!(thumb == json!([320, 240, 200, 30, 40]), "thumbnail {thumb}");
+    let texts = js(bob, POSTS).await?;
+    ensure!(
+        texts == json!(["hello readers", MARKUP, "a sunset"]),
+        "bob's posts {texts}"
+    );
+
     // bob's device follows, it does not own: the API refuses his post.
     let status = fetch_status(
         bob,
@@ -134,7 +163,7 @@ async fn channels(s: &Scene) -> Result<()> {
         "return document.querySelector('#channels button.chan[data-name=\"news\"]')?.textContent;",
     )
     .await?;
-    ensure!(item == json!("~newsYours · 2 posts"), "alice's list {item}");
+    ensure!(item == json!("~newsYours · 3 posts"), "alice's list {item}");
     Ok(())
 }
 
@@ -160,6 +189,6 @@ fn a_channel_is_made_joined_by_pasting_its_link_and_read_live_in_browsers() {
         (&alice, &bob),
         "channels",
         WHOLE,
-        async |s: &Scene, _: &Path| channels(s).await,
+        async |s: &Scene, dir: &Path| channels(s, dir).await,
     );
 }

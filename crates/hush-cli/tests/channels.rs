@@ -84,3 +84,83 @@ fn create_join_post_read_rotate_and_leave() {
     let line = bob.fails(&["send", "--channel", "news", "x", "y"]);
     assert!(line.contains("only TEXT"), "{line}");
 }
+
+/// A file posted with `hush send-file --channel`, shown by `hush sync` and
+/// `hush history --channel` (name and size, in `--json` too), downloaded
+/// by the post's id with `hush download`; a subscriber's device cannot
+/// post one, and a blob changed on the server is refused.
+#[test]
+fn a_file_posted_to_a_channel_is_downloaded_by_post_id() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    let work = tempfile::tempdir().unwrap();
+    let link = alice.json(&["channel", "create", "news"])[0]["link"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bob.json(&["join", &link]);
+
+    let data = pseudo_random(150_000, 3);
+    let src = work.path().join("notes.txt");
+    std::fs::write(&src, &data).unwrap();
+    let src = src.to_str().unwrap();
+    let posted = alice.json(&[
+        "send-file",
+        "--channel",
+        "news",
+        src,
+        "--caption",
+        "this week",
+    ]);
+    assert_eq!(posted[0]["event"], "channel_post");
+    assert_eq!(posted[0]["file"], "notes.txt");
+    assert_eq!(posted[0]["size"], 150_000);
+    assert_eq!(posted[0]["media_type"], "text/plain");
+    assert_eq!(posted[0]["text"], "this week");
+    let id = posted[0]["id"].as_str().unwrap().to_owned();
+
+    let human = bob.ok(&["sync"]);
+    assert!(human.contains("[file notes.txt, 146.5 KiB]"), "{human}");
+    let history = bob.json(&["history", "--channel", "news"]);
+    assert_eq!(history[0]["file"], "notes.txt");
+    assert_eq!(history[0]["size"], 150_000);
+    let human = bob.ok(&["history", "--channel", "news"]);
+    assert!(
+        human.contains("~news: this week [file notes.txt, 146.5 KiB]"),
+        "{human}"
+    );
+
+    let out = work.path().join("got.txt");
+    let done = bob.json(&["download", &id, "--out", out.to_str().unwrap()]);
+    assert_eq!(done[0]["size"], 150_000);
+    assert!(std::fs::read(&out).unwrap() == data, "not byte-identical");
+
+    // bob's device follows only: refused, nothing posted.
+    let line = bob.fails(&["send-file", "--channel", "news", src]);
+    assert!(line.contains("only its owner"), "{line}");
+    assert_eq!(bob.json(&["history", "--channel", "news"]).len(), 1);
+    let line = bob.fails(&["send-file", "--channel", "news", "bob", src]);
+    assert!(line.contains("only PATH"), "{line}");
+
+    // The server changes the blob: refused, --out never created.
+    let blobs = server.data_dir().join("blobs").join("blobs");
+    for dir in std::fs::read_dir(blobs).unwrap().flatten() {
+        for part in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let p = part.path();
+            if p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+            {
+                let mut bytes = std::fs::read(&p).unwrap();
+                bytes[100] ^= 1;
+                std::fs::write(&p, bytes).unwrap();
+            }
+        }
+    }
+    let tampered = work.path().join("tampered.txt");
+    let line = bob.fails(&["download", &id, "--out", tampered.to_str().unwrap()]);
+    assert!(line.contains("altered"), "{line}");
+    assert!(!tampered.exists());
+}

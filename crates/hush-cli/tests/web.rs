@@ -388,12 +388,13 @@ fn the_api_chats_both_ways_live() {
         a.ok("POST", "/api/channels", Some(json!({"name": "news"})))
             .await;
         let doc = a.ok("GET", "/api/openapi.json", None).await;
-        // (Files and avatars need one to be there: web_features.rs and
-        // web_social.rs.)
+        // (Files and avatars need one to be there: web_features.rs,
+        // web_channels.rs and web_social.rs.)
         let elsewhere = [
             "/login",
             "/api/events",
             "/api/messages/{id}/file",
+            "/api/channels/{name}/posts/{id}/file",
             "/api/contacts/{username}/avatar",
             "/api/profile/avatar",
         ];

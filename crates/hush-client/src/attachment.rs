@@ -18,9 +18,11 @@ use hush_proto::{AttachmentPointer, Body};
 use hush_wire::api::{AttachmentStatus, CreateAttachmentRequest, CreateAttachmentResponse};
 use rand::RngCore;
 use reqwest::Method;
+use rusqlite::OptionalExtension;
 
 use crate::client::Client;
 use crate::error::ClientError;
+use crate::forward::pointer_of;
 use crate::messages::AttachmentRecord;
 use crate::model::{MessageView, Target};
 
@@ -170,6 +172,22 @@ fn media_type(path: &Path) -> &'static str {
     }
 }
 
+/// The name of the file at `path`, which must be a file.
+pub(crate) fn file_name_of(path: &Path) -> Result<String, ClientError> {
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| ClientError::InvalidInput(format!("{} is not a file name", path.display())))?
+        .to_owned();
+    if !path.is_file() {
+        return Err(ClientError::InvalidInput(format!(
+            "{} is not a file",
+            path.display()
+        )));
+    }
+    Ok(file_name)
+}
+
 /// A message's file, decrypted ([`Client::open_file`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenedFile {
@@ -194,21 +212,29 @@ impl Client {
         &mut self,
         target: &Target,
         path: &Path,
-        mut progress: impl FnMut(u64, u64),
+        progress: impl FnMut(u64, u64),
     ) -> Result<MessageView, ClientError> {
-        let file_name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| {
-                ClientError::InvalidInput(format!("{} is not a file name", path.display()))
-            })?
-            .to_owned();
-        if !path.is_file() {
-            return Err(ClientError::InvalidInput(format!(
-                "{} is not a file",
-                path.display()
-            )));
-        }
+        let pointer = self.upload_file(path, progress).await?;
+        self.send_shown(
+            target,
+            Body::Attachment {
+                pointer,
+                caption: None,
+                reply_to: None,
+            },
+        )
+        .await
+    }
+
+    /// Encrypts `path` under a fresh key and uploads it as a blob,
+    /// reporting `(bytes uploaded, total)`; returns the pointer a message
+    /// or a channel post carries.
+    pub(crate) async fn upload_file(
+        &mut self,
+        path: &Path,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<AttachmentPointer, ClientError> {
+        let file_name = file_name_of(path)?;
         let mut raw_key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut raw_key);
         let mut nonce_name = [0u8; 8];
@@ -238,16 +264,7 @@ impl Client {
         }
         .await;
         let _ = std::fs::remove_file(&sealed);
-        let pointer = result?;
-        self.send_shown(
-            target,
-            Body::Attachment {
-                pointer,
-                caption: None,
-                reply_to: None,
-            },
-        )
-        .await
+        result
     }
 
     /// Uploads the sealed file to blob `id`, resuming after failures.
@@ -305,50 +322,58 @@ impl Client {
         Ok(())
     }
 
-    /// Downloads the file of message `id` to `out`. The blob's digest is
-    /// checked before anything is written to `out`.
+    /// Downloads the file of message `id`, or of the channel post `id`, to
+    /// `out`. The blob's digest is checked before anything is written to
+    /// `out`.
     pub async fn download(
         &mut self,
         id: &str,
         out: &Path,
         progress: impl FnMut(u64, u64),
     ) -> Result<u64, ClientError> {
-        let (record, raw_key, sealed) = self.fetch_sealed(id, progress).await?;
+        let pointer = self.file_pointer(id)?;
+        let sealed = self.fetch_sealed(&pointer, progress).await?;
         let result = (|| {
             let partial = out.with_extension("hush-partial");
-            decrypt_file(&raw_key, &sealed, &partial, record.size).inspect_err(|_| {
+            decrypt_file(&pointer.key, &sealed, &partial, pointer.size).inspect_err(|_| {
                 let _ = std::fs::remove_file(&partial);
             })?;
             std::fs::rename(&partial, out)?;
-            Ok(record.size)
+            Ok(pointer.size)
         })();
         let _ = std::fs::remove_file(&sealed);
         result
     }
 
-    /// Downloads, checks and decrypts the file of message `id` into memory
-    /// (for a front end that shows it at once: no plaintext on disk).
+    /// Downloads, checks and decrypts the file of message `id` (or of the
+    /// channel post `id`) into memory (for a front end that shows it at
+    /// once: no plaintext on disk).
     pub async fn open_file(&mut self, id: &str) -> Result<OpenedFile, ClientError> {
-        let (record, raw_key, sealed) = self.fetch_sealed(id, |_, _| {}).await?;
-        let mut bytes = Vec::with_capacity(usize::try_from(record.size).unwrap_or(0).min(1 << 27));
-        let result = decrypt_into(&raw_key, &sealed, &mut bytes, record.size);
+        let pointer = self.file_pointer(id)?;
+        self.open_pointer(pointer).await
+    }
+
+    /// [`Client::open_file`] of a pointer already looked up.
+    pub(crate) async fn open_pointer(
+        &mut self,
+        pointer: AttachmentPointer,
+    ) -> Result<OpenedFile, ClientError> {
+        let sealed = self.fetch_sealed(&pointer, |_, _| {}).await?;
+        let mut bytes = Vec::with_capacity(usize::try_from(pointer.size).unwrap_or(0).min(1 << 27));
+        let result = decrypt_into(&pointer.key, &sealed, &mut bytes, pointer.size);
         let _ = std::fs::remove_file(&sealed);
         result?;
         Ok(OpenedFile {
-            file_name: record.file_name,
-            media_type: record.media_type,
+            file_name: pointer.file_name,
+            media_type: pointer.media_type,
             bytes,
         })
     }
 
-    /// The sealed blob of message `id`'s file in a scratch file, checked
-    /// against the message's digest; with the record and the file key.
-    async fn fetch_sealed(
-        &mut self,
-        id: &str,
-        mut progress: impl FnMut(u64, u64),
-    ) -> Result<(AttachmentRecord, [u8; 32], PathBuf), ClientError> {
-        let json: Option<String> = self
+    /// The file of message `id`: `None` when no message has that id,
+    /// `Some(None)` when the message has no file.
+    fn message_file(&self, id: &str) -> Result<Option<Option<AttachmentPointer>>, ClientError> {
+        let row: Option<Option<String>> = self
             .store
             .conn
             .query_row(
@@ -356,32 +381,57 @@ impl Client {
                 rusqlite::params![id],
                 |r| r.get(0),
             )
-            .map_err(|_| ClientError::NotFound(format!("no message {id}")))?;
-        let record: AttachmentRecord = json
-            .and_then(|j| serde_json::from_str(&j).ok())
-            .ok_or_else(|| ClientError::NotFound(format!("message {id} has no file")))?;
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let raw_key: [u8; 32] = b64
-            .decode(&record.key)
-            .ok()
-            .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
-            .ok_or_else(|| ClientError::Store("stored attachment key is corrupt".into()))?;
-        let digest = b64
-            .decode(&record.digest)
-            .map_err(|_| ClientError::Store("stored digest is corrupt".into()))?;
-        let sealed = self.scratch(&format!("down-{id}"))?;
+            .optional()?;
+        let Some(json) = row else {
+            return Ok(None);
+        };
+        let record = json.and_then(|j| serde_json::from_str::<AttachmentRecord>(&j).ok());
+        Ok(Some(record.map(pointer_of).transpose()?))
+    }
+
+    /// The file of message `id`, or else of the channel post `id`. An id
+    /// that names more than one (a sender or a channel's owner may choose
+    /// an id another already has) is refused rather than guessed at.
+    fn file_pointer(&self, id: &str) -> Result<AttachmentPointer, ClientError> {
+        let message = self.message_file(id)?;
+        let mut posts = self.channel_post_files(None, id)?;
+        match (message, posts.pop()) {
+            (None, None) => Err(ClientError::NotFound(format!(
+                "no message or channel post {id}"
+            ))),
+            (Some(m), None) => {
+                m.ok_or_else(|| ClientError::NotFound(format!("message {id} has no file")))
+            }
+            (None, Some(p)) if posts.is_empty() => p.1.ok_or_else(|| {
+                ClientError::NotFound(format!("the post {id} of ~{} has no file", p.0))
+            }),
+            _ => Err(ClientError::InvalidInput(format!(
+                "{id} names more than one message or channel post; nothing was downloaded"
+            ))),
+        }
+    }
+
+    /// The sealed blob of `pointer`'s file in a scratch file, checked
+    /// against the pointer's digest.
+    async fn fetch_sealed(
+        &mut self,
+        pointer: &AttachmentPointer,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<PathBuf, ClientError> {
+        let mut nonce_name = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut nonce_name);
+        let sealed = self.scratch(&format!("down-{}", hex::encode(nonce_name)))?;
         let resp = self
             .transport
             .raw(
                 Method::GET,
-                &format!("/v1/attachments/{}", record.blob_id),
+                &format!("/v1/attachments/{}", pointer.blob_id),
                 &[],
                 None,
             )
             .await?;
         let total = resp.content_length().unwrap_or(0);
-        {
+        let written = async {
             let mut f = std::fs::File::create(&sealed)?;
             let mut stream = resp.bytes_stream();
             let mut done = 0u64;
@@ -393,12 +443,17 @@ impl Client {
                 progress(done, total);
             }
             f.flush()?;
+            if digest_file(&sealed)? != pointer.digest {
+                return Err(ClientError::AttachmentTampered);
+            }
+            Ok(())
         }
-        if digest_file(&sealed)?.as_slice() != digest.as_slice() {
+        .await;
+        if let Err(e) = written {
             let _ = std::fs::remove_file(&sealed);
-            return Err(ClientError::AttachmentTampered);
+            return Err(e);
         }
-        Ok((record, raw_key, sealed))
+        Ok(sealed)
     }
 }
 

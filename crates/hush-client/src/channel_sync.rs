@@ -196,7 +196,7 @@ impl Client {
         if seen.is_some() {
             return Ok(Taken::Nothing);
         }
-        let Some((text, file)) = Content::decode(bytes).ok().as_ref().and_then(shown) else {
+        let Some(shown) = Content::decode(bytes).ok().as_ref().and_then(shown) else {
             tracing::debug!(channel = %row.name, "a post this build does not show");
             return Ok(Taken::Nothing);
         };
@@ -215,15 +215,13 @@ impl Client {
                 received_at as i64,
             ],
         )?;
-        Ok(Taken::Post(ChannelPostView {
-            channel: row.name.clone(),
-            id: hex::encode(post.id),
-            number: p.number,
+        Ok(Taken::Post(ChannelPostView::of(
+            &row.name,
+            &post.id,
+            p.number,
             epoch,
-            text,
-            file,
-            sent_at: post.sent_at_ms,
-            received_at,
-        }))
+            shown,
+            (post.sent_at_ms, received_at),
+        )))
     }
 }

@@ -50,6 +50,10 @@ pub struct ChannelPostView {
     pub text: String,
     /// A file's name, when the post is a file.
     pub file: Option<String>,
+    /// A file's size in bytes (plaintext).
+    pub size: Option<u64>,
+    /// A file's media type, as the owner declared it.
+    pub media_type: Option<String>,
     /// When the owner posted it (their clock), ms since the Unix epoch.
     pub sent_at: u64,
     /// When this device took it in, ms since the Unix epoch.
@@ -75,7 +79,7 @@ impl ChannelRow {
     }
 
     /// The owner key and post token, on the owner's device.
-    fn poster(&self) -> Result<(AccountKey, Vec<u8>), ClientError> {
+    pub(crate) fn poster(&self) -> Result<(AccountKey, Vec<u8>), ClientError> {
         match (&self.owner_seed, &self.post_token) {
             (Some(seed), Some(token)) => {
                 let seed = <[u8; 32]>::try_from(seed.as_slice())
@@ -140,6 +144,29 @@ fn channel_row(raw: RawRow) -> Result<ChannelRow, ClientError> {
     })
 }
 
+/// A post's message content, made now.
+pub(crate) fn content_of(body: Body) -> Content {
+    Content {
+        id: MessageId::generate(&mut rand::rngs::OsRng),
+        sent_at_ms: now_ms(),
+        expire_timer_secs: None,
+        body,
+        kt_checkpoint: None,
+        meta: PostMeta::default(),
+    }
+}
+
+/// Refuses a post's content over [`hush_proto::channel::MAX_BODY`].
+pub(crate) fn check_body_size(len: usize) -> Result<(), ClientError> {
+    if len > hush_proto::channel::MAX_BODY {
+        return Err(ClientError::InvalidInput(format!(
+            "a channel post is at most {} bytes",
+            hush_proto::channel::MAX_BODY
+        )));
+    }
+    Ok(())
+}
+
 /// The path of a channel on the server.
 pub(crate) fn channel_path(channel_id: &[u8; 32]) -> String {
     format!("/v1/channels/{}", hex::encode(channel_id))
@@ -164,18 +191,60 @@ pub(crate) fn store_key(
     Ok(())
 }
 
-/// What a post's content shows: its text and a file's name; `None` for
-/// content a channel does not show (receipts, edits and the like).
-pub(crate) fn shown(content: &Content) -> Option<(String, Option<String>)> {
+/// What a post's content shows: its text (a file's caption) and a file.
+pub(crate) struct Shown {
+    pub(crate) text: String,
+    pub(crate) file: Option<(String, u64, String)>,
+}
+
+/// What a post's content shows; `None` for content a channel does not
+/// show (receipts, edits and the like).
+pub(crate) fn shown(content: &Content) -> Option<Shown> {
     match &content.body {
-        Body::Text { text, .. } => Some((text.clone(), None)),
+        Body::Text { text, .. } => Some(Shown {
+            text: text.clone(),
+            file: None,
+        }),
         Body::Attachment {
             pointer, caption, ..
-        } => Some((
-            caption.clone().unwrap_or_default(),
-            Some(pointer.file_name.clone()),
-        )),
+        } => Some(Shown {
+            text: caption.clone().unwrap_or_default(),
+            file: Some((
+                pointer.file_name.clone(),
+                pointer.size,
+                pointer.media_type.clone(),
+            )),
+        }),
         _ => None,
+    }
+}
+
+impl ChannelPostView {
+    /// The view of a post taken in: `times` are (sent, received).
+    pub(crate) fn of(
+        channel: &str,
+        id: &[u8],
+        number: u64,
+        epoch: u32,
+        shown: Shown,
+        (sent_at, received_at): (u64, u64),
+    ) -> Self {
+        let (file, size, media_type) = match shown.file {
+            Some((name, size, media)) => (Some(name), Some(size), Some(media)),
+            None => (None, None, None),
+        };
+        ChannelPostView {
+            channel: channel.to_owned(),
+            id: hex::encode(id),
+            number,
+            epoch,
+            text: shown.text,
+            file,
+            size,
+            media_type,
+            sent_at,
+            received_at,
+        }
     }
 }
 
@@ -399,27 +468,26 @@ impl Client {
             return Err(ClientError::InvalidInput("nothing to post".into()));
         }
         let row = self.channel_by_name(name)?;
-        let (owner, token) = row.poster()?;
-        let content = Content {
-            id: MessageId::generate(&mut rand::rngs::OsRng),
-            sent_at_ms: now_ms(),
-            expire_timer_secs: None,
-            body: Body::Text {
-                text: text.to_owned(),
-                reply_to: None,
-            },
-            kt_checkpoint: None,
-            meta: PostMeta::default(),
+        let body = Body::Text {
+            text: text.to_owned(),
+            reply_to: None,
         };
+        self.post_content(&row, body).await
+    }
+
+    /// Posts a message content with `body` to the channel of `row` (the
+    /// owner's device only) and keeps it as taken in.
+    pub(crate) async fn post_content(
+        &mut self,
+        row: &ChannelRow,
+        body: Body,
+    ) -> Result<ChannelPostView, ClientError> {
+        let (owner, token) = row.poster()?;
+        let content = content_of(body);
         let encoded = content.encode();
-        if encoded.len() > hush_proto::channel::MAX_BODY {
-            return Err(ClientError::InvalidInput(format!(
-                "a channel post is at most {} bytes",
-                hush_proto::channel::MAX_BODY
-            )));
-        }
+        check_body_size(encoded.len())?;
         let (post, number) = self
-            .post_sealed(&row, &owner, &token, PostBody::Content(encoded.clone()))
+            .post_sealed(row, &owner, &token, PostBody::Content(encoded.clone()))
             .await?;
         let received_at = now_ms();
         self.store.conn.execute(
@@ -436,16 +504,15 @@ impl Client {
                 received_at as i64,
             ],
         )?;
-        Ok(ChannelPostView {
-            channel: row.name,
-            id: hex::encode(post.id),
+        let shown = shown(&content).ok_or_else(|| ClientError::Store("a post not shown".into()))?;
+        Ok(ChannelPostView::of(
+            &row.name,
+            &post.id,
             number,
-            epoch: row.epoch,
-            text: text.to_owned(),
-            file: None,
-            sent_at: post.sent_at_ms,
-            received_at,
-        })
+            row.epoch,
+            shown,
+            (post.sent_at_ms, received_at),
+        ))
     }
 
     /// Seals `body` under the current epoch's key, signed by `owner`, and
@@ -580,19 +647,20 @@ impl Client {
             .collect::<Result<_, _>>()?;
         let mut out = Vec::new();
         for (id, number, epoch, content, sent_at, received_at) in raws {
-            let Some((text, file)) = Content::decode(&content).ok().as_ref().and_then(shown) else {
+            let Some(shown) = Content::decode(&content).ok().as_ref().and_then(shown) else {
                 continue;
             };
-            out.push(ChannelPostView {
-                channel: row.name.clone(),
-                id: hex::encode(id),
-                number: u64::try_from(number).unwrap_or(0),
+            out.push(ChannelPostView::of(
+                &row.name,
+                &id,
+                u64::try_from(number).unwrap_or(0),
                 epoch,
-                text,
-                file,
-                sent_at: u64::try_from(sent_at).unwrap_or(0),
-                received_at: u64::try_from(received_at).unwrap_or(0),
-            });
+                shown,
+                (
+                    u64::try_from(sent_at).unwrap_or(0),
+                    u64::try_from(received_at).unwrap_or(0),
+                ),
+            ));
         }
         Ok(out)
     }

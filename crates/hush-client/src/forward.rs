@@ -20,7 +20,7 @@ fn corrupt(what: &str) -> ClientError {
 }
 
 /// The pointer a stored attachment record describes.
-fn pointer_of(record: AttachmentRecord) -> Result<AttachmentPointer, ClientError> {
+pub(crate) fn pointer_of(record: AttachmentRecord) -> Result<AttachmentPointer, ClientError> {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let array = |s: &str, what: &str| -> Result<[u8; 32], ClientError> {

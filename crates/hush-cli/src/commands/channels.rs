@@ -1,6 +1,8 @@
 //! `hush channel create|invite|list|leave|rotate`, `hush join` with a
-//! channel's link, `hush send --channel` and `hush history --channel`
-//! (decision 0038).
+//! channel's link, `hush send --channel`, `hush send-file --channel` and
+//! `hush history --channel` (decision 0038).
+
+use std::path::Path;
 
 use anyhow::Result;
 use hush_client::{ChannelPostView, Client};
@@ -8,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::cli::ChannelCommand;
 use crate::inert;
-use crate::output::{Out, format_time};
+use crate::output::{Out, file_label, format_time};
 
 /// `hush channel ...`
 pub async fn run(client: &mut Client, command: ChannelCommand, out: &mut Out) -> Result<()> {
@@ -93,6 +95,27 @@ pub async fn send(client: &mut Client, name: &str, text: &str, out: &mut Out) ->
     Ok(())
 }
 
+/// `hush send-file --channel NAME PATH [--caption TEXT]`.
+pub async fn send_file(
+    client: &mut Client,
+    name: &str,
+    path: &Path,
+    caption: Option<&str>,
+    out: &mut Out,
+) -> Result<()> {
+    let bar = super::files::progress_bar("uploading");
+    let result = client
+        .post_file_to_channel(name, path, caption, |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })
+        .await;
+    bar.finish_and_clear();
+    let post = result?;
+    out.emit(|| format_post(&post), post_json(&post))?;
+    Ok(())
+}
+
 /// `hush history --channel NAME`: the posts taken in, oldest first.
 pub fn history(client: &mut Client, name: &str, out: &mut Out) -> Result<()> {
     for post in client.channel_history(name)? {
@@ -106,7 +129,7 @@ pub fn format_post(p: &ChannelPostView) -> String {
     let file = p
         .file
         .as_ref()
-        .map(|f| format!(" [file {}]", inert::name(f)))
+        .map(|f| format!(" {}", file_label(f, p.size)))
         .unwrap_or_default();
     format!(
         "{}  ~{}: {}{file}  id={}",
@@ -118,7 +141,8 @@ pub fn format_post(p: &ChannelPostView) -> String {
 }
 
 /// A channel post as JSON: `{"event": "channel_post", "channel", "id",
-/// "number", "epoch", "text", "file", "sent_at", "received_at"}`.
+/// "number", "epoch", "text", "file", "size", "media_type", "sent_at",
+/// "received_at"}` (`file`, `size` and `media_type` null but for a file).
 pub fn post_json(p: &ChannelPostView) -> Value {
     serde_json::to_value(hush_client::Event::ChannelPost(p.clone()))
         .unwrap_or_else(|_| json!({"event": "channel_post"}))

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::output::{Out, format_size};
 
 /// A progress bar on stderr when it is a terminal; hidden otherwise.
-fn progress_bar(what: &str) -> ProgressBar {
+pub(crate) fn progress_bar(what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

@@ -147,6 +147,11 @@ pub async fn run(config: Config) -> Result<()> {
         }
         Command::Join { link, wait } => invites::join(c, &link, wait, &mut out).await,
         Command::SendFile { target, path } => files::send(c, &target, &path, &mut out).await,
+        Command::ChannelSendFile {
+            name,
+            path,
+            caption,
+        } => channels::send_file(c, &name, &path, caption.as_deref(), &mut out).await,
         Command::Download {
             id,
             out: path,

@@ -28,6 +28,8 @@ fn post(channel: &str, id: &str, text: &str, file: Option<&str>) -> ChannelPostV
         epoch: 0,
         text: text.into(),
         file: file.map(str::to_owned),
+        size: file.map(|_| 2048),
+        media_type: file.map(|_| "application/pdf".to_owned()),
         sent_at: 1_700_000_000_000,
         received_at: 1_700_000_000_500,
     }
@@ -106,7 +108,7 @@ fn channels_are_listed_after_the_conversations_and_show_their_posts() {
     assert!(screen.contains("» news (channel: you post)"), "{screen}");
     assert!(screen.contains("22:13 hello subscribers"), "{screen}");
     assert!(
-        screen.contains("22:13 [file report.pdf] the report"),
+        screen.contains("22:13 [file report.pdf, 2.0 KiB] the report"),
         "{screen}"
     );
     assert!(!screen.contains("not this one"), "{screen}");
@@ -241,7 +243,9 @@ fn a_hostile_channel_and_post_are_drawn_inert() {
     let screen = assert_inert(&app, now);
     assert!(screen.contains(r"» ne\x1b[5mws\u{202e}"), "{screen}");
     assert!(
-        screen.contains(r"[file a\x1b[1A\u{2066}.pdf] hi\x1b[2J\x1b]0;pwned\x07\u{202e}gnp.exe"),
+        screen.contains(
+            r"[file a\x1b[1A\u{2066}.pdf, 2.0 KiB] hi\x1b[2J\x1b]0;pwned\x07\u{202e}gnp.exe"
+        ),
         "{screen}"
     );
     assert!(screen.contains("    | SECURITY: all is fine"), "{screen}");

@@ -216,7 +216,7 @@ pub(super) fn message_lines<'a>(app: &App, m: &'a MessageView) -> Vec<Line<'a>> 
     lines
 }
 
-/// The selected channel's posts: `12:34 text`, a file as `[file NAME]`
+/// The selected channel's posts: `12:34 text`, a file as `[file NAME, SIZE]`
 /// before its caption; the owner's text is drawn inert.
 fn post_lines(app: &App) -> Vec<Line<'_>> {
     if app.posts.is_empty() {
@@ -238,7 +238,7 @@ fn post_line(p: &ChannelPostView) -> Vec<Line<'_>> {
     let hhmm = time.get(11..16).unwrap_or("").to_owned();
     let mut body = inert::text(&p.text).into_owned();
     if let Some(file) = &p.file {
-        let file = format!("[file {}]", inert::name(file));
+        let file = crate::output::file_label(file, p.size);
         body = if body.is_empty() {
             file
         } else {

@@ -167,6 +167,21 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             Method::POST,
             post(crate::web::channels::post),
         ),
+        (
+            "/api/channels/{name}/files",
+            Method::POST,
+            post(crate::web::channels::post_file),
+        ),
+        (
+            "/api/channels/{name}/posts/{id}/file",
+            Method::GET,
+            get(crate::web::channels::file),
+        ),
+        (
+            "/api/join",
+            Method::POST,
+            post(crate::web::channels::join_any),
+        ),
         ("/api/contacts", Method::GET, get(contacts)),
         (
             "/api/contacts/{username}/avatar",

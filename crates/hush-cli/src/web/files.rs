@@ -23,13 +23,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use hush_client::{Event, MessageView, OpenedFile};
+use hush_client::{Client, ClientError, Event, MessageView, OpenedFile};
 use rand::RngCore;
 use serde::Deserialize;
 
 use crate::web::AppState;
 use crate::web::api::{ApiError, bad_request, on_client, target_of};
-use crate::web::worker::Published;
+use crate::web::worker::{ClientFuture, Published};
 
 /// The largest file the page may upload (the server's default limit).
 pub const MAX_UPLOAD: u64 = 100 * 1024 * 1024;
@@ -71,8 +71,8 @@ impl FileCache {
 /// `?name=FILE&upload=TOKEN`.
 #[derive(Debug, Deserialize)]
 pub struct UploadQuery {
-    name: String,
-    upload: Option<String>,
+    pub name: String,
+    pub upload: Option<String>,
 }
 
 /// A file name the page sent, reduced to a plain name.
@@ -94,7 +94,7 @@ fn plain_name(name: &str) -> Result<String, ApiError> {
 }
 
 /// A scratch directory for one upload, removed on drop.
-struct Scratch(PathBuf);
+pub struct Scratch(PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -129,14 +129,10 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-/// `POST /api/conversations/{id}/files?name=...`: the body is the file.
-pub async fn upload(
-    State(s): State<AppState>,
-    Path(conversation): Path<i64>,
-    Query(q): Query<UploadQuery>,
-    body: Body,
-) -> Result<Json<MessageView>, ApiError> {
-    let name = plain_name(&q.name)?;
+/// The request body saved under the plain form of `name` in a fresh
+/// scratch directory (removed when the [`Scratch`] is dropped).
+pub async fn receive(s: &AppState, name: &str, body: Body) -> Result<(Scratch, PathBuf), ApiError> {
+    let name = plain_name(name)?;
     let mut nonce = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let dir = s.scratch.join(format!("web-up-{}", hex::encode(nonce)));
@@ -144,18 +140,35 @@ pub async fn upload(
     let scratch = Scratch(dir);
     let path = scratch.0.join(&name);
     save_body(body, &path).await?;
-    let (events, token) = (s.events.clone(), q.upload.unwrap_or_default());
+    Ok((scratch, path))
+}
+
+/// Reports an upload's progress on the event stream, as `progress` with
+/// the page's token for it.
+pub fn progress(s: &AppState, token: Option<String>) -> impl FnMut(u64, u64) + Send + 'static {
+    let (events, token) = (s.events.clone(), token.unwrap_or_default());
+    move |done, total| {
+        let _ = events.send(Published::Progress {
+            upload: token.clone(),
+            done,
+            total,
+        });
+    }
+}
+
+/// `POST /api/conversations/{id}/files?name=...`: the body is the file.
+pub async fn upload(
+    State(s): State<AppState>,
+    Path(conversation): Path<i64>,
+    Query(q): Query<UploadQuery>,
+    body: Body,
+) -> Result<Json<MessageView>, ApiError> {
+    let (scratch, path) = receive(&s, &q.name, body).await?;
+    let progress = progress(&s, q.upload);
     let sent = on_client(&s, move |c| {
         Box::pin(async move {
             let t = target_of(c, conversation)?;
-            c.send_file(&t, &path, |done, total| {
-                let _ = events.send(Published::Progress {
-                    upload: token.clone(),
-                    done,
-                    total,
-                });
-            })
-            .await
+            c.send_file(&t, &path, progress).await
         })
     })
     .await?;
@@ -179,16 +192,32 @@ pub async fn file(
     Path(id): Path<String>,
     Query(q): Query<FileQuery>,
 ) -> Result<Response, ApiError> {
-    let opened = match s.files.get(&id) {
+    let key = id.clone();
+    serve(&s, id, q, move |c| {
+        Box::pin(async move { c.open_file(&key).await })
+    })
+    .await
+}
+
+/// Serves a decrypted file: from the cache under `key`, else opened by
+/// `open` on the client task. Inline only as a raster picture; always
+/// under the sandbox policy.
+pub async fn serve<F>(
+    s: &AppState,
+    key: String,
+    q: FileQuery,
+    open: F,
+) -> Result<Response, ApiError>
+where
+    F: for<'a> FnOnce(&'a mut Client) -> ClientFuture<'a, Result<OpenedFile, ClientError>>
+        + Send
+        + 'static,
+{
+    let opened = match s.files.get(&key) {
         Some(f) => f,
         None => {
-            let key = id.clone();
-            let f = on_client(&s, move |c| {
-                Box::pin(async move { c.open_file(&key).await })
-            })
-            .await?;
-            let f = Arc::new(f);
-            s.files.put(&id, f.clone());
+            let f = Arc::new(on_client(s, open).await?);
+            s.files.put(&key, f.clone());
             f
         }
     };

@@ -65,6 +65,7 @@ export const api = {
   channels: () => call('GET', '/api/channels'),
   createChannel: (name) => call('POST', '/api/channels', { name }),
   joinChannel: (link) => call('POST', '/api/channels/join', { link }),
+  join: (link) => call('POST', '/api/join', { link }),
   channelLink: (name) => call('GET', `/api/channels/${encodeURIComponent(name)}/link`),
   channelPosts: (name) => call('GET', `/api/channels/${encodeURIComponent(name)}/posts`),
   postToChannel: (name, text) =>

@@ -2,7 +2,7 @@
 import { api, subscribe } from './api.js';
 import { avatarNode, forgetAvatar, onAvatar } from './avatars.js';
 import { channelIsOpen, channelPost, closeChannel, reloadChannels, wireChannels } from './channels.js';
-import { fileNode, fileUrl, upload, wireDrop } from './files.js';
+import { fileNode, showPicture, upload, wireDrop } from './files.js';
 import { groupChanged, showInfo, wireGroups } from './groups.js';
 import { showForward, wirePolls } from './polls.js';
 import { drawMute, notify, ownAvatarChanged, wireSettings } from './settings.js';
@@ -398,15 +398,6 @@ function askDelete(m) {
     }
   };
   dialog.showModal();
-}
-
-function showPicture(m) {
-  $('picture-title').textContent = m.file_name || 'Picture';
-  $('picture-full').src = fileUrl(m.id);
-  $('picture-full').alt = m.file_name || 'Picture';
-  $('picture-download').href = fileUrl(m.id, true);
-  $('picture-download').download = m.file_name || 'picture';
-  $('picture-dialog').showModal();
 }
 
 // ---- files ----

@@ -1,8 +1,10 @@
 // Channels (decision 0038): the list under the conversations, a channel's
-// posts (newest at the bottom), posting on the owner's device, its link,
-// joining by a pasted link, leaving. New posts arrive as `channel_post`
-// events. `ctx` is the app: { state, fail, close }.
+// posts (newest at the bottom; files and pictures shown as in
+// conversations), posting text and files on the owner's device, its link,
+// joining by a pasted link (a group's invite link too), leaving. New posts
+// arrive as `channel_post` events. `ctx` is the app: { state, fail, close }.
 import { api } from './api.js';
+import { fileNode, showPicture, uploadTo } from './files.js';
 import { el, when } from './view.js';
 
 const $ = (id) => document.getElementById(id);
@@ -40,10 +42,23 @@ function drawList() {
   $('no-channels').hidden = cs.list.length > 0;
 }
 
+// Where a post's file is served.
+function postFileUrl(channel) {
+  const base = `/api/channels/${encodeURIComponent(channel)}/posts`;
+  return (id, download = false) =>
+    `${base}/${encodeURIComponent(id)}/file${download ? '?download=true' : ''}`;
+}
+
+// A file post as a file message, for files.js.
+function asMessage(p) {
+  return { kind: 'file', deleted: false, id: p.id, file_name: p.file, size: p.size, media_type: p.media_type };
+}
+
 function postItem(p, owner) {
-  const text = p.file ? `📎 ${p.file}${p.text ? ` — ${p.text}` : ''}` : p.text;
+  const file = p.file ? fileNode(asMessage(p), postFileUrl(p.channel)) : null;
   return el('li', { class: owner ? 'msg out' : 'msg in', dataset: { id: p.id } },
-    el('div', { class: 'text' }, text),
+    file,
+    p.text ? el('div', { class: 'text' }, p.text) : null,
     el('div', { class: 'meta' }, when(p.sent_at)));
 }
 
@@ -159,6 +174,28 @@ async function post(ctx) {
   }
 }
 
+// Posts the picked file, with the composer's text as its caption.
+async function postFile(ctx, file) {
+  const name = cs.open;
+  if (!file || name === null) return;
+  const box = $('channel-composer');
+  const caption = box.value.trim();
+  const state = $('channel-upload');
+  state.hidden = false;
+  state.textContent = `Posting ${file.name}…`;
+  const params = { upload: crypto.randomUUID() };
+  if (caption) params.caption = caption;
+  try {
+    const path = `/api/channels/${encodeURIComponent(name)}/files`;
+    channelPost(ctx, await uploadTo(path, file, params, () => {}));
+    box.value = '';
+    drawPosts(true);
+  } catch (e) {
+    ctx.fail(e);
+  }
+  state.hidden = true;
+}
+
 async function showLink(name, fresh) {
   $('channel-link').value = '';
   $('channel-link-state').textContent = fresh ? 'Channel created. Share this link with its readers.' : '';
@@ -192,21 +229,29 @@ async function create(ctx) {
   await showLink(name, true);
 }
 
+// Joins by a channel's link or a group's invite link.
 async function join(ctx) {
   const link = $('channel-join-link').value.trim();
   if (!link) return;
   $('channel-join-state').textContent = 'Joining…';
-  let name;
+  let joined;
   try {
-    name = (await api.joinChannel(link)).channel;
+    joined = await api.join(link);
   } catch (e) {
     $('channel-join-state').textContent = e.message;
     return;
   }
   $('channel-join-form').reset();
+  if (joined.kind === 'group') {
+    const members = `${joined.size} member${joined.size === 1 ? '' : 's'}`;
+    $('channel-join-state').textContent = joined.needs_approval
+      ? `Asked to join “${joined.group}” (${members}): an admin approves the request, then it appears with your conversations.`
+      : `Asked to join “${joined.group}” (${members}): it appears with your conversations once an admin's device is online.`;
+    return;
+  }
   $('channel-join-dialog').close();
   await loadList();
-  await show(name, ctx);
+  await show(joined.channel, ctx);
 }
 
 function askLeave(ctx) {
@@ -267,6 +312,17 @@ export function wireChannels(ctx) {
   $('channel-composer-form').addEventListener('submit', (e) => {
     e.preventDefault();
     post(ctx);
+  });
+  $('channel-attach').addEventListener('click', () => $('channel-file').click());
+  $('channel-file').addEventListener('change', () => {
+    const [file] = $('channel-file').files;
+    $('channel-file').value = '';
+    postFile(ctx, file);
+  });
+  $('channel-posts').addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-act="picture"]');
+    const p = b && cs.posts.find((x) => x.id === b.closest('li').dataset.id);
+    if (p) showPicture(asMessage(p), postFileUrl(p.channel));
   });
   $('channel-copy').addEventListener('click', () => {
     if (cs.open !== null) showLink(cs.open, false);

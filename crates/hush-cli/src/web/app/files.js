@@ -23,8 +23,8 @@ export function sizeText(n) {
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
 }
 
-async function drawThumb(m, canvas) {
-  const r = await fetch(fileUrl(m.id), { credentials: 'same-origin' });
+async function drawThumb(url, canvas) {
+  const r = await fetch(url, { credentials: 'same-origin' });
   if (!r.ok) throw new Error(`${r.status}`);
   const full = await createImageBitmap(await r.blob());
   const scale = Math.min(1, THUMB_W / full.width, THUMB_H / full.height);
@@ -35,16 +35,16 @@ async function drawThumb(m, canvas) {
   canvas.dataset.ready = 'true';
 }
 
-// The thumbnail of a picture message: a canvas, filled when fetched.
-function thumbnail(m) {
-  let canvas = thumbs.get(m.id);
+// The thumbnail of a picture: a canvas, filled when fetched (kept per URL).
+function thumbnail(url) {
+  let canvas = thumbs.get(url);
   if (!canvas) {
     canvas = document.createElement('canvas');
     canvas.className = 'thumb';
     canvas.width = 1;
     canvas.height = 1;
-    thumbs.set(m.id, canvas);
-    drawThumb(m, canvas).catch(() => {
+    thumbs.set(url, canvas);
+    drawThumb(url, canvas).catch(() => {
       canvas.dataset.failed = 'true';
     });
   }
@@ -52,8 +52,9 @@ function thumbnail(m) {
 }
 
 // What a file message shows: a picture's thumbnail (a button that opens
-// it whole) or a download link.
-export function fileNode(m) {
+// it whole) or a download link. `urlOf(id, download)` is where its file
+// is served (a channel post's elsewhere than a message's).
+export function fileNode(m, urlOf = fileUrl) {
   if (m.kind !== 'file' || m.deleted) return null;
   const name = m.file_name || 'file';
   if (isPicture(m)) {
@@ -62,20 +63,31 @@ export function fileNode(m) {
     b.className = 'picture';
     b.dataset.act = 'picture';
     b.setAttribute('aria-label', `Open picture ${name}`);
-    b.append(thumbnail(m));
+    b.append(thumbnail(urlOf(m.id)));
     return b;
   }
   const a = document.createElement('a');
   a.className = 'file';
-  a.href = fileUrl(m.id, true);
+  a.href = urlOf(m.id, true);
   a.download = name;
   a.textContent = `📎 ${name} (${sizeText(m.size)})`;
   a.setAttribute('aria-label', `Download ${name}, ${sizeText(m.size)}`);
   return a;
 }
 
+// Opens a picture whole in the picture dialog.
+export function showPicture(m, urlOf = fileUrl) {
+  const $ = (id) => document.getElementById(id);
+  $('picture-title').textContent = m.file_name || 'Picture';
+  $('picture-full').src = urlOf(m.id);
+  $('picture-full').alt = m.file_name || 'Picture';
+  $('picture-download').href = urlOf(m.id, true);
+  $('picture-download').download = m.file_name || 'picture';
+  $('picture-dialog').showModal();
+}
+
 export function forget(id) {
-  thumbs.delete(id);
+  thumbs.delete(fileUrl(id));
 }
 
 // Uploads `file` to conversation `conv`; `onProgress(fraction)` as it goes:
@@ -83,10 +95,15 @@ export function forget(id) {
 // encrypting and uploading it (reported on the event stream as `progress`
 // with this upload's token, see watchProgress).
 export function upload(conv, file, token, onProgress) {
+  return uploadTo(`/api/conversations/${conv}/files`, file, { upload: token }, onProgress);
+}
+
+// Uploads `file` to the API's `path` with the query `params` besides its name.
+export function uploadTo(path, file, params, onProgress) {
   return new Promise((resolve, reject) => {
-    const q = new URLSearchParams({ name: file.name, upload: token });
+    const q = new URLSearchParams({ ...params, name: file.name });
     const xhr = new XMLHttpRequest();
-    xhr.open('POST', `/api/conversations/${conv}/files?${q}`);
+    xhr.open('POST', `${path}?${q}`);
     xhr.setRequestHeader('Content-Type', 'application/octet-stream');
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable && e.total > 0) onProgress(0.5 * (e.loaded / e.total));
