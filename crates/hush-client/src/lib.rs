@@ -42,6 +42,7 @@ pub mod backup;
 mod batch;
 mod big_groups;
 mod channel_sync;
+pub mod channel_watch;
 pub mod channels;
 pub mod client;
 mod commit_blobs;
