@@ -435,3 +435,32 @@ async fn idle_syncs_no_longer_ask_every_channel() {
     assert_eq!(proxy.all_fetches(), armed + 1 + 1);
     assert_eq!(proxy.fetches(&ids[0]), proxy.fetches(&ids[2]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_holds_a_fetch_on_at_most_eight_channels() {
+    let names = ["c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"];
+    let Setup {
+        proxy,
+        mut anna,
+        mut bert,
+        ids,
+        _server,
+        _root,
+    } = setup(&names).await;
+    bert.watch_channels().unwrap();
+    assert_eq!(bert.channels_watched(), 8);
+    bert.sync(Duration::ZERO, |_| {}).await.unwrap();
+    // The first eight joined are held; the ninth is only fetched by the
+    // syncs that fetch every channel (the first one, here).
+    for id in &ids[..8] {
+        assert!(proxy.held_becomes(id, 1).await);
+    }
+    assert_eq!(proxy.held(&ids[8]), 0);
+    assert_eq!(proxy.fetches(&ids[8]), 1);
+    // A post to the ninth is read at the routine interval, not pushed; a
+    // post to a watched one is pushed.
+    anna.post_to_channel("c9", "later").await.unwrap();
+    anna.post_to_channel("c1", "now").await.unwrap();
+    let (_bert, events) = ended_by_a_post(long_sync(bert)).await;
+    assert_eq!(posts(&events), ["now"]);
+}
