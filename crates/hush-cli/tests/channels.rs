@@ -164,3 +164,69 @@ fn a_file_posted_to_a_channel_is_downloaded_by_post_id() {
     assert!(line.contains("altered"), "{line}");
     assert!(!tampered.exists());
 }
+
+/// Kills the child when dropped (the test failed or is done with it).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn sync_with_a_wait_prints_a_post_as_it_is_posted() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    let link = alice.json(&["channel", "create", "news"])[0]["link"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bob.json(&["join", &link]);
+
+    // bob listens for a minute; alice posts while he does.
+    let mut child = Running(
+        bob.command(&["--json", "sync", "--wait", "60"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    alice.ok(&["send", "--channel", "news", "live post"]);
+    let posted = Instant::now();
+    // Printed well before the minute is up (the sync still listens).
+    let deadline = posted + Duration::from_secs(25);
+    let post = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .expect("the post was not printed while hush sync waited");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["event"] == "channel_post" {
+            break v;
+        }
+    };
+    assert_eq!(post["channel"], "news");
+    assert_eq!(post["text"], "live post");
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "hush sync ended before its wait"
+    );
+}

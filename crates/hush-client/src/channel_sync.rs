@@ -1,5 +1,6 @@
 //! Fetching channels' new posts (decision 0038), after the conversations
-//! in every [`Client::sync`].
+//! in every [`Client::sync`] (with the channel watch running, only those
+//! it found news on, see [`crate::channel_watch`]).
 //!
 //! Per channel: the posts numbered above the newest read, a page at a
 //! time. A post is taken in only if it opens under a key this device
@@ -10,12 +11,15 @@
 //! no key for makes it read the descriptor once, in case it missed the
 //! rotation.
 
+use std::collections::HashSet;
+
 use hush_proto::Content;
 use hush_proto::channel::{Post, PostBody};
 use hush_wire::api::{ChannelPost, ChannelPostsResponse, ChannelResponse};
 use reqwest::Method;
 use rusqlite::{OptionalExtension, params};
 
+use crate::channel_watch::Due;
 use crate::channels::{ChannelPostView, ChannelRow, channel_path, shown, store_key};
 use crate::client::{Client, now_ms};
 use crate::error::ClientError;
@@ -37,14 +41,47 @@ enum Taken {
 }
 
 impl Client {
-    /// Fetches every channel's new posts; a channel that fails (network,
-    /// unknown to the server) is skipped until the next sync.
-    pub(crate) async fn sync_channels(
+    /// Fetches the new posts of the channels due (all of them without the
+    /// channel watch; with it, see [`Client::channels_due`]), then hands
+    /// the watch the numbers read.
+    pub(crate) async fn sync_channels_due(
         &mut self,
         on_event: &mut (dyn FnMut(&Event) + Send),
         events: &mut Vec<Event>,
     ) -> Result<(), ClientError> {
+        let only = match self.channels_due() {
+            Due::All => None,
+            Due::Only(ids) if ids.is_empty() => return Ok(()),
+            Due::Only(ids) => Some(ids),
+        };
+        let all = only.is_none();
+        if let Err(e) = self.sync_channels(only, on_event, events).await {
+            tracing::debug!(error = %e, "channels not fetched");
+        }
+        if let Some(w) = self.channel_watch.as_mut()
+            && all
+        {
+            w.fetched_at = Some(std::time::Instant::now());
+        }
+        self.hand_channel_watch()
+    }
+
+    /// Fetches every channel's new posts (or those of `only`); a channel
+    /// that fails (network, unknown to the server) is skipped until the
+    /// next sync.
+    async fn sync_channels(
+        &mut self,
+        only: Option<HashSet<[u8; 32]>>,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+        events: &mut Vec<Event>,
+    ) -> Result<(), ClientError> {
         for row in self.channel_rows()? {
+            if only
+                .as_ref()
+                .is_some_and(|ids| !ids.contains(&row.channel_id()))
+            {
+                continue;
+            }
             let name = row.name.clone();
             match self.sync_channel(row).await {
                 Ok(posts) => {

@@ -369,6 +369,7 @@ impl Client {
         )?;
         store_key(&tx, tx.last_insert_rowid(), 0, &key)?;
         tx.commit()?;
+        self.hand_channel_watch()?;
         self.channel_link(name)
     }
 
@@ -454,6 +455,7 @@ impl Client {
             &descriptor.key,
         )?;
         tx.commit()?;
+        self.hand_channel_watch()?;
         Ok(descriptor.name)
     }
 
@@ -620,7 +622,9 @@ impl Client {
         )?;
         tx.execute("DELETE FROM channels WHERE id = ?1", params![row.id])?;
         tx.commit()?;
-        Ok(())
+        // Its held fetch ends now: the server sees no more of this device
+        // on the channel.
+        self.hand_channel_watch()
     }
 
     /// The posts of the channel `name` this device took in, oldest first.

@@ -75,6 +75,9 @@ pub struct Client {
     /// No conversation of the legacy suite was left at the last routine
     /// sync: later ones need not load every group to look again.
     pub(crate) no_legacy_left: bool,
+    /// The channel watch, once a front end started it
+    /// ([`Client::watch_channels`]); its tasks stop when it is dropped.
+    pub(crate) channel_watch: Option<crate::channel_watch::ChannelWatch>,
     pub(crate) dir: PathBuf,
 }
 
@@ -140,6 +143,7 @@ impl Client {
             #[cfg(feature = "test-hooks")]
             crash_after_announcement: false,
             no_legacy_left: false,
+            channel_watch: None,
             dir: dir.to_owned(),
         }
     }

@@ -43,6 +43,7 @@ mod batch;
 mod big_groups;
 mod channel_files;
 mod channel_sync;
+pub mod channel_watch;
 pub mod channels;
 pub mod client;
 mod commit_blobs;

@@ -39,6 +39,9 @@ struct Receiving<'a> {
     /// Ends a listening wait early (the batch written first), see
     /// [`Client::sync_until_woken`].
     wake: Option<&'a tokio::sync::Notify>,
+    /// The channel watch's news, which ends it too (see
+    /// [`Client::watch_channels`]).
+    news: Option<crate::channel_watch::News>,
     events: Vec<Event>,
     batch: Batch,
     follow: &'a mut FollowUp,
@@ -75,6 +78,14 @@ struct FollowUp {
     listened: bool,
     /// A Welcome arrived (it used up one of this device's KeyPackages).
     welcomed: bool,
+}
+
+/// Returns when `notify` is notified; never without one.
+async fn notified(notify: Option<&tokio::sync::Notify>) {
+    match notify {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Client {
@@ -196,10 +207,10 @@ impl Client {
             tracing::debug!(error = %e, "new devices not added yet");
         }
         Box::pin(self.admit_by_links_if_due(follow.listened, &mut on_event, &mut events)).await;
-        // Channels after the conversations (decision 0038).
-        if let Err(e) = Box::pin(self.sync_channels(&mut on_event, &mut events)).await {
-            tracing::debug!(error = %e, "channels not fetched");
-        }
+        // Channels after the conversations (decision 0038): with the
+        // channel watch running, only when it has news (or failed, or at
+        // the routine interval).
+        Box::pin(self.sync_channels_due(&mut on_event, &mut events)).await?;
         self.expire_messages()?;
         Ok(events)
     }
@@ -230,6 +241,7 @@ impl Client {
     ) -> Result<Vec<Event>, ClientError> {
         let mut r = Receiving {
             wake,
+            news: self.channel_watch.as_ref().map(|w| w.news_handle()),
             events: Vec::new(),
             batch: Batch::default(),
             follow,
@@ -383,12 +395,15 @@ impl Client {
                     };
                     // Only a connection known to be up is left early: one
                     // that has not answered yet is judged at the deadline.
-                    let wake = r.wake.filter(|_| deadline.is_some() && link.up);
+                    let woken = deadline.is_some() && link.up;
+                    let wake = r.wake.filter(|_| woken);
+                    let news = r.news.as_ref().filter(|_| woken);
                     let next = tokio::select! {
                         n = tokio::time::timeout(limit, ws.next()) => n,
+                        () = notified(wake) => break,
                         () = async {
-                            match wake {
-                                Some(w) => w.notified().await,
+                            match news {
+                                Some(n) => n.arrived().await,
                                 None => std::future::pending().await,
                             }
                         } => break,

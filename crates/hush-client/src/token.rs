@@ -23,6 +23,7 @@ impl Client {
             .await?;
         LocalStore::set_meta(&self.store.conn, "token", resp.token.as_bytes())?;
         self.transport.set_token(resp.token);
-        Ok(())
+        // The channel watch asks with the new token from now on.
+        self.hand_channel_watch()
     }
 }

@@ -34,6 +34,9 @@ pub fn refused_is_an_error(m: &hush_client::MessageView) -> Result<()> {
 
 /// Receives what is waiting (and what arrives within `wait`), printing each
 /// event as it happens. Identity-key changes are also shouted on stderr.
+/// With a wait, the channels are watched meanwhile: a post is printed as
+/// the server stores it (a sync the watch ends early is followed by one
+/// listening for the rest of the wait).
 pub async fn sync(client: &mut Client, wait: Duration, out: &mut Out) -> Result<()> {
     let mut names: HashMap<i64, String> = client
         .conversations()?
@@ -42,59 +45,72 @@ pub async fn sync(client: &mut Client, wait: Duration, out: &mut Out) -> Result<
         .collect();
     let mut failed: Option<std::io::Error> = None;
     let mut alarmed = false;
-    client
-        .sync(wait, |ev| {
-            if let Event::KeyChanged { username } = ev {
-                let _ = writeln!(std::io::stderr(), "{}", key_changed_warning(username));
-            }
-            if let Event::KeyTransparencyAlarm { message } | Event::SecurityAlarm { message } = ev {
-                alarmed = true;
-                let bar = "!".repeat(72);
-                let message = crate::inert::name(message);
-                let _ = writeln!(std::io::stderr(), "{bar}\nhush: {message}\n{bar}");
-            }
-            if failed.is_none() {
-                let label = |id: i64| {
-                    names
-                        .get(&id)
-                        .cloned()
-                        .unwrap_or_else(|| format!("conversation {id}"))
-                };
-                let result = if out.is_json() {
-                    match ev {
-                        // A commit that changed no membership says nothing.
-                        Event::Members { added, removed, .. }
-                            if added.is_empty() && removed.is_empty() =>
-                        {
-                            Ok(())
-                        }
-                        _ => out.emit(String::new, event_json(ev)),
+    let mut on_event = |ev: &Event| {
+        if let Event::KeyChanged { username } = ev {
+            let _ = writeln!(std::io::stderr(), "{}", key_changed_warning(username));
+        }
+        if let Event::KeyTransparencyAlarm { message } | Event::SecurityAlarm { message } = ev {
+            alarmed = true;
+            let bar = "!".repeat(72);
+            let message = crate::inert::name(message);
+            let _ = writeln!(std::io::stderr(), "{bar}\nhush: {message}\n{bar}");
+        }
+        if failed.is_none() {
+            let label = |id: i64| {
+                names
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| format!("conversation {id}"))
+            };
+            let result = if out.is_json() {
+                match ev {
+                    // A commit that changed no membership says nothing.
+                    Event::Members { added, removed, .. }
+                        if added.is_empty() && removed.is_empty() =>
+                    {
+                        Ok(())
                     }
-                } else {
-                    match format_event(ev, &label) {
-                        Some(line) => out.human(&line),
-                        None => Ok(()),
-                    }
-                };
-                if let Err(e) = result {
-                    failed = Some(e);
+                    _ => out.emit(String::new, event_json(ev)),
                 }
+            } else {
+                match format_event(ev, &label) {
+                    Some(line) => out.human(&line),
+                    None => Ok(()),
+                }
+            };
+            if let Err(e) = result {
+                failed = Some(e);
             }
-            // Printed with the old name; later events use the new one.
-            match ev {
-                Event::Joined { conversation } => {
-                    names.insert(
-                        conversation.id,
-                        conversation_label(&conversation.kind, &conversation.name),
-                    );
-                }
-                Event::Renamed { conversation, name } => {
-                    names.insert(*conversation, conversation_label("group", name));
-                }
-                _ => {}
+        }
+        // Printed with the old name; later events use the new one.
+        match ev {
+            Event::Joined { conversation } => {
+                names.insert(
+                    conversation.id,
+                    conversation_label(&conversation.kind, &conversation.name),
+                );
             }
-        })
-        .await?;
+            Event::Renamed { conversation, name } => {
+                names.insert(*conversation, conversation_label("group", name));
+            }
+            _ => {}
+        }
+    };
+    let until = std::time::Instant::now() + wait;
+    if !wait.is_zero() {
+        client.watch_channels()?;
+    }
+    loop {
+        client
+            .sync(
+                until.saturating_duration_since(std::time::Instant::now()),
+                &mut on_event,
+            )
+            .await?;
+        if std::time::Instant::now() >= until {
+            break;
+        }
+    }
     if let Some(e) = failed {
         return Err(e.into());
     }

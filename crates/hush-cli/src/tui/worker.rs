@@ -38,6 +38,10 @@ pub async fn run(
         updates,
         backup_checked: None,
     };
+    // Posts reach the channels' view as the server stores them, and the
+    // syncs below fetch channels only when the watch has news.
+    // (It fails only outside a Tokio runtime, which this task is not.)
+    let _ = client.watch_channels();
     // Presence is best effort.
     let _ = client.announce_presence(true).await;
     worker.refresh(&mut client).await;

@@ -93,6 +93,10 @@ pub async fn run(
     wake: Arc<Notify>,
     events: broadcast::Sender<Published>,
 ) {
+    // Posts reach the channels' view as the server stores them, and the
+    // syncs below fetch channels only when the watch has news.
+    // (It fails only outside a Tokio runtime, which this task is not.)
+    let _ = client.watch_channels();
     // Presence is best effort.
     let _ = client.announce_presence(true).await;
     let mut offline = false;
