@@ -18,14 +18,13 @@
 //! through the `*_local` methods.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use axum::extract::ws::CloseFrame;
 use bytes::Bytes;
 
-use tokio::sync::{Notify, mpsc};
-
+use crate::mailbox::Mailbox;
 use crate::store::DeviceKey;
 
 /// Ephemeral frames buffered per connection before new ones are dropped.
@@ -38,59 +37,6 @@ pub const PUSH_BYTES: usize = 1 << 20;
 /// Ephemeral payload bytes buffered per connection before new ones are
 /// dropped (one payload always fits).
 pub const EPHEMERAL_BYTES: usize = 1 << 20;
-
-/// An item in a connection's buffer, counted against the buffer's byte
-/// budget until the connection drops it or takes it out.
-#[derive(Debug)]
-pub struct Budgeted<T> {
-    item: T,
-    _counted: Counted,
-}
-
-/// Bytes counted against a budget until dropped.
-#[derive(Debug)]
-struct Counted {
-    len: usize,
-    budget: Arc<AtomicUsize>,
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.budget.fetch_sub(self.len, Ordering::AcqRel);
-    }
-}
-
-impl<T> Budgeted<T> {
-    /// Counts `len` bytes of `item` against `budget` (of `max` bytes), or
-    /// gives `item` back if they do not fit.
-    fn take(item: T, len: usize, budget: &Arc<AtomicUsize>, max: usize) -> Result<Self, T> {
-        let used = budget.fetch_add(len, Ordering::AcqRel);
-        if used > 0 && used.saturating_add(len) > max {
-            budget.fetch_sub(len, Ordering::AcqRel);
-            return Err(item);
-        }
-        Ok(Self {
-            item,
-            _counted: Counted {
-                len,
-                budget: budget.clone(),
-            },
-        })
-    }
-
-    /// The item, no longer counted: the connection took it over.
-    pub fn into_inner(self) -> T {
-        self.item
-    }
-}
-
-impl<T> std::ops::Deref for Budgeted<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.item
-    }
-}
 
 /// An envelope for a device's queue, stored or about to be, handed to its
 /// connection.
@@ -172,16 +118,12 @@ pub trait Remote: Send + Sync + 'static {
 
 struct Conn {
     id: u64,
-    wake: Arc<Notify>,
-    kick: Arc<Notify>,
-    why: Arc<AtomicU8>,
-    ephemeral: mpsc::Sender<Budgeted<Bytes>>,
-    ephemeral_bytes: Arc<AtomicUsize>,
-    // Boxed: a channel allocates its first block of slots up front, and an
-    // idle connection should cost little.
-    push: mpsc::Sender<Budgeted<Box<Pushed>>>,
-    push_bytes: Arc<AtomicUsize>,
+    mailbox: Arc<Box_>,
 }
+
+/// A connection's mailbox: envelopes handed over (boxed, so that a waiting
+/// one costs a pointer in the queue) and ephemeral payloads.
+type Box_ = Mailbox<Box<Pushed>, Bytes>;
 
 /// The connected devices of this node.
 #[derive(Default)]
@@ -199,20 +141,28 @@ impl std::fmt::Debug for Hub {
     }
 }
 
-/// A connection's handles, returned by [`Hub::register`].
+/// A connection's handles, returned by [`Hub::register`]: its id and its
+/// mailbox (wake-up, kick, envelopes handed over, ephemeral payloads), which
+/// refuses further items once the registration is dropped.
 #[derive(Debug)]
 pub struct Registration {
     /// Identifies this connection when it unregisters.
     pub id: u64,
-    /// Notified when the device's queue has new envelopes.
-    pub wake: Arc<Notify>,
-    /// Notified when a newer connection of the same device replaced this one.
-    pub kick: Arc<Notify>,
-    /// Ephemeral payloads for the device.
-    pub ephemeral: mpsc::Receiver<Budgeted<Bytes>>,
-    /// Envelopes just stored for the device (already durable).
-    pub push: mpsc::Receiver<Budgeted<Box<Pushed>>>,
-    why: Arc<AtomicU8>,
+    mailbox: Arc<Box_>,
+}
+
+impl std::ops::Deref for Registration {
+    type Target = Mailbox<Box<Pushed>, Bytes>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.mailbox
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.mailbox.close();
+    }
 }
 
 impl Registration {
@@ -258,24 +208,18 @@ impl Hub {
     /// one, here or, through the [`Remote`], on another node.
     pub fn register(&self, device: &DeviceKey) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(EPHEMERAL_BUFFER);
-        let (push_tx, push_rx) = mpsc::channel(PUSH_BUFFER);
-        let wake = Arc::new(Notify::new());
-        let kick = Arc::new(Notify::new());
-        let why = Arc::new(AtomicU8::new(KICK_REPLACED));
+        let mailbox = Arc::new(Mailbox::new(
+            KICK_REPLACED,
+            (PUSH_BUFFER, PUSH_BYTES),
+            (EPHEMERAL_BUFFER, EPHEMERAL_BYTES),
+        ));
         let old = {
             let mut conns = self.lock();
             let old = conns.insert(
                 device.clone(),
                 Conn {
                     id,
-                    wake: wake.clone(),
-                    kick: kick.clone(),
-                    why: why.clone(),
-                    ephemeral: tx,
-                    ephemeral_bytes: Arc::default(),
-                    push: push_tx,
-                    push_bytes: Arc::default(),
+                    mailbox: mailbox.clone(),
                 },
             );
             // Under the lock, so the remote sees registrations of one device
@@ -286,16 +230,9 @@ impl Hub {
             old
         };
         if let Some(old) = old {
-            old.kick.notify_one();
+            old.mailbox.kick.notify_one();
         }
-        Registration {
-            id,
-            wake,
-            kick,
-            ephemeral: rx,
-            why,
-            push: push_rx,
-        }
+        Registration { id, mailbox }
     }
 
     /// Removes the connection `id` of `device`, unless a newer one replaced it.
@@ -337,7 +274,7 @@ impl Hub {
     /// Wakes the device's connection on this node only.
     pub fn wake_local(&self, device: &DeviceKey) {
         if let Some(c) = self.lock().get(device) {
-            c.wake.notify_one();
+            c.mailbox.wake.notify_one();
         }
     }
 
@@ -364,10 +301,9 @@ impl Hub {
                 };
                 let e = envelope(i, *seq);
                 let len = e.payload.len();
-                let took = Budgeted::take(Box::new(e), len, &c.push_bytes, PUSH_BYTES)
-                    .is_ok_and(|e| c.push.try_send(e).is_ok());
+                let took = c.mailbox.push.try_send(Box::new(e), len).is_ok();
                 if !took {
-                    c.wake.notify_one();
+                    c.mailbox.wake.notify_one();
                 }
                 taken.push(took);
             }
@@ -388,8 +324,7 @@ impl Hub {
         match self.lock().get(device) {
             Some(c) => {
                 let len = payload.len();
-                Budgeted::take(payload, len, &c.ephemeral_bytes, EPHEMERAL_BYTES)
-                    .is_ok_and(|p| c.ephemeral.try_send(p).is_ok())
+                c.mailbox.ephemeral.try_send(payload, len).is_ok()
             }
             None => false,
         }
@@ -409,8 +344,8 @@ impl Hub {
     /// one: a newer connection of the device registered on another node.
     pub fn kick_replaced(&self, device: &DeviceKey, id: u64) {
         if let Some(c) = self.lock().get(device).filter(|c| c.id == id) {
-            c.why.store(KICK_REPLACED, Ordering::Release);
-            c.kick.notify_one();
+            c.mailbox.why.store(KICK_REPLACED, Ordering::Release);
+            c.mailbox.kick.notify_one();
         }
     }
 
@@ -430,8 +365,8 @@ impl Hub {
         let Some(c) = conns.get(device) else {
             return false;
         };
-        c.why.store(KICK_REVOKED, Ordering::Release);
-        c.kick.notify_one();
+        c.mailbox.why.store(KICK_REVOKED, Ordering::Release);
+        c.mailbox.kick.notify_one();
         drop(conns);
         crate::metrics::METRICS.revoked(1);
         true
@@ -446,8 +381,8 @@ impl Hub {
         let mut n = 0;
         for (device, c) in self.lock().iter() {
             if accounts.contains(&device.username) {
-                c.why.store(KICK_REVOKED, Ordering::Release);
-                c.kick.notify_one();
+                c.mailbox.why.store(KICK_REVOKED, Ordering::Release);
+                c.mailbox.kick.notify_one();
                 n += 1;
             }
         }
@@ -461,7 +396,7 @@ impl Hub {
     pub fn wake_slice(&self, slice: u64, of: u64) {
         let of = of.max(1);
         for c in self.lock().values().filter(|c| c.id % of == slice % of) {
-            c.wake.notify_one();
+            c.mailbox.wake.notify_one();
         }
     }
 
@@ -473,8 +408,8 @@ impl Hub {
     /// Kicks every connection (on shutdown, so devices reconnect elsewhere).
     pub fn kick_all(&self) {
         for c in self.lock().values() {
-            c.why.store(KICK_RESTART, Ordering::Release);
-            c.kick.notify_one();
+            c.mailbox.why.store(KICK_RESTART, Ordering::Release);
+            c.mailbox.kick.notify_one();
         }
     }
 }

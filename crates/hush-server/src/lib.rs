@@ -26,6 +26,7 @@ pub mod extract;
 pub mod franking;
 pub mod hub;
 pub mod kt;
+pub mod mailbox;
 pub mod metrics;
 pub mod proxy;
 pub mod quota;

@@ -432,14 +432,14 @@ fn an_ephemeral_fan_out_shares_one_buffer_and_a_slow_reader_holds_little() {
     use hush_server::hub::{EPHEMERAL_BYTES, Ephemeral, Hub};
     let hub = Hub::default();
     let devices: Vec<DeviceKey> = (0..500).map(|i| DeviceKey::new("bob", i)).collect();
-    let mut regs: Vec<_> = devices.iter().map(|d| hub.register(d)).collect();
+    let regs: Vec<_> = devices.iter().map(|d| hub.register(d)).collect();
     // 512 KiB to 500 devices: one buffer, not 250 MB of copies.
     let payload = Ephemeral::new(vec![9u8; 512 * 1024].into());
     for d in &devices {
         assert!(hub.send_ephemeral(d, &payload));
     }
     let first = regs[0].ephemeral.try_recv().unwrap();
-    for r in &mut regs[1..] {
+    for r in &regs[1..] {
         let got = r.ephemeral.try_recv().unwrap();
         assert_eq!(got.as_ptr(), first.as_ptr());
         assert_eq!(got.len(), 512 * 1024);

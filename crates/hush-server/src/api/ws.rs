@@ -105,7 +105,7 @@ async fn session(
     token: [u8; 32],
     socket: WebSocket,
 ) -> anyhow::Result<()> {
-    let mut reg = state.hub.register(me);
+    let reg = state.hub.register(me);
     let mut conn = Connection::new(reg.id, Instant::now());
     // Sends waiting for their commit, answered as they complete.
     // Allocated at the first send: an idle connection should cost little.
@@ -155,20 +155,20 @@ async fn session(
                     close(&mut sink, reg.close_frame()).await;
                     return Ok(());
                 }
-                Some(payload) = reg.ephemeral.recv(), if conn.wants_ephemeral() => {
+                payload = reg.ephemeral.recv(), if conn.wants_ephemeral() => {
                     if !reg.is_revoked() {
                         conn.handle_ephemeral(&payload);
                     }
                 }
-                Some(env) = reg.push.recv(), if conn.wants_pushes() => {
+                env = reg.push.recv(), if conn.wants_pushes() => {
                     // Everything handed over meanwhile goes out in one frame.
                     let mut next = Some(env);
                     while let Some(env) = next.take() {
                         if !reg.is_revoked() {
-                            conn.handle_pushed(*env.into_inner());
+                            conn.handle_pushed(*env);
                         }
                         if conn.wants_pushes() {
-                            next = reg.push.try_recv().ok();
+                            next = reg.push.try_recv();
                         }
                     }
                 }
