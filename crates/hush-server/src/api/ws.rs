@@ -34,9 +34,13 @@ use crate::store::{DeviceKey, when_free};
 /// buffer, the read buffer allocated up front) costs ~140 KB of RSS per idle
 /// connection; 4 KiB holds a typical envelope, and larger frames still pass.
 const WS_WRITE_BUFFER: usize = 4 * 1024;
-/// Read buffer: a device sends mostly acknowledgements (11 bytes for one)
-/// and small sends; a larger frame is read in several steps.
-const WS_READ_BUFFER: usize = 1024;
+/// Read buffer, allocated up front and kept for the connection's life: a
+/// device sends mostly acknowledgements (11 bytes for one) and small sends;
+/// a larger frame is read in steps of this size into a buffer reserved for
+/// its whole length. 512 rather than 1024 saved ~590 B per idle connection
+/// with no relay throughput difference above the noise (BENCHMARKS.md,
+/// "Idle connections at 19,000").
+const WS_READ_BUFFER: usize = 512;
 /// Acknowledgement frames waiting for their deletion before the connection
 /// stops reading more.
 const ACK_QUEUE: usize = 16;
