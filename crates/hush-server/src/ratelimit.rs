@@ -134,7 +134,10 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
                     Ordering::Relaxed,
                 )
                 .is_ok();
-        let crowded = self.checks.fetch_add(1, Ordering::Relaxed) % SIZE_CHECK_EVERY == 0
+        let crowded = self
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SIZE_CHECK_EVERY)
             && limiter.len() > PRUNE_AT;
         if timed || crowded {
             limiter.retain_recent();
