@@ -314,3 +314,57 @@ impl EncodeMetric for LatencyHistogram {
         Self::TYPE
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_are_cumulative_in_the_text() {
+        let h = LatencyHistogram::default();
+        for ms in [0, 1, 3, 40_000] {
+            h.observe(ms);
+        }
+        let mut out = Exposition::default();
+        out.add("hush_delivery_latency_ms", "Latency.", h);
+        let text = out.render();
+        for line in [
+            "# HELP hush_delivery_latency_ms Latency.\n",
+            "# TYPE hush_delivery_latency_ms histogram\n",
+            "hush_delivery_latency_ms_bucket{le=\"1.0\"} 2\n",
+            "hush_delivery_latency_ms_bucket{le=\"2.0\"} 2\n",
+            "hush_delivery_latency_ms_bucket{le=\"5.0\"} 3\n",
+            "hush_delivery_latency_ms_bucket{le=\"30000.0\"} 3\n",
+            "hush_delivery_latency_ms_bucket{le=\"+Inf\"} 4\n",
+            "hush_delivery_latency_ms_count 4\n",
+            "hush_delivery_latency_ms_sum 40004.0\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+
+    #[test]
+    fn counters_keep_their_sample_names_and_help() {
+        let sends = Counter::<u64>::default();
+        sends.inc_by(3);
+        let mut out = Exposition::default();
+        out.add("hush_sends_total", "Stored sends accepted.", sends);
+        out.add(
+            "hush_accounts",
+            "Registered accounts.",
+            Exposition::gauge(2),
+        );
+        let text = out.render();
+        for line in [
+            "# HELP hush_sends Stored sends accepted.\n",
+            "# TYPE hush_sends counter\n",
+            "\nhush_sends_total 3\n",
+            "# HELP hush_accounts Registered accounts.\n",
+            "# TYPE hush_accounts gauge\n",
+            "\nhush_accounts 2\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
