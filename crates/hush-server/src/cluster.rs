@@ -43,7 +43,6 @@
 //!   wake-up (a held channel fetch ends by its own `wait_ms`, at most 30 s).
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -58,6 +57,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::channel_watch::ChannelWatches;
 use crate::hub::{Ephemeral, Hub, Remote};
+use crate::metrics::Exposition;
 use crate::store::DeviceKey;
 
 /// How the node joins the cluster.
@@ -298,48 +298,37 @@ impl Cluster {
         &self.node
     }
 
-    /// The bus's counters in the Prometheus text format, for `/metrics`.
-    pub fn render_metrics(&self, out: &mut String) {
+    /// Adds the bus's counters to a `/metrics` scrape.
+    pub fn register_metrics(&self, out: &mut Exposition) {
         let c = &self.bus.counters;
-        let mut line = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {value}");
-        };
-        line(
+        out.add(
             "hush_cluster_nats_connected",
-            "gauge",
             "1 while the node's NATS connection is up.",
-            u64::from(self.is_connected()),
+            Exposition::gauge(u64::from(self.is_connected())),
         );
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        line(
+        let get = |a: &AtomicU64| Exposition::counter(a.load(Ordering::Relaxed));
+        out.add(
             "hush_cluster_messages_published_total",
-            "counter",
             "Wake-ups, channel posts and ephemeral payloads published for other nodes.",
             get(&c.published),
         );
-        line(
+        out.add(
             "hush_cluster_messages_dropped_total",
-            "counter",
             "Wake-ups, channel posts and ephemeral payloads not published (outbox full or NATS closed); the re-check (for a channel post, the held fetch's own wait) delivers what they announced.",
             get(&c.dropped),
         );
-        line(
+        out.add(
             "hush_cluster_messages_received_total",
-            "counter",
             "Messages received from other nodes for devices connected here, and channel posts stored on other nodes.",
             get(&c.received),
         );
-        line(
+        out.add(
             "hush_cluster_connections_replaced_total",
-            "counter",
             "Connections closed here because the device connected to another node.",
             get(&c.replaced),
         );
-        line(
+        out.add(
             "hush_cluster_rechecks_total",
-            "counter",
             "Re-check slices run (each wakes a share of the local connections).",
             get(&c.rechecks),
         );

@@ -24,14 +24,16 @@
 //! hold follows from these; see `docs/what-the-server-knows.md`.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use hush_wire::ErrorCode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 use crate::error::Failure;
+use crate::metrics::Exposition;
 use crate::store::{DeviceKey, Store};
 
 /// How long a queue's counted usage is trusted before it is read again.
@@ -379,19 +381,18 @@ impl Quotas {
     }
 
     /// Appends the quota metrics to a Prometheus exposition.
-    pub fn render_metrics(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP hush_quota_refusals_total Requests refused by a quota or a timeout.\n\
-             # TYPE hush_quota_refusals_total counter"
-        );
+    pub fn register_metrics(&self, out: &mut Exposition) {
+        let refusals = Family::<[(&str, &str); 1], Counter>::default();
         for ((_, name), n) in QUOTAS.iter().zip(&REFUSALS) {
-            let _ = writeln!(
-                out,
-                "hush_quota_refusals_total{{quota=\"{name}\"}} {}",
-                n.load(Ordering::Relaxed)
-            );
+            refusals
+                .get_or_create(&[("quota", name)])
+                .inc_by(n.load(Ordering::Relaxed));
         }
+        out.add(
+            "hush_quota_refusals_total",
+            "Requests refused by a quota or a timeout.",
+            refusals,
+        );
         let (accounts, open) = {
             let conns = lock(&self.conns);
             (
@@ -399,12 +400,15 @@ impl Quotas {
                 conns.values().sum::<usize>(),
             )
         };
-        let _ = writeln!(
-            out,
-            "# HELP hush_account_connections Requests in progress and WebSockets open, counted per account.\n\
-             # TYPE hush_account_connections gauge\nhush_account_connections {open}\n\
-             # HELP hush_accounts_connected Accounts with a request in progress or a WebSocket open.\n\
-             # TYPE hush_accounts_connected gauge\nhush_accounts_connected {accounts}"
+        out.add(
+            "hush_account_connections",
+            "Requests in progress and WebSockets open, counted per account.",
+            Exposition::gauge(open as u64),
+        );
+        out.add(
+            "hush_accounts_connected",
+            "Accounts with a request in progress or a WebSocket open.",
+            Exposition::gauge(accounts as u64),
         );
     }
 }

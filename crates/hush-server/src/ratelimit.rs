@@ -1,4 +1,4 @@
-//! Token-bucket rate limits: per client network, per account, per signed
+//! Token-bucket rate limits (`governor`'s keyed GCRA limiters): per client network, per account, per signed
 //! account request, and per KeyPackage claim.
 //!
 //! Client networks are keyed by IPv4 address or IPv6 /64: one IPv6 host
@@ -7,10 +7,14 @@
 //! cluster each node counts on its own, so a client spread over `n` nodes by
 //! the load balancer gets up to `n` times each rate.
 
-use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use governor::clock::Clock as _;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use hush_wire::ErrorCode;
 
@@ -35,27 +39,55 @@ impl Rate {
     }
 }
 
-/// Buckets for one kind of key. Full buckets (the same as none) are pruned
-/// every [`PRUNE_EVERY`] and when the map grows past [`PRUNE_AT`], so a key
+/// Buckets for one kind of key: a `governor` keyed limiter (GCRA, the
+/// token bucket's equivalent: one `AtomicU64` per key in a sharded map), or
+/// none when the rate is off. Keys whose bucket is full again (the same as
+/// no bucket) are evicted every [`PRUNE_EVERY`], and when a look every
+/// [`SIZE_CHECK_EVERY`] checks finds more than [`PRUNE_AT`] keys, so a key
 /// (who claimed whose KeyPackages, say) stays in memory only until its
 /// bucket has refilled.
 #[derive(Debug)]
-struct Buckets<K> {
-    rate: Rate,
-    /// The buckets (tokens, last update) and when they were last pruned.
-    map: Mutex<(BucketMap<K>, Instant)>,
+struct Buckets<K: Hash + Eq + Clone> {
+    limiter: Option<DefaultKeyedRateLimiter<K>>,
+    /// The bucket's size: what a costly request costs at most.
+    burst: NonZeroU32,
+    /// Checks so far, for the size look.
+    checks: AtomicU64,
+    /// The next time-based eviction, in ms since `start`.
+    next_prune_ms: AtomicU64,
+    start: Instant,
 }
-
-type BucketMap<K> = HashMap<K, (f64, Instant)>;
 
 const PRUNE_AT: usize = 100_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const SIZE_CHECK_EVERY: u64 = 1024;
+/// The longest a bucket takes to refill: longer periods are shortened to
+/// it (the limiter counts in nanoseconds in a `u64`).
+const LONGEST_REFILL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
+/// `rate` as a `governor` quota and its burst, or `None` when it is off
+/// (no rate, or no burst). A fractional burst is rounded up.
+fn quota(rate: Rate) -> Option<(Quota, NonZeroU32)> {
+    if rate.per_second <= 0.0 || rate.burst <= 0.0 || rate.burst.is_nan() {
+        return None;
+    }
+    let burst = NonZeroU32::new(rate.burst.ceil().min(f64::from(u32::MAX)) as u32)?;
+    let longest = LONGEST_REFILL / burst.get();
+    let period = Duration::try_from_secs_f64(1.0 / rate.per_second)
+        .unwrap_or(longest)
+        .min(longest);
+    Some((Quota::with_period(period)?.allow_burst(burst), burst))
+}
+
+impl<K: Hash + Eq + Clone> Buckets<K> {
     fn new(rate: Rate) -> Self {
+        let quota = quota(rate);
         Self {
-            rate,
-            map: Mutex::new((HashMap::new(), Instant::now())),
+            limiter: quota.map(|(q, _)| RateLimiter::dashmap(q)),
+            burst: quota.map_or(NonZeroU32::MIN, |(_, b)| b),
+            checks: AtomicU64::new(0),
+            next_prune_ms: AtomicU64::new(PRUNE_EVERY.as_millis() as u64),
+            start: Instant::now(),
         }
     }
 
@@ -71,33 +103,51 @@ impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
     /// Takes `n` tokens for `key` (at most a full bucket), or says how long
     /// until they are there.
     fn take_n(&self, key: &K, n: f64) -> Result<(), Duration> {
-        if self.rate.per_second <= 0.0 {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        if n.is_nan() || n <= 0.0 {
             return Ok(());
         }
-        let now = Instant::now();
-        let mut guard = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let (map, pruned_at) = &mut *guard;
-        if map.len() > PRUNE_AT || now.duration_since(*pruned_at) >= PRUNE_EVERY {
-            // A full bucket is the same as no bucket.
-            let rate = self.rate;
-            map.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * rate.per_second < rate.burst
-            });
-            *pruned_at = now;
+        self.prune(limiter);
+        let n = NonZeroU32::new(n.ceil().min(f64::from(self.burst.get())) as u32)
+            .unwrap_or(NonZeroU32::MIN);
+        match limiter.check_key_n(key, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(limiter.clock().now())),
+            // Not reached: `n` is at most the burst.
+            Err(_) => Err(LONGEST_REFILL),
         }
-        let (tokens, at) = map.entry(key.clone()).or_insert((self.rate.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate.per_second)
-            .min(self.rate.burst);
-        *at = now;
-        let n = n.min(self.rate.burst).max(0.0);
-        if *tokens >= n {
-            *tokens -= n;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64(
-                (n - *tokens) / self.rate.per_second,
-            ))
+    }
+
+    /// Evicts the full buckets when it is time, or when there are many.
+    fn prune(&self, limiter: &DefaultKeyedRateLimiter<K>) {
+        let now_ms = self.start.elapsed().as_millis() as u64;
+        let due = self.next_prune_ms.load(Ordering::Relaxed);
+        let timed = now_ms >= due
+            && self
+                .next_prune_ms
+                .compare_exchange(
+                    due,
+                    now_ms + PRUNE_EVERY.as_millis() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok();
+        let crowded = self
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SIZE_CHECK_EVERY)
+            && limiter.len() > PRUNE_AT;
+        if timed || crowded {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
         }
+    }
+
+    #[cfg(test)]
+    fn keys(&self) -> usize {
+        self.limiter.as_ref().map_or(0, |l| l.len())
     }
 }
 
@@ -384,6 +434,30 @@ mod tests {
         // Bigger than a whole bucket: costs the whole bucket, once full.
         assert!(b.take_n(&2, 50.0).is_ok());
         assert!(b.take_n(&2, 1.0).is_err());
+    }
+
+    #[test]
+    fn full_buckets_are_evicted_so_many_keys_do_not_pile_up() {
+        let n = PRUNE_AT as u64 + 2 * SIZE_CHECK_EVERY;
+        // Refilled a microsecond after each use: evicted at the size look.
+        let fast = Buckets::new(Rate {
+            per_second: 1e6,
+            burst: 1.0,
+        });
+        for k in 0..n {
+            assert!(fast.allow(&k));
+        }
+        assert!(fast.keys() < PRUNE_AT, "{} keys", fast.keys());
+        // Still refilling: kept, or the limit would forget them.
+        let slow = Buckets::new(Rate {
+            per_second: 0.001,
+            burst: 1.0,
+        });
+        for k in 0..n {
+            assert!(slow.allow(&k));
+        }
+        assert_eq!(slow.keys(), n as usize);
+        assert!(!slow.allow(&0));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use hush_wire::api::Health;
 use crate::app::AppState;
 use crate::auth::{bearer, token_hash};
 use crate::error::{ApiResult, Failure};
-use crate::metrics::METRICS;
+use crate::metrics::{Exposition, METRICS};
 
 /// `GET /healthz`: readiness for a load balancer. 200 when the database
 /// answers and, in a cluster, NATS too; 503 while draining.
@@ -58,15 +58,19 @@ pub async fn public_metrics(
     Ok(metrics(State(state)).await?.into_response())
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: the OpenMetrics text format.
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let stats = state.store.stats().await.map_err(Failure::from)?;
-    let mut text = METRICS.render(&stats);
-    state.quotas.render_metrics(&mut text);
+    let mut out = Exposition::default();
+    METRICS.register(&mut out, &stats);
+    state.quotas.register_metrics(&mut out);
     if let Some(cluster) = &state.cluster {
-        cluster.render_metrics(&mut text);
+        cluster.register_metrics(&mut out);
     }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+    Ok((
+        [(header::CONTENT_TYPE, Exposition::CONTENT_TYPE)],
+        out.render(),
+    ))
 }
 
 /// `GET /openapi.json`
