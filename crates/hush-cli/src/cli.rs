@@ -510,6 +510,24 @@ pub enum ChannelCommand {
         /// The channel.
         name: String,
     },
+    /// Name the channel's admins (owner's device only).
+    Admin {
+        #[command(subcommand)]
+        command: ChannelAdminCommand,
+    },
+}
+
+/// `hush channel admin ...`
+#[derive(Debug, Subcommand)]
+pub enum ChannelAdminCommand {
+    /// Let USER post to a channel you own: a new admin key, listed in the
+    /// channel's descriptor, sent with the post token over your 1:1 chat.
+    Add {
+        /// The channel.
+        name: String,
+        /// The account.
+        user: String,
+    },
 }
 
 /// `hush profile ...`

@@ -230,3 +230,35 @@ fn sync_with_a_wait_prints_a_post_as_it_is_posted() {
         "hush sync ended before its wait"
     );
 }
+
+#[test]
+fn an_admin_named_by_the_owner_posts_through_the_binary() {
+    let server = Server::start();
+    let alice = User::register(&server, "alice");
+    let bob = User::register(&server, "bob");
+    let carol = User::register(&server, "carol");
+    let made = alice.json(&["channel", "create", "news"]);
+    let link = made[0]["link"].as_str().unwrap().to_owned();
+    carol.json(&["join", &link]);
+
+    let line = carol.fails(&["channel", "admin", "add", "news", "bob"]);
+    assert!(line.contains("only its owner"), "{line}");
+    let added = alice.json(&["channel", "admin", "add", "news", "bob"]);
+    assert_eq!(added[0]["channel"], "news");
+    assert_eq!(added[0]["admin"], "bob");
+
+    bob.json(&["sync"]);
+    let list = bob.json(&["channel", "list"]);
+    assert_eq!(
+        (&list[0]["owner"], &list[0]["admin"]),
+        (&false.into(), &true.into())
+    );
+    assert!(bob.ok(&["channel", "list"]).contains("admin"));
+    bob.ok(&["send", "--channel", "news", "from bob"]);
+    let human = carol.ok(&["sync"]);
+    assert!(human.contains("from bob"), "{human}");
+    let line = bob.fails(&["channel", "rotate", "news"]);
+    assert!(line.contains("not its owner"), "{line}");
+    let line = carol.fails(&["send", "--channel", "news", "spam"]);
+    assert!(line.contains("only its owner"), "{line}");
+}

@@ -76,7 +76,7 @@ fn a_channel_is_created_joined_by_link_read_live_and_left() {
         assert_eq!(again, json!({ "link": link }));
         assert_eq!(
             a.ok("GET", "/api/channels", None).await,
-            json!([{"name": "news", "owner": true, "epoch": 0, "posts": 0}])
+            json!([{"name": "news", "owner": true, "admin": true, "epoch": 0, "posts": 0}])
         );
 
         // Refused, and nothing made: no name, a name taken, a field too many.
@@ -145,7 +145,7 @@ fn a_channel_is_created_joined_by_link_read_live_and_left() {
         );
         assert_eq!(
             b.ok("GET", "/api/channels", None).await,
-            json!([{"name": "news", "owner": false, "epoch": 0, "posts": 0}])
+            json!([{"name": "news", "owner": false, "admin": false, "epoch": 0, "posts": 0}])
         );
 
         // alice posts: her other tabs hear it at once, bob's page live.

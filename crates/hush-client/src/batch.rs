@@ -331,6 +331,10 @@ pub(crate) fn apply_content(
             emoji.as_deref(),
             content.sent_at_ms,
         )?,
+        Body::ChannelAdmin { grant } if !outgoing => {
+            crate::channel_admins::take_grant(tx, sender, grant)?;
+            None
+        }
         Body::Vote { poll, options } => {
             crate::polls::record_vote(tx, conversation, poll, sender, options, content.sent_at_ms)?
         }

@@ -9,7 +9,8 @@
 //! number). A `Rotate` body signed by the owner key for the epoch after
 //! the post's gives that epoch's key. A post of an epoch this device holds
 //! no key for makes it read the descriptor once, in case it missed the
-//! rotation.
+//! rotation; so does a post that does not open or whose signer it does
+//! not know as an admin, in case the owner named that admin since.
 
 use std::collections::HashSet;
 
@@ -38,6 +39,9 @@ enum Taken {
     Nothing,
     /// Sealed in an epoch whose key this device does not hold (yet).
     NoKey(u32),
+    /// Does not open, or is not signed by an admin the descriptor held
+    /// lists (perhaps one the owner named since).
+    Refused,
 }
 
 impl Client {
@@ -125,10 +129,12 @@ impl Client {
                     continue;
                 }
                 let mut taken = self.take_post(&mut row, &p)?;
-                if let Taken::NoKey(epoch) = taken
-                    && epoch > row.epoch
-                    && !descriptor_read
-                {
+                let stale = match taken {
+                    Taken::NoKey(epoch) => epoch > row.epoch,
+                    Taken::Refused => true,
+                    _ => false,
+                };
+                if stale && !descriptor_read {
                     descriptor_read = true;
                     self.read_descriptor(&mut row).await?;
                     taken = self.take_post(&mut row, &p)?;
@@ -151,7 +157,10 @@ impl Client {
 
     /// Reads the channel's descriptor: if it verifies against the owner
     /// key of the link and names a newer epoch, its key and admins are
-    /// kept (a subscriber who missed the rotation post).
+    /// kept (a subscriber who missed the rotation post); at the epoch
+    /// this device is at, its admins are kept if they include every one
+    /// held (an admin the owner named since; a replay of an older list
+    /// changes nothing).
     async fn read_descriptor(&mut self, row: &mut ChannelRow) -> Result<(), ClientError> {
         let resp: ChannelResponse = self
             .transport
@@ -164,7 +173,11 @@ impl Client {
                 return Ok(());
             }
         };
-        if d.epoch <= row.epoch {
+        let grows = d.epoch == row.epoch
+            && d.epoch >= row.descriptor.epoch
+            && d.admins.len() > row.descriptor.admins.len()
+            && row.descriptor.admins.iter().all(|a| d.admins.contains(a));
+        if d.epoch < row.epoch || (d.epoch == row.epoch && !grows) {
             return Ok(());
         }
         let tx = self.store.conn.transaction()?;
@@ -194,7 +207,7 @@ impl Client {
             Err(e) => {
                 tracing::warn!(error = %e, channel = %row.name, number = p.number,
                     "dropped a post that does not open or is not signed by an admin");
-                return Ok(Taken::Nothing);
+                return Ok(Taken::Refused);
             }
         };
         match &post.body {

@@ -27,8 +27,11 @@ use crate::error::ClientError;
 pub struct ChannelView {
     /// Its name (the owner's, as the descriptor says).
     pub name: String,
-    /// Whether this device holds the owner key and post token (it posts).
+    /// Whether this device holds the owner key and post token.
     pub owner: bool,
+    /// Whether this device posts: the owner's, or one of an account the
+    /// owner named an admin (`hush channel admin add`).
+    pub admin: bool,
     /// The newest epoch whose key this device holds.
     pub epoch: u32,
     /// How many posts this device took in.
@@ -78,7 +81,8 @@ impl ChannelRow {
         self.secret.channel_id()
     }
 
-    /// The owner key and post token, on the owner's device.
+    /// The signing key and post token, on the owner's device or an
+    /// admin's (the `owner_seed` column holds the admin key there).
     pub(crate) fn poster(&self) -> Result<(AccountKey, Vec<u8>), ClientError> {
         match (&self.owner_seed, &self.post_token) {
             (Some(seed), Some(token)) => {
@@ -87,8 +91,8 @@ impl ChannelRow {
                 Ok((AccountKey::from_seed(seed)?, token.to_vec()))
             }
             _ => Err(ClientError::InvalidInput(format!(
-                "you follow the channel {:?} but do not own it: only its owner's device \
-                 posts to it (nothing was sent)",
+                "you follow the channel {:?} but are not its owner or an admin: only its \
+                 owner's and its admins' devices post to it (nothing was sent)",
                 self.name
             ))),
         }
@@ -304,7 +308,8 @@ impl Client {
                 |r| r.get(0),
             )?;
             out.push(ChannelView {
-                owner: row.owner_seed.is_some() && row.post_token.is_some(),
+                owner: row.is_owner(),
+                admin: row.poster().is_ok(),
                 name: row.name,
                 epoch: row.epoch,
                 posts: u64::try_from(posts).unwrap_or(0),
@@ -561,7 +566,7 @@ impl Client {
     /// Returns the new epoch.
     pub async fn rotate_channel(&mut self, name: &str) -> Result<u32, ClientError> {
         let row = self.channel_by_name(name)?;
-        let (owner, token) = row.poster()?;
+        let (owner, token) = row.owner_poster()?;
         let epoch = row
             .epoch
             .checked_add(1)

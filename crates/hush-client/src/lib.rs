@@ -41,6 +41,7 @@ pub mod attachment;
 pub mod backup;
 mod batch;
 mod big_groups;
+mod channel_admins;
 mod channel_files;
 mod channel_sync;
 pub mod channel_watch;

@@ -11,11 +11,12 @@ mod common;
 
 use common::{Raw, sync, user};
 use hush_client::{Client, ClientError, Event};
-use hush_proto::channel::{ChannelLink, Post, PostBody};
-use hush_proto::{AccountKey, Body, Content, MessageId, PostMeta};
+use hush_proto::channel::{ChannelLink, Descriptor, Post, PostBody};
+use hush_proto::{AccountKey, Body, ChannelGrant, Content, MessageId, PostMeta};
 use hush_testkit::TestServer;
 use hush_wire::api::{
     ChannelPostRequest, ChannelPostResponse, ChannelPostsResponse, ChannelResponse,
+    PutChannelRequest,
 };
 use hush_wire::{Bytes, ErrorCode};
 use reqwest::Method;
@@ -325,4 +326,169 @@ async fn leaving_forgets_everything_and_names_and_links_are_checked() {
     // The link still works: joining again reads the channel afresh.
     bert.join_channel(&text).await.unwrap();
     assert_eq!(posts(&sync(&mut bert).await), ["one", "two"]);
+}
+
+/// The channel's descriptor as the server holds it, opened with the link.
+async fn descriptor(raw: &Raw, link: &ChannelLink) -> Descriptor {
+    let resp: ChannelResponse = raw
+        .transport()
+        .json::<(), _>(Method::GET, &path(link), None)
+        .await
+        .unwrap();
+    link.secret
+        .open_descriptor(&link.owner, &resp.descriptor.0)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_named_by_the_owner_posts_and_subscribers_on_another_account_read_it() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut anna = user(&server, root.path(), "anna").await;
+    let mut bert = user(&server, root.path(), "bert").await;
+    let mut cleo = user(&server, root.path(), "cleo").await;
+    let text = anna.create_channel("news").await.unwrap();
+    let link = ChannelLink::parse(&text).unwrap();
+    cleo.join_channel(&text).await.unwrap();
+    anna.post_to_channel("news", "from anna").await.unwrap();
+    // cleo holds the descriptor that lists anna's key only.
+    assert_eq!(posts(&sync(&mut cleo).await), ["from anna"]);
+
+    // Only the owner's device names admins.
+    let err = cleo.add_channel_admin("news", "bert").await.unwrap_err();
+    assert!(err.to_string().contains("only its owner"), "{err}");
+    anna.add_channel_admin("news", "bert").await.unwrap();
+    let raw = Raw::register(&server, "watcher").await;
+    assert_eq!(descriptor(&raw, &link).await.admins.len(), 2);
+
+    // bert's device takes the grant in with a sync, joining the channel
+    // (and reading it as a subscriber does).
+    assert_eq!(posts(&sync(&mut bert).await), ["from anna"]);
+    let view = &bert.channels().unwrap()[0];
+    assert_eq!(
+        (view.name.as_str(), view.owner, view.admin),
+        ("news", false, true)
+    );
+    bert.post_to_channel("news", "from bert").await.unwrap();
+    // cleo reads the descriptor once, finds bert's key, shows the post.
+    assert_eq!(posts(&sync(&mut cleo).await), ["from bert"]);
+    assert_eq!(history(&cleo, "news"), ["from anna", "from bert"]);
+    anna.post_to_channel("news", "anna again").await.unwrap();
+    assert_eq!(posts(&sync(&mut bert).await), ["anna again"]);
+    assert_eq!(
+        history(&bert, "news"),
+        ["from anna", "from bert", "anna again"]
+    );
+
+    // An admin posts, nothing more: no rotation, no admins of its own.
+    let before = bert.transport().requests_made();
+    let err = bert.rotate_channel("news").await.unwrap_err();
+    assert!(err.to_string().contains("not its owner"), "{err}");
+    let err = bert.add_channel_admin("news", "cleo").await.unwrap_err();
+    assert!(err.to_string().contains("not its owner"), "{err}");
+    assert_eq!(bert.transport().requests_made(), before);
+
+    // After a rotation the admin list stays, and bert's next post is read.
+    anna.rotate_channel("news").await.unwrap();
+    sync(&mut bert).await;
+    bert.post_to_channel("news", "new epoch").await.unwrap();
+    assert_eq!(posts(&sync(&mut cleo).await), ["anna again", "new epoch"]);
+
+    // cleo, a subscriber and not an admin, still cannot post.
+    let err = cleo.post_to_channel("news", "spam").await.unwrap_err();
+    assert!(err.to_string().contains("only its owner"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_not_from_the_owner_gives_no_posting_power() {
+    let server = TestServer::start().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut anna = user(&server, root.path(), "anna").await;
+    let mut bert = user(&server, root.path(), "bert").await;
+    let mut cleo = user(&server, root.path(), "cleo").await;
+    let mut dave = user(&server, root.path(), "dave").await;
+    let mut mallory = user(&server, root.path(), "mallory").await;
+    let text = anna.create_channel("news").await.unwrap();
+    let link = ChannelLink::parse(&text).unwrap();
+    for c in [&mut bert, &mut cleo, &mut mallory] {
+        c.join_channel(&text).await.unwrap();
+    }
+    anna.post_to_channel("news", "genuine").await.unwrap();
+    assert_eq!(posts(&sync(&mut cleo).await), ["genuine"]);
+
+    // mallory holds the post token (a leak) and a key of her own; she
+    // hands both to bert (who follows) and dave (who does not), once with
+    // the owner's genuine descriptor, once with one she signed herself.
+    let token = anna.channel_post_token_for_tests("news").unwrap();
+    let key = AccountKey::generate(&mut rand::rngs::OsRng).unwrap();
+    let raw = Raw::register(&server, "watcher").await;
+    let genuine = descriptor(&raw, &link).await;
+    let own = Descriptor::new(
+        &link.secret.channel_id(),
+        &key,
+        "news",
+        genuine.epoch,
+        genuine.key,
+        vec![key.public()],
+    )
+    .unwrap();
+    for d in [&genuine, &own] {
+        let grant = ChannelGrant {
+            link: text.clone(),
+            admin_seed: *key.to_seed(),
+            post_token: token.clone(),
+            descriptor: d.encode(),
+        };
+        for to in ["bert", "dave"] {
+            let body = Body::ChannelAdmin {
+                grant: grant.clone(),
+            };
+            mallory.send_body_for_tests(to, body).await.unwrap();
+        }
+    }
+    sync(&mut bert).await;
+    sync(&mut dave).await;
+    // Neither device took it: bert only follows, dave has no channel.
+    let view = &bert.channels().unwrap()[0];
+    assert!(!view.admin && !view.owner, "{view:?}");
+    assert!(dave.channels().unwrap().is_empty());
+    let err = bert
+        .post_to_channel("news", "via mallory")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("only its owner"), "{err}");
+
+    // With the token, mallory files her descriptor on the server and
+    // posts under her key: subscribers read the descriptor, find it not
+    // signed by the owner, and show nothing.
+    mallory
+        .transport()
+        .call(
+            Method::PUT,
+            &path(&link),
+            Some(&PutChannelRequest {
+                descriptor: Bytes(
+                    link.secret
+                        .seal_descriptor(&own, &mut rand::rngs::OsRng)
+                        .unwrap(),
+                ),
+                post_token: Bytes(token.clone()),
+            }),
+        )
+        .await
+        .unwrap();
+    let post = Post::seal(
+        &link.secret.channel_id(),
+        genuine.epoch,
+        &genuine.key,
+        &key,
+        text_body("mallory as admin"),
+        hush_client::client::now_ms(),
+        &mut rand::rngs::OsRng,
+    )
+    .unwrap();
+    post_raw(&raw, &link, &token, post).await.unwrap();
+    let events = sync(&mut cleo).await;
+    assert!(posts(&events).is_empty(), "{events:?}");
+    assert_eq!(history(&cleo, "news"), ["genuine"]);
 }

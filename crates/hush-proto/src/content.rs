@@ -235,6 +235,13 @@ pub enum Body {
         /// takes the vote back.
         options: Vec<u8>,
     },
+    /// The owner of a channel (decision 0038) names the recipient one of
+    /// its admins: what the recipient's device needs to post to it.
+    ChannelAdmin {
+        /// The channel link, the admin's signing key, the post token and the
+        /// owner-signed descriptor listing the admin key.
+        grant: ChannelGrant,
+    },
     /// A kind this build does not know; shown as "unsupported message".
     Unsupported {
         /// The unknown kind number.
@@ -280,6 +287,41 @@ impl fmt::Debug for AttachmentPointer {
     }
 }
 
+/// Longest channel link in a [`ChannelGrant`], in bytes.
+pub const MAX_GRANT_LINK_LEN: usize = 2048;
+/// Longest post token in a [`ChannelGrant`], in bytes.
+pub const MAX_GRANT_TOKEN_LEN: usize = 64;
+/// Longest encoded descriptor in a [`ChannelGrant`], in bytes.
+pub const MAX_GRANT_DESCRIPTOR_LEN: usize = 8 * 1024;
+
+/// What a channel's owner hands an account it names an admin
+/// ([`Body::ChannelAdmin`]). The recipient keeps it only if the
+/// descriptor verifies against the owner key in the link and lists the
+/// public half of `admin_seed`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChannelGrant {
+    /// The channel link (`SERVER/channel#SECRET OWNER`).
+    pub link: String,
+    /// The seed of the admin signing key made for the recipient.
+    pub admin_seed: [u8; 32],
+    /// The channel's post token (the server files posts only with it).
+    pub post_token: Vec<u8>,
+    /// The descriptor (its encoding), signed by the owner key, listing
+    /// the admin key.
+    pub descriptor: Vec<u8>,
+}
+
+impl fmt::Debug for ChannelGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelGrant")
+            .field("link", &"<redacted>")
+            .field("admin_seed", &"<redacted>")
+            .field("post_token", &"<redacted>")
+            .field("descriptor_len", &self.descriptor.len())
+            .finish()
+    }
+}
+
 mod kind {
     pub const TEXT: u16 = 1;
     pub const ATTACHMENT: u16 = 2;
@@ -294,6 +336,7 @@ mod kind {
     pub const PIN: u16 = 11;
     pub const POLL: u16 = 12;
     pub const VOTE: u16 = 13;
+    pub const CHANNEL_ADMIN: u16 = 14;
 }
 
 impl Content {
@@ -400,6 +443,13 @@ impl Content {
                 f.field(1, |w| w.raw(&poll.0));
                 f.field(2, |w| w.raw(options));
                 kind::VOTE
+            }
+            Body::ChannelAdmin { grant } => {
+                f.field(1, |w| w.raw(grant.link.as_bytes()));
+                f.field(2, |w| w.raw(&grant.admin_seed));
+                f.field(3, |w| w.raw(&grant.post_token));
+                f.field(4, |w| w.raw(&grant.descriptor));
+                kind::CHANNEL_ADMIN
             }
             Body::Unsupported { kind } => *kind,
         };
@@ -531,6 +581,20 @@ impl Content {
                 poll: fields.req("poll", 1, message_id)?,
                 options: fields.req("vote", 2, vote_options)?,
             },
+            kind::CHANNEL_ADMIN => Body::ChannelAdmin {
+                grant: ChannelGrant {
+                    link: fields.req("channel link", 1, |r| {
+                        text(r, "channel link", MAX_GRANT_LINK_LEN)
+                    })?,
+                    admin_seed: fields.req("admin key", 2, |r| r.array())?,
+                    post_token: fields.req("post token", 3, |r| {
+                        bounded(r, "post token", MAX_GRANT_TOKEN_LEN)
+                    })?,
+                    descriptor: fields.req("descriptor", 4, |r| {
+                        bounded(r, "descriptor", MAX_GRANT_DESCRIPTOR_LEN)
+                    })?,
+                },
+            },
             other => {
                 // Newer kinds: the structure was checked, the meaning is unknown.
                 fields.skip_all();
@@ -567,6 +631,7 @@ fn kind_name(kind: u16) -> &'static str {
         kind::PIN => "pin",
         kind::POLL => "poll",
         kind::VOTE => "vote",
+        kind::CHANNEL_ADMIN => "channel admin",
         _ => "unsupported kind",
     }
 }
@@ -584,6 +649,19 @@ fn text(r: &mut Reader<'_>, field: &'static str, max: usize) -> Result<String, D
         field,
         reason: "not UTF-8",
     })
+}
+
+/// The rest of a field as bytes, at most `max`.
+fn bounded(r: &mut Reader<'_>, field: &'static str, max: usize) -> Result<Vec<u8>, DecodeError> {
+    let raw = r.take(r.remaining())?;
+    if raw.len() > max {
+        return Err(DecodeError::TooLong {
+            field,
+            len: raw.len(),
+            max,
+        });
+    }
+    Ok(raw.to_vec())
 }
 
 /// A reaction: non-empty, short, printable (no control characters).

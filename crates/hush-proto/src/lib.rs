@@ -91,7 +91,9 @@ pub mod xwing;
 
 pub use big_group::{MAX_GROUP_DEVICES, TreeBlob, TreeRef, TreeSlot};
 pub use codec::DecodeError;
-pub use content::{AttachmentPointer, Body, Content, MessageId, PostMeta, ReceiptKind};
+pub use content::{
+    AttachmentPointer, Body, ChannelGrant, Content, MessageId, PostMeta, ReceiptKind,
+};
 pub use conversation::{
     Conversation, ConversationInfo, ConversationKind, GroupPolicy, Incoming, MembershipChange,
     MessageKind, Outgoing, PendingCommit, Received, is_application_message, peek_message,

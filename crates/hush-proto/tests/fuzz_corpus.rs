@@ -1275,6 +1275,20 @@ fn contents() -> Vec<(&'static str, Content)> {
             content(14, Body::Unsupported { kind: 0x0100 }),
         ),
         (
+            "channel-admin",
+            content(
+                21,
+                Body::ChannelAdmin {
+                    grant: hush_proto::ChannelGrant {
+                        link: format!("https://hush.example/channel#{}", "ab".repeat(64)),
+                        admin_seed: [5; 32],
+                        post_token: vec![6; 32],
+                        descriptor: vec![1, 0, 1, b'n'],
+                    },
+                },
+            ),
+        ),
+        (
             "text-mentions",
             Content {
                 meta: hush_proto::PostMeta {

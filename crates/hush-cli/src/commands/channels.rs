@@ -1,4 +1,4 @@
-//! `hush channel create|invite|list|leave|rotate`, `hush join` with a
+//! `hush channel create|invite|list|leave|rotate|admin add`, `hush join` with a
 //! channel's link, `hush send --channel`, `hush send-file --channel` and
 //! `hush history --channel` (decision 0038).
 
@@ -8,7 +8,7 @@ use anyhow::Result;
 use hush_client::{ChannelPostView, Client};
 use serde_json::{Value, json};
 
-use crate::cli::ChannelCommand;
+use crate::cli::{ChannelAdminCommand, ChannelCommand};
 use crate::inert;
 use crate::output::{Out, file_label, format_time};
 
@@ -27,7 +27,11 @@ pub async fn run(client: &mut Client, command: ChannelCommand, out: &mut Out) ->
             for c in client.channels()? {
                 out.emit(
                     || {
-                        let role = if c.owner { "owner" } else { "subscriber" };
+                        let role = match (c.owner, c.admin) {
+                            (true, _) => "owner",
+                            (false, true) => "admin",
+                            _ => "subscriber",
+                        };
                         format!(
                             "{}  {role}, {} post(s), epoch {}",
                             inert::name(&c.name),
@@ -35,7 +39,8 @@ pub async fn run(client: &mut Client, command: ChannelCommand, out: &mut Out) ->
                             c.epoch
                         )
                     },
-                    json!({"channel": c.name, "owner": c.owner, "posts": c.posts, "epoch": c.epoch}),
+                    json!({"channel": c.name, "owner": c.owner, "admin": c.admin, "posts": c.posts,
+                        "epoch": c.epoch}),
                 )?;
             }
         }
@@ -67,6 +72,21 @@ pub async fn run(client: &mut Client, command: ChannelCommand, out: &mut Out) ->
                     )
                 },
                 json!({"channel": name, "epoch": epoch}),
+            )?;
+        }
+        ChannelCommand::Admin {
+            command: ChannelAdminCommand::Add { name, user },
+        } => {
+            client.add_channel_admin(&name, &user).await?;
+            out.emit(
+                || {
+                    format!(
+                        "{} is now an admin of {:?}: their devices post to it once they sync",
+                        inert::name(&user),
+                        inert::name(&name)
+                    )
+                },
+                json!({"channel": name, "admin": user}),
             )?;
         }
     }

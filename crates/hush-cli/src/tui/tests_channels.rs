@@ -14,6 +14,7 @@ fn channel(name: &str, owner: bool) -> ChannelView {
     ChannelView {
         name: name.into(),
         owner,
+        admin: owner,
         epoch: 0,
         posts: 0,
     }
