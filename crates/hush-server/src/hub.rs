@@ -8,8 +8,8 @@
 //! sends it without reading it back when it is the next in the queue (see
 //! [`crate::delivery::Connection`]); when the hand-over buffer is full it
 //! falls back to a wake-up. Ephemeral messages go straight into the
-//! connection's bounded channel and are dropped when it is full: typing and
-//! presence are worthless late.
+//! connection's bounded queue ([`crate::mailbox`]) and are dropped when it
+//! is full: typing and presence are worthless late.
 //!
 //! In a cluster a [`Remote`] (the NATS bus in [`crate::cluster`]) is
 //! attached: the hub tells it which devices connect and leave here, and
@@ -118,12 +118,12 @@ pub trait Remote: Send + Sync + 'static {
 
 struct Conn {
     id: u64,
-    mailbox: Arc<Box_>,
+    mailbox: Arc<ConnMailbox>,
 }
 
 /// A connection's mailbox: envelopes handed over (boxed, so that a waiting
 /// one costs a pointer in the queue) and ephemeral payloads.
-type Box_ = Mailbox<Box<Pushed>, Bytes>;
+pub type ConnMailbox = Mailbox<Box<Pushed>, Bytes>;
 
 /// The connected devices of this node.
 #[derive(Default)]
@@ -148,11 +148,11 @@ impl std::fmt::Debug for Hub {
 pub struct Registration {
     /// Identifies this connection when it unregisters.
     pub id: u64,
-    mailbox: Arc<Box_>,
+    mailbox: Arc<ConnMailbox>,
 }
 
 impl std::ops::Deref for Registration {
-    type Target = Mailbox<Box<Pushed>, Bytes>;
+    type Target = ConnMailbox;
 
     fn deref(&self) -> &Self::Target {
         &self.mailbox
