@@ -261,7 +261,15 @@ async fn serve(
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let store: Arc<dyn Store> = match database {
-        Some(url) => Arc::new(hush_server::store::postgres::PostgresStore::connect(&url).await?),
+        Some(url) => {
+            let store = hush_server::store::postgres::PostgresStore::connect(&url).await?;
+            // One node: it serves the database alone, as hush-server does
+            // without --nats.
+            store
+                .serve_alone(&format!("hush-bench:{}", data_dir.display()))
+                .await?;
+            Arc::new(store)
+        }
         None => Arc::new(hush_server::store::sqlite::SqliteStore::open(
             &data_dir.join("hush.db"),
         )?),

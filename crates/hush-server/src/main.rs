@@ -356,22 +356,52 @@ fn resolve(opts: Opts) -> anyhow::Result<Config> {
     })
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// This node's name to the database it serves alone: the machine's name
+/// and the data directory, the same when the node is started again.
+fn node_name(data_dir: &std::path::Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    format!("{host}:{}", dir.display())
+}
+
+/// The database; `serve` when this process serves it (not an admin
+/// command run beside the server). With it, the PostgreSQL store, to give
+/// its claim on the queues back at the end.
+async fn open_store(
+    config: &Config,
+    serve: bool,
+) -> anyhow::Result<(Arc<dyn Store>, Option<PostgresStore>)> {
     Ok(match &config.database {
         Database::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
             }
-            Arc::new(
-                SqliteStore::open(path).with_context(|| format!("database {}", path.display()))?,
-            )
+            let store =
+                SqliteStore::open(path).with_context(|| format!("database {}", path.display()))?;
+            (Arc::new(store), None)
         }
-        Database::Postgres(url) => Arc::new(
-            PostgresStore::connect(url)
+        Database::Postgres(url) => {
+            let store = PostgresStore::connect(url)
                 .await
-                .context("cannot connect to PostgreSQL")?,
-        ),
+                .context("cannot connect to PostgreSQL")?;
+            // Alone, the node numbers and hands over envelopes before their
+            // write; in a cluster, it makes sure no node runs alone beside it.
+            match (serve, config.cluster.is_some()) {
+                (false, _) => {}
+                (true, true) => store
+                    .join_cluster()
+                    .await
+                    .context("cannot join the cluster")?,
+                (true, false) => store
+                    .serve_alone(&node_name(&config.data_dir))
+                    .await
+                    .context("cannot serve this database alone")?,
+            }
+            (Arc::new(store.clone()), Some(store))
+        }
     })
 }
 
@@ -418,7 +448,7 @@ async fn shutdown_signal() {
 async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-    let store = open_store(&config).await?;
+    let (store, postgres) = open_store(&config, true).await?;
     let blobs = match &config.attachments {
         Some(location) => {
             Blobs::open(location).with_context(|| format!("attachment store {location}"))?
@@ -469,6 +499,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(task) = operator {
         task.abort();
+    }
+    if let Some(pg) = postgres {
+        // The next node need not wait for the claim to lapse.
+        pg.release_queues().await;
     }
     Ok(())
 }
@@ -530,7 +564,7 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
     if let AdminCommand::Backup { dest } = &command {
         return backup(&config, dest);
     }
-    let store = open_store(&config).await?;
+    let (store, _) = open_store(&config, false).await?;
     match command {
         AdminCommand::Stats { json } => {
             let s = store.stats().await?;

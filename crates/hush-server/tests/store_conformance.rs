@@ -710,3 +710,5 @@ macro_rules! conformance {
 conformance!(on_sqlite, sqlite());
 
 conformance!(on_postgres, postgres_or_skip());
+
+conformance!(on_postgres_alone, postgres_alone_or_skip());

@@ -209,6 +209,7 @@ impl TestCluster {
         };
         for _ in 0..n {
             let store = hush_server::store::postgres::PostgresStore::connect(&node_url).await?;
+            store.join_cluster().await?;
             let mut config = hush_server::cluster::ClusterConfig::new(&nats);
             config.subject_prefix = format!("tk{tag}");
             let settings = Settings {

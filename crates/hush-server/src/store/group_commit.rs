@@ -18,9 +18,9 @@ const MAX_BATCH: usize = 512;
 /// one message to a group of a thousand on one core. The wait ends as soon
 /// as none is pending; writes that join a waiting batch wait with it, and
 /// batches with nothing handed over never wait.
-const EARLY_ACK_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
+pub(super) const EARLY_ACK_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
 /// How often a waiting batch looks again.
-const EARLY_ACK_POLL: std::time::Duration = std::time::Duration::from_micros(500);
+pub(super) const EARLY_ACK_POLL: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// A write for the writer thread; `reply` hears the outcome after commit.
 pub(super) fn job<R, F>(f: F, reply: oneshot::Sender<StoreResult<R>>) -> Box<dyn WriteJob>

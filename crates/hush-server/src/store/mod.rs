@@ -14,6 +14,8 @@ pub mod links;
 mod nonces;
 pub mod postgres;
 mod postgres_acks;
+mod postgres_alone;
+mod postgres_alone_write;
 mod postgres_batch;
 mod postgres_channels;
 mod postgres_kt;
@@ -21,6 +23,7 @@ mod postgres_links;
 pub mod postgres_migrate;
 mod postgres_queue;
 mod postgres_writer;
+mod seq_blocks;
 pub mod sqlite;
 mod sqlite_accounts;
 pub mod sqlite_backup;
@@ -31,7 +34,6 @@ mod sqlite_links;
 pub mod sqlite_migrate;
 mod sqlite_queue;
 mod sqlite_records;
-mod sqlite_seq;
 
 use std::sync::Arc;
 
@@ -187,6 +189,24 @@ impl NewEnvelope {
             self.relay_tags[i] = h;
         }
         Ok(())
+    }
+}
+
+/// [`Store::enqueue_early`] of a backend that wrote the envelope (numbered
+/// `seqs`) before handing it over: every acknowledgement is a deletion.
+pub(crate) fn written_first(
+    seqs: Vec<u64>,
+    early: &[Arc<EarlyAck>],
+    on_reserved: &mut (dyn for<'s> FnMut(&'s [u64]) + Send),
+) -> EarlyOutcome {
+    for e in early {
+        // Written already: an acknowledgement is a deletion.
+        e.take_for_write();
+    }
+    on_reserved(&seqs);
+    EarlyOutcome {
+        wake: vec![false; seqs.len()],
+        seqs,
     }
 }
 
@@ -601,15 +621,7 @@ pub trait Store: links::LinkStore + channels::ChannelStore + Send + Sync + 'stat
         on_reserved: &mut (dyn for<'s> FnMut(&'s [u64]) + Send),
     ) -> StoreResult<EarlyOutcome> {
         let seqs = self.enqueue(recipients, envelope, None).await?;
-        for e in early {
-            // Written already: an acknowledgement is a deletion.
-            e.take_for_write();
-        }
-        on_reserved(&seqs);
-        Ok(EarlyOutcome {
-            wake: vec![false; seqs.len()],
-            seqs,
-        })
+        Ok(written_first(seqs, early, on_reserved))
     }
 
     /// Up to `limit` envelopes of a device with `seq > after`, in order,

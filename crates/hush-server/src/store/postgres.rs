@@ -10,24 +10,34 @@
 //! epoch exactly one wins on any number of nodes.
 
 use super::backend;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::postgres_acks::AckWriter;
+use super::postgres_alone::{self, Alone, Standing};
 use super::postgres_kt;
 use super::postgres_queue;
 use super::postgres_writer::SendWriter;
 use super::{
-    AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EpochClaim, Fence,
-    KtRecord, KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount, NewDevice, NewEnvelope,
-    NewReport, ReportRecord, Stats, Store, StoreError, StoreResult, StoredEnvelope, TRY_LEASE_SQL,
+    AccountRecord, AccountState, Authenticated, DeviceKey, DeviceRecord, EarlyAck, EarlyOutcome,
+    EpochClaim, Fence, KtRecord, KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount,
+    NewDevice, NewEnvelope, NewReport, ReportRecord, Stats, Store, StoreError, StoreResult,
+    StoredEnvelope, TRY_LEASE_SQL,
 };
 
 /// The PostgreSQL store. Cheap to clone (a connection pool).
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pub(super) pool: PgPool,
+    pub(super) options: PgConnectOptions,
+    /// Set once the node serves the database alone
+    /// ([`PostgresStore::serve_alone`]).
+    pub(super) alone: Arc<std::sync::OnceLock<Alone>>,
+    /// Where this node stands with the queues.
+    pub(super) standing: Arc<Standing>,
     /// Writes the sends, batched, on a connection of its own.
     writer: SendWriter,
     /// Deletes acknowledged envelopes, batched, on a connection of its own.
@@ -76,7 +86,14 @@ impl PostgresStore {
         super::postgres_migrate::migrate(&pool).await?;
         let writer = SendWriter::start(&options);
         let acks = AckWriter::start(&options);
-        Ok(Self { pool, writer, acks })
+        Ok(Self {
+            pool,
+            options,
+            alone: Arc::default(),
+            standing: Arc::default(),
+            writer,
+            acks,
+        })
     }
 }
 
@@ -248,7 +265,9 @@ impl Store for PostgresStore {
             .map_err(backend)?
             .rows_affected();
         require_changed(n)?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        self.forget_blocks(username, None);
+        Ok(())
     }
 
     async fn add_device(
@@ -290,7 +309,9 @@ impl Store for PostgresStore {
             .map_err(backend)?
             .rows_affected();
         require_changed(n)?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        self.forget_blocks(&device.username, Some(device.device_id));
+        Ok(())
     }
 
     async fn authenticate(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Authenticated>> {
@@ -422,13 +443,41 @@ impl Store for PostgresStore {
         envelope: NewEnvelope,
         claim: Option<EpochClaim>,
     ) -> StoreResult<Vec<u64>> {
-        if envelope.seal_later.is_some() {
-            // Never written unsealed: this store seals nothing itself.
-            return Err(backend("this store does not seal lazily"));
+        self.check_standing()?;
+        if let Some(alone) = self.alone() {
+            let (seqs, _) = alone
+                .enqueue(recipients, envelope, claim, Vec::new(), &mut |_| {})
+                .await?;
+            return Ok(seqs);
         }
+        let envelope = postgres_alone::seal_all(recipients.len(), envelope).await?;
         self.writer
             .write(recipients.to_vec(), envelope, claim)
             .await
+    }
+
+    fn seals_lazily(&self) -> bool {
+        self.alone().is_some()
+    }
+
+    async fn enqueue_early(
+        &self,
+        recipients: &[DeviceKey],
+        envelope: NewEnvelope,
+        early: &[Arc<EarlyAck>],
+        on_reserved: &mut (dyn for<'s> FnMut(&'s [u64]) + Send),
+    ) -> StoreResult<EarlyOutcome> {
+        let Some(alone) = self.alone() else {
+            let seqs = self.enqueue(recipients, envelope, None).await?;
+            return Ok(super::written_first(seqs, early, on_reserved));
+        };
+        if early.len() != recipients.len() {
+            return Err(backend("one early acknowledgement per recipient"));
+        }
+        let (seqs, wake) = alone
+            .enqueue(recipients, envelope, None, early.to_vec(), on_reserved)
+            .await?;
+        Ok(EarlyOutcome { seqs, wake })
     }
 
     async fn fetch(

@@ -17,9 +17,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::group_commit::{self, WriteJob};
+use super::seq_blocks::{SEQ_BLOCK, SeqBlocks};
 use super::sqlite_accounts::state_to_int;
 use super::sqlite_queue::{self, AckEntry, AckJob, AckQueue, write_envelopes};
-use super::sqlite_seq::{SEQ_BLOCK, SeqBlocks};
 use super::{
     AccountRecord, AccountState, Authenticated, DeviceKey, EarlyAck, EarlyOutcome, EpochClaim,
     Fence, KtRecord, KtRoot, KtStateQuery, KtValueState, LeaseInfo, NewAccount, NewDevice,

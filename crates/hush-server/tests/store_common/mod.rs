@@ -57,6 +57,9 @@ pub fn claim_for(group: &[u8], epoch: u64, token: u8, next: u8) -> Option<EpochC
 pub enum Guard {
     Sqlite(tempfile::TempDir),
     Postgres(PgSchema),
+    /// A database served by one node alone: there is no second node, so
+    /// "another" is that node again.
+    PostgresAlone(PgSchema, Arc<dyn Store>),
 }
 
 impl Guard {
@@ -70,6 +73,7 @@ impl Guard {
                     .await
                     .unwrap(),
             ),
+            Guard::PostgresAlone(_, store) => store.clone(),
         }
     }
 }
@@ -89,6 +93,31 @@ pub async fn postgres() -> Option<(PgSchema, Arc<dyn Store>)> {
         .await
         .unwrap();
     Some((schema, Arc::new(store)))
+}
+
+/// [`postgres`] with the store serving its database alone (decision
+/// 0044): envelopes numbered in memory and handed over before their write.
+pub async fn postgres_alone() -> Option<(PgSchema, PostgresStore)> {
+    let url = std::env::var("HUSH_TEST_POSTGRES_URL").ok()?;
+    let schema = PgSchema::create(&url).await;
+    let store = PostgresStore::connect_with(schema.connect_options())
+        .await
+        .unwrap();
+    store.serve_alone("test").await.unwrap();
+    Some((schema, store))
+}
+
+pub async fn postgres_alone_or_skip() -> (Guard, Arc<dyn Store>) {
+    match postgres_alone().await {
+        Some((guard, store)) => {
+            let store: Arc<dyn Store> = Arc::new(store);
+            (Guard::PostgresAlone(guard, store.clone()), store)
+        }
+        None => {
+            eprintln!("HUSH_TEST_POSTGRES_URL is not set: running against SQLite instead");
+            sqlite().await
+        }
+    }
 }
 
 pub async fn postgres_or_skip() -> (Guard, Arc<dyn Store>) {

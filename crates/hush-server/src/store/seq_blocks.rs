@@ -1,8 +1,9 @@
-//! Queue sequence numbers of the SQLite backend, handed out per block:
-//! `devices.next_seq` is the durable ceiling (every number in use is below
-//! it), raised a block at a time, and the numbers of a block are assigned in
-//! memory. After a restart the rest of each block is skipped: a device's
-//! numbers only grow, with gaps.
+//! Queue sequence numbers handed out per block, by the SQLite backend and
+//! by a PostgreSQL node that serves its database alone
+//! ([`super::postgres_alone`]): `devices.next_seq` is the durable ceiling
+//! (every number in use is below it), raised a block at a time, and the
+//! numbers of a block are assigned in memory. After a restart the rest of
+//! each block is skipped: a device's numbers only grow, with gaps.
 //!
 //! One raise per device at a time: when many sends find a block used up at
 //! once, one of them raises it and the others wait for that raise instead of
