@@ -24,6 +24,18 @@ async fn alone_or_skip() -> Option<(PgSchema, PostgresStore)> {
     found
 }
 
+/// A node alone with alice's device and one send to it, "m1": its number.
+async fn alice_with_one_send() -> Option<(PgSchema, PostgresStore, DeviceKey, u64)> {
+    let (guard, store) = alone_or_skip().await?;
+    register(&store, "alice", 1).await;
+    let a = DeviceKey::new("alice", 1);
+    let first = store
+        .enqueue(std::slice::from_ref(&a), envelope(b"m1"), None)
+        .await
+        .unwrap()[0];
+    Some((guard, store, a, first))
+}
+
 /// Sends from many tasks at once while a reader pages through the queue
 /// the way a connection does (`after` the last number it saw): it must
 /// see every send, none skipped because a smaller number committed after
@@ -107,15 +119,9 @@ async fn a_second_node_cannot_start_beside_one_serving_alone() {
 /// and the process it replaced, if it still runs, writes no queue again.
 #[tokio::test]
 async fn a_node_started_again_fences_off_the_process_it_replaces() {
-    let Some((guard, old)) = alone_or_skip().await else {
+    let Some((guard, old, a, first)) = alice_with_one_send().await else {
         return;
     };
-    register(&old, "alice", 1).await;
-    let a = DeviceKey::new("alice", 1);
-    let first = old
-        .enqueue(std::slice::from_ref(&a), envelope(b"m1"), None)
-        .await
-        .unwrap()[0];
     let new = PostgresStore::connect_with(guard.connect_options())
         .await
         .unwrap();
@@ -159,15 +165,9 @@ async fn a_node_started_again_fences_off_the_process_it_replaces() {
 /// numbering each send in its write, above what the other handed out.
 #[tokio::test]
 async fn after_another_node_took_the_queues_nothing_is_numbered_in_memory() {
-    let Some((guard, store)) = alone_or_skip().await else {
+    let Some((guard, store, a, first)) = alice_with_one_send().await else {
         return;
     };
-    register(&store, "alice", 1).await;
-    let a = DeviceKey::new("alice", 1);
-    let first = store
-        .enqueue(std::slice::from_ref(&a), envelope(b"m1"), None)
-        .await
-        .unwrap()[0];
     // A cluster node takes the lapsed lease and numbers a send.
     let pool = sqlx::PgPool::connect_with(guard.connect_options())
         .await
