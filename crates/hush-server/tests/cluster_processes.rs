@@ -372,3 +372,36 @@ async fn a_node_refuses_to_start_without_its_cluster_services() {
         assert!(err.contains("cannot connect to NATS"), "{err}");
     }
 }
+
+/// A node without `--nats` would number envelopes in memory beside cluster
+/// nodes that number them in their writes (decision 0044): it refuses to
+/// start while they hold the queues, and says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_nats_refuses_to_start_beside_cluster_nodes() {
+    let Some(env) = env() else { return };
+    let pg = PgSchema::create(&env.pg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, base) = start_node(
+        &pg,
+        &env.nats,
+        &unique("t"),
+        &dir.path().join("blobs"),
+        &dir.path().join("n0"),
+    );
+    wait_health(&reqwest::Client::new(), &base, 200).await;
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path().join("alone"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .args(["--database", &pg.node_url()])
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a node alone started beside a cluster"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("give this one --nats too"), "{err}");
+}
