@@ -405,3 +405,49 @@ async fn a_node_without_nats_refuses_to_start_beside_cluster_nodes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("give this one --nats too"), "{err}");
 }
+
+/// Growing from one node to a cluster: the node alone, stopped with
+/// SIGTERM, gives the queues back, so the first cluster node starts at once
+/// instead of waiting for its claim to lapse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_alone_stopped_with_sigterm_hands_the_queues_on_at_once() {
+    let Some(env) = env() else { return };
+    let pg = PgSchema::create(&env.pg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let port = free_port();
+    let mut alone = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path().join("alone"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--database", &pg.node_url(), "--drain-delay", "0s"])
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_health(&http, &format!("http://127.0.0.1:{port}"), 200).await;
+    let term = Command::new("kill")
+        .args(["-TERM", &alone.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(
+        alone.wait().unwrap().success(),
+        "the node alone stopped cleanly"
+    );
+    let started = std::time::Instant::now();
+    let (_node, base) = start_node(
+        &pg,
+        &env.nats,
+        &unique("t"),
+        &dir.path().join("blobs"),
+        &dir.path().join("n0"),
+    );
+    wait_health(&http, &base, 200).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the cluster node waited {:?} for the queues",
+        started.elapsed()
+    );
+}
