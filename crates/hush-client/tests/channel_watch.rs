@@ -231,14 +231,17 @@ async fn pump(
 
 /// A server, its owner `anna` (direct) and subscriber `bert` (through the
 /// proxy) following anna's channels `names`; returns their hex ids.
-struct Setup {
-    _server: TestServer,
-    _root: tempfile::TempDir,
-    proxy: Proxy,
-    anna: Client,
-    bert: Client,
-    ids: Vec<String>,
-}
+/// What [`setup`] makes: the proxy in front of the server, anna (who
+/// owns the channels, straight to the server), bert (subscribed through the
+/// proxy), the channels' ids, and the server and the clients' directory,
+/// kept for the test's length.
+type Setup = (
+    Proxy,
+    Client,
+    Client,
+    Vec<String>,
+    (TestServer, tempfile::TempDir),
+);
 
 async fn setup(names: &[&str]) -> Setup {
     let server = TestServer::start().await.unwrap();
@@ -254,14 +257,7 @@ async fn setup(names: &[&str]) -> Setup {
         let link = link.replace(&server.url(), &proxy.url);
         assert_eq!(bert.join_channel(&link).await.unwrap(), *name);
     }
-    Setup {
-        _server: server,
-        _root: root,
-        proxy,
-        anna,
-        bert,
-        ids,
-    }
+    (proxy, anna, bert, ids, (server, root))
 }
 
 /// Syncs `c` in a task with a long wait; the task returns the client,
@@ -289,14 +285,7 @@ async fn ended_by_a_post(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listening_sync_returns_with_a_post_as_soon_as_it_is_posted() {
-    let Setup {
-        proxy,
-        mut anna,
-        mut bert,
-        ids,
-        _server,
-        _root,
-    } = setup(&["news"]).await;
+    let (proxy, mut anna, mut bert, ids, _held) = setup(&["news"]).await;
     bert.watch_channels().unwrap();
     assert_eq!(bert.channels_watched(), 1);
     assert!(posts(&bert.sync(Duration::ZERO, |_| {}).await.unwrap()).is_empty());
@@ -325,14 +314,7 @@ async fn a_listening_sync_returns_with_a_post_as_soon_as_it_is_posted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watch_comes_back_after_its_held_fetches_are_cut() {
-    let Setup {
-        proxy,
-        mut anna,
-        mut bert,
-        ids,
-        _server,
-        _root,
-    } = setup(&["news"]).await;
+    let (proxy, mut anna, mut bert, ids, _held) = setup(&["news"]).await;
     bert.watch_channels().unwrap();
     bert.sync(Duration::ZERO, |_| {}).await.unwrap();
     assert!(proxy.held_becomes(&ids[0], 1).await, "no held fetch");
@@ -354,14 +336,7 @@ async fn the_watch_comes_back_after_its_held_fetches_are_cut() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaving_a_channel_ends_its_fetch_and_dropping_the_client_ends_all() {
-    let Setup {
-        proxy,
-        mut anna,
-        mut bert,
-        ids,
-        _server,
-        _root,
-    } = setup(&["news", "sport"]).await;
+    let (proxy, mut anna, mut bert, ids, _held) = setup(&["news", "sport"]).await;
     bert.watch_channels().unwrap();
     bert.sync(Duration::ZERO, |_| {}).await.unwrap();
     assert!(proxy.held_becomes(&ids[0], 1).await);
@@ -396,14 +371,7 @@ async fn leaving_a_channel_ends_its_fetch_and_dropping_the_client_ends_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_syncs_no_longer_ask_every_channel() {
-    let Setup {
-        proxy,
-        mut anna,
-        mut bert,
-        ids,
-        _server,
-        _root,
-    } = setup(&["a", "b", "c"]).await;
+    let (proxy, mut anna, mut bert, ids, _held) = setup(&["a", "b", "c"]).await;
     // Without the watch, every sync asks every channel.
     for round in 1..=2 {
         bert.sync(Duration::ZERO, |_| {}).await.unwrap();
@@ -439,14 +407,7 @@ async fn idle_syncs_no_longer_ask_every_channel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_holds_a_fetch_on_at_most_eight_channels() {
     let names = ["c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"];
-    let Setup {
-        proxy,
-        mut anna,
-        mut bert,
-        ids,
-        _server,
-        _root,
-    } = setup(&names).await;
+    let (proxy, mut anna, mut bert, ids, _held) = setup(&names).await;
     bert.watch_channels().unwrap();
     assert_eq!(bert.channels_watched(), 8);
     bert.sync(Duration::ZERO, |_| {}).await.unwrap();
