@@ -373,6 +373,32 @@ async fn a_node_refuses_to_start_without_its_cluster_services() {
     }
 }
 
+/// The command that starts a node on `pg` without `--nats` (serving the
+/// database alone), its data in `data`, on `port`.
+fn alone_node(pg: &PgSchema, data: &std::path::Path, port: u16) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--data-dir")
+        .arg(data)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--database", &pg.node_url(), "--drain-delay", "0s"])
+        .env("RUST_LOG", "off");
+    c
+}
+
+/// A cluster node on `pg`, started and answering its health check.
+async fn cluster_node(env: &common::pg::Env, pg: &PgSchema, dir: &std::path::Path) -> Proc {
+    let (node, base) = start_node(
+        pg,
+        &env.nats,
+        &unique("t"),
+        &dir.join("blobs"),
+        &dir.join("n0"),
+    );
+    wait_health(&reqwest::Client::new(), &base, 200).await;
+    node
+}
+
 /// A node without `--nats` would number envelopes in memory beside cluster
 /// nodes that number them in their writes (decision 0044): it refuses to
 /// start while they hold the queues, and says what to do.
@@ -381,21 +407,8 @@ async fn a_node_without_nats_refuses_to_start_beside_cluster_nodes() {
     let Some(env) = env() else { return };
     let pg = PgSchema::create(&env.pg).await;
     let dir = tempfile::tempdir().unwrap();
-    let (_node, base) = start_node(
-        &pg,
-        &env.nats,
-        &unique("t"),
-        &dir.path().join("blobs"),
-        &dir.path().join("n0"),
-    );
-    wait_health(&reqwest::Client::new(), &base, 200).await;
-    let out = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir.path().join("alone"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .args(["--database", &pg.node_url()])
-        .env("RUST_LOG", "off")
+    let _node = cluster_node(&env, &pg, dir.path()).await;
+    let out = alone_node(&pg, &dir.path().join("alone"), free_port())
         .output()
         .unwrap();
     assert!(
@@ -414,19 +427,17 @@ async fn a_node_alone_stopped_with_sigterm_hands_the_queues_on_at_once() {
     let Some(env) = env() else { return };
     let pg = PgSchema::create(&env.pg).await;
     let dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
     let port = free_port();
-    let mut alone = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir.path().join("alone"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["--database", &pg.node_url(), "--drain-delay", "0s"])
-        .env("RUST_LOG", "off")
+    let mut alone = alone_node(&pg, &dir.path().join("alone"), port)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    wait_health(&http, &format!("http://127.0.0.1:{port}"), 200).await;
+    wait_health(
+        &reqwest::Client::new(),
+        &format!("http://127.0.0.1:{port}"),
+        200,
+    )
+    .await;
     let term = Command::new("kill")
         .args(["-TERM", &alone.id().to_string()])
         .status()
@@ -437,14 +448,7 @@ async fn a_node_alone_stopped_with_sigterm_hands_the_queues_on_at_once() {
         "the node alone stopped cleanly"
     );
     let started = std::time::Instant::now();
-    let (_node, base) = start_node(
-        &pg,
-        &env.nats,
-        &unique("t"),
-        &dir.path().join("blobs"),
-        &dir.path().join("n0"),
-    );
-    wait_health(&http, &base, 200).await;
+    let _node = cluster_node(&env, &pg, dir.path()).await;
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "the cluster node waited {:?} for the queues",
