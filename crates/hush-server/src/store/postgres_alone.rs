@@ -12,14 +12,14 @@
 //! that the node still holds it with the token it took. Another node can
 //! take the lease only once it lapsed, and its update of the row waits for
 //! the writes under way: whatever it numbers is above every ceiling this
-//! node raised, and every write of this node after it fails, and the node
-//! goes back to numbering each send in its write. Cluster nodes hold the
-//! same lease under one shared name, so a node without `--nats` cannot
-//! start beside them, nor they beside it.
+//! node raised, and every write of this node after it fails. The node then
+//! numbers each send in its write if cluster nodes took the queues, and
+//! writes none if another node alone did ([`Standing`]). Cluster nodes
+//! hold the same lease under one shared name, so a node without `--nats`
+//! cannot start beside them, nor they beside it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
@@ -180,7 +180,6 @@ pub(super) fn keep_renewing<T, L>(
                 Ok(Some(t)) if token.is_none_or(|mine| mine == t) => {}
                 Ok(_) => {
                     let now = current_holder(&pool).await.unwrap_or_default();
-                    tracing::error!(%holder, %now, "another node took this database's queues");
                     lost(&now);
                     return;
                 }
@@ -213,6 +212,7 @@ impl PostgresStore {
             a.forget(username, device_id);
         }
     }
+
     /// Serves the database as its only node (no `--nats`), as `node` (a
     /// name that stays the same when the node is started again): takes the
     /// `queues` lease (waiting, at most about 11 s, for the claim of
