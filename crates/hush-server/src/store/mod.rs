@@ -17,6 +17,7 @@ mod postgres_acks;
 mod postgres_alone;
 mod postgres_alone_write;
 mod postgres_batch;
+mod postgres_certs;
 mod postgres_channels;
 mod postgres_kt;
 mod postgres_links;

@@ -18,6 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::postgres_acks::AckWriter;
 use super::postgres_alone::{self, Alone, Standing};
+use super::postgres_certs::CertReader;
 use super::postgres_kt;
 use super::postgres_queue;
 use super::postgres_writer::SendWriter;
@@ -42,6 +43,8 @@ pub struct PostgresStore {
     writer: SendWriter,
     /// Deletes acknowledged envelopes, batched, on a connection of its own.
     acks: AckWriter,
+    /// Reads the certificates sends seal to, batched likewise.
+    certificates: CertReader,
 }
 
 fn code_of(e: &sqlx::Error) -> Option<String> {
@@ -86,6 +89,7 @@ impl PostgresStore {
         super::postgres_migrate::migrate(&pool).await?;
         let writer = SendWriter::start(&options);
         let acks = AckWriter::start(&options);
+        let certificates = CertReader::start(&options);
         Ok(Self {
             pool,
             options,
@@ -93,6 +97,7 @@ impl PostgresStore {
             standing: Arc::default(),
             writer,
             acks,
+            certificates,
         })
     }
 }
@@ -183,18 +188,7 @@ impl Store for PostgresStore {
         &self,
         devices: &[DeviceKey],
     ) -> StoreResult<Vec<Option<Vec<u8>>>> {
-        let names: Vec<&str> = devices.iter().map(|d| d.username.as_str()).collect();
-        let ids: Vec<i64> = devices.iter().map(|d| i64::from(d.device_id)).collect();
-        let rows = sqlx::query(
-            "SELECT d.certificate FROM unnest($1::TEXT[], $2::BIGINT[]) WITH ORDINALITY AS k(u, i, n) \
-             LEFT JOIN devices d ON d.username = k.u AND d.device_id = k.i ORDER BY k.n",
-        )
-        .bind(&names)
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+        self.certificates.read(devices).await
     }
 
     async fn list_accounts(&self) -> StoreResult<Vec<AccountRecord>> {
