@@ -1,6 +1,6 @@
 //! Several nodes on one PostgreSQL and one NATS: the bus that carries
-//! wake-ups, ephemeral payloads and "a newer connection of this device
-//! opened" between nodes.
+//! wake-ups, written envelopes, ephemeral payloads and "a newer connection
+//! of this device opened" between nodes.
 //!
 //! PostgreSQL stays the source of truth for everything stored. NATS carries
 //! only hints, so losing one never loses a message, it only delays one:
@@ -12,9 +12,16 @@
 //!   the cost per message does not grow with the number of nodes. A subject
 //!   per node would need a directory of which device is where, written on
 //!   every connect and stale after every crash.
-//! - A send wakes the recipients on its own node and publishes one small
-//!   wake-up per recipient. The NATS connection is opened with `no_echo`, so
-//!   a node never hears its own publications.
+//! - A send hands its envelope to the recipients on its own node once it is
+//!   written, and publishes one message per other recipient: the written
+//!   envelope itself (up to 16 KiB of payload, while the outbox is not a
+//!   quarter full), which the device's node hands to the connection as a
+//!   local send does, so it is not read back from PostgreSQL; else a
+//!   one-byte wake-up. Only written envelopes travel: one handed over
+//!   elsewhere and then lost with its message is still in the database. A
+//!   connection that gets one out of order reads its queue instead. The NATS
+//!   connection is opened with `no_echo`, so a node never hears its own
+//!   publications.
 //! - When a device connects, its node first makes sure NATS has its
 //!   subscription (a flush), then stamps the connection with the time and
 //!   publishes that claim on the device's subject. A node holding an older
@@ -55,8 +62,14 @@ use rand::RngCore;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 
+mod frames;
+
+use self::frames::{
+    CHANNEL_POSTED, CLAIM, Carried, EPHEMERAL, Frame, REVOKE, WAKE, decode, decode_channel_posted,
+    encode_envelope,
+};
 use crate::channel_watch::ChannelWatches;
-use crate::hub::{Ephemeral, Hub, Remote};
+use crate::hub::{Ephemeral, Hub, Pushed, Remote};
 use crate::metrics::Exposition;
 use crate::store::DeviceKey;
 
@@ -108,6 +121,9 @@ const OUTBOX: usize = 65_536;
 /// payload is counted once per recipient node subject, although recipients
 /// of one send share its buffer.
 const OUTBOX_BYTES: u64 = 64 << 20;
+/// Bytes in the outbox beyond which written envelopes are announced by a
+/// wake-up instead of carried.
+const CARRY_BUDGET: u64 = OUTBOX_BYTES / 4;
 /// Messages buffered per device subscription.
 const SUBSCRIPTION_BUFFER: usize = 256;
 /// The re-check period is walked in this many slices.
@@ -122,17 +138,13 @@ struct Counters {
     outbox_bytes: AtomicU64,
     replaced: AtomicU64,
     rechecks: AtomicU64,
+    carried_out: AtomicU64,
+    carried_in: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
-
-const WAKE: u8 = 1;
-const EPHEMERAL: u8 = 2;
-const CLAIM: u8 = 3;
-const REVOKE: u8 = 4;
-const CHANNEL_POSTED: u8 = 5;
 
 /// This node's membership in a cluster. Dropping it stops the bus.
 pub struct Cluster {
@@ -323,6 +335,16 @@ impl Cluster {
             get(&c.received),
         );
         out.add(
+            "hush_cluster_envelopes_carried_total",
+            "Written envelopes sent with their wake-up to the node of their device, which hands them over without reading them back.",
+            get(&c.carried_out),
+        );
+        out.add(
+            "hush_cluster_envelopes_received_total",
+            "Envelopes received from other nodes for devices connected here.",
+            get(&c.carried_in),
+        );
+        out.add(
             "hush_cluster_connections_replaced_total",
             "Connections closed here because the device connected to another node.",
             get(&c.replaced),
@@ -416,6 +438,20 @@ impl Remote for Bus {
         self.queue(device, Bytes::from_static(&[REVOKE]));
     }
 
+    fn deliver(&self, device: &DeviceKey, envelope: &Pushed) {
+        // Carried only while the outbox has room to spare: a dropped
+        // envelope would leave its device to the re-check, a dropped
+        // wake-up is rarer (one byte).
+        let roomy = self.counters.outbox_bytes.load(Ordering::Relaxed) < CARRY_BUDGET;
+        match encode_envelope(envelope).filter(|_| roomy) {
+            Some(frame) => {
+                bump(&self.counters.carried_out);
+                self.queue(device, frame.into());
+            }
+            None => self.wake(device),
+        }
+    }
+
     fn ephemeral(&self, device: &DeviceKey, payload: &Ephemeral) {
         let frame = payload.framed(|p| {
             let mut frame = Vec::with_capacity(1 + p.len());
@@ -464,6 +500,10 @@ async fn follow(
         bump(&counters.received);
         match decode(&msg.payload) {
             Some(Frame::Wake) => hub.wake_local(&device),
+            Some(Frame::Envelope(e)) => {
+                bump(&counters.carried_in);
+                hub.deliver_local(&device, carried(e));
+            }
             Some(Frame::Ephemeral(p)) => {
                 hub.send_ephemeral_local(&device, msg.payload.slice_ref(p));
             }
@@ -481,6 +521,17 @@ async fn follow(
             }
             None => tracing::debug!("malformed message on a device subject"),
         }
+    }
+}
+
+/// An envelope carried from another node, as the hub hands it over.
+fn carried(e: Carried<'_>) -> Pushed {
+    Pushed {
+        seq: e.seq,
+        received_at_ms: e.received_at_ms,
+        relay_tag: e.relay_tag.map(<[u8]>::to_vec),
+        payload: e.payload.into(),
+        early: None,
     }
 }
 
@@ -518,45 +569,9 @@ async fn follow_channels(
     }))
 }
 
-/// Decodes a channel post's wake-up: the channel id and the post's number.
-fn decode_channel_posted(bytes: &[u8]) -> Option<([u8; 32], u64)> {
-    let (&tag, rest) = bytes.split_first()?;
-    if tag != CHANNEL_POSTED {
-        return None;
-    }
-    let (id, number) = rest.split_at_checked(32)?;
-    Some((
-        id.try_into().ok()?,
-        u64::from_be_bytes(number.try_into().ok()?),
-    ))
-}
-
 /// The subject every node follows for channel posts stored elsewhere.
 fn channels_subject(prefix: &str) -> String {
     format!("{prefix}.channels")
-}
-
-enum Frame<'a> {
-    Wake,
-    Revoke,
-    Ephemeral(&'a [u8]),
-    Claim { at: u64, node: &'a [u8] },
-}
-
-/// Decodes what arrives on a device subject; `None` for anything malformed.
-fn decode(bytes: &[u8]) -> Option<Frame<'_>> {
-    let (&tag, rest) = bytes.split_first()?;
-    match tag {
-        WAKE if rest.is_empty() => Some(Frame::Wake),
-        REVOKE if rest.is_empty() => Some(Frame::Revoke),
-        EPHEMERAL => Some(Frame::Ephemeral(rest)),
-        CLAIM => {
-            let (at, node) = rest.split_at_checked(8)?;
-            let at = u64::from_be_bytes(at.try_into().ok()?);
-            (!node.is_empty()).then_some(Frame::Claim { at, node })
-        }
-        _ => None,
-    }
 }
 
 /// The device's subject. The username is hex-encoded: usernames may hold
@@ -590,39 +605,5 @@ mod tests {
         assert_eq!(subject("p", &DeviceKey::new("", 1)), "p.d.u.1");
         // No device subject is the channels subject.
         assert_eq!(channels_subject("hush"), "hush.channels");
-    }
-
-    #[test]
-    fn channel_posts_decode_only_whole() {
-        let mut frame = vec![CHANNEL_POSTED];
-        frame.extend_from_slice(&[7; 32]);
-        frame.extend_from_slice(&9u64.to_be_bytes());
-        assert_eq!(decode_channel_posted(&frame), Some(([7; 32], 9)));
-        assert!(decode_channel_posted(&frame[..40]).is_none());
-        assert!(decode_channel_posted(&[&frame[..], &[0][..]].concat()).is_none());
-        assert!(decode_channel_posted(&[]).is_none());
-        let mut wrong = frame.clone();
-        wrong[0] = WAKE;
-        assert!(decode_channel_posted(&wrong).is_none());
-    }
-
-    #[test]
-    fn malformed_frames_are_refused() {
-        assert!(decode(&[]).is_none());
-        assert!(decode(&[9]).is_none());
-        assert!(decode(&[WAKE, 0]).is_none());
-        assert!(decode(&[CLAIM, 1, 2, 3]).is_none());
-        assert!(decode(&[CLAIM, 0, 0, 0, 0, 0, 0, 0, 1]).is_none());
-        assert!(matches!(decode(&[WAKE]), Some(Frame::Wake)));
-        assert!(matches!(decode(&[REVOKE]), Some(Frame::Revoke)));
-        assert!(decode(&[REVOKE, 1]).is_none());
-        assert!(matches!(
-            decode(&[EPHEMERAL, 5]),
-            Some(Frame::Ephemeral([5]))
-        ));
-        assert!(matches!(
-            decode(&[CLAIM, 0, 0, 0, 0, 0, 0, 0, 2, b'n']),
-            Some(Frame::Claim { at: 2, node: b"n" })
-        ));
     }
 }

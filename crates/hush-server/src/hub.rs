@@ -13,9 +13,9 @@
 //!
 //! In a cluster a [`Remote`] (the NATS bus in [`crate::cluster`]) is
 //! attached: the hub tells it which devices connect and leave here, and
-//! passes it every wake-up and every ephemeral payload for a device that is
-//! not connected here; what the bus receives from other nodes comes back in
-//! through the `*_local` methods.
+//! passes it every wake-up, every written envelope and every ephemeral
+//! payload for a device that is not connected here; what the bus receives
+//! from other nodes comes back in through the `*_local` methods.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -110,6 +110,9 @@ pub trait Remote: Send + Sync + 'static {
     fn detached(&self, device: &DeviceKey, conn: u64);
     /// The device's queue has grown; wake it wherever it is connected.
     fn wake(&self, device: &DeviceKey);
+    /// `envelope` was written to the device's queue (it is durable): hand
+    /// it to the device's connection wherever it is, or at least wake it.
+    fn deliver(&self, device: &DeviceKey, envelope: &Pushed);
     /// An ephemeral payload for a device not connected to this node.
     fn ephemeral(&self, device: &DeviceKey, payload: &Ephemeral);
     /// The device's access was revoked: close its connection wherever it is.
@@ -308,14 +311,36 @@ impl Hub {
                 taken.push(took);
             }
         }
-        // Those not here (the wake-up reaches the node that holds them), and
-        // those here in case they just moved.
+        // Those not here get the envelope itself if it is written (the node
+        // that holds them then need not read it back), else a wake-up; those
+        // here a wake-up, in case they just moved.
         if let Some(r) = self.remote.get() {
-            for device in recipients {
-                r.wake(device);
+            for (i, ((device, seq), took)) in recipients.iter().zip(seqs).zip(&taken).enumerate() {
+                if *took || self.is_connected(device) {
+                    r.wake(device);
+                    continue;
+                }
+                let e = envelope(i, *seq);
+                if e.early.as_ref().is_none_or(|a| a.is_written()) {
+                    r.deliver(device, &e);
+                } else {
+                    r.wake(device);
+                }
             }
         }
         taken
+    }
+
+    /// Hands an envelope that arrived from another node to the device's
+    /// connection here, or wakes it when its buffer is full (it then reads
+    /// its queue). Nothing when the device is not connected here.
+    pub fn deliver_local(&self, device: &DeviceKey, envelope: Pushed) {
+        if let Some(c) = self.lock().get(device) {
+            let len = envelope.payload.len();
+            if c.mailbox.push.try_send(Box::new(envelope), len).is_err() {
+                c.mailbox.wake.notify_one();
+            }
+        }
     }
 
     /// Hands an ephemeral payload to the device's connection on this node
@@ -411,5 +436,70 @@ impl Hub {
             c.mailbox.why.store(KICK_RESTART, Ordering::Release);
             c.mailbox.kick.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::EarlyAck;
+
+    /// What the hub passed to the rest of the cluster.
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<(String, Option<u64>)>>);
+
+    impl Remote for Recorded {
+        fn attached(&self, _: &DeviceKey, _: u64) {}
+        fn detached(&self, _: &DeviceKey, _: u64) {}
+        fn wake(&self, device: &DeviceKey) {
+            self.0.lock().unwrap().push((device.username.clone(), None));
+        }
+        fn deliver(&self, device: &DeviceKey, envelope: &Pushed) {
+            let seq = Some(envelope.seq);
+            self.0.lock().unwrap().push((device.username.clone(), seq));
+        }
+        fn ephemeral(&self, _: &DeviceKey, _: &Ephemeral) {}
+        fn revoke(&self, _: &DeviceKey) {}
+    }
+
+    #[test]
+    fn only_a_written_envelope_travels_to_another_node() {
+        let hub = Hub::default();
+        let remote = Arc::new(Recorded::default());
+        hub.set_remote(remote.clone());
+        let here = DeviceKey::new("here", 1);
+        let _conn = hub.register(&here);
+        let recipients = [
+            here.clone(),
+            DeviceKey::new("written", 1),
+            DeviceKey::new("pending", 1),
+            DeviceKey::new("taken", 1),
+        ];
+        let taken = Arc::new(EarlyAck::default());
+        assert!(taken.take_for_write());
+        let early = [None, None, Some(Arc::default()), Some(taken)];
+        let took = hub.deliver_all(&recipients, &[1, 2, 3, 4], |i, seq| Pushed {
+            seq,
+            received_at_ms: 0,
+            relay_tag: None,
+            payload: vec![1u8].into(),
+            early: early[i].clone(),
+        });
+        assert_eq!(took, [true, false, false, false]);
+        let seen = remote.0.lock().unwrap().clone();
+        let names = |v: &[(&str, Option<u64>)]| -> Vec<(String, Option<u64>)> {
+            v.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect()
+        };
+        // Connected here: a wake-up in case it just moved. Written: the
+        // envelope. Not yet written (it may still be spared): a wake-up.
+        assert_eq!(
+            seen,
+            names(&[
+                ("here", None),
+                ("written", Some(2)),
+                ("pending", None),
+                ("taken", Some(4))
+            ])
+        );
     }
 }

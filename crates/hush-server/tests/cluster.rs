@@ -125,6 +125,67 @@ async fn users_on_three_nodes_chat_one_to_one_and_in_a_group() {
     }
 }
 
+/// A message written on one node travels over NATS with its wake-up, and
+/// the recipient's node hands it over as a local send would, without
+/// reading it back from PostgreSQL; a payload too large to carry gets a
+/// plain wake-up and is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_between_nodes_travels_with_its_wake_up() {
+    let Some(env) = env() else { return };
+    let _serial = SERIAL.lock().await;
+    let c = three_nodes(&env, &env.nats).await;
+    let [a, b] = [&c.nodes[0], &c.nodes[1]];
+    let alice = register_at(&c.http, &a.url(), "alice", 1).await.devices[0]
+        .token
+        .clone();
+    let bob = register_at(&c.http, &b.url(), "bob", 2).await.devices[0]
+        .token
+        .clone();
+    let mut bob_ws = connected(b.addr, &bob).await;
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        let body = format!("carried {i}");
+        let r = send(
+            &c.http,
+            &a.url(),
+            &alice,
+            message(&[("bob", 1)], body.as_bytes()),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        let e = envelope(&mut bob_ws).await;
+        assert_eq!(e.payload, body.as_bytes());
+        assert!(e.relay_tag.is_some(), "the franking tag travels too");
+        seqs.push(e.seq);
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let big = vec![7u8; 20 << 10];
+    let r = send(&c.http, &a.url(), &alice, message(&[("bob", 1)], &big)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(envelope(&mut bob_ws).await.payload, big);
+    let count = |metrics: &str, name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+    };
+    let scrape = |n: &Node| {
+        let req = c
+            .http
+            .get(format!("{}/metrics", n.url()))
+            .bearer_auth(METRICS_TOKEN);
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    assert_eq!(
+        count(&scrape(a).await, "hush_cluster_envelopes_carried_total"),
+        3
+    );
+    assert_eq!(
+        count(&scrape(b).await, "hush_cluster_envelopes_received_total"),
+        3
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attachment_uploaded_through_two_nodes_downloads_from_the_third() {
     use hush_wire::api::{AttachmentStatus, CreateAttachmentRequest, CreateAttachmentResponse};

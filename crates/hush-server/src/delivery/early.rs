@@ -47,6 +47,11 @@ impl EarlyAck {
         }
     }
 
+    /// Taken by the write: the envelope is (being) written, never spared.
+    pub fn is_written(&self) -> bool {
+        self.state.load(Ordering::Acquire) == EARLY_WRITTEN
+    }
+
     /// Neither acknowledged nor taken by the write yet.
     pub fn is_pending(&self) -> bool {
         self.state.load(Ordering::Acquire) == EARLY_PENDING
