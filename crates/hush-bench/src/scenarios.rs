@@ -231,8 +231,8 @@ async fn online(
     group: usize,
     load: &Load,
 ) -> anyhow::Result<OnlineRun> {
-    // 1:1 (group 1): recipient i pairs with sender i. Group: one group of
-    // `group` devices that every sender sends to.
+    // 1:1 (group 1): each sender has a recipient of its own ([`partner`]).
+    // Group: one group of `group` devices that every sender sends to.
     let recipients_n = if group == 1 { senders } else { group };
     let all = devices(ctx, system, what, senders + recipients_n).await?;
     let (send_devs, recv_devs) = all.split_at(senders);
@@ -249,8 +249,8 @@ async fn online(
     )
     .await?;
     let targets: Arc<dyn Fn(u64) -> Arc<Recipients> + Send + Sync> = if group == 1 {
-        let per: Vec<Arc<Recipients>> = recv_devs
-            .iter()
+        let per: Vec<Arc<Recipients>> = (0..recv_devs.len())
+            .filter_map(|i| recv_devs.get(partner(i, recv_devs.len())))
             .map(|d| Arc::new(Recipients::new(std::slice::from_ref(d))))
             .collect();
         let n = per.len().max(1) as u64;
@@ -353,6 +353,17 @@ fn baseline_fields(r: &mut Report, name: &str, run: &OnlineRun, last: bool) {
             "send_failed": run.sent.failed,
         }),
     );
+}
+
+/// The recipient of sender `i` of `n` in a 1:1 run: recipient `i` for
+/// half the pairs, the neighbour's for the other half (pairs 2 and 3 of
+/// every 4 swap). Devices are spread round-robin over the servers, and with
+/// a number of pairs that the number of servers divides, sender `i` and
+/// recipient `i` share a server; with two servers, the swap puts half the
+/// pairs across nodes, as a load balancer placing devices at random does.
+fn partner(i: usize, n: usize) -> usize {
+    let p = i ^ ((i >> 1) & 1);
+    if p < n { p } else { i }
 }
 
 /// `relay`: N online pairs, one message size.
@@ -728,4 +739,21 @@ pub async fn crash(ctx: &Ctx) -> anyhow::Result<Value> {
     r.set("reconnects", json!(reconnects));
     r.set("all_delivered", json!(all_delivered));
     Ok(r.into_value())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partner;
+
+    #[test]
+    fn partners_are_one_each_and_half_cross_two_servers() {
+        for n in 0..40 {
+            let mut seen: Vec<usize> = (0..n).map(|i| partner(i, n)).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>(), "a permutation of {n}");
+        }
+        // 32 pairs on two servers: sender i on i % 2, recipient j on j % 2.
+        let across = (0..32).filter(|&i| partner(i, 32) % 2 != i % 2).count();
+        assert_eq!(across, 16);
+    }
 }
