@@ -264,6 +264,6 @@ async fn postgres_opens_a_version_6_database() {
         postgres_version(&pool).await,
         hush_server::store::postgres_migrate::LATEST
     );
-    assert_eq!(hush_server::store::postgres_migrate::LATEST, 7);
+    const { assert!(hush_server::store::postgres_migrate::LATEST >= 7) };
     finds_version_6_data_and_takes_channels(&a).await;
 }

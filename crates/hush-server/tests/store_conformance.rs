@@ -712,3 +712,5 @@ conformance!(on_sqlite, sqlite());
 conformance!(on_postgres, postgres_or_skip());
 
 conformance!(on_postgres_alone, postgres_alone_or_skip());
+
+conformance!(on_postgres_cluster, postgres_cluster_or_skip());

@@ -22,6 +22,7 @@ mod postgres_channels;
 mod postgres_kt;
 mod postgres_links;
 pub mod postgres_migrate;
+mod postgres_owned;
 mod postgres_queue;
 mod postgres_writer;
 mod seq_blocks;

@@ -438,7 +438,9 @@ impl Store for PostgresStore {
         claim: Option<EpochClaim>,
     ) -> StoreResult<Vec<u64>> {
         self.check_standing()?;
-        if let Some(alone) = self.alone() {
+        // A cluster node numbers only the sends it hands over early; the
+        // rest take the counters, and with them any claim on the devices.
+        if let Some(alone) = self.alone().filter(|a| a.is_alone()) {
             let (seqs, _) = alone
                 .enqueue(recipients, envelope, claim, Vec::new(), &mut |_| {})
                 .await?;

@@ -223,7 +223,7 @@ impl PostgresStore {
     pub async fn serve_alone(&self, node: &str) -> StoreResult<()> {
         let holder = format!("alone:{node}");
         let token = claim(&self.pool, &holder, true).await?;
-        let fence = Fence {
+        let fence = Fence::Lease {
             holder: holder.clone(),
             token: token as i64,
         };
@@ -250,12 +250,31 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// As a cluster node (after [`PostgresStore::join_cluster`]), numbers
+    /// the queues of the devices it sends to early in memory, each under a
+    /// claim ([`super::postgres_owned`], decision 0046), instead of every
+    /// send in its write.
+    pub fn number_devices_here(&self) -> StoreResult<()> {
+        let node = super::postgres_owned::node_name();
+        tracing::info!(%node, "numbering the queues of devices connected here (decision 0046)");
+        let owned = Alone::start(
+            &self.options,
+            self.pool.clone(),
+            Fence::Owner { node },
+            self.standing.clone(),
+        );
+        self.alone
+            .set(owned)
+            .map_err(|_| backend("this store numbers its queues already"))?;
+        Ok(())
+    }
+
     /// Gives the claim of a node serving its database alone back (at its
     /// end), so that the next node takes the queues at once; its writes
     /// still under way are fenced off by the next one's token. Cluster
     /// nodes keep their shared claim: the others still run.
     pub async fn release_queues(&self) {
-        let Some(holder) = self.alone.get().map(Alone::holder) else {
+        let Some(holder) = self.alone.get().and_then(Alone::lease_holder) else {
             return;
         };
         if let Err(e) = self.release_lease(QUEUES_LEASE, holder).await {
@@ -291,18 +310,23 @@ pub(super) async fn seal_all(n: usize, mut envelope: NewEnvelope) -> StoreResult
     .map_err(backend)?
 }
 
-/// Who this node is to the lease, and the token it took.
+/// What makes this node's numbering in memory safe, checked by every write.
 #[derive(Debug, Clone)]
-pub(super) struct Fence {
-    pub(super) holder: String,
-    pub(super) token: i64,
+pub(super) enum Fence {
+    /// A node alone: the `queues` lease, held under `holder` with `token`.
+    Lease { holder: String, token: i64 },
+    /// A cluster node: each device it numbers is claimed in its `devices`
+    /// row under this node's name, with a token per claim
+    /// ([`super::postgres_owned`]).
+    Owner { node: String },
 }
 
-/// The numbering and the writer of a node that serves its database alone.
+/// The numbering and the writer of a node that serves its database alone,
+/// or of a cluster node for the devices connected to it.
 #[derive(Debug)]
 pub(super) struct Alone {
-    holder: String,
-    seqs: SeqBlocks,
+    fence: Fence,
+    seqs: Arc<SeqBlocks>,
     queue: mpsc::Sender<EarlyJob>,
     pool: PgPool,
 }
@@ -319,19 +343,34 @@ impl Alone {
     ) -> Self {
         let (queue, rx) = mpsc::channel(MAX_WAITING);
         standing.numbering.store(true, Ordering::Release);
-        let holder = fence.holder.clone();
-        tokio::spawn(writer_loop(options.clone(), rx, fence, standing));
+        let seqs = Arc::new(SeqBlocks::default());
+        let writer = Writer {
+            fence: fence.clone(),
+            standing,
+            seqs: seqs.clone(),
+        };
+        tokio::spawn(writer_loop(options.clone(), rx, writer));
         Self {
-            holder,
-            seqs: SeqBlocks::default(),
+            fence,
+            seqs,
             queue,
             pool,
         }
     }
 
-    /// The name this node holds the queues under.
-    pub(super) fn holder(&self) -> &str {
-        &self.holder
+    /// The name this node holds the queues lease under, if it serves its
+    /// database alone.
+    pub(super) fn lease_holder(&self) -> Option<&str> {
+        match &self.fence {
+            Fence::Lease { holder, .. } => Some(holder),
+            Fence::Owner { .. } => None,
+        }
+    }
+
+    /// Whether this node serves its database alone (else it numbers only
+    /// the devices connected to it, in a cluster).
+    pub(super) fn is_alone(&self) -> bool {
+        self.lease_holder().is_some()
     }
 
     /// Forgets the blocks of deleted devices.
@@ -346,6 +385,45 @@ impl Alone {
     /// acknowledgement came first. The numbers and, per recipient, whether
     /// it was written.
     pub(super) async fn enqueue(
+        &self,
+        recipients: &[DeviceKey],
+        envelope: NewEnvelope,
+        claim: Option<EpochClaim>,
+        early: Vec<Arc<EarlyAck>>,
+        on_reserved: &mut (dyn for<'s> FnMut(&'s [u64]) + Send),
+    ) -> StoreResult<(Vec<u64>, Vec<bool>)> {
+        if self.is_alone() {
+            return self
+                .enqueue_once(recipients, envelope, claim, early, on_reserved)
+                .await;
+        }
+        // A cluster node: a send numbered under a claim another node took
+        // meanwhile is numbered again, under a new claim. A copy the device
+        // acknowledged the first time is not written; one it did not may
+        // reach it twice, and it drops the second by message id.
+        let first = self
+            .enqueue_once(
+                recipients,
+                envelope.clone(),
+                claim.clone(),
+                early.clone(),
+                on_reserved,
+            )
+            .await;
+        match first {
+            Err(StoreError::LeaseLost { .. }) => self
+                .enqueue_once(recipients, envelope, claim, early, on_reserved)
+                .await
+                .map_err(|e| match e {
+                    StoreError::LeaseLost { .. } => StoreError::Busy,
+                    e => e,
+                }),
+            other => other,
+        }
+    }
+
+    /// [`Alone::enqueue`], numbered once.
+    async fn enqueue_once(
         &self,
         recipients: &[DeviceKey],
         envelope: NewEnvelope,
@@ -384,6 +462,7 @@ impl Alone {
         let Some(seqs) = blocks.take(recipients) else {
             return Ok(None);
         };
+        let tokens = blocks.tokens(recipients);
         let (envelope, claim, early) = job.take().ok_or_else(|| backend("enqueued twice"))?;
         // Handed over before the write is queued, so that the write's wait
         // for early acknowledgements starts once every connection has it.
@@ -392,6 +471,7 @@ impl Alone {
         permit.send(EarlyJob {
             recipients: recipients.to_vec(),
             seqs: seqs.clone(),
+            tokens,
             envelope,
             claim,
             early,
@@ -409,6 +489,13 @@ impl Alone {
             return Ok(());
         };
         let need = raise.devices();
+        if let Fence::Owner { node } = &self.fence {
+            let believed = self.seqs.lock().tokens(&need);
+            let claimed =
+                super::postgres_owned::raise_claims(&self.pool, node, &need, &believed).await?;
+            raise.commit_claimed(claimed);
+            return Ok(());
+        }
         let names: Vec<&str> = need.iter().map(|d| d.username.as_str()).collect();
         let ids: Vec<i64> = need.iter().map(|d| i64::from(d.device_id)).collect();
         let rows = sqlx::query(
@@ -452,6 +539,9 @@ type Queued = (Vec<u64>, oneshot::Receiver<StoreResult<Vec<bool>>>);
 pub(super) struct EarlyJob {
     pub(super) recipients: Vec<DeviceKey>,
     pub(super) seqs: Vec<u64>,
+    /// Per recipient, the claim token its number was taken under (a
+    /// cluster node's; 0 on a node alone).
+    pub(super) tokens: Vec<i64>,
     pub(super) envelope: NewEnvelope,
     pub(super) claim: Option<EpochClaim>,
     /// One per recipient handed the envelope early (empty: none was).
@@ -478,6 +568,12 @@ impl EarlyJob {
     pub(super) fn answer(self, result: StoreResult<()>) {
         let _ = self.reply.send(result.map(|()| self.written));
     }
+
+    /// Whether every recipient acknowledged it before its write (so it is
+    /// delivered and nothing of it needs writing).
+    pub(super) fn all_acknowledged(&self) -> bool {
+        !self.written.contains(&true)
+    }
 }
 
 /// Takes what is waiting, without waiting, up to [`MAX_BATCH`].
@@ -493,12 +589,14 @@ fn drain(rx: &mut mpsc::Receiver<EarlyJob>, batch: &mut Vec<EarlyJob>) {
 /// The writer task: takes every send waiting, gives envelopes handed over
 /// early the window for their acknowledgements (taking in what arrives
 /// meanwhile), then writes the batch in order.
-async fn writer_loop(
-    options: PgConnectOptions,
-    mut rx: mpsc::Receiver<EarlyJob>,
-    fence: Fence,
-    standing: Arc<Standing>,
-) {
+/// What the writer task checks its writes with and tells of a lost fence.
+pub(super) struct Writer {
+    pub(super) fence: Fence,
+    pub(super) standing: Arc<Standing>,
+    pub(super) seqs: Arc<SeqBlocks>,
+}
+
+async fn writer_loop(options: PgConnectOptions, mut rx: mpsc::Receiver<EarlyJob>, writer: Writer) {
     let mut conn: Option<PgConnection> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
@@ -527,7 +625,7 @@ async fn writer_loop(
                 }
             },
         };
-        conn = super::postgres_alone_write::write_batch(c, jobs, &fence, &standing).await;
+        conn = super::postgres_alone_write::write_batch(c, jobs, &writer).await;
     }
 }
 

@@ -31,6 +31,11 @@ const MIGRATIONS: &[&[&str]] = &[
     &[super::backups::POSTGRES_SCHEMA],
     // 7: channels and their posts, stored once (decision 0038).
     &[super::channels::POSTGRES_SCHEMA_V7],
+    // 8: the cluster node that numbers a device's queue in memory, and the
+    // fencing token of its claim (decision 0046).
+    &[
+        "ALTER TABLE devices ADD COLUMN owner TEXT, ADD COLUMN owner_token BIGINT NOT NULL DEFAULT 0;",
+    ],
 ];
 
 /// The schema version this code writes.

@@ -356,7 +356,8 @@ impl<'a> Rows<'a> {
              locked AS MATERIALIZED (SELECT d.username AS u, d.device_id AS i FROM devices d \
                JOIN c ON d.username = c.u AND d.device_id = c.i \
                ORDER BY d.username, d.device_id FOR UPDATE OF d), \
-             raised AS (UPDATE devices d SET next_seq = d.next_seq + c.c FROM c, locked l \
+             raised AS (UPDATE devices d SET next_seq = d.next_seq + c.c, \
+               owner = NULL, owner_token = d.owner_token + 1 FROM c, locked l \
                WHERE d.username = c.u AND d.device_id = c.i AND l.u = c.u AND l.i = c.i \
                RETURNING d.username AS u, d.device_id AS i, d.next_seq - c.c AS first), \
              numbered AS MATERIALIZED (SELECT k.*, \
@@ -465,7 +466,8 @@ async fn write_send(
     // Each recipient's next number, in the order given (a recipient is
     // listed once: the send path refuses repeats).
     let rows = sqlx::query(
-        "UPDATE devices d SET next_seq = d.next_seq + 1 \
+        "UPDATE devices d SET next_seq = d.next_seq + 1, \
+         owner = NULL, owner_token = d.owner_token + 1 \
          FROM unnest($1::TEXT[], $2::BIGINT[]) WITH ORDINALITY AS k(u, i, n) \
          WHERE d.username = k.u AND d.device_id = k.i \
          RETURNING k.n, d.next_seq - 1",

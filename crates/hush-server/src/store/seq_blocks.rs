@@ -20,11 +20,12 @@ use super::DeviceKey;
 pub(super) const SEQ_BLOCK: u64 = 1024;
 
 /// A device's current block: `next` up to (not including) `ceiling`, which
-/// is durable.
+/// is durable; on a cluster node, under its claim's fencing `token`.
 #[derive(Debug, Clone, Copy)]
 struct SeqBlock {
     next: u64,
     ceiling: u64,
+    token: i64,
 }
 
 impl SeqBlock {
@@ -67,6 +68,14 @@ impl SeqState {
             }
         }
         Some(seqs)
+    }
+
+    /// The fencing token of each recipient's block (0 for none).
+    pub(super) fn tokens(&self, recipients: &[DeviceKey]) -> Vec<i64> {
+        recipients
+            .iter()
+            .map(|r| self.blocks.get(r).map_or(0, |b| b.token))
+            .collect()
     }
 }
 
@@ -133,6 +142,17 @@ impl SeqBlocks {
         }
     }
 
+    /// Forgets the blocks that were numbered under a claim since lost: the
+    /// next send to the device claims it again.
+    pub(super) fn forget_claims(&self, lost: &[(DeviceKey, i64)]) {
+        let mut state = self.lock();
+        for (device, token) in lost {
+            if state.blocks.get(device).is_some_and(|b| b.token == *token) {
+                state.blocks.remove(device);
+            }
+        }
+    }
+
     /// Forgets the blocks of deleted devices (`device_id` None: all of the
     /// account's).
     pub(super) fn forget(&self, username: &str, device_id: Option<u32>) {
@@ -158,13 +178,26 @@ impl Raise<'_> {
 
     /// Records the ceilings once their raise has committed.
     pub(super) fn commit(self, ceilings: Vec<(DeviceKey, u64)>) {
+        self.commit_claimed(ceilings.into_iter().map(|(r, c)| (r, c, 0)).collect());
+    }
+
+    /// Records the ceilings and claim tokens once their raise has
+    /// committed: a block under another token than the one in memory is a
+    /// new claim, and starts afresh a block below its ceiling.
+    pub(super) fn commit_claimed(self, ceilings: Vec<(DeviceKey, u64, i64)>) {
         let mut state = self.blocks.lock();
-        for (r, ceiling) in ceilings {
-            let b = state.blocks.entry(r).or_insert(SeqBlock {
+        for (r, ceiling, token) in ceilings {
+            let fresh = SeqBlock {
                 next: ceiling - SEQ_BLOCK,
                 ceiling,
-            });
-            b.ceiling = b.ceiling.max(ceiling);
+                token,
+            };
+            let b = state.blocks.entry(r).or_insert(fresh);
+            if b.token == token {
+                b.ceiling = b.ceiling.max(ceiling);
+            } else {
+                *b = fresh;
+            }
         }
     }
 }

@@ -60,6 +60,9 @@ pub enum Guard {
     /// A database served by one node alone: there is no second node, so
     /// "another" is that node again.
     PostgresAlone(PgSchema, Arc<dyn Store>),
+    /// A database served by cluster nodes, each numbering the queues of
+    /// the devices it sends to early (decision 0046).
+    PostgresCluster(PgSchema),
 }
 
 impl Guard {
@@ -74,6 +77,7 @@ impl Guard {
                     .unwrap(),
             ),
             Guard::PostgresAlone(_, store) => store.clone(),
+            Guard::PostgresCluster(schema) => Arc::new(cluster_node(schema).await),
         }
     }
 }
@@ -118,6 +122,26 @@ pub async fn postgres_alone_or_skip() -> (Guard, Arc<dyn Store>) {
             sqlite().await
         }
     }
+}
+
+/// A cluster node on `schema` (decision 0046).
+pub async fn cluster_node(schema: &PgSchema) -> PostgresStore {
+    let store = PostgresStore::connect_with(schema.connect_options())
+        .await
+        .unwrap();
+    store.join_cluster().await.unwrap();
+    store.number_devices_here().unwrap();
+    store
+}
+
+pub async fn postgres_cluster_or_skip() -> (Guard, Arc<dyn Store>) {
+    let Ok(url) = std::env::var("HUSH_TEST_POSTGRES_URL") else {
+        eprintln!("HUSH_TEST_POSTGRES_URL is not set: running against SQLite instead");
+        return sqlite().await;
+    };
+    let schema = PgSchema::create(&url).await;
+    let store = cluster_node(&schema).await;
+    (Guard::PostgresCluster(schema), Arc::new(store))
 }
 
 pub async fn postgres_or_skip() -> (Guard, Arc<dyn Store>) {
