@@ -168,7 +168,24 @@ impl AppState {
         mut self,
         config: crate::cluster::ClusterConfig,
     ) -> Result<Self, crate::cluster::ClusterError> {
+        let mut fresh = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut fresh);
+        let key = self
+            .store
+            .server_secret("cluster forwards", fresh.to_vec())
+            .await
+            .ok()
+            .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+            .ok_or(crate::cluster::ClusterError::Key)?;
         let cluster = crate::cluster::Cluster::join(config, &self.hub, &self.channels).await?;
+        // Sends other nodes ask of this one, for devices connected here. The
+        // handler's state has no cluster: dropping the node's drops it.
+        let local = self.clone();
+        let handler: crate::cluster::ForwardHandler = Arc::new(move |device, send| {
+            let state = local.clone();
+            Box::pin(async move { crate::delivery::take_forwarded(&state, device, send).await })
+        });
+        cluster.on_forward(handler, crate::cluster::ForwardKey::new(key));
         self.cluster = Some(Arc::new(cluster));
         Ok(self)
     }

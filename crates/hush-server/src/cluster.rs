@@ -62,11 +62,15 @@ use rand::RngCore;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 
+mod forward;
 mod frames;
+
+use self::forward::{FORWARD_TIMEOUT, Forwards};
+pub use self::forward::{ForwardHandler, ForwardKey, Forwarded, ForwardedSend};
 
 use self::frames::{
     CHANNEL_POSTED, CLAIM, Carried, EPHEMERAL, Frame, REVOKE, WAKE, decode, decode_channel_posted,
-    encode_envelope,
+    encode_envelope, open_forward, seal_forward,
 };
 use crate::channel_watch::ChannelWatches;
 use crate::hub::{Ephemeral, Hub, Pushed, Remote};
@@ -84,6 +88,11 @@ pub struct ClusterConfig {
     /// Every local connection re-reads its queue at least this often, which
     /// bounds how long a lost wake-up can delay a message.
     pub recheck: Duration,
+    /// Sends to devices connected to other nodes are asked of those nodes,
+    /// which number them early (decision 0046); the node's store must
+    /// number the devices connected to it
+    /// ([`crate::store::postgres::PostgresStore::number_devices_here`]).
+    pub early_across_nodes: bool,
 }
 
 impl ClusterConfig {
@@ -93,6 +102,7 @@ impl ClusterConfig {
             url: url.to_owned(),
             subject_prefix: "hush".into(),
             recheck: Duration::from_secs(30),
+            early_across_nodes: false,
         }
     }
 }
@@ -104,6 +114,9 @@ pub enum ClusterError {
     /// The subject prefix is not a plain NATS subject token.
     #[error("NATS subject prefix {0:?} must be letters, digits, '-' or '_'")]
     BadPrefix(String),
+    /// The cluster's key for forwarded sends could not be read or stored.
+    #[error("cannot read the cluster's key from the database")]
+    Key,
     /// NATS did not answer.
     #[error("cannot connect to NATS at {url}: {reason}")]
     Connect {
@@ -113,6 +126,10 @@ pub enum ClusterError {
         reason: String,
     },
 }
+
+/// How long a node waits before it asks again for a device nobody listened
+/// for (one that is connecting subscribes just after it registers).
+const NOBODY_AGAIN: Duration = Duration::from_millis(50);
 
 /// Wake-ups queued for NATS before new ones are dropped (the re-check
 /// delivers what a dropped one would have announced).
@@ -140,6 +157,8 @@ struct Counters {
     rechecks: AtomicU64,
     carried_out: AtomicU64,
     carried_in: AtomicU64,
+    forwarded_out: AtomicU64,
+    forwarded_in: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -150,6 +169,7 @@ fn bump(c: &AtomicU64) {
 pub struct Cluster {
     client: Client,
     node: Arc<str>,
+    early_across_nodes: bool,
     tasks: Vec<JoinHandle<()>>,
     bus: Arc<Bus>,
 }
@@ -221,6 +241,7 @@ impl Cluster {
             prefix,
             hub: Arc::downgrade(hub),
             outbox,
+            forwards: Arc::default(),
             subs: Mutex::new(HashMap::new()),
         });
         let mut tasks = vec![follow_channels(&bus, channels, &config.url).await?];
@@ -284,9 +305,16 @@ impl Cluster {
         Ok(Self {
             client,
             node,
+            early_across_nodes: config.early_across_nodes,
             tasks,
             bus,
         })
+    }
+
+    /// Whether sends to devices on other nodes are asked of those nodes
+    /// (decision 0046).
+    pub fn asks_other_nodes(&self) -> bool {
+        self.early_across_nodes
     }
 
     /// Whether NATS answers (for `/healthz`).
@@ -305,6 +333,55 @@ impl Cluster {
             .queue_on(channels_subject(&self.bus.prefix), frame.into());
     }
 
+    /// Serves the sends other nodes ask of this one for devices connected
+    /// here with `handler` (until the cluster is dropped).
+    pub fn on_forward(&self, handler: ForwardHandler, key: ForwardKey) {
+        self.bus.forwards.set(Some((handler, key)));
+    }
+
+    /// Asks the node that holds `device` to take `send` for it (number it,
+    /// hand it over, write it unless acknowledged first) and waits for the
+    /// answer, at most [`FORWARD_TIMEOUT`].
+    pub async fn forward(&self, device: &DeviceKey, send: &ForwardedSend) -> Forwarded {
+        let Some((_, key)) = self.bus.forwards.get() else {
+            return Forwarded::NotThere;
+        };
+        let subject = subject(&self.bus.prefix, device);
+        let Some(frame) = seal_forward(&key, &subject, send) else {
+            return Forwarded::NotThere;
+        };
+        bump(&self.bus.counters.forwarded_out);
+        let frame = Bytes::from(frame);
+        // A device that is connecting has its connection here before its
+        // subscription: asked again a moment later, its node may answer.
+        for pause in [Some(NOBODY_AGAIN), None] {
+            let request = async_nats::Request::new()
+                .payload(frame.clone())
+                .timeout(Some(FORWARD_TIMEOUT));
+            match self.client.send_request(subject.clone(), request).await {
+                Ok(answer) => {
+                    return match answer.payload.first() {
+                        Some(b) => Forwarded::from_byte(*b),
+                        None => Forwarded::Failed,
+                    };
+                }
+                Err(e)
+                    if matches!(e.kind(), async_nats::client::RequestErrorKind::NoResponders) =>
+                {
+                    match pause {
+                        Some(p) => tokio::time::sleep(p).await,
+                        None => return Forwarded::NotThere,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a send asked of another node got no answer");
+                    return Forwarded::Busy;
+                }
+            }
+        }
+        Forwarded::NotThere
+    }
+
     /// This node's random id, unique in the cluster (a lease holder name).
     pub fn node_id(&self) -> &str {
         &self.node
@@ -318,47 +395,68 @@ impl Cluster {
             "1 while the node's NATS connection is up.",
             Exposition::gauge(u64::from(self.is_connected())),
         );
-        let get = |a: &AtomicU64| Exposition::counter(a.load(Ordering::Relaxed));
-        out.add(
-            "hush_cluster_messages_published_total",
-            "Wake-ups, channel posts and ephemeral payloads published for other nodes.",
-            get(&c.published),
-        );
-        out.add(
-            "hush_cluster_messages_dropped_total",
-            "Wake-ups, channel posts and ephemeral payloads not published (outbox full or NATS closed); the re-check (for a channel post, the held fetch's own wait) delivers what they announced.",
-            get(&c.dropped),
-        );
-        out.add(
-            "hush_cluster_messages_received_total",
-            "Messages received from other nodes for devices connected here, and channel posts stored on other nodes.",
-            get(&c.received),
-        );
-        out.add(
-            "hush_cluster_envelopes_carried_total",
-            "Written envelopes sent with their wake-up to the node of their device, which hands them over without reading them back.",
-            get(&c.carried_out),
-        );
-        out.add(
-            "hush_cluster_envelopes_received_total",
-            "Envelopes received from other nodes for devices connected here.",
-            get(&c.carried_in),
-        );
-        out.add(
-            "hush_cluster_connections_replaced_total",
-            "Connections closed here because the device connected to another node.",
-            get(&c.replaced),
-        );
-        out.add(
-            "hush_cluster_rechecks_total",
-            "Re-check slices run (each wakes a share of the local connections).",
-            get(&c.rechecks),
-        );
+        let counters: [(&str, &str, &AtomicU64); 9] = [
+            (
+                "hush_cluster_messages_published_total",
+                "Wake-ups, channel posts and ephemeral payloads published for other nodes.",
+                &c.published,
+            ),
+            (
+                "hush_cluster_messages_dropped_total",
+                "Wake-ups, channel posts and ephemeral payloads not published (outbox full or NATS closed); the re-check (for a channel post, the held fetch's own wait) delivers what they announced.",
+                &c.dropped,
+            ),
+            (
+                "hush_cluster_messages_received_total",
+                "Messages received from other nodes for devices connected here, and channel posts stored on other nodes.",
+                &c.received,
+            ),
+            (
+                "hush_cluster_envelopes_carried_total",
+                "Written envelopes sent with their wake-up to the node of their device, which hands them over without reading them back.",
+                &c.carried_out,
+            ),
+            (
+                "hush_cluster_envelopes_received_total",
+                "Envelopes received from other nodes for devices connected here.",
+                &c.carried_in,
+            ),
+            (
+                "hush_cluster_sends_forwarded_total",
+                "Sends asked of the node that holds their recipient's connection.",
+                &c.forwarded_out,
+            ),
+            (
+                "hush_cluster_sends_taken_total",
+                "Sends other nodes asked of this one for devices connected here.",
+                &c.forwarded_in,
+            ),
+            (
+                "hush_cluster_connections_replaced_total",
+                "Connections closed here because the device connected to another node.",
+                &c.replaced,
+            ),
+            (
+                "hush_cluster_rechecks_total",
+                "Re-check slices run (each wakes a share of the local connections).",
+                &c.rechecks,
+            ),
+        ];
+        for (name, help, value) in counters {
+            out.add(
+                name,
+                help,
+                Exposition::counter(value.load(Ordering::Relaxed)),
+            );
+        }
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // The handler holds the node's state, which holds the hub and so
+        // the bus: let go of it.
+        self.bus.forwards.set(None);
         for t in &self.tasks {
             t.abort();
         }
@@ -376,6 +474,7 @@ struct Bus {
     prefix: String,
     hub: Weak<Hub>,
     outbox: mpsc::Sender<(String, Bytes)>,
+    forwards: Arc<Forwards>,
     /// Device -> (connection id, its subscription task).
     subs: Mutex<HashMap<DeviceKey, (u64, AbortHandle)>>,
 }
@@ -405,11 +504,14 @@ impl Bus {
 impl Remote for Bus {
     fn attached(&self, device: &DeviceKey, conn: u64) {
         let task = tokio::spawn(follow(
-            self.counters.clone(),
-            self.client.clone(),
+            Follower {
+                counters: self.counters.clone(),
+                client: self.client.clone(),
+                node: self.node.clone(),
+                hub: self.hub.clone(),
+                forwards: self.forwards.clone(),
+            },
             subject(&self.prefix, device),
-            self.node.clone(),
-            self.hub.clone(),
             device.clone(),
             conn,
         ));
@@ -466,15 +568,46 @@ impl Remote for Bus {
 /// Follows one local connection's subject: claims the device for this
 /// connection, then hands wake-ups and ephemeral payloads to the hub and
 /// closes the connection when a newer one claims the device elsewhere.
-async fn follow(
+/// What a device's subscription task works with.
+struct Follower {
     counters: Arc<Counters>,
     client: Client,
-    subject: String,
     node: Arc<str>,
     hub: Weak<Hub>,
-    device: DeviceKey,
-    conn: u64,
-) {
+    forwards: Arc<Forwards>,
+}
+
+impl Follower {
+    /// Takes a send asked of this node for `device` and answers on `reply`
+    /// (in a task of its own: the subscription goes on meanwhile).
+    fn take(&self, device: &DeviceKey, msg: &async_nats::Message, sealed: &[u8]) {
+        let (Some(reply), Some((handler, key))) = (msg.reply.clone(), self.forwards.get()) else {
+            return;
+        };
+        let Some(send) = open_forward(&key, &msg.subject, sealed) else {
+            tracing::debug!("a send asked of this node did not open");
+            return;
+        };
+        bump(&self.counters.forwarded_in);
+        let client = self.client.clone();
+        let device = device.clone();
+        tokio::spawn(async move {
+            let answer = handler(device, send).await;
+            if let Err(e) = client.publish(reply, vec![answer as u8].into()).await {
+                tracing::debug!(error = %e, "NATS publish failed");
+            }
+        });
+    }
+}
+
+async fn follow(f: Follower, subject: String, device: DeviceKey, conn: u64) {
+    let Follower {
+        counters,
+        client,
+        node,
+        hub,
+        ..
+    } = &f;
     let mut sub = match client.subscribe(subject.clone()).await {
         Ok(s) => s,
         Err(e) => {
@@ -504,6 +637,7 @@ async fn follow(
                 bump(&counters.carried_in);
                 hub.deliver_local(&device, carried(e));
             }
+            Some(Frame::Forward(sealed)) => f.take(&device, &msg, sealed),
             Some(Frame::Ephemeral(p)) => {
                 hub.send_ephemeral_local(&device, msg.payload.slice_ref(p));
             }

@@ -47,6 +47,10 @@ pub struct FileConfig {
     /// connection re-reads its queue in case a wake-up was lost
     #[serde(rename = "recheck-interval")]
     pub recheck_interval: Option<String>,
+    /// `early-across-nodes = true`: in a cluster, number each device's queue
+    /// on the node it is connected to (decision 0046; experimental).
+    #[serde(rename = "early-across-nodes")]
+    pub early_across_nodes: Option<bool>,
     /// `attachments`: "s3://BUCKET[/PREFIX]", "file:///PATH" or a directory
     pub attachments: Option<String>,
     /// `drain-delay`, such as "10s": on shutdown, how long to keep answering

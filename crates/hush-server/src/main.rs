@@ -75,6 +75,13 @@ struct Opts {
     /// wake-up was lost (default 30s).
     #[arg(long, env = "HUSH_RECHECK_INTERVAL", global = true)]
     recheck_interval: Option<String>,
+    /// In a cluster, each node numbers the queues of the devices connected
+    /// to it and hands sends to other nodes' devices over NATS, so that an
+    /// acknowledgement within the commit window spares the write (decision
+    /// 0046). Experimental: a device that reconnects while sends to it are
+    /// under way can get one twice.
+    #[arg(long, env = "HUSH_EARLY_ACROSS_NODES", global = true)]
+    early_across_nodes: bool,
     /// Where attachments live: s3://BUCKET[/PREFIX] (AWS_* variables
     /// configure it), file:///PATH or a directory (default DATA_DIR/blobs).
     #[arg(long, env = "HUSH_ATTACHMENTS", global = true)]
@@ -341,6 +348,7 @@ fn resolve(opts: Opts) -> anyhow::Result<Config> {
                     anyhow::bail!("--recheck-interval must be more than 0");
                 }
             }
+            c.early_across_nodes = opts.early_across_nodes || file.early_across_nodes == Some(true);
             Some(c)
         }
     };
@@ -389,13 +397,18 @@ async fn open_store(
                 .context("cannot connect to PostgreSQL")?;
             // Alone, the node numbers and hands over envelopes before their
             // write; in a cluster, it makes sure no node runs alone beside it.
-            match (serve, config.cluster.is_some()) {
+            match (serve, &config.cluster) {
                 (false, _) => {}
-                (true, true) => store
-                    .join_cluster()
-                    .await
-                    .context("cannot join the cluster")?,
-                (true, false) => store
+                (true, Some(cluster)) => {
+                    store
+                        .join_cluster()
+                        .await
+                        .context("cannot join the cluster")?;
+                    if cluster.early_across_nodes {
+                        store.number_devices_here()?;
+                    }
+                }
+                (true, None) => store
                     .serve_alone(&node_name(&config.data_dir))
                     .await
                     .context("cannot serve this database alone")?,

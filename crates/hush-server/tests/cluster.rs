@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use common::cluster::*;
 use common::pg::{PgSchema, env, unique};
-use common::{connect_ws, register_at};
+use common::{Ws, connect_ws, register_at};
 use hush_server::app::{AppState, Settings};
 use hush_server::blobs::Blobs;
 use hush_server::cluster::ClusterConfig;
@@ -33,7 +33,18 @@ use hush_wire::ws::ServerFrame;
 async fn users_on_three_nodes_chat_one_to_one_and_in_a_group() {
     let Some(env) = env() else { return };
     let _serial = SERIAL.lock().await;
-    let c = three_nodes(&env, &env.nats).await;
+    chat_on_three_nodes(three_nodes(&env, &env.nats).await).await;
+}
+
+/// The same with nodes that number their devices' queues (decision 0046).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_on_three_nodes_numbering_early_chat_alike() {
+    let Some(env) = env() else { return };
+    let _serial = SERIAL.lock().await;
+    chat_on_three_nodes(three_nodes_early(&env, &env.nats).await).await;
+}
+
+async fn chat_on_three_nodes(c: Cluster) {
     let [a, b, n3] = [&c.nodes[0], &c.nodes[1], &c.nodes[2]];
     let alice = register_at(&c.http, &a.url(), "alice", 1).await.devices[0]
         .token
@@ -125,15 +136,55 @@ async fn users_on_three_nodes_chat_one_to_one_and_in_a_group() {
     }
 }
 
-/// A message written on one node travels over NATS with its wake-up, and
-/// the recipient's node hands it over as a local send would, without
-/// reading it back from PostgreSQL; a payload too large to carry gets a
-/// plain wake-up and is read.
+/// A send to a device connected to another node is taken by that node
+/// (decision 0046): it hands it over before its write, and the device's
+/// acknowledgement spares the write there, as on a node alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_between_nodes_travels_with_its_wake_up() {
+async fn a_send_to_another_node_is_acknowledged_there_before_its_write() {
     let Some(env) = env() else { return };
     let _serial = SERIAL.lock().await;
-    let c = three_nodes(&env, &env.nats).await;
+    let c = three_nodes_early(&env, &env.nats).await;
+    let [a, b] = [&c.nodes[0], &c.nodes[1]];
+    let (alice, bob, mut bob_ws) = alice_on_a_bob_on_b(&c).await;
+    let before = metric(&c, b, "hush_envelopes_unwritten_total").await;
+    for i in 0..10 {
+        let body = format!("early {i}");
+        // Bob reads and acknowledges while the send waits for its answer.
+        let sent = tokio::spawn({
+            let (http, url, alice) = (c.http.clone(), a.url(), alice.clone());
+            let req = message(&[("bob", 1)], body.as_bytes());
+            async move { send(&http, &url, &alice, req).await.status() }
+        });
+        assert_eq!(envelope(&mut bob_ws).await.payload, body.as_bytes());
+        assert_eq!(sent.await.unwrap(), 200);
+    }
+    assert_eq!(
+        metric(&c, a, "hush_cluster_sends_forwarded_total").await,
+        10
+    );
+    assert_eq!(metric(&c, b, "hush_cluster_sends_taken_total").await, 10);
+    // Acknowledged within the window: never written (the counter is the
+    // process's, and the tests of this file run one at a time).
+    let spared = metric(&c, b, "hush_envelopes_unwritten_total").await - before;
+    assert!(spared >= 8, "only {spared} of 10 spared their write");
+    // An offline device's send is written by the sender's node instead.
+    drop(bob_ws);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = send(
+        &c.http,
+        &a.url(),
+        &alice,
+        message(&[("bob", 1)], b"offline"),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let mut bob_ws = connect_ws(b.addr, &bob).await;
+    assert_eq!(envelope(&mut bob_ws).await.payload, b"offline");
+}
+
+/// Alice registered on the first node, Bob on the second and connected
+/// there: their tokens and Bob's connection.
+async fn alice_on_a_bob_on_b(c: &Cluster) -> (String, String, Ws) {
     let [a, b] = [&c.nodes[0], &c.nodes[1]];
     let alice = register_at(&c.http, &a.url(), "alice", 1).await.devices[0]
         .token
@@ -141,47 +192,66 @@ async fn a_message_between_nodes_travels_with_its_wake_up() {
     let bob = register_at(&c.http, &b.url(), "bob", 2).await.devices[0]
         .token
         .clone();
-    let mut bob_ws = connected(b.addr, &bob).await;
+    let bob_ws = connected(b.addr, &bob).await;
+    (alice, bob, bob_ws)
+}
+
+/// A counter of a node's `/metrics`.
+async fn metric(c: &Cluster, n: &Node, name: &str) -> u64 {
+    let text = c
+        .http
+        .get(format!("{}/metrics", n.url()))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing: {text}"))
+}
+
+/// A send written on one node (here commits, which are never handed over
+/// before their write) travels over NATS with its wake-up, and the
+/// recipient's node hands it over as a local send would, without reading
+/// it back from PostgreSQL; a payload too large to carry gets a plain
+/// wake-up and is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_between_nodes_travels_with_its_wake_up() {
+    let Some(env) = env() else { return };
+    let _serial = SERIAL.lock().await;
+    let c = three_nodes(&env, &env.nats).await;
+    let [a, b] = [&c.nodes[0], &c.nodes[1]];
+    let (alice, _, mut bob_ws) = alice_on_a_bob_on_b(&c).await;
+    let big = vec![7u8; 20 << 10];
     let mut seqs = Vec::new();
-    for i in 0..3 {
-        let body = format!("carried {i}");
-        let r = send(
-            &c.http,
-            &a.url(),
-            &alice,
-            message(&[("bob", 1)], body.as_bytes()),
-        )
-        .await;
+    for epoch in 0..4u8 {
+        let body = match epoch {
+            3 => big.clone(),
+            _ => format!("commit {epoch}").into_bytes(),
+        };
+        let mut commit = message(&[("bob", 1)], &body);
+        commit.commit = Some(CommitClaim {
+            group_id: Bytes(b"carried".to_vec()),
+            epoch: u64::from(epoch),
+            token: Bytes(vec![epoch; 32]),
+            next_token_hash: Bytes(hush_proto::commit_token::token_hash(&[epoch + 1; 32]).to_vec()),
+        });
+        let r = send(&c.http, &a.url(), &alice, commit).await;
         assert_eq!(r.status(), 200);
         let e = envelope(&mut bob_ws).await;
-        assert_eq!(e.payload, body.as_bytes());
-        assert!(e.relay_tag.is_some(), "the franking tag travels too");
+        assert_eq!(e.payload, body);
         seqs.push(e.seq);
     }
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
-    let big = vec![7u8; 20 << 10];
-    let r = send(&c.http, &a.url(), &alice, message(&[("bob", 1)], &big)).await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(envelope(&mut bob_ws).await.payload, big);
-    let count = |metrics: &str, name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
-    };
-    let scrape = |n: &Node| {
-        let req = c
-            .http
-            .get(format!("{}/metrics", n.url()))
-            .bearer_auth(METRICS_TOKEN);
-        async move { req.send().await.unwrap().text().await.unwrap() }
-    };
     assert_eq!(
-        count(&scrape(a).await, "hush_cluster_envelopes_carried_total"),
+        metric(&c, a, "hush_cluster_envelopes_carried_total").await,
         3
     );
     assert_eq!(
-        count(&scrape(b).await, "hush_cluster_envelopes_received_total"),
+        metric(&c, b, "hush_cluster_envelopes_received_total").await,
         3
     );
 }

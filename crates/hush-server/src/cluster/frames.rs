@@ -2,7 +2,14 @@
 //! of the same deployment, not from users; still, anything malformed
 //! decodes to `None` and is dropped, never a panic.
 
+use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use bytes::Bytes;
+
+use super::forward::ForwardedSend;
 use crate::hub::Pushed;
+
+/// Bytes of the authentication tag a sealed forward ends with.
+const TAG_LEN: usize = 16;
 
 pub(super) const WAKE: u8 = 1;
 pub(super) const EPHEMERAL: u8 = 2;
@@ -10,6 +17,7 @@ pub(super) const CLAIM: u8 = 3;
 pub(super) const REVOKE: u8 = 4;
 pub(super) const CHANNEL_POSTED: u8 = 5;
 pub(super) const ENVELOPE: u8 = 6;
+pub(super) const FORWARD: u8 = 7;
 
 /// Largest payload carried with its wake-up; a larger envelope gets a plain
 /// wake-up and is read from the database by the device's node.
@@ -32,6 +40,94 @@ pub(super) fn encode_envelope(e: &Pushed) -> Option<Vec<u8>> {
     frame.extend_from_slice(tag);
     frame.extend_from_slice(&e.payload);
     Some(frame)
+}
+
+/// The frame that asks a device's node to take a send for it: tag, nonce,
+/// then sealed under the cluster's key (bound to the device's subject): time
+/// received, expiry, whether a relay tag follows (0 or 1), the relay tag,
+/// the message. NATS sees its size, not the message's group or epoch.
+pub(super) fn seal_forward(key: &ForwardKey, subject: &str, f: &ForwardedSend) -> Option<Vec<u8>> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+    let mut frame = Vec::with_capacity(1 + NONCE_LEN + 50 + f.message.len() + TAG_LEN);
+    frame.push(FORWARD);
+    frame.extend_from_slice(&nonce);
+    let mut body = Vec::with_capacity(50 + f.message.len() + TAG_LEN);
+    body.extend_from_slice(&f.received_at_ms.to_be_bytes());
+    body.extend_from_slice(&f.expires_at_ms.to_be_bytes());
+    match &f.relay_tag {
+        Some(tag) => {
+            body.push(1);
+            body.extend_from_slice(tag);
+        }
+        None => body.push(0),
+    }
+    body.extend_from_slice(&f.message);
+    key.cipher()?
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(subject.as_bytes()),
+            &mut body,
+        )
+        .ok()?;
+    frame.extend_from_slice(&body);
+    Some(frame)
+}
+
+/// Opens what [`seal_forward`] sealed for `subject`; `None` if it was not
+/// sealed under `key` for that subject, or is malformed.
+pub(super) fn open_forward(
+    key: &ForwardKey,
+    subject: &str,
+    sealed: &[u8],
+) -> Option<ForwardedSend> {
+    let (nonce, body) = sealed.split_at_checked(NONCE_LEN)?;
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut body = body.to_vec();
+    let plain = key
+        .cipher()?
+        .open_in_place(nonce, Aad::from(subject.as_bytes()), &mut body)
+        .ok()?;
+    let (received, rest) = plain.split_at_checked(8)?;
+    let (expires, rest) = rest.split_at_checked(8)?;
+    let (&has_tag, rest) = rest.split_first()?;
+    let (relay_tag, message) = match has_tag {
+        0 => (None, rest),
+        1 => {
+            let (tag, message) = rest.split_at_checked(32)?;
+            (Some(<[u8; 32]>::try_from(tag).ok()?), message)
+        }
+        _ => return None,
+    };
+    (!message.is_empty()).then(|| ForwardedSend {
+        message: Bytes::copy_from_slice(message),
+        relay_tag,
+        received_at_ms: u64::from_be_bytes(received.try_into().unwrap_or_default()),
+        expires_at_ms: u64::from_be_bytes(expires.try_into().unwrap_or_default()),
+    })
+}
+
+/// The cluster's key for the sends nodes ask of one another, shared by
+/// every node through the database (`server_secrets`).
+#[derive(Clone)]
+pub struct ForwardKey([u8; 32]);
+
+impl ForwardKey {
+    /// The key from its stored bytes.
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    fn cipher(&self) -> Option<LessSafeKey> {
+        let key = UnboundKey::new(&CHACHA20_POLY1305, &self.0).ok()?;
+        Some(LessSafeKey::new(key))
+    }
+}
+
+impl std::fmt::Debug for ForwardKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ForwardKey(..)")
+    }
 }
 
 fn decode_envelope(bytes: &[u8]) -> Option<Carried<'_>> {
@@ -66,8 +162,13 @@ pub(super) enum Frame<'a> {
     Wake,
     Revoke,
     Ephemeral(&'a [u8]),
-    Claim { at: u64, node: &'a [u8] },
+    Claim {
+        at: u64,
+        node: &'a [u8],
+    },
     Envelope(Carried<'a>),
+    /// A send asked of this node, sealed under the cluster's key.
+    Forward(&'a [u8]),
 }
 
 /// A written envelope carried to the device's node.
@@ -93,6 +194,7 @@ pub(super) fn decode(bytes: &[u8]) -> Option<Frame<'_>> {
             (!node.is_empty()).then_some(Frame::Claim { at, node })
         }
         ENVELOPE => decode_envelope(rest).map(Frame::Envelope),
+        FORWARD => Some(Frame::Forward(rest)),
         _ => None,
     }
 }
@@ -181,6 +283,44 @@ mod tests {
     }
 
     #[test]
+    fn a_forwarded_send_opens_only_with_its_key_and_subject() {
+        let key = ForwardKey::new([9; 32]);
+        for relay_tag in [Some([5u8; 32]), None] {
+            let f = ForwardedSend {
+                message: Bytes::from_static(b"mls"),
+                relay_tag,
+                received_at_ms: 3,
+                expires_at_ms: 4,
+            };
+            let frame = seal_forward(&key, "p.d.u61.1", &f).expect("sealed");
+            let Some(Frame::Forward(sealed)) = decode(&frame) else {
+                panic!("a forward frame")
+            };
+            let back = open_forward(&key, "p.d.u61.1", sealed).expect("opens");
+            assert_eq!(
+                (
+                    back.message,
+                    back.relay_tag,
+                    back.received_at_ms,
+                    back.expires_at_ms
+                ),
+                (f.message.clone(), relay_tag, 3, 4)
+            );
+            // Another device's subject, another key, or a flipped byte: refused.
+            assert!(open_forward(&key, "p.d.u62.1", sealed).is_none());
+            assert!(open_forward(&ForwardKey::new([8; 32]), "p.d.u61.1", sealed).is_none());
+            for i in 0..sealed.len() {
+                let mut bad = sealed.to_vec();
+                bad[i] ^= 1;
+                assert!(open_forward(&key, "p.d.u61.1", &bad).is_none(), "byte {i}");
+            }
+            for cut in 0..sealed.len() {
+                assert!(open_forward(&key, "p.d.u61.1", &sealed[..cut]).is_none());
+            }
+        }
+    }
+
+    #[test]
     fn random_bytes_never_panic_the_decoders() {
         use rand::{Rng as _, SeedableRng as _};
         let mut rng = rand::rngs::StdRng::seed_from_u64(18);
@@ -192,6 +332,7 @@ mod tests {
             }
             let _ = decode(&bytes);
             let _ = decode_channel_posted(&bytes);
+            let _ = open_forward(&ForwardKey::new([1; 32]), "s", &bytes);
         }
     }
 }

@@ -20,6 +20,7 @@
 
 mod conn;
 mod early;
+mod routed;
 mod send;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -29,6 +30,7 @@ pub use conn::{
     MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, StartSend,
 };
 pub use early::EarlyAck;
+pub use routed::take_forwarded;
 pub use send::accept;
 
 /// The server's clock, in ms since the Unix epoch.

@@ -136,12 +136,12 @@ pub async fn accept(
 }
 
 /// A send checked and ready to store.
-struct Prepared<'a> {
+pub(super) struct Prepared<'a> {
     /// The MLS message as the sender made it.
-    message: &'a [u8],
-    claim: Option<EpochClaim>,
-    received_at_ms: u64,
-    expires_at_ms: u64,
+    pub(super) message: &'a [u8],
+    pub(super) claim: Option<EpochClaim>,
+    pub(super) received_at_ms: u64,
+    pub(super) expires_at_ms: u64,
 }
 
 /// Seals the message and stores it for every recipient. A recipient whose
@@ -157,8 +157,16 @@ async fn store_to_those_present(
     let mut missing = Vec::new();
     for attempt in 1..=SEND_ATTEMPTS {
         let stored = match &send.claim {
-            Some(claim) => store_commit(state, &recipients, &relay_tags, &send, claim).await?,
-            None => store_early(state, &recipients, &relay_tags, &send).await?,
+            Some(claim) => {
+                store_written(state, &recipients, &relay_tags, &send, Some(claim)).await?
+            }
+            None => match state.cluster.as_ref().filter(|c| c.asks_other_nodes()) {
+                Some(cluster) => {
+                    super::routed::store_routed(state, cluster, &recipients, &relay_tags, &send)
+                        .await?
+                }
+                None => store_early(state, &recipients, &relay_tags, &send).await?,
+            },
         };
         match stored {
             Err(StoreError::NotFound) if attempt < SEND_ATTEMPTS => {
@@ -243,7 +251,7 @@ async fn missing_devices(
 /// written is sealed, and a recipient connected here has its header sealed
 /// only if its envelope is written (decision 0013). The outer error is the
 /// sealing's, the inner the store's.
-async fn store_early(
+pub(super) async fn store_early(
     state: &AppState,
     recipients: &[DeviceKey],
     relay_tags: &[[u8; 32]],
@@ -308,15 +316,16 @@ async fn store_early(
     Ok(Ok(()))
 }
 
-/// Stores a commit for every recipient if it wins its epoch, then hands it
-/// to the recipients connected here, sealed. The outer error is the
-/// sealing's, the inner the store's.
-async fn store_commit(
+/// Writes a send for every recipient (a commit only if it wins its epoch),
+/// sealed, then hands it to the recipients connected here and carries it to
+/// the others' nodes. The outer error is the sealing's, the inner the
+/// store's.
+pub(super) async fn store_written(
     state: &AppState,
     recipients: &[DeviceKey],
     relay_tags: &[[u8; 32]],
     send: &Prepared<'_>,
-    claim: &EpochClaim,
+    claim: Option<&EpochClaim>,
 ) -> Result<Result<(), StoreError>, Failure> {
     let sealed = crate::sealing::seal(state, recipients, send.message, relay_tags).await?;
     let shared: Arc<[u8]> = sealed.body.as_slice().into();
@@ -330,7 +339,7 @@ async fn store_commit(
     };
     let seqs = match state
         .store
-        .enqueue(recipients, envelope, Some(claim.clone()))
+        .enqueue(recipients, envelope, claim.cloned())
         .await
     {
         Ok(seqs) => seqs,

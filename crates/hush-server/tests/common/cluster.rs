@@ -53,10 +53,28 @@ pub async fn node(
     blobs: &Path,
     settings: Settings,
 ) -> Node {
+    node_with(pg, nats, prefix, blobs, settings, false).await
+}
+
+/// [`node`], numbering the queues of its devices early if `early`
+/// (`--early-across-nodes`, decision 0046).
+pub async fn node_with(
+    pg: &PgSchema,
+    nats: &str,
+    prefix: &str,
+    blobs: &Path,
+    settings: Settings,
+    early: bool,
+) -> Node {
     let store = PostgresStore::connect(&pg.node_url()).await.unwrap();
+    store.join_cluster().await.unwrap();
+    if early {
+        store.number_devices_here().unwrap();
+    }
     let mut cluster = ClusterConfig::new(nats);
     cluster.subject_prefix = prefix.to_owned();
     cluster.recheck = Duration::from_secs(3600);
+    cluster.early_across_nodes = early;
     let shared = Blobs::open(&format!("file://{}", blobs.display())).unwrap();
     let state = AppState::new(Arc::new(store), shared, settings)
         .join_cluster(cluster)
@@ -91,12 +109,22 @@ pub struct Cluster {
 }
 
 pub async fn three_nodes(env: &Env, nats: &str) -> Cluster {
+    three_nodes_with(env, nats, false).await
+}
+
+/// Three nodes that number their devices' queues early (decision 0046).
+pub async fn three_nodes_early(env: &Env, nats: &str) -> Cluster {
+    three_nodes_with(env, nats, true).await
+}
+
+async fn three_nodes_with(env: &Env, nats: &str, early: bool) -> Cluster {
     let pg = PgSchema::create(&env.pg).await;
     let prefix = unique("t");
     let blobs = tempfile::tempdir().unwrap();
     let mut nodes = Vec::new();
     for _ in 0..3 {
-        nodes.push(node(&pg, nats, &prefix, blobs.path(), settings()).await);
+        let n = node_with(&pg, nats, &prefix, blobs.path(), settings(), early).await;
+        nodes.push(n);
     }
     Cluster {
         nodes,
