@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# relay through 1 SQLite node, 1 PostgreSQL node, and 2 PostgreSQL+NATS nodes,
-# in one sitting, each with the raw relay baseline of its own run.
+# relay through 1 SQLite node, 1 PostgreSQL node, and 2 PostgreSQL+NATS nodes
+# (without and with --early-across-nodes), in one sitting, each with the raw
+# relay baseline of its own run. With two servers hush-bench puts half the pairs
+# across nodes.
 set -u
 # Run from anywhere; the binaries come from this repository's release build
 # (`cargo build --release -p hush-server -p hush-bench`) unless named.
@@ -28,6 +30,11 @@ p1=$(start 7801 --database "$url" --nats nats://127.0.0.1:4222)
 p2=$(start 7802 --database "$url" --nats nats://127.0.0.1:4222)
 run "two nodes, PostgreSQL + NATS" --server http://127.0.0.1:7801 --server http://127.0.0.1:7802
 run "one of the two nodes (same cluster)" --server http://127.0.0.1:7801
+kill $p1 $p2; wait 2>/dev/null
+p1=$(start 7801 --database "$url" --nats nats://127.0.0.1:4222 --early-across-nodes)
+p2=$(start 7802 --database "$url" --nats nats://127.0.0.1:4222 --early-across-nodes)
+run "two nodes, PostgreSQL + NATS, --early-across-nodes" --server http://127.0.0.1:7801 --server http://127.0.0.1:7802
+run "one of the two nodes (same cluster, --early-across-nodes)" --server http://127.0.0.1:7801
 kill $p1 $p2; wait 2>/dev/null
 psql "$PG" -qc "DROP SCHEMA $schema CASCADE" >/dev/null
 rm -rf "$d"
