@@ -17,6 +17,11 @@
 //! writes none if another node alone did ([`Standing`]). Cluster nodes
 //! hold the same lease under one shared name, so a node without `--nats`
 //! cannot start beside them, nor they beside it.
+//!
+//! A cluster node started with `--early-across-nodes` runs the same
+//! numbering and writer for the devices it claims one by one, with the
+//! claims' fence instead of the lease's ([`Fence::Owner`],
+//! [`super::postgres_owned`], decision 0046).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
