@@ -26,7 +26,10 @@
 //!   subscription (a flush), then stamps the connection with the time and
 //!   publishes that claim on the device's subject. A node holding an older
 //!   connection of the device (earlier stamp; ties broken by node id) closes
-//!   it. Both nodes compare the same pair, so at most one survives.
+//!   it, drops it from its hub at once and wakes the device's new node (so
+//!   it reads what the old connection was handed meanwhile; a send does not
+//!   wake other nodes for a device connected to its own). Both nodes
+//!   compare the same pair, so at most one survives.
 //! - When a device is removed or its token rotated, its node closes the
 //!   connection it holds and publishes a revocation on the device's subject,
 //!   so the node that holds it (if another) closes it too. Suspensions come

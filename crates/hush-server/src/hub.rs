@@ -312,12 +312,12 @@ impl Hub {
             }
         }
         // Those not here get the envelope itself if it is written (the node
-        // that holds them then need not read it back), else a wake-up; those
-        // here a wake-up, in case they just moved.
+        // that holds them then need not read it back), else a wake-up. One
+        // here that just moved is woken on its new node when the old
+        // connection is replaced ([`Hub::kick_replaced`]).
         if let Some(r) = self.remote.get() {
             for (i, ((device, seq), took)) in recipients.iter().zip(seqs).zip(&taken).enumerate() {
                 if *took || self.is_connected(device) {
-                    r.wake(device);
                     continue;
                 }
                 let e = envelope(i, *seq);
@@ -367,10 +367,30 @@ impl Hub {
 
     /// Closes the device's connection `id` here, if it is still the current
     /// one: a newer connection of the device registered on another node.
+    ///
+    /// The connection leaves the hub at once, so that every send from then
+    /// on reaches the device through the [`Remote`]; and the device's new
+    /// node is woken, so that it reads what was handed to the old
+    /// connection here and written since its own read (sends do not wake
+    /// other nodes for a device connected here).
     pub fn kick_replaced(&self, device: &DeviceKey, id: u64) {
-        if let Some(c) = self.lock().get(device).filter(|c| c.id == id) {
+        let old = {
+            let mut conns = self.lock();
+            if conns.get(device).is_none_or(|c| c.id != id) {
+                return;
+            }
+            let old = conns.remove(device);
+            if let Some(r) = self.remote.get() {
+                r.detached(device, id);
+            }
+            old
+        };
+        if let Some(c) = old {
             c.mailbox.why.store(KICK_REPLACED, Ordering::Release);
             c.mailbox.kick.notify_one();
+        }
+        if let Some(r) = self.remote.get() {
+            r.wake(device);
         }
     }
 
@@ -450,7 +470,10 @@ mod tests {
 
     impl Remote for Recorded {
         fn attached(&self, _: &DeviceKey, _: u64) {}
-        fn detached(&self, _: &DeviceKey, _: u64) {}
+        fn detached(&self, device: &DeviceKey, _: u64) {
+            let gone = format!("{} left", device.username);
+            self.0.lock().unwrap().push((gone, None));
+        }
         fn wake(&self, device: &DeviceKey) {
             self.0.lock().unwrap().push((device.username.clone(), None));
         }
@@ -490,16 +513,48 @@ mod tests {
         let names = |v: &[(&str, Option<u64>)]| -> Vec<(String, Option<u64>)> {
             v.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect()
         };
-        // Connected here: a wake-up in case it just moved. Written: the
-        // envelope. Not yet written (it may still be spared): a wake-up.
+        // Connected here: nothing for other nodes. Written: the envelope.
+        // Not yet written (it may still be spared): a wake-up.
         assert_eq!(
             seen,
-            names(&[
-                ("here", None),
-                ("written", Some(2)),
-                ("pending", None),
-                ("taken", Some(4))
-            ])
+            names(&[("written", Some(2)), ("pending", None), ("taken", Some(4))])
         );
+    }
+
+    #[test]
+    fn a_replaced_connection_leaves_the_hub_and_wakes_the_new_node() {
+        let hub = Hub::default();
+        let remote = Arc::new(Recorded::default());
+        hub.set_remote(remote.clone());
+        let moved = DeviceKey::new("moved", 1);
+        let old = hub.register(&moved);
+        // A newer connection elsewhere claims the device: the old one is
+        // kicked and gone at once, and the new node hears to read again.
+        hub.kick_replaced(&moved, old.id);
+        assert!(!hub.is_connected(&moved));
+        assert_eq!(old.why.load(Ordering::Acquire), KICK_REPLACED);
+        let seen = remote.0.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [("moved left".to_owned(), None), ("moved".to_owned(), None)]
+        );
+        // From then on a send reaches it through the other nodes.
+        let took = hub.deliver_all(std::slice::from_ref(&moved), &[7], |_, seq| Pushed {
+            seq,
+            received_at_ms: 0,
+            relay_tag: None,
+            payload: vec![1u8].into(),
+            early: None,
+        });
+        assert_eq!(took, [false]);
+        assert_eq!(
+            remote.0.lock().unwrap().last(),
+            Some(&("moved".to_owned(), Some(7)))
+        );
+        // A stale kick (another connection id) changes nothing.
+        let newer = hub.register(&moved);
+        hub.kick_replaced(&moved, old.id);
+        assert!(hub.is_connected(&moved));
+        drop(newer);
     }
 }
