@@ -362,24 +362,11 @@ async fn a_device_that_moves_to_another_node_closes_its_older_connection() {
     assert_eq!(r.status(), 200);
     assert_eq!(envelope(&mut third).await.payload, b"last");
     // Node B counted the takeover in its metrics.
-    let metrics = c
-        .http
-        .get(format!("{}/metrics", b.url()))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("hush_cluster_connections_replaced_total 1\n"),
-        "{metrics}"
+    assert_eq!(
+        metric(&c, b, "hush_cluster_connections_replaced_total").await,
+        1
     );
-    assert!(
-        metrics.contains("hush_cluster_nats_connected 1\n"),
-        "{metrics}"
-    );
+    assert_eq!(metric(&c, b, "hush_cluster_nats_connected").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
