@@ -268,7 +268,11 @@ async fn insert(
         Fence::Owner { .. } => OWNER_FENCE,
     };
     let sql = format!("WITH {fence_sql}{WRITES}");
-    let claims = super::postgres_owned::claims_of(jobs);
+    // The claims only a cluster node's fence needs (none for a node alone).
+    let claims = match fence {
+        Fence::Owner { .. } => super::postgres_owned::claims_of(jobs),
+        Fence::Lease { .. } => Default::default(),
+    };
     let query = sqlx::query_scalar(&sql);
     let query = match fence {
         Fence::Lease { holder, token } => query.bind(QUEUES_LEASE).bind(holder).bind(*token),

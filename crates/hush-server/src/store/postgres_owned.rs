@@ -82,7 +82,7 @@ pub(super) async fn raise_claims(
 
 /// The claims a batch's numbers were taken under: each device and token
 /// once, as the columns of the fence's `unnest`.
-pub(super) fn claims_of(jobs: &[&EarlyJob]) -> (Vec<String>, Vec<i64>, Vec<i64>) {
+pub(super) fn claims_of<'a>(jobs: &[&'a EarlyJob]) -> (Vec<&'a str>, Vec<i64>, Vec<i64>) {
     let mut pairs: Vec<(&str, i64, i64)> = jobs
         .iter()
         .flat_map(|j| j.recipients.iter().zip(&j.tokens))
@@ -94,7 +94,7 @@ pub(super) fn claims_of(jobs: &[&EarlyJob]) -> (Vec<String>, Vec<i64>, Vec<i64>)
     let mut ids = Vec::with_capacity(pairs.len());
     let mut tokens = Vec::with_capacity(pairs.len());
     for (u, i, t) in pairs {
-        names.push(u.to_owned());
+        names.push(u);
         ids.push(i);
         tokens.push(t);
     }
